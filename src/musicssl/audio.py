@@ -1,0 +1,229 @@
+"""Decode, resample, downmix and crop audio. Nothing else in musicssl opens sound files.
+
+Every function takes the sample rate explicitly and returns float32 arrays with time on the
+last axis. Decoding is by libsndfile (through ``soundfile``: WAV, FLAC, OGG/Vorbis/Opus, MP3,
+AIFF, ...), resampling by ``soxr``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from musicssl.errors import AudioError, MusicSSLError
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au")
+
+# Blocks of this many frames bound memory when a whole file is scanned.
+_BLOCK_FRAMES = 1 << 20
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the header of an audio file says, checked against what can be decoded."""
+
+    sr: int
+    frames: int
+    channels: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sr
+
+
+def is_audio_path(path: str | os.PathLike) -> bool:
+    """True when the file name has one of ``AUDIO_EXTENSIONS`` (case-insensitive)."""
+    return str(path).lower().endswith(AUDIO_EXTENSIONS)
+
+
+def info(path: str | os.PathLike) -> AudioInfo:
+    """Read the header of an audio file.
+
+    Raises:
+        AudioError: the file is missing, empty, not audio, or its header cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+    try:
+        header = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise AudioError(path, f"not readable as audio ({_reason(error)})") from None
+    return AudioInfo(
+        sr=int(header.samplerate), frames=int(header.frames), channels=int(header.channels)
+    )
+
+
+def check(path: str | os.PathLike, *, silence_db: float = -90.0) -> AudioInfo:
+    """Decode a whole file block by block and check that it is usable audio.
+
+    Memory is bounded by one block, whatever the file's length.
+
+    Args:
+        path: the audio file.
+        silence_db: a file whose peak is below this level (dBFS) is reported as silent.
+
+    Returns:
+        The file's ``AudioInfo``, with ``frames`` the number of frames actually decoded.
+
+    Raises:
+        AudioError: with the reason: empty, truncated, corrupt, not audio, or all silent.
+    """
+    path = Path(path)
+    header = info(path)
+    declared = _declared_wav_frames(path)
+    if declared is not None and declared > header.frames:
+        raise AudioError(
+            path, f"truncated: header declares {declared} frames, file holds {header.frames}"
+        )
+    if header.frames == 0:
+        raise AudioError(path, "empty: no audio frames")
+    peak = 0.0
+    decoded = 0
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            for block in handle.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
+                decoded += len(block)
+                if len(block):
+                    peak = max(peak, float(np.max(np.abs(block))))
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise AudioError(
+            path, f"corrupt: decoding failed after {decoded} frames ({_reason(error)})"
+        ) from None
+    if decoded < header.frames:
+        raise AudioError(
+            path, f"truncated: header declares {header.frames} frames, decoded {decoded}"
+        )
+    if not np.isfinite(peak):
+        raise AudioError(path, "corrupt: decoded samples are not finite")
+    if peak <= 10.0 ** (silence_db / 20.0):
+        raise AudioError(path, f"all silent (peak below {silence_db:g} dBFS)")
+    return AudioInfo(sr=header.sr, frames=decoded, channels=header.channels)
+
+
+def load(
+    path: str | os.PathLike,
+    *,
+    sr: int,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> np.ndarray:
+    """Decode a file (or a crop of it) to mono float32 at ``sr``.
+
+    Only the requested crop is decoded where the format can seek (all libsndfile formats).
+
+    Args:
+        path: the audio file.
+        sr: the sample rate of the result, in Hz.
+        offset: start of the crop in seconds, in the file's own time.
+        duration: length of the crop in seconds; ``None`` reads to the end.
+
+    Returns:
+        Shape: (num_samples,), float32, mono (the mean of the channels).
+
+    Raises:
+        AudioError: the file cannot be decoded.
+        MusicSSLError: a negative offset or duration, or a non-positive ``sr``.
+    """
+    if sr <= 0:
+        raise MusicSSLError(f"sample rate must be positive, got {sr}")
+    if offset < 0 or (duration is not None and duration < 0):
+        raise MusicSSLError(f"{path}: offset and duration must be >= 0, got {offset}, {duration}")
+    header = info(path)
+    start = int(round(offset * header.sr))
+    stop = None if duration is None else start + int(round(duration * header.sr))
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            if start:
+                handle.seek(min(start, header.frames))
+            frames = -1 if stop is None else max(0, stop - start)
+            audio = handle.read(frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise AudioError(path, f"corrupt: {_reason(error)}") from None
+    mono = to_mono(audio.T)
+    return resample(mono, orig_sr=header.sr, target_sr=sr)
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """Average the channels. Shape: (channels, num_samples) -> (num_samples,); 1-D passes."""
+    if audio.ndim == 1:
+        return audio.astype(np.float32, copy=False)
+    return audio.mean(axis=0, dtype=np.float32)
+
+
+def resample(audio: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample along the last axis with soxr (high quality). Shape: (..., num_samples)."""
+    if orig_sr == target_sr or audio.shape[-1] == 0:
+        return audio.astype(np.float32, copy=False)
+    lead = audio.shape[:-1]
+    flat = audio.reshape(-1, audio.shape[-1]).T  # (num_samples, channels): soxr's layout
+    out = soxr.resample(np.ascontiguousarray(flat, dtype=np.float32), orig_sr, target_sr)
+    return np.ascontiguousarray(out.T.reshape(*lead, -1), dtype=np.float32)
+
+
+def save(path: str | os.PathLike, audio: np.ndarray, *, sr: int, subtype: str = "PCM_16") -> None:
+    """Write mono audio whole or not at all (temporary file, then rename).
+
+    Args:
+        path: destination; the format follows the extension.
+        audio: Shape: (num_samples,), float in [-1, 1].
+        sr: sample rate in Hz.
+        subtype: libsndfile subtype, e.g. "PCM_16" or "FLOAT".
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The temporary name keeps the extension: libsndfile picks the format from it.
+    temporary = path.with_name(f".partial-{os.getpid()}-{path.name}")
+    try:
+        sf.write(str(temporary), audio, sr, subtype=subtype)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _declared_wav_frames(path: Path) -> int | None:
+    """Frames the RIFF/WAVE header of ``path`` declares, or None if not a plain WAV.
+
+    libsndfile silently shortens a truncated WAV to the bytes present, so a cut-off download
+    would otherwise pass as a shorter, valid file.
+    """
+    try:
+        with open(path, "rb") as handle:
+            riff = handle.read(12)
+            if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+                return None
+            bytes_per_frame = None
+            while True:
+                chunk = handle.read(8)
+                if len(chunk) < 8:
+                    return None
+                chunk_id, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if chunk_id == b"fmt ":
+                    fmt = handle.read(size + (size & 1))
+                    block_align = struct.unpack("<H", fmt[12:14])[0]
+                    bytes_per_frame = block_align or None
+                elif chunk_id == b"data":
+                    # 0 and 0xFFFFFFFF mark a stream whose length was never written.
+                    if bytes_per_frame is None or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // bytes_per_frame
+                else:
+                    handle.seek(size + (size & 1), os.SEEK_CUR)
+    except OSError:
+        return None
+
+
+def _reason(error: Exception) -> str:
+    text = str(error)
+    # libsndfile repeats the path in its message; the caller already names the file.
+    if "Error opening" in text and ":" in text:
+        text = text.rsplit(":", 1)[-1].strip()
+    return text.rstrip(".")

@@ -1,0 +1,29 @@
+"""Shared test helpers: every test makes its own audio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+
+def tone(freq: float, *, sr: int, seconds: float, amplitude: float = 0.5) -> np.ndarray:
+    """A sine of ``freq`` Hz. Shape: (num_samples,), float32."""
+    t = np.arange(int(round(seconds * sr))) / sr
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture
+def write_audio(tmp_path: Path):
+    """Write a mono or multichannel array to ``tmp_path / name``; returns the path."""
+
+    def write(name: str, audio: np.ndarray, sr: int, **kwargs) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = audio.T if audio.ndim == 2 else audio  # soundfile wants (frames, channels)
+        sf.write(str(path), data, sr, **kwargs)
+        return path
+
+    return write

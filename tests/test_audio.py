@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from musicssl import audio
+from musicssl.errors import AudioError, MusicSSLError
+
+from conftest import tone
+
+
+@pytest.mark.parametrize("extension", ["wav", "flac", "ogg", "mp3"])
+def test_load_decodes_every_format_to_mono_float32(write_audio, extension):
+    sr = 16000 if extension != "mp3" else 44100
+    stereo = np.stack([tone(440, sr=sr, seconds=1.0), tone(440, sr=sr, seconds=1.0) * 0.0])
+    path = write_audio(f"x.{extension}", stereo, sr)
+    decoded = audio.load(path, sr=sr)
+    assert decoded.dtype == np.float32 and decoded.ndim == 1
+    # MP3 adds encoder delay/padding; the others keep the length.
+    assert abs(len(decoded) - sr) <= (2000 if extension == "mp3" else 0)
+    # The mono mix of (tone, silence) is half the tone: RMS 0.5 / sqrt(2) / 2.
+    middle = decoded[len(decoded) // 4 : 3 * len(decoded) // 4]
+    assert np.sqrt(np.mean(middle**2)) == pytest.approx(0.25 / np.sqrt(2), rel=0.05)
+
+
+def test_crop_equals_slice_of_whole_decode(write_audio):
+    sr = 8000
+    signal = np.random.default_rng(0).uniform(-0.5, 0.5, 3 * sr).astype(np.float32)
+    path = write_audio("x.flac", signal, sr)
+    whole = audio.load(path, sr=sr)
+    crop = audio.load(path, sr=sr, offset=1.25, duration=0.5)
+    np.testing.assert_array_equal(crop, whole[10000:14000])
+
+
+def test_resample_keeps_frequency_and_duration():
+    x = tone(1000, sr=44100, seconds=1.0)
+    y = audio.resample(x, orig_sr=44100, target_sr=16000)
+    assert y.shape == (16000,)
+    spectrum = np.abs(np.fft.rfft(y))
+    assert np.argmax(spectrum) == 1000  # 1 Hz bins for a 1 s signal
+
+
+def test_resample_batched_equals_per_row():
+    rows = np.random.default_rng(1).standard_normal((3, 2205)).astype(np.float32)
+    batched = audio.resample(rows, orig_sr=22050, target_sr=16000)
+    for row, expected in zip(rows, batched):
+        np.testing.assert_allclose(
+            audio.resample(row, orig_sr=22050, target_sr=16000), expected, atol=1e-6
+        )
+
+
+def test_check_reports_reasons(tmp_path: Path, write_audio):
+    good = write_audio("good.wav", tone(220, sr=8000, seconds=0.5), 8000)
+    assert audio.check(good).frames == 4000
+
+    silent = write_audio("silent.wav", np.zeros(8000, np.float32), 8000)
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(good.read_bytes()[:3000])
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio at all")
+    header_only = tmp_path / "header.wav"
+    header_only.write_bytes(good.read_bytes()[:44])
+    expected = {
+        silent: "all silent",
+        truncated: "truncated",
+        empty: "empty file",
+        text: "not readable as audio",
+        header_only: "truncated",
+    }
+    for path, reason in expected.items():
+        with pytest.raises(AudioError) as caught:
+            audio.check(path)
+        assert caught.value.reason.startswith(reason), caught.value.reason
+        assert str(path) in str(caught.value)
+
+
+def test_load_rejects_bad_arguments(write_audio):
+    path = write_audio("x.wav", tone(220, sr=8000, seconds=0.1), 8000)
+    with pytest.raises(MusicSSLError):
+        audio.load(path, sr=0)
+    with pytest.raises(MusicSSLError, match="offset"):
+        audio.load(path, sr=8000, offset=-1.0)
+    with pytest.raises(AudioError, match="no such file"):
+        audio.load(path.with_name("missing.wav"), sr=8000)
+
+
+def test_save_is_atomic_and_round_trips(tmp_path: Path):
+    x = tone(330, sr=16000, seconds=0.2, amplitude=0.25)
+    path = tmp_path / "sub" / "y.wav"
+    audio.save(path, x, sr=16000)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["y.wav"]
+    np.testing.assert_allclose(audio.load(path, sr=16000), x, atol=1 / 32768)

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from musicssl.corpus import index_folder
+from musicssl.errors import MusicSSLError
+from musicssl.sampling import TwoCrops
+from musicssl.store import SampleStore, pack
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> SampleStore:
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("sampling")
+    (root / "audio").mkdir()
+    for number in range(10):
+        # A ramp makes a crop's offset readable from its first sample.
+        ramp = (np.arange(8000 + 500 * number) % 32768).astype(np.int16)
+        sf.write(str(root / f"audio/{number}.wav"), ramp, 8000, subtype="PCM_16")
+    index_folder(root / "audio", out=root / "m.jsonl", progress=False)
+    pack(root / "m.jsonl", out=root / "store", sr=8000, progress=False)
+    return SampleStore(root / "store")
+
+
+def _offset(crop: torch.Tensor) -> int:
+    return int(round(float(crop[0]) * 32768))
+
+
+def test_two_crops_are_slices_of_one_clip_at_different_offsets(store: SampleStore):
+    dataset = TwoCrops(store, num_samples=2000, seed=0)
+    offsets = []
+    for index in range(len(dataset)):
+        item = dataset[index]
+        assert item["index"] == index
+        assert item["x_a"].shape == item["x_b"].shape == (2000,)
+        for crop in (item["x_a"], item["x_b"]):
+            start = _offset(crop)
+            assert 0 <= start <= store.num_samples(index) - 2000
+            np.testing.assert_array_equal(crop.numpy(), store.crop(index, start, 2000))
+        offsets.append((_offset(item["x_a"]), _offset(item["x_b"])))
+    assert sum(a != b for a, b in offsets) >= 9
+
+
+def test_same_seed_same_views_new_epoch_new_views(store: SampleStore):
+    first = TwoCrops(store, num_samples=2000, seed=3)
+    second = TwoCrops(store, num_samples=2000, seed=3)
+    assert torch.equal(first[4]["x_a"], second[4]["x_a"])
+    second.set_epoch(1)
+    assert not torch.equal(first[4]["x_a"], second[4]["x_a"])
+    assert not torch.equal(first[4]["x_a"], TwoCrops(store, num_samples=2000, seed=4)[4]["x_a"])
+
+
+def test_batches_do_not_depend_on_the_number_of_workers(store: SampleStore):
+    dataset = TwoCrops(store, num_samples=1000, seed=7)
+
+    def batches(workers: int) -> list[torch.Tensor]:
+        loader = DataLoader(
+            dataset,
+            batch_size=4,
+            num_workers=workers,
+            generator=torch.Generator().manual_seed(0),
+            shuffle=True,
+        )
+        return [torch.cat([batch["x_a"], batch["x_b"]]) for batch in loader]
+
+    single, several = batches(0), batches(2)
+    assert len(single) == len(several) == 3
+    for a, b in zip(single, several):
+        assert torch.equal(a, b)
+
+
+def test_short_clip_is_padded_and_bad_length_rejected(store: SampleStore):
+    item = TwoCrops(store, num_samples=20000)[0]
+    assert item["x_a"].shape == (20000,)
+    assert not item["x_a"][8000:].any()
+    with pytest.raises(MusicSSLError):
+        TwoCrops(store, num_samples=0)

@@ -1,0 +1,112 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from musicssl import audio
+from musicssl.corpus import index_folder, write_jsonl
+from musicssl.errors import MusicSSLError
+from musicssl.store import SampleStore, pack
+
+from conftest import tone
+
+
+@pytest.fixture
+def manifest(tmp_path: Path, write_audio) -> Path:
+    rng = np.random.default_rng(0)
+    for number in range(6):
+        noise = rng.uniform(-0.3, 0.3, 16000 + 1000 * number).astype(np.float32)
+        write_audio(f"audio/{number}.wav", noise, 16000, subtype="PCM_16")
+    write_audio("audio/resampled.flac", tone(300, sr=22050, seconds=1.0), 22050)
+    index_folder(tmp_path / "audio", out=tmp_path / "m.jsonl", progress=False)
+    return tmp_path / "m.jsonl"
+
+
+def test_store_crop_equals_decoded_audio(manifest: Path, tmp_path: Path):
+    summary = pack(manifest, out=tmp_path / "store", progress=False)
+    store = SampleStore(tmp_path / "store")
+    assert len(store) == summary.clips == 7 and store.sr == 16000
+    for index, row in enumerate(store.rows):
+        decoded = audio.load(tmp_path / row["path"], sr=16000)
+        assert store.num_samples(index) == len(decoded)
+        # 16-bit PCM sources round-trip exactly; others to within int16 quantisation.
+        exact = row["path"].endswith(".wav")
+        crop = store.crop(index, 1234, 4000)
+        np.testing.assert_allclose(crop, decoded[1234:5234], atol=0 if exact else 1 / 32768)
+    assert store.crop(0, 0, 1).dtype == np.float32
+
+
+def test_crop_past_the_end_is_zero_padded(manifest: Path, tmp_path: Path):
+    pack(manifest, out=tmp_path / "store", progress=False)
+    store = SampleStore(tmp_path / "store")
+    length = store.num_samples(0)
+    crop = store.crop(0, length - 100, 300)
+    np.testing.assert_array_equal(crop[:100], store.clip(0)[-100:])
+    assert not crop[100:].any()
+    with pytest.raises(MusicSSLError):
+        store.crop(0, -1, 10)
+
+
+def test_pack_skips_a_file_that_went_bad(manifest: Path, tmp_path: Path):
+    (tmp_path / "audio/2.wav").write_bytes(b"")
+    summary = pack(manifest, out=tmp_path / "store", progress=False)
+    assert summary.clips == 6
+    assert summary.skipped == [{"path": "audio/2.wav", "reason": "empty file (0 bytes)"}]
+
+
+def test_pack_again_is_up_to_date_and_a_changed_manifest_repacks(manifest: Path, tmp_path: Path):
+    pack(manifest, out=tmp_path / "store", progress=False)
+    assert pack(manifest, out=tmp_path / "store", progress=False).up_to_date
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()][:2]
+    write_jsonl(manifest, rows)
+    summary = pack(manifest, out=tmp_path / "store", progress=False)
+    assert not summary.up_to_date and len(SampleStore(tmp_path / "store")) == 2
+    assert sorted(os.listdir(tmp_path)) == ["audio", "m.bad.jsonl", "m.jsonl", "store"]
+
+
+def test_killed_pack_leaves_no_store_and_resumes(manifest: Path, tmp_path: Path):
+    # Many short clips so the pack is still running when it is killed.
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    write_jsonl(manifest, rows * 400)
+    store_path = tmp_path / "store"
+    script = (
+        "import musicssl.store as s, sys; s._CHECKPOINT_SECONDS = 0.0;"
+        f"s.pack({str(manifest)!r}, out={str(store_path)!r}, progress=False)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script])
+    partial = tmp_path / "store.partial"
+    deadline = 200
+    while deadline and not (partial / "progress.json").exists():
+        deadline -= 1
+        subprocess.run(["sleep", "0.05"])
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert not store_path.exists() or (store_path / "store.json").exists()
+    if store_path.exists():
+        pytest.skip("the pack finished before it could be killed")
+    with pytest.raises(MusicSSLError, match="interrupted"):
+        SampleStore(store_path)
+    summary = pack(manifest, out=store_path, progress=False)
+    assert summary.resumed_from > 0
+    store = SampleStore(store_path)
+    assert len(store) == 2800 and not partial.exists()
+    # The resumed store equals a store packed in one go.
+    pack(manifest, out=tmp_path / "fresh", progress=False)
+    fresh = SampleStore(tmp_path / "fresh")
+    np.testing.assert_array_equal(np.asarray(store.samples), np.asarray(fresh.samples))
+
+
+def test_store_pickles_without_its_samples(manifest: Path, tmp_path: Path):
+    import pickle
+
+    pack(manifest, out=tmp_path / "store", progress=False)
+    store = SampleStore(tmp_path / "store")
+    _ = store.samples
+    copy = pickle.loads(pickle.dumps(store))
+    assert copy._samples is None
+    np.testing.assert_array_equal(copy.crop(3, 10, 50), store.crop(3, 10, 50))
