@@ -1,0 +1,343 @@
+"""Losses: hand-computed values, symmetry, a falling toy loss, and the distributed gather."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from musicssl.errors import MusicSSLError
+from musicssl.losses import (
+    barlow_twins_loss,
+    byol_loss,
+    cosine_ema_momentum,
+    ema_update,
+    gather_with_grad,
+    nt_xent,
+    vicreg_loss,
+)
+
+R2 = math.sqrt(2.0)
+
+
+def _t(rows: list[list[float]]) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+# ---------------------------------------------------------------------------------- NT-Xent
+
+
+def test_nt_xent_orthogonal_pairs_by_hand():
+    # a_i == b_i == e_i, temperature 1. Every anchor: positive similarity 1, two negatives of
+    # similarity 0, the anchor itself excluded: loss = -1 + log(e^1 + e^0 + e^0).
+    z = _t([[1, 0], [0, 1]])
+    expected = math.log(math.e + 2.0) - 1.0  # 0.55144...
+    assert nt_xent(z, z.clone(), temperature=1.0).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_nt_xent_unnormalised_by_hand():
+    # After L2 normalisation: a1 = (1, 0), a2 = (0, 1), b1 = (1, 1) / sqrt2, b2 = (0, -1).
+    # Temperature 0.5 doubles every cosine. Logits per anchor (positive first):
+    #   a1: b1 = 2/sqrt2 = sqrt2 | a2 = 0,      b2 = 0
+    #   a2: b2 = -2              | a1 = 0,      b1 = sqrt2
+    #   b1: a1 = sqrt2           | a2 = sqrt2,  b2 = -sqrt2
+    #   b2: a2 = -2              | a1 = 0,      b1 = -sqrt2
+    # loss(anchor) = -positive + log(sum of exp over the three logits).
+    z_a = _t([[3, 0], [0, 2]])
+    z_b = _t([[1, 1], [0, -5]])
+    e = math.exp
+    per_anchor = [
+        -R2 + math.log(e(R2) + 1 + 1),
+        2 + math.log(e(-2) + 1 + e(R2)),
+        -R2 + math.log(e(R2) + e(R2) + e(-R2)),
+        2 + math.log(e(-2) + 1 + e(-R2)),
+    ]
+    expected = sum(per_anchor) / 4
+    assert nt_xent(z_a, z_b, temperature=0.5).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_nt_xent_symmetric_and_permutation_invariant():
+    gen = torch.Generator().manual_seed(0)
+    z_a, z_b = torch.randn(6, 4, generator=gen), torch.randn(6, 4, generator=gen)
+    loss = nt_xent(z_a, z_b, temperature=0.2)
+    assert nt_xent(z_b, z_a, temperature=0.2).item() == pytest.approx(loss.item(), rel=1e-6)
+    order = torch.randperm(6, generator=gen)
+    permuted = nt_xent(z_a[order], z_b[order], temperature=0.2)
+    assert permuted.item() == pytest.approx(loss.item(), rel=1e-6)
+
+
+def test_nt_xent_rejects_bad_input():
+    with pytest.raises(MusicSSLError, match=r"\(4, 3\) and \(4, 2\)"):
+        nt_xent(torch.randn(4, 3), torch.randn(4, 2), temperature=0.1)
+    with pytest.raises(MusicSSLError, match="temperature"):
+        nt_xent(torch.randn(4, 3), torch.randn(4, 3), temperature=0.0)
+
+
+# ------------------------------------------------------------------------------------- BYOL
+
+
+def test_byol_loss_by_hand_and_stop_gradient():
+    # Pair 1: (1, 0) vs (0, 1): cos 0 -> 2. Pair 2: (1, 1) vs (2, 0): cos 1/sqrt2 -> 2 - sqrt2.
+    p = _t([[1, 0], [1, 1]]).requires_grad_()
+    z = _t([[0, 1], [2, 0]]).requires_grad_()
+    loss = byol_loss(p, z)
+    assert loss.item() == pytest.approx((2 + 2 - R2) / 2, rel=1e-6)
+    assert byol_loss(z, p).item() == pytest.approx(loss.item(), rel=1e-6)
+    loss.backward()
+    assert z.grad is None  # the target gets no gradient
+    assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+
+
+def test_cosine_ema_momentum_schedule():
+    assert cosine_ema_momentum(0, 100) == pytest.approx(0.996)
+    assert cosine_ema_momentum(50, 100) == pytest.approx(1 - 0.004 * 0.5)  # cos(pi/2) = 0
+    assert cosine_ema_momentum(100, 100) == pytest.approx(1.0)
+    assert cosine_ema_momentum(150, 100) == pytest.approx(1.0)
+    assert cosine_ema_momentum(25, 100, base=0.9) == pytest.approx(
+        1 - 0.1 * (math.cos(math.pi / 4) + 1) / 2
+    )
+    with pytest.raises(MusicSSLError, match="total_steps"):
+        cosine_ema_momentum(0, 0)
+
+
+def test_ema_update_moves_parameters_and_copies_buffers():
+    online = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    target = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    with torch.no_grad():
+        for param in online.parameters():
+            param.fill_(1.0)
+        for param in target.parameters():
+            param.fill_(0.0)
+        online[1].running_mean.fill_(3.0)
+    ema_update(target, online, momentum=0.9)
+    for param in target.parameters():
+        torch.testing.assert_close(param, torch.full_like(param, 0.1))  # 0.9 * 0 + 0.1 * 1
+    torch.testing.assert_close(target[1].running_mean, torch.full((2,), 3.0))
+    with pytest.raises(MusicSSLError, match="differ"):
+        ema_update(nn.Linear(2, 2), online, momentum=0.9)
+
+
+# ----------------------------------------------------------------------------------- VICReg
+
+
+def test_vicreg_by_hand():
+    # z_a = [[1, 0], [-1, 2]], z_b = [[0, 0], [0, 1]]; n = 2 rows, d = 2 dims.
+    # invariance: squared differences 1, 0, 1, 1 -> mean 3/4.
+    # variance (unbiased, eps = 1e-4): z_a columns (1, -1) and (0, 2) have var 2, std > 1 ->
+    #   hinge 0. z_b columns (0, 0): var 0, std 0.01 -> 0.99; (0, 1): var 0.5 ->
+    #   1 - sqrt(0.5001). h(z_b) = mean of both; variance = (h(z_a) + h(z_b)) / 2.
+    # covariance: centred z_a columns (1, -1) and (-1, 1): C_01 = C_10 = -2 / (n - 1) = -2,
+    #   sum of squares 8, / d -> 4. z_b's first column is constant -> 0.
+    z_a = _t([[1, 0], [-1, 2]])
+    z_b = _t([[0, 0], [0, 1]])
+    invariance = 0.75
+    h_b = ((1 - math.sqrt(1e-4)) + (1 - math.sqrt(0.5 + 1e-4))) / 2
+    variance = (0.0 + h_b) / 2
+    covariance = 4.0
+    loss, terms = vicreg_loss(z_a, z_b)
+    assert terms["invariance"].item() == pytest.approx(invariance, rel=1e-6)
+    assert terms["variance"].item() == pytest.approx(variance, rel=1e-5)
+    assert terms["covariance"].item() == pytest.approx(covariance, rel=1e-6)
+    assert loss.item() == pytest.approx(25 * invariance + 25 * variance + covariance, rel=1e-5)
+    weighted, _ = vicreg_loss(z_a, z_b, sim_weight=1.0, var_weight=2.0, cov_weight=3.0)
+    assert weighted.item() == pytest.approx(invariance + 2 * variance + 3 * covariance, rel=1e-5)
+    swapped, _ = vicreg_loss(z_b, z_a)
+    assert swapped.item() == pytest.approx(loss.item(), rel=1e-6)
+
+
+def test_vicreg_needs_two_rows():
+    with pytest.raises(MusicSSLError, match="at least 2"):
+        vicreg_loss(torch.randn(1, 4), torch.randn(1, 4))
+
+
+# ------------------------------------------------------------------------------ Barlow Twins
+
+
+def test_barlow_twins_by_hand():
+    # n = 3, d = 2, eps = 0 so that the numbers are exact. Standardised columns (biased var):
+    #   z_a[:, 0] = (1, 0, -1):  var 2/3 -> (1, 0, -1) / sqrt(2/3)
+    #   z_a[:, 1] = (0, 1, 2):   var 2/3 -> (-1, 0, 1) / sqrt(2/3)
+    #   z_b[:, 0] = (2, 0, 1):   var 2/3 -> (1, -1, 0) / sqrt(2/3)
+    #   z_b[:, 1] = (0, 0, 3):   var 2   -> (-1, -1, 2) / sqrt(2)
+    # C = a^T b / 3:  C_00 = 1 / (3 * 2/3) = 1/2
+    #                 C_11 = (1 + 2) / (3 * sqrt(4/3)) = sqrt(3)/2
+    #                 C_01 = (-1 - 2) / (3 * sqrt(4/3)) = -sqrt(3)/2
+    #                 C_10 = -1 / (3 * 2/3) = -1/2
+    # invariance = (1 - 1/2)^2 + (1 - sqrt(3)/2)^2; redundancy = 3/4 + 1/4 = 1.
+    z_a = _t([[1, 0], [0, 1], [-1, 2]])
+    z_b = _t([[2, 0], [0, 0], [1, 3]])
+    invariance = 0.25 + (1 - math.sqrt(3) / 2) ** 2
+    loss, terms = barlow_twins_loss(z_a, z_b, lambda_offdiag=0.1, eps=0.0)
+    assert terms["invariance"].item() == pytest.approx(invariance, rel=1e-5)
+    assert terms["redundancy"].item() == pytest.approx(1.0, rel=1e-5)
+    assert loss.item() == pytest.approx(invariance + 0.1, rel=1e-5)
+    swapped, _ = barlow_twins_loss(z_b, z_a, lambda_offdiag=0.1, eps=0.0)
+    assert swapped.item() == pytest.approx(loss.item(), rel=1e-6)
+    # The default eps (1e-5, as batch norm) barely moves it.
+    default, _ = barlow_twins_loss(z_a, z_b, lambda_offdiag=0.1)
+    assert default.item() == pytest.approx(loss.item(), rel=1e-4)
+
+
+# ------------------------------------------------------------------------------- all losses
+
+
+def _nt_xent(z_a, z_b):
+    return nt_xent(z_a, z_b, temperature=0.5)
+
+
+def _byol(z_a, z_b):
+    return byol_loss(z_a, z_b) + byol_loss(z_b, z_a)
+
+
+def _vicreg(z_a, z_b):
+    return vicreg_loss(z_a, z_b)[0]
+
+
+def _barlow(z_a, z_b):
+    return barlow_twins_loss(z_a, z_b, lambda_offdiag=0.05)[0]
+
+
+LOSSES = {"nt_xent": _nt_xent, "byol": _byol, "vicreg": _vicreg, "barlow_twins": _barlow}
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_loss_falls_on_a_toy_problem(name):
+    # Two noisy views of 16 random points through one trainable linear map.
+    gen = torch.Generator().manual_seed(1)
+    points = torch.randn(16, 8, generator=gen)
+    x_a = points + 0.3 * torch.randn(16, 8, generator=gen)
+    x_b = points + 0.3 * torch.randn(16, 8, generator=gen)
+    torch.manual_seed(2)
+    model = nn.Linear(8, 8)
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.05)
+    losses = []
+    for _ in range(15):
+        loss = LOSSES[name](model(x_a), model(x_b))
+        optimiser.zero_grad()
+        loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_loss_runs_under_bf16_autocast_in_float32(name):
+    z_a = torch.randn(8, 4).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = LOSSES[name](z_a, z_a.detach() + 0.1)
+    assert bf16.dtype == torch.float32
+    assert bf16.item() == pytest.approx(LOSSES[name](z_a, z_a.detach() + 0.1).item(), rel=1e-6)
+
+
+# ------------------------------------------------------------------------------ distributed
+
+WORLD_SIZE = 2
+LOCAL_BATCH = 4
+
+
+def _data() -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(3)
+    x_a = torch.randn(WORLD_SIZE * LOCAL_BATCH, 5, generator=gen)
+    return x_a, x_a + 0.2 * torch.randn(x_a.shape, generator=gen)
+
+
+def _model() -> nn.Linear:
+    torch.manual_seed(4)
+    return nn.Linear(5, 3)
+
+
+def _worker(rank: int, port: int, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE
+    )
+    try:
+        rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+        x_a, x_b = _data()
+        x_a, x_b = x_a[rows], x_b[rows]
+        results: dict[str, torch.Tensor] = {}
+        gathered = gather_with_grad(torch.full((2, 1), float(rank)))
+        results["gathered"] = gathered
+        ddp = nn.parallel.DistributedDataParallel(_model())
+        for name, loss_fn in LOSSES.items():
+            # Loss and gradient with respect to this process's embeddings.
+            model = _model()
+            z_a, z_b = model(x_a).detach(), model(x_b).detach()
+            z_a.requires_grad_()
+            z_b.requires_grad_()
+            loss = loss_fn(z_a, z_b)
+            loss.backward()
+            results[f"{name}/loss"] = loss.detach()
+            results[f"{name}/grad_a"] = z_a.grad
+            results[f"{name}/grad_b"] = z_b.grad
+            # The gradient that data-parallel training actually applies.
+            ddp.zero_grad()
+            loss_fn(ddp(x_a), ddp(x_b)).backward()
+            results[f"{name}/ddp_weight_grad"] = ddp.module.weight.grad.clone()
+        results["nt_xent_local/loss"] = nt_xent(
+            _model()(x_a), _model()(x_b), temperature=0.5, gather=False
+        ).detach()
+        torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def distributed_results(tmp_path_factory) -> list[dict[str, torch.Tensor]]:
+    out_dir = tmp_path_factory.mktemp("dist")
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    mp.spawn(_worker, args=(_free_port(), str(out_dir)), nprocs=WORLD_SIZE, join=True)
+    return [torch.load(out_dir / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
+
+
+def test_gather_with_grad_orders_ranks(distributed_results):
+    expected = _t([[0], [0], [1], [1]])
+    for results in distributed_results:
+        torch.testing.assert_close(results["gathered"], expected)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_distributed_matches_single_process_over_the_whole_batch(name, distributed_results):
+    x_a, x_b = _data()
+    model = _model()
+    z_a, z_b = model(x_a).detach(), model(x_b).detach()
+    z_a.requires_grad_()
+    z_b.requires_grad_()
+    loss = LOSSES[name](z_a, z_b)
+    loss.backward()
+    model = _model()
+    LOSSES[name](model(x_a), model(x_b)).backward()
+
+    # Data-parallel training averages the processes' losses and gradients.
+    mean_loss = sum(r[f"{name}/loss"] for r in distributed_results) / WORLD_SIZE
+    torch.testing.assert_close(mean_loss, loss.detach())
+    for rank, results in enumerate(distributed_results):
+        rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+        # Each process's gradient is WORLD_SIZE times its slice, so that the average over
+        # processes is the whole-batch gradient.
+        torch.testing.assert_close(results[f"{name}/grad_a"], WORLD_SIZE * z_a.grad[rows])
+        torch.testing.assert_close(results[f"{name}/grad_b"], WORLD_SIZE * z_b.grad[rows])
+        torch.testing.assert_close(results[f"{name}/ddp_weight_grad"], model.weight.grad)
+
+
+def test_nt_xent_without_gather_uses_local_negatives(distributed_results):
+    x_a, x_b = _data()
+    model = _model()
+    for rank, results in enumerate(distributed_results):
+        rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+        local = nt_xent(model(x_a[rows]), model(x_b[rows]), temperature=0.5)
+        torch.testing.assert_close(results["nt_xent_local/loss"], local.detach())
