@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -24,8 +23,10 @@ class TwoCrops(Dataset):
         seed: seed of the offsets.
 
     Items:
-        ``dict(x_a=Tensor, x_b=Tensor, index=int)``; each crop has shape (num_samples,),
-        float32. A clip shorter than a crop is zero-padded at the end.
+        ``dict(x_a=Tensor, x_b=Tensor, index=int)``; each crop has shape (num_samples,) and
+        holds int16 PCM, as stored: convert a batch with ``pcm_to_float`` once it is on the
+        training device (half the bytes to move, and one batched multiply instead of one per
+        crop). A clip shorter than a crop is zero-padded at the end.
     """
 
     def __init__(self, store: SampleStore, *, num_samples: int, seed: int = 0) -> None:
@@ -45,11 +46,31 @@ class TwoCrops(Dataset):
         return len(self.store)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
-        generator = np.random.default_rng((self.seed, self.epoch, index))
-        span = max(0, self.store.num_samples(index) - self.num_samples)
-        start_a, start_b = generator.integers(0, span + 1, size=2).tolist()
+        span = max(0, self.store.num_samples(index) - self.num_samples) + 1
+        key = _mix64(_mix64(_mix64(self.seed) ^ self.epoch) ^ index)
+        start_a, start_b = _mix64(key ^ 1) % span, _mix64(key ^ 2) % span
         return {
-            "x_a": torch.from_numpy(self.store.crop(index, start_a, self.num_samples)),
-            "x_b": torch.from_numpy(self.store.crop(index, start_b, self.num_samples)),
+            "x_a": torch.from_numpy(self.store.crop_pcm(index, start_a, self.num_samples)),
+            "x_b": torch.from_numpy(self.store.crop_pcm(index, start_b, self.num_samples)),
             "index": index,
         }
+
+
+def pcm_to_float(pcm: torch.Tensor) -> torch.Tensor:
+    """int16 PCM to float32 in [-1, 1), on whatever device ``pcm`` is. Shape: any."""
+    return pcm.to(torch.float32).mul_(1.0 / 32768.0)
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(value: int) -> int:
+    """SplitMix64's finaliser: a well-mixed 64-bit hash of an integer.
+
+    Offsets are hashed from (seed, epoch, index) rather than drawn from a seeded numpy
+    Generator, whose construction alone cost more than the crop itself (~18 µs vs ~15 µs).
+    """
+    value = (value + 0x9E3779B97F4A7C15) & _MASK64
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return value ^ (value >> 31)

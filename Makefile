@@ -1,0 +1,38 @@
+# Verbs for a fresh machine with only Python 3: each one sets up what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORPUS ?= data/corpus
+
+.PHONY: setup demo test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# The CPU build of torch first (constraints.txt pins it), then the package.
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch
+	# tinysoundfont declares pyaudio (live playback, never used here), which needs
+	# PortAudio headers to build: install the synthesizer without it.
+	$(BIN)/python -m pip install --quiet --no-deps "tinysoundfont>=0.3.7"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/musicssl corpus build --size small --out $(CORPUS)
+	$(BIN)/musicssl data pack $(CORPUS)/manifest.jsonl --out $(CORPUS)/store
+
+test: setup lint
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
+
+bench: setup
+	$(BIN)/python bench/bench_store.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
