@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch.utils.data import Dataset
 
@@ -12,7 +14,7 @@ from musicssl.store import SampleStore
 class TwoCrops(Dataset):
     """Two crops of one clip at independent random offsets, plus the clip's index.
 
-    The offsets of item ``i`` depend only on ``(seed, epoch, i)``, so a batch is the same
+    The offsets of a clip depend only on ``(seed, epoch, clip)``, so a batch is the same
     whatever the number of DataLoader workers or the order they run in. Call ``set_epoch``
     before each epoch (as with ``DistributedSampler``) to draw new offsets; with
     ``persistent_workers=True`` the workers would keep the epoch they started with.
@@ -21,19 +23,29 @@ class TwoCrops(Dataset):
         store: the sample store.
         num_samples: length of each crop, in samples at ``store.sr``.
         seed: seed of the offsets.
+        indices: the clips to sample (e.g. the training split); all clips by default.
 
     Items:
-        ``dict(x_a=Tensor, x_b=Tensor, index=int)``; each crop has shape (num_samples,) and
-        holds int16 PCM, as stored: convert a batch with ``pcm_to_float`` once it is on the
-        training device (half the bytes to move, and one batched multiply instead of one per
-        crop). A clip shorter than a crop is zero-padded at the end.
+        ``dict(x_a=Tensor, x_b=Tensor, index=int)``, ``index`` being the clip's store index.
+        Each crop has shape (num_samples,) and holds int16 PCM, as stored: convert a batch
+        with ``pcm_to_float`` once it is on the training device (half the bytes to move, and
+        one batched multiply instead of one per crop). A clip shorter than a crop is
+        zero-padded at the end.
     """
 
-    def __init__(self, store: SampleStore, *, num_samples: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        store: SampleStore,
+        *,
+        num_samples: int,
+        seed: int = 0,
+        indices: Sequence[int] | None = None,
+    ) -> None:
         if num_samples <= 0:
             raise MusicSSLError(f"crop length must be positive, got {num_samples} samples")
-        if len(store) == 0:
-            raise MusicSSLError(f"{store.path}: the store holds no clips")
+        self.indices = list(range(len(store))) if indices is None else list(indices)
+        if not self.indices:
+            raise MusicSSLError(f"{store.path}: no clips to sample from")
         self.store = store
         self.num_samples = num_samples
         self.seed = seed
@@ -43,12 +55,16 @@ class TwoCrops(Dataset):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.store)
+        return len(self.indices)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | int]:
+        """Item ``key``, or ``(epoch, key)`` to name the epoch explicitly (as the trainer's
+        batch sampler does, so that worker processes need no ``set_epoch``)."""
+        epoch, position = key if isinstance(key, tuple) else (self.epoch, key)
+        index = self.indices[position]
         span = max(0, self.store.num_samples(index) - self.num_samples) + 1
-        key = _mix64(_mix64(_mix64(self.seed) ^ self.epoch) ^ index)
-        start_a, start_b = _mix64(key ^ 1) % span, _mix64(key ^ 2) % span
+        mixed = _mix64(_mix64(_mix64(self.seed) ^ epoch) ^ index)
+        start_a, start_b = _mix64(mixed ^ 1) % span, _mix64(mixed ^ 2) % span
         return {
             "x_a": torch.from_numpy(self.store.crop_pcm(index, start_a, self.num_samples)),
             "x_b": torch.from_numpy(self.store.crop_pcm(index, start_b, self.num_samples)),
