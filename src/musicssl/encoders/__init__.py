@@ -1,0 +1,92 @@
+"""The encoder zoo: one file per encoder and the ``ENCODERS`` registry.
+
+Every encoder is an ``nn.Module`` with this interface (checked for every registry entry by
+``tests/test_encoders.py``):
+
+- ``forward(x) -> Tensor``: clip embeddings. ``x``: float waveforms, shape
+  (batch_size, num_samples); returns shape (batch_size, embedding_dim).
+- ``forward_features(x, *, layer=None) -> Tensor``: frame features after layer ``layer``
+  (None: the last; negative: counted from the end), shape (batch_size, channels, num_frames).
+- ``frame_hop(layer=None) -> int``: input samples between consecutive frames of that layer.
+- ``num_layers: int``: valid ``layer`` values are ``0 .. num_layers - 1``.
+- ``embedding_dim: int``, ``sample_rate: int`` (the rate the input must have),
+  ``input_samples: int`` (the crop length it trains on; SampleCNN accepts exactly that,
+  others any length from a minimum).
+- ``config() -> dict``: the constructor arguments as plain values, so
+  ``build_encoder(name, **encoder.config())`` rebuilds it (then load the weights).
+
+Encoders take waveforms and own their front end (e.g. a log-mel), so features are computed
+on the device and a checkpoint rebuilds the whole preprocessing from ``config()``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Protocol, runtime_checkable
+
+from torch import Tensor, nn
+
+from musicssl.encoders.heads import predictor, projection_head
+from musicssl.encoders.sample_cnn import SampleCNN
+from musicssl.encoders.short_chunk_cnn import ShortChunkCNN
+from musicssl.errors import MusicSSLError
+
+__all__ = [
+    "ENCODERS",
+    "Encoder",
+    "SampleCNN",
+    "ShortChunkCNN",
+    "build_encoder",
+    "encoder_name",
+    "predictor",
+    "projection_head",
+]
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What methods, training and embedding extraction may rely on (see the module docs)."""
+
+    embedding_dim: int
+    sample_rate: int
+    input_samples: int
+    num_layers: int
+
+    def __call__(self, x: Tensor) -> Tensor: ...
+
+    def forward_features(self, x: Tensor, *, layer: int | None = None) -> Tensor: ...
+
+    def frame_hop(self, layer: int | None = None) -> int: ...
+
+    def config(self) -> dict[str, Any]: ...
+
+
+ENCODERS: dict[str, type[nn.Module]] = {
+    "sample_cnn": SampleCNN,
+    "short_chunk_cnn": ShortChunkCNN,
+}
+
+
+def build_encoder(name: str, **kwargs: Any) -> nn.Module:
+    """Build the registered encoder ``name`` with keyword arguments ``kwargs``.
+
+    Raises:
+        MusicSSLError: ``name`` is not in ``ENCODERS`` (the message lists the valid names),
+            or an argument is not one the encoder takes.
+    """
+    if name not in ENCODERS:
+        raise MusicSSLError(f"unknown encoder {name!r}; valid names: {', '.join(sorted(ENCODERS))}")
+    cls = ENCODERS[name]
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError as error:
+        raise MusicSSLError(f"encoder {name!r}: {error}") from error
+    return cls(**kwargs)
+
+
+def encoder_name(encoder: nn.Module) -> str:
+    """The registry name of ``encoder``'s class, for storing beside its ``config()``."""
+    for name, cls in ENCODERS.items():
+        if type(encoder) is cls:
+            return name
+    raise MusicSSLError(f"{type(encoder).__name__} is not a registered encoder")

@@ -1,0 +1,146 @@
+"""Short-chunk CNN: a VGG-like 2-D CNN over a log-mel spectrogram of a few seconds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from musicssl.encoders._shared import check_waveforms, resolve_layer
+from musicssl.errors import MusicSSLError
+from musicssl.features import LogMel
+
+__all__ = ["ShortChunkCNN"]
+
+# Width of each block as a multiple of ``channels`` (Won et al.: 128, 128, 256 x 4, 512).
+_WIDTH_MULTIPLIERS = (1, 1, 2, 2, 2, 2, 4)
+
+
+class ShortChunkCNN(nn.Module):
+    """The short-chunk CNN of Won et al. 2020.
+
+    Won, Ferraro, Bogdanov & Serra 2020, "Evaluation of CNN-based Automatic Music Tagging
+    Models". Log-mel (dB) -> batch norm -> 7 blocks of 3x3 conv + batch norm + ReLU + 2x2
+    max-pool -> global max-pool over time. With 128 mel bands the frequency axis is pooled
+    down to one bin; frame features of earlier blocks take the maximum over frequency. The
+    classifier (dense, dropout) of the supervised model is left out.
+
+    Args:
+        channels: Width of the first blocks; the last block has ``4 * channels``, the
+            embedding size (Won et al.: 128, so 512).
+        sample_rate: Sample rate of the input in Hz.
+        n_fft: FFT size of the front end.
+        hop_length: Hop of the front end in samples.
+        n_mels: Mel bands; at least 2^7 = 128, as seven blocks halve the frequency axis.
+        f_min: Lowest mel frequency in Hz.
+        f_max: Highest mel frequency in Hz.
+        input_samples: Default training crop in samples (59049 = 3.69 s at 16 kHz); any
+            input of at least ``min_samples`` is accepted.
+    """
+
+    def __init__(
+        self,
+        *,
+        channels: int = 128,
+        sample_rate: int = 16000,
+        n_fft: int = 512,
+        hop_length: int = 256,
+        n_mels: int = 128,
+        f_min: float = 0.0,
+        f_max: float = 8000.0,
+        input_samples: int = 59049,
+    ) -> None:
+        super().__init__()
+        num_blocks = len(_WIDTH_MULTIPLIERS)
+        if channels < 1:
+            raise MusicSSLError(f"ShortChunkCNN: channels must be >= 1, got {channels}")
+        if n_mels < 2**num_blocks:
+            raise MusicSSLError(
+                f"ShortChunkCNN: n_mels must be >= {2**num_blocks} for {num_blocks} 2x2 "
+                f"pooling blocks, got {n_mels}"
+            )
+        # Seven halvings of the frame axis need 2^7 frames: 1 + num_samples // hop >= 128.
+        self.min_samples = hop_length * (2**num_blocks - 1)
+        if input_samples < self.min_samples:
+            raise MusicSSLError(
+                f"ShortChunkCNN: input_samples={input_samples} is below the minimum "
+                f"{self.min_samples} (= hop_length * 127)"
+            )
+        self._config: dict[str, Any] = {
+            "channels": int(channels),
+            "sample_rate": int(sample_rate),
+            "n_fft": int(n_fft),
+            "hop_length": int(hop_length),
+            "n_mels": int(n_mels),
+            "f_min": float(f_min),
+            "f_max": float(f_max),
+            "input_samples": int(input_samples),
+        }
+        self.sample_rate = int(sample_rate)
+        self.hop_length = int(hop_length)
+        self.input_samples = int(input_samples)
+        self.num_layers = num_blocks
+        widths = [channels * m for m in _WIDTH_MULTIPLIERS]
+        self.embedding_dim = widths[-1]
+
+        self.frontend = LogMel(
+            sr=sample_rate,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            n_mels=n_mels,
+            f_min=f_min,
+            f_max=f_max,
+        )
+        # Standardises the dB values, whose offset depends on the recording level.
+        self.input_norm = nn.BatchNorm2d(1)
+        self.layers = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            )
+            for in_channels, out_channels in zip([1, *widths[:-1]], widths, strict=True)
+        )
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments, as plain JSON/YAML values: ``ShortChunkCNN(**config())``."""
+        return dict(self._config)
+
+    def frame_hop(self, layer: int | None = None) -> int:
+        """Input samples between consecutive frames of ``forward_features(x, layer=layer)``."""
+        index = resolve_layer(layer, self.num_layers, "ShortChunkCNN")
+        return self.hop_length * 2 ** (index + 1)
+
+    def forward_features(self, x: Tensor, *, layer: int | None = None) -> Tensor:
+        """Frame features after block ``layer``, maximum over the frequency axis.
+
+        Args:
+            x: Waveforms. Shape: (batch_size, num_samples), num_samples >= min_samples.
+            layer: Which block (0 to 6); None is the last; negative counts from the end.
+
+        Returns:
+            Shape: (batch_size, width[layer], (1 + num_samples // hop_length) // 2^(layer+1)).
+        """
+        index = resolve_layer(layer, self.num_layers, "ShortChunkCNN")
+        check_waveforms(x, "ShortChunkCNN")
+        if x.shape[-1] < self.min_samples:
+            raise MusicSSLError(
+                f"ShortChunkCNN(hop_length={self.hop_length}) needs at least "
+                f"{self.min_samples} samples, got input of shape {tuple(x.shape)}"
+            )
+        h = self.input_norm(self.frontend(x).unsqueeze(1))  # (B, 1, n_mels, T)
+        for block in self.layers[: index + 1]:
+            h = block(h)  # (B, C, F, T), F and T halved
+        return h.amax(dim=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Clip embedding: global max-pool over the frames of the last block.
+
+        Args:
+            x: Waveforms. Shape: (batch_size, num_samples), num_samples >= min_samples.
+
+        Returns:
+            Shape: (batch_size, embedding_dim).
+        """
+        return self.forward_features(x).amax(dim=-1)

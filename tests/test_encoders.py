@@ -1,0 +1,200 @@
+"""Encoder registry smoke tests (every entry), shapes by hand, rebuild from config, heads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from musicssl.encoders import (
+    ENCODERS,
+    Encoder,
+    SampleCNN,
+    ShortChunkCNN,
+    build_encoder,
+    encoder_name,
+    predictor,
+    projection_head,
+)
+from musicssl.errors import MusicSSLError
+
+# A small configuration of every registered encoder, with its layer shapes worked out by hand.
+SMALL = {
+    # 3^5 = 243 samples; the stem and each block divide time by 3: 81, 27, 9, 3, 1; the final
+    # conv keeps 1 frame.
+    "sample_cnn": {
+        "kwargs": {"num_blocks": 4, "channels": (8, 8, 8, 16, 16, 32), "sample_rate": 16000},
+        "num_samples": 243,
+        "channels": [8, 8, 8, 16, 16, 32],
+        "frames": [81, 27, 9, 3, 1, 1],
+        "hops": [3, 9, 27, 81, 243, 243],
+        "too_short": 242,
+        "expected_in_error": "243",
+    },
+    # 8192 samples, hop 64: 1 + 8192 // 64 = 129 frames, halved by each of the 7 blocks:
+    # 64, 32, 16, 8, 4, 2, 1. Widths 4, 4, 8, 8, 8, 8, 16. Minimum input 64 * 127 = 8128.
+    "short_chunk_cnn": {
+        "kwargs": {"channels": 4, "n_fft": 256, "hop_length": 64, "input_samples": 8192},
+        "num_samples": 8192,
+        "channels": [4, 4, 8, 8, 8, 8, 16],
+        "frames": [64, 32, 16, 8, 4, 2, 1],
+        "hops": [128, 256, 512, 1024, 2048, 4096, 8192],
+        "too_short": 8127,
+        "expected_in_error": "8128",
+    },
+}
+
+
+def test_every_registered_encoder_has_a_small_config():
+    assert set(SMALL) == set(ENCODERS)
+
+
+def _audio(batch_size: int, num_samples: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return 0.1 * torch.randn(batch_size, num_samples, generator=gen)
+
+
+@pytest.fixture(params=sorted(ENCODERS))
+def small(request) -> tuple[str, nn.Module, dict]:
+    torch.manual_seed(0)
+    spec = SMALL[request.param]
+    return request.param, build_encoder(request.param, **spec["kwargs"]), spec
+
+
+def test_forward_backward_reaches_every_parameter(small):
+    name, encoder, spec = small
+    assert isinstance(encoder, Encoder)
+    assert encoder_name(encoder) == name
+    x = _audio(4, spec["num_samples"])
+    out = encoder(x)
+    assert out.shape == (4, encoder.embedding_dim) == (4, spec["channels"][-1])
+    assert torch.isfinite(out).all()
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    (out * weights).sum().backward()
+    for param_name, param in encoder.named_parameters():
+        assert param.grad is not None, param_name
+        assert torch.isfinite(param.grad).all(), param_name
+        assert param.grad.abs().sum() > 0, param_name
+
+
+def test_interface_attributes(small):
+    _, encoder, spec = small
+    assert encoder.num_layers == len(spec["channels"])
+    assert encoder.input_samples == spec["num_samples"]
+    assert isinstance(encoder.sample_rate, int) and encoder.sample_rate > 0
+    assert isinstance(encoder.embedding_dim, int)
+
+
+def test_forward_features_shapes_for_every_layer(small):
+    _, encoder, spec = small
+    encoder.eval()
+    x = _audio(2, spec["num_samples"])
+    with torch.no_grad():
+        for layer in range(encoder.num_layers):
+            features = encoder.forward_features(x, layer=layer)
+            expected = (2, spec["channels"][layer], spec["frames"][layer])
+            assert features.shape == expected, layer
+            assert encoder.frame_hop(layer) == spec["hops"][layer]
+        last = encoder.forward_features(x)
+        torch.testing.assert_close(encoder.forward_features(x, layer=-1), last)
+    assert last.shape == (2, encoder.embedding_dim, spec["frames"][-1])
+    with pytest.raises(MusicSSLError, match="layer"):
+        encoder.forward_features(x, layer=encoder.num_layers)
+
+
+def test_rebuild_from_config_gives_the_same_output(small):
+    name, encoder, spec = small
+    config = encoder.config()
+    json.dumps(config)  # plain values only, so it can sit in a YAML/JSON file
+    rebuilt = build_encoder(name, **config)
+    rebuilt.load_state_dict(encoder.state_dict())
+    encoder.eval()
+    rebuilt.eval()
+    x = _audio(2, spec["num_samples"])
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), encoder(x))
+    assert rebuilt.config() == config
+
+
+def test_batched_equals_per_item_in_eval_mode(small):
+    _, encoder, spec = small
+    encoder.eval()
+    x = _audio(3, spec["num_samples"])
+    with torch.no_grad():
+        batched = encoder(x)
+        one_by_one = torch.cat([encoder(x[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(batched, one_by_one, rtol=1e-4, atol=1e-5)
+
+
+def test_wrong_input_raises(small):
+    _, encoder, spec = small
+    with pytest.raises(MusicSSLError, match=spec["expected_in_error"]):
+        encoder(_audio(2, spec["too_short"]))
+    with pytest.raises(MusicSSLError, match="batch_size, num_samples"):
+        encoder(_audio(2, spec["num_samples"]).unsqueeze(1))
+    with pytest.raises(MusicSSLError, match="int16"):
+        encoder(torch.zeros(2, spec["num_samples"], dtype=torch.int16))
+
+
+def test_sample_cnn_accepts_only_its_crop_length():
+    encoder = SampleCNN(num_blocks=4, channels=(8, 8, 8, 16, 16, 32))
+    with pytest.raises(MusicSSLError, match="3\\^5 = 243"):
+        encoder(_audio(2, 244))
+
+
+def test_short_chunk_cnn_accepts_longer_input():
+    encoder = ShortChunkCNN(channels=4, n_fft=256, hop_length=64, input_samples=8192).eval()
+    # 1 + 16384 // 64 = 257 frames -> 128, 64, ..., 2 after seven blocks.
+    with torch.no_grad():
+        assert encoder.forward_features(_audio(1, 16384)).shape == (1, 16, 2)
+        assert encoder(_audio(1, 16384)).shape == (1, 16)
+
+
+def test_full_size_defaults():
+    # CLMR's SampleCNN on 3^10 = 59049 samples and Won et al.'s short-chunk CNN on 3.69 s at
+    # 16 kHz both end in one 512-d frame.
+    torch.manual_seed(0)
+    with torch.no_grad():
+        sample_cnn = SampleCNN().eval()
+        assert (sample_cnn.input_samples, sample_cnn.sample_rate) == (59049, 22050)
+        assert sample_cnn.channels == (128, 128, 128, 256, 256, 256, 256, 256, 256, 512, 512)
+        assert sample_cnn.forward_features(_audio(1, 59049), layer=0).shape == (1, 128, 19683)
+        assert sample_cnn.forward_features(_audio(1, 59049)).shape == (1, 512, 1)
+        short_chunk = ShortChunkCNN().eval()
+        assert (short_chunk.input_samples, short_chunk.sample_rate) == (59049, 16000)
+        assert short_chunk(_audio(1, 59049)).shape == (1, 512)
+
+
+def test_constructor_checks():
+    with pytest.raises(MusicSSLError, match="num_blocks \\+ 2 = 6"):
+        SampleCNN(num_blocks=4, channels=(8, 8, 8))
+    with pytest.raises(MusicSSLError, match="n_mels must be >= 128"):
+        ShortChunkCNN(n_mels=96)
+    with pytest.raises(MusicSSLError, match="input_samples=1000"):
+        ShortChunkCNN(input_samples=1000)
+
+
+def test_build_encoder_errors_name_the_problem():
+    with pytest.raises(MusicSSLError, match="valid names: sample_cnn, short_chunk_cnn"):
+        build_encoder("resnet")
+    with pytest.raises(MusicSSLError, match="width"):
+        build_encoder("sample_cnn", width=2)
+    with pytest.raises(MusicSSLError, match="not a registered encoder"):
+        encoder_name(nn.Linear(2, 2))
+
+
+def test_projection_head_layers():
+    head = projection_head(16, 32, 8)
+    assert [type(m) for m in head] == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear]
+    assert head[0].bias is None  # the batch norm after it has the bias
+    assert head(torch.randn(5, 16)).shape == (5, 8)
+    plain = projection_head(16, 32, 8, num_layers=3, batch_norm=False)
+    assert [type(m) for m in plain] == [nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear]
+    assert [m.out_features for m in plain if isinstance(m, nn.Linear)] == [32, 32, 8]
+    linear = projection_head(16, 32, 8, num_layers=1)
+    assert len(linear) == 1 and linear[0].in_features == 16 and linear[0].out_features == 8
+    assert predictor(8, 4, 8)(torch.randn(3, 8)).shape == (3, 8)
+    with pytest.raises(MusicSSLError, match="num_layers"):
+        projection_head(16, 32, 8, num_layers=0)
