@@ -16,6 +16,7 @@ Typical path on the built-in corpus:
   musicssl corpus build --out data/corpus           # render the labelled built-in corpus
   musicssl data index data/corpus/audio --out data/m.jsonl
   musicssl data pack data/m.jsonl --out data/store  # decode once into a memory-mapped store
+  musicssl pretrain recipes/clmr.yaml --out runs/clmr
 """
 
 
@@ -36,6 +37,26 @@ def _data_pack(args: argparse.Namespace) -> None:
     from musicssl.store import pack
 
     print(pack(args.manifest, out=args.out, sr=args.sr, workers=args.workers))
+
+
+def _pretrain(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from musicssl.recipe import Recipe
+    from musicssl.train import pretrain
+
+    if args.resume:
+        if args.recipe or args.overrides:
+            raise MusicSSLError("--resume continues a run with its own recipe: give only RUN_DIR")
+        run = Path(args.resume)
+        recipe = Recipe.load(run / "recipe.yaml")
+        checkpoint = pretrain(recipe, out=run, resume=True)
+    else:
+        if not args.recipe or not args.out:
+            raise MusicSSLError("give a RECIPE and --out RUN_DIR (or --resume RUN_DIR)")
+        recipe = Recipe.load(args.recipe, args.overrides)
+        checkpoint = pretrain(recipe, out=args.out)
+    print(f"checkpoint: {checkpoint}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--sr", type=int, default=16000, help="sample rate of the store in Hz")
     pack.add_argument("--workers", type=int, default=2, help="clips decoded at once")
     pack.set_defaults(run=_data_pack)
+
+    pretrain = verbs.add_parser(
+        "pretrain",
+        help="pretrain an encoder with an SSL recipe",
+        description="Pretrain the encoder of RECIPE (e.g. recipes/clmr.yaml) with its SSL "
+        "method on its data (the built-in corpus unless data.store is set). Settings are "
+        "overridden as key=value: size=full, train.steps=2000, encoder.options.width=64, "
+        "data.store=PATH. Writes checkpoints (safetensors + recipe), metrics.csv and "
+        "TensorBoard logs to RUN_DIR; a killed run continues with --resume RUN_DIR.",
+    )
+    pretrain.add_argument("recipe", nargs="?", metavar="RECIPE", help="recipe YAML file")
+    pretrain.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides")
+    pretrain.add_argument("--out", metavar="RUN_DIR", help="run folder to create")
+    pretrain.add_argument("--resume", metavar="RUN_DIR", help="continue this run")
+    pretrain.set_defaults(run=_pretrain)
     return parser
 
 

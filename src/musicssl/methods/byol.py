@@ -1,0 +1,72 @@
+"""BYOL: an online network predicts a slowly moving (EMA) target network; no negatives.
+
+Grill et al. 2020, "Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning".
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from musicssl.encoders.heads import projection_head
+from musicssl.losses import byol_loss, cosine_ema_momentum, ema_update
+
+
+class BYOL(nn.Module):
+    """One training step of BYOL, and the target update after each optimiser step.
+
+    Args:
+        encoder: online encoder. Output Shape: (batch_size, embedding_dim).
+        projector: online projection MLP.
+        predictor: online prediction MLP (the asymmetry that prevents collapse).
+        base_momentum: EMA momentum at step 0; rises to 1 on a cosine schedule.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        projector: nn.Module,
+        predictor: nn.Module,
+        *,
+        base_momentum: float,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.projector = projector
+        self.predictor = predictor
+        self.target_encoder = copy.deepcopy(encoder).requires_grad_(False)
+        self.target_projector = copy.deepcopy(projector).requires_grad_(False)
+        self.base_momentum = base_momentum
+
+    def forward(self, x_a: Tensor, x_b: Tensor) -> dict[str, Tensor]:
+        """Symmetrised loss of one batch of view pairs. x_a, x_b Shape: (batch_size, ...)."""
+        p_a = self.predictor(self.projector(self.encoder(x_a)))
+        p_b = self.predictor(self.projector(self.encoder(x_b)))
+        with torch.no_grad():
+            z_a = self.target_projector(self.target_encoder(x_a))
+            z_b = self.target_projector(self.target_encoder(x_b))
+        loss = byol_loss(p_a, z_b) + byol_loss(p_b, z_a)
+        return {"loss": loss}
+
+    @torch.no_grad()
+    def after_optimizer_step(self, step: int, total_steps: int) -> dict[str, float]:
+        """Move the target towards the online network; returns the momentum used."""
+        momentum = cosine_ema_momentum(step, total_steps, base=self.base_momentum)
+        ema_update(self.target_encoder, self.encoder, momentum=momentum)
+        ema_update(self.target_projector, self.projector, momentum=momentum)
+        return {"momentum": momentum}
+
+
+def byol(
+    encoder: nn.Module,
+    *,
+    hidden_dim: int = 4096,
+    projection_dim: int = 256,
+    base_momentum: float = 0.996,
+) -> BYOL:
+    """BYOL with the paper's heads: 2-layer MLPs with batch norm, 4096 hidden, 256 out."""
+    projector = projection_head(encoder.embedding_dim, hidden_dim, projection_dim)
+    predictor = projection_head(projection_dim, hidden_dim, projection_dim)
+    return BYOL(encoder, projector, predictor, base_momentum=base_momentum)

@@ -1,0 +1,382 @@
+"""The pretraining loop: one explicit loop on Lightning Fabric, resumable from any checkpoint.
+
+Run folder::
+
+    recipe.yaml                   the resolved recipe
+    metrics.csv                   one row per logged step
+    tensorboard/                  the same scalars for TensorBoard
+    checkpoints/step-00000200/    encoder.safetensors + encoder.json (what ``musicssl.load``
+                                  reads), method.safetensors + state.pt (resume), recipe.yaml
+    latest                        name of the newest complete checkpoint
+
+Everything random is a function of (seed, step), so a resumed run draws the same batches and
+augmentations as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+
+from musicssl.augment import build_chain
+from musicssl.encoders import build_encoder
+from musicssl.errors import MusicSSLError
+from musicssl.methods import build_method
+from musicssl.recipe import Recipe
+from musicssl.sampling import TwoCrops, pcm_to_float
+from musicssl.store import SampleStore, pack
+
+_KEEP_CHECKPOINTS = 2
+
+
+class TrainingDiverged(MusicSSLError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class StepBatches(Sampler[list[tuple[int, int]]]):
+    """Batches of ``(epoch, item)`` keys for steps ``start_step, start_step + 1, ...``.
+
+    Each epoch is a permutation seeded by (seed, epoch); each process takes its own slice of
+    every global batch, so the data a step sees depends only on (seed, step), whatever the
+    number of workers and wherever a run resumed.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        *,
+        batch_size: int,
+        seed: int,
+        start_step: int,
+        total_steps: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        global_batch = batch_size * world_size
+        if num_items < global_batch:
+            raise MusicSSLError(
+                f"the training set has {num_items} clips, fewer than one batch of "
+                f"{global_batch}: lower train.batch_size or use more audio"
+            )
+        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
+        self.start_step, self.total_steps = start_step, total_steps
+        self.rank, self.world_size = rank, world_size
+        self.steps_per_epoch = num_items // global_batch
+
+    def __len__(self) -> int:
+        return self.total_steps - self.start_step
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, order = -1, torch.empty(0, dtype=torch.long)
+        for step in range(self.start_step, self.total_steps):
+            if step // self.steps_per_epoch != epoch:
+                epoch = step // self.steps_per_epoch
+                generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+                order = torch.randperm(self.num_items, generator=generator)
+            begin = ((step % self.steps_per_epoch) * self.world_size + self.rank) * self.batch_size
+            yield [(epoch, item) for item in order[begin : begin + self.batch_size].tolist()]
+
+
+def pretrain(
+    recipe: Recipe,
+    *,
+    out: str | os.PathLike,
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Pretrain the recipe's encoder with its method; returns the final checkpoint folder.
+
+    Args:
+        recipe: the resolved recipe.
+        out: the run folder; with ``resume`` it must hold a run with a checkpoint.
+        resume: continue from the run's latest checkpoint (same step, optimiser state, data).
+        progress: show a progress bar.
+
+    Raises:
+        TrainingDiverged: the loss stopped being finite.
+        MusicSSLError: bad settings or data.
+    """
+    import lightning as L
+
+    run = Path(out)
+    settings = recipe.train
+    fabric = L.Fabric(
+        accelerator=settings.accelerator,
+        devices=_devices(settings.devices),
+        precision=settings.precision,
+        strategy=settings.strategy,
+    )
+    fabric.launch()
+    torch.manual_seed(settings.seed)  # the same initial weights on every process
+
+    encoder = build_encoder(recipe.encoder.name, **recipe.encoder.options)
+    method = build_method(recipe.method.name, encoder, **recipe.method.options)
+    chain = build_chain(recipe.augment.name, sr=encoder.sample_rate, **recipe.augment.options)
+    chain = chain.to(fabric.device)
+    parameters = [p for p in method.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        parameters, lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(recipe))
+
+    start_step, resume_state = 0, None
+    if resume:
+        checkpoint = latest_checkpoint(run)
+        method.load_state_dict(load_file(checkpoint / "method.safetensors"))
+        resume_state = torch.load(checkpoint / "state.pt", weights_only=True)
+        start_step = int(resume_state["step"])
+    elif fabric.is_global_zero:
+        if (run / "latest").exists():
+            raise MusicSSLError(
+                f"{run}: already holds a run; pass --resume to continue it or choose another --out"
+            )
+        run.mkdir(parents=True, exist_ok=True)
+        recipe.save(run / "recipe.yaml")
+    if start_step >= settings.steps:
+        return latest_checkpoint(run)
+
+    store = _training_store(recipe, sr=encoder.sample_rate, fabric=fabric)
+    train_indices = [i for i, row in enumerate(store.rows) if row.get("split", "train") == "train"]
+    dataset = TwoCrops(
+        store, num_samples=encoder.input_samples, seed=settings.seed, indices=train_indices
+    )
+    batches = StepBatches(
+        len(dataset),
+        batch_size=settings.batch_size,
+        seed=settings.seed,
+        start_step=start_step,
+        total_steps=settings.steps,
+        rank=fabric.global_rank,
+        world_size=fabric.world_size,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=recipe.data.workers,
+        pin_memory=fabric.device.type == "cuda",
+    )
+    model, optimizer = fabric.setup(method, optimizer)
+    if resume_state is not None:
+        # After setup, so that the optimiser state lands on the parameters' device.
+        optimizer.load_state_dict(resume_state["optimizer"])
+        schedule.load_state_dict(resume_state["schedule"])
+    if settings.compile:
+        model = torch.compile(model)
+
+    logger = _Logger(run, start_step=start_step, enabled=fabric.is_global_zero)
+    generator = torch.Generator(device=fabric.device)
+    bar = tqdm(
+        total=settings.steps,
+        initial=start_step,
+        unit="step",
+        desc="pretrain",
+        disable=not (progress and fabric.is_global_zero),
+    )
+    window_start, window_views = time.perf_counter(), 0
+    pending: list[dict[str, torch.Tensor]] = []
+    step = start_step
+    for batch in loader:
+        x_a = pcm_to_float(batch["x_a"].to(fabric.device, non_blocking=True))
+        x_b = pcm_to_float(batch["x_b"].to(fabric.device, non_blocking=True))
+        with torch.no_grad():
+            # Augmentation draws depend on (seed, step, process) only: resumable.
+            generator.manual_seed((settings.seed * 1_000_003 + step) * 4099 + fabric.global_rank)
+            x_a, _ = chain(x_a, generator=generator)
+            x_b, _ = chain(x_b, generator=generator)
+        outputs = model(x_a, x_b)
+        fabric.backward(outputs["loss"])
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        schedule.step()
+        extra = {}
+        if hasattr(method, "after_optimizer_step"):
+            extra = method.after_optimizer_step(step + 1, settings.steps)
+        step += 1
+        window_views += 2 * x_a.shape[0] * fabric.world_size
+        pending.append({key: value.detach() for key, value in outputs.items()})
+        bar.update()
+
+        checkpoint_due = step % settings.checkpoint_every == 0 or step == settings.steps
+        if step % settings.log_every == 0 or checkpoint_due:
+            # One host sync per logged window, not per step.
+            means = {
+                key: torch.stack([p[key] for p in pending]).float().mean().item()
+                for key in pending[0]
+            }
+            pending.clear()
+            if not all(math.isfinite(value) for value in means.values()):
+                bar.close()
+                raise TrainingDiverged(
+                    f"the loss is not finite at step {step} ({means}); the last good "
+                    f"checkpoint is kept in {run / 'checkpoints'}. Lower optim.lr, or try "
+                    "train.precision=32-true."
+                )
+            seconds = time.perf_counter() - window_start
+            row = {
+                "step": step,
+                **means,
+                **extra,
+                "lr": schedule.get_last_lr()[0],
+                "views_per_second": window_views / max(seconds, 1e-9),
+            }
+            logger.log(row)
+            bar.set_postfix(loss=f"{means['loss']:.4f}", views_s=f"{row['views_per_second']:.1f}")
+            window_start, window_views = time.perf_counter(), 0
+        if checkpoint_due:
+            if fabric.is_global_zero:
+                _save_checkpoint(run, method, optimizer, schedule, recipe, step=step)
+            fabric.barrier()
+    bar.close()
+    logger.close()
+    return latest_checkpoint(run)
+
+
+def latest_checkpoint(run: str | os.PathLike) -> Path:
+    """The newest complete checkpoint folder of a run.
+
+    Raises:
+        MusicSSLError: the run has none.
+    """
+    run = Path(run)
+    try:
+        name = (run / "latest").read_text().strip()
+    except OSError:
+        raise MusicSSLError(f"{run}: no checkpoint yet (not a musicssl run folder?)") from None
+    return run / "checkpoints" / name
+
+
+def _save_checkpoint(
+    run: Path,
+    method: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    recipe: Recipe,
+    *,
+    step: int,
+) -> None:
+    """Write a checkpoint folder whole (temporary folder, then rename), then point to it."""
+    folder = run / "checkpoints"
+    name = f"step-{step:08d}"
+    partial = folder / f".{name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    encoder = method.encoder
+    save_file(_contiguous(encoder.state_dict()), partial / "encoder.safetensors")
+    (partial / "encoder.json").write_text(
+        json.dumps({"name": recipe.encoder.name, "options": encoder.config()}, indent=2)
+    )
+    save_file(_contiguous(method.state_dict()), partial / "method.safetensors")
+    # Resume state is plain tensors and numbers: loaded back with weights_only=True.
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step},
+        partial / "state.pt",
+    )
+    recipe.save(partial / "recipe.yaml")
+    shutil.rmtree(folder / name, ignore_errors=True)
+    os.replace(partial, folder / name)
+    temporary = run / ".latest.partial"
+    temporary.write_text(name + "\n")
+    os.replace(temporary, run / "latest")
+    for old in sorted(folder.glob("step-*"))[:-_KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors refuses views and shared storage; a checkpoint is small next to training.
+    return {key: value.detach().contiguous().clone() for key, value in state.items()}
+
+
+def _training_store(recipe: Recipe, *, sr: int, fabric: Any) -> SampleStore:
+    """The recipe's store, or the built-in corpus packed at ``sr`` (built on first use)."""
+    if recipe.data.store:
+        store = SampleStore(recipe.data.store)
+    else:
+        corpus = Path(recipe.data.corpus)
+        store_path = corpus / f"store-{sr}"
+        if fabric.is_global_zero:
+            from musicssl.builtin import build_corpus
+
+            build_corpus(corpus, size=recipe.data.corpus_size, seed=0)
+            pack(corpus / "manifest.jsonl", out=store_path, sr=sr)
+        fabric.barrier()
+        store = SampleStore(store_path)
+    if store.sr != sr:
+        raise MusicSSLError(
+            f"{store.path}: the store is at {store.sr} Hz but the encoder expects "
+            f"{sr} Hz; pack it again with --sr {sr}"
+        )
+    return store
+
+
+def _lr_factor(recipe: Recipe):
+    warmup, total = recipe.optim.warmup_steps, recipe.train.steps
+    floor = recipe.optim.min_lr_ratio
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _devices(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+class _Logger:
+    """metrics.csv (rows after a resumed step are dropped) and TensorBoard scalars."""
+
+    def __init__(self, run: Path, *, start_step: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.path = run / "metrics.csv"
+        self.rows: list[dict[str, Any]] = []
+        self.writer = None
+        if not enabled:
+            return
+        if self.path.exists():
+            with open(self.path, newline="") as handle:
+                self.rows = [
+                    row for row in csv.DictReader(handle) if int(row["step"]) <= start_step
+                ]
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run / "tensorboard"), purge_step=start_step + 1)
+        except ImportError:
+            self.writer = None
+
+    def log(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.rows.append(row)
+        columns = list(dict.fromkeys(key for r in self.rows for key in r))
+        temporary = self.path.with_name(".metrics.csv.partial")
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(temporary, self.path)
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "step":
+                    self.writer.add_scalar(key, value, row["step"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
