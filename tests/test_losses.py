@@ -237,6 +237,16 @@ def test_loss_runs_under_bf16_autocast_in_float32(name):
     assert bf16.item() == pytest.approx(LOSSES[name](z_a, z_a.detach() + 0.1).item(), rel=1e-6)
 
 
+def test_half_precision_inputs_and_keywords():
+    z_a, z_b = torch.randn(8, 4), torch.randn(8, 4)
+    full = nt_xent(z_a, z_b, temperature=0.1)
+    half = nt_xent(z_a=z_a.bfloat16(), z_b=z_b.bfloat16(), temperature=0.1)
+    assert half.dtype == torch.float32
+    # Only the rounding of the inputs to bf16 (8 bits of mantissa) remains.
+    assert half.item() == pytest.approx(full.item(), rel=2e-2)
+    assert nt_xent(z_a.double(), z_b.double(), temperature=0.1).dtype == torch.float64
+
+
 # ------------------------------------------------------------------------------ distributed
 
 WORLD_SIZE = 2

@@ -144,6 +144,9 @@ class LogMel(nn.Module):
         amin: Floor of the mel power before the logarithm.
     """
 
+    filters: Tensor  # (n_mels, n_fft // 2 + 1)
+    window: Tensor  # (n_fft,)
+
     def __init__(
         self,
         *,

@@ -41,16 +41,25 @@ _Loss = TypeVar("_Loss", bound=Callable[..., Any])
 
 
 def _in_float32(loss: _Loss) -> _Loss:
-    """Run ``loss`` on float32 copies of its tensor arguments with autocast off.
+    """Run ``loss`` with autocast off and half-precision tensor arguments cast to float32.
 
     Under bf16, logits divided by a small temperature and sums of squared correlations keep
     only two or three significant digits; the losses are cheap next to the encoder.
     """
 
+    def upcast(value: Any) -> Any:
+        if isinstance(value, Tensor) and value.dtype in (torch.float16, torch.bfloat16):
+            return value.float()
+        return value
+
     @functools.wraps(loss)
-    def wrapper(*tensors: Tensor, **options: Any) -> Any:
-        with torch.autocast(device_type=tensors[0].device.type, enabled=False):
-            return loss(*(t.float() for t in tensors), **options)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        tensors = [v for v in (*args, *kwargs.values()) if isinstance(v, Tensor)]
+        device_type = tensors[0].device.type if tensors else "cpu"
+        with torch.autocast(device_type=device_type, enabled=False):
+            args = tuple(upcast(v) for v in args)
+            kwargs = {k: upcast(v) for k, v in kwargs.items()}
+            return loss(*args, **kwargs)
 
     return cast(_Loss, wrapper)
 
@@ -227,10 +236,10 @@ def ema_update(target: nn.Module, online: nn.Module, *, momentum: float) -> None
     differ = (set(target_params) ^ set(online_params)) | (set(target_buffers) ^ set(online_buffers))
     if differ:
         raise MusicSSLError(f"ema_update: target and online differ in {sorted(differ)[:5]}")
-    for name, t in target_params.items():
-        t.lerp_(online_params[name].detach(), 1.0 - momentum)
-    for name, t in target_buffers.items():
-        t.copy_(online_buffers[name])
+    for name, param in target_params.items():
+        param.lerp_(online_params[name].detach(), 1.0 - momentum)
+    for name, buffer in target_buffers.items():
+        buffer.copy_(online_buffers[name])
 
 
 def _off_diagonal(matrix: Tensor) -> Tensor:
