@@ -92,3 +92,13 @@ def test_save_is_atomic_and_round_trips(tmp_path: Path):
     audio.save(path, x, sr=16000)
     assert sorted(p.name for p in path.parent.iterdir()) == ["y.wav"]
     np.testing.assert_allclose(audio.load(path, sr=16000), x, atol=1 / 32768)
+
+
+def test_stream_equals_whole_decode(write_audio):
+    signal = np.random.default_rng(2).uniform(-0.5, 0.5, 44100 * 3).astype(np.float32)
+    path = write_audio("long.flac", signal, 44100)
+    blocks = list(audio.stream(path, sr=16000, block_seconds=0.7))
+    assert len(blocks) >= 4
+    streamed = np.concatenate(blocks)
+    whole = audio.load(path, sr=16000)
+    np.testing.assert_array_equal(streamed, whole)

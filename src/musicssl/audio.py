@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,6 +151,41 @@ def load(
         raise AudioError(path, f"corrupt: {_reason(error)}") from None
     mono = to_mono(audio.T)
     return resample(mono, orig_sr=header.sr, target_sr=sr)
+
+
+def stream(
+    path: str | os.PathLike, *, sr: int, block_seconds: float = 30.0
+) -> Iterator[np.ndarray]:
+    """Decode a file of any length block by block, mono at ``sr``; memory stays one block.
+
+    The blocks, concatenated, equal ``load(path, sr=sr)`` (resampling is streamed, not done
+    per block, so block edges leave no trace).
+
+    Yields:
+        Shape: (num_samples,), float32; the last block may be shorter.
+
+    Raises:
+        AudioError: the file cannot be decoded.
+    """
+    header = info(path)
+    resampler = (
+        None if header.sr == sr else soxr.ResampleStream(header.sr, sr, 1, dtype="float32")
+    )
+    block_frames = max(1, int(block_seconds * header.sr))
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            while True:
+                block = handle.read(block_frames, dtype="float32", always_2d=True)
+                last = len(block) < block_frames
+                mono = to_mono(block.T)
+                if resampler is not None:
+                    mono = resampler.resample_chunk(mono, last=last)
+                if len(mono):
+                    yield mono
+                if last:
+                    return
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise AudioError(path, f"corrupt: {_reason(error)}") from None
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:
