@@ -59,6 +59,28 @@ def _pretrain(args: argparse.Namespace) -> None:
     print(f"checkpoint: {checkpoint}")
 
 
+def _embed(args: argparse.Namespace) -> None:
+    from musicssl.embed import embed_files, load
+
+    model = load(args.checkpoint, device=args.device)
+    window = model.window_samples / model.sample_rate
+    if args.window is not None and abs(args.window - window) > 1e-3:
+        raise MusicSSLError(
+            f"this encoder takes windows of {window:.3f} s ({model.window_samples} samples at "
+            f"{model.sample_rate} Hz); drop --window or give that value"
+        )
+    summary = embed_files(
+        model,
+        args.input,
+        out=args.out,
+        hop=args.hop,
+        layers=args.layer,
+        frames=args.frames,
+        batch_size=args.batch_size,
+    )
+    print(f"embedded {summary['embedded']} files, skipped {summary['skipped']}: {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="musicssl",
@@ -142,6 +164,44 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--out", metavar="RUN_DIR", help="run folder to create")
     pretrain.add_argument("--resume", metavar="RUN_DIR", help="continue this run")
     pretrain.set_defaults(run=_pretrain)
+
+    embed = verbs.add_parser(
+        "embed",
+        help="embed audio with a trained encoder into an .npz",
+        description="Cut each file of INPUT (a folder of audio, a manifest .jsonl or a store) "
+        "into windows, encode them in batches and mean-pool to one vector per file: an .npz "
+        "with 'names' (paths relative to INPUT) and 'emb'. Files of any length work: audio is "
+        "streamed, memory stays bounded by --batch-size windows. Bad files are skipped.",
+    )
+    embed.add_argument("checkpoint", metavar="CKPT", help="checkpoint folder or run folder")
+    embed.add_argument("input", metavar="INPUT", help="folder, manifest or store")
+    embed.add_argument("--out", required=True, help="the .npz to write")
+    embed.add_argument(
+        "--window",
+        type=float,
+        default=None,
+        help="window length in seconds (default and only value: the encoder's training crop)",
+    )
+    embed.add_argument(
+        "--hop",
+        type=float,
+        default=None,
+        help="seconds between windows (default: the window, no overlap)",
+    )
+    embed.add_argument(
+        "--layer",
+        default=None,
+        metavar="N|all",
+        help="also pool encoder layer N (or every layer: layer_K arrays)",
+    )
+    embed.add_argument(
+        "--frames",
+        action="store_true",
+        help="also write frame tracks: frames, frame_times (s), frame_offsets",
+    )
+    embed.add_argument("--batch-size", type=int, default=16, help="windows encoded at once")
+    embed.add_argument("--device", default="cpu", help="cpu or cuda")
+    embed.set_defaults(run=_embed)
     return parser
 
 

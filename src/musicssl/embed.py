@@ -1,0 +1,336 @@
+"""Embeddings from a trained encoder: clip vectors and timestamped frame tracks.
+
+``load(checkpoint)`` rebuilds the encoder from its checkpoint alone (``encoder.json`` +
+``encoder.safetensors``) and returns a ``Model`` whose ``embed(waveform, sr)`` handles audio of
+any length and rate: it resamples, cuts windows, encodes them in bounded batches and
+mean-pools. ``embed_files`` does the same over a folder, a manifest or a store and writes an
+``.npz`` (``names``, ``emb``; ``layer_K`` per layer with ``layers="all"``), streaming each file
+so that memory is bounded by the window batch, not the track length.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from musicssl import audio
+from musicssl.corpus import find_audio, read_manifest
+from musicssl.encoders import build_encoder
+from musicssl.errors import AudioError, MusicSSLError
+from musicssl.store import SampleStore
+
+
+@dataclass
+class Embeddings:
+    """Clip embeddings of one audio signal.
+
+    Attributes:
+        clip: the encoder's clip embedding, mean over windows. Shape: (embedding_dim,).
+        layers: per-layer vectors (mean over frames and windows), when asked for.
+        frames: frame features of the chosen layer. Shape: (num_frames, channels).
+        times: centre of each frame in seconds. Shape: (num_frames,).
+    """
+
+    clip: np.ndarray
+    layers: list[np.ndarray] | None = None
+    frames: np.ndarray | None = None
+    times: np.ndarray | None = None
+
+
+class Model:
+    """A trained encoder with its preprocessing.
+
+    Args:
+        encoder: a registry encoder (see ``musicssl.encoders``).
+        device: where to run it.
+    """
+
+    def __init__(self, encoder: nn.Module, *, device: str | torch.device = "cpu") -> None:
+        self.encoder = encoder.eval().to(device)
+        self.device = torch.device(device)
+        self.sample_rate: int = encoder.sample_rate
+        self.window_samples: int = encoder.input_samples
+        self.embedding_dim: int = encoder.embedding_dim
+        self.num_layers: int = encoder.num_layers
+
+    def embed(
+        self,
+        waveform: np.ndarray | Tensor,
+        sr: int,
+        *,
+        hop: float | None = None,
+        layers: str | int | None = None,
+        frames: bool = False,
+        batch_size: int = 16,
+    ) -> Embeddings:
+        """Embed one mono signal of any length.
+
+        Args:
+            waveform: Shape: (num_samples,), float.
+            sr: its sample rate in Hz.
+            hop: seconds between window starts (default: the window length, no overlap).
+            layers: also pool each layer: an index, or "all".
+            frames: also return the frame track of the last layer (or of ``layers`` if an
+                index), with timestamps.
+            batch_size: windows encoded at once (bounds memory).
+        """
+        signal = np.asarray(waveform, dtype=np.float32)
+        if signal.ndim != 1:
+            raise MusicSSLError(
+                f"embed expects mono audio of shape (num_samples,), got {signal.shape}"
+            )
+        signal = audio.resample(signal, orig_sr=sr, target_sr=self.sample_rate)
+        return self._pool(
+            self._encode(
+                iter([signal]), hop=hop, layers=layers, frames=frames, batch_size=batch_size
+            ),
+            frames=frames,
+        )
+
+    def embed_stream(
+        self,
+        blocks: Iterable[np.ndarray],
+        *,
+        hop: float | None = None,
+        layers: str | int | None = None,
+        frames: bool = False,
+        batch_size: int = 16,
+    ) -> Embeddings:
+        """Like ``embed``, over consecutive blocks of one signal already at ``sample_rate``."""
+        return self._pool(
+            self._encode(
+                iter(blocks), hop=hop, layers=layers, frames=frames, batch_size=batch_size
+            ),
+            frames=frames,
+        )
+
+    def _layer_indices(self, layers: str | int | None) -> list[int]:
+        if layers is None:
+            return []
+        if layers == "all":
+            return list(range(self.num_layers))
+        index = int(layers)
+        if not -self.num_layers <= index < self.num_layers:
+            raise MusicSSLError(f"layer {index} out of range: the encoder has {self.num_layers}")
+        return [index % self.num_layers]
+
+    @torch.no_grad()
+    def _encode(
+        self,
+        blocks: Iterator[np.ndarray],
+        *,
+        hop: float | None,
+        layers: str | int | None,
+        frames: bool,
+        batch_size: int,
+    ) -> Iterator[tuple[Tensor, list[Tensor], Tensor | None, np.ndarray]]:
+        """Encode windows in batches; yields (clip, per-layer means, frames, window starts)."""
+        window = self.window_samples
+        step = window if hop is None else max(1, int(round(hop * self.sample_rate)))
+        indices = self._layer_indices(layers)
+        frame_layer = indices[0] if (frames and len(indices) == 1) else None
+        for starts, batch in _windows(blocks, window=window, step=step, batch_size=batch_size):
+            x = torch.from_numpy(batch).to(self.device)
+            clip = self.encoder(x).float().cpu()
+            means = [
+                self.encoder.forward_features(x, layer=k).float().mean(dim=-1).cpu()
+                for k in indices
+            ]
+            track = None
+            if frames:
+                track = self.encoder.forward_features(x, layer=frame_layer).float().cpu()
+            yield clip, means, track, starts
+
+    def _pool(
+        self,
+        batches: Iterator[tuple[Tensor, list[Tensor], Tensor | None, np.ndarray]],
+        *,
+        frames: bool,
+    ) -> Embeddings:
+        clip_sum, layer_sums, count = None, None, 0
+        tracks, times = [], []
+        for clip, means, track, starts in batches:
+            clip_sum = clip.sum(0) if clip_sum is None else clip_sum + clip.sum(0)
+            sums = [m.sum(0) for m in means]
+            layer_sums = sums if layer_sums is None else [a + b for a, b in zip(layer_sums, sums)]
+            count += clip.shape[0]
+            if track is not None:
+                num_frames = track.shape[-1]
+                frame_hop = self.window_samples / num_frames
+                centres = (np.arange(num_frames) + 0.5) * frame_hop
+                for start, features in zip(starts, track):
+                    tracks.append(features.T.numpy())  # (frames, channels)
+                    times.append((start + centres) / self.sample_rate)
+        if clip_sum is None:
+            raise MusicSSLError("no audio to embed (empty signal)")
+        result = Embeddings(clip=(clip_sum / count).numpy())
+        if layer_sums:
+            result.layers = [(s / count).numpy() for s in layer_sums]
+        if frames:
+            result.frames = np.concatenate(tracks)
+            result.times = np.concatenate(times)
+        return result
+
+
+def load(checkpoint: str | os.PathLike, *, device: str | torch.device = "cpu") -> Model:
+    """Rebuild a trained encoder from a checkpoint folder or a run folder (its latest one).
+
+    No pickle is read: the architecture comes from ``encoder.json``, the weights from
+    ``encoder.safetensors``.
+
+    Raises:
+        MusicSSLError: the folder is not a checkpoint, or weights and architecture disagree.
+    """
+    folder = Path(checkpoint)
+    if (folder / "latest").is_file():
+        folder = folder / "checkpoints" / (folder / "latest").read_text().strip()
+    spec_path, weights_path = folder / "encoder.json", folder / "encoder.safetensors"
+    if not spec_path.is_file() or not weights_path.is_file():
+        raise MusicSSLError(
+            f"{checkpoint}: not a checkpoint (needs encoder.json and "
+            "encoder.safetensors, or a run folder with a 'latest' file)"
+        )
+    spec = json.loads(spec_path.read_text())
+    encoder = build_encoder(spec["name"], **spec["options"])
+    try:
+        encoder.load_state_dict(load_file(weights_path))
+    except RuntimeError as error:
+        raise MusicSSLError(
+            f"{weights_path}: weights do not fit {spec['name']} ({error})"
+        ) from None
+    return Model(encoder, device=device)
+
+
+def embed_files(
+    model: Model,
+    source: str | os.PathLike,
+    *,
+    out: str | os.PathLike,
+    hop: float | None = None,
+    layers: str | int | None = None,
+    frames: bool = False,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Embed every clip of a folder, a manifest (.jsonl) or a store, into ``out`` (.npz).
+
+    ``names`` are paths relative to the folder (or as in the manifest / store). With
+    ``frames``, ``frames`` (all tracks concatenated, shape (total_frames, channels)),
+    ``frame_times`` (seconds) and ``frame_offsets`` (track i is rows offsets[i]:offsets[i+1])
+    are added. Bad files are reported and skipped.
+
+    Returns:
+        ``{"embedded": n, "skipped": m}``.
+    """
+    items = list(_items(Path(source), model.sample_rate))
+    names, clips, skipped = [], [], []
+    per_layer: list[list[np.ndarray]] = []
+    tracks, times, offsets = [], [], [0]
+    for name, blocks in tqdm(items, unit="file", desc="embed", disable=not progress):
+        try:
+            result = model.embed_stream(
+                blocks(), hop=hop, layers=layers, frames=frames, batch_size=batch_size
+            )
+        except (AudioError, MusicSSLError) as error:
+            skipped.append(f"{name}: {error}")
+            continue
+        names.append(name)
+        clips.append(result.clip)
+        if result.layers is not None:
+            if not per_layer:
+                per_layer = [[] for _ in result.layers]
+            for bucket, vector in zip(per_layer, result.layers):
+                bucket.append(vector)
+        if frames:
+            tracks.append(result.frames)
+            times.append(result.times)
+            offsets.append(offsets[-1] + len(result.frames))
+    if not names:
+        raise MusicSSLError(f"{source}: nothing could be embedded ({len(skipped)} bad files)")
+    arrays: dict[str, np.ndarray] = {"names": np.array(names), "emb": np.stack(clips)}
+    layer_ids = model._layer_indices(layers)
+    for index, bucket in zip(layer_ids, per_layer):
+        arrays[f"layer_{index}"] = np.stack(bucket)
+    if frames:
+        arrays["frames"] = np.concatenate(tracks)
+        arrays["frame_times"] = np.concatenate(times)
+        arrays["frame_offsets"] = np.asarray(offsets, dtype=np.int64)
+    _save_npz(Path(out), arrays)
+    for line in skipped:
+        print(f"skipped {line}")
+    return {"embedded": len(names), "skipped": len(skipped)}
+
+
+def _items(source: Path, sr: int):
+    """(name, blocks factory) per clip of a folder, manifest or store."""
+    if (source / "store.json").is_file():
+        store = SampleStore(source)
+        if store.sr != sr:
+            raise MusicSSLError(f"{source}: store at {store.sr} Hz, the encoder needs {sr} Hz")
+        for index, row in enumerate(store.rows):
+            yield row["path"], (lambda index=index: iter([store.clip(index)]))
+    elif source.is_dir():
+        for path in sorted(find_audio(source)):
+            name = path.relative_to(source).as_posix()
+            yield name, (lambda path=path: audio.stream(path, sr=sr))
+    elif source.suffix == ".jsonl":
+        for row in read_manifest(source):
+            yield row["path"], (lambda row=row: audio.stream(row["abspath"], sr=sr))
+    else:
+        raise MusicSSLError(f"{source}: expected a folder of audio, a manifest (.jsonl) or a store")
+
+
+def _windows(
+    blocks: Iterator[np.ndarray], *, window: int, step: int, batch_size: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Windows of ``window`` samples every ``step`` over a stream of blocks, in batches.
+
+    A signal shorter than one window gives one zero-padded window; the tail after the last
+    full window gets one more window, zero-padded, so that no audio is ignored.
+
+    Yields:
+        (window start sample indices, Shape: (n,)), (windows, Shape: (n, window)).
+    """
+    buffer = np.zeros(0, dtype=np.float32)
+    buffer_start = 0  # sample index of buffer[0]
+    next_start, last_end, total = 0, 0, 0
+    starts: list[int] = []
+    batch: list[np.ndarray] = []
+    for block in blocks:
+        buffer = np.concatenate([buffer, block])
+        total += len(block)
+        while next_start + window <= total:
+            offset = next_start - buffer_start
+            starts.append(next_start)
+            batch.append(buffer[offset : offset + window])
+            last_end = next_start + window
+            next_start += step
+            if len(batch) == batch_size:
+                yield np.asarray(starts), np.stack(batch)
+                starts, batch = [], []
+        drop = min(next_start - buffer_start, len(buffer))
+        buffer, buffer_start = buffer[drop:], buffer_start + drop
+    if last_end < total and next_start < total:
+        tail = np.zeros(window, dtype=np.float32)
+        remainder = buffer[next_start - buffer_start :][:window]
+        tail[: len(remainder)] = remainder
+        starts.append(next_start)
+        batch.append(tail)
+    if batch:
+        yield np.asarray(starts), np.stack(batch)
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.partial.npz")
+    np.savez(temporary, **arrays)
+    os.replace(temporary, path)
