@@ -146,7 +146,8 @@ class Recipe:
         pairs = [_parse_override(text) for text in overrides]
         sizes = raw.pop("sizes", {}) or {}
         size = next((value for key, value in pairs if key == "size"), raw.get("size", ""))
-        if size:
+        # A resolved recipe (a run's recipe.yaml) keeps its size as a label and has no sizes.
+        if size and (sizes or any(key == "size" for key, _ in pairs)):
             if size not in sizes:
                 raise MusicSSLError(
                     f"{path}: unknown size {size!r}; the recipe has {sorted(sizes)}"
@@ -199,10 +200,24 @@ def _build(kind: type, value: Any, section: str) -> Any:
         raise MusicSSLError(
             f"unknown keys in '{section}': {sorted(unknown)}; expected {sorted(names)}"
         )
+    types = {f.name: f.type for f in dataclasses.fields(kind)}
+    value = {key: _coerce(item, types[key], f"{section}.{key}") for key, item in value.items()}
     try:
         return kind(**value)
     except TypeError as error:
         raise MusicSSLError(f"recipe section '{section}': {error}") from None
+
+
+def _coerce(value: Any, type_name: Any, key: str) -> Any:
+    """Numbers as the field's type: YAML 1.1 reads ``1e-3`` (no dot) as a string."""
+    try:
+        if type_name == "float" and isinstance(value, (str, int)) and not isinstance(value, bool):
+            return float(value)
+        if type_name == "int" and isinstance(value, str):
+            return int(value)
+    except ValueError:
+        raise MusicSSLError(f"{key} must be a number, got {value!r}") from None
+    return value
 
 
 def _parse_override(text: str) -> tuple[str, Any]:
