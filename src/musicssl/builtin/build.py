@@ -1,0 +1,438 @@
+"""Build the built-in labelled corpus: choose pieces, render clips in parallel, write a manifest.
+
+Layout of a built corpus folder::
+
+    manifest.jsonl          one JSON object per clip (written last, whole, atomically)
+    audio/<clip_id>.wav     16 kHz mono PCM_16, 10 s
+    f0/<clip_id>.npy        float32 f0 in Hz per 10 ms frame (monophonic clips only)
+    .cache/build.json       size, seed and format of the build in this folder
+    .cache/pieces/*.json    parsed scores as note tables (only data written here)
+    .cache/clips/*.json     the label record of each finished clip (lets a killed build resume)
+
+A build of the same size and seed in a complete folder returns at once; in a folder where a
+build was killed it renders only the clips that are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from musicssl.builtin import pieces as pieces_module
+from musicssl.builtin.clips import make_clip
+from musicssl.builtin.labels import F0_HOP
+from musicssl.builtin.pieces import SPLITS, STYLES, Candidate, Piece
+from musicssl.builtin.render import Synth, check_renderer
+from musicssl.errors import MusicSSLError
+
+SAMPLE_RATE = 16000
+CLIP_SECONDS = 10.0
+FORMAT_VERSION = 1
+MANIFEST = "manifest.jsonl"
+
+
+@dataclass(frozen=True)
+class SizeSpec:
+    """How big a build is.
+
+    Attributes:
+        pieces: pieces per style (split 70/15/15, at least one per split).
+        clips_per_piece: clips per piece, per style.
+        max_source_bytes: skip score files larger than this (keeps tiny builds fast).
+    """
+
+    pieces: dict[str, int]
+    clips_per_piece: dict[str, int]
+    max_source_bytes: int | None = None
+
+
+def _per_style(**values: int) -> dict[str, int]:
+    return {name: values[name] for name in STYLES}
+
+
+SIZES: dict[str, SizeSpec] = {
+    # 6 styles x 3 pieces (one per split) x 2 clips = 36 clips; for tests and demos.
+    "tiny": SizeSpec(
+        pieces=_per_style(
+            bach_chorale=3,
+            palestrina_mass=3,
+            monteverdi_madrigal=3,
+            string_quartet=3,
+            fiddle_tune=3,
+            german_folk_song=3,
+        ),
+        clips_per_piece=_per_style(
+            bach_chorale=2,
+            palestrina_mass=2,
+            monteverdi_madrigal=2,
+            string_quartet=2,
+            fiddle_tune=2,
+            german_folk_song=2,
+        ),
+        max_source_bytes=40_000,
+    ),
+    # About 2,100 clips.
+    "small": SizeSpec(
+        pieces=_per_style(
+            bach_chorale=60,
+            palestrina_mass=60,
+            monteverdi_madrigal=40,
+            string_quartet=40,
+            fiddle_tune=120,
+            german_folk_song=120,
+        ),
+        clips_per_piece=_per_style(
+            bach_chorale=6,
+            palestrina_mass=6,
+            monteverdi_madrigal=9,
+            string_quartet=9,
+            fiddle_tune=3,
+            german_folk_song=3,
+        ),
+    ),
+    # About 12,500 clips: every chorale, madrigal and quartet movement of the corpus.
+    "full": SizeSpec(
+        pieces=_per_style(
+            bach_chorale=360,
+            palestrina_mass=300,
+            monteverdi_madrigal=48,
+            string_quartet=60,
+            fiddle_tune=700,
+            german_folk_song=700,
+        ),
+        clips_per_piece=_per_style(
+            bach_chorale=6,
+            palestrina_mass=7,
+            monteverdi_madrigal=40,
+            string_quartet=35,
+            fiddle_tune=3,
+            german_folk_song=3,
+        ),
+    ),
+}
+
+
+# --- worker side -------------------------------------------------------------------------
+
+_SYNTH: Synth | None = None
+
+
+def _synth() -> Synth:
+    global _SYNTH
+    if _SYNTH is None:
+        _SYNTH = Synth(SAMPLE_RATE)
+    return _SYNTH
+
+
+def _write_json_atomic(path: Path, data: object) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _parse_task(args: tuple[Candidate, str]) -> tuple[str, Piece | str]:
+    """Parse one candidate (or read it from the cache): its piece, or why it is skipped."""
+    candidate, cache_dir = args
+    cache_file = Path(cache_dir) / f"{candidate.piece_id}.json"
+    if cache_file.exists():
+        cached = json.loads(cache_file.read_text(encoding="utf-8"))
+        if "piece" in cached:
+            return candidate.piece_id, Piece.from_json(cached["piece"])
+        return candidate.piece_id, cached["skip"]
+    result = pieces_module.load_piece(candidate)
+    if isinstance(result, Piece):
+        reason = pieces_module.usable(result, CLIP_SECONDS)
+        if reason is None:
+            _write_json_atomic(cache_file, {"piece": result.to_json()})
+            return candidate.piece_id, result
+        result = reason
+    _write_json_atomic(cache_file, {"skip": result})
+    return candidate.piece_id, result
+
+
+def _clip_task(args: tuple[Piece, str, int, str, int, str]) -> tuple[str, dict | None]:
+    """Render one clip, write its audio (and f0), and return its manifest record."""
+    piece, split, index, clip_id, seed, out_dir = args
+    out = Path(out_dir)
+    clip = make_clip(
+        piece, index, clip_id=clip_id, seed=seed, synth=_synth(), clip_seconds=CLIP_SECONDS
+    )
+    record_file = out / ".cache" / "clips" / f"{clip_id}.json"
+    if clip is None:
+        _write_json_atomic(record_file, {"skipped": True})
+        return clip_id, None
+    wav = out / "audio" / f"{clip_id}.wav"
+    tmp = wav.with_name(wav.stem + ".tmp.wav")
+    sf.write(tmp, clip.audio, SAMPLE_RATE, subtype="PCM_16")
+    os.replace(tmp, wav)
+    f0_path = None
+    if clip.f0 is not None:
+        f0_file = out / "f0" / f"{clip_id}.npy"
+        tmp_f0 = f0_file.with_name(f0_file.stem + ".tmp.npy")
+        np.save(tmp_f0, clip.f0, allow_pickle=False)
+        os.replace(tmp_f0, f0_file)
+        f0_path = f"f0/{clip_id}.npy"
+    record = {
+        "clip_id": clip_id,
+        "path": f"audio/{clip_id}.wav",
+        "duration": round(len(clip.audio) / SAMPLE_RATE, 6),
+        "sr": SAMPLE_RATE,
+        "channels": 1,
+        "split": split,
+        **clip.labels,
+        "f0": f0_path,
+        "f0_hop": F0_HOP if f0_path else None,
+    }
+    _write_json_atomic(record_file, record)
+    return clip_id, record
+
+
+# --- orchestration -----------------------------------------------------------------------
+
+
+class _Runner:
+    """Runs tasks in-process (one worker) or in a pool of spawned processes."""
+
+    def __init__(self, workers: int) -> None:
+        self.pool = None
+        if workers > 1:
+            # spawn, not fork: the parent may hold torch or threads that fork would copy.
+            self.pool = multiprocessing.get_context("spawn").Pool(workers)
+
+    def map(self, function, tasks: list):
+        if self.pool is None:
+            return map(function, tasks)
+        return self.pool.imap_unordered(function, tasks)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.join()
+
+
+def _choose_pieces(
+    spec: SizeSpec, seed: int, cache_dir: Path, runner: _Runner, progress: bool
+) -> list[tuple[Piece, str]]:
+    """Pick the pieces of every style and split, in a fixed order.
+
+    Candidates of each (style, split) are shuffled by the seed and taken in that order,
+    skipping unusable ones; parsing goes in rounds so only about as many scores are parsed as
+    are needed. The outcome depends on the seed only, not on the workers.
+    """
+    queues: dict[tuple[str, str], list[Candidate]] = {}
+    wanted: dict[tuple[str, str], int] = {}
+    for style_number, style in enumerate(STYLES):
+        candidates = pieces_module.list_candidates(style)
+        if spec.max_source_bytes is not None:
+            candidates = [c for c in candidates if c.size_bytes <= spec.max_source_bytes]
+        splits = pieces_module.assign_splits(candidates)
+        total = spec.pieces[style]
+        counts = [round(total * 0.15), round(total * 0.15)]
+        counts = [max(1, c) for c in counts]
+        counts.insert(0, max(1, total - sum(counts)))
+        for split_number, (split, count) in enumerate(zip(SPLITS, counts, strict=True)):
+            queue = [c for c in candidates if splits[c.work] == split]
+            rng = np.random.default_rng([seed, style_number, split_number])
+            queues[(style, split)] = [queue[i] for i in rng.permutation(len(queue))]
+            wanted[(style, split)] = count
+    accepted: dict[tuple[str, str], list[Piece]] = {key: [] for key in queues}
+    position = dict.fromkeys(queues, 0)
+    bar = tqdm(total=sum(wanted.values()), desc="parsing scores", disable=not progress)
+    while True:
+        batch: list[Candidate] = []
+        for key, queue in queues.items():
+            missing = wanted[key] - len(accepted[key])
+            if missing <= 0:
+                continue
+            take = queue[position[key] : position[key] + missing + missing // 4]
+            batch.extend(take)
+        if not batch:
+            break
+        outcomes = dict(runner.map(_parse_task, [(c, str(cache_dir)) for c in batch]))
+        for key, queue in queues.items():
+            # Walk the queue in order: acceptance depends on the order, never on timing.
+            while position[key] < len(queue) and len(accepted[key]) < wanted[key]:
+                candidate = queue[position[key]]
+                if candidate.piece_id not in outcomes:
+                    break
+                outcome = outcomes[candidate.piece_id]
+                position[key] += 1
+                if isinstance(outcome, Piece):
+                    accepted[key].append(outcome)
+                    bar.update(1)
+            if position[key] >= len(queue):
+                wanted[key] = len(accepted[key])  # the corpus has no more
+    bar.close()
+    return [(piece, split) for (_, split), found in accepted.items() for piece in found]
+
+
+def _summary(records: list[dict], out_dir: Path, seconds: float, cached: bool) -> dict:
+    return {
+        "out_dir": str(out_dir),
+        "manifest": str(out_dir / MANIFEST),
+        "num_clips": len(records),
+        "splits": dict(Counter(r["split"] for r in records)),
+        "styles": dict(Counter(r["style"] for r in records)),
+        "monophonic": sum(1 for r in records if r["f0"]),
+        "total_seconds": round(sum(r["duration"] for r in records), 3),
+        "seconds_taken": round(seconds, 3),
+        "cached": cached,
+    }
+
+
+def summarize(manifest_path: str | Path) -> dict:
+    """Counts of a built corpus from its manifest.
+
+    Args:
+        manifest_path: path of a ``manifest.jsonl``.
+
+    Returns:
+        ``num_clips``, clips per ``splits`` and per ``styles``, ``monophonic`` clips and
+        ``total_seconds`` of audio.
+    """
+    path = Path(manifest_path)
+    if not path.is_file():
+        raise MusicSSLError(f"{path}: no such manifest")
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return _summary(records, path.parent, 0.0, cached=True)
+
+
+def _complete(out_dir: Path, stamp: dict) -> bool:
+    manifest = out_dir / MANIFEST
+    stamp_file = out_dir / ".cache" / "build.json"
+    if not manifest.exists():
+        return False
+    if not stamp_file.exists() or json.loads(stamp_file.read_text()) != stamp:
+        raise MusicSSLError(
+            f"{out_dir}: holds a corpus built with other settings than {stamp}; "
+            "build into an empty folder or delete this one"
+        )
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if not (out_dir / record["path"]).exists():
+            return False
+        if record["f0"] and not (out_dir / record["f0"]).exists():
+            return False
+    return True
+
+
+def _discard_stale(out_dir: Path, stamp: dict) -> None:
+    """Forget the clips of a killed build that had other settings."""
+    stamp_file = out_dir / ".cache" / "build.json"
+    if stamp_file.exists() and json.loads(stamp_file.read_text()) != stamp:
+        for record_file in (out_dir / ".cache" / "clips").glob("*.json"):
+            record = json.loads(record_file.read_text(encoding="utf-8"))
+            for key in ("path", "f0"):
+                if record.get(key):
+                    (out_dir / record[key]).unlink(missing_ok=True)
+            record_file.unlink()
+    _write_json_atomic(stamp_file, stamp)
+
+
+def _finished_record(out_dir: Path, clip_id: str) -> dict | None:
+    """The record of a clip that an earlier run finished, or ``None``."""
+    record_file = out_dir / ".cache" / "clips" / f"{clip_id}.json"
+    if not record_file.exists():
+        return None
+    record = json.loads(record_file.read_text(encoding="utf-8"))
+    if record.get("skipped"):
+        return record
+    if not (out_dir / record["path"]).exists():
+        return None
+    if record["f0"] and not (out_dir / record["f0"]).exists():
+        return None
+    return record
+
+
+def build_corpus(
+    out_dir: str | Path,
+    *,
+    size: str = "small",
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Generate the built-in labelled corpus into ``out_dir``.
+
+    Excerpts of scores from music21's corpus are performed with a random General MIDI
+    ensemble, tempo, transposition, dynamics and optional drums, rendered with the
+    TimGM6mb SoundFont at 16 kHz mono, and labelled (see the module docstring for the
+    folder layout and ``docs`` for the manifest fields). The same size and seed give
+    byte-identical files whatever ``workers`` is.
+
+    Args:
+        out_dir: folder to build into (created if missing).
+        size: a key of :data:`SIZES`: ``"tiny"`` (36 clips), ``"small"`` (about 2,100) or
+            ``"full"`` (about 12,500).
+        seed: seed of every random choice.
+        workers: processes to use; ``None`` for ``os.cpu_count()``.
+        progress: show progress bars.
+
+    Returns:
+        A summary: ``num_clips``, clips per ``splits`` and ``styles``, ``monophonic``,
+        ``total_seconds`` of audio, ``seconds_taken`` and ``cached`` (nothing to do).
+
+    Raises:
+        MusicSSLError: unknown size, bad workers, a folder built with other settings, or
+            tinysoundfont missing.
+    """
+    started = time.perf_counter()
+    if size not in SIZES:
+        raise MusicSSLError(f"size={size!r}: unknown corpus size; choose one of {list(SIZES)}")
+    if workers is None:
+        workers = os.cpu_count() or 1
+    if workers < 1:
+        raise MusicSSLError(f"workers={workers}: must be at least 1")
+    out = Path(out_dir)
+    stamp = {"size": size, "seed": int(seed), "format": FORMAT_VERSION}
+    if out.exists() and _complete(out, stamp):
+        return summarize(out / MANIFEST) | {
+            "seconds_taken": round(time.perf_counter() - started, 3)
+        }
+    check_renderer()
+    for sub in ("audio", "f0", ".cache/pieces", ".cache/clips"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    _discard_stale(out, stamp)
+    spec = SIZES[size]
+    runner = _Runner(workers)
+    try:
+        chosen = _choose_pieces(spec, seed, out / ".cache" / "pieces", runner, progress)
+        tasks = []
+        for piece, split in chosen:
+            for index in range(spec.clips_per_piece[piece.candidate.style]):
+                clip_id = f"{piece.candidate.piece_id}-{index:02d}"
+                tasks.append((piece, split, index, clip_id, int(seed), str(out)))
+        records: dict[str, dict | None] = {}
+        todo = []
+        for task in tasks:
+            done = _finished_record(out, task[3])
+            if done is None:
+                todo.append(task)
+            else:
+                records[task[3]] = None if done.get("skipped") else done
+        bar = tqdm(
+            total=len(tasks), initial=len(records), desc="rendering clips", disable=not progress
+        )
+        for clip_id, record in runner.map(_clip_task, todo):
+            records[clip_id] = record
+            bar.update(1)
+        bar.close()
+    finally:
+        runner.close()
+    ordered = [records[task[3]] for task in tasks if records.get(task[3]) is not None]
+    manifest = out / MANIFEST
+    tmp = manifest.with_name(MANIFEST + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for record in ordered:
+            handle.write(json.dumps(record) + "\n")
+    os.replace(tmp, manifest)
+    return _summary(ordered, out, time.perf_counter() - started, cached=False)

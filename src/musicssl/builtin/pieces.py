@@ -1,0 +1,517 @@
+"""Which compositions of music21's bundled corpus the built-in corpus uses, and their notes.
+
+A *candidate* is one score file (or one tune of a multi-tune ABC file) of a style. Candidates
+are grouped into *works* (a string quartet's movements form one work) and each work gets a
+split (train/valid/test) from a hash of its name alone, so the split of a piece never depends
+on the seed or on the size of the build: no piece, and no movement of one quartet, ever sits
+in two splits. Parsing with music21 is the slow step, so a parsed piece is reduced once to a
+plain note table (:class:`Piece`) that the renderer and the labels read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import warnings
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("train", "valid", "test")
+# Cumulative fractions of works that go to train, then valid; the rest is test.
+SPLIT_FRACTIONS = (0.70, 0.85)
+
+
+@dataclass(frozen=True)
+class Style:
+    """One style (label) of the corpus and how its clips are performed.
+
+    Attributes:
+        name: the label written to the manifest, e.g. ``"bach_chorale"``.
+        phrase: how a caption names it, after "A"/"An": ``"Bach chorale"``.
+        notes_per_second: range of note rates (one voice, median note) that tempos are drawn
+            from; the tempo of a piece follows from its median note value.
+        quarter_bpm: a fixed range of quarter-note tempos instead, for styles whose beat is
+            always the quarter note (chorales, where passing eighths would skew the median).
+        min_parts: fewest parts a score of this style must have.
+        max_parts: most parts a score of this style may have.
+        folk: a single-line tune: performed solo (monophonic, with f0) on half the clips.
+        drum_probability: chance that a (polyphonic) clip gets a drum part.
+        ensembles: names of the ensembles in ``instruments.ENSEMBLES`` drawn from.
+    """
+
+    name: str
+    phrase: str
+    notes_per_second: tuple[float, float]
+    min_parts: int
+    max_parts: int
+    folk: bool
+    drum_probability: float
+    ensembles: tuple[str, ...]
+    quarter_bpm: tuple[int, int] | None = None
+
+
+STYLES: dict[str, Style] = {
+    style.name: style
+    for style in (
+        Style(
+            "bach_chorale",
+            "Bach chorale",
+            (1.1, 1.7),
+            4,
+            6,
+            False,
+            0.25,
+            ("strings", "winds", "brass", "organ", "choir", "keyboard", "mixed"),
+            quarter_bpm=(60, 96),
+        ),
+        Style(
+            "palestrina_mass",
+            "Palestrina mass movement",
+            (1.0, 1.6),
+            3,
+            8,
+            False,
+            0.15,
+            ("choir", "organ", "brass", "recorders", "strings", "mixed"),
+        ),
+        Style(
+            "monteverdi_madrigal",
+            "Monteverdi madrigal",
+            (1.3, 2.2),
+            4,
+            7,
+            False,
+            0.2,
+            ("choir", "strings", "winds", "plucked", "recorders", "mixed"),
+        ),
+        Style(
+            "string_quartet",
+            "string quartet movement",
+            (1.5, 3.2),
+            4,
+            4,
+            False,
+            0.2,
+            ("strings", "strings", "strings", "winds", "brass", "keyboard", "mixed"),
+        ),
+        Style(
+            "fiddle_tune",
+            "traditional fiddle tune",
+            (4.5, 7.5),
+            1,
+            1,
+            True,
+            0.5,
+            ("folk",),
+        ),
+        Style(
+            "german_folk_song",
+            "German folk song",
+            (1.8, 3.2),
+            1,
+            1,
+            True,
+            0.4,
+            ("folk",),
+        ),
+    )
+}
+
+# The German collections of the Essen folk song database (as ABC in music21's corpus).
+_ESSEN_GERMAN = (
+    "altdeu10",
+    "altdeu20",
+    "ballad10",
+    "ballad20",
+    "ballad30",
+    "ballad40",
+    "ballad50",
+    "ballad60",
+    "ballad70",
+    "ballad80",
+    "boehme10",
+    "boehme20",
+    "dva0",
+    "erk10",
+    "erk20",
+    "erk30",
+    "erk5",
+    "fink0",
+    "kinder0",
+    "zuccal0",
+)
+_QUARTET_COMPOSERS = ("haydn", "mozart", "beethoven")
+# Mozart's K. 545 in the corpus is a piano sonata, not a quartet.
+_NOT_QUARTETS = ("mozart/k545",)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One score (or one tune of a multi-tune file) that may become a piece of the corpus.
+
+    Attributes:
+        style: the style name.
+        piece_id: a file-name-safe identifier, unique in the corpus, e.g. ``"bach-bwv66.6"``.
+        source: path of the score inside music21's corpus folder, e.g. ``"bach/bwv66.6.mxl"``.
+        number: the tune number (``X:`` field) inside a multi-tune ABC file, else ``None``.
+        work: the unit of the split: movements of one quartet share a work.
+        composer: "Bach", "Haydn", ..., or "traditional".
+        size_bytes: size of the source file (tiny builds skip large files to stay fast).
+    """
+
+    style: str
+    piece_id: str
+    source: str
+    number: int | None
+    work: str
+    composer: str
+    size_bytes: int
+
+
+def corpus_root() -> Path:
+    """The folder of music21's bundled score corpus."""
+    import music21.corpus
+
+    return Path(music21.corpus.__file__).parent
+
+
+def _candidate(
+    style: str,
+    root: Path,
+    path: Path,
+    piece_id: str,
+    work: str,
+    composer: str,
+    number: int | None = None,
+) -> Candidate:
+    return Candidate(
+        style=style,
+        piece_id=piece_id,
+        source=path.relative_to(root).as_posix(),
+        number=number,
+        work=work,
+        composer=composer,
+        size_bytes=path.stat().st_size,
+    )
+
+
+def list_candidates(style: str) -> list[Candidate]:
+    """All candidate scores of one style, in a fixed order (sorted by piece id).
+
+    Args:
+        style: a key of :data:`STYLES`.
+
+    Returns:
+        The candidates; parsing decides later which of them are usable.
+    """
+    root = corpus_root()
+    found: list[Candidate] = []
+    if style == "bach_chorale":
+        # Chorales are cantata movements (bwv66.6) and the four-part chorales BWV 250-438;
+        # versions of one chorale (bwv248.9-1, bwv248.9-s) are one work.
+        for path in (root / "bach").glob("bwv*.mxl"):
+            match = re.fullmatch(r"bwv(\d+)(\.\d+)?(-.+)?", path.stem)
+            if match is None or (match[2] is None and not 250 <= int(match[1]) <= 438):
+                continue
+            work = f"bach-bwv{match[1]}{match[2] or ''}"
+            found.append(_candidate(style, root, path, f"bach-{path.stem}", work, "Bach"))
+    elif style == "palestrina_mass":
+        for path in (root / "palestrina").glob("*.krn"):
+            # The sections of one mass (Kyrie, Gloria, ...) are one work: its !!!OPR title.
+            with open(path, encoding="latin-1") as handle:
+                header = handle.read(2000)
+            mass = re.search(r"^!!!OPR:\s*(.+?)\s*$", header, flags=re.M)
+            pid = f"palestrina-{path.stem}"
+            work = f"palestrina-{mass[1]}" if mass else pid
+            found.append(_candidate(style, root, path, pid, work, "Palestrina"))
+    elif style == "monteverdi_madrigal":
+        for path in (root / "monteverdi").glob("madrigal.*.mxl"):
+            if path.stem.endswith("_old"):
+                continue
+            pid = f"monteverdi-{path.stem}"
+            found.append(_candidate(style, root, path, pid, pid, "Monteverdi"))
+    elif style == "string_quartet":
+        for composer in _QUARTET_COMPOSERS:
+            for path in (root / composer).rglob("*.mxl"):
+                rel = path.relative_to(root).with_suffix("").as_posix()
+                if any(rel.startswith(skip) for skip in _NOT_QUARTETS):
+                    continue
+                work = "/".join(rel.split("/")[:2])
+                pid = rel.replace("/", "-")
+                found.append(_candidate(style, root, path, pid, work, composer.capitalize()))
+    elif style == "fiddle_tune":
+        for path in (root / "ryansMammoth").glob("*.abc"):
+            pid = f"ryans-{path.stem}"
+            found.append(_candidate(style, root, path, pid, pid, "traditional"))
+    elif style == "german_folk_song":
+        for stem in _ESSEN_GERMAN:
+            path = root / "essenFolksong" / f"{stem}.abc"
+            if not path.exists():
+                continue
+            text = path.read_text(encoding="latin-1")
+            numbers = sorted({int(n) for n in re.findall(r"^X:\s*(\d+)", text, flags=re.M)})
+            for number in numbers:
+                pid = f"essen-{stem}-{number:04d}"
+                found.append(_candidate(style, root, path, pid, pid, "traditional", number))
+    else:
+        raise KeyError(style)
+    found.sort(key=lambda c: c.piece_id)
+    return found
+
+
+def _work_rank(style: str, work: str) -> str:
+    return hashlib.sha256(f"{style}/{work}".encode()).hexdigest()
+
+
+def assign_splits(candidates: list[Candidate]) -> dict[str, str]:
+    """The split of every work of one style's candidates.
+
+    Works are ranked by a hash of their name and cut at 70 % / 85 % of the ranking, so the
+    proportions of works are 70/15/15 within each style (stratified) and the split of a work
+    depends on nothing but its name.
+
+    Args:
+        candidates: candidates of a single style.
+
+    Returns:
+        A mapping from work to ``"train"``, ``"valid"`` or ``"test"``.
+    """
+    works = sorted({c.work for c in candidates}, key=lambda w: _work_rank(candidates[0].style, w))
+    splits = {}
+    for rank, work in enumerate(works):
+        position = (rank + 0.5) / len(works)
+        if position < SPLIT_FRACTIONS[0]:
+            splits[work] = SPLITS[0]
+        elif position < SPLIT_FRACTIONS[1]:
+            splits[work] = SPLITS[1]
+        else:
+            splits[work] = SPLITS[2]
+    return splits
+
+
+@dataclass
+class Piece:
+    """A parsed score reduced to what rendering and labelling need.
+
+    Attributes:
+        candidate: where it came from.
+        title: the score's title (or the file name where it has none).
+        part_names: one name per part (may be empty strings).
+        notes: note table, one row per sounding note (tied notes merged, grace notes dropped,
+            chord symbols ignored), sorted by onset. Columns: part index, onset (quarter notes
+            from the start of the score), duration (quarter notes), MIDI pitch.
+            Shape: (num_notes, 4).
+        measures: one row per bar of the first part. Columns: offset of the bar (quarter
+            notes), offset where the full bar would start (earlier than the offset for a
+            pickup), numerator and denominator of the time signature in force.
+            Shape: (num_measures, 4).
+        end: offset where the score ends (quarter notes).
+        median_duration: median note value over all parts (quarter notes).
+    """
+
+    candidate: Candidate
+    title: str
+    part_names: list[str]
+    notes: np.ndarray
+    measures: np.ndarray
+    end: float
+    median_duration: float
+
+    def to_json(self) -> dict:
+        """A JSON-serialisable form (for the parse cache)."""
+        return {
+            "candidate": dataclasses.asdict(self.candidate),
+            "title": self.title,
+            "part_names": self.part_names,
+            "notes": self.notes.tolist(),
+            "measures": self.measures.tolist(),
+            "end": self.end,
+            "median_duration": self.median_duration,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Piece:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            candidate=Candidate(**data["candidate"]),
+            title=data["title"],
+            part_names=list(data["part_names"]),
+            notes=np.asarray(data["notes"], dtype=np.float64).reshape(-1, 4),
+            measures=np.asarray(data["measures"], dtype=np.float64).reshape(-1, 4),
+            end=float(data["end"]),
+            median_duration=float(data["median_duration"]),
+        )
+
+
+def parse_score(candidate: Candidate):
+    """The music21 score of a candidate, as written (ties not merged).
+
+    Args:
+        candidate: the candidate to parse.
+
+    Returns:
+        A ``music21.stream.Score``.
+    """
+    from music21 import converter
+
+    path = corpus_root() / candidate.source
+    with warnings.catch_warnings():
+        # music21 warns about notation it skips (fingerings, odd barlines); not our concern.
+        warnings.simplefilter("ignore")
+        if candidate.number is None:
+            return converter.parse(path, forceSource=True)
+        return converter.parse(path, forceSource=True, number=candidate.number)
+
+
+def part_notes(part) -> list[tuple[float, float, int]]:
+    """The sounding notes of one part, tied notes merged into one.
+
+    Chord symbols and grace notes are left out; each pitch of a chord is a note. This does
+    what music21's ``stripTies`` does, in one pass and without copying the score (copying
+    took two thirds of the parse time of a quartet movement).
+
+    Args:
+        part: a ``music21.stream.Part``.
+
+    Returns:
+        (onset in quarter notes, duration in quarter notes, MIDI pitch), by onset.
+    """
+    from music21 import chord, harmony, note
+
+    merged: list[list[float]] = []
+    open_ties: dict[int, int] = {}  # MIDI pitch -> index in merged of a note tied onwards
+    for element in part.flatten().notes:
+        if isinstance(element, harmony.ChordSymbol) or element.duration.isGrace:
+            continue
+        if isinstance(element, note.Note):
+            pitched = [(element.pitch, element.tie)]
+        elif isinstance(element, chord.Chord):
+            pitched = [(p, element.getTie(p)) for p in element.pitches]
+        else:
+            continue
+        onset = float(Fraction(element.offset))
+        duration = float(Fraction(element.quarterLength))
+        for pitch, tie in pitched:
+            midi = int(pitch.midi)
+            kind = tie.type if tie is not None else None
+            if midi in open_ties and kind in ("stop", "continue"):
+                held = merged[open_ties[midi]]
+                held[1] = onset + duration - held[0]
+                if kind == "stop":
+                    del open_ties[midi]
+                continue
+            merged.append([onset, duration, midi])
+            if kind in ("start", "continue"):
+                open_ties[midi] = len(merged) - 1
+            else:
+                open_ties.pop(midi, None)
+    merged.sort(key=lambda row: (row[0], row[2]))
+    return [(row[0], row[1], int(row[2])) for row in merged]
+
+
+def _measure_table(part) -> np.ndarray:
+    from music21 import stream
+
+    rows = []
+    numerator, denominator = None, None
+    for index, measure in enumerate(part.getElementsByClass(stream.Measure)):
+        if measure.timeSignature is not None:
+            numerator = measure.timeSignature.numerator
+            denominator = measure.timeSignature.denominator
+        if numerator is None:
+            continue
+        bar_length = numerator * 4.0 / denominator
+        offset = float(measure.offset)
+        actual = float(measure.duration.quarterLength)
+        padding = float(measure.paddingLeft or 0.0)
+        if padding == 0.0 and index == 0 and actual < bar_length:
+            # A pickup bar the parser did not mark: it ends where a full bar would.
+            padding = bar_length - actual
+        rows.append((offset, offset - padding, numerator, denominator))
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+
+
+def load_piece(candidate: Candidate) -> Piece | str:
+    """Parse a candidate into a :class:`Piece`, or say why it cannot be used.
+
+    Args:
+        candidate: the candidate to parse.
+
+    Returns:
+        The piece, or a short reason (a string) why the candidate is skipped.
+    """
+    style = STYLES[candidate.style]
+    try:
+        score = parse_score(candidate)
+    except Exception as error:  # noqa: BLE001 - a broken corpus file is skipped, not fatal
+        return f"unparsable: {type(error).__name__}"
+    parts = list(score.parts)
+    if not style.min_parts <= len(parts) <= style.max_parts:
+        return f"{len(parts)} parts"
+    measures = _measure_table(parts[0])
+    if len(measures) == 0:
+        return "no time signature"
+    rows = [
+        (index, onset, duration, midi)
+        for index, part in enumerate(parts)
+        for onset, duration, midi in part_notes(part)
+    ]
+    if len(rows) < 8:
+        return "too few notes"
+    notes = np.asarray(rows, dtype=np.float64)
+    notes = notes[np.lexsort((notes[:, 3], notes[:, 0], notes[:, 1]))]
+    title = ""
+    if score.metadata is not None:
+        title = score.metadata.title or score.metadata.movementName or ""
+    end = float(max(score.highestTime, (notes[:, 1] + notes[:, 2]).max()))
+    title = str(title)
+    if not title or title.endswith((".mxl", ".krn", ".abc", ".xml")):
+        title = Path(title or candidate.source).stem
+    return Piece(
+        candidate=candidate,
+        title=title,
+        part_names=[str(part.partName or "") for part in parts],
+        notes=notes,
+        measures=measures,
+        end=end,
+        median_duration=float(np.median(notes[:, 2])),
+    )
+
+
+def tempo_range(piece: Piece) -> tuple[int, int]:
+    """The range of quarter-note tempos (BPM) a piece is played at.
+
+    The style gives a range of note rates; a piece notated in halves (Palestrina) or in
+    sixteenths (reels) then gets proportionally faster or slower quarter-note tempos.
+
+    Returns:
+        ``(lowest, highest)`` BPM, integers, inclusive.
+    """
+    style = STYLES[piece.candidate.style]
+    if style.quarter_bpm is not None:
+        return style.quarter_bpm
+    low_rate, high_rate = style.notes_per_second
+    low = int(np.clip(round(low_rate * 60.0 * piece.median_duration), 40, 240))
+    high = int(np.clip(round(high_rate * 60.0 * piece.median_duration), 40, 240))
+    return low, max(low, high)
+
+
+def excerpt_starts(piece: Piece, length: float) -> np.ndarray:
+    """Bar offsets where an excerpt of ``length`` quarter notes fits before the end.
+
+    Shape: (num_starts,).
+    """
+    offsets = np.unique(piece.measures[:, 0])
+    return offsets[offsets + length <= piece.end + 1e-9]
+
+
+def usable(piece: Piece, clip_seconds: float) -> str | None:
+    """Why a parsed piece cannot give a clip of ``clip_seconds`` even at its fastest tempo."""
+    _, fastest = tempo_range(piece)
+    if len(excerpt_starts(piece, clip_seconds * fastest / 60.0)) == 0:
+        return "shorter than a clip"
+    return None
