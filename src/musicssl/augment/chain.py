@@ -1,0 +1,122 @@
+"""Chains of augmentations, and CLMR's default chain."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from musicssl.augment.base import Augmentation, Params, check_generator, check_waveform
+from musicssl.augment.crop import RandomCrop
+from musicssl.augment.delay import Delay
+from musicssl.augment.filters import HighLowPass
+from musicssl.augment.gain import Gain, PolarityInversion
+from musicssl.augment.noise import WhiteNoise
+from musicssl.augment.pitch import PitchShift
+from musicssl.augment.reverb import Reverb
+from musicssl.errors import MusicSSLError
+
+
+class Compose(nn.Module):
+    """Apply augmentations one after the other, each with its own per-example coin flips.
+
+    ``forward`` returns the output and every transform's parameters, keyed by the transform's
+    ``name`` (with ``_1``, ``_2``, ... appended when a name repeats), in chain order.
+
+    Args:
+        transforms: the augmentations, in the order they apply.
+    """
+
+    def __init__(self, transforms: Sequence[Augmentation]) -> None:
+        super().__init__()
+        if not transforms:
+            raise MusicSSLError("Compose: needs at least one augmentation")
+        for transform in transforms:
+            if not isinstance(transform, Augmentation):
+                raise MusicSSLError(f"Compose: {transform!r} is not an Augmentation")
+        self.transforms = nn.ModuleList(transforms)
+        self.keys: list[str] = []
+        for transform in transforms:
+            key, copy = transform.name, 0
+            while key in self.keys:
+                copy += 1
+                key = f"{transform.name}_{copy}"
+            self.keys.append(key)
+
+    def forward(
+        self, x: Tensor, *, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, dict[str, Params]]:
+        """Run the chain.
+
+        Args:
+            x: waveforms. Shape: (batch_size, num_samples).
+            generator: random source on ``x``'s device; None uses torch's global one.
+
+        Returns:
+            The augmented waveforms, shape (batch_size, num_output_samples), and
+            ``{key: params}`` for every transform.
+        """
+        check_waveform(x, "Compose")
+        check_generator(generator, x.device, "Compose")
+        all_params: dict[str, Params] = {}
+        for key, transform in zip(self.keys, self.transforms):
+            x, all_params[key] = transform(x, generator=generator)
+        return x, all_params
+
+    def apply(self, x: Tensor, params: dict[str, Params]) -> Tensor:
+        """Replay a chain with recorded parameters (as returned by ``forward``)."""
+        check_waveform(x, "Compose")
+        for key, transform in zip(self.keys, self.transforms):
+            x = transform.apply(x, params[key])
+        return x
+
+
+def clmr_chain(
+    sr: int,
+    *,
+    num_samples: int | None = 59049,
+    pitch_kind: str = "preserve_tempo",
+    max_semitones: float = 5.0,
+    p_polarity: float = 0.8,
+    p_noise: float = 0.01,
+    p_gain: float = 0.3,
+    p_filter: float = 0.8,
+    p_delay: float = 0.3,
+    p_pitch: float = 0.6,
+    p_reverb: float = 0.6,
+) -> Compose:
+    """CLMR's augmentation chain (Spijkervet & Burgoyne, 2021, "Contrastive Learning of
+    Musical Representations"), with its probabilities and ranges as defaults.
+
+    Random crop, polarity inversion, white noise, gain, high/low-pass, delay, pitch shift and
+    reverb, in that order. CLMR's code shifts pitch by up to 7 semitones; 5 is the default here.
+
+    Args:
+        sr: sample rate of the waveforms in Hz.
+        num_samples: crop length (59049 samples, about 2.7 s at 22.05 kHz); None leaves the
+            crop out, for inputs the sampler has already cut to length.
+        pitch_kind: ``"preserve_tempo"`` or ``"tape"`` (see ``PitchShift``).
+        max_semitones: largest pitch shift either way.
+        p_polarity: probability of polarity inversion.
+        p_noise: probability of white noise.
+        p_gain: probability of a gain change.
+        p_filter: probability of a high- or low-pass filter.
+        p_delay: probability of an echo.
+        p_pitch: probability of a pitch shift.
+        p_reverb: probability of reverb.
+
+    Returns:
+        The chain; call it on a (batch_size, num_samples) batch, once per view.
+    """
+    transforms: list[Augmentation] = [] if num_samples is None else [RandomCrop(num_samples)]
+    transforms += [
+        PolarityInversion(p=p_polarity),
+        WhiteNoise(p=p_noise),
+        Gain(p=p_gain),
+        HighLowPass(sr=sr, p=p_filter),
+        Delay(sr=sr, p=p_delay),
+        PitchShift(sr=sr, p=p_pitch, max_semitones=max_semitones, kind=pitch_kind),
+        Reverb(sr=sr, p=p_reverb),
+    ]
+    return Compose(transforms)

@@ -1,0 +1,260 @@
+"""Pitch shift with a per-example interval: tempo-preserving (phase vocoder) or tape-style.
+
+Two kinds, chosen by ``kind``:
+
+- ``"preserve_tempo"`` (what sox ``pitch`` does): a phase vocoder that shifts pitch directly in
+  the STFT domain by remapping bins (Laroche & Dolson, 1999, "New phase-vocoder techniques for
+  pitch-shifting, harmonizing and other exotic effects"). Output bin k copies input bin
+  round(k / r), its phase turned so that it advances r times as fast, with
+  r = 2^(semitones / 12). Frames and hop are unchanged, so durations are kept and nothing needs
+  resampling; each example has its own r, applied by a gather along frequency. The whole batch
+  costs one STFT, one inverse STFT and about twenty elementwise passes.
+- ``"tape"``: read the waveform r times as fast, so pitch and tempo move together (a tape or
+  turntable running fast or slow). The example is band-limited to the Nyquist rate / r,
+  oversampled twice through the FFT and read at times n * r by linear interpolation. The
+  length is kept: shifted up, the example ends early and the tail is silent; shifted down, its
+  end is cut.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from musicssl.augment.base import (
+    Augmentation,
+    Params,
+    coin,
+    compute_dtype,
+    fast_fft_length,
+    uniform,
+)
+from musicssl.augment.noise import rms
+from musicssl.errors import MusicSSLError
+
+KINDS = ("preserve_tempo", "tape")
+
+
+def phase_vocoder_pitch_shift(x: Tensor, ratio: Tensor, *, n_fft: int, hop_length: int) -> Tensor:
+    """Shift every example's pitch by its own frequency ratio, keeping its duration.
+
+    Output bin k copies input bin j = round(k / r) turned by theta_j(t), which is (r - 1) times
+    the phase bin j has accumulated since the first frame: the copy then turns r times as fast
+    as the original, i.e. sounds at r times its frequency. The phase advance per hop comes from
+    angle(S[t] conj(S[t-1])) less the bin's nominal advance, unambiguous over a Hann main lobe
+    for hops up to n_fft / 4. Frames are analysed with their halves swapped (phase measured
+    from the frame's centre), so that all bins of one partial's main lobe share a phase and a
+    lobe stays coherent when bins are duplicated or skipped.
+    Everything runs on separate real and imaginary planes, in place where it can: on CPU the
+    cost is memory traffic, and complex elementwise ops are several times slower than real ones.
+
+    Args:
+        x: waveforms. Shape: (batch_size, num_samples), num_samples > n_fft // 2.
+        ratio: frequency ratios 2^(semitones / 12). Shape: (batch_size,).
+        n_fft: STFT size, an even multiple of hop_length.
+        hop_length: STFT hop.
+
+    Returns:
+        Shifted waveforms, each at its input's RMS level. Shape: (batch_size, num_samples).
+    """
+    batch_size, num_samples = x.shape
+    dtype = compute_dtype(x)
+    device = x.device
+    half = n_fft // 2
+    window = torch.hann_window(n_fft, device=device, dtype=dtype)
+    frames = F.pad(x.to(dtype)[:, None], (half, half), mode="reflect")[:, 0]
+    frames = frames.unfold(-1, n_fft, hop_length)  # (B, N, n_fft), a view
+    num_frames = frames.shape[1]
+    centred = torch.empty_like(frames)
+    torch.mul(frames[..., half:], window[half:], out=centred[..., :half])
+    torch.mul(frames[..., :half], window[:half], out=centred[..., half:])
+    spec = torch.fft.rfft(centred)  # (B, N, F): frequency last, contiguous for the gather
+    del centred
+    num_bins = spec.shape[-1]
+    real, imag = spec.real.contiguous(), spec.imag.contiguous()
+    del spec
+
+    # Wrapped deviation of each bin's advance from nominal: angle(S[t] conj(S[t-1] e^{i w})),
+    # w the bin's nominal advance per hop. Shapes (B, N-1, F) from here on.
+    bins = torch.arange(num_bins, device=device, dtype=torch.float64)
+    nominal = (2 * math.pi * hop_length / n_fft) * bins  # (F,)
+    cos_w, sin_w = torch.cos(nominal).to(dtype), torch.sin(nominal).to(dtype)
+    real_now, imag_now = real[:, 1:], imag[:, 1:]
+    real_prev = real[:, :-1] * cos_w
+    real_prev.addcmul_(imag[:, :-1], sin_w, value=-1)
+    imag_prev = real[:, :-1] * sin_w
+    imag_prev.addcmul_(imag[:, :-1], cos_w)
+    cross_real = real_now * real_prev
+    cross_real.addcmul_(imag_now, imag_prev)
+    cross_imag = real_prev.mul_(imag_now).sub_(imag_prev.mul_(real_now))
+    deviation = torch.atan2(cross_imag, cross_real, out=cross_real)
+    del cross_imag, imag_prev
+
+    # theta = (r - 1) (t w + summed deviations). t w is reduced modulo 2 pi in float64 first,
+    # so float32 keeps its precision however long the input. Cumsum runs on the contiguous axis.
+    theta = deviation.transpose(1, 2).cumsum(dim=-1).transpose(1, 2)
+    del deviation
+    ratio = ratio.to(dtype)
+    rate_term = torch.remainder((ratio.double() - 1)[:, None] * nominal, 2 * math.pi).to(dtype)
+    steps = torch.arange(1, num_frames, device=device, dtype=dtype)
+    theta.mul_((ratio - 1)[:, None, None]).addcmul_(steps[:, None], rate_term[:, None, :])
+    cos_theta = torch.cos(theta)
+    sin_theta = theta.sin_()
+
+    # Rotated planes, one extra always-zero bin for outputs whose source lies past Nyquist;
+    # the first frame is the reference (theta = 0).
+    planes = torch.empty(2, batch_size, num_frames, num_bins + 1, device=device, dtype=dtype)
+    planes[..., -1] = 0
+    planes[0, :, 0, :-1] = real[:, 0]
+    planes[1, :, 0, :-1] = imag[:, 0]
+    torch.mul(real_now, cos_theta, out=planes[0, :, 1:, :-1])
+    planes[0, :, 1:, :-1].addcmul_(imag_now, sin_theta, value=-1)
+    torch.mul(real_now, sin_theta, out=planes[1, :, 1:, :-1])
+    planes[1, :, 1:, :-1].addcmul_(imag_now, cos_theta)
+    del real, imag, real_now, imag_now, cos_theta, sin_theta, theta
+
+    # Output bin k reads input bin round(k / r).
+    source = torch.arange(num_bins, device=device, dtype=dtype)[None] / ratio[:, None]
+    nearest = source.round().long().clamp(max=num_bins)  # (B, F); num_bins is the zero bin
+    index = nearest[:, None, :].expand(-1, num_frames, -1)
+    shifted = torch.empty(batch_size, num_frames, num_bins, 2, device=device, dtype=dtype)
+    torch.gather(planes[0], 2, index, out=shifted[..., 0])
+    torch.gather(planes[1], 2, index, out=shifted[..., 1])
+    del planes
+
+    # Inverse STFT. The frames come back centred, so the halves swap back during the windowed
+    # overlap-add of the n_fft / hop blocks; the sum is normalised by the summed squared window.
+    y = torch.fft.irfft(torch.view_as_complex(shifted), n=n_fft)  # (B, N, n_fft), centred
+    del shifted
+    y[..., :half] *= window[half:]
+    y[..., half:] *= window[:half]
+    overlap = n_fft // hop_length
+    blocks = y.view(batch_size, num_frames, overlap, hop_length)
+    out = torch.zeros(batch_size, num_frames + overlap - 1, hop_length, device=device, dtype=dtype)
+    norm = torch.zeros(num_frames + overlap - 1, hop_length, device=device, dtype=dtype)
+    window_blocks = window.square().view(overlap, hop_length)
+    for i in range(overlap):  # a handful of block offsets, not examples
+        out[:, i : i + num_frames] += blocks[:, :, (i + overlap // 2) % overlap]
+        norm[i : i + num_frames] += window_blocks[i]
+    out = out.view(batch_size, -1)[:, half : half + num_samples]
+    out = out / norm.view(-1)[half : half + num_samples].clamp_min(1e-3)
+    # Remapping bins scales a partial's level by a few per cent, depending on where its lobe
+    # falls; matching the input's RMS removes that.
+    level = rms(x.to(dtype)) / rms(out).clamp_min(1e-12)
+    return (out * level[:, None]).to(x.dtype)
+
+
+def tape_pitch_shift(x: Tensor, ratio: Tensor) -> Tensor:
+    """Play every example ``ratio`` times as fast (pitch and tempo together), keeping length.
+
+    Args:
+        x: waveforms. Shape: (batch_size, num_samples).
+        ratio: speed-up factors 2^(semitones / 12). Shape: (batch_size,).
+
+    Returns:
+        Resampled waveforms, zero past the end of the source. Shape: (batch_size, num_samples).
+    """
+    num_samples = x.shape[-1]
+    dtype = compute_dtype(x)
+    # Padding keeps the FFT's circular wrap from leaking the start into the end; an even length
+    # has a Nyquist bin, halved below because it becomes a two-sided bin once oversampled.
+    n_fft = 2 * fast_fft_length((num_samples + 65) // 2)
+    spectrum = torch.fft.rfft(x.to(dtype), n=n_fft)  # (B, F)
+    spectrum[:, -1] *= 0.5
+    ratio = ratio.to(dtype)
+    # Reading r times as fast maps frequency f to r f: keep only what stays below Nyquist.
+    freqs = torch.fft.rfftfreq(n_fft, device=x.device, dtype=dtype)  # cycles per sample
+    keep = freqs[None, :] * ratio.clamp_min(1.0)[:, None] <= 0.5
+    # Twice oversampled through the FFT, so that linear interpolation loses little treble.
+    upsampled = torch.fft.irfft(spectrum * keep, n=2 * n_fft) * 2  # (B, 2 n_fft)
+    position = 2 * torch.arange(num_samples, device=x.device, dtype=dtype)[None] * ratio[:, None]
+    lower = position.floor()
+    frac = position - lower
+    lower = lower.long().clamp(max=2 * n_fft - 2)
+    y = upsampled.gather(1, lower) * (1 - frac) + upsampled.gather(1, lower + 1) * frac
+    y = y * (position <= 2 * (num_samples - 1))
+    return y.to(x.dtype)
+
+
+class PitchShift(Augmentation):
+    """Shift each example's pitch by a number of semitones drawn uniformly per example.
+
+    Parameters: ``applied`` and ``semitones`` (float32), each shape (batch_size,). The frequency
+    ratio where applied is 2^(semitones / 12).
+
+    Args:
+        sr: sample rate of the waveforms in Hz (sets the STFT size of the phase vocoder).
+        p: probability of shifting an example (0.6 in CLMR).
+        max_semitones: semitones are drawn from [-max_semitones, max_semitones].
+        kind: ``"preserve_tempo"`` (phase vocoder) or ``"tape"`` (resampling); see the module.
+        n_fft: STFT size of the phase vocoder; default about 46 ms (1024 at 22.05 kHz), short
+            enough that onsets smear little, long enough to resolve bass partials.
+        hop_length: STFT hop; n_fft / hop_length must be even and >= 4. Default n_fft // 4.
+    """
+
+    name = "pitch_shift"
+
+    def __init__(
+        self,
+        *,
+        sr: int,
+        p: float = 0.6,
+        max_semitones: float = 5.0,
+        kind: str = "preserve_tempo",
+        n_fft: int | None = None,
+        hop_length: int | None = None,
+    ) -> None:
+        super().__init__(p=p)
+        if kind not in KINDS:
+            raise MusicSSLError(f"PitchShift: kind must be one of {KINDS}, got {kind!r}")
+        if sr <= 0 or not 0 <= max_semitones <= 24:
+            raise MusicSSLError(
+                f"PitchShift: need sr > 0 and 0 <= max_semitones <= 24, got {sr}, {max_semitones}"
+            )
+        self.sr = int(sr)
+        self.max_semitones = float(max_semitones)
+        self.kind = kind
+        self.n_fft = n_fft or 2 ** round(math.log2(0.046 * sr))
+        self.hop_length = hop_length or self.n_fft // 4
+        overlap = self.n_fft // self.hop_length
+        if self.n_fft % self.hop_length or overlap < 4 or overlap % 2:
+            raise MusicSSLError(
+                f"PitchShift: n_fft ({self.n_fft}) must be an even multiple of hop_length "
+                f"({self.hop_length}), at least 4 times it"
+            )
+
+    def sample_params(
+        self,
+        batch_size: int,
+        num_input_samples: int,
+        *,
+        device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
+    ) -> Params:
+        applied = coin(self.p, batch_size, device=device, generator=generator)
+        semitones = uniform(
+            -self.max_semitones, self.max_semitones, batch_size, device=device, generator=generator
+        )
+        return {"applied": applied, "semitones": semitones}
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
+        ratio = torch.where(params["applied"], 2.0 ** (params["semitones"] / 12.0), 1.0)
+        if self.kind == "tape":
+            y = tape_pitch_shift(x, ratio)
+        else:
+            if x.shape[-1] <= self.n_fft // 2:
+                raise MusicSSLError(
+                    f"PitchShift: {x.shape[-1]} samples is too short for n_fft={self.n_fft}"
+                )
+            y = phase_vocoder_pitch_shift(x, ratio, n_fft=self.n_fft, hop_length=self.hop_length)
+        # Examples left alone come back bit-exact, not merely resynthesised.
+        return torch.where(params["applied"][:, None], y, x)
+
+    def extra_repr(self) -> str:
+        return (
+            f"sr={self.sr}, p={self.p}, max_semitones={self.max_semitones}, kind={self.kind!r}, "
+            f"n_fft={self.n_fft}, hop_length={self.hop_length}"
+        )

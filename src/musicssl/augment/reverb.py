@@ -1,0 +1,169 @@
+"""Reverb: convolution with a synthetic room impulse response drawn per example, on the device."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from musicssl.augment.base import (
+    Augmentation,
+    Params,
+    check_range,
+    coin,
+    compute_dtype,
+    fast_fft_length,
+    uniform,
+)
+from musicssl.errors import MusicSSLError
+
+# An exponential envelope exp(-LN_1000 t / rt60) has fallen by 60 dB at t = rt60.
+LN_1000 = math.log(1000.0)
+
+
+def impulse_response(
+    noise: Tensor,
+    *,
+    sr: int,
+    rt60: Tensor,
+    damping: Tensor,
+    pre_delay_s: Tensor,
+) -> Tensor:
+    """Build reverb tails from white noise: exponential decay, faster in the treble.
+
+    The noise is split at about sr / 9 (a 4-sample moving average and its complement); the low
+    band decays to -60 dB in ``rt60``, the high band in ``rt60 * (1 - damping)``, the way air
+    and walls absorb treble first. The tail starts after ``pre_delay_s`` and has unit energy.
+
+    Args:
+        noise: white noise. Shape: (batch_size, ir_length).
+        sr: sample rate in Hz.
+        rt60: decay time to -60 dB, in seconds. Shape: (batch_size,).
+        damping: in [0, 1). Shape: (batch_size,).
+        pre_delay_s: silence before the tail, in seconds. Shape: (batch_size,).
+
+    Returns:
+        Impulse responses with unit L2 norm. Shape: (batch_size, ir_length).
+    """
+    ir_length = noise.shape[-1]
+    padded = F.pad(noise, (3, 0))
+    low = (padded[:, 3:] + padded[:, 2:-1] + padded[:, 1:-2] + padded[:, :-3]) / 4
+    high = noise - low
+    time = torch.arange(ir_length, device=noise.device, dtype=noise.dtype) / sr
+    elapsed = time[None, :] - pre_delay_s[:, None]  # (B, L)
+    started = elapsed >= 0
+    elapsed = elapsed.clamp_min(0)
+    low_decay = torch.exp(-LN_1000 * elapsed / rt60[:, None])
+    high_decay = torch.exp(-LN_1000 * elapsed / (rt60 * (1 - damping))[:, None])
+    tail = (low * low_decay + high * high_decay) * started
+    return tail / tail.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+class Reverb(Augmentation):
+    """Mix each example with itself convolved by a synthetic impulse response.
+
+    The impulse response is exponentially decaying white noise (see ``impulse_response``):
+    a decay time ``rt60``, a treble ``damping``, and a ``room_size`` in [0, 1] that sets the
+    pre-delay (up to ``max_pre_delay_ms``, the first reflection of a larger room arriving
+    later). The output is ``(1 - wet) * x + wet * (x * h)`` cut to the input length; the
+    convolution is one batched FFT product.
+
+    Parameters: ``applied``, ``rt60``, ``damping``, ``room_size``, ``wet`` (each shape
+    (batch_size,)) and ``noise`` (the tail's white noise, shape (batch_size, ir_length)).
+
+    CLMR draws sox's reverberance, HF damping and room scale uniformly in [0, 100] %; these
+    ranges play the same roles.
+
+    Args:
+        sr: sample rate of the waveforms in Hz.
+        p: probability of adding reverb (0.6 in CLMR).
+        min_rt60: shortest decay time to -60 dB, in seconds.
+        max_rt60: longest decay time; it sets the impulse response length.
+        max_damping: damping is drawn from [0, max_damping], max_damping < 1.
+        max_pre_delay_ms: pre-delay of the largest room.
+        min_wet: lowest share of reverberated signal in the mix.
+        max_wet: highest share.
+    """
+
+    name = "reverb"
+
+    def __init__(
+        self,
+        *,
+        sr: int,
+        p: float = 0.6,
+        min_rt60: float = 0.1,
+        max_rt60: float = 1.0,
+        max_damping: float = 0.7,
+        max_pre_delay_ms: float = 20.0,
+        min_wet: float = 0.1,
+        max_wet: float = 0.5,
+    ) -> None:
+        super().__init__(p=p)
+        check_range(min_rt60, max_rt60, "Reverb: [min_rt60, max_rt60]")
+        check_range(min_wet, max_wet, "Reverb: [min_wet, max_wet]")
+        if sr <= 0 or min_rt60 <= 0 or not 0 <= max_damping < 1 or max_pre_delay_ms < 0:
+            raise MusicSSLError(
+                "Reverb: need sr > 0, min_rt60 > 0, 0 <= max_damping < 1, max_pre_delay_ms >= 0; "
+                f"got {sr}, {min_rt60}, {max_damping}, {max_pre_delay_ms}"
+            )
+        if not 0 <= min_wet <= max_wet <= 1:
+            raise MusicSSLError(
+                f"Reverb: wet shares must lie in [0, 1], got [{min_wet}, {max_wet}]"
+            )
+        self.sr = int(sr)
+        self.rt60 = (float(min_rt60), float(max_rt60))
+        self.max_damping = float(max_damping)
+        self.max_pre_delay_s = float(max_pre_delay_ms) / 1000.0
+        self.wet = (float(min_wet), float(max_wet))
+        self.ir_length = math.ceil((max_rt60 + self.max_pre_delay_s) * sr)
+
+    def sample_params(
+        self,
+        batch_size: int,
+        num_input_samples: int,
+        *,
+        device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
+    ) -> Params:
+        draw = {"device": device, "generator": generator}
+        applied = coin(self.p, batch_size, **draw)
+        rt60 = uniform(*self.rt60, batch_size, **draw)
+        damping = uniform(0.0, self.max_damping, batch_size, **draw)
+        room_size = uniform(0.0, 1.0, batch_size, **draw)
+        wet = uniform(*self.wet, batch_size, **draw)
+        noise = torch.randn(batch_size, self.ir_length, **draw)
+        return {
+            "applied": applied,
+            "rt60": rt60,
+            "damping": damping,
+            "room_size": room_size,
+            "wet": wet,
+            "noise": noise,
+        }
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
+        num_samples = x.shape[-1]
+        dtype = compute_dtype(x)
+        ir = impulse_response(
+            params["noise"].to(dtype),
+            sr=self.sr,
+            rt60=params["rt60"].to(dtype),
+            damping=params["damping"].to(dtype),
+            pre_delay_s=params["room_size"].to(dtype) * self.max_pre_delay_s,
+        )
+        # Long enough that the circular convolution never wraps into the kept samples.
+        n_fft = fast_fft_length(num_samples + ir.shape[-1] - 1)
+        spectrum = torch.fft.rfft(x.to(dtype), n=n_fft) * torch.fft.rfft(ir, n=n_fft)
+        reverberated = torch.fft.irfft(spectrum, n=n_fft)[:, :num_samples]
+        wet = params["wet"].to(dtype)[:, None]
+        y = ((1 - wet) * x + wet * reverberated).to(x.dtype)
+        return torch.where(params["applied"][:, None], y, x)
+
+    def extra_repr(self) -> str:
+        return (
+            f"sr={self.sr}, p={self.p}, rt60={self.rt60}, max_damping={self.max_damping}, "
+            f"max_pre_delay_s={self.max_pre_delay_s}, wet={self.wet}"
+        )

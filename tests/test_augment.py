@@ -1,0 +1,357 @@
+"""Tests of the batched augmentations: each checks what a transform claims, on generated audio."""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import pytest
+import torch
+
+from musicssl.augment import (
+    AUGMENTATIONS,
+    Compose,
+    Delay,
+    Gain,
+    HighLowPass,
+    PitchShift,
+    PolarityInversion,
+    RandomCrop,
+    Reverb,
+    WhiteNoise,
+    clmr_chain,
+)
+from musicssl.augment.base import fast_fft_length
+from musicssl.errors import MusicSSLError
+
+SR = 22050
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def sine(freq_hz: float | list[float], *, num_samples: int, sr: int = SR) -> torch.Tensor:
+    """Unit-amplitude sines, one row per frequency. Shape: (num_freqs, num_samples)."""
+    freqs = torch.as_tensor(freq_hz, dtype=torch.float64).reshape(-1, 1)
+    time = torch.arange(num_samples, dtype=torch.float64) / sr
+    return torch.sin(2 * math.pi * freqs * time).float()
+
+
+def rms_db(x: torch.Tensor) -> torch.Tensor:
+    return 10 * torch.log10(x.double().square().mean(dim=-1))
+
+
+def peak_frequency(x: torch.Tensor, *, sr: int = SR) -> float:
+    """Frequency of the largest spectral peak, refined by a parabola through log magnitudes."""
+    window = torch.hann_window(x.shape[-1], dtype=torch.float64)
+    magnitude = torch.fft.rfft(x.double() * window).abs()
+    k = int(magnitude.argmax())
+    left, centre, right = magnitude[k - 1 : k + 2].log().tolist()
+    offset = 0.5 * (left - right) / (left - 2 * centre + right)
+    return (k + offset) * sr / x.shape[-1]
+
+
+def sounding_span(x: torch.Tensor, *, frame: int = 256) -> tuple[float, float]:
+    """Start and end (in samples) of where the frame RMS exceeds half its maximum."""
+    frame_rms = x.reshape(-1)[: x.numel() // frame * frame].view(-1, frame).square().mean(1).sqrt()
+    loud = torch.nonzero(frame_rms > 0.5 * frame_rms.max()).flatten()
+    return float(loud[0]) * frame, float(loud[-1] + 1) * frame
+
+
+def slice_params(params: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
+    return {name: value[i : i + 1] for name, value in params.items()}
+
+
+def build(name: str, **overrides: object):
+    """An instance of a registered augmentation with the arguments it requires."""
+    cls = AUGMENTATIONS[name]
+    accepted = inspect.signature(cls).parameters
+    kwargs = {"sr": 16000} if "sr" in accepted else {}
+    if "num_samples" in accepted:
+        kwargs["num_samples"] = 12000
+    kwargs.update(overrides)
+    return cls(**kwargs)
+
+
+# --- every registered augmentation ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def batch() -> torch.Tensor:
+    # Tones plus a little noise: something for every transform to act on.
+    return 0.5 * sine([220.0, 440.0, 1000.0, 3000.0], num_samples=16000, sr=16000) + 0.05 * (
+        torch.randn(4, 16000, generator=seeded(0))
+    )
+
+
+@pytest.mark.parametrize("name", sorted(AUGMENTATIONS))
+def test_registry_contract(name: str, batch: torch.Tensor) -> None:
+    transform = build(name)
+    assert transform.name == name
+    y, params = transform(batch, generator=seeded(1))
+    expected_length = 12000 if name == "random_crop" else batch.shape[-1]
+    assert y.shape == (4, expected_length)
+    assert y.dtype == batch.dtype
+    assert torch.isfinite(y).all()
+    assert params["applied"].dtype == torch.bool
+    assert all(value.shape[0] == 4 for value in params.values())
+
+    # Same seed, same batch; another seed, another batch.
+    has_p = "p" in inspect.signature(type(transform)).parameters
+    coin_flipper = build(name, p=0.5) if has_p else transform
+    y_1, _ = coin_flipper(batch, generator=seeded(7))
+    y_2, _ = coin_flipper(batch, generator=seeded(7))
+    y_3, _ = coin_flipper(batch, generator=seeded(8))
+    assert torch.equal(y_1, y_2)
+    assert not torch.equal(y_1, y_3)
+
+    # Batched equals per item for the same drawn parameters.
+    y, params = transform(batch, generator=seeded(2))
+    for i in range(4):
+        single = transform.apply(batch[i : i + 1], slice_params(params, i))
+        torch.testing.assert_close(single[0], y[i], atol=1e-5, rtol=1e-4)
+
+    if has_p:
+        y_never, params_never = build(name, p=0.0)(batch, generator=seeded(3))
+        assert not params_never["applied"].any()
+        assert torch.equal(y_never, batch)
+        y_always, params_always = build(name, p=1.0)(batch, generator=seeded(3))
+        assert params_always["applied"].all()
+        assert not torch.equal(y_always[0], batch[0])
+
+
+def test_rejects_bad_input() -> None:
+    with pytest.raises(MusicSSLError, match="shape"):
+        Gain()(torch.zeros(2, 1, 100))
+    with pytest.raises(MusicSSLError, match="probability"):
+        Gain(p=1.5)
+    with pytest.raises(MusicSSLError, match="fewer"):
+        RandomCrop(1000)(torch.zeros(2, 999))
+    with pytest.raises(MusicSSLError, match="kind"):
+        PitchShift(sr=SR, kind="sox")
+
+
+def test_fast_fft_length_is_the_smallest_5_smooth_number() -> None:
+    def smooth(n: int) -> bool:
+        for prime in (2, 3, 5):
+            while n % prime == 0:
+                n //= prime
+        return n == 1
+
+    for n in (1, 7, 97, 1000, 59049, 59113, 81539):
+        expected = next(m for m in range(n, 2 * n + 2) if smooth(m))
+        assert fast_fft_length(n) == expected
+
+
+# --- each transform does what it says ------------------------------------------------------
+
+
+def test_random_crop_takes_the_drawn_window() -> None:
+    x = torch.arange(2 * 5000, dtype=torch.float32).view(2, 5000)
+    y, params = RandomCrop(1000)(x, generator=seeded(0))
+    assert y.shape == (2, 1000)
+    for i in range(2):
+        offset = int(params["offset"][i])
+        assert 0 <= offset <= 4000
+        assert torch.equal(y[i], x[i, offset : offset + 1000])
+
+
+def test_polarity_flips_sign_exactly_where_applied() -> None:
+    x = torch.randn(64, 100, generator=seeded(0))
+    y, params = PolarityInversion(p=0.5)(x, generator=seeded(1))
+    applied = params["applied"]
+    assert 0 < applied.sum() < 64
+    assert torch.equal(y[applied], -x[applied])
+    assert torch.equal(y[~applied], x[~applied])
+
+
+def test_gain_changes_rms_by_the_drawn_decibels() -> None:
+    x = sine([100.0, 200.0, 300.0, 400.0, 500.0, 600.0], num_samples=8000)
+    y, params = Gain(p=0.5, min_db=-20.0, max_db=6.0)(x, generator=seeded(0))
+    expected = torch.where(params["applied"], params["gain_db"], 0.0).double()
+    assert params["applied"].any() and not params["applied"].all()
+    torch.testing.assert_close(rms_db(y) - rms_db(x), expected, atol=0.01, rtol=0)
+
+
+def test_white_noise_hits_the_drawn_snr() -> None:
+    x = sine([300.0, 500.0, 700.0], num_samples=20000)
+    y, params = WhiteNoise(p=1.0, min_snr_db=10.0, max_snr_db=40.0)(x, generator=seeded(0))
+    measured = rms_db(x) - rms_db(y - x)
+    torch.testing.assert_close(measured, params["snr_db"].double(), atol=0.01, rtol=0)
+    # White: as much noise power below a quarter of the band as above three quarters.
+    power = torch.fft.rfft(y - x).abs().square()
+    quarter = power.shape[-1] // 4
+    ratio = power[:, :quarter].sum(-1) / power[:, -quarter:].sum(-1)
+    assert ((ratio > 0.9) & (ratio < 1.1)).all()
+
+
+@pytest.mark.parametrize("high_pass", [False, True])
+def test_filter_attenuates_past_the_cutoff_as_a_butterworth(high_pass: bool) -> None:
+    cutoff = 1000.0
+    order = 2
+    # Tones four times past the cut-off (stop band) and four times inside it (pass band).
+    stop, passing = (cutoff / 4, cutoff * 4) if high_pass else (cutoff * 4, cutoff / 4)
+    x = sine([stop, passing], num_samples=SR)
+    params = {
+        "applied": torch.tensor([True, True]),
+        "high_pass": torch.tensor([high_pass, high_pass]),
+        "cutoff_hz": torch.tensor([cutoff, cutoff]),
+    }
+    y = HighLowPass(sr=SR, order=order).apply(x, params)
+    middle = slice(SR // 4, 3 * SR // 4)  # away from the edges
+    attenuation = rms_db(x[:, middle]) - rms_db(y[:, middle])
+    # |H|^2 = 1 / (1 + 4^(2n)) at four times the cut-off, 1 / (1 + 4^(-2n)) at a quarter.
+    expected = torch.tensor([10 * math.log10(1 + 4 ** (2 * order)), 10 * math.log10(1 + 4**-4)])
+    torch.testing.assert_close(attenuation, expected.double(), atol=0.05, rtol=0)
+
+
+def test_filter_draws_cutoffs_from_the_range_of_their_kind() -> None:
+    transform = HighLowPass(sr=SR)
+    params = transform.sample_params(256, 1000, generator=seeded(0))
+    high, cutoff = params["high_pass"], params["cutoff_hz"]
+    assert 0 < high.sum() < 256
+    assert ((cutoff[high] >= 200) & (cutoff[high] <= 1200)).all()
+    assert ((cutoff[~high] >= 2200) & (cutoff[~high] <= 4000)).all()
+
+
+def test_delay_echo_sits_at_the_drawn_delay() -> None:
+    x = torch.randn(6, SR, generator=seeded(0))
+    transform = Delay(sr=SR, p=1.0, min_ms=100.0, max_ms=450.0, step_ms=50.0)
+    y, params = transform(x, generator=seeded(1))
+    # Cross-correlation of output and input: the echo is the largest peak past lag 0.
+    n_fft = 2 * SR
+    xcorr = torch.fft.irfft(torch.fft.rfft(y, n=n_fft) * torch.fft.rfft(x, n=n_fft).conj(), n_fft)
+    lag = xcorr[:, 100 : SR // 2].argmax(dim=-1) + 100
+    assert torch.equal(lag, params["delay_samples"])
+    in_samples = params["delay_ms"].double() * SR / 1000
+    torch.testing.assert_close(params["delay_samples"].double(), in_samples, atol=0.5, rtol=0)
+    # And the mix is CLMR's: (x + 0.5 x_delayed) / 2.
+    d = int(params["delay_samples"][0])
+    torch.testing.assert_close(y[0, d:], (x[0, d:] + 0.5 * x[0, :-d]) / 2)
+    torch.testing.assert_close(y[0, :d], x[0, :d] / 2)
+
+
+@pytest.mark.parametrize("kind", ["preserve_tempo", "tape"])
+def test_pitch_shift_moves_a_sine_by_the_drawn_interval(kind: str) -> None:
+    semitones = torch.tensor([-5.0, -2.5, 1.0, 3.0, 5.0])
+    num_samples = 3 * SR // 2
+    x = sine([440.0] * 5, num_samples=num_samples)
+    params = {"applied": torch.ones(5, dtype=torch.bool), "semitones": semitones}
+    y = PitchShift(sr=SR, kind=kind).apply(x, params)
+    assert y.shape == x.shape
+    ratio = 2 ** (semitones / 12)
+    for i in range(5):
+        # Tape shifted up ends early: measure where the tone still sounds.
+        end = int(num_samples / max(float(ratio[i]), 1.0)) - 2048
+        measured = peak_frequency(y[i, 2048:end])
+        assert measured == pytest.approx(440.0 * float(ratio[i]), rel=0.01)
+    if kind == "preserve_tempo":  # a steady tone keeps its level
+        torch.testing.assert_close(rms_db(y), rms_db(x), atol=0.1, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["preserve_tempo", "tape"])
+def test_pitch_shift_keeps_durations_only_when_preserving_tempo(kind: str) -> None:
+    semitones = torch.tensor([-5.0, 4.0])
+    burst_start, burst_length = int(0.3 * SR), int(0.6 * SR)
+    x = torch.zeros(2, int(1.5 * SR))
+    x[:, burst_start : burst_start + burst_length] = sine([330.0, 330.0], num_samples=burst_length)
+    params = {"applied": torch.ones(2, dtype=torch.bool), "semitones": semitones}
+    y = PitchShift(sr=SR, kind=kind).apply(x, params)
+    for i, ratio in enumerate((2 ** (semitones / 12)).tolist()):
+        start, end = sounding_span(y[i])
+        expected = burst_length if kind == "preserve_tempo" else burst_length / ratio
+        expected_start = burst_start if kind == "preserve_tempo" else burst_start / ratio
+        assert end - start == pytest.approx(expected, rel=0.04)
+        assert start == pytest.approx(expected_start, abs=0.02 * SR)
+
+
+def test_pitch_shift_by_zero_semitones_gives_the_input_back() -> None:
+    x = torch.randn(2, SR, generator=seeded(0))
+    params = {"applied": torch.ones(2, dtype=torch.bool), "semitones": torch.zeros(2)}
+    for kind in ("preserve_tempo", "tape"):
+        y = PitchShift(sr=SR, kind=kind).apply(x, params)
+        torch.testing.assert_close(y, x, atol=1e-4, rtol=1e-4)
+
+
+def schroeder_rt60(ir: torch.Tensor, *, sr: int) -> float:
+    """Decay time to -60 dB, extrapolated from the -5 to -35 dB part of the energy decay."""
+    energy = ir.double().square().flip(-1).cumsum(-1).flip(-1)
+    decay_db = 10 * torch.log10(energy / energy[0])
+    fit = (decay_db <= -5) & (decay_db >= -35)
+    time = torch.arange(ir.shape[-1], dtype=torch.float64)[fit] / sr
+    level = decay_db[fit]
+    slope = ((time - time.mean()) * (level - level.mean())).sum() / (
+        time - time.mean()
+    ).square().sum()
+    return float(-60 / slope)
+
+
+def test_reverb_tail_decays_in_the_drawn_rt60() -> None:
+    rt60 = torch.tensor([0.2, 0.5, 0.9])
+    x = torch.zeros(3, int(1.5 * SR))
+    x[:, 0] = 1.0  # an impulse: the output is the impulse response itself
+    params = Reverb(sr=SR, max_rt60=1.0).sample_params(3, x.shape[-1], generator=seeded(0))
+    params.update(
+        applied=torch.ones(3, dtype=torch.bool),
+        rt60=rt60,
+        damping=torch.zeros(3),
+        room_size=torch.zeros(3),
+        wet=torch.ones(3),
+    )
+    y = Reverb(sr=SR, max_rt60=1.0).apply(x, params)
+    for i in range(3):
+        assert schroeder_rt60(y[i], sr=SR) == pytest.approx(float(rt60[i]), rel=0.1)
+
+
+def test_reverb_lengthens_the_decay_and_keeps_length() -> None:
+    burst = int(0.2 * SR)
+    x = torch.zeros(4, SR)
+    x[:, :burst] = sine([500.0] * 4, num_samples=burst)
+    transform = Reverb(sr=SR, p=1.0, min_rt60=0.5, max_rt60=0.8, min_wet=0.3, max_wet=0.5)
+    y, params = transform(x, generator=seeded(0))
+    assert y.shape == x.shape
+    after = slice(burst + int(0.05 * SR), burst + int(0.15 * SR))
+    tail_db = rms_db(y[:, after]) - rms_db(y[:, :burst])
+    assert (tail_db > -40).all()  # the dry signal is silent there
+    # Later in the tail the level keeps falling.
+    later = slice(burst + int(0.35 * SR), burst + int(0.45 * SR))
+    assert (rms_db(y[:, later]) < rms_db(y[:, after])).all()
+    # The pre-delay follows the room size: nothing reverberant before it.
+    pre_delay = (params["room_size"] * 0.02 * SR).long()
+    assert pre_delay.max() > 0
+
+
+# --- the chain -----------------------------------------------------------------------------
+
+
+def test_clmr_chain_makes_views_of_the_crop_length() -> None:
+    chain = clmr_chain(SR, num_samples=30000)
+    x = 0.3 * sine([220.0, 660.0], num_samples=40000) + 0.01 * torch.randn(
+        2, 40000, generator=seeded(0)
+    )
+    x_a, params_a = chain(x, generator=seeded(1))
+    x_b, params_b = chain(x, generator=seeded(2))
+    assert x_a.shape == x_b.shape == (2, 30000)
+    assert list(params_a) == [
+        "random_crop",
+        "polarity_inversion",
+        "white_noise",
+        "gain",
+        "high_low_pass",
+        "delay",
+        "pitch_shift",
+        "reverb",
+    ]
+    assert not torch.equal(x_a, x_b)
+    # Replaying the recorded parameters reproduces the view; so does the same seed.
+    torch.testing.assert_close(chain.apply(x, params_a), x_a)
+    assert torch.equal(chain(x, generator=seeded(1))[0], x_a)
+
+
+def test_compose_names_repeated_transforms_apart() -> None:
+    chain = Compose([Gain(p=1.0), Gain(p=1.0), PolarityInversion(p=1.0)])
+    y, params = chain(torch.ones(3, 10), generator=seeded(0))
+    assert list(params) == ["gain", "gain_1", "polarity_inversion"]
+    total_db = params["gain"]["gain_db"] + params["gain_1"]["gain_db"]
+    torch.testing.assert_close(y[:, 0], -(10 ** (total_db / 20)))
