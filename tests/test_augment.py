@@ -96,6 +96,9 @@ def test_registry_contract(name: str, batch: torch.Tensor) -> None:
     assert torch.isfinite(y).all()
     assert params["applied"].dtype == torch.bool
     assert all(value.shape[0] == 4 for value in params.values())
+    y_half, _ = transform(batch.to(torch.bfloat16), generator=seeded(1))
+    assert y_half.dtype == torch.bfloat16
+    assert torch.isfinite(y_half).all()
 
     # Same seed, same batch; another seed, another batch.
     has_p = "p" in inspect.signature(type(transform)).parameters
@@ -309,7 +312,7 @@ def test_reverb_lengthens_the_decay_and_keeps_length() -> None:
     x = torch.zeros(4, SR)
     x[:, :burst] = sine([500.0] * 4, num_samples=burst)
     transform = Reverb(sr=SR, p=1.0, min_rt60=0.5, max_rt60=0.8, min_wet=0.3, max_wet=0.5)
-    y, params = transform(x, generator=seeded(0))
+    y, _ = transform(x, generator=seeded(0))
     assert y.shape == x.shape
     after = slice(burst + int(0.05 * SR), burst + int(0.15 * SR))
     tail_db = rms_db(y[:, after]) - rms_db(y[:, :burst])
@@ -317,9 +320,18 @@ def test_reverb_lengthens_the_decay_and_keeps_length() -> None:
     # Later in the tail the level keeps falling.
     later = slice(burst + int(0.35 * SR), burst + int(0.45 * SR))
     assert (rms_db(y[:, later]) < rms_db(y[:, after])).all()
-    # The pre-delay follows the room size: nothing reverberant before it.
-    pre_delay = (params["room_size"] * 0.02 * SR).long()
-    assert pre_delay.max() > 0
+
+
+def test_reverb_pre_delay_grows_with_room_size() -> None:
+    room_size = torch.tensor([0.0, 0.5, 1.0])
+    x = torch.zeros(3, SR // 2)
+    x[:, 0] = 1.0
+    transform = Reverb(sr=SR, max_pre_delay_ms=20.0)
+    params = transform.sample_params(3, x.shape[-1], generator=seeded(0))
+    params.update(applied=torch.ones(3, dtype=torch.bool), room_size=room_size, wet=torch.ones(3))
+    y = transform.apply(x, params)
+    first_sound = [int(torch.nonzero(row.abs() > 1e-6)[0]) for row in y]
+    assert first_sound == [0, math.ceil(0.010 * SR), math.ceil(0.020 * SR)]
 
 
 # --- the chain -----------------------------------------------------------------------------

@@ -126,6 +126,11 @@ def uniform(
     return low + (high - low) * u
 
 
+def rms(x: Tensor) -> Tensor:
+    """Root mean square over time. Shape: (..., num_samples) -> (...,)."""
+    return x.square().mean(dim=-1).sqrt()
+
+
 def compute_dtype(x: Tensor) -> torch.dtype:
     """FFTs and phase arithmetic need at least float32: half-precision inputs are promoted."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32

@@ -5,12 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from musicssl.augment.base import Augmentation, Params, check_range, coin, uniform
-
-
-def rms(x: Tensor) -> Tensor:
-    """Root mean square over time. Shape: (..., num_samples) -> (...,)."""
-    return x.square().mean(dim=-1).sqrt()
+from musicssl.augment.base import Augmentation, Params, check_range, coin, rms, uniform
 
 
 class WhiteNoise(Augmentation):

@@ -3,8 +3,9 @@
 Two kinds, chosen by ``kind``:
 
 - ``"preserve_tempo"`` (what sox ``pitch`` does): a phase vocoder that shifts pitch directly in
-  the STFT domain by remapping bins (Laroche & Dolson, 1999, "New phase-vocoder techniques for
-  pitch-shifting, harmonizing and other exotic effects"). Output bin k copies input bin
+  the STFT domain by remapping bins, after Laroche & Dolson (1999, "New phase-vocoder
+  techniques for pitch-shifting, harmonizing and other exotic effects") but without their
+  peak picking. Output bin k copies input bin
   round(k / r), its phase turned so that it advances r times as fast, with
   r = 2^(semitones / 12). Frames and hop are unchanged, so durations are kept and nothing needs
   resampling; each example has its own r, applied by a gather along frequency. The whole batch
@@ -30,9 +31,9 @@ from musicssl.augment.base import (
     coin,
     compute_dtype,
     fast_fft_length,
+    rms,
     uniform,
 )
-from musicssl.augment.noise import rms
 from musicssl.errors import MusicSSLError
 
 KINDS = ("preserve_tempo", "tape")
