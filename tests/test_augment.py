@@ -124,6 +124,19 @@ def test_registry_contract(name: str, batch: torch.Tensor) -> None:
         assert not torch.equal(y_always[0], batch[0])
 
 
+@pytest.mark.parametrize("kind", ["preserve_tempo", "tape"])
+def test_nothing_reads_tensor_values_on_the_host(kind: str) -> None:
+    # Meta tensors have shapes but no values: any .item(), nonzero() or branch on a value
+    # (a device-to-host sync on CUDA) would raise here.
+    x = torch.empty(4, 16000, device="meta")
+    for name in AUGMENTATIONS:
+        y, params = build(name)(x)
+        assert y.device.type == "meta"
+    chain = clmr_chain(16000, num_samples=12000, pitch_kind=kind)
+    y, _ = chain(x)
+    assert y.shape == (4, 12000)
+
+
 def test_rejects_bad_input() -> None:
     with pytest.raises(MusicSSLError, match="shape"):
         Gain()(torch.zeros(2, 1, 100))

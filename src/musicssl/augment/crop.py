@@ -49,9 +49,11 @@ class RandomCrop(Augmentation):
 
     def apply(self, x: Tensor, params: Params) -> Tensor:
         check_waveform(x, "RandomCrop")
-        steps = torch.arange(self.num_samples, device=x.device)
-        index = params["offset"][:, None] + steps  # (B, num_samples)
-        return x.gather(1, index)
+        # Every window as a view (B, num_offsets, num_samples), one row picked per example: an
+        # expanded index, so no (B, num_samples) index tensor is built.
+        windows = x.unfold(1, self.num_samples, 1)
+        index = params["offset"].view(-1, 1, 1).expand(-1, 1, self.num_samples)
+        return windows.gather(1, index)[:, 0]
 
     def extra_repr(self) -> str:
         return f"num_samples={self.num_samples}"

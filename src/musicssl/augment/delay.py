@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from musicssl.augment.base import Augmentation, Params, check_range, coin
@@ -51,6 +52,8 @@ class Delay(Augmentation):
         self.step_ms = float(step_ms)
         self.volume = float(volume)
         self.num_choices = int((self.max_ms - self.min_ms) // self.step_ms) + 1
+        longest_ms = self.min_ms + self.step_ms * (self.num_choices - 1)
+        self.max_delay_samples = round(longest_ms * self.sr / 1000.0)
 
     def sample_params(
         self,
@@ -67,9 +70,14 @@ class Delay(Augmentation):
         return {"applied": applied, "delay_ms": delay_ms, "delay_samples": delay_samples}
 
     def apply(self, x: Tensor, params: Params) -> Tensor:
-        source = torch.arange(x.shape[-1], device=x.device) - params["delay_samples"][:, None]
-        delayed = x.gather(1, source.clamp_min(0)) * (source >= 0)  # (B, T)
-        y = (x + self.volume * delayed) / 2
+        num_samples = x.shape[-1]
+        # Silence in front, then each example reads its own window of the padded signal (an
+        # expanded index over a view: no (B, T) index tensor).
+        padded = F.pad(x, (self.max_delay_samples, 0))
+        start = self.max_delay_samples - params["delay_samples"].clamp(0, self.max_delay_samples)
+        index = start.view(-1, 1, 1).expand(-1, 1, num_samples)
+        delayed = padded.unfold(1, num_samples, 1).gather(1, index)[:, 0]
+        y = torch.add(x, delayed, alpha=self.volume).mul_(0.5)
         return torch.where(params["applied"][:, None], y, x)
 
     def extra_repr(self) -> str:

@@ -11,11 +11,11 @@ from musicssl.augment.base import Augmentation, Params, check_range, coin, rms, 
 class WhiteNoise(Augmentation):
     """Add Gaussian white noise whose RMS sits ``snr_db`` below the example's RMS.
 
-    The noise is rescaled to exactly unit RMS before mixing, so the output hits the drawn SNR
-    exactly rather than on average. A silent example stays silent.
+    The noise is scaled by its own measured RMS, so the output hits the drawn SNR exactly
+    rather than on average. A silent example stays silent.
 
-    Parameters: ``applied``, ``snr_db`` (shape (batch_size,)) and ``noise`` (the unit-RMS noise,
-    shape (batch_size, num_samples)).
+    Parameters: ``applied``, ``snr_db`` (shape (batch_size,)) and ``noise`` (standard normal
+    noise before scaling, shape (batch_size, num_samples)).
 
     Args:
         p: probability of adding noise (0.01 in CLMR).
@@ -45,13 +45,13 @@ class WhiteNoise(Augmentation):
             self.min_snr_db, self.max_snr_db, batch_size, device=device, generator=generator
         )
         noise = torch.randn(batch_size, num_input_samples, device=device, generator=generator)
-        noise = noise / rms(noise).clamp_min(1e-12)[:, None]
         return {"applied": applied, "snr_db": snr_db, "noise": noise}
 
     def apply(self, x: Tensor, params: Params) -> Tensor:
-        noise_rms = rms(x.float()) * 10.0 ** (-params["snr_db"] / 20.0)
-        noise_rms = torch.where(params["applied"], noise_rms, 0.0)
-        return x + (noise_rms[:, None] * params["noise"]).to(x.dtype)
+        noise = params["noise"]
+        target_rms = rms(x.float()) * 10.0 ** (-params["snr_db"] / 20.0)
+        scale = torch.where(params["applied"], target_rms / rms(noise).clamp_min(1e-12), 0.0)
+        return torch.addcmul(x, noise.to(x.dtype), scale.to(x.dtype)[:, None])
 
     def extra_repr(self) -> str:
         return f"p={self.p}, min_snr_db={self.min_snr_db}, max_snr_db={self.max_snr_db}"
