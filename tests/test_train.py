@@ -1,0 +1,140 @@
+import csv
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+
+from musicssl.corpus import index_folder
+from musicssl.embed import load
+from musicssl.recipe import Recipe
+from musicssl.store import pack
+from musicssl.train import TrainingDiverged, latest_checkpoint, pretrain
+
+RECIPE = """
+encoder:
+  name: sample_cnn
+  options: {{num_blocks: 4, channels: [8, 8, 16, 16, 16, 32], sample_rate: 16000}}
+method: {{name: {method}, options: {{hidden_dim: 32, projection_dim: 16}}}}
+augment: {{name: clmr, options: {{pitch_kind: tape}}}}
+data: {{store: {store}, workers: 0}}
+optim: {{lr: 1.0e-3}}
+train: {{steps: {steps}, batch_size: 8, checkpoint_every: 4, log_every: 2, seed: 1}}
+"""
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    rng = np.random.default_rng(0)
+    (root / "audio").mkdir()
+    for number in range(20):
+        t = np.arange(8000) / 8000
+        clip = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 1000) * t) + rng.normal(0, 0.01, 8000)
+        sf.write(str(root / "audio" / f"{number}.wav"), clip.astype(np.float32), 8000)
+    index_folder(root / "audio", out=root / "m.jsonl", progress=False)
+    pack(root / "m.jsonl", out=root / "store", sr=16000, progress=False)
+    return root / "store"
+
+
+def _recipe(tmp_path: Path, store: Path, *, method: str = "simclr", steps: int = 8) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(RECIPE.format(method=method, store=store, steps=steps))
+    return path
+
+
+def _metrics(run: Path) -> list[dict]:
+    with open(run / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_pretrain_writes_checkpoints_logs_and_a_loadable_encoder(tmp_path: Path, store: Path):
+    recipe = Recipe.load(_recipe(tmp_path, store))
+    checkpoint = pretrain(recipe, out=tmp_path / "run", progress=False)
+    assert checkpoint == tmp_path / "run" / "checkpoints" / "step-00000008"
+    assert sorted(p.name for p in checkpoint.iterdir()) == [
+        "encoder.json",
+        "encoder.safetensors",
+        "method.safetensors",
+        "recipe.yaml",
+        "state.pt",
+    ]
+    rows = _metrics(tmp_path / "run")
+    assert [int(row["step"]) for row in rows] == [2, 4, 6, 8]
+    assert all(float(row["views_per_second"]) > 0 for row in rows)
+    assert any((tmp_path / "run" / "tensorboard").iterdir())
+    model = load(tmp_path / "run")
+    weights = load_file(checkpoint / "encoder.safetensors")
+    for name, value in model.encoder.state_dict().items():
+        torch.testing.assert_close(value, weights[name])
+    with pytest.raises(Exception, match="already holds a run"):
+        pretrain(recipe, out=tmp_path / "run", progress=False)
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path: Path, store: Path):
+    recipe_path = _recipe(tmp_path, store, method="byol", steps=40)
+    # Uninterrupted reference.
+    pretrain(Recipe.load(recipe_path), out=tmp_path / "whole", progress=False)
+    # A run killed with SIGKILL after its first checkpoint, then resumed.
+    run = tmp_path / "killed"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "musicssl", "pretrain", str(recipe_path), "--out", str(run)],
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(600):
+        if (run / "latest").exists() or child.poll() is not None:
+            break
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    if latest_checkpoint(run).name == "step-00000040":
+        pytest.skip("the run finished before it could be killed")
+    killed_at = int(latest_checkpoint(run).name.split("-")[1])
+    result = subprocess.run(
+        [sys.executable, "-m", "musicssl", "pretrain", "--resume", str(run)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert latest_checkpoint(run).name == "step-00000040" and killed_at < 40
+    whole = load_file(latest_checkpoint(tmp_path / "whole") / "method.safetensors")
+    resumed = load_file(latest_checkpoint(run) / "method.safetensors")
+    for name, value in whole.items():
+        torch.testing.assert_close(resumed[name], value, rtol=1e-4, atol=1e-5)
+    assert [row["step"] for row in _metrics(run)] == [
+        row["step"] for row in _metrics(tmp_path / "whole")
+    ]
+    assert float(_metrics(run)[-1]["loss"]) == pytest.approx(
+        float(_metrics(tmp_path / "whole")[-1]["loss"]), rel=1e-3
+    )
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, store: Path, monkeypatch
+):
+    from musicssl.methods.simclr import SimCLR
+
+    original = SimCLR.forward
+    calls = {"count": 0}
+
+    def poisoned(self, x_a, x_b):
+        calls["count"] += 1
+        outputs = original(self, x_a, x_b)
+        if calls["count"] > 5:
+            outputs["loss"] = outputs["loss"] * float("nan")
+        return outputs
+
+    monkeypatch.setattr(SimCLR, "forward", poisoned)
+    recipe = Recipe.load(_recipe(tmp_path, store))
+    with pytest.raises(TrainingDiverged, match="step 6"):
+        pretrain(recipe, out=tmp_path / "run", progress=False)
+    checkpoint = latest_checkpoint(tmp_path / "run")
+    assert checkpoint.name == "step-00000004"
+    weights = load_file(checkpoint / "method.safetensors")
+    assert all(torch.isfinite(value).all() for value in weights.values())
