@@ -186,19 +186,24 @@ def test_f0_label_matches_the_rendered_pitch(corpus):
         f0 = np.load(out / record["f0"], allow_pickle=False)
         assert f0.shape == (int(round(record["duration"] / 0.01)),)
         times = np.arange(len(f0)) * 0.01
-        # Judge frames whose 64 ms window holds a single labelled note, clear of its attack.
+        # Judge the steady part of notes: frames whose 64 ms window holds one labelled pitch
+        # and no attack (a bow or a recorder's chiff takes up to 70 ms to settle). Attacks
+        # are where music21's score puts the notes, at the labelled tempo; that includes
+        # repeated notes, which the f0 track cannot show.
+        onsets = np.unique([float(e.offset) for e in _excerpt(record)])
+        onsets = (onsets - record["excerpt_start"]) * 60.0 / record["tempo"]
+        changes = times[np.flatnonzero(np.diff(f0) != 0) + 1]
         judged = (f0 > 0) & (times >= 0.04) & (times <= record["duration"] - 0.04)
-        for change in times[np.flatnonzero(np.diff(f0) != 0) + 1]:
-            judged &= ~((times > change - 0.035) & (times < change + 0.045))
-        assert judged.sum() > 300, record["clip_id"]
+        for moment in np.concatenate([onsets, changes]):
+            judged &= ~((times > moment - 0.035) & (times < moment + 0.07))
+        assert judged.sum() > 150, record["clip_id"]
         estimate = estimate_f0(audio, sr, times[judged])
         cents = 1200 * np.log2(np.maximum(estimate, 1e-3) / f0[judged])
         within = np.abs(cents) <= 20
-        # The estimator's own octave slips on attacks aside, the label is the sounding pitch.
-        assert within.mean() >= 0.85, (record["clip_id"], within.mean())
+        assert within.mean() >= 0.95, (record["clip_id"], within.mean())
         assert np.median(np.abs(cents)) < 8, record["clip_id"]
         all_errors.append(within)
-    assert np.concatenate(all_errors).mean() >= 0.95
+    assert np.concatenate(all_errors).mean() >= 0.98
 
 
 def test_key_label_is_music21_analysis_of_the_transposed_excerpt(corpus):

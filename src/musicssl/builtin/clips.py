@@ -14,7 +14,16 @@ import numpy as np
 
 from musicssl.builtin import drums, instruments, labels
 from musicssl.builtin.pieces import STYLES, Piece, excerpt_starts, tempo_range
-from musicssl.builtin.render import DRUM_CHANNEL, Event, Synth, normalise, silent_fraction
+from musicssl.builtin.render import (
+    CUT,
+    DRUM_CHANNEL,
+    NOTE_OFF,
+    NOTE_ON,
+    Event,
+    Synth,
+    normalise,
+    silent_fraction,
+)
 
 MELODIC_CHANNELS = tuple(c for c in range(16) if c != DRUM_CHANNEL)
 TRANSPOSE_RANGE = (-5, 6)  # semitones, inclusive: every key is reachable
@@ -205,8 +214,12 @@ def performance_events(
             off = max(off, on + 1)
             accent = 1.1 if np.any(np.abs(bar_lines - onset) < 1e-6) else 1.0
             velocity = float(np.clip(plan.velocity * voice.gain * accent + noise, 0.1, 1.0))
-            events.append(Event(on, 1, voice.channel, key, velocity))
-            events.append(Event(off, 0, voice.channel, key))
+            if plan.monophonic and on > 0:
+                # One note at a time, as on a real solo instrument: the release of the last
+                # note is cut, so the audio holds the single pitch the f0 label gives.
+                events.append(Event(on, CUT, voice.channel, 0))
+            events.append(Event(on, NOTE_ON, voice.channel, key, velocity))
+            events.append(Event(off, NOTE_OFF, voice.channel, key))
             if number == 0:
                 first_voice.append((on / sr, off / sr, key))
     if plan.drum_kit is not None:
@@ -214,8 +227,8 @@ def performance_events(
         for offset, key, accent in hits:
             on = int(round((offset - plan.start) * seconds_per_quarter * sr))
             velocity = float(np.clip(plan.velocity * accent * rng.uniform(0.9, 1.05), 0.1, 1.0))
-            events.append(Event(on, 1, DRUM_CHANNEL, key, velocity))
-            events.append(Event(on + int(DRUM_NOTE_SECONDS * sr), 0, DRUM_CHANNEL, key))
+            events.append(Event(on, NOTE_ON, DRUM_CHANNEL, key, velocity))
+            events.append(Event(on + int(DRUM_NOTE_SECONDS * sr), NOTE_OFF, DRUM_CHANNEL, key))
     return events, first_voice
 
 

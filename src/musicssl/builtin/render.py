@@ -21,16 +21,22 @@ PEAK_CEILING_DB = -1.0
 FADE_OUT_SECONDS = 0.02
 
 
+# Event kinds, in the order they apply at one sample.
+CUT = -1  # silence the channel within about 10 ms (a monophonic instrument's next note)
+NOTE_OFF = 0
+NOTE_ON = 1
+
+
 @dataclass(frozen=True, order=True)
 class Event:
     """One synthesizer event.
 
-    Ordered by sample, then note-offs before note-ons, so a repeated note is released before
-    it is struck again.
+    Ordered by sample, then kind: cuts and note-offs before note-ons, so a repeated note is
+    released before it is struck again.
 
     Attributes:
         sample: sample index at which the event applies.
-        kind: 0 for note-off, 1 for note-on.
+        kind: :data:`CUT`, :data:`NOTE_OFF` or :data:`NOTE_ON`.
         channel: MIDI channel (9 is percussion).
         key: MIDI note number.
         velocity: note-on velocity in (0, 1]; ignored for note-offs.
@@ -121,10 +127,12 @@ class Synth:
             if event.sample > position:
                 soundfont.render(out[position : event.sample].view(np.uint8))
                 position = event.sample
-            if event.kind == 1:
+            if event.kind == NOTE_ON:
                 soundfont.channel_note_on(event.channel, event.key, event.velocity)
-            else:
+            elif event.kind == NOTE_OFF:
                 soundfont.channel_note_off(event.channel, event.key)
+            else:
+                soundfont.channel_sounds_off(event.channel)
         if position < num_samples:
             soundfont.render(out[position:].view(np.uint8))
         return out
