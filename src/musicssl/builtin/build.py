@@ -6,7 +6,8 @@ Layout of a built corpus folder::
     audio/<clip_id>.wav     16 kHz mono PCM_16, 10 s
     f0/<clip_id>.npy        float32 f0 in Hz per 10 ms frame (monophonic clips only)
     .cache/build.json       size, seed and format of the build in this folder
-    .cache/pieces/*.json    parsed scores as note tables (only data written here)
+    .cache/pieces-v1/*.json parsed scores as note tables (only data written here; the
+                            number is FORMAT_VERSION, so a new format never reads an old one)
     .cache/clips/*.json     the label record of each finished clip (lets a killed build resume)
 
 A build of the same size and seed in a complete folder returns at once; in a folder where a
@@ -30,8 +31,9 @@ from tqdm import tqdm
 from musicssl.builtin import pieces as pieces_module
 from musicssl.builtin.clips import make_clip
 from musicssl.builtin.labels import F0_HOP
-from musicssl.builtin.pieces import SPLITS, STYLES, Candidate, Piece
+from musicssl.builtin.pieces import SPLITS, Candidate, Piece
 from musicssl.builtin.render import Synth, check_renderer
+from musicssl.builtin.styles import STYLES
 from musicssl.errors import MusicSSLError
 
 SAMPLE_RATE = 16000
@@ -45,78 +47,46 @@ class SizeSpec:
     """How big a build is.
 
     Attributes:
-        pieces: pieces per style (split 70/15/15, at least one per split).
-        clips_per_piece: clips per piece, per style.
+        per_style: for every style, ``(pieces, clips_per_piece)``. Pieces are split 70/15/15
+            by work, with at least one piece in each split.
         max_source_bytes: skip score files larger than this (keeps tiny builds fast).
     """
 
-    pieces: dict[str, int]
-    clips_per_piece: dict[str, int]
+    per_style: dict[str, tuple[int, int]]
     max_source_bytes: int | None = None
 
-
-def _per_style(**values: int) -> dict[str, int]:
-    return {name: values[name] for name in STYLES}
+    def __post_init__(self) -> None:
+        if set(self.per_style) != set(STYLES):
+            raise MusicSSLError(f"per_style={sorted(self.per_style)}: need exactly {list(STYLES)}")
+        for style, (pieces, clips) in self.per_style.items():
+            if pieces < 1 or clips < 1:
+                raise MusicSSLError(f"per_style[{style!r}]=({pieces}, {clips}): must be >= 1")
 
 
 SIZES: dict[str, SizeSpec] = {
-    # 6 styles x 3 pieces (one per split) x 2 clips = 36 clips; for tests and demos.
-    "tiny": SizeSpec(
-        pieces=_per_style(
-            bach_chorale=3,
-            palestrina_mass=3,
-            monteverdi_madrigal=3,
-            string_quartet=3,
-            fiddle_tune=3,
-            german_folk_song=3,
-        ),
-        clips_per_piece=_per_style(
-            bach_chorale=2,
-            palestrina_mass=2,
-            monteverdi_madrigal=2,
-            string_quartet=2,
-            fiddle_tune=2,
-            german_folk_song=2,
-        ),
-        max_source_bytes=40_000,
-    ),
-    # About 2,100 clips.
+    # 6 styles x 3 pieces (one per split) x 2 clips = 36 clips, 9 of them monophonic.
+    "tiny": SizeSpec(per_style={style: (3, 2) for style in STYLES}, max_source_bytes=40_000),
+    # 2,160 clips, 360 per style.
     "small": SizeSpec(
-        pieces=_per_style(
-            bach_chorale=60,
-            palestrina_mass=60,
-            monteverdi_madrigal=40,
-            string_quartet=40,
-            fiddle_tune=120,
-            german_folk_song=120,
-        ),
-        clips_per_piece=_per_style(
-            bach_chorale=6,
-            palestrina_mass=6,
-            monteverdi_madrigal=9,
-            string_quartet=9,
-            fiddle_tune=3,
-            german_folk_song=3,
-        ),
+        per_style={
+            "bach_chorale": (60, 6),
+            "palestrina_mass": (60, 6),
+            "monteverdi_madrigal": (40, 9),
+            "string_quartet": (40, 9),
+            "fiddle_tune": (120, 3),
+            "german_folk_song": (120, 3),
+        }
     ),
-    # About 12,500 clips: every chorale, madrigal and quartet movement of the corpus.
+    # About 12,400 clips: every madrigal and quartet movement of the corpus, most chorales.
     "full": SizeSpec(
-        pieces=_per_style(
-            bach_chorale=360,
-            palestrina_mass=300,
-            monteverdi_madrigal=48,
-            string_quartet=60,
-            fiddle_tune=700,
-            german_folk_song=700,
-        ),
-        clips_per_piece=_per_style(
-            bach_chorale=6,
-            palestrina_mass=7,
-            monteverdi_madrigal=40,
-            string_quartet=35,
-            fiddle_tune=3,
-            german_folk_song=3,
-        ),
+        per_style={
+            "bach_chorale": (360, 6),
+            "palestrina_mass": (300, 7),
+            "monteverdi_madrigal": (48, 40),
+            "string_quartet": (46, 45),
+            "fiddle_tune": (700, 3),
+            "german_folk_song": (700, 3),
+        }
     ),
 }
 
@@ -213,9 +183,13 @@ class _Runner:
             return map(function, tasks)
         return self.pool.imap_unordered(function, tasks)
 
-    def close(self) -> None:
+    def close(self, *, failed: bool) -> None:
         if self.pool is not None:
-            self.pool.close()
+            if failed:
+                # Interrupted or broken: stop the workers now; finished clips stay on disk.
+                self.pool.terminate()
+            else:
+                self.pool.close()
             self.pool.join()
 
 
@@ -235,7 +209,7 @@ def _choose_pieces(
         if spec.max_source_bytes is not None:
             candidates = [c for c in candidates if c.size_bytes <= spec.max_source_bytes]
         splits = pieces_module.assign_splits(candidates)
-        total = spec.pieces[style]
+        total = spec.per_style[style][0]
         counts = [round(total * 0.15), round(total * 0.15)]
         counts = [max(1, c) for c in counts]
         counts.insert(0, max(1, total - sum(counts)))
@@ -379,7 +353,9 @@ def build_corpus(
 
     Returns:
         A summary: ``num_clips``, clips per ``splits`` and ``styles``, ``monophonic``,
-        ``total_seconds`` of audio, ``seconds_taken`` and ``cached`` (nothing to do).
+        ``total_seconds`` of audio, ``seconds_taken`` and ``cached`` (nothing to do); after
+        real work also ``seconds_parsing`` (choosing and parsing scores) and
+        ``seconds_rendering`` (rendering, labelling and writing clips).
 
     Raises:
         MusicSSLError: unknown size, bad workers, a folder built with other settings, or
@@ -399,16 +375,20 @@ def build_corpus(
             "seconds_taken": round(time.perf_counter() - started, 3)
         }
     check_renderer()
-    for sub in ("audio", "f0", ".cache/pieces", ".cache/clips"):
+    pieces_cache = out / ".cache" / f"pieces-v{FORMAT_VERSION}"
+    for sub in ("audio", "f0", ".cache/clips"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+    pieces_cache.mkdir(parents=True, exist_ok=True)
     _discard_stale(out, stamp)
     spec = SIZES[size]
     runner = _Runner(workers)
+    failed = True
     try:
-        chosen = _choose_pieces(spec, seed, out / ".cache" / "pieces", runner, progress)
+        chosen = _choose_pieces(spec, seed, pieces_cache, runner, progress)
+        parsed = time.perf_counter()
         tasks = []
         for piece, split in chosen:
-            for index in range(spec.clips_per_piece[piece.candidate.style]):
+            for index in range(spec.per_style[piece.candidate.style][1]):
                 clip_id = f"{piece.candidate.piece_id}-{index:02d}"
                 tasks.append((piece, split, index, clip_id, int(seed), str(out)))
         records: dict[str, dict | None] = {}
@@ -426,8 +406,9 @@ def build_corpus(
             records[clip_id] = record
             bar.update(1)
         bar.close()
+        failed = False
     finally:
-        runner.close()
+        runner.close(failed=failed)
     ordered = [records[task[3]] for task in tasks if records.get(task[3]) is not None]
     manifest = out / MANIFEST
     tmp = manifest.with_name(MANIFEST + ".tmp")
@@ -435,4 +416,8 @@ def build_corpus(
         for record in ordered:
             handle.write(json.dumps(record) + "\n")
     os.replace(tmp, manifest)
-    return _summary(ordered, out, time.perf_counter() - started, cached=False)
+    finished = time.perf_counter()
+    summary = _summary(ordered, out, finished - started, cached=False)
+    summary["seconds_parsing"] = round(parsed - started, 3)
+    summary["seconds_rendering"] = round(finished - parsed, 3)
+    return summary

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from musicssl.builtin import drums, instruments, labels
-from musicssl.builtin.pieces import STYLES, Piece, excerpt_starts, tempo_range
+from musicssl.builtin.pieces import Piece, excerpt_starts, tempo_range
 from musicssl.builtin.render import (
     CUT,
     DRUM_CHANNEL,
@@ -24,6 +24,7 @@ from musicssl.builtin.render import (
     normalise,
     silent_fraction,
 )
+from musicssl.builtin.styles import STYLES
 
 MELODIC_CHANNELS = tuple(c for c in range(16) if c != DRUM_CHANNEL)
 TRANSPOSE_RANGE = (-5, 6)  # semitones, inclusive: every key is reachable

@@ -21,6 +21,7 @@ def key_label(pitches: np.ndarray, durations: np.ndarray) -> str:
         the tonic is spelled as music21's analysis spells it).
     """
     from music21 import note, stream
+    from music21.analysis.discrete import AardenEssen
 
     excerpt = stream.Stream()
     offset = 0.0
@@ -28,8 +29,10 @@ def key_label(pitches: np.ndarray, durations: np.ndarray) -> str:
         element = note.Note(int(pitch), quarterLength=float(duration))
         excerpt.insert(offset, element)
         offset += float(duration)
-    key = excerpt.analyze("key")
-    return f"{key.tonic.name.replace('-', 'b')} {key.mode}"
+    # What analyze("key") runs (its "key" method is Aarden-Essen), without building the 23
+    # alternative Key objects it also returns: that took four fifths of a clip's time.
+    (tonic, mode, _), _ = AardenEssen().process(excerpt)
+    return f"{tonic.name.replace('-', 'b')} {mode}"
 
 
 def f0_track(

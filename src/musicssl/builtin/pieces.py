@@ -20,106 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from musicssl.builtin.styles import STYLES
+
 SPLITS = ("train", "valid", "test")
 # Cumulative fractions of works that go to train, then valid; the rest is test.
 SPLIT_FRACTIONS = (0.70, 0.85)
 
-
-@dataclass(frozen=True)
-class Style:
-    """One style (label) of the corpus and how its clips are performed.
-
-    Attributes:
-        name: the label written to the manifest, e.g. ``"bach_chorale"``.
-        phrase: how a caption names it, after "A"/"An": ``"Bach chorale"``.
-        notes_per_second: range of note rates (one voice, median note) that tempos are drawn
-            from; the tempo of a piece follows from its median note value.
-        quarter_bpm: a fixed range of quarter-note tempos instead, for styles whose beat is
-            always the quarter note (chorales, where passing eighths would skew the median).
-        min_parts: fewest parts a score of this style must have.
-        max_parts: most parts a score of this style may have.
-        folk: a single-line tune: performed solo (monophonic, with f0) on half the clips.
-        drum_probability: chance that a (polyphonic) clip gets a drum part.
-        ensembles: names of the ensembles in ``instruments.ENSEMBLES`` drawn from.
-    """
-
-    name: str
-    phrase: str
-    notes_per_second: tuple[float, float]
-    min_parts: int
-    max_parts: int
-    folk: bool
-    drum_probability: float
-    ensembles: tuple[str, ...]
-    quarter_bpm: tuple[int, int] | None = None
-
-
-STYLES: dict[str, Style] = {
-    style.name: style
-    for style in (
-        Style(
-            "bach_chorale",
-            "Bach chorale",
-            (1.1, 1.7),
-            4,
-            6,
-            False,
-            0.25,
-            ("strings", "winds", "brass", "organ", "choir", "keyboard", "mixed"),
-            quarter_bpm=(60, 96),
-        ),
-        Style(
-            "palestrina_mass",
-            "Palestrina mass movement",
-            (1.0, 1.6),
-            3,
-            8,
-            False,
-            0.15,
-            ("choir", "organ", "brass", "recorders", "strings", "mixed"),
-        ),
-        Style(
-            "monteverdi_madrigal",
-            "Monteverdi madrigal",
-            (1.3, 2.2),
-            4,
-            7,
-            False,
-            0.2,
-            ("choir", "strings", "winds", "plucked", "recorders", "mixed"),
-        ),
-        Style(
-            "string_quartet",
-            "string quartet movement",
-            (1.5, 3.2),
-            4,
-            4,
-            False,
-            0.2,
-            ("strings", "strings", "strings", "winds", "brass", "keyboard", "mixed"),
-        ),
-        Style(
-            "fiddle_tune",
-            "traditional fiddle tune",
-            (4.5, 7.5),
-            1,
-            1,
-            True,
-            0.5,
-            ("folk",),
-        ),
-        Style(
-            "german_folk_song",
-            "German folk song",
-            (1.8, 3.2),
-            1,
-            1,
-            True,
-            0.4,
-            ("folk",),
-        ),
-    )
-}
 
 # The German collections of the Essen folk song database (as ABC in music21's corpus).
 _ESSEN_GERMAN = (
