@@ -1,0 +1,41 @@
+"""README's examples run as written."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from musicssl.corpus import index_folder
+from musicssl.store import pack
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_quick_start_is_two_commands_that_the_makefile_defines():
+    section = README.read_text().split("## Quick start", 1)[1]
+    first_block = re.search(r"```\w*\n(.*?)```", section, flags=re.S).group(1)
+    commands = [line for line in first_block.splitlines() if line.strip()]
+    assert commands == ["make demo", "make test"]
+    makefile = (README.parent / "Makefile").read_text()
+    assert re.search(r"^demo:", makefile, flags=re.M) and re.search(r"^test:", makefile, re.M)
+    assert "make test" in (README.parent / ".ci" / "run").read_text()
+
+
+def test_python_example_runs(tmp_path: Path, monkeypatch):
+    (tmp_path / "audio").mkdir()
+    for number in range(3):
+        noise = np.random.default_rng(number).uniform(-0.2, 0.2, 16000 * 4)
+        sf.write(str(tmp_path / "audio" / f"{number}.wav"), noise.astype(np.float32), 16000)
+    index_folder(tmp_path / "audio", out=tmp_path / "m.jsonl", progress=False)
+    pack(tmp_path / "m.jsonl", out=tmp_path / "data" / "corpus" / "store", progress=False)
+    monkeypatch.chdir(tmp_path)
+    (example,) = _blocks("python")
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    assert namespace["x_a"].shape == (48000,)
+    assert namespace["x_a"].abs().max() <= 1.0
