@@ -175,7 +175,9 @@ class _Runner:
     def __init__(self, workers: int) -> None:
         self.pool = None
         if workers > 1:
-            # spawn, not fork: the parent may hold torch or threads that fork would copy.
+            # spawn, not fork: the parent may hold torch's threads, and forking a threaded
+            # process can deadlock the child. (So a script calling build_corpus with
+            # workers > 1 needs the usual `if __name__ == "__main__":` guard.)
             self.pool = multiprocessing.get_context("spawn").Pool(workers)
 
     def map(self, function, tasks: list):
@@ -227,7 +229,7 @@ def _choose_pieces(
             missing = wanted[key] - len(accepted[key])
             if missing <= 0:
                 continue
-            take = queue[position[key] : position[key] + missing + missing // 4]
+            take = queue[position[key] : position[key] + missing + missing // 10]
             batch.extend(take)
         if not batch:
             break
@@ -348,7 +350,8 @@ def build_corpus(
         size: a key of :data:`SIZES`: ``"tiny"`` (36 clips), ``"small"`` (about 2,100) or
             ``"full"`` (about 12,500).
         seed: seed of every random choice.
-        workers: processes to use; ``None`` for ``os.cpu_count()``.
+        workers: processes to use; ``None`` for ``os.cpu_count()``. With more than one, the
+            workers are spawned, so a calling script needs ``if __name__ == "__main__":``.
         progress: show progress bars.
 
     Returns:
