@@ -2,8 +2,8 @@
 
 Every reader serves the same random (clip, offset) pairs, in one run:
   store (loader)  ``TwoCrops`` items, the code path of the training DataLoader, per crop:
-                  int16 crops, then ``pcm_to_float`` on a batch of 96 (amortised per crop),
-                  as the trainer does on its device
+                  int16 crops; the trainer converts a whole batch with ``pcm_to_float`` on
+                  its device, timed separately here (per crop, on this CPU)
   store (crop)    ``SampleStore.crop``: one float32 crop, as a user would read it
   raw memmap      an int16 ``np.memmap`` slice converted to float32 (the floor)
   wav/flac/ogg    soundfile seek + read of the crop from the source file (the usual way)
@@ -46,17 +46,21 @@ def make_sources(root: Path, *, clips: int, seconds: float) -> None:
             sf.write(str(folder / f"{number}.{extension}"), signal, SR, subtype=subtype)
 
 
-def rate(function, pairs, *, repeats: int = 3) -> float:
-    """Best of ``repeats`` passes over all pairs, in crops per second."""
-    for clip, start in pairs[:50]:
-        function(clip, start)  # warm up caches and lazy maps
-    best = float("inf")
-    for _ in range(repeats):
-        began = time.perf_counter()
-        for clip, start in pairs:
-            function(clip, start)
-        best = min(best, time.perf_counter() - began)
-    return len(pairs) / best
+def rates_interleaved(readers: dict, pairs_of: dict, *, rounds: int = 5) -> dict[str, float]:
+    """Crops per second of each reader: best of ``rounds``, the readers taking turns in every
+    round so that a change in machine load hits them all alike."""
+    for name, function in readers.items():
+        for clip, start in pairs_of[name][:50]:
+            function(clip, start)  # warm up caches and lazy maps
+    best = dict.fromkeys(readers, float("inf"))
+    for _ in range(rounds):
+        for name, function in readers.items():
+            pairs = pairs_of[name]
+            began = time.perf_counter()
+            for clip, start in pairs:
+                function(clip, start)
+            best[name] = min(best[name], (time.perf_counter() - began) / len(pairs))
+    return {name: 1.0 / seconds for name, seconds in best.items()}
 
 
 def main() -> None:
@@ -97,34 +101,45 @@ def main() -> None:
 
             return read
 
-        # The loader draws its own offsets; each item is two crops.
-        item_rate = 2 * rate(lambda clip, start: loader[clip], pairs)
         batch = torch.stack([loader[c]["x_a"] for c, _ in pairs[:96]])
-        convert_rate = 96 * rate(lambda c, s: pcm_to_float(batch), pairs[:300])
-        rates = {
-            "store (loader: int16 crop + batched float conversion)": 1
-            / (1 / item_rate + 1 / convert_rate),
-            "store (loader: int16 crop only)": item_rate,
-            "store (crop)": rate(lambda c, s: store.crop(c, s, crop_samples), pairs),
-            "raw int16 memmap -> float32": rate(
-                lambda c, s: raw[offsets[c] + s : offsets[c] + s + crop_samples].astype(np.float32),
-                pairs,
-            ),
-            "soundfile seek+read WAV": rate(from_file("wav"), pairs),
-            "soundfile seek+read FLAC": rate(from_file("flac"), pairs[:1000]),
-            "soundfile seek+read OGG": rate(from_file("ogg"), pairs[:500]),
+        readers = {
+            # The loader draws its own offsets; each item is two crops.
+            "loader item": lambda clip, start: loader[clip],
+            "batched float conversion": lambda clip, start: pcm_to_float(batch),
+            "store (crop)": lambda c, s: store.crop(c, s, crop_samples),
+            "raw int16 memmap -> float32": lambda c, s: raw[
+                offsets[c] + s : offsets[c] + s + crop_samples
+            ].astype(np.float32),
+            "soundfile seek+read WAV": from_file("wav"),
+            "soundfile seek+read FLAC": from_file("flac"),
+            "soundfile seek+read OGG": from_file("ogg"),
         }
+        pairs_of = {name: pairs for name in readers}
+        pairs_of["batched float conversion"] = pairs[:200]
+        pairs_of["soundfile seek+read FLAC"] = pairs[:1000]
+        pairs_of["soundfile seek+read OGG"] = pairs[:500]
+        measured = rates_interleaved(readers, pairs_of)
 
-    store_rate = rates["store (loader: int16 crop + batched float conversion)"]
+    item_rate = 2 * measured.pop("loader item")
+    convert_rate = 96 * measured.pop("batched float conversion")
+    rates = {
+        "store, training loader path (int16 crop)": item_rate,
+        **measured,
+        "pcm_to_float on a batch of 96, per crop (on the training device)": convert_rate,
+    }
+    store_rate = rates["store, training loader path (int16 crop)"]
     lines = [
         "# Random 3 s crops per second (16 kHz mono)",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {platform.python_version()}; "
-        f"{args.clips} clips x {args.seconds:g} s, {args.crops} random crops, best of 3, "
-        "files in the page cache.",
+        f"{args.clips} clips x {args.seconds:g} s, {args.crops} random crops, best of 5 "
+        "interleaved rounds, files in the page cache.",
         f"Command: `python bench/bench_store.py --clips {args.clips} --seconds {args.seconds:g} "
         f"--crops {args.crops}`",
-        f"Load average at start: {os.getloadavg()[0]:.2f} (2 cores).",
+        f"Load average at the end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores).",
+        "",
+        "The training loader ships int16 crops; `pcm_to_float` converts whole batches on the "
+        "training device (one multiply; on a GPU it is negligible), listed last for the CPU.",
         "",
         "| reader | crops/s | µs/crop | store (loader) speed-up |",
         "|---|---:|---:|---:|",
