@@ -108,8 +108,8 @@ def timed(run: Callable[[], object], *, repeats: int, device: torch.device) -> f
     return statistics.median(times)
 
 
-def ours(source: torch.Tensor, args: argparse.Namespace) -> Callable[[], object]:
-    chain = clmr_chain(args.sr, num_samples=args.num_samples, pitch_kind=args.pitch_kind)
+def ours(source: torch.Tensor, args: argparse.Namespace, pitch_kind: str) -> Callable[[], object]:
+    chain = clmr_chain(args.sr, num_samples=args.num_samples, pitch_kind=pitch_kind)
     generator = torch.Generator(device=source.device).manual_seed(0)
 
     def run() -> object:
@@ -295,6 +295,21 @@ def version(module: str) -> str:
         return "not available"
 
 
+def busy_cpu_seconds() -> tuple[float, float]:
+    """CPU seconds spent so far by the whole machine (from /proc/stat) and by this process."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    mine = own.ru_utime + own.ru_stime
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+        machine_total = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        machine_total = float("nan")
+    return machine_total, mine
+
+
 def machine() -> str:
     cpu = platform.processor() or "unknown CPU"
     try:
@@ -315,6 +330,7 @@ def main() -> None:
     parser.add_argument("--sr", type=int, default=22050)
     parser.add_argument("--pitch-kind", default="preserve_tempo")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--peer-repeats", type=int, default=2, help="timed runs of peer chains")
     parser.add_argument(
         "--peer-examples",
         type=int,
@@ -334,52 +350,53 @@ def main() -> None:
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
+    busy_before, mine_before = busy_cpu_seconds()
+    wall_before = time.perf_counter()
     source_np = synthetic_music(args.batch_size, args.source_samples, sr=args.sr, seed=0)
     source = torch.from_numpy(source_np)
     views = 2 * args.batch_size
 
     rows: list[tuple[str, str, float]] = []
     notes: list[str] = []
-    seconds = timed(ours(source.to(device), args), repeats=args.repeats, device=device)
-    rows.append(("musicssl clmr_chain (batched)", str(device), seconds))
+    seconds = timed(
+        ours(source.to(device), args, args.pitch_kind), repeats=args.repeats, device=device
+    )
+    rows.append((f"musicssl clmr_chain, {args.pitch_kind} pitch (batched)", str(device), seconds))
+    other_kind = "tape" if args.pitch_kind == "preserve_tempo" else "preserve_tempo"
+    seconds = timed(ours(source.to(device), args, other_kind), repeats=args.repeats, device=device)
+    rows.append((f"musicssl clmr_chain, {other_kind} pitch (batched)", str(device), seconds))
 
+    breakdown = ours_breakdown(source.to(device), args)
+    pitch = pitch_shift_costs(args, device)
     with tempfile.TemporaryDirectory() as folder:
         delay_dir, room_dir = write_impulse_responses(Path(folder), sr=args.sr)
         if available("audiomentations"):
             run = audiomentations_chain(source_np, args, delay_dir, room_dir)
-            rows.append(
-                (
-                    "audiomentations (per example)",
-                    "cpu",
-                    timed(run, repeats=max(1, args.repeats // 2), device=torch.device("cpu")),
-                )
-            )
+            seconds = timed(run, repeats=args.peer_repeats, device=torch.device("cpu"))
+            rows.append(("audiomentations (per example)", "cpu", seconds))
         else:
             notes.append("audiomentations: not installed, skipped.")
         if available("torch_audiomentations"):
             run = torch_audiomentations_chain(source.to(device), args, delay_dir, room_dir)
-            rows.append(
-                (
-                    "torch-audiomentations (batched)",
-                    str(device),
-                    timed(run, repeats=max(1, args.repeats // 2), device=device),
-                )
-            )
+            seconds = timed(run, repeats=args.peer_repeats, device=device)
+            rows.append(("torch-audiomentations (batched)", str(device), seconds))
         else:
             notes.append("torch-audiomentations: not importable (needs torchaudio), skipped.")
-
-    breakdown = ours_breakdown(source.to(device), args)
-    pitch = pitch_shift_costs(args, device)
     load_after = os.getloadavg()
+    busy_after, mine_after = busy_cpu_seconds()
+    wall = time.perf_counter() - wall_before
+    others = (busy_after - busy_before) - (mine_after - mine_before)
 
-    ours_seconds = rows[0][2]
-    header = "| chain | device | two views of the batch (ms) | ms per view | ours is faster by |"
-    lines = [header, "|---|---|---:|---:|---:|"]
+    header = "| chain | device | two views of the batch (ms) | ms per view |"
+    lines = [header, "|---|---|---:|---:|"]
     for name, where, secs in rows:
-        lines.append(
-            f"| {name} | {where} | {secs * 1000:.0f} | {secs * 1000 / views:.2f} "
-            f"| {secs / ours_seconds:.1f}x |"
-        )
+        lines.append(f"| {name} | {where} | {secs * 1000:.0f} | {secs * 1000 / views:.2f} |")
+    ratio_lines = []
+    for ours_name, _, ours_secs in rows[:2]:
+        for peer_name, _, peer_secs in rows[2:]:
+            ratio_lines.append(
+                f"- {ours_name} is {peer_secs / ours_secs:.1f}x as fast as {peer_name}"
+            )
     breakdown_lines = ["| musicssl transform (CLMR p) | ms per view |", "|---|---:|"]
     breakdown_lines += [f"| {name} | {ms:.2f} |" for name, ms in breakdown.items()]
     pitch_lines = ["| pitch shift (p = 1) | ms per 2.7 s view |", "|---|---:|"]
@@ -391,9 +408,11 @@ def main() -> None:
             "",
             f"CLMR chain, two views of a batch of {args.batch_size} x {args.num_samples} samples "
             f"at {args.sr} Hz (cropped from {args.source_samples}), median of "
-            f"{args.repeats} runs (peers: {max(1, args.repeats // 2)}).",
+            f"{args.repeats} runs (peer chains: {args.peer_repeats}), each after a warm-up run.",
             "",
             *lines,
+            "",
+            *ratio_lines,
             "",
             *breakdown_lines,
             "",
@@ -403,7 +422,9 @@ def main() -> None:
             + (f"; {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
             f"- load average (1, 5, 15 min) before: {load_before[0]:.2f}, {load_before[1]:.2f}, "
             f"{load_before[2]:.2f}; after: {load_after[0]:.2f}, {load_after[1]:.2f}, "
-            f"{load_after[2]:.2f}",
+            f"{load_after[2]:.2f}; other processes used {others:.0f} CPU-seconds during the "
+            f"{wall:.0f} s run ({100 * others / wall / (os.cpu_count() or 1):.0f}% of the "
+            "machine)",
             f"- torch {torch.__version__}, {args.threads} intra-op threads; audiomentations "
             f"{version('audiomentations')}; torch-audiomentations "
             f"{version('torch_audiomentations')}; torchaudio {version('torchaudio')}; "

@@ -109,10 +109,11 @@ def test_registry_contract(name: str, batch: torch.Tensor) -> None:
     assert torch.equal(y_1, y_2)
     assert not torch.equal(y_1, y_3)
 
-    # Batched equals per item for the same drawn parameters.
-    y, params = transform(batch, generator=seeded(2))
+    # Batched equals per item for the same drawn parameters (applied everywhere).
+    active = build(name, p=1.0) if has_p else transform
+    y, params = active(batch, generator=seeded(2))
     for i in range(4):
-        single = transform.apply(batch[i : i + 1], slice_params(params, i))
+        single = active.apply(batch[i : i + 1], slice_params(params, i))
         torch.testing.assert_close(single[0], y[i], atol=1e-5, rtol=1e-4)
 
     if has_p:
