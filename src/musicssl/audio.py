@@ -168,9 +168,7 @@ def stream(
         AudioError: the file cannot be decoded.
     """
     header = info(path)
-    resampler = (
-        None if header.sr == sr else soxr.ResampleStream(header.sr, sr, 1, dtype="float32")
-    )
+    resampler = None if header.sr == sr else soxr.ResampleStream(header.sr, sr, 1, dtype="float32")
     block_frames = max(1, int(block_seconds * header.sr))
     try:
         with sf.SoundFile(str(path)) as handle:
