@@ -22,12 +22,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from musicssl.augment.base import (
     Augmentation,
     Params,
+    Workspace,
     coin,
     compute_dtype,
     fast_fft_length,
@@ -39,7 +39,14 @@ from musicssl.errors import MusicSSLError
 KINDS = ("preserve_tempo", "tape")
 
 
-def phase_vocoder_pitch_shift(x: Tensor, ratio: Tensor, *, n_fft: int, hop_length: int) -> Tensor:
+def phase_vocoder_pitch_shift(
+    x: Tensor,
+    ratio: Tensor,
+    *,
+    n_fft: int,
+    hop_length: int,
+    workspace: Workspace | None = None,
+) -> Tensor:
     """Shift every example's pitch by its own frequency ratio, keeping its duration.
 
     Output bin k copies input bin j = round(k / r) turned by theta_j(t), which is (r - 1) times
@@ -49,14 +56,16 @@ def phase_vocoder_pitch_shift(x: Tensor, ratio: Tensor, *, n_fft: int, hop_lengt
     for hops up to n_fft / 4. Frames are analysed with their halves swapped (phase measured
     from the frame's centre), so that all bins of one partial's main lobe share a phase and a
     lobe stays coherent when bins are duplicated or skipped.
-    Everything runs on separate real and imaginary planes, in place where it can: on CPU the
-    cost is memory traffic, and complex elementwise ops are several times slower than real ones.
+    Everything runs on separate real and imaginary planes, in place or in reused scratch
+    tensors: on CPU the cost is memory traffic, and complex elementwise ops are several times
+    slower than real ones.
 
     Args:
         x: waveforms. Shape: (batch_size, num_samples), num_samples > n_fft // 2.
         ratio: frequency ratios 2^(semitones / 12). Shape: (batch_size,).
         n_fft: STFT size, an even multiple of hop_length.
         hop_length: STFT hop.
+        workspace: scratch kept between calls; None allocates afresh.
 
     Returns:
         Shifted waveforms, each at its input's RMS level. Shape: (batch_size, num_samples).
@@ -64,88 +73,96 @@ def phase_vocoder_pitch_shift(x: Tensor, ratio: Tensor, *, n_fft: int, hop_lengt
     batch_size, num_samples = x.shape
     dtype = compute_dtype(x)
     device = x.device
+    scratch = workspace or Workspace()
+
+    def buffer(name: str, *shape: int) -> Tensor:
+        return scratch.get(name, shape, dtype=dtype, device=device)
+
     half = n_fft // 2
+    num_frames = num_samples // hop_length + 1
+    num_bins = half + 1
     window = torch.hann_window(n_fft, device=device, dtype=dtype)
-    frames = F.pad(x.to(dtype)[:, None], (half, half), mode="reflect")[:, 0]
-    frames = frames.unfold(-1, n_fft, hop_length)  # (B, N, n_fft), a view
-    num_frames = frames.shape[1]
-    centred = torch.empty_like(frames)
+
+    # Reflect-padded input, framed as a view, windowed with the frame halves swapped.
+    padded = buffer("padded", batch_size, num_samples + n_fft)
+    padded[:, half : half + num_samples] = x
+    padded[:, :half] = x[:, 1 : half + 1].flip(-1)
+    padded[:, half + num_samples :] = x[:, -half - 1 : -1].flip(-1)
+    frames = padded.unfold(-1, n_fft, hop_length)  # (B, N, n_fft)
+    centred = buffer("centred", batch_size, num_frames, n_fft)
     torch.mul(frames[..., half:], window[half:], out=centred[..., :half])
     torch.mul(frames[..., :half], window[:half], out=centred[..., half:])
-    spec = torch.fft.rfft(centred)  # (B, N, F): frequency last, contiguous for the gather
-    del centred
-    num_bins = spec.shape[-1]
-    real, imag = spec.real.contiguous(), spec.imag.contiguous()
-    del spec
+    spec = torch.fft.rfft(centred)  # (B, N, F); out= would only add a copy
+    # Planes (B, N, F + 1): frequency last for the gather; the extra bin stays zero and is
+    # where outputs whose source lies past Nyquist read from.
+    real = buffer("real", batch_size, num_frames, num_bins + 1)
+    imag = buffer("imag", batch_size, num_frames, num_bins + 1)
+    real[..., :-1] = spec.real
+    imag[..., :-1] = spec.imag
+    real[..., -1] = 0
+    imag[..., -1] = 0
 
     # Wrapped deviation of each bin's advance from nominal: angle(S[t] conj(S[t-1] e^{i w})),
-    # w the bin's nominal advance per hop. Shapes (B, N-1, F) from here on.
-    bins = torch.arange(num_bins, device=device, dtype=torch.float64)
-    nominal = (2 * math.pi * hop_length / n_fft) * bins  # (F,)
+    # w the bin's nominal advance per hop. Shapes (B, N-1, F+1) from here on.
+    bins = torch.arange(num_bins + 1, device=device, dtype=torch.float64)
+    nominal = (2 * math.pi * hop_length / n_fft) * bins  # (F+1,)
     cos_w, sin_w = torch.cos(nominal).to(dtype), torch.sin(nominal).to(dtype)
-    real_now, imag_now = real[:, 1:], imag[:, 1:]
-    real_prev = real[:, :-1] * cos_w
-    real_prev.addcmul_(imag[:, :-1], sin_w, value=-1)
-    imag_prev = real[:, :-1] * sin_w
-    imag_prev.addcmul_(imag[:, :-1], cos_w)
-    cross_real = real_now * real_prev
-    cross_real.addcmul_(imag_now, imag_prev)
+    real_now, imag_now, real_then, imag_then = real[:, 1:], imag[:, 1:], real[:, :-1], imag[:, :-1]
+    shape = (batch_size, num_frames - 1, num_bins + 1)
+    first, second, third = (
+        buffer("first", *shape),
+        buffer("second", *shape),
+        buffer("third", *shape),
+    )
+    real_prev = torch.mul(real_then, cos_w, out=first).addcmul_(imag_then, sin_w, value=-1)
+    imag_prev = torch.mul(real_then, sin_w, out=second).addcmul_(imag_then, cos_w)
+    cross_real = torch.mul(real_now, real_prev, out=third).addcmul_(imag_now, imag_prev)
     cross_imag = real_prev.mul_(imag_now).sub_(imag_prev.mul_(real_now))
     deviation = torch.atan2(cross_imag, cross_real, out=cross_real)
-    del cross_imag, imag_prev
 
     # theta = (r - 1) (t w + summed deviations). t w is reduced modulo 2 pi in float64 first,
-    # so float32 keeps its precision however long the input. Cumsum runs on the contiguous axis.
-    theta = deviation.transpose(1, 2).cumsum(dim=-1).transpose(1, 2)
-    del deviation
+    # so float32 keeps its precision however long the input.
+    theta = torch.cumsum(deviation, dim=1, out=second)
     ratio = ratio.to(dtype)
     rate_term = torch.remainder((ratio.double() - 1)[:, None] * nominal, 2 * math.pi).to(dtype)
     steps = torch.arange(1, num_frames, device=device, dtype=dtype)
     theta.mul_((ratio - 1)[:, None, None]).addcmul_(steps[:, None], rate_term[:, None, :])
-    cos_theta = torch.cos(theta)
+    cos_theta = torch.cos(theta, out=third)
     sin_theta = theta.sin_()
 
-    # Rotated planes, one extra always-zero bin for outputs whose source lies past Nyquist;
-    # the first frame is the reference (theta = 0).
-    planes = torch.empty(2, batch_size, num_frames, num_bins + 1, device=device, dtype=dtype)
-    planes[..., -1] = 0
-    planes[0, :, 0, :-1] = real[:, 0]
-    planes[1, :, 0, :-1] = imag[:, 0]
-    torch.mul(real_now, cos_theta, out=planes[0, :, 1:, :-1])
-    planes[0, :, 1:, :-1].addcmul_(imag_now, sin_theta, value=-1)
-    torch.mul(real_now, sin_theta, out=planes[1, :, 1:, :-1])
-    planes[1, :, 1:, :-1].addcmul_(imag_now, cos_theta)
-    del real, imag, real_now, imag_now, cos_theta, sin_theta, theta
+    # Rotated spectrum, real and imaginary parts interleaved; the first frame is the reference.
+    rotated = buffer("rotated", batch_size, num_frames, num_bins + 1, 2)
+    rotated[:, 0, :, 0] = real[:, 0]
+    rotated[:, 0, :, 1] = imag[:, 0]
+    out_real, out_imag = rotated[:, 1:, :, 0], rotated[:, 1:, :, 1]
+    torch.mul(real_now, cos_theta, out=out_real).addcmul_(imag_now, sin_theta, value=-1)
+    torch.mul(real_now, sin_theta, out=out_imag).addcmul_(imag_now, cos_theta)
 
-    # Output bin k reads input bin round(k / r).
+    # Output bin k reads input bin round(k / r); past Nyquist, the zero bin.
     source = torch.arange(num_bins, device=device, dtype=dtype)[None] / ratio[:, None]
-    nearest = source.round().long().clamp(max=num_bins)  # (B, F); num_bins is the zero bin
-    index = nearest[:, None, :].expand(-1, num_frames, -1)
-    shifted = torch.empty(batch_size, num_frames, num_bins, 2, device=device, dtype=dtype)
-    torch.gather(planes[0], 2, index, out=shifted[..., 0])
-    torch.gather(planes[1], 2, index, out=shifted[..., 1])
-    del planes
+    nearest = source.round().long().clamp(max=num_bins)  # (B, F)
+    index = nearest[:, None, :, None].expand(-1, num_frames, -1, 2)
+    shifted = torch.gather(rotated, 2, index, out=buffer("shifted", *index.shape))
 
     # Inverse STFT. The frames come back centred, so the halves swap back during the windowed
     # overlap-add of the n_fft / hop blocks; the sum is normalised by the summed squared window.
-    y = torch.fft.irfft(torch.view_as_complex(shifted), n=n_fft)  # (B, N, n_fft), centred
-    del shifted
+    y = torch.fft.irfft(torch.view_as_complex(shifted), n=n_fft)  # (B, N, n_fft)
     y[..., :half] *= window[half:]
     y[..., half:] *= window[:half]
     overlap = n_fft // hop_length
     blocks = y.view(batch_size, num_frames, overlap, hop_length)
-    out = torch.zeros(batch_size, num_frames + overlap - 1, hop_length, device=device, dtype=dtype)
+    summed = buffer("summed", batch_size, num_frames + overlap - 1, hop_length).zero_()
     norm = torch.zeros(num_frames + overlap - 1, hop_length, device=device, dtype=dtype)
     window_blocks = window.square().view(overlap, hop_length)
     for i in range(overlap):  # a handful of block offsets, not examples
-        out[:, i : i + num_frames] += blocks[:, :, (i + overlap // 2) % overlap]
+        summed[:, i : i + num_frames] += blocks[:, :, (i + overlap // 2) % overlap]
         norm[i : i + num_frames] += window_blocks[i]
-    out = out.view(batch_size, -1)[:, half : half + num_samples]
-    out = out / norm.view(-1)[half : half + num_samples].clamp_min(1e-3)
+    kept = slice(half, half + num_samples)
+    out = summed.view(batch_size, -1)[:, kept] / norm.view(-1)[kept].clamp_min(1e-3)  # fresh
     # Remapping bins scales a partial's level by a few per cent, depending on where its lobe
     # falls; matching the input's RMS removes that.
-    level = rms(x.to(dtype)) / rms(out).clamp_min(1e-12)
-    return (out * level[:, None]).to(x.dtype)
+    out *= (rms(x.to(dtype)) / rms(out).clamp_min(1e-12))[:, None]
+    return out.to(x.dtype)
 
 
 def tape_pitch_shift(x: Tensor, ratio: Tensor) -> Tensor:
@@ -218,6 +235,7 @@ class PitchShift(Augmentation):
         self.sr = int(sr)
         self.max_semitones = float(max_semitones)
         self.kind = kind
+        self.workspace = Workspace()
         self.n_fft = n_fft or 2 ** round(math.log2(0.046 * sr))
         self.hop_length = hop_length or self.n_fft // 4
         overlap = self.n_fft // self.hop_length
@@ -250,7 +268,9 @@ class PitchShift(Augmentation):
                 raise MusicSSLError(
                     f"PitchShift: {x.shape[-1]} samples is too short for n_fft={self.n_fft}"
                 )
-            y = phase_vocoder_pitch_shift(x, ratio, n_fft=self.n_fft, hop_length=self.hop_length)
+            y = phase_vocoder_pitch_shift(
+                x, ratio, n_fft=self.n_fft, hop_length=self.hop_length, workspace=self.workspace
+            )
         # Examples left alone come back bit-exact, not merely resynthesised.
         return torch.where(params["applied"][:, None], y, x)
 
