@@ -113,7 +113,8 @@ class Model:
             frames=frames,
         )
 
-    def _layer_indices(self, layers: str | int | None) -> list[int]:
+    def layer_indices(self, layers: str | int | None) -> list[int]:
+        """The encoder layers that ``layers`` (None, an index, or "all") names."""
         if layers is None:
             return []
         if layers == "all":
@@ -136,7 +137,7 @@ class Model:
         """Encode windows in batches; yields (clip, per-layer means, frames, window starts)."""
         window = self.window_samples
         step = window if hop is None else max(1, int(round(hop * self.sample_rate)))
-        indices = self._layer_indices(layers)
+        indices = self.layer_indices(layers)
         frame_layer = indices[0] if (frames and len(indices) == 1) else None
         for starts, batch in _windows(blocks, window=window, step=step, batch_size=batch_size):
             x = torch.from_numpy(batch).to(self.device)
@@ -257,7 +258,7 @@ def embed_files(
     if not names:
         raise MusicSSLError(f"{source}: nothing could be embedded ({len(skipped)} bad files)")
     arrays: dict[str, np.ndarray] = {"names": np.array(names), "emb": np.stack(clips)}
-    layer_ids = model._layer_indices(layers)
+    layer_ids = model.layer_indices(layers)
     for index, bucket in zip(layer_ids, per_layer):
         arrays[f"layer_{index}"] = np.stack(bucket)
     if frames:
