@@ -141,3 +141,33 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert checkpoint.name == "step-00000004"
     weights = load_file(checkpoint / "method.safetensors")
     assert all(torch.isfinite(value).all() for value in weights.values())
+
+
+def test_two_cpu_processes_train_with_ddp_on_gloo(tmp_path: Path, store: Path):
+    recipe_path = _recipe(tmp_path, store, steps=4)
+    run = tmp_path / "ddp"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "musicssl",
+            "pretrain",
+            str(recipe_path),
+            "--out",
+            str(run),
+            "train.devices=2",
+            "train.accelerator=cpu",
+            "train.strategy=ddp",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert latest_checkpoint(run).name == "step-00000004"
+    # With negatives gathered from both processes, each anchor faces 2 * 8 * 2 - 2 = 30
+    # negatives: near initialisation the loss sits close to log(31), not log(15).
+    first_loss = float(_metrics(run)[0]["loss"])
+    assert abs(first_loss - np.log(31)) < abs(first_loss - np.log(15))
+    weights = load_file(latest_checkpoint(run) / "method.safetensors")
+    assert all(torch.isfinite(value).all() for value in weights.values())
