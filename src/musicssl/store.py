@@ -218,7 +218,13 @@ class SampleStore:
         Returns:
             Shape: (num_samples,), float32 in [-1, 1).
         """
-        out = self.crop_pcm(index, start, num_samples).astype(np.float32)
+        length = self._lengths[index]
+        if 0 <= start and start + num_samples <= length:
+            # One conversion straight from the map; crop_pcm would copy the slice first.
+            begin = self._offsets[index] + start
+            out = self.samples[begin : begin + num_samples].astype(np.float32)
+        else:
+            out = self.crop_pcm(index, start, num_samples).astype(np.float32)
         out *= SCALE
         return out
 

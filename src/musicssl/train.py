@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from musicssl.augment import clmr_chain
+from musicssl.augment import build_chain
 from musicssl.encoders import build_encoder
 from musicssl.errors import MusicSSLError
 from musicssl.methods import build_method
@@ -40,25 +40,6 @@ from musicssl.sampling import TwoCrops, pcm_to_float
 from musicssl.store import SampleStore, pack
 
 _KEEP_CHECKPOINTS = 2
-
-
-class _NoAugmentation(nn.Module):
-    """The identity, for ablations and tests: ``(x, {})``."""
-
-    def forward(
-        self, x: torch.Tensor, *, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, dict]:
-        return x, {}
-
-
-def build_chain(name: str, *, sr: int, **options: Any) -> nn.Module:
-    """The augmentation chain a recipe names: ``clmr`` (its options as ``clmr_chain``'s) or
-    ``none``. The sampler has already cut crops to length, so the chain does not crop."""
-    if name == "clmr":
-        return clmr_chain(sr, num_samples=None, **options)
-    if name == "none":
-        return _NoAugmentation()
-    raise MusicSSLError(f"unknown augmentation chain {name!r}; choose 'clmr' or 'none'")
 
 
 class TrainingDiverged(MusicSSLError):

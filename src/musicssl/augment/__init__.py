@@ -5,7 +5,7 @@ holds what was drawn per example, including the ``applied`` coin flip. See ``bas
 """
 
 from musicssl.augment.base import Augmentation, Params
-from musicssl.augment.chain import Compose, clmr_chain
+from musicssl.augment.chain import Compose, build_chain, clmr_chain
 from musicssl.augment.crop import RandomCrop
 from musicssl.augment.delay import Delay
 from musicssl.augment.filters import HighLowPass
@@ -41,5 +41,6 @@ __all__ = [
     "RandomCrop",
     "Reverb",
     "WhiteNoise",
+    "build_chain",
     "clmr_chain",
 ]

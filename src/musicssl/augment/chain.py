@@ -120,3 +120,22 @@ def clmr_chain(
         Reverb(sr=sr, p=p_reverb),
     ]
     return Compose(transforms)
+
+
+class _NoAugmentation(nn.Module):
+    """The identity, for ablations and tests: ``(x, {})``."""
+
+    def forward(
+        self, x: Tensor, *, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, dict[str, Params]]:
+        return x, {}
+
+
+def build_chain(name: str, *, sr: int, **options: float | str) -> nn.Module:
+    """The augmentation chain a recipe names: ``clmr`` (its options as ``clmr_chain``'s) or
+    ``none``. The sampler has already cut crops to length, so the chain does not crop."""
+    if name == "clmr":
+        return clmr_chain(sr, num_samples=None, **options)
+    if name == "none":
+        return _NoAugmentation()
+    raise MusicSSLError(f"unknown augmentation chain {name!r}; choose 'clmr' or 'none'")
