@@ -1,0 +1,1 @@
+"""Frozen-encoder evaluation: tasks, probes, metrics, retrieval, report."""
