@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -182,6 +183,23 @@ class Model:
         return result
 
 
+def checkpoint_folder(checkpoint: str | os.PathLike) -> Path:
+    """The checkpoint folder that ``checkpoint`` (a checkpoint or a run folder) names.
+
+    Raises:
+        MusicSSLError: it is neither.
+    """
+    folder = Path(checkpoint)
+    if (folder / "latest").is_file():
+        folder = folder / "checkpoints" / (folder / "latest").read_text().strip()
+    if not (folder / "encoder.json").is_file() or not (folder / "encoder.safetensors").is_file():
+        raise MusicSSLError(
+            f"{checkpoint}: not a checkpoint (needs encoder.json and "
+            "encoder.safetensors, or a run folder with a 'latest' file)"
+        )
+    return folder
+
+
 def load(checkpoint: str | os.PathLike, *, device: str | torch.device = "cpu") -> Model:
     """Rebuild a trained encoder from a checkpoint folder or a run folder (its latest one).
 
@@ -191,15 +209,8 @@ def load(checkpoint: str | os.PathLike, *, device: str | torch.device = "cpu") -
     Raises:
         MusicSSLError: the folder is not a checkpoint, or weights and architecture disagree.
     """
-    folder = Path(checkpoint)
-    if (folder / "latest").is_file():
-        folder = folder / "checkpoints" / (folder / "latest").read_text().strip()
+    folder = checkpoint_folder(checkpoint)
     spec_path, weights_path = folder / "encoder.json", folder / "encoder.safetensors"
-    if not spec_path.is_file() or not weights_path.is_file():
-        raise MusicSSLError(
-            f"{checkpoint}: not a checkpoint (needs encoder.json and "
-            "encoder.safetensors, or a run folder with a 'latest' file)"
-        )
     spec = json.loads(spec_path.read_text())
     encoder = build_encoder(spec["name"], **spec["options"])
     try:
@@ -233,13 +244,59 @@ def embed_files(
         ``{"embedded": n, "skipped": m}``.
     """
     items = list(_items(Path(source), model.sample_rate))
+    arrays, skipped = embed_items(
+        model,
+        items,
+        hop=hop,
+        layers=layers,
+        frames_for=None if not frames else {name for name, _ in items},
+        batch_size=batch_size,
+        progress=progress,
+    )
+    if not len(arrays["names"]):
+        raise MusicSSLError(f"{source}: nothing could be embedded ({len(skipped)} bad files)")
+    _save_npz(Path(out), arrays)
+    for line in skipped:
+        print(f"skipped {line}")
+    return {"embedded": len(arrays["names"]), "skipped": len(skipped)}
+
+
+def file_items(
+    root: str | os.PathLike, names: Iterable[str], *, sr: int
+) -> list[tuple[str, Callable[[], Iterator[np.ndarray]]]]:
+    """(name, blocks factory) for audio files named relative to ``root``, streamed at ``sr``."""
+    folder = Path(root)
+    return [(name, lambda path=folder / name: audio.stream(path, sr=sr)) for name in names]
+
+
+def embed_items(
+    model: Any,
+    items: Sequence[tuple[str, Callable[[], Iterable[np.ndarray]]]],
+    *,
+    hop: float | None = None,
+    layers: str | int | None = None,
+    frames_for: Container[str] | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Embed named signals, each given as a factory of its blocks (see ``file_items``).
+
+    ``model`` is a ``Model`` or anything with its ``embed_stream`` and ``layer_indices``
+    (the baselines). Frame tracks are kept only for the names in ``frames_for``.
+
+    Returns:
+        The arrays of an embeddings ``.npz`` (``names``, ``emb``, ``layer_K``, and
+        ``frame_names``, ``frames``, ``frame_times``, ``frame_offsets`` when frames were
+        asked for), and one "name: reason" line per file that could not be embedded.
+    """
     names, clips, skipped = [], [], []
     per_layer: list[list[np.ndarray]] = []
-    tracks, times, offsets = [], [], [0]
+    frame_names, tracks, times, offsets = [], [], [], [0]
     for name, blocks in tqdm(items, unit="file", desc="embed", disable=not progress):
+        with_frames = frames_for is not None and name in frames_for
         try:
             result = model.embed_stream(
-                blocks(), hop=hop, layers=layers, frames=frames, batch_size=batch_size
+                blocks(), hop=hop, layers=layers, frames=with_frames, batch_size=batch_size
             )
         except (AudioError, MusicSSLError) as error:
             skipped.append(f"{name}: {error}")
@@ -251,24 +308,23 @@ def embed_files(
                 per_layer = [[] for _ in result.layers]
             for bucket, vector in zip(per_layer, result.layers):
                 bucket.append(vector)
-        if frames:
+        if with_frames:
+            frame_names.append(name)
             tracks.append(result.frames)
             times.append(result.times)
             offsets.append(offsets[-1] + len(result.frames))
-    if not names:
-        raise MusicSSLError(f"{source}: nothing could be embedded ({len(skipped)} bad files)")
-    arrays: dict[str, np.ndarray] = {"names": np.array(names), "emb": np.stack(clips)}
-    layer_ids = model.layer_indices(layers)
-    for index, bucket in zip(layer_ids, per_layer):
+    arrays: dict[str, np.ndarray] = {
+        "names": np.array(names, dtype=str),
+        "emb": np.stack(clips) if clips else np.zeros((0, 0), np.float32),
+    }
+    for index, bucket in zip(model.layer_indices(layers), per_layer):
         arrays[f"layer_{index}"] = np.stack(bucket)
-    if frames:
-        arrays["frames"] = np.concatenate(tracks)
-        arrays["frame_times"] = np.concatenate(times)
+    if frames_for is not None:
+        arrays["frame_names"] = np.array(frame_names, dtype=str)
+        arrays["frames"] = np.concatenate(tracks) if tracks else np.zeros((0, 0), np.float32)
+        arrays["frame_times"] = np.concatenate(times) if times else np.zeros(0)
         arrays["frame_offsets"] = np.asarray(offsets, dtype=np.int64)
-    _save_npz(Path(out), arrays)
-    for line in skipped:
-        print(f"skipped {line}")
-    return {"embedded": len(names), "skipped": len(skipped)}
+    return arrays, skipped
 
 
 def _items(source: Path, sr: int):
