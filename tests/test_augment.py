@@ -126,16 +126,58 @@ def test_registry_contract(name: str, batch: torch.Tensor) -> None:
 
 
 @pytest.mark.parametrize("kind", ["preserve_tempo", "tape"])
-def test_nothing_reads_tensor_values_on_the_host(kind: str) -> None:
-    # Meta tensors have shapes but no values: any .item(), nonzero() or branch on a value
-    # (a device-to-host sync on CUDA) would raise here.
-    x = torch.empty(4, 16000, device="meta")
+def test_nothing_reads_waveform_values_on_the_host(kind: str) -> None:
+    # Meta tensors have shapes but no values: any .item(), nonzero() or branch on a value of
+    # the waveforms or of anything computed from them (a device-to-host sync on CUDA) would
+    # raise here. Parameters are drawn on the host and may be read there.
+    x = torch.empty(8, 16000, device="meta")
     for name in AUGMENTATIONS:
-        y, params = build(name)(x)
+        # p = 0.5 over 8 examples: some applied, some not, so the gather path runs too.
+        transform = (
+            build(name, p=0.5)
+            if "p" in inspect.signature(AUGMENTATIONS[name]).parameters
+            else build(name)
+        )
+        y, params = transform(x, generator=seeded(4))
         assert y.device.type == "meta"
+        assert all(value.device.type == "cpu" for value in params.values())
     chain = clmr_chain(16000, num_samples=12000, pitch_kind=kind)
-    y, _ = chain(x)
-    assert y.shape == (4, 12000)
+    y, params = chain(x, generator=seeded(5))
+    assert y.shape == (8, 12000)
+    assert 0 < params["pitch_shift"]["applied"].sum() < 8
+
+
+@pytest.mark.parametrize("name", sorted(AUGMENTATIONS))
+def test_examples_not_applied_pass_bit_exact_and_applied_ones_match_apply_all(
+    name: str, batch: torch.Tensor
+) -> None:
+    if "p" not in inspect.signature(AUGMENTATIONS[name]).parameters:
+        pytest.skip("always applied")
+    transform = build(name, p=0.5)
+    x = torch.cat([batch, batch.flip(0)])  # 8 examples
+    y, params = transform(x, generator=seeded(6))
+    applied = params["applied"]
+    assert 0 < applied.sum() < 8
+    assert torch.equal(y[~applied], x[~applied])
+    chosen = {key: value[applied] for key, value in params.items()}
+    torch.testing.assert_close(y[applied], transform.apply_all(x[applied], chosen))
+
+
+def test_parameters_are_host_tensors_and_device_generators_are_refused() -> None:
+    x = torch.randn(3, 4000, generator=seeded(0))
+    _, params = clmr_chain(SR, num_samples=3000)(x, generator=seeded(1))
+    for transform_params in params.values():
+        assert all(value.device.type == "cpu" for value in transform_params.values())
+    meta_params = {"applied": torch.ones(3, dtype=torch.bool, device="meta")}
+    with pytest.raises(MusicSSLError, match="host"):
+        Delay(sr=SR).apply(x, meta_params)
+
+    # This torch build has no CUDA generator to hand; the check only reads ``device``.
+    class CudaGenerator:
+        device = torch.device("cuda", 0)
+
+    with pytest.raises(MusicSSLError, match=r"torch.Generator\(\) \(CPU\)"):
+        Delay(sr=SR)(x, generator=CudaGenerator())  # type: ignore[arg-type]
 
 
 def test_rejects_bad_input() -> None:

@@ -51,14 +51,15 @@ class Compose(nn.Module):
 
         Args:
             x: waveforms. Shape: (batch_size, num_samples).
-            generator: random source on ``x``'s device; None uses torch's global one.
+            generator: random source, a CPU generator whatever ``x``'s device (parameters are
+                drawn on the host); None uses torch's global CPU one.
 
         Returns:
             The augmented waveforms, shape (batch_size, num_output_samples), and
-            ``{key: params}`` for every transform.
+            ``{key: params}`` for every transform (CPU tensors).
         """
         check_waveform(x, "Compose")
-        check_generator(generator, x.device, "Compose")
+        check_generator(generator, "Compose")
         all_params: dict[str, Params] = {}
         for key, transform in zip(self.keys, self.transforms):
             x, all_params[key] = transform(x, generator=generator)

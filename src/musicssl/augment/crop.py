@@ -28,12 +28,7 @@ class RandomCrop(Augmentation):
         self.num_samples = int(num_samples)
 
     def sample_params(
-        self,
-        batch_size: int,
-        num_input_samples: int,
-        *,
-        device: torch.device | str = "cpu",
-        generator: torch.Generator | None = None,
+        self, batch_size: int, num_input_samples: int, *, generator: torch.Generator | None = None
     ) -> Params:
         if num_input_samples < self.num_samples:
             raise MusicSSLError(
@@ -41,18 +36,21 @@ class RandomCrop(Augmentation):
                 f"fewer than the {self.num_samples} to crop"
             )
         num_offsets = num_input_samples - self.num_samples + 1
-        offset = torch.randint(
-            num_offsets, (batch_size,), device=device, generator=generator, dtype=torch.int64
-        )
-        applied = torch.ones(batch_size, dtype=torch.bool, device=device)
+        offset = torch.randint(num_offsets, (batch_size,), generator=generator)
+        applied = torch.ones(batch_size, dtype=torch.bool)
         return {"applied": applied, "offset": offset}
 
+    def apply_all(self, x: Tensor, params: Params) -> Tensor:
+        return self.apply(x, params)
+
     def apply(self, x: Tensor, params: Params) -> Tensor:
+        # Every example is cropped (the output is shorter), so there is nothing to gather.
         check_waveform(x, "RandomCrop")
         # Every window as a view (B, num_offsets, num_samples), one row picked per example: an
         # expanded index, so no (B, num_samples) index tensor is built.
         windows = x.unfold(1, self.num_samples, 1)
-        index = params["offset"].view(-1, 1, 1).expand(-1, 1, self.num_samples)
+        offset = params["offset"].to(x.device, non_blocking=True)
+        index = offset.view(-1, 1, 1).expand(-1, 1, self.num_samples)
         return windows.gather(1, index)[:, 0]
 
     def extra_repr(self) -> str:

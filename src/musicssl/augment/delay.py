@@ -56,20 +56,15 @@ class Delay(Augmentation):
         self.max_delay_samples = round(longest_ms * self.sr / 1000.0)
 
     def sample_params(
-        self,
-        batch_size: int,
-        num_input_samples: int,
-        *,
-        device: torch.device | str = "cpu",
-        generator: torch.Generator | None = None,
+        self, batch_size: int, num_input_samples: int, *, generator: torch.Generator | None = None
     ) -> Params:
-        applied = coin(self.p, batch_size, device=device, generator=generator)
-        step = torch.randint(self.num_choices, (batch_size,), device=device, generator=generator)
+        applied = coin(self.p, batch_size, generator=generator)
+        step = torch.randint(self.num_choices, (batch_size,), generator=generator)
         delay_ms = self.min_ms + self.step_ms * step.float()
         delay_samples = torch.round(delay_ms * (self.sr / 1000.0)).long()
         return {"applied": applied, "delay_ms": delay_ms, "delay_samples": delay_samples}
 
-    def apply(self, x: Tensor, params: Params) -> Tensor:
+    def apply_all(self, x: Tensor, params: Params) -> Tensor:
         num_samples = x.shape[-1]
         # Silence in front, then each example reads its own window of the padded signal (an
         # expanded index over a view: no (B, T) index tensor).
@@ -77,8 +72,7 @@ class Delay(Augmentation):
         start = self.max_delay_samples - params["delay_samples"].clamp(0, self.max_delay_samples)
         index = start.view(-1, 1, 1).expand(-1, 1, num_samples)
         delayed = padded.unfold(1, num_samples, 1).gather(1, index)[:, 0]
-        y = torch.add(x, delayed, alpha=self.volume).mul_(0.5)
-        return torch.where(params["applied"][:, None], y, x)
+        return torch.add(x, delayed, alpha=self.volume).mul_(0.5)
 
     def extra_repr(self) -> str:
         return (

@@ -15,6 +15,7 @@ from musicssl.augment.base import (
     coin,
     compute_dtype,
     fast_fft_length,
+    padded_rfft,
     uniform,
 )
 from musicssl.errors import MusicSSLError
@@ -93,31 +94,26 @@ class HighLowPass(Augmentation):
         self.num_pad = math.ceil(0.02 * sr)
 
     def sample_params(
-        self,
-        batch_size: int,
-        num_input_samples: int,
-        *,
-        device: torch.device | str = "cpu",
-        generator: torch.Generator | None = None,
+        self, batch_size: int, num_input_samples: int, *, generator: torch.Generator | None = None
     ) -> Params:
-        applied = coin(self.p, batch_size, device=device, generator=generator)
-        high_pass = coin(self.high_pass_fraction, batch_size, device=device, generator=generator)
-        low = uniform(*self.low_pass_hz, batch_size, device=device, generator=generator)
-        high = uniform(*self.high_pass_hz, batch_size, device=device, generator=generator)
+        applied = coin(self.p, batch_size, generator=generator)
+        high_pass = coin(self.high_pass_fraction, batch_size, generator=generator)
+        low = uniform(*self.low_pass_hz, batch_size, generator=generator)
+        high = uniform(*self.high_pass_hz, batch_size, generator=generator)
         cutoff_hz = torch.where(high_pass, high, low)
         return {"applied": applied, "high_pass": high_pass, "cutoff_hz": cutoff_hz}
 
-    def apply(self, x: Tensor, params: Params) -> Tensor:
+    def apply_all(self, x: Tensor, params: Params) -> Tensor:
         num_samples = x.shape[-1]
         n_fft = fast_fft_length(num_samples + self.num_pad)
         dtype = compute_dtype(x)
-        spectrum = torch.fft.rfft(x.to(dtype), n=n_fft)  # (B, F)
+        spectrum = padded_rfft(x, n_fft)  # (B, F)
         freqs = torch.fft.rfftfreq(n_fft, d=1.0 / self.sr, device=x.device, dtype=dtype)
         gain = butterworth_gain(
             freqs, params["cutoff_hz"].to(dtype), params["high_pass"], order=self.order
         )
-        y = torch.fft.irfft(spectrum * gain, n=n_fft)[:, :num_samples]
-        return torch.where(params["applied"][:, None], y.to(x.dtype), x)
+        y = torch.fft.irfft(spectrum.mul_(gain), n=n_fft)[:, :num_samples]
+        return y.to(x.dtype)
 
     def extra_repr(self) -> str:
         return (

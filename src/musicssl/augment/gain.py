@@ -1,4 +1,8 @@
-"""Amplitude transforms: polarity inversion and gain."""
+"""Amplitude transforms: polarity inversion and gain.
+
+Both are one multiplication by a per-example factor, cheaper for the whole batch than gathering
+the applied examples, so they override ``apply`` and give untouched examples a factor of one.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,11 @@ import torch
 from torch import Tensor
 
 from musicssl.augment.base import Augmentation, Params, check_range, coin, uniform
+
+
+def scale_rows(x: Tensor, scale: Tensor) -> Tensor:
+    """Each example times its own factor. Shapes: (batch_size, num_samples), (batch_size,)."""
+    return x * scale.to(x.device, x.dtype, non_blocking=True)[:, None]
 
 
 class PolarityInversion(Augmentation):
@@ -21,17 +30,15 @@ class PolarityInversion(Augmentation):
         super().__init__(p=p)
 
     def sample_params(
-        self,
-        batch_size: int,
-        num_input_samples: int,
-        *,
-        device: torch.device | str = "cpu",
-        generator: torch.Generator | None = None,
+        self, batch_size: int, num_input_samples: int, *, generator: torch.Generator | None = None
     ) -> Params:
-        return {"applied": coin(self.p, batch_size, device=device, generator=generator)}
+        return {"applied": coin(self.p, batch_size, generator=generator)}
+
+    def apply_all(self, x: Tensor, params: Params) -> Tensor:
+        return -x
 
     def apply(self, x: Tensor, params: Params) -> Tensor:
-        return torch.where(params["applied"][:, None], -x, x)
+        return scale_rows(x, 1.0 - 2.0 * params["applied"].float())
 
 
 class Gain(Augmentation):
@@ -54,20 +61,19 @@ class Gain(Augmentation):
         self.max_db = float(max_db)
 
     def sample_params(
-        self,
-        batch_size: int,
-        num_input_samples: int,
-        *,
-        device: torch.device | str = "cpu",
-        generator: torch.Generator | None = None,
+        self, batch_size: int, num_input_samples: int, *, generator: torch.Generator | None = None
     ) -> Params:
-        applied = coin(self.p, batch_size, device=device, generator=generator)
-        gain_db = uniform(self.min_db, self.max_db, batch_size, device=device, generator=generator)
+        applied = coin(self.p, batch_size, generator=generator)
+        gain_db = uniform(self.min_db, self.max_db, batch_size, generator=generator)
         return {"applied": applied, "gain_db": gain_db}
 
+    def apply_all(self, x: Tensor, params: Params) -> Tensor:
+        return x * (10.0 ** (params["gain_db"] / 20.0)).to(x.dtype)[:, None]
+
     def apply(self, x: Tensor, params: Params) -> Tensor:
-        scale = torch.where(params["applied"], 10.0 ** (params["gain_db"] / 20.0), 1.0)
-        return x * scale.to(x.dtype)[:, None]
+        return scale_rows(
+            x, torch.where(params["applied"], 10.0 ** (params["gain_db"] / 20.0), 1.0)
+        )
 
     def extra_repr(self) -> str:
         return f"p={self.p}, min_db={self.min_db}, max_db={self.max_db}"

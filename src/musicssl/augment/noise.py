@@ -5,17 +5,28 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from musicssl.augment.base import Augmentation, Params, check_range, coin, rms, uniform
+from musicssl.augment.base import (
+    Augmentation,
+    NoiseBank,
+    Params,
+    check_range,
+    coin,
+    compute_dtype,
+    noise_offsets,
+    rms,
+    uniform,
+)
 
 
 class WhiteNoise(Augmentation):
     """Add Gaussian white noise whose RMS sits ``snr_db`` below the example's RMS.
 
     The noise is scaled by its own measured RMS, so the output hits the drawn SNR exactly
-    rather than on average. A silent example stays silent.
+    rather than on average. A silent example stays silent. Each example's noise is a window of
+    a fixed noise sequence (see ``NoiseBank``) starting at its ``noise_offset``.
 
-    Parameters: ``applied``, ``snr_db`` (shape (batch_size,)) and ``noise`` (standard normal
-    noise before scaling, shape (batch_size, num_samples)).
+    Parameters: ``applied``, ``snr_db`` (float32) and ``noise_offset`` (int64), each shape
+    (batch_size,).
 
     Args:
         p: probability of adding noise (0.01 in CLMR).
@@ -31,26 +42,21 @@ class WhiteNoise(Augmentation):
         check_range(min_snr_db, max_snr_db, "WhiteNoise: [min_snr_db, max_snr_db]")
         self.min_snr_db = float(min_snr_db)
         self.max_snr_db = float(max_snr_db)
+        self.noise = NoiseBank()
 
     def sample_params(
-        self,
-        batch_size: int,
-        num_input_samples: int,
-        *,
-        device: torch.device | str = "cpu",
-        generator: torch.Generator | None = None,
+        self, batch_size: int, num_input_samples: int, *, generator: torch.Generator | None = None
     ) -> Params:
-        applied = coin(self.p, batch_size, device=device, generator=generator)
-        snr_db = uniform(
-            self.min_snr_db, self.max_snr_db, batch_size, device=device, generator=generator
-        )
-        noise = torch.randn(batch_size, num_input_samples, device=device, generator=generator)
-        return {"applied": applied, "snr_db": snr_db, "noise": noise}
+        applied = coin(self.p, batch_size, generator=generator)
+        snr_db = uniform(self.min_snr_db, self.max_snr_db, batch_size, generator=generator)
+        noise_offset = noise_offsets(batch_size, generator=generator)
+        return {"applied": applied, "snr_db": snr_db, "noise_offset": noise_offset}
 
-    def apply(self, x: Tensor, params: Params) -> Tensor:
-        noise = params["noise"]
-        target_rms = rms(x.float()) * 10.0 ** (-params["snr_db"] / 20.0)
-        scale = torch.where(params["applied"], target_rms / rms(noise).clamp_min(1e-12), 0.0)
+    def apply_all(self, x: Tensor, params: Params) -> Tensor:
+        dtype = compute_dtype(x)
+        noise = self.noise.windows(params["noise_offset"], x.shape[-1], dtype=dtype)
+        target_rms = rms(x.to(dtype)) * 10.0 ** (-params["snr_db"].to(dtype) / 20.0)
+        scale = target_rms / rms(noise).clamp_min(1e-12)
         return torch.addcmul(x, noise.to(x.dtype), scale.to(x.dtype)[:, None])
 
     def extra_repr(self) -> str:

@@ -246,33 +246,29 @@ class PitchShift(Augmentation):
             )
 
     def sample_params(
-        self,
-        batch_size: int,
-        num_input_samples: int,
-        *,
-        device: torch.device | str = "cpu",
-        generator: torch.Generator | None = None,
+        self, batch_size: int, num_input_samples: int, *, generator: torch.Generator | None = None
     ) -> Params:
-        applied = coin(self.p, batch_size, device=device, generator=generator)
+        applied = coin(self.p, batch_size, generator=generator)
         semitones = uniform(
-            -self.max_semitones, self.max_semitones, batch_size, device=device, generator=generator
+            -self.max_semitones, self.max_semitones, batch_size, generator=generator
         )
         return {"applied": applied, "semitones": semitones}
 
     def apply(self, x: Tensor, params: Params) -> Tensor:
-        ratio = torch.where(params["applied"], 2.0 ** (params["semitones"] / 12.0), 1.0)
-        if self.kind == "tape":
-            y = tape_pitch_shift(x, ratio)
-        else:
-            if x.shape[-1] <= self.n_fft // 2:
-                raise MusicSSLError(
-                    f"PitchShift: {x.shape[-1]} samples is too short for n_fft={self.n_fft}"
-                )
-            y = phase_vocoder_pitch_shift(
-                x, ratio, n_fft=self.n_fft, hop_length=self.hop_length, workspace=self.workspace
+        # Checked here, not where applied: whether an input is too short must not be random.
+        if self.kind == "preserve_tempo" and x.shape[-1] <= self.n_fft // 2:
+            raise MusicSSLError(
+                f"PitchShift: {x.shape[-1]} samples is too short for n_fft={self.n_fft}"
             )
-        # Examples left alone come back bit-exact, not merely resynthesised.
-        return torch.where(params["applied"][:, None], y, x)
+        return super().apply(x, params)
+
+    def apply_all(self, x: Tensor, params: Params) -> Tensor:
+        ratio = 2.0 ** (params["semitones"] / 12.0)
+        if self.kind == "tape":
+            return tape_pitch_shift(x, ratio)
+        return phase_vocoder_pitch_shift(
+            x, ratio, n_fft=self.n_fft, hop_length=self.hop_length, workspace=self.workspace
+        )
 
     def extra_repr(self) -> str:
         return (

@@ -10,11 +10,14 @@ from torch import Tensor
 
 from musicssl.augment.base import (
     Augmentation,
+    NoiseBank,
     Params,
     check_range,
     coin,
     compute_dtype,
     fast_fft_length,
+    noise_offsets,
+    padded_rfft,
     uniform,
 )
 from musicssl.errors import MusicSSLError
@@ -70,8 +73,9 @@ class Reverb(Augmentation):
     later). The output is ``(1 - wet) * x + wet * (x * h)`` cut to the input length; the
     convolution is one batched FFT product.
 
-    Parameters: ``applied``, ``rt60``, ``damping``, ``room_size``, ``wet`` (each shape
-    (batch_size,)) and ``noise`` (the tail's white noise, shape (batch_size, ir_length)).
+    Parameters: ``applied``, ``rt60``, ``damping``, ``room_size``, ``wet`` and ``noise_offset``
+    (where the tail's white noise starts in the fixed noise sequence, see ``NoiseBank``), each
+    shape (batch_size,).
 
     CLMR draws sox's reverberance, HF damping and room scale uniformly in [0, 100] %; these
     ranges play the same roles.
@@ -119,36 +123,31 @@ class Reverb(Augmentation):
         self.max_pre_delay_s = float(max_pre_delay_ms) / 1000.0
         self.wet = (float(min_wet), float(max_wet))
         self.ir_length = math.ceil((max_rt60 + self.max_pre_delay_s) * sr)
+        self.noise = NoiseBank()
 
     def sample_params(
-        self,
-        batch_size: int,
-        num_input_samples: int,
-        *,
-        device: torch.device | str = "cpu",
-        generator: torch.Generator | None = None,
+        self, batch_size: int, num_input_samples: int, *, generator: torch.Generator | None = None
     ) -> Params:
-        draw = {"device": device, "generator": generator}
-        applied = coin(self.p, batch_size, **draw)
-        rt60 = uniform(*self.rt60, batch_size, **draw)
-        damping = uniform(0.0, self.max_damping, batch_size, **draw)
-        room_size = uniform(0.0, 1.0, batch_size, **draw)
-        wet = uniform(*self.wet, batch_size, **draw)
-        noise = torch.randn(batch_size, self.ir_length, **draw)
+        applied = coin(self.p, batch_size, generator=generator)
+        rt60 = uniform(*self.rt60, batch_size, generator=generator)
+        damping = uniform(0.0, self.max_damping, batch_size, generator=generator)
+        room_size = uniform(0.0, 1.0, batch_size, generator=generator)
+        wet = uniform(*self.wet, batch_size, generator=generator)
+        noise_offset = noise_offsets(batch_size, generator=generator)
         return {
             "applied": applied,
             "rt60": rt60,
             "damping": damping,
             "room_size": room_size,
             "wet": wet,
-            "noise": noise,
+            "noise_offset": noise_offset,
         }
 
-    def apply(self, x: Tensor, params: Params) -> Tensor:
+    def apply_all(self, x: Tensor, params: Params) -> Tensor:
         num_samples = x.shape[-1]
         dtype = compute_dtype(x)
         ir = impulse_response(
-            params["noise"].to(dtype),
+            self.noise.windows(params["noise_offset"], self.ir_length, dtype=dtype),
             sr=self.sr,
             rt60=params["rt60"].to(dtype),
             damping=params["damping"].to(dtype),
@@ -156,11 +155,10 @@ class Reverb(Augmentation):
         )
         # Long enough that the circular convolution never wraps into the kept samples.
         n_fft = fast_fft_length(num_samples + ir.shape[-1] - 1)
-        spectrum = torch.fft.rfft(x.to(dtype), n=n_fft) * torch.fft.rfft(ir, n=n_fft)
+        spectrum = padded_rfft(x, n_fft).mul_(padded_rfft(ir, n_fft))
         reverberated = torch.fft.irfft(spectrum, n=n_fft)[:, :num_samples]
         wet = params["wet"].to(dtype)[:, None]
-        y = ((1 - wet) * x + wet * reverberated).to(x.dtype)
-        return torch.where(params["applied"][:, None], y, x)
+        return ((1 - wet) * x + wet * reverberated).to(x.dtype)
 
     def extra_repr(self) -> str:
         return (
