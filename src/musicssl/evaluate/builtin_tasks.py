@@ -1,0 +1,358 @@
+"""The evaluation tasks of the built-in corpus (``musicssl corpus build``), read from its manifest.
+
+Every task's root is ``corpus_dir/audio`` and its names are paths relative to it
+(``"bach-bwv365-00.wav"``). Probe tasks keep the manifest's splits, which are by work: no
+piece has clips on both sides of a split.
+
+- ``style``: multiclass over ``style`` (six styles, balanced).
+- ``key``: the 24 major and minor keys, spelled as mir_eval spells them.
+- ``tempo``: quarter notes per minute (40 to 240 on the small corpus). In compound metres
+  (6/8, 9/8) the felt beat is the dotted quarter, two thirds of this value; acc2 forgives it.
+- ``instrument``: multilabel over ``instruments``, the General MIDI instrument names. The
+  ``families`` field groups them into General MIDI families whose members sound unlike each
+  other ("organ" holds church organ, accordion and harmonica; "ensemble" holds choir and
+  voice), and a family is a function of the instruments, so the instruments are the finer
+  and better posed target. Tags too rare to score in every split are dropped (see
+  ``instrument_task``).
+- ``pitch``: frame-level f0 of the monophonic clips (one line, one instrument, no drums).
+- ``same_piece``: retrieval among test clips of the clips of the same piece (other
+  excerpts, ensembles, tempi and transpositions).
+- ``degraded_copy``: retrieval of each test clip's original from a copy degraded by
+  noise, low-pass, a speed change, gain and a lossy encode (``evaluate.degrade``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mir_eval.key import validate_key
+
+from musicssl.corpus import read_manifest
+from musicssl.errors import MusicSSLError
+from musicssl.evaluate import degrade
+from musicssl.evaluate.task import PROBE_SPLITS, Example, Task
+
+MANIFEST = "manifest.jsonl"
+AUDIO = "audio"
+# A tag is scored only with this many positives in every split: fewer make its ROC and PR
+# curves on test, and its model choice on valid, mostly noise.
+MIN_POSITIVES = 5
+# Pitch classes sorted by name, which is also chromatic order from A: the class of a frame
+# with MIDI note m is PITCH_CLASSES[(m - 69) % 12].
+PITCH_CLASSES = ("A", "A#", "B", "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#")
+
+
+def style_task(corpus_dir: Path) -> Task:
+    """Style of the piece, one of six (Bach chorale, string quartet, fiddle tune, ...)."""
+    rows, manifest = _read(corpus_dir, "style", ("style",))
+    examples = tuple(Example(_name(row, manifest), row["split"], str(row["style"])) for row in rows)
+    classes = _classes(examples)
+    return Task(
+        name="style",
+        kind="multiclass",
+        root=_root(corpus_dir),
+        examples=examples,
+        classes=classes,
+        description=f"style of the piece ({len(classes)} classes)",
+    )
+
+
+def key_task(corpus_dir: Path) -> Task:
+    """Key of the excerpt (tonic and mode of the notes played, after transposition)."""
+    rows, manifest = _read(corpus_dir, "key", ("key",))
+    for row in rows:
+        try:
+            validate_key(row["key"])
+        except ValueError as error:
+            raise MusicSSLError(
+                f"{manifest}: clip {row['clip_id']} has key {row['key']!r}, not a key "
+                f"mir_eval reads ({error})"
+            ) from None
+    examples = tuple(Example(_name(row, manifest), row["split"], row["key"]) for row in rows)
+    classes = _classes(examples)
+    return Task(
+        name="key",
+        kind="key",
+        root=_root(corpus_dir),
+        examples=examples,
+        classes=classes,
+        description=f"key, tonic and mode ({len(classes)} classes)",
+    )
+
+
+def tempo_task(corpus_dir: Path) -> Task:
+    """Tempo in quarter notes per minute, whatever the metre."""
+    rows, manifest = _read(corpus_dir, "tempo", ("tempo",))
+    for row in rows:
+        tempo = row["tempo"]
+        if not isinstance(tempo, int | float) or not math.isfinite(tempo) or tempo <= 0:
+            raise MusicSSLError(f"{manifest}: clip {row['clip_id']} has tempo {tempo!r}")
+    examples = tuple(
+        Example(_name(row, manifest), row["split"], float(row["tempo"])) for row in rows
+    )
+    tempi = [example.target for example in examples]
+    return Task(
+        name="tempo",
+        kind="tempo",
+        root=_root(corpus_dir),
+        examples=examples,
+        description=f"tempo in quarter notes per minute ({min(tempi):g} to {max(tempi):g})",
+        extra={"unit": "quarter notes per minute"},
+    )
+
+
+def instrument_task(
+    corpus_dir: Path, *, field: str = "instruments", min_positives: int = MIN_POSITIVES
+) -> Task:
+    """Which instruments play: multilabel over the tags of ``field``.
+
+    A tag is kept when every split has at least ``min_positives`` clips with it and one
+    without it. For corpora with small splits (the tiny corpus has 12 clips a split) the
+    bar is lowered to one positive per 10 clips of the smallest split, at least one, so the
+    task still builds; ``extra["min_positives"]`` says which bar was used and
+    ``extra["dropped"]`` lists the dropped tags with their counts per split.
+
+    Args:
+        corpus_dir: the corpus folder.
+        field: manifest field of tag lists, ``"instruments"`` or ``"families"``.
+        min_positives: positives every split needs for a tag to be kept.
+    """
+    rows, manifest = _read(corpus_dir, "instrument", (field,))
+    for row in rows:
+        if not isinstance(row[field], list):
+            raise MusicSSLError(f"{manifest}: clip {row['clip_id']}: {field!r} is not a list")
+    split_sizes = Counter(row["split"] for row in rows)
+    needed = min(min_positives, max(1, min(split_sizes.values()) // 10))
+    positives: dict[str, Counter[str]] = {}
+    for row in rows:
+        for tag in set(row[field]):
+            positives.setdefault(str(tag), Counter())[row["split"]] += 1
+    kept = tuple(
+        sorted(
+            tag
+            for tag, counts in positives.items()
+            if all(needed <= counts[split] < split_sizes[split] for split in PROBE_SPLITS)
+        )
+    )
+    dropped = {
+        tag: {split: counts[split] for split in PROBE_SPLITS}
+        for tag, counts in sorted(positives.items())
+        if tag not in kept
+    }
+    if not kept:
+        raise MusicSSLError(
+            f"{manifest}: no {field} tag has {needed} or more clips in every split; "
+            "the instrument task needs at least one"
+        )
+    examples = tuple(
+        Example(
+            _name(row, manifest),
+            row["split"],
+            tuple(sorted({str(tag) for tag in row[field]} & set(kept))),
+        )
+        for row in rows
+    )
+    description = f"{field} present ({len(kept)} tags with >= {needed} clips in every split"
+    if dropped:
+        shown = list(dropped)[:8] + (["..."] if len(dropped) > 8 else [])
+        description += f"; dropped {', '.join(shown)}"
+    description += ")"
+    return Task(
+        name="instrument",
+        kind="multilabel",
+        root=_root(corpus_dir),
+        examples=examples,
+        classes=kept,
+        description=description,
+        extra={"field": field, "min_positives": needed, "dropped": dropped},
+    )
+
+
+def pitch_task(corpus_dir: Path) -> Task:
+    """Frame-level f0 of the monophonic clips; the target is the clip's f0 track in Hz.
+
+    ``classes`` are the 12 pitch classes (see ``PITCH_CLASSES``) a voiced frame falls in.
+    """
+    rows, manifest = _read(corpus_dir, "pitch", ("monophonic",))
+    rows = [row for row in rows if row["monophonic"]]
+    if missing := [split for split in PROBE_SPLITS if all(r["split"] != split for r in rows)]:
+        raise MusicSSLError(
+            f"{manifest}: the pitch task needs monophonic clips in every split; "
+            f"split(s) {', '.join(missing)} have none"
+        )
+    hops = set()
+    examples = []
+    for row in rows:
+        if row.get("f0") is None or row.get("f0_hop") is None:
+            raise MusicSSLError(
+                f"{manifest}: monophonic clip {row['clip_id']} has no 'f0' and 'f0_hop'"
+            )
+        hops.add(float(row["f0_hop"]))
+        examples.append(Example(_name(row, manifest), row["split"], _f0(corpus_dir, row)))
+    if len(hops) != 1:
+        raise MusicSSLError(f"{manifest}: f0 tracks have different hops {sorted(hops)}")
+    return Task(
+        name="pitch",
+        kind="pitch",
+        root=_root(corpus_dir),
+        examples=tuple(examples),
+        classes=PITCH_CLASSES,
+        description="frame-level pitch of monophonic clips (pitch class of voiced frames)",
+        f0_hop=hops.pop(),
+    )
+
+
+def same_piece_task(corpus_dir: Path) -> Task:
+    """Retrieve, among the test clips, the other clips of the same piece.
+
+    Every test clip is in the gallery; a clip is also a query when its piece has another
+    test clip (a query's own name never counts as relevant).
+    """
+    rows, manifest = _read(corpus_dir, "same_piece", ("piece_id",))
+    test = _test_rows(rows, manifest, "same_piece")
+    clips_per_piece = Counter(row["piece_id"] for row in test)
+    queries = [
+        Example(_name(row, manifest), "query", str(row["piece_id"]))
+        for row in test
+        if clips_per_piece[row["piece_id"]] > 1
+    ]
+    if not queries:
+        raise MusicSSLError(f"{manifest}: no piece has two test clips; same_piece needs one")
+    gallery = [Example(_name(row, manifest), "gallery", str(row["piece_id"])) for row in test]
+    return Task(
+        name="same_piece",
+        kind="retrieval",
+        root=_root(corpus_dir),
+        examples=(*queries, *gallery),
+        description=(
+            f"find other excerpts of the same piece among {len(gallery)} test clips "
+            f"({len(clips_per_piece)} pieces)"
+        ),
+    )
+
+
+def degraded_copy_task(corpus_dir: Path, *, seed: int = 0, progress: bool = True) -> Task:
+    """Retrieve each test clip's original from its degraded copy.
+
+    Building this task writes the degraded copies (``degrade.degrade_corpus``) into
+    ``corpus_dir/audio/degraded/`` unless they are there already (about 20 s for 324 clips).
+
+    Args:
+        corpus_dir: the corpus folder.
+        seed: seed of the degradations.
+        progress: show a progress bar while degrading.
+    """
+    rows, manifest = _read(corpus_dir, "degraded_copy", ())
+    test = _test_rows(rows, manifest, "degraded_copy")
+    copies = degrade.degrade_corpus(corpus_dir, seed=seed, progress=progress)
+    queries = [
+        Example(copy, "query", str(row["clip_id"])) for row, copy in zip(test, copies, strict=True)
+    ]
+    gallery = [Example(_name(row, manifest), "gallery", str(row["clip_id"])) for row in test]
+    return Task(
+        name="degraded_copy",
+        kind="retrieval",
+        root=_root(corpus_dir),
+        examples=(*queries, *gallery),
+        description=(
+            f"find the original of a degraded copy (noise, low-pass, speed, gain, lossy "
+            f"encode) among {len(gallery)} test clips"
+        ),
+        extra={"degradations": f"{degrade.FOLDER}/{degrade.LOG}", "seed": seed},
+    )
+
+
+TASKS: dict[str, Callable[[Path], Task]] = {
+    "style": style_task,
+    "key": key_task,
+    "tempo": tempo_task,
+    "instrument": instrument_task,
+    "pitch": pitch_task,
+    "same_piece": same_piece_task,
+    "degraded_copy": degraded_copy_task,
+}
+
+
+def builtin_tasks(corpus_dir: str | Path, names: Sequence[str] | None = None) -> list[Task]:
+    """Build the tasks of a built-in corpus.
+
+    Args:
+        corpus_dir: folder of ``manifest.jsonl`` and ``audio/``.
+        names: keys of ``TASKS`` to build, in this order; ``None`` for all of them.
+
+    Raises:
+        MusicSSLError: an unknown task name, or a corpus that lacks what a task needs.
+    """
+    names = list(TASKS) if names is None else list(names)
+    if unknown := [name for name in names if name not in TASKS]:
+        raise MusicSSLError(f"unknown built-in task(s) {unknown}; choose from {list(TASKS)}")
+    return [TASKS[name](Path(corpus_dir)) for name in names]
+
+
+def _read(corpus_dir: Path, task: str, fields: Sequence[str]) -> tuple[list[dict], Path]:
+    """The manifest's rows, checked for the fields every task needs and ``fields``."""
+    manifest = Path(corpus_dir) / MANIFEST
+    if not manifest.is_file():
+        raise MusicSSLError(
+            f"{manifest}: no such manifest; the {task} task needs a built-in corpus "
+            "(musicssl corpus build --out DIR)"
+        )
+    rows = read_manifest(manifest)
+    if not rows:
+        raise MusicSSLError(f"{manifest}: the manifest is empty")
+    for number, row in enumerate(rows, start=1):
+        for key in ("clip_id", "split", *fields):
+            if row.get(key) is None:
+                raise MusicSSLError(
+                    f"{manifest}:{number}: no {key!r} in the row; the {task} task needs it"
+                )
+        if row["split"] not in PROBE_SPLITS:
+            raise MusicSSLError(
+                f"{manifest}:{number}: split {row['split']!r} is not one of {PROBE_SPLITS}"
+            )
+    return rows, manifest
+
+
+def _root(corpus_dir: Path) -> Path:
+    return Path(corpus_dir) / AUDIO
+
+
+def _name(row: dict[str, Any], manifest: Path) -> str:
+    """The clip's audio path relative to the audio folder; the file must exist."""
+    path = str(row["path"])
+    prefix = f"{AUDIO}/"
+    if not path.startswith(prefix):
+        raise MusicSSLError(
+            f"{manifest}: clip {row['clip_id']} has path {path!r}, not under {prefix}"
+        )
+    if not Path(row["abspath"]).is_file():
+        raise MusicSSLError(f"{manifest}: clip {row['clip_id']}: no audio file {row['abspath']}")
+    return path[len(prefix) :]
+
+
+def _f0(corpus_dir: Path, row: dict[str, Any]) -> np.ndarray:
+    """The clip's f0 track in Hz. Shape: (num_frames,), float32, 0 where unvoiced."""
+    path = Path(corpus_dir) / row["f0"]
+    try:
+        f0 = np.load(path)
+    except (OSError, ValueError) as error:
+        raise MusicSSLError(f"{path}: cannot read the f0 track ({error})") from None
+    if f0.ndim != 1 or not np.all(np.isfinite(f0)) or np.any(f0 < 0):
+        raise MusicSSLError(f"{path}: an f0 track must be 1-D, finite and >= 0 (shape {f0.shape})")
+    return f0.astype(np.float32, copy=False)
+
+
+def _test_rows(rows: list[dict], manifest: Path, task: str) -> list[dict]:
+    test = [row for row in rows if row["split"] == "test"]
+    if not test:
+        raise MusicSSLError(f"{manifest}: no clip has split 'test'; the {task} task needs some")
+    return test
+
+
+def _classes(examples: Sequence[Example]) -> tuple[str, ...]:
+    return tuple(sorted({example.target for example in examples}))
