@@ -1,0 +1,155 @@
+"""One table over several evaluation runs: which system is best on each task, and which tie.
+
+Each run is the ``--out`` folder of ``musicssl evaluate`` (its ``results.json``). A task's
+headline metric is reported as mean ± std over seeds; a cell is marked when it is within noise
+of the column's best, so a reader does not take a 0.01 gap between two noisy runs for a win.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from musicssl.errors import MusicSSLError
+
+LOWER_IS_BETTER = frozenset({"mae"})  # every other metric: higher is better
+BEST_MARK = "^"
+NEAR_MARK = "≈"
+MISSING = "—"
+
+
+def format_score(mean: float, std: float) -> str:
+    """``mean ± std`` with three decimals, or one for large values (an error in BPM)."""
+    if abs(mean) >= 100:
+        return f"{mean:.1f} ± {std:.1f}"
+    return f"{mean:.3f} ± {std:.3f}"
+
+
+def within_noise(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether two (mean, std) scores differ by at most twice the std of their difference."""
+    return abs(a[0] - b[0]) <= 2 * math.sqrt(a[1] ** 2 + b[1] ** 2)
+
+
+def noise_marks(
+    scores: Sequence[tuple[float, float] | None], *, lower_is_better: bool = False
+) -> list[str]:
+    """Marks for a column of (mean, std) scores: ``BEST_MARK``, ``NEAR_MARK`` or "".
+
+    A column with fewer than two scores has no best to speak of and gets no marks.
+    """
+    present = [(index, score) for index, score in enumerate(scores) if score is not None]
+    marks = [""] * len(scores)
+    if len(present) < 2:
+        return marks
+    sign = -1 if lower_is_better else 1
+    best_index, best = max(present, key=lambda item: sign * item[1][0])
+    for index, score in present:
+        if index == best_index:
+            marks[index] = BEST_MARK
+        elif within_noise(score, best):
+            marks[index] = NEAR_MARK
+    return marks
+
+
+def headline(task: Mapping[str, Any]) -> tuple[str, tuple[float, float]] | None:
+    """A task result's headline metric name and its (mean, std), or None when absent."""
+    name = task.get("main")
+    metric = task.get("metrics", {}).get(name) if name else None
+    if not metric or metric.get("mean") is None:
+        return None
+    return name, (float(metric["mean"]), float(metric.get("std") or 0.0))
+
+
+def read_results(folder: Path | str) -> dict[str, Any]:
+    """``folder/results.json`` as a dict, or a MusicSSLError naming what is wrong."""
+    folder = Path(folder)
+    path = folder / "results.json"
+    if not folder.is_dir():
+        raise MusicSSLError(
+            f"{folder}: no such folder (expected the --out folder of an evaluation)"
+        )
+    if not path.is_file():
+        raise MusicSSLError(
+            f"{folder}: no results.json (is it the --out folder of `musicssl evaluate`?)"
+        )
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise MusicSSLError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(results, dict) or not isinstance(results.get("tasks"), dict):
+        raise MusicSSLError(f"{path}: no 'tasks' mapping; not an evaluation result")
+    return results
+
+
+def compare_table(dirs: Sequence[Path | str]) -> str:
+    """A plain-text, markdown-compatible table of headline scores, one row per run.
+
+    Args:
+        dirs: evaluation output folders, each holding a ``results.json``.
+
+    Returns:
+        The table, then the source of each run and a legend of the marks.
+    """
+    if not dirs:
+        raise MusicSSLError("compare: give at least one evaluation folder")
+    folders = [Path(folder) for folder in dirs]
+    runs = [read_results(folder) for folder in folders]
+    names = _run_names(folders)
+
+    columns: dict[tuple[str, str], None] = {}  # (task, metric), in first-seen order
+    for results in runs:
+        for task_name, task in results["tasks"].items():
+            if found := headline(task):
+                columns.setdefault((task_name, found[0]), None)
+
+    header = ["run"] + [
+        f"{task} {metric}" + (" (lower better)" if metric in LOWER_IS_BETTER else "")
+        for task, metric in columns
+    ]
+    cells = [[name] for name in names]
+    for task_name, metric in columns:
+        scores: list[tuple[float, float] | None] = []
+        for results in runs:
+            found = headline(results["tasks"].get(task_name, {}))
+            scores.append(found[1] if found and found[0] == metric else None)
+        marks = noise_marks(scores, lower_is_better=metric in LOWER_IS_BETTER)
+        for row, score, mark in zip(cells, scores, marks, strict=True):
+            row.append(MISSING if score is None else f"{format_score(*score)} {mark}".rstrip())
+
+    lines = _aligned([header, *cells])
+    lines.append("")
+    lines += [f"- {name}: {results.get('source', '?')}" for name, results in zip(names, runs)]
+    lines.append("")
+    legend = (
+        f"{BEST_MARK} best in its column; {NEAR_MARK} within noise of the best "
+        "(|difference| <= 2 * sqrt(std_best^2 + std^2)); "
+        f"{MISSING} task not run. Scores are mean ± std over seeds (each seed re-initialises "
+        "the probe and resamples the test set). Higher is better except for mae."
+    )
+    lines += textwrap.wrap(legend, width=100)
+    return "\n".join(lines)
+
+
+def _run_names(folders: Sequence[Path]) -> list[str]:
+    # Folder names are the natural labels; two runs named "eval" in different parents need
+    # their parent to tell them apart.
+    names = [folder.resolve().name for folder in folders]
+    if len(set(names)) < len(names):
+        names = ["/".join(folder.resolve().parts[-2:]) for folder in folders]
+    if len(set(names)) < len(names):
+        names = [str(folder) for folder in folders]
+    return names
+
+
+def _aligned(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+
+    def line(row: list[str]) -> str:
+        return "| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " |"
+
+    separator = "|" + "|".join("-" * (width + 2) for width in widths) + "|"
+    return [line(rows[0]), separator, *(line(row) for row in rows[1:])]

@@ -1,0 +1,99 @@
+"""Tests of evaluate.compare: one table over runs, within-noise marks on hand-made numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from musicssl.errors import MusicSSLError
+from musicssl.evaluate.compare import compare_table, noise_marks, within_noise
+
+
+def _task(main: str, mean: float, std: float) -> dict[str, Any]:
+    return {"kind": "multiclass", "main": main, "metrics": {main: {"mean": mean, "std": std}}}
+
+
+def _run(folder: Path, source: str, tasks: dict[str, dict[str, Any]]) -> Path:
+    folder.mkdir(parents=True)
+    results = {"source": source, "seeds": 5, "tasks": tasks}
+    (folder / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    return folder
+
+
+def _rows(table: str) -> dict[str, list[str]]:
+    """Table rows by run name, cells stripped."""
+    rows = {}
+    for line in table.splitlines():
+        if line.startswith("| ") and not line.startswith("| run "):
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_within_noise_on_hand_made_numbers() -> None:
+    # 2 * sqrt(0.01² + 0.01²) = 0.0283
+    assert within_noise((0.80, 0.01), (0.79, 0.01))
+    assert not within_noise((0.80, 0.01), (0.60, 0.01))
+    assert within_noise((0.80, 0.01), (0.772, 0.01))  # 0.028 <= 0.0283
+    assert not within_noise((0.80, 0.01), (0.771, 0.01))  # 0.029 > 0.0283
+    assert within_noise((0.5, 0.0), (0.5, 0.0))
+    assert noise_marks([(0.80, 0.01), (0.79, 0.01), (0.60, 0.01), None]) == ["^", "≈", "", ""]
+    assert noise_marks([(2.0, 0.1), (3.0, 0.1)], lower_is_better=True) == ["^", ""]
+    assert noise_marks([(0.5, 0.1), None]) == ["", ""]  # nothing to compare with
+
+
+def test_table_marks_best_and_within_noise(tmp_path: Path) -> None:
+    a = _run(
+        tmp_path / "clmr",
+        "runs/clmr/last.pt",
+        {"style": _task("accuracy", 0.80, 0.01), "tempo": _task("mae", 4.0, 0.5)},
+    )
+    b = _run(
+        tmp_path / "byol",
+        "runs/byol/last.pt",
+        {"style": _task("accuracy", 0.79, 0.01), "tempo": _task("mae", 9.0, 0.5)},
+    )
+    c = _run(tmp_path / "mfcc", "baseline:mfcc", {"style": _task("accuracy", 0.60, 0.01)})
+    table = compare_table([a, b, c])
+    lines = table.splitlines()
+    header = [cell.strip() for cell in lines[0].split("|")[1:-1]]
+    assert header == ["run", "style accuracy", "tempo mae (lower better)"]
+    assert _rows(table) == {
+        "clmr": ["0.800 ± 0.010 ^", "4.000 ± 0.500 ^"],
+        "byol": ["0.790 ± 0.010 ≈", "9.000 ± 0.500"],
+        "mfcc": ["0.600 ± 0.010", "—"],
+    }
+    table_lines = lines[:5]
+    assert len({len(line) for line in table_lines}) == 1  # aligned columns
+    assert set(lines[1]) == {"|", "-"}  # markdown separator row
+    assert "- clmr: runs/clmr/last.pt" in lines
+    assert "- mfcc: baseline:mfcc" in lines
+    legend = " ".join(lines[lines.index("- mfcc: baseline:mfcc") + 2 :])
+    assert "≈ within noise of the best" in legend and "— task not run" in legend
+
+
+def test_same_folder_names_are_told_apart(tmp_path: Path) -> None:
+    a = _run(tmp_path / "clmr" / "eval", "a.pt", {"key": _task("mirex", 0.5, 0.02)})
+    b = _run(tmp_path / "byol" / "eval", "b.pt", {"key": _task("mirex", 0.4, 0.02)})
+    assert set(_rows(compare_table([a, b]))) == {"clmr/eval", "byol/eval"}
+
+
+def test_missing_or_broken_results_name_the_folder(tmp_path: Path) -> None:
+    good = _run(tmp_path / "good", "a.pt", {"key": _task("mirex", 0.5, 0.02)})
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(MusicSSLError, match=r"empty: no results\.json"):
+        compare_table([good, empty])
+    with pytest.raises(MusicSSLError, match="nowhere: no such folder"):
+        compare_table([good, tmp_path / "nowhere"])
+    (empty / "results.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(MusicSSLError, match=r"empty/results\.json: not valid JSON"):
+        compare_table([empty])
+    (empty / "results.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(MusicSSLError, match="no 'tasks'"):
+        compare_table([empty])
+    with pytest.raises(MusicSSLError, match="at least one"):
+        compare_table([])

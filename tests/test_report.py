@@ -1,0 +1,341 @@
+"""Tests of evaluate.report: every file written, the HTML self-contained, numbers as expected."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from musicssl.errors import MusicSSLError
+from musicssl.evaluate.report import _key_order, embedding_map, write_report
+
+STYLES = ("baroque", "classical", "folk_irish", "folk_german", "renaissance", "romantic")
+KEYS = tuple(
+    f"{tonic} {mode}"
+    for mode in ("major", "minor")
+    for tonic in ("A", "A#", "B", "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#")
+)
+
+
+def _metric(rng: np.random.Generator, mean: float, std: float, seeds: int) -> dict[str, Any]:
+    values = [float(v) for v in mean + std * rng.standard_normal(seeds)]
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
+
+
+def _confusion(rng: np.random.Generator, size: int, per_class: int, hit: float) -> list[list[int]]:
+    counts = np.zeros((size, size), dtype=int)
+    for row in range(size):
+        estimates = np.where(rng.random(per_class) < hit, row, rng.integers(0, size, per_class))
+        np.add.at(counts[row], estimates, 1)
+    return counts.tolist()
+
+
+def fake_results(
+    source: str = "runs/clmr-small/checkpoints/last.pt",
+    *,
+    quality: float = 1.0,
+    seed: int = 0,
+    with_map: bool = True,
+) -> dict[str, Any]:
+    """A results.json-like dict over the seven built-in tasks; ``quality`` scales scores
+    between chance (0) and a good encoder (1)."""
+    rng = np.random.default_rng(seed)
+    seeds = 5
+
+    def score(chance: float, good: float) -> float:
+        return chance + quality * (good - chance)
+
+    probe_splits = {"train": 1512, "valid": 324, "test": 324}
+    tasks: dict[str, Any] = {
+        "style": {
+            "kind": "multiclass",
+            "description": "style / composer family of the score, 6 classes",
+            "split_sizes": probe_splits,
+            "main": "accuracy",
+            "chance": {"accuracy": 1 / 6, "macro_f1": 1 / 6},
+            "metrics": {
+                "accuracy": _metric(rng, score(1 / 6, 0.82), 0.015, seeds),
+                "macro_f1": _metric(rng, score(1 / 6, 0.80), 0.02, seeds),
+            },
+            "probe": {"type": "mlp", "weight_decay": 0.001},
+            "classes": list(STYLES),
+            "confusion": _confusion(rng, 6, 54, score(0, 0.8)),
+        },
+        "key": {
+            "kind": "key",
+            "description": "global key after transposition, 24 classes",
+            "split_sizes": probe_splits,
+            "main": "mirex",
+            "chance": {"accuracy": 1 / 24, "mirex": 0.09},
+            "metrics": {
+                "accuracy": _metric(rng, score(1 / 24, 0.45), 0.02, seeds),
+                "mirex": _metric(rng, score(0.09, 0.58), 0.02, seeds),
+            },
+            "probe": {"type": "linear", "weight_decay": 0.01},
+            "classes": sorted(KEYS),
+            "confusion": _confusion(rng, 24, 13, score(0, 0.45)),
+        },
+        "tempo": {
+            "kind": "tempo",
+            "description": "tempo in BPM",
+            "split_sizes": probe_splits,
+            "main": "acc1",
+            "chance": {"acc1": 0.06, "acc2": 0.2},
+            "metrics": {
+                "acc1": _metric(rng, score(0.06, 0.35), 0.02, seeds),
+                "acc2": _metric(rng, score(0.2, 0.6), 0.02, seeds),
+            },
+            "probe": {"type": "mlp", "weight_decay": 0.0001},
+        },
+        "instrument": {
+            "kind": "multilabel",
+            "description": "instrument families present, 8 tags",
+            "split_sizes": probe_splits,
+            "main": "roc_auc",
+            "chance": {"roc_auc": 0.5, "pr_auc": 0.22},
+            "metrics": {
+                "roc_auc": _metric(rng, score(0.5, 0.88), 0.01, seeds),
+                "pr_auc": _metric(rng, score(0.22, 0.61), 0.015, seeds),
+            },
+            "probe": {"type": "linear", "weight_decay": 0.001},
+            "classes": ["brass", "guitar", "organ", "piano", "reed", "strings", "voice", "wind"],
+        },
+        "pitch": {
+            "kind": "pitch",
+            "description": "frame-level pitch class of monophonic clips",
+            "split_sizes": {
+                "train": 380,
+                "valid": 80,
+                "test": 82,
+                "frames_train": 380000,
+                "frames_valid": 80000,
+                "frames_test": 82000,
+            },
+            "main": "accuracy",
+            "chance": {"accuracy": 1 / 12, "raw_chroma": 1 / 12},
+            "metrics": {
+                "accuracy": _metric(rng, score(1 / 12, 0.52), 0.01, seeds),
+                "raw_chroma": _metric(rng, score(1 / 12, 0.55), 0.01, seeds),
+            },
+            "probe": {"type": "linear", "weight_decay": 0.0},
+            "classes": ["A", "A#", "B", "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#"],
+        },
+    }
+    for name, gallery, good in (("same_piece", 324, 0.7), ("degraded_copy", 324, 0.95)):
+        chance_recall = [min(1.0, k / gallery) for k in range(1, 51)]
+        recall = [
+            score(c, min(1.0, good + 0.3 * np.log10(k))) for k, c in enumerate(chance_recall, 1)
+        ]
+        tasks[name] = {
+            "kind": "retrieval",
+            "description": f"{name.replace('_', ' ')} retrieval by cosine similarity",
+            "split_sizes": {"query": 324, "gallery": gallery},
+            "main": "map",
+            "chance": {
+                "map": 0.02,
+                "mrr": 0.02,
+                "recall@1": 1 / gallery,
+                "recall@5": 5 / gallery,
+                "recall@10": 10 / gallery,
+            },
+            "metrics": {
+                "map": _metric(rng, score(0.02, good - 0.1), 0.02, seeds),
+                "mrr": _metric(rng, score(0.02, good - 0.05), 0.02, seeds),
+                "recall@1": _metric(rng, recall[0], 0.02, seeds),
+                "recall@5": _metric(rng, recall[4], 0.02, seeds),
+                "recall@10": _metric(rng, recall[9], 0.02, seeds),
+            },
+            "curve": {"k": list(range(1, 51)), "recall": recall},
+        }
+    for name in ("style", "key"):
+        main = tasks[name]["main"]
+        top = tasks[name]["metrics"][main]["mean"]
+        tasks[name]["by_layer"] = {
+            str(layer): {main: {"mean": top * (0.55 + 0.1 * layer), "std": 0.02}}
+            for layer in range(5)
+        }
+    results: dict[str, Any] = {
+        "source": source,
+        "corpus": "/home/user/.cache/musicssl/builtin-v1",
+        "created": "2025-03-14T09:26:53",
+        "version": "0.1.0",
+        "seeds": seeds,
+        "tasks": tasks,
+        "skipped": ["tempo_octave: the corpus has no tempo-octave labels"],
+    }
+    if with_map:
+        labels = [STYLES[i % 6] for i in range(324)]
+        centres = rng.normal(0, 12, (6, 2))
+        points = centres[[i % 6 for i in range(324)]] + rng.normal(0, 3, (324, 2))
+        results["map"] = {"task": "style", "points": points.tolist(), "labels": labels}
+    return results
+
+
+def fake_baselines() -> dict[str, dict[str, Any]]:
+    return {
+        "baseline:mfcc": fake_results("baseline:mfcc", quality=0.5, seed=1, with_map=False),
+        "baseline:random": fake_results("baseline:random", quality=0.05, seed=2, with_map=False),
+    }
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    """One full report, shared by the tests that only read it (rendering takes seconds)."""
+    results = fake_results()
+    results["tasks"]["style"]["metrics"]["accuracy"].update(mean=0.8123, std=0.0114)
+    baselines = fake_baselines()
+    baselines["baseline:mfcc"]["tasks"]["style"]["metrics"]["accuracy"].update(mean=0.5, std=0.02)
+    baselines["baseline:random"]["tasks"]["style"]["metrics"]["accuracy"].update(mean=0.8, std=0.01)
+    out = tmp_path_factory.mktemp("report")
+    return out, write_report(results, out, baselines=baselines)
+
+
+def test_every_file_is_written(report: tuple[Path, dict[str, Path]]) -> None:
+    out, written = report
+    expected = {
+        "report.md",
+        "report.html",
+        "figures/scores.png",
+        "figures/confusion_style.png",
+        "figures/confusion_key.png",
+        "figures/map.png",
+        "figures/retrieval.png",
+        "figures/layers.png",
+    }
+    assert set(written) == expected
+    for relative, path in written.items():
+        assert path == out / relative
+        assert path.stat().st_size > 0
+        if path.suffix == ".png":
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    leftovers = [p.name for p in out.rglob(".*partial*")]
+    assert leftovers == []
+
+
+def test_html_is_self_contained(report: tuple[Path, dict[str, Path]]) -> None:
+    _, written = report
+    page = written["report.html"].read_text(encoding="utf-8")
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == 6  # every figure embedded, none linked
+    assert base64.b64decode(images[0]) == written["figures/scores.png"].read_bytes()
+    assert "http://" not in page and "https://" not in page
+    assert not re.search(r'(src|href)="(?!data:)', page)  # nothing else to load
+    assert "<link" not in page and "<script" not in page and "@import" not in page
+    # the best cell is highlighted, the within-noise one shaded
+    assert '<td class="num best">0.812 ± 0.011 ^</td>' in page
+    assert '<td class="num near">0.800 ± 0.010 ≈</td>' in page
+
+
+def test_markdown_table_holds_the_numbers(report: tuple[Path, dict[str, Path]]) -> None:
+    _, written = report
+    text = written["report.md"].read_text(encoding="utf-8")
+    header = next(line for line in text.splitlines() if line.startswith("| task |"))
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    assert columns[3:6] == [
+        "runs/clmr-small/checkpoints/last.pt",
+        "baseline:mfcc",
+        "baseline:random",
+    ]
+    row = next(line for line in text.splitlines() if line.startswith("| style |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    # 0.8123 vs 0.8: |diff| 0.012 <= 2 * sqrt(0.0114² + 0.01²) = 0.030, so within noise
+    assert cells == [
+        "style",
+        "multiclass",
+        "accuracy",
+        "0.812 ± 0.011 ^",
+        "0.500 ± 0.020",
+        "0.800 ± 0.010 ≈",
+        "0.167",
+        "train 1512, valid 324, test 324",
+    ]
+    pitch = next(line for line in text.splitlines() if line.startswith("| pitch |"))
+    assert pitch.endswith("| train 380, valid 80, test 82 |")  # frame counts only in details
+    assert "train 380 clips (380000 frames)" in text
+    assert "2025-03-14 09:26:53" in text
+    assert "runs/clmr-small/checkpoints/last.pt" in text.splitlines()[0]
+    # a skip shared by every system is listed once
+    assert text.count("tempo_octave: the corpus has no tempo-octave labels") == 1
+    assert "![Headline score per task](figures/scores.png)" in text
+
+
+def test_keys_are_ordered_by_mode_then_tonic() -> None:
+    # C major (0), A major (9), then C# minor (1), Bb minor (10)
+    assert _key_order(["A major", "Bb minor", "C major", "C# minor"]) == [2, 0, 3, 1]
+    assert _key_order(["C major", "not a key"]) is None
+
+
+def test_mae_is_lower_is_better(tmp_path: Path) -> None:
+    results = fake_results(with_map=False)
+    results["tasks"] = {
+        "loudness": {
+            "kind": "regression",
+            "main": "mae",
+            "split_sizes": {"train": 10, "valid": 5, "test": 5},
+            "chance": {"mae": 6.0},
+            "metrics": {"mae": {"mean": 2.0, "std": 0.1}, "r2": {"mean": 0.7, "std": 0.02}},
+        }
+    }
+    worse = {"tasks": {"loudness": {**results["tasks"]["loudness"]}}}
+    worse["tasks"]["loudness"]["metrics"] = {"mae": {"mean": 3.0, "std": 0.1}}
+    write_report(results, tmp_path, baselines={"baseline:logmel": worse})
+    text = (tmp_path / "report.md").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| loudness |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[2:5] == ["mae (lower is better)", "2.000 ± 0.100 ^", "3.000 ± 0.100"]
+
+
+def test_without_baselines_or_map(tmp_path: Path) -> None:
+    results = fake_results(with_map=False)
+    del results["tasks"]["style"]["by_layer"], results["tasks"]["key"]["by_layer"]
+    written = write_report(results, tmp_path)
+    assert "figures/map.png" not in written and "figures/layers.png" not in written
+    text = written["report.md"].read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| style |"))
+    accuracy = results["tasks"]["style"]["metrics"]["accuracy"]
+    # a lone system has no best to mark
+    assert f"| {accuracy['mean']:.3f} ± {accuracy['std']:.3f} |" in row
+
+
+def test_bad_results_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(MusicSSLError, match="tasks"):
+        write_report({"source": "x"}, tmp_path)
+    with pytest.raises(MusicSSLError, match="baseline:mfcc"):
+        write_report(fake_results(), tmp_path, baselines={"baseline:mfcc": {"source": "y"}})
+
+
+def test_embedding_map_separates_clusters_quickly() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.arange(324) % 6
+    centres = rng.normal(0, 1, (6, 512))
+    vectors = (centres[labels] + 0.7 * rng.normal(0, 1, (324, 512))).astype(np.float32)
+    start = time.process_time()  # CPU time of all threads: robust to other jobs' load
+    points = embedding_map(vectors, seed=0)
+    elapsed = time.process_time() - start
+    assert points.shape == (324, 2) and points.dtype == np.float32
+    assert np.isfinite(points).all()
+    assert elapsed < 15.0
+    # In the map, a point's nearest neighbour carries its label (the clusters survive).
+    distances = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    np.fill_diagonal(distances, np.inf)
+    agreement = (labels[distances.argmin(axis=1)] == labels).mean()
+    assert agreement > 0.95
+
+
+def test_embedding_map_is_deterministic() -> None:
+    vectors = np.random.default_rng(1).normal(size=(40, 16))
+    np.testing.assert_array_equal(embedding_map(vectors, seed=3), embedding_map(vectors, seed=3))
+
+
+def test_embedding_map_small_and_bad_inputs() -> None:
+    assert embedding_map(np.ones((3, 4))).shape == (3, 2)
+    assert embedding_map(np.random.default_rng(0).normal(size=(8, 1))).shape == (8, 2)
+    with pytest.raises(MusicSSLError, match="num_items, dim"):
+        embedding_map(np.ones(5))
+    with pytest.raises(MusicSSLError, match="NaN"):
+        embedding_map(np.full((5, 3), np.nan))
