@@ -66,9 +66,9 @@ def main() -> None:
     build_corpus(args.corpus, size="small", seed=0)
     results = []
     for name in args.recipes:
-        recipe = Recipe.load(
-            ROOT / "recipes" / f"{name}.yaml", [f"data.corpus={args.corpus}", *args.overrides]
-        )
+        path = Path(name) if name.endswith(".yaml") else ROOT / "recipes" / f"{name}.yaml"
+        recipe = Recipe.load(path, [f"data.corpus={args.corpus}", *args.overrides])
+        name = path.stem
         run = Path(args.runs) / name
         began = time.perf_counter()
         if (run / "latest").exists():

@@ -12,9 +12,9 @@ from safetensors.torch import load_file
 
 from musicssl.corpus import index_folder
 from musicssl.embed import load
-from musicssl.recipe import Recipe
+from musicssl.recipe import Recipe, TrainSettings
 from musicssl.store import pack
-from musicssl.train import TrainingDiverged, latest_checkpoint, pretrain
+from musicssl.train import TrainingDiverged, _fit_budget, _lr_factor, latest_checkpoint, pretrain
 
 RECIPE = """
 encoder:
@@ -171,3 +171,28 @@ def test_two_cpu_processes_train_with_ddp_on_gloo(tmp_path: Path, store: Path):
     assert abs(first_loss - np.log(31)) < abs(first_loss - np.log(15))
     weights = load_file(latest_checkpoint(run) / "method.safetensors")
     assert all(torch.isfinite(value).all() for value in weights.values())
+
+
+def test_a_time_budget_ends_the_run_early(tmp_path: Path, store: Path):
+    # 20 steps are timed, then the run stops where the budget says, far before 100000.
+    recipe = Recipe.load(_recipe(tmp_path, store, steps=100000), ["train.minutes=0.02"])
+    checkpoint = pretrain(recipe, out=tmp_path / "run", progress=False)
+    state = torch.load(checkpoint / "state.pt", weights_only=True)
+    assert 20 <= state["step"] < 100000
+    assert state["horizon"] == state["step"]
+    # Resuming a finished budgeted run does nothing more.
+    assert pretrain(recipe, out=tmp_path / "run", resume=True, progress=False) == checkpoint
+
+
+def test_the_budget_sets_the_last_step_and_the_schedule_follows_it():
+    settings = TrainSettings(steps=10000, minutes=1.0)
+    # 20 steps in 2 s: 58 s left, 90% of it at 0.1 s/step is 522 more steps.
+    assert _fit_budget(settings, step=20, elapsed=2.0) == 542
+    assert _fit_budget(TrainSettings(steps=100, minutes=1.0), step=20, elapsed=2.0) == 100
+    assert _fit_budget(settings, step=20, elapsed=90.0) == 20  # already over budget
+    recipe = Recipe.load(_recipe(Path("/tmp"), Path("/tmp/s"), steps=10000))
+    horizon = [10000]
+    factor = _lr_factor(recipe, horizon)
+    horizon[0] = 542
+    assert factor(542) == pytest.approx(0.0)
+    assert factor(271) == pytest.approx(0.5)

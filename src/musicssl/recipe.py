@@ -86,6 +86,12 @@ class TrainSettings:
         checkpoint_every: steps between checkpoints (and at the end).
         log_every: steps between log lines.
         compile: ``torch.compile`` the method (GPU).
+        minutes: a wall-clock budget: after a few steps the run measures its speed and ends
+            (learning-rate schedule included) at the step that fits the budget, or at
+            ``steps`` if that comes first. None: run all ``steps``.
+        probe_every: steps between fast probes (k-NN and linear accuracy of ``probe_label``
+            on validation clips, logged beside the loss); 0 turns them off.
+        probe_label: the manifest field the fast probe predicts.
     """
 
     steps: int = 1000
@@ -98,8 +104,15 @@ class TrainSettings:
     checkpoint_every: int = 200
     log_every: int = 10
     compile: bool = False
+    minutes: float | None = None
+    probe_every: int = 0
+    probe_label: str = "style"
 
     def __post_init__(self) -> None:
+        if self.minutes is not None and self.minutes <= 0:
+            raise MusicSSLError(f"train.minutes must be > 0 (or null), got {self.minutes}")
+        if self.probe_every < 0:
+            raise MusicSSLError(f"train.probe_every must be >= 0, got {self.probe_every}")
         if self.steps <= 0 or self.batch_size < 2:
             raise MusicSSLError(
                 "train.steps must be > 0 and train.batch_size >= 2, got "
@@ -211,7 +224,11 @@ def _build(kind: type, value: Any, section: str) -> Any:
 def _coerce(value: Any, type_name: Any, key: str) -> Any:
     """Numbers as the field's type: YAML 1.1 reads ``1e-3`` (no dot) as a string."""
     try:
-        if type_name == "float" and isinstance(value, (str, int)) and not isinstance(value, bool):
+        if type_name == "float | None" and value is None:
+            return None
+        if type_name in ("float", "float | None") and (
+            isinstance(value, (str, int)) and not isinstance(value, bool)
+        ):
             return float(value)
         if type_name == "int" and isinstance(value, str):
             return int(value)

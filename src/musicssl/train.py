@@ -35,10 +35,12 @@ from musicssl.augment import build_chain
 from musicssl.encoders import build_encoder
 from musicssl.errors import MusicSSLError
 from musicssl.methods import build_method
+from musicssl.monitor import ProbeMonitor
 from musicssl.recipe import Recipe
 from musicssl.sampling import TwoCrops, pcm_to_float
 from musicssl.store import SampleStore, pack
 
+CALIBRATION_STEPS = 20  # steps timed before a time budget sets the last step
 _KEEP_CHECKPOINTS = 2
 
 
@@ -133,7 +135,10 @@ def pretrain(
     optimizer = torch.optim.AdamW(
         parameters, lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay
     )
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(recipe))
+    # The last step: ``steps``, or, under a time budget, the step that fits it (set below once
+    # the speed is known, then kept in every checkpoint so a resumed run ends at the same step).
+    horizon = [settings.steps]
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(recipe, horizon))
 
     start_step, resume_state = 0, None
     if resume:
@@ -141,6 +146,7 @@ def pretrain(
         method.load_state_dict(load_file(checkpoint / "method.safetensors"))
         resume_state = torch.load(checkpoint / "state.pt", weights_only=True)
         start_step = int(resume_state["step"])
+        horizon[0] = int(resume_state.get("horizon", settings.steps))
     elif fabric.is_global_zero:
         if (run / "latest").exists():
             raise MusicSSLError(
@@ -148,8 +154,10 @@ def pretrain(
             )
         run.mkdir(parents=True, exist_ok=True)
         recipe.save(run / "recipe.yaml")
-    if start_step >= settings.steps:
+    if start_step >= horizon[0]:
         return latest_checkpoint(run)
+    budget_fixed = settings.minutes is None or "horizon" in (resume_state or {})
+    began = time.perf_counter()
 
     store = _training_store(recipe, sr=encoder.sample_rate, fabric=fabric)
     train_indices = [i for i, row in enumerate(store.rows) if row.get("split", "train") == "train"]
@@ -180,6 +188,9 @@ def pretrain(
         model = torch.compile(model)
 
     logger = _Logger(run, start_step=start_step, enabled=fabric.is_global_zero)
+    monitor = None
+    if settings.probe_every and fabric.is_global_zero:
+        monitor = ProbeMonitor(store, label=settings.probe_label, num_samples=encoder.input_samples)
     generator = torch.Generator(device=fabric.device)
     bar = tqdm(
         total=settings.steps,
@@ -211,9 +222,15 @@ def pretrain(
         window_views += 2 * x_a.shape[0] * fabric.world_size
         pending.append({key: value.detach() for key, value in outputs.items()})
         bar.update()
+        if not budget_fixed and step - start_step == CALIBRATION_STEPS:
+            horizon[0] = _fit_budget(settings, step=step, elapsed=time.perf_counter() - began)
+            horizon[0] = int(fabric.broadcast(horizon[0], src=0))
+            bar.total = horizon[0]
+            budget_fixed = True
 
-        checkpoint_due = step % settings.checkpoint_every == 0 or step == settings.steps
-        if step % settings.log_every == 0 or checkpoint_due:
+        checkpoint_due = step % settings.checkpoint_every == 0 or step == horizon[0]
+        probe_due = monitor is not None and (step % settings.probe_every == 0 or step == horizon[0])
+        if step % settings.log_every == 0 or checkpoint_due or probe_due:
             # One host sync per logged window, not per step.
             means = {
                 key: torch.stack([p[key] for p in pending]).float().mean().item()
@@ -235,13 +252,25 @@ def pretrain(
                 "lr": schedule.get_last_lr()[0],
                 "views_per_second": window_views / max(seconds, 1e-9),
             }
+            if probe_due:
+                row.update(monitor(encoder))
             logger.log(row)
             bar.set_postfix(loss=f"{means['loss']:.4f}", views_s=f"{row['views_per_second']:.1f}")
             window_start, window_views = time.perf_counter(), 0
         if checkpoint_due:
             if fabric.is_global_zero:
-                _save_checkpoint(run, method, optimizer, schedule, recipe, step=step)
+                _save_checkpoint(
+                    run,
+                    method,
+                    optimizer,
+                    schedule,
+                    recipe,
+                    step=step,
+                    horizon=horizon[0] if budget_fixed else None,
+                )
             fabric.barrier()
+        if step >= horizon[0]:
+            break
     bar.close()
     logger.close()
     return latest_checkpoint(run)
@@ -269,6 +298,7 @@ def _save_checkpoint(
     recipe: Recipe,
     *,
     step: int,
+    horizon: int | None,
 ) -> None:
     """Write a checkpoint folder whole (temporary folder, then rename), then point to it."""
     folder = run / "checkpoints"
@@ -283,10 +313,10 @@ def _save_checkpoint(
     )
     save_file(_contiguous(method.state_dict()), partial / "method.safetensors")
     # Resume state is plain tensors and numbers: loaded back with weights_only=True.
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step},
-        partial / "state.pt",
-    )
+    state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step}
+    if horizon is not None:
+        state["horizon"] = horizon
+    torch.save(state, partial / "state.pt")
     recipe.save(partial / "recipe.yaml")
     shutil.rmtree(folder / name, ignore_errors=True)
     os.replace(partial, folder / name)
@@ -324,11 +354,23 @@ def _training_store(recipe: Recipe, *, sr: int, fabric: Any) -> SampleStore:
     return store
 
 
-def _lr_factor(recipe: Recipe):
-    warmup, total = recipe.optim.warmup_steps, recipe.train.steps
-    floor = recipe.optim.min_lr_ratio
+def _fit_budget(settings: Any, *, step: int, elapsed: float) -> int:
+    """The last step that fits ``settings.minutes``, from the speed of the first steps.
+
+    A tenth of the remaining time is held back for checkpoints, probes and the slower
+    first steps' effect on the estimate.
+    """
+    seconds_per_step = elapsed / CALIBRATION_STEPS
+    remaining = 60 * settings.minutes - elapsed
+    fits = step + int(0.9 * remaining / max(seconds_per_step, 1e-9))
+    return max(step, min(settings.steps, fits))
+
+
+def _lr_factor(recipe: Recipe, horizon: list[int]):
+    warmup, floor = recipe.optim.warmup_steps, recipe.optim.min_lr_ratio
 
     def factor(step: int) -> float:
+        total = horizon[0]  # read at every step: a time budget may shorten the run
         if step < warmup:
             return (step + 1) / warmup
         progress = (step - warmup) / max(1, total - warmup)
