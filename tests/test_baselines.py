@@ -13,7 +13,6 @@ from musicssl.encoders import ENCODERS, build_encoder
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate import baselines
 from musicssl.evaluate.baselines import (
-    _CLMR_CPU_ENCODER,
     BASELINES,
     _frames,
     build_baseline,
@@ -21,6 +20,7 @@ from musicssl.evaluate.baselines import (
     dct_matrix,
 )
 from musicssl.features import LogMel, hz_to_mel, mel_to_hz
+from musicssl.recipe import Recipe, recipe_path
 
 from conftest import tone
 
@@ -173,10 +173,11 @@ def test_embed_resamples_and_checks_input():
 
 
 def test_random_default_is_the_cpu_clmr_encoder():
-    assert clmr_cpu_encoder() == _CLMR_CPU_ENCODER  # the fallback copy matches the recipe
+    part = Recipe.load(recipe_path("clmr"), ["size=cpu"]).encoder
+    assert clmr_cpu_encoder() == {"name": part.name, "options": part.options}
     model = build_baseline("random")
-    assert model.config()["encoder"] == _CLMR_CPU_ENCODER
-    assert model.sample_rate == SR and model.window_samples == 3**9
+    assert model.config()["encoder"] == clmr_cpu_encoder()
+    assert model.sample_rate == part.options["sample_rate"]
 
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))

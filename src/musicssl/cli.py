@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -16,7 +17,12 @@ Typical path on the built-in corpus:
   musicssl corpus build --out data/corpus           # render the labelled built-in corpus
   musicssl data index data/corpus/audio --out data/m.jsonl
   musicssl data pack data/m.jsonl --out data/store  # decode once into a memory-mapped store
-  musicssl pretrain recipes/clmr.yaml --out runs/clmr
+  musicssl pretrain clmr --out runs/clmr            # a packaged recipe, or a YAML file
+  musicssl evaluate runs/clmr --out reports/clmr    # every built-in task, beside baselines
+  musicssl compare reports/clmr reports/byol
+
+Or all of it at once, on a laptop CPU in about a quarter of an hour:
+  musicssl demo
 """
 
 
@@ -42,7 +48,7 @@ def _data_pack(args: argparse.Namespace) -> None:
 def _pretrain(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from musicssl.recipe import Recipe
+    from musicssl.recipe import Recipe, recipe_path
     from musicssl.train import pretrain
 
     if args.resume:
@@ -54,9 +60,11 @@ def _pretrain(args: argparse.Namespace) -> None:
     else:
         if not args.recipe or not args.out:
             raise MusicSSLError("give a RECIPE and --out RUN_DIR (or --resume RUN_DIR)")
-        recipe = Recipe.load(args.recipe, args.overrides)
+        recipe = Recipe.load(recipe_path(args.recipe), args.overrides)
         checkpoint = pretrain(recipe, out=args.out)
-    print(f"checkpoint: {checkpoint}")
+    # Under DDP every process returns here; one line is enough.
+    if os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0":
+        print(f"checkpoint: {checkpoint}")
 
 
 def _embed(args: argparse.Namespace) -> None:
@@ -79,6 +87,37 @@ def _embed(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
     )
     print(f"embedded {summary['embedded']} files, skipped {summary['skipped']}: {args.out}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from musicssl.evaluate.run import evaluate
+
+    evaluate(
+        args.source,
+        out=args.out,
+        corpus=args.corpus,
+        tasks=args.tasks,
+        seeds=args.seeds,
+        layers=args.layers,
+        baselines=[] if args.baselines == ["none"] else args.baselines,
+        cache=args.cache,
+        device=args.device,
+    )
+    print(
+        f"results: {args.out}/results.json\nreport: {args.out}/report.html ({args.out}/report.md)"
+    )
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from musicssl.evaluate.compare import compare_table
+
+    print(compare_table(args.dirs))
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from musicssl.demo import run_demo
+
+    run_demo(out=args.out, corpus=args.corpus, minutes=args.minutes, seeds=args.seeds)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,6 +241,73 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--batch-size", type=int, default=16, help="windows encoded at once")
     embed.add_argument("--device", default="cpu", help="cpu or cuda")
     embed.set_defaults(run=_embed)
+
+    evaluate = verbs.add_parser(
+        "evaluate",
+        help="probe a frozen encoder (or any embeddings) on every task; write a report",
+        description="Embed every file the tasks need with SOURCE (cached by content hash), "
+        "fit linear and MLP probes on the train split (chosen on valid, several seeds), score "
+        "the test split, and write results.json, report.md and report.html (offline, with "
+        "plots) to --out, beside the baselines. SOURCE is a checkpoint or run folder, an .npz "
+        "of embeddings from any system ('names' relative to the corpus's audio folder, "
+        "'emb'), or baseline:mfcc, baseline:logmel, baseline:random.",
+    )
+    evaluate.add_argument("source", metavar="SOURCE", help="checkpoint, run, .npz or baseline:NAME")
+    evaluate.add_argument("--out", required=True, help="folder for results.json and the report")
+    evaluate.add_argument(
+        "--corpus",
+        default=None,
+        help="built-in corpus folder (default data/corpus; the small corpus is built if missing)",
+    )
+    evaluate.add_argument(
+        "--tasks",
+        nargs="+",
+        default=None,
+        metavar="TASK",
+        help="built-in tasks (style key tempo instrument pitch same_piece degraded_copy), "
+        "DATASET=ROOT (gtzan, magnatagatune, nsynth, giantsteps_key, mtg_jamendo) or a "
+        ".csv/.jsonl of path + label(s); default: every built-in task",
+    )
+    evaluate.add_argument("--seeds", type=int, default=5, help="probe fits per task")
+    evaluate.add_argument(
+        "--layers", choices=["all"], default=None, help="also probe every encoder layer"
+    )
+    evaluate.add_argument(
+        "--baselines",
+        nargs="+",
+        default=["mfcc", "logmel", "random"],
+        metavar="NAME",
+        help="baselines in the report (cached): mfcc logmel random, or none",
+    )
+    evaluate.add_argument("--cache", default=None, help="cache folder (default ~/.cache/musicssl)")
+    evaluate.add_argument("--device", default="cpu", help="cpu or cuda, for embedding")
+    evaluate.set_defaults(run=_evaluate)
+
+    compare = verbs.add_parser(
+        "compare",
+        help="one table over several evaluation folders",
+        description="Print each task's headline score (mean ± std over seeds) for every "
+        "folder written by `musicssl evaluate`; marks the best and the scores within noise "
+        "of it.",
+    )
+    compare.add_argument("dirs", nargs="+", metavar="DIR", help="folders with results.json")
+    compare.set_defaults(run=_compare)
+
+    demo = verbs.add_parser(
+        "demo",
+        help="corpus, CLMR pretraining and evaluation report, end to end on a CPU",
+        description="Build the small built-in corpus (once), pretrain CLMR at its cpu size "
+        "for --minutes, evaluate it on every built-in task beside the MFCC, log-mel and "
+        "random-weights baselines, and print where the report is. About a quarter of an hour "
+        "on 2 CPU cores from nothing; a rerun reuses what is done.",
+    )
+    demo.add_argument("--out", default="runs/demo", help="demo folder (run/ and report/)")
+    demo.add_argument("--corpus", default="data/corpus", help="built-in corpus folder")
+    demo.add_argument(
+        "--minutes", type=float, default=7.0, help="pretraining budget; more learns more"
+    )
+    demo.add_argument("--seeds", type=int, default=5, help="probe fits per task")
+    demo.set_defaults(run=_demo)
     return parser
 
 

@@ -204,6 +204,21 @@ class Recipe:
         os.replace(temporary, path)
 
 
+RECIPES = Path(__file__).resolve().parent / "recipes"
+
+
+def recipe_path(name: str | os.PathLike) -> Path:
+    """A packaged recipe's file from its name ("clmr"), or ``name`` itself when it is a path."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    packaged = RECIPES / f"{path.name}.yaml"
+    if not packaged.is_file():
+        known = ", ".join(sorted(p.stem for p in RECIPES.glob("*.yaml")))
+        raise MusicSSLError(f"no recipe file or packaged recipe named {name!r} (packaged: {known})")
+    return packaged
+
+
 def _build(kind: type, value: Any, section: str) -> Any:
     if not isinstance(value, dict):
         raise MusicSSLError(f"recipe section '{section}' must be a mapping, got {value!r}")

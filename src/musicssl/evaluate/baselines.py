@@ -34,7 +34,7 @@ from musicssl.embed import Embeddings, Model
 from musicssl.encoders import build_encoder
 from musicssl.errors import MusicSSLError
 from musicssl.features import LogMel
-from musicssl.recipe import Recipe
+from musicssl.recipe import Recipe, recipe_path
 
 __all__ = [
     "BASELINES",
@@ -52,15 +52,7 @@ FEATURE_VERSION = 1
 
 # The recipe is not part of an installed package; this copy of its `cpu` encoder stands in
 # when the repository's recipes folder is absent (tests check that the two agree).
-_CLMR_RECIPE = Path(__file__).resolve().parents[3] / "recipes" / "clmr.yaml"
-_CLMR_CPU_ENCODER: dict[str, Any] = {
-    "name": "sample_cnn",
-    "options": {
-        "num_blocks": 8,
-        "channels": [32, 32, 32, 64, 64, 64, 64, 64, 128, 128],
-        "sample_rate": 16000,
-    },
-}
+_CLMR_RECIPE = recipe_path("clmr")
 # Frames handed to the FFT at once: bounds memory whatever the block size (2048 x 1024 floats).
 _MAX_FRAMES = 2048
 
@@ -391,7 +383,5 @@ def _encoder_spec(reference: Path) -> dict[str, Any]:
 
 def clmr_cpu_encoder() -> dict[str, Any]:
     """The encoder of ``recipes/clmr.yaml`` at size ``cpu``: ``{"name", "options"}``."""
-    if not _CLMR_RECIPE.is_file():
-        return json.loads(json.dumps(_CLMR_CPU_ENCODER))
     part = Recipe.load(_CLMR_RECIPE, ["size=cpu"]).encoder
     return {"name": part.name, "options": dict(part.options)}
