@@ -31,6 +31,7 @@ from musicssl.augment.base import (
     coin,
     compute_dtype,
     fast_fft_length,
+    padded_rfft,
     rms,
     uniform,
 )
@@ -174,23 +175,28 @@ def tape_pitch_shift(x: Tensor, ratio: Tensor) -> Tensor:
     """
     num_samples = x.shape[-1]
     dtype = compute_dtype(x)
-    # Padding keeps the FFT's circular wrap from leaking the start into the end; an even length
-    # has a Nyquist bin, halved below because it becomes a two-sided bin once oversampled.
+    # Padding keeps the FFT's circular wrap from leaking the start into the end.
     n_fft = 2 * fast_fft_length((num_samples + 65) // 2)
-    spectrum = torch.fft.rfft(x.to(dtype), n=n_fft)  # (B, F)
-    spectrum[:, -1] *= 0.5
+    spectrum = padded_rfft(x, n_fft)  # (B, F)
     ratio = ratio.to(dtype)
-    # Reading r times as fast maps frequency f to r f: keep only what stays below Nyquist.
+    # Reading r times as fast maps frequency f to r f: keep only what stays below Nyquist. The
+    # gain of 2 makes up for the inverse transform at twice the length; the Nyquist bin is
+    # halved because it becomes a two-sided bin once oversampled.
     freqs = torch.fft.rfftfreq(n_fft, device=x.device, dtype=dtype)  # cycles per sample
-    keep = freqs[None, :] * ratio.clamp_min(1.0)[:, None] <= 0.5
-    # Twice oversampled through the FFT, so that linear interpolation loses little treble.
-    upsampled = torch.fft.irfft(spectrum * keep, n=2 * n_fft) * 2  # (B, 2 n_fft)
-    position = 2 * torch.arange(num_samples, device=x.device, dtype=dtype)[None] * ratio[:, None]
+    gain = (freqs[None, :] * ratio.clamp_min(1.0)[:, None] <= 0.5).to(dtype).mul_(2)
+    gain[:, -1] *= 0.5
+    # Twice oversampled through the FFT (zero bins above the old Nyquist), so that linear
+    # interpolation loses little treble.
+    oversampled = spectrum.new_zeros(x.shape[0], n_fft + 1)
+    torch.mul(spectrum, gain, out=oversampled[:, : n_fft // 2 + 1])
+    upsampled = torch.fft.irfft(oversampled, n=2 * n_fft)  # (B, 2 n_fft)
+    upsampled[:, 2 * num_samples - 1 :] = 0  # silence after the last sample
+    position = torch.arange(num_samples, device=x.device, dtype=dtype)[None] * (2 * ratio)[:, None]
     lower = position.floor()
-    frac = position - lower
-    lower = lower.long().clamp(max=2 * n_fft - 2)
-    y = upsampled.gather(1, lower) * (1 - frac) + upsampled.gather(1, lower + 1) * frac
-    y = y * (position <= 2 * (num_samples - 1))
+    frac = position.sub_(lower)
+    lower = lower.long().clamp_(max=2 * n_fft - 2)
+    # The next sample read from a view one sample on: no second index tensor.
+    y = torch.lerp(upsampled.gather(1, lower), upsampled[:, 1:].gather(1, lower), frac)
     return y.to(x.dtype)
 
 
