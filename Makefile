@@ -20,9 +20,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# Corpus, CLMR pretraining on the CPU and an evaluation report: about a quarter of an hour.
 demo: setup
-	$(BIN)/musicssl corpus build --size small --out $(CORPUS)
-	$(BIN)/musicssl data pack $(CORPUS)/manifest.jsonl --out $(CORPUS)/store
+	$(BIN)/musicssl demo --corpus $(CORPUS)
 
 test: setup lint
 	$(BIN)/pytest

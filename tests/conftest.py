@@ -27,3 +27,13 @@ def write_audio(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """The tiny built-in corpus (36 clips of about 3 s), built once per test session."""
+    from musicssl.builtin import build_corpus
+
+    out = tmp_path_factory.mktemp("tiny_corpus")
+    build_corpus(out, size="tiny", seed=0, workers=2, progress=False)
+    return out

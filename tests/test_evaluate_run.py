@@ -1,0 +1,130 @@
+"""musicssl evaluate end to end on the tiny built-in corpus: sources, cache, results, report."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from musicssl.encoders import build_encoder
+from musicssl.errors import MusicSSLError
+from musicssl.evaluate.builtin_tasks import builtin_tasks
+from musicssl.evaluate.run import evaluate, resolve_tasks
+
+FAST = ["style", "key", "same_piece"]
+
+
+def _checkpoint(folder: Path) -> Path:
+    torch.manual_seed(3)
+    options = {"channels": 4, "hop_length": 256, "input_samples": 16000, "n_mels": 32}
+    encoder = build_encoder("short_chunk_cnn", **options)
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, folder / "enc.tmp")
+    (folder / "enc.tmp").rename(folder / "encoder.safetensors")
+    spec = {"name": "short_chunk_cnn", "options": encoder.config()}
+    (folder / "encoder.json").write_text(json.dumps(spec))
+    return folder
+
+
+def test_every_builtin_task_runs_and_results_hold_metrics_and_split_sizes(
+    tiny_corpus: Path, tmp_path: Path
+):
+    results = evaluate(
+        "baseline:logmel",
+        out=tmp_path / "out",
+        corpus=tiny_corpus,
+        seeds=2,
+        baselines=[],
+        cache=tmp_path / "cache",
+        progress=False,
+    )
+    written = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert written["tasks"].keys() == results["tasks"].keys()
+    expected = {task.name: task for task in builtin_tasks(tiny_corpus)}
+    assert set(written["tasks"]) == set(expected)
+    for name, entry in written["tasks"].items():
+        assert entry["main"] in entry["metrics"]
+        assert len(entry["metrics"][entry["main"]]["values"]) == 2
+        sizes = expected[name].split_sizes()
+        for split, count in sizes.items():
+            assert entry["split_sizes"][split] == count
+    for name in ("report.md", "report.html"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+
+
+def test_embeddings_are_cached_and_cached_equals_uncached(tiny_corpus: Path, tmp_path: Path):
+    def run(out: str) -> dict:
+        return evaluate(
+            "baseline:mfcc",
+            out=tmp_path / out,
+            corpus=tiny_corpus,
+            tasks=FAST,
+            seeds=2,
+            baselines=[],
+            cache=tmp_path / "cache",
+            progress=False,
+        )
+
+    first = run("a")
+    cached = sorted((tmp_path / "cache" / "embeddings").glob("*.npz"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    second = run("b")
+    assert cached[0].stat().st_mtime_ns == stamp  # read, not rewritten
+    for name in FAST:
+        assert first["tasks"][name]["metrics"] == second["tasks"][name]["metrics"]
+
+
+def test_random_npz_scores_near_chance_and_missing_names_skip_a_task(
+    tiny_corpus: Path, tmp_path: Path
+):
+    tasks = {t.name: t for t in resolve_tasks(["style", "same_piece"], corpus=tiny_corpus)}
+    names = [n for n in tasks["style"].names]  # the originals, no degraded copies
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "random.npz"
+    np.savez(npz, names=np.array(names), emb=rng.normal(size=(len(names), 32)).astype("f4"))
+    results = evaluate(
+        str(npz),
+        out=tmp_path / "out",
+        corpus=tiny_corpus,
+        tasks=["style", "same_piece", "degraded_copy"],
+        seeds=3,
+        baselines=[],
+        cache=tmp_path / "cache",
+        progress=False,
+    )
+    assert [line.split(":")[0] for line in results["skipped"]] == ["degraded_copy"]
+    style = results["tasks"]["style"]
+    # 6 styles, 12 test clips: a random embedding can only be lucky, not good.
+    assert style["metrics"]["accuracy"]["mean"] <= 0.5
+
+
+def test_a_checkpoint_is_evaluated_beside_its_random_weights(tiny_corpus: Path, tmp_path: Path):
+    checkpoint = _checkpoint(tmp_path / "ckpt")
+    results = evaluate(
+        str(checkpoint),
+        out=tmp_path / "out",
+        corpus=tiny_corpus,
+        tasks=["style"],
+        seeds=2,
+        baselines=["random"],
+        cache=tmp_path / "cache",
+        progress=False,
+    )
+    assert set(results["baselines"]) == {"baseline:random"}
+    assert "map" in results and len(results["map"]["points"]) == len(results["map"]["labels"])
+    # The random baseline rebuilt the checkpoint's architecture: two embedding caches.
+    assert len(list((tmp_path / "cache" / "embeddings").glob("*.npz"))) == 2
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "baseline:random" in html
+
+
+def test_unknown_tasks_and_sources_are_clear_errors(tiny_corpus: Path, tmp_path: Path):
+    with pytest.raises(MusicSSLError, match="unknown task 'genre'"):
+        resolve_tasks(["genre"], corpus=tiny_corpus)
+    with pytest.raises(MusicSSLError, match="unknown data set"):
+        resolve_tasks(["fma=/nowhere"], corpus=tiny_corpus)
+    with pytest.raises(MusicSSLError, match="not a checkpoint"):
+        evaluate(str(tmp_path), out=tmp_path / "o", corpus=tiny_corpus, progress=False)
