@@ -18,7 +18,7 @@ FAST = ["style", "key", "same_piece"]
 
 def _checkpoint(folder: Path) -> Path:
     torch.manual_seed(3)
-    options = {"channels": 4, "hop_length": 256, "input_samples": 16000, "n_mels": 32}
+    options = {"channels": 4, "hop_length": 64, "input_samples": 8192}
     encoder = build_encoder("short_chunk_cnn", **options)
     folder.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, folder / "enc.tmp")
