@@ -21,7 +21,7 @@ from musicssl.augment import (
     WhiteNoise,
     clmr_chain,
 )
-from musicssl.augment.base import fast_fft_length
+from musicssl.augment.base import NOISE_PERIOD, NoiseBank, Workspace, fast_fft_length
 from musicssl.errors import MusicSSLError
 
 SR = 22050
@@ -63,6 +63,10 @@ def slice_params(params: dict[str, torch.Tensor], i: int) -> dict[str, torch.Ten
     return {name: value[i : i + 1] for name, value in params.items()}
 
 
+def has_probability(cls: type) -> bool:
+    return "p" in inspect.signature(cls).parameters
+
+
 def build(name: str, **overrides: object):
     """An instance of a registered augmentation with the arguments it requires."""
     cls = AUGMENTATIONS[name]
@@ -101,7 +105,7 @@ def test_registry_contract(name: str, batch: torch.Tensor) -> None:
     assert torch.isfinite(y_half).all()
 
     # Same seed, same batch; another seed, another batch.
-    has_p = "p" in inspect.signature(type(transform)).parameters
+    has_p = has_probability(type(transform))
     coin_flipper = build(name, p=0.5) if has_p else transform
     y_1, _ = coin_flipper(batch, generator=seeded(7))
     y_2, _ = coin_flipper(batch, generator=seeded(7))
@@ -133,11 +137,7 @@ def test_nothing_reads_waveform_values_on_the_host(kind: str) -> None:
     x = torch.empty(8, 16000, device="meta")
     for name in AUGMENTATIONS:
         # p = 0.5 over 8 examples: some applied, some not, so the gather path runs too.
-        transform = (
-            build(name, p=0.5)
-            if "p" in inspect.signature(AUGMENTATIONS[name]).parameters
-            else build(name)
-        )
+        transform = build(name, p=0.5) if has_probability(AUGMENTATIONS[name]) else build(name)
         y, params = transform(x, generator=seeded(4))
         assert y.device.type == "meta"
         assert all(value.device.type == "cpu" for value in params.values())
@@ -147,12 +147,12 @@ def test_nothing_reads_waveform_values_on_the_host(kind: str) -> None:
     assert 0 < params["pitch_shift"]["applied"].sum() < 8
 
 
-@pytest.mark.parametrize("name", sorted(AUGMENTATIONS))
+@pytest.mark.parametrize(
+    "name", [name for name in sorted(AUGMENTATIONS) if has_probability(AUGMENTATIONS[name])]
+)
 def test_examples_not_applied_pass_bit_exact_and_applied_ones_match_apply_all(
     name: str, batch: torch.Tensor
 ) -> None:
-    if "p" not in inspect.signature(AUGMENTATIONS[name]).parameters:
-        pytest.skip("always applied")
     transform = build(name, p=0.5)
     x = torch.cat([batch, batch.flip(0)])  # 8 examples
     y, params = transform(x, generator=seeded(6))
@@ -201,6 +201,35 @@ def test_fast_fft_length_is_the_smallest_5_smooth_number() -> None:
     for n in (1, 7, 97, 1000, 59049, 59113, 81539):
         expected = next(m for m in range(n, 2 * n + 2) if smooth(m))
         assert fast_fft_length(n) == expected
+
+
+def test_noise_bank_windows_are_slices_of_one_periodic_sequence() -> None:
+    bank = NoiseBank()
+    offsets = torch.tensor([0, 5, NOISE_PERIOD - 3])
+    windows = bank.windows(offsets, 10, dtype=torch.float32)
+    assert windows.shape == (3, 10)
+    torch.testing.assert_close(windows[1, :5], windows[0, 5:])
+    torch.testing.assert_close(windows[2, 3:], windows[0, :7])  # wraps round the period
+    longer = bank.windows(torch.tensor([7]), NOISE_PERIOD + 5, dtype=torch.float32)[0]
+    torch.testing.assert_close(longer[NOISE_PERIOD:], longer[:5])
+    # Drawn from a fixed seed: a fresh bank (or one in another process) reads the same noise.
+    assert torch.equal(NoiseBank().windows(offsets, 10, dtype=torch.float32), windows)
+    period = bank.windows(torch.tensor([0]), NOISE_PERIOD, dtype=torch.float64)[0]
+    assert abs(float(period.mean())) < 0.01
+    assert abs(float(period.std()) - 1.0) < 0.01
+
+
+def test_workspace_hands_out_views_of_the_largest_buffer() -> None:
+    workspace = Workspace()
+    cpu = torch.device("cpu")
+    big = workspace.get("a", (4, 100), dtype=torch.float32, device=cpu)
+    small = workspace.get("a", (3, 50), dtype=torch.float32, device=cpu)
+    assert small.shape == (3, 50) and small.is_contiguous()
+    assert small.data_ptr() == big.data_ptr()
+    assert (
+        workspace.get("a", (5, 100), dtype=torch.float32, device=cpu).data_ptr() != big.data_ptr()
+    )
+    assert workspace.get("a", (2, 2), dtype=torch.float64, device=cpu).dtype == torch.float64
 
 
 # --- each transform does what it says ------------------------------------------------------

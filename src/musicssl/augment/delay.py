@@ -66,12 +66,12 @@ class Delay(Augmentation):
 
     def apply_all(self, x: Tensor, params: Params) -> Tensor:
         num_samples = x.shape[-1]
-        # Silence in front, then each example reads its own window of the padded signal (an
-        # expanded index over a view: no (B, T) index tensor).
+        # Silence in front, then each example reads its own window of the padded signal: one
+        # (example, start) pair per row over a view of every window, so no (B, T) index.
         padded = F.pad(x, (self.max_delay_samples, 0))
         start = self.max_delay_samples - params["delay_samples"].clamp(0, self.max_delay_samples)
-        index = start.view(-1, 1, 1).expand(-1, 1, num_samples)
-        delayed = padded.unfold(1, num_samples, 1).gather(1, index)[:, 0]
+        rows = torch.arange(x.shape[0], device=x.device)
+        delayed = padded.unfold(1, num_samples, 1)[rows, start]
         return torch.add(x, delayed, alpha=self.volume).mul_(0.5)
 
     def extra_repr(self) -> str:

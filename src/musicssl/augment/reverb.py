@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from musicssl.augment.base import (
@@ -51,16 +50,17 @@ def impulse_response(
         Impulse responses with unit L2 norm. Shape: (batch_size, ir_length).
     """
     ir_length = noise.shape[-1]
-    padded = F.pad(noise, (3, 0))
-    low = (padded[:, 3:] + padded[:, 2:-1] + padded[:, 1:-2] + padded[:, :-3]) / 4
-    high = noise - low
+    low = noise.clone()  # the moving average, built in place
+    for lag in range(1, 4):
+        low[:, lag:] += noise[:, :-lag]
+    low.mul_(0.25)
     time = torch.arange(ir_length, device=noise.device, dtype=noise.dtype) / sr
     elapsed = time[None, :] - pre_delay_s[:, None]  # (B, L)
-    started = elapsed >= 0
-    elapsed = elapsed.clamp_min(0)
-    low_decay = torch.exp(-LN_1000 * elapsed / rt60[:, None])
-    high_decay = torch.exp(-LN_1000 * elapsed / (rt60 * (1 - damping))[:, None])
-    tail = (low * low_decay + high * high_decay) * started
+    elapsed.masked_fill_(elapsed < 0, math.inf)  # both envelopes are zero before the start
+    high_decay = torch.exp(elapsed * (-LN_1000 / (rt60 * (1 - damping)))[:, None])
+    low_decay = elapsed.mul_((-LN_1000 / rt60)[:, None]).exp_()
+    # low * low_decay + (noise - low) * high_decay, with one temporary fewer.
+    tail = low.mul_(low_decay.sub_(high_decay)).addcmul_(noise, high_decay)
     return tail / tail.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
@@ -157,8 +157,8 @@ class Reverb(Augmentation):
         n_fft = fast_fft_length(num_samples + ir.shape[-1] - 1)
         spectrum = padded_rfft(x, n_fft).mul_(padded_rfft(ir, n_fft))
         reverberated = torch.fft.irfft(spectrum, n=n_fft)[:, :num_samples]
-        wet = params["wet"].to(dtype)[:, None]
-        return ((1 - wet) * x + wet * reverberated).to(x.dtype)
+        mixed = torch.lerp(x.to(dtype), reverberated, params["wet"].to(dtype)[:, None])
+        return mixed.to(x.dtype)
 
     def extra_repr(self) -> str:
         return (
