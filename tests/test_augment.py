@@ -22,6 +22,7 @@ from musicssl.augment import (
     clmr_chain,
 )
 from musicssl.augment.base import NOISE_PERIOD, NoiseBank, Workspace, fast_fft_length
+from musicssl.augment.reverb import impulse_response
 from musicssl.errors import MusicSSLError
 
 SR = 22050
@@ -390,6 +391,27 @@ def test_reverb_tail_decays_in_the_drawn_rt60() -> None:
     y = Reverb(sr=SR, max_rt60=1.0).apply(x, params)
     for i in range(3):
         assert schroeder_rt60(y[i], sr=SR) == pytest.approx(float(rt60[i]), rel=0.1)
+
+
+def test_reverb_mixes_the_dry_signal_with_its_convolution_by_the_impulse_response() -> None:
+    sr = 8000
+    x = torch.randn(2, 3000, generator=seeded(0), dtype=torch.float64)
+    transform = Reverb(sr=sr, p=1.0, max_rt60=0.3)
+    params = transform.sample_params(2, x.shape[-1], generator=seeded(1))
+    y = transform.apply(x, params)
+    ir = impulse_response(
+        transform.noise.windows(params["noise_offset"], transform.ir_length, dtype=torch.float64),
+        sr=sr,
+        rt60=params["rt60"].double(),
+        damping=params["damping"].double(),
+        pre_delay_s=params["room_size"].double() * transform.max_pre_delay_s,
+    )
+    for i in range(2):
+        # Direct convolution: the flipped impulse response slid along the zero-padded input.
+        padded = torch.nn.functional.pad(x[i], (ir.shape[-1] - 1, 0))
+        convolved = padded.unfold(0, ir.shape[-1], 1) @ ir[i].flip(0)
+        wet = float(params["wet"][i])
+        torch.testing.assert_close(y[i], (1 - wet) * x[i] + wet * convolved)
 
 
 def test_reverb_lengthens_the_decay_and_keeps_length() -> None:

@@ -70,8 +70,8 @@ class Reverb(Augmentation):
     The impulse response is exponentially decaying white noise (see ``impulse_response``):
     a decay time ``rt60``, a treble ``damping``, and a ``room_size`` in [0, 1] that sets the
     pre-delay (up to ``max_pre_delay_ms``, the first reflection of a larger room arriving
-    later). The output is ``(1 - wet) * x + wet * (x * h)`` cut to the input length; the
-    convolution is one batched FFT product.
+    later). The output is ``(1 - wet) * x + wet * (x * h)`` cut to the input length, as one
+    batched FFT product with the dry share folded into the impulse response.
 
     Parameters: ``applied``, ``rt60``, ``damping``, ``room_size``, ``wet`` and ``noise_offset``
     (where the tail's white noise starts in the fixed noise sequence, see ``NoiseBank``), each
@@ -153,12 +153,15 @@ class Reverb(Augmentation):
             damping=params["damping"].to(dtype),
             pre_delay_s=params["room_size"].to(dtype) * self.max_pre_delay_s,
         )
+        # The dry share rides along as an impulse at time 0: (1 - wet) x + wet (x * h) is x
+        # convolved with (1 - wet) delta + wet h, so the mix costs no pass over the audio.
+        wet = params["wet"].to(dtype)
+        ir.mul_(wet[:, None])
+        ir[:, 0] += 1 - wet
         # Long enough that the circular convolution never wraps into the kept samples.
         n_fft = fast_fft_length(num_samples + ir.shape[-1] - 1)
         spectrum = padded_rfft(x, n_fft).mul_(padded_rfft(ir, n_fft))
-        reverberated = torch.fft.irfft(spectrum, n=n_fft)[:, :num_samples]
-        mixed = torch.lerp(x.to(dtype), reverberated, params["wet"].to(dtype)[:, None])
-        return mixed.to(x.dtype)
+        return torch.fft.irfft(spectrum, n=n_fft)[:, :num_samples].to(x.dtype)
 
     def extra_repr(self) -> str:
         return (
