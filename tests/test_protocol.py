@@ -1,0 +1,298 @@
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from musicssl.errors import MusicSSLError
+from musicssl.evaluate import metrics, protocol
+from musicssl.evaluate.protocol import evaluate_task
+from musicssl.evaluate.task import Example, Task
+
+PROBE_KINDS = ("multiclass", "key", "multilabel", "regression", "tempo", "pitch")
+FRAME_HOP = 0.02  # embedding frames; the f0 track has a 0.01 s hop
+FRAMES_PER_NOTE = 10
+
+
+def split_list(sizes: tuple[int, int, int]) -> list[str]:
+    return ["train"] * sizes[0] + ["valid"] * sizes[1] + ["test"] * sizes[2]
+
+
+def synthetic_task(kind: str, root: Path, *, sizes=(240, 120, 240), seed=0, notes=5) -> Task:
+    """A task of ``kind`` over made-up names a0.wav, a1.wav, ... (no audio needed)."""
+    rng = np.random.default_rng(seed)
+    splits = split_list(sizes)
+    n = len(splits)
+    names = [f"a{i}.wav" for i in range(n)]
+
+    def task(targets, **kwargs) -> Task:
+        return Task(kind, kind, root, tuple(map(Example, names, splits, targets)), **kwargs)
+
+    if kind == "multiclass":
+        classes = tuple(f"style{i}" for i in range(6))
+        return task([classes[i % 6] for i in rng.permutation(n)], classes=classes)
+    if kind == "key":  # some flat and some sharp spellings: the protocol must not care
+        keys = [
+            k.replace("Db major", "C# major").replace("Eb minor", "D# minor") for k in metrics.KEYS
+        ]
+        return task([keys[i % 24] for i in rng.permutation(n)])
+    if kind == "multilabel":
+        classes = tuple(f"tag{i}" for i in range(5))
+        hot = rng.random((n, 5)) < 0.3
+        return task([tuple(c for c, h in zip(classes, row) if h) for row in hot], classes=classes)
+    if kind == "regression":
+        return task(list(rng.uniform(0, 10, n)))
+    if kind == "tempo":
+        return task(list(2 ** rng.uniform(math.log2(60), math.log2(180), n)))
+    if kind == "pitch":
+        targets = []
+        for _ in range(n):  # notes of 2 * FRAMES_PER_NOTE f0 values each, 20% unvoiced
+            midi = rng.integers(48, 84, notes)
+            f0 = np.repeat(440 * 2 ** ((midi - 69) / 12), 2 * FRAMES_PER_NOTE)
+            f0 *= 2 ** (rng.uniform(-0.3, 0.3, f0.shape) / 12)  # up to 30 cents off the grid
+            f0[rng.random(f0.shape) < 0.2] = 0.0
+            targets.append(f0)
+        return task(targets, classes=metrics.PITCH_CLASSES, f0_hop=0.01)
+    raise AssertionError(kind)
+
+
+def retrieval_task(root: Path, *, copies: bool, groups: int = 80, seed: int = 0) -> Task:
+    """copies: one relevant original per degraded query; else groups of 3, query = gallery."""
+    rng = np.random.default_rng(seed)
+    if copies:
+        examples = [Example(f"a{i}.wav", "gallery", i) for i in range(groups)]
+        examples += [Example(f"degraded/a{i}.ogg", "query", i) for i in rng.permutation(groups)]
+        return Task("copy", "retrieval", root, tuple(examples))
+    ids = rng.permutation(np.repeat(np.arange(groups), 3))
+    examples = [
+        Example(f"a{i}.wav", split, int(group))
+        for i, group in enumerate(ids)
+        for split in ("query", "gallery")
+    ]
+    return Task("same", "retrieval", root, tuple(examples))
+
+
+def frame_times(task: Task, example: Example) -> np.ndarray:
+    num_frames = int(len(example.target) * task.f0_hop / FRAME_HOP)
+    return np.arange(num_frames) * FRAME_HOP + FRAME_HOP / 2
+
+
+def random_embeddings(task: Task, *, dim: int = 128, seed: int = 1):
+    """Gaussian noise; wide enough that a probe could memorise its training items, so that
+    test items leaking into training would lift the score above chance."""
+    rng = np.random.default_rng(seed)
+    if task.kind == "pitch":
+        frames = {}
+        for example in task.examples:
+            times = frame_times(task, example)
+            frames[example.name] = (rng.normal(size=(len(times), dim)), times)
+        return {}, frames
+    return {name: rng.normal(size=dim).astype(np.float32) for name in task.names}, None
+
+
+def oracle_embeddings(task: Task, *, noise_dims: int = 8, seed: int = 1):
+    """One-hot of the label (of the group; of each frame's pitch class), or the target's
+    value (log2 BPM for tempo) as one dimension beside noise dimensions."""
+    rng = np.random.default_rng(seed)
+    examples = task.examples
+    if task.kind == "pitch":
+        frames = {}
+        for example in examples:
+            times = frame_times(task, example)
+            f0 = example.target[np.rint(times / task.f0_hop).astype(int)]
+            classes = metrics.pitch_class(f0)
+            features = np.zeros((len(times), 12), dtype=np.float32)
+            features[classes >= 0, classes[classes >= 0]] = 1.0
+            frames[example.name] = (features, times)
+        return {}, frames
+    if task.kind == "multilabel":
+        return {
+            e.name: np.array([c in e.target for c in task.classes], dtype=np.float32)
+            for e in examples
+        }, None
+    if task.kind in ("regression", "tempo"):
+        value = np.log2 if task.kind == "tempo" else float
+        return {
+            e.name: np.r_[value(e.target), rng.normal(size=noise_dims)].astype(np.float32)
+            for e in examples
+        }, None
+    labels = sorted({str(e.target) for e in examples})
+    one_hot = np.eye(len(labels), dtype=np.float32)
+    return {e.name: one_hot[labels.index(str(e.target))] for e in examples}, None
+
+
+def standard_error(result: dict, metric: str) -> float:
+    """How far a chance-level score may stray from chance through test-sample noise alone.
+
+    A mean over n independent items of a per-item score in [0, 1] (accuracy, acc1, the MIREX
+    key score, AP, RR, recall@k) has variance at most c (1 - c) / n when its mean is c; the
+    units are test clips, queries, or notes for pitch (frames of one note share a reference).
+    ROC-AUC under chance has variance (n0 + n1 + 1) / (12 n0 n1) (Mann-Whitney); macro F1 is
+    treated like accuracy. R2 and MAE have no such bound: the seeds' bootstrap spread alone.
+    """
+    chance, sizes = result["chance"][metric], result["split_sizes"]
+    if metric in ("r2", "mae"):
+        return 0.0
+    if result["kind"] == "retrieval":
+        n = sizes["query"]
+    elif result["kind"] == "pitch":
+        n = sizes["frames_test"] / FRAMES_PER_NOTE
+    else:
+        n = sizes["test"]
+    if metric == "roc_auc":
+        positives = 0.3 * n
+        return math.sqrt((n + 1) / (12 * positives * (n - positives)))
+    return math.sqrt(chance * (1 - chance) / n)
+
+
+def all_tasks(root: Path) -> list[Task]:
+    tasks = [synthetic_task(kind, root, sizes=(400, 200, 400)) for kind in PROBE_KINDS[:-1]]
+    tasks.append(synthetic_task("pitch", root, sizes=(60, 30, 60)))
+    retrieval = [retrieval_task(root, copies=copies, groups=120) for copies in (False, True)]
+    return tasks + retrieval
+
+
+def test_random_embeddings_score_at_chance(tmp_path):
+    for task in all_tasks(tmp_path):
+        vectors, frames = random_embeddings(task)
+        result = evaluate_task(task, vectors, frames=frames, seeds=5)
+        assert set(result["metrics"]) == set(result["chance"]), task.name
+        for metric, summary in result["metrics"].items():
+            # within 4 standard errors (or 4 bootstrap spreads, if larger): a pass by luck
+            # for a biased protocol, or a failure by luck for a sound one, is below 1e-4
+            tolerance = 4 * max(summary["std"], standard_error(result, metric))
+            assert abs(summary["mean"] - result["chance"][metric]) <= tolerance, (
+                task.kind,
+                metric,
+                summary,
+                result["chance"][metric],
+            )
+
+
+def test_oracle_embeddings_score_near_one(tmp_path):
+    for task in all_tasks(tmp_path):
+        vectors, frames = oracle_embeddings(task)
+        result = evaluate_task(task, vectors, frames=frames, seeds=2)
+        json.dumps(result)  # JSON-ready
+        for metric, summary in result["metrics"].items():
+            if metric == "mae":
+                assert summary["mean"] <= 0.05 * result["chance"]["mae"], summary
+            else:
+                assert summary["mean"] >= 0.95, (task.kind, metric, summary)
+            assert len(summary["values"]) == 2
+
+
+def test_schema_of_a_probe_task(tmp_path):
+    task = synthetic_task("key", tmp_path, sizes=(96, 48, 48))
+    vectors, _ = oracle_embeddings(task)
+    result = evaluate_task(task, vectors, seeds=3)
+    assert json.loads(json.dumps(result)) == result
+    assert result["name"] == "key" and result["kind"] == "key" and result["main"] == "accuracy"
+    assert result["split_sizes"] == {"train": 96, "valid": 48, "test": 48}
+    assert set(result["metrics"]) == {"accuracy", "mirex"}
+    assert result["chance"]["accuracy"] == pytest.approx(1 / 24)
+    assert result["chance"]["mirex"] == pytest.approx(2 / 24)
+    assert len(result["metrics"]["accuracy"]["values"]) == 3
+    assert result["classes"] == list(metrics.KEYS)
+    confusion = np.array(result["confusion"])
+    assert confusion.shape == (24, 24) and confusion.sum() == 48
+    assert np.trace(confusion) == 48  # the oracle is right everywhere
+    assert set(result["valid"]) == {spec.label for spec in protocol.GRID}
+    assert result["probe"]["type"] in ("linear", "mlp") and result["probe"]["weight_decay"] >= 0
+    assert result["probe"]["weight_decay"] == float(result["probe"]["weight_decay"])
+    assert 0 <= result["majority"]["accuracy"] <= 1
+
+
+def test_schema_of_a_retrieval_task(tmp_path):
+    task = retrieval_task(tmp_path, copies=False, groups=10)
+    vectors, _ = random_embeddings(task)
+    result = evaluate_task(task, vectors, seeds=4)
+    assert json.loads(json.dumps(result)) == result
+    assert result["split_sizes"] == {"query": 30, "gallery": 30}
+    assert result["probe"] is None and result["main"] == "map"
+    assert set(result["metrics"]) == {"map", "mrr", "recall@1", "recall@5", "recall@10"}
+    curve = result["curve"]
+    assert curve["k"] == list(range(1, 31)) and len(curve["recall"]) == len(curve["chance"]) == 30
+    assert np.all(np.diff(curve["recall"]) >= 0) and curve["recall"][-1] == 1.0
+    # each query sees 29 items (its own is left out), 2 of them relevant
+    assert result["chance"]["map"] == pytest.approx(metrics.retrieval_chance(29, 2)["map"])
+    assert curve["chance"][0] == pytest.approx(2 / 29)
+
+
+def test_queries_without_a_relevant_item_are_left_out(tmp_path):
+    examples = (
+        Example("a.wav", "query", 0),
+        Example("b.wav", "query", 1),
+        Example("c.wav", "gallery", 0),
+        Example("d.wav", "gallery", 2),
+    )
+    task = Task("r", "retrieval", tmp_path, examples)
+    vectors = {"a.wav": [1.0, 0.0], "b.wav": [0.0, 1.0], "c.wav": [0.0, 1.0], "d.wav": [1, 0]}
+    vectors = {name: np.array(v, dtype=np.float32) for name, v in vectors.items()}
+    result = evaluate_task(task, vectors, seeds=1)
+    assert "1 of 2 queries" in result["notes"][0]
+    # a's only relevant item, c, ranks second
+    assert result["metrics"]["map"]["values"] == [0.5]
+    assert result["curve"]["k"] == [1, 2] and result["curve"]["recall"] == [0.0, 1.0]
+    assert result["curve"]["chance"] == pytest.approx([0.5, 1.0])
+
+
+def test_pitch_reads_the_f0_nearest_each_frame(tmp_path, monkeypatch):
+    f0 = np.array([0.0, 440.0, 440.0, 0.0, 261.63])
+    examples = tuple(Example(f"{s}.wav", s, f0) for s in ("train", "valid", "test"))
+    task = Task("p", "pitch", tmp_path, examples, f0_hop=0.01)
+    # nearest f0 indices 0 (unvoiced), 1, 3 (unvoiced), 4, and 7 (past the end: dropped)
+    times = np.array([0.003, 0.012, 0.029, 0.041, 0.07])
+    features = np.eye(5, dtype=np.float32)
+    frames = {e.name: (features, times) for e in examples}
+    result = evaluate_task(task, {}, frames=frames, seeds=1)
+    sizes = result["split_sizes"]
+    assert sizes["frames_train"] == sizes["frames_valid"] == sizes["frames_test"] == 2
+    assert sizes["train"] == 1 and result["classes"] == list(metrics.PITCH_CLASSES)
+    assert result["metrics"]["accuracy"]["values"][0] in (0.0, 0.5, 1.0)
+
+    monkeypatch.setattr(protocol, "MAX_FRAMES", 30)
+    task = synthetic_task("pitch", tmp_path, sizes=(6, 3, 3))
+    _, frames = oracle_embeddings(task)
+    result = evaluate_task(task, {}, frames=frames, seeds=1)
+    assert result["split_sizes"]["frames_train"] == result["split_sizes"]["frames_valid"] == 30
+    assert result["split_sizes"]["frames_test"] > 30
+    assert any("used 30 of" in note for note in result["notes"])
+
+
+def test_bad_embeddings_raise(tmp_path):
+    task = synthetic_task("multiclass", tmp_path, sizes=(12, 6, 6))
+    vectors, _ = random_embeddings(task)
+    missing = {k: v for k, v in vectors.items() if k != "a3.wav"}
+    with pytest.raises(MusicSSLError, match=r"no embedding for 1 of the 24 files.*a3\.wav"):
+        evaluate_task(task, missing)
+    with pytest.raises(MusicSSLError, match=r"a5\.wav: shape \(8,\)"):
+        evaluate_task(task, {**vectors, "a5.wav": np.zeros(8)})
+    with pytest.raises(MusicSSLError, match=r"a2\.wav.*NaN"):
+        evaluate_task(task, {**vectors, "a2.wav": np.full(128, np.nan)})
+    with pytest.raises(MusicSSLError, match=r"a1\.wav has shape \(2, 128\)"):
+        evaluate_task(task, {**vectors, "a1.wav": np.zeros((2, 128))})
+    with pytest.raises(MusicSSLError, match="seeds"):
+        evaluate_task(task, vectors, seeds=0)
+    relabelled = Task("m", "multiclass", tmp_path, task.examples, classes=("style0", "style1"))
+    with pytest.raises(MusicSSLError, match="not one of the task's classes"):
+        evaluate_task(relabelled, vectors)
+    bad_key = Task(
+        "k", "key", tmp_path, tuple(Example(e.name, e.split, "H major") for e in task.examples)
+    )
+    with pytest.raises(MusicSSLError, match="H major"):
+        evaluate_task(bad_key, vectors)
+    slow = Task(
+        "t", "tempo", tmp_path, tuple(Example(e.name, e.split, -5.0) for e in task.examples)
+    )
+    with pytest.raises(MusicSSLError, match="positive"):
+        evaluate_task(slow, vectors)
+
+    pitch = synthetic_task("pitch", tmp_path, sizes=(2, 1, 1))
+    with pytest.raises(MusicSSLError, match="needs frame embeddings"):
+        evaluate_task(pitch, {})
+    _, frames = random_embeddings(pitch)
+    features, times = frames["a0.wav"]
+    with pytest.raises(MusicSSLError, match=r"a0\.wav: features"):
+        evaluate_task(pitch, {}, frames={**frames, "a0.wav": (features, times[:-1])})
