@@ -164,6 +164,22 @@ def test_examples_not_applied_pass_bit_exact_and_applied_ones_match_apply_all(
     torch.testing.assert_close(y[applied], transform.apply_all(x[applied], chosen))
 
 
+@pytest.mark.parametrize(
+    "name", [name for name in sorted(AUGMENTATIONS) if has_probability(AUGMENTATIONS[name])]
+)
+@pytest.mark.parametrize("p", [0.5, 1.0])
+def test_transforming_in_chunks_equals_transforming_at_once(
+    name: str, p: float, batch: torch.Tensor
+) -> None:
+    transform = build(name, p=p)
+    x = torch.cat([batch, batch.flip(0)])
+    params = transform.sample_params(8, x.shape[-1], generator=seeded(9))
+    transform.cpu_chunk_size = None
+    at_once = transform.apply(x, params)
+    transform.cpu_chunk_size = 3  # chunks of 3, 3 and what is left
+    torch.testing.assert_close(transform.apply(x, params), at_once)
+
+
 def test_parameters_are_host_tensors_and_device_generators_are_refused() -> None:
     x = torch.randn(3, 4000, generator=seeded(0))
     _, params = clmr_chain(SR, num_samples=3000)(x, generator=seeded(1))

@@ -52,6 +52,10 @@ class Augmentation(nn.Module):
     """
 
     name: ClassVar[str] = "augmentation"
+    #: Examples per ``apply_all`` call on CPU, where a transform whose scratch for a whole
+    #: batch spills out of the cache runs faster on a few at a time; None takes them all at
+    #: once, as on other devices always.
+    cpu_chunk_size: int | None = None
 
     def __init__(self, *, p: float) -> None:
         super().__init__()
@@ -96,14 +100,22 @@ class Augmentation(nn.Module):
             applied, a new tensor otherwise.
         """
         index = applied_index(params, x.shape[0], type(self).__name__)
-        if index.numel() == 0:
+        num_applied = index.numel()
+        if num_applied == 0:
             return x
-        if index.numel() == x.shape[0]:
+        chunk_size = num_applied
+        if x.device.type == "cpu" and self.cpu_chunk_size is not None:
+            chunk_size = self.cpu_chunk_size
+        if num_applied == x.shape[0] and chunk_size >= num_applied:
             return self.apply_all(x, to_device(params, x.device))
-        chosen = {name: value.index_select(0, index) for name, value in params.items()}
-        index = index.to(x.device, non_blocking=True)
-        y = self.apply_all(x.index_select(0, index), to_device(chosen, x.device))
-        return x.index_copy(0, index, y)
+        out = x.clone() if num_applied < x.shape[0] else torch.empty_like(x)
+        for start in range(0, num_applied, chunk_size):  # groups of examples, not each one
+            part = index[start : start + chunk_size]
+            chosen = {name: value.index_select(0, part) for name, value in params.items()}
+            part = part.to(x.device, non_blocking=True)
+            y = self.apply_all(x.index_select(0, part), to_device(chosen, x.device))
+            out.index_copy_(0, part, y)
+        return out
 
     def forward(
         self, x: Tensor, *, generator: torch.Generator | None = None
