@@ -128,3 +128,25 @@ def test_unknown_tasks_and_sources_are_clear_errors(tiny_corpus: Path, tmp_path:
         resolve_tasks(["fma=/nowhere"], corpus=tiny_corpus)
     with pytest.raises(MusicSSLError, match="not a checkpoint"):
         evaluate(str(tmp_path), out=tmp_path / "o", corpus=tiny_corpus, progress=False)
+
+
+def test_layers_all_probes_every_encoder_layer(tiny_corpus: Path, tmp_path: Path):
+    checkpoint = _checkpoint(tmp_path / "ckpt")
+    results = evaluate(
+        str(checkpoint),
+        out=tmp_path / "out",
+        corpus=tiny_corpus,
+        tasks=["style", "same_piece"],
+        seeds=2,
+        layers="all",
+        baselines=[],
+        cache=tmp_path / "cache",
+        progress=False,
+    )
+    num_layers = json.loads((checkpoint / "encoder.json").read_text())
+    by_layer = results["tasks"]["style"]["by_layer"]
+    assert sorted(by_layer, key=int) == [str(k) for k in range(len(by_layer))]
+    assert len(by_layer) == build_encoder(num_layers["name"], **num_layers["options"]).num_layers
+    assert all("accuracy" in scores for scores in by_layer.values())
+    assert "by_layer" in results["tasks"]["same_piece"]
+    assert (tmp_path / "out" / "figures").is_dir()
