@@ -13,14 +13,15 @@ Every augmentation follows one convention:
   ``applied`` lives on the host, it knows without asking the device which examples to
   transform: it gathers them, moves their parameters to ``x``'s device (``non_blocking``),
   runs ``apply_all`` on them alone and scatters the results back. Examples left alone come back
-  bit-exact, and a transform with p = 0.3 costs about 0.3 of one with p = 1.
+  bit-exact, and a transform with p = 0.3 costs about 0.3 of one with p = 1. On CPU a transform
+  may take them a few at a time (``cpu_chunk_size``), so that its scratch stays in the cache.
 - ``forward(x, *, generator=None)`` does both and returns ``(x_out, params)``, so an objective
   that must know what was done (a pitch-equivariant loss, say) reads it from ``params``
   (moving it to its device first).
 
-Nothing here loops over examples, reads device memory on the host or branches on the values of
-device tensors, so the same code runs on CPU and CUDA without synchronising: the only branches
-are on host-side parameters.
+Nothing here loops over single examples, reads device memory on the host or branches on the
+values of device tensors, so the same code runs on CPU and CUDA without synchronising: the only
+branches are on host-side parameters.
 """
 
 from __future__ import annotations
