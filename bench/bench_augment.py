@@ -17,6 +17,8 @@ extension (the peer only uses its pure-PyTorch resampling and phase vocoder), e.
 
 and ``--peer-path .cache/bench-peers`` puts that directory on ``sys.path``.
 
+OpenMP's wait policy is PASSIVE unless ``OMP_WAIT_POLICY`` says otherwise (see ``main``).
+
 Usage::
 
     python bench/bench_augment.py                    # CPU, 2 torch threads
@@ -90,29 +92,47 @@ def write_impulse_responses(folder: Path, *, sr: int) -> tuple[Path, Path]:
     return delay_dir, room_dir
 
 
-def timed(run: Callable[[], object], *, repeats: int, device: torch.device) -> float:
-    """Median wall time in seconds, after one warm-up run."""
+def timed_together(
+    runs: list[Callable[[], object]], *, repeats: int, device: torch.device, statistic: str
+) -> list[float]:
+    """Wall time of each run in seconds, in interleaved rounds after one warm-up round.
+
+    Interleaving gives every run the same share of whatever else the machine is doing. The
+    statistic is the ``min`` (the round least disturbed by other processes, as ``timeit``
+    advises for shared machines) or the ``median``.
+    """
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    run()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    for run in runs:
         run()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    sync()
+    times: list[list[float]] = [[] for _ in runs]
+    for _ in range(repeats):
+        for run, run_times in zip(runs, times):
+            start = time.perf_counter()
+            run()
+            sync()
+            run_times.append(time.perf_counter() - start)
+    pick = min if statistic == "min" else statistics.median
+    return [pick(run_times) for run_times in times]
+
+
+def timed(
+    run: Callable[[], object], *, repeats: int, device: torch.device, statistic: str
+) -> float:
+    """Wall time of one run in seconds (see ``timed_together``)."""
+    return timed_together([run], repeats=repeats, device=device, statistic=statistic)[0]
 
 
 def ours(source: torch.Tensor, args: argparse.Namespace, pitch_kind: str) -> Callable[[], object]:
     chain = clmr_chain(args.sr, num_samples=args.num_samples, pitch_kind=pitch_kind)
-    generator = torch.Generator().manual_seed(0)  # parameters are drawn on the host
+    generator = torch.Generator()  # parameters are drawn on the host
 
     def run() -> object:
+        generator.manual_seed(0)  # the same draws every round: rounds differ by noise only
         x_a, _ = chain(source, generator=generator)
         x_b, _ = chain(source, generator=generator)
         return x_a, x_b
@@ -121,7 +141,10 @@ def ours(source: torch.Tensor, args: argparse.Namespace, pitch_kind: str) -> Cal
 
 
 def ours_breakdown(source: torch.Tensor, args: argparse.Namespace) -> dict[str, float]:
-    """Milliseconds per view spent in each transform of the chain, at CLMR's probabilities."""
+    """Milliseconds per view spent in each transform of the chain, at CLMR's probabilities.
+
+    Each timed run draws afresh, so the median (not the luckiest draw) summarises them.
+    """
     chain = clmr_chain(args.sr, num_samples=args.num_samples, pitch_kind=args.pitch_kind)
     generator = torch.Generator().manual_seed(0)  # parameters are drawn on the host
     costs = {}
@@ -131,6 +154,7 @@ def ours_breakdown(source: torch.Tensor, args: argparse.Namespace) -> dict[str, 
             lambda t=transform, x=x: t(x, generator=generator),
             repeats=args.repeats,
             device=source.device,
+            statistic="median",
         )
         costs[key] = seconds * 1000 / source.shape[0]
         x, _ = transform(x, generator=generator)
@@ -249,7 +273,10 @@ def pitch_shift_costs(args: argparse.Namespace, device: torch.device) -> dict[st
         for count in threads:
             torch.set_num_threads(count)
             seconds = timed(
-                lambda s=shift: s.apply(x_device, params), repeats=args.repeats, device=device
+                lambda s=shift: s.apply(x_device, params),
+                repeats=args.repeats,
+                device=device,
+                statistic=args.statistic,
             )
             costs[f"musicssl {kind}, batched, {count} thread(s)"] = seconds * per_view
     torch.set_num_threads(args.threads)
@@ -264,7 +291,9 @@ def pitch_shift_costs(args: argparse.Namespace, device: torch.device) -> dict[st
                 for r, s in zip(rows, semitones)
             ]
 
-        seconds = timed(run_librosa, repeats=args.repeats, device=torch.device("cpu"))
+        seconds = timed(
+            run_librosa, repeats=args.repeats, device=torch.device("cpu"), statistic=args.statistic
+        )
         costs["librosa.effects.pitch_shift, per example"] = seconds * 1000 / len(rows)
     if available("audiomentations"):
         import audiomentations as am
@@ -275,6 +304,7 @@ def pitch_shift_costs(args: argparse.Namespace, device: torch.device) -> dict[st
             lambda: [shift(r, sample_rate=args.sr) for r in rows],
             repeats=args.repeats,
             device=torch.device("cpu"),
+            statistic=args.statistic,
         )
         costs["audiomentations PitchShift (signalsmith), per example"] = seconds * 1000 / len(rows)
     return costs
@@ -321,6 +351,12 @@ def machine() -> str:
 
 
 def main() -> None:
+    if "OMP_WAIT_POLICY" not in os.environ:
+        # OpenMP workers that spin while they wait take the CPU their partner thread needs on a
+        # machine shared with other jobs: two threads then ran the chain 10x slower than one
+        # (load average 4 on 2 CPUs). OpenMP reads the policy when torch loads, so start afresh.
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        os.execv(sys.executable, [sys.executable, *sys.argv])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
@@ -330,7 +366,15 @@ def main() -> None:
     parser.add_argument("--sr", type=int, default=22050)
     parser.add_argument("--pitch-kind", default="preserve_tempo")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--peer-repeats", type=int, default=2, help="timed runs of peer chains")
+    parser.add_argument(
+        "--peer-repeats", type=int, default=2, help="timed runs of torch-audiomentations"
+    )
+    parser.add_argument(
+        "--statistic",
+        choices=("min", "median"),
+        default="min",
+        help="summary of the timed runs: min (least disturbed by other processes) or median",
+    )
     parser.add_argument(
         "--peer-examples",
         type=int,
@@ -358,30 +402,41 @@ def main() -> None:
 
     rows: list[tuple[str, str, float]] = []
     notes: list[str] = []
-    seconds = timed(
-        ours(source.to(device), args, args.pitch_kind), repeats=args.repeats, device=device
-    )
-    rows.append((f"musicssl clmr_chain, {args.pitch_kind} pitch (batched)", str(device), seconds))
     other_kind = "tape" if args.pitch_kind == "preserve_tempo" else "preserve_tempo"
-    seconds = timed(ours(source.to(device), args, other_kind), repeats=args.repeats, device=device)
-    rows.append((f"musicssl clmr_chain, {other_kind} pitch (batched)", str(device), seconds))
-
-    breakdown = ours_breakdown(source.to(device), args)
-    pitch = pitch_shift_costs(args, device)
     with tempfile.TemporaryDirectory() as folder:
         delay_dir, room_dir = write_impulse_responses(Path(folder), sr=args.sr)
+        # Ours and audiomentations in the same rounds, so that their ratio sees one load.
+        contenders = [
+            (
+                f"musicssl clmr_chain, {kind} pitch (batched)",
+                str(device),
+                ours(source_on, args, kind),
+            )
+            for kind, source_on in (
+                (args.pitch_kind, source.to(device)),
+                (other_kind, source.to(device)),
+            )
+        ]
         if available("audiomentations"):
             run = audiomentations_chain(source_np, args, delay_dir, room_dir)
-            seconds = timed(run, repeats=args.peer_repeats, device=torch.device("cpu"))
-            rows.append(("audiomentations (per example)", "cpu", seconds))
+            contenders.append(("audiomentations (per example)", "cpu", run))
         else:
             notes.append("audiomentations: not installed, skipped.")
+        seconds_each = timed_together(
+            [run for _, _, run in contenders],
+            repeats=args.repeats,
+            device=device,
+            statistic=args.statistic,
+        )
+        rows += [(name, where, secs) for (name, where, _), secs in zip(contenders, seconds_each)]
         if available("torch_audiomentations"):
             run = torch_audiomentations_chain(source.to(device), args, delay_dir, room_dir)
-            seconds = timed(run, repeats=args.peer_repeats, device=device)
+            seconds = timed(run, repeats=args.peer_repeats, device=device, statistic=args.statistic)
             rows.append(("torch-audiomentations (batched)", str(device), seconds))
         else:
             notes.append("torch-audiomentations: not importable (needs torchaudio), skipped.")
+    breakdown = ours_breakdown(source.to(device), args)
+    pitch = pitch_shift_costs(args, device)
     load_after = os.getloadavg()
     busy_after, mine_after = busy_cpu_seconds()
     wall = time.perf_counter() - wall_before
@@ -397,7 +452,7 @@ def main() -> None:
             ratio_lines.append(
                 f"- {ours_name} is {peer_secs / ours_secs:.1f}x as fast as {peer_name}"
             )
-    breakdown_lines = ["| musicssl transform (CLMR p) | ms per view |", "|---|---:|"]
+    breakdown_lines = ["| musicssl transform (CLMR p) | ms per view (median) |", "|---|---:|"]
     breakdown_lines += [f"| {name} | {ms:.2f} |" for name, ms in breakdown.items()]
     pitch_lines = ["| pitch shift (p = 1) | ms per 2.7 s view |", "|---|---:|"]
     pitch_lines += [f"| {name} | {ms:.2f} |" for name, ms in pitch.items()]
@@ -407,8 +462,9 @@ def main() -> None:
             f"# Augmentation benchmark ({device.type})",
             "",
             f"CLMR chain, two views of a batch of {args.batch_size} x {args.num_samples} samples "
-            f"at {args.sr} Hz (cropped from {args.source_samples}), median of "
-            f"{args.repeats} runs (peer chains: {args.peer_repeats}), each after a warm-up run.",
+            f"at {args.sr} Hz (cropped from {args.source_samples}), {args.statistic} of "
+            f"{args.repeats} runs (torch-audiomentations: {args.peer_repeats}) after a warm-up "
+            "run; musicssl and audiomentations timed in the same interleaved rounds.",
             "",
             *lines,
             "",
@@ -425,7 +481,8 @@ def main() -> None:
             f"{load_after[2]:.2f}; other processes used {others:.0f} CPU-seconds during the "
             f"{wall:.0f} s run ({100 * others / wall / (os.cpu_count() or 1):.0f}% of the "
             "machine)",
-            f"- torch {torch.__version__}, {args.threads} intra-op threads; audiomentations "
+            f"- torch {torch.__version__}, {args.threads} intra-op threads, OMP_WAIT_POLICY="
+            f"{os.environ['OMP_WAIT_POLICY']}; audiomentations "
             f"{version('audiomentations')}; torch-audiomentations "
             f"{version('torch_audiomentations')}; torchaudio {version('torchaudio')}; "
             f"librosa {version('librosa')}; numpy {np.__version__}",
