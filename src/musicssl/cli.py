@@ -117,7 +117,14 @@ def _compare(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from musicssl.demo import run_demo
 
-    run_demo(out=args.out, corpus=args.corpus, minutes=args.minutes, seeds=args.seeds)
+    run_demo(
+        out=args.out,
+        corpus=args.corpus,
+        minutes=args.minutes,
+        seeds=args.seeds,
+        corpus_size=args.corpus_size,
+        cache=args.cache,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -307,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--minutes", type=float, default=7.0, help="pretraining budget; more learns more"
     )
     demo.add_argument("--seeds", type=int, default=5, help="probe fits per task")
+    demo.add_argument(
+        "--corpus-size",
+        choices=["tiny", "small"],
+        default="small",
+        help="built-in corpus size (tiny: a smoke test in about a minute)",
+    )
+    demo.add_argument("--cache", default=None, help="cache folder (default ~/.cache/musicssl)")
     demo.set_defaults(run=_demo)
     return parser
 

@@ -19,6 +19,8 @@ def run_demo(
     corpus: str | os.PathLike = "data/corpus",
     minutes: float = 7.0,
     seeds: int = 5,
+    corpus_size: str = "small",
+    cache: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> Path:
     """Corpus → CLMR pretraining for ``minutes`` → evaluation report; returns the report path.
@@ -28,6 +30,8 @@ def run_demo(
         corpus: where the built-in corpus lives (built on first use).
         minutes: pretraining budget (wall clock); more gives a better encoder.
         seeds: probe fits per task.
+        corpus_size: built-in corpus size (the tests use "tiny").
+        cache: embeddings cache folder (default: ``evaluate``'s).
     """
     from musicssl.builtin import build_corpus
     from musicssl.evaluate.run import evaluate
@@ -37,7 +41,7 @@ def run_demo(
     began = time.perf_counter()
     out_dir, corpus_dir = Path(out), Path(corpus)
     _say(f"1/3 built-in corpus: {corpus_dir} (built once, then reused)")
-    build_corpus(corpus_dir, size="small", seed=0, progress=progress)
+    build_corpus(corpus_dir, size=corpus_size, seed=0, progress=progress)
 
     run = out_dir / "run"
     recipe = Recipe.load(
@@ -45,8 +49,11 @@ def run_demo(
         [
             "size=cpu",
             f"data.corpus={corpus_dir}",
+            f"data.corpus_size={corpus_size}",
             f"train.minutes={minutes}",
             "train.probe_every=100",
+            # The tiny corpus has 12 training clips: a smoke test, in batches that fit.
+            *(["train.batch_size=8"] if corpus_size == "tiny" else []),
         ],
     )
     _say(f"2/3 pretraining CLMR for about {minutes:g} minutes: {run}")
@@ -54,7 +61,7 @@ def run_demo(
 
     _say("3/3 evaluating it on every built-in task, beside the baselines")
     report = out_dir / "report"
-    evaluate(str(run), out=report, corpus=corpus_dir, seeds=seeds, progress=progress)
+    evaluate(str(run), out=report, corpus=corpus_dir, seeds=seeds, cache=cache, progress=progress)
     minutes_taken = (time.perf_counter() - began) / 60
     _say(f"done in {minutes_taken:.1f} minutes. Report: {report / 'report.html'}")
     _say(f"(also {report / 'report.md'} and {report / 'results.json'})")
