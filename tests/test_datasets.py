@@ -10,7 +10,6 @@ import pytest
 import soundfile as sf
 
 from musicssl.errors import MusicSSLError
-from musicssl.evaluate import datasets
 from musicssl.evaluate.datasets import (
     DATASETS,
     canonical_key,
@@ -21,6 +20,7 @@ from musicssl.evaluate.datasets import (
     nsynth,
     table_task,
 )
+from musicssl.evaluate.datasets.gtzan import GTZAN_GENRES
 
 
 def wav(path: Path) -> Path:
@@ -278,7 +278,7 @@ def test_table_warns_about_a_class_in_one_split(tmp_path):
 
 
 def fake_gtzan(folder: Path, *, per_genre: int = 10) -> None:
-    for genre in datasets.GTZAN_GENRES:
+    for genre in GTZAN_GENRES:
         for index in range(per_genre):
             wav(folder / genre / f"{genre}.{index:05d}.wav")
     write(folder / "blues" / "notes.txt", "not audio")
@@ -289,9 +289,9 @@ def test_gtzan_random_split_is_stratified(tmp_path):
     fake_gtzan(tmp_path / "genres_original")
     task = gtzan(tmp_path)
     assert (task.name, task.kind, task.root) == ("gtzan_genre", "multiclass", tmp_path)
-    assert task.classes == tuple(sorted(datasets.GTZAN_GENRES))
+    assert task.classes == tuple(sorted(GTZAN_GENRES))
     assert task.split_sizes() == {"train": 80, "valid": 10, "test": 10}
-    for genre in datasets.GTZAN_GENRES:
+    for genre in GTZAN_GENRES:
         splits = [e.split for e in task.examples if e.target == genre]
         assert (splits.count("train"), splits.count("valid"), splits.count("test")) == (8, 1, 1)
     targets = by_name(task)
@@ -331,7 +331,7 @@ def test_gtzan_filtered_lists(tmp_path):
 
 
 def test_gtzan_wrong_layout(tmp_path):
-    for genre in datasets.GTZAN_GENRES[:-1]:
+    for genre in GTZAN_GENRES[:-1]:
         wav(tmp_path / "genres_original" / genre / f"{genre}.00000.wav")
     with pytest.raises(MusicSSLError, match=r"missing under genres_original: rock\)"):
         gtzan(tmp_path)

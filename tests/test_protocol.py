@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from musicssl.errors import MusicSSLError
-from musicssl.evaluate import metrics, protocol
+from musicssl.evaluate import metrics, pitch_frames, protocol
 from musicssl.evaluate.protocol import evaluate_task
 from musicssl.evaluate.task import Example, Task
 
@@ -252,7 +252,7 @@ def test_pitch_reads_the_f0_nearest_each_frame(tmp_path, monkeypatch):
     assert sizes["train"] == 1 and result["classes"] == list(metrics.PITCH_CLASSES)
     assert result["metrics"]["accuracy"]["values"][0] in (0.0, 0.5, 1.0)
 
-    monkeypatch.setattr(protocol, "MAX_FRAMES", 30)
+    monkeypatch.setattr(pitch_frames, "MAX_FRAMES", 30)
     task = synthetic_task("pitch", tmp_path, sizes=(6, 3, 3))
     _, frames = oracle_embeddings(task)
     result = evaluate_task(task, {}, frames=frames, seeds=1)

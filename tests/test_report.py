@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from musicssl.errors import MusicSSLError
-from musicssl.evaluate.report import _key_order, embedding_map, write_report
+from musicssl.evaluate.figures import _key_order
+from musicssl.evaluate.report import embedding_map, write_report
 
 STYLES = ("baroque", "classical", "folk_irish", "folk_german", "renaissance", "romantic")
 KEYS = tuple(

@@ -13,6 +13,9 @@ from the test labels), 0.5 ROC-AUC and the positive rate as PR-AUC (multilabel),
 mean as the prediction (regression; tempo: the training mean of log2 BPM), and a uniformly
 random ranking (retrieval, exact expectations). Classification kinds also report "majority",
 the accuracy of always answering the most common training class.
+
+The frames of a pitch task are prepared in ``pitch_frames``, and retrieval is scored in
+``retrieval``; this module turns every kind into one result dict.
 """
 
 from __future__ import annotations
@@ -26,15 +29,10 @@ from tqdm import tqdm
 
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate import metrics
+from musicssl.evaluate.pitch_frames import check_features, voiced_frames
 from musicssl.evaluate.probes import GRID, Probe, ProbeSpec, fit_probe, select_probe
+from musicssl.evaluate.retrieval import score_retrieval
 from musicssl.evaluate.task import PROBE_SPLITS, Example, Task, check_names
-
-# Frame-level tasks have far more rows than clips; the probe sees at most this many voiced
-# frames of train (and of valid, for model selection), drawn without replacement with seed 0.
-# Test frames are all kept.
-MAX_FRAMES = 6000
-RECALL_KS = (1, 5, 10)
-CURVE_MAX_K = 50
 
 MAIN = {
     "multiclass": "accuracy",
@@ -75,20 +73,15 @@ def evaluate_task(
     if seeds < 1:
         raise MusicSSLError(f"task {task.name}: seeds must be >= 1, not {seeds}")
     if task.kind == "retrieval":
-        return _retrieval(task, _clip_vectors(task, vectors), seeds=seeds)
-    data = _pitch_data(task, frames) if task.kind == "pitch" else _clip_data(task, vectors)
+        scored = score_retrieval(task, _clip_vectors(task, vectors), seeds=seeds)
+        result = _result(task, scored.split_sizes, scored.chance, scored.values, scored.notes)
+        result["curve"] = scored.curve
+        return result
+    data = _pitch(task, frames) if task.kind == "pitch" else _clip_data(task, vectors)
     return _probe(task, data, seeds=seeds, progress=progress)
 
 
 # -- inputs --------------------------------------------------------------------------------
-
-
-def _check_array(array: np.ndarray, *, what: str, dim: int | None) -> int:
-    if array.ndim == 0 or (dim is not None and array.shape[-1] != dim):
-        raise MusicSSLError(f"{what}: shape {array.shape}, expected last axis {dim}")
-    if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
-        raise MusicSSLError(f"{what}: contains NaN, infinity or non-numbers")
-    return array.shape[-1]
 
 
 def _clip_vectors(task: Task, vectors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -100,7 +93,7 @@ def _clip_vectors(task: Task, vectors: Mapping[str, np.ndarray]) -> dict[str, np
             raise MusicSSLError(
                 f"embeddings: {name} has shape {vector.shape}; a clip vector is (dim,)"
             )
-        dim = _check_array(vector, what=f"embeddings: {name}", dim=dim)
+        dim = check_features(vector, what=f"embeddings: {name}", dim=dim)
         out[name] = vector.astype(np.float32)
     return out
 
@@ -311,52 +304,9 @@ def _tempo(task: Task, examples: dict[str, list[Example]]) -> _ProbeData:
     return _ProbeData(y, "regression", None, score, score("test", constant, None))
 
 
-def _pitch_data(
-    task: Task, frames: Mapping[str, tuple[np.ndarray, np.ndarray]] | None
-) -> _ProbeData:
-    if frames is None:
-        raise MusicSSLError(f"task {task.name}: a pitch task needs frame embeddings (frames=)")
-    check_names(task, list(frames), source="frame embeddings")
-    hop = float(task.f0_hop or 0.0)
-    dim = None
-    x, f0, available = {}, {}, {}
-    test_clip: np.ndarray = np.zeros(0, dtype=np.int64)  # the test clip of each test frame
-    for split in PROBE_SPLITS:
-        rows_x, rows_f0, rows_clip = [], [], []
-        for number, example in enumerate(task.split(split)):
-            features, times = _frame_track(frames, example.name)
-            dim = _check_array(features, what=f"frame embeddings: {example.name}", dim=dim)
-            reference = np.asarray(example.target, dtype=np.float64).reshape(-1)
-            if not np.isfinite(reference).all():
-                raise MusicSSLError(f"task {task.name}: {example.name}: f0 contains NaN")
-            # The f0 value nearest each frame centre; frames past the end of the f0 track
-            # (by more than half a hop) have no reference and are dropped like unvoiced ones.
-            nearest = np.rint(times / hop).astype(np.int64)
-            inside = (nearest >= 0) & (nearest < len(reference))
-            values = np.zeros(len(times))
-            values[inside] = reference[nearest[inside]]
-            voiced = values > 0
-            rows_x.append(features[voiced])
-            rows_f0.append(values[voiced])
-            rows_clip.append(np.full(int(voiced.sum()), number))
-        x[split] = np.concatenate(rows_x).astype(np.float32)
-        f0[split] = np.concatenate(rows_f0)
-        if split == "test":
-            test_clip = np.concatenate(rows_clip)
-        available[split] = len(f0[split])
-        if available[split] == 0:
-            raise MusicSSLError(f"task {task.name}: no voiced frames in the {split} split")
-    notes = []
-    for split in ("train", "valid"):
-        if available[split] > MAX_FRAMES:
-            keep = np.sort(
-                np.random.default_rng(0).choice(available[split], MAX_FRAMES, replace=False)
-            )
-            x[split], f0[split] = x[split][keep], f0[split][keep]
-            notes.append(
-                f"{split}: the probe used {MAX_FRAMES} of {available[split]} voiced frames "
-                "(a seeded random subset)"
-            )
+def _pitch(task: Task, frames: Mapping[str, tuple[np.ndarray, np.ndarray]] | None) -> _ProbeData:
+    voiced = voiced_frames(task, frames)
+    f0 = voiced.f0
     y = {split: metrics.pitch_class(values) for split, values in f0.items()}
 
     def score(split, outputs, rows):
@@ -368,16 +318,6 @@ def _pitch_data(
             "raw_chroma": metrics.raw_chroma(reference, estimate),
         }
 
-    num_test_clips = len(task.split("test"))
-    frames_of_clip = [np.flatnonzero(test_clip == c) for c in range(num_test_clips)]
-
-    def resample(rng: np.random.Generator) -> np.ndarray:
-        # Frames of one clip are not independent: resample clips, keep their frames.
-        picked = rng.integers(0, num_test_clips, num_test_clips)
-        return np.concatenate([frames_of_clip[c] for c in picked])
-
-    sizes = {s: len(task.split(s)) for s in PROBE_SPLITS}
-    sizes.update({f"frames_{s}": len(y[s]) for s in PROBE_SPLITS})
     return _ProbeData(
         y,
         "multiclass",
@@ -385,27 +325,11 @@ def _pitch_data(
         score,
         chance={"accuracy": 1 / 12, "raw_chroma": 1 / 12},
         extra={"classes": list(metrics.PITCH_CLASSES), "majority": {"accuracy": _majority(y, 12)}},
-        notes=notes,
-        x=x,
-        split_sizes=sizes,
-        resample=resample,
+        notes=voiced.notes,
+        x=voiced.x,
+        split_sizes=voiced.split_sizes,
+        resample=voiced.resample,
     )
-
-
-def _frame_track(frames: Mapping[str, Any], name: str) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        features, times = frames[name]
-    except (TypeError, ValueError):
-        raise MusicSSLError(f"frame embeddings: {name} must be a pair (features, times)") from None
-    features, times = np.asarray(features), np.asarray(times, dtype=np.float64)
-    if features.ndim != 2 or times.shape != (len(features),):
-        raise MusicSSLError(
-            f"frame embeddings: {name}: features {features.shape} and times {times.shape} "
-            "must be (num_frames, dim) and (num_frames,)"
-        )
-    if not np.isfinite(times).all():
-        raise MusicSSLError(f"frame embeddings: {name}: frame times contain NaN")
-    return features, times
 
 
 # -- probing -------------------------------------------------------------------------------
@@ -490,63 +414,3 @@ def _result(task, split_sizes, chance, values, notes) -> dict[str, Any]:
         "valid": None,
         "notes": list(notes),
     }
-
-
-# -- retrieval -----------------------------------------------------------------------------
-
-
-def _retrieval(task: Task, vectors: dict[str, np.ndarray], *, seeds: int) -> dict[str, Any]:
-    queries, gallery = task.split("query"), task.split("gallery")
-    query_names = [e.name for e in queries]
-    gallery_names = [e.name for e in gallery]
-    ranking = metrics.search(
-        np.stack([vectors[n] for n in query_names]), np.stack([vectors[n] for n in gallery_names])
-    )
-    relevance, num_relevant = metrics.ranked_relevance(
-        ranking,
-        [e.target for e in queries],
-        [e.target for e in gallery],
-        query_names=query_names,
-        gallery_names=gallery_names,
-    )
-    answerable = num_relevant > 0
-    if not answerable.any():
-        raise MusicSSLError(f"task {task.name}: no query has a relevant gallery item")
-    notes = []
-    if not answerable.all():
-        notes.append(
-            f"{int((~answerable).sum())} of {len(queries)} queries have no relevant gallery "
-            "item and are left out"
-        )
-    relevance, num_relevant = relevance[answerable], num_relevant[answerable]
-    own = np.array([name in set(gallery_names) for name in query_names])[answerable]
-    ranked = len(gallery) - own.astype(np.int64)  # a query's own item is never ranked
-
-    per_query = metrics.retrieval_per_query(relevance, num_relevant=num_relevant)
-    values: dict[str, list[float]] = {}
-    for seed in range(seeds):
-        rows = np.random.default_rng(seed).integers(0, len(relevance), len(relevance))
-        values.setdefault("map", []).append(float(per_query["ap"][rows].mean()))
-        values.setdefault("mrr", []).append(float(per_query["rr"][rows].mean()))
-        for k in RECALL_KS:
-            hit = per_query["first_hit"][rows] <= k
-            values.setdefault(f"recall@{k}", []).append(float(hit.mean()))
-
-    max_k = min(CURVE_MAX_K, len(gallery))
-    curve_ks = tuple(range(1, max_k + 1))
-    ks = tuple(sorted(set(curve_ks) | set(RECALL_KS)))
-    expected = [
-        metrics.retrieval_chance(int(n), int(r), ks=ks) for n, r in zip(ranked, num_relevant)
-    ]
-
-    def mean_expected(metric: str) -> float:
-        return float(np.mean([e[metric] for e in expected]))
-
-    chance = {m: mean_expected(m) for m in ("map", "mrr", *[f"recall@{k}" for k in RECALL_KS])}
-    result = _result(task, {"query": len(queries), "gallery": len(gallery)}, chance, values, notes)
-    result["curve"] = {
-        "k": list(curve_ks),
-        "recall": [float(v) for v in metrics.recall_curve(relevance, max_k=max_k)],
-        "chance": [mean_expected(f"recall@{k}") for k in curve_ks],
-    }
-    return result

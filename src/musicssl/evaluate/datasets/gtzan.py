@@ -1,0 +1,125 @@
+"""GTZAN genre recognition (Tzanetakis and Cook, 2002)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from musicssl.errors import MusicSSLError
+from musicssl.evaluate.datasets._common import hash_split, relative_name
+from musicssl.evaluate.task import Example, Task
+
+GTZAN_GENRES = (
+    "blues",
+    "classical",
+    "country",
+    "disco",
+    "hiphop",
+    "jazz",
+    "metal",
+    "pop",
+    "reggae",
+    "rock",
+)
+
+
+def _gtzan_audio_folder(root: Path) -> Path:
+    for folder in (root / "genres_original", root / "genres", root):
+        if all((folder / genre).is_dir() for genre in GTZAN_GENRES):
+            return folder
+    missing = [genre for genre in GTZAN_GENRES if not (root / "genres_original" / genre).is_dir()]
+    raise MusicSSLError(
+        f"{root}: no GTZAN genre folders; expected genres_original/<genre>/<genre>.000NN.wav "
+        f"(or genres/<genre>/... or <genre>/... directly) for the genres "
+        f"{', '.join(GTZAN_GENRES)} (missing under genres_original: {', '.join(missing)})"
+    )
+
+
+def _read_gtzan_list(path: Path) -> list[str]:
+    """Clip ids (``"blues.00029"``) of a split list whose lines name one clip each, such as
+    ``blues/blues.00029.wav`` (anything after the first whitespace is ignored)."""
+    clips = []
+    for line_num, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        found = re.search(r"([a-z]+\.\d{5})", line.split()[0])
+        if found is None:
+            raise MusicSSLError(f"{path}, line {line_num}: no clip name like blues.00029")
+        clips.append(found.group(1))
+    return clips
+
+
+def gtzan(root: str | Path) -> Task:
+    """GTZAN genre recognition: 10 genres, multiclass (Tzanetakis and Cook, 2002).
+
+    Layout: ``root/genres_original/<genre>/<genre>.000NN.wav`` as commonly distributed
+    (``root/genres/<genre>/*.au``, the original archive, and ``root/<genre>/...`` are also
+    accepted). Files not named ``<genre>.NNNNN.wav|au`` are ignored.
+
+    Split: when ``root`` holds ``train_filtered.txt``, ``valid_filtered.txt`` and
+    ``test_filtered.txt`` (the fault-filtered split of Kereliuk et al., 2015, as distributed by
+    Lee et al., 2017: one clip per line, e.g. ``blues/blues.00029.wav``), those 443/197/290
+    clips; listed clips absent from the folder are dropped and listed in
+    ``Task.extra["dropped"]``. Otherwise a stratified 80/10/10 split of every clip by a hash of
+    its name. GTZAN repeats artists and even recordings across clips, and a random split puts
+    them on both sides: its scores are optimistic and not comparable with the filtered split.
+
+    Raises:
+        MusicSSLError: no genre folders, only some of the three list files, a malformed list,
+            a clip in two lists.
+    """
+    root = Path(root).expanduser().absolute()
+    audio = _gtzan_audio_folder(root)
+    clips: dict[str, tuple[str, str]] = {}  # clip id -> (name, genre)
+    for genre in GTZAN_GENRES:
+        pattern = re.compile(rf"({re.escape(genre)}\.\d{{5}})\.(wav|au)$")
+        for entry in sorted(os.scandir(audio / genre), key=lambda entry: entry.name):
+            found = pattern.match(entry.name)
+            if found and entry.is_file():
+                clips[found.group(1)] = (relative_name(root, Path(entry.path)), genre)
+    if not clips:
+        raise MusicSSLError(f"{audio}: the genre folders hold no <genre>.NNNNN.wav files")
+
+    lists = {split: root / f"{split}_filtered.txt" for split in ("train", "valid", "test")}
+    present = [split for split, list_path in lists.items() if list_path.is_file()]
+    dropped: list[str] = []
+    if present:
+        if len(present) < 3:
+            absent = [str(lists[split]) for split in lists if split not in present]
+            raise MusicSSLError(
+                f"{root}: found {', '.join(f'{s}_filtered.txt' for s in present)} but not "
+                f"{', '.join(absent)}; the filtered split needs all three lists"
+            )
+        split_of: dict[str, str] = {}
+        for split, list_path in lists.items():
+            for clip in _read_gtzan_list(list_path):
+                if clip in split_of:
+                    raise MusicSSLError(f"{list_path}: {clip} is also in the {split_of[clip]} list")
+                split_of[clip] = split
+        dropped = [f"{clip}: listed but not found" for clip in split_of if clip not in clips]
+        examples = [
+            Example(clips[clip][0], split, clips[clip][1])
+            for clip, split in split_of.items()
+            if clip in clips
+        ]
+        description = "GTZAN genre, fault-filtered split (Kereliuk et al., 2015)"
+    else:
+        split_of = {}
+        for genre in GTZAN_GENRES:
+            names = [clip for clip, (_, clip_genre) in clips.items() if clip_genre == genre]
+            split_of.update(hash_split(names, valid=0.1, test=0.1))
+        examples = [Example(name, split_of[clip], genre) for clip, (name, genre) in clips.items()]
+        description = (
+            "GTZAN genre, random stratified 80/10/10 split (optimistic: artists repeat across "
+            "splits)"
+        )
+    return Task(
+        name="gtzan_genre",
+        kind="multiclass",
+        root=root,
+        examples=tuple(examples),
+        classes=tuple(sorted({example.target for example in examples})),
+        description=description,
+        extra={"dropped": dropped, "split": "filtered" if present else "random"},
+    )

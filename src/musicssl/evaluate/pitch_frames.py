@@ -1,0 +1,140 @@
+"""The frame-level inputs of a pitch task: frame embeddings paired with the f0 under each frame.
+
+A pitch task's example holds an f0 track (Hz, 0 where unvoiced, one value per ``Task.f0_hop``
+seconds); the embedder gives each clip a matrix of frame features and their centre times.
+``voiced_frames`` pairs each frame with the f0 value nearest its centre, keeps the voiced
+frames, and caps how many the probe trains and selects on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from musicssl.errors import MusicSSLError
+from musicssl.evaluate.task import PROBE_SPLITS, Task, check_names
+
+# Frame-level tasks have far more rows than clips; the probe sees at most this many voiced
+# frames of train (and of valid, for model selection), drawn without replacement with seed 0.
+# Test frames are all kept.
+MAX_FRAMES = 6000
+
+
+@dataclass
+class VoicedFrames:
+    """The voiced frames of a pitch task, per split.
+
+    ``x[split]`` has shape (num_frames, dim), float32; ``f0[split]`` shape (num_frames,), in
+    Hz, all positive. ``resample(rng)`` draws the test rows of one bootstrap resample.
+    """
+
+    x: dict[str, np.ndarray]
+    f0: dict[str, np.ndarray]
+    notes: list[str]
+    split_sizes: dict[str, int]
+    resample: Callable[[np.random.Generator], np.ndarray]
+
+
+def voiced_frames(
+    task: Task, frames: Mapping[str, tuple[np.ndarray, np.ndarray]] | None
+) -> VoicedFrames:
+    """The voiced frames of every clip of a pitch task, each with the f0 nearest its centre.
+
+    Train and valid keep at most ``MAX_FRAMES`` frames each (a seeded random subset, said in
+    ``notes``); test keeps all of them, and is resampled by clip.
+
+    Args:
+        task: a pitch task; each example's target is its f0 track.
+        frames: per name, (features of shape (num_frames, dim), frame centre times in seconds
+            of shape (num_frames,)).
+
+    Raises:
+        MusicSSLError: no frames given, a missing or malformed clip, NaN in an f0 track, a
+            split without voiced frames.
+    """
+    if frames is None:
+        raise MusicSSLError(f"task {task.name}: a pitch task needs frame embeddings (frames=)")
+    check_names(task, list(frames), source="frame embeddings")
+    hop = float(task.f0_hop or 0.0)
+    dim = None
+    x, f0, available = {}, {}, {}
+    test_clip: np.ndarray = np.zeros(0, dtype=np.int64)  # the test clip of each test frame
+    for split in PROBE_SPLITS:
+        rows_x, rows_f0, rows_clip = [], [], []
+        for number, example in enumerate(task.split(split)):
+            features, times = _frame_track(frames, example.name)
+            dim = check_features(features, what=f"frame embeddings: {example.name}", dim=dim)
+            reference = np.asarray(example.target, dtype=np.float64).reshape(-1)
+            if not np.isfinite(reference).all():
+                raise MusicSSLError(f"task {task.name}: {example.name}: f0 contains NaN")
+            # The f0 value nearest each frame centre; frames past the end of the f0 track
+            # (by more than half a hop) have no reference and are dropped like unvoiced ones.
+            nearest = np.rint(times / hop).astype(np.int64)
+            inside = (nearest >= 0) & (nearest < len(reference))
+            values = np.zeros(len(times))
+            values[inside] = reference[nearest[inside]]
+            voiced = values > 0
+            rows_x.append(features[voiced])
+            rows_f0.append(values[voiced])
+            rows_clip.append(np.full(int(voiced.sum()), number))
+        x[split] = np.concatenate(rows_x).astype(np.float32)
+        f0[split] = np.concatenate(rows_f0)
+        if split == "test":
+            test_clip = np.concatenate(rows_clip)
+        available[split] = len(f0[split])
+        if available[split] == 0:
+            raise MusicSSLError(f"task {task.name}: no voiced frames in the {split} split")
+    notes = []
+    for split in ("train", "valid"):
+        if available[split] > MAX_FRAMES:
+            keep = np.sort(
+                np.random.default_rng(0).choice(available[split], MAX_FRAMES, replace=False)
+            )
+            x[split], f0[split] = x[split][keep], f0[split][keep]
+            notes.append(
+                f"{split}: the probe used {MAX_FRAMES} of {available[split]} voiced frames "
+                "(a seeded random subset)"
+            )
+
+    num_test_clips = len(task.split("test"))
+    frames_of_clip = [np.flatnonzero(test_clip == c) for c in range(num_test_clips)]
+
+    def resample(rng: np.random.Generator) -> np.ndarray:
+        # Frames of one clip are not independent: resample clips, keep their frames.
+        picked = rng.integers(0, num_test_clips, num_test_clips)
+        return np.concatenate([frames_of_clip[c] for c in picked])
+
+    sizes = {s: len(task.split(s)) for s in PROBE_SPLITS}
+    sizes.update({f"frames_{s}": len(f0[s]) for s in PROBE_SPLITS})
+    return VoicedFrames(x, f0, notes, sizes, resample)
+
+
+def check_features(array: np.ndarray, *, what: str, dim: int | None) -> int:
+    """Check a clip vector or a frame matrix: finite numbers, last axis ``dim`` (any if None).
+
+    Returns the size of the last axis; ``what`` names the array in the error.
+    """
+    if array.ndim == 0 or (dim is not None and array.shape[-1] != dim):
+        raise MusicSSLError(f"{what}: shape {array.shape}, expected last axis {dim}")
+    if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
+        raise MusicSSLError(f"{what}: contains NaN, infinity or non-numbers")
+    return array.shape[-1]
+
+
+def _frame_track(frames: Mapping[str, Any], name: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        features, times = frames[name]
+    except (TypeError, ValueError):
+        raise MusicSSLError(f"frame embeddings: {name} must be a pair (features, times)") from None
+    features, times = np.asarray(features), np.asarray(times, dtype=np.float64)
+    if features.ndim != 2 or times.shape != (len(features),):
+        raise MusicSSLError(
+            f"frame embeddings: {name}: features {features.shape} and times {times.shape} "
+            "must be (num_frames, dim) and (num_frames,)"
+        )
+    if not np.isfinite(times).all():
+        raise MusicSSLError(f"frame embeddings: {name}: frame times contain NaN")
+    return features, times
