@@ -73,3 +73,20 @@ def test_shipped_recipes_load_in_every_size():
     for path in paths:
         for size in yaml.safe_load(path.read_text())["sizes"]:
             Recipe.load(path, [f"size={size}"])
+
+
+def test_a_size_that_swaps_the_encoder_takes_none_of_the_old_options(tmp_path: Path):
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "encoder: {name: sample_cnn, options: {num_blocks: 9, sample_rate: 22050}}\n"
+        "method: {name: simclr, options: {temperature: 0.5}}\n"
+        "augment: {name: none}\n"
+        "sizes:\n"
+        "  small:\n"
+        "    encoder: {name: short_chunk_cnn, options: {channels: 16}}\n"
+        "    method: {options: {temperature: 0.2}}\n"
+    )
+    recipe = Recipe.load(path, ["size=small"])
+    assert recipe.encoder.name == "short_chunk_cnn"
+    assert recipe.encoder.options == {"channels": 16}
+    assert recipe.method.options == {"temperature": 0.2}  # same part: merged as before

@@ -276,7 +276,17 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(base)
     for key, value in (update or {}).items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        # A part swapped for another (a size naming a different encoder) takes none of the
+        # old part's options: they belong to another constructor.
+        swapped = (
+            isinstance(value, dict)
+            and isinstance(merged.get(key), dict)
+            and "name" in value
+            and value["name"] != merged[key].get("name")
+        )
+        if swapped:
+            merged[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = _merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)

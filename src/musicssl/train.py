@@ -191,7 +191,9 @@ def pretrain(
     monitor = None
     if settings.probe_every and fabric.is_global_zero:
         monitor = ProbeMonitor(store, label=settings.probe_label, num_samples=encoder.input_samples)
-    generator = torch.Generator(device=fabric.device)
+    # Augmentation parameters are drawn on the host (a few numbers per example), so the
+    # device never has to report back which examples a transform applies to.
+    generator = torch.Generator()
     bar = tqdm(
         total=settings.steps,
         initial=start_step,
