@@ -26,9 +26,14 @@ from musicssl.embed import Model, load
 from musicssl.encoders import build_encoder
 from musicssl.recipe import Recipe
 from musicssl.store import SampleStore, pack
-from musicssl.train import pretrain
+from musicssl.train import latest_checkpoint, pretrain
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_state_step(run: Path) -> int:
+    """The step the run ended at (a time budget may end it before train.steps)."""
+    return int(latest_checkpoint(run).name.removeprefix("step-"))
 
 
 def embed_store(model: Model, store: SampleStore) -> np.ndarray:
@@ -84,7 +89,8 @@ def main() -> None:
         torch.manual_seed(0)
         random_encoder = build_encoder(recipe.encoder.name, **recipe.encoder.options)
         random = style_probe(embed_store(Model(random_encoder), store), store.rows)
-        results.append((name, recipe.method.name, recipe.train.steps, minutes, trained, random))
+        steps = int(load_state_step(run))
+        results.append((name, recipe.method.name, steps, minutes, trained, random))
         print(f"{name}: trained {trained:.3f}, random {random:.3f}, {minutes:.1f} min")
 
     lines = [

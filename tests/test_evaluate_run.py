@@ -150,3 +150,33 @@ def test_layers_all_probes_every_encoder_layer(tiny_corpus: Path, tmp_path: Path
     assert all("accuracy" in scores for scores in by_layer.values())
     assert "by_layer" in results["tasks"]["same_piece"]
     assert (tmp_path / "out" / "figures").is_dir()
+
+
+def test_a_changed_audio_file_is_embedded_again(tiny_corpus: Path, tmp_path: Path):
+    import shutil
+
+    import soundfile as sf
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+
+    def run() -> None:
+        evaluate(
+            "baseline:logmel",
+            out=tmp_path / "out",
+            corpus=corpus,
+            tasks=["style"],
+            seeds=1,
+            baselines=[],
+            cache=tmp_path / "cache",
+            progress=False,
+        )
+
+    run()
+    run()
+    assert len(list((tmp_path / "cache" / "embeddings").glob("*.npz"))) == 1
+    name = builtin_tasks(corpus, names=["style"])[0].split("test")[0].name
+    audio, sr = sf.read(str(corpus / "audio" / name), dtype="float32")
+    sf.write(str(corpus / "audio" / name), 0.5 * audio, sr)
+    run()
+    assert len(list((tmp_path / "cache" / "embeddings").glob("*.npz"))) == 2

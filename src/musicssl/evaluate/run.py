@@ -3,8 +3,9 @@
 A source is a checkpoint (or run folder), an ``.npz`` of embeddings from any system, or a
 baseline (``baseline:mfcc``, ``baseline:logmel``, ``baseline:random``). Every audio file the
 tasks need is embedded once; the embeddings are cached under a key made of what produced them
-(the weights' hash or the baseline's settings) and what they cover (each file's name, size and
-modification time), so a second evaluation only fits probes. Baseline results are cached the
+(the weights' hash or the baseline's settings) and what they cover (each file's name and the
+hash of its bytes), so a second evaluation only fits probes, and an edited or replaced file is
+embedded again. Baseline results are cached the
 same way, so the report can set a checkpoint beside them without recomputing them.
 """
 
@@ -320,8 +321,7 @@ def _embeddings(
     key = _hash(
         {
             "identity": source.identity,
-            "root": str(Path(root).resolve()),
-            "files": [_file_stamp(Path(root) / name, name) for name in names],
+            "files": [[name, _content_hash(Path(root) / name)] for name in names],
             "frames": frame_names,
             "layers": layers,
             "protocol": PROTOCOL_VERSION,
@@ -406,16 +406,16 @@ def _task_signature(task: Task) -> str:
     return digest.hexdigest()
 
 
-def _file_stamp(path: Path, name: str) -> list[Any]:
+def _content_hash(path: Path) -> str | None:
+    """The file's SHA-1, or None when it cannot be read (it will be reported when embedded)."""
     try:
-        stat = path.stat()
+        return _file_hash(path, algorithm="sha1")
     except OSError:
-        return [name, None, None]
-    return [name, stat.st_size, stat.st_mtime_ns]
+        return None
 
 
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
+def _file_hash(path: Path, *, algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
