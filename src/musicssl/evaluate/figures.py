@@ -389,22 +389,28 @@ def _retrieval_figure(systems: Sequence[System]) -> ReportFigure | None:
             curve = (system.results["tasks"].get(name) or {}).get("curve")
             if curve and curve.get("k"):
                 ax.plot(curve["k"], curve["recall"], color=color, lw=1.8, label=system.label)
-        chance = first_task(systems, name).get("chance") or {}
-        ks = sorted(
-            int(key.split("@")[1])
-            for key in chance
-            if key.startswith("recall@") and key.split("@")[1].isdigit()
-        )
-        if ks:
-            ax.plot(
-                ks,
-                [chance[f"recall@{k}"] for k in ks],
-                "k--",
-                marker="o",
-                ms=4,
-                lw=1,
-                label="chance",
+        task = first_task(systems, name)
+        chance = task.get("chance") or {}
+        curve = task.get("curve") or {}
+        if curve.get("chance") and len(curve["chance"]) == len(curve.get("k", [])):
+            # The protocol gives chance at every k: one dashed line as long as the curves.
+            ax.plot(curve["k"], curve["chance"], "k--", lw=1, label="chance")
+        else:
+            ks = sorted(
+                int(key.split("@")[1])
+                for key in chance
+                if key.startswith("recall@") and key.split("@")[1].isdigit()
             )
+            if ks:
+                ax.plot(
+                    ks,
+                    [chance[f"recall@{k}"] for k in ks],
+                    "k--",
+                    marker="o",
+                    ms=4,
+                    lw=1,
+                    label="chance",
+                )
         ax.set_xscale("log")
         largest = max(
             len((s.results["tasks"].get(name) or {}).get("curve", {}).get("k", [])) for s in systems
