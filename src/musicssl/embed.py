@@ -84,17 +84,9 @@ class Model:
                 index), with timestamps.
             batch_size: windows encoded at once (bounds memory).
         """
-        signal = np.asarray(waveform, dtype=np.float32)
-        if signal.ndim != 1:
-            raise MusicSSLError(
-                f"embed expects mono audio of shape (num_samples,), got {signal.shape}"
-            )
-        signal = audio.resample(signal, orig_sr=sr, target_sr=self.sample_rate)
-        return self._pool(
-            self._encode(
-                iter([signal]), hop=hop, layers=layers, frames=frames, batch_size=batch_size
-            ),
-            frames=frames,
+        signal = mono_at(waveform, sr, target_sr=self.sample_rate)
+        return self.embed_stream(
+            iter([signal]), hop=hop, layers=layers, frames=frames, batch_size=batch_size
         )
 
     def embed_stream(
@@ -183,6 +175,18 @@ class Model:
         return result
 
 
+def mono_at(waveform: np.ndarray | Tensor, sr: int, *, target_sr: int) -> np.ndarray:
+    """A mono signal as float32 at ``target_sr``. Shape: (num_samples,).
+
+    Raises:
+        MusicSSLError: the signal is not one-dimensional.
+    """
+    signal = np.asarray(waveform, dtype=np.float32)
+    if signal.ndim != 1:
+        raise MusicSSLError(f"embed expects mono audio of shape (num_samples,), got {signal.shape}")
+    return audio.resample(signal, orig_sr=sr, target_sr=target_sr)
+
+
 def checkpoint_folder(checkpoint: str | os.PathLike) -> Path:
     """The checkpoint folder that ``checkpoint`` (a checkpoint or a run folder) names.
 
@@ -255,7 +259,7 @@ def embed_files(
     )
     if not len(arrays["names"]):
         raise MusicSSLError(f"{source}: nothing could be embedded ({len(skipped)} bad files)")
-    _save_npz(Path(out), arrays)
+    save_npz(Path(out), arrays)
     for line in skipped:
         print(f"skipped {line}")
     return {"embedded": len(arrays["names"]), "skipped": len(skipped)}
@@ -386,7 +390,8 @@ def _windows(
         yield np.asarray(starts), np.stack(batch)
 
 
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an ``.npz`` whole (temporary file, then rename) or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.stem}.partial.npz")
     np.savez(temporary, **arrays)

@@ -29,8 +29,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from torch import Tensor
 
-from musicssl import audio
-from musicssl.embed import Embeddings, Model
+from musicssl.embed import Embeddings, Model, mono_at
 from musicssl.encoders import build_encoder
 from musicssl.errors import MusicSSLError
 from musicssl.features import LogMel
@@ -166,12 +165,7 @@ class FeatureBaseline:
             layers: None, or "all" / 0 to also return the clip vector as the one layer.
             frames: also return the frame features and their centre times.
         """
-        signal = np.asarray(waveform, dtype=np.float32)
-        if signal.ndim != 1:
-            raise MusicSSLError(
-                f"embed expects mono audio of shape (num_samples,), got {signal.shape}"
-            )
-        signal = audio.resample(signal, orig_sr=sr, target_sr=self.sample_rate)
+        signal = mono_at(waveform, sr, target_sr=self.sample_rate)
         return self.embed_stream(iter([signal]), layers=layers, frames=frames)
 
     @torch.no_grad()

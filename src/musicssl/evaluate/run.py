@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -313,7 +314,7 @@ def _embeddings(
     """The arrays of an embeddings ``.npz`` covering every file of ``tasks`` (one root)."""
     if source.arrays is not None:
         return dict(source.arrays)
-    from musicssl.embed import embed_items, file_items
+    from musicssl.embed import embed_items, file_items, save_npz
 
     root = tasks[0].root
     names = list(dict.fromkeys(name for task in tasks for name in task.names))
@@ -338,7 +339,7 @@ def _embeddings(
         source.model, items, layers=layers, frames_for=set(frame_names), progress=progress
     )
     arrays["skipped"] = np.array(skipped, dtype=str)
-    _write_npz(path, arrays)
+    save_npz(path, arrays)
     arrays["__skipped__"] = arrays.pop("skipped").tolist()
     for line in skipped:
         print(f"skipped {line}", flush=True)
@@ -407,11 +408,21 @@ def _task_signature(task: Task) -> str:
 
 
 def _content_hash(path: Path) -> str | None:
-    """The file's SHA-1, or None when it cannot be read (it will be reported when embedded)."""
+    """The file's SHA-1, or None when it cannot be read (it will be reported when embedded).
+
+    Remembered per (path, size, mtime) for the life of the process: one evaluation keys the
+    source's and every baseline's embeddings on the same files.
+    """
     try:
-        return _file_hash(path, algorithm="sha1")
+        stat = path.stat()
+        return _remembered_hash(str(path), stat.st_size, stat.st_mtime_ns)
     except OSError:
         return None
+
+
+@functools.cache
+def _remembered_hash(path: str, size: int, mtime_ns: int) -> str:
+    return _file_hash(Path(path), algorithm="sha1")
 
 
 def _file_hash(path: Path, *, algorithm: str = "sha256") -> str:
@@ -430,13 +441,6 @@ def _write_json(path: Path, value: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.partial")
     temporary.write_text(json.dumps(value, indent=1))
-    os.replace(temporary, path)
-
-
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.partial.npz")
-    np.savez(temporary, **arrays)
     os.replace(temporary, path)
 
 
