@@ -1,4 +1,5 @@
 import csv
+import functools
 import signal
 import subprocess
 import sys
@@ -186,10 +187,13 @@ def test_a_time_budget_ends_the_run_early(tmp_path: Path, store: Path):
 
 def test_the_budget_sets_the_last_step_and_the_schedule_follows_it():
     settings = TrainSettings(steps=10000, minutes=1.0)
-    # 20 steps in 2 s: 58 s left, 90% of it at 0.1 s/step is 522 more steps.
-    assert _fit_budget(settings, step=20, elapsed=2.0) == 542
-    assert _fit_budget(TrainSettings(steps=100, minutes=1.0), step=20, elapsed=2.0) == 100
-    assert _fit_budget(settings, step=20, elapsed=90.0) == 20  # already over budget
+    fit = functools.partial(_fit_budget, settings, step=20, seconds_per_step=0.1)
+    # 58 s left, 90% of it at 0.1 s/step is 522 more steps; 97% of it, 562.
+    assert fit(elapsed=2.0, margin=0.1) == 542
+    assert fit(elapsed=2.0, margin=0.03) == 582
+    assert fit(elapsed=90.0, margin=0.1) == 20  # already over budget
+    capped = TrainSettings(steps=100, minutes=1.0)
+    assert _fit_budget(capped, step=20, elapsed=2.0, seconds_per_step=0.1, margin=0.1) == 100
     recipe = Recipe.load(_recipe(Path("/tmp"), Path("/tmp/s"), steps=10000))
     horizon = [10000]
     factor = _lr_factor(recipe, horizon)

@@ -40,7 +40,10 @@ from musicssl.recipe import Recipe
 from musicssl.sampling import TwoCrops, pcm_to_float
 from musicssl.store import SampleStore, pack
 
-CALIBRATION_STEPS = 20  # steps timed before a time budget sets the last step
+# Under a time budget the last step is set twice: roughly after CALIBRATION_STEPS (start-up
+# included), then from the steady speed of the steps between that and REFIT_STEPS.
+CALIBRATION_STEPS = 20
+REFIT_STEPS = 80
 _KEEP_CHECKPOINTS = 2
 
 
@@ -157,7 +160,7 @@ def pretrain(
     if start_step >= horizon[0]:
         return latest_checkpoint(run)
     budget_fixed = settings.minutes is None or "horizon" in (resume_state or {})
-    began = time.perf_counter()
+    began, calibrated = time.perf_counter(), 0.0
 
     store = _training_store(recipe, sr=encoder.sample_rate, fabric=fabric)
     train_indices = [i for i, row in enumerate(store.rows) if row.get("split", "train") == "train"]
@@ -219,16 +222,26 @@ def pretrain(
         schedule.step()
         extra = {}
         if hasattr(method, "after_optimizer_step"):
-            extra = method.after_optimizer_step(step + 1, settings.steps)
+            extra = method.after_optimizer_step(step + 1, horizon[0])
         step += 1
         window_views += 2 * x_a.shape[0] * fabric.world_size
         pending.append({key: value.detach() for key, value in outputs.items()})
         bar.update()
-        if not budget_fixed and step - start_step == CALIBRATION_STEPS:
-            horizon[0] = _fit_budget(settings, step=step, elapsed=time.perf_counter() - began)
+        if not budget_fixed and step - start_step in (CALIBRATION_STEPS, REFIT_STEPS):
+            elapsed = time.perf_counter() - began
+            if step - start_step == CALIBRATION_STEPS:
+                calibrated = elapsed
+                per_step, margin = elapsed / CALIBRATION_STEPS, 0.1
+            else:
+                per_step, margin = (elapsed - calibrated) / (REFIT_STEPS - CALIBRATION_STEPS), 0.03
+            horizon[0] = _fit_budget(
+                settings, step=step, elapsed=elapsed, seconds_per_step=per_step, margin=margin
+            )
             horizon[0] = int(fabric.broadcast(horizon[0], src=0))
             bar.total = horizon[0]
-            budget_fixed = True
+            budget_fixed = (
+                step - start_step == REFIT_STEPS or horizon[0] <= start_step + REFIT_STEPS
+            )
 
         checkpoint_due = step % settings.checkpoint_every == 0 or step == horizon[0]
         probe_due = monitor is not None and (step % settings.probe_every == 0 or step == horizon[0])
@@ -356,15 +369,16 @@ def _training_store(recipe: Recipe, *, sr: int, fabric: Any) -> SampleStore:
     return store
 
 
-def _fit_budget(settings: Any, *, step: int, elapsed: float) -> int:
-    """The last step that fits ``settings.minutes``, from the speed of the first steps.
+def _fit_budget(
+    settings: Any, *, step: int, elapsed: float, seconds_per_step: float, margin: float
+) -> int:
+    """The last step that fits ``settings.minutes`` at ``seconds_per_step``.
 
-    A tenth of the remaining time is held back for checkpoints, probes and the slower
-    first steps' effect on the estimate.
+    ``margin``, a share of the remaining time, is held back for checkpoints, probes and the
+    error of the estimate: a tenth after the first steps, less once the steady speed is known.
     """
-    seconds_per_step = elapsed / CALIBRATION_STEPS
     remaining = 60 * settings.minutes - elapsed
-    fits = step + int(0.9 * remaining / max(seconds_per_step, 1e-9))
+    fits = step + int((1 - margin) * remaining / max(seconds_per_step, 1e-9))
     return max(step, min(settings.steps, fits))
 
 

@@ -13,8 +13,7 @@ Every augmentation follows one convention:
   ``applied`` lives on the host, it knows without asking the device which examples to
   transform: it gathers them, moves their parameters to ``x``'s device (``non_blocking``),
   runs ``apply_all`` on them alone and scatters the results back. Examples left alone come back
-  bit-exact, and a transform with p = 0.3 costs about 0.3 of one with p = 1. On CPU a transform
-  may take them a few at a time (``cpu_chunk_size``), so that its scratch stays in the cache.
+  bit-exact, and a transform with p = 0.3 costs about 0.3 of one with p = 1.
 - ``forward(x, *, generator=None)`` does both and returns ``(x_out, params)``, so an objective
   that must know what was done (a pitch-equivariant loss, say) reads it from ``params``
   (moving it to its device first).
@@ -53,10 +52,6 @@ class Augmentation(nn.Module):
     """
 
     name: ClassVar[str] = "augmentation"
-    #: Examples per ``apply_all`` call on CPU, where a transform whose scratch for a whole
-    #: batch spills out of the cache runs faster on a few at a time; None takes them all at
-    #: once, as on other devices always.
-    cpu_chunk_size: int | None = None
 
     def __init__(self, *, p: float) -> None:
         super().__init__()
@@ -104,19 +99,12 @@ class Augmentation(nn.Module):
         num_applied = index.numel()
         if num_applied == 0:
             return x
-        chunk_size = num_applied
-        if x.device.type == "cpu" and self.cpu_chunk_size is not None:
-            chunk_size = self.cpu_chunk_size
-        if num_applied == x.shape[0] and chunk_size >= num_applied:
+        if num_applied == x.shape[0]:
             return self.apply_all(x, to_device(params, x.device))
-        out = x.clone() if num_applied < x.shape[0] else torch.empty_like(x)
-        for start in range(0, num_applied, chunk_size):  # groups of examples, not each one
-            part = index[start : start + chunk_size]
-            chosen = {name: value.index_select(0, part) for name, value in params.items()}
-            part = part.to(x.device, non_blocking=True)
-            y = self.apply_all(x.index_select(0, part), to_device(chosen, x.device))
-            out.index_copy_(0, part, y)
-        return out
+        chosen = {name: value.index_select(0, index) for name, value in params.items()}
+        index = index.to(x.device, non_blocking=True)
+        y = self.apply_all(x.index_select(0, index), to_device(chosen, x.device))
+        return x.index_copy(0, index, y)
 
     def forward(
         self, x: Tensor, *, generator: torch.Generator | None = None
@@ -156,42 +144,6 @@ def applied_index(params: Params, batch_size: int, who: str) -> Tensor:
 def to_device(params: Params, device: torch.device) -> Params:
     """Parameters copied to ``device`` without waiting for it (small host tensors)."""
     return {name: value.to(device, non_blocking=True) for name, value in params.items()}
-
-
-class Workspace:
-    """Scratch tensors a transform keeps between calls, reused while they are big enough.
-
-    Large CPU allocations go back to the operating system when freed, so a fresh one costs a
-    page fault per 4 KiB on first touch: a third of a phase vocoder's CPU time on a (48, 59049)
-    batch. Reusing scratch removes that (CUDA's caching allocator does the same already). Each
-    name keeps the largest buffer asked for and hands out views of its start, since the number
-    of applied examples changes from call to call. Results returned to callers never live here.
-    Not for concurrent calls from several threads; outputs are not differentiable. Pickling
-    drops the cached tensors.
-    """
-
-    def __init__(self) -> None:
-        self._tensors: dict[str, Tensor] = {}
-
-    def get(
-        self, name: str, shape: tuple[int, ...], *, dtype: torch.dtype, device: torch.device
-    ) -> Tensor:
-        """An uninitialised contiguous tensor of this shape, in memory reused from past calls."""
-        numel = math.prod(shape)
-        flat = self._tensors.get(name)
-        if flat is None or flat.numel() < numel or flat.dtype != dtype or flat.device != device:
-            flat = torch.empty(numel, dtype=dtype, device=device)
-            self._tensors[name] = flat
-        return flat[:numel].view(shape)
-
-    def clear(self) -> None:
-        self._tensors.clear()
-
-    def __getstate__(self) -> dict:
-        return {}
-
-    def __setstate__(self, state: dict) -> None:
-        self._tensors = {}
 
 
 class NoiseBank:

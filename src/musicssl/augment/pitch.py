@@ -1,20 +1,23 @@
-"""Pitch shift with a per-example interval: tempo-preserving (phase vocoder) or tape-style.
+"""Pitch shift with a per-example interval: tempo-preserving (WSOLA) or tape-style.
 
 Two kinds, chosen by ``kind``:
 
-- ``"preserve_tempo"`` (what sox ``pitch`` does): a phase vocoder that shifts pitch directly in
-  the STFT domain by remapping bins, after Laroche & Dolson (1999, "New phase-vocoder
-  techniques for pitch-shifting, harmonizing and other exotic effects") but without their
-  peak picking. Output bin k copies input bin
-  round(k / r), its phase turned so that it advances r times as fast, with
-  r = 2^(semitones / 12). Frames and hop are unchanged, so durations are kept and nothing needs
-  resampling; each example has its own r, applied by a gather along frequency. The whole batch
-  costs one STFT, one inverse STFT and about fifteen elementwise passes.
+- ``"preserve_tempo"`` (what sox ``pitch`` does, and with the same family of algorithm:
+  time-domain overlap-add): the output is built from short grains, one every ``hop`` samples.
+  Each grain is the input read r = 2^(semitones / 12) times as fast (so it sounds r times as
+  high) from a point near the grain's own time (so the tempo is kept), and cross-fades into
+  the next over ``overlap`` samples. Where each grain starts is searched, as in WSOLA
+  (Verhelst & Roelands, 1993): among the starts within ``search`` samples of its time, the one
+  whose opening best matches (normalised cross-correlation) how the previous grain would have
+  gone on, so that cross-fades join waveforms in phase. The search runs coarse to fine: a
+  4-times decimated copy first, then every sample around the best coarse start.
 - ``"tape"``: read the waveform r times as fast, so pitch and tempo move together (a tape or
-  turntable running fast or slow). The example is band-limited to the Nyquist rate / r,
-  oversampled twice through the FFT and read at times n * r by linear interpolation. The
-  length is kept: shifted up, the example ends early and the tail is silent; shifted down, its
-  end is cut.
+  turntable running fast or slow). The length is kept: shifted up, the example ends early and
+  the tail is silent; shifted down, its end is cut.
+
+Both read the input between samples from a copy band-limited to the Nyquist rate / r (so that
+nothing folds back when read faster) and oversampled twice through the FFT, by linear
+interpolation.
 """
 
 from __future__ import annotations
@@ -22,145 +25,69 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from musicssl.augment.base import (
     Augmentation,
     Params,
-    Workspace,
     coin,
     compute_dtype,
     fast_fft_length,
     padded_rfft,
-    rms,
     uniform,
 )
 from musicssl.errors import MusicSSLError
 
 KINDS = ("preserve_tempo", "tape")
+# The coarse search of WSOLA runs on the input averaged over blocks of this many samples.
+DECIMATION = 4
 
 
-def phase_vocoder_pitch_shift(
-    x: Tensor,
-    ratio: Tensor,
-    *,
-    n_fft: int,
-    hop_length: int,
-    workspace: Workspace | None = None,
-) -> Tensor:
-    """Shift every example's pitch by its own frequency ratio, keeping its duration.
+def oversampled_for_reading(x: Tensor, ratio: Tensor) -> Tensor:
+    """Each example at twice its rate, band-limited for being read ``ratio`` times as fast.
 
-    Output bin k copies input bin j = round(k / r) turned by theta_j(t) = r w_j t + (r - 1)
-    D_j(t), where w_j is bin j's nominal phase advance per hop and D_j(t) the deviations from
-    it summed since the first frame: the copy then turns r times as fast as the original, i.e.
-    sounds at r times its frequency. Each frame is analysed circularly turned so that its
-    centre comes first (all bins of one partial's main lobe then share a phase, and a lobe
-    stays coherent when bins are duplicated or skipped) and, beyond that, by t hop samples
-    back: that cancels every bin's nominal advance, so the deviation is simply
-    angle(S[t] conj(S[t-1])), unambiguous over a Hann main lobe for hops up to n_fft / 4.
-    Everything runs on separate real and imaginary planes, in place or in reused scratch
-    tensors: on CPU the cost is memory traffic, and complex elementwise ops are several times
-    slower than real ones.
+    Frequencies that would pass the Nyquist rate once read r times as fast (r > 1) are
+    removed; the spectrum is then zero-padded to twice the length, which interpolates
+    exactly between the samples. Zero padding before the transform keeps its circular wrap
+    from leaking the start into the end.
 
     Args:
-        x: waveforms. Shape: (batch_size, num_samples), num_samples > n_fft // 2.
-        ratio: frequency ratios 2^(semitones / 12). Shape: (batch_size,).
-        n_fft: STFT size, an even multiple of hop_length.
-        hop_length: STFT hop.
-        workspace: scratch kept between calls; None allocates afresh.
+        x: waveforms. Shape: (batch_size, num_samples).
+        ratio: reading speeds. Shape: (batch_size,).
 
     Returns:
-        Shifted waveforms, each at its input's RMS level. Shape: (batch_size, num_samples).
+        Shape: (batch_size, 2 * n) with n >= num_samples + 32; sample 2 i is x[i] (when
+        nothing was removed), samples from 2 * num_samples - 1 on are zero.
     """
-    batch_size, num_samples = x.shape
+    num_samples = x.shape[-1]
     dtype = compute_dtype(x)
-    device = x.device
-    scratch = workspace or Workspace()
+    n_fft = 2 * fast_fft_length((num_samples + 65) // 2)
+    spectrum = padded_rfft(x, n_fft)  # (B, F)
+    # The gain of 2 makes up for the inverse transform at twice the length; the Nyquist bin is
+    # halved because it becomes a two-sided bin once oversampled.
+    freqs = torch.fft.rfftfreq(n_fft, device=x.device, dtype=dtype)  # cycles per sample
+    gain = (freqs[None, :] * ratio.to(dtype).clamp_min(1.0)[:, None] <= 0.5).to(dtype).mul_(2)
+    gain[:, -1] *= 0.5
+    oversampled = spectrum.new_empty(x.shape[0], n_fft + 1)
+    torch.mul(spectrum, gain, out=oversampled[:, : n_fft // 2 + 1])
+    oversampled[:, n_fft // 2 + 1 :] = 0
+    upsampled = torch.fft.irfft(oversampled, n=2 * n_fft)  # (B, 2 n_fft)
+    upsampled[:, 2 * num_samples - 1 :] = 0  # silence after the last sample
+    return upsampled
 
-    def buffer(name: str, *shape: int) -> Tensor:
-        return scratch.get(name, shape, dtype=dtype, device=device)
 
-    half = n_fft // 2
-    overlap = n_fft // hop_length
-    num_frames = num_samples // hop_length + 1
-    num_bins = half + 1
-    window = torch.hann_window(n_fft, device=device, dtype=dtype)
+def read_at(upsampled: Tensor, position: Tensor) -> Tensor:
+    """Linear interpolation of a twice-oversampled signal at input-rate ``position``.
 
-    # Reflect-padded input, framed as a view; frame t windowed and turned circularly so that
-    # its sample (half - t hop) mod n_fft comes first, which depends on t mod overlap only.
-    padded = buffer("padded", batch_size, num_samples + n_fft)
-    padded[:, half : half + num_samples] = x
-    padded[:, :half] = x[:, 1 : half + 1].flip(-1)
-    padded[:, half + num_samples :] = x[:, -half - 1 : -1].flip(-1)
-    frames = padded.unfold(-1, n_fft, hop_length)  # (B, N, n_fft)
-    turned = buffer("turned", batch_size, num_frames, n_fft)
-    for residue in range(overlap):  # a handful of frame classes, not examples
-        shift = (half - residue * hop_length) % n_fft
-        source, target = frames[:, residue::overlap], turned[:, residue::overlap]
-        torch.mul(source[..., shift:], window[shift:], out=target[..., : n_fft - shift])
-        torch.mul(source[..., :shift], window[:shift], out=target[..., n_fft - shift :])
-    spec = torch.fft.rfft(turned)  # (B, N, F); out= would only add a copy
-    # Planes (B, N, F + 1): frequency last for the gather; the extra bin stays zero and is
-    # where outputs whose source lies past Nyquist read from.
-    real = buffer("real", batch_size, num_frames, num_bins + 1)
-    imag = buffer("imag", batch_size, num_frames, num_bins + 1)
-    real[..., :-1] = spec.real
-    imag[..., :-1] = spec.imag
-    real[..., -1] = 0
-    imag[..., -1] = 0
-    del spec
-
-    # Deviation of each bin's advance from nominal, angle(S[t] conj(S[t-1])): (B, N-1, F+1).
-    real_now, imag_now, real_then, imag_then = real[:, 1:], imag[:, 1:], real[:, :-1], imag[:, :-1]
-    shape = (batch_size, num_frames - 1, num_bins + 1)
-    first, second = buffer("first", *shape), buffer("second", *shape)
-    cross_real = torch.mul(real_now, real_then, out=first).addcmul_(imag_now, imag_then)
-    cross_imag = torch.mul(imag_now, real_then, out=second).addcmul_(real_now, imag_then, value=-1)
-    deviation = torch.atan2(cross_imag, cross_real, out=first)
-
-    # theta(t) = sum over s = 1..t of (r - 1) deviation(s) + (r w mod 2 pi), the advance
-    # reduced in float64 first, so that float32 keeps its precision.
-    bins = torch.arange(num_bins + 1, device=device, dtype=torch.float64)
-    nominal = (2 * math.pi / overlap) * bins  # (F+1,)
-    advance = torch.remainder(ratio.double()[:, None] * nominal, 2 * math.pi).to(dtype)
-    ratio = ratio.to(dtype)
-    step = torch.addcmul(advance[:, None, :], deviation, (ratio - 1)[:, None, None], out=second)
-    theta = torch.cumsum(step, dim=1, out=first)
-    cos_theta = torch.cos(theta, out=second)
-    sin_theta = theta.sin_()
-
-    # Rotated spectrum, real and imaginary parts interleaved; the first frame is the reference.
-    rotated = buffer("rotated", batch_size, num_frames, num_bins + 1, 2)
-    rotated[:, 0, :, 0] = real[:, 0]
-    rotated[:, 0, :, 1] = imag[:, 0]
-    out_real, out_imag = rotated[:, 1:, :, 0], rotated[:, 1:, :, 1]
-    torch.mul(real_now, cos_theta, out=out_real).addcmul_(imag_now, sin_theta, value=-1)
-    torch.mul(real_now, sin_theta, out=out_imag).addcmul_(imag_now, cos_theta)
-
-    # Output bin k reads input bin round(k / r); past Nyquist, the zero bin. A complex gather:
-    # several times faster on CPU than gathering the real and imaginary parts as pairs.
-    source = torch.arange(num_bins, device=device, dtype=dtype)[None] / ratio[:, None]
-    nearest = source.round().long().clamp(max=num_bins)  # (B, F)
-    index = nearest[:, None, :].expand(-1, num_frames, -1)
-    shifted = torch.gather(torch.view_as_complex(rotated), 2, index)  # (B, N, F)
-
-    # Inverse STFT. The frames come back centred, so the halves swap back during the windowed
-    # overlap-add of the n_fft / hop blocks; the sum is normalised by the summed squared window.
-    y = torch.fft.irfft(shifted, n=n_fft)  # (B, N, n_fft)
-    blocks = y.view(batch_size, num_frames, overlap, hop_length)
-    summed = buffer("summed", batch_size, num_frames + overlap - 1, hop_length).zero_()
-    norm = torch.zeros(num_frames + overlap - 1, hop_length, device=device, dtype=dtype)
-    window_blocks = window.view(overlap, hop_length)
-    for i in range(overlap):  # a handful of block offsets, not examples
-        block = blocks[:, :, (i + overlap // 2) % overlap]
-        summed[:, i : i + num_frames].addcmul_(block, window_blocks[i])
-        norm[i : i + num_frames] += window_blocks[i].square()
-    kept = slice(half, half + num_samples)
-    out = summed.view(batch_size, -1)[:, kept] / norm.view(-1)[kept].clamp_min(1e-3)  # fresh
-    # Remapping bins scales a partial's level by a few per cent, depending on where its lobe
-    # falls; matching the input's RMS removes that.
-    out *= (rms(x.to(dtype)) / rms(out).clamp_min(1e-12))[:, None]
-    return out.to(x.dtype)
+    Shape: (B, 2 n) and (B, M) -> (B, M); positions at or past n read zeros.
+    """
+    position = position * 2
+    lower = position.floor()
+    frac = position.sub_(lower)
+    lower = lower.long().clamp_(0, upsampled.shape[-1] - 2)
+    # The next sample read from a view one sample on: no second index tensor.
+    return torch.lerp(upsampled.gather(1, lower), upsampled[:, 1:].gather(1, lower), frac)
 
 
 def tape_pitch_shift(x: Tensor, ratio: Tensor) -> Tensor:
@@ -175,29 +102,128 @@ def tape_pitch_shift(x: Tensor, ratio: Tensor) -> Tensor:
     """
     num_samples = x.shape[-1]
     dtype = compute_dtype(x)
-    # Padding keeps the FFT's circular wrap from leaking the start into the end.
-    n_fft = 2 * fast_fft_length((num_samples + 65) // 2)
-    spectrum = padded_rfft(x, n_fft)  # (B, F)
-    ratio = ratio.to(dtype)
-    # Reading r times as fast maps frequency f to r f: keep only what stays below Nyquist. The
-    # gain of 2 makes up for the inverse transform at twice the length; the Nyquist bin is
-    # halved because it becomes a two-sided bin once oversampled.
-    freqs = torch.fft.rfftfreq(n_fft, device=x.device, dtype=dtype)  # cycles per sample
-    gain = (freqs[None, :] * ratio.clamp_min(1.0)[:, None] <= 0.5).to(dtype).mul_(2)
-    gain[:, -1] *= 0.5
-    # Twice oversampled through the FFT (zero bins above the old Nyquist), so that linear
-    # interpolation loses little treble.
-    oversampled = spectrum.new_zeros(x.shape[0], n_fft + 1)
-    torch.mul(spectrum, gain, out=oversampled[:, : n_fft // 2 + 1])
-    upsampled = torch.fft.irfft(oversampled, n=2 * n_fft)  # (B, 2 n_fft)
-    upsampled[:, 2 * num_samples - 1 :] = 0  # silence after the last sample
-    position = torch.arange(num_samples, device=x.device, dtype=dtype)[None] * (2 * ratio)[:, None]
-    lower = position.floor()
-    frac = position.sub_(lower)
-    lower = lower.long().clamp_(max=2 * n_fft - 2)
-    # The next sample read from a view one sample on: no second index tensor.
-    y = torch.lerp(upsampled.gather(1, lower), upsampled[:, 1:].gather(1, lower), frac)
-    return y.to(x.dtype)
+    upsampled = oversampled_for_reading(x, ratio)
+    time = torch.arange(num_samples, device=x.device, dtype=dtype)
+    return read_at(upsampled, time[None] * ratio.to(dtype)[:, None]).to(x.dtype)
+
+
+def wsola_pitch_shift(
+    x: Tensor, ratio: Tensor, *, hop: int, overlap: int, search: int, max_ratio: float
+) -> Tensor:
+    """Shift every example's pitch by its own frequency ratio, keeping its duration (WSOLA).
+
+    Grain k is written at output samples [k hop, k hop + hop + overlap) and reads the input
+    at s_k + r t for t in [0, hop + overlap), with s_0 = 0. Its start s_k lies within
+    ``search`` samples of k hop and is chosen to match the input at s_{k-1} + r hop, where
+    grain k - 1 would have gone on. The first ``overlap`` samples of grain k fade in (sin^2)
+    while the last of grain k - 1 fade out (cos^2). Grains are placed one after the other,
+    which is a loop over the grains of a clip (about 40 for 3 s), never over examples.
+
+    Args:
+        x: waveforms. Shape: (batch_size, num_samples).
+        ratio: frequency ratios 2^(semitones / 12), clamped to [1 / max_ratio, max_ratio].
+            Shape: (batch_size,).
+        hop: output samples between grain starts, a multiple of DECIMATION.
+        overlap: cross-fade length, a multiple of DECIMATION, at most hop.
+        search: largest distance of a grain's start from its time, a multiple of
+            DECIMATION with search + 2 DECIMATION <= hop.
+        max_ratio: the largest ratio the caller may pass (sets how far past its end the
+            input is extended), known on the host.
+
+    Returns:
+        Shifted waveforms. Shape: (batch_size, num_samples).
+    """
+    batch_size, num_samples = x.shape
+    dtype = compute_dtype(x)
+    device = x.device
+    ratio = ratio.to(dtype).clamp(1 / max_ratio, max_ratio)
+    num_grains = -(-num_samples // hop)
+    segment = hop + overlap
+    # The furthest any grain reads, with room for the search windows; past the end of the
+    # example the input goes on mirrored, so the last grains read music, not silence.
+    reach = (num_grains - 1) * hop + search + math.ceil(max_ratio * segment) + 4 * DECIMATION
+    reach = -(-reach // DECIMATION) * DECIMATION
+    extended = _mirror_to(x.to(dtype), reach)  # (B, reach)
+
+    # Coarse search: blocks of DECIMATION averaged; fine search: every sample near the best.
+    coarse = extended.view(batch_size, -1, DECIMATION).mean(dim=-1)  # (B, reach / DECIMATION)
+    coarse_length, coarse_search = overlap // DECIMATION, search // DECIMATION
+    coarse_energy = _window_energy(coarse, coarse_length)
+    coarse_taps = torch.arange(coarse_length, device=device)
+    fine_taps = torch.arange(overlap + 2 * DECIMATION - 2, device=device)
+    starts = [torch.zeros(batch_size, dtype=torch.long, device=device)]
+    advance = (ratio * hop).round().long()  # input samples grain k - 1 covers by k hop
+    for k in range(1, num_grains):  # grains in turn; all examples at once
+        target = starts[-1] + advance  # where grain k - 1 would have gone on
+        template = coarse.gather(1, (target // DECIMATION)[:, None] + coarse_taps)
+        low = k * hop // DECIMATION - coarse_search  # the same candidates for every example
+        high = low + 2 * coarse_search + 1
+        region = coarse[:, low : high + coarse_length - 1]
+        best = _best_match(region, template, coarse_energy[:, low:high])
+        near = best.add_(low).mul_(DECIMATION).sub_(DECIMATION - 1)
+        template = extended.gather(1, target[:, None] + fine_taps[:overlap])
+        region = extended.gather(1, near[:, None] + fine_taps)
+        starts.append(near + _best_match(region, template, _window_energy(region, overlap)))
+    start = torch.stack(starts, dim=1)  # (B, K)
+
+    # Grain k reads the input twice oversampled at 2 (s_k + r t): whole-sample starts, so
+    # all grains of an example share the sample offsets floor(2 r t) and weights frac(2 r t).
+    upsampled = oversampled_for_reading(extended, ratio)
+    scaled = 2 * ratio[:, None] * torch.arange(segment, device=device, dtype=dtype)  # (B, seg)
+    offset = scaled.floor()
+    weight = scaled.sub_(offset)[:, None, :]
+    index = (2 * start[:, :, None] + offset.long()[:, None, :]).view(batch_size, -1)
+    shape = (batch_size, num_grains, segment)
+    grains = torch.lerp(
+        upsampled.gather(1, index).view(shape),
+        upsampled[:, 1:].gather(1, index).view(shape),
+        weight,
+    )
+    grains *= _crossfade_weights(num_grains, hop, overlap, device=device, dtype=dtype)
+    out = grains.new_empty(batch_size, (num_grains + 1) * hop)
+    out[:, : num_grains * hop].view(batch_size, num_grains, hop).copy_(grains[..., :hop])
+    out[:, num_grains * hop :] = 0
+    tails = out[:, hop:].view(batch_size, num_grains, hop)[..., :overlap]
+    tails += grains[..., hop:]
+    return out[:, :num_samples].to(x.dtype)
+
+
+def _window_energy(signal: Tensor, length: int) -> Tensor:
+    """Sum of squares of every window of ``length`` samples: (B, M) -> (B, M - length + 1)."""
+    # Prefix sums in float64: differences of large sums keep their precision.
+    total = F.pad(signal.double().square().cumsum(dim=1), (1, 0))
+    return (total[:, length:] - total[:, :-length]).to(signal.dtype)
+
+
+def _best_match(region: Tensor, template: Tensor, energy: Tensor) -> Tensor:
+    """Offset of the window of ``region`` most like ``template`` (normalised correlation).
+
+    Shape: (B, L + D - 1), (B, L) and the windows' energies (B, D) -> (B,), int64 in [0, D).
+    """
+    # One filter per example: a grouped convolution is a batched sliding dot product.
+    dots = F.conv1d(region[None], template[:, None], groups=template.shape[0])[0]  # (B, D)
+    return (dots * energy.clamp_min(1e-12).rsqrt()).argmax(dim=1)
+
+
+def _crossfade_weights(
+    num_grains: int, hop: int, overlap: int, *, device: torch.device, dtype: torch.dtype
+) -> Tensor:
+    """Per-sample weights of each grain: fade in, hold, fade out. Shape: (K, hop + overlap)."""
+    angle = (torch.arange(overlap, device=device, dtype=dtype) + 0.5) * (math.pi / 2 / overlap)
+    weights = torch.ones(num_grains, hop + overlap, device=device, dtype=dtype)
+    weights[1:, :overlap] = angle.sin().square()  # the first grain has nothing to fade from
+    weights[:, hop:] = angle.cos().square()  # sin^2 + cos^2 = 1 across each cross-fade
+    return weights
+
+
+def _mirror_to(x: Tensor, length: int) -> Tensor:
+    """``x`` extended to ``length`` samples by its mirror image, then zeros. Shape: (B, length)."""
+    num_samples = x.shape[-1]
+    out = x.new_zeros(x.shape[0], length)
+    out[:, :num_samples] = x
+    mirrored = min(length - num_samples, num_samples - 1)
+    out[:, num_samples : num_samples + mirrored] = x[:, num_samples - 1 - mirrored : -1].flip(-1)
+    return out
 
 
 class PitchShift(Augmentation):
@@ -207,13 +233,15 @@ class PitchShift(Augmentation):
     ratio where applied is 2^(semitones / 12).
 
     Args:
-        sr: sample rate of the waveforms in Hz (sets the STFT size of the phase vocoder).
+        sr: sample rate of the waveforms in Hz.
         p: probability of shifting an example (0.6 in CLMR).
         max_semitones: semitones are drawn from [-max_semitones, max_semitones].
-        kind: ``"preserve_tempo"`` (phase vocoder) or ``"tape"`` (resampling); see the module.
-        n_fft: STFT size of the phase vocoder; default about 46 ms (1024 at 22.05 kHz), short
-            enough that onsets smear little, long enough to resolve bass partials.
-        hop_length: STFT hop; n_fft / hop_length must be even and >= 4. Default n_fft // 4.
+        kind: ``"preserve_tempo"`` (WSOLA) or ``"tape"`` (resampling); see the module.
+        hop_ms: WSOLA's grain spacing: long enough to hold a few periods of a bass note,
+            short enough that a grain's own tempo change (r times as fast) goes unheard.
+        overlap_ms: WSOLA's cross-fade length.
+        search_ms: how far WSOLA may move a grain to join it in phase; half the longest
+            period it aligns (10 ms: down to 50 Hz).
     """
 
     name = "pitch_shift"
@@ -225,8 +253,9 @@ class PitchShift(Augmentation):
         p: float = 0.6,
         max_semitones: float = 5.0,
         kind: str = "preserve_tempo",
-        n_fft: int | None = None,
-        hop_length: int | None = None,
+        hop_ms: float = 60.0,
+        overlap_ms: float = 12.0,
+        search_ms: float = 10.0,
     ) -> None:
         super().__init__(p=p)
         if kind not in KINDS:
@@ -238,17 +267,19 @@ class PitchShift(Augmentation):
         self.sr = int(sr)
         self.max_semitones = float(max_semitones)
         self.kind = kind
-        self.workspace = Workspace()
-        # Eight examples' STFT planes (4 MB each) stay in a 2-core Xeon's caches: the phase
-        # vocoder runs 15-20% faster on CPU in such groups than on a whole batch of 48.
-        self.cpu_chunk_size = 8 if kind == "preserve_tempo" else None
-        self.n_fft = n_fft or 2 ** round(math.log2(0.046 * sr))
-        self.hop_length = hop_length or self.n_fft // 4
-        overlap = self.n_fft // self.hop_length
-        if self.n_fft % self.hop_length or overlap < 4 or overlap % 2:
+
+        def samples(ms: float) -> int:  # whole blocks of the coarse search
+            return DECIMATION * max(1, round(ms * sr / 1000 / DECIMATION))
+
+        self.hop, self.overlap, self.search = (
+            samples(hop_ms),
+            samples(overlap_ms),
+            samples(search_ms),
+        )
+        if self.overlap > self.hop or self.search + 2 * DECIMATION > self.hop:
             raise MusicSSLError(
-                f"PitchShift: n_fft ({self.n_fft}) must be an even multiple of hop_length "
-                f"({self.hop_length}), at least 4 times it"
+                f"PitchShift: need overlap_ms <= hop_ms and search_ms well below hop_ms, got "
+                f"{overlap_ms}, {search_ms}, {hop_ms}"
             )
 
     def sample_params(
@@ -260,24 +291,21 @@ class PitchShift(Augmentation):
         )
         return {"applied": applied, "semitones": semitones}
 
-    def apply(self, x: Tensor, params: Params) -> Tensor:
-        # Checked here, not where applied: whether an input is too short must not be random.
-        if self.kind == "preserve_tempo" and x.shape[-1] <= self.n_fft // 2:
-            raise MusicSSLError(
-                f"PitchShift: {x.shape[-1]} samples is too short for n_fft={self.n_fft}"
-            )
-        return super().apply(x, params)
-
     def apply_all(self, x: Tensor, params: Params) -> Tensor:
         ratio = 2.0 ** (params["semitones"] / 12.0)
         if self.kind == "tape":
             return tape_pitch_shift(x, ratio)
-        return phase_vocoder_pitch_shift(
-            x, ratio, n_fft=self.n_fft, hop_length=self.hop_length, workspace=self.workspace
+        return wsola_pitch_shift(
+            x,
+            ratio,
+            hop=self.hop,
+            overlap=self.overlap,
+            search=self.search,
+            max_ratio=2.0 ** (self.max_semitones / 12.0),
         )
 
     def extra_repr(self) -> str:
         return (
             f"sr={self.sr}, p={self.p}, max_semitones={self.max_semitones}, kind={self.kind!r}, "
-            f"n_fft={self.n_fft}, hop_length={self.hop_length}"
+            f"hop={self.hop}, overlap={self.overlap}, search={self.search}"
         )
