@@ -258,16 +258,9 @@ def padded_rfft(x: Tensor, n_fft: int) -> Tensor:
 
 
 def fast_fft_length(n: int) -> int:
-    """The smallest 5-smooth integer (2^a 3^b 5^c) >= n: FFT lengths that are fast everywhere."""
-    best = 1 << max(n - 1, 0).bit_length()
-    power5 = 1
-    while power5 < best:
-        power35 = power5
-        while power35 < best:
-            candidate = power35
-            while candidate < n:
-                candidate *= 2
-            best = min(best, candidate)
-            power35 *= 3
-        power5 *= 5
-    return best
+    """The smallest 2^a m >= n with m in {1, 3, 5, 15}: FFT lengths that are fast everywhere.
+
+    Other 5-smooth lengths are slower on CPU than these a few per cent longer ones: a real
+    transform of 60000 = 2^5 3 5^4 samples took 1.5x as long as one of 61440 = 2^12 15.
+    """
+    return min((m << max(0, (-(-n // m) - 1).bit_length())) for m in (1, 3, 5, 15))

@@ -9,8 +9,9 @@ Two kinds, chosen by ``kind``:
   the next over ``overlap`` samples. Where each grain starts is searched, as in WSOLA
   (Verhelst & Roelands, 1993): among the starts within ``search`` samples of its time, the one
   whose opening best matches (normalised cross-correlation) how the previous grain would have
-  gone on, so that cross-fades join waveforms in phase. The search runs coarse to fine: a
-  4-times decimated copy first, then every sample around the best coarse start.
+  gone on, so that cross-fades join waveforms in phase. The search runs coarse to fine (sums
+  of 8 samples first, then every sample near the best coarse start), and although each
+  grain's choice depends on the last, all are made at once (see ``_grain_starts``).
 - ``"tape"``: read the waveform r times as fast, so pitch and tempo move together (a tape or
   turntable running fast or slow). The length is kept: shifted up, the example ends early and
   the tail is silent; shifted down, its end is cut.
@@ -25,7 +26,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from musicssl.augment.base import (
@@ -34,53 +34,50 @@ from musicssl.augment.base import (
     coin,
     compute_dtype,
     fast_fft_length,
-    padded_rfft,
     uniform,
 )
 from musicssl.errors import MusicSSLError
 
 KINDS = ("preserve_tempo", "tape")
-# The coarse search of WSOLA runs on the input averaged over blocks of this many samples.
-DECIMATION = 4
+# The coarse search of WSOLA runs on sums of this many samples, and places grains to a grid
+# this coarse before the fine search places them to the sample.
+DECIMATION = 8
 
 
 def oversampled_for_reading(x: Tensor, ratio: Tensor) -> Tensor:
     """Each example at twice its rate, band-limited for being read ``ratio`` times as fast.
 
     Frequencies that would pass the Nyquist rate once read r times as fast (r > 1) are
-    removed; the spectrum is then zero-padded to twice the length, which interpolates
-    exactly between the samples. Zero padding before the transform keeps its circular wrap
-    from leaking the start into the end.
+    removed; the inverse transform at twice the length then interpolates exactly between the
+    samples (the "forward" normalisation on both sides gives the right level). The input must
+    end in zeros, a few dozen at least, so that the transform's circular wrap leaks nothing
+    from the start into the end.
 
     Args:
-        x: waveforms. Shape: (batch_size, num_samples).
+        x: zero-padded waveforms, n samples each, n a fast FFT length. Shape: (batch_size, n).
         ratio: reading speeds. Shape: (batch_size,).
 
     Returns:
-        Shape: (batch_size, 2 * n) with n >= num_samples + 32; sample 2 i is x[i] (when
-        nothing was removed), samples from 2 * num_samples - 1 on are zero.
+        Shape: (batch_size, 2 n); sample 2 i is x[i] where nothing was removed.
     """
-    num_samples = x.shape[-1]
-    dtype = compute_dtype(x)
-    n_fft = 2 * fast_fft_length((num_samples + 65) // 2)
-    spectrum = padded_rfft(x, n_fft)  # (B, F)
-    # The gain of 2 makes up for the inverse transform at twice the length; the Nyquist bin is
-    # halved because it becomes a two-sided bin once oversampled.
-    freqs = torch.fft.rfftfreq(n_fft, device=x.device, dtype=dtype)  # cycles per sample
-    gain = (freqs[None, :] * ratio.to(dtype).clamp_min(1.0)[:, None] <= 0.5).to(dtype).mul_(2)
-    gain[:, -1] *= 0.5
-    oversampled = spectrum.new_empty(x.shape[0], n_fft + 1)
-    torch.mul(spectrum, gain, out=oversampled[:, : n_fft // 2 + 1])
-    oversampled[:, n_fft // 2 + 1 :] = 0
-    upsampled = torch.fft.irfft(oversampled, n=2 * n_fft)  # (B, 2 n_fft)
-    upsampled[:, 2 * num_samples - 1 :] = 0  # silence after the last sample
-    return upsampled
+    n = x.shape[-1]
+    spectrum = torch.fft.rfft(x, norm="forward")  # (B, n / 2 + 1)
+    freqs = torch.fft.rfftfreq(n, device=x.device, dtype=x.dtype)  # cycles per sample
+    keep = (freqs[None, :] * ratio.clamp_min(1.0)[:, None] <= 0.5).to(x.dtype)
+    keep[:, -1] *= 0.5  # the Nyquist bin becomes a two-sided bin once oversampled
+    # Zero-padded to 2 n by hand, on real views: faster on CPU than irfft's own padding and
+    # than a complex-by-real product.
+    padded = spectrum.new_empty(x.shape[0], n + 1)
+    halves = torch.view_as_real(padded)
+    torch.mul(torch.view_as_real(spectrum), keep[..., None], out=halves[:, : n // 2 + 1])
+    halves[:, n // 2 + 1 :] = 0
+    return torch.fft.irfft(padded, n=2 * n, norm="forward")
 
 
 def read_at(upsampled: Tensor, position: Tensor) -> Tensor:
     """Linear interpolation of a twice-oversampled signal at input-rate ``position``.
 
-    Shape: (B, 2 n) and (B, M) -> (B, M); positions at or past n read zeros.
+    Shape: (B, 2 n) and (B, M) -> (B, M); positions at or past n read the last samples.
     """
     position = position * 2
     lower = position.floor()
@@ -102,7 +99,9 @@ def tape_pitch_shift(x: Tensor, ratio: Tensor) -> Tensor:
     """
     num_samples = x.shape[-1]
     dtype = compute_dtype(x)
-    upsampled = oversampled_for_reading(x, ratio)
+    padded = _extend(x.to(dtype), fast_fft_length(num_samples + 64), mirrored=0)
+    upsampled = oversampled_for_reading(padded, ratio.to(dtype))
+    upsampled[:, 2 * num_samples - 1 :] = 0  # silence after the last sample
     time = torch.arange(num_samples, device=x.device, dtype=dtype)
     return read_at(upsampled, time[None] * ratio.to(dtype)[:, None]).to(x.dtype)
 
@@ -116,8 +115,8 @@ def wsola_pitch_shift(
     at s_k + r t for t in [0, hop + overlap), with s_0 = 0. Its start s_k lies within
     ``search`` samples of k hop and is chosen to match the input at s_{k-1} + r hop, where
     grain k - 1 would have gone on. The first ``overlap`` samples of grain k fade in (sin^2)
-    while the last of grain k - 1 fade out (cos^2). Grains are placed one after the other,
-    which is a loop over the grains of a clip (about 40 for 3 s), never over examples.
+    while the last of grain k - 1 fade out (cos^2). No loop over grains or examples: see
+    ``_grain_starts``.
 
     Args:
         x: waveforms. Shape: (batch_size, num_samples).
@@ -143,28 +142,11 @@ def wsola_pitch_shift(
     # example the input goes on mirrored, so the last grains read music, not silence.
     reach = (num_grains - 1) * hop + search + math.ceil(max_ratio * segment) + 4 * DECIMATION
     reach = -(-reach // DECIMATION) * DECIMATION
-    extended = _mirror_to(x.to(dtype), reach)  # (B, reach)
+    extended = _extend(x.to(dtype), fast_fft_length(reach + 64), mirrored=reach - num_samples)
 
-    # Coarse search: blocks of DECIMATION averaged; fine search: every sample near the best.
-    coarse = extended.view(batch_size, -1, DECIMATION).mean(dim=-1)  # (B, reach / DECIMATION)
-    coarse_length, coarse_search = overlap // DECIMATION, search // DECIMATION
-    coarse_energy = _window_energy(coarse, coarse_length)
-    coarse_taps = torch.arange(coarse_length, device=device)
-    fine_taps = torch.arange(overlap + 2 * DECIMATION - 2, device=device)
-    starts = [torch.zeros(batch_size, dtype=torch.long, device=device)]
-    advance = (ratio * hop).round().long()  # input samples grain k - 1 covers by k hop
-    for k in range(1, num_grains):  # grains in turn; all examples at once
-        target = starts[-1] + advance  # where grain k - 1 would have gone on
-        template = coarse.gather(1, (target // DECIMATION)[:, None] + coarse_taps)
-        low = k * hop // DECIMATION - coarse_search  # the same candidates for every example
-        high = low + 2 * coarse_search + 1
-        region = coarse[:, low : high + coarse_length - 1]
-        best = _best_match(region, template, coarse_energy[:, low:high])
-        near = best.add_(low).mul_(DECIMATION).sub_(DECIMATION - 1)
-        template = extended.gather(1, target[:, None] + fine_taps[:overlap])
-        region = extended.gather(1, near[:, None] + fine_taps)
-        starts.append(near + _best_match(region, template, _window_energy(region, overlap)))
-    start = torch.stack(starts, dim=1)  # (B, K)
+    start = _grain_starts(
+        extended[:, :reach], ratio, num_grains=num_grains, hop=hop, overlap=overlap, search=search
+    )  # (B, K)
 
     # Grain k reads the input twice oversampled at 2 (s_k + r t): whole-sample starts, so
     # all grains of an example share the sample offsets floor(2 r t) and weights frac(2 r t).
@@ -188,21 +170,105 @@ def wsola_pitch_shift(
     return out[:, :num_samples].to(x.dtype)
 
 
-def _window_energy(signal: Tensor, length: int) -> Tensor:
-    """Sum of squares of every window of ``length`` samples: (B, M) -> (B, M - length + 1)."""
-    # Prefix sums in float64: differences of large sums keep their precision.
-    total = F.pad(signal.double().square().cumsum(dim=1), (1, 0))
-    return (total[:, length:] - total[:, :-length]).to(signal.dtype)
+def _grain_starts(
+    x: Tensor, ratio: Tensor, *, num_grains: int, hop: int, overlap: int, search: int
+) -> Tensor:
+    """WSOLA's grain starts, every grain of every example at once.
 
+    WSOLA chooses the grains in turn, each start depending on the last. Here each choice is
+    first tabulated for every start the previous grain could have (``_best_next``: one batched
+    matrix product per level), then the tables are chained (``_follow``: log2 K gathers).
+    Coarse level: starts on a grid of DECIMATION samples within ``search`` of k hop, matched
+    on sums of DECIMATION samples; fine level: every sample within DECIMATION - 1 of the
+    coarse start, matched on the input itself.
 
-def _best_match(region: Tensor, template: Tensor, energy: Tensor) -> Tensor:
-    """Offset of the window of ``region`` most like ``template`` (normalised correlation).
+    Args:
+        x: input, long enough for every grain to read. Shape: (B, M).
+        ratio: reading speeds. Shape: (B,).
 
-    Shape: (B, L + D - 1), (B, L) and the windows' energies (B, D) -> (B,), int64 in [0, D).
+    Returns:
+        Grain starts in input samples, grain 0 at 0. Shape: (B, num_grains), int64.
     """
-    # One filter per example: a grouped convolution is a batched sliding dot product.
-    dots = F.conv1d(region[None], template[:, None], groups=template.shape[0])[0]  # (B, D)
-    return (dots * energy.clamp_min(1e-12).rsqrt()).argmax(dim=1)
+    batch_size = x.shape[0]
+    device = x.device
+    if num_grains == 1:
+        return torch.zeros(batch_size, 1, dtype=torch.long, device=device)
+    advance = (ratio * hop).round().long()[:, None]  # input samples a grain covers by hop
+    grain = torch.arange(1, num_grains, device=device)  # grains with a choice to make
+
+    # Coarse: grain k may start at k hop + DECIMATION (j - reach) for j in [0, 2 reach], and
+    # is matched on sums of DECIMATION samples, DECIMATION apart (windows at any sample).
+    total = x.cumsum(dim=1)  # float32 is plenty: errors ~1e-5 of the level after 1e5 samples
+    coarse = total[:, DECIMATION:] - total[:, :-DECIMATION]  # (B, M - DECIMATION)
+    length = overlap // DECIMATION
+    windows = coarse.unfold(1, DECIMATION * (length - 1) + 1, 1)[..., ::DECIMATION]
+    reach = search // DECIMATION
+    first = (grain * hop - search).expand(batch_size, -1)  # (B, K - 1)
+    table = _best_next(
+        windows,
+        template_first=first - hop + advance,
+        candidate_first=first,
+        width=2 * reach + 1,
+        step=DECIMATION,
+    )
+    coarse_start = first + DECIMATION * _follow(table, reach)  # (B, K - 1)
+
+    # Fine: grain k may start at coarse_k + j - (DECIMATION - 1) for j in [0, 2 DECIMATION - 1).
+    zero = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
+    first = torch.cat([zero, coarse_start], dim=1) - (DECIMATION - 1)  # (B, K)
+    table = _best_next(
+        x.unfold(1, overlap, 1),
+        template_first=first[:, :-1] + advance,
+        candidate_first=first[:, 1:],
+        width=2 * DECIMATION - 1,
+    )
+    fine_start = first[:, 1:] + _follow(table, DECIMATION - 1)
+    return torch.cat([zero, fine_start], dim=1)
+
+
+def _best_next(
+    windows: Tensor, *, template_first: Tensor, candidate_first: Tensor, width: int, step: int = 1
+) -> Tensor:
+    """For each grain, its best start for each start of the grain before.
+
+    The previous grain's i-th possible start would go on at ``template_first + i step``; the
+    grain's j-th possible start is ``candidate_first + j step``. The best j has the highest
+    normalised correlation between the windows at those two places.
+
+    Args:
+        windows: what is matched, a window starting at every sample. Shape: (B, M, length).
+        template_first: Shape: (B, J). candidate_first: Shape: (B, J).
+        width: possible starts per grain.
+        step: samples between possible starts.
+
+    Returns:
+        Index of the best j for every i. Shape: (B, J, width), int64 in [0, width).
+    """
+    offsets = step * torch.arange(width, device=windows.device)
+    rows = torch.arange(windows.shape[0], device=windows.device)[:, None, None]
+    templates = windows[rows, template_first[..., None] + offsets]  # (B, J, width, length)
+    candidates = windows[rows, candidate_first[..., None] + offsets]
+    dots = templates @ candidates.transpose(-1, -2)  # (B, J, i, j)
+    norms = torch.linalg.vector_norm(candidates, dim=-1).clamp_min_(1e-6)  # (B, J, j)
+    # max's indices: several times faster on CPU than argmax over a short last axis.
+    return dots.div_(norms[:, :, None, :]).max(dim=-1).indices
+
+
+def _follow(table: Tensor, first: int) -> Tensor:
+    """Where a chain of choices leads: o_0 = first, o_k = table[:, k - 1, o_{k-1}].
+
+    The maps are composed by pointer doubling (after round d, map k holds maps k - 2d + 1 to
+    k applied in turn), so the chain costs log2 J gathers, not J steps.
+
+    Shape: (B, J, W) -> (B, J): o_1 to o_J.
+    """
+    maps = table
+    span = 1
+    while span < maps.shape[1]:
+        later = maps[:, span:].gather(2, maps[:, :-span])  # map k after map k - span
+        maps = torch.cat([maps[:, :span], later], dim=1)
+        span *= 2
+    return maps[:, :, first]
 
 
 def _crossfade_weights(
@@ -216,13 +282,14 @@ def _crossfade_weights(
     return weights
 
 
-def _mirror_to(x: Tensor, length: int) -> Tensor:
-    """``x`` extended to ``length`` samples by its mirror image, then zeros. Shape: (B, length)."""
+def _extend(x: Tensor, length: int, *, mirrored: int) -> Tensor:
+    """``x``, then up to ``mirrored`` samples of its mirror image, then zeros to ``length``."""
     num_samples = x.shape[-1]
-    out = x.new_zeros(x.shape[0], length)
+    out = x.new_empty(x.shape[0], length)
     out[:, :num_samples] = x
-    mirrored = min(length - num_samples, num_samples - 1)
+    mirrored = max(0, min(mirrored, num_samples - 1, length - num_samples))
     out[:, num_samples : num_samples + mirrored] = x[:, num_samples - 1 - mirrored : -1].flip(-1)
+    out[:, num_samples + mirrored :] = 0
     return out
 
 
@@ -240,8 +307,8 @@ class PitchShift(Augmentation):
         hop_ms: WSOLA's grain spacing: long enough to hold a few periods of a bass note,
             short enough that a grain's own tempo change (r times as fast) goes unheard.
         overlap_ms: WSOLA's cross-fade length.
-        search_ms: how far WSOLA may move a grain to join it in phase; half the longest
-            period it aligns (10 ms: down to 50 Hz).
+        search_ms: how far WSOLA may move a grain either way to join it in phase; half the
+            longest period it aligns (7 ms: down to 70 Hz, as sox's 14.68 ms search span).
     """
 
     name = "pitch_shift"
@@ -255,7 +322,7 @@ class PitchShift(Augmentation):
         kind: str = "preserve_tempo",
         hop_ms: float = 60.0,
         overlap_ms: float = 12.0,
-        search_ms: float = 10.0,
+        search_ms: float = 7.0,
     ) -> None:
         super().__init__(p=p)
         if kind not in KINDS:
