@@ -12,7 +12,6 @@ from musicssl.augment.crop import RandomCrop
 from musicssl.augment.delay import Delay
 from musicssl.augment.filters import HighLowPass
 from musicssl.augment.gain import Gain, PolarityInversion
-from musicssl.augment.linear import LinearAugmentation, apply_linear_run
 from musicssl.augment.noise import WhiteNoise
 from musicssl.augment.pitch import PitchShift
 from musicssl.augment.reverb import Reverb
@@ -21,9 +20,6 @@ from musicssl.errors import MusicSSLError
 
 class Compose(nn.Module):
     """Apply augmentations one after the other, each with its own per-example coin flips.
-
-    Consecutive linear ones (filters, delay, reverb: see ``augment.linear``) are applied
-    together, as one spectral product: the result is theirs applied in turn.
 
     ``forward`` returns the output and every transform's parameters, keyed by the transform's
     ``name`` (with ``_1``, ``_2``, ... appended when a name repeats), in chain order.
@@ -47,18 +43,6 @@ class Compose(nn.Module):
                 copy += 1
                 key = f"{transform.name}_{copy}"
             self.keys.append(key)
-        # Runs of positions: each linear run together, every other transform alone.
-        self.runs: list[list[int]] = []
-        for i, transform in enumerate(transforms):
-            linear = isinstance(transform, LinearAugmentation)
-            if (
-                linear
-                and self.runs
-                and isinstance(transforms[self.runs[-1][-1]], LinearAugmentation)
-            ):
-                self.runs[-1].append(i)
-            else:
-                self.runs.append([i])
 
     def forward(
         self, x: Tensor, *, generator: torch.Generator | None = None
@@ -77,29 +61,16 @@ class Compose(nn.Module):
         check_waveform(x, "Compose")
         check_generator(generator, "Compose")
         all_params: dict[str, Params] = {}
-        for run in self.runs:
-            if len(run) == 1:
-                x, all_params[self.keys[run[0]]] = self.transforms[run[0]](x, generator=generator)
-                continue
-            for i in run:
-                all_params[self.keys[i]] = self.transforms[i].sample_params(
-                    x.shape[0], x.shape[-1], generator=generator
-                )
-            x = self._apply_run(run, x, all_params)
+        for key, transform in zip(self.keys, self.transforms):
+            x, all_params[key] = transform(x, generator=generator)
         return x, all_params
 
     def apply(self, x: Tensor, params: dict[str, Params]) -> Tensor:
         """Replay a chain with recorded parameters (as returned by ``forward``)."""
         check_waveform(x, "Compose")
-        for run in self.runs:
-            x = self._apply_run(run, x, params)
+        for key, transform in zip(self.keys, self.transforms):
+            x = transform.apply(x, params[key])
         return x
-
-    def _apply_run(self, run: list[int], x: Tensor, params: dict[str, Params]) -> Tensor:
-        if len(run) == 1:
-            return self.transforms[run[0]].apply(x, params[self.keys[run[0]]])
-        transforms = [self.transforms[i] for i in run]
-        return apply_linear_run(transforms, x, [params[self.keys[i]] for i in run])
 
 
 def clmr_chain(
@@ -119,12 +90,8 @@ def clmr_chain(
     """CLMR's augmentation chain (Spijkervet & Burgoyne, 2021, "Contrastive Learning of
     Musical Representations"), with its probabilities and ranges as defaults.
 
-    Random crop, polarity inversion, white noise, gain, high/low-pass, delay, reverb and pitch
-    shift, in that order. CLMR shifts pitch before the reverb; here it comes last, so that the
-    filter, the delay and the reverb, three convolutions, make one spectral product (a third of
-    the chain's cost on CPU). Both orders draw from the same kinds of views: a reverberant
-    recording transposed, rather than a transposed one played in a room. CLMR's code shifts
-    pitch by up to 7 semitones; 5 is the default here.
+    Random crop, polarity inversion, white noise, gain, high/low-pass, delay, pitch shift and
+    reverb, in that order. CLMR's code shifts pitch by up to 7 semitones; 5 is the default here.
 
     Args:
         sr: sample rate of the waveforms in Hz.
@@ -150,8 +117,8 @@ def clmr_chain(
         Gain(p=p_gain),
         HighLowPass(sr=sr, p=p_filter),
         Delay(sr=sr, p=p_delay),
-        Reverb(sr=sr, p=p_reverb),
         PitchShift(sr=sr, p=p_pitch, max_semitones=max_semitones, kind=pitch_kind),
+        Reverb(sr=sr, p=p_reverb),
     ]
     return Compose(transforms)
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from musicssl.augment.base import Params, check_range, coin
-from musicssl.augment.linear import LinearAugmentation
+from musicssl.augment.base import Augmentation, Params, check_range, coin
 from musicssl.errors import MusicSSLError
 
 
-class Delay(LinearAugmentation):
+class Delay(Augmentation):
     """Add one echo: ``y = (x + volume * x_delayed) / 2``, the mix CLMR uses.
 
     The delay is drawn uniformly from ``min_ms, min_ms + step_ms, ...`` up to ``max_ms``
@@ -56,7 +54,6 @@ class Delay(LinearAugmentation):
         self.num_choices = int((self.max_ms - self.min_ms) // self.step_ms) + 1
         longest_ms = self.min_ms + self.step_ms * (self.num_choices - 1)
         self.max_delay_samples = round(longest_ms * self.sr / 1000.0)
-        self.response_reach = self.max_delay_samples
 
     def sample_params(
         self, batch_size: int, num_input_samples: int, *, generator: torch.Generator | None = None
@@ -67,13 +64,15 @@ class Delay(LinearAugmentation):
         delay_samples = torch.round(delay_ms * (self.sr / 1000.0)).long()
         return {"applied": applied, "delay_ms": delay_ms, "delay_samples": delay_samples}
 
-    def frequency_response(self, params: Params, n_fft: int, *, dtype: torch.dtype) -> Tensor:
-        # (1 + volume e^(-2 pi i k d / n)) / 2; k d reduced modulo n in integers, exactly.
-        bins = torch.arange(n_fft // 2 + 1, device=params["delay_samples"].device)
-        turns = (bins[None, :] * params["delay_samples"][:, None]) % n_fft
-        angle = turns.to(dtype) * (-2 * math.pi / n_fft)
-        echo = torch.polar(torch.full_like(angle, 0.5 * self.volume), angle)
-        return echo.add_(0.5)
+    def apply_all(self, x: Tensor, params: Params) -> Tensor:
+        num_samples = x.shape[-1]
+        # Silence in front, then each example reads its own window of the padded signal: one
+        # (example, start) pair per row over a view of every window, so no (B, T) index.
+        padded = F.pad(x, (self.max_delay_samples, 0))
+        start = self.max_delay_samples - params["delay_samples"].clamp(0, self.max_delay_samples)
+        rows = torch.arange(x.shape[0], device=x.device)
+        delayed = padded.unfold(1, num_samples, 1)[rows, start]
+        return torch.add(x, delayed, alpha=self.volume).mul_(0.5)
 
     def extra_repr(self) -> str:
         return (

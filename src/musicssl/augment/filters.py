@@ -1,4 +1,4 @@
-"""High-pass or low-pass filtering with a cut-off drawn per example, as a spectral product."""
+"""High-pass or low-pass filtering with a cut-off drawn per example, as an FFT-domain mask."""
 
 from __future__ import annotations
 
@@ -7,51 +7,47 @@ import math
 import torch
 from torch import Tensor
 
-from musicssl.augment.base import Params, check_probability, check_range, coin, uniform
-from musicssl.augment.linear import LinearAugmentation
+from musicssl.augment.base import (
+    Augmentation,
+    Params,
+    check_probability,
+    check_range,
+    coin,
+    compute_dtype,
+    fast_fft_length,
+    padded_rfft,
+    uniform,
+)
 from musicssl.errors import MusicSSLError
 
 
-def butterworth_response(
-    freqs: Tensor, cutoff_hz: Tensor, high_pass: Tensor, *, sr: int, order: int
-) -> Tensor:
-    """Frequency response of a digital Butterworth low- or high-pass filter (bilinear design).
+def butterworth_gain(freqs: Tensor, cutoff_hz: Tensor, high_pass: Tensor, *, order: int) -> Tensor:
+    """Magnitude response of a Butterworth low- or high-pass filter.
 
-    The analogue prototype is 1 / B(s) (low-pass) or s^n / B(s) (high-pass), B the Butterworth
-    polynomial of order n: sections s^2 + 2 sin(theta_k) s + 1, theta_k = (2k + 1) pi / (2n),
-    and s + 1 when n is odd. The bilinear transform, with the cut-off prewarped, evaluates it
-    at s = j u, u = tan(pi f / sr) / tan(pi fc / sr): a causal recursive filter, as sox and
-    scipy.signal.butter design them. |H|^2 = 1 / (1 + u^(2n)) for the low-pass and
-    u^(2n) / (1 + u^(2n)) for the high-pass: 6n dB per octave past the cut-off.
+    With u = (f / fc)^n: |H| = 1 / sqrt(1 + u^2) for the low-pass and u / sqrt(1 + u^2) for the
+    high-pass. u is capped at 1e18, past which float32 would overflow u^2 (and the gains are
+    0 and 1 to float precision anyway).
 
     Args:
-        freqs: frequencies in Hz, at most sr / 2. Shape: (num_freqs,).
-        cutoff_hz: -3 dB points, below sr / 2. Shape: (batch_size,).
+        freqs: frequencies in Hz. Shape: (num_freqs,).
+        cutoff_hz: -3 dB points. Shape: (batch_size,).
         high_pass: True for a high-pass. Shape: (batch_size,).
-        sr: sample rate in Hz.
-        order: filter order n.
+        order: filter order n (attenuation 6n dB per octave past the cut-off).
 
     Returns:
-        Complex gains. Shape: (batch_size, num_freqs).
+        Gains in [0, 1]. Shape: (batch_size, num_freqs).
     """
-    warped = torch.tan((math.pi / sr) * freqs).clamp_(max=1e6)  # Nyquist: tan(pi/2), capped
-    u = warped[None, :] / torch.tan((math.pi / sr) * cutoff_hz)[:, None]
-    one = torch.ones_like(u)
-    denominator = torch.complex(one, u) if order % 2 else torch.complex(one, torch.zeros_like(u))
-    for k in range(order // 2):  # a handful of second-order sections, not examples
-        damping = 2 * math.sin((2 * k + 1) * math.pi / (2 * order))
-        denominator = denominator * torch.complex(1 - u.square(), damping * u)
-    low = denominator.reciprocal()
-    high = low * u.pow(order) * (1j**order)
-    return torch.where(high_pass[:, None], high, low)
+    u = (freqs[None, :] / cutoff_hz[:, None]).pow_(order).clamp_(max=1e18)
+    low = u.square().add_(1).rsqrt_()
+    return torch.where(high_pass[:, None], u.mul_(low), low)
 
 
-class HighLowPass(LinearAugmentation):
-    """Filter each example with a causal Butterworth high-pass or low-pass, as sox does.
+class HighLowPass(Augmentation):
+    """Filter each example with a zero-phase Butterworth high-pass or low-pass.
 
     Where applied, each example is high-passed (with probability ``high_pass_fraction``) or
-    low-passed, at a cut-off drawn uniformly from that kind's range. The filter's exact
-    frequency response multiplies the FFT of the zero-padded example (see ``augment.linear``).
+    low-passed, at a cut-off drawn uniformly from that kind's range. The filter is a magnitude
+    mask on the FFT of the zero-padded example: no phase shift, no edge wrap-around.
 
     Parameters: ``applied``, ``high_pass`` (bool) and ``cutoff_hz``, each shape (batch_size,).
 
@@ -94,12 +90,8 @@ class HighLowPass(LinearAugmentation):
         self.high_pass_hz = (float(min_high_pass_hz), float(max_high_pass_hz))
         self.high_pass_fraction = check_probability(high_pass_fraction, "HighLowPass: fraction")
         self.order = int(order)
-        # Long enough for the slowest pole (decay rate 2 pi fc sin(pi / 2n)) to fall 18 e-folds,
-        # about 156 dB: 20 ms at 200 Hz and order 2.
-        slowest = (
-            2 * math.pi * min(min_low_pass_hz, min_high_pass_hz) * math.sin(math.pi / 2 / order)
-        )
-        self.response_reach = math.ceil(18 / slowest * sr)
+        # Zero padding that absorbs the filter's (two-sided, short) impulse response.
+        self.num_pad = math.ceil(0.02 * sr)
 
     def sample_params(
         self, batch_size: int, num_input_samples: int, *, generator: torch.Generator | None = None
@@ -111,13 +103,17 @@ class HighLowPass(LinearAugmentation):
         cutoff_hz = torch.where(high_pass, high, low)
         return {"applied": applied, "high_pass": high_pass, "cutoff_hz": cutoff_hz}
 
-    def frequency_response(self, params: Params, n_fft: int, *, dtype: torch.dtype) -> Tensor:
-        freqs = torch.fft.rfftfreq(n_fft, d=1.0 / self.sr, device=params["cutoff_hz"].device)
-        cutoff = params["cutoff_hz"].to(dtype)
-        high_pass = params["high_pass"]
-        return butterworth_response(
-            freqs.to(dtype), cutoff, high_pass, sr=self.sr, order=self.order
+    def apply_all(self, x: Tensor, params: Params) -> Tensor:
+        num_samples = x.shape[-1]
+        n_fft = fast_fft_length(num_samples + self.num_pad)
+        dtype = compute_dtype(x)
+        spectrum = padded_rfft(x, n_fft)  # (B, F)
+        freqs = torch.fft.rfftfreq(n_fft, d=1.0 / self.sr, device=x.device, dtype=dtype)
+        gain = butterworth_gain(
+            freqs, params["cutoff_hz"].to(dtype), params["high_pass"], order=self.order
         )
+        y = torch.fft.irfft(spectrum.mul_(gain), n=n_fft)[:, :num_samples]
+        return y.to(x.dtype)
 
     def extra_repr(self) -> str:
         return (

@@ -8,15 +8,17 @@ import torch
 from torch import Tensor
 
 from musicssl.augment.base import (
+    Augmentation,
     NoiseBank,
     Params,
     check_range,
     coin,
+    compute_dtype,
+    fast_fft_length,
     noise_offsets,
     padded_rfft,
     uniform,
 )
-from musicssl.augment.linear import LinearAugmentation
 from musicssl.errors import MusicSSLError
 
 # An exponential envelope exp(-LN_1000 t / rt60) has fallen by 60 dB at t = rt60.
@@ -62,7 +64,7 @@ def impulse_response(
     return tail / tail.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-class Reverb(LinearAugmentation):
+class Reverb(Augmentation):
     """Mix each example with itself convolved by a synthetic impulse response.
 
     The impulse response is exponentially decaying white noise (see ``impulse_response``):
@@ -121,7 +123,6 @@ class Reverb(LinearAugmentation):
         self.max_pre_delay_s = float(max_pre_delay_ms) / 1000.0
         self.wet = (float(min_wet), float(max_wet))
         self.ir_length = math.ceil((max_rt60 + self.max_pre_delay_s) * sr)
-        self.response_reach = self.ir_length
         self.noise = NoiseBank()
 
     def sample_params(
@@ -142,7 +143,9 @@ class Reverb(LinearAugmentation):
             "noise_offset": noise_offset,
         }
 
-    def frequency_response(self, params: Params, n_fft: int, *, dtype: torch.dtype) -> Tensor:
+    def apply_all(self, x: Tensor, params: Params) -> Tensor:
+        num_samples = x.shape[-1]
+        dtype = compute_dtype(x)
         ir = impulse_response(
             self.noise.windows(params["noise_offset"], self.ir_length, dtype=dtype),
             sr=self.sr,
@@ -155,7 +158,10 @@ class Reverb(LinearAugmentation):
         wet = params["wet"].to(dtype)
         ir.mul_(wet[:, None])
         ir[:, 0] += 1 - wet
-        return padded_rfft(ir, n_fft)
+        # Long enough that the circular convolution never wraps into the kept samples.
+        n_fft = fast_fft_length(num_samples + ir.shape[-1] - 1)
+        spectrum = padded_rfft(x, n_fft).mul_(padded_rfft(ir, n_fft))
+        return torch.fft.irfft(spectrum, n=n_fft)[:, :num_samples].to(x.dtype)
 
     def extra_repr(self) -> str:
         return (
