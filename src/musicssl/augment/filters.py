@@ -112,7 +112,8 @@ class HighLowPass(Augmentation):
         gain = butterworth_gain(
             freqs, params["cutoff_hz"].to(dtype), params["high_pass"], order=self.order
         )
-        y = torch.fft.irfft(spectrum.mul_(gain), n=n_fft)[:, :num_samples]
+        torch.view_as_real(spectrum).mul_(gain[..., None])  # real gains: no complex copy
+        y = torch.fft.irfft(spectrum, n=n_fft)[:, :num_samples]
         return y.to(x.dtype)
 
     def extra_repr(self) -> str:

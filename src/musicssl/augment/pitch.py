@@ -44,7 +44,7 @@ KINDS = ("preserve_tempo", "tape")
 DECIMATION = 8
 
 
-def oversampled_for_reading(x: Tensor, ratio: Tensor) -> Tensor:
+def oversampled_for_reading(x: Tensor, ratio: Tensor, *, max_ratio: float) -> Tensor:
     """Each example at twice its rate, band-limited for being read ``ratio`` times as fast.
 
     Frequencies that would pass the Nyquist rate once read r times as fast (r > 1) are
@@ -55,22 +55,25 @@ def oversampled_for_reading(x: Tensor, ratio: Tensor) -> Tensor:
 
     Args:
         x: zero-padded waveforms, n samples each, n a fast FFT length. Shape: (batch_size, n).
-        ratio: reading speeds. Shape: (batch_size,).
+        ratio: reading speeds, at most ``max_ratio``. Shape: (batch_size,).
+        max_ratio: known on the host: only bins above n / (2 max_ratio) are looked at.
 
     Returns:
         Shape: (batch_size, 2 n); sample 2 i is x[i] where nothing was removed.
     """
     n = x.shape[-1]
-    spectrum = torch.fft.rfft(x, norm="forward")  # (B, n / 2 + 1)
-    freqs = torch.fft.rfftfreq(n, device=x.device, dtype=x.dtype)  # cycles per sample
-    keep = (freqs[None, :] * ratio.clamp_min(1.0)[:, None] <= 0.5).to(x.dtype)
-    keep[:, -1] *= 0.5  # the Nyquist bin becomes a two-sided bin once oversampled
-    # Zero-padded to 2 n by hand, on real views: faster on CPU than irfft's own padding and
-    # than a complex-by-real product.
-    padded = spectrum.new_empty(x.shape[0], n + 1)
-    halves = torch.view_as_real(padded)
-    torch.mul(torch.view_as_real(spectrum), keep[..., None], out=halves[:, : n // 2 + 1])
-    halves[:, n // 2 + 1 :] = 0
+    half = n // 2
+    complex_dtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
+    padded = x.new_empty(x.shape[0], n + 1, dtype=complex_dtype)
+    padded[:, : half + 1] = torch.fft.rfft(x, norm="forward")
+    padded[:, half + 1 :] = 0
+    padded[:, half] *= 0.5  # the Nyquist bin becomes a two-sided bin once oversampled
+    if max_ratio > 1:
+        # Bin k (k / n cycles per sample) read r times as fast passes Nyquist if k > half / r.
+        lowest = math.floor(half / max_ratio)
+        bins = torch.arange(lowest, half + 1, device=x.device, dtype=x.dtype)
+        limit = half / ratio.clamp_min(1.0)
+        padded[:, lowest : half + 1].masked_fill_(bins[None, :] > limit[:, None], 0)
     return torch.fft.irfft(padded, n=2 * n, norm="forward")
 
 
@@ -87,12 +90,14 @@ def read_at(upsampled: Tensor, position: Tensor) -> Tensor:
     return torch.lerp(upsampled.gather(1, lower), upsampled[:, 1:].gather(1, lower), frac)
 
 
-def tape_pitch_shift(x: Tensor, ratio: Tensor) -> Tensor:
+def tape_pitch_shift(x: Tensor, ratio: Tensor, *, max_ratio: float) -> Tensor:
     """Play every example ``ratio`` times as fast (pitch and tempo together), keeping length.
 
     Args:
         x: waveforms. Shape: (batch_size, num_samples).
-        ratio: speed-up factors 2^(semitones / 12). Shape: (batch_size,).
+        ratio: speed-up factors 2^(semitones / 12), clamped to [1 / max_ratio, max_ratio].
+            Shape: (batch_size,).
+        max_ratio: the largest ratio the caller may pass, known on the host.
 
     Returns:
         Resampled waveforms, zero past the end of the source. Shape: (batch_size, num_samples).
@@ -100,10 +105,11 @@ def tape_pitch_shift(x: Tensor, ratio: Tensor) -> Tensor:
     num_samples = x.shape[-1]
     dtype = compute_dtype(x)
     padded = _extend(x.to(dtype), fast_fft_length(num_samples + 64), mirrored=0)
-    upsampled = oversampled_for_reading(padded, ratio.to(dtype))
+    ratio = ratio.to(dtype).clamp(1 / max_ratio, max_ratio)
+    upsampled = oversampled_for_reading(padded, ratio, max_ratio=max_ratio)
     upsampled[:, 2 * num_samples - 1 :] = 0  # silence after the last sample
     time = torch.arange(num_samples, device=x.device, dtype=dtype)
-    return read_at(upsampled, time[None] * ratio.to(dtype)[:, None]).to(x.dtype)
+    return read_at(upsampled, time[None] * ratio[:, None]).to(x.dtype)
 
 
 def wsola_pitch_shift(
@@ -150,7 +156,7 @@ def wsola_pitch_shift(
 
     # Grain k reads the input twice oversampled at 2 (s_k + r t): whole-sample starts, so
     # all grains of an example share the sample offsets floor(2 r t) and weights frac(2 r t).
-    upsampled = oversampled_for_reading(extended, ratio)
+    upsampled = oversampled_for_reading(extended, ratio, max_ratio=max_ratio)
     scaled = 2 * ratio[:, None] * torch.arange(segment, device=device, dtype=dtype)  # (B, seg)
     offset = scaled.floor()
     weight = scaled.sub_(offset)[:, None, :]
@@ -216,10 +222,13 @@ def _grain_starts(
     # Fine: grain k may start at coarse_k + j - (DECIMATION - 1) for j in [0, 2 DECIMATION - 1).
     zero = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
     first = torch.cat([zero, coarse_start], dim=1) - (DECIMATION - 1)  # (B, K)
+    # Matched on the middle half of the cross-fade, where both grains weigh most: the coarse
+    # level has already matched the whole of it.
+    quarter = overlap // 4
     table = _best_next(
-        x.unfold(1, overlap, 1),
-        template_first=first[:, :-1] + advance,
-        candidate_first=first[:, 1:],
+        x.unfold(1, overlap // 2, 1),
+        template_first=first[:, :-1] + advance + quarter,
+        candidate_first=first[:, 1:] + quarter,
         width=2 * DECIMATION - 1,
     )
     fine_start = first[:, 1:] + _follow(table, DECIMATION - 1)
@@ -360,15 +369,11 @@ class PitchShift(Augmentation):
 
     def apply_all(self, x: Tensor, params: Params) -> Tensor:
         ratio = 2.0 ** (params["semitones"] / 12.0)
+        max_ratio = 2.0 ** (self.max_semitones / 12.0)
         if self.kind == "tape":
-            return tape_pitch_shift(x, ratio)
+            return tape_pitch_shift(x, ratio, max_ratio=max_ratio)
         return wsola_pitch_shift(
-            x,
-            ratio,
-            hop=self.hop,
-            overlap=self.overlap,
-            search=self.search,
-            max_ratio=2.0 ** (self.max_semitones / 12.0),
+            x, ratio, hop=self.hop, overlap=self.overlap, search=self.search, max_ratio=max_ratio
         )
 
     def extra_repr(self) -> str:
