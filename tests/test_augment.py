@@ -22,6 +22,7 @@ from musicssl.augment import (
     clmr_chain,
 )
 from musicssl.augment.base import NOISE_PERIOD, NoiseBank, fast_fft_length
+from musicssl.augment.pitch import DECIMATION, _grain_starts
 from musicssl.augment.reverb import impulse_response
 from musicssl.errors import MusicSSLError
 
@@ -355,6 +356,47 @@ def test_tempo_preserving_shift_joins_its_grains_in_phase() -> None:
         frames = y[i, 2048:-2048].unfold(0, 4 * period, period)  # four periods each
         level_db = 10 * torch.log10(frames.double().square().mean(dim=1))
         assert float(level_db.max() - level_db.min()) < 0.5
+
+
+def greedy_wsola_starts(x: torch.Tensor, ratio: float, *, hop: int, overlap: int, search: int):
+    """WSOLA's two-level search the plain way, one grain after the other (x: one example)."""
+    step, advance = DECIMATION, round(ratio * hop)
+    total = x.cumsum(0)
+    coarse = total[step:] - total[:-step]
+
+    def best(template: torch.Tensor, candidates: list[torch.Tensor]) -> int:
+        scores = [torch.dot(template, c) / c.norm().clamp_min(1e-6) for c in candidates]
+        return int(torch.stack(scores).argmax())
+
+    def coarse_window(start: int) -> torch.Tensor:
+        return coarse[start : start + step * (overlap // step) : step]
+
+    num_grains = -(-x.shape[0] // hop) - 2
+    starts = [0]
+    for k in range(1, num_grains):  # coarse: on the grid, from the last coarse start
+        first = k * hop - search
+        candidates = [coarse_window(first + step * j) for j in range(2 * search // step + 1)]
+        starts.append(first + step * best(coarse_window(starts[-1] + advance), candidates))
+    fine, quarter, length = [0], overlap // 4, overlap // 2
+    for k in range(1, num_grains):  # fine: every sample near the coarse start
+        first = starts[k] - (step - 1) + quarter
+        template = x[fine[-1] + advance + quarter :][:length]
+        candidates = [x[first + j :][:length] for j in range(2 * step - 1)]
+        fine.append(first - quarter + best(template, candidates))
+    return fine
+
+
+def test_wsola_chooses_the_grains_the_one_at_a_time_search_chooses() -> None:
+    # The grain starts are found for all grains at once (tables chained by pointer doubling);
+    # they must be the starts the greedy search finds grain after grain.
+    x = 0.5 * sine([110.0, 347.0], num_samples=30000, sr=16000).double()
+    x += 0.3 * torch.randn(2, 30000, generator=seeded(0), dtype=torch.float64)
+    ratios = torch.tensor([2 ** (3.5 / 12), 2 ** (-4 / 12)], dtype=torch.float64)
+    settings = {"hop": 960, "overlap": 192, "search": 112}
+    num_grains = -(-x.shape[1] // 960) - 2
+    starts = _grain_starts(x, ratios, num_grains=num_grains, **settings)
+    for i in range(2):
+        assert starts[i].tolist() == greedy_wsola_starts(x[i], float(ratios[i]), **settings)
 
 
 def test_pitch_shift_by_zero_semitones_gives_the_input_back() -> None:
