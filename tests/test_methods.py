@@ -61,6 +61,16 @@ def test_byol_target_follows_the_online_network_by_ema():
     torch.testing.assert_close(target, 0.9 * before + 0.1 * online)
 
 
+def test_byol_predictor_gets_its_own_learning_rate_scale():
+    method = build_method("byol", _encoder(), **SMALL_HEADS, predictor_lr_scale=10.0)
+    rest, predictor = method.parameter_groups()
+    assert predictor["lr_scale"] == 10.0 and "lr_scale" not in rest
+    assert {id(p) for p in predictor["params"]} == {id(p) for p in method.predictor.parameters()}
+    trained = {id(p) for p in method.parameters() if p.requires_grad}
+    grouped = [id(p) for group in (rest, predictor) for p in group["params"]]
+    assert len(grouped) == len(set(grouped)) and set(grouped) == trained
+
+
 def test_unknown_method_names_the_valid_ones():
     with pytest.raises(MusicSSLError, match="simclr"):
         build_method("simsiam", _encoder())

@@ -134,9 +134,17 @@ def pretrain(
     method = build_method(recipe.method.name, encoder, **recipe.method.options)
     chain = build_chain(recipe.augment.name, sr=encoder.sample_rate, **recipe.augment.options)
     chain = chain.to(fabric.device)
-    parameters = [p for p in method.parameters() if p.requires_grad]
+    # A method may ask for groups with their own learning-rate scale (BYOL's predictor).
+    if hasattr(method, "parameter_groups"):
+        groups = method.parameter_groups()
+    else:
+        groups = [{"params": [p for p in method.parameters() if p.requires_grad]}]
+    groups = [
+        {"params": group["params"], "lr": recipe.optim.lr * group.get("lr_scale", 1.0)}
+        for group in groups
+    ]
     optimizer = torch.optim.AdamW(
-        parameters, lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay
+        groups, lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay
     )
     # The last step: ``steps``, or, under a time budget, the step that fits it (set below once
     # the speed is known, then kept in every checkpoint so a resumed run ends at the same step).

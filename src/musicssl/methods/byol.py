@@ -22,6 +22,8 @@ class BYOL(nn.Module):
         projector: online projection MLP.
         predictor: online prediction MLP (the asymmetry that prevents collapse).
         base_momentum: EMA momentum at step 0; rises to 1 on a cosine schedule.
+        predictor_lr_scale: the predictor's learning rate relative to the rest's (a faster
+            predictor tracks the target more closely, as in SimSiam and DirectPred).
     """
 
     def __init__(
@@ -31,6 +33,7 @@ class BYOL(nn.Module):
         predictor: nn.Module,
         *,
         base_momentum: float,
+        predictor_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -39,6 +42,14 @@ class BYOL(nn.Module):
         self.target_encoder = copy.deepcopy(encoder).requires_grad_(False)
         self.target_projector = copy.deepcopy(projector).requires_grad_(False)
         self.base_momentum = base_momentum
+        self.predictor_lr_scale = predictor_lr_scale
+
+    def parameter_groups(self) -> list[dict]:
+        """Optimiser groups: the predictor at ``predictor_lr_scale`` times the learning rate."""
+        predictor = list(self.predictor.parameters())
+        chosen = {id(p) for p in predictor}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in chosen]
+        return [{"params": rest}, {"params": predictor, "lr_scale": self.predictor_lr_scale}]
 
     def forward(self, x_a: Tensor, x_b: Tensor) -> dict[str, Tensor]:
         """Symmetrised loss of one batch of view pairs. x_a, x_b Shape: (batch_size, ...)."""
@@ -65,8 +76,15 @@ def byol(
     hidden_dim: int = 4096,
     projection_dim: int = 256,
     base_momentum: float = 0.996,
+    predictor_lr_scale: float = 1.0,
 ) -> BYOL:
     """BYOL with the paper's heads: 2-layer MLPs with batch norm, 4096 hidden, 256 out."""
     projector = projection_head(encoder.embedding_dim, hidden_dim, projection_dim)
     predictor = projection_head(projection_dim, hidden_dim, projection_dim)
-    return BYOL(encoder, projector, predictor, base_momentum=base_momentum)
+    return BYOL(
+        encoder,
+        projector,
+        predictor,
+        base_momentum=base_momentum,
+        predictor_lr_scale=predictor_lr_scale,
+    )
