@@ -85,9 +85,19 @@ def read_at(upsampled: Tensor, position: Tensor) -> Tensor:
     position = position * 2
     lower = position.floor()
     frac = position.sub_(lower)
-    lower = lower.long().clamp_(0, upsampled.shape[-1] - 2)
+    return _lerp_at(upsampled, lower.long().clamp_(0, upsampled.shape[-1] - 2), frac)
+
+
+def _lerp_at(signal: Tensor, index: Tensor, frac: Tensor) -> Tensor:
+    """``signal[index] + frac (signal[index + 1] - signal[index])`` along the last axis.
+
+    Shape: (B, N) and index (B, ...) -> index's shape; ``frac`` broadcasts to it.
+    """
+    flat = index.reshape(index.shape[0], -1)
     # The next sample read from a view one sample on: no second index tensor.
-    return torch.lerp(upsampled.gather(1, lower), upsampled[:, 1:].gather(1, lower), frac)
+    low = signal.gather(1, flat).view(index.shape)
+    high = signal[:, 1:].gather(1, flat).view(index.shape)
+    return torch.lerp(low, high, frac)
 
 
 def tape_pitch_shift(x: Tensor, ratio: Tensor, *, max_ratio: float) -> Tensor:
@@ -159,14 +169,9 @@ def wsola_pitch_shift(
     upsampled = oversampled_for_reading(extended, ratio, max_ratio=max_ratio)
     scaled = 2 * ratio[:, None] * torch.arange(segment, device=device, dtype=dtype)  # (B, seg)
     offset = scaled.floor()
-    weight = scaled.sub_(offset)[:, None, :]
-    index = (2 * start[:, :, None] + offset.long()[:, None, :]).view(batch_size, -1)
-    shape = (batch_size, num_grains, segment)
-    grains = torch.lerp(
-        upsampled.gather(1, index).view(shape),
-        upsampled[:, 1:].gather(1, index).view(shape),
-        weight,
-    )
+    weight = scaled.sub_(offset)
+    index = 2 * start[:, :, None] + offset.long()[:, None, :]  # (B, K, segment)
+    grains = _lerp_at(upsampled, index, weight[:, None, :])
     grains *= _crossfade_weights(num_grains, hop, overlap, device=device, dtype=dtype)
     out = grains.new_empty(batch_size, (num_grains + 1) * hop)
     out[:, : num_grains * hop].view(batch_size, num_grains, hop).copy_(grains[..., :hop])
