@@ -1,0 +1,255 @@
+"""Benchmark: on one GPU, CLMR's augmentation chain beside the model step it has to feed.
+
+In one run on one device, for two views of a batch of 48 crops of 59049 samples at 22.05 kHz
+(96 views), as the training loop makes them:
+
+1. host syncs: one pass of the chain per pitch kind under
+   ``torch.cuda.set_sync_debug_mode("warn")``; every synchronising call is counted and located;
+2. musicssl's chain (``build_chain("clmr")``, both pitch kinds), and the time per transform;
+3. torch-audiomentations' closest chain on the same device (``bench_augment``'s), if importable;
+4. one training step of the full CLMR recipe (SampleCNN, SimCLR head, NT-Xent, AdamW) on those
+   96 views under bf16 autocast, compiled and eager;
+5. chain and step together, as training runs them: the chain's cost as the step sees it.
+
+Prints a markdown report and writes ``bench/results/gpu.md`` (``--out``). On a CPU it runs too
+(small sizes, for checking the script): ``python bench/bench_gpu.py --device cpu --batch-size 4
+--no-compile --repeats 2 --out /tmp/gpu.md``.
+
+    python bench/bench_gpu.py                        # CUDA
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from bench_augment import (
+    available,
+    machine,
+    synthetic_music,
+    torch_audiomentations_chain,
+    version,
+    write_impulse_responses,
+)
+from musicssl.augment import build_chain
+from musicssl.encoders import build_encoder
+from musicssl.methods import build_method
+from musicssl.recipe import Recipe, recipe_path
+
+
+def synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(run: Callable[[], object], *, repeats: int, device: torch.device) -> float:
+    """Median wall time of ``run`` over ``repeats`` synchronised calls, after one warm-up."""
+    run()
+    synchronise(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        synchronise(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def host_syncs(run: Callable[[], object], device: torch.device) -> list[str]:
+    """Where ``run`` made the host wait for the GPU: ``file:line: message`` per sync."""
+    if device.type != "cuda":
+        return []
+    synchronise(device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return [
+        f"{Path(w.filename).name}:{w.lineno}: {str(w.message).splitlines()[0]}"
+        for w in caught
+        if "synchroniz" in str(w.message)
+    ]
+
+
+def two_views(chain: torch.nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, seed: int) -> object:
+    generator = torch.Generator().manual_seed(seed)  # drawn on the host, as in training
+    with torch.no_grad():
+        return chain(x_a, generator=generator)[0], chain(x_b, generator=generator)[0]
+
+
+def breakdown(chain: torch.nn.Module, x: torch.Tensor, *, repeats: int) -> dict[str, float]:
+    """Milliseconds per view in each transform, at CLMR's probabilities (median of draws)."""
+    generator = torch.Generator().manual_seed(0)
+    costs = {}
+    with torch.no_grad():
+        for key, transform in zip(chain.keys, chain.transforms):
+            seconds = median_seconds(
+                lambda t=transform, x=x: t(x, generator=generator),
+                repeats=repeats,
+                device=x.device,
+            )
+            costs[key] = seconds * 1000 / x.shape[0]
+            x, _ = transform(x, generator=generator)
+    return costs
+
+
+def training_step(recipe: Recipe, device: torch.device, *, compiled: bool) -> Callable:
+    """One optimiser step of the recipe's method on two given views, bf16 autocast."""
+    torch.manual_seed(0)
+    encoder = build_encoder(recipe.encoder.name, **recipe.encoder.options)
+    method = build_method(recipe.method.name, encoder, **recipe.method.options).to(device)
+    optimizer = torch.optim.AdamW(
+        method.parameters(), lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay
+    )
+    model = torch.compile(method) if compiled else method
+
+    def step(x_a: torch.Tensor, x_b: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = model(x_a, x_b)["loss"]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--batch-size", type=int, default=48, help="view pairs per step")
+    parser.add_argument("--recipe", default="clmr", help="recipe whose full size is stepped")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--peer-repeats", type=int, default=3)
+    parser.add_argument("--no-compile", action="store_true", help="skip the compiled step")
+    parser.add_argument("--out", default="bench/results/gpu.md")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = True
+    recipe = Recipe.load(recipe_path(args.recipe), ["size=full"])
+    encoder_sr = int(recipe.encoder.options.get("sample_rate", 22050))
+    num_samples = build_encoder(recipe.encoder.name, **recipe.encoder.options).input_samples
+    views = 2 * args.batch_size
+    started = time.perf_counter()
+
+    def log(text: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f} s] {text}", flush=True)
+
+    crops = torch.from_numpy(
+        synthetic_music(2 * args.batch_size, num_samples, sr=encoder_sr, seed=0)
+    ).to(device)
+    x_a, x_b = crops[: args.batch_size], crops[args.batch_size :]
+    rows: list[tuple[str, float]] = []
+    syncs: dict[str, list[str]] = {}
+    chains = {
+        kind: build_chain("clmr", sr=encoder_sr, pitch_kind=kind).to(device)
+        for kind in ("preserve_tempo", "tape")
+    }
+    for kind, chain in chains.items():
+        two_views(chain, x_a, x_b, seed=1)  # warm-up: FFT plans, noise bank, kernels
+        syncs[kind] = host_syncs(lambda c=chain: two_views(c, x_a, x_b, seed=2), device)
+        seconds = median_seconds(
+            lambda c=chain: two_views(c, x_a, x_b, seed=3), repeats=args.repeats, device=device
+        )
+        rows.append((f"musicssl clmr chain, {kind} pitch", seconds))
+        log(f"chain {kind}: {seconds * 1000:.1f} ms, {len(syncs[kind])} host syncs")
+    costs = breakdown(chains["preserve_tempo"], x_a, repeats=args.repeats)
+    log("breakdown done")
+
+    peer_note = ""
+    if available("torch_audiomentations"):
+        peer_args = argparse.Namespace(sr=encoder_sr, num_samples=num_samples)
+        # Its chain crops too (by slicing); hand it crops a little longer than needed.
+        longer = torch.cat([x_a, x_a[:, : num_samples // 2]], dim=1)
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                delay_dir, room_dir = write_impulse_responses(Path(folder), sr=encoder_sr)
+                peer = torch_audiomentations_chain(longer, peer_args, delay_dir, room_dir)
+                seconds = median_seconds(peer, repeats=args.peer_repeats, device=device)
+        except Exception as error:  # a peer's failure is reported, not fatal to the rest
+            peer_note = f"torch-audiomentations failed: {type(error).__name__}: {error}"
+            log(peer_note)
+        else:
+            rows.append(("torch-audiomentations, closest chain (per example)", seconds))
+            log(f"peer: {seconds * 1000:.1f} ms")
+    else:
+        peer_note = "torch-audiomentations: not importable here, skipped."
+
+    step_rows: list[tuple[str, float]] = []
+    for compiled in (False,) if args.no_compile else (False, True):
+        label = "compiled" if compiled else "eager"
+        step = training_step(recipe, device, compiled=compiled)
+        for _ in range(3):  # compilation, cuDNN autotuning, AdamW state
+            step(x_a, x_b)
+        synchronise(device)
+        seconds = median_seconds(lambda s=step: s(x_a, x_b), repeats=args.repeats, device=device)
+        step_rows.append((f"{recipe.encoder.name} step, bf16 autocast, {label}", seconds))
+        log(f"step {label}: {seconds * 1000:.1f} ms")
+        chain = chains[recipe.augment.options.get("pitch_kind", "preserve_tempo")]
+
+        def both(s: Callable = step, c: torch.nn.Module = chain) -> None:
+            views_a, views_b = two_views(c, x_a, x_b, seed=4)
+            s(views_a, views_b)
+
+        seconds = median_seconds(both, repeats=args.repeats, device=device)
+        step_rows.append((f"chain + {label} step, as in training", seconds))
+        log(f"chain + step {label}: {seconds * 1000:.1f} ms")
+    memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
+
+    step_ms = {name: seconds * 1000 for name, seconds in step_rows}
+    compiled_step = next((ms for name, ms in step_ms.items() if name.endswith("compiled")), None)
+    reference = compiled_step or next(iter(step_ms.values()))
+    lines = [
+        f"# Augmentation beside the model step ({device.type})",
+        "",
+        f"Two views of a batch of {args.batch_size} x {num_samples} samples at {encoder_sr} Hz "
+        f"({views} views); median of {args.repeats} synchronised runs after a warm-up "
+        f"(torch-audiomentations: {args.peer_repeats}).",
+        "",
+        f"| chain, {views} views | ms | ms per view | share of the model step |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, seconds in rows:
+        ms = seconds * 1000
+        lines.append(f"| {name} | {ms:.1f} | {ms / views:.3f} | {100 * ms / reference:.0f}% |")
+    lines += ["", "| training step, same views | ms |", "|---|---:|"]
+    lines += [f"| {name} | {ms:.1f} |" for name, ms in step_ms.items()]
+    lines += ["", "| musicssl transform (CLMR p, preserve_tempo) | ms per view |", "|---|---:|"]
+    lines += [f"| {name} | {ms:.3f} |" for name, ms in costs.items()]
+    lines += [""]
+    for kind, found in syncs.items():
+        where = "; ".join(sorted(set(found))) if found else "none"
+        lines.append(f"- host syncs in one pass of the {kind} chain: {len(found)} ({where})")
+    lines += [
+        f"- the share of the model step is against the {'compiled' if compiled_step else 'eager'}"
+        f" bf16 step of the `{args.recipe}` recipe's full size ({reference:.1f} ms)",
+        f"- peak GPU memory allocated: {memory:.1f} GiB" if device.type == "cuda" else "- CPU run",
+        f"- machine: {machine()}"
+        + (f"; {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
+        f"- torch {torch.__version__}; torch-audiomentations {version('torch_audiomentations')};"
+        f" torchaudio {version('torchaudio')}",
+        f"- command: `python {' '.join(sys.argv)}`",
+    ]
+    if peer_note:
+        lines.append(f"- {peer_note}")
+    report = "\n".join(lines) + "\n"
+    print(report)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
