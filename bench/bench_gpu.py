@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -63,6 +64,34 @@ def median_seconds(run: Callable[[], object], *, repeats: int, device: torch.dev
     return statistics.median(times)
 
 
+def steady_seconds(run: Callable[[], object], *, iterations: int, device: torch.device) -> float:
+    """Seconds per call of ``run`` called back to back, synchronised only at the end.
+
+    This is how the training loop runs: the host queues the next call's kernels while the
+    device still works on the last, so host-side work hides behind device work.
+    """
+    run()
+    synchronise(device)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        run()
+    synchronise(device)
+    return (time.perf_counter() - start) / iterations
+
+
+def device_busy_seconds(run: Callable[[], object], device: torch.device) -> float:
+    """Seconds the device spends in kernels during one call of ``run`` (from the profiler)."""
+    if device.type != "cuda":
+        return float("nan")
+    from torch.profiler import ProfilerActivity, profile
+
+    synchronise(device)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run()
+        synchronise(device)
+    return sum(event.self_device_time_total for event in prof.key_averages()) / 1e6
+
+
 def host_syncs(run: Callable[[], object], device: torch.device) -> list[str]:
     """Where ``run`` made the host wait for the GPU: ``file:line: message`` per sync."""
     if device.type != "cuda":
@@ -75,11 +104,20 @@ def host_syncs(run: Callable[[], object], device: torch.device) -> list[str]:
             run()
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    return [
+    found = [
         f"{Path(w.filename).name}:{w.lineno}: {str(w.message).splitlines()[0]}"
         for w in caught
-        if "synchroniz" in str(w.message)
+        if "synchroniz" in str(w.message) and "prototype" not in str(w.message)
     ]
+    if found:  # once more, stopping at the first sync, to print the whole stack
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            run()
+        except RuntimeError:
+            print(traceback.format_exc(), flush=True)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return found
 
 
 def two_views(chain: torch.nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, seed: int) -> object:
@@ -112,11 +150,13 @@ def training_step(recipe: Recipe, device: torch.device, *, compiled: bool) -> Ca
     optimizer = torch.optim.AdamW(
         method.parameters(), lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay
     )
-    model = torch.compile(method) if compiled else method
+    if compiled:  # as train.py does: the networks in place, the loss eager
+        for network in method.children():
+            network.compile()
 
     def step(x_a: torch.Tensor, x_b: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            loss = model(x_a, x_b)["loss"]
+            loss = method(x_a, x_b)["loss"]
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -152,6 +192,7 @@ def main() -> None:
     x_a, x_b = crops[: args.batch_size], crops[args.batch_size :]
     rows: list[tuple[str, float]] = []
     syncs: dict[str, list[str]] = {}
+    busy: dict[str, float] = {}
     chains = {
         kind: build_chain("clmr", sr=encoder_sr, pitch_kind=kind).to(device)
         for kind in ("preserve_tempo", "tape")
@@ -162,8 +203,9 @@ def main() -> None:
         seconds = median_seconds(
             lambda c=chain: two_views(c, x_a, x_b, seed=3), repeats=args.repeats, device=device
         )
+        busy[kind] = device_busy_seconds(lambda c=chain: two_views(c, x_a, x_b, seed=3), device)
         rows.append((f"musicssl clmr chain, {kind} pitch", seconds))
-        log(f"chain {kind}: {seconds * 1000:.1f} ms, {len(syncs[kind])} host syncs")
+        log(f"chain {kind}: {seconds * 1000:.1f} ms, host syncs: {syncs[kind]}")
     costs = breakdown(chains["preserve_tempo"], x_a, repeats=args.repeats)
     log("breakdown done")
 
@@ -203,8 +245,13 @@ def main() -> None:
             s(views_a, views_b)
 
         seconds = median_seconds(both, repeats=args.repeats, device=device)
-        step_rows.append((f"chain + {label} step, as in training", seconds))
+        step_rows.append((f"chain + {label} step, synchronised after each", seconds))
         log(f"chain + step {label}: {seconds * 1000:.1f} ms")
+        alone = steady_seconds(lambda s=step: s(x_a, x_b), iterations=args.repeats, device=device)
+        together = steady_seconds(both, iterations=args.repeats, device=device)
+        step_rows.append((f"{label} step, back to back", alone))
+        step_rows.append((f"chain + {label} step, back to back (as in training)", together))
+        log(f"back to back, {label}: step {alone * 1000:.1f} ms, with chain {together * 1000:.1f}")
     memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
 
     step_ms = {name: seconds * 1000 for name, seconds in step_rows}
@@ -228,6 +275,19 @@ def main() -> None:
     lines += ["", "| musicssl transform (CLMR p, preserve_tempo) | ms per view |", "|---|---:|"]
     lines += [f"| {name} | {ms:.3f} |" for name, ms in costs.items()]
     lines += [""]
+    for label in ("compiled", "eager"):
+        alone = step_ms.get(f"{label} step, back to back")
+        together = step_ms.get(f"chain + {label} step, back to back (as in training)")
+        if alone and together:
+            lines.append(
+                f"- the chain's cost to the {label} step, back to back as in training: "
+                f"{together - alone:+.1f} ms ({100 * (together - alone) / alone:+.0f}%)"
+            )
+    for kind, seconds in busy.items():
+        lines.append(
+            f"- GPU busy in kernels during one pass of the {kind} chain (profiler): "
+            f"{seconds * 1000:.2f} ms"
+        )
     for kind, found in syncs.items():
         where = "; ".join(sorted(set(found))) if found else "none"
         lines.append(f"- host syncs in one pass of the {kind} chain: {len(found)} ({where})")

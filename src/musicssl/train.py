@@ -196,7 +196,10 @@ def pretrain(
         optimizer.load_state_dict(resume_state["optimizer"])
         schedule.load_state_dict(resume_state["schedule"])
     if settings.compile:
-        model = torch.compile(model)
+        # The networks are compiled in place (their weights keep their names); the loss stays
+        # eager: Triton failed to build the fused NT-Xent kernel on an H100 (torch 2.11).
+        for network in method.children():
+            network.compile()
 
     logger = _Logger(run, start_step=start_step, enabled=fabric.is_global_zero)
     monitor = None
