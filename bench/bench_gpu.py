@@ -64,19 +64,26 @@ def median_seconds(run: Callable[[], object], *, repeats: int, device: torch.dev
     return statistics.median(times)
 
 
-def steady_seconds(run: Callable[[], object], *, iterations: int, device: torch.device) -> float:
-    """Seconds per call of ``run`` called back to back, synchronised only at the end.
+def steady_seconds(
+    run: Callable[[], object], *, iterations: int, device: torch.device
+) -> tuple[float, float]:
+    """Seconds per call of ``run`` called back to back, synchronised only at the end, and the
+    host's own seconds per call (until each call returns).
 
     This is how the training loop runs: the host queues the next call's kernels while the
-    device still works on the last, so host-side work hides behind device work.
+    device still works on the last, so host-side work hides behind device work as long as the
+    host's time per call stays below the device's.
     """
     run()
     synchronise(device)
+    host = 0.0
     start = time.perf_counter()
     for _ in range(iterations):
+        begin = time.perf_counter()
         run()
+        host += time.perf_counter() - begin
     synchronise(device)
-    return (time.perf_counter() - start) / iterations
+    return (time.perf_counter() - start) / iterations, host / iterations
 
 
 def device_busy_seconds(run: Callable[[], object], device: torch.device) -> float:
@@ -142,19 +149,25 @@ def breakdown(chain: torch.nn.Module, x: torch.Tensor, *, repeats: int) -> dict[
     return costs
 
 
-def training_step(recipe: Recipe, device: torch.device, *, compiled: bool) -> Callable:
-    """One optimiser step of the recipe's method on two given views, bf16 autocast."""
+def training_step(recipe: Recipe, device: torch.device, *, mode: str | None) -> Callable:
+    """One optimiser step of the recipe's method on two given views, bf16 autocast.
+
+    ``mode``: None runs eagerly; otherwise the networks are compiled in place with this
+    ``torch.compile`` mode (train.py uses the default), the loss staying eager.
+    """
     torch.manual_seed(0)
     encoder = build_encoder(recipe.encoder.name, **recipe.encoder.options)
     method = build_method(recipe.method.name, encoder, **recipe.method.options).to(device)
     optimizer = torch.optim.AdamW(
         method.parameters(), lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay
     )
-    if compiled:  # as train.py does: the networks in place, the loss eager
+    if mode is not None:
         for network in method.children():
-            network.compile()
+            network.compile(mode=mode)
 
     def step(x_a: torch.Tensor, x_b: torch.Tensor) -> torch.Tensor:
+        if mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(device.type, dtype=torch.bfloat16):
             loss = method(x_a, x_b)["loss"]
         loss.backward()
@@ -193,6 +206,7 @@ def main() -> None:
     rows: list[tuple[str, float]] = []
     syncs: dict[str, list[str]] = {}
     busy: dict[str, float] = {}
+    notes: list[str] = []
     chains = {
         kind: build_chain("clmr", sr=encoder_sr, pitch_kind=kind).to(device)
         for kind in ("preserve_tempo", "tape")
@@ -229,33 +243,58 @@ def main() -> None:
         peer_note = "torch-audiomentations: not importable here, skipped."
 
     step_rows: list[tuple[str, float]] = []
-    for compiled in (False,) if args.no_compile else (False, True):
-        label = "compiled" if compiled else "eager"
-        step = training_step(recipe, device, compiled=compiled)
-        for _ in range(3):  # compilation, cuDNN autotuning, AdamW state
-            step(x_a, x_b)
-        synchronise(device)
-        seconds = median_seconds(lambda s=step: s(x_a, x_b), repeats=args.repeats, device=device)
-        step_rows.append((f"{recipe.encoder.name} step, bf16 autocast, {label}", seconds))
-        log(f"step {label}: {seconds * 1000:.1f} ms")
-        chain = chains[recipe.augment.options.get("pitch_kind", "preserve_tempo")]
+    modes = [("eager", None)]
+    if not args.no_compile:
+        modes += [("compiled", "default")]
+        if device.type == "cuda":
+            modes += [("compiled, CUDA graphs", "reduce-overhead")]
+    chain = chains[recipe.augment.options.get("pitch_kind", "preserve_tempo")]
+    for label, mode in modes:
+        try:
+            step = training_step(recipe, device, mode=mode)
+            for _ in range(3):  # compilation, cuDNN autotuning, AdamW state
+                step(x_a, x_b)
+            synchronise(device)
+            seconds = median_seconds(
+                lambda s=step: s(x_a, x_b), repeats=args.repeats, device=device
+            )
 
-        def both(s: Callable = step, c: torch.nn.Module = chain) -> None:
-            views_a, views_b = two_views(c, x_a, x_b, seed=4)
-            s(views_a, views_b)
+            def both(s: Callable = step) -> None:
+                views_a, views_b = two_views(chain, x_a, x_b, seed=4)
+                s(views_a, views_b)
 
-        seconds = median_seconds(both, repeats=args.repeats, device=device)
-        step_rows.append((f"chain + {label} step, synchronised after each", seconds))
-        log(f"chain + step {label}: {seconds * 1000:.1f} ms")
-        alone = steady_seconds(lambda s=step: s(x_a, x_b), iterations=args.repeats, device=device)
-        together = steady_seconds(both, iterations=args.repeats, device=device)
-        step_rows.append((f"{label} step, back to back", alone))
-        step_rows.append((f"chain + {label} step, back to back (as in training)", together))
-        log(f"back to back, {label}: step {alone * 1000:.1f} ms, with chain {together * 1000:.1f}")
+            synced = median_seconds(both, repeats=args.repeats, device=device)
+            alone, alone_host = steady_seconds(
+                lambda s=step: s(x_a, x_b), iterations=args.repeats, device=device
+            )
+            together, together_host = steady_seconds(both, iterations=args.repeats, device=device)
+        except Exception as error:  # one mode failing still reports the others
+            log(f"step {label} failed: {type(error).__name__}: {error}")
+            continue
+        step_rows += [
+            (f"{recipe.encoder.name} step, bf16 autocast, {label}", seconds),
+            (f"chain + {label} step, synchronised after each", synced),
+            (f"{label} step, back to back (host time {alone_host * 1000:.1f} ms)", alone),
+            (
+                f"chain + {label} step, back to back as in training "
+                f"(host time {together_host * 1000:.1f} ms)",
+                together,
+            ),
+        ]
+        cost = together - alone
+        notes.append(
+            f"the chain's cost to the {label} step, back to back as in training: "
+            f"{cost * 1000:+.1f} ms ({100 * cost / alone:+.0f}% of {alone * 1000:.1f} ms)"
+        )
+        log(
+            f"step {label}: {seconds * 1000:.1f} ms; back to back {alone * 1000:.1f} ms (host "
+            f"{alone_host * 1000:.1f}), with chain {together * 1000:.1f} ms (host "
+            f"{together_host * 1000:.1f})"
+        )
     memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
 
     step_ms = {name: seconds * 1000 for name, seconds in step_rows}
-    compiled_step = next((ms for name, ms in step_ms.items() if name.endswith("compiled")), None)
+    compiled_step = next((ms for name, ms in step_ms.items() if name.endswith(", compiled")), None)
     reference = compiled_step or next(iter(step_ms.values()))
     lines = [
         f"# Augmentation beside the model step ({device.type})",
@@ -275,14 +314,7 @@ def main() -> None:
     lines += ["", "| musicssl transform (CLMR p, preserve_tempo) | ms per view |", "|---|---:|"]
     lines += [f"| {name} | {ms:.3f} |" for name, ms in costs.items()]
     lines += [""]
-    for label in ("compiled", "eager"):
-        alone = step_ms.get(f"{label} step, back to back")
-        together = step_ms.get(f"chain + {label} step, back to back (as in training)")
-        if alone and together:
-            lines.append(
-                f"- the chain's cost to the {label} step, back to back as in training: "
-                f"{together - alone:+.1f} ms ({100 * (together - alone) / alone:+.0f}%)"
-            )
+    lines += [f"- {note}" for note in notes]
     for kind, seconds in busy.items():
         lines.append(
             f"- GPU busy in kernels during one pass of the {kind} chain (profiler): "
