@@ -64,26 +64,20 @@ def median_seconds(run: Callable[[], object], *, repeats: int, device: torch.dev
     return statistics.median(times)
 
 
-def steady_seconds(
-    run: Callable[[], object], *, iterations: int, device: torch.device
-) -> tuple[float, float]:
-    """Seconds per call of ``run`` called back to back, synchronised only at the end, and the
-    host's own seconds per call (until each call returns).
+def steady_seconds(run: Callable[[], object], *, iterations: int, device: torch.device) -> float:
+    """Seconds per call of ``run`` called back to back, synchronised only at the end.
 
     This is how the training loop runs: the host queues the next call's kernels while the
     device still works on the last, so host-side work hides behind device work as long as the
-    host's time per call stays below the device's.
+    host keeps ahead.
     """
     run()
     synchronise(device)
-    host = 0.0
     start = time.perf_counter()
     for _ in range(iterations):
-        begin = time.perf_counter()
         run()
-        host += time.perf_counter() - begin
     synchronise(device)
-    return (time.perf_counter() - start) / iterations, host / iterations
+    return (time.perf_counter() - start) / iterations
 
 
 def device_busy_seconds(run: Callable[[], object], device: torch.device) -> float:
@@ -264,22 +258,18 @@ def main() -> None:
                 s(views_a, views_b)
 
             synced = median_seconds(both, repeats=args.repeats, device=device)
-            alone, alone_host = steady_seconds(
+            alone = steady_seconds(
                 lambda s=step: s(x_a, x_b), iterations=args.repeats, device=device
             )
-            together, together_host = steady_seconds(both, iterations=args.repeats, device=device)
+            together = steady_seconds(both, iterations=args.repeats, device=device)
         except Exception as error:  # one mode failing still reports the others
             log(f"step {label} failed: {type(error).__name__}: {error}")
             continue
         step_rows += [
             (f"{recipe.encoder.name} step, bf16 autocast, {label}", seconds),
             (f"chain + {label} step, synchronised after each", synced),
-            (f"{label} step, back to back (host time {alone_host * 1000:.1f} ms)", alone),
-            (
-                f"chain + {label} step, back to back as in training "
-                f"(host time {together_host * 1000:.1f} ms)",
-                together,
-            ),
+            (f"{label} step, back to back", alone),
+            (f"chain + {label} step, back to back as in training", together),
         ]
         cost = together - alone
         notes.append(
@@ -287,9 +277,8 @@ def main() -> None:
             f"{cost * 1000:+.1f} ms ({100 * cost / alone:+.0f}% of {alone * 1000:.1f} ms)"
         )
         log(
-            f"step {label}: {seconds * 1000:.1f} ms; back to back {alone * 1000:.1f} ms (host "
-            f"{alone_host * 1000:.1f}), with chain {together * 1000:.1f} ms (host "
-            f"{together_host * 1000:.1f})"
+            f"step {label}: {seconds * 1000:.1f} ms; back to back {alone * 1000:.1f} ms, "
+            f"with chain {together * 1000:.1f} ms"
         )
     memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
 
