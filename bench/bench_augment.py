@@ -133,9 +133,9 @@ def ours(source: torch.Tensor, args: argparse.Namespace, pitch_kind: str) -> Cal
 
     def run() -> object:
         generator.manual_seed(0)  # the same draws every round: rounds differ by noise only
-        x_a, _ = chain(source, generator=generator)
-        x_b, _ = chain(source, generator=generator)
-        return x_a, x_b
+        # Both views in one pass, as train.py makes them; each example draws its own crop.
+        views, _ = chain(torch.cat([source, source]), generator=generator)
+        return views.chunk(2)
 
     return run
 

@@ -176,7 +176,8 @@ class NoiseBank:
         if noise is None or noise.shape[0] < needed:
             period = torch.randn(NOISE_PERIOD, generator=torch.Generator().manual_seed(0))
             repeats = math.ceil(needed / NOISE_PERIOD)
-            noise = period.repeat(repeats)[:needed].to(device=offset.device, dtype=dtype)
+            # Once per device and dtype; without waiting for the device, like every copy here.
+            noise = period.repeat(repeats)[:needed].to(offset.device, dtype, non_blocking=True)
             self._noise[key] = noise
         return noise.unfold(0, length, 1)[offset]  # a view of every window, then a gather
 
