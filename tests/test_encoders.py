@@ -152,6 +152,19 @@ def test_short_chunk_cnn_accepts_longer_input():
         assert encoder(_audio(1, 16384)).shape == (1, 16)
 
 
+def test_short_chunk_cnn_runs_channels_last_with_the_same_result():
+    torch.manual_seed(0)
+    encoder = ShortChunkCNN(channels=4, n_fft=256, hop_length=64, input_samples=8192).eval()
+    conv = encoder.layers[1][0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    x = _audio(3, 8192)
+    with torch.no_grad():
+        fast = encoder(x)
+        encoder.layers.to(memory_format=torch.contiguous_format)
+        assert encoder.layers[1][0].weight.is_contiguous()
+        torch.testing.assert_close(fast, encoder(x), rtol=1e-4, atol=1e-5)
+
+
 def test_full_size_defaults():
     # CLMR's SampleCNN on 3^10 = 59049 samples and Won et al.'s short-chunk CNN on 3.69 s at
     # 16 kHz both end in one 512-d frame.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from musicssl.encoders._shared import check_waveforms, resolve_layer
@@ -102,6 +103,9 @@ class ShortChunkCNN(nn.Module):
             )
             for in_channels, out_channels in zip([1, *widths[:-1]], widths, strict=True)
         )
+        # Channels-last convolutions and pooling: a training step ran 1.35x as fast on a CPU
+        # (oneDNN's native layout; max-pooling in the default layout took 13% of the step).
+        self.layers.to(memory_format=torch.channels_last)
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments, as plain JSON/YAML values: ``ShortChunkCNN(**config())``."""
@@ -130,6 +134,7 @@ class ShortChunkCNN(nn.Module):
                 f"{self.min_samples} samples, got input of shape {tuple(x.shape)}"
             )
         h = self.input_norm(self.frontend(x).unsqueeze(1))  # (B, 1, n_mels, T)
+        h = h.contiguous(memory_format=torch.channels_last)
         for block in self.layers[: index + 1]:
             h = block(h)  # (B, C, F, T), F and T halved
         return h.amax(dim=2)
