@@ -8,10 +8,12 @@ In one run on one device, for two views of a batch of 48 crops of 59049 samples 
 2. musicssl's chain (``build_chain("clmr")``, both pitch kinds), and the time per transform;
 3. torch-audiomentations' closest chain on the same device (``bench_augment``'s), if importable;
 4. one training step of the full CLMR recipe (SampleCNN, SimCLR head, NT-Xent, AdamW) on those
-   96 views under bf16 autocast, compiled and eager;
-5. chain and step together, as training runs them: the chain's cost as the step sees it.
+   96 views under bf16 autocast: eager, compiled, compiled with CUDA graphs (``--modes``);
+5. chain and step together, synchronised after each and back to back as training runs them:
+   the chain's cost as the step sees it; and the chain's kernel time from the profiler.
 
-Prints a markdown report and writes ``bench/results/gpu.md`` (``--out``). On a CPU it runs too
+Prints a markdown report and writes ``bench/results/gpu.md`` (``--out``;
+``bench/results/gpu_h100.md`` holds runs on an H100). On a CPU it runs too
 (small sizes, for checking the script): ``python bench/bench_gpu.py --device cpu --batch-size 4
 --modes eager --repeats 2 --out /tmp/gpu.md``.
 

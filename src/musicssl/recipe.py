@@ -85,7 +85,8 @@ class TrainSettings:
         seed: seed of initialisation, data order and augmentation.
         checkpoint_every: steps between checkpoints (and at the end).
         log_every: steps between log lines.
-        compile: ``torch.compile`` the method (GPU).
+        compile: compile the method's networks in place with ``torch.compile`` (GPU); the
+            loss stays eager.
         minutes: a wall-clock budget: after a few steps the run measures its speed and ends
             (learning-rate schedule included) at the step that fits the budget, or at
             ``steps`` if that comes first. None: run all ``steps``.
