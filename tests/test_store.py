@@ -110,3 +110,12 @@ def test_store_pickles_without_its_samples(manifest: Path, tmp_path: Path):
     copy = pickle.loads(pickle.dumps(store))
     assert copy._samples is None
     np.testing.assert_array_equal(copy.crop(3, 10, 50), store.crop(3, 10, 50))
+
+
+def test_prefetch_asks_only_for_a_store_that_fits_in_memory(manifest: Path, tmp_path: Path):
+    pack(manifest, out=tmp_path / "store", sr=16000, progress=False)
+    store = SampleStore(tmp_path / "store")
+    before = store.crop(0, 0, 100)
+    assert store.prefetch() is hasattr(os, "posix_fadvise")
+    assert store.prefetch(max_memory_fraction=0.0) is False
+    np.testing.assert_array_equal(store.crop(0, 0, 100), before)

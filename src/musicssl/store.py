@@ -208,6 +208,32 @@ class SampleStore:
             self._samples = mapped.view(np.ndarray)
         return self._samples
 
+    def prefetch(self, *, max_memory_fraction: float = 0.25) -> bool:
+        """Ask the OS to read the samples into its page cache ahead of the random crops.
+
+        Training reads crops at random places; from a cold disk the first pass over a store
+        ran at about 60% of the speed of the rest, which also misled a time budget fitted
+        in its first minutes. The request (``posix_fadvise(WILLNEED)``) returns at once and
+        the kernel reads in the background. Only a store that fits in ``max_memory_fraction``
+        of the machine's memory is asked for; larger ones are left to the OS.
+
+        Returns:
+            True when the request was made.
+        """
+        size = (self.path / _SAMPLES).stat().st_size
+        try:
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):
+            return False
+        if not hasattr(os, "posix_fadvise") or size > max_memory_fraction * memory:
+            return False
+        descriptor = os.open(self.path / _SAMPLES, os.O_RDONLY)
+        try:
+            os.posix_fadvise(descriptor, 0, size, os.POSIX_FADV_WILLNEED)
+        finally:
+            os.close(descriptor)
+        return True
+
     def num_samples(self, index: int) -> int:
         """Length of clip ``index`` in samples."""
         return self._lengths[index]

@@ -379,6 +379,7 @@ def _training_store(recipe: Recipe, *, sr: int, fabric: Any) -> SampleStore:
             f"{store.path}: the store is at {store.sr} Hz but the encoder expects "
             f"{sr} Hz; pack it again with --sr {sr}"
         )
+    store.prefetch()
     return store
 
 
