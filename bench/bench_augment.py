@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musicssl.augment import PitchShift, clmr_chain
+from musicssl.augment import Compose, PitchShift, clmr_chain
 from musicssl.augment.reverb import impulse_response
 
 DELAYS_MS = (200, 250, 300, 350, 400, 450)
@@ -92,6 +92,12 @@ def write_impulse_responses(folder: Path, *, sr: int) -> tuple[Path, Path]:
     return delay_dir, room_dir
 
 
+def synchronise(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def timed_together(
     runs: list[Callable[[], object]], *, repeats: int, device: torch.device, statistic: str
 ) -> list[float]:
@@ -101,20 +107,15 @@ def timed_together(
     statistic is the ``min`` (the round least disturbed by other processes, as ``timeit``
     advises for shared machines) or the ``median``.
     """
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     for run in runs:
         run()
-    sync()
+    synchronise(device)
     times: list[list[float]] = [[] for _ in runs]
     for _ in range(repeats):
         for run, run_times in zip(runs, times):
             start = time.perf_counter()
             run()
-            sync()
+            synchronise(device)
             run_times.append(time.perf_counter() - start)
     pick = min if statistic == "min" else statistics.median
     return [pick(run_times) for run_times in times]
@@ -140,19 +141,18 @@ def ours(source: torch.Tensor, args: argparse.Namespace, pitch_kind: str) -> Cal
     return run
 
 
-def ours_breakdown(source: torch.Tensor, args: argparse.Namespace) -> dict[str, float]:
-    """Milliseconds per view spent in each transform of the chain, at CLMR's probabilities.
+def ours_breakdown(chain: Compose, source: torch.Tensor, *, repeats: int) -> dict[str, float]:
+    """Milliseconds per view spent in each transform of ``chain``, at its probabilities.
 
     Each timed run draws afresh, so the median (not the luckiest draw) summarises them.
     """
-    chain = clmr_chain(args.sr, num_samples=args.num_samples, pitch_kind=args.pitch_kind)
     generator = torch.Generator().manual_seed(0)  # parameters are drawn on the host
     costs = {}
     x = source
     for key, transform in zip(chain.keys, chain.transforms):
         seconds = timed(
             lambda t=transform, x=x: t(x, generator=generator),
-            repeats=args.repeats,
+            repeats=repeats,
             device=source.device,
             statistic="median",
         )
@@ -435,7 +435,8 @@ def main() -> None:
             rows.append(("torch-audiomentations (batched)", str(device), seconds))
         else:
             notes.append("torch-audiomentations: not importable (needs torchaudio), skipped.")
-    breakdown = ours_breakdown(source.to(device), args)
+    chain = clmr_chain(args.sr, num_samples=args.num_samples, pitch_kind=args.pitch_kind)
+    breakdown = ours_breakdown(chain, source.to(device), repeats=args.repeats)
     pitch = pitch_shift_costs(args, device)
     load_after = os.getloadavg()
     busy_after, mine_after = busy_cpu_seconds()

@@ -23,7 +23,6 @@ Prints a markdown report and writes ``bench/results/gpu.md`` (``--out``;
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -37,7 +36,10 @@ import torch
 from bench_augment import (
     available,
     machine,
+    ours_breakdown,
+    synchronise,
     synthetic_music,
+    timed,
     torch_audiomentations_chain,
     version,
     write_impulse_responses,
@@ -46,24 +48,6 @@ from musicssl.augment import build_chain
 from musicssl.encoders import build_encoder
 from musicssl.methods import build_method
 from musicssl.recipe import Recipe, recipe_path
-
-
-def synchronise(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def median_seconds(run: Callable[[], object], *, repeats: int, device: torch.device) -> float:
-    """Median wall time of ``run`` over ``repeats`` synchronised calls, after one warm-up."""
-    run()
-    synchronise(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        synchronise(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def steady_seconds(run: Callable[[], object], *, iterations: int, device: torch.device) -> float:
@@ -128,22 +112,6 @@ def two_views(chain: torch.nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, seed
     generator = torch.Generator().manual_seed(seed)  # drawn on the host, as in training
     with torch.no_grad():
         return chain(torch.cat([x_a, x_b]), generator=generator)[0].chunk(2)
-
-
-def breakdown(chain: torch.nn.Module, x: torch.Tensor, *, repeats: int) -> dict[str, float]:
-    """Milliseconds per view in each transform, at CLMR's probabilities (median of draws)."""
-    generator = torch.Generator().manual_seed(0)
-    costs = {}
-    with torch.no_grad():
-        for key, transform in zip(chain.keys, chain.transforms):
-            seconds = median_seconds(
-                lambda t=transform, x=x: t(x, generator=generator),
-                repeats=repeats,
-                device=x.device,
-            )
-            costs[key] = seconds * 1000 / x.shape[0]
-            x, _ = transform(x, generator=generator)
-    return costs
 
 
 def training_step(recipe: Recipe, device: torch.device, *, mode: str | None) -> Callable:
@@ -216,13 +184,17 @@ def main() -> None:
     for kind, chain in chains.items():
         two_views(chain, x_a, x_b, seed=1)  # warm-up: FFT plans, noise bank, kernels
         syncs[kind] = host_syncs(lambda c=chain: two_views(c, x_a, x_b, seed=2), device)
-        seconds = median_seconds(
-            lambda c=chain: two_views(c, x_a, x_b, seed=3), repeats=args.repeats, device=device
+        seconds = timed(
+            lambda c=chain: two_views(c, x_a, x_b, seed=3),
+            repeats=args.repeats,
+            device=device,
+            statistic="median",
         )
         busy[kind] = device_busy_seconds(lambda c=chain: two_views(c, x_a, x_b, seed=3), device)
         rows.append((f"musicssl clmr chain, {kind} pitch", seconds))
         log(f"chain {kind}: {seconds * 1000:.1f} ms, host syncs: {syncs[kind]}")
-    costs = breakdown(chains["preserve_tempo"], crops, repeats=args.repeats)
+    with torch.no_grad():
+        costs = ours_breakdown(chains["preserve_tempo"], crops, repeats=args.repeats)
     log("breakdown done")
 
     peer_note = ""
@@ -234,7 +206,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as folder:
                 delay_dir, room_dir = write_impulse_responses(Path(folder), sr=encoder_sr)
                 peer = torch_audiomentations_chain(longer, peer_args, delay_dir, room_dir)
-                seconds = median_seconds(peer, repeats=args.peer_repeats, device=device)
+                seconds = timed(peer, repeats=args.peer_repeats, device=device, statistic="median")
         except Exception as error:  # a peer's failure is reported, not fatal to the rest
             peer_note = f"torch-audiomentations failed: {type(error).__name__}: {error}"
             log(peer_note)
@@ -258,15 +230,15 @@ def main() -> None:
             for _ in range(3):  # compilation, cuDNN autotuning, AdamW state
                 step(x_a, x_b)
             synchronise(device)
-            seconds = median_seconds(
-                lambda s=step: s(x_a, x_b), repeats=args.repeats, device=device
+            seconds = timed(
+                lambda s=step: s(x_a, x_b), repeats=args.repeats, device=device, statistic="median"
             )
 
             def both(s: Callable = step) -> None:
                 views_a, views_b = two_views(chain, x_a, x_b, seed=4)
                 s(views_a, views_b)
 
-            synced = median_seconds(both, repeats=args.repeats, device=device)
+            synced = timed(both, repeats=args.repeats, device=device, statistic="median")
             alone = steady_seconds(
                 lambda s=step: s(x_a, x_b), iterations=args.repeats, device=device
             )

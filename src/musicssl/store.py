@@ -220,12 +220,14 @@ class SampleStore:
         Returns:
             True when the request was made.
         """
-        size = (self.path / _SAMPLES).stat().st_size
+        if not hasattr(os, "posix_fadvise"):
+            return False
         try:
             memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (AttributeError, ValueError, OSError):
+        except (ValueError, OSError):
             return False
-        if not hasattr(os, "posix_fadvise") or size > max_memory_fraction * memory:
+        size = (self.path / _SAMPLES).stat().st_size
+        if size > max_memory_fraction * memory:
             return False
         descriptor = os.open(self.path / _SAMPLES, os.O_RDONLY)
         try:
