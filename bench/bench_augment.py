@@ -351,7 +351,7 @@ def machine() -> str:
 
 
 def main() -> None:
-    if "OMP_WAIT_POLICY" not in os.environ:
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
         # OpenMP workers that spin while they wait take the CPU their partner thread needs on a
         # machine shared with other jobs: two threads then ran the chain 10x slower than one
         # (load average 4 on 2 CPUs). OpenMP reads the policy when torch loads, so start afresh.
@@ -483,7 +483,7 @@ def main() -> None:
             f"{wall:.0f} s run ({100 * others / wall / (os.cpu_count() or 1):.0f}% of the "
             "machine)",
             f"- torch {torch.__version__}, {args.threads} intra-op threads, OMP_WAIT_POLICY="
-            f"{os.environ['OMP_WAIT_POLICY']}; audiomentations "
+            f"{os.environ.get('OMP_WAIT_POLICY')}, GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')}; audiomentations "
             f"{version('audiomentations')}; torch-audiomentations "
             f"{version('torch_audiomentations')}; torchaudio {version('torchaudio')}; "
             f"librosa {version('librosa')}; numpy {np.__version__}",

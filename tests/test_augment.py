@@ -518,3 +518,32 @@ def test_compose_names_repeated_transforms_apart() -> None:
     assert list(params) == ["gain", "gain_1", "polarity_inversion"]
     total_db = params["gain"]["gain_db"] + params["gain_1"]["gain_db"]
     torch.testing.assert_close(y[:, 0], -(10 ** (total_db / 20)))
+
+
+def test_chain_writes_into_its_own_batches_never_into_the_callers() -> None:
+    # No crop: the first transforms get the caller's batch itself.
+    chain = clmr_chain(SR, num_samples=None, p_polarity=0.5, p_filter=0.5, p_pitch=0.5)
+    x = 0.3 * sine([220.0, 660.0, 1320.0, 440.0], num_samples=8000)
+    before = x.clone()
+    y, params = chain(x, generator=seeded(3))
+    assert torch.equal(x, before)
+    # The same as each transform run on a fresh copy, in turn.
+    expected = x
+    for key, transform in zip(chain.keys, chain.transforms):
+        expected = transform.apply(expected, params[key])
+    assert torch.equal(y, expected)
+    assert torch.equal(chain.apply(x, params), y)
+    assert torch.equal(x, before)
+
+
+def test_overwrite_scatters_the_applied_examples_into_the_batch_itself() -> None:
+    x = 0.3 * sine([220.0, 440.0, 880.0], num_samples=12000)
+    transform = Delay(sr=SR, p=1.0)
+    params = transform.sample_params(3, 12000, generator=seeded(0))
+    params["applied"] = torch.tensor([True, False, True])
+    expected = transform.apply(x, params)
+    batch = x.clone()
+    y = transform.apply(batch, params, overwrite=True)
+    assert y is batch
+    assert torch.equal(y, expected)
+    assert torch.equal(y[1], x[1])

@@ -13,7 +13,9 @@ Every augmentation follows one convention:
   ``applied`` lives on the host, it knows without asking the device which examples to
   transform: it gathers them, moves their parameters to ``x``'s device (``non_blocking``),
   runs ``apply_all`` on them alone and scatters the results back. Examples left alone come back
-  bit-exact, and a transform with p = 0.3 costs about 0.3 of one with p = 1.
+  bit-exact, and a transform with p = 0.3 costs about 0.3 of one with p = 1. With
+  ``overwrite=True`` the results are scattered into ``x`` itself instead of a copy of it:
+  ``Compose`` passes it for the intermediate batches it made, never for its caller's.
 - ``forward(x, *, generator=None)`` does both and returns ``(x_out, params)``, so an objective
   that must know what was done (a pitch-equivariant loss, say) reads it from ``params``
   (moving it to its device first).
@@ -84,16 +86,18 @@ class Augmentation(nn.Module):
         """
         raise NotImplementedError
 
-    def apply(self, x: Tensor, params: Params) -> Tensor:
+    def apply(self, x: Tensor, params: Params, *, overwrite: bool = False) -> Tensor:
         """Transform the examples whose ``applied`` flag is set; the others pass unchanged.
 
         Args:
             x: waveforms. Shape: (batch_size, num_samples).
             params: as drawn by ``sample_params`` (CPU tensors of shape (batch_size, ...)).
+            overwrite: the caller is done with ``x``: write the results into it rather than
+                into a copy (one pass over the batch fewer).
 
         Returns:
             The waveforms, shape (batch_size, num_samples): ``x`` itself when no example is
-            applied, a new tensor otherwise.
+            applied, and may be with ``overwrite``; a new tensor otherwise.
         """
         index = applied_index(params, x.shape[0], type(self).__name__)
         num_applied = index.numel()
@@ -101,10 +105,12 @@ class Augmentation(nn.Module):
             return x
         if num_applied == x.shape[0]:
             return self.apply_all(x, to_device(params, x.device))
-        chosen = {name: value.index_select(0, index) for name, value in params.items()}
+        chosen = {name: value[index] for name, value in params.items()}
         index = index.to(x.device, non_blocking=True)
-        y = self.apply_all(x.index_select(0, index), to_device(chosen, x.device))
-        return x.index_copy(0, index, y)
+        # Indexing, not index_select, and index_copy_ in place, not index_copy: on CPU each ran
+        # 2-3x as fast for a (96, 59049) batch.
+        y = self.apply_all(x[index], to_device(chosen, x.device))
+        return (x if overwrite else x.clone()).index_copy_(0, index, y)
 
     def forward(
         self, x: Tensor, *, generator: torch.Generator | None = None

@@ -61,16 +61,31 @@ class Compose(nn.Module):
         check_waveform(x, "Compose")
         check_generator(generator, "Compose")
         all_params: dict[str, Params] = {}
+        ours = False
         for key, transform in zip(self.keys, self.transforms):
-            x, all_params[key] = transform(x, generator=generator)
+            params = transform.sample_params(x.shape[0], x.shape[-1], generator=generator)
+            x, ours = _step(transform, x, params, ours=ours)
+            all_params[key] = params
         return x, all_params
 
     def apply(self, x: Tensor, params: dict[str, Params]) -> Tensor:
         """Replay a chain with recorded parameters (as returned by ``forward``)."""
         check_waveform(x, "Compose")
+        ours = False
         for key, transform in zip(self.keys, self.transforms):
-            x = transform.apply(x, params[key])
+            x, ours = _step(transform, x, params[key], ours=ours)
         return x
+
+
+def _step(transform: Augmentation, x: Tensor, params: Params, *, ours: bool) -> tuple[Tensor, bool]:
+    """One transform of a chain, and whether its output is the chain's own memory.
+
+    The caller's batch is never written to. Once a transform has returned new memory, the
+    chain owns it and the next transforms may write their results into it (``overwrite``),
+    unless autograd is recording it.
+    """
+    y = transform.apply(x, params, overwrite=ours and not x.requires_grad)
+    return y, ours or y.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
 
 
 def clmr_chain(

@@ -43,7 +43,7 @@ class RandomCrop(Augmentation):
     def apply_all(self, x: Tensor, params: Params) -> Tensor:
         return self.apply(x, params)
 
-    def apply(self, x: Tensor, params: Params) -> Tensor:
+    def apply(self, x: Tensor, params: Params, *, overwrite: bool = False) -> Tensor:
         # Every example is cropped (the output is shorter), so there is nothing to gather.
         check_waveform(x, "RandomCrop")
         # Every window as a view (B, num_offsets, num_samples), one picked per example by an

@@ -12,9 +12,13 @@ from torch import Tensor
 from musicssl.augment.base import Augmentation, Params, check_range, coin, uniform
 
 
-def scale_rows(x: Tensor, scale: Tensor) -> Tensor:
-    """Each example times its own factor. Shapes: (batch_size, num_samples), (batch_size,)."""
-    return x * scale.to(x.device, x.dtype, non_blocking=True)[:, None]
+def scale_rows(x: Tensor, scale: Tensor, *, overwrite: bool) -> Tensor:
+    """Each example times its own factor, in place if ``overwrite``.
+
+    Shapes: (batch_size, num_samples), (batch_size,).
+    """
+    factor = scale.to(x.device, x.dtype, non_blocking=True)[:, None]
+    return x.mul_(factor) if overwrite else x * factor
 
 
 class PolarityInversion(Augmentation):
@@ -37,8 +41,8 @@ class PolarityInversion(Augmentation):
     def apply_all(self, x: Tensor, params: Params) -> Tensor:
         return -x
 
-    def apply(self, x: Tensor, params: Params) -> Tensor:
-        return scale_rows(x, 1.0 - 2.0 * params["applied"].float())
+    def apply(self, x: Tensor, params: Params, *, overwrite: bool = False) -> Tensor:
+        return scale_rows(x, 1.0 - 2.0 * params["applied"].float(), overwrite=overwrite)
 
 
 class Gain(Augmentation):
@@ -70,10 +74,9 @@ class Gain(Augmentation):
     def apply_all(self, x: Tensor, params: Params) -> Tensor:
         return x * (10.0 ** (params["gain_db"] / 20.0)).to(x.dtype)[:, None]
 
-    def apply(self, x: Tensor, params: Params) -> Tensor:
-        return scale_rows(
-            x, torch.where(params["applied"], 10.0 ** (params["gain_db"] / 20.0), 1.0)
-        )
+    def apply(self, x: Tensor, params: Params, *, overwrite: bool = False) -> Tensor:
+        scale = torch.where(params["applied"], 10.0 ** (params["gain_db"] / 20.0), 1.0)
+        return scale_rows(x, scale, overwrite=overwrite)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, min_db={self.min_db}, max_db={self.max_db}"
