@@ -32,6 +32,7 @@ import importlib
 import os
 import platform
 import random
+import resource
 import statistics
 import sys
 import tempfile
@@ -44,6 +45,7 @@ import torch
 
 from musicssl.augment import Compose, PitchShift, clmr_chain
 from musicssl.augment.reverb import impulse_response
+from musicssl.runtime import keep_freed_memory
 
 DELAYS_MS = (200, 250, 300, 350, 400, 450)
 
@@ -139,6 +141,14 @@ def ours(source: torch.Tensor, args: argparse.Namespace, pitch_kind: str) -> Cal
         return views.chunk(2)
 
     return run
+
+
+def page_faults_per_run(run: Callable[[], object], *, repeats: int) -> float:
+    """Minor page faults of this process per run: memory faulted in afresh, not reused."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(repeats):
+        run()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / repeats
 
 
 def ours_breakdown(chain: Compose, source: torch.Tensor, *, repeats: int) -> dict[str, float]:
@@ -351,12 +361,12 @@ def machine() -> str:
 
 
 def main() -> None:
-    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-        # OpenMP workers that spin while they wait take the CPU their partner thread needs on a
-        # machine shared with other jobs: two threads then ran the chain 10x slower than one
-        # (load average 4 on 2 CPUs). OpenMP reads the policy when torch loads, so start afresh.
+    if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & os.environ.keys():
+        # The runtime the musicssl command sets up (musicssl.runtime): OpenMP reads its wait
+        # policy when torch loads, so start afresh with it.
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
         os.execv(sys.executable, [sys.executable, *sys.argv])
+    keeps_memory = keep_freed_memory()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
@@ -429,6 +439,7 @@ def main() -> None:
             statistic=args.statistic,
         )
         rows += [(name, where, secs) for (name, where, _), secs in zip(contenders, seconds_each)]
+        faults = page_faults_per_run(contenders[0][2], repeats=args.repeats)
         if available("torch_audiomentations"):
             run = torch_audiomentations_chain(source.to(device), args, delay_dir, room_dir)
             seconds = timed(run, repeats=args.peer_repeats, device=device, statistic=args.statistic)
@@ -483,7 +494,9 @@ def main() -> None:
             f"{wall:.0f} s run ({100 * others / wall / (os.cpu_count() or 1):.0f}% of the "
             "machine)",
             f"- torch {torch.__version__}, {args.threads} intra-op threads, OMP_WAIT_POLICY="
-            f"{os.environ.get('OMP_WAIT_POLICY')}, GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')}; audiomentations "
+            f"{os.environ.get('OMP_WAIT_POLICY')}, glibc keeping freed memory: {keeps_memory} "
+            f"(as the musicssl command runs, see musicssl.runtime): {faults:.0f} page faults "
+            f"per pass of the musicssl chain; audiomentations "
             f"{version('audiomentations')}; torch-audiomentations "
             f"{version('torch_audiomentations')}; torchaudio {version('torchaudio')}; "
             f"librosa {version('librosa')}; numpy {np.__version__}",

@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# As the command line does: OpenMP waiters sleep rather than spin, so tests sharing the cores
-# with other processes do not slow each other down by an order of magnitude.
+# As the command line does (musicssl.runtime): OpenMP waiters sleep rather than spin, as tests
+# share the cores with other processes; OpenMP reads this when torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+from musicssl.runtime import keep_freed_memory
+
+keep_freed_memory()  # and freed memory is kept for the next test's tensors
 
 
 def tone(freq: float, *, sr: int, seconds: float, amplitude: float = 0.5) -> np.ndarray:

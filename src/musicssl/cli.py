@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from musicssl.errors import MusicSSLError
+from musicssl.runtime import configure_cpu_runtime
 
 DESCRIPTION = """\
 musicssl: self-supervised learning of music audio representations.
@@ -326,10 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # OpenMP threads that spin while waiting make torch several times slower (10x measured)
-    # whenever another process shares the cores; sleeping waiters cost nothing measurable
-    # on an idle machine. Read once, when torch loads: before any verb imports it.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Sleeping OpenMP waiters and a glibc that keeps freed memory (see musicssl.runtime);
+    # OpenMP reads its setting once, when torch loads: before any verb imports it.
+    configure_cpu_runtime()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may also follow options: `pretrain R.yaml --out X train.steps=5`.
