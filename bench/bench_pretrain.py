@@ -25,6 +25,7 @@ from musicssl.builtin import build_corpus
 from musicssl.embed import Model, load
 from musicssl.encoders import build_encoder
 from musicssl.recipe import Recipe
+from musicssl.runtime import configure_cpu_runtime
 from musicssl.store import SampleStore, pack
 from musicssl.train import latest_checkpoint, pretrain
 
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pretrain_cpu.md")
     parser.add_argument("overrides", nargs="*", help="recipe overrides for every recipe")
     args = parser.parse_args()
+    configure_cpu_runtime()  # as the musicssl command runs (OpenMP's policy comes from the env)
 
     build_corpus(args.corpus, size="small", seed=0)
     results = []
