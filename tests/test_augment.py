@@ -377,12 +377,12 @@ def greedy_wsola_starts(x: torch.Tensor, ratio: float, *, hop: int, overlap: int
         first = k * hop - search
         candidates = [coarse_window(first + step * j) for j in range(2 * search // step + 1)]
         starts.append(first + step * best(coarse_window(starts[-1] + advance), candidates))
-    fine, quarter, length = [0], overlap // 4, overlap // 2
+    fine, middle, length = [0], 3 * overlap // 8, overlap // 4
     for k in range(1, num_grains):  # fine: every sample near the coarse start
-        first = starts[k] - (step - 1) + quarter
-        template = x[fine[-1] + advance + quarter :][:length]
+        first = starts[k] - (step - 1) + middle
+        template = x[fine[-1] + advance + middle :][:length]
         candidates = [x[first + j :][:length] for j in range(2 * step - 1)]
-        fine.append(first - quarter + best(template, candidates))
+        fine.append(first - middle + best(template, candidates))
     return fine
 
 

@@ -227,13 +227,13 @@ def _grain_starts(
     # Fine: grain k may start at coarse_k + j - (DECIMATION - 1) for j in [0, 2 DECIMATION - 1).
     zero = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
     first = torch.cat([zero, coarse_start], dim=1) - (DECIMATION - 1)  # (B, K)
-    # Matched on the middle half of the cross-fade, where both grains weigh most: the coarse
+    # Matched on the middle quarter of the cross-fade, where both grains weigh most: the coarse
     # level has already matched the whole of it.
-    quarter = overlap // 4
+    middle = 3 * overlap // 8
     table = _best_next(
-        x.unfold(1, overlap // 2, 1),
-        template_first=first[:, :-1] + advance + quarter,
-        candidate_first=first[:, 1:] + quarter,
+        x.unfold(1, overlap // 4, 1),
+        template_first=first[:, :-1] + advance + middle,
+        candidate_first=first[:, 1:] + middle,
         width=2 * DECIMATION - 1,
     )
     fine_start = first[:, 1:] + _follow(table, DECIMATION - 1)
