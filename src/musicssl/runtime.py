@@ -12,7 +12,7 @@ Two process-wide settings decide much of how fast torch code runs on a CPU:
   once, so every large temporary tensor is faulted in afresh, page by page: a CLMR-sized
   augmentation pass spent up to a fifth of its CPU time in the kernel doing so. With blocks up
   to 256 MiB taken from the heap and up to 1 GiB of freed heap kept for reuse, a pass faults
-  no pages and the ``cpu`` recipes train 1.3-1.4x as many steps per minute.
+  next to no pages and the ``cpu`` recipes train 1.3-1.4x as many steps per minute.
 
 Both are set only where the user has not set them. ``musicssl`` (the command) applies them as
 it starts; a Python program gets them by calling ``configure_cpu_runtime()`` before it imports
