@@ -34,22 +34,16 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 
 
-def configure_cpu_runtime() -> list[str]:
+def configure_cpu_runtime() -> None:
     """Make OpenMP waiters sleep and glibc keep freed memory, where the user has not said.
 
     The OpenMP setting takes effect only if torch has not been imported yet (OpenMP reads it
     once, as torch loads); the allocator setting takes effect at once.
-
-    Returns:
-        What was set, for logs and benchmark reports.
     """
-    settings = []
     if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & os.environ.keys() and "torch" not in sys.modules:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-        settings.append("OMP_WAIT_POLICY=PASSIVE")
-    if "MALLOC_MMAP_THRESHOLD_" not in os.environ and keep_freed_memory():
-        settings.append(f"M_MMAP_THRESHOLD={MMAP_THRESHOLD}, M_TRIM_THRESHOLD={TRIM_THRESHOLD}")
-    return settings
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        keep_freed_memory()
 
 
 def keep_freed_memory() -> bool:
