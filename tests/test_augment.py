@@ -22,7 +22,7 @@ from musicssl.augment import (
     clmr_chain,
 )
 from musicssl.augment.base import NOISE_PERIOD, NoiseBank, fast_fft_length
-from musicssl.augment.pitch import DECIMATION, _grain_starts
+from musicssl.augment.pitch import COARSE_STEPS, _grain_starts
 from musicssl.augment.reverb import impulse_response
 from musicssl.errors import MusicSSLError
 
@@ -359,29 +359,38 @@ def test_tempo_preserving_shift_joins_its_grains_in_phase() -> None:
 
 
 def greedy_wsola_starts(x: torch.Tensor, ratio: float, *, hop: int, overlap: int, search: int):
-    """WSOLA's two-level search the plain way, one grain after the other (x: one example)."""
-    step, advance = DECIMATION, round(ratio * hop)
+    """WSOLA's coarse-to-fine search the plain way, one grain after the other (x: one example)."""
+    advance = round(ratio * hop)
     total = x.cumsum(0)
-    coarse = total[step:] - total[:-step]
+    sums = {step: total[step:] - total[:-step] for step in COARSE_STEPS}
 
     def best(template: torch.Tensor, candidates: list[torch.Tensor]) -> int:
         scores = [torch.dot(template, c) / c.norm().clamp_min(1e-6) for c in candidates]
         return int(torch.stack(scores).argmax())
 
-    def coarse_window(start: int) -> torch.Tensor:
-        return coarse[start : start + step * (overlap // step) : step]
-
     num_grains = -(-x.shape[0] // hop) - 2
-    starts = [0]
-    for k in range(1, num_grains):  # coarse: on the grid, from the last coarse start
-        first = k * hop - search
-        candidates = [coarse_window(first + step * j) for j in range(2 * search // step + 1)]
-        starts.append(first + step * best(coarse_window(starts[-1] + advance), candidates))
+    centres = [k * hop for k in range(num_grains)]
+    reach = search // COARSE_STEPS[0]
+    for level, step in enumerate(COARSE_STEPS):  # each level from the last's choices
+        if level > 0:
+            reach = COARSE_STEPS[level - 1] // step - 1
+        span = step * (overlap // step)  # sums of step samples over the cross-fade
+        starts = [0]
+        for k in range(1, num_grains):
+            first = centres[k] - step * reach
+            candidates = [
+                sums[step][a : a + span : step]
+                for a in range(first, first + step * (2 * reach + 1), step)
+            ]
+            a = starts[-1] + advance
+            starts.append(first + step * best(sums[step][a : a + span : step], candidates))
+        centres = starts
     fine, middle, length = [0], 3 * overlap // 8, overlap // 4
+    reach = COARSE_STEPS[-1] - 1
     for k in range(1, num_grains):  # fine: every sample near the coarse start
-        first = starts[k] - (step - 1) + middle
+        first = centres[k] - reach + middle
         template = x[fine[-1] + advance + middle :][:length]
-        candidates = [x[first + j :][:length] for j in range(2 * step - 1)]
+        candidates = [x[first + j :][:length] for j in range(2 * reach + 1)]
         fine.append(first - middle + best(template, candidates))
     return fine
 

@@ -9,8 +9,9 @@ Two kinds, chosen by ``kind``:
   the next over ``overlap`` samples. Where each grain starts is searched, as in WSOLA
   (Verhelst & Roelands, 1993): among the starts within ``search`` samples of its time, the one
   whose opening best matches (normalised cross-correlation) how the previous grain would have
-  gone on, so that cross-fades join waveforms in phase. The search runs coarse to fine (sums
-  of 8 samples first, then every sample near the best coarse start), and although each
+  gone on, so that cross-fades join waveforms in phase. The search runs coarse to fine (on sums
+  of 32 samples, then of 8 near the best of those, then on every sample near the best of
+  those), and although each
   grain's choice depends on the last, all are made at once (see ``_grain_starts``).
 - ``"tape"``: read the waveform r times as fast, so pitch and tempo move together (a tape or
   turntable running fast or slow). The length is kept: shifted up, the example ends early and
@@ -39,9 +40,9 @@ from musicssl.augment.base import (
 from musicssl.errors import MusicSSLError
 
 KINDS = ("preserve_tempo", "tape")
-# The coarse search of WSOLA runs on sums of this many samples, and places grains to a grid
-# this coarse before the fine search places them to the sample.
-DECIMATION = 8
+# WSOLA's coarse search levels: grains placed to a grid of this many samples, matched on sums
+# of as many samples; then the fine search places them to the sample.
+COARSE_STEPS = (32, 8)
 
 
 def oversampled_for_reading(x: Tensor, ratio: Tensor, *, max_ratio: float) -> Tensor:
@@ -138,10 +139,11 @@ def wsola_pitch_shift(
         x: waveforms. Shape: (batch_size, num_samples).
         ratio: frequency ratios 2^(semitones / 12), clamped to [1 / max_ratio, max_ratio].
             Shape: (batch_size,).
-        hop: output samples between grain starts, a multiple of DECIMATION.
-        overlap: cross-fade length, a multiple of DECIMATION, at most hop.
-        search: largest distance of a grain's start from its time, a multiple of
-            DECIMATION with search + 2 DECIMATION <= hop.
+        hop: output samples between grain starts.
+        overlap: cross-fade length, at least COARSE_STEPS[0] and at most hop.
+        search: how far the first search level reaches either side of a grain's time; the
+            later levels may move a grain up to COARSE_STEPS[0] - 1 samples further.
+            search + 2 COARSE_STEPS[0] <= hop.
         max_ratio: the largest ratio the caller may pass (sets how far past its end the
             input is extended), known on the host.
 
@@ -156,8 +158,7 @@ def wsola_pitch_shift(
     segment = hop + overlap
     # The furthest any grain reads, with room for the search windows; past the end of the
     # example the input goes on mirrored, so the last grains read music, not silence.
-    reach = (num_grains - 1) * hop + search + math.ceil(max_ratio * segment) + 4 * DECIMATION
-    reach = -(-reach // DECIMATION) * DECIMATION
+    reach = (num_grains - 1) * hop + search + math.ceil(max_ratio * segment) + 4 * COARSE_STEPS[0]
     extended = _extend(x.to(dtype), fast_fft_length(reach + 64), mirrored=reach - num_samples)
 
     start = _grain_starts(
@@ -189,9 +190,10 @@ def _grain_starts(
     WSOLA chooses the grains in turn, each start depending on the last. Here each choice is
     first tabulated for every start the previous grain could have (``_best_next``: one batched
     matrix product per level), then the tables are chained (``_follow``: log2 K gathers).
-    Coarse level: starts on a grid of DECIMATION samples within ``search`` of k hop, matched
-    on sums of DECIMATION samples; fine level: every sample within DECIMATION - 1 of the
-    coarse start, matched on the input itself.
+    Coarse levels (``COARSE_STEPS``): starts on a grid of s samples, matched on sums of s
+    samples over the cross-fade; the first level spans the search range, each later one the
+    grid points next to the level before's choice. Fine level: every sample within s - 1 of the
+    last coarse start, matched on the input itself.
 
     Args:
         x: input, long enough for every grain to read. Shape: (B, M).
@@ -205,39 +207,41 @@ def _grain_starts(
     if num_grains == 1:
         return torch.zeros(batch_size, 1, dtype=torch.long, device=device)
     advance = (ratio * hop).round().long()[:, None]  # input samples a grain covers by hop
-    grain = torch.arange(1, num_grains, device=device)  # grains with a choice to make
-
-    # Coarse: grain k may start at k hop + DECIMATION (j - reach) for j in [0, 2 reach], and
-    # is matched on sums of DECIMATION samples, DECIMATION apart (windows at any sample).
-    total = x.cumsum(dim=1)  # float32 is plenty: errors ~1e-5 of the level after 1e5 samples
-    coarse = total[:, DECIMATION:] - total[:, :-DECIMATION]  # (B, M - DECIMATION)
-    length = overlap // DECIMATION
-    windows = coarse.unfold(1, DECIMATION * (length - 1) + 1, 1)[..., ::DECIMATION]
-    reach = search // DECIMATION
-    first = (grain * hop - search).expand(batch_size, -1)  # (B, K - 1)
-    table = _best_next(
-        windows,
-        template_first=first - hop + advance,
-        candidate_first=first,
-        width=2 * reach + 1,
-        step=DECIMATION,
-    )
-    coarse_start = first + DECIMATION * _follow(table, reach)  # (B, K - 1)
-
-    # Fine: grain k may start at coarse_k + j - (DECIMATION - 1) for j in [0, 2 DECIMATION - 1).
     zero = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
-    first = torch.cat([zero, coarse_start], dim=1) - (DECIMATION - 1)  # (B, K)
-    # Matched on the middle quarter of the cross-fade, where both grains weigh most: the coarse
-    # level has already matched the whole of it.
+    total = x.cumsum(dim=1)  # float32 is plenty: errors ~1e-5 of the level after 1e5 samples
+
+    # Where each grain is centred at each level: first at k hop, then at the last choice.
+    centre = (hop * torch.arange(num_grains, device=device)).expand(batch_size, -1)  # (B, K)
+    reach = search // COARSE_STEPS[0]  # grid points either way at the first level
+    for level, step in enumerate(COARSE_STEPS):
+        if level > 0:
+            reach = COARSE_STEPS[level - 1] // step - 1
+        sums = total[:, step:] - total[:, :-step]  # sum of the step samples from each sample
+        length = overlap // step
+        windows = sums.unfold(1, step * (length - 1) + 1, 1)[..., ::step]  # (B, M', length)
+        first = centre - step * reach  # grain k may start at first_k + step j, j <= 2 reach
+        table = _best_next(
+            windows,
+            template_first=first[:, :-1] + advance,
+            candidate_first=first[:, 1:],
+            width=2 * reach + 1,
+            step=step,
+        )
+        centre = torch.cat([zero, first[:, 1:] + step * _follow(table, reach)], dim=1)
+
+    # Fine: every sample within the last coarse step of the coarse start. Matched on the middle
+    # quarter of the cross-fade, where both grains weigh most: the coarse levels have already
+    # matched the whole of it.
+    reach = COARSE_STEPS[-1] - 1
+    first = centre - reach
     middle = 3 * overlap // 8
     table = _best_next(
         x.unfold(1, overlap // 4, 1),
         template_first=first[:, :-1] + advance + middle,
         candidate_first=first[:, 1:] + middle,
-        width=2 * DECIMATION - 1,
+        width=2 * reach + 1,
     )
-    fine_start = first[:, 1:] + _follow(table, DECIMATION - 1)
-    return torch.cat([zero, fine_start], dim=1)
+    return torch.cat([zero, first[:, 1:] + _follow(table, reach)], dim=1)
 
 
 def _best_next(
@@ -349,18 +353,14 @@ class PitchShift(Augmentation):
         self.max_semitones = float(max_semitones)
         self.kind = kind
 
-        def samples(ms: float) -> int:  # whole blocks of the coarse search
-            return DECIMATION * max(1, round(ms * sr / 1000 / DECIMATION))
-
         self.hop, self.overlap, self.search = (
-            samples(hop_ms),
-            samples(overlap_ms),
-            samples(search_ms),
+            round(ms * sr / 1000) for ms in (hop_ms, overlap_ms, search_ms)
         )
-        if self.overlap > self.hop or self.search + 2 * DECIMATION > self.hop:
+        coarsest = COARSE_STEPS[0]
+        if not coarsest <= self.overlap <= self.hop or self.search + 2 * coarsest > self.hop:
             raise MusicSSLError(
-                f"PitchShift: need overlap_ms <= hop_ms and search_ms well below hop_ms, got "
-                f"{overlap_ms}, {search_ms}, {hop_ms}"
+                f"PitchShift: need {coarsest} samples <= overlap_ms <= hop_ms and search_ms "
+                f"well below hop_ms, got {overlap_ms}, {search_ms}, {hop_ms} at {sr} Hz"
             )
 
     def sample_params(
