@@ -22,6 +22,7 @@ from musicssl.augment import (
     clmr_chain,
 )
 from musicssl.augment.base import NOISE_PERIOD, NoiseBank, fast_fft_length
+from musicssl.augment.filters import butterworth_gain
 from musicssl.augment.pitch import COARSE_STEPS, _grain_starts
 from musicssl.augment.reverb import impulse_response
 from musicssl.errors import MusicSSLError
@@ -282,6 +283,24 @@ def test_filter_attenuates_past_the_cutoff_as_a_butterworth(high_pass: bool) -> 
     # |H|^2 = 1 / (1 + 4^(2n)) at four times the cut-off, 1 / (1 + 4^(-2n)) at a quarter.
     expected = torch.tensor([10 * math.log10(1 + 4 ** (2 * order)), 10 * math.log10(1 + 4**-4)])
     torch.testing.assert_close(attenuation, expected.double(), atol=0.05, rtol=0)
+
+
+def test_butterworth_gain_at_dc_the_cutoff_and_far_past_it() -> None:
+    freqs = torch.tensor([0.0, 500.0, 1000.0, 2000.0, 1e6])
+    cutoff = torch.tensor([1000.0, 1000.0])
+    high_pass = torch.tensor([False, True])
+    gain = butterworth_gain(freqs, cutoff, high_pass, order=2)
+    # 1 / sqrt(1 + 2^4) an octave into the stop band; 1 / sqrt(2) at the cut-off.
+    octave, half = 1 / math.sqrt(17), 1 / math.sqrt(2)
+    torch.testing.assert_close(
+        gain[0], torch.tensor([1.0, 1 / math.sqrt(1 + 2**-4), half, octave, 0.0])
+    )
+    torch.testing.assert_close(
+        gain[1], torch.tensor([0.0, octave, half, 1 / math.sqrt(1 + 2**-4), 1.0])
+    )
+    steep = butterworth_gain(freqs, cutoff[:2], high_pass[:2], order=40)  # w^80 overflows
+    assert torch.isfinite(steep).all()
+    torch.testing.assert_close(steep[:, [0, -1]], torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
 
 
 def test_filter_draws_cutoffs_from_the_range_of_their_kind() -> None:

@@ -24,12 +24,12 @@ from musicssl.errors import MusicSSLError
 def butterworth_gain(freqs: Tensor, cutoff_hz: Tensor, high_pass: Tensor, *, order: int) -> Tensor:
     """Magnitude response of a Butterworth low- or high-pass filter.
 
-    With u = (f / fc)^n: |H| = 1 / sqrt(1 + u^2) for the low-pass and u / sqrt(1 + u^2) for the
-    high-pass. u is capped at 1e18, past which float32 would overflow u^2 (and the gains are
-    0 and 1 to float precision anyway).
+    |H| = 1 / sqrt(1 + w^(2n)) with w = f / fc for the low-pass and fc / f for the high-pass
+    (the same as u / sqrt(1 + u^2), u = (f / fc)^n). Where w^(2n) overflows float32 the gain
+    is 0, as it is to float precision anyway; so is the high-pass's at f = 0.
 
     Args:
-        freqs: frequencies in Hz. Shape: (num_freqs,).
+        freqs: frequencies in Hz, non-negative. Shape: (num_freqs,).
         cutoff_hz: -3 dB points. Shape: (batch_size,).
         high_pass: True for a high-pass. Shape: (batch_size,).
         order: filter order n (attenuation 6n dB per octave past the cut-off).
@@ -37,9 +37,20 @@ def butterworth_gain(freqs: Tensor, cutoff_hz: Tensor, high_pass: Tensor, *, ord
     Returns:
         Gains in [0, 1]. Shape: (batch_size, num_freqs).
     """
-    u = (freqs[None, :] / cutoff_hz[:, None]).pow_(order).clamp_(max=1e18)
-    low = u.square().add_(1).rsqrt_()
-    return torch.where(high_pass[:, None], u.mul_(low), low)
+    # w^2 is a f^2 + b / f^2 with (a, b) = (1 / fc^2, 0) or (0, fc^2): one matrix product with
+    # an inner size of 2 (on CPU about 3x as fast as gathering a curve per row and scaling
+    # it). 1 / 0 is kept finite, since 0 * inf would be nan.
+    square = freqs.square()
+    curves = torch.stack([square, square.reciprocal().clamp_(max=1e30)])
+    zero, cutoff_square = cutoff_hz.new_zeros(()), cutoff_hz.square()
+    coefficients = torch.stack(
+        [
+            torch.where(high_pass, zero, cutoff_square.reciprocal()),
+            torch.where(high_pass, cutoff_square, zero),
+        ],
+        dim=1,
+    )
+    return (coefficients @ curves).pow_(order).add_(1).rsqrt_()
 
 
 class HighLowPass(Augmentation):
@@ -109,10 +120,15 @@ class HighLowPass(Augmentation):
         dtype = compute_dtype(x)
         spectrum = padded_rfft(x, n_fft)  # (B, F)
         freqs = torch.fft.rfftfreq(n_fft, d=1.0 / self.sr, device=x.device, dtype=dtype)
+        # Each gain twice, for a bin's real and imaginary parts: multiplying by a broadcast
+        # gain instead ran 3-4x as slow on CPU.
         gain = butterworth_gain(
-            freqs, params["cutoff_hz"].to(dtype), params["high_pass"], order=self.order
+            freqs.repeat_interleave(2),
+            params["cutoff_hz"].to(dtype),
+            params["high_pass"],
+            order=self.order,
         )
-        torch.view_as_real(spectrum).mul_(gain[..., None])  # real gains: no complex copy
+        torch.view_as_real(spectrum).view(spectrum.shape[0], -1).mul_(gain)
         y = torch.fft.irfft(spectrum, n=n_fft)[:, :num_samples]
         return y.to(x.dtype)
 
