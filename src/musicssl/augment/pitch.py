@@ -173,12 +173,14 @@ def wsola_pitch_shift(
     weight = scaled.sub_(offset)
     index = 2 * start[:, :, None] + offset.long()[:, None, :]  # (B, K, segment)
     grains = _lerp_at(upsampled, index, weight[:, None, :])
-    grains *= _crossfade_weights(num_grains, hop, overlap, device=device, dtype=dtype)
+    # Overlap-add, each grain weighted on its way into the output (no weighted copy).
+    fade = _crossfade_weights(num_grains, hop, overlap, device=device, dtype=dtype)
     out = grains.new_empty(batch_size, (num_grains + 1) * hop)
-    out[:, : num_grains * hop].view(batch_size, num_grains, hop).copy_(grains[..., :hop])
+    heads = out[:, : num_grains * hop].view(batch_size, num_grains, hop)
+    torch.mul(grains[..., :hop], fade[:, :hop], out=heads)
     out[:, num_grains * hop :] = 0
     tails = out[:, hop:].view(batch_size, num_grains, hop)[..., :overlap]
-    tails += grains[..., hop:]
+    tails.addcmul_(grains[..., hop:], fade[:, hop:])
     return out[:, :num_samples].to(x.dtype)
 
 
