@@ -101,22 +101,25 @@ def synchronise(device: torch.device) -> None:
 
 
 def timed_together(
-    runs: list[Callable[[], object]], *, repeats: int, device: torch.device, statistic: str
+    runs: list[Callable[[int], object]], *, repeats: int, device: torch.device, statistic: str
 ) -> list[float]:
     """Wall time of each run in seconds, in interleaved rounds after one warm-up round.
 
-    Interleaving gives every run the same share of whatever else the machine is doing. The
-    statistic is the ``min`` (the round least disturbed by other processes, as ``timeit``
-    advises for shared machines) or the ``median``.
+    Interleaving gives every run the same share of whatever else the machine is doing. Round
+    i calls every run with seed i: a chain redraws its random choices (which transforms apply
+    to which examples) from that seed, so each contender is timed on the same series of draws
+    in every benchmark run, and none is timed on a single lucky or unlucky one. The statistic
+    is the ``median`` (a typical draw) or the ``min`` (for runs whose work does not depend on
+    the seed: the round least disturbed by other processes, as ``timeit`` advises).
     """
     for run in runs:
-        run()
+        run(repeats)  # a draw no timed round makes
     synchronise(device)
     times: list[list[float]] = [[] for _ in runs]
-    for _ in range(repeats):
+    for seed in range(repeats):
         for run, run_times in zip(runs, times):
             start = time.perf_counter()
-            run()
+            run(seed)
             synchronise(device)
             run_times.append(time.perf_counter() - start)
     pick = min if statistic == "min" else statistics.median
@@ -124,18 +127,20 @@ def timed_together(
 
 
 def timed(
-    run: Callable[[], object], *, repeats: int, device: torch.device, statistic: str
+    run: Callable[[int], object], *, repeats: int, device: torch.device, statistic: str
 ) -> float:
     """Wall time of one run in seconds (see ``timed_together``)."""
     return timed_together([run], repeats=repeats, device=device, statistic=statistic)[0]
 
 
-def ours(source: torch.Tensor, args: argparse.Namespace, pitch_kind: str) -> Callable[[], object]:
+def ours(
+    source: torch.Tensor, args: argparse.Namespace, pitch_kind: str
+) -> Callable[[int], object]:
     chain = clmr_chain(args.sr, num_samples=args.num_samples, pitch_kind=pitch_kind)
     generator = torch.Generator()  # parameters are drawn on the host
 
-    def run() -> object:
-        generator.manual_seed(0)  # the same draws every round: rounds differ by noise only
+    def run(seed: int) -> object:
+        generator.manual_seed(seed)
         # Both views in one pass, as train.py makes them; each example draws its own crop.
         views, _ = chain(torch.cat([source, source]), generator=generator)
         return views.chunk(2)
@@ -143,11 +148,11 @@ def ours(source: torch.Tensor, args: argparse.Namespace, pitch_kind: str) -> Cal
     return run
 
 
-def page_faults_per_run(run: Callable[[], object], *, repeats: int) -> float:
+def page_faults_per_run(run: Callable[[int], object], *, repeats: int) -> float:
     """Minor page faults of this process per run: memory faulted in afresh, not reused."""
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(repeats):
-        run()
+    for seed in range(repeats):
+        run(seed)
     return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / repeats
 
 
@@ -161,7 +166,7 @@ def ours_breakdown(chain: Compose, source: torch.Tensor, *, repeats: int) -> dic
     x = source
     for key, transform in zip(chain.keys, chain.transforms):
         seconds = timed(
-            lambda t=transform, x=x: t(x, generator=generator),
+            lambda seed, t=transform, x=x: t(x, generator=torch.Generator().manual_seed(seed)),
             repeats=repeats,
             device=source.device,
             statistic="median",
@@ -193,14 +198,17 @@ def audiomentations_chain(
             am.ApplyImpulseResponse(str(room_dir), p=0.6, leave_length_unchanged=True),
         ]
     )
-    rng = random.Random(0)
     crop_range = source.shape[-1] - args.num_samples
 
-    def view(row: np.ndarray) -> np.ndarray:
-        offset = rng.randint(0, crop_range)
-        return chain(row[offset : offset + args.num_samples], sample_rate=args.sr)
+    def run(seed: int) -> object:
+        random.seed(seed)  # audiomentations draws from random and numpy's global generators
+        np.random.seed(seed)  # noqa: NPY002 (the peer reads the legacy global generator)
+        crops = random.Random(seed)
 
-    def run() -> object:
+        def view(row: np.ndarray) -> np.ndarray:
+            offset = crops.randint(0, crop_range)
+            return chain(row[offset : offset + args.num_samples], sample_rate=args.sr)
+
         return [(view(row), view(row)) for row in source]
 
     return run
@@ -253,14 +261,14 @@ def torch_audiomentations_chain(
         ],
         output_type="tensor",
     )
-    torch.manual_seed(0)
     crop_range = source.shape[-1] - args.num_samples
 
     def crop() -> torch.Tensor:
         offsets = torch.randint(crop_range + 1, (source.shape[0],)).tolist()
         return torch.stack([row[o : o + args.num_samples] for row, o in zip(source, offsets)])
 
-    def run() -> object:
+    def run(seed: int) -> object:
+        torch.manual_seed(seed)  # it draws from torch's global generator
         return chain(crop()[:, None]), chain(crop()[:, None])
 
     return run
@@ -283,7 +291,7 @@ def pitch_shift_costs(args: argparse.Namespace, device: torch.device) -> dict[st
         for count in threads:
             torch.set_num_threads(count)
             seconds = timed(
-                lambda s=shift: s.apply(x_device, params),
+                lambda seed, s=shift: s.apply(x_device, params),
                 repeats=args.repeats,
                 device=device,
                 statistic=args.statistic,
@@ -295,7 +303,7 @@ def pitch_shift_costs(args: argparse.Namespace, device: torch.device) -> dict[st
 
         rows = x.numpy()[: args.peer_examples]
 
-        def run_librosa() -> object:
+        def run_librosa(seed: int) -> object:
             return [
                 librosa.effects.pitch_shift(r, sr=args.sr, n_steps=s)
                 for r, s in zip(rows, semitones)
@@ -311,7 +319,7 @@ def pitch_shift_costs(args: argparse.Namespace, device: torch.device) -> dict[st
         shift = am.PitchShift(min_semitones=-5.0, max_semitones=5.0, p=1.0)
         rows = x.numpy()[: args.peer_examples]
         seconds = timed(
-            lambda: [shift(r, sample_rate=args.sr) for r in rows],
+            lambda seed: [shift(r, sample_rate=args.sr) for r in rows],
             repeats=args.repeats,
             device=torch.device("cpu"),
             statistic=args.statistic,
@@ -375,15 +383,16 @@ def main() -> None:
     parser.add_argument("--source-samples", type=int, default=88200, help="length cropped from")
     parser.add_argument("--sr", type=int, default=22050)
     parser.add_argument("--pitch-kind", default="preserve_tempo")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7, help="timed rounds, seeds 0, 1, ...")
     parser.add_argument(
         "--peer-repeats", type=int, default=2, help="timed runs of torch-audiomentations"
     )
     parser.add_argument(
         "--statistic",
         choices=("min", "median"),
-        default="min",
-        help="summary of the timed runs: min (least disturbed by other processes) or median",
+        default="median",
+        help="summary of the timed rounds: median (a typical draw of the chains' random "
+        "choices) or min (the luckiest draw in the least disturbed round)",
     )
     parser.add_argument(
         "--peer-examples",
@@ -476,7 +485,9 @@ def main() -> None:
             f"CLMR chain, two views of a batch of {args.batch_size} x {args.num_samples} samples "
             f"at {args.sr} Hz (cropped from {args.source_samples}), {args.statistic} of "
             f"{args.repeats} runs (torch-audiomentations: {args.peer_repeats}) after a warm-up "
-            "run; musicssl and audiomentations timed in the same interleaved rounds.",
+            "run; musicssl and audiomentations timed in the same interleaved rounds. Round i "
+            "seeds every chain's random choices with i, so each is timed on the same series of "
+            "draws in every benchmark run.",
             "",
             *lines,
             "",
