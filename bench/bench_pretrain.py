@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -72,6 +73,7 @@ def main() -> None:
 
     build_corpus(args.corpus, size="small", seed=0)
     results = []
+    resumed = []
     for name in args.recipes:
         path = Path(name) if name.endswith(".yaml") else ROOT / "recipes" / f"{name}.yaml"
         recipe = Recipe.load(path, [f"data.corpus={args.corpus}", *args.overrides])
@@ -79,6 +81,8 @@ def main() -> None:
         run = Path(args.runs) / name
         began = time.perf_counter()
         if (run / "latest").exists():
+            print(f"{name}: resuming the run in {run} (an empty --runs folder trains afresh)")
+            resumed.append(name)
             pretrain(recipe, out=run, resume=True)
         else:
             pretrain(recipe, out=run)
@@ -102,9 +106,7 @@ def main() -> None:
         f"{torch.get_num_threads()} threads. Small built-in corpus (seed 0); each recipe's "
         "`cpu` size; logistic regression on clip embeddings (mean over windows), train split "
         "(C chosen on valid), accuracy on the test split.",
-        f"Command: `python bench/bench_pretrain.py --recipes {' '.join(args.recipes)}"
-        + (" " + " ".join(args.overrides) if args.overrides else "")
-        + "`",
+        f"Command: `{command()}`",
         "",
         "| recipe | method | steps | minutes | probe accuracy | random-init accuracy | gain |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -114,10 +116,23 @@ def main() -> None:
             f"| {name} | {method} | {steps} | {minutes:.1f} | {trained:.3f} | "
             f"{random:.3f} | {100 * (trained - random):+.1f} pts |"
         )
+    if resumed:
+        lines += [
+            "",
+            f"Resumed from earlier runs in {args.runs} (minutes count this invocation only): "
+            + ", ".join(resumed),
+        ]
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
+
+
+def command() -> str:
+    """This invocation as a shell command, with OpenMP's wait policy where it was set."""
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    prefix = f"OMP_WAIT_POLICY={policy} " if policy else ""
+    return prefix + "python " + " ".join(sys.argv)
 
 
 if __name__ == "__main__":
