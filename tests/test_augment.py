@@ -192,6 +192,9 @@ def test_rejects_bad_input() -> None:
         RandomCrop(1000)(torch.zeros(2, 999))
     with pytest.raises(MusicSSLError, match="kind"):
         PitchShift(sr=SR, kind="sox")
+    for settings in ({"search_ms": -1.0}, {"overlap_ms": 0.5}, {"search_ms": 59.0}):
+        with pytest.raises(MusicSSLError, match="overlap_ms <= hop_ms"):
+            PitchShift(sr=SR, **settings)
 
 
 def test_fast_fft_length_is_the_smallest_power_of_2_times_1_3_or_5() -> None:

@@ -11,8 +11,8 @@ Two kinds, chosen by ``kind``:
   whose opening best matches (normalised cross-correlation) how the previous grain would have
   gone on, so that cross-fades join waveforms in phase. The search runs coarse to fine (on sums
   of 32 samples, then of 8 near the best of those, then on every sample near the best of
-  those), and although each
-  grain's choice depends on the last, all are made at once (see ``_grain_starts``).
+  those), and although each grain's choice depends on the last, all are made at once (see
+  ``_grain_starts``).
 - ``"tape"``: read the waveform r times as fast, so pitch and tempo move together (a tape or
   turntable running fast or slow). The length is kept: shifted up, the example ends early and
   the tail is silent; shifted down, its end is cut.
@@ -359,9 +359,12 @@ class PitchShift(Augmentation):
             round(ms * sr / 1000) for ms in (hop_ms, overlap_ms, search_ms)
         )
         coarsest = COARSE_STEPS[0]
-        if not coarsest <= self.overlap <= self.hop or self.search + 2 * coarsest > self.hop:
+        if (
+            not coarsest <= self.overlap <= self.hop
+            or not 0 <= self.search <= self.hop - 2 * coarsest
+        ):
             raise MusicSSLError(
-                f"PitchShift: need {coarsest} samples <= overlap_ms <= hop_ms and search_ms "
+                f"PitchShift: need {coarsest} samples <= overlap_ms <= hop_ms and 0 <= search_ms "
                 f"well below hop_ms, got {overlap_ms}, {search_ms}, {hop_ms} at {sr} Hz"
             )
 
