@@ -214,10 +214,9 @@ def _grain_starts(
 
     # Where each grain is centred at each level: first at k hop, then at the last choice.
     centre = (hop * torch.arange(num_grains, device=device)).expand(batch_size, -1)  # (B, K)
-    reach = search // COARSE_STEPS[0]  # grid points either way at the first level
     for level, step in enumerate(COARSE_STEPS):
-        if level > 0:
-            reach = COARSE_STEPS[level - 1] // step - 1
+        # Grid points either way: over the search range, then up to the last level's neighbours.
+        reach = search // step if level == 0 else COARSE_STEPS[level - 1] // step - 1
         sums = total[:, step:] - total[:, :-step]  # sum of the step samples from each sample
         length = overlap // step
         windows = sums.unfold(1, step * (length - 1) + 1, 1)[..., ::step]  # (B, M', length)
