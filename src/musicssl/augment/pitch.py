@@ -217,16 +217,15 @@ def _grain_starts(
     for level, step in enumerate(COARSE_STEPS):
         # Grid points either way: over the search range, then up to the last level's neighbours.
         reach = search // step if level == 0 else COARSE_STEPS[level - 1] // step - 1
-        sums = total[:, step:] - total[:, :-step]  # sum of the step samples from each sample
-        length = overlap // step
-        windows = sums.unfold(1, step * (length - 1) + 1, 1)[..., ::step]  # (B, M', length)
         first = centre - step * reach  # grain k may start at first_k + step j, j <= 2 reach
+        length = overlap // step
+        # Sums of step samples at the width + length - 1 grid points a grain's places span,
+        # as differences of the running total one step apart.
+        count = 2 * reach + length + 1
         table = _best_next(
-            windows,
-            template_first=first[:, :-1] + advance,
-            candidate_first=first[:, 1:],
-            width=2 * reach + 1,
-            step=step,
+            _read(total, first[:, :-1] + advance, count, step=step).diff(dim=-1),
+            _read(total, first[:, 1:], count, step=step).diff(dim=-1),
+            length=length,
         )
         centre = torch.cat([zero, first[:, 1:] + step * _follow(table, reach)], dim=1)
 
@@ -236,37 +235,42 @@ def _grain_starts(
     reach = COARSE_STEPS[-1] - 1
     first = centre - reach
     middle = 3 * overlap // 8
+    length = overlap // 4
+    count = 2 * reach + length
     table = _best_next(
-        x.unfold(1, overlap // 4, 1),
-        template_first=first[:, :-1] + advance + middle,
-        candidate_first=first[:, 1:] + middle,
-        width=2 * reach + 1,
+        _read(x, first[:, :-1] + advance + middle, count),
+        _read(x, first[:, 1:] + middle, count),
+        length=length,
     )
     return torch.cat([zero, first[:, 1:] + _follow(table, reach)], dim=1)
 
 
-def _best_next(
-    windows: Tensor, *, template_first: Tensor, candidate_first: Tensor, width: int, step: int = 1
-) -> Tensor:
+def _read(signal: Tensor, start: Tensor, count: int, *, step: int = 1) -> Tensor:
+    """``signal[b, start[b, k] + step m]`` for m < count. Shape: (B, M), (B, J) -> (B, J, count)."""
+    index = start[..., None] + step * torch.arange(count, device=signal.device)
+    return signal.gather(1, index.view(signal.shape[0], -1)).view(index.shape)
+
+
+def _best_next(templates: Tensor, candidates: Tensor, *, length: int) -> Tensor:
     """For each grain, its best start for each start of the grain before.
 
-    The previous grain's i-th possible start would go on at ``template_first + i step``; the
-    grain's j-th possible start is ``candidate_first + j step``. The best j has the highest
-    normalised correlation between the windows at those two places.
+    What is matched at a place is ``length`` consecutive values of a stretch read for the
+    grain; there are width = stretch length - length + 1 places. Place i of ``templates`` is
+    where the previous grain's i-th possible start would go on; place j of ``candidates`` is
+    the grain's j-th possible start. The best j has the highest normalised correlation between
+    what is at those two places.
 
     Args:
-        windows: what is matched, a window starting at every sample. Shape: (B, M, length).
-        template_first: Shape: (B, J). candidate_first: Shape: (B, J).
-        width: possible starts per grain.
-        step: samples between possible starts.
+        templates: Shape: (B, J, width + length - 1). candidates: the same shape.
+        length: values matched per place.
 
     Returns:
         Index of the best j for every i. Shape: (B, J, width), int64 in [0, width).
     """
-    offsets = step * torch.arange(width, device=windows.device)
-    rows = torch.arange(windows.shape[0], device=windows.device)[:, None, None]
-    templates = windows[rows, template_first[..., None] + offsets]  # (B, J, width, length)
-    candidates = windows[rows, candidate_first[..., None] + offsets]
+    # Read as stretches (width + length - 1 values per grain, not width x length), then laid
+    # out whole for the product.
+    templates = templates.unfold(2, length, 1).contiguous()  # (B, J, width, length)
+    candidates = candidates.unfold(2, length, 1).contiguous()
     dots = templates @ candidates.transpose(-1, -2)  # (B, J, i, j)
     norms = torch.linalg.vector_norm(candidates, dim=-1).clamp_min_(1e-6)  # (B, J, j)
     # max's indices: several times faster on CPU than argmax over a short last axis.
