@@ -357,13 +357,21 @@ def test_pitch_shift_keeps_durations_only_when_preserving_tempo(kind: str) -> No
     x = torch.zeros(2, int(1.5 * SR))
     x[:, burst_start : burst_start + burst_length] = sine([330.0, 330.0], num_samples=burst_length)
     params = {"applied": torch.ones(2, dtype=torch.bool), "semitones": semitones}
-    y = PitchShift(sr=SR, kind=kind).apply(x, params)
+    shift = PitchShift(sr=SR, kind=kind)
+    y = shift.apply(x, params)
     for i, ratio in enumerate((2 ** (semitones / 12)).tolist()):
         start, end = sounding_span(y[i])
         expected = burst_length if kind == "preserve_tempo" else burst_length / ratio
         expected_start = burst_start if kind == "preserve_tempo" else burst_start / ratio
         assert end - start == pytest.approx(expected, rel=0.04)
-        assert start == pytest.approx(expected_start, abs=0.02 * SR)
+        # A frame of the measurement, and for WSOLA how far a grain may sit from its time
+        # (the search) and read ahead of it (r - 1 times its length, r > 1). In the silence
+        # before the burst every start matches equally well, so the search may pick any.
+        slack = 256.0
+        if kind == "preserve_tempo":
+            segment = shift.hop + shift.overlap
+            slack += shift.search + COARSE_STEPS[0] + max(ratio - 1, 0.0) * segment
+        assert start == pytest.approx(expected_start, abs=slack)
 
 
 def test_tempo_preserving_shift_joins_its_grains_in_phase() -> None:
@@ -556,13 +564,44 @@ def test_chain_writes_into_its_own_batches_never_into_the_callers() -> None:
     before = x.clone()
     y, params = chain(x, generator=seeded(3))
     assert torch.equal(x, before)
-    # The same as each transform run on a fresh copy, in turn.
-    expected = x
-    for key, transform in zip(chain.keys, chain.transforms):
-        expected = transform.apply(expected, params[key])
-    assert torch.equal(y, expected)
     assert torch.equal(chain.apply(x, params), y)
     assert torch.equal(x, before)
+
+
+@pytest.mark.parametrize("kind", ["preserve_tempo", "tape"])
+def test_a_deferred_filter_gives_what_the_transforms_give_in_turn(kind: str) -> None:
+    # The chain applies the high/low-pass inside the pitch shift's or the reverb's FFT, or
+    # on its own at the end, after the delay. Running every transform in turn must give the
+    # same but for the filter's ringing at the edges: at the start and end, and around the
+    # echo's onset (filtered before it is delayed, the echo has no pre-ringing), which the
+    # reverb then spreads. These stay more than 40 dB down.
+    chain = Compose(
+        [
+            HighLowPass(sr=SR, p=0.7),
+            Delay(sr=SR, p=0.5),
+            PitchShift(sr=SR, p=0.5, kind=kind),
+            Reverb(sr=SR, p=0.5),
+        ]
+    )
+    x = 0.3 * sine([110.0, 220.0, 440.0, 880.0] * 4, num_samples=SR)
+    x += 0.1 * torch.randn(16, SR, generator=seeded(0))
+    y, params = chain(x, generator=seeded(6))
+    in_turn = x
+    for key, transform in zip(chain.keys, chain.transforms):
+        in_turn = transform.apply(in_turn, params[key])
+    error = (y - in_turn).norm(dim=1) / in_turn.norm(dim=1)
+    assert (error < 0.01).all()
+    # A filter lost or applied twice would show.
+    filtered = params["high_low_pass"]["applied"]
+    unfiltered = {**params, "high_low_pass": {**params["high_low_pass"], "applied": ~filtered}}
+    twisted = (chain.apply(x, unfiltered) - in_turn).norm(dim=1) / in_turn.norm(dim=1)
+    assert (twisted > 0.1).all()
+    # Every way a filtered example can go: inside the pitch shift's FFT, inside the
+    # reverb's, and on its own.
+    shifted, reverberated = params["pitch_shift"]["applied"], params["reverb"]["applied"]
+    assert (filtered & shifted).any()
+    assert (filtered & ~shifted & reverberated).any()
+    assert (filtered & ~shifted & ~reverberated).any()
 
 
 def test_overwrite_scatters_the_applied_examples_into_the_batch_itself() -> None:

@@ -16,6 +16,11 @@ Every augmentation follows one convention:
   bit-exact, and a transform with p = 0.3 costs about 0.3 of one with p = 1. With
   ``overwrite=True`` the results are scattered into ``x`` itself instead of a copy of it:
   ``Compose`` passes it for the intermediate batches it made, never for its caller's.
+- A zero-phase filter (``SpectralFilter``: a real gain per frequency) commutes with every linear
+  time-invariant transform, so ``Compose`` may defer it to the next transform that computes
+  an FFT of the examples anyway (``takes_gain``): that transform multiplies its input's
+  spectrum by the filter's gains (``apply_all(..., gain=...)``) and the filter's own pair of
+  FFTs is saved.
 - ``forward(x, *, generator=None)`` does both and returns ``(x_out, params)``, so an objective
   that must know what was done (a pitch-equivariant loss, say) reads it from ``params``
   (moving it to its device first).
@@ -28,6 +33,7 @@ branches are on host-side parameters.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -36,6 +42,12 @@ from torch import Tensor, nn
 from musicssl.errors import MusicSSLError
 
 Params = dict[str, Tensor]
+
+# Gains of a deferred filter for the rfft of n_fft points, for the first m examples an
+# ``apply_all`` transforms (the others owe nothing): (n_fft, dtype) -> shape (m, n_fft + 2),
+# laid out as ``view_as_real`` of the spectrum (each bin's gain twice, for its real and
+# imaginary parts).
+SpectralGain = Callable[[int, torch.dtype], Tensor]
 
 # Period of the fixed white-noise sequence that noisy transforms read windows of (12 s at
 # 22.05 kHz); a window starts at one of this many offsets.
@@ -54,6 +66,11 @@ class Augmentation(nn.Module):
     """
 
     name: ClassVar[str] = "augmentation"
+    # What a chain may do with a filter it defers (see ``Compose``): move it past this
+    # transform (linear and time-invariant: a filter commutes with it), or hand it to this
+    # transform's ``apply_all`` as ``gain``, to apply inside its own FFT.
+    linear_time_invariant: ClassVar[bool] = False
+    takes_gain: ClassVar[bool] = False
 
     def __init__(self, *, p: float) -> None:
         super().__init__()
@@ -77,6 +94,9 @@ class Augmentation(nn.Module):
     def apply_all(self, x: Tensor, params: Params) -> Tensor:
         """Transform every example of ``x``.
 
+        Transforms with ``takes_gain`` also accept ``gain`` (a ``SpectralGain``, or None): a
+        filter the first examples owe, to multiply the spectrum of their input by first.
+
         Args:
             x: the examples to transform. Shape: (num_examples, num_samples).
             params: their parameters, on ``x``'s device. Each of shape (num_examples, ...).
@@ -86,7 +106,14 @@ class Augmentation(nn.Module):
         """
         raise NotImplementedError
 
-    def apply(self, x: Tensor, params: Params, *, overwrite: bool = False) -> Tensor:
+    def apply(
+        self,
+        x: Tensor,
+        params: Params,
+        *,
+        overwrite: bool = False,
+        owed: OwedFilter | None = None,
+    ) -> Tensor:
         """Transform the examples whose ``applied`` flag is set; the others pass unchanged.
 
         Args:
@@ -94,6 +121,8 @@ class Augmentation(nn.Module):
             params: as drawn by ``sample_params`` (CPU tensors of shape (batch_size, ...)).
             overwrite: the caller is done with ``x``: write the results into it rather than
                 into a copy (one pass over the batch fewer).
+            owed: a filter some examples still owe (only for ``takes_gain`` transforms): the
+                examples this transform applies to get it inside its FFT.
 
         Returns:
             The waveforms, shape (batch_size, num_samples): ``x`` itself when no example is
@@ -103,13 +132,20 @@ class Augmentation(nn.Module):
         num_applied = index.numel()
         if num_applied == 0:
             return x
-        if num_applied == x.shape[0]:
+        extra = {}
+        if owed is not None:
+            # The examples that owe the filter first: their gains apply to the first rows.
+            owes = owed.params["applied"][index]
+            index = torch.cat([index[owes], index[~owes]])
+            if owes.any():
+                extra["gain"] = owed.gain(index[: int(owes.sum())], x.device)
+        elif num_applied == x.shape[0]:
             return self.apply_all(x, to_device(params, x.device))
         chosen = {name: value[index] for name, value in params.items()}
         index = index.to(x.device, non_blocking=True)
         # Indexing, not index_select, and index_copy_ in place, not index_copy: on CPU each ran
         # 2-3x as fast for a (96, 59049) batch.
-        y = self.apply_all(x[index], to_device(chosen, x.device))
+        y = self.apply_all(x[index], to_device(chosen, x.device), **extra)
         return (x if overwrite else x.clone()).index_copy_(0, index, y)
 
     def forward(
@@ -134,6 +170,47 @@ class Augmentation(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+class SpectralFilter(Augmentation):
+    """A zero-phase filter: a real gain per frequency bin of each example's spectrum.
+
+    It commutes with linear time-invariant transforms, and a transform that computes an FFT of
+    the examples anyway can apply it in passing (see ``Compose``).
+    """
+
+    linear_time_invariant = True
+
+    def spectral_gain(self, params: Params, n_fft: int, *, dtype: torch.dtype) -> Tensor:
+        """The gains for an rfft of ``n_fft`` points, as a ``SpectralGain`` gives them.
+
+        Args:
+            params: as drawn, on the device the gains are wanted on; 1 where not applied.
+            n_fft: transform length.
+            dtype: real floating-point type of the gains.
+
+        Returns:
+            Shape: (batch_size, n_fft + 2).
+        """
+        raise NotImplementedError
+
+
+class OwedFilter:
+    """A filter some examples of a batch still owe: the ones its ``params['applied']`` flags."""
+
+    def __init__(self, transform: SpectralFilter, params: Params) -> None:
+        self.transform = transform
+        self.params = params
+
+    def gain(self, index: Tensor, device: torch.device) -> SpectralGain:
+        """The gains of the examples ``index`` picks, for ``apply_all``."""
+        chosen = to_device({name: value[index] for name, value in self.params.items()}, device)
+        return lambda n_fft, dtype: self.transform.spectral_gain(chosen, n_fft, dtype=dtype)
+
+    def paid_by(self, applied: Tensor) -> OwedFilter | None:
+        """What is still owed once the examples ``applied`` flags have had the filter."""
+        left = self.params["applied"] & ~applied
+        return OwedFilter(self.transform, {**self.params, "applied": left}) if left.any() else None
 
 
 def applied_index(params: Params, batch_size: int, who: str) -> Tensor:

@@ -29,6 +29,7 @@ class Delay(Augmentation):
     """
 
     name = "delay"
+    linear_time_invariant = True
 
     def __init__(
         self,

@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from musicssl.augment.base import (
-    Augmentation,
     Params,
+    SpectralFilter,
     check_probability,
     check_range,
     coin,
@@ -21,7 +21,14 @@ from musicssl.augment.base import (
 from musicssl.errors import MusicSSLError
 
 
-def butterworth_gain(freqs: Tensor, cutoff_hz: Tensor, high_pass: Tensor, *, order: int) -> Tensor:
+def butterworth_gain(
+    freqs: Tensor,
+    cutoff_hz: Tensor,
+    high_pass: Tensor,
+    *,
+    order: int,
+    applied: Tensor | None = None,
+) -> Tensor:
     """Magnitude response of a Butterworth low- or high-pass filter.
 
     |H| = 1 / sqrt(1 + w^(2n)) with w = f / fc for the low-pass and fc / f for the high-pass
@@ -33,6 +40,7 @@ def butterworth_gain(freqs: Tensor, cutoff_hz: Tensor, high_pass: Tensor, *, ord
         cutoff_hz: -3 dB points. Shape: (batch_size,).
         high_pass: True for a high-pass. Shape: (batch_size,).
         order: filter order n (attenuation 6n dB per octave past the cut-off).
+        applied: False for the rows that are not filtered (gain 1). Shape: (batch_size,).
 
     Returns:
         Gains in [0, 1]. Shape: (batch_size, num_freqs).
@@ -50,10 +58,12 @@ def butterworth_gain(freqs: Tensor, cutoff_hz: Tensor, high_pass: Tensor, *, ord
         ],
         dim=1,
     )
+    if applied is not None:
+        coefficients.mul_(applied[:, None])  # (a, b) = (0, 0): w = 0, a gain of 1
     return (coefficients @ curves).pow_(order).add_(1).rsqrt_()
 
 
-class HighLowPass(Augmentation):
+class HighLowPass(SpectralFilter):
     """Filter each example with a zero-phase Butterworth high-pass or low-pass.
 
     Where applied, each example is high-passed (with probability ``high_pass_fraction``) or
@@ -117,20 +127,24 @@ class HighLowPass(Augmentation):
     def apply_all(self, x: Tensor, params: Params) -> Tensor:
         num_samples = x.shape[-1]
         n_fft = fast_fft_length(num_samples + self.num_pad)
-        dtype = compute_dtype(x)
         spectrum = padded_rfft(x, n_fft)  # (B, F)
-        freqs = torch.fft.rfftfreq(n_fft, d=1.0 / self.sr, device=x.device, dtype=dtype)
-        # Each gain twice, for a bin's real and imaginary parts: multiplying by a broadcast
-        # gain instead ran 3-4x as slow on CPU.
-        gain = butterworth_gain(
-            freqs.repeat_interleave(2),
-            params["cutoff_hz"].to(dtype),
-            params["high_pass"],
-            order=self.order,
-        )
+        gain = self.spectral_gain(params, n_fft, dtype=compute_dtype(x))
         torch.view_as_real(spectrum).view(spectrum.shape[0], -1).mul_(gain)
         y = torch.fft.irfft(spectrum, n=n_fft)[:, :num_samples]
         return y.to(x.dtype)
+
+    def spectral_gain(self, params: Params, n_fft: int, *, dtype: torch.dtype) -> Tensor:
+        cutoff_hz = params["cutoff_hz"]
+        freqs = torch.fft.rfftfreq(n_fft, d=1.0 / self.sr, device=cutoff_hz.device, dtype=dtype)
+        # Each gain twice, for a bin's real and imaginary parts: multiplying by a broadcast
+        # gain instead ran 3-4x as slow on CPU.
+        return butterworth_gain(
+            freqs.repeat_interleave(2),
+            cutoff_hz.to(dtype),
+            params["high_pass"],
+            order=self.order,
+            applied=params["applied"],
+        )
 
     def extra_repr(self) -> str:
         return (

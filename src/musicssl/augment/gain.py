@@ -29,6 +29,7 @@ class PolarityInversion(Augmentation):
     """
 
     name = "polarity_inversion"
+    linear_time_invariant = True
 
     def __init__(self, *, p: float = 0.8) -> None:
         super().__init__(p=p)
@@ -57,6 +58,7 @@ class Gain(Augmentation):
     """
 
     name = "gain"
+    linear_time_invariant = True
 
     def __init__(self, *, p: float = 0.3, min_db: float = -20.0, max_db: float = -1.0) -> None:
         super().__init__(p=p)

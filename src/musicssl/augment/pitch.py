@@ -32,6 +32,7 @@ from torch import Tensor
 from musicssl.augment.base import (
     Augmentation,
     Params,
+    SpectralGain,
     coin,
     compute_dtype,
     fast_fft_length,
@@ -40,24 +41,30 @@ from musicssl.augment.base import (
 from musicssl.errors import MusicSSLError
 
 KINDS = ("preserve_tempo", "tape")
+# Zeros after the signal in the FFT buffers: room for a deferred filter's ringing (see
+# ``Compose``) and against the circular wrap of the band-limiting.
+ZERO_TAIL = 1024
 # WSOLA's coarse search levels: grains placed to a grid of this many samples, matched on sums
 # of as many samples; then the fine search places them to the sample.
 COARSE_STEPS = (32, 8)
 
 
-def oversampled_for_reading(x: Tensor, ratio: Tensor, *, max_ratio: float) -> Tensor:
+def oversampled_for_reading(
+    x: Tensor, ratio: Tensor, *, max_ratio: float, gain: SpectralGain | None = None
+) -> Tensor:
     """Each example at twice its rate, band-limited for being read ``ratio`` times as fast.
 
     Frequencies that would pass the Nyquist rate once read r times as fast (r > 1) are
     removed; the inverse transform at twice the length then interpolates exactly between the
     samples (the "forward" normalisation on both sides gives the right level). The input must
-    end in zeros, a few dozen at least, so that the transform's circular wrap leaks nothing
-    from the start into the end.
+    end in zeros (``ZERO_TAIL``), so that the transform's circular wrap leaks nothing from
+    the start into the end.
 
     Args:
         x: zero-padded waveforms, n samples each, n a fast FFT length. Shape: (batch_size, n).
         ratio: reading speeds, at most ``max_ratio``. Shape: (batch_size,).
         max_ratio: known on the host: only bins above n / (2 max_ratio) are looked at.
+        gain: a filter the first examples owe, applied to the spectrum on the way.
 
     Returns:
         Shape: (batch_size, 2 n); sample 2 i is x[i] where nothing was removed.
@@ -67,6 +74,9 @@ def oversampled_for_reading(x: Tensor, ratio: Tensor, *, max_ratio: float) -> Te
     complex_dtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
     padded = x.new_empty(x.shape[0], n + 1, dtype=complex_dtype)
     padded[:, : half + 1] = torch.fft.rfft(x, norm="forward")
+    if gain is not None:
+        gains = gain(n, x.dtype)  # for the first examples
+        torch.view_as_real(padded[: gains.shape[0], : half + 1]).mul_(gains.view(-1, half + 1, 2))
     padded[:, half + 1 :] = 0
     padded[:, half] *= 0.5  # the Nyquist bin becomes a two-sided bin once oversampled
     if max_ratio > 1:
@@ -101,7 +111,9 @@ def _lerp_at(signal: Tensor, index: Tensor, frac: Tensor) -> Tensor:
     return torch.lerp(low, high, frac)
 
 
-def tape_pitch_shift(x: Tensor, ratio: Tensor, *, max_ratio: float) -> Tensor:
+def tape_pitch_shift(
+    x: Tensor, ratio: Tensor, *, max_ratio: float, gain: SpectralGain | None = None
+) -> Tensor:
     """Play every example ``ratio`` times as fast (pitch and tempo together), keeping length.
 
     Args:
@@ -109,22 +121,30 @@ def tape_pitch_shift(x: Tensor, ratio: Tensor, *, max_ratio: float) -> Tensor:
         ratio: speed-up factors 2^(semitones / 12), clamped to [1 / max_ratio, max_ratio].
             Shape: (batch_size,).
         max_ratio: the largest ratio the caller may pass, known on the host.
+        gain: a filter the first examples owe, applied before they are read.
 
     Returns:
         Resampled waveforms, zero past the end of the source. Shape: (batch_size, num_samples).
     """
     num_samples = x.shape[-1]
     dtype = compute_dtype(x)
-    padded = _extend(x.to(dtype), fast_fft_length(num_samples + 64), mirrored=0)
+    padded = _extend(x.to(dtype), fast_fft_length(num_samples + ZERO_TAIL), mirrored=0)
     ratio = ratio.to(dtype).clamp(1 / max_ratio, max_ratio)
-    upsampled = oversampled_for_reading(padded, ratio, max_ratio=max_ratio)
+    upsampled = oversampled_for_reading(padded, ratio, max_ratio=max_ratio, gain=gain)
     upsampled[:, 2 * num_samples - 1 :] = 0  # silence after the last sample
     time = torch.arange(num_samples, device=x.device, dtype=dtype)
     return read_at(upsampled, time[None] * ratio[:, None]).to(x.dtype)
 
 
 def wsola_pitch_shift(
-    x: Tensor, ratio: Tensor, *, hop: int, overlap: int, search: int, max_ratio: float
+    x: Tensor,
+    ratio: Tensor,
+    *,
+    hop: int,
+    overlap: int,
+    search: int,
+    max_ratio: float,
+    gain: SpectralGain | None = None,
 ) -> Tensor:
     """Shift every example's pitch by its own frequency ratio, keeping its duration (WSOLA).
 
@@ -133,7 +153,8 @@ def wsola_pitch_shift(
     ``search`` samples of k hop and is chosen to match the input at s_{k-1} + r hop, where
     grain k - 1 would have gone on. The first ``overlap`` samples of grain k fade in (sin^2)
     while the last of grain k - 1 fade out (cos^2). No loop over grains or examples: see
-    ``_grain_starts``.
+    ``_grain_starts``. What is searched and read is the input band-limited for its reading
+    speed (and filtered by ``gain``, if given): the even samples of the oversampled copy.
 
     Args:
         x: waveforms. Shape: (batch_size, num_samples).
@@ -146,6 +167,7 @@ def wsola_pitch_shift(
             search + 2 COARSE_STEPS[0] <= hop.
         max_ratio: the largest ratio the caller may pass (sets how far past its end the
             input is extended), known on the host.
+        gain: a filter the first examples owe, applied before anything is read.
 
     Returns:
         Shifted waveforms. Shape: (batch_size, num_samples).
@@ -159,15 +181,22 @@ def wsola_pitch_shift(
     # The furthest any grain reads, with room for the search windows; past the end of the
     # example the input goes on mirrored, so the last grains read music, not silence.
     reach = (num_grains - 1) * hop + search + math.ceil(max_ratio * segment) + 4 * COARSE_STEPS[0]
-    extended = _extend(x.to(dtype), fast_fft_length(reach + 64), mirrored=reach - num_samples)
+    extended = _extend(
+        x.to(dtype), fast_fft_length(reach + ZERO_TAIL), mirrored=reach - num_samples
+    )
+    upsampled = oversampled_for_reading(extended, ratio, max_ratio=max_ratio, gain=gain)
 
     start = _grain_starts(
-        extended[:, :reach], ratio, num_grains=num_grains, hop=hop, overlap=overlap, search=search
+        upsampled[:, : 2 * reach : 2],
+        ratio,
+        num_grains=num_grains,
+        hop=hop,
+        overlap=overlap,
+        search=search,
     )  # (B, K)
 
     # Grain k reads the input twice oversampled at 2 (s_k + r t): whole-sample starts, so
     # all grains of an example share the sample offsets floor(2 r t) and weights frac(2 r t).
-    upsampled = oversampled_for_reading(extended, ratio, max_ratio=max_ratio)
     scaled = 2 * ratio[:, None] * torch.arange(segment, device=device, dtype=dtype)  # (B, seg)
     offset = scaled.floor()
     weight = scaled.sub_(offset)
@@ -335,6 +364,7 @@ class PitchShift(Augmentation):
     """
 
     name = "pitch_shift"
+    takes_gain = True
 
     def __init__(
         self,
@@ -380,13 +410,19 @@ class PitchShift(Augmentation):
         )
         return {"applied": applied, "semitones": semitones}
 
-    def apply_all(self, x: Tensor, params: Params) -> Tensor:
+    def apply_all(self, x: Tensor, params: Params, *, gain: SpectralGain | None = None) -> Tensor:
         ratio = 2.0 ** (params["semitones"] / 12.0)
         max_ratio = 2.0 ** (self.max_semitones / 12.0)
         if self.kind == "tape":
-            return tape_pitch_shift(x, ratio, max_ratio=max_ratio)
+            return tape_pitch_shift(x, ratio, max_ratio=max_ratio, gain=gain)
         return wsola_pitch_shift(
-            x, ratio, hop=self.hop, overlap=self.overlap, search=self.search, max_ratio=max_ratio
+            x,
+            ratio,
+            hop=self.hop,
+            overlap=self.overlap,
+            search=self.search,
+            max_ratio=max_ratio,
+            gain=gain,
         )
 
     def extra_repr(self) -> str:

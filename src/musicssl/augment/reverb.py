@@ -11,6 +11,7 @@ from musicssl.augment.base import (
     Augmentation,
     NoiseBank,
     Params,
+    SpectralGain,
     check_range,
     coin,
     compute_dtype,
@@ -92,6 +93,7 @@ class Reverb(Augmentation):
     """
 
     name = "reverb"
+    takes_gain = True
 
     def __init__(
         self,
@@ -143,7 +145,7 @@ class Reverb(Augmentation):
             "noise_offset": noise_offset,
         }
 
-    def apply_all(self, x: Tensor, params: Params) -> Tensor:
+    def apply_all(self, x: Tensor, params: Params, *, gain: SpectralGain | None = None) -> Tensor:
         num_samples = x.shape[-1]
         dtype = compute_dtype(x)
         ir = impulse_response(
@@ -161,6 +163,9 @@ class Reverb(Augmentation):
         # Long enough that the circular convolution never wraps into the kept samples.
         n_fft = fast_fft_length(num_samples + ir.shape[-1] - 1)
         spectrum = padded_rfft(x, n_fft).mul_(padded_rfft(ir, n_fft))
+        if gain is not None:  # a filter the first examples owe
+            gains = gain(n_fft, dtype)
+            torch.view_as_real(spectrum[: gains.shape[0]]).view(gains.shape).mul_(gains)
         return torch.fft.irfft(spectrum, n=n_fft)[:, :num_samples].to(x.dtype)
 
     def extra_repr(self) -> str:
