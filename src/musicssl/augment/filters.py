@@ -45,11 +45,23 @@ def butterworth_gain(
     Returns:
         Gains in [0, 1]. Shape: (batch_size, num_freqs).
     """
-    # w^2 is a f^2 + b / f^2 with (a, b) = (1 / fc^2, 0) or (0, fc^2): one matrix product with
-    # an inner size of 2 (on CPU about 3x as fast as gathering a curve per row and scaling
-    # it). 1 / 0 is kept finite, since 0 * inf would be nan.
+    return _gain_from_curves(
+        frequency_curves(freqs), cutoff_hz, high_pass, order=order, applied=applied
+    )
+
+
+def frequency_curves(freqs: Tensor) -> Tensor:
+    """f^2 and 1 / f^2 (kept finite: 0 * inf would be nan). Shape: (F,) -> (2, F)."""
     square = freqs.square()
-    curves = torch.stack([square, square.reciprocal().clamp_(max=1e30)])
+    return torch.stack([square, square.reciprocal().clamp_(max=1e30)])
+
+
+def _gain_from_curves(
+    curves: Tensor, cutoff_hz: Tensor, high_pass: Tensor, *, order: int, applied: Tensor | None
+) -> Tensor:
+    """``butterworth_gain`` from ``frequency_curves(freqs)``."""
+    # w^2 is a f^2 + b / f^2 with (a, b) = (1 / fc^2, 0) or (0, fc^2): one matrix product with
+    # an inner size of 2 (on CPU about 3x as fast as gathering a curve per row and scaling it).
     zero, cutoff_square = cutoff_hz.new_zeros(()), cutoff_hz.square()
     coefficients = torch.stack(
         [
@@ -113,6 +125,9 @@ class HighLowPass(SpectralFilter):
         self.order = int(order)
         # Zero padding that absorbs the filter's (two-sided, short) impulse response.
         self.num_pad = math.ceil(0.02 * sr)
+        # frequency_curves of the bins of each transform length, dtype and device met so far
+        # (a chain applies a deferred filter at the lengths of the transforms that take it).
+        self._curves: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
 
     def sample_params(
         self, batch_size: int, num_input_samples: int, *, generator: torch.Generator | None = None
@@ -135,16 +150,22 @@ class HighLowPass(SpectralFilter):
 
     def spectral_gain(self, params: Params, n_fft: int, *, dtype: torch.dtype) -> Tensor:
         cutoff_hz = params["cutoff_hz"]
-        freqs = torch.fft.rfftfreq(n_fft, d=1.0 / self.sr, device=cutoff_hz.device, dtype=dtype)
-        # Each gain twice, for a bin's real and imaginary parts: multiplying by a broadcast
-        # gain instead ran 3-4x as slow on CPU.
-        return butterworth_gain(
-            freqs.repeat_interleave(2),
+        key = (n_fft, dtype, cutoff_hz.device)
+        if key not in self._curves:
+            freqs = torch.fft.rfftfreq(n_fft, d=1 / self.sr, device=cutoff_hz.device, dtype=dtype)
+            # Each bin twice, for its real and imaginary parts: multiplying the spectrum by a
+            # broadcast gain instead ran 3-4x as slow on CPU.
+            self._curves[key] = frequency_curves(freqs.repeat_interleave(2))
+        return _gain_from_curves(
+            self._curves[key],
             cutoff_hz.to(dtype),
             params["high_pass"],
             order=self.order,
             applied=params["applied"],
         )
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "_curves": {}}  # rebuilt on first use
 
     def extra_repr(self) -> str:
         return (
