@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from musicssl.augment import Compose, PitchShift, clmr_chain
+from musicssl.augment.base import NoiseBank, noise_offsets
 from musicssl.augment.reverb import impulse_response
 from musicssl.runtime import keep_freed_memory
 
@@ -82,8 +83,10 @@ def write_impulse_responses(folder: Path, *, sr: int) -> tuple[Path, Path]:
         soundfile.write(delay_dir / f"delay_{ms}.wav", ir, sr, subtype="FLOAT")
     generator = torch.Generator().manual_seed(0)
     count = 16
+    offset = noise_offsets(count, generator=generator)
     rooms = impulse_response(
-        torch.randn(count, sr, generator=generator),
+        NoiseBank("low").windows(offset, sr, dtype=torch.float32),
+        NoiseBank("high").windows(offset, sr, dtype=torch.float32),
         sr=sr,
         rt60=0.1 + 0.9 * torch.rand(count, generator=generator),
         damping=0.7 * torch.rand(count, generator=generator),

@@ -21,7 +21,7 @@ from musicssl.augment import (
     WhiteNoise,
     clmr_chain,
 )
-from musicssl.augment.base import NOISE_PERIOD, NoiseBank, fast_fft_length
+from musicssl.augment.base import NOISE_BANDS, NOISE_PERIOD, NoiseBank, fast_fft_length
 from musicssl.augment.filters import butterworth_gain
 from musicssl.augment.pitch import COARSE_STEPS, _grain_starts
 from musicssl.augment.reverb import impulse_response
@@ -223,6 +223,20 @@ def test_noise_bank_windows_are_slices_of_one_periodic_sequence() -> None:
     period = bank.windows(torch.tensor([0]), NOISE_PERIOD, dtype=torch.float64)[0]
     assert abs(float(period.mean())) < 0.01
     assert abs(float(period.std()) - 1.0) < 0.01
+
+
+def test_noise_bank_bands_split_the_same_noise_at_the_same_offsets() -> None:
+    offsets = torch.tensor([0, 2, NOISE_PERIOD - 2])  # the last runs across the period's end
+    full, low, high = (
+        NoiseBank(band).windows(offsets, 12, dtype=torch.float64) for band in NOISE_BANDS
+    )
+    torch.testing.assert_close(low + high, full)
+    # The low band is each sample averaged with the three before it, across the end too.
+    for row in (0, 2):
+        torch.testing.assert_close(low[row, 3:], full[row].unfold(0, 4, 1).mean(-1))
+    torch.testing.assert_close(low[1, :10], low[0, 2:])
+    with pytest.raises(MusicSSLError, match="band"):
+        NoiseBank("mid")
 
 
 # --- each transform does what it says ------------------------------------------------------
@@ -480,8 +494,10 @@ def test_reverb_mixes_the_dry_signal_with_its_convolution_by_the_impulse_respons
     transform = Reverb(sr=sr, p=1.0, max_rt60=0.3)
     params = transform.sample_params(2, x.shape[-1], generator=seeded(1))
     y = transform.apply(x, params)
+    offset, length = params["noise_offset"], transform.ir_length
     ir = impulse_response(
-        transform.noise.windows(params["noise_offset"], transform.ir_length, dtype=torch.float64),
+        transform.low_noise.windows(offset, length, dtype=torch.float64),
+        transform.high_noise.windows(offset, length, dtype=torch.float64),
         sr=sr,
         rt60=params["rt60"].double(),
         damping=params["damping"].double(),

@@ -52,6 +52,7 @@ SpectralGain = Callable[[int, torch.dtype], Tensor]
 # Period of the fixed white-noise sequence that noisy transforms read windows of (12 s at
 # 22.05 kHz); a window starts at one of this many offsets.
 NOISE_PERIOD = 2**18
+NOISE_BANDS = ("full", "low", "high")
 
 
 class Augmentation(nn.Module):
@@ -237,9 +238,17 @@ class NoiseBank:
     audio is drawn or copied to the device per call. The noise repeats every ``NOISE_PERIOD``
     samples, which gives that many distinct windows; it is drawn once from a fixed seed, so it
     is the same on every device. Pickling drops the cached copies.
+
+    Args:
+        band: ``"full"`` (the white noise), ``"low"`` (its moving average over 4 samples, a
+            gentle low-pass with its -3 dB point near sr / 9) or ``"high"`` (full minus low).
+            The same offset gives windows of the same noise in each band.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, band: str = "full") -> None:
+        if band not in NOISE_BANDS:
+            raise MusicSSLError(f"NoiseBank: band must be one of {NOISE_BANDS}, got {band!r}")
+        self.band = band
         self._noise: dict[tuple[torch.device, torch.dtype], Tensor] = {}
 
     def windows(self, offset: Tensor, length: int, *, dtype: torch.dtype) -> Tensor:
@@ -258,6 +267,10 @@ class NoiseBank:
         needed = NOISE_PERIOD + length - 1
         if noise is None or noise.shape[0] < needed:
             period = torch.randn(NOISE_PERIOD, generator=torch.Generator().manual_seed(0))
+            if self.band != "full":
+                # Around the period, so that windows across its end average what precedes.
+                low = sum(period.roll(lag) for lag in range(4)) / 4
+                period = low if self.band == "low" else period - low
             repeats = math.ceil(needed / NOISE_PERIOD)
             # Once per device and dtype; without waiting for the device, like every copy here.
             noise = period.repeat(repeats)[:needed].to(offset.device, dtype, non_blocking=True)
@@ -265,9 +278,10 @@ class NoiseBank:
         return noise.unfold(0, length, 1)[offset]  # a view of every window, then a gather
 
     def __getstate__(self) -> dict:
-        return {}
+        return {"band": self.band}
 
     def __setstate__(self, state: dict) -> None:
+        self.band = state.get("band", "full")
         self._noise = {}
 
 

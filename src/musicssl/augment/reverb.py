@@ -27,42 +27,44 @@ LN_1000 = math.log(1000.0)
 
 
 def impulse_response(
-    noise: Tensor,
+    low: Tensor,
+    high: Tensor,
     *,
     sr: int,
     rt60: Tensor,
     damping: Tensor,
     pre_delay_s: Tensor,
+    level: Tensor | None = None,
 ) -> Tensor:
     """Build reverb tails from white noise: exponential decay, faster in the treble.
 
-    The noise is split at about sr / 9 (a 4-sample moving average and its complement); the low
-    band decays to -60 dB in ``rt60``, the high band in ``rt60 * (1 - damping)``, the way air
-    and walls absorb treble first. The tail starts after ``pre_delay_s`` and has unit energy.
+    The noise comes split at about sr / 9 (see ``NoiseBank``'s bands); the low band decays to
+    -60 dB in ``rt60``, the high band in ``rt60 * (1 - damping)``, the way air and walls absorb
+    treble first. The tail starts after ``pre_delay_s``.
 
     Args:
-        noise: white noise. Shape: (batch_size, ir_length).
+        low: the noise's low band. Shape: (batch_size, ir_length).
+        high: its high band. Shape: (batch_size, ir_length).
         sr: sample rate in Hz.
         rt60: decay time to -60 dB, in seconds. Shape: (batch_size,).
         damping: in [0, 1). Shape: (batch_size,).
         pre_delay_s: silence before the tail, in seconds. Shape: (batch_size,).
+        level: L2 norm of each tail (1 if None). Shape: (batch_size,).
 
     Returns:
-        Impulse responses with unit L2 norm. Shape: (batch_size, ir_length).
+        Impulse responses. Shape: (batch_size, ir_length).
     """
-    ir_length = noise.shape[-1]
-    low = noise.clone()  # the moving average, built in place
-    for lag in range(1, 4):
-        low[:, lag:] += noise[:, :-lag]
-    low.mul_(0.25)
-    time = torch.arange(ir_length, device=noise.device, dtype=noise.dtype) / sr
-    elapsed = time[None, :] - pre_delay_s[:, None]  # (B, L)
-    elapsed.masked_fill_(elapsed < 0, math.inf)  # both envelopes are zero before the start
-    high_decay = torch.exp(elapsed * (-LN_1000 / (rt60 * (1 - damping)))[:, None])
-    low_decay = elapsed.mul_((-LN_1000 / rt60)[:, None]).exp_()
-    # low * low_decay + (noise - low) * high_decay, with one temporary fewer.
-    tail = low.mul_(low_decay.sub_(high_decay)).addcmul_(noise, high_decay)
-    return tail / tail.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    time = torch.arange(low.shape[-1], device=low.device, dtype=low.dtype) / sr
+    # The low band's envelope exponent, -LN_1000 (t - pre_delay) / rt60, and -inf before the
+    # pre-delay (exp makes that 0); the high band's is the same times 1 / (1 - damping).
+    rate = LN_1000 / rt60
+    exponent = torch.addcmul((rate * pre_delay_s)[:, None], time[None, :], -rate[:, None])
+    exponent.masked_fill_(time[None, :] < pre_delay_s[:, None], -math.inf)
+    high_envelope = exponent.mul(1 / (1 - damping)[:, None]).exp_()
+    tail = low * exponent.exp_()
+    tail.addcmul_(high, high_envelope)
+    norm = tail.norm(dim=-1).clamp_min(1e-12)
+    return tail.mul_((norm.reciprocal() if level is None else level / norm)[:, None])
 
 
 class Reverb(Augmentation):
@@ -125,7 +127,7 @@ class Reverb(Augmentation):
         self.max_pre_delay_s = float(max_pre_delay_ms) / 1000.0
         self.wet = (float(min_wet), float(max_wet))
         self.ir_length = math.ceil((max_rt60 + self.max_pre_delay_s) * sr)
-        self.noise = NoiseBank()
+        self.low_noise, self.high_noise = NoiseBank("low"), NoiseBank("high")
 
     def sample_params(
         self, batch_size: int, num_input_samples: int, *, generator: torch.Generator | None = None
@@ -148,17 +150,18 @@ class Reverb(Augmentation):
     def apply_all(self, x: Tensor, params: Params, *, gain: SpectralGain | None = None) -> Tensor:
         num_samples = x.shape[-1]
         dtype = compute_dtype(x)
+        offset, wet = params["noise_offset"], params["wet"].to(dtype)
         ir = impulse_response(
-            self.noise.windows(params["noise_offset"], self.ir_length, dtype=dtype),
+            self.low_noise.windows(offset, self.ir_length, dtype=dtype),
+            self.high_noise.windows(offset, self.ir_length, dtype=dtype),
             sr=self.sr,
             rt60=params["rt60"].to(dtype),
             damping=params["damping"].to(dtype),
             pre_delay_s=params["room_size"].to(dtype) * self.max_pre_delay_s,
+            level=wet,
         )
         # The dry share rides along as an impulse at time 0: (1 - wet) x + wet (x * h) is x
         # convolved with (1 - wet) delta + wet h, so the mix costs no pass over the audio.
-        wet = params["wet"].to(dtype)
-        ir.mul_(wet[:, None])
         ir[:, 0] += 1 - wet
         # Long enough that the circular convolution never wraps into the kept samples.
         n_fft = fast_fft_length(num_samples + ir.shape[-1] - 1)
