@@ -69,6 +69,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pretrain_cpu.md")
     parser.add_argument("overrides", nargs="*", help="recipe overrides for every recipe")
     args = parser.parse_args()
+    # "--recipes byol train.steps=700" puts the override among the recipes (nargs="+" takes
+    # every word after it): words with "=" are overrides wherever they stand.
+    args.overrides += [word for word in args.recipes if "=" in word]
+    args.recipes = [word for word in args.recipes if "=" not in word]
     configure_cpu_runtime()  # as the musicssl command runs (OpenMP's policy comes from the env)
 
     build_corpus(args.corpus, size="small", seed=0)
