@@ -186,7 +186,8 @@ class SpectralFilter(Augmentation):
         """The gains for an rfft of ``n_fft`` points, as a ``SpectralGain`` gives them.
 
         Args:
-            params: as drawn, on the device the gains are wanted on; 1 where not applied.
+            params: of the examples to filter (every one is), on the device the gains are
+                wanted on.
             n_fft: transform length.
             dtype: real floating-point type of the gains.
 

@@ -27,7 +27,6 @@ def butterworth_gain(
     high_pass: Tensor,
     *,
     order: int,
-    applied: Tensor | None = None,
 ) -> Tensor:
     """Magnitude response of a Butterworth low- or high-pass filter.
 
@@ -40,14 +39,11 @@ def butterworth_gain(
         cutoff_hz: -3 dB points. Shape: (batch_size,).
         high_pass: True for a high-pass. Shape: (batch_size,).
         order: filter order n (attenuation 6n dB per octave past the cut-off).
-        applied: False for the rows that are not filtered (gain 1). Shape: (batch_size,).
 
     Returns:
         Gains in [0, 1]. Shape: (batch_size, num_freqs).
     """
-    return _gain_from_curves(
-        frequency_curves(freqs), cutoff_hz, high_pass, order=order, applied=applied
-    )
+    return _gain_from_curves(frequency_curves(freqs), cutoff_hz, high_pass, order=order)
 
 
 def frequency_curves(freqs: Tensor) -> Tensor:
@@ -57,7 +53,7 @@ def frequency_curves(freqs: Tensor) -> Tensor:
 
 
 def _gain_from_curves(
-    curves: Tensor, cutoff_hz: Tensor, high_pass: Tensor, *, order: int, applied: Tensor | None
+    curves: Tensor, cutoff_hz: Tensor, high_pass: Tensor, *, order: int
 ) -> Tensor:
     """``butterworth_gain`` from ``frequency_curves(freqs)``."""
     # w^2 is a f^2 + b / f^2 with (a, b) = (1 / fc^2, 0) or (0, fc^2): one matrix product with
@@ -70,8 +66,6 @@ def _gain_from_curves(
         ],
         dim=1,
     )
-    if applied is not None:
-        coefficients.mul_(applied[:, None])  # (a, b) = (0, 0): w = 0, a gain of 1
     return (coefficients @ curves).pow_(order).add_(1).rsqrt_()
 
 
@@ -161,7 +155,6 @@ class HighLowPass(SpectralFilter):
             cutoff_hz.to(dtype),
             params["high_pass"],
             order=self.order,
-            applied=params["applied"],
         )
 
     def __getstate__(self) -> dict:
