@@ -23,6 +23,7 @@ Prints a markdown report and writes ``bench/results/gpu.md`` (``--out``;
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -50,20 +51,45 @@ from musicssl.methods import build_method
 from musicssl.recipe import Recipe, recipe_path
 
 
-def steady_seconds(run: Callable[[], object], *, iterations: int, device: torch.device) -> float:
-    """Seconds per call of ``run`` called back to back, synchronised only at the end.
+def steady_seconds(
+    runs: list[Callable[[], object]], *, iterations: int, rounds: int, device: torch.device
+) -> list[float]:
+    """Seconds per call of each run called back to back, synchronised only at round ends.
 
     This is how the training loop runs: the host queues the next call's kernels while the
     device still works on the last, so host-side work hides behind device work as long as the
-    host keeps ahead.
+    host keeps ahead. The runs take turns, ``rounds`` times ``iterations`` calls each, and the
+    median round of each is reported: turns give each the same share of the machine's moods.
     """
-    run()
-    synchronise(device)
-    start = time.perf_counter()
-    for _ in range(iterations):
+    for run in runs:
         run()
     synchronise(device)
-    return (time.perf_counter() - start) / iterations
+    times: list[list[float]] = [[] for _ in runs]
+    for _ in range(rounds):
+        for run, run_times in zip(runs, times):
+            start = time.perf_counter()
+            for _ in range(iterations):
+                run()
+            synchronise(device)
+            run_times.append((time.perf_counter() - start) / iterations)
+    return [statistics.median(run_times) for run_times in times]
+
+
+def host_seconds(run: Callable[[int], object], *, repeats: int, device: torch.device) -> float:
+    """Median seconds the host spends in ``run(seed)`` before it returns, the device idle first.
+
+    On a GPU this is the time to queue the call's kernels. Back to back, the training loop is
+    as fast as the device only while the chain's and the step's host times together stay
+    below the step's device time.
+    """
+    times = []
+    for seed in range(repeats):
+        synchronise(device)
+        start = time.perf_counter()
+        run(seed)
+        times.append(time.perf_counter() - start)
+    synchronise(device)
+    return statistics.median(times)
 
 
 def device_busy_seconds(run: Callable[[], object], device: torch.device) -> float:
@@ -176,6 +202,7 @@ def main() -> None:
     rows: list[tuple[str, float]] = []
     syncs: dict[str, list[str]] = {}
     busy: dict[str, float] = {}
+    host: dict[str, float] = {}
     notes: list[str] = []
     chains = {
         kind: build_chain("clmr", sr=encoder_sr, pitch_kind=kind).to(device)
@@ -185,12 +212,17 @@ def main() -> None:
         two_views(chain, x_a, x_b, seed=1)  # warm-up: FFT plans, noise bank, kernels
         syncs[kind] = host_syncs(lambda c=chain: two_views(c, x_a, x_b, seed=2), device)
         seconds = timed(
-            lambda c=chain: two_views(c, x_a, x_b, seed=3),
+            lambda seed, c=chain: two_views(c, x_a, x_b, seed=seed),
             repeats=args.repeats,
             device=device,
             statistic="median",
         )
         busy[kind] = device_busy_seconds(lambda c=chain: two_views(c, x_a, x_b, seed=3), device)
+        host[f"one pass of the {kind} chain"] = host_seconds(
+            lambda seed, c=chain: two_views(c, x_a, x_b, seed=seed),
+            repeats=args.repeats,
+            device=device,
+        )
         rows.append((f"musicssl clmr chain, {kind} pitch", seconds))
         log(f"chain {kind}: {seconds * 1000:.1f} ms, host syncs: {syncs[kind]}")
     with torch.no_grad():
@@ -231,18 +263,23 @@ def main() -> None:
                 step(x_a, x_b)
             synchronise(device)
             seconds = timed(
-                lambda s=step: s(x_a, x_b), repeats=args.repeats, device=device, statistic="median"
+                lambda seed, s=step: s(x_a, x_b),
+                repeats=args.repeats,
+                device=device,
+                statistic="median",
+            )
+            host[f"one {label} step"] = host_seconds(
+                lambda seed, s=step: s(x_a, x_b), repeats=args.repeats, device=device
             )
 
-            def both(s: Callable = step) -> None:
-                views_a, views_b = two_views(chain, x_a, x_b, seed=4)
+            def both(seed: int = 4, s: Callable = step) -> None:
+                views_a, views_b = two_views(chain, x_a, x_b, seed=seed)
                 s(views_a, views_b)
 
             synced = timed(both, repeats=args.repeats, device=device, statistic="median")
-            alone = steady_seconds(
-                lambda s=step: s(x_a, x_b), iterations=args.repeats, device=device
+            alone, together = steady_seconds(
+                [lambda s=step: s(x_a, x_b), both], iterations=args.repeats, rounds=6, device=device
             )
-            together = steady_seconds(both, iterations=args.repeats, device=device)
         except Exception as error:  # one mode failing still reports the others
             log(f"step {label} failed: {type(error).__name__}: {error}")
             continue
@@ -290,6 +327,8 @@ def main() -> None:
             f"- GPU busy in kernels during one pass of the {kind} chain (profiler): "
             f"{seconds * 1000:.2f} ms"
         )
+    for what, seconds in host.items():
+        lines.append(f"- host time to queue {what} (device idle before): {seconds * 1000:.2f} ms")
     for kind, found in syncs.items():
         where = "; ".join(sorted(set(found))) if found else "none"
         lines.append(f"- host syncs in one pass of the {kind} chain: {len(found)} ({where})")

@@ -23,7 +23,7 @@ from musicssl.augment import (
 )
 from musicssl.augment.base import NOISE_BANDS, NOISE_PERIOD, NoiseBank, fast_fft_length
 from musicssl.augment.filters import butterworth_gain
-from musicssl.augment.pitch import COARSE_STEPS, _grain_starts
+from musicssl.augment.pitch import COARSE_STEPS, _follow, _grain_starts
 from musicssl.augment.reverb import impulse_response
 from musicssl.errors import MusicSSLError
 
@@ -448,6 +448,17 @@ def test_wsola_chooses_the_grains_the_one_at_a_time_search_chooses() -> None:
     starts = _grain_starts(x, ratios, num_grains=num_grains, **settings)
     for i in range(2):
         assert starts[i].tolist() == greedy_wsola_starts(x[i], float(ratios[i]), **settings)
+
+
+def test_chained_choices_by_pointer_doubling_are_the_choices_made_in_turn() -> None:
+    # Chains of 1 to 9 maps: one, exact powers of two and one past them (the identity padding).
+    for count in range(1, 10):
+        table = torch.randint(0, 5, (3, count, 5), generator=seeded(count))
+        choice, expected = torch.full((3,), 2), []
+        for k in range(count):
+            choice = table[torch.arange(3), k, choice]
+            expected.append(choice)
+        assert torch.equal(_follow(table, 2), torch.stack(expected, dim=1)), count
 
 
 def test_pitch_shift_by_zero_semitones_gives_the_input_back() -> None:

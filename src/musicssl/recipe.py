@@ -85,8 +85,8 @@ class TrainSettings:
         seed: seed of initialisation, data order and augmentation.
         checkpoint_every: steps between checkpoints (and at the end).
         log_every: steps between log lines.
-        compile: compile the method's networks in place with ``torch.compile`` (GPU); the
-            loss stays eager.
+        compile: compile the method's networks in place with ``torch.compile``; on a GPU
+            they replay as CUDA graphs (its ``reduce-overhead`` mode). The loss stays eager.
         minutes: a wall-clock budget: after a few steps the run measures its speed and ends
             (learning-rate schedule included) at the step that fits the budget, or at
             ``steps`` if that comes first. None: run all ``steps``.

@@ -195,11 +195,15 @@ def pretrain(
         # After setup, so that the optimiser state lands on the parameters' device.
         optimizer.load_state_dict(resume_state["optimizer"])
         schedule.load_state_dict(resume_state["schedule"])
+    # On a GPU the compiled networks replay as CUDA graphs (the "reduce-overhead" mode): the
+    # host queues a whole step in a few launches, and is free to queue the augmentation chain
+    # while the device still runs the last step (bench/results/gpu_h100.md).
+    graphed = settings.compile and fabric.device.type == "cuda"
     if settings.compile:
         # The networks are compiled in place (their weights keep their names); the loss stays
         # eager: Triton failed to build the fused NT-Xent kernel on an H100 (torch 2.11).
         for network in method.children():
-            network.compile()
+            network.compile(mode="reduce-overhead" if graphed else None)
 
     logger = _Logger(run, start_step=start_step, enabled=fabric.is_global_zero)
     monitor = None
@@ -219,6 +223,9 @@ def pretrain(
     pending: list[dict[str, torch.Tensor]] = []
     step = start_step
     for batch in loader:
+        if graphed:
+            # A new step: the graphs may reuse the memory of the last step's outputs.
+            torch.compiler.cudagraph_mark_step_begin()
         x_a = pcm_to_float(batch["x_a"].to(fabric.device, non_blocking=True))
         x_b = pcm_to_float(batch["x_b"].to(fabric.device, non_blocking=True))
         with torch.no_grad():

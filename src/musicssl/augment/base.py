@@ -100,7 +100,8 @@ class Augmentation(nn.Module):
 
         Args:
             x: the examples to transform. Shape: (num_examples, num_samples).
-            params: their parameters, on ``x``'s device. Each of shape (num_examples, ...).
+            params: their parameters but ``applied`` (every example here is), on ``x``'s
+                device. Each of shape (num_examples, ...).
 
         Returns:
             The transformed examples, a new tensor of ``x``'s shape and dtype.
@@ -227,8 +228,15 @@ def applied_index(params: Params, batch_size: int, who: str) -> Tensor:
 
 
 def to_device(params: Params, device: torch.device) -> Params:
-    """Parameters copied to ``device`` without waiting for it (small host tensors)."""
-    return {name: value.to(device, non_blocking=True) for name, value in params.items()}
+    """Parameters copied to ``device`` without waiting for it (small host tensors).
+
+    All but ``applied``, which ``apply_all`` never reads (every example it gets is applied).
+    """
+    return {
+        name: value.to(device, non_blocking=True)
+        for name, value in params.items()
+        if name != "applied"
+    }
 
 
 class NoiseBank:

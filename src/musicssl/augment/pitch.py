@@ -24,6 +24,7 @@ interpolation.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -197,7 +198,7 @@ def wsola_pitch_shift(
 
     # Grain k reads the input twice oversampled at 2 (s_k + r t): whole-sample starts, so
     # all grains of an example share the sample offsets floor(2 r t) and weights frac(2 r t).
-    scaled = 2 * ratio[:, None] * torch.arange(segment, device=device, dtype=dtype)  # (B, seg)
+    scaled = ratio[:, None] * torch.arange(0, 2 * segment, 2, device=device, dtype=dtype)
     offset = scaled.floor()
     weight = scaled.sub_(offset)
     index = 2 * start[:, :, None] + offset.long()[:, None, :]  # (B, K, segment)
@@ -251,11 +252,8 @@ def _grain_starts(
         # Sums of step samples at the width + length - 1 grid points a grain's places span,
         # as differences of the running total one step apart.
         count = 2 * reach + length + 1
-        table = _best_next(
-            _read(total, first[:, :-1] + advance, count, step=step).diff(dim=-1),
-            _read(total, first[:, 1:], count, step=step).diff(dim=-1),
-            length=length,
-        )
+        sums = _read(total, _places(first, advance), count, step=step).diff(dim=-1)
+        table = _best_next(sums, length=length)
         centre = torch.cat([zero, first[:, 1:] + step * _follow(table, reach)], dim=1)
 
     # Fine: every sample within the last coarse step of the coarse start. Matched on the middle
@@ -266,40 +264,48 @@ def _grain_starts(
     middle = 3 * overlap // 8
     length = overlap // 4
     count = 2 * reach + length
-    table = _best_next(
-        _read(x, first[:, :-1] + advance + middle, count),
-        _read(x, first[:, 1:] + middle, count),
-        length=length,
-    )
+    table = _best_next(_read(x, _places(first + middle, advance), count), length=length)
     return torch.cat([zero, first[:, 1:] + _follow(table, reach)], dim=1)
+
+
+def _places(first: Tensor, advance: Tensor) -> Tensor:
+    """Where the stretches ``_best_next`` matches begin, for the grains after the first.
+
+    Shape: (B, K) and (B, 1) -> (B, 2 (K - 1)): first the templates (grain k - 1 gone on,
+    ``first[k - 1] + advance``), then the candidates (``first[k]``).
+    """
+    return torch.cat([first[:, :-1] + advance, first[:, 1:]], dim=1)
 
 
 def _read(signal: Tensor, start: Tensor, count: int, *, step: int = 1) -> Tensor:
     """``signal[b, start[b, k] + step m]`` for m < count. Shape: (B, M), (B, J) -> (B, J, count)."""
-    index = start[..., None] + step * torch.arange(count, device=signal.device)
+    index = start[..., None] + torch.arange(0, step * count, step, device=signal.device)
     return signal.gather(1, index.view(signal.shape[0], -1)).view(index.shape)
 
 
-def _best_next(templates: Tensor, candidates: Tensor, *, length: int) -> Tensor:
+def _best_next(stretches: Tensor, *, length: int) -> Tensor:
     """For each grain, its best start for each start of the grain before.
 
     What is matched at a place is ``length`` consecutive values of a stretch read for the
-    grain; there are width = stretch length - length + 1 places. Place i of ``templates`` is
-    where the previous grain's i-th possible start would go on; place j of ``candidates`` is
-    the grain's j-th possible start. The best j has the highest normalised correlation between
-    what is at those two places.
+    grain; there are width = stretch length - length + 1 places. Place i of a template
+    stretch is where the previous grain's i-th possible start would go on; place j of a
+    candidate stretch is the grain's j-th possible start. The best j has the highest
+    normalised correlation between what is at those two places.
 
     Args:
-        templates: Shape: (B, J, width + length - 1). candidates: the same shape.
+        stretches: the J templates, then the J candidates, as ``_places`` orders them.
+            Shape: (B, 2 J, width + length - 1).
         length: values matched per place.
 
     Returns:
         Index of the best j for every i. Shape: (B, J, width), int64 in [0, width).
     """
     # Read as stretches (width + length - 1 values per grain, not width x length), then laid
-    # out whole for the product.
-    templates = templates.unfold(2, length, 1).contiguous()  # (B, J, width, length)
-    candidates = candidates.unfold(2, length, 1).contiguous()
+    # out whole for the product, each half on its own (a strided half made bmm copy it).
+    templates, candidates = (
+        half.unfold(2, length, 1).contiguous()  # (B, J, width, length)
+        for half in stretches.chunk(2, dim=1)
+    )
     dots = templates @ candidates.transpose(-1, -2)  # (B, J, i, j)
     norms = torch.linalg.vector_norm(candidates, dim=-1).clamp_min_(1e-6)  # (B, J, j)
     # max's indices: several times faster on CPU than argmax over a short last axis.
@@ -309,24 +315,36 @@ def _best_next(templates: Tensor, candidates: Tensor, *, length: int) -> Tensor:
 def _follow(table: Tensor, first: int) -> Tensor:
     """Where a chain of choices leads: o_0 = first, o_k = table[:, k - 1, o_{k-1}].
 
-    The maps are composed by pointer doubling (after round d, map k holds maps k - 2d + 1 to
-    k applied in turn), so the chain costs log2 J gathers, not J steps.
+    The maps are composed by pointer doubling (after the round of span s, map k holds maps
+    k - 2 s + 1 to k applied in turn), so the chain costs log2 J gathers, not J steps. The
+    maps are laid out grain first, after as many identity maps as the last span, so that
+    every round is one gather from one buffer into the other.
 
     Shape: (B, J, W) -> (B, J): o_1 to o_J.
     """
-    maps = table
+    batch_size, count, width = table.shape
+    pad = (1 << (count - 1).bit_length()) // 2  # the last span (0 for one map)
+    identity = torch.arange(width, device=table.device).expand(pad, batch_size, width)
+    maps = torch.cat([identity, table.transpose(0, 1)])  # (pad + J, B, W)
+    other = torch.empty_like(maps)
+    other[:pad] = identity
     span = 1
-    while span < maps.shape[1]:
-        later = maps[:, span:].gather(2, maps[:, :-span])  # map k after map k - span
-        maps = torch.cat([maps[:, :span], later], dim=1)
+    while span < count:
+        # Map k after map k - span (an identity map where k < span).
+        torch.gather(maps[pad:], 2, maps[pad - span : pad - span + count], out=other[pad:])
+        maps, other = other, maps
         span *= 2
-    return maps[:, :, first]
+    return maps[pad:, :, first].T
 
 
+@functools.lru_cache(maxsize=8)
 def _crossfade_weights(
     num_grains: int, hop: int, overlap: int, *, device: torch.device, dtype: torch.dtype
 ) -> Tensor:
-    """Per-sample weights of each grain: fade in, hold, fade out. Shape: (K, hop + overlap)."""
+    """Per-sample weights of each grain: fade in, hold, fade out. Shape: (K, hop + overlap).
+
+    The same for every call with the same sizes: cached, and read only.
+    """
     angle = (torch.arange(overlap, device=device, dtype=dtype) + 0.5) * (math.pi / 2 / overlap)
     weights = torch.ones(num_grains, hop + overlap, device=device, dtype=dtype)
     weights[1:, :overlap] = angle.sin().square()  # the first grain has nothing to fade from
