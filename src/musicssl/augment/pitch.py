@@ -89,17 +89,6 @@ def oversampled_for_reading(
     return torch.fft.irfft(padded, n=2 * n, norm="forward")
 
 
-def read_at(upsampled: Tensor, position: Tensor) -> Tensor:
-    """Linear interpolation of a twice-oversampled signal at input-rate ``position``.
-
-    Shape: (B, 2 n) and (B, M) -> (B, M); positions at or past n read the last samples.
-    """
-    position = position * 2
-    lower = position.floor()
-    frac = position.sub_(lower)
-    return _lerp_at(upsampled, lower.long().clamp_(0, upsampled.shape[-1] - 2), frac)
-
-
 def _lerp_at(signal: Tensor, index: Tensor, frac: Tensor) -> Tensor:
     """``signal[index] + frac (signal[index + 1] - signal[index])`` along the last axis.
 
@@ -134,7 +123,11 @@ def tape_pitch_shift(
     upsampled = oversampled_for_reading(padded, ratio, max_ratio=max_ratio, gain=gain)
     upsampled[:, 2 * num_samples - 1 :] = 0  # silence after the last sample
     time = torch.arange(num_samples, device=x.device, dtype=dtype)
-    return read_at(upsampled, time[None] * ratio[:, None]).to(x.dtype)
+    position = torch.outer(2 * ratio, time)  # sample t reads the oversampled copy at 2 r t
+    index = position.long()  # the floor, positions being >= 0
+    frac = position.sub_(index)
+    index.clamp_(max=upsampled.shape[-1] - 2)  # past the end: the silent last samples
+    return _lerp_at(upsampled, index, frac).to(x.dtype)
 
 
 def wsola_pitch_shift(
@@ -376,7 +369,8 @@ class PitchShift(Augmentation):
         kind: ``"preserve_tempo"`` (WSOLA) or ``"tape"`` (resampling); see the module.
         hop_ms: WSOLA's grain spacing: long enough to hold a few periods of a bass note,
             short enough that a grain's own tempo change (r times as fast) goes unheard.
-        overlap_ms: WSOLA's cross-fade length.
+            With the cross-fade, grains of 82 ms: sox's default segment.
+        overlap_ms: WSOLA's cross-fade length (sox's default, 12 ms).
         search_ms: how far WSOLA may move a grain either way to join it in phase; half the
             longest period it aligns (7 ms: down to 70 Hz, as sox's 14.68 ms search span).
     """
@@ -391,7 +385,7 @@ class PitchShift(Augmentation):
         p: float = 0.6,
         max_semitones: float = 5.0,
         kind: str = "preserve_tempo",
-        hop_ms: float = 60.0,
+        hop_ms: float = 70.0,
         overlap_ms: float = 12.0,
         search_ms: float = 7.0,
     ) -> None:
