@@ -195,9 +195,10 @@ def pretrain(
         # After setup, so that the optimiser state lands on the parameters' device.
         optimizer.load_state_dict(resume_state["optimizer"])
         schedule.load_state_dict(resume_state["schedule"])
-    # On a GPU the compiled networks replay as CUDA graphs (the "reduce-overhead" mode): the
-    # host queues a whole step in a few launches, and is free to queue the augmentation chain
-    # while the device still runs the last step (bench/results/gpu_h100.md).
+    # On a GPU the compiled networks replay as CUDA graphs (the "reduce-overhead" mode): their
+    # forward and backward take the host a few launches instead of hundreds, so it keeps ahead
+    # of the device and queues the augmentation chain while the last step still runs (an H100
+    # step took the host 20-24 ms to queue, 13.5-16 ms graphed: bench/results/gpu_h100.md).
     graphed = settings.compile and fabric.device.type == "cuda"
     if settings.compile:
         # The networks are compiled in place (their weights keep their names); the loss stays
