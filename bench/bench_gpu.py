@@ -8,9 +8,12 @@ In one run on one device, for two views of a batch of 48 crops of 59049 samples 
 2. musicssl's chain (``build_chain("clmr")``, both pitch kinds), and the time per transform;
 3. torch-audiomentations' closest chain on the same device (``bench_augment``'s), if importable;
 4. one training step of the full CLMR recipe (SampleCNN, SimCLR head, NT-Xent, AdamW) on those
-   96 views under bf16 autocast: eager, compiled, compiled with CUDA graphs (``--modes``);
-5. chain and step together, synchronised after each and back to back as training runs them:
-   the chain's cost as the step sees it; and the chain's kernel time from the profiler.
+   96 views under bf16 autocast: eager, compiled, compiled with CUDA graphs (``--modes``;
+   ``train.compile=true`` trains with the last on a GPU);
+5. chain and step together, synchronised after each and back to back as training runs them
+   (step alone and chain + step taking turns): the chain's cost as the step sees it; the
+   chain's kernel time from the profiler; and the host time to queue each, which decides
+   whether the host keeps ahead of the device.
 
 Prints a markdown report and writes ``bench/results/gpu.md`` (``--out``;
 ``bench/results/gpu_h100.md`` holds runs on an H100). On a CPU it runs too
