@@ -89,6 +89,15 @@ def oversampled_for_reading(
     return torch.fft.irfft(padded, n=2 * n, norm="forward")
 
 
+def _whole_and_fraction(position: Tensor) -> tuple[Tensor, Tensor]:
+    """Non-negative positions split into whole samples (int64) and the fraction left over.
+
+    The fraction is written over ``position``; truncation is the floor here, one pass fewer.
+    """
+    whole = position.long()
+    return whole, position.sub_(whole)
+
+
 def _lerp_at(signal: Tensor, index: Tensor, frac: Tensor) -> Tensor:
     """``signal[index] + frac (signal[index + 1] - signal[index])`` along the last axis.
 
@@ -123,9 +132,8 @@ def tape_pitch_shift(
     upsampled = oversampled_for_reading(padded, ratio, max_ratio=max_ratio, gain=gain)
     upsampled[:, 2 * num_samples - 1 :] = 0  # silence after the last sample
     time = torch.arange(num_samples, device=x.device, dtype=dtype)
-    position = torch.outer(2 * ratio, time)  # sample t reads the oversampled copy at 2 r t
-    index = position.long()  # the floor, positions being >= 0
-    frac = position.sub_(index)
+    # Sample t reads the oversampled copy at 2 r t.
+    index, frac = _whole_and_fraction(torch.outer(2 * ratio, time))
     index.clamp_(max=upsampled.shape[-1] - 2)  # past the end: the silent last samples
     return _lerp_at(upsampled, index, frac).to(x.dtype)
 
@@ -191,10 +199,10 @@ def wsola_pitch_shift(
 
     # Grain k reads the input twice oversampled at 2 (s_k + r t): whole-sample starts, so
     # all grains of an example share the sample offsets floor(2 r t) and weights frac(2 r t).
-    scaled = ratio[:, None] * torch.arange(0, 2 * segment, 2, device=device, dtype=dtype)
-    offset = scaled.floor()
-    weight = scaled.sub_(offset)
-    index = 2 * start[:, :, None] + offset.long()[:, None, :]  # (B, K, segment)
+    offset, weight = _whole_and_fraction(
+        ratio[:, None] * torch.arange(0, 2 * segment, 2, device=device, dtype=dtype)
+    )
+    index = 2 * start[:, :, None] + offset[:, None, :]  # (B, K, segment)
     grains = _lerp_at(upsampled, index, weight[:, None, :])
     # Overlap-add, each grain weighted on its way into the output (no weighted copy).
     fade = _crossfade_weights(num_grains, hop, overlap, device=device, dtype=dtype)
