@@ -165,6 +165,51 @@ def test_short_chunk_cnn_runs_channels_last_with_the_same_result():
         torch.testing.assert_close(fast, encoder(x), rtol=1e-4, atol=1e-5)
 
 
+def _paper_order(block: nn.Sequential, h: torch.Tensor) -> torch.Tensor:
+    """A block as the papers write it: conv, batch norm, ReLU, then max-pool."""
+    conv, norm, pool, relu = block
+    return pool(relu(norm(conv(h))))
+
+
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_pooling_before_relu_is_the_papers_block(name):
+    # The blocks run max-pool before ReLU; the two commute, so in training mode (batch
+    # statistics) the output and every gradient equal those of the papers' order.
+    torch.manual_seed(0)
+    encoder = build_encoder(name, **SMALL[name]["kwargs"]).train()
+    x = _audio(3, SMALL[name]["num_samples"])
+    pooled = [b for b in encoder.layers if len(b) == 4]
+    assert pooled and all(isinstance(b[2], (nn.MaxPool1d, nn.MaxPool2d)) for b in pooled)
+    ours = encoder.forward_features(x)
+    grads = torch.autograd.grad(ours.square().sum(), list(encoder.parameters()))
+
+    blocks = list(encoder.layers)
+    forwards = [b.forward for b in blocks]
+    for block in pooled:
+        block.forward = lambda h, block=block: _paper_order(block, h)
+    try:
+        theirs = encoder.forward_features(x)
+        their_grads = torch.autograd.grad(theirs.square().sum(), list(encoder.parameters()))
+    finally:
+        for block, forward in zip(blocks, forwards, strict=True):
+            block.forward = forward
+    torch.testing.assert_close(ours, theirs)
+    for mine, paper in zip(grads, their_grads, strict=True):
+        torch.testing.assert_close(mine, paper)
+
+
+def test_short_chunk_cnn_standardises_its_input_without_learning_a_scale():
+    # The first block's batch norm would undo a learned scale and shift of the log-mel, so the
+    # input batch norm has none, and the gradient stops at the first conv.
+    encoder = ShortChunkCNN(**SMALL["short_chunk_cnn"]["kwargs"]).train()
+    assert list(encoder.input_norm.parameters()) == []
+    x = _audio(4, 8192)
+    h = encoder.input_norm(encoder.frontend(x).unsqueeze(1))
+    assert not h.requires_grad
+    torch.testing.assert_close(float(h.mean()), 0.0, atol=1e-5, rtol=0)
+    torch.testing.assert_close(float(h.var(unbiased=False)), 1.0, atol=1e-3, rtol=0)
+
+
 def test_full_size_defaults():
     # CLMR's SampleCNN on 3^10 = 59049 samples and Won et al.'s short-chunk CNN on 3.69 s at
     # 16 kHz both end in one 512-d frame.

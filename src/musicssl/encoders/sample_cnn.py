@@ -28,8 +28,8 @@ class SampleCNN(nn.Module):
     Lee et al. 2017, "Sample-level Deep Convolutional Neural Networks for Music
     Auto-tagging Using Raw Waveforms"; Spijkervet & Burgoyne 2021, "Contrastive Learning of
     Musical Representations" (CLMR). Layers: a stem conv (kernel 3, stride 3), ``num_blocks``
-    blocks of conv (kernel 3) + batch norm + ReLU + max-pool 3, and a final conv + batch norm
-    + ReLU. Each layer divides the time axis by 3, so an input of ``3 ** (num_blocks + 1)``
+    blocks of conv (kernel 3) + batch norm + ReLU + max-pool 3 (run as max-pool, then ReLU:
+    the same function, with a third of the ReLU's work), and a final conv + batch norm + ReLU. Each layer divides the time axis by 3, so an input of ``3 ** (num_blocks + 1)``
     samples ends in one frame: the clip embedding. The classifier (dropout, linear) of the
     supervised model is left out; SSL methods add their own head.
 
@@ -84,8 +84,8 @@ class SampleCNN(nn.Module):
                     # No bias: the batch norm right after it has one.
                     nn.Conv1d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
                     nn.BatchNorm1d(out_channels),
+                    nn.MaxPool1d(3),  # ReLU and max-pooling commute: pool first
                     nn.ReLU(),
-                    nn.MaxPool1d(3),
                 )
             )
         layers.append(

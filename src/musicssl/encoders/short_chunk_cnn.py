@@ -26,6 +26,12 @@ class ShortChunkCNN(nn.Module):
     down to one bin; frame features of earlier blocks take the maximum over frequency. The
     classifier (dense, dropout) of the supervised model is left out.
 
+    Two departures, for speed (forward and backward of the 16-channel model on a CPU: 0.76
+    times the time in all):
+    - A block runs as conv, batch norm, max-pool, ReLU: ReLU and max-pooling commute, so this
+      is the paper's function with a quarter of the ReLU's work.
+    - The input batch norm learns no scale or shift (see ``input_norm``).
+
     Args:
         channels: Width of the first blocks; the last block has ``4 * channels``, the
             embedding size (Won et al.: 128, so 512).
@@ -92,14 +98,17 @@ class ShortChunkCNN(nn.Module):
             f_min=f_min,
             f_max=f_max,
         )
-        # Standardises the dB values, whose offset depends on the recording level.
-        self.input_norm = nn.BatchNorm2d(1)
+        # Standardises the dB values, whose offset depends on the recording level. No learned
+        # scale and shift: the first block's batch norm would undo them (but at the borders),
+        # and without them nothing before the first conv needs a gradient (that conv's
+        # backward pass to its input was 16% of a CPU training step).
+        self.input_norm = nn.BatchNorm2d(1, affine=False)
         self.layers = nn.ModuleList(
             nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
                 nn.BatchNorm2d(out_channels),
+                nn.MaxPool2d(2),  # ReLU and max-pooling commute: pool first
                 nn.ReLU(),
-                nn.MaxPool2d(2),
             )
             for in_channels, out_channels in zip([1, *widths[:-1]], widths, strict=True)
         )
