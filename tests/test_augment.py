@@ -23,7 +23,7 @@ from musicssl.augment import (
 )
 from musicssl.augment.base import NOISE_BANDS, NOISE_PERIOD, NoiseBank, fast_fft_length
 from musicssl.augment.filters import butterworth_gain
-from musicssl.augment.pitch import COARSE_STEPS, _follow, _grain_starts
+from musicssl.augment.pitch import COARSE_STEPS, FINE_REACH, _follow, _grain_starts
 from musicssl.augment.reverb import impulse_response
 from musicssl.errors import MusicSSLError
 
@@ -428,7 +428,7 @@ def greedy_wsola_starts(x: torch.Tensor, ratio: float, *, hop: int, overlap: int
             starts.append(first + step * best(sums[step][a : a + span : step], candidates))
         centres = starts
     fine, middle, length = [0], 3 * overlap // 8, overlap // 4
-    reach = COARSE_STEPS[-1] - 1
+    reach = FINE_REACH
     for k in range(1, num_grains):  # fine: every sample near the coarse start
         first = centres[k] - reach + middle
         template = x[fine[-1] + advance + middle :][:length]
