@@ -15,7 +15,15 @@ from musicssl.corpus import index_folder
 from musicssl.embed import load
 from musicssl.recipe import Recipe, TrainSettings
 from musicssl.store import pack
-from musicssl.train import TrainingDiverged, _fit_budget, _lr_factor, latest_checkpoint, pretrain
+from musicssl.train import (
+    FIT_STEPS,
+    TrainingDiverged,
+    _BudgetFit,
+    _fit_budget,
+    _lr_factor,
+    latest_checkpoint,
+    pretrain,
+)
 
 RECIPE = """
 encoder:
@@ -209,6 +217,28 @@ def test_a_time_budget_ends_the_run_early(tmp_path: Path, store: Path):
     assert state["horizon"] == state["step"]
     # Resuming a finished budgeted run does nothing more.
     assert pretrain(recipe, out=tmp_path / "run", resume=True, progress=False) == checkpoint
+
+
+def test_the_budget_is_refitted_from_the_speed_since_the_last_fit():
+    # A 10-minute budget; steps take 1 s for the first 80 (a slow start), then 0.5 s.
+    assert FIT_STEPS == (20, 80, 320)
+    budget = _BudgetFit(TrainSettings(steps=5000, minutes=10.0), start_step=0)
+    clock = {20: 20.0, 80: 80.0, 320: 200.0}
+    fits = {}
+    for step in range(1, 400):
+        if budget.due(step):
+            fits[step] = budget.fit(step, budget.began + clock[step])
+            if budget.settled(step, fits[step]):
+                break
+    # 20: 580 s left at 1 s/step, 90% of it: 522 more. 80: 520 s at 1 s/step, 97%: 504 more.
+    # 320: 400 s left at (200 - 80) / 240 = 0.5 s/step, 98%: 784 more.
+    assert fits == {20: 542, 80: 584, 320: 1104}
+    # A resumed run counts its fits from where it resumed; one that ends before the next
+    # fit is settled at once.
+    resumed = _BudgetFit(TrainSettings(steps=5000, minutes=0.5), start_step=100)
+    assert not resumed.due(20) and resumed.due(120)
+    last = resumed.fit(120, resumed.began + 20.0)
+    assert last == 100 + 20 + int(0.9 * 10.0 / 1.0) and resumed.settled(120, last)
 
 
 def test_the_budget_sets_the_last_step_and_the_schedule_follows_it():

@@ -87,9 +87,9 @@ class TrainSettings:
         log_every: steps between log lines.
         compile: compile the method's networks in place with ``torch.compile``; on a GPU
             they replay as CUDA graphs (its ``reduce-overhead`` mode). The loss stays eager.
-        minutes: a wall-clock budget: after a few steps the run measures its speed and ends
-            (learning-rate schedule included) at the step that fits the budget, or at
-            ``steps`` if that comes first. None: run all ``steps``.
+        minutes: a wall-clock budget: the run measures its speed (after 20, 80 and 320 steps)
+            and ends (learning-rate schedule included) at the step that fits the budget, or
+            at ``steps`` if that comes first. None: run all ``steps``.
         probe_every: steps between fast probes (k-NN and linear accuracy of ``probe_label``
             on validation clips, logged beside the loss); 0 turns them off.
         probe_label: the manifest field the fast probe predicts.

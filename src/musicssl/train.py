@@ -40,10 +40,13 @@ from musicssl.recipe import Recipe
 from musicssl.sampling import TwoCrops, pcm_to_float
 from musicssl.store import SampleStore, pack
 
-# Under a time budget the last step is set twice: roughly after CALIBRATION_STEPS (start-up
-# included), then from the steady speed of the steps between that and REFIT_STEPS.
-CALIBRATION_STEPS = 20
-REFIT_STEPS = 80
+# Under a time budget the last step is fitted after each of FIT_STEPS steps: first roughly
+# (start-up included), then from the speed of the steps since the last fit, each time holding
+# back less of the time left (FIT_MARGINS). The last fit comes late because the first hundred
+# steps of a CPU run ran up to a quarter slower than the rest, and a fit on them alone ended
+# runs a minute or more early.
+FIT_STEPS = (20, 80, 320)
+FIT_MARGINS = (0.1, 0.03, 0.02)
 _KEEP_CHECKPOINTS = 2
 
 
@@ -168,7 +171,7 @@ def pretrain(
     if start_step >= horizon[0]:
         return latest_checkpoint(run)
     budget_fixed = settings.minutes is None or "horizon" in (resume_state or {})
-    began, calibrated = time.perf_counter(), 0.0
+    budget = None if budget_fixed else _BudgetFit(settings, start_step=start_step)
 
     store = _training_store(recipe, sr=encoder.sample_rate, fabric=fabric)
     train_indices = [i for i, row in enumerate(store.rows) if row.get("split", "train") == "train"]
@@ -248,21 +251,11 @@ def pretrain(
         window_views += 2 * x_a.shape[0] * fabric.world_size
         pending.append({key: value.detach() for key, value in outputs.items()})
         bar.update()
-        if not budget_fixed and step - start_step in (CALIBRATION_STEPS, REFIT_STEPS):
-            elapsed = time.perf_counter() - began
-            if step - start_step == CALIBRATION_STEPS:
-                calibrated = elapsed
-                per_step, margin = elapsed / CALIBRATION_STEPS, 0.1
-            else:
-                per_step, margin = (elapsed - calibrated) / (REFIT_STEPS - CALIBRATION_STEPS), 0.03
-            horizon[0] = _fit_budget(
-                settings, step=step, elapsed=elapsed, seconds_per_step=per_step, margin=margin
-            )
-            horizon[0] = int(fabric.broadcast(horizon[0], src=0))
+        if budget is not None and budget.due(step):
+            horizon[0] = int(fabric.broadcast(budget.fit(step, time.perf_counter()), src=0))
             bar.total = horizon[0]
-            budget_fixed = (
-                step - start_step == REFIT_STEPS or horizon[0] <= start_step + REFIT_STEPS
-            )
+            if budget.settled(step, horizon[0]):
+                budget_fixed, budget = True, None
 
         checkpoint_due = step % settings.checkpoint_every == 0 or step == horizon[0]
         probe_due = monitor is not None and (step % settings.probe_every == 0 or step == horizon[0])
@@ -389,6 +382,42 @@ def _training_store(recipe: Recipe, *, sr: int, fabric: Any) -> SampleStore:
         )
     store.prefetch()
     return store
+
+
+class _BudgetFit:
+    """Where a run under ``train.minutes`` ends, fitted after each of ``FIT_STEPS`` steps.
+
+    The clock starts when the object is made; ``fit`` is called when ``due`` says so.
+    """
+
+    def __init__(self, settings: Any, *, start_step: int) -> None:
+        self.settings = settings
+        self.start_step = start_step
+        self.began = time.perf_counter()
+        self.fitted_at = 0.0  # seconds after the start, at the last fit
+
+    def due(self, step: int) -> bool:
+        return step - self.start_step in FIT_STEPS
+
+    def fit(self, step: int, now: float) -> int:
+        """The last step, from the speed since the last fit (``now``: ``time.perf_counter()``)."""
+        which = FIT_STEPS.index(step - self.start_step)
+        elapsed = now - self.began
+        since = FIT_STEPS[which - 1] if which else 0
+        per_step = (elapsed - self.fitted_at) / (FIT_STEPS[which] - since)
+        self.fitted_at = elapsed
+        return _fit_budget(
+            self.settings,
+            step=step,
+            elapsed=elapsed,
+            seconds_per_step=per_step,
+            margin=FIT_MARGINS[which],
+        )
+
+    def settled(self, step: int, last: int) -> bool:
+        """No fit after this one: it was the last, or the run ends before the next."""
+        which = FIT_STEPS.index(step - self.start_step)
+        return which == len(FIT_STEPS) - 1 or last <= self.start_step + FIT_STEPS[which + 1]
 
 
 def _fit_budget(
