@@ -29,7 +29,8 @@ class SampleCNN(nn.Module):
     Auto-tagging Using Raw Waveforms"; Spijkervet & Burgoyne 2021, "Contrastive Learning of
     Musical Representations" (CLMR). Layers: a stem conv (kernel 3, stride 3), ``num_blocks``
     blocks of conv (kernel 3) + batch norm + ReLU + max-pool 3 (run as max-pool, then ReLU:
-    the same function, with a third of the ReLU's work), and a final conv + batch norm + ReLU. Each layer divides the time axis by 3, so an input of ``3 ** (num_blocks + 1)``
+    the same function, with a third of the ReLU's work), and a final conv + batch norm +
+    ReLU. Each layer divides the time axis by 3, so an input of ``3 ** (num_blocks + 1)``
     samples ends in one frame: the clip embedding. The classifier (dropout, linear) of the
     supervised model is left out; SSL methods add their own head.
 
