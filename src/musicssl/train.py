@@ -170,8 +170,10 @@ def pretrain(
         recipe.save(run / "recipe.yaml")
     if start_step >= horizon[0]:
         return latest_checkpoint(run)
-    budget_fixed = settings.minutes is None or "horizon" in (resume_state or {})
-    budget = None if budget_fixed else _BudgetFit(settings, start_step=start_step)
+    # Fitting the last step to train.minutes, until it is settled (None: settled, or no budget).
+    budget = None
+    if settings.minutes is not None and "horizon" not in (resume_state or {}):
+        budget = _BudgetFit(settings, start_step=start_step)
 
     store = _training_store(recipe, sr=encoder.sample_rate, fabric=fabric)
     train_indices = [i for i, row in enumerate(store.rows) if row.get("split", "train") == "train"]
@@ -255,7 +257,7 @@ def pretrain(
             horizon[0] = int(fabric.broadcast(budget.fit(step, time.perf_counter()), src=0))
             bar.total = horizon[0]
             if budget.settled(step, horizon[0]):
-                budget_fixed, budget = True, None
+                budget = None
 
         checkpoint_due = step % settings.checkpoint_every == 0 or step == horizon[0]
         probe_due = monitor is not None and (step % settings.probe_every == 0 or step == horizon[0])
@@ -295,7 +297,7 @@ def pretrain(
                     schedule,
                     recipe,
                     step=step,
-                    horizon=horizon[0] if budget_fixed else None,
+                    horizon=horizon[0] if budget is None else None,
                 )
             fabric.barrier()
         if step >= horizon[0]:
