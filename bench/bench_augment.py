@@ -106,7 +106,10 @@ def synchronise(device: torch.device) -> None:
 def timed_together(
     runs: list[Callable[[int], object]], *, repeats: int, device: torch.device, statistic: str
 ) -> list[float]:
-    """Wall time of each run in seconds, in interleaved rounds after one warm-up round.
+    """Wall time of each run in seconds, in interleaved rounds after two warm-up rounds.
+
+    Two, because our fused kernels compile on their first calls (a batch of one example gets
+    a version of its own; see ``musicssl.augment.fused``): training pays that once.
 
     Interleaving gives every run the same share of whatever else the machine is doing. Round
     i calls every run with seed i: a chain redraws its random choices (which transforms apply
@@ -116,7 +119,8 @@ def timed_together(
     the seed: the round least disturbed by other processes, as ``timeit`` advises).
     """
     for run in runs:
-        run(repeats)  # a draw no timed round makes
+        run(repeats)  # draws no timed round makes
+        run(repeats + 1)
     synchronise(device)
     times: list[list[float]] = [[] for _ in runs]
     for seed in range(repeats):
@@ -487,8 +491,8 @@ def main() -> None:
             "",
             f"CLMR chain, two views of a batch of {args.batch_size} x {args.num_samples} samples "
             f"at {args.sr} Hz (cropped from {args.source_samples}), {args.statistic} of "
-            f"{args.repeats} runs (torch-audiomentations: {args.peer_repeats}) after a warm-up "
-            "run; musicssl and audiomentations timed in the same interleaved rounds. Round i "
+            f"{args.repeats} runs (torch-audiomentations: {args.peer_repeats}) after two warm-up "
+            "runs; musicssl and audiomentations timed in the same interleaved rounds. Round i "
             "seeds every chain's random choices with i, so each is timed on the same series of "
             "draws in every benchmark run.",
             "",

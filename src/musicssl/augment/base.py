@@ -271,7 +271,15 @@ class NoiseBank:
         Returns:
             Standard normal noise. Shape: (num_examples, length).
         """
-        key = (offset.device, dtype)
+        noise = self.sequence(length, device=offset.device, dtype=dtype)
+        return noise.unfold(0, length, 1)[offset]  # a view of every window, then a gather
+
+    def sequence(self, length: int, *, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """The noise itself, long enough for a window of ``length`` at every offset.
+
+        Shape: (at least NOISE_PERIOD + length - 1,). Read only: it is cached.
+        """
+        key = (torch.device(device), dtype)
         noise = self._noise.get(key)
         needed = NOISE_PERIOD + length - 1
         if noise is None or noise.shape[0] < needed:
@@ -282,9 +290,9 @@ class NoiseBank:
                 period = low if self.band == "low" else period - low
             repeats = math.ceil(needed / NOISE_PERIOD)
             # Once per device and dtype; without waiting for the device, like every copy here.
-            noise = period.repeat(repeats)[:needed].to(offset.device, dtype, non_blocking=True)
+            noise = period.repeat(repeats)[:needed].to(device, dtype, non_blocking=True)
             self._noise[key] = noise
-        return noise.unfold(0, length, 1)[offset]  # a view of every window, then a gather
+        return noise
 
     def __getstate__(self) -> dict:
         return {"band": self.band}

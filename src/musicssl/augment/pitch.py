@@ -39,6 +39,7 @@ from musicssl.augment.base import (
     fast_fft_length,
     uniform,
 )
+from musicssl.augment.fused import fused
 from musicssl.errors import MusicSSLError
 
 KINDS = ("preserve_tempo", "tape")
@@ -80,7 +81,7 @@ def oversampled_for_reading(
     half = n // 2
     complex_dtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
     padded = x.new_empty(x.shape[0], n + 1, dtype=complex_dtype)
-    padded[:, : half + 1] = torch.fft.rfft(x, norm="forward")
+    torch.fft.rfft(x, norm="forward", out=padded[:, : half + 1])  # no copy of the spectrum
     if gain is not None:
         gains = gain(n, x.dtype)  # for the first examples
         torch.view_as_real(padded[: gains.shape[0], : half + 1]).mul_(gains.view(-1, half + 1, 2))
@@ -95,25 +96,40 @@ def oversampled_for_reading(
     return torch.fft.irfft(padded, n=2 * n, norm="forward")
 
 
-def _whole_and_fraction(position: Tensor) -> tuple[Tensor, Tensor]:
-    """Non-negative positions split into whole samples (int64) and the fraction left over.
+@fused
+def _read_faster(upsampled: Tensor, ratio: Tensor, num_samples: int) -> Tensor:
+    """Sample t of each example read from its oversampled copy at 2 r t, by linear interpolation.
 
-    The fraction is written over ``position``; truncation is the floor here, one pass fewer.
+    Reads past the end take the copy's last two samples. Shape: (B, 2 N), (B,) -> (B, num_samples).
     """
-    whole = position.long()
-    return whole, position.sub_(whole)
+    time = torch.arange(num_samples, device=upsampled.device, dtype=ratio.dtype)
+    position = (2 * ratio)[:, None] * time
+    whole = position.long()  # the floor: positions are non-negative
+    index = whole.clamp(max=upsampled.shape[-1] - 2)
+    low = upsampled.gather(1, index)
+    high = upsampled[:, 1:].gather(1, index)  # the next sample, from a view one sample on
+    return torch.lerp(low, high, position - whole)
 
 
-def _lerp_at(signal: Tensor, index: Tensor, frac: Tensor) -> Tensor:
-    """``signal[index] + frac (signal[index + 1] - signal[index])`` along the last axis.
+@fused
+def _faded_grains(upsampled: Tensor, start: Tensor, ratio: Tensor, fade: Tensor) -> Tensor:
+    """Every grain read from the oversampled input, weighted by its fades.
 
-    Shape: (B, N) and index (B, ...) -> index's shape; ``frac`` broadcasts to it.
+    Grain k reads the input twice oversampled at 2 (s_k + r t): whole-sample starts, so all
+    grains of an example share the sample offsets floor(2 r t) and weights frac(2 r t).
+
+    Shape: (B, 2 M), (B, K), (B,), (K, segment) -> (B, K, segment).
     """
-    flat = index.reshape(index.shape[0], -1)
-    # The next sample read from a view one sample on: no second index tensor.
-    low = signal.gather(1, flat).view(index.shape)
-    high = signal[:, 1:].gather(1, flat).view(index.shape)
-    return torch.lerp(low, high, frac)
+    batch_size, num_grains = start.shape
+    segment = fade.shape[-1]
+    position = ratio[:, None] * torch.arange(
+        0, 2 * segment, 2, device=upsampled.device, dtype=ratio.dtype
+    )
+    offset = position.long()  # the floor: positions are non-negative
+    index = (2 * start[:, :, None] + offset[:, None, :]).view(batch_size, -1)
+    low = upsampled.gather(1, index).view(batch_size, num_grains, segment)
+    high = upsampled[:, 1:].gather(1, index).view(batch_size, num_grains, segment)
+    return torch.lerp(low, high, (position - offset)[:, None, :]) * fade
 
 
 def tape_pitch_shift(
@@ -137,11 +153,7 @@ def tape_pitch_shift(
     ratio = ratio.to(dtype).clamp(1 / max_ratio, max_ratio)
     upsampled = oversampled_for_reading(padded, ratio, max_ratio=max_ratio, gain=gain)
     upsampled[:, 2 * num_samples - 1 :] = 0  # silence after the last sample
-    time = torch.arange(num_samples, device=x.device, dtype=dtype)
-    # Sample t reads the oversampled copy at 2 r t.
-    index, frac = _whole_and_fraction(torch.outer(2 * ratio, time))
-    index.clamp_(max=upsampled.shape[-1] - 2)  # past the end: the silent last samples
-    return _lerp_at(upsampled, index, frac).to(x.dtype)
+    return _read_faster(upsampled, ratio, num_samples).to(x.dtype)
 
 
 def wsola_pitch_shift(
@@ -203,21 +215,13 @@ def wsola_pitch_shift(
         search=search,
     )  # (B, K)
 
-    # Grain k reads the input twice oversampled at 2 (s_k + r t): whole-sample starts, so
-    # all grains of an example share the sample offsets floor(2 r t) and weights frac(2 r t).
-    offset, weight = _whole_and_fraction(
-        ratio[:, None] * torch.arange(0, 2 * segment, 2, device=device, dtype=dtype)
-    )
-    index = 2 * start[:, :, None] + offset[:, None, :]  # (B, K, segment)
-    grains = _lerp_at(upsampled, index, weight[:, None, :])
-    # Overlap-add, each grain weighted on its way into the output (no weighted copy).
     fade = _crossfade_weights(num_grains, hop, overlap, device=device, dtype=dtype)
+    grains = _faded_grains(upsampled, start, ratio, fade)  # (B, K, segment)
+    # Overlap-add: the heads laid end to end, then each grain's tail added to the next head.
     out = grains.new_empty(batch_size, (num_grains + 1) * hop)
-    heads = out[:, : num_grains * hop].view(batch_size, num_grains, hop)
-    torch.mul(grains[..., :hop], fade[:, :hop], out=heads)
+    out[:, : num_grains * hop].view(batch_size, num_grains, hop).copy_(grains[..., :hop])
     out[:, num_grains * hop :] = 0
-    tails = out[:, hop:].view(batch_size, num_grains, hop)[..., :overlap]
-    tails.addcmul_(grains[..., hop:], fade[:, hop:])
+    out[:, hop:].view(batch_size, num_grains, hop)[..., :overlap].add_(grains[..., hop:])
     return out[:, :num_samples].to(x.dtype)
 
 

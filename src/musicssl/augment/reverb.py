@@ -20,6 +20,7 @@ from musicssl.augment.base import (
     padded_rfft,
     uniform,
 )
+from musicssl.augment.fused import fused
 from musicssl.errors import MusicSSLError
 
 # An exponential envelope exp(-LN_1000 t / rt60) has fallen by 60 dB at t = rt60.
@@ -65,6 +66,37 @@ def impulse_response(
     tail.addcmul_(high, high_envelope)
     norm = tail.norm(dim=-1).clamp_min(1e-12)
     return tail.mul_((norm.reciprocal() if level is None else level / norm)[:, None])
+
+
+@fused
+def _mixing_responses(
+    low_noise: Tensor,
+    high_noise: Tensor,
+    offset: Tensor,
+    *,
+    rt60: Tensor,
+    damping: Tensor,
+    pre_delay_s: Tensor,
+    wet: Tensor,
+    length: int,
+    sr: int,
+) -> Tensor:
+    """What each example is convolved with: ``(1 - wet) delta + wet h``.
+
+    ``h`` is ``impulse_response`` of the noise bands' windows at ``offset`` (``length`` samples,
+    read from the two bands' noise sequences, ``NoiseBank.sequence``) with unit norm. The dry
+    share rides along as an impulse at time 0: ``(1 - wet) x + wet (x * h)`` is ``x``
+    convolved with this, so the mix costs no pass over the audio.
+
+    Shape: (N,), (N,), (B,) and (B,) each -> (B, length).
+    """
+    low = low_noise.unfold(0, length, 1)[offset]
+    high = high_noise.unfold(0, length, 1)[offset]
+    ir = impulse_response(
+        low, high, sr=sr, rt60=rt60, damping=damping, pre_delay_s=pre_delay_s, level=wet
+    )
+    ir[:, 0] += 1 - wet
+    return ir
 
 
 class Reverb(Augmentation):
@@ -150,19 +182,17 @@ class Reverb(Augmentation):
     def apply_all(self, x: Tensor, params: Params, *, gain: SpectralGain | None = None) -> Tensor:
         num_samples = x.shape[-1]
         dtype = compute_dtype(x)
-        offset, wet = params["noise_offset"], params["wet"].to(dtype)
-        ir = impulse_response(
-            self.low_noise.windows(offset, self.ir_length, dtype=dtype),
-            self.high_noise.windows(offset, self.ir_length, dtype=dtype),
-            sr=self.sr,
+        ir = _mixing_responses(
+            self.low_noise.sequence(self.ir_length, device=x.device, dtype=dtype),
+            self.high_noise.sequence(self.ir_length, device=x.device, dtype=dtype),
+            params["noise_offset"],
             rt60=params["rt60"].to(dtype),
             damping=params["damping"].to(dtype),
             pre_delay_s=params["room_size"].to(dtype) * self.max_pre_delay_s,
-            level=wet,
+            wet=params["wet"].to(dtype),
+            length=self.ir_length,
+            sr=self.sr,
         )
-        # The dry share rides along as an impulse at time 0: (1 - wet) x + wet (x * h) is x
-        # convolved with (1 - wet) delta + wet h, so the mix costs no pass over the audio.
-        ir[:, 0] += 1 - wet
         # Long enough that the circular convolution never wraps into the kept samples.
         n_fft = fast_fft_length(num_samples + ir.shape[-1] - 1)
         spectrum = padded_rfft(x, n_fft).mul_(padded_rfft(ir, n_fft))
