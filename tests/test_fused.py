@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 import warnings
 
 import pytest
@@ -16,10 +15,14 @@ from musicssl.augment.fused import fused
 from musicssl.augment.pitch import _crossfade_weights, _faded_grains, _read_faster
 from musicssl.augment.reverb import _mixing_responses
 
-needs_compiler = pytest.mark.skipif(
-    not any(shutil.which(name) for name in ("c++", "g++", "clang++")),
-    reason="torch.compile needs a C++ compiler on a CPU",
-)
+
+def compiling_works() -> bool:
+    """Whether torch.compile can build CPU code here (it needs a C++ compiler and headers)."""
+    try:
+        torch.compile(lambda x: x * 2 + 1, dynamic=True)(torch.ones(3))
+    except Exception:  # noqa: BLE001 (whatever stops it)
+        return False
+    return True
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -76,8 +79,9 @@ def kernel_calls(batch_size: int, seed: int) -> list[tuple[object, tuple, dict]]
     ]
 
 
-@needs_compiler
 def test_compiled_kernels_match_their_op_by_op_versions() -> None:
+    if not compiling_works():
+        pytest.skip("torch.compile cannot build CPU code on this machine")
     # One compiled version serves every batch size.
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a failed compile would warn
