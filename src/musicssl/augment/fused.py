@@ -4,7 +4,7 @@ Run op by op, a kernel that reads grains or builds impulse responses makes one p
 memory per operation, and a gather first writes out an int64 index as large as its result.
 Compiled (inductor: C++ with OpenMP on a CPU, Triton on a GPU), each kernel becomes one loop
 that computes its indices as it reads: on 2 CPU cores, WSOLA's grain read went from 14 to 6
-ms and the reverb's impulse responses from 8 to 2 ms for 58 examples.
+ms and the reverb's impulse responses from 5 to 2 ms for 58 examples.
 
 A kernel is a pure function of tensors (it writes to none of its arguments) marked with
 ``@fused``. It is compiled on its first call with every size left open, so one compiled
