@@ -7,13 +7,13 @@ that computes its indices as it reads: on 2 CPU cores, WSOLA's grain read went f
 ms and the reverb's impulse responses from 5 to 2 ms for 58 examples.
 
 A kernel is a pure function of tensors (it writes to none of its arguments) marked with
-``@fused``. It is compiled on its first call with every size left open, so one compiled
-version serves every batch: a run gives the same bits whatever the sizes it met before
-(compiled for the first sizes met, a kernel's arithmetic could differ in the last bit from
-the version compiled later for the others, and a resumed run would then drift from an
-uninterrupted one). A batch of one example gets its own version. Compiling runs in the
-calling process (no pool of compiler processes competing with the work for the CPU), and
-torch caches the result on disk, so later processes start faster.
+``@fused``. It is compiled on its first call (the compiler is imported then, not with the
+package) with every size left open, so one compiled version serves every batch: a run gives
+the same bits whatever the sizes it met before (compiled for the first sizes met, a kernel's
+arithmetic could differ in the last bit from the version compiled later for the others, and a
+resumed run would then drift from an uninterrupted one). A batch of one example gets its own
+version. Compiling runs in the calling process (no pool of compiler processes competing with
+the work for the CPU), and torch caches the result on disk, so later processes start faster.
 
 Where compiling cannot work (no C++ compiler on a CPU, say) the first failure is reported
 once as a warning and every kernel runs op by op from then on, with the same results (to
@@ -39,23 +39,27 @@ _compiling_failed = False
 
 def fused(kernel: Callable[P, R]) -> Callable[P, R]:
     """``kernel`` compiled on its first call, or run op by op where compiling cannot work."""
-    compiled = torch.compile(kernel, dynamic=True, options={"compile_threads": 1})
+    compiled: Callable[P, R] | None = None  # made on the first call: no compiler at import
 
     @functools.wraps(kernel)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        nonlocal compiled
         global _compiling_failed
         if _compiling_failed:
             return kernel(*args, **kwargs)
         try:
+            if compiled is None:
+                compiled = torch.compile(kernel, dynamic=True, options={"compile_threads": 1})
             return compiled(*args, **kwargs)
         except Exception as error:  # noqa: BLE001 (any failure to compile: see below)
             # The kernel itself may be at fault (bad arguments): then it fails op by op as
             # well, with its own error, and compiling stays on.
             result = kernel(*args, **kwargs)
             _compiling_failed = True
+            reason = str(error).partition("\n")[0]
             warnings.warn(
                 f"musicssl: torch.compile failed on {kernel.__qualname__} "
-                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                f"({type(error).__name__}: {reason}); "
                 "augmentation kernels run op by op from now on (same results, slower)",
                 RuntimeWarning,
                 stacklevel=2,
