@@ -499,7 +499,9 @@ def test_reverb_tail_decays_in_the_drawn_rt60() -> None:
         assert schroeder_rt60(y[i], sr=SR) == pytest.approx(float(rt60[i]), rel=0.1)
 
 
-def test_reverb_mixes_the_dry_signal_with_its_convolution_by_the_impulse_response() -> None:
+def test_reverb_mixes_the_dry_signal_with_its_circular_convolution_by_the_impulse_response() -> (
+    None
+):
     sr = 8000
     x = torch.randn(2, 3000, generator=seeded(0), dtype=torch.float64)
     transform = Reverb(sr=sr, p=1.0, max_rt60=0.3)
@@ -514,12 +516,51 @@ def test_reverb_mixes_the_dry_signal_with_its_convolution_by_the_impulse_respons
         damping=params["damping"].double(),
         pre_delay_s=params["room_size"].double() * transform.max_pre_delay_s,
     )
+    period = transform.fft_length(x.shape[-1])
+    assert period == 4096  # the fast length past 3000 samples and 20 ms of silence
     for i in range(2):
-        # Direct convolution: the flipped impulse response slid along the zero-padded input.
-        padded = torch.nn.functional.pad(x[i], (ir.shape[-1] - 1, 0))
-        convolved = padded.unfold(0, ir.shape[-1], 1) @ ir[i].flip(0)
+        # Circular convolution by hand: the flipped impulse response slid along one period of
+        # the zero-padded input, with the period's end again in front of its start.
+        one_period = torch.nn.functional.pad(x[i], (0, period - x.shape[-1]))
+        looped = torch.cat([one_period[-(length - 1) :], one_period])
+        convolved = looped.unfold(0, length, 1)[: x.shape[-1]] @ ir[i].flip(0)
         wet = float(params["wet"][i])
         torch.testing.assert_close(y[i], (1 - wet) * x[i] + wet * convolved)
+
+
+def test_reverb_tail_past_the_end_comes_round_to_the_start() -> None:
+    # An impulse 100 ms before the end: its tail rings on past the end, for the rest of the
+    # period (20 ms of silence and the rounding up to a fast length), then from sample 0 on.
+    num_samples = 30000
+    transform = Reverb(sr=SR, min_rt60=0.8, max_rt60=0.8)
+    period = transform.fft_length(num_samples)
+    assert period == 32768
+    x = torch.zeros(1, num_samples)
+    impulse = num_samples - int(0.1 * SR)
+    x[0, impulse] = 1.0
+    params = transform.sample_params(1, num_samples, generator=seeded(0))
+    params.update(applied=torch.ones(1, dtype=torch.bool), room_size=torch.zeros(1))
+    y = transform.apply(x, params)
+    response = torch.cat([y[0, impulse:], torch.zeros(period - num_samples), y[0, :impulse]])
+    # The whole impulse response, in order: the part past the period's end at the start.
+    offset = params["noise_offset"]
+    ir = impulse_response(
+        transform.low_noise.windows(offset, transform.ir_length, dtype=torch.float32),
+        transform.high_noise.windows(offset, transform.ir_length, dtype=torch.float32),
+        sr=SR,
+        rt60=params["rt60"],
+        damping=params["damping"],
+        pre_delay_s=torch.zeros(1),
+        level=params["wet"],
+    )[0]
+    ir[0] += 1 - params["wet"][0]
+    wrapped = slice(period - impulse, transform.ir_length)  # rings from sample 0 of the output
+    assert wrapped.start < wrapped.stop
+    # The samples the period's silence holds are missing from the output; the rest match.
+    kept = torch.ones(transform.ir_length, dtype=torch.bool)
+    kept[num_samples - impulse : period - impulse] = False
+    torch.testing.assert_close(response[: transform.ir_length][kept], ir[kept], atol=1e-5, rtol=0)
+    assert y[0, : wrapped.stop - wrapped.start].abs().max() > 1e-3  # the tail, at the start
 
 
 def test_reverb_lengthens_the_decay_and_keeps_length() -> None:

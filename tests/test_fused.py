@@ -73,6 +73,7 @@ def kernel_calls(batch_size: int, seed: int) -> list[tuple[object, tuple, dict]]
                 "pre_delay_s": 0.005 * torch.rand(batch_size, generator=g),
                 "wet": 0.1 + 0.4 * torch.rand(batch_size, generator=g),
                 "length": length,
+                "n_fft": length + 100,
                 "sr": 22050,
             },
         ),

@@ -79,16 +79,17 @@ def _mixing_responses(
     pre_delay_s: Tensor,
     wet: Tensor,
     length: int,
+    n_fft: int,
     sr: int,
 ) -> Tensor:
-    """What each example is convolved with: ``(1 - wet) delta + wet h``.
+    """What each example is convolved with: ``(1 - wet) delta + wet h``, zero-padded to ``n_fft``.
 
     ``h`` is ``impulse_response`` of the noise bands' windows at ``offset`` (``length`` samples,
     read from the two bands' noise sequences, ``NoiseBank.sequence``) with unit norm. The dry
     share rides along as an impulse at time 0: ``(1 - wet) x + wet (x * h)`` is ``x``
     convolved with this, so the mix costs no pass over the audio.
 
-    Shape: (N,), (N,), (B,) and (B,) each -> (B, length).
+    Shape: (N,), (N,), (B,) and (B,) each -> (B, n_fft).
     """
     low = low_noise.unfold(0, length, 1)[offset]
     high = high_noise.unfold(0, length, 1)[offset]
@@ -96,7 +97,7 @@ def _mixing_responses(
         low, high, sr=sr, rt60=rt60, damping=damping, pre_delay_s=pre_delay_s, level=wet
     )
     ir[:, 0] += 1 - wet
-    return ir
+    return torch.nn.functional.pad(ir, (0, n_fft - length))
 
 
 class Reverb(Augmentation):
@@ -105,8 +106,16 @@ class Reverb(Augmentation):
     The impulse response is exponentially decaying white noise (see ``impulse_response``):
     a decay time ``rt60``, a treble ``damping``, and a ``room_size`` in [0, 1] that sets the
     pre-delay (up to ``max_pre_delay_ms``, the first reflection of a larger room arriving
-    later). The output is ``(1 - wet) * x + wet * (x * h)`` cut to the input length, as one
-    batched FFT product with the dry share folded into the impulse response.
+    later). The output is ``(1 - wet) * x + wet * (x * h)``, as one batched FFT product with the
+    dry share folded into the impulse response.
+
+    The convolution is circular, over the shortest fast FFT length that holds the example and
+    20 ms of silence (``fft_length``: 65536 samples for 59049): the tail that rings past the end
+    comes round to the start, as if the excerpt were looped. An excerpt cut from inside a piece
+    would start with the reverb of the music before it; the reverb of its own end stands in for
+    that, where a linear convolution would start dry. It also makes the FFTs a fifth shorter
+    than the 81920 points a linear convolution with a one-second tail needs. The period is never
+    shorter than the impulse response, which is never cut.
 
     Parameters: ``applied``, ``rt60``, ``damping``, ``room_size``, ``wet`` and ``noise_offset``
     (where the tail's white noise starts in the fixed noise sequence, see ``NoiseBank``), each
@@ -159,6 +168,8 @@ class Reverb(Augmentation):
         self.max_pre_delay_s = float(max_pre_delay_ms) / 1000.0
         self.wet = (float(min_wet), float(max_wet))
         self.ir_length = math.ceil((max_rt60 + self.max_pre_delay_s) * sr)
+        # Zeros after each example: room for a deferred filter's ringing (see ``Compose``).
+        self.num_pad = math.ceil(0.02 * sr)
         self.low_noise, self.high_noise = NoiseBank("low"), NoiseBank("high")
 
     def sample_params(
@@ -179,9 +190,14 @@ class Reverb(Augmentation):
             "noise_offset": noise_offset,
         }
 
+    def fft_length(self, num_samples: int) -> int:
+        """The period of the circular convolution for examples of ``num_samples`` samples."""
+        return fast_fft_length(max(num_samples + self.num_pad, self.ir_length))
+
     def apply_all(self, x: Tensor, params: Params, *, gain: SpectralGain | None = None) -> Tensor:
         num_samples = x.shape[-1]
         dtype = compute_dtype(x)
+        n_fft = self.fft_length(num_samples)
         ir = _mixing_responses(
             self.low_noise.sequence(self.ir_length, device=x.device, dtype=dtype),
             self.high_noise.sequence(self.ir_length, device=x.device, dtype=dtype),
@@ -191,11 +207,10 @@ class Reverb(Augmentation):
             pre_delay_s=params["room_size"].to(dtype) * self.max_pre_delay_s,
             wet=params["wet"].to(dtype),
             length=self.ir_length,
+            n_fft=n_fft,
             sr=self.sr,
         )
-        # Long enough that the circular convolution never wraps into the kept samples.
-        n_fft = fast_fft_length(num_samples + ir.shape[-1] - 1)
-        spectrum = padded_rfft(x, n_fft).mul_(padded_rfft(ir, n_fft))
+        spectrum = padded_rfft(x, n_fft).mul_(torch.fft.rfft(ir))
         if gain is not None:  # a filter the first examples owe
             gains = gain(n_fft, dtype)
             torch.view_as_real(spectrum[: gains.shape[0]]).view(gains.shape).mul_(gains)
