@@ -674,7 +674,7 @@ def test_a_deferred_filter_gives_what_the_transforms_give_in_turn(kind: str) -> 
 
 def test_overwrite_scatters_the_applied_examples_into_the_batch_itself() -> None:
     x = 0.3 * sine([220.0, 440.0, 880.0], num_samples=12000)
-    transform = Delay(sr=SR, p=1.0)
+    transform = Reverb(sr=SR, p=1.0)
     params = transform.sample_params(3, 12000, generator=seeded(0))
     params["applied"] = torch.tensor([True, False, True])
     expected = transform.apply(x, params)

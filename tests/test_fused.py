@@ -10,6 +10,8 @@ import torch
 
 from musicssl.augment import fused as fused_module
 from musicssl.augment.base import NoiseBank
+from musicssl.augment.crop import _windows
+from musicssl.augment.delay import _echoed
 from musicssl.augment.filters import butterworth_gain
 from musicssl.augment.fused import fused
 from musicssl.augment.pitch import _crossfade_weights, _faded_grains, _read_faster
@@ -46,7 +48,18 @@ def kernel_calls(batch_size: int, seed: int) -> list[tuple[object, tuple, dict]]
     freqs = torch.linspace(0, 11025, 513).repeat_interleave(2)
     bank = NoiseBank("low"), NoiseBank("high")
     length = 700
+    waveforms = torch.randn(batch_size, 2000, generator=g)
     return [
+        (_windows, (waveforms, torch.randint(0, 500, (batch_size,), generator=g), 1500), {}),
+        (
+            _echoed,
+            (
+                waveforms,
+                torch.rand(batch_size, generator=g) < 0.5,
+                torch.randint(0, 300, (batch_size,), generator=g),
+            ),
+            {"volume": 0.5, "max_delay": 300},
+        ),
         (_read_faster, (upsampled, ratio, 1500), {}),
         (_faded_grains, (upsampled, start, ratio, fade), {}),
         (

@@ -6,7 +6,18 @@ import torch
 from torch import Tensor
 
 from musicssl.augment.base import Augmentation, Params, check_waveform
+from musicssl.augment.fused import fused
 from musicssl.errors import MusicSSLError
+
+
+@fused
+def _windows(x: Tensor, start: Tensor, length: int) -> Tensor:
+    """``x[b, start[b] : start[b] + length]`` for every example b.
+
+    Every window as a view (B, num_starts, length), one picked per example by an (example,
+    start) pair, so no (B, length) index is built. Shape: (B, T), (B,) -> (B, length).
+    """
+    return x.unfold(1, length, 1)[torch.arange(x.shape[0], device=x.device), start]
 
 
 class RandomCrop(Augmentation):
@@ -46,12 +57,8 @@ class RandomCrop(Augmentation):
     def apply(self, x: Tensor, params: Params, *, overwrite: bool = False) -> Tensor:
         # Every example is cropped (the output is shorter), so there is nothing to gather.
         check_waveform(x, "RandomCrop")
-        # Every window as a view (B, num_offsets, num_samples), one picked per example by an
-        # (example, offset) pair, so no (B, num_samples) index tensor is built; this copies
-        # whole rows, twice as fast on CPU as a gather.
-        windows = x.unfold(1, self.num_samples, 1)
         offset = params["offset"].to(x.device, non_blocking=True)
-        return windows[torch.arange(x.shape[0], device=x.device), offset]
+        return _windows(x, offset, self.num_samples)
 
     def extra_repr(self) -> str:
         return f"num_samples={self.num_samples}"

@@ -6,8 +6,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from musicssl.augment.base import Augmentation, Params, check_range, coin
+from musicssl.augment.base import Augmentation, Params, applied_index, check_range, coin
+from musicssl.augment.fused import fused
 from musicssl.errors import MusicSSLError
+
+
+@fused
+def _echoed(x: Tensor, applied: Tensor, delay: Tensor, *, volume: float, max_delay: int) -> Tensor:
+    """``(x + volume * x_delayed) / 2`` where ``applied``, ``x`` elsewhere.
+
+    Each example reads its own window of the input with ``max_delay`` samples of silence in
+    front: one (example, start) pair per row over a view of every window, so no index as large
+    as the batch. Shape: (B, T), (B,) bool, (B,) int64 in [0, max_delay] -> (B, T).
+    """
+    padded = F.pad(x, (max_delay, 0))
+    rows = torch.arange(x.shape[0], device=x.device)
+    delayed = padded.unfold(1, x.shape[-1], 1)[rows, max_delay - delay]
+    return torch.where(applied[:, None], (x + volume * delayed) * 0.5, x)
 
 
 class Delay(Augmentation):
@@ -66,14 +81,20 @@ class Delay(Augmentation):
         return {"applied": applied, "delay_ms": delay_ms, "delay_samples": delay_samples}
 
     def apply_all(self, x: Tensor, params: Params) -> Tensor:
-        num_samples = x.shape[-1]
-        # Silence in front, then each example reads its own window of the padded signal: one
-        # (example, start) pair per row over a view of every window, so no (B, T) index.
-        padded = F.pad(x, (self.max_delay_samples, 0))
-        start = self.max_delay_samples - params["delay_samples"].clamp(0, self.max_delay_samples)
-        rows = torch.arange(x.shape[0], device=x.device)
-        delayed = padded.unfold(1, num_samples, 1)[rows, start]
-        return torch.add(x, delayed, alpha=self.volume).mul_(0.5)
+        applied = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        return self._echoed(x, applied, params["delay_samples"])
+
+    def apply(self, x: Tensor, params: Params, *, overwrite: bool = False) -> Tensor:
+        # One pass over the whole batch, untouched examples copied: cheaper than gathering the
+        # applied ones and scattering them back (the echo cannot be written in place).
+        if applied_index(params, x.shape[0], "Delay").numel() == 0:
+            return x
+        applied = params["applied"].to(x.device, non_blocking=True)
+        return self._echoed(x, applied, params["delay_samples"])
+
+    def _echoed(self, x: Tensor, applied: Tensor, delay_samples: Tensor) -> Tensor:
+        delay = delay_samples.to(x.device, non_blocking=True).clamp(0, self.max_delay_samples)
+        return _echoed(x, applied, delay, volume=self.volume, max_delay=self.max_delay_samples)
 
     def extra_repr(self) -> str:
         return (
