@@ -11,8 +11,9 @@ Every augmentation follows one convention:
   parameters on every device.
 - ``apply(x, params)`` is a pure function of the waveforms and those parameters. Because
   ``applied`` lives on the host, it knows without asking the device which examples to
-  transform: it gathers them, moves their parameters to ``x``'s device (``non_blocking``),
-  runs ``apply_all`` on them alone and scatters the results back. Examples left alone come back
+  transform: it moves their parameters to ``x``'s device (``non_blocking``), runs
+  ``apply_all`` on them alone (``apply_rows``: gathered, or read straight into a transform's
+  own buffer) and scatters the results back. Examples left alone come back
   bit-exact, and a transform with p = 0.3 costs about 0.3 of one with p = 1. With
   ``overwrite=True`` the results are scattered into ``x`` itself instead of a copy of it:
   ``Compose`` passes it for the intermediate batches it made, never for its caller's.
@@ -37,8 +38,10 @@ from collections.abc import Callable
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from musicssl.augment.fused import fused
 from musicssl.errors import MusicSSLError
 
 Params = dict[str, Tensor]
@@ -108,6 +111,24 @@ class Augmentation(nn.Module):
         """
         raise NotImplementedError
 
+    def apply_rows(self, x: Tensor, rows: Tensor, params: Params, **extra: SpectralGain) -> Tensor:
+        """``apply_all`` of the examples ``rows`` picks from ``x``, as ``apply`` calls it.
+
+        Transforms that copy their input into a buffer of their own (zero-padded for an FFT)
+        override this to read the rows straight into it (``padded_rows``), and their
+        ``apply_all`` reads every row.
+
+        Args:
+            x: the whole batch. Shape: (batch_size, num_samples).
+            rows: the examples to transform, on ``x``'s device. Shape: (num_examples,), int64.
+            params: their parameters, as ``apply_all`` takes them.
+            extra: ``gain``, for transforms that take one.
+
+        Returns:
+            The transformed examples. Shape: (num_examples, num_samples).
+        """
+        return self.apply_all(picked_rows(x, rows), params, **extra)
+
     def apply(
         self,
         x: Tensor,
@@ -145,9 +166,9 @@ class Augmentation(nn.Module):
             return self.apply_all(x, to_device(params, x.device))
         chosen = {name: value[index] for name, value in params.items()}
         index = index.to(x.device, non_blocking=True)
-        # Indexing, not index_select, and index_copy_ in place, not index_copy: on CPU each ran
-        # 2-3x as fast for a (96, 59049) batch.
-        y = self.apply_all(x[index], to_device(chosen, x.device), **extra)
+        # index_copy_ in place, not index_copy: on CPU it ran 2-3x as fast for a (96, 59049)
+        # batch.
+        y = self.apply_rows(x, index, to_device(chosen, x.device), **extra)
         return (x if overwrite else x.clone()).index_copy_(0, index, y)
 
     def forward(
@@ -359,17 +380,32 @@ def compute_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def padded_rfft(x: Tensor, n_fft: int) -> Tensor:
-    """``torch.fft.rfft(x, n=n_fft)`` for ``n_fft >= x.shape[-1]``, zero-padding first.
+@fused
+def padded_rows(
+    x: Tensor, rows: Tensor, length: int, *, mirrored: int = 0, dtype: torch.dtype
+) -> Tensor:
+    """The examples ``rows`` picks, each followed by ``mirrored`` samples of its mirror image
+    (its samples before the last, backwards) and zeros up to ``length``: an FFT buffer, in one
+    pass over the batch (gathering the rows and then copying them into a buffer took two).
 
-    Shape: (..., num_samples) -> (..., n_fft // 2 + 1). On CPU, rfft's own padding runs about
-    twice as slow as a transform of a padded copy.
+    ``mirrored`` < num_samples and num_samples + mirrored <= length.
+    Shape: (B, num_samples), (R,) -> (R, length), of ``dtype``.
     """
+    picked = x[rows].to(dtype)
     num_samples = x.shape[-1]
-    padded = torch.empty((*x.shape[:-1], n_fft), dtype=compute_dtype(x), device=x.device)
-    padded[..., :num_samples] = x
-    padded[..., num_samples:] = 0
-    return torch.fft.rfft(padded)
+    mirror = picked[:, num_samples - 1 - mirrored : num_samples - 1].flip(-1)
+    return F.pad(torch.cat([picked, mirror], dim=1), (0, length - num_samples - mirrored))
+
+
+@fused
+def picked_rows(x: Tensor, rows: Tensor) -> Tensor:
+    """``x[rows]``, compiled: on CPU it ran 1.5-2x as fast as the indexing op."""
+    return x[rows]
+
+
+def all_rows(x: Tensor) -> Tensor:
+    """Indices of every example of ``x``, for ``apply_rows``. Shape: (batch_size,), int64."""
+    return torch.arange(x.shape[0], device=x.device)
 
 
 def fast_fft_length(n: int) -> int:

@@ -10,12 +10,13 @@ from torch import Tensor
 from musicssl.augment.base import (
     Params,
     SpectralFilter,
+    all_rows,
     check_probability,
     check_range,
     coin,
     compute_dtype,
     fast_fft_length,
-    padded_rfft,
+    padded_rows,
     uniform,
 )
 from musicssl.augment.fused import fused
@@ -118,10 +119,14 @@ class HighLowPass(SpectralFilter):
         return {"applied": applied, "high_pass": high_pass, "cutoff_hz": cutoff_hz}
 
     def apply_all(self, x: Tensor, params: Params) -> Tensor:
+        return self.apply_rows(x, all_rows(x), params)
+
+    def apply_rows(self, x: Tensor, rows: Tensor, params: Params) -> Tensor:
         num_samples = x.shape[-1]
+        dtype = compute_dtype(x)
         n_fft = fast_fft_length(num_samples + self.num_pad)
-        spectrum = padded_rfft(x, n_fft)  # (B, F)
-        gain = self.spectral_gain(params, n_fft, dtype=compute_dtype(x))
+        spectrum = torch.fft.rfft(padded_rows(x, rows, n_fft, dtype=dtype))  # (B, F)
+        gain = self.spectral_gain(params, n_fft, dtype=dtype)
         torch.view_as_real(spectrum).view(spectrum.shape[0], -1).mul_(gain)
         y = torch.fft.irfft(spectrum, n=n_fft)[:, :num_samples]
         return y.to(x.dtype)

@@ -34,9 +34,11 @@ from musicssl.augment.base import (
     Augmentation,
     Params,
     SpectralGain,
+    all_rows,
     coin,
     compute_dtype,
     fast_fft_length,
+    padded_rows,
     uniform,
 )
 from musicssl.augment.fused import fused
@@ -133,23 +135,30 @@ def _faded_grains(upsampled: Tensor, start: Tensor, ratio: Tensor, fade: Tensor)
 
 
 def tape_pitch_shift(
-    x: Tensor, ratio: Tensor, *, max_ratio: float, gain: SpectralGain | None = None
+    x: Tensor,
+    ratio: Tensor,
+    *,
+    max_ratio: float,
+    gain: SpectralGain | None = None,
+    rows: Tensor | None = None,
 ) -> Tensor:
     """Play every example ``ratio`` times as fast (pitch and tempo together), keeping length.
 
     Args:
         x: waveforms. Shape: (batch_size, num_samples).
         ratio: speed-up factors 2^(semitones / 12), clamped to [1 / max_ratio, max_ratio].
-            Shape: (batch_size,).
+            Shape: (num_rows,).
         max_ratio: the largest ratio the caller may pass, known on the host.
         gain: a filter the first examples owe, applied before they are read.
+        rows: the examples of ``x`` to shift (every one if None); ``ratio`` has one per row.
 
     Returns:
-        Resampled waveforms, zero past the end of the source. Shape: (batch_size, num_samples).
+        Resampled waveforms, zero past the end of the source. Shape: (num_rows, num_samples).
     """
     num_samples = x.shape[-1]
     dtype = compute_dtype(x)
-    padded = _extend(x.to(dtype), fast_fft_length(num_samples + ZERO_TAIL), mirrored=0)
+    rows = all_rows(x) if rows is None else rows
+    padded = padded_rows(x, rows, fast_fft_length(num_samples + ZERO_TAIL), dtype=dtype)
     ratio = ratio.to(dtype).clamp(1 / max_ratio, max_ratio)
     upsampled = oversampled_for_reading(padded, ratio, max_ratio=max_ratio, gain=gain)
     upsampled[:, 2 * num_samples - 1 :] = 0  # silence after the last sample
@@ -165,6 +174,7 @@ def wsola_pitch_shift(
     search: int,
     max_ratio: float,
     gain: SpectralGain | None = None,
+    rows: Tensor | None = None,
 ) -> Tensor:
     """Shift every example's pitch by its own frequency ratio, keeping its duration (WSOLA).
 
@@ -179,7 +189,7 @@ def wsola_pitch_shift(
     Args:
         x: waveforms. Shape: (batch_size, num_samples).
         ratio: frequency ratios 2^(semitones / 12), clamped to [1 / max_ratio, max_ratio].
-            Shape: (batch_size,).
+            Shape: (num_rows,).
         hop: output samples between grain starts.
         overlap: cross-fade length, at least COARSE_STEPS[0] and at most hop.
         search: how far the first search level reaches either side of a grain's time; the
@@ -188,11 +198,14 @@ def wsola_pitch_shift(
         max_ratio: the largest ratio the caller may pass (sets how far past its end the
             input is extended), known on the host.
         gain: a filter the first examples owe, applied before anything is read.
+        rows: the examples of ``x`` to shift (every one if None); ``ratio`` has one per row.
 
     Returns:
-        Shifted waveforms. Shape: (batch_size, num_samples).
+        Shifted waveforms. Shape: (num_rows, num_samples).
     """
-    batch_size, num_samples = x.shape
+    num_samples = x.shape[-1]
+    rows = all_rows(x) if rows is None else rows
+    batch_size = rows.shape[0]
     dtype = compute_dtype(x)
     device = x.device
     ratio = ratio.to(dtype).clamp(1 / max_ratio, max_ratio)
@@ -201,9 +214,9 @@ def wsola_pitch_shift(
     # The furthest any grain reads, with room for the search windows; past the end of the
     # example the input goes on mirrored, so the last grains read music, not silence.
     reach = (num_grains - 1) * hop + search + math.ceil(max_ratio * segment) + 4 * COARSE_STEPS[0]
-    extended = _extend(
-        x.to(dtype), fast_fft_length(reach + ZERO_TAIL), mirrored=reach - num_samples
-    )
+    length = fast_fft_length(reach + ZERO_TAIL)
+    mirrored = max(0, min(reach - num_samples, num_samples - 1, length - num_samples))
+    extended = padded_rows(x, rows, length, mirrored=mirrored, dtype=dtype)
     upsampled = oversampled_for_reading(extended, ratio, max_ratio=max_ratio, gain=gain)
 
     start = _grain_starts(
@@ -363,17 +376,6 @@ def _crossfade_weights(
     return weights
 
 
-def _extend(x: Tensor, length: int, *, mirrored: int) -> Tensor:
-    """``x``, then up to ``mirrored`` samples of its mirror image, then zeros to ``length``."""
-    num_samples = x.shape[-1]
-    out = x.new_empty(x.shape[0], length)
-    out[:, :num_samples] = x
-    mirrored = max(0, min(mirrored, num_samples - 1, length - num_samples))
-    out[:, num_samples : num_samples + mirrored] = x[:, num_samples - 1 - mirrored : -1].flip(-1)
-    out[:, num_samples + mirrored :] = 0
-    return out
-
-
 class PitchShift(Augmentation):
     """Shift each example's pitch by a number of semitones drawn uniformly per example.
 
@@ -441,10 +443,15 @@ class PitchShift(Augmentation):
         return {"applied": applied, "semitones": semitones}
 
     def apply_all(self, x: Tensor, params: Params, *, gain: SpectralGain | None = None) -> Tensor:
+        return self.apply_rows(x, all_rows(x), params, gain=gain)
+
+    def apply_rows(
+        self, x: Tensor, rows: Tensor, params: Params, *, gain: SpectralGain | None = None
+    ) -> Tensor:
         ratio = 2.0 ** (params["semitones"] / 12.0)
         max_ratio = 2.0 ** (self.max_semitones / 12.0)
         if self.kind == "tape":
-            return tape_pitch_shift(x, ratio, max_ratio=max_ratio, gain=gain)
+            return tape_pitch_shift(x, ratio, max_ratio=max_ratio, gain=gain, rows=rows)
         return wsola_pitch_shift(
             x,
             ratio,
@@ -453,6 +460,7 @@ class PitchShift(Augmentation):
             search=self.search,
             max_ratio=max_ratio,
             gain=gain,
+            rows=rows,
         )
 
     def extra_repr(self) -> str:

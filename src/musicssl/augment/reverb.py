@@ -12,12 +12,13 @@ from musicssl.augment.base import (
     NoiseBank,
     Params,
     SpectralGain,
+    all_rows,
     check_range,
     coin,
     compute_dtype,
     fast_fft_length,
     noise_offsets,
-    padded_rfft,
+    padded_rows,
     uniform,
 )
 from musicssl.augment.fused import fused
@@ -195,6 +196,11 @@ class Reverb(Augmentation):
         return fast_fft_length(max(num_samples + self.num_pad, self.ir_length))
 
     def apply_all(self, x: Tensor, params: Params, *, gain: SpectralGain | None = None) -> Tensor:
+        return self.apply_rows(x, all_rows(x), params, gain=gain)
+
+    def apply_rows(
+        self, x: Tensor, rows: Tensor, params: Params, *, gain: SpectralGain | None = None
+    ) -> Tensor:
         num_samples = x.shape[-1]
         dtype = compute_dtype(x)
         n_fft = self.fft_length(num_samples)
@@ -210,7 +216,8 @@ class Reverb(Augmentation):
             n_fft=n_fft,
             sr=self.sr,
         )
-        spectrum = padded_rfft(x, n_fft).mul_(torch.fft.rfft(ir))
+        spectrum = torch.fft.rfft(padded_rows(x, rows, n_fft, dtype=dtype))
+        spectrum.mul_(torch.fft.rfft(ir))
         if gain is not None:  # a filter the first examples owe
             gains = gain(n_fft, dtype)
             torch.view_as_real(spectrum[: gains.shape[0]]).view(gains.shape).mul_(gains)
