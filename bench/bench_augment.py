@@ -390,7 +390,7 @@ def main() -> None:
     parser.add_argument("--source-samples", type=int, default=88200, help="length cropped from")
     parser.add_argument("--sr", type=int, default=22050)
     parser.add_argument("--pitch-kind", default="preserve_tempo")
-    parser.add_argument("--repeats", type=int, default=7, help="timed rounds, seeds 0, 1, ...")
+    parser.add_argument("--repeats", type=int, default=15, help="timed rounds, seeds 0, 1, ...")
     parser.add_argument(
         "--peer-repeats", type=int, default=2, help="timed runs of torch-audiomentations"
     )
