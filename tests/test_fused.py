@@ -147,3 +147,28 @@ def test_a_kernels_own_error_is_raised_and_compiling_stays_on(monkeypatch) -> No
     with pytest.raises(IndexError):
         first_row(torch.empty(0, 3))  # fails compiled, and op by op with its own error
     assert not fused_module._compiling_failed
+
+
+def test_a_kernel_stays_compiled_past_torchs_eight_versions() -> None:
+    if not compiling_works():
+        pytest.skip("torch.compile cannot build CPU code on this machine")
+    from torch._dynamo.utils import counters
+
+    @fused
+    def shifted(x: torch.Tensor, shift: float) -> torch.Tensor:
+        return x * 2 + shift
+
+    # Sixteen versions (four dtypes, a batch of one or more, a whole or a fractional shift),
+    # each also called with and without grad mode, which makes no versions of its own.
+    calls = [
+        (torch.ones(rows, 5, dtype=dtype), shift)
+        for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+        for rows in (1, 3)
+        for shift in (0, 5, 0.5)
+    ]
+    counters.clear()
+    for x, shift in calls:
+        for grad_mode in (True, False):
+            with torch.set_grad_enabled(grad_mode):
+                assert torch.equal(shifted(x, shift), x * 2 + shift)
+    assert counters["stats"]["unique_graphs"] == 16  # none left to run op by op

@@ -12,8 +12,13 @@ package) with every size left open, so one compiled version serves every batch: 
 the same bits whatever the sizes it met before (compiled for the first sizes met, a kernel's
 arithmetic could differ in the last bit from the version compiled later for the others, and a
 resumed run would then drift from an uninterrupted one). A batch of one example gets its own
-version. Compiling runs in the calling process (no pool of compiler processes competing with
-the work for the CPU), and torch caches the result on disk, so later processes start faster.
+version, and so does each dtype; a kernel runs with autograd only where an argument requires
+grad (the caller's grad mode would otherwise make versions of its own). Up to ``VERSIONS``
+versions are kept: once torch's own limit of 8 was reached (after the tests had called a
+kernel with many sizes and dtypes), it ran the next variants op by op, and a training run in
+that process drifted from the same run in a fresh one. Compiling runs in the calling process
+(no pool of compiler processes competing with the work for the CPU), and torch caches the
+result on disk, so later processes start faster.
 
 Where compiling cannot work (no C++ compiler on a CPU, say) the first failure is reported
 once as a warning and every kernel runs op by op from then on, with the same results (to
@@ -35,6 +40,9 @@ R = TypeVar("R")
 
 # Set once compiling has failed: every kernel then runs op by op.
 _compiling_failed = False
+# Compiled versions a kernel may keep (torch's default is 8): past that torch runs new
+# variants op by op, whose last bits differ from a compiled version's (see the module).
+VERSIONS = 64
 
 
 def fused(kernel: Callable[P, R]) -> Callable[P, R]:
@@ -50,7 +58,12 @@ def fused(kernel: Callable[P, R]) -> Callable[P, R]:
         try:
             if compiled is None:
                 compiled = torch.compile(kernel, dynamic=True, options={"compile_threads": 1})
-            return compiled(*args, **kwargs)
+            # Autograd only where an argument asks for it, whatever the caller's grad mode: a
+            # mode change is a version of its own (see the module).
+            tensors = [*args, *kwargs.values()]
+            grad = any(isinstance(value, torch.Tensor) and value.requires_grad for value in tensors)
+            with torch.set_grad_enabled(grad), torch._dynamo.config.patch(recompile_limit=VERSIONS):
+                return compiled(*args, **kwargs)
         except Exception as error:  # noqa: BLE001 (any failure to compile: see below)
             # The kernel itself may be at fault (bad arguments): then it fails op by op as
             # well, with its own error, and compiling stays on.
