@@ -83,7 +83,7 @@ def oversampled_for_reading(
     half = n // 2
     complex_dtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
     padded = x.new_empty(x.shape[0], n + 1, dtype=complex_dtype)
-    torch.fft.rfft(x, norm="forward", out=padded[:, : half + 1])  # no copy of the spectrum
+    torch.fft.rfft(x, norm="forward", out=padded[:, : half + 1])  # copied in by rfft itself
     if gain is not None:
         gains = gain(n, x.dtype)  # for the first examples
         torch.view_as_real(padded[: gains.shape[0], : half + 1]).mul_(gains.view(-1, half + 1, 2))
