@@ -103,8 +103,14 @@ def test_cosine_ema_momentum_schedule():
     assert cosine_ema_momentum(25, 100, base=0.9) == pytest.approx(
         1 - 0.1 * (math.cos(math.pi / 4) + 1) / 2
     )
+    # Rising to a final momentum below 1: (0.99 + 0.999) / 2 halfway, constant if equal.
+    assert cosine_ema_momentum(50, 100, base=0.99, final=0.999) == pytest.approx(0.9945)
+    assert cosine_ema_momentum(100, 100, base=0.99, final=0.999) == pytest.approx(0.999)
+    assert cosine_ema_momentum(70, 100, base=0.99, final=0.99) == pytest.approx(0.99)
     with pytest.raises(MusicSSLError, match="total_steps"):
         cosine_ema_momentum(0, 0)
+    with pytest.raises(MusicSSLError, match="base <= final"):
+        cosine_ema_momentum(0, 10, base=0.99, final=0.9)
 
 
 def test_ema_update_moves_parameters_and_copies_buffers():

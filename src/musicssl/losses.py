@@ -193,26 +193,31 @@ def byol_loss(p: Tensor, z: Tensor) -> Tensor:
     return (2 - 2 * cosine).mean()
 
 
-def cosine_ema_momentum(step: int, total_steps: int, *, base: float = 0.996) -> float:
-    """BYOL's target momentum: rises from ``base`` at step 0 to 1 at ``total_steps``.
+def cosine_ema_momentum(
+    step: int, total_steps: int, *, base: float = 0.996, final: float = 1.0
+) -> float:
+    """BYOL's target momentum: rises from ``base`` at step 0 to ``final`` at ``total_steps``.
 
-    ``tau = 1 - (1 - base) * (cos(pi * step / total_steps) + 1) / 2``; steps past the end
-    stay at 1.
+    ``tau = final - (final - base) * (cos(pi * step / total_steps) + 1) / 2``; steps past the
+    end stay at ``final`` (1 in the paper).
 
     Args:
         step: Current optimiser step, >= 0.
         total_steps: Steps of the whole run, > 0.
         base: Momentum at step 0, in [0, 1].
+        final: Momentum at the end, in [base, 1].
     """
     if total_steps <= 0 or step < 0:
         raise MusicSSLError(
             f"cosine_ema_momentum: need step >= 0 and total_steps > 0, got step={step}, "
             f"total_steps={total_steps}"
         )
-    if not 0.0 <= base <= 1.0:
-        raise MusicSSLError(f"cosine_ema_momentum: base must be in [0, 1], got {base}")
+    if not 0.0 <= base <= final <= 1.0:
+        raise MusicSSLError(
+            f"cosine_ema_momentum: need 0 <= base <= final <= 1, got {base}, {final}"
+        )
     progress = min(step, total_steps) / total_steps
-    return 1.0 - (1.0 - base) * (math.cos(math.pi * progress) + 1.0) / 2.0
+    return final - (final - base) * (math.cos(math.pi * progress) + 1.0) / 2.0
 
 
 @torch.no_grad()

@@ -21,7 +21,8 @@ class BYOL(nn.Module):
         encoder: online encoder. Output Shape: (batch_size, embedding_dim).
         projector: online projection MLP.
         predictor: online prediction MLP (the asymmetry that prevents collapse).
-        base_momentum: EMA momentum at step 0; rises to 1 on a cosine schedule.
+        base_momentum: EMA momentum at step 0; rises to ``final_momentum`` on a cosine schedule.
+        final_momentum: EMA momentum at the last step (1 in the paper).
         predictor_lr_scale: the predictor's learning rate relative to the rest's (a faster
             predictor tracks the target more closely, as in SimSiam and DirectPred).
     """
@@ -33,6 +34,7 @@ class BYOL(nn.Module):
         predictor: nn.Module,
         *,
         base_momentum: float,
+        final_momentum: float = 1.0,
         predictor_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
@@ -42,6 +44,7 @@ class BYOL(nn.Module):
         self.target_encoder = copy.deepcopy(encoder).requires_grad_(False)
         self.target_projector = copy.deepcopy(projector).requires_grad_(False)
         self.base_momentum = base_momentum
+        self.final_momentum = final_momentum
         self.predictor_lr_scale = predictor_lr_scale
 
     def parameter_groups(self) -> list[dict]:
@@ -64,7 +67,9 @@ class BYOL(nn.Module):
     @torch.no_grad()
     def after_optimizer_step(self, step: int, total_steps: int) -> dict[str, float]:
         """Move the target towards the online network; returns the momentum used."""
-        momentum = cosine_ema_momentum(step, total_steps, base=self.base_momentum)
+        momentum = cosine_ema_momentum(
+            step, total_steps, base=self.base_momentum, final=self.final_momentum
+        )
         ema_update(self.target_encoder, self.encoder, momentum=momentum)
         ema_update(self.target_projector, self.projector, momentum=momentum)
         return {"momentum": momentum}
@@ -76,6 +81,7 @@ def byol(
     hidden_dim: int = 4096,
     projection_dim: int = 256,
     base_momentum: float = 0.996,
+    final_momentum: float = 1.0,
     predictor_lr_scale: float = 1.0,
 ) -> BYOL:
     """BYOL with the paper's heads: 2-layer MLPs with batch norm, 4096 hidden, 256 out."""
@@ -86,5 +92,6 @@ def byol(
         projector,
         predictor,
         base_momentum=base_momentum,
+        final_momentum=final_momentum,
         predictor_lr_scale=predictor_lr_scale,
     )
