@@ -56,6 +56,9 @@ SpectralGain = Callable[[int, torch.dtype], Tensor]
 # 22.05 kHz); a window starts at one of this many offsets.
 NOISE_PERIOD = 2**18
 NOISE_BANDS = ("full", "low", "high")
+# Silence after each example in an FFT buffer that a high/low-pass filter multiplies: room for
+# the filter's (two-sided, short) impulse response to ring out without wrapping round.
+FILTER_RINGING_S = 0.02
 
 
 class Augmentation(nn.Module):

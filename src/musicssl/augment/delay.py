@@ -82,7 +82,7 @@ class Delay(Augmentation):
 
     def apply_all(self, x: Tensor, params: Params) -> Tensor:
         applied = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-        return self._echoed(x, applied, params["delay_samples"])
+        return self._mixed(x, applied, params["delay_samples"])
 
     def apply(self, x: Tensor, params: Params, *, overwrite: bool = False) -> Tensor:
         # One pass over the whole batch, untouched examples copied: cheaper than gathering the
@@ -90,9 +90,9 @@ class Delay(Augmentation):
         if applied_index(params, x.shape[0], "Delay").numel() == 0:
             return x
         applied = params["applied"].to(x.device, non_blocking=True)
-        return self._echoed(x, applied, params["delay_samples"])
+        return self._mixed(x, applied, params["delay_samples"])
 
-    def _echoed(self, x: Tensor, applied: Tensor, delay_samples: Tensor) -> Tensor:
+    def _mixed(self, x: Tensor, applied: Tensor, delay_samples: Tensor) -> Tensor:
         delay = delay_samples.to(x.device, non_blocking=True).clamp(0, self.max_delay_samples)
         return _echoed(x, applied, delay, volume=self.volume, max_delay=self.max_delay_samples)
 

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from musicssl.augment.base import (
+    FILTER_RINGING_S,
     Params,
     SpectralFilter,
     all_rows,
@@ -102,8 +103,7 @@ class HighLowPass(SpectralFilter):
         self.high_pass_hz = (float(min_high_pass_hz), float(max_high_pass_hz))
         self.high_pass_fraction = check_probability(high_pass_fraction, "HighLowPass: fraction")
         self.order = int(order)
-        # Zero padding that absorbs the filter's (two-sided, short) impulse response.
-        self.num_pad = math.ceil(0.02 * sr)
+        self.num_pad = math.ceil(FILTER_RINGING_S * sr)
         # The frequencies of each transform length, dtype and device met so far (a chain applies
         # a deferred filter at the lengths of the transforms that take it).
         self._freqs: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}

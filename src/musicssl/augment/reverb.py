@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from musicssl.augment.base import (
+    FILTER_RINGING_S,
     Augmentation,
     NoiseBank,
     Params,
@@ -170,7 +171,7 @@ class Reverb(Augmentation):
         self.wet = (float(min_wet), float(max_wet))
         self.ir_length = math.ceil((max_rt60 + self.max_pre_delay_s) * sr)
         # Zeros after each example: room for a deferred filter's ringing (see ``Compose``).
-        self.num_pad = math.ceil(0.02 * sr)
+        self.num_pad = math.ceil(FILTER_RINGING_S * sr)
         self.low_noise, self.high_noise = NoiseBank("low"), NoiseBank("high")
 
     def sample_params(
