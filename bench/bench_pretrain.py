@@ -23,12 +23,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from musicssl.builtin import build_corpus
+from musicssl.checkpoint import latest as latest_checkpoint
 from musicssl.embed import Model, load
 from musicssl.encoders import build_encoder
 from musicssl.recipe import Recipe
 from musicssl.runtime import configure_cpu_runtime
 from musicssl.store import SampleStore, pack
-from musicssl.train import latest_checkpoint, pretrain
+from musicssl.train import pretrain
 
 ROOT = Path(__file__).resolve().parent.parent
 

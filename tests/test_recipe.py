@@ -44,7 +44,7 @@ def test_size_then_overrides_are_applied(recipe_path: Path):
 
 def test_saved_recipe_loads_back_equal(recipe_path: Path, tmp_path: Path):
     recipe = Recipe.load(recipe_path, ["method.options.temperature=0.2"])
-    recipe.save(tmp_path / "resolved.yaml")
+    (tmp_path / "resolved.yaml").write_text(recipe.dump())
     assert Recipe.load(tmp_path / "resolved.yaml") == recipe
 
 

@@ -11,6 +11,7 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
+from musicssl.checkpoint import latest as latest_checkpoint
 from musicssl.corpus import index_folder
 from musicssl.embed import load
 from musicssl.recipe import Recipe, TrainSettings
@@ -21,7 +22,6 @@ from musicssl.train import (
     _BudgetFit,
     _fit_budget,
     _lr_factor,
-    latest_checkpoint,
     pretrain,
 )
 

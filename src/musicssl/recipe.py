@@ -197,12 +197,9 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the resolved recipe as YAML, whole or not at all."""
-        path = Path(path)
-        temporary = path.with_name(f".{path.name}.partial")
-        temporary.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        os.replace(temporary, path)
+    def dump(self) -> str:
+        """The resolved recipe as YAML text."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 RECIPES = Path(__file__).resolve().parent / "recipes"

@@ -16,21 +16,18 @@ augmentations as an uninterrupted one.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
+from musicssl import checkpoint
 from musicssl.augment import build_chain
 from musicssl.encoders import build_encoder
 from musicssl.errors import MusicSSLError
@@ -47,7 +44,6 @@ from musicssl.store import SampleStore, pack
 # runs a minute or more early.
 FIT_STEPS = (20, 80, 320)
 FIT_MARGINS = (0.1, 0.03, 0.02)
-_KEEP_CHECKPOINTS = 2
 
 
 class TrainingDiverged(MusicSSLError):
@@ -156,20 +152,13 @@ def pretrain(
 
     start_step, resume_state = 0, None
     if resume:
-        checkpoint = latest_checkpoint(run)
-        method.load_state_dict(load_file(checkpoint / "method.safetensors"))
-        resume_state = torch.load(checkpoint / "state.pt", weights_only=True)
+        resume_state = checkpoint.load_training_state(run, method)
         start_step = int(resume_state["step"])
         horizon[0] = int(resume_state.get("horizon", settings.steps))
     elif fabric.is_global_zero:
-        if (run / "latest").exists():
-            raise MusicSSLError(
-                f"{run}: already holds a run; pass --resume to continue it or choose another --out"
-            )
-        run.mkdir(parents=True, exist_ok=True)
-        recipe.save(run / "recipe.yaml")
+        checkpoint.start_run(run, recipe)
     if start_step >= horizon[0]:
-        return latest_checkpoint(run)
+        return checkpoint.latest(run)
     # Fitting the last step to train.minutes, until it is settled (None: settled, or no budget).
     budget = None
     if settings.minutes is not None and "horizon" not in (resume_state or {}):
@@ -290,77 +279,27 @@ def pretrain(
             window_start, window_views = time.perf_counter(), 0
         if checkpoint_due:
             if fabric.is_global_zero:
-                _save_checkpoint(
+                state = {
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "step": step,
+                }
+                if budget is None:
+                    state["horizon"] = horizon[0]
+                checkpoint.write_checkpoint(
                     run,
-                    method,
-                    optimizer,
-                    schedule,
-                    recipe,
                     step=step,
-                    horizon=horizon[0] if budget is None else None,
+                    encoder_name=recipe.encoder.name,
+                    method=method,
+                    training_state=state,
+                    recipe=recipe,
                 )
             fabric.barrier()
         if step >= horizon[0]:
             break
     bar.close()
     logger.close()
-    return latest_checkpoint(run)
-
-
-def latest_checkpoint(run: str | os.PathLike) -> Path:
-    """The newest complete checkpoint folder of a run.
-
-    Raises:
-        MusicSSLError: the run has none.
-    """
-    run = Path(run)
-    try:
-        name = (run / "latest").read_text().strip()
-    except OSError:
-        raise MusicSSLError(f"{run}: no checkpoint yet (not a musicssl run folder?)") from None
-    return run / "checkpoints" / name
-
-
-def _save_checkpoint(
-    run: Path,
-    method: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    schedule: torch.optim.lr_scheduler.LRScheduler,
-    recipe: Recipe,
-    *,
-    step: int,
-    horizon: int | None,
-) -> None:
-    """Write a checkpoint folder whole (temporary folder, then rename), then point to it."""
-    folder = run / "checkpoints"
-    name = f"step-{step:08d}"
-    partial = folder / f".{name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    encoder = method.encoder
-    save_file(_contiguous(encoder.state_dict()), partial / "encoder.safetensors")
-    (partial / "encoder.json").write_text(
-        json.dumps({"name": recipe.encoder.name, "options": encoder.config()}, indent=2)
-    )
-    save_file(_contiguous(method.state_dict()), partial / "method.safetensors")
-    # Resume state is plain tensors and numbers: loaded back with weights_only=True.
-    state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step}
-    if horizon is not None:
-        state["horizon"] = horizon
-    torch.save(state, partial / "state.pt")
-    recipe.save(partial / "recipe.yaml")
-    shutil.rmtree(folder / name, ignore_errors=True)
-    os.replace(partial, folder / name)
-    temporary = run / ".latest.partial"
-    temporary.write_text(name + "\n")
-    os.replace(temporary, run / "latest")
-    for old in sorted(folder.glob("step-*"))[:-_KEEP_CHECKPOINTS]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # safetensors refuses views and shared storage; a checkpoint is small next to training.
-    return {key: value.detach().contiguous().clone() for key, value in state.items()}
+    return checkpoint.latest(run)
 
 
 def _training_store(recipe: Recipe, *, sr: int, fabric: Any) -> SampleStore:

@@ -1,0 +1,218 @@
+"""The run folder: the only module that knows its layout.
+
+A run folder::
+
+    recipe.yaml                   the resolved recipe
+    metrics.csv                   one row per logged step
+    tensorboard/                  the same scalars for TensorBoard
+    checkpoints/step-00000200/    a checkpoint (below)
+    latest                        the name of the newest complete checkpoint
+
+A checkpoint folder::
+
+    encoder.safetensors           the encoder's weights
+    encoder.json                  {"name", "options"}: the encoder rebuilds from these alone
+    method.safetensors            every network of the method (heads, EMA targets)
+    state.pt                      optimiser and schedule state, step (plain tensors, no pickle)
+    recipe.yaml                   the recipe it was trained with
+
+A checkpoint is written into a hidden folder and renamed into place when whole; ``latest`` is
+replaced after it, so a killed run always points at a complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from musicssl.encoders import build_encoder
+from musicssl.errors import MusicSSLError
+from musicssl.files import write_text
+from musicssl.recipe import Recipe
+
+KEEP_CHECKPOINTS = 2
+_RUN_FILES = ("recipe.yaml", "metrics.csv", "tensorboard", "checkpoints", "latest")
+
+
+def is_run(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a run with at least one complete checkpoint."""
+    return (Path(folder) / "latest").is_file()
+
+
+def start_run(run: str | os.PathLike, recipe: Recipe) -> Path:
+    """Make a new run folder holding ``recipe.yaml``.
+
+    The folder may be missing, empty, or left by a run that never reached its first checkpoint
+    (it holds nothing but run files); anything else is refused, so no file of the user's is
+    ever overwritten.
+
+    Raises:
+        MusicSSLError: the folder holds a run (resume it) or files musicssl did not write.
+    """
+    run = Path(run)
+    if is_run(run):
+        raise MusicSSLError(
+            f"{run}: already holds a run; pass --resume to continue it or choose another --out"
+        )
+    if run.exists() and not run.is_dir():
+        raise MusicSSLError(f"{run}: exists and is not a folder; choose another --out")
+    foreign = (
+        sorted(p.name for p in run.iterdir() if p.name not in _RUN_FILES) if run.is_dir() else []
+    )
+    if foreign:
+        raise MusicSSLError(
+            f"{run}: the folder holds files that are not a musicssl run ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty --out"
+        )
+    run.mkdir(parents=True, exist_ok=True)
+    write_text(run / "recipe.yaml", recipe.dump())
+    return run
+
+
+def latest(run: str | os.PathLike) -> Path:
+    """The newest complete checkpoint folder of a run.
+
+    Raises:
+        MusicSSLError: the run has none.
+    """
+    run = Path(run)
+    try:
+        name = (run / "latest").read_text().strip()
+    except OSError:
+        raise MusicSSLError(f"{run}: no checkpoint yet (not a musicssl run folder?)") from None
+    return run / "checkpoints" / name
+
+
+def checkpoint_folder(path: str | os.PathLike) -> Path:
+    """The checkpoint that ``path`` names: a checkpoint folder, or a run folder's latest.
+
+    Raises:
+        MusicSSLError: it is neither.
+    """
+    folder = latest(path) if is_run(path) else Path(path)
+    if not (folder / "encoder.json").is_file() or not (folder / "encoder.safetensors").is_file():
+        raise MusicSSLError(
+            f"{path}: not a checkpoint (needs encoder.json and encoder.safetensors, "
+            "or a run folder with a 'latest' file)"
+        )
+    return folder
+
+
+def encoder_spec(path: str | os.PathLike) -> dict[str, Any]:
+    """``{"name", "options"}`` of a checkpoint's encoder (or a run's latest).
+
+    Raises:
+        MusicSSLError: not a checkpoint, or ``encoder.json`` is not an encoder description.
+    """
+    spec_path = checkpoint_folder(path) / "encoder.json"
+    try:
+        spec = json.loads(spec_path.read_text())
+        return {"name": str(spec["name"]), "options": dict(spec["options"])}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise MusicSSLError(f"{spec_path}: not an encoder description ({error})") from None
+
+
+def encoder_weights(path: str | os.PathLike) -> Path:
+    """The weights file of a checkpoint (or a run's latest)."""
+    return checkpoint_folder(path) / "encoder.safetensors"
+
+
+def load_encoder(path: str | os.PathLike) -> nn.Module:
+    """Rebuild a checkpoint's encoder from ``encoder.json`` and ``encoder.safetensors``.
+
+    No pickle is read.
+
+    Raises:
+        MusicSSLError: not a checkpoint, unreadable weights, or weights that do not fit.
+    """
+    spec = encoder_spec(path)
+    encoder = build_encoder(spec["name"], **spec["options"])
+    weights = encoder_weights(path)
+    encoder.load_state_dict(_read_weights(weights, spec["name"], encoder))
+    return encoder
+
+
+def write_checkpoint(
+    run: str | os.PathLike,
+    *,
+    step: int,
+    encoder_name: str,
+    method: nn.Module,
+    training_state: dict[str, Any],
+    recipe: Recipe,
+) -> Path:
+    """Write checkpoint ``step`` of a run whole, point ``latest`` at it, drop older ones.
+
+    Args:
+        method: the method; its ``encoder`` attribute is saved on its own as well.
+        training_state: plain tensors and numbers (optimiser, schedule, step, ...).
+    """
+    folder = Path(run) / "checkpoints"
+    name = f"step-{step:08d}"
+    partial = folder / f".{name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    encoder = method.encoder
+    save_file(_contiguous(encoder.state_dict()), partial / "encoder.safetensors")
+    spec = {"name": encoder_name, "options": encoder.config()}
+    (partial / "encoder.json").write_text(json.dumps(spec, indent=2))
+    save_file(_contiguous(method.state_dict()), partial / "method.safetensors")
+    torch.save(training_state, partial / "state.pt")
+    (partial / "recipe.yaml").write_text(recipe.dump())
+    shutil.rmtree(folder / name, ignore_errors=True)
+    os.replace(partial, folder / name)
+    write_text(Path(run) / "latest", name + "\n")
+    for old in sorted(folder.glob("step-*"))[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder / name
+
+
+def load_training_state(run: str | os.PathLike, method: nn.Module) -> dict[str, Any]:
+    """Load the latest checkpoint's weights into ``method``; return its training state.
+
+    Raises:
+        MusicSSLError: no checkpoint, or a damaged one.
+    """
+    folder = latest(run)
+    method.load_state_dict(_read_weights(folder / "method.safetensors", "the method", method))
+    try:
+        state: dict[str, Any] = torch.load(folder / "state.pt", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as error:
+        raise MusicSSLError(
+            f"{folder / 'state.pt'}: cannot read the training state ({error})"
+        ) from None
+    return state
+
+
+def _read_weights(path: Path, what: str, module: nn.Module) -> dict[str, torch.Tensor]:
+    try:
+        weights = load_file(path)
+    except (OSError, SafetensorError) as error:
+        raise MusicSSLError(f"{path}: cannot read the weights ({error})") from None
+    expected = set(module.state_dict())
+    if set(weights) != expected:
+        missing, extra = sorted(expected - set(weights)), sorted(set(weights) - expected)
+        raise MusicSSLError(
+            f"{path}: weights do not fit {what} (missing {missing[:3]}, unexpected {extra[:3]})"
+        )
+    shapes = module.state_dict()
+    for key, value in weights.items():
+        if value.shape != shapes[key].shape:
+            raise MusicSSLError(
+                f"{path}: weights do not fit {what} ({key} is {tuple(value.shape)}, "
+                f"expected {tuple(shapes[key].shape)})"
+            )
+    return weights
+
+
+def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors refuses views and shared storage; a checkpoint is small next to training.
+    return {key: value.detach().contiguous().clone() for key, value in state.items()}

@@ -1,0 +1,53 @@
+"""Writing files whole or not at all, and per-clip random generators.
+
+Every output musicssl writes goes through ``atomic_path``: the writer fills a temporary
+name beside the target (same folder, so the rename is atomic), and only a complete file is
+renamed into place. A killed or failed write leaves the old file, or nothing, never a torn one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``path``, on failure it is removed.
+
+    The temporary name keeps the extension (libsndfile and numpy choose formats by it) and
+    carries the process id, so concurrent writers never share one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".partial-{os.getpid()}-{path.name}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` whole or not at all."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` whole or not at all."""
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
+    return Path(path)
+
+
+def clip_rng(seed: int, clip_id: str) -> np.random.Generator:
+    """The generator of one clip from a seed and the clip's id: the same in every process."""
+    digest = hashlib.sha256(clip_id.encode("utf-8")).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
