@@ -104,6 +104,21 @@ def test_forward_features_shapes_for_every_layer(small):
         encoder.forward_features(x, layer=encoder.num_layers)
 
 
+def test_forward_layers_equal_each_layer_computed_alone(small):
+    _, encoder, spec = small
+    encoder.eval()
+    x = _audio(3, spec["num_samples"])
+    with torch.no_grad():
+        outputs = encoder.forward_layers(x)
+        assert len(outputs) == encoder.num_layers
+        for layer, features in enumerate(outputs):
+            assert features.shape == (3, spec["channels"][layer], spec["frames"][layer]), layer
+            torch.testing.assert_close(features, encoder.forward_features(x, layer=layer))
+        torch.testing.assert_close(encoder.pool(outputs[-1]), encoder(x))
+    with pytest.raises(MusicSSLError, match=spec["expected_in_error"]):
+        encoder.forward_layers(_audio(2, spec["too_short"]))
+
+
 def test_rebuild_from_config_gives_the_same_output(small):
     name, encoder, spec = small
     config = encoder.config()

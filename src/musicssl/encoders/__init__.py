@@ -7,6 +7,12 @@ Every encoder is an ``nn.Module`` with this interface (checked for every registr
   (batch_size, num_samples); returns shape (batch_size, embedding_dim).
 - ``forward_features(x, *, layer=None) -> Tensor``: frame features after layer ``layer``
   (None: the last; negative: counted from the end), shape (batch_size, channels, num_frames).
+- ``forward_layers(x) -> list[Tensor]``: the frame features of every layer from one pass
+  (entry ``k`` equals ``forward_features(x, layer=k)``), so that all layers cost one forward
+  pass, not one per layer.
+- ``pool(features) -> Tensor``: the clip embedding from the last layer's frame features,
+  shape (batch_size, embedding_dim, num_frames) -> (batch_size, embedding_dim);
+  ``forward(x) == pool(forward_features(x))``.
 - ``frame_hop(layer=None) -> int``: input samples between consecutive frames of that layer.
 - ``num_layers: int``: valid ``layer`` values are ``0 .. num_layers - 1``.
 - ``embedding_dim: int``, ``sample_rate: int`` (the rate the input must have),
@@ -55,6 +61,10 @@ class Encoder(Protocol):
     def __call__(self, x: Tensor) -> Tensor: ...
 
     def forward_features(self, x: Tensor, *, layer: int | None = None) -> Tensor: ...
+
+    def forward_layers(self, x: Tensor) -> list[Tensor]: ...
+
+    def pool(self, features: Tensor) -> Tensor: ...
 
     def frame_hop(self, layer: int | None = None) -> int: ...
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
+
 from torch import Tensor
 
 from musicssl.errors import MusicSSLError
@@ -29,3 +32,11 @@ def check_waveforms(x: Tensor, owner: str) -> None:
             f"{owner}: expected float waveforms of shape (batch_size, num_samples), got "
             f"{tuple(x.shape)} {x.dtype}"
         )
+
+
+def last(outputs: Iterator[Tensor]) -> Tensor:
+    """The final item of ``outputs``; each earlier one is dropped as soon as the next arrives.
+
+    Unpacking (``*_, h = outputs``) would hold every layer's features in memory at once.
+    """
+    return deque(outputs, maxlen=1)[0]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from musicssl.encoders._shared import check_waveforms, resolve_layer
+from musicssl.encoders._shared import check_waveforms, last, resolve_layer
 from musicssl.errors import MusicSSLError
 
 __all__ = ["CLMR_CHANNELS", "SampleCNN"]
@@ -111,6 +111,18 @@ class SampleCNN(nn.Module):
         index = resolve_layer(layer, self.num_layers, "SampleCNN")
         return 3 ** min(index + 1, self.num_blocks + 1)
 
+    def forward_layers(self, x: Tensor) -> list[Tensor]:
+        """Frame features after every layer, from one pass.
+
+        Args:
+            x: Waveforms. Shape: (batch_size, input_samples).
+
+        Returns:
+            ``num_layers`` tensors; entry ``k`` equals ``forward_features(x, layer=k)``.
+            Shape: (batch_size, channels[k], input_samples // frame_hop(k)).
+        """
+        return list(self._layer_outputs(x, self.num_layers))
+
     def forward_features(self, x: Tensor, *, layer: int | None = None) -> Tensor:
         """Frame features after layer ``layer`` (0: stem, ..., num_layers - 1: final conv).
 
@@ -122,17 +134,19 @@ class SampleCNN(nn.Module):
             Shape: (batch_size, channels[layer], input_samples // frame_hop(layer)).
         """
         index = resolve_layer(layer, self.num_layers, "SampleCNN")
-        check_waveforms(x, "SampleCNN")
-        if x.shape[-1] != self.input_samples:
-            raise MusicSSLError(
-                f"SampleCNN(num_blocks={self.num_blocks}) expects crops of exactly "
-                f"3^{self.num_blocks + 1} = {self.input_samples} samples, got input of shape "
-                f"{tuple(x.shape)}"
-            )
-        h = x.unsqueeze(1)  # (B, 1, N)
-        for block in self.layers[: index + 1]:
-            h = block(h)
-        return h
+        return last(self._layer_outputs(x, index + 1))
+
+    def pool(self, features: Tensor) -> Tensor:
+        """Clip embedding from the last layer's features: ``forward(x) == pool(features)``.
+
+        Args:
+            features: Shape: (batch_size, embedding_dim, num_frames).
+
+        Returns:
+            Shape: (batch_size, embedding_dim).
+        """
+        # The final layer has one frame; the mean only drops the time axis.
+        return torch.mean(features, dim=-1)
 
     def forward(self, x: Tensor) -> Tensor:
         """Clip embedding.
@@ -143,5 +157,18 @@ class SampleCNN(nn.Module):
         Returns:
             Shape: (batch_size, embedding_dim).
         """
-        # The final layer has one frame; the mean only drops the time axis.
-        return torch.mean(self.forward_features(x), dim=-1)
+        return self.pool(self.forward_features(x))
+
+    def _layer_outputs(self, x: Tensor, count: int) -> Iterator[Tensor]:
+        """The outputs of the first ``count`` layers, in order, each computed once."""
+        check_waveforms(x, "SampleCNN")
+        if x.shape[-1] != self.input_samples:
+            raise MusicSSLError(
+                f"SampleCNN(num_blocks={self.num_blocks}) expects crops of exactly "
+                f"3^{self.num_blocks + 1} = {self.input_samples} samples, got input of shape "
+                f"{tuple(x.shape)}"
+            )
+        h = x.unsqueeze(1)  # (B, 1, N)
+        for block in self.layers[:count]:
+            h = block(h)
+            yield h

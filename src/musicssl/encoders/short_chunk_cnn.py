@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from musicssl.encoders._shared import check_waveforms, resolve_layer
+from musicssl.encoders._shared import check_waveforms, last, resolve_layer
 from musicssl.errors import MusicSSLError
 from musicssl.features import LogMel
 
@@ -114,7 +115,7 @@ class ShortChunkCNN(nn.Module):
         )
         # Channels-last convolutions and pooling: a training step ran 1.35x as fast on a CPU
         # (oneDNN's native layout; max-pooling in the default layout took 13% of the step).
-        self.layers.to(memory_format=torch.channels_last)
+        self.layers.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments, as plain JSON/YAML values: ``ShortChunkCNN(**config())``."""
@@ -124,6 +125,18 @@ class ShortChunkCNN(nn.Module):
         """Input samples between consecutive frames of ``forward_features(x, layer=layer)``."""
         index = resolve_layer(layer, self.num_layers, "ShortChunkCNN")
         return self.hop_length * 2 ** (index + 1)
+
+    def forward_layers(self, x: Tensor) -> list[Tensor]:
+        """Frame features after every block, from one pass.
+
+        Args:
+            x: Waveforms. Shape: (batch_size, num_samples), num_samples >= min_samples.
+
+        Returns:
+            ``num_layers`` tensors; entry ``k`` equals ``forward_features(x, layer=k)``.
+            Shape: (batch_size, width[k], (1 + num_samples // hop_length) // 2^(k+1)).
+        """
+        return [h.amax(dim=2) for h in self._block_outputs(x, self.num_layers)]
 
     def forward_features(self, x: Tensor, *, layer: int | None = None) -> Tensor:
         """Frame features after block ``layer``, maximum over the frequency axis.
@@ -136,17 +149,20 @@ class ShortChunkCNN(nn.Module):
             Shape: (batch_size, width[layer], (1 + num_samples // hop_length) // 2^(layer+1)).
         """
         index = resolve_layer(layer, self.num_layers, "ShortChunkCNN")
-        check_waveforms(x, "ShortChunkCNN")
-        if x.shape[-1] < self.min_samples:
-            raise MusicSSLError(
-                f"ShortChunkCNN(hop_length={self.hop_length}) needs at least "
-                f"{self.min_samples} samples, got input of shape {tuple(x.shape)}"
-            )
-        h = self.input_norm(self.frontend(x).unsqueeze(1))  # (B, 1, n_mels, T)
-        h = h.contiguous(memory_format=torch.channels_last)
-        for block in self.layers[: index + 1]:
-            h = block(h)  # (B, C, F, T), F and T halved
-        return h.amax(dim=2)
+        return last(self._block_outputs(x, index + 1)).amax(dim=2)
+
+    def pool(self, features: Tensor) -> Tensor:
+        """Clip embedding from the last block's features: global max-pool over time.
+
+        ``forward(x) == pool(forward_features(x))``.
+
+        Args:
+            features: Shape: (batch_size, embedding_dim, num_frames).
+
+        Returns:
+            Shape: (batch_size, embedding_dim).
+        """
+        return features.amax(dim=-1)
 
     def forward(self, x: Tensor) -> Tensor:
         """Clip embedding: global max-pool over the frames of the last block.
@@ -157,4 +173,18 @@ class ShortChunkCNN(nn.Module):
         Returns:
             Shape: (batch_size, embedding_dim).
         """
-        return self.forward_features(x).amax(dim=-1)
+        return self.pool(self.forward_features(x))
+
+    def _block_outputs(self, x: Tensor, count: int) -> Iterator[Tensor]:
+        """The outputs of the first ``count`` blocks, in order. Shape: (B, C, F, T) each."""
+        check_waveforms(x, "ShortChunkCNN")
+        if x.shape[-1] < self.min_samples:
+            raise MusicSSLError(
+                f"ShortChunkCNN(hop_length={self.hop_length}) needs at least "
+                f"{self.min_samples} samples, got input of shape {tuple(x.shape)}"
+            )
+        h = self.input_norm(self.frontend(x).unsqueeze(1))  # (B, 1, n_mels, T)
+        h = h.contiguous(memory_format=torch.channels_last)
+        for block in self.layers[:count]:
+            h = block(h)  # (B, C, F, T), F and T halved
+            yield h
