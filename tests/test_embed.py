@@ -98,3 +98,163 @@ def test_embed_files_writes_names_layers_and_frames(tmp_path: Path, write_audio)
     offsets = data["frame_offsets"].tolist()
     assert offsets[1] - offsets[0] == 4 and data["frames"].shape[1] == 16
     np.testing.assert_allclose(data["frame_times"][:4], (np.arange(4) * 729 + 364.5) / 8000)
+
+
+def _windows_tensor(signal: np.ndarray, window: int) -> torch.Tensor:
+    """Consecutive windows of ``signal``, the tail zero padded. Shape: (num_windows, window)."""
+    padded = np.zeros(-(-len(signal) // window) * window, dtype=np.float32)
+    padded[: len(signal)] = signal
+    return torch.from_numpy(padded.reshape(-1, window))
+
+
+def test_all_layers_equal_each_layer_computed_alone(tmp_path: Path):
+    encoder = _checkpoint(tmp_path / "ckpt")
+    model = load(tmp_path / "ckpt")
+    signal = np.random.default_rng(2).uniform(-0.5, 0.5, 2000).astype(np.float32)
+    windows = _windows_tensor(signal, 729)  # 3 windows, the last padded
+    every = model.embed(signal, 8000, layers="all", frames=True, batch_size=2)
+    assert [v.shape for v in every.layers] == [(4,), (4,), (8,), (8,), (8,), (8,), (16,)]
+    with torch.no_grad():
+        np.testing.assert_allclose(every.clip, encoder(windows).mean(0).numpy(), atol=1e-6)
+        for layer in range(7):
+            alone = encoder.forward_features(windows, layer=layer).mean(-1).mean(0).numpy()
+            np.testing.assert_allclose(every.layers[layer], alone, atol=1e-6)
+            one = model.embed(signal, 8000, layers=layer)
+            assert len(one.layers) == 1
+            np.testing.assert_allclose(one.layers[0], alone, atol=1e-6)
+            np.testing.assert_allclose(one.clip, every.clip, atol=1e-6)
+        # Frames of one chosen layer: layer 2 has 729 / 27 = 27 frames per window.
+        track = model.embed(signal, 8000, layers=2, frames=True)
+        expected = encoder.forward_features(windows, layer=2).transpose(1, 2).reshape(-1, 8)
+        assert track.frames.shape == (81, 8) and track.times.shape == (81,)
+        np.testing.assert_allclose(track.frames, expected.numpy(), atol=1e-6)
+        last = encoder.forward_features(windows).transpose(1, 2).reshape(-1, 16)
+        np.testing.assert_allclose(every.frames, last.numpy(), atol=1e-6)
+
+
+def test_load_reads_a_run_folder_and_names_a_truncated_weights_file(tmp_path: Path):
+    encoder = _checkpoint(tmp_path / "run" / "checkpoints" / "step-00000005")
+    (tmp_path / "run" / "latest").write_text("step-00000005\n")
+    x = np.random.default_rng(3).uniform(-0.5, 0.5, 729).astype(np.float32)
+    with torch.no_grad():
+        expected = encoder(torch.from_numpy(x)[None])[0].numpy()
+    np.testing.assert_allclose(load(tmp_path / "run").embed(x, 8000).clip, expected, atol=1e-6)
+    weights = tmp_path / "run" / "checkpoints" / "step-00000005" / "encoder.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(MusicSSLError) as error:
+        load(tmp_path / "run")
+    message = str(error.value)
+    assert str(weights) in message and "\n" not in message
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_integer_pcm_is_scaled_like_an_audio_file(tmp_path: Path):
+    _checkpoint(tmp_path / "ckpt")
+    model = load(tmp_path / "ckpt")
+    x = tone(300, sr=8000, seconds=0.2, amplitude=0.6)
+    reference = model.embed(x, 8000).clip
+    pcm16 = np.round(x * 32767).astype(np.int16)
+    pcm32 = np.round(x.astype(np.float64) * (2**31 - 1)).astype(np.int32)
+    pcm8 = (np.round(x * 127) + 128).astype(np.uint8)
+    for pcm, as_float in (
+        (pcm16, pcm16 / 32768),
+        (pcm32, pcm32 / 2**31),
+        (pcm8, (pcm8.astype(np.float32) - 128) / 128),
+    ):
+        embedding = model.embed(pcm, 8000).clip
+        assert _cosine(embedding, reference) > 0.999, pcm.dtype
+        exact = model.embed(as_float.astype(np.float32), 8000).clip
+        np.testing.assert_allclose(embedding, exact, atol=1e-6)
+    np.testing.assert_allclose(
+        model.embed(torch.from_numpy(pcm16), 8000).clip, model.embed(pcm16, 8000).clip
+    )
+    with pytest.raises(MusicSSLError, match="int64"):
+        model.embed(pcm16.astype(np.int64), 8000)
+
+
+def test_multichannel_input_is_downmixed_like_an_audio_file(tmp_path: Path, write_audio):
+    _checkpoint(tmp_path / "ckpt")
+    model = load(tmp_path / "ckpt")
+    left = tone(220, sr=8000, seconds=0.2, amplitude=0.4)
+    right = tone(550, sr=8000, seconds=0.2, amplitude=0.3)
+    stereo = np.stack([left, right])
+    downmix = model.embed((left + right) / 2, 8000).clip
+    np.testing.assert_allclose(model.embed(stereo, 8000).clip, downmix, atol=1e-6)
+    np.testing.assert_allclose(model.embed(torch.from_numpy(stereo), 8000).clip, downmix, atol=1e-6)
+    # The same stereo signal as a file goes through the command line's path.
+    write_audio("music/stereo.wav", stereo, 8000, subtype="FLOAT")
+    embed_files(model, tmp_path / "music", out=tmp_path / "s.npz", progress=False)
+    np.testing.assert_allclose(np.load(tmp_path / "s.npz")["emb"][0], downmix, atol=1e-6)
+    with pytest.raises(MusicSSLError, match="transpose"):
+        model.embed(stereo.T, 8000)  # (num_samples, channels)
+    with pytest.raises(MusicSSLError, match="channels, num_samples"):
+        model.embed(stereo[None], 8000)
+
+
+def test_non_finite_audio_is_refused(tmp_path: Path, write_audio):
+    _checkpoint(tmp_path / "ckpt")
+    model = load(tmp_path / "ckpt")
+    x = tone(300, sr=8000, seconds=0.2)
+    for bad in (np.nan, np.inf, -np.inf):
+        y = x.copy()
+        y[100] = bad
+        with pytest.raises(MusicSSLError, match="NaN or infinite"):
+            model.embed(y, 8000)
+    y = x.copy()
+    y[1000] = np.nan
+    with pytest.raises(MusicSSLError, match="sample 1400"):
+        model.embed_stream(iter([x[:400], y]))
+    with pytest.raises(MusicSSLError, match="sr must be a positive"):
+        model.embed(x, 0)
+    # A float file holding a NaN is reported and skipped, not embedded as NaN.
+    write_audio("music/good.wav", x, 8000)
+    write_audio("music/nan.wav", y, 8000, subtype="FLOAT")
+    summary = embed_files(model, tmp_path / "music", out=tmp_path / "e.npz", progress=False)
+    assert summary == {"embedded": 1, "skipped": 1}
+    assert np.load(tmp_path / "e.npz")["names"].tolist() == ["good.wav"]
+
+
+def test_embed_files_refuses_bad_options_before_reading_a_file(
+    tmp_path: Path, write_audio, monkeypatch
+):
+    _checkpoint(tmp_path / "ckpt")
+    model = load(tmp_path / "ckpt")
+    write_audio("music/a.wav", tone(220, sr=8000, seconds=0.3), 8000)
+    music, out = tmp_path / "music", tmp_path / "e.npz"
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a file was read before the options were checked")
+
+    monkeypatch.setattr("musicssl.embed.audio.stream", no_reading)
+    for hop in (0.0, -0.5, 1e-5, float("nan")):  # 1e-5 s is under one sample at 8 kHz
+        with pytest.raises(MusicSSLError, match="hop must be at least one sample"):
+            embed_files(model, music, out=out, hop=hop, progress=False)
+    for layers in (99, 7, -8, "99", "last"):
+        with pytest.raises(MusicSSLError, match="layer"):
+            embed_files(model, music, out=out, layers=layers, progress=False)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(MusicSSLError, match="is a folder") as error:
+        embed_files(model, music, out=tmp_path / "folder", progress=False)
+    assert "\n" not in str(error.value) and str(tmp_path / "folder") in str(error.value)
+    notes = tmp_path / "notes.npz"
+    notes.write_text("not mine")
+    with pytest.raises(MusicSSLError, match="not an embeddings .npz"):
+        embed_files(model, music, out=notes, progress=False)
+    assert notes.read_text() == "not mine"
+    with pytest.raises(MusicSSLError, match="hop must be at least one sample"):
+        model.embed(tone(220, sr=8000, seconds=0.3), 8000, hop=0.0)
+
+
+def test_embed_files_replaces_its_own_output_and_keeps_the_name(tmp_path: Path, write_audio):
+    _checkpoint(tmp_path / "ckpt")
+    model = load(tmp_path / "ckpt")
+    write_audio("music/a.wav", tone(220, sr=8000, seconds=0.3), 8000)
+    out = tmp_path / "embeddings.data"  # no .npz suffix: written under exactly this name
+    embed_files(model, tmp_path / "music", out=out, progress=False)
+    write_audio("music/b.wav", tone(330, sr=8000, seconds=0.3), 8000)
+    embed_files(model, tmp_path / "music", out=out, hop=0.05, progress=False)
+    assert np.load(out)["names"].tolist() == ["a.wav", "b.wav"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "embeddings.data", "music"]

@@ -1,32 +1,36 @@
 """Embeddings from a trained encoder: clip vectors and timestamped frame tracks.
 
-``load(checkpoint)`` rebuilds the encoder from its checkpoint alone (``encoder.json`` +
-``encoder.safetensors``) and returns a ``Model`` whose ``embed(waveform, sr)`` handles audio of
-any length and rate: it resamples, cuts windows, encodes them in bounded batches and
-mean-pools. ``embed_files`` does the same over a folder, a manifest or a store and writes an
-``.npz`` (``names``, ``emb``; ``layer_K`` per layer with ``layers="all"``), streaming each file
-so that memory is bounded by the window batch, not the track length.
+``load(checkpoint)`` rebuilds the encoder from its checkpoint alone (through
+``musicssl.checkpoint``) and returns a ``Model`` whose ``embed(waveform, sr)`` handles audio of
+any length, rate, channel count and sample format (float, or integer PCM): it downmixes,
+resamples, cuts windows, encodes them in bounded batches and mean-pools. Every layer comes
+from the same forward pass of each window batch. ``embed_files`` does the same over a folder,
+a manifest or a store and writes an ``.npz`` (``names``, ``emb``; ``layer_K`` per layer with
+``layers="all"``), streaming each file so that memory is bounded by the window batch, not the
+track length.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
+import zipfile
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from musicssl import audio
+from musicssl import audio, checkpoint
 from musicssl.corpus import find_audio, read_manifest
-from musicssl.encoders import build_encoder
+from musicssl.encoders import Encoder
 from musicssl.errors import AudioError, MusicSSLError
+from musicssl.files import atomic_path
 from musicssl.store import SampleStore
 
 
@@ -56,7 +60,12 @@ class Model:
     """
 
     def __init__(self, encoder: nn.Module, *, device: str | torch.device = "cpu") -> None:
-        self.encoder = encoder.eval().to(device)
+        if not isinstance(encoder, Encoder):
+            raise MusicSSLError(
+                f"{type(encoder).__name__} lacks the encoder interface (musicssl.encoders)"
+            )
+        self.encoder: Encoder = encoder
+        encoder.eval().to(device)
         self.device = torch.device(device)
         self.sample_rate: int = encoder.sample_rate
         self.window_samples: int = encoder.input_samples
@@ -73,17 +82,25 @@ class Model:
         frames: bool = False,
         batch_size: int = 16,
     ) -> Embeddings:
-        """Embed one mono signal of any length.
+        """Embed one signal of any length.
 
         Args:
-            waveform: Shape: (num_samples,), float.
+            waveform: Shape: (num_samples,) or (channels, num_samples), downmixed as audio
+                files are. Float in [-1, 1], or integer PCM (int8, int16, int32, uint8),
+                scaled to [-1, 1) as audio files are.
             sr: its sample rate in Hz.
             hop: seconds between window starts (default: the window length, no overlap).
             layers: also pool each layer: an index, or "all".
             frames: also return the frame track of the last layer (or of ``layers`` if an
                 index), with timestamps.
             batch_size: windows encoded at once (bounds memory).
+
+        Raises:
+            MusicSSLError: a bad shape or sample format, non-finite samples, a bad ``sr``,
+                ``hop`` or ``layers``.
         """
+        self.window_step(hop)
+        self.layer_indices(layers)
         signal = mono_at(waveform, sr, target_sr=self.sample_rate)
         return self.embed_stream(
             iter([signal]), hop=hop, layers=layers, frames=frames, batch_size=batch_size
@@ -98,24 +115,49 @@ class Model:
         frames: bool = False,
         batch_size: int = 16,
     ) -> Embeddings:
-        """Like ``embed``, over consecutive blocks of one signal already at ``sample_rate``."""
+        """Like ``embed``, over consecutive mono float blocks already at ``sample_rate``."""
         return self._pool(
             self._encode(
-                iter(blocks), hop=hop, layers=layers, frames=frames, batch_size=batch_size
+                _finite(blocks), hop=hop, layers=layers, frames=frames, batch_size=batch_size
             ),
             frames=frames,
         )
 
     def layer_indices(self, layers: str | int | None) -> list[int]:
-        """The encoder layers that ``layers`` (None, an index, or "all") names."""
+        """The encoder layers that ``layers`` (None, an index, or "all") names.
+
+        Raises:
+            MusicSSLError: not an index in ``[-num_layers, num_layers)`` nor "all".
+        """
         if layers is None:
             return []
         if layers == "all":
             return list(range(self.num_layers))
-        index = int(layers)
+        try:
+            index = int(layers)
+        except (TypeError, ValueError):
+            raise MusicSSLError(f"layer must be an integer or 'all', got {layers!r}") from None
         if not -self.num_layers <= index < self.num_layers:
-            raise MusicSSLError(f"layer {index} out of range: the encoder has {self.num_layers}")
+            raise MusicSSLError(
+                f"layer {index} out of range: the encoder has {self.num_layers} layers "
+                f"(0 to {self.num_layers - 1}, or negative from the end)"
+            )
         return [index % self.num_layers]
+
+    def window_step(self, hop: float | None) -> int:
+        """Samples between window starts for ``hop`` seconds (None: one window, no overlap).
+
+        Raises:
+            MusicSSLError: ``hop`` is not a finite number of seconds of at least one sample.
+        """
+        if hop is None:
+            return self.window_samples
+        step = round(hop * self.sample_rate) if math.isfinite(hop) else 0
+        if step < 1:
+            raise MusicSSLError(
+                f"hop must be at least one sample (1/{self.sample_rate} s), got {hop} s"
+            )
+        return step
 
     @torch.no_grad()
     def _encode(
@@ -127,21 +169,23 @@ class Model:
         frames: bool,
         batch_size: int,
     ) -> Iterator[tuple[Tensor, list[Tensor], Tensor | None, np.ndarray]]:
-        """Encode windows in batches; yields (clip, per-layer means, frames, window starts)."""
-        window = self.window_samples
-        step = window if hop is None else max(1, int(round(hop * self.sample_rate)))
+        """Encode windows in batches; yields (clip, per-layer means, frames, window starts).
+
+        Layers and frames come from one pass per batch (``forward_layers``), the clip from
+        the last layer of that pass.
+        """
+        window, step = self.window_samples, self.window_step(hop)
         indices = self.layer_indices(layers)
-        frame_layer = indices[0] if (frames and len(indices) == 1) else None
+        frame_layer = indices[0] if (frames and len(indices) == 1) else self.num_layers - 1
         for starts, batch in _windows(blocks, window=window, step=step, batch_size=batch_size):
             x = torch.from_numpy(batch).to(self.device)
-            clip = self.encoder(x).float().cpu()
-            means = [
-                self.encoder.forward_features(x, layer=k).float().mean(dim=-1).cpu()
-                for k in indices
-            ]
-            track = None
-            if frames:
-                track = self.encoder.forward_features(x, layer=frame_layer).float().cpu()
+            if not indices and not frames:
+                yield self.encoder(x).float().cpu(), [], None, starts
+                continue
+            outputs = self.encoder.forward_layers(x)  # (B, C_k, T_k) per layer
+            clip = self.encoder.pool(outputs[-1]).float().cpu()
+            means = [outputs[k].float().mean(dim=-1).cpu() for k in indices]
+            track = outputs[frame_layer].float().cpu() if frames else None
             yield clip, means, track, starts
 
     def _pool(
@@ -175,55 +219,71 @@ class Model:
         return result
 
 
+# Integer PCM -> float in [-1, 1), as libsndfile reads integer files: (x - offset) / scale.
+_PCM_SCALES = {
+    np.dtype(np.int8): (0, 2.0**7),
+    np.dtype(np.int16): (0, 2.0**15),
+    np.dtype(np.int32): (0, 2.0**31),
+    np.dtype(np.uint8): (128, 2.0**7),
+}
+
+
 def mono_at(waveform: np.ndarray | Tensor, sr: int, *, target_sr: int) -> np.ndarray:
-    """A mono signal as float32 at ``target_sr``. Shape: (num_samples,).
+    """A signal as mono float32 at ``target_sr``, read the way audio files are read.
+
+    Args:
+        waveform: Shape: (num_samples,) or (channels, num_samples). Float, or integer PCM
+            (int8, int16, int32, uint8 centred on 128), scaled to [-1, 1).
+        sr: its sample rate in Hz.
+        target_sr: the rate of the result in Hz.
+
+    Returns:
+        Shape: (num_samples,), float32; channels averaged (``audio.to_mono``).
 
     Raises:
-        MusicSSLError: the signal is not one-dimensional.
+        MusicSSLError: another shape or sample format, a non-positive ``sr``, or samples
+            that are NaN or infinite.
     """
-    signal = np.asarray(waveform, dtype=np.float32)
-    if signal.ndim != 1:
-        raise MusicSSLError(f"embed expects mono audio of shape (num_samples,), got {signal.shape}")
-    return audio.resample(signal, orig_sr=sr, target_sr=target_sr)
-
-
-def checkpoint_folder(checkpoint: str | os.PathLike) -> Path:
-    """The checkpoint folder that ``checkpoint`` (a checkpoint or a run folder) names.
-
-    Raises:
-        MusicSSLError: it is neither.
-    """
-    folder = Path(checkpoint)
-    if (folder / "latest").is_file():
-        folder = folder / "checkpoints" / (folder / "latest").read_text().strip()
-    if not (folder / "encoder.json").is_file() or not (folder / "encoder.safetensors").is_file():
+    if isinstance(waveform, Tensor):
+        waveform = waveform.detach().cpu().numpy()
+    signal = np.asarray(waveform)
+    if signal.dtype in _PCM_SCALES:
+        offset, scale = _PCM_SCALES[signal.dtype]
+        signal = (signal.astype(np.float32) - offset) / np.float32(scale)
+    elif signal.dtype.kind != "f":
         raise MusicSSLError(
-            f"{checkpoint}: not a checkpoint (needs encoder.json and "
-            "encoder.safetensors, or a run folder with a 'latest' file)"
+            f"embed expects float audio or integer PCM (int8, int16, int32, uint8), got "
+            f"{signal.dtype}"
         )
-    return folder
+    if signal.ndim == 2 and signal.shape[0] > signal.shape[1]:
+        raise MusicSSLError(
+            f"embed expects audio of shape (channels, num_samples), got {signal.shape}: more "
+            "channels than samples (transpose a (num_samples, channels) array)"
+        )
+    if signal.ndim not in (1, 2):
+        raise MusicSSLError(
+            f"embed expects audio of shape (num_samples,) or (channels, num_samples), got "
+            f"{signal.shape}"
+        )
+    if not np.isfinite(signal).all():
+        raise MusicSSLError("embed: the audio holds NaN or infinite samples")
+    if not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise MusicSSLError(f"embed: sr must be a positive integer (Hz), got {sr!r}")
+    mono = audio.to_mono(signal.astype(np.float32, copy=False))
+    return audio.resample(mono, orig_sr=int(sr), target_sr=target_sr)
 
 
-def load(checkpoint: str | os.PathLike, *, device: str | torch.device = "cpu") -> Model:
+def load(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Model:
     """Rebuild a trained encoder from a checkpoint folder or a run folder (its latest one).
 
-    No pickle is read: the architecture comes from ``encoder.json``, the weights from
-    ``encoder.safetensors``.
+    No pickle is read: ``musicssl.checkpoint.load_encoder`` rebuilds the architecture from
+    ``encoder.json`` and reads the weights from ``encoder.safetensors``.
 
     Raises:
-        MusicSSLError: the folder is not a checkpoint, or weights and architecture disagree.
+        MusicSSLError: the folder is not a checkpoint, or its weights are unreadable or do
+            not fit the architecture.
     """
-    folder = checkpoint_folder(checkpoint)
-    spec_path, weights_path = folder / "encoder.json", folder / "encoder.safetensors"
-    spec = json.loads(spec_path.read_text())
-    encoder = build_encoder(spec["name"], **spec["options"])
-    try:
-        encoder.load_state_dict(load_file(weights_path))
-    except RuntimeError as error:
-        raise MusicSSLError(
-            f"{weights_path}: weights do not fit {spec['name']} ({error})"
-        ) from None
-    return Model(encoder, device=device)
+    return Model(checkpoint.load_encoder(path), device=device)
 
 
 def embed_files(
@@ -246,7 +306,14 @@ def embed_files(
 
     Returns:
         ``{"embedded": n, "skipped": m}``.
+
+    Raises:
+        MusicSSLError: before any file is read, for a ``hop`` under one sample, a layer the
+            encoder lacks, or an ``out`` that is a folder or a file other than embeddings.
     """
+    model.window_step(hop)
+    model.layer_indices(layers)
+    _check_out(Path(out))
     items = list(_items(Path(source), model.sample_rate))
     arrays, skipped = embed_items(
         model,
@@ -270,7 +337,7 @@ def file_items(
 ) -> list[tuple[str, Callable[[], Iterator[np.ndarray]]]]:
     """(name, blocks factory) for audio files named relative to ``root``, streamed at ``sr``."""
     folder = Path(root)
-    return [(name, lambda path=folder / name: audio.stream(path, sr=sr)) for name in names]
+    return [(name, partial(audio.stream, folder / name, sr=sr)) for name in names]
 
 
 def embed_items(
@@ -391,8 +458,35 @@ def _windows(
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an ``.npz`` whole (temporary file, then rename) or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.partial.npz")
-    np.savez(temporary, **arrays)
-    os.replace(temporary, path)
+    """Write an ``.npz`` whole or not at all (``musicssl.files.atomic_path``)."""
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        # To a handle: numpy adds no ".npz" to the temporary name.
+        np.savez(handle, **arrays)  # type: ignore[arg-type]
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an ``out`` that is a folder, or a file that is not an embeddings ``.npz``."""
+    if out.is_dir():
+        raise MusicSSLError(f"{out}: is a folder; --out names the .npz file to write")
+    if out.exists() and not _is_embeddings(out):
+        raise MusicSSLError(f"{out}: exists and is not an embeddings .npz; choose another --out")
+
+
+def _is_embeddings(path: Path) -> bool:
+    """Whether ``path`` is an ``.npz`` with ``names`` and ``emb``, as ``save_npz`` writes."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {"names.npy", "emb.npy"} <= set(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _finite(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """The blocks unchanged; raises at the first NaN or infinite sample."""
+    start = 0
+    for block in blocks:
+        if not np.isfinite(block).all():
+            bad = start + int(np.argmin(np.isfinite(block)))
+            raise MusicSSLError(f"the audio holds a NaN or infinite sample (sample {bad})")
+        start += len(block)
+        yield block
