@@ -47,6 +47,13 @@ def test_model_attributes_and_run_folder(checkpoint: Path, tmp_path: Path):
         hear.load_model("")
     with pytest.raises(MusicSSLError, match="unknown options"):
         hear.load_model(str(run), stride=3)
+    for hop in (0.0, -0.1, 1e-5):  # 1e-5 s is under one sample at 8 kHz
+        with pytest.raises(MusicSSLError, match="hop must be at least one sample"):
+            hear.load_model(str(run), hop=hop)
+    weights = run / "checkpoints" / "step-00000010" / "encoder.safetensors"
+    weights.write_bytes(weights.read_bytes()[:50])
+    with pytest.raises(MusicSSLError, match="encoder.safetensors"):
+        hear.load_model(str(run))
 
 
 def test_scene_embeddings_per_sound_match_embed(checkpoint: Path):
@@ -98,3 +105,7 @@ def test_bad_audio_is_refused(checkpoint: Path):
     model = hear.load_model(str(checkpoint))
     with pytest.raises(MusicSSLError, match="n_sounds, n_samples"):
         hear.get_scene_embeddings(torch.zeros(100), model)
+    audio = _sounds(2, 1000)
+    audio[1, 500] = float("nan")
+    with pytest.raises(MusicSSLError, match="NaN"):
+        hear.get_scene_embeddings(audio, model)

@@ -40,8 +40,7 @@ class HearModel(nn.Module):
 
     def __init__(self, model: Model, *, hop: float = 0.05) -> None:
         super().__init__()
-        if not hop > 0:
-            raise MusicSSLError(f"hop must be > 0 seconds, got {hop}")
+        model.window_step(hop)  # refuses a hop under one sample
         self.model = model
         self.encoder = model.encoder  # a submodule, so that .to() and .eval() reach it
         self.hop = hop
@@ -104,6 +103,7 @@ def get_timestamp_embeddings(audio: Tensor, model: HearModel) -> tuple[Tensor, T
     for sound in sounds:
         padded = np.pad(sound, (window // 2, window - window // 2))
         result = model.model.embed(padded, sr, hop=model.hop, frames=True)
+        assert result.frames is not None and result.times is not None  # frames=True
         per_window = model.frames_per_window
         frames = result.frames.reshape(-1, per_window, result.frames.shape[1]).mean(axis=1)
         # A window starting at s in the padded signal is centred on sample s of the sound
