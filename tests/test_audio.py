@@ -66,7 +66,7 @@ def test_check_reports_reasons(tmp_path: Path, write_audio):
         silent: "all silent",
         truncated: "truncated",
         empty: "empty file",
-        text: "not readable as audio",
+        text: "not audio (could not recognise the format)",
         header_only: "truncated",
     }
     for path, reason in expected.items():

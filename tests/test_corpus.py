@@ -43,7 +43,7 @@ def test_index_keeps_good_files_and_reports_every_bad_one(folder: Path, tmp_path
     assert bad["empty.wav"].startswith("empty")
     assert bad["cut.wav"].startswith("truncated")
     assert bad["silence.wav"].startswith("all silent")
-    assert bad["readme.wav"].startswith("not readable as audio")
+    assert bad["readme.wav"] == "not audio (could not recognise the format)"
     assert (summary.kept, summary.skipped) == (3, 5)
     assert summary.total_seconds == pytest.approx(4.5)
 

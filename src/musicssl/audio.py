@@ -7,11 +7,18 @@ AIFF, ...), resampling by ``soxr``.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import struct
+import sys
+import tempfile
+import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import soundfile as sf
@@ -23,6 +30,10 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".
 
 # Blocks of this many frames bound memory when a whole file is scanned.
 _BLOCK_FRAMES = 1 << 20
+
+# How each format the decoders read begins: a file with an audio extension that begins
+# otherwise is not audio at all, rather than a damaged one.
+_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"FORM", b"fLaC", b"OggS", b".snd", b"ID3")
 
 
 @dataclass(frozen=True)
@@ -50,17 +61,112 @@ def info(path: str | os.PathLike) -> AudioInfo:
         AudioError: the file is missing, empty, not audio, or its header cannot be read.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(path, "no such file")
-    if path.stat().st_size == 0:
-        raise AudioError(path, "empty file (0 bytes)")
+    problem = file_problem(path)
+    if problem is not None:
+        raise AudioError(path, problem)
     try:
         header = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as error:
-        raise AudioError(path, f"not readable as audio ({_reason(error)})") from None
+        raise AudioError(path, _open_failure(path, error)) from None
     return AudioInfo(
         sr=int(header.samplerate), frames=int(header.frames), channels=int(header.channels)
     )
+
+
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be opened as a file, in words a user understands, or None.
+
+    Follows symbolic links; never opens anything but a regular file (opening a pipe would
+    block).
+    """
+    path = Path(path)
+    try:
+        found = path.stat()
+    except OSError as error:
+        return os_error_reason(error, path)
+    if stat.S_ISDIR(found.st_mode):
+        return "a folder, not a file"
+    if not stat.S_ISREG(found.st_mode):
+        return "not a regular file (a pipe, socket or device)"
+    if found.st_size == 0:
+        return "empty file (0 bytes)"
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        return os_error_reason(error, path)
+    return None
+
+
+def os_error_reason(error: OSError, path: str | os.PathLike | None = None) -> str:
+    """The reason an ``OSError`` gives, in words: "permission denied", "broken symbolic link"..."""
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if error.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if error.errno == errno.ENOENT:
+        if path is not None and os.path.islink(path):
+            return f"broken symbolic link (to {os.readlink(os.fspath(path))}, which does not exist)"
+        return "no such file"
+    if error.errno == errno.EISDIR:
+        return "a folder, not a file"
+    return (error.strerror or str(error)).lower()
+
+
+@dataclass
+class DecoderNotes:
+    """What decoders printed while ``decoder_notes`` held their output back.
+
+    Attributes:
+        console: the terminal's error stream, for progress bars meanwhile.
+        lines: the notes (C libraries' stderr lines, then Python warnings), once closed.
+    """
+
+    console: TextIO
+    lines: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def decoder_notes() -> Iterator[DecoderNotes]:
+    """Hold back what decoders print while a batch of files is decoded.
+
+    libsndfile's mpg123 writes notes such as "Illegal Audio-MPEG-Header" straight to file
+    descriptor 2, from worker threads, where they break progress bars apart. Inside this
+    context file descriptor 2 goes to a temporary file and Python warnings are recorded;
+    progress bars write to ``notes.console`` instead. Whatever a failed file's reason is
+    reaches the bad-files report anyway; the notes are only counted and shown once at the end.
+    Where file descriptor 2 cannot be duplicated, output is left alone.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            notes = DecoderNotes(console=sys.stderr)
+            yield notes
+        notes.lines = [f"{w.category.__name__}: {w.message}" for w in caught]
+        return
+    console = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+    notes = DecoderNotes(console=console)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                yield notes
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            console.close()
+        capture.seek(0)
+        text = capture.read().decode("utf-8", errors="replace")
+    notes.lines = [line.strip() for line in text.splitlines() if line.strip()]
+    notes.lines += [f"{w.category.__name__}: {w.message}" for w in caught]
 
 
 def check(path: str | os.PathLike, *, silence_db: float = -90.0) -> AudioInfo:
@@ -139,17 +245,36 @@ def load(
     if offset < 0 or (duration is not None and duration < 0):
         raise MusicSSLError(f"{path}: offset and duration must be >= 0, got {offset}, {duration}")
     header = info(path)
-    start = int(round(offset * header.sr))
-    stop = None if duration is None else start + int(round(duration * header.sr))
+    start = min(int(round(offset * header.sr)), header.frames)
+    wanted = header.frames - start
+    if duration is not None:
+        wanted = min(wanted, int(round(duration * header.sr)))
+    declared = _declared_wav_frames(Path(path))
+    if declared is not None and declared > header.frames:
+        raise AudioError(
+            path, f"truncated: header declares {declared} frames, file holds {header.frames}"
+        )
+    # Block by block: a header may declare far more frames than the file holds, and reading
+    # them in one call would allocate the declared size.
+    blocks = []
+    decoded = 0
     try:
         with sf.SoundFile(str(path)) as handle:
             if start:
-                handle.seek(min(start, header.frames))
-            frames = -1 if stop is None else max(0, stop - start)
-            audio = handle.read(frames, dtype="float32", always_2d=True)
+                handle.seek(start)
+            while decoded < wanted:
+                block = handle.read(min(_BLOCK_FRAMES, wanted - decoded), dtype="float32")
+                if len(block) == 0:
+                    break
+                blocks.append(to_mono(block.T))
+                decoded += len(block)
     except (sf.LibsndfileError, RuntimeError) as error:
         raise AudioError(path, f"corrupt: {_reason(error)}") from None
-    mono = to_mono(audio.T)
+    if decoded < wanted:
+        raise AudioError(
+            path, f"truncated: header declares {header.frames} frames, decoded {start + decoded}"
+        )
+    mono = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
     return resample(mono, orig_sr=header.sr, target_sr=sr)
 
 
@@ -241,9 +366,14 @@ def _declared_wav_frames(path: Path) -> int | None:
                     return None
                 chunk_id, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
                 if chunk_id == b"fmt ":
-                    fmt = handle.read(size + (size & 1))
+                    # Only the first 16 bytes matter; a malformed size must not make the
+                    # read allocate gigabytes.
+                    fmt = handle.read(16)
+                    if len(fmt) < 14:
+                        return None
                     block_align = struct.unpack("<H", fmt[12:14])[0]
                     bytes_per_frame = block_align or None
+                    handle.seek(size + (size & 1) - len(fmt), os.SEEK_CUR)
                 elif chunk_id == b"data":
                     # 0 and 0xFFFFFFFF mark a stream whose length was never written.
                     if bytes_per_frame is None or size in (0, 0xFFFFFFFF):
@@ -253,6 +383,20 @@ def _declared_wav_frames(path: Path) -> int | None:
                     handle.seek(size + (size & 1), os.SEEK_CUR)
     except OSError:
         return None
+
+
+def _open_failure(path: Path, error: Exception) -> str:
+    """The reason a decoder could not open a file: not audio at all, or damaged audio."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as read_error:
+        return os_error_reason(read_error, path)
+    # MPEG audio frames begin with 11 set bits (a frame sync) when there is no ID3 tag.
+    mpeg = len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
+    if not (head.startswith(_MAGIC) or mpeg):
+        return "not audio (could not recognise the format)"
+    return f"corrupt: {_reason(error)}"
 
 
 def _reason(error: Exception) -> str:
