@@ -29,7 +29,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,17 +68,9 @@ class IndexSummary:
             f"skipped {self.skipped} bad files; decoded {self.decoded}, "
             f"reused {self.reused} from the previous index",
         ]
-        named = {name: count for name, count in self.splits.items() if name}
-        if named:
-            counts = ", ".join(f"{name} {count}" for name, count in _split_order(named))
-            unsplit = self.splits.get("", 0)
-            lines.append(
-                f"splits: {counts}"
-                + (f", {unsplit} with no split" if unsplit else "")
-                + (f" (from {self.split_source})" if self.split_source else "")
-            )
-        elif self.kept:
-            lines.append("splits: none (pretraining needs them: give --splits or --split-by)")
+        if self.kept:
+            source = f" (from {self.split_source})" if self.split_source else ""
+            lines.append(f"splits: {describe_splits(self.splits)}{source}")
         lines.append(f"manifest: {self.manifest}")
         if self.skipped:
             kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.reasons.items()))
@@ -216,15 +208,15 @@ def index_folder(
                 row["split"] = found
         good.append(row)
         summary.total_seconds += row["duration"]
-        summary.splits[row.get("split", "")] = summary.splits.get(row.get("split", ""), 0) + 1
     for row in bad_rows:
         kind = row["reason"].split(":")[0].split(" (")[0]
         summary.reasons[kind] = summary.reasons.get(kind, 0) + 1
+    summary.kept, summary.skipped = len(good), len(bad_rows)
+    summary.splits = split_counts(good)
     if group_of is not None:
         summary.split_source = f"a hash of each file's {split_by} group"
-    elif table is None:
-        summary.split_source = None if not summary.splits.keys() - {""} else str(out)
-    summary.kept, summary.skipped = len(good), len(bad_rows)
+    elif table is None and summary.splits.keys() - {""}:
+        summary.split_source = f"the previous {out}"
     write_jsonl(out, good)
     write_jsonl(bad_path, bad_rows)
     return summary
@@ -425,11 +417,17 @@ def _lookup(table: dict[str, str], file: Path) -> str | None:
     return found
 
 
-def _split_order(counts: dict[str, int]) -> list[tuple[str, int]]:
+def split_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """How many rows each split holds (``""`` for rows with none), train, valid, test first."""
+    counts = Counter(str(row.get("split") or "") for row in rows)
     order = {name: rank for rank, (name, _) in enumerate(SPLIT_SHARES)}
-    return sorted(counts.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
+    return dict(sorted(counts.items(), key=lambda item: (order.get(item[0], 3), item[0])))
 
 
-def split_counts(rows: Iterable[dict[str, Any]]) -> Counter[str]:
-    """How many rows each split holds (``""`` for rows with none)."""
-    return Counter(str(row.get("split") or "") for row in rows)
+def describe_splits(counts: dict[str, int]) -> str:
+    """``split_counts`` in words: "train 28, valid 4, test 4", and the rows with none."""
+    named = ", ".join(f"{name} {count}" for name, count in counts.items() if name)
+    if not named:
+        return "none (pretraining needs them: give --splits or --split-by to data index)"
+    unsplit = counts.get("", 0)
+    return named + (f", {unsplit} with no split" if unsplit else "")

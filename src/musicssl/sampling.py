@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
+from musicssl.corpus import describe_splits, split_counts
 from musicssl.errors import MusicSSLError
 from musicssl.store import SampleStore
 
@@ -70,6 +73,46 @@ class TwoCrops(Dataset):
             "x_b": torch.from_numpy(self.store.crop_pcm(index, start_b, self.num_samples)),
             "index": index,
         }
+
+
+def training_indices(
+    rows: SampleStore | Sequence[Mapping[str, Any]],
+    *,
+    splits: Sequence[str] = ("train",),
+    source: str | os.PathLike | None = None,
+) -> list[int]:
+    """Indices of the rows whose ``split`` is one of ``splits``: what pretraining may see.
+
+    Args:
+        rows: a store (its ``rows``), or manifest rows.
+        splits: the splits to keep.
+        source: the store or manifest named in errors; a store names itself.
+
+    Raises:
+        MusicSSLError: no row has a ``split`` at all (training on unsplit data would let
+            evaluation see what was trained on), or none is in ``splits``.
+    """
+    if isinstance(rows, SampleStore):
+        source = rows.path if source is None else source
+        rows = rows.rows
+    name = "the store" if source is None else str(source)
+    wanted = {splits} if isinstance(splits, str) else set(splits)
+    if not rows:
+        raise MusicSSLError(f"{name}: holds no clips")
+    counts = split_counts(rows)
+    if not counts.keys() - {""}:
+        raise MusicSSLError(
+            f"{name}: no clip has a 'split', so training could see the evaluation clips; "
+            "index with `musicssl data index FOLDER --out M.jsonl --split-by parent` (or "
+            "--splits TABLE.csv with path,split columns), then `musicssl data pack` again"
+        )
+    indices = [i for i, row in enumerate(rows) if row.get("split") in wanted]
+    if not indices:
+        raise MusicSSLError(
+            f"{name}: no clip in split {', '.join(sorted(wanted))} "
+            f"(it holds {describe_splits(counts)})"
+        )
+    return indices
 
 
 def pcm_to_float(pcm: torch.Tensor) -> torch.Tensor:

@@ -13,15 +13,21 @@ software conversion that made crops several times slower. Samples are scaled by 
 
 ``pack`` writes into ``<store>.partial`` and renames it into place only when complete, so a
 killed pack never leaves a store that loads as whole; re-running ``pack`` resumes from the last
-clip it recorded.
+clip it recorded. The partial folder holds a lock while a pack writes it, so a second pack into
+the same store is refused rather than mixed in. ``pack`` writes a new folder, or replaces one
+that holds a store and nothing else (exchanged in one rename where the system allows); any
+other existing path is refused and left as it was.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,14 +39,18 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from musicssl import audio
-from musicssl.corpus import read_manifest, write_jsonl
+from musicssl.corpus import describe_splits, read_manifest, split_counts, write_jsonl
 from musicssl.errors import AudioError, MusicSSLError
+from musicssl.files import write_text
 
 FORMAT = "musicssl-store"
 VERSION = 1
 SCALE = np.float32(1.0 / 32768.0)
 _SAMPLES = "samples.int16"
 _CHECKPOINT_SECONDS = 5.0
+_LOCK = ".lock"
+_STORE_FILES = frozenset({"store.json", _SAMPLES, "offsets.npy", "clips.jsonl", _LOCK})
+_PARTIAL_FILES = _STORE_FILES | {"progress.json"}
 
 
 @dataclass
@@ -53,6 +63,8 @@ class PackSummary:
     resumed_from: int = 0
     up_to_date: bool = False
     skipped: list[dict[str, str]] = field(default_factory=list)
+    splits: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         if self.up_to_date:
@@ -60,8 +72,12 @@ class PackSummary:
         text = f"packed {self.clips} clips ({self.seconds / 3600:.2f} h) into {self.store}" + (
             f", resumed after clip {self.resumed_from}" if self.resumed_from else ""
         )
+        if self.clips:
+            text += f"; splits: {describe_splits(self.splits)}"
         for row in self.skipped:
             text += f"\nskipped {row['path']}: {row['reason']}"
+        if self.notes:
+            text += f"\ndecoders printed {len(self.notes)} notes, e.g. {self.notes[0]!r}"
         return text
 
 
@@ -87,19 +103,41 @@ def pack(
     """
     out = Path(out)
     rows = read_manifest(manifest)
+    if not rows:
+        raise MusicSSLError(f"{manifest}: empty manifest (no clips to pack)")
     digest = _manifest_digest(rows, sr)
     summary = PackSummary(store=out)
-    if (out / "store.json").is_file():
-        meta = json.loads((out / "store.json").read_text())
-        if meta.get("manifest_sha256") == digest:
-            summary.up_to_date, summary.clips = True, meta["num_clips"]
-            return summary
+    if _up_to_date(out, digest, summary):
+        return summary
 
     partial = out.with_name(out.name + ".partial")
+    lock = _claim(partial, out)
+    locked_folder = partial
+    try:
+        if not _up_to_date(out, digest, summary):  # another pack may have finished it meanwhile
+            _write_partial(partial, rows, digest, sr, workers, progress, summary)
+            _swap_into_place(partial, out)
+            locked_folder = out
+    finally:
+        _release(locked_folder, lock, remove_folder=summary.up_to_date)
+    return summary
+
+
+def _write_partial(
+    partial: Path,
+    rows: list[dict[str, Any]],
+    digest: str,
+    sr: int,
+    workers: int,
+    progress: bool,
+    summary: PackSummary,
+) -> None:
+    """Decode ``rows`` into ``partial`` (resuming what a killed pack left) and complete it."""
     state = _resume_state(partial, digest)
     if state is None:
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
+        for name in os.listdir(partial):
+            if name != _LOCK:
+                (partial / name).unlink()
         state = {
             "manifest_sha256": digest,
             "sr": sr,
@@ -109,12 +147,20 @@ def pack(
             "skipped": [],
         }
     summary.resumed_from = state["done"]
-    with open(partial / _SAMPLES, "r+b" if (partial / _SAMPLES).exists() else "wb") as samples:
+    with (
+        open(partial / _SAMPLES, "r+b" if (partial / _SAMPLES).exists() else "wb") as samples,
+        audio.decoder_notes() as notes,
+    ):
         samples.truncate(state["offsets"][-1] * 2)  # drop what was written after the checkpoint
         samples.seek(0, os.SEEK_END)
         last_checkpoint = time.monotonic()
         bar = tqdm(
-            total=len(rows), initial=state["done"], unit="clip", desc="pack", disable=not progress
+            total=len(rows),
+            initial=state["done"],
+            unit="clip",
+            desc="pack",
+            disable=not progress,
+            file=notes.console,
         )
         for row, decoded in _decode_in_order(rows[state["done"] :], sr, workers):
             if isinstance(decoded, AudioError):
@@ -134,6 +180,7 @@ def pack(
         bar.close()
         samples.flush()
         os.fsync(samples.fileno())
+    summary.notes = notes.lines
 
     offsets = np.asarray(state["offsets"], dtype=np.int64)
     np.save(partial / "offsets.npy", offsets)
@@ -150,10 +197,9 @@ def pack(
     }
     _write_json(partial / "store.json", meta)
     (partial / "progress.json").unlink(missing_ok=True)
-    _swap_into_place(partial, out)
     summary.clips, summary.seconds = meta["num_clips"], meta["num_samples"] / sr
     summary.skipped = state["skipped"]
-    return summary
+    summary.splits = split_counts(state["rows"])
 
 
 class SampleStore:
@@ -319,15 +365,153 @@ def _manifest_digest(rows: list[dict[str, Any]], sr: int) -> str:
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(json.dumps(value))
-    os.replace(temporary, path)
+    write_text(path, json.dumps(value))
+
+
+def _read_meta(path: Path) -> dict[str, Any] | None:
+    """``store.json`` of a folder when it is one of ours, else None."""
+    try:
+        meta = json.loads((path / "store.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == FORMAT else None
+
+
+def _up_to_date(out: Path, digest: str, summary: PackSummary) -> bool:
+    """Whether ``out`` already holds this manifest's store; refuses an ``out`` not ours."""
+    _check_replaceable(out)
+    meta = _read_meta(out) if out.is_dir() else None
+    if meta is not None and meta.get("manifest_sha256") == digest:
+        summary.up_to_date, summary.clips = True, int(meta["num_clips"])
+        return True
+    return False
+
+
+def _check_replaceable(out: Path) -> None:
+    """Refuse an existing ``out`` unless it is an empty folder or a store and nothing else."""
+    if not os.path.lexists(out):
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise MusicSSLError(
+            f"{out}: exists and is not a sample store; refusing to replace it "
+            "(choose a new folder for --out)"
+        )
+    names = set(os.listdir(out))
+    if not names:
+        return
+    others = sorted(name for name in names if name not in _STORE_FILES)
+    if others or _read_meta(out) is None:
+        held = ", ".join((others or sorted(names))[:3]) + (", ..." if len(names) > 3 else "")
+        raise MusicSSLError(
+            f"{out}: exists and is not a sample store (it holds {held}); refusing to replace "
+            "it (choose a new folder for --out)"
+        )
+
+
+def _claim(partial: Path, out: Path) -> int:
+    """Create or reuse ``partial`` and lock it for this process; the lock's descriptor.
+
+    The lock (``flock``) goes with the process, so a killed pack's folder can be resumed at
+    once, while a live one's is refused.
+    """
+    busy = f"{out}: another pack is writing this store now ({partial}); wait for it to finish"
+    for _ in range(3):
+        if os.path.lexists(partial):
+            if partial.is_symlink() or not partial.is_dir():
+                raise MusicSSLError(f"{partial}: exists and is not a partial sample store")
+            others = [name for name in os.listdir(partial) if not _partial_name(name)]
+            if others:
+                raise MusicSSLError(
+                    f"{partial}: holds files a pack did not write ({', '.join(sorted(others)[:3])})"
+                    "; refusing to use it"
+                )
+        partial.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = os.open(partial / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            continue  # the folder was renamed into place meanwhile
+        if not _try_lock(lock):
+            os.close(lock)
+            raise MusicSSLError(busy)
+        try:
+            current = os.stat(partial / _LOCK).st_ino
+        except FileNotFoundError:
+            current = -1
+        if current == os.fstat(lock).st_ino:
+            return lock
+        os.close(lock)  # its owner finished and moved the folder: claim the path afresh
+    raise MusicSSLError(busy)
+
+
+def _partial_name(name: str) -> bool:
+    return name in _PARTIAL_FILES or name.startswith(".partial-")
+
+
+def _try_lock(descriptor: int) -> bool:
+    if sys.platform == "win32":
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _release(folder: Path, lock: int, *, remove_folder: bool = False) -> None:
+    """Remove the lock file from ``folder`` (where the locked folder now is) and unlock."""
+    try:
+        if os.fstat(lock).st_nlink and os.stat(folder / _LOCK).st_ino == os.fstat(lock).st_ino:
+            (folder / _LOCK).unlink()
+            if remove_folder:
+                try:
+                    folder.rmdir()  # only when the lock was all it held
+                except OSError:
+                    pass
+    except OSError:
+        pass
+    os.close(lock)
 
 
 def _swap_into_place(partial: Path, out: Path) -> None:
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(partial, out)
-    shutil.rmtree(old, ignore_errors=True)
+    """Move the complete ``partial`` to ``out``, replacing a store there in one step.
+
+    ``partial`` first takes a private name, so no other pack can claim it while it moves.
+    """
+    private = out.with_name(f".{out.name}.new-{os.getpid()}")
+    os.rename(partial, private)
+    try:
+        _check_replaceable(out)  # again: something may have appeared there meanwhile
+    except MusicSSLError:
+        os.rename(private, partial)
+        raise
+    try:
+        os.rename(private, out)  # replaces nothing, or an empty folder
+        return
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    if not _exchange(private, out):
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.rename(out, old)
+        os.rename(private, out)
+        private = old
+    shutil.rmtree(private)  # the replaced store
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one rename (Linux ``renameat2``); False where not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange):
+        code = ctypes.get_errno()
+        if code in (errno.ENOSYS, errno.EINVAL):
+            return False
+        raise OSError(code, os.strerror(code), str(second))
+    return True
