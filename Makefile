@@ -12,9 +12,6 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# The CPU build of torch first (constraints.txt pins it), then the package.
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch
-	# tinysoundfont declares pyaudio (live playback, never used here), which needs
-	# PortAudio headers to build: install the synthesizer without it.
-	$(BIN)/python -m pip install --quiet --no-deps "tinysoundfont>=0.3.7"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 

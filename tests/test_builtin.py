@@ -253,32 +253,51 @@ def test_tempo_label_agrees_with_note_onsets_in_the_audio(corpus):
 
 def test_a_scheduled_note_starts_at_its_sample():
     synth = Synth(SR)
+    assert synth.grid == 64  # 4 ms: three 64-sample blocks of the synthesizer at 48 kHz
+    assert Synth(48000).grid == 64 and Synth(22050).grid == 147  # 147 = 5 * 64 * 22050 / 48000
+    assert (synth.snap(95.9), synth.snap(96.1), synth.snap(-10)) == (64, 128, 0)
     two_ms = int(0.002 * SR)
-    onsets = [0, 4005, 4096 + 37]  # samples; 4005 and 4133 are off the synthesizer's blocks
+    onsets = [0, 62 * 64, 65 * 64]  # samples on the grid
     for program in (6, 105):  # harpsichord and banjo: samples with no lead-in
         for start in onsets:
             audio = synth.render([Event(start, 1, 0, 67, 0.8)], {0: program}, start + 4000)
-            assert np.all(audio[:start] == 0)
-            loud = np.flatnonzero(np.abs(audio) > 0.1 * np.abs(audio).max())[0]
+            peak = np.abs(audio).max()
+            # Before the note only the resampler's pre-ringing, 70 dB down.
+            assert np.abs(audio[:start]).max(initial=0.0) < 3e-4 * peak, (program, start)
+            loud = np.flatnonzero(np.abs(audio) > 0.1 * peak)[0]
             assert start <= loud < start + two_ms, (program, start, loud - start)
-    # Any instrument: a note moved by k samples is the same audio moved by k samples.
+    # Any instrument: a note moved by k grid steps is the same audio moved by k * 64 samples.
     reference = synth.render([Event(0, 1, 0, 60, 0.8)], {0: 0}, 8000)
     for start in onsets[1:]:
         moved = synth.render([Event(start, 1, 0, 60, 0.8)], {0: 0}, start + 8000)
-        np.testing.assert_array_equal(moved[start:], reference)
+        np.testing.assert_allclose(moved[start:], reference, rtol=0, atol=1e-6)
     # In a mix, a second note adds nothing before its sample.
     first = [Event(0, 1, 0, 60, 0.8), Event(1600, 0, 0, 60)]
-    second = [Event(4005, 1, 1, 67, 0.8), Event(7205, 0, 1, 67)]
+    second = [Event(3968, 1, 1, 67, 0.8), Event(7168, 0, 1, 67)]
     alone = synth.render(first, {0: 0, 1: 6}, 8000)
     added = synth.render(first + second, {0: 0, 1: 6}, 8000) - alone
-    assert np.all(added[:4005] == 0) and np.abs(added[4005 : 4005 + two_ms]).max() > 0
+    assert np.abs(added[:3968]).max() < 1e-3 * np.abs(added).max()
+    assert np.abs(added[3968 : 3968 + two_ms]).max() > 0.1 * np.abs(added).max()
     # Rendering is a function of the events alone, not of what the synthesizer played before.
     np.testing.assert_array_equal(synth.render(first, {0: 0, 1: 6}, 8000), alone)
+    # A note off the grid would start elsewhere than its label says: refused.
+    with pytest.raises(MusicSSLError, match="multiple of 64"):
+        synth.render([Event(100, 1, 0, 60, 0.8)], {0: 0}, 8000)
 
 
-def test_missing_tinysoundfont_is_reported(monkeypatch):
-    monkeypatch.setitem(sys.modules, "tinysoundfont", None)
-    with pytest.raises(MusicSSLError, match="pip install --no-deps tinysoundfont"):
+def test_a_tone_renders_at_its_pitch():
+    # A3 and A4 on a harpsichord (steady pitch, no vibrato), one second: 220 and 440 Hz.
+    synth = Synth(SR)
+    for key, hertz in ((57, 220.0), (69, 440.0)):
+        events = [Event(0, 1, 0, key, 0.8), Event(16000, 0, 0, key)]
+        audio = synth.render(events, {0: 6}, 16000)
+        f0 = estimate_f0(audio, SR, np.arange(0.3, 0.9, 0.1))
+        assert np.all(np.abs(1200 * np.log2(f0 / hertz)) < 10), (key, f0)
+
+
+def test_missing_renderer_is_reported(monkeypatch):
+    monkeypatch.setitem(sys.modules, "midirenderer", None)
+    with pytest.raises(MusicSSLError, match="pip install midirenderer"):
         check_renderer()
 
 

@@ -4,7 +4,7 @@
 scores bundled with music21 (Bach chorales, Palestrina masses, Monteverdi madrigals,
 Haydn/Mozart/Beethoven string quartets, fiddle tunes of Ryan's Mammoth Collection, German
 folk songs of the Essen collection), performs each with a random General MIDI ensemble, tempo,
-transposition, dynamics and optional drums, and renders it with tinysoundfont and the
+transposition, dynamics and optional drums, and renders it with midirenderer and the
 TimGM6mb SoundFont shipped inside pretty_midi.
 
 ``manifest.jsonl`` has one JSON object per clip:

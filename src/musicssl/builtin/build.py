@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from tqdm import tqdm
 
+from musicssl import audio
 from musicssl.builtin import pieces as pieces_module
 from musicssl.builtin.clips import make_clip
 from musicssl.builtin.labels import F0_HOP
@@ -35,6 +35,7 @@ from musicssl.builtin.pieces import SPLITS, Candidate, Piece
 from musicssl.builtin.render import Synth, check_renderer
 from musicssl.builtin.styles import STYLES
 from musicssl.errors import MusicSSLError
+from musicssl.files import atomic_path, write_text
 
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 10.0
@@ -103,10 +104,8 @@ def _synth() -> Synth:
     return _SYNTH
 
 
-def _write_json_atomic(path: Path, data: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def _write_json(path: Path, data: object) -> None:
+    write_text(path, json.dumps(data) + "\n")
 
 
 def _parse_task(args: tuple[Candidate, str]) -> tuple[str, Piece | str]:
@@ -122,10 +121,10 @@ def _parse_task(args: tuple[Candidate, str]) -> tuple[str, Piece | str]:
     if isinstance(result, Piece):
         reason = pieces_module.usable(result, CLIP_SECONDS)
         if reason is None:
-            _write_json_atomic(cache_file, {"piece": result.to_json()})
+            _write_json(cache_file, {"piece": result.to_json()})
             return candidate.piece_id, result
         result = reason
-    _write_json_atomic(cache_file, {"skip": result})
+    _write_json(cache_file, {"skip": result})
     return candidate.piece_id, result
 
 
@@ -138,18 +137,13 @@ def _clip_task(args: tuple[Piece, str, int, str, int, str]) -> tuple[str, dict |
     )
     record_file = out / ".cache" / "clips" / f"{clip_id}.json"
     if clip is None:
-        _write_json_atomic(record_file, {"skipped": True})
+        _write_json(record_file, {"skipped": True})
         return clip_id, None
-    wav = out / "audio" / f"{clip_id}.wav"
-    tmp = wav.with_name(wav.stem + ".tmp.wav")
-    sf.write(tmp, clip.audio, SAMPLE_RATE, subtype="PCM_16")
-    os.replace(tmp, wav)
+    audio.save(out / "audio" / f"{clip_id}.wav", clip.audio, sr=SAMPLE_RATE, subtype="PCM_16")
     f0_path = None
     if clip.f0 is not None:
-        f0_file = out / "f0" / f"{clip_id}.npy"
-        tmp_f0 = f0_file.with_name(f0_file.stem + ".tmp.npy")
-        np.save(tmp_f0, clip.f0, allow_pickle=False)
-        os.replace(tmp_f0, f0_file)
+        with atomic_path(out / "f0" / f"{clip_id}.npy") as temporary:
+            np.save(temporary, clip.f0, allow_pickle=False)
         f0_path = f"f0/{clip_id}.npy"
     record = {
         "clip_id": clip_id,
@@ -162,7 +156,7 @@ def _clip_task(args: tuple[Piece, str, int, str, int, str]) -> tuple[str, dict |
         "f0": f0_path,
         "f0_hop": F0_HOP if f0_path else None,
     }
-    _write_json_atomic(record_file, record)
+    _write_json(record_file, record)
     return clip_id, record
 
 
@@ -311,7 +305,7 @@ def _discard_stale(out_dir: Path, stamp: dict) -> None:
                 if record.get(key):
                     (out_dir / record[key]).unlink(missing_ok=True)
             record_file.unlink()
-    _write_json_atomic(stamp_file, stamp)
+    _write_json(stamp_file, stamp)
 
 
 def _finished_record(out_dir: Path, clip_id: str) -> dict | None:
@@ -341,9 +335,9 @@ def build_corpus(
 
     Excerpts of scores from music21's corpus are performed with a random General MIDI
     ensemble, tempo, transposition, dynamics and optional drums, rendered with the
-    TimGM6mb SoundFont at 16 kHz mono, and labelled (see the module docstring for the
-    folder layout and ``docs`` for the manifest fields). The same size and seed give
-    byte-identical files whatever ``workers`` is.
+    TimGM6mb SoundFont (midirenderer) and downmixed to 16 kHz mono, and labelled (see the
+    module docstring for the folder layout and ``docs`` for the manifest fields). The same
+    size and seed give byte-identical files whatever ``workers`` is.
 
     Args:
         out_dir: folder to build into (created if missing).
@@ -362,7 +356,7 @@ def build_corpus(
 
     Raises:
         MusicSSLError: unknown size, bad workers, a folder built with other settings, or
-            tinysoundfont missing.
+            the renderer missing.
     """
     started = time.perf_counter()
     if size not in SIZES:
@@ -412,13 +406,8 @@ def build_corpus(
         failed = False
     finally:
         runner.close(failed=failed)
-    ordered = [records[task[3]] for task in tasks if records.get(task[3]) is not None]
-    manifest = out / MANIFEST
-    tmp = manifest.with_name(MANIFEST + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for record in ordered:
-            handle.write(json.dumps(record) + "\n")
-    os.replace(tmp, manifest)
+    ordered = [record for task in tasks if (record := records.get(task[3])) is not None]
+    write_text(out / MANIFEST, "".join(json.dumps(record) + "\n" for record in ordered))
     finished = time.perf_counter()
     summary = _summary(ordered, out, finished - started, cached=False)
     summary["seconds_parsing"] = round(parsed - started, 3)

@@ -7,7 +7,6 @@ same whichever worker renders it and in whatever order.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +24,7 @@ from musicssl.builtin.render import (
     silent_fraction,
 )
 from musicssl.builtin.styles import STYLES
+from musicssl.files import clip_rng
 
 MELODIC_CHANNELS = tuple(c for c in range(16) if c != DRUM_CHANNEL)
 TRANSPOSE_RANGE = (-5, 6)  # semitones, inclusive: every key is reachable
@@ -59,12 +59,6 @@ class Performance:
     drum_kit: int | None = None
     drum_variant: int = 0
     parts: list[int] = field(default_factory=list)
-
-
-def clip_rng(seed: int, clip_id: str) -> np.random.Generator:
-    """The generator of one clip, from the build seed and the clip id."""
-    digest = hashlib.sha256(clip_id.encode()).digest()
-    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
 
 
 def _part_notes(piece: Piece, part: int, start: float, end: float) -> np.ndarray:
@@ -185,7 +179,7 @@ def _bar_lines(piece: Piece) -> np.ndarray:
 
 
 def performance_events(
-    piece: Piece, plan: Performance, rng: np.random.Generator, sr: int
+    piece: Piece, plan: Performance, rng: np.random.Generator, sr: int, *, grid: int = 1
 ) -> tuple[list[Event], list[tuple[float, float, int]]]:
     """Note events of a performance, and the sounding notes of its first voice.
 
@@ -194,12 +188,18 @@ def performance_events(
         plan: the performance.
         rng: the clip's generator (velocity jitter).
         sr: sample rate in Hz.
+        grid: events fall on multiples of this many samples (the synthesizer's grid).
 
     Returns:
         The events, and (onset s, note-off s, MIDI pitch) of the first voice's notes, as
-        rendered (sample-rounded).
+        rendered (rounded to the grid).
     """
     seconds_per_quarter = 60.0 / plan.tempo
+
+    def sample(quarters: float) -> int:
+        # Quarter notes from the excerpt start -> the nearest grid sample.
+        return grid * int(np.floor((quarters - plan.start) * seconds_per_quarter * sr / grid + 0.5))
+
     bar_lines = _bar_lines(piece)
     events: list[Event] = []
     first_voice: list[tuple[float, float, int]] = []
@@ -210,9 +210,8 @@ def performance_events(
         jitter = rng.normal(0.0, 0.04, size=len(notes))
         for (_, onset, duration, pitch), noise in zip(notes, jitter, strict=True):
             key = int(pitch) + plan.transpose + voice.shift
-            on = int(round((onset - plan.start) * seconds_per_quarter * sr))
-            off = int(round((onset + duration - plan.start) * seconds_per_quarter * sr))
-            off = max(off, on + 1)
+            on = sample(onset)
+            off = max(sample(onset + duration), on + grid)
             accent = 1.1 if np.any(np.abs(bar_lines - onset) < 1e-6) else 1.0
             velocity = float(np.clip(plan.velocity * voice.gain * accent + noise, 0.1, 1.0))
             if plan.monophonic and on > 0:
@@ -224,12 +223,13 @@ def performance_events(
             if number == 0:
                 first_voice.append((on / sr, off / sr, key))
     if plan.drum_kit is not None:
+        drum_length = max(grid, grid * round(DRUM_NOTE_SECONDS * sr / grid))
         hits = drums.drum_hits(piece.measures, plan.start, plan.end, plan.drum_variant)
         for offset, key, accent in hits:
-            on = int(round((offset - plan.start) * seconds_per_quarter * sr))
+            on = sample(offset)
             velocity = float(np.clip(plan.velocity * accent * rng.uniform(0.9, 1.05), 0.1, 1.0))
             events.append(Event(on, NOTE_ON, DRUM_CHANNEL, key, velocity))
-            events.append(Event(on + int(DRUM_NOTE_SECONDS * sr), NOTE_OFF, DRUM_CHANNEL, key))
+            events.append(Event(on + drum_length, NOTE_OFF, DRUM_CHANNEL, key))
     return events, first_voice
 
 
@@ -279,7 +279,7 @@ def make_clip(
         plan = draw_performance(piece, index, rng, clip_seconds)
         if plan is None:
             continue
-        events, first_voice = performance_events(piece, plan, rng, synth.sr)
+        events, first_voice = performance_events(piece, plan, rng, synth.sr, grid=synth.grid)
         programs = {voice.channel: voice.program for voice in plan.voices}
         audio = synth.render(events, programs, num_samples, drum_kit=plan.drum_kit)
         if silent_fraction(audio, synth.sr) > MAX_SILENT_FRACTION:
@@ -327,7 +327,7 @@ def make_clip(
             "instruments": [instruments.name(p) for p in program_list],
             "families": [instruments.family(p) for p in program_list],
             "drums": drums_on,
-            "drum_kit": instruments.DRUM_KITS[plan.drum_kit] if drums_on else None,
+            "drum_kit": None if plan.drum_kit is None else instruments.DRUM_KITS[plan.drum_kit],
             "velocity": plan.velocity,
             "monophonic": plan.monophonic,
             "caption": text,

@@ -23,7 +23,7 @@ def key_label(pitches: np.ndarray, durations: np.ndarray) -> str:
     from music21 import note, stream
     from music21.analysis.discrete import AardenEssen
 
-    excerpt = stream.Stream()
+    excerpt: stream.Stream = stream.Stream()
     offset = 0.0
     for pitch, duration in zip(pitches, durations, strict=True):
         element = note.Note(int(pitch), quarterLength=float(duration))

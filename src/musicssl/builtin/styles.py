@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,8 @@ class Style:
     quarter_bpm: tuple[int, int] | None = None
 
 
-_CLASSICAL = dict(folk=False)
-_FOLK = dict(folk=True, min_parts=1, max_parts=1, ensembles=("folk",))
+_CLASSICAL: dict[str, Any] = dict(folk=False)
+_FOLK: dict[str, Any] = dict(folk=True, min_parts=1, max_parts=1, ensembles=("folk",))
 
 STYLES: dict[str, Style] = {
     style.name: style
