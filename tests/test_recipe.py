@@ -1,92 +1,131 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from musicssl.errors import MusicSSLError
-from musicssl.recipe import Recipe
+from musicssl.recipe import RECIPES, Recipe, packaged_recipes, recipe_path
+from musicssl.train import build_parts
 
-RECIPE = """
-size: cpu
-encoder: {name: sample_cnn, options: {num_blocks: 9}}
+BASE = """\
+# A base setup: SimCLR on a small SampleCNN.
+encoder: {name: sample_cnn, options: {num_blocks: 9, sample_rate: 22050}}
 method: {name: simclr, options: {temperature: 0.5}}
 augment: {name: clmr, options: {}}
-train: {steps: 1000, batch_size: 48}
-sizes:
-  cpu:
-    encoder: {options: {num_blocks: 8}}
-    train: {steps: 300}
-  full:
-    train: {steps: 100000, precision: bf16-mixed}
+train: {steps: 1000, batch_size: 48, compile: false}
+"""
+
+CHILD = """\
+# A child: another encoder, its own train steps, the base's batch size.
+base: base
+encoder: {name: short_chunk_cnn, options: {channels: 16}}
+train: {steps: 300}
 """
 
 
 @pytest.fixture
-def recipe_path(tmp_path: Path) -> Path:
-    path = tmp_path / "r.yaml"
-    path.write_text(RECIPE)
-    return path
+def recipes(tmp_path: Path) -> Path:
+    (tmp_path / "base.yaml").write_text(BASE)
+    (tmp_path / "child.yaml").write_text(CHILD)
+    return tmp_path
 
 
-def test_size_then_overrides_are_applied(recipe_path: Path):
-    recipe = Recipe.load(recipe_path)
-    assert recipe.size == "cpu"
-    assert recipe.encoder.options == {"num_blocks": 8}
-    assert (recipe.train.steps, recipe.train.batch_size) == (300, 48)
-    full = Recipe.load(recipe_path, ["size=full", "train.batch_size=96", "optim.lr=1e-3"])
-    assert full.size == "full" and full.encoder.options == {"num_blocks": 9}
-    assert (full.train.steps, full.train.batch_size, full.train.precision) == (
-        100000,
-        96,
-        "bf16-mixed",
+def test_a_child_replaces_parts_whole_and_settings_field_by_field(recipes: Path):
+    child = Recipe.load(recipes / "child.yaml")
+    assert (
+        child.description == "A child: another encoder, its own train steps, the base's batch size."
     )
-    assert full.optim.lr == pytest.approx(1e-3)
+    # The encoder is the child's alone: none of the base encoder's options leak into it.
+    assert (child.encoder.name, child.encoder.options) == ("short_chunk_cnn", {"channels": 16})
+    assert child.method.options == {"temperature": 0.5}
+    assert (child.train.steps, child.train.batch_size) == (300, 48)
 
 
-def test_saved_recipe_loads_back_equal(recipe_path: Path, tmp_path: Path):
-    recipe = Recipe.load(recipe_path, ["method.options.temperature=0.2"])
+def test_a_base_with_a_base_is_refused(recipes: Path):
+    (recipes / "grandchild.yaml").write_text("base: child\n")
+    with pytest.raises(MusicSSLError, match="cannot name a base of its own"):
+        Recipe.load(recipes / "grandchild.yaml")
+
+
+def test_saved_recipe_loads_back_equal(recipes: Path, tmp_path: Path):
+    recipe = Recipe.load(recipes / "child.yaml", ["method.options.temperature=0.2"])
     (tmp_path / "resolved.yaml").write_text(recipe.dump())
     assert Recipe.load(tmp_path / "resolved.yaml") == recipe
 
 
 @pytest.mark.parametrize(
+    ("override", "value"),
+    [
+        ("train.steps=1e3", 1000),
+        ("train.steps=250", 250),
+        ("train.batch_size=1e2", 100),
+        ("optim.lr=1e-3", 1e-3),
+        ("optim.lr=2", 2.0),
+        ("train.compile=true", True),
+        ("train.compile=False", False),
+        ("train.minutes=null", None),
+        ("train.minutes=2.5", 2.5),
+        ("train.devices=2", "2"),
+        ("method.options.temperature=0.1", 0.1),
+        ("encoder.options.channels=[8, 16]", [8, 16]),
+    ],
+)
+def test_overrides_are_typed_by_the_field_they_set(recipes: Path, override, value):
+    recipe = Recipe.load(recipes / "child.yaml", [override])
+    key, _ = override.split("=")
+    node = recipe
+    for part in key.split("."):
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    assert node == value and type(node) is type(value)
+
+
+@pytest.mark.parametrize(
     ("override", "message"),
     [
+        ("train.steps=3.5", "train.steps must be a whole number, got '3.5'"),
+        ("train.compile=maybe", "train.compile must be true or false, got 'maybe'"),
+        ("train.compile=yes", "train.compile must be true or false"),
+        ("optim.lr=fast", "optim.lr must be a number, got 'fast'"),
         ("train.stepz=3", "unknown keys in 'train'"),
         ("train.precision=fp8", "precision"),
-        ("size=huge", "unknown size"),
+        ("size=full", "recipes have no sizes"),
         ("train.steps", "not key=value"),
         ("train.batch_size=1", "batch_size"),
     ],
 )
-def test_bad_settings_name_the_file_and_the_key(recipe_path: Path, override, message):
-    with pytest.raises(MusicSSLError, match=message) as caught:
-        Recipe.load(recipe_path, [override])
-    assert "r.yaml" in str(caught.value) or "not key=value" in str(caught.value)
+def test_bad_settings_name_the_file_and_the_key(recipes: Path, override, message):
+    with pytest.raises(MusicSSLError, match=message.replace("[", r"\[")) as caught:
+        Recipe.load(recipes / "child.yaml", [override])
+    assert "child.yaml" in str(caught.value) or "=" in str(caught.value)
 
 
-def test_shipped_recipes_load_in_every_size():
-    folder = Path(__file__).parent.parent / "recipes"
-    import yaml
-
-    paths = sorted(folder.glob("*.yaml"))
-    assert len(paths) >= 4
-    for path in paths:
-        for size in yaml.safe_load(path.read_text())["sizes"]:
-            Recipe.load(path, [f"size={size}"])
+def test_part_options_a_constructor_does_not_take_are_refused_before_building(recipes: Path):
+    recipe = Recipe.load(recipes / "child.yaml", ["method.options.temprature=0.1"])
+    with pytest.raises(MusicSSLError, match="simclr takes no option 'temprature'"):
+        build_parts(recipe)
+    with pytest.raises(MusicSSLError, match="short_chunk_cnn takes no option 'chanels'"):
+        build_parts(Recipe.load(recipes / "child.yaml", ["encoder.options.chanels=8"]))
 
 
-def test_a_size_that_swaps_the_encoder_takes_none_of_the_old_options(tmp_path: Path):
-    path = tmp_path / "r.yaml"
-    path.write_text(
-        "encoder: {name: sample_cnn, options: {num_blocks: 9, sample_rate: 22050}}\n"
-        "method: {name: simclr, options: {temperature: 0.5}}\n"
-        "augment: {name: none}\n"
-        "sizes:\n"
-        "  small:\n"
-        "    encoder: {name: short_chunk_cnn, options: {channels: 16}}\n"
-        "    method: {options: {temperature: 0.2}}\n"
-    )
-    recipe = Recipe.load(path, ["size=small"])
-    assert recipe.encoder.name == "short_chunk_cnn"
-    assert recipe.encoder.options == {"channels": 16}
-    assert recipe.method.options == {"temperature": 0.2}  # same part: merged as before
+def test_every_packaged_recipe_says_what_it_trains_and_builds():
+    names = packaged_recipes()
+    assert {"clmr", "simclr-shortchunk-cpu"} <= set(names)
+    for name, description in names.items():
+        raw = yaml.safe_load((RECIPES / f"{name}.yaml").read_text())
+        recipe = Recipe.load(recipe_path(name))
+        assert description and recipe.description == description
+        # The name says the method and, for other setups than a paper's, the encoder.
+        method = recipe.method.name.split("_")[0]
+        assert name == "clmr" or name.startswith(method), name
+        encoder = {"sample_cnn": "samplecnn", "short_chunk_cnn": "shortchunk"}
+        assert name == "clmr" or encoder[recipe.encoder.name] in name, name
+        assert ("cpu" in name) == (recipe.train.accelerator != "cuda"), name
+        assert "sizes" not in raw and "size" not in raw
+        build_parts(recipe)
+
+
+def test_clmr_trains_clmr_on_raw_waveforms():
+    recipe = Recipe.load(recipe_path("clmr"))
+    assert (recipe.encoder.name, recipe.method.name) == ("sample_cnn", "simclr")
+    assert recipe.encoder.options["sample_rate"] == 22050
+    assert recipe.method.options["temperature"] == 0.5

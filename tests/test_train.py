@@ -11,19 +11,13 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
+from musicssl.budget import FIT_STEPS, TimeBudget, last_step_within
 from musicssl.checkpoint import latest as latest_checkpoint
 from musicssl.corpus import index_folder
 from musicssl.embed import load
-from musicssl.recipe import Recipe, TrainSettings
+from musicssl.recipe import OptimSettings, Recipe
 from musicssl.store import pack
-from musicssl.train import (
-    FIT_STEPS,
-    TrainingDiverged,
-    _BudgetFit,
-    _fit_budget,
-    _lr_factor,
-    pretrain,
-)
+from musicssl.train import TrainingDiverged, learning_rate_factor, pretrain
 
 RECIPE = """
 encoder:
@@ -31,7 +25,7 @@ encoder:
   options: {{num_blocks: 4, channels: [8, 8, 16, 16, 16, 32], sample_rate: 16000}}
 method: {{name: {method}, options: {{hidden_dim: 32, projection_dim: 16}}}}
 augment: {{name: clmr, options: {{pitch_kind: tape}}}}
-data: {{store: {store}, workers: 0}}
+data: {{store: {store}, workers: 0, splits: all}}
 optim: {{lr: 1.0e-3}}
 train: {{steps: {steps}, batch_size: 8, checkpoint_every: 4, log_every: 2, seed: 1}}
 """
@@ -118,13 +112,13 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path, store: Path):
     run = tmp_path / "killed"
     script = f"""
 import os, signal
-import musicssl.train as train
-save = train._save_checkpoint
+import musicssl.checkpoint as checkpoint
+save = checkpoint.write_checkpoint
 def save_then_die(*args, step, **kwargs):
     save(*args, step=step, **kwargs)
     if step == 8:
         os.kill(os.getpid(), signal.SIGKILL)
-train._save_checkpoint = save_then_die
+checkpoint.write_checkpoint = save_then_die
 from musicssl.cli import main
 main(["pretrain", {str(recipe_path)!r}, "--out", {str(run)!r}])
 """
@@ -222,37 +216,71 @@ def test_a_time_budget_ends_the_run_early(tmp_path: Path, store: Path):
 def test_the_budget_is_refitted_from_the_speed_since_the_last_fit():
     # A 10-minute budget; steps take 1 s for the first 80 (a slow start), then 0.5 s.
     assert FIT_STEPS == (20, 80, 320)
-    budget = _BudgetFit(TrainSettings(steps=5000, minutes=10.0), start_step=0)
+    budget = TimeBudget(10.0, max_steps=5000, start_step=0)
     clock = {20: 20.0, 80: 80.0, 320: 200.0}
     fits = {}
     for step in range(1, 400):
-        if budget.due(step):
-            fits[step] = budget.fit(step, budget.began + clock[step])
-            if budget.settled(step, fits[step]):
-                break
+        fitted = budget.update(step, budget.began + clock.get(step, 0.0))
+        if fitted is not None:
+            fits[step] = fitted
     # 20: 580 s left at 1 s/step, 90% of it: 522 more. 80: 520 s at 1 s/step, 97%: 504 more.
     # 320: 400 s left at (200 - 80) / 240 = 0.5 s/step, 98%: 784 more.
     assert fits == {20: 542, 80: 584, 320: 1104}
+    assert budget.settled
     # A resumed run counts its fits from where it resumed; one that ends before the next
     # fit is settled at once.
-    resumed = _BudgetFit(TrainSettings(steps=5000, minutes=0.5), start_step=100)
-    assert not resumed.due(20) and resumed.due(120)
-    last = resumed.fit(120, resumed.began + 20.0)
-    assert last == 100 + 20 + int(0.9 * 10.0 / 1.0) and resumed.settled(120, last)
+    resumed = TimeBudget(0.5, max_steps=5000, start_step=100)
+    assert resumed.update(20, resumed.began) is None
+    last = resumed.update(120, resumed.began + 20.0)
+    assert last == 100 + 20 + int(0.9 * 10.0 / 1.0) and resumed.settled
+    assert resumed.update(180, resumed.began + 30.0) is None
 
 
 def test_the_budget_sets_the_last_step_and_the_schedule_follows_it():
-    settings = TrainSettings(steps=10000, minutes=1.0)
-    fit = functools.partial(_fit_budget, settings, step=20, seconds_per_step=0.1)
+    fit = functools.partial(last_step_within, step=20, max_steps=10000, seconds_per_step=0.1)
     # 58 s left, 90% of it at 0.1 s/step is 522 more steps; 97% of it, 562.
-    assert fit(elapsed=2.0, margin=0.1) == 542
-    assert fit(elapsed=2.0, margin=0.03) == 582
-    assert fit(elapsed=90.0, margin=0.1) == 20  # already over budget
-    capped = TrainSettings(steps=100, minutes=1.0)
-    assert _fit_budget(capped, step=20, elapsed=2.0, seconds_per_step=0.1, margin=0.1) == 100
-    recipe = Recipe.load(_recipe(Path("/tmp"), Path("/tmp/s"), steps=10000))
-    horizon = [10000]
-    factor = _lr_factor(recipe, horizon)
-    horizon[0] = 542
-    assert factor(542) == pytest.approx(0.0)
-    assert factor(271) == pytest.approx(0.5)
+    assert fit(58.0, margin=0.1) == 542
+    assert fit(58.0, margin=0.03) == 582
+    assert fit(-30.0, margin=0.1) == 20  # already over budget
+    assert last_step_within(58.0, step=20, max_steps=100, seconds_per_step=0.1, margin=0.1) == 100
+    optim = OptimSettings(lr=1e-3, warmup_steps=0, min_lr_ratio=0.0)
+    assert learning_rate_factor(542, last_step=542, optim=optim) == pytest.approx(0.0)
+    assert learning_rate_factor(271, last_step=542, optim=optim) == pytest.approx(0.5)
+    assert learning_rate_factor(0, last_step=542, optim=optim) == pytest.approx(1.0)
+    warm = OptimSettings(lr=1e-3, warmup_steps=10, min_lr_ratio=0.1)
+    assert learning_rate_factor(4, last_step=110, optim=warm) == pytest.approx(0.5)
+    assert learning_rate_factor(60, last_step=110, optim=warm) == pytest.approx(0.55)
+
+
+def test_only_training_clips_reach_the_loader(tmp_path: Path, store: Path, monkeypatch):
+    import json
+
+    from musicssl import train
+
+    rows = [json.loads(line) for line in (store.parent / "m.jsonl").read_text().splitlines()]
+    splits = ["train", "valid", "test", "train"] * 5
+    with open(tmp_path / "m.jsonl", "w") as handle:
+        for row, split in zip(rows, splits):
+            row["path"] = str(store.parent / row["path"])
+            handle.write(json.dumps({**row, "split": split}) + "\n")
+    pack(tmp_path / "m.jsonl", out=tmp_path / "store", sr=16000, progress=False)
+    seen: set[int] = set()
+
+    class Spy(train.TwoCrops):
+        def __getitem__(self, key):
+            item = super().__getitem__(key)
+            seen.add(int(item["index"]))
+            return item
+
+    monkeypatch.setattr(train, "TwoCrops", Spy)
+    path = _recipe(tmp_path, tmp_path / "store", steps=4)
+    recipe = Recipe.load(path, ["data.splits=train"])
+    pretrain(recipe, out=tmp_path / "run", progress=False)
+    packed = [json.loads(line) for line in (tmp_path / "store" / "clips.jsonl").open()]
+    assert len(seen) > 5 and {packed[i]["split"] for i in seen} == {"train"}
+
+    # Unsplit audio is refused unless every clip is asked for, before a run folder is made.
+    unsplit = Recipe.load(_recipe(tmp_path, store, steps=2), ["data.splits=train"])
+    with pytest.raises(Exception, match="carry no split"):
+        pretrain(unsplit, out=tmp_path / "unsplit", progress=False)
+    assert not (tmp_path / "unsplit").exists()

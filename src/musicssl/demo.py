@@ -1,7 +1,8 @@
 """``musicssl demo``: the whole path on a laptop CPU, from nothing to a report.
 
-Builds the small built-in corpus (once; later runs reuse it), pretrains CLMR at its ``cpu``
-size for a wall-clock budget, and evaluates the result on every built-in task beside the
+Builds the small built-in corpus (once; later runs reuse it), pretrains the
+``simclr-shortchunk-cpu`` recipe (SimCLR on a short-chunk log-mel CNN) for a wall-clock
+budget, and evaluates the result on every built-in task beside the
 MFCC, log-mel and random-weights baselines. A second run with the same ``--out`` reuses the
 finished pretraining (or resumes an interrupted one) and the cached embeddings.
 """
@@ -12,18 +13,43 @@ import os
 import time
 from pathlib import Path
 
+from musicssl.recipe import DEFAULT_CORPUS, Recipe
+
+DEMO_RECIPE = "simclr-shortchunk-cpu"
+
+
+def with_builtin_store(recipe: Recipe, *, progress: bool = True) -> Recipe:
+    """The recipe itself if it names a store; else the built-in corpus, built and packed.
+
+    The corpus is built at ``data.corpus`` (``data.corpus_size``) and packed at the encoder's
+    rate into ``<corpus>/store-<sr>``; both are reused once complete.
+    """
+    if recipe.data.store:
+        return recipe
+    from musicssl.builtin import build_corpus
+    from musicssl.encoders import build_encoder
+    from musicssl.store import pack
+
+    sr = build_encoder(recipe.encoder.name, **recipe.encoder.options).sample_rate
+    corpus = Path(recipe.data.corpus)
+    build_corpus(corpus, size=recipe.data.corpus_size, seed=0, progress=progress)
+    store = corpus / f"store-{sr}"
+    pack(corpus / "manifest.jsonl", out=store, sr=sr, progress=progress)
+    recipe.data.store = str(store)
+    return recipe
+
 
 def run_demo(
     *,
     out: str | os.PathLike = "runs/demo",
-    corpus: str | os.PathLike = "data/corpus",
+    corpus: str | os.PathLike = DEFAULT_CORPUS,
     minutes: float = 7.0,
     seeds: int = 5,
     corpus_size: str = "small",
     cache: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> Path:
-    """Corpus → CLMR pretraining for ``minutes`` → evaluation report; returns the report path.
+    """Corpus → SimCLR pretraining for ``minutes`` → evaluation report; returns the report path.
 
     Args:
         out: the demo's folder: ``run/`` (pretraining) and ``report/``.
@@ -34,8 +60,9 @@ def run_demo(
         cache: embeddings cache folder (default: ``evaluate``'s).
     """
     from musicssl.builtin import build_corpus
+    from musicssl.checkpoint import is_run
     from musicssl.evaluate.run import evaluate
-    from musicssl.recipe import Recipe, recipe_path
+    from musicssl.recipe import recipe_path
     from musicssl.train import pretrain
 
     began = time.perf_counter()
@@ -45,9 +72,8 @@ def run_demo(
 
     run = out_dir / "run"
     recipe = Recipe.load(
-        recipe_path("clmr"),
+        recipe_path(DEMO_RECIPE),
         [
-            "size=cpu",
             f"data.corpus={corpus_dir}",
             f"data.corpus_size={corpus_size}",
             f"train.minutes={minutes}",
@@ -56,8 +82,9 @@ def run_demo(
             *(["train.batch_size=8"] if corpus_size == "tiny" else []),
         ],
     )
-    _say(f"2/3 pretraining CLMR for about {minutes:g} minutes: {run}")
-    pretrain(recipe, out=run, resume=(run / "latest").is_file(), progress=progress)
+    recipe = with_builtin_store(recipe, progress=progress)
+    _say(f"2/3 pretraining {DEMO_RECIPE} for about {minutes:g} minutes: {run}")
+    pretrain(recipe, out=run, resume=is_run(run), progress=progress)
 
     _say("3/3 evaluating it on every built-in task, beside the baselines")
     report = out_dir / "report"

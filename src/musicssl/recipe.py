@@ -1,9 +1,12 @@
 """Recipes: YAML files that map one to one onto the dataclasses below.
 
-A recipe file holds the settings of one method, plus ``sizes``: named sets of overrides (e.g.
-``cpu`` for a ten-minute first look on a laptop, ``full`` for the paper's configuration on
-GPUs), one of which ``size`` selects. ``key.sub=value`` overrides from the command line are
-applied last. No arithmetic or code lives in YAML.
+A recipe file describes one setup: which encoder, method and augmentation it trains, on what
+data, for how long. It may name one ``base`` recipe: the base's sections are read first, a
+part (``encoder``, ``method``, ``augment``) given in the file replaces the base's part whole,
+and a settings section (``data``, ``optim``, ``train``) changes only the fields it names. A
+base has no base of its own. ``key.sub=value`` overrides from the command line come last and
+are typed by the field they set (``train.steps=1e3`` is 1000, ``train.compile=maybe`` is an
+error). No arithmetic or code lives in YAML.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,8 @@ import yaml
 from musicssl.errors import MusicSSLError
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+# Where the built-in corpus lives unless told otherwise (the one place this is written).
+DEFAULT_CORPUS = "data/corpus"
 
 
 @dataclass
@@ -35,15 +42,19 @@ class DataSettings:
     """Where training audio comes from.
 
     Args:
-        store: a sample store (``musicssl data pack``); empty uses the built-in corpus.
-        corpus: folder of the built-in corpus (built on first use, then reused).
+        store: a sample store (``musicssl data pack``); the ``musicssl`` command fills an
+            empty one with the built-in corpus, built and packed on first use.
+        corpus: folder of the built-in corpus, for an empty ``store``.
         corpus_size: size of the built-in corpus: tiny, small or full.
+        splits: the splits that train (comma-separated, e.g. ``train`` or ``train,valid``), or
+            ``all`` for every clip, split or not.
         workers: DataLoader worker processes.
     """
 
     store: str = ""
-    corpus: str = "data/corpus"
+    corpus: str = DEFAULT_CORPUS
     corpus_size: str = "small"
+    splits: str = "train"
     workers: int = 2
 
     def __post_init__(self) -> None:
@@ -130,7 +141,12 @@ class TrainSettings:
 
 @dataclass
 class Recipe:
-    """Everything a pretraining run needs; ``Recipe.load`` reads one from YAML."""
+    """Everything a pretraining run needs; ``Recipe.load`` reads one from YAML.
+
+    Args:
+        description: one line saying what the recipe trains (the file's first comment line
+            for packaged recipes; kept in the run's recipe.yaml).
+    """
 
     encoder: Part
     method: Part
@@ -138,39 +154,32 @@ class Recipe:
     data: DataSettings = field(default_factory=DataSettings)
     optim: OptimSettings = field(default_factory=OptimSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
-    size: str = ""
+    description: str = ""
 
     @classmethod
     def load(cls, path: str | os.PathLike, overrides: list[str] | None = None) -> Recipe:
-        """Read ``path``, apply its selected ``sizes`` entry, then ``key=value`` overrides.
-
-        ``size=NAME`` among the overrides selects another size before the other overrides.
+        """Read ``path`` (and its ``base``), then apply ``key=value`` overrides.
 
         Raises:
             MusicSSLError: unreadable YAML, unknown keys, bad values or a malformed override.
         """
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as error:
-            raise MusicSSLError(f"{path}: cannot read recipe ({error})") from None
-        if not isinstance(raw, dict):
-            raise MusicSSLError(f"{path}: a recipe is a YAML mapping")
-        overrides = list(overrides or [])
-        pairs = [_parse_override(text) for text in overrides]
-        sizes = raw.pop("sizes", {}) or {}
-        size = next((value for key, value in pairs if key == "size"), raw.get("size", ""))
-        # A resolved recipe (a run's recipe.yaml) keeps its size as a label and has no sizes.
-        if size and (sizes or any(key == "size" for key, _ in pairs)):
-            if size not in sizes:
+        raw = _read(path)
+        base = raw.pop("base", None)
+        if base is not None:
+            base_path = recipe_path(base) if Path(str(base)).suffix else _sibling(path, base)
+            parent = _read(base_path)
+            if "base" in parent:
+                raise MusicSSLError(f"{base_path}: a base recipe cannot name a base of its own")
+            raw = _inherit(parent, raw)
+        for text in overrides or []:
+            key, value = _parse_override(text)
+            if key == "size":
                 raise MusicSSLError(
-                    f"{path}: unknown size {size!r}; the recipe has {sorted(sizes)}"
+                    f"override {text!r}: recipes have no sizes; each setup is its own file "
+                    "(see `musicssl pretrain --help` for the packaged recipes)"
                 )
-            raw = _merge(raw, sizes[size])
-            raw["size"] = size
-        for key, value in pairs:
-            if key != "size":
-                _set_dotted(raw, key, value)
+            _set_dotted(raw, key, value)
         try:
             return cls.from_dict(raw)
         except MusicSSLError as error:
@@ -186,7 +195,7 @@ class Recipe:
         for required in ("encoder", "method", "augment"):
             if required not in raw:
                 raise MusicSSLError(f"the recipe needs an '{required}' section")
-        built: dict[str, Any] = {"size": raw.get("size", "")}
+        built: dict[str, Any] = {"description": str(raw.get("description", ""))}
         for name in ("encoder", "method", "augment"):
             built[name] = _build(Part, raw[name], name)
         built["data"] = _build(DataSettings, raw.get("data", {}), "data")
@@ -198,11 +207,16 @@ class Recipe:
         return asdict(self)
 
     def dump(self) -> str:
-        """The resolved recipe as YAML text."""
+        """The resolved recipe as YAML text (it loads back equal, with no base)."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
+
+
+def packaged_recipes() -> dict[str, str]:
+    """Name -> description of every packaged recipe."""
+    return {path.stem: _description(path) for path in sorted(RECIPES.glob("*.yaml"))}
 
 
 def recipe_path(name: str | os.PathLike) -> Path:
@@ -212,52 +226,127 @@ def recipe_path(name: str | os.PathLike) -> Path:
         return path
     packaged = RECIPES / f"{path.name}.yaml"
     if not packaged.is_file():
-        known = ", ".join(sorted(p.stem for p in RECIPES.glob("*.yaml")))
+        known = ", ".join(packaged_recipes())
         raise MusicSSLError(f"no recipe file or packaged recipe named {name!r} (packaged: {known})")
     return packaged
+
+
+class _Text(str):
+    """An override's value as typed on the command line, read by the field it sets."""
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise MusicSSLError(f"{path}: cannot read recipe ({error})") from None
+    if not isinstance(raw, dict):
+        raise MusicSSLError(f"{path}: a recipe is a YAML mapping")
+    raw.setdefault("description", _description(path))
+    return raw
+
+
+def _description(path: Path) -> str:
+    """The first comment line of a recipe file, without its ``#``."""
+    try:
+        first = path.read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return ""
+    return first.lstrip("#").strip() if first.startswith("#") else ""
+
+
+def _sibling(path: Path, name: str) -> Path:
+    """A base named without a suffix: beside the file, else a packaged recipe."""
+    beside = path.parent / f"{name}.yaml"
+    return beside if beside.is_file() else recipe_path(name)
+
+
+def _inherit(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in child.items():
+        settings = key in ("data", "optim", "train")
+        if settings and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:  # a part, or a plain field: the child's replaces the base's whole
+            merged[key] = copy.deepcopy(value)
+    return merged
 
 
 def _build(kind: type, value: Any, section: str) -> Any:
     if not isinstance(value, dict):
         raise MusicSSLError(f"recipe section '{section}' must be a mapping, got {value!r}")
-    names = {f.name for f in dataclasses.fields(kind)}
-    unknown = set(value) - names
+    hints = typing.get_type_hints(kind)
+    unknown = set(value) - set(hints)
     if unknown:
         raise MusicSSLError(
-            f"unknown keys in '{section}': {sorted(unknown)}; expected {sorted(names)}"
+            f"unknown keys in '{section}': {sorted(unknown)}; expected {sorted(hints)}"
         )
-    types = {f.name: f.type for f in dataclasses.fields(kind)}
-    value = {key: _coerce(item, types[key], f"{section}.{key}") for key, item in value.items()}
-    try:
+    if kind is Part:
+        options = value.get("options") or {}
+        if not isinstance(options, dict):
+            raise MusicSSLError(f"{section}.options must be a mapping, got {options!r}")
+        value = {**value, "options": {k: _untyped(v) for k, v in options.items()}}
+        value["name"] = _untyped(value.get("name", ""))
         return kind(**value)
-    except TypeError as error:
-        raise MusicSSLError(f"recipe section '{section}': {error}") from None
+    value = {key: coerce(item, hints[key], f"{section}.{key}") for key, item in value.items()}
+    return kind(**value)
 
 
-def _coerce(value: Any, type_name: Any, key: str) -> Any:
-    """Numbers as the field's type: YAML 1.1 reads ``1e-3`` (no dot) as a string."""
-    try:
-        if type_name == "float | None" and value is None:
-            return None
-        if type_name in ("float", "float | None") and (
-            isinstance(value, (str, int)) and not isinstance(value, bool)
-        ):
-            return float(value)
-        if type_name == "int" and isinstance(value, str):
-            return int(value)
-    except ValueError:
-        raise MusicSSLError(f"{key} must be a number, got {value!r}") from None
+def _untyped(value: Any) -> Any:
+    """An override for a field whose type the recipe does not know: read as YAML."""
+    if isinstance(value, _Text):
+        try:
+            return yaml.safe_load(str(value))
+        except yaml.YAMLError:
+            return str(value)
     return value
 
 
-def _parse_override(text: str) -> tuple[str, Any]:
+def coerce(value: Any, kind: Any, key: str) -> Any:
+    """``value`` as the type ``kind`` (int, float, bool, str, or ``X | None``).
+
+    Whole numbers written as floats (``1e3``) are ints; bools come from true/false only.
+
+    Raises:
+        MusicSSLError: naming ``key``, when the value is not of that type.
+    """
+    options = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
+    text = str(value).strip() if isinstance(value, (str, _Text)) else None
+    if type(None) in options and (value is None or (text or "").lower() in ("null", "none")):
+        return None
+    kind = next(option for option in options if option is not type(None))
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if text is not None and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        raise MusicSSLError(f"{key} must be true or false, got {value!r}")
+    if kind in (int, float):
+        number: Any = value
+        if text is not None:
+            try:
+                number = float(text)
+            except ValueError:
+                raise MusicSSLError(f"{key} must be a number, got {value!r}") from None
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise MusicSSLError(f"{key} must be a number, got {value!r}")
+        if kind is int:
+            if not float(number).is_integer():
+                raise MusicSSLError(f"{key} must be a whole number, got {value!r}")
+            return int(number)
+        return float(number)
+    if kind is str:
+        if isinstance(value, (dict, list)):
+            raise MusicSSLError(f"{key} must be a string, got {value!r}")
+        return "" if value is None else str(value)
+    return value
+
+
+def _parse_override(text: str) -> tuple[str, _Text]:
     key, sep, value = text.partition("=")
-    if not sep or not key:
+    if not sep or not key.strip():
         raise MusicSSLError(f"override {text!r} is not key=value (e.g. train.steps=100)")
-    try:
-        return key.strip(), yaml.safe_load(value)
-    except yaml.YAMLError:
-        return key.strip(), value
+    return key.strip(), _Text(value)
 
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
@@ -269,23 +358,3 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
             raise MusicSSLError(f"override {key}: '{part}' is not a section")
         node = child
     node[leaf] = value
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in (update or {}).items():
-        # A part swapped for another (a size naming a different encoder) takes none of the
-        # old part's options: they belong to another constructor.
-        swapped = (
-            isinstance(value, dict)
-            and isinstance(merged.get(key), dict)
-            and "name" in value
-            and value["name"] != merged[key].get("name")
-        )
-        if swapped:
-            merged[key] = copy.deepcopy(value)
-        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged

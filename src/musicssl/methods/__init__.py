@@ -1,9 +1,10 @@
 """SSL methods: an encoder, a head and a loss over the views the method needs.
 
-A method is an ``nn.Module`` whose ``forward(x_a, x_b)`` returns ``dict(loss=..., term=...)``
-for one batch of view pairs; it may define ``after_optimizer_step(step, total_steps)`` (e.g. an
-EMA target update). ``METHODS`` maps a recipe's method name to a factory
-``factory(encoder, **options) -> method``.
+A method is a ``Method`` (``methods/base.py``) whose ``forward(x_a, x_b)`` returns
+``dict(loss=..., term=...)`` for one batch of view pairs, with two hooks the trainer calls:
+``parameter_groups()`` and ``after_optimizer_step(step, total_steps)`` (e.g. an EMA target
+update). ``METHODS`` maps a recipe's method name to a factory
+``factory(encoder, **options) -> Method``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from torch import nn
 
 from musicssl.errors import MusicSSLError
 from musicssl.methods.barlow import BarlowTwins, barlow_twins
+from musicssl.methods.base import Method
 from musicssl.methods.byol import BYOL, byol
 from musicssl.methods.simclr import SimCLR, simclr
 from musicssl.methods.vicreg import VICReg, vicreg
 
-METHODS: dict[str, Callable[..., nn.Module]] = {
+METHODS: dict[str, Callable[..., Method]] = {
     "simclr": simclr,
     "byol": byol,
     "vicreg": vicreg,
@@ -27,11 +29,11 @@ METHODS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build_method(name: str, encoder: nn.Module, **options: Any) -> nn.Module:
+def build_method(name: str, encoder: nn.Module, **options: Any) -> Method:
     """The method ``name`` around ``encoder``; unknown names raise with the valid ones."""
     if name not in METHODS:
         raise MusicSSLError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
     return METHODS[name](encoder, **options)
 
 
-__all__ = ["BYOL", "METHODS", "BarlowTwins", "SimCLR", "VICReg", "build_method"]
+__all__ = ["BYOL", "METHODS", "BarlowTwins", "Method", "SimCLR", "VICReg", "build_method"]

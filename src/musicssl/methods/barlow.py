@@ -10,9 +10,10 @@ from torch import Tensor, nn
 
 from musicssl.encoders.heads import projection_head
 from musicssl.losses import barlow_twins_loss
+from musicssl.methods.base import Method
 
 
-class BarlowTwins(nn.Module):
+class BarlowTwins(Method):
     """One training step of Barlow Twins.
 
     Args:

@@ -6,15 +6,17 @@ Grill et al. 2020, "Bootstrap Your Own Latent: A New Approach to Self-Supervised
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from musicssl.encoders.heads import projection_head
 from musicssl.losses import byol_loss, cosine_ema_momentum, ema_update
+from musicssl.methods.base import Method
 
 
-class BYOL(nn.Module):
+class BYOL(Method):
     """One training step of BYOL, and the target update after each optimiser step.
 
     Args:
@@ -47,7 +49,7 @@ class BYOL(nn.Module):
         self.final_momentum = final_momentum
         self.predictor_lr_scale = predictor_lr_scale
 
-    def parameter_groups(self) -> list[dict]:
+    def parameter_groups(self) -> list[dict[str, Any]]:
         """Optimiser groups: the predictor at ``predictor_lr_scale`` times the learning rate."""
         predictor = list(self.predictor.parameters())
         chosen = {id(p) for p in predictor}

@@ -11,9 +11,10 @@ from torch import Tensor, nn
 
 from musicssl.encoders.heads import projection_head
 from musicssl.losses import nt_xent
+from musicssl.methods.base import Method
 
 
-class SimCLR(nn.Module):
+class SimCLR(Method):
     """One training step of SimCLR.
 
     Args:

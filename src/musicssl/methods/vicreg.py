@@ -10,9 +10,10 @@ from torch import Tensor, nn
 
 from musicssl.encoders.heads import projection_head
 from musicssl.losses import vicreg_loss
+from musicssl.methods.base import Method
 
 
-class VICReg(nn.Module):
+class VICReg(Method):
     """One training step of VICReg.
 
     Args:

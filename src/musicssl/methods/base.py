@@ -1,0 +1,28 @@
+"""What every method offers the trainer: a loss over view pairs, and two optional hooks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+
+class Method(nn.Module):
+    """An SSL method: an encoder (``self.encoder``), heads, and a loss over a batch of views.
+
+    Subclasses define ``forward(x_a, x_b) -> dict(loss=..., term=...)``. The two hooks have
+    defaults that do nothing special; a method overrides the ones it needs.
+    """
+
+    encoder: nn.Module
+
+    def forward(self, x_a: Tensor, x_b: Tensor) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Optimiser groups; a group may carry ``lr_scale`` (its learning rate over the rest's)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def after_optimizer_step(self, step: int, total_steps: int) -> dict[str, float]:
+        """Called after each optimiser step (e.g. an EMA target update); returns values to log."""
+        return {}
