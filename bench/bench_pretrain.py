@@ -1,11 +1,12 @@
 """Does a short CPU pretraining learn something? Style probe of each recipe vs random weights.
 
-For each recipe (its ``cpu`` size, on the small built-in corpus): pretrain, embed every clip of
+For each recipe (by default the four ``*-shortchunk-cpu`` recipes, on the small built-in
+corpus): pretrain, embed every clip of
 the corpus with the frozen encoder, fit a logistic-regression probe on composer/style (train
 split, regularisation chosen on the valid split) and report accuracy on the test split, beside
 the same encoder with random weights.
 
-    python bench/bench_pretrain.py [--recipes clmr byol vicreg barlow] [--out FILE] [key=value ...]
+    python bench/bench_pretrain.py [--recipes NAME ...] [--out FILE] [key=value ...]
 """
 
 from __future__ import annotations
@@ -23,15 +24,18 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from musicssl.builtin import build_corpus
+from musicssl.checkpoint import is_run
 from musicssl.checkpoint import latest as latest_checkpoint
+from musicssl.demo import with_builtin_store
 from musicssl.embed import Model, load
 from musicssl.encoders import build_encoder
-from musicssl.recipe import Recipe
+from musicssl.recipe import DEFAULT_CORPUS, Recipe, recipe_path
 from musicssl.runtime import configure_cpu_runtime
 from musicssl.store import SampleStore, pack
 from musicssl.train import pretrain
 
 ROOT = Path(__file__).resolve().parent.parent
+METHODS = ("simclr", "byol", "vicreg", "barlow")
 
 
 def load_state_step(run: Path) -> int:
@@ -64,8 +68,8 @@ def style_probe(embeddings: np.ndarray, rows: list[dict]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", nargs="+", default=["clmr", "byol", "vicreg", "barlow"])
-    parser.add_argument("--corpus", default="data/corpus")
+    parser.add_argument("--recipes", nargs="+", default=[f"{m}-shortchunk-cpu" for m in METHODS])
+    parser.add_argument("--corpus", default=DEFAULT_CORPUS)
     parser.add_argument("--runs", default="runs/bench")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pretrain_cpu.md")
     parser.add_argument("overrides", nargs="*", help="recipe overrides for every recipe")
@@ -75,17 +79,19 @@ def main() -> None:
     args.overrides += [word for word in args.recipes if "=" in word]
     args.recipes = [word for word in args.recipes if "=" not in word]
     configure_cpu_runtime()  # as the musicssl command runs (OpenMP's policy comes from the env)
+    torch.set_flush_denormal(True)
 
     build_corpus(args.corpus, size="small", seed=0)
     results = []
     resumed = []
     for name in args.recipes:
-        path = Path(name) if name.endswith(".yaml") else ROOT / "recipes" / f"{name}.yaml"
+        path = recipe_path(name)
         recipe = Recipe.load(path, [f"data.corpus={args.corpus}", *args.overrides])
+        recipe = with_builtin_store(recipe)
         name = path.stem
         run = Path(args.runs) / name
         began = time.perf_counter()
-        if (run / "latest").exists():
+        if is_run(run):
             print(f"{name}: resuming the run in {run} (an empty --runs folder trains afresh)")
             resumed.append(name)
             pretrain(recipe, out=run, resume=True)
@@ -108,9 +114,9 @@ def main() -> None:
         "# Short CPU pretraining: style probe accuracy vs the same encoder with random weights",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads. Small built-in corpus (seed 0); each recipe's "
-        "`cpu` size; logistic regression on clip embeddings (mean over windows), train split "
-        "(C chosen on valid), accuracy on the test split.",
+        f"{torch.get_num_threads()} threads. Small built-in corpus (seed 0); each recipe "
+        "as shipped; logistic regression on clip embeddings (mean over windows), train "
+        "split (C chosen on valid), accuracy on the test split.",
         f"Command: `{command()}`",
         "",
         "| recipe | method | steps | minutes | probe accuracy | random-init accuracy | gain |",
