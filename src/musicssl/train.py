@@ -13,7 +13,7 @@ import inspect
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,7 +145,7 @@ def pretrain(
         save = end or step % settings.checkpoint_every == 0
         probe = monitor is not None and (end or step % settings.probe_every == 0)
         if end or save or probe or step % settings.log_every == 0:
-            scores = monitor(parts.encoder) if probe else {}
+            scores = monitor(parts.encoder) if monitor is not None and probe else {}
             row = log.write(step, {**extra, **scores}, lr=optimizer.param_groups[0]["lr"], run=run)
             bar.set_postfix(loss=f"{row['loss']:.4f}", views_s=f"{row['views_per_second']:.1f}")
         if save:
@@ -218,7 +218,11 @@ class StepBatches(Sampler[list[tuple[int, int]]]):
 
 
 def _check_options(
-    section: str, registry: dict[str, Callable[..., Any]], name: str, options: dict, skip: int = 0
+    section: str,
+    registry: Mapping[str, Callable[..., Any]],
+    name: str,
+    options: dict,
+    skip: int = 0,
 ) -> None:
     """Refuse options a registry entry's constructor does not take, before anything is built."""
     if name not in registry:

@@ -34,16 +34,18 @@ class VICReg(Method):
         super().__init__()
         self.encoder = encoder
         self.expander = expander
-        self.weights = {
-            "sim_weight": sim_weight,
-            "var_weight": var_weight,
-            "cov_weight": cov_weight,
-        }
+        self.sim_weight, self.var_weight, self.cov_weight = sim_weight, var_weight, cov_weight
 
     def forward(self, x_a: Tensor, x_b: Tensor) -> dict[str, Tensor]:
         z_a = self.expander(self.encoder(x_a))
         z_b = self.expander(self.encoder(x_b))
-        loss, terms = vicreg_loss(z_a, z_b, **self.weights)
+        loss, terms = vicreg_loss(
+            z_a,
+            z_b,
+            sim_weight=self.sim_weight,
+            var_weight=self.var_weight,
+            cov_weight=self.cov_weight,
+        )
         return {"loss": loss, **terms}
 
 
