@@ -1,7 +1,9 @@
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from musicssl import audio
 from musicssl.errors import AudioError, MusicSSLError
@@ -102,3 +104,53 @@ def test_stream_equals_whole_decode(write_audio):
     streamed = np.concatenate(blocks)
     whole = audio.load(path, sr=16000)
     np.testing.assert_array_equal(streamed, whole)
+
+
+def test_file_problems_in_words(tmp_path: Path, write_audio):
+    good = write_audio("good.wav", tone(220, sr=8000, seconds=0.5), 8000)
+    assert audio.file_problem(good) is None
+    (tmp_path / "folder.wav").mkdir()
+    os.mkfifo(tmp_path / "pipe.wav")
+    (tmp_path / "broken.wav").symlink_to(tmp_path / "gone.wav")
+    (tmp_path / "loop.wav").symlink_to("loop.wav")
+    expected = {
+        "folder.wav": "a folder, not a file",
+        "pipe.wav": "not a regular file (a pipe, socket or device)",
+        "broken.wav": f"broken symbolic link (to {tmp_path}/gone.wav, which does not exist)",
+        "loop.wav": "symbolic link loop",
+        "missing.wav": "no such file",
+    }
+    for name, reason in expected.items():
+        assert audio.file_problem(tmp_path / name) == reason
+        with pytest.raises(AudioError) as caught:
+            audio.load(tmp_path / name, sr=8000)
+        assert caught.value.reason == reason
+
+
+def test_load_of_a_header_declaring_too_much_is_truncated_not_a_huge_array(tmp_path: Path):
+    import tracemalloc
+
+    path = tmp_path / "x.flac"
+    sf.write(str(path), tone(220, sr=8000, seconds=0.5), 8000)
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"fLaC"
+    # STREAMINFO's 36-bit total sample count ends at byte 26: declare 2**36 - 1 frames.
+    data[21] |= 0x0F
+    data[22:26] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    assert audio.info(path).frames == 2**36 - 1
+    tracemalloc.start()
+    try:
+        with pytest.raises(AudioError) as caught:
+            audio.load(path, sr=8000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.reason.startswith(("truncated", "corrupt"))
+    assert peak < 64 * 2**20
+
+
+def test_load_to_the_end_and_a_crop_past_the_end(write_audio):
+    path = write_audio("x.wav", tone(220, sr=8000, seconds=0.5), 8000)
+    assert len(audio.load(path, sr=8000, offset=0.4, duration=1.0)) == 800
+    assert len(audio.load(path, sr=8000, offset=2.0)) == 0

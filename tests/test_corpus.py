@@ -1,10 +1,11 @@
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from musicssl.corpus import index_folder, read_manifest
+from musicssl.corpus import hash_split, index_folder, read_manifest
 from musicssl.errors import MusicSSLError
 
 from conftest import tone
@@ -74,3 +75,130 @@ def test_bad_manifest_line_names_file_and_line(tmp_path: Path):
         read_manifest(path)
     with pytest.raises(MusicSSLError, match="not a folder"):
         index_folder(tmp_path / "nowhere", out=path)
+
+
+@pytest.fixture
+def pieces(tmp_path: Path) -> Path:
+    """Two takes each of ten pieces in two folders, laid out as the built-in corpus."""
+    root = tmp_path / "corpus"
+    rows = []
+    for number in range(10):
+        for take in range(2):
+            name = f"{'ab'[number % 2]}/piece{number}-{take:02d}.wav"
+            signal = tone(200 + 20 * number + take, sr=8000, seconds=0.3)
+            path = root / "audio" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            import soundfile as sf
+
+            sf.write(str(path), signal, 8000)
+            split = ("train", "valid", "test")[number % 3]
+            rows.append({"path": f"audio/{name}", "split": split, "piece": number})
+    (root / "manifest.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return root
+
+
+def _splits(manifest: Path) -> dict[str, str | None]:
+    return {row["path"].split("audio/")[-1]: row.get("split") for row in _read(manifest)}
+
+
+def test_splits_come_from_the_manifest_beside_the_folder(pieces: Path, tmp_path: Path):
+    summary = index_folder(pieces / "audio", out=tmp_path / "m.jsonl", progress=False)
+    got = _splits(tmp_path / "m.jsonl")
+    assert got["a/piece0-00.wav"] == got["a/piece0-01.wav"] == "train"
+    assert got["b/piece1-01.wav"] == "valid" and got["a/piece2-00.wav"] == "test"
+    # pieces 0, 3, 6, 9 train; 1, 4, 7 valid; 2, 5, 8 test; two takes each
+    assert summary.splits == {"train": 8, "valid": 6, "test": 6}
+    assert "splits: train 8, valid 6, test 6" in str(summary)
+    # Labels of the manifest are not carried, only the split.
+    assert "piece" not in _read(tmp_path / "m.jsonl")[0]
+
+
+def test_splits_from_a_table_with_aliases(pieces: Path, tmp_path: Path):
+    table = tmp_path / "splits.csv"
+    table.write_text(
+        "split,path\nval,a/piece0-00.wav\ntraining,a/piece0-01.wav\ntest,nowhere.wav\n"
+    )
+    summary = index_folder(pieces / "audio", out=tmp_path / "m.jsonl", splits=table, progress=False)
+    got = _splits(tmp_path / "m.jsonl")
+    assert got["a/piece0-00.wav"] == "valid" and got["a/piece0-01.wav"] == "train"
+    assert sum(split is None for split in got.values()) == 18
+    assert summary.splits == {"train": 1, "valid": 1, "": 18}
+    assert "train 1, valid 1, 18 with no split" in str(summary)
+    # A tab-separated table whose paths are relative to the table's own folder.
+    tsv = pieces / "audio" / "a" / "splits.tsv"
+    tsv.write_text("path\tsplit\npiece2-00.wav\ttest\n")
+    index_folder(pieces / "audio", out=tmp_path / "m.jsonl", splits=tsv, progress=False)
+    assert _splits(tmp_path / "m.jsonl")["a/piece2-00.wav"] == "test"
+
+
+def test_malformed_splits_are_refused_in_one_line(pieces: Path, tmp_path: Path):
+    out = tmp_path / "m.jsonl"
+    cases = {
+        "no_columns.csv": ("file,part\na.wav,train\n", "needs 'path' and 'split' columns"),
+        "empty_split.csv": (
+            "path,split\na/piece0-00.wav,\n",
+            "empty_split.csv:2: the split is empty",
+        ),
+        "twice.csv": (
+            "path,split\na/piece0-00.wav,train\na/piece0-00.wav,test\n",
+            "twice.csv:3: a/piece0-00.wav is listed in splits 'train' and 'test'",
+        ),
+    }
+    for name, (text, message) in cases.items():
+        (pieces / "audio" / name).write_text(text)
+        with pytest.raises(MusicSSLError, match=message) as caught:
+            index_folder(pieces / "audio", out=out, splits=pieces / "audio" / name)
+        assert "\n" not in str(caught.value)
+    with pytest.raises(MusicSSLError, match="give one of them"):
+        index_folder(pieces / "audio", out=out, splits=pieces / "manifest.jsonl", split_by="parent")
+    with pytest.raises(MusicSSLError, match="expected 'parent', 'file' or 'prefix:SEP'"):
+        index_folder(pieces / "audio", out=out, split_by="folder")
+    with pytest.raises(MusicSSLError, match="no such splits file"):
+        index_folder(pieces / "audio", out=out, splits=tmp_path / "missing.csv")
+    assert not out.exists()
+
+
+def test_hash_split_keeps_groups_together_and_is_stable(pieces: Path, tmp_path: Path):
+    summary = index_folder(
+        pieces / "audio", out=tmp_path / "m.jsonl", split_by="prefix:-", progress=False
+    )
+    got = _splits(tmp_path / "m.jsonl")
+    for number in range(10):
+        folder = "ab"[number % 2]
+        first, second = got[f"{folder}/piece{number}-00.wav"], got[f"{folder}/piece{number}-01.wav"]
+        assert first == second == hash_split(f"piece{number}")
+    assert sum(summary.splits.values()) == 20 and "" not in summary.splits
+    by_parent = index_folder(
+        pieces / "audio", out=tmp_path / "p.jsonl", split_by="parent", progress=False
+    )
+    for name, split in _splits(tmp_path / "p.jsonl").items():
+        assert split == hash_split(name.split("/")[0])  # the parent folder, relative to root
+    assert sum(by_parent.splits.values()) == 20
+    # The same group always gets the same split; over many groups the shares are 80/10/10.
+    assert hash_split("piece3") == hash_split("piece3")
+    shares = Counter(hash_split(f"group{number}") for number in range(20000))
+    assert shares["train"] / 20000 == pytest.approx(0.8, abs=0.01)
+    assert shares["valid"] / 20000 == pytest.approx(0.1, abs=0.01)
+    assert shares["test"] / 20000 == pytest.approx(0.1, abs=0.01)
+
+
+def test_reindex_keeps_splits_unless_told_otherwise(pieces: Path, tmp_path: Path):
+    out = tmp_path / "m.jsonl"
+    index_folder(pieces / "audio", out=out, split_by="file", progress=False)
+    first = _splits(out)
+    (pieces / "manifest.jsonl").unlink()  # no neighbour manifest: the previous index's splits
+    again = index_folder(pieces / "audio", out=out, progress=False)
+    assert _splits(out) == first and again.reused == 20
+    assert again.split_source == f"the previous {out}"
+    assert first == {name: hash_split(name) for name in first}
+    index_folder(pieces / "audio", out=out, split_by="prefix:-", progress=False)
+    assert _splits(out) == {name: hash_split(name[2:].split("-")[0]) for name in first}
+
+
+def test_indexing_the_builtin_corpus_carries_its_splits(tiny_corpus: Path, tmp_path: Path):
+    builtin = {row["path"]: row["split"] for row in _read(tiny_corpus / "manifest.jsonl")}
+    summary = index_folder(tiny_corpus / "audio", out=tmp_path / "m.jsonl", progress=False)
+    carried = {Path(row["path"]).name: row["split"] for row in _read(tmp_path / "m.jsonl")}
+    assert carried == {Path(path).name: split for path, split in builtin.items()}
+    assert summary.splits == dict(Counter(builtin.values()))
+    assert summary.split_source == str((tiny_corpus / "manifest.jsonl").resolve())

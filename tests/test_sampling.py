@@ -5,7 +5,7 @@ from torch.utils.data import DataLoader
 
 from musicssl.corpus import index_folder
 from musicssl.errors import MusicSSLError
-from musicssl.sampling import TwoCrops, pcm_to_float
+from musicssl.sampling import TwoCrops, pcm_to_float, training_indices
 from musicssl.store import SampleStore, pack
 
 
@@ -80,3 +80,22 @@ def test_short_clip_is_padded_and_bad_length_rejected(store: SampleStore):
     assert not item["x_a"][8000:].any()
     with pytest.raises(MusicSSLError):
         TwoCrops(store, num_samples=0)
+
+
+def test_training_indices_keep_the_listed_splits():
+    rows = [{"split": "train"}, {"split": "test"}, {}, {"split": "train"}, {"split": "valid"}]
+    assert training_indices(rows) == [0, 3]
+    assert training_indices(rows, splits=("train", "valid")) == [0, 3, 4]
+    assert training_indices(rows, splits="test") == [1]
+    with pytest.raises(MusicSSLError, match=r"m.jsonl: no clip in split unlabelled \(it holds "):
+        training_indices(rows, splits=("unlabelled",), source="m.jsonl")
+
+
+def test_training_indices_refuse_a_store_without_splits(store: SampleStore):
+    with pytest.raises(MusicSSLError) as caught:
+        training_indices(store)
+    message = str(caught.value)
+    assert message.startswith(f"{store.path}: no clip has a 'split'")
+    assert "--split-by" in message and "\n" not in message
+    with pytest.raises(MusicSSLError, match="holds no clips"):
+        training_indices([])

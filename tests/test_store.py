@@ -119,3 +119,39 @@ def test_prefetch_asks_only_for_a_store_that_fits_in_memory(manifest: Path, tmp_
     assert store.prefetch() is hasattr(os, "posix_fadvise")
     assert store.prefetch(max_memory_fraction=0.0) is False
     np.testing.assert_array_equal(store.crop(0, 0, 100), before)
+
+
+def test_pack_keeps_each_clips_split(tmp_path: Path, write_audio):
+    for number in range(4):
+        write_audio(f"corpus/audio/{number}.wav", tone(300, sr=8000, seconds=0.25), 8000)
+    table = tmp_path / "splits.csv"
+    table.write_text("path,split\n0.wav,train\n1.wav,valid\n2.wav,test\n3.wav,train\n")
+    index_folder(tmp_path / "corpus/audio", out=tmp_path / "m.jsonl", splits=table, progress=False)
+    summary = pack(tmp_path / "m.jsonl", out=tmp_path / "store", sr=8000, progress=False)
+    assert summary.splits == {"train": 2, "valid": 1, "test": 1}
+    assert "splits: train 2, valid 1, test 1" in str(summary)
+    rows = [json.loads(line) for line in (tmp_path / "store/clips.jsonl").read_text().splitlines()]
+    assert [row["split"] for row in rows] == ["train", "valid", "test", "train"]
+    assert [row["split"] for row in SampleStore(tmp_path / "store").rows] == [
+        "train",
+        "valid",
+        "test",
+        "train",
+    ]
+
+
+def test_a_pack_killed_before_its_first_checkpoint_starts_afresh(manifest: Path, tmp_path: Path):
+    # What a kill leaves before any progress was recorded: the lock and some samples.
+    partial = tmp_path / "store.partial"
+    partial.mkdir()
+    (partial / ".lock").write_bytes(b"")
+    (partial / "samples.int16").write_bytes(b"\x01\x02" * 1000)
+    summary = pack(manifest, out=tmp_path / "store", progress=False)
+    assert summary.resumed_from == 0 and summary.clips == 7
+    assert not partial.exists()
+    assert sorted(os.listdir(tmp_path / "store")) == [
+        "clips.jsonl",
+        "offsets.npy",
+        "samples.int16",
+        "store.json",
+    ]
