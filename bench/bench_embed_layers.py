@@ -46,10 +46,11 @@ def cpu_model() -> str:
     return "unknown"
 
 
-def time_once(run: Callable[[], object]) -> float:
-    start = time.perf_counter()
+def time_once(run: Callable[[], object]) -> tuple[float, float]:
+    """Wall-clock and CPU seconds of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
     run()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def bench_encoder(
@@ -82,14 +83,17 @@ def bench_encoder(
     np.testing.assert_allclose(got.clip, expected, rtol=1e-4, atol=1e-5)
     assert got.layers is not None and len(got.layers) == model.num_layers
 
-    times: dict[str, list[float]] = {name: [] for name in ways}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in ways}
     forward()  # warm-up
     all_layers()
     for round_index in range(rounds):
         for name, run in ways.items():
             if name != "one pass per layer" or round_index < per_layer_rounds:
                 times[name].append(time_once(run))
-    medians = {name: statistics.median(values) for name, values in times.items() if values}
+    medians = {
+        name: tuple(statistics.median(column) for column in zip(*values))
+        for name, values in times.items()
+    }
     return {"label": label, "layers": model.num_layers, "medians": medians, "rounds": rounds}
 
 
@@ -120,17 +124,15 @@ def main() -> None:
             rounds=args.rounds,
             per_layer_rounds=args.per_layer_rounds,
         )
-        medians = result["medians"]
-        base = medians["forward"]
-        per_layer = medians.get("one pass per layer")
+        (base_wall, base_cpu), (all_wall, all_cpu), (per_wall, per_cpu) = (
+            result["medians"][name] for name in ("forward", "all layers", "one pass per layer")
+        )
         row = (
-            f"| {label} | {result['layers']} | {1000 * base:.0f} "
-            f"| {1000 * medians['all layers']:.0f} | {medians['all layers'] / base:.2f}x "
-            + (
-                f"| {1000 * per_layer:.0f} | {per_layer / base:.2f}x |"
-                if per_layer
-                else "| - | - |"
-            )
+            f"| {label} | {result['layers']} | {1000 * base_wall:.0f} / {1000 * base_cpu:.0f} "
+            f"| {1000 * all_wall:.0f} / {1000 * all_cpu:.0f} "
+            f"| {all_wall / base_wall:.2f}x / {all_cpu / base_cpu:.2f}x "
+            f"| {1000 * per_wall:.0f} / {1000 * per_cpu:.0f} "
+            f"| {per_wall / base_wall:.1f}x / {per_cpu / base_cpu:.1f}x |"
         )
         print(row, flush=True)
         rows.append(row)
@@ -150,7 +152,9 @@ def main() -> None:
             "does (`musicssl.runtime.configure_cpu_runtime`).",
             "",
             f"One batch of {args.batch_size} windows (random weights, eval mode, no autograd). "
-            f"Milliseconds are medians of {args.rounds} alternating rounds after one warm-up "
+            "Milliseconds, wall clock / CPU time of the process (contention from other jobs "
+            "inflates the first more), are medians of "
+            f"{args.rounds} alternating rounds after one warm-up "
             f"({args.per_layer_rounds} for one pass per layer). "
             '*all layers* is `Model.embed(..., layers="all")` on those windows (the clip and '
             "every layer's mean over frames, from `forward_layers`: one pass); *one pass per "
@@ -158,7 +162,7 @@ def main() -> None:
             "within 1.5x of one forward pass.",
             "",
             "| encoder | layers | forward ms | all layers ms | all / forward "
-            "| one pass per layer ms | per layer / forward |",
+            "| one pass per layer ms | one pass per layer / forward |",
             "|---|---:|---:|---:|---:|---:|---:|",
             *rows,
             "",
