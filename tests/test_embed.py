@@ -235,6 +235,8 @@ def test_embed_files_refuses_bad_options_before_reading_a_file(
     for layers in (99, 7, -8, "99", "last"):
         with pytest.raises(MusicSSLError, match="layer"):
             embed_files(model, music, out=out, layers=layers, progress=False)
+    with pytest.raises(MusicSSLError, match="batch_size must be a positive integer"):
+        embed_files(model, music, out=out, batch_size=0, progress=False)
     (tmp_path / "folder").mkdir()
     with pytest.raises(MusicSSLError, match="is a folder") as error:
         embed_files(model, music, out=tmp_path / "folder", progress=False)

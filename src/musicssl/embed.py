@@ -99,8 +99,7 @@ class Model:
             MusicSSLError: a bad shape or sample format, non-finite samples, a bad ``sr``,
                 ``hop`` or ``layers``.
         """
-        self.window_step(hop)
-        self.layer_indices(layers)
+        self.check_options(hop=hop, layers=layers, batch_size=batch_size)
         signal = mono_at(waveform, sr, target_sr=self.sample_rate)
         return self.embed_stream(
             iter([signal]), hop=hop, layers=layers, frames=frames, batch_size=batch_size
@@ -144,6 +143,15 @@ class Model:
             )
         return [index % self.num_layers]
 
+    def check_options(
+        self, *, hop: float | None, layers: str | int | None, batch_size: int
+    ) -> None:
+        """Raise a ``MusicSSLError`` for options that ``embed`` would refuse, before any work."""
+        self.window_step(hop)
+        self.layer_indices(layers)
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise MusicSSLError(f"batch_size must be a positive integer, got {batch_size!r}")
+
     def window_step(self, hop: float | None) -> int:
         """Samples between window starts for ``hop`` seconds (None: one window, no overlap).
 
@@ -174,6 +182,7 @@ class Model:
         Layers and frames come from one pass per batch (``forward_layers``), the clip from
         the last layer of that pass.
         """
+        self.check_options(hop=hop, layers=layers, batch_size=batch_size)
         window, step = self.window_samples, self.window_step(hop)
         indices = self.layer_indices(layers)
         frame_layer = indices[0] if (frames and len(indices) == 1) else self.num_layers - 1
@@ -309,10 +318,10 @@ def embed_files(
 
     Raises:
         MusicSSLError: before any file is read, for a ``hop`` under one sample, a layer the
-            encoder lacks, or an ``out`` that is a folder or a file other than embeddings.
+            encoder lacks, a ``batch_size`` under 1, or an ``out`` that is a folder or a file
+            other than embeddings.
     """
-    model.window_step(hop)
-    model.layer_indices(layers)
+    model.check_options(hop=hop, layers=layers, batch_size=batch_size)
     _check_out(Path(out))
     items = list(_items(Path(source), model.sample_rate))
     arrays, skipped = embed_items(
