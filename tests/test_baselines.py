@@ -16,7 +16,7 @@ from musicssl.evaluate.baselines import (
     BASELINES,
     _frames,
     build_baseline,
-    clmr_cpu_encoder,
+    default_encoder,
     dct_matrix,
 )
 from musicssl.features import LogMel, hz_to_mel, mel_to_hz
@@ -163,8 +163,12 @@ def test_embed_resamples_and_checks_input():
     np.testing.assert_allclose(
         baseline.embed(at_8k, 8000).clip[:128], baseline.embed(at_16k, SR).clip[:128], atol=1.0
     )
-    with pytest.raises(MusicSSLError, match="mono"):
-        baseline.embed(np.zeros((2, 100), np.float32), SR)
+    # (channels, num_samples) is averaged to mono, as audio files are read
+    np.testing.assert_allclose(
+        baseline.embed(np.stack([at_16k, at_16k]), SR).clip, baseline.embed(at_16k, SR).clip
+    )
+    with pytest.raises(MusicSSLError, match="shape"):
+        baseline.embed(np.zeros((2, 2, 100), np.float32), SR)
     with pytest.raises(MusicSSLError, match="empty"):
         baseline.embed_stream(iter([]))
     assert baseline.layer_indices(None) == [] and baseline.layer_indices("all") == [0]
@@ -172,11 +176,11 @@ def test_embed_resamples_and_checks_input():
         baseline.layer_indices(3)
 
 
-def test_random_default_is_the_cpu_clmr_encoder():
-    part = Recipe.load(recipe_path("clmr"), ["size=cpu"]).encoder
-    assert clmr_cpu_encoder() == {"name": part.name, "options": part.options}
+def test_random_default_is_the_demo_recipes_encoder():
+    part = Recipe.load(recipe_path("simclr-shortchunk-cpu")).encoder
+    assert default_encoder() == {"name": part.name, "options": part.options}
     model = build_baseline("random")
-    assert model.config()["encoder"] == clmr_cpu_encoder()
+    assert model.config()["encoder"] == default_encoder()
     assert model.sample_rate == part.options["sample_rate"]
 
 

@@ -166,7 +166,7 @@ def test_degraded_copy_pairs_each_copy_with_its_original(
 ) -> None:
     task = tasks["degraded_copy"]
     test_ids = [row["clip_id"] for row in rows if row["split"] == "test"]
-    assert [q.name for q in task.split("query")] == [f"degraded/{c}.ogg" for c in test_ids]
+    assert [q.name for q in task.split("query")] == [f"../degraded/{c}.ogg" for c in test_ids]
     assert [q.target for q in task.split("query")] == test_ids
     assert [g.name for g in task.split("gallery")] == [f"{c}.wav" for c in test_ids]
     assert (task.root / task.extra["degradations"]).is_file()

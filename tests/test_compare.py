@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from musicssl.errors import MusicSSLError
-from musicssl.evaluate.compare import compare_table, noise_marks, within_noise
+from musicssl.evaluate.report.compare import compare_table
+from musicssl.evaluate.report.reading import noise_marks, within_noise
 
 
 def _task(main: str, mean: float, std: float) -> dict[str, Any]:

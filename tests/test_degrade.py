@@ -19,11 +19,11 @@ from musicssl.evaluate import degrade
 from musicssl.evaluate.degrade import (
     add_noise,
     apply_gain,
-    clip_rng,
     degrade_corpus,
     low_pass,
     shift_pitch,
 )
+from musicssl.files import clip_rng
 
 SR = 16000
 
@@ -75,14 +75,14 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def _decoded(corpus: Path) -> dict[str, np.ndarray]:
-    folder = corpus / "audio" / "degraded"
+    folder = corpus / "degraded"
     return {
         path.stem: sf.read(str(path), dtype="float32")[0] for path in sorted(folder.glob("*.ogg"))
     }
 
 
 def _log(corpus: Path) -> list[dict]:
-    text = (corpus / "audio" / "degraded" / "degradations.jsonl").read_text()
+    text = (corpus / "degraded" / "degradations.jsonl").read_text()
     return [json.loads(line) for line in text.splitlines()]
 
 
@@ -93,7 +93,7 @@ def test_clip_rng_depends_on_seed_and_clip_only() -> None:
     assert not np.array_equal(draws, clip_rng(3, "bach-bwv1-01").random(4))
     # Another interpreter with another string-hash seed draws the same numbers.
     code = (
-        "from musicssl.evaluate.degrade import clip_rng;"
+        "from musicssl.files import clip_rng;"
         "print(repr(clip_rng(3, 'bach-bwv1-00').random(4).tolist()))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
@@ -179,7 +179,7 @@ def test_degrade_draws_in_range_keeps_length_and_repeats_with_the_seed() -> None
 
 def test_degrade_corpus_writes_lossy_related_copies_of_the_test_clips(corpus: Path) -> None:
     names = degrade_corpus(corpus, seed=7, progress=False)
-    assert names == [f"degraded/{clip_id}.ogg" for clip_id in TEST_IDS]
+    assert names == [f"../degraded/{clip_id}.ogg" for clip_id in TEST_IDS]
     decoded = _decoded(corpus)
     assert sorted(decoded) == sorted(TEST_IDS)
     originals = {
@@ -191,7 +191,7 @@ def test_degrade_corpus_writes_lossy_related_copies_of_the_test_clips(corpus: Pa
     for clip_id, copy in decoded.items():
         original = originals[clip_id]
         assert abs(len(copy) - len(original)) / SR < 0.005
-        with sf.SoundFile(str(corpus / "audio" / f"degraded/{clip_id}.ogg")) as handle:
+        with sf.SoundFile(str(corpus / f"degraded/{clip_id}.ogg")) as handle:
             assert handle.format == "OGG" and handle.subtype == "VORBIS"
         # The chain before the encode, redone from the logged seed: the parameters match
         # the log, and the encode lost something without destroying the clip.
@@ -225,7 +225,7 @@ def test_degrade_corpus_is_deterministic(tmp_path: Path) -> None:
 
 def test_degrade_corpus_reuses_finished_copies_and_remakes_stale_ones(corpus: Path) -> None:
     degrade_corpus(corpus, seed=0, progress=False)
-    folder = corpus / "audio" / "degraded"
+    folder = corpus / "degraded"
     stamps = {path.name: path.stat().st_mtime_ns for path in folder.glob("*.ogg")}
     log = _log(corpus)
     degrade_corpus(corpus, seed=0, progress=False)
@@ -247,7 +247,7 @@ def test_a_cut_off_or_foreign_file_is_remade_and_temporaries_are_not_reused(
 ) -> None:
     names = degrade_corpus(corpus, seed=0, progress=False)
     reference = _decoded(corpus)
-    folder = corpus / "audio" / "degraded"
+    folder = corpus / "degraded"
     whole = (folder / "b-00.ogg").read_bytes()
     (folder / "b-00.ogg").write_bytes(whole[: len(whole) // 2])  # a copy cut off mid-write
     sf.write(str(folder / "c-00.ogg"), _clip(300.0, 5), SR, format="OGG")  # not our copy

@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 from musicssl.encoders import build_encoder
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.builtin_tasks import builtin_tasks
+from musicssl.evaluate.results import Evaluation
 from musicssl.evaluate.run import evaluate, resolve_tasks
 
 FAST = ["style", "key", "same_piece"]
@@ -41,7 +42,8 @@ def test_every_builtin_task_runs_and_results_hold_metrics_and_split_sizes(
         progress=False,
     )
     written = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert written["tasks"].keys() == results["tasks"].keys()
+    assert written["tasks"].keys() == results.tasks.keys()
+    assert written == results.to_dict()
     expected = {task.name: task for task in builtin_tasks(tiny_corpus)}
     assert set(written["tasks"]) == set(expected)
     for name, entry in written["tasks"].items():
@@ -55,7 +57,7 @@ def test_every_builtin_task_runs_and_results_hold_metrics_and_split_sizes(
 
 
 def test_embeddings_are_cached_and_cached_equals_uncached(tiny_corpus: Path, tmp_path: Path):
-    def run(out: str) -> dict:
+    def run(out: str) -> Evaluation:
         return evaluate(
             "baseline:mfcc",
             out=tmp_path / out,
@@ -74,7 +76,7 @@ def test_embeddings_are_cached_and_cached_equals_uncached(tiny_corpus: Path, tmp
     second = run("b")
     assert cached[0].stat().st_mtime_ns == stamp  # read, not rewritten
     for name in FAST:
-        assert first["tasks"][name]["metrics"] == second["tasks"][name]["metrics"]
+        assert first.tasks[name].metrics == second.tasks[name].metrics
 
 
 def test_random_npz_scores_near_chance_and_missing_names_skip_a_task(
@@ -95,10 +97,10 @@ def test_random_npz_scores_near_chance_and_missing_names_skip_a_task(
         cache=tmp_path / "cache",
         progress=False,
     )
-    assert [line.split(":")[0] for line in results["skipped"]] == ["degraded_copy"]
-    style = results["tasks"]["style"]
+    assert [skip.task for skip in results.skipped] == ["degraded_copy"]
+    style = results.tasks["style"]
     # 6 styles, 12 test clips: a random embedding can only be lucky, not good.
-    assert style["metrics"]["accuracy"]["mean"] <= 0.5
+    assert style.metrics["accuracy"].mean <= 0.5
 
 
 def test_a_checkpoint_is_evaluated_beside_its_random_weights(tiny_corpus: Path, tmp_path: Path):
@@ -113,8 +115,8 @@ def test_a_checkpoint_is_evaluated_beside_its_random_weights(tiny_corpus: Path, 
         cache=tmp_path / "cache",
         progress=False,
     )
-    assert set(results["baselines"]) == {"baseline:random"}
-    assert "map" in results and len(results["map"]["points"]) == len(results["map"]["labels"])
+    assert results.baselines is not None and set(results.baselines) == {"baseline:random"}
+    assert results.map is not None and len(results.map.points) == len(results.map.labels)
     # The random baseline rebuilt the checkpoint's architecture: two embedding caches.
     assert len(list((tmp_path / "cache" / "embeddings").glob("*.npz"))) == 2
     html = (tmp_path / "out" / "report.html").read_text()
@@ -144,11 +146,12 @@ def test_layers_all_probes_every_encoder_layer(tiny_corpus: Path, tmp_path: Path
         progress=False,
     )
     num_layers = json.loads((checkpoint / "encoder.json").read_text())
-    by_layer = results["tasks"]["style"]["by_layer"]
+    by_layer = results.tasks["style"].by_layer
+    assert by_layer is not None
     assert sorted(by_layer, key=int) == [str(k) for k in range(len(by_layer))]
     assert len(by_layer) == build_encoder(num_layers["name"], **num_layers["options"]).num_layers
     assert all("accuracy" in scores for scores in by_layer.values())
-    assert "by_layer" in results["tasks"]["same_piece"]
+    assert results.tasks["same_piece"].by_layer is not None
     assert (tmp_path / "out" / "figures").is_dir()
 
 

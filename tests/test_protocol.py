@@ -156,7 +156,7 @@ def all_tasks(root: Path) -> list[Task]:
 def test_random_embeddings_score_at_chance(tmp_path):
     for task in all_tasks(tmp_path):
         vectors, frames = random_embeddings(task)
-        result = evaluate_task(task, vectors, frames=frames, seeds=5)
+        result = evaluate_task(task, vectors, frames=frames, seeds=5).to_dict()
         assert set(result["metrics"]) == set(result["chance"]), task.name
         for metric, summary in result["metrics"].items():
             # within 4 standard errors (or 4 bootstrap spreads, if larger): a pass by luck
@@ -173,7 +173,7 @@ def test_random_embeddings_score_at_chance(tmp_path):
 def test_oracle_embeddings_score_near_one(tmp_path):
     for task in all_tasks(tmp_path):
         vectors, frames = oracle_embeddings(task)
-        result = evaluate_task(task, vectors, frames=frames, seeds=2)
+        result = evaluate_task(task, vectors, frames=frames, seeds=2).to_dict()
         json.dumps(result)  # JSON-ready
         for metric, summary in result["metrics"].items():
             if metric == "mae":
@@ -186,7 +186,7 @@ def test_oracle_embeddings_score_near_one(tmp_path):
 def test_schema_of_a_probe_task(tmp_path):
     task = synthetic_task("key", tmp_path, sizes=(96, 48, 48))
     vectors, _ = oracle_embeddings(task)
-    result = evaluate_task(task, vectors, seeds=3)
+    result = evaluate_task(task, vectors, seeds=3).to_dict()
     assert json.loads(json.dumps(result)) == result
     assert result["name"] == "key" and result["kind"] == "key" and result["main"] == "accuracy"
     assert result["split_sizes"] == {"train": 96, "valid": 48, "test": 48}
@@ -207,7 +207,7 @@ def test_schema_of_a_probe_task(tmp_path):
 def test_schema_of_a_retrieval_task(tmp_path):
     task = retrieval_task(tmp_path, copies=False, groups=10)
     vectors, _ = random_embeddings(task)
-    result = evaluate_task(task, vectors, seeds=4)
+    result = evaluate_task(task, vectors, seeds=4).to_dict()
     assert json.loads(json.dumps(result)) == result
     assert result["split_sizes"] == {"query": 30, "gallery": 30}
     assert result["probe"] is None and result["main"] == "map"
@@ -230,7 +230,7 @@ def test_queries_without_a_relevant_item_are_left_out(tmp_path):
     task = Task("r", "retrieval", tmp_path, examples)
     vectors = {"a.wav": [1.0, 0.0], "b.wav": [0.0, 1.0], "c.wav": [0.0, 1.0], "d.wav": [1, 0]}
     vectors = {name: np.array(v, dtype=np.float32) for name, v in vectors.items()}
-    result = evaluate_task(task, vectors, seeds=1)
+    result = evaluate_task(task, vectors, seeds=1).to_dict()
     assert "1 of 2 queries" in result["notes"][0]
     # a's only relevant item, c, ranks second
     assert result["metrics"]["map"]["values"] == [0.5]
@@ -246,7 +246,7 @@ def test_pitch_reads_the_f0_nearest_each_frame(tmp_path, monkeypatch):
     times = np.array([0.003, 0.012, 0.029, 0.041, 0.07])
     features = np.eye(5, dtype=np.float32)
     frames = {e.name: (features, times) for e in examples}
-    result = evaluate_task(task, {}, frames=frames, seeds=1)
+    result = evaluate_task(task, {}, frames=frames, seeds=1).to_dict()
     sizes = result["split_sizes"]
     assert sizes["frames_train"] == sizes["frames_valid"] == sizes["frames_test"] == 2
     assert sizes["train"] == 1 and result["classes"] == list(metrics.PITCH_CLASSES)
@@ -255,7 +255,7 @@ def test_pitch_reads_the_f0_nearest_each_frame(tmp_path, monkeypatch):
     monkeypatch.setattr(pitch_frames, "MAX_FRAMES", 30)
     task = synthetic_task("pitch", tmp_path, sizes=(6, 3, 3))
     _, frames = oracle_embeddings(task)
-    result = evaluate_task(task, {}, frames=frames, seeds=1)
+    result = evaluate_task(task, {}, frames=frames, seeds=1).to_dict()
     assert result["split_sizes"]["frames_train"] == result["split_sizes"]["frames_valid"] == 30
     assert result["split_sizes"]["frames_test"] > 30
     assert any("used 30 of" in note for note in result["notes"])

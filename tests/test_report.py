@@ -1,10 +1,9 @@
-"""Tests of evaluate.report: every file written, the HTML self-contained, numbers as expected."""
+"""evaluate.report.pages: every file written, the HTML self-contained, numbers as expected."""
 
 from __future__ import annotations
 
 import base64
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,8 @@ import numpy as np
 import pytest
 
 from musicssl.errors import MusicSSLError
-from musicssl.evaluate.figures import _key_order
-from musicssl.evaluate.report import embedding_map, write_report
+from musicssl.evaluate.report.confusion import key_order
+from musicssl.evaluate.report.pages import write_report
 
 STYLES = ("baroque", "classical", "folk_irish", "folk_german", "renaissance", "romantic")
 KEYS = tuple(
@@ -267,8 +266,8 @@ def test_markdown_table_holds_the_numbers(report: tuple[Path, dict[str, Path]]) 
 
 def test_keys_are_ordered_by_mode_then_tonic() -> None:
     # C major (0), A major (9), then C# minor (1), Bb minor (10)
-    assert _key_order(["A major", "Bb minor", "C major", "C# minor"]) == [2, 0, 3, 1]
-    assert _key_order(["C major", "not a key"]) is None
+    assert key_order(["A major", "Bb minor", "C major", "C# minor"]) == [2, 0, 3, 1]
+    assert key_order(["C major", "not a key"]) is None
 
 
 def test_mae_is_lower_is_better(tmp_path: Path) -> None:
@@ -308,35 +307,3 @@ def test_bad_results_are_refused(tmp_path: Path) -> None:
         write_report({"source": "x"}, tmp_path)
     with pytest.raises(MusicSSLError, match="baseline:mfcc"):
         write_report(fake_results(), tmp_path, baselines={"baseline:mfcc": {"source": "y"}})
-
-
-def test_embedding_map_separates_clusters_quickly() -> None:
-    rng = np.random.default_rng(0)
-    labels = np.arange(324) % 6
-    centres = rng.normal(0, 1, (6, 512))
-    vectors = (centres[labels] + 0.7 * rng.normal(0, 1, (324, 512))).astype(np.float32)
-    start = time.process_time()  # CPU time of all threads: robust to other jobs' load
-    points = embedding_map(vectors, seed=0)
-    elapsed = time.process_time() - start
-    assert points.shape == (324, 2) and points.dtype == np.float32
-    assert np.isfinite(points).all()
-    assert elapsed < 15.0
-    # In the map, a point's nearest neighbour carries its label (the clusters survive).
-    distances = np.linalg.norm(points[:, None] - points[None], axis=-1)
-    np.fill_diagonal(distances, np.inf)
-    agreement = (labels[distances.argmin(axis=1)] == labels).mean()
-    assert agreement > 0.95
-
-
-def test_embedding_map_is_deterministic() -> None:
-    vectors = np.random.default_rng(1).normal(size=(40, 16))
-    np.testing.assert_array_equal(embedding_map(vectors, seed=3), embedding_map(vectors, seed=3))
-
-
-def test_embedding_map_small_and_bad_inputs() -> None:
-    assert embedding_map(np.ones((3, 4))).shape == (3, 2)
-    assert embedding_map(np.random.default_rng(0).normal(size=(8, 1))).shape == (8, 2)
-    with pytest.raises(MusicSSLError, match="num_items, dim"):
-        embedding_map(np.ones(5))
-    with pytest.raises(MusicSSLError, match="NaN"):
-        embedding_map(np.full((5, 3), np.nan))

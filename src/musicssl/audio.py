@@ -274,7 +274,7 @@ def load(
         raise AudioError(
             path, f"truncated: header declares {header.frames} frames, decoded {start + decoded}"
         )
-    mono = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    mono = blocks[0] if len(blocks) == 1 else np.concatenate([np.zeros(0, np.float32), *blocks])
     return resample(mono, orig_sr=header.sr, target_sr=sr)
 
 

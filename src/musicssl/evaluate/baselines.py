@@ -21,7 +21,6 @@ import json
 import math
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +28,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from torch import Tensor
 
+from musicssl import checkpoint
 from musicssl.embed import Embeddings, Model, mono_at
 from musicssl.encoders import build_encoder
 from musicssl.errors import MusicSSLError
@@ -41,7 +41,7 @@ __all__ = [
     "FeatureBaseline",
     "RandomEncoder",
     "build_baseline",
-    "clmr_cpu_encoder",
+    "default_encoder",
     "dct_matrix",
 ]
 
@@ -49,9 +49,8 @@ BASELINES = ("mfcc", "logmel", "random")
 # Bump when the features of a baseline change, so that cached embeddings are recomputed.
 FEATURE_VERSION = 1
 
-# The recipe is not part of an installed package; this copy of its `cpu` encoder stands in
-# when the repository's recipes folder is absent (tests check that the two agree).
-_CLMR_RECIPE = recipe_path("clmr")
+# The random-weights baseline's default architecture: the demo recipe's encoder.
+_DEFAULT_RECIPE = recipe_path("simclr-shortchunk-cpu")
 # Frames handed to the FFT at once: bounds memory whatever the block size (2048 x 1024 floats).
 _MAX_FRAMES = 2048
 
@@ -64,7 +63,7 @@ def build_baseline(
     Args:
         name: "mfcc", "logmel" or "random".
         reference: for "random", a checkpoint folder (or run folder) whose architecture to
-            rebuild; None uses the CPU-size CLMR encoder. Ignored by the other baselines.
+            rebuild; None uses the demo recipe's encoder. Ignored by the other baselines.
         device: where to compute.
 
     Raises:
@@ -73,7 +72,7 @@ def build_baseline(
     if name in ("mfcc", "logmel"):
         return FeatureBaseline(name, device=device)
     if name == "random":
-        spec = clmr_cpu_encoder() if reference is None else _encoder_spec(Path(reference))
+        spec = default_encoder() if reference is None else checkpoint.encoder_spec(reference)
         return RandomEncoder(spec["name"], spec["options"], device=device)
     raise MusicSSLError(f"unknown baseline {name!r}; valid names: {', '.join(BASELINES)}")
 
@@ -358,24 +357,7 @@ class _RunningMoments:
         return np.sqrt(self._m2 / self.count)
 
 
-def _encoder_spec(reference: Path) -> dict[str, Any]:
-    """``{"name", "options"}`` of a checkpoint folder, or of a run folder's latest checkpoint."""
-    folder = reference
-    if (folder / "latest").is_file():
-        folder = folder / "checkpoints" / (folder / "latest").read_text().strip()
-    path = folder / "encoder.json"
-    if not path.is_file():
-        raise MusicSSLError(
-            f"{reference}: not a checkpoint (no encoder.json, nor a run folder with 'latest')"
-        )
-    try:
-        spec = json.loads(path.read_text())
-        return {"name": spec["name"], "options": dict(spec["options"])}
-    except (ValueError, KeyError, TypeError) as error:
-        raise MusicSSLError(f"{path}: not an encoder description ({error})") from None
-
-
-def clmr_cpu_encoder() -> dict[str, Any]:
-    """The encoder of ``recipes/clmr.yaml`` at size ``cpu``: ``{"name", "options"}``."""
-    part = Recipe.load(_CLMR_RECIPE, ["size=cpu"]).encoder
+def default_encoder() -> dict[str, Any]:
+    """The encoder of the demo recipe (``simclr-shortchunk-cpu``): ``{"name", "options"}``."""
+    part = Recipe.load(_DEFAULT_RECIPE).encoder
     return {"name": part.name, "options": dict(part.options)}

@@ -18,12 +18,14 @@ piece has clips on both sides of a split.
 - ``same_piece``: retrieval among test clips of the clips of the same piece (other
   excerpts, ensembles, tempi and transpositions).
 - ``degraded_copy``: retrieval of each test clip's original from a copy degraded by
-  noise, low-pass, a speed change, gain and a lossy encode (``evaluate.degrade``).
+  noise, low-pass, a speed change, gain and a lossy encode (``evaluate.degrade``). The copies
+  live beside the audio folder, never in it, so their names are ``../degraded/<clip_id>.ogg``.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -236,20 +238,26 @@ def same_piece_task(corpus_dir: Path) -> Task:
     )
 
 
-def degraded_copy_task(corpus_dir: Path, *, seed: int = 0, progress: bool = True) -> Task:
+def degraded_copy_task(
+    corpus_dir: Path, *, seed: int = 0, progress: bool = True, cache: Path | None = None
+) -> Task:
     """Retrieve each test clip's original from its degraded copy.
 
     Building this task writes the degraded copies (``degrade.degrade_corpus``) into
-    ``corpus_dir/audio/degraded/`` unless they are there already (about 20 s for 324 clips).
+    ``corpus_dir/degraded/``, beside the audio folder, unless they are there already (about
+    20 s for 324 clips); a corpus that cannot be written to gets them in ``cache``. Their
+    names, relative to the audio folder, are ``../degraded/<clip_id>.ogg``.
 
     Args:
         corpus_dir: the corpus folder.
         seed: seed of the degradations.
         progress: show a progress bar while degrading.
+        cache: where the copies go when the corpus cannot be written to.
     """
     rows, manifest = _read(corpus_dir, "degraded_copy", ())
     test = _test_rows(rows, manifest, "degraded_copy")
-    copies = degrade.degrade_corpus(corpus_dir, seed=seed, progress=progress)
+    folder = degrade.copies_folder(corpus_dir, cache=cache)
+    copies = degrade.degrade_corpus(corpus_dir, out=folder, seed=seed, progress=progress)
     queries = [
         Example(copy, "query", str(row["clip_id"])) for row, copy in zip(test, copies, strict=True)
     ]
@@ -263,7 +271,11 @@ def degraded_copy_task(corpus_dir: Path, *, seed: int = 0, progress: bool = True
             f"find the original of a degraded copy (noise, low-pass, speed, gain, lossy "
             f"encode) among {len(gallery)} test clips"
         ),
-        extra={"degradations": f"{degrade.FOLDER}/{degrade.LOG}", "seed": seed},
+        # the log, named like the copies: relative to the task's root
+        extra={
+            "degradations": os.path.relpath(folder / degrade.LOG, _root(corpus_dir)),
+            "seed": seed,
+        },
     )
 
 
@@ -278,12 +290,20 @@ TASKS: dict[str, Callable[[Path], Task]] = {
 }
 
 
-def builtin_tasks(corpus_dir: str | Path, names: Sequence[str] | None = None) -> list[Task]:
+def builtin_tasks(
+    corpus_dir: str | Path,
+    names: Sequence[str] | None = None,
+    *,
+    cache: Path | None = None,
+    progress: bool = True,
+) -> list[Task]:
     """Build the tasks of a built-in corpus.
 
     Args:
         corpus_dir: folder of ``manifest.jsonl`` and ``audio/``.
         names: keys of ``TASKS`` to build, in this order; ``None`` for all of them.
+        cache: where ``degraded_copy`` writes its copies if the corpus is read-only.
+        progress: show a progress bar while ``degraded_copy`` makes its copies.
 
     Raises:
         MusicSSLError: an unknown task name, or a corpus that lacks what a task needs.
@@ -291,7 +311,16 @@ def builtin_tasks(corpus_dir: str | Path, names: Sequence[str] | None = None) ->
     names = list(TASKS) if names is None else list(names)
     if unknown := [name for name in names if name not in TASKS]:
         raise MusicSSLError(f"unknown built-in task(s) {unknown}; choose from {list(TASKS)}")
-    return [TASKS[name](Path(corpus_dir)) for name in names]
+    return [builtin_task(n, Path(corpus_dir), cache=cache, progress=progress) for n in names]
+
+
+def builtin_task(
+    name: str, corpus_dir: Path, *, cache: Path | None = None, progress: bool = True
+) -> Task:
+    """The built-in task ``name`` (a key of ``TASKS``); see ``builtin_tasks``."""
+    if name == "degraded_copy":
+        return degraded_copy_task(corpus_dir, cache=cache, progress=progress)
+    return TASKS[name](corpus_dir)
 
 
 def _read(corpus_dir: Path, task: str, fields: Sequence[str]) -> tuple[list[dict], Path]:

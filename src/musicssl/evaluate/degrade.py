@@ -6,11 +6,15 @@ cheap speaker or microphone), white noise, a gain change, and a lossy Ogg Vorbis
 at a low bitrate. An embedding that finds the original from the copy is robust to all of
 that at once.
 
-The parameters of a clip come from a generator seeded by the corpus seed and a digest of the
-clip id, so a copy is the same whatever order or process makes it. Every ``.ogg`` carries its
-parameters (and the digest of its source) as a Vorbis comment: a rerun reuses a copy only
-when the comment matches and the file decodes in full, and ``degradations.jsonl`` lists the
-parameters of every copy.
+The parameters of a clip come from a generator seeded by the corpus seed and the clip id
+(``musicssl.files.clip_rng``), so a copy is the same whatever order or process makes it. Every
+``.ogg`` carries its parameters (and the digest of its source) as a Vorbis comment: a rerun
+reuses a copy only when the comment matches and the file decodes in full, and
+``degradations.jsonl`` lists the parameters of every copy.
+
+The copies are test audio: they live beside the corpus's ``audio/`` folder
+(``corpus/degraded/``), never inside it, so indexing that folder for pretraining cannot pick
+them up. A corpus that cannot be written to gets its copies in the evaluation cache instead.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +35,12 @@ from scipy import signal
 from tqdm import tqdm
 
 from musicssl import audio
-from musicssl.corpus import read_manifest, write_jsonl
+from musicssl.corpus import read_manifest
 from musicssl.errors import MusicSSLError
+from musicssl.files import atomic_path, clip_rng, write_text
 
-FOLDER = "degraded"
+FOLDER = "degraded"  # beside the corpus's audio folder
+AUDIO = "audio"
 LOG = "degradations.jsonl"
 # Bump when the chain or its ranges change: copies made by another version are rebuilt.
 VERSION = 1
@@ -65,12 +73,6 @@ class Degradation:
     snr_db: float
     gain_db: float
     quality: float
-
-
-def clip_rng(seed: int, clip_id: str) -> np.random.Generator:
-    """A generator for one clip, the same in every process and Python session."""
-    digest = hashlib.sha256(clip_id.encode("utf-8")).digest()
-    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
 
 
 def shift_pitch(audio: np.ndarray, *, sr: int, semitones: float) -> np.ndarray:
@@ -160,7 +162,7 @@ def degrade(
 
 
 def write_ogg(path: Path, audio: np.ndarray, *, sr: int, quality: float, comment: str) -> None:
-    """Encode mono audio as Ogg Vorbis, whole or not at all (temporary file, then rename).
+    """Encode mono audio as Ogg Vorbis, whole or not at all (``musicssl.files.atomic_path``).
 
     Args:
         path: destination ``.ogg``.
@@ -169,48 +171,85 @@ def write_ogg(path: Path, audio: np.ndarray, *, sr: int, quality: float, comment
         quality: soundfile ``compression_level``, 0 (best) to 1 (smallest).
         comment: stored as the file's Vorbis comment.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Hidden, and named with the writer's pid: never taken for a finished copy.
-    temporary = path.with_name(f".partial-{os.getpid()}-{path.name}")
-    try:
-        with sf.SoundFile(
+    with (
+        atomic_path(path) as temporary,
+        sf.SoundFile(
             str(temporary),
             "w",
             sr,
             1,
-            format="OGG",  # the temporary name does not end in .ogg
+            format="OGG",
             subtype="VORBIS",
             compression_level=quality,
-        ) as handle:
-            handle.comment = comment
-            handle.write(audio)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+        ) as handle,
+    ):
+        handle.comment = comment
+        handle.write(audio)
 
 
-def degrade_corpus(corpus_dir: str | Path, *, seed: int = 0, progress: bool = True) -> list[str]:
+def copies_folder(corpus_dir: str | Path, *, cache: str | Path | None = None) -> Path:
+    """Where the degraded copies of a corpus go: ``corpus_dir/degraded``, beside ``audio/``.
+
+    When that folder cannot be written (a read-only corpus), a folder of ``cache`` named after
+    the corpus's absolute path takes its place.
+
+    Raises:
+        MusicSSLError: neither can be written (or the corpus cannot and no cache is given).
+    """
+    corpus_dir = Path(corpus_dir)
+    preferred = corpus_dir / FOLDER
+    _warn_old_copies(corpus_dir)
+    if _can_write(preferred):
+        return preferred
+    if cache is not None:
+        corpus_id = hashlib.sha256(str(corpus_dir.resolve()).encode()).hexdigest()[:16]
+        fallback = Path(cache) / FOLDER / corpus_id
+        if _can_write(fallback):
+            return fallback
+    raise MusicSSLError(
+        f"{preferred}: cannot write the degraded copies of the test clips there"
+        + (f" nor in {cache}" if cache is not None else "")
+        + "; give a writable --cache or leave degraded_copy out of --tasks"
+    )
+
+
+def degrade_corpus(
+    corpus_dir: str | Path,
+    *,
+    out: str | Path | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[str]:
     """Write a degraded copy of every test clip of a corpus; reuse copies already made.
 
-    Copies go to ``corpus_dir/audio/degraded/<clip_id>.ogg`` and their parameters to
-    ``corpus_dir/audio/degraded/degradations.jsonl``. A copy is remade when it is missing,
-    does not decode in full, or was made from another seed, another version of the chain or
-    a different source file.
+    Copies go to ``out/<clip_id>.ogg`` and their parameters to ``out/degradations.jsonl``. A
+    copy is remade when it is missing, does not decode in full, or was made from another seed,
+    another version of the chain or a different source file.
 
     Args:
         corpus_dir: folder of ``manifest.jsonl`` (rows with ``clip_id``, ``path``, ``split``).
+        out: folder of the copies; ``corpus_dir/degraded`` by default. It must not be inside
+            ``corpus_dir/audio``, which is indexed for pretraining.
         seed: with the clip id, fixes every parameter and the noise.
         progress: show a progress bar.
 
     Returns:
-        The copies' names relative to ``corpus_dir/audio`` (``"degraded/<clip_id>.ogg"``), in
-        manifest order.
+        The copies' names relative to ``corpus_dir/audio`` (``"../degraded/<clip_id>.ogg"`` by
+        default), in manifest order.
 
     Raises:
-        MusicSSLError: no manifest, rows without the fields above, or no test clip.
+        MusicSSLError: no manifest, rows without the fields above, no test clip, ``out``
+            inside the audio folder, or ``out`` cannot be written.
         AudioError: a test clip cannot be decoded.
     """
     corpus_dir = Path(corpus_dir)
+    folder = Path(out) if out is not None else corpus_dir / FOLDER
+    audio_dir = corpus_dir / AUDIO
+    if folder.resolve().is_relative_to(audio_dir.resolve()):
+        raise MusicSSLError(
+            f"{folder}: degraded copies must not go inside the audio folder {audio_dir} "
+            "(indexing it for pretraining would pick up test audio)"
+        )
     manifest = corpus_dir / "manifest.jsonl"
     rows = read_manifest(manifest)
     jobs = []
@@ -218,21 +257,26 @@ def degrade_corpus(corpus_dir: str | Path, *, seed: int = 0, progress: bool = Tr
         if "split" not in row or "clip_id" not in row:
             raise MusicSSLError(f"{manifest}:{number}: a row needs 'split' and 'clip_id'")
         if row["split"] == "test":
-            target = corpus_dir / "audio" / FOLDER / f"{row['clip_id']}.ogg"
+            target = folder / f"{row['clip_id']}.ogg"
             jobs.append((row["abspath"], str(target), row["clip_id"], seed))
     if not jobs:
         raise MusicSSLError(f"{manifest}: no clip has split 'test'; nothing to degrade")
-    folder = corpus_dir / "audio" / FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    _remove_orphans(folder)
-    # One process: the Vorbis encode is most of the ~70 ms a clip takes, and two workers on
-    # a shared 2-core machine measured slower than one.
-    records = [
-        _degrade_file(job)
-        for job in tqdm(jobs, desc="degrading test clips", unit="clip", disable=not progress)
-    ]
-    write_jsonl(folder / LOG, records)
-    return [f"{FOLDER}/{clip_id}.ogg" for _, _, clip_id, _ in jobs]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(folder)
+        # One process: the Vorbis encode is most of the ~70 ms a clip takes, and two workers
+        # on a shared 2-core machine measured slower than one.
+        records = [
+            _degrade_file(job)
+            for job in tqdm(jobs, desc="degrading test clips", unit="clip", disable=not progress)
+        ]
+        write_text(folder / LOG, "".join(json.dumps(record) + "\n" for record in records))
+    except OSError as error:
+        raise MusicSSLError(
+            f"{folder}: cannot write the degraded copies ({error.strerror or error})"
+        ) from None
+    relative = os.path.relpath(folder, audio_dir)
+    return [Path(relative, f"{clip_id}.ogg").as_posix() for _, _, clip_id, _ in jobs]
 
 
 def _degrade_file(job: tuple[str, str, str, int]) -> dict[str, Any]:
@@ -245,9 +289,31 @@ def _degrade_file(job: tuple[str, str, str, int]) -> dict[str, Any]:
     sr = audio.info(source).sr
     clip = audio.load(source, sr=sr)
     degraded, params = degrade(clip, sr, rng=clip_rng(seed, clip_id))
-    record = {**stamp, "name": f"{FOLDER}/{clip_id}.ogg", "frames": len(clip), **asdict(params)}
+    record = {**stamp, "name": f"{clip_id}.ogg", "frames": len(clip), **asdict(params)}
     write_ogg(Path(target), degraded, sr=sr, quality=params.quality, comment=json.dumps(record))
     return record
+
+
+def _can_write(folder: Path) -> bool:
+    """Whether a file can be made in ``folder`` (made when missing); tried, not guessed."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError:
+        return False
+    return True
+
+
+def _warn_old_copies(corpus_dir: Path) -> None:
+    """Older versions wrote the copies inside the audio folder: say so once, delete nothing."""
+    old = corpus_dir / AUDIO / FOLDER / LOG
+    if old.is_file():
+        print(
+            f"note: {old.parent} holds degraded test copies from an older musicssl; delete "
+            "that folder so that indexing the audio folder cannot pick them up",
+            file=sys.stderr,
+        )
 
 
 def _finished(path: Path, stamp: dict[str, Any]) -> dict[str, Any] | None:

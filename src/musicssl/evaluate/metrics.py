@@ -10,7 +10,7 @@ Besides the metrics, this module computes what a random guess scores in expectat
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence, Sized
 from typing import Any
 
 import faiss
@@ -31,7 +31,7 @@ KEYS: tuple[str, ...] = tuple(f"{t} major" for t in _MAJOR_TONICS) + tuple(
 )
 
 
-def _same_length(reference: Sequence[Any], estimate: Sequence[Any]) -> None:
+def _same_length(reference: Sized, estimate: Sized) -> None:
     if len(reference) != len(estimate):
         raise MusicSSLError(
             f"metric: reference has {len(reference)} items but estimate has {len(estimate)}"
@@ -56,7 +56,7 @@ def macro_f1(reference: Sequence[Any], estimate: Sequence[Any]) -> float:
 
 
 def confusion(
-    reference: Sequence[int], estimate: Sequence[int], *, num_classes: int
+    reference: Sequence[int] | np.ndarray, estimate: Sequence[int] | np.ndarray, *, num_classes: int
 ) -> list[list[int]]:
     """Counts of (reference class, estimated class) pairs; rows are the reference."""
     _same_length(reference, estimate)
@@ -174,7 +174,7 @@ def key_mirex(reference: Sequence[str], estimate: Sequence[str]) -> float:
     return float(np.mean([mir_eval.key.weighted_score(r, e) for r, e in zip(reference, estimate)]))
 
 
-def key_mirex_chance(reference: Sequence[str], *, classes: Sequence[str] = KEYS) -> float:
+def key_mirex_chance(reference: Iterable[str], *, classes: Sequence[str] = KEYS) -> float:
     """Expected ``key_mirex`` of a key drawn uniformly from ``classes`` (2/24 for all 24)."""
     return float(
         np.mean([np.mean([mir_eval.key.weighted_score(r, c) for c in classes]) for r in reference])
@@ -284,13 +284,13 @@ def ranked_relevance(
             row padded with False at the end.
         num_relevant: relevant gallery items per query. Shape: (num_queries,).
     """
-    gallery_groups = np.asarray(gallery_groups, dtype=object)
+    gallery_array = np.asarray(gallery_groups, dtype=object)
     relevance = np.zeros(ranking.shape, dtype=bool)
     num_relevant = np.zeros(len(ranking), dtype=np.int64)
     gallery_position = {name: i for i, name in enumerate(gallery_names or ())}
     for q, row in enumerate(ranking):
         own = gallery_position.get(query_names[q], -1) if query_names is not None else -1
-        same = gallery_groups == query_groups[q]
+        same = gallery_array == query_groups[q]
         if own >= 0:
             same[own] = False
         num_relevant[q] = same.sum()
@@ -382,7 +382,7 @@ def _log_comb(n: int, k: int) -> float:
     return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
 
 
-def macro_f1_chance(reference: Sequence[Any], *, num_classes: int) -> float:
+def macro_f1_chance(reference: Sequence[Any] | np.ndarray, *, num_classes: int) -> float:
     """Approximate expected macro F1 of labels drawn uniformly from ``num_classes``.
 
     A class of reference frequency q, guessed with probability 1/C, has precision q and recall

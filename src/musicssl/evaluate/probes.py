@@ -364,4 +364,5 @@ def select_probe(
             best, best_score = probe, value
         if callback is not None:
             callback(spec, value)
+    assert best is not None  # the grid is not empty
     return best, scores

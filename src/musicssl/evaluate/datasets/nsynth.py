@@ -44,7 +44,7 @@ def _read_nsynth(root: Path, folder: str) -> list[dict[str, Any]]:
                 f"{examples_json}: note {note_str!r} lacks a field: {error}"
             ) from None
         rows.append(row)
-    missing = [row["name"] for row in rows if not row["exists"]]
+    missing = [str(row["name"]) for row in rows if not row["exists"]]
     if missing:
         raise MusicSSLError(
             f"{examples_json}: {len(missing)} of its {len(rows)} notes have no audio file: "

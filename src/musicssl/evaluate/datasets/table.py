@@ -49,7 +49,7 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]
                     rows.append((reader.line_num, row))
         return columns, rows
     if suffix in (".jsonl", ".ndjson"):
-        columns: dict[str, None] = {}
+        seen: dict[str, None] = {}
         with open(path, encoding="utf-8-sig") as stream:
             for line_num, line in enumerate(stream, start=1):
                 if not line.strip():
@@ -60,9 +60,9 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]
                     raise MusicSSLError(f"{path}, line {line_num}: not JSON ({error})") from None
                 if not isinstance(row, dict):
                     raise MusicSSLError(f"{path}, line {line_num}: expected a JSON object")
-                columns.update(dict.fromkeys(row))
+                seen.update(dict.fromkeys(row))
                 rows.append((line_num, row))
-        return list(columns), rows
+        return list(seen), rows
     raise MusicSSLError(f"{path}: unknown table format {suffix!r}; expected .csv or .jsonl")
 
 

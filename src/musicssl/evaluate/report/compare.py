@@ -8,60 +8,21 @@ of the column's best, so a reader does not take a 0.01 gap between two noisy run
 from __future__ import annotations
 
 import json
-import math
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from musicssl.errors import MusicSSLError
-
-LOWER_IS_BETTER = frozenset({"mae"})  # every other metric: higher is better
-BEST_MARK = "^"
-NEAR_MARK = "≈"
-MISSING = "—"
-
-
-def format_score(mean: float, std: float) -> str:
-    """``mean ± std`` with three decimals, or one for large values (an error in BPM)."""
-    if abs(mean) >= 100:
-        return f"{mean:.1f} ± {std:.1f}"
-    return f"{mean:.3f} ± {std:.3f}"
-
-
-def within_noise(a: tuple[float, float], b: tuple[float, float]) -> bool:
-    """Whether two (mean, std) scores differ by at most twice the std of their difference."""
-    return abs(a[0] - b[0]) <= 2 * math.sqrt(a[1] ** 2 + b[1] ** 2)
-
-
-def noise_marks(
-    scores: Sequence[tuple[float, float] | None], *, lower_is_better: bool = False
-) -> list[str]:
-    """Marks for a column of (mean, std) scores: ``BEST_MARK``, ``NEAR_MARK`` or "".
-
-    A column with fewer than two scores has no best to speak of and gets no marks.
-    """
-    present = [(index, score) for index, score in enumerate(scores) if score is not None]
-    marks = [""] * len(scores)
-    if len(present) < 2:
-        return marks
-    sign = -1 if lower_is_better else 1
-    best_index, best = max(present, key=lambda item: sign * item[1][0])
-    for index, score in present:
-        if index == best_index:
-            marks[index] = BEST_MARK
-        elif within_noise(score, best):
-            marks[index] = NEAR_MARK
-    return marks
-
-
-def headline(task: Mapping[str, Any]) -> tuple[str, tuple[float, float]] | None:
-    """A task result's headline metric name and its (mean, std), or None when absent."""
-    name = task.get("main")
-    metric = task.get("metrics", {}).get(name) if name else None
-    if not metric or metric.get("mean") is None:
-        return None
-    return name, (float(metric["mean"]), float(metric.get("std") or 0.0))
+from musicssl.evaluate.report.reading import (
+    BEST_MARK,
+    LOWER_IS_BETTER,
+    MISSING,
+    NEAR_MARK,
+    format_score,
+    headline,
+    noise_marks,
+)
 
 
 def read_results(folder: Path | str) -> dict[str, Any]:

@@ -1,94 +1,40 @@
-"""The figures of an evaluation report, as PNG bytes, and the reading of results they share.
+"""The figures of an evaluation report, as PNG bytes.
 
 ``report_figures`` draws every figure a results dict supports: headline scores, confusion
-matrices, the t-SNE map, retrieval curves and scores by layer. Each is a matplotlib ``Figure``
-made without pyplot (no global state, no GUI backend) and rendered to PNG bytes, which
-``musicssl.evaluate.report`` writes to files and embeds in the HTML. The small readers of a
-results dict (``task_names``, ``first_task``, ``mean_std``, ...) serve the report's tables too.
-matplotlib is imported inside the functions that need it.
+matrices (``confusion``), the t-SNE map, retrieval curves and scores by layer, which
+``musicssl.evaluate.report.pages`` writes to files and embeds in the HTML.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from musicssl.evaluate.compare import LOWER_IS_BETTER, headline
+from musicssl.evaluate.report.canvas import (
+    ReportFigure,
+    colors,
+    figure_legend,
+    new_figure,
+    png,
+)
+from musicssl.evaluate.report.confusion import confusion_figure
+from musicssl.evaluate.report.reading import (
+    LOWER_IS_BETTER,
+    System,
+    first_task,
+    headline,
+    layer_number,
+    mean_std,
+    metric_label,
+    task_names,
+)
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure as MplFigure
-
-DPI = 110
 SEED_NOTE = (
     "each seed re-initialises the probe and scores it on a bootstrap resample of the test set"
 )
-_SEMITONES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-
-
-@dataclass
-class ReportFigure:
-    """One rendered figure and the words that go with it in the report."""
-
-    file: str  # relative to the output folder: "figures/scores.png"
-    title: str
-    caption: str
-    png: bytes
-
-
-@dataclass
-class System:
-    """One evaluated system (the source or a baseline) and its results dict."""
-
-    label: str  # short, for table headers and legends
-    results: dict[str, Any]
-
-
-# ----------------------------------------------------------------------------- reading results
-
-
-def task_names(systems: Sequence[System]) -> list[str]:
-    """Every task any system has, in first-seen order."""
-    names: dict[str, None] = {}
-    for system in systems:
-        names.update(dict.fromkeys(system.results["tasks"]))
-    return list(names)
-
-
-def first_task(systems: Sequence[System], name: str) -> dict[str, Any]:
-    """The result of task ``name`` from the first system that has it; {} when none does."""
-    for system in systems:
-        if name in system.results["tasks"]:
-            return system.results["tasks"][name]
-    return {}
-
-
-def mean_std(task: Mapping[str, Any] | None, metric: str) -> tuple[float, float] | None:
-    """A task result's (mean, std) of ``metric``, or None when it has no such score."""
-    value = (task or {}).get("metrics", {}).get(metric)
-    if not value or value.get("mean") is None:
-        return None
-    return float(value["mean"]), float(value.get("std") or 0.0)
-
-
-def metric_label(metric: str) -> str:
-    """The metric's name, saying so when lower is better."""
-    return f"{metric} (lower is better)" if metric in LOWER_IS_BETTER else metric
-
-
-def layer_number(text: str) -> int:
-    """A ``by_layer`` key as a number to sort by; one that is not a number sorts last."""
-    try:
-        return int(text)
-    except ValueError:
-        return 1 << 30
-
-
-# ----------------------------------------------------------------------------- figures
 
 
 def report_figures(systems: Sequence[System], seeds: int) -> list[ReportFigure]:
@@ -103,7 +49,7 @@ def report_figures(systems: Sequence[System], seeds: int) -> list[ReportFigure]:
         figures.append(scores)
     for name, task in systems[0].results["tasks"].items():
         if task.get("kind") in ("multiclass", "key") and task.get("confusion"):
-            if confusion := _confusion_figure(name, task):
+            if confusion := confusion_figure(name, task):
                 figures.append(confusion)
     if map_figure := _map_figure(systems[0].results.get("map")):
         figures.append(map_figure)
@@ -114,43 +60,12 @@ def report_figures(systems: Sequence[System], seeds: int) -> list[ReportFigure]:
     return figures
 
 
-def _new_figure(width: float, height: float) -> MplFigure:
-    # Figure objects without pyplot: no global state, no GUI backend; savefig renders with Agg.
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
+_ScoreEntry = tuple[str, str, float | None, list[tuple[float, float] | None]]
 
 
-def _png(figure: MplFigure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    return buffer.getvalue()
-
-
-def _colors(count: int) -> list[Any]:
-    from matplotlib import colormaps
-
-    palette = colormaps["tab10"].colors
-    return [palette[index % len(palette)] for index in range(count)]
-
-
-def _figure_legend(figure: MplFigure, axes: Sequence[Any]) -> None:
-    """One legend above the panels: each system once, in order, then chance."""
-    entries: dict[str, Any] = {}
-    for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            entries.setdefault(label, handle)
-    labels = sorted(entries, key=lambda label: label == "chance")  # stable: chance goes last
-    figure.legend(
-        [entries[label] for label in labels],
-        labels,
-        loc="outside upper center",
-        ncols=min(len(labels), 5),
-    )
-
-
-def _scores_figure(systems: Sequence[System], seeds: int) -> ReportFigure | None:
-    entries = []  # (task, metric, chance, [score per system])
+def _score_entries(systems: Sequence[System]) -> list[_ScoreEntry]:
+    """Per task with a headline: (task, metric, chance, [(mean, std) or None per system])."""
+    entries = []
     for name in task_names(systems):
         task = first_task(systems, name)
         found = headline(task)
@@ -159,11 +74,16 @@ def _scores_figure(systems: Sequence[System], seeds: int) -> ReportFigure | None
         metric = found[0]
         scores = [mean_std(s.results["tasks"].get(name), metric) for s in systems]
         entries.append((name, metric, (task.get("chance") or {}).get(metric), scores))
+    return entries
+
+
+def _scores_figure(systems: Sequence[System], seeds: int) -> ReportFigure | None:
+    entries = _score_entries(systems)
     if not entries:
         return None
 
     # Scores on a 0..1 scale share one axis; an unbounded one (mae in BPM) gets its own panel.
-    def bounded(entry: tuple[Any, ...]) -> bool:
+    def bounded(entry: _ScoreEntry) -> bool:
         return entry[1] not in LOWER_IS_BETTER and all(
             -1.5 <= score[0] <= 1.5 for score in entry[3] if score is not None
         )
@@ -171,51 +91,11 @@ def _scores_figure(systems: Sequence[System], seeds: int) -> ReportFigure | None
     shared = [entry for entry in entries if bounded(entry)]
     apart = [entry for entry in entries if not bounded(entry)]
     widths = ([max(2.0, 1.1 * len(shared))] if shared else []) + [1.8] * len(apart)
-    figure = _new_figure(max(6.0, sum(widths) + 1.5), 4.2)
+    figure = new_figure(max(6.0, sum(widths) + 1.5), 4.2)
     axes = figure.subplots(1, len(widths), squeeze=False, width_ratios=widths)[0]
-    colors = _colors(len(systems))
     groups = ([shared] if shared else []) + [[entry] for entry in apart]
     for ax, group in zip(axes, groups):
-        step = 0.8 / len(systems)
-        for index, system in enumerate(systems):
-            offsets = [g + (index - (len(systems) - 1) / 2) * step for g in range(len(group))]
-            means = [entry[3][index][0] if entry[3][index] else np.nan for entry in group]
-            stds = [entry[3][index][1] if entry[3][index] else 0.0 for entry in group]
-            ax.bar(
-                offsets,
-                means,
-                step * 0.92,
-                yerr=stds,
-                capsize=3,
-                color=colors[index],
-                label=system.label,
-                error_kw={"elinewidth": 1, "ecolor": "#333"},
-            )
-        for position, entry in enumerate(group):
-            if entry[2] is not None:
-                ax.hlines(
-                    entry[2], position - 0.45, position + 0.45, colors="k", linestyles="--", lw=1.2
-                )
-        ax.set_xticks(
-            range(len(group)),
-            [
-                f"{entry[0]}\n{entry[1]}" + (" ↓" if entry[1] in LOWER_IS_BETTER else "")
-                for entry in group
-            ],
-        )
-        ax.set_xlim(-0.6, len(group) - 0.4)
-        ax.grid(axis="y", alpha=0.3)
-        ax.set_axisbelow(True)
-        if group is shared:
-            low = min(
-                [0.0]
-                + [s[0] - s[1] for e in group for s in e[3] if s is not None]
-                + [e[2] for e in group if e[2] is not None]
-            )
-            ax.set_ylim(low - 0.02 if low < 0 else 0.0, 1.0)
-            ax.set_ylabel("score (higher is better)")
-        else:
-            ax.set_ylabel(metric_label(group[0][1]))
+        _score_panel(ax, group, systems, shared=group is shared)
     from matplotlib.lines import Line2D
 
     handles, labels = axes[0].get_legend_handles_labels()
@@ -228,93 +108,55 @@ def _scores_figure(systems: Sequence[System], seeds: int) -> ReportFigure | None
         "is chance, what a random embedding scores. Higher is better except for mae (↓), "
         "which has its own axis."
     )
-    return ReportFigure("figures/scores.png", "Headline score per task", caption, _png(figure))
+    return ReportFigure("figures/scores.png", "Headline score per task", caption, png(figure))
 
 
-def _key_order(classes: Sequence[str]) -> list[int] | None:
-    """Order key classes as C..B major, then C..B minor; None when a name does not parse."""
-    keys = []
-    for index, name in enumerate(classes):
-        parts = str(name).split()
-        if len(parts) != 2 or not parts[0] or parts[0][0].upper() not in _SEMITONES:
-            return None
-        tonic, mode = parts
-        semitone = _SEMITONES[tonic[0].upper()] + tonic[1:].count("#") - tonic[1:].count("b")
-        keys.append((mode.lower() != "major", semitone % 12, index))
-    return [index for _, _, index in sorted(keys)]
-
-
-def _key_label(name: str) -> str:
-    tonic, _, mode = str(name).partition(" ")
-    return tonic + ("m" if mode.lower() == "minor" else "")
-
-
-def _confusion_figure(name: str, task: Mapping[str, Any]) -> ReportFigure | None:
-    counts = np.asarray(task["confusion"], dtype=np.float64)
-    classes = [str(c) for c in task.get("classes") or range(len(counts))]
-    if counts.ndim != 2 or counts.shape != (len(classes), len(classes)):
-        return None
-    is_key = task.get("kind") == "key"
-    order = _key_order(classes) if is_key else None
-    if order is not None:
-        counts = counts[np.ix_(order, order)]
-        classes = [classes[i] for i in order]
-    labels = [_key_label(c) for c in classes] if order is not None else classes
-    totals = counts.sum(axis=1, keepdims=True)
-    rates = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-
-    size = len(classes)
-    side = min(9.0, max(4.5, 0.3 * size + 2.5))
-    figure = _new_figure(side + 1.2, side)
-    ax = figure.subplots()
-    image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
-    font = 9 if size <= 12 else 7.5
-    ax.set_xticks(range(size), labels, fontsize=font, rotation=90 if size > 12 else 35)
-    if size <= 12:
-        for tick in ax.get_xticklabels():
-            tick.set_ha("right")
-            tick.set_rotation_mode("anchor")
-    ax.set_yticks(range(size), labels, fontsize=font)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    if size <= 12:  # a percentage in each cell stays legible up to about a dozen classes
-        for row in range(size):
-            for column in range(size):
-                if counts[row, column]:
-                    value = rates[row, column]
-                    ax.text(
-                        column,
-                        row,
-                        f"{100 * value:.0f}",
-                        ha="center",
-                        va="center",
-                        fontsize=8,
-                        color="white" if value > 0.55 else "black",
-                    )
-    if order is not None:  # separate the major and minor blocks
-        half = size / 2 - 0.5
-        ax.axhline(half, color="0.4", lw=0.8)
-        ax.axvline(half, color="0.4", lw=0.8)
-    score = headline(task)
-    title = f"{name}: test confusion, rows sum to 1"
-    if score:
-        title += f"  ({score[0]} {score[1][0]:.3f})"
-    ax.set_title(title, fontsize=10)
-    figure.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
-    caption = (
-        "Rows are the true class, columns the probe's prediction (test split, seed 0); each "
-        "row sums to 1, so the diagonal is the share of each class recognised"
-        + (", and the numbers are percentages. " if size <= 12 else ". ")
-    )
-    if order is not None:
-        caption += (
-            "Keys run C to B major, then C to B minor (m = minor). Lines parallel to the "
-            "diagonal are systematic errors: a fifth away, or the parallel key of the same tonic "
-            "(12 places off), or the relative key."
+def _score_panel(
+    ax: Any, group: list[_ScoreEntry], systems: Sequence[System], *, shared: bool
+) -> None:
+    """Bars of every system for the tasks of ``group``, a dashed tick at chance."""
+    palette = colors(len(systems))
+    step = 0.8 / len(systems)
+    for index, system in enumerate(systems):
+        offsets = [g + (index - (len(systems) - 1) / 2) * step for g in range(len(group))]
+        scores = [entry[3][index] for entry in group]
+        means = [score[0] if score else np.nan for score in scores]
+        stds = [score[1] if score else 0.0 for score in scores]
+        ax.bar(
+            offsets,
+            means,
+            step * 0.92,
+            yerr=stds,
+            capsize=3,
+            color=palette[index],
+            label=system.label,
+            error_kw={"elinewidth": 1, "ecolor": "#333"},
         )
-    return ReportFigure(
-        f"figures/confusion_{_file_part(name)}.png", f"Confusion: {name}", caption, _png(figure)
+    for position, entry in enumerate(group):
+        if entry[2] is not None:
+            ax.hlines(
+                entry[2], position - 0.45, position + 0.45, colors="k", linestyles="--", lw=1.2
+            )
+    ax.set_xticks(
+        range(len(group)),
+        [
+            f"{entry[0]}\n{entry[1]}" + (" ↓" if entry[1] in LOWER_IS_BETTER else "")
+            for entry in group
+        ],
     )
+    ax.set_xlim(-0.6, len(group) - 0.4)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    if shared:
+        low = min(
+            [0.0]
+            + [s[0] - s[1] for e in group for s in e[3] if s is not None]
+            + [e[2] for e in group if e[2] is not None]
+        )
+        ax.set_ylim(low - 0.02 if low < 0 else 0.0, 1.0)
+        ax.set_ylabel("score (higher is better)")
+    else:
+        ax.set_ylabel(metric_label(group[0][1]))
 
 
 def _map_figure(map_data: Mapping[str, Any] | None) -> ReportFigure | None:
@@ -325,7 +167,7 @@ def _map_figure(map_data: Mapping[str, Any] | None) -> ReportFigure | None:
     task = str(map_data.get("task", ""))
     if points.ndim != 2 or points.shape[1] != 2 or len(labels) != len(points):
         return None
-    figure = _new_figure(7.5, 5.5)
+    figure = new_figure(7.5, 5.5)
     ax = figure.subplots()
     numeric = all(
         isinstance(label, (int, float)) and not isinstance(label, bool) for label in labels
@@ -337,7 +179,7 @@ def _map_figure(map_data: Mapping[str, Any] | None) -> ReportFigure | None:
         from matplotlib import colormaps
 
         names = sorted({str(label) for label in labels})
-        palette = colormaps["tab10" if len(names) <= 10 else "tab20"].colors
+        table = colormaps["tab10" if len(names) <= 10 else "tab20"]
         text = np.array([str(label) for label in labels])
         for index, value in enumerate(names):
             chosen = text == value
@@ -345,7 +187,7 @@ def _map_figure(map_data: Mapping[str, Any] | None) -> ReportFigure | None:
                 points[chosen, 0],
                 points[chosen, 1],
                 s=14,
-                color=palette[index % len(palette)],
+                color=table(index % table.N),
                 label=f"{value} ({int(chosen.sum())})",
                 alpha=0.85,
                 linewidths=0,
@@ -368,7 +210,7 @@ def _map_figure(map_data: Mapping[str, Any] | None) -> ReportFigure | None:
         "from the embedding. The axes have no units and distances between far-apart groups "
         "mean little."
     )
-    return ReportFigure("figures/map.png", f"Map of test embeddings: {task}", caption, _png(figure))
+    return ReportFigure("figures/map.png", f"Map of test embeddings: {task}", caption, png(figure))
 
 
 def _retrieval_figure(systems: Sequence[System]) -> ReportFigure | None:
@@ -381,11 +223,11 @@ def _retrieval_figure(systems: Sequence[System]) -> ReportFigure | None:
         return None
     from matplotlib.ticker import NullFormatter
 
-    figure = _new_figure(max(6.0, 4.2 * len(names)), 4.0)
+    figure = new_figure(max(6.0, 4.2 * len(names)), 4.0)
     axes = figure.subplots(1, len(names), squeeze=False)[0]
-    colors = _colors(len(systems))
+    palette = colors(len(systems))
     for ax, name in zip(axes, names):
-        for system, color in zip(systems, colors):
+        for system, color in zip(systems, palette):
             curve = (system.results["tasks"].get(name) or {}).get("curve")
             if curve and curve.get("k"):
                 ax.plot(curve["k"], curve["recall"], color=color, lw=1.8, label=system.label)
@@ -423,13 +265,13 @@ def _retrieval_figure(systems: Sequence[System]) -> ReportFigure | None:
         ax.set_ylabel("recall@k")
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
-    _figure_legend(figure, axes)
+    figure_legend(figure, axes)
     caption = (
         "Recall@k on the query set: how often a query's relevant gallery items are among its "
         "k nearest neighbours by cosine similarity. Higher is better, and a curve that rises "
         "early (left) finds matches at the top of the list. The dashed line is chance."
     )
-    return ReportFigure("figures/retrieval.png", "Retrieval: recall@k", caption, _png(figure))
+    return ReportFigure("figures/retrieval.png", "Retrieval: recall@k", caption, png(figure))
 
 
 def _layers_figure(systems: Sequence[System]) -> ReportFigure | None:
@@ -442,13 +284,13 @@ def _layers_figure(systems: Sequence[System]) -> ReportFigure | None:
         return None
     columns = min(3, len(names))
     rows = math.ceil(len(names) / columns)
-    figure = _new_figure(max(6.0, 3.8 * columns), 3.2 * rows + 0.5)
+    figure = new_figure(max(6.0, 3.8 * columns), 3.2 * rows + 0.5)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    colors = _colors(len(systems))
+    palette = colors(len(systems))
     for ax, name in zip(axes, names):
         task = first_task(systems, name)
         metric = str(task.get("main"))
-        for system, color in zip(systems, colors):
+        for system, color in zip(systems, palette):
             by_layer = (system.results["tasks"].get(name) or {}).get("by_layer") or {}
             points = sorted(
                 (layer_number(layer), score)
@@ -475,14 +317,10 @@ def _layers_figure(systems: Sequence[System]) -> ReportFigure | None:
         ax.grid(alpha=0.3)
     for ax in axes[len(names) :]:
         ax.set_visible(False)
-    _figure_legend(figure, axes[: len(names)])
+    figure_legend(figure, axes[: len(names)])
     caption = (
         "The headline metric of a probe trained on each encoder layer's pooled output "
         "(layer 0 is nearest the input), mean ± std over seeds. The dashed line is chance. "
         "Where the curve peaks is the layer that holds the most of this information."
     )
-    return ReportFigure("figures/layers.png", "Score by layer", caption, _png(figure))
-
-
-def _file_part(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "task"
+    return ReportFigure("figures/layers.png", "Score by layer", caption, png(figure))

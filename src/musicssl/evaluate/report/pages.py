@@ -1,89 +1,43 @@
 """Human-readable report of one evaluation: report.md, a self-contained report.html, figures.
 
 ``write_report`` turns a results dict (the content of ``results.json``) and, optionally, the
-results of baselines on the same tasks into tables and plots (drawn by
-``musicssl.evaluate.figures``). The HTML embeds every figure as a base64 PNG and loads nothing,
-so it opens offline and can be mailed as one file. matplotlib and scikit-learn are imported
-inside the functions that need them: ``import musicssl`` stays light.
+results of baselines on the same tasks into tables (``tables``) and plots (``figures``). The
+HTML embeds every figure as a base64 PNG and loads nothing, so it opens offline and can be
+mailed as one file. Every file is written whole (``musicssl.files``). matplotlib is imported
+inside the functions that need it: ``import musicssl`` stays light.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from musicssl.errors import MusicSSLError
-from musicssl.evaluate.compare import (
+from musicssl.evaluate.report.canvas import ReportFigure
+from musicssl.evaluate.report.figures import report_figures
+from musicssl.evaluate.report.reading import (
     BEST_MARK,
-    LOWER_IS_BETTER,
-    MISSING,
     NEAR_MARK,
-    format_score,
-    headline,
-    noise_marks,
-)
-from musicssl.evaluate.figures import (
-    SEED_NOTE,
-    ReportFigure,
     System,
     first_task,
-    layer_number,
-    mean_std,
     metric_label,
-    report_figures,
     task_names,
 )
-
-
-def embedding_map(vectors: np.ndarray, *, seed: int = 0) -> np.ndarray:
-    """A 2-D t-SNE map of embeddings, for looking at, not for measuring.
-
-    Vectors are standardised per dimension and reduced to 50 dimensions by PCA before t-SNE,
-    which keeps t-SNE fast and less sensitive to noisy dimensions. About 3 s for 324 vectors
-    of 512 dimensions on 2 cores.
-
-    Args:
-        vectors: one embedding per row. Shape: (num_items, dim).
-        seed: seeds PCA's solver and t-SNE.
-
-    Returns:
-        The map. Shape: (num_items, 2), float32.
-    """
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-
-    vectors = np.asarray(vectors, dtype=np.float64)
-    if vectors.ndim != 2 or vectors.shape[0] < 1:
-        raise MusicSSLError(f"embedding_map: expected (num_items, dim), got {vectors.shape}")
-    if not np.isfinite(vectors).all():
-        raise MusicSSLError("embedding_map: the embeddings hold NaN or infinite values")
-    num_items, dim = vectors.shape
-    std = vectors.std(axis=0)
-    standard = (vectors - vectors.mean(axis=0)) / np.where(std > 0, std, 1.0)
-    if num_items < 4 or dim < 2 or not np.ptp(standard, axis=0).any():
-        # t-SNE needs perplexity < num_items, and its PCA start two varying dimensions; such
-        # degenerate inputs are shown as they are.
-        flat = standard[:, :2]
-        return np.pad(flat, ((0, 0), (0, 2 - flat.shape[1]))).astype(np.float32)
-    reduced = PCA(n_components=min(50, num_items, dim), random_state=seed).fit_transform(standard)
-    tsne = TSNE(
-        n_components=2,
-        perplexity=min(30.0, (num_items - 1) / 3),
-        init="pca",
-        learning_rate="auto",
-        random_state=seed,
-        # Exact gradients beat Barnes-Hut below about a thousand points, and 500 iterations
-        # settle a map of a few hundred clips: together about 3x faster than the defaults.
-        method="exact" if num_items <= 1000 else "barnes_hut",
-        max_iter=500,
-    )
-    return tsne.fit_transform(reduced).astype(np.float32)
+from musicssl.evaluate.report.tables import (
+    READING,
+    about_rows,
+    detail_rows,
+    layer_rows,
+    probe_text,
+    seed_values,
+    skipped_lines,
+    split_text,
+    summary_rows,
+)
+from musicssl.files import write_bytes
 
 
 def write_report(
@@ -116,131 +70,14 @@ def write_report(
     figures = report_figures(systems, int(results.get("seeds") or 0))
     written: dict[str, Path] = {}
     for figure in figures:
-        written[figure.file] = _write_atomic(out_dir / figure.file, figure.png)
-    written["report.md"] = _write_atomic(
+        written[figure.file] = write_bytes(out_dir / figure.file, figure.png)
+    written["report.md"] = write_bytes(
         out_dir / "report.md", _markdown(systems, figures).encode("utf-8")
     )
-    written["report.html"] = _write_atomic(
+    written["report.html"] = write_bytes(
         out_dir / "report.html", _html(systems, figures).encode("utf-8")
     )
     return written
-
-
-# ----------------------------------------------------------------------------- tables
-
-
-def _splits(task: Mapping[str, Any], *, frames: bool = False) -> str:
-    """ "train 1512, valid 324, test 324"; frame-level tasks add "(380000 frames)" on request."""
-    sizes = task.get("split_sizes") or {}
-    parts = []
-    for split, count in sizes.items():
-        if split.startswith("frames_"):
-            continue
-        text = f"{split} {count}"
-        if frames and f"frames_{split}" in sizes:
-            text += f" clips ({sizes[f'frames_{split}']} frames)"
-        parts.append(text)
-    return ", ".join(parts)
-
-
-def _summary_rows(systems: Sequence[System]) -> tuple[list[str], list[list[str]], list[list[str]]]:
-    """Header, cells and per-cell marks ("best", "near", "") of the summary table."""
-    header = ["task", "kind", "metric", *(s.label for s in systems), "chance", "split sizes"]
-    rows, marks = [], []
-    for name in task_names(systems):
-        task = first_task(systems, name)
-        found = headline(task)
-        if found is None:
-            continue
-        metric = found[0]
-        scores = [mean_std(s.results["tasks"].get(name), metric) for s in systems]
-        column_marks = noise_marks(scores, lower_is_better=metric in LOWER_IS_BETTER)
-        chance = (task.get("chance") or {}).get(metric)
-        rows.append(
-            [
-                name,
-                str(task.get("kind", "")),
-                metric_label(metric),
-                *(MISSING if score is None else format_score(*score) for score in scores),
-                MISSING if chance is None else f"{chance:.3f}",
-                _splits(task),
-            ]
-        )
-        marks.append(["", "", "", *column_marks, "", ""])
-    return header, rows, marks
-
-
-def _detail_rows(systems: Sequence[System], name: str) -> tuple[list[str], list[list[str]]]:
-    task = first_task(systems, name)
-    metrics: dict[str, None] = {}
-    for system in systems:
-        metrics.update(dict.fromkeys(system.results["tasks"].get(name, {}).get("metrics", {})))
-    header = ["metric", *(s.label for s in systems), "chance"]
-    rows = []
-    for metric in metrics:
-        chance = (task.get("chance") or {}).get(metric)
-        cells = []
-        for system in systems:
-            score = mean_std(system.results["tasks"].get(name), metric)
-            cells.append(MISSING if score is None else format_score(*score))
-        rows.append([metric_label(metric), *cells, MISSING if chance is None else f"{chance:.3f}"])
-    return header, rows
-
-
-def _probe_text(task: Mapping[str, Any]) -> str:
-    probe = task.get("probe") or {}
-    return ", ".join(f"{key} {_plain(value)}" for key, value in probe.items())
-
-
-def _plain(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _layer_rows(task: Mapping[str, Any]) -> list[list[str]]:
-    metric = task.get("main")
-    rows = []
-    for layer, metrics in sorted(
-        task.get("by_layer", {}).items(), key=lambda i: layer_number(i[0])
-    ):
-        score = mean_std({"metrics": metrics}, metric) if metric else None
-        rows.append([str(layer), MISSING if score is None else format_score(*score)])
-    return rows
-
-
-def _skipped(systems: Sequence[System]) -> list[str]:
-    lines = [str(line) for line in systems[0].results.get("skipped") or []]
-    for system in systems[1:]:
-        # A task the corpus cannot support is skipped for every system: say it once.
-        lines += [
-            f"{system.label}: {line}"
-            for line in system.results.get("skipped") or []
-            if str(line) not in lines
-        ]
-    return lines
-
-
-def _about(systems: Sequence[System]) -> list[tuple[str, str]]:
-    results = systems[0].results
-    about = [
-        ("source", str(results.get("source", "?"))),
-        ("corpus", str(results.get("corpus", "?"))),
-        ("date", str(results.get("created", "?")).replace("T", " ")[:19]),
-        ("musicssl version", str(results.get("version", "?"))),
-        ("seeds", f"{results.get('seeds', '?')} ({SEED_NOTE})"),
-    ]
-    if len(systems) > 1:
-        about.append(("baselines", ", ".join(s.label for s in systems[1:])))
-    return about
-
-
-_READING = (
-    "Scores are mean ± std over seeds on the test split. Higher is better for every metric "
-    "except mae (lower is better). Chance is what a random embedding scores. "
-    f"{BEST_MARK} marks the best system on a task, {NEAR_MARK} a system within noise of it "
-    "(|difference| <= 2 · sqrt(std_best² + std²))."
-)
 
 
 # ----------------------------------------------------------------------------- markdown
@@ -249,15 +86,15 @@ _READING = (
 def _markdown(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str:
     results = systems[0].results
     out = [f"# Evaluation of {results.get('source', '?')}", ""]
-    out += [f"- **{key}**: {value}" for key, value in _about(systems)]
-    out += ["", "## Summary", "", _READING, ""]
-    header, rows, marks = _summary_rows(systems)
+    out += [f"- **{key}**: {value}" for key, value in about_rows(systems)]
+    out += ["", "## Summary", "", READING, ""]
+    header, rows, marks = summary_rows(systems)
     marked = [
         [f"{cell} {mark}".rstrip() for cell, mark in zip(row, row_marks)]
         for row, row_marks in zip(rows, marks)
     ]
     out += _md_table(header, marked) if rows else ["No task produced a score."]
-    if skipped := _skipped(systems):
+    if skipped := skipped_lines(systems):
         out += ["", "## Skipped", ""] + [f"- {line}" for line in skipped]
     if figures:
         out += ["", "## Figures", ""]
@@ -272,24 +109,19 @@ def _markdown(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str
             out += [str(task["description"]), ""]
         if task.get("main"):
             out.append(f"- headline metric: {metric_label(task['main'])}")
-        if sizes := _splits(task, frames=True):
+        if sizes := split_text(task, frames=True):
             out.append(f"- split sizes: {sizes}")
-        if probe := _probe_text(task):
+        if probe := probe_text(task):
             out.append(f"- probe chosen on valid: {probe}")
-        if values := _values(task):
+        if values := seed_values(task):
             out.append(f"- {systems[0].label}, {task['main']} per seed: {values}")
         out.append("")
-        header, rows = _detail_rows(systems, name)
+        header, rows = detail_rows(systems, name)
         if rows:
             out += _md_table(header, rows) + [""]
-        if layers := _layer_rows(task):
+        if layers := layer_rows(task):
             out += _md_table(["layer", str(task.get("main"))], layers) + [""]
     return "\n".join(out).rstrip() + "\n"
-
-
-def _values(task: Mapping[str, Any]) -> str:
-    metric = (task.get("metrics") or {}).get(task.get("main") or "", {})
-    return ", ".join(f"{value:.3f}" for value in metric.get("values") or [])
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -336,15 +168,15 @@ def _html(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str:
         f"<h1>Evaluation of {source}</h1>",
         '<dl class="about">',
     ]
-    out += [f"<dt>{esc(key)}</dt><dd>{esc(value)}</dd>" for key, value in _about(systems)]
-    out += ["</dl>", "<h2>Summary</h2>", f'<p class="note">{esc(_READING)}</p>']
-    header, rows, marks = _summary_rows(systems)
+    out += [f"<dt>{esc(key)}</dt><dd>{esc(value)}</dd>" for key, value in about_rows(systems)]
+    out += ["</dl>", "<h2>Summary</h2>", f'<p class="note">{esc(READING)}</p>']
+    header, rows, marks = summary_rows(systems)
     numeric = set(range(3, 3 + len(systems) + 1))
     if rows:
         out.append(_html_table(header, rows, marks, numeric))
     else:
         out.append("<p>No task produced a score.</p>")
-    if skipped := _skipped(systems):
+    if skipped := skipped_lines(systems):
         out += ["<h2>Skipped</h2>", '<ul class="skipped">']
         out += [f"<li>{esc(line)}</li>" for line in skipped]
         out.append("</ul>")
@@ -366,20 +198,20 @@ def _html(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str:
         facts = []
         if task.get("main"):
             facts.append(("headline metric", metric_label(task["main"])))
-        if sizes := _splits(task, frames=True):
+        if sizes := split_text(task, frames=True):
             facts.append(("split sizes", sizes))
-        if probe := _probe_text(task):
+        if probe := probe_text(task):
             facts.append(("probe chosen on valid", probe))
-        if values := _values(task):
+        if values := seed_values(task):
             facts.append((f"{systems[0].label}, {task['main']} per seed", values))
         if facts:
             out.append("<ul>")
             out += [f"<li>{esc(key)}: {esc(value)}</li>" for key, value in facts]
             out.append("</ul>")
-        header, rows = _detail_rows(systems, name)
+        header, rows = detail_rows(systems, name)
         if rows:
             out.append(_html_table(header, rows, None, set(range(1, len(header)))))
-        if layers := _layer_rows(task):
+        if layers := layer_rows(task):
             out.append(_html_table(["layer", str(task.get("main"))], layers, None, {1}))
     out.append("</body></html>")
     return "\n".join(out) + "\n"
@@ -433,14 +265,3 @@ def _unique_labels(systems: Sequence[System]) -> None:
         seen[system.label] = count + 1
         if count:
             system.label = f"{system.label} ({count + 1})"
-
-
-def _write_atomic(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path

@@ -1,0 +1,70 @@
+"""An evaluation's output folder: recognised as ours by its ``results.json``, written whole.
+
+``musicssl evaluate --out DIR`` writes into a folder that is missing, empty, or an earlier
+evaluation report (a folder whose ``results.json`` reads as evaluation results); anything else
+is refused before any work starts, so no file of the user's is overwritten or deleted. Each
+file of the report replaces the old one atomically (``musicssl.files``); ``results.json`` is
+written first, so a folder left by an interrupted write is still recognised as a report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from musicssl.errors import MusicSSLError
+from musicssl.evaluate.report.compare import read_results
+from musicssl.evaluate.report.pages import write_report
+from musicssl.files import write_text
+
+RESULTS = "results.json"
+
+
+def check_out(out: str | os.PathLike) -> Path:
+    """``out`` as a path, once it is known to be safe to write a report into.
+
+    Raises:
+        MusicSSLError: ``out`` is a file, or a non-empty folder that is not a report.
+    """
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise MusicSSLError(f"{folder}: exists and is not a folder; choose another --out")
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return folder
+    if not (folder / RESULTS).is_file():
+        raise MusicSSLError(
+            f"{folder}: the folder holds files and no {RESULTS}, so it is not an evaluation "
+            "report; choose a new or empty --out"
+        )
+    try:
+        read_results(folder)
+    except MusicSSLError as error:
+        raise MusicSSLError(
+            f"{folder}: not an evaluation report ({error}); choose a new or empty --out"
+        ) from None
+    return folder
+
+
+def write_evaluation(
+    out: str | os.PathLike,
+    results: Mapping[str, Any],
+    *,
+    baselines: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Path]:
+    """Write ``results.json`` and the report (``write_report``) into ``out``.
+
+    Args:
+        out: the output folder; checked again with ``check_out``.
+        results: the ``results.json`` content.
+        baselines: the results of the baselines set beside it, by ``baseline:NAME``.
+
+    Returns:
+        Every written file by its path relative to ``out``.
+    """
+    folder = check_out(out)
+    written = {RESULTS: write_text(folder / RESULTS, json.dumps(results, indent=1))}
+    written.update(write_report(results, folder, baselines=baselines))
+    return written

@@ -1,0 +1,142 @@
+"""The tables of an evaluation report, as rows of text shared by report.md and report.html."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from musicssl.evaluate.report.figures import SEED_NOTE
+from musicssl.evaluate.report.reading import (
+    BEST_MARK,
+    LOWER_IS_BETTER,
+    MISSING,
+    NEAR_MARK,
+    System,
+    first_task,
+    format_score,
+    headline,
+    layer_number,
+    mean_std,
+    metric_label,
+    noise_marks,
+    task_names,
+)
+
+
+def split_text(task: Mapping[str, Any], *, frames: bool = False) -> str:
+    """ "train 1512, valid 324, test 324"; frame-level tasks add "(380000 frames)" on request."""
+    sizes = task.get("split_sizes") or {}
+    parts = []
+    for split, count in sizes.items():
+        if split.startswith("frames_"):
+            continue
+        text = f"{split} {count}"
+        if frames and f"frames_{split}" in sizes:
+            text += f" clips ({sizes[f'frames_{split}']} frames)"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def summary_rows(systems: Sequence[System]) -> tuple[list[str], list[list[str]], list[list[str]]]:
+    """Header, cells and per-cell marks ("best", "near", "") of the summary table."""
+    header = ["task", "kind", "metric", *(s.label for s in systems), "chance", "split sizes"]
+    rows, marks = [], []
+    for name in task_names(systems):
+        task = first_task(systems, name)
+        found = headline(task)
+        if found is None:
+            continue
+        metric = found[0]
+        scores = [mean_std(s.results["tasks"].get(name), metric) for s in systems]
+        column_marks = noise_marks(scores, lower_is_better=metric in LOWER_IS_BETTER)
+        chance = (task.get("chance") or {}).get(metric)
+        rows.append(
+            [
+                name,
+                str(task.get("kind", "")),
+                metric_label(metric),
+                *(MISSING if score is None else format_score(*score) for score in scores),
+                MISSING if chance is None else f"{chance:.3f}",
+                split_text(task),
+            ]
+        )
+        marks.append(["", "", "", *column_marks, "", ""])
+    return header, rows, marks
+
+
+def detail_rows(systems: Sequence[System], name: str) -> tuple[list[str], list[list[str]]]:
+    task = first_task(systems, name)
+    metrics: dict[str, None] = {}
+    for system in systems:
+        metrics.update(dict.fromkeys(system.results["tasks"].get(name, {}).get("metrics", {})))
+    header = ["metric", *(s.label for s in systems), "chance"]
+    rows = []
+    for metric in metrics:
+        chance = (task.get("chance") or {}).get(metric)
+        cells = []
+        for system in systems:
+            score = mean_std(system.results["tasks"].get(name), metric)
+            cells.append(MISSING if score is None else format_score(*score))
+        rows.append([metric_label(metric), *cells, MISSING if chance is None else f"{chance:.3f}"])
+    return header, rows
+
+
+def probe_text(task: Mapping[str, Any]) -> str:
+    probe = task.get("probe") or {}
+    return ", ".join(f"{key} {_plain(value)}" for key, value in probe.items())
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def layer_rows(task: Mapping[str, Any]) -> list[list[str]]:
+    metric = task.get("main")
+    rows = []
+    for layer, metrics in sorted(
+        task.get("by_layer", {}).items(), key=lambda i: layer_number(i[0])
+    ):
+        score = mean_std({"metrics": metrics}, metric) if metric else None
+        rows.append([str(layer), MISSING if score is None else format_score(*score)])
+    return rows
+
+
+def skipped_lines(systems: Sequence[System]) -> list[str]:
+    lines = [str(line) for line in systems[0].results.get("skipped") or []]
+    for system in systems[1:]:
+        # A task the corpus cannot support is skipped for every system: say it once.
+        lines += [
+            f"{system.label}: {line}"
+            for line in system.results.get("skipped") or []
+            if str(line) not in lines
+        ]
+    return lines
+
+
+def about_rows(systems: Sequence[System]) -> list[tuple[str, str]]:
+    results = systems[0].results
+    about = [
+        ("source", str(results.get("source", "?"))),
+        ("corpus", str(results.get("corpus", "?"))),
+        ("date", str(results.get("created", "?")).replace("T", " ")[:19]),
+        ("musicssl version", str(results.get("version", "?"))),
+        ("seeds", f"{results.get('seeds', '?')} ({SEED_NOTE})"),
+    ]
+    if len(systems) > 1:
+        about.append(("baselines", ", ".join(s.label for s in systems[1:])))
+    return about
+
+
+READING = (
+    "Scores are mean ± std over seeds on the test split. Higher is better for every metric "
+    "except mae (lower is better). Chance is what a random embedding scores. "
+    f"{BEST_MARK} marks the best system on a task, {NEAR_MARK} a system within noise of it "
+    "(|difference| <= 2 · sqrt(std_best² + std²))."
+)
+
+
+def seed_values(task: Mapping[str, Any]) -> str:
+    metric = (task.get("metrics") or {}).get(task.get("main") or "", {})
+    return ", ".join(f"{value:.3f}" for value in metric.get("values") or [])

@@ -1,0 +1,266 @@
+"""What an evaluation produces, as types: one ``TaskResult`` per task, gathered in ``Evaluation``.
+
+``Evaluation.to_dict()`` is the content of ``results.json``, and ``Evaluation.from_dict`` reads
+it back (the baseline cache stores the same format). The keys of that file are documented in
+the README and read by ``musicssl compare``: they do not change when these types do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# Bump when the protocol changes what a score means: cached baseline results are recomputed.
+PROTOCOL_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """One metric over seeds: mean, population std and the per-seed values."""
+
+    mean: float
+    std: float
+    values: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> MetricSummary:
+        """The summary of per-seed values."""
+        array = np.asarray(list(values), dtype=np.float64)
+        return cls(float(array.mean()), float(array.std()), tuple(float(v) for v in array))
+
+    def to_dict(self, *, with_values: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {"mean": self.mean, "std": self.std}
+        if with_values:
+            out["values"] = list(self.values)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MetricSummary:
+        return cls(float(data["mean"]), float(data["std"]), tuple(data.get("values", ())))
+
+
+@dataclass
+class TaskResult:
+    """The scores of one task.
+
+    Attributes:
+        name, kind, description: the task's.
+        split_sizes: examples per split (frame-level tasks add ``frames_<split>``).
+        main: the headline metric.
+        chance: what an embedding carrying no information scores, per metric.
+        metrics: per metric, its summary over seeds on the test split.
+        probe: the probe chosen on valid (None for retrieval).
+        valid: the valid score of every probe tried (None for retrieval).
+        notes: what the protocol had to leave out, in words.
+        classes, majority, confusion: classification kinds only.
+        curve: retrieval only: ``k``, ``recall`` and ``chance`` lists.
+        note: why some files of the task were left out, if any were.
+        by_layer: per encoder layer, the summary of every metric (``--layers all``).
+    """
+
+    name: str
+    kind: str
+    description: str
+    split_sizes: dict[str, int]
+    main: str
+    chance: dict[str, float]
+    metrics: dict[str, MetricSummary]
+    probe: dict[str, Any] | None = None
+    valid: dict[str, float] | None = None
+    notes: list[str] = field(default_factory=list)
+    classes: list[str] | None = None
+    majority: dict[str, float] | None = None
+    confusion: list[list[int]] | None = None
+    curve: dict[str, Any] | None = None
+    note: str | None = None
+    by_layer: dict[str, dict[str, MetricSummary]] | None = None
+
+    @property
+    def headline(self) -> MetricSummary:
+        """The summary of the headline metric."""
+        return self.metrics[self.main]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The task's entry of ``results.json``; only JSON types."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "description": self.description,
+            "split_sizes": dict(self.split_sizes),
+            "main": self.main,
+            "chance": dict(self.chance),
+            "metrics": {metric: value.to_dict() for metric, value in self.metrics.items()},
+            "probe": self.probe,
+            "valid": self.valid,
+            "notes": list(self.notes),
+        }
+        optional = {
+            "classes": self.classes,
+            "majority": self.majority,
+            "confusion": self.confusion,
+            "curve": self.curve,
+            "note": self.note,
+        }
+        out.update({key: value for key, value in optional.items() if value is not None})
+        if self.by_layer is not None:
+            out["by_layer"] = {
+                layer: {m: s.to_dict(with_values=False) for m, s in scores.items()}
+                for layer, scores in self.by_layer.items()
+            }
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskResult:
+        by_layer = data.get("by_layer")
+        return cls(
+            name=data["name"],
+            kind=data["kind"],
+            description=data.get("description", ""),
+            split_sizes=dict(data["split_sizes"]),
+            main=data["main"],
+            chance=dict(data["chance"]),
+            metrics={m: MetricSummary.from_dict(s) for m, s in data["metrics"].items()},
+            probe=data.get("probe"),
+            valid=data.get("valid"),
+            notes=list(data.get("notes", [])),
+            classes=data.get("classes"),
+            majority=data.get("majority"),
+            confusion=data.get("confusion"),
+            curve=data.get("curve"),
+            note=data.get("note"),
+            by_layer=None
+            if by_layer is None
+            else {
+                layer: {m: MetricSummary.from_dict(s) for m, s in scores.items()}
+                for layer, scores in by_layer.items()
+            },
+        )
+
+
+@dataclass(frozen=True)
+class SkippedTask:
+    """A task that could not run on a source, and why."""
+
+    task: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.task}: {self.reason}"
+
+    @classmethod
+    def parse(cls, line: str) -> SkippedTask:
+        task, _, reason = line.partition(": ")
+        return cls(task, reason)
+
+
+@dataclass(frozen=True)
+class EmbeddingMap:
+    """A 2-D picture of a task's test embeddings: one point and one label per test clip."""
+
+    task: str
+    points: np.ndarray  # Shape: (num_items, 2)
+    labels: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "points": np.round(np.asarray(self.points, dtype=np.float64), 4).tolist(),
+            "labels": list(self.labels),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EmbeddingMap:
+        points = np.asarray(data["points"], dtype=np.float64).reshape(-1, 2)
+        return cls(str(data["task"]), points, tuple(str(label) for label in data["labels"]))
+
+
+@dataclass
+class Evaluation:
+    """Every result of one source: the content of ``results.json``.
+
+    Attributes:
+        source: how the report names the source (the path as given, or ``baseline:NAME``).
+        corpus: the built-in corpus folder the tasks were read from.
+        created: ISO 8601 time, UTC.
+        version: musicssl's version.
+        seeds: probe fits per task.
+        layers: "all" when every encoder layer was probed too, else None.
+        tasks: the result of every task that ran, in task order.
+        skipped: tasks that could not run.
+        skipped_files: audio files that could not be embedded, with the reason.
+        map: the 2-D map of the style task's test embeddings, when drawn.
+        baselines: headline (mean, std) per task of each baseline, by ``baseline:NAME``.
+        protocol: ``PROTOCOL_VERSION`` of the code that computed it.
+    """
+
+    source: str
+    corpus: str
+    created: str
+    version: str
+    seeds: int
+    layers: str | None
+    tasks: dict[str, TaskResult] = field(default_factory=dict)
+    skipped: list[SkippedTask] = field(default_factory=list)
+    skipped_files: list[str] = field(default_factory=list)
+    map: EmbeddingMap | None = None
+    baselines: dict[str, dict[str, dict[str, MetricSummary]]] | None = None
+    protocol: int = PROTOCOL_VERSION
+
+    def headlines(self) -> dict[str, dict[str, MetricSummary]]:
+        """Per task, its headline metric's summary, as set beside another source's results."""
+        return {name: {task.main: task.headline} for name, task in self.tasks.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``results.json`` content; only JSON types."""
+        out: dict[str, Any] = {
+            "source": self.source,
+            "corpus": self.corpus,
+            "created": self.created,
+            "version": self.version,
+            "protocol": self.protocol,
+            "seeds": self.seeds,
+            "layers": self.layers,
+            "tasks": {name: task.to_dict() for name, task in self.tasks.items()},
+            "skipped": [str(skip) for skip in self.skipped],
+            "skipped_files": list(self.skipped_files),
+        }
+        if self.map is not None:
+            out["map"] = self.map.to_dict()
+        if self.baselines is not None:
+            out["baselines"] = {
+                label: {
+                    task: {m: s.to_dict(with_values=False) for m, s in scores.items()}
+                    for task, scores in tasks.items()
+                }
+                for label, tasks in self.baselines.items()
+            }
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Evaluation:
+        baselines = data.get("baselines")
+        return cls(
+            source=str(data["source"]),
+            corpus=str(data.get("corpus", "")),
+            created=str(data.get("created", "")),
+            version=str(data.get("version", "")),
+            seeds=int(data.get("seeds") or 0),
+            layers=data.get("layers"),
+            tasks={name: TaskResult.from_dict(t) for name, t in data["tasks"].items()},
+            skipped=[SkippedTask.parse(str(line)) for line in data.get("skipped", [])],
+            skipped_files=[str(line) for line in data.get("skipped_files", [])],
+            map=EmbeddingMap.from_dict(data["map"]) if data.get("map") else None,
+            baselines=None
+            if baselines is None
+            else {
+                label: {
+                    task: {m: MetricSummary.from_dict(s) for m, s in scores.items()}
+                    for task, scores in tasks.items()
+                }
+                for label, tasks in baselines.items()
+            },
+            protocol=int(data.get("protocol", PROTOCOL_VERSION)),
+        )

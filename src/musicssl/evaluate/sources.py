@@ -1,0 +1,154 @@
+"""What gives embeddings to evaluate: a checkpoint, an ``.npz`` from any system, or a baseline.
+
+``open_source`` turns the command line's SOURCE into a ``Source``: a model to embed audio with
+(a checkpoint's encoder, or a baseline), or the ready arrays of an ``.npz``. A source also
+carries its identity, what makes its embeddings what they are, which keys the caches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from musicssl import checkpoint
+from musicssl.errors import MusicSSLError
+
+if TYPE_CHECKING:
+    from musicssl.embed import Model
+    from musicssl.evaluate.baselines import FeatureBaseline
+
+BASELINE_PREFIX = "baseline:"
+
+
+@dataclass
+class Embedded:
+    """The embeddings of audio files named relative to one root.
+
+    Attributes:
+        arrays: an embeddings ``.npz``'s arrays: ``names`` and ``emb`` (N x D); ``layer_K``
+            (N x C_K) with layers; ``frame_names``, ``frames``, ``frame_times`` and
+            ``frame_offsets`` with frame tracks (see the README's Formats).
+        skipped: files that could not be embedded, as "name: reason".
+    """
+
+    arrays: dict[str, np.ndarray]
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [str(name) for name in self.arrays["names"].tolist()]
+
+    def vectors(self, key: str = "emb") -> dict[str, np.ndarray]:
+        """One row of array ``key`` per name (``emb``, or a layer's ``layer_K``)."""
+        return dict(zip(self.names, self.arrays[key]))
+
+    @property
+    def layer_keys(self) -> list[str]:
+        """The ``layer_K`` arrays, in layer order."""
+        keys = [key for key in self.arrays if key.startswith("layer_")]
+        return sorted(keys, key=lambda key: int(key.removeprefix("layer_")))
+
+    def frames(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per name, (frame features (num_frames, dim), frame times (num_frames,)); {} if none."""
+        arrays = self.arrays
+        if "frames" not in arrays or "frame_offsets" not in arrays:
+            return {}
+        names = arrays.get("frame_names", arrays["names"]).tolist()
+        offsets = arrays["frame_offsets"]
+        return {
+            str(name): (
+                arrays["frames"][offsets[i] : offsets[i + 1]],
+                arrays["frame_times"][offsets[i] : offsets[i + 1]],
+            )
+            for i, name in enumerate(names)
+        }
+
+
+@dataclass
+class Source:
+    """Something that gives embeddings.
+
+    Attributes:
+        label: how reports name it (the path as given, or ``baseline:NAME``).
+        model: a ``musicssl.embed.Model`` or a baseline; None for an ``.npz``.
+        embedded: the ``.npz``'s embeddings; None for a model.
+        identity: what makes its embeddings what they are (for cache keys).
+    """
+
+    label: str
+    model: Model | FeatureBaseline | None = None
+    embedded: Embedded | None = None
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.label.startswith(BASELINE_PREFIX)
+
+    @property
+    def is_checkpoint(self) -> bool:
+        return self.model is not None and not self.is_baseline
+
+
+def open_source(
+    spec: str, *, reference: str | os.PathLike | None = None, device: str = "cpu"
+) -> Source:
+    """Open a checkpoint, a run folder, an ``.npz`` or ``baseline:NAME``.
+
+    Args:
+        spec: what to evaluate.
+        reference: for ``baseline:random``, the checkpoint whose architecture to use.
+        device: where a model embeds.
+
+    Raises:
+        MusicSSLError: the source cannot be read, or is none of the above.
+    """
+    if spec.startswith(BASELINE_PREFIX):
+        from musicssl.evaluate.baselines import build_baseline
+
+        name = spec.removeprefix(BASELINE_PREFIX)
+        model = build_baseline(name, reference=reference, device=device)
+        return Source(spec, model=model, identity={"baseline": model.config()})
+    path = Path(spec)
+    if path.suffix == ".npz":
+        return Source(spec, embedded=read_npz(path), identity={"npz": file_hash(path)})
+    from musicssl.embed import load
+
+    identity = {
+        "weights": file_hash(checkpoint.encoder_weights(path)),
+        "encoder": checkpoint.encoder_spec(path),
+    }
+    return Source(spec, model=load(path, device=device), identity=identity)
+
+
+def read_npz(path: Path) -> Embedded:
+    """The embeddings of an ``.npz`` with ``names`` and ``emb`` (N x D), checked."""
+    if not path.is_file():
+        raise MusicSSLError(f"{path}: no such embeddings file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError) as error:
+        raise MusicSSLError(f"{path}: not a readable .npz ({error})") from None
+    for key in ("names", "emb"):
+        if key not in arrays:
+            raise MusicSSLError(f"{path}: an embeddings .npz needs '{key}' (has {sorted(arrays)})")
+    if arrays["emb"].ndim != 2 or len(arrays["emb"]) != len(arrays["names"]):
+        raise MusicSSLError(
+            f"{path}: 'emb' must be (len(names), dim); got {arrays['emb'].shape} "
+            f"for {len(arrays['names'])} names"
+        )
+    return Embedded(arrays)
+
+
+def file_hash(path: Path, *, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes, read in blocks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
