@@ -93,13 +93,17 @@ def pack(
 
     Args:
         manifest: JSON-lines manifest (``musicssl data index`` or a built-in corpus).
-        out: the store folder to create.
+        out: the store folder to create, or a store (or empty folder) to replace.
         sr: sample rate of the store, in Hz; clips are resampled to it.
         workers: clips decoded at once.
         progress: show a progress bar.
 
     Returns:
         A summary; clips that fail to decode are skipped and listed in it, never fatal.
+
+    Raises:
+        MusicSSLError: the manifest is missing, malformed or empty; ``out`` exists and is
+            not a store (nothing there is touched); another pack is writing ``out`` now.
     """
     out = Path(out)
     rows = read_manifest(manifest)
