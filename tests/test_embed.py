@@ -207,8 +207,10 @@ def test_non_finite_audio_is_refused(tmp_path: Path, write_audio):
     y[1000] = np.nan
     with pytest.raises(MusicSSLError, match="sample 1400"):
         model.embed_stream(iter([x[:400], y]))
-    with pytest.raises(MusicSSLError, match="sr must be a positive"):
-        model.embed(x, 0)
+    for sr in (0, -8000, 8000.5, float("nan")):
+        with pytest.raises(MusicSSLError, match="sr must be a positive whole number"):
+            model.embed(x, sr)
+    np.testing.assert_allclose(model.embed(x, 8000.0).clip, model.embed(x, 8000).clip)
     # A float file holding a NaN is reported and skipped, not embedded as NaN.
     write_audio("music/good.wav", x, 8000)
     write_audio("music/nan.wav", y, 8000, subtype="FLOAT")

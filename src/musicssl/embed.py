@@ -276,8 +276,9 @@ def mono_at(waveform: np.ndarray | Tensor, sr: int, *, target_sr: int) -> np.nda
         )
     if not np.isfinite(signal).all():
         raise MusicSSLError("embed: the audio holds NaN or infinite samples")
-    if not isinstance(sr, (int, np.integer)) or sr <= 0:
-        raise MusicSSLError(f"embed: sr must be a positive integer (Hz), got {sr!r}")
+    whole = isinstance(sr, (int, float, np.number)) and math.isfinite(sr) and sr == int(sr)
+    if not whole or sr <= 0:
+        raise MusicSSLError(f"embed: sr must be a positive whole number of Hz, got {sr!r}")
     mono = audio.to_mono(signal.astype(np.float32, copy=False))
     return audio.resample(mono, orig_sr=int(sr), target_sr=target_sr)
 
