@@ -1,33 +1,227 @@
+"""The musicssl command: every verb's options reach its library function, defaults come from it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import os
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from musicssl import cli
 from musicssl.cli import build_parser, main
+from musicssl.cli_options import Default
 
 
-def test_help_lists_every_verb():
+@pytest.fixture(autouse=True)
+def no_process_settings(monkeypatch):
+    # main() flushes subnormal floats for the whole process: not inside the test session.
+    monkeypatch.setattr(cli, "configure_torch", lambda: True)
+
+
+def verb_parsers(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
+    """(words, parser) of every leaf verb: ("data", "pack"), ("embed",), ..."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from verb_parsers(sub, (*prefix, name))
+            return
+    yield prefix, parser
+
+
+def test_help_lists_every_verb_and_a_typical_path_that_keeps_the_test_split_out():
     result = subprocess.run(
         [sys.executable, "-m", "musicssl", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0
-    for verb in ("corpus", "data", "pretrain", "embed"):
-        assert verb in result.stdout
+    for verb in ("corpus", "data", "pretrain", "embed", "evaluate", "compare", "demo"):
+        assert f"    {verb} " in result.stdout
+    path = [line.split("#")[0] for line in result.stdout.splitlines() if "  musicssl " in line]
+    index = next(line for line in path if " data index " in line)
+    assert "--splits" in index or "--split-by" in index
+    assert any(" pretrain " in line and "data.store=" in line for line in path)
 
 
-def test_bad_input_is_one_clear_line_and_exit_code_1(tmp_path, capsys):
-    assert main(["data", "index", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m")]) == 1
-    assert "nowhere: not a folder" in capsys.readouterr().err
+def test_every_verb_is_there_and_every_default_is_read_from_the_library(capsys):
+    verbs = dict(verb_parsers(build_parser()))
+    assert set(verbs) == {
+        ("corpus", "build"),
+        ("data", "index"),
+        ("data", "pack"),
+        ("pretrain",),
+        ("embed",),
+        ("evaluate",),
+        ("compare",),
+        ("demo",),
+    }
+    shown = 0
+    for words, parser in verbs.items():
+        assert main([*words, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert "_empty" not in text and "object at 0x" not in text, words
+        for action in parser._actions:
+            if isinstance(action.default, Default):
+                assert str(action.default) and "_empty" not in str(action.default)
+                shown += 1
+    assert shown >= 20
 
 
-def test_overrides_may_follow_options(monkeypatch):
-    seen = {}
-    parser = build_parser()
-    parser._subparsers._group_actions[0].choices["pretrain"].set_defaults(
-        run=lambda args: seen.update(vars(args))
-    )
-    monkeypatch.setattr("musicssl.cli.build_parser", lambda: parser)
-    assert main(["pretrain", "r.yaml", "a.b=1", "--out", "x", "train.steps=5"]) == 0
-    assert seen["overrides"] == ["a.b=1", "train.steps=5"] and seen["out"] == "x"
+def test_defaults_in_help_are_the_functions_own():
+    from musicssl.store import pack
+
+    verbs = dict(verb_parsers(build_parser()))
+    sr = next(a for a in verbs[("data", "pack")]._actions if a.dest == "sr")
+    assert str(sr.default) == str(inspect.signature(pack).parameters["sr"].default) == "16000"
+
+
+def test_options_that_take_only_their_default_are_gone():
     with pytest.raises(SystemExit):
-        main(["pretrain", "r.yaml", "--out", "x", "--bogus"])
+        build_parser().parse_args(["embed", ".", ".", "--out", "e.npz", "--window", "3"])
+
+
+def recording(monkeypatch, target: str, returns: Any = None) -> list[dict[str, Any]]:
+    """Replace ``module:function`` by one that checks its arguments against the real signature."""
+    module, _, name = target.partition(":")
+    real = getattr(importlib.import_module(module), name)
+    calls: list[dict[str, Any]] = []
+
+    def fake(*args, **kwargs):
+        bound = inspect.signature(real).bind(*args, **kwargs)  # a renamed keyword fails here
+        calls.append(dict(bound.arguments))
+        return returns
+
+    monkeypatch.setattr(f"{module}.{name}", fake)
+    return calls
+
+
+def test_given_options_reach_the_functions_and_the_rest_keep_their_defaults(
+    tmp_path, monkeypatch, capsys
+):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("")
+
+    built = recording(monkeypatch, "musicssl.builtin:build_corpus", returns={})
+    assert main(["corpus", "build", "--out", str(tmp_path / "c"), "--size", "tiny"]) == 0
+    assert built == [{"out_dir": str(tmp_path / "c"), "size": "tiny"}]
+
+    indexed = recording(monkeypatch, "musicssl.corpus:index_folder", returns="ok")
+    argv = ["data", "index", str(folder), "--out", str(manifest), "--split-by", "parent"]
+    assert main([*argv, "--workers", "3"]) == 0
+    assert indexed == [
+        {"root": str(folder), "out": str(manifest), "split_by": "parent", "workers": 3}
+    ]
+
+    packed = recording(monkeypatch, "musicssl.store:pack", returns="ok")
+    assert main(["data", "pack", str(manifest), "--out", str(tmp_path / "s"), "--sr", "22050"]) == 0
+    assert packed == [{"manifest": str(manifest), "out": str(tmp_path / "s"), "sr": 22050}]
+
+    loaded = recording(monkeypatch, "musicssl.embed:load", returns="model")
+    embedded = recording(
+        monkeypatch, "musicssl.embed:embed_files", returns={"embedded": 1, "skipped": 0}
+    )
+    out = str(tmp_path / "e.npz")
+    argv = ["embed", str(folder), str(folder), "--out", out, "--hop", "0.5", "--layer", "2"]
+    assert main([*argv, "--frames"]) == 0
+    assert loaded == [{"path": str(folder)}]
+    assert embedded == [
+        {
+            "model": "model",
+            "source": str(folder),
+            "out": out,
+            "hop": 0.5,
+            "layers": 2,
+            "frames": True,
+        }
+    ]
+
+    evaluated = recording(monkeypatch, "musicssl.evaluate.run:evaluate")
+    argv = ["evaluate", "baseline:mfcc", "--out", str(tmp_path / "r"), "--baselines", "none"]
+    assert main([*argv, "--seeds", "2"]) == 0
+    assert evaluated == [
+        {"source": "baseline:mfcc", "out": str(tmp_path / "r"), "seeds": 2, "baselines": []}
+    ]
+
+    compared = recording(monkeypatch, "musicssl.evaluate.report.compare:compare_table", "table")
+    assert main(["compare", str(folder), str(tmp_path)]) == 0
+    assert compared == [{"dirs": [str(folder), str(tmp_path)]}]
+
+    demos = recording(monkeypatch, "musicssl.demo:run_demo")
+    assert main(["demo", "--minutes", "0.5", "--corpus-size", "tiny"]) == 0
+    assert demos == [{"minutes": 0.5, "corpus_size": "tiny"}]
+    assert "table" in capsys.readouterr().out
+
+
+def test_pretrain_loads_the_recipe_with_its_overrides_even_after_options(tmp_path, monkeypatch):
+    from musicssl.recipe import Recipe
+
+    trained = recording(monkeypatch, "musicssl.train:pretrain", returns=tmp_path / "ckpt")
+    monkeypatch.setattr("musicssl.demo.with_builtin_store", lambda recipe: recipe)
+    run = tmp_path / "run"
+    argv = ["pretrain", "simclr-shortchunk-cpu", "train.steps=7", "--out", str(run)]
+    assert main([*argv, "train.batch_size=4", "data.store=somewhere"]) == 0
+    (call,) = trained
+    assert isinstance(call["recipe"], Recipe)
+    assert (call["recipe"].train.steps, call["recipe"].train.batch_size) == (7, 4)
+    assert call["recipe"].data.store == "somewhere"
+    assert call["out"] == run and call["resume"] is False
+
+
+def test_resume_takes_the_runs_own_recipe(tmp_path, monkeypatch, capsys):
+    from musicssl.recipe import Recipe, recipe_path
+
+    trained = recording(monkeypatch, "musicssl.train:pretrain", returns=tmp_path / "ckpt")
+    monkeypatch.setattr("musicssl.demo.with_builtin_store", lambda recipe: recipe)
+    run = tmp_path / "run"
+    run.mkdir()
+    recipe = Recipe.load(recipe_path("simclr-shortchunk-cpu"), ["train.steps=9"])
+    (run / "recipe.yaml").write_text(recipe.dump())
+    assert main(["pretrain", "--resume", str(run)]) == 0
+    assert trained[0]["recipe"].train.steps == 9 and trained[0]["resume"] is True
+    assert main(["pretrain", "simclr-shortchunk-cpu", "--resume", str(run)]) == 1
+    assert "give only RUN_DIR" in capsys.readouterr().err
+
+
+SUBNORMAL_FLUSHED = "(torch.tensor([1e-39]) * 1.0).item() == 0.0"
+
+
+def python(code: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_importing_the_library_changes_no_process_setting():
+    imports = "import musicssl, musicssl.train, musicssl.embed, musicssl.evaluate.run, musicssl.cli"
+    state = f"os.environ.get('OMP_WAIT_POLICY'), {SUBNORMAL_FLUSHED}"
+    code = f"import os, torch; {imports}; print({state})"
+    assert python(code) == "None False"
+
+
+def test_the_command_sets_the_process_settings_before_a_torch_verb_runs(tmp_path):
+    code = f"""
+import os
+from musicssl import cli, cli_verbs
+def show(args):
+    import torch
+    print(os.environ.get("OMP_WAIT_POLICY"), {SUBNORMAL_FLUSHED})
+cli_verbs.run_embed = show
+cli.main(["embed", {str(tmp_path)!r}, {str(tmp_path)!r}, "--out", {str(tmp_path / "e.npz")!r}])
+"""
+    assert python(code) == "PASSIVE True"
+
+
+def test_the_command_writes_no_default_of_its_own():
+    folder = Path(cli.__file__).parent
+    for module in ("cli.py", "cli_verbs.py", "cli_options.py"):
+        source = (folder / module).read_text()
+        for written in ('"data/corpus"', '"runs/demo"', '"small"', "16000", "~/.cache"):
+            assert written not in source, (module, written)
