@@ -17,7 +17,8 @@ from musicssl.corpus import index_folder
 from musicssl.embed import load
 from musicssl.recipe import OptimSettings, Recipe
 from musicssl.store import pack
-from musicssl.train import TrainingDiverged, learning_rate_factor, pretrain
+from musicssl.runlog import TrainingDiverged
+from musicssl.train import learning_rate_factor, pretrain
 
 RECIPE = """
 encoder:

@@ -8,11 +8,9 @@ resumed run draws the same batches and augmentations as an uninterrupted one.
 
 from __future__ import annotations
 
-import csv
 import inspect
 import math
 import os
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,16 +26,12 @@ from musicssl.augment import build_chain
 from musicssl.budget import TimeBudget
 from musicssl.encoders import ENCODERS, build_encoder
 from musicssl.errors import MusicSSLError
-from musicssl.files import atomic_path
 from musicssl.methods import METHODS, Method, build_method
 from musicssl.monitor import ProbeMonitor
 from musicssl.recipe import OptimSettings, Recipe
+from musicssl.runlog import RunLog
 from musicssl.sampling import TwoCrops, pcm_to_float
 from musicssl.store import SampleStore
-
-
-class TrainingDiverged(MusicSSLError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -101,25 +95,23 @@ def pretrain(
     parts = build_parts(recipe)
     _check_rate(store, parts.encoder)
     parts.chain.to(fabric.device)
-    start_step, last_step, settled = 0, settings.steps, settings.minutes is None
+    state: dict[str, Any] = {}
     if resume:
         state = checkpoint.load_training_state(run, parts.method)
-        start_step = int(state["step"])
-        settled = settled or "horizon" in state
-        last_step = int(state.get("horizon", settings.steps))
     elif fabric.is_global_zero:
         checkpoint.start_run(run, recipe)
+    start_step, last_step = int(state.get("step", 0)), int(state.get("horizon", settings.steps))
     if start_step >= last_step:
         return checkpoint.latest(run)
     budget = None
-    if not settled:
-        budget = TimeBudget(settings.minutes or 0, max_steps=settings.steps, start_step=start_step)
+    if settings.minutes is not None and "horizon" not in state:
+        budget = TimeBudget(settings.minutes, max_steps=settings.steps, start_step=start_step)
     loader = _loader(recipe, store, indices, parts.encoder, fabric, start_step=start_step)
     model, optimizer = fabric.setup(parts.method, parts.optimizer)
-    if resume:  # after setup, so that the optimiser state lands on the parameters' device
+    if state:  # after setup, so that the optimiser state lands on the parameters' device
         optimizer.load_state_dict(state["optimizer"])
     graphed = _compile(parts.method, settings.compile, fabric.device)
-    log = _Log(run, start_step=start_step, enabled=fabric.is_global_zero)
+    log = RunLog(run, start_step=start_step, enabled=fabric.is_global_zero)
     monitor = _monitor(recipe, store, parts.encoder) if fabric.is_global_zero else None
     bar = tqdm(total=last_step, initial=start_step, unit="step", desc="pretrain",
                disable=not (progress and fabric.is_global_zero))  # fmt: skip
@@ -149,19 +141,40 @@ def pretrain(
             row = log.write(step, {**extra, **scores}, lr=optimizer.param_groups[0]["lr"], run=run)
             bar.set_postfix(loss=f"{row['loss']:.4f}", views_s=f"{row['views_per_second']:.1f}")
         if save:
-            state = {"optimizer": optimizer.state_dict(), "step": step}
-            if budget is None or budget.settled:
-                state["horizon"] = last_step
-            if fabric.is_global_zero:
-                checkpoint.write_checkpoint(run, step=step, encoder_name=recipe.encoder.name,
-                                            method=parts.method, training_state=state,
-                                            recipe=recipe)  # fmt: skip
-            fabric.barrier()
+            settled = budget is None or budget.settled
+            _save(run, recipe, parts.method, optimizer, fabric, step=step,
+                  last_step=last_step if settled else None)  # fmt: skip
         if end:
             break
     bar.close()
     log.close()
     return checkpoint.latest(run)
+
+
+def _save(
+    run: Path,
+    recipe: Recipe,
+    method: Method,
+    optimizer: torch.optim.Optimizer,
+    fabric: Any,
+    *,
+    step: int,
+    last_step: int | None,
+) -> None:
+    """A checkpoint from the first process; the last step only once it is settled."""
+    state: dict[str, Any] = {"optimizer": optimizer.state_dict(), "step": step}
+    if last_step is not None:
+        state["horizon"] = last_step
+    if fabric.is_global_zero:
+        checkpoint.write_checkpoint(
+            run,
+            step=step,
+            encoder_name=recipe.encoder.name,
+            method=method,
+            training_state=state,
+            recipe=recipe,
+        )
+    fabric.barrier()
 
 
 def learning_rate_factor(step: int, *, last_step: int, optim: OptimSettings) -> float:
@@ -375,72 +388,3 @@ def _views(
     views, _ = chain(torch.cat([x_a, x_b]), generator=generator)
     x_a, x_b = views.chunk(2)
     return x_a, x_b
-
-
-class _Log:
-    """Loss means over each logged window, to metrics.csv and TensorBoard.
-
-    The step's outputs are kept on the device until a row is written: one host sync per
-    logged window, not per step. metrics.csv is rewritten whole at every row (rows after a
-    resumed step are dropped), so a killed run never leaves a torn row.
-    """
-
-    def __init__(self, run: Path, *, start_step: int, enabled: bool) -> None:
-        self.enabled, self.path = enabled, run / "metrics.csv"
-        self.pending: list[dict[str, Tensor]] = []
-        self.rows: list[dict[str, Any]] = []
-        self.window_start, self.window_views = time.perf_counter(), 0
-        self.writer = None
-        if not enabled:
-            return
-        if self.path.exists():
-            with open(self.path, newline="") as handle:
-                self.rows = [
-                    row for row in csv.DictReader(handle) if int(row["step"]) <= start_step
-                ]
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(str(run / "tensorboard"), purge_step=start_step + 1)
-
-    def add(self, outputs: dict[str, Tensor], *, views: int) -> None:
-        self.pending.append({key: value.detach() for key, value in outputs.items()})
-        self.window_views += views
-
-    def write(self, step: int, extra: dict[str, float], *, lr: float, run: Path) -> dict[str, Any]:
-        """Write the window's row; raises TrainingDiverged when a loss is not finite."""
-        means = {
-            key: torch.stack([p[key] for p in self.pending]).float().mean().item()
-            for key in self.pending[0]
-        }
-        self.pending.clear()
-        if not all(math.isfinite(value) for value in means.values()):
-            raise TrainingDiverged(
-                f"the loss is not finite at step {step} ({means}); the last good checkpoint "
-                f"is kept in {run / 'checkpoints'}. Lower optim.lr, or try "
-                "train.precision=32-true."
-            )
-        seconds = max(time.perf_counter() - self.window_start, 1e-9)
-        row = {"step": step, **means, **extra, "lr": lr,
-               "views_per_second": self.window_views / seconds}  # fmt: skip
-        self.window_start, self.window_views = time.perf_counter(), 0
-        self.rows.append(row)
-        self._flush(row)
-        return row
-
-    def _flush(self, row: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        columns = list(dict.fromkeys(key for r in self.rows for key in r))
-        with atomic_path(self.path) as temporary, open(temporary, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        if self.writer is not None:
-            for key, value in row.items():
-                if key != "step":
-                    self.writer.add_scalar(key, value, row["step"])
-            self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()

@@ -1,0 +1,88 @@
+"""A run's log: loss means over each logged window, to metrics.csv and TensorBoard."""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from musicssl.errors import MusicSSLError
+from musicssl.files import atomic_path
+
+
+class TrainingDiverged(MusicSSLError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class RunLog:
+    """Loss means over each logged window, to metrics.csv and TensorBoard.
+
+    The step's outputs are kept on the device until a row is written: one host sync per
+    logged window, not per step. metrics.csv is rewritten whole at every row (rows after a
+    resumed step are dropped), so a killed run never leaves a torn row.
+    """
+
+    def __init__(self, run: Path, *, start_step: int, enabled: bool) -> None:
+        self.enabled, self.path = enabled, run / "metrics.csv"
+        self.pending: list[dict[str, Tensor]] = []
+        self.rows: list[dict[str, Any]] = []
+        self.window_start, self.window_views = time.perf_counter(), 0
+        self.writer = None
+        if not enabled:
+            return
+        if self.path.exists():
+            with open(self.path, newline="") as handle:
+                self.rows = [
+                    row for row in csv.DictReader(handle) if int(row["step"]) <= start_step
+                ]
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(run / "tensorboard"), purge_step=start_step + 1)
+
+    def add(self, outputs: dict[str, Tensor], *, views: int) -> None:
+        self.pending.append({key: value.detach() for key, value in outputs.items()})
+        self.window_views += views
+
+    def write(self, step: int, extra: dict[str, float], *, lr: float, run: Path) -> dict[str, Any]:
+        """Write the window's row; raises TrainingDiverged when a loss is not finite."""
+        means = {
+            key: torch.stack([p[key] for p in self.pending]).float().mean().item()
+            for key in self.pending[0]
+        }
+        self.pending.clear()
+        if not all(math.isfinite(value) for value in means.values()):
+            raise TrainingDiverged(
+                f"the loss is not finite at step {step} ({means}); the last good checkpoint "
+                f"is kept in {run / 'checkpoints'}. Lower optim.lr, or try "
+                "train.precision=32-true."
+            )
+        seconds = max(time.perf_counter() - self.window_start, 1e-9)
+        row = {"step": step, **means, **extra, "lr": lr,
+               "views_per_second": self.window_views / seconds}  # fmt: skip
+        self.window_start, self.window_views = time.perf_counter(), 0
+        self.rows.append(row)
+        self._flush(row)
+        return row
+
+    def _flush(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        columns = list(dict.fromkeys(key for r in self.rows for key in r))
+        with atomic_path(self.path) as temporary, open(temporary, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "step":
+                    self.writer.add_scalar(key, value, row["step"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
