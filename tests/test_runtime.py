@@ -48,3 +48,17 @@ def test_glibc_takes_the_allocator_settings() -> None:
         run_python("from musicssl.runtime import keep_freed_memory; print(keep_freed_memory())")
         == "True"
     )
+
+
+@pytest.mark.skipif(
+    platform.machine().lower() not in ("x86_64", "amd64"), reason="flushing needs x86's SSE"
+)
+def test_configure_torch_flushes_subnormal_floats() -> None:
+    code = """
+        import torch
+        from musicssl.runtime import configure_torch
+        subnormal = torch.tensor([1e-39])  # below float32's smallest normal, 1.18e-38
+        before = (subnormal * 1.0).item()
+        print(before > 0, configure_torch(), (subnormal * 1.0).item())
+    """
+    assert run_python(code) == "True True 0.0"

@@ -109,19 +109,32 @@ def run(args: argparse.Namespace) -> int:
         return _fail(describe_os_error(error, _output_of(args)), EXIT_FAILURE)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
-    except MemoryError:
-        return _fail(f"out of memory{_lower_batch(args)}", EXIT_FAILURE)
     except Exception as error:
-        torch = sys.modules.get("torch")
-        if torch is not None and isinstance(error, torch.cuda.OutOfMemoryError):
-            return _fail(f"{_first_line(error)}{_lower_batch(args)}", EXIT_FAILURE)
-        traceback.print_exc()
-        return _fail(
-            "this is a bug in musicssl: please report it with the command line and the "
-            "traceback above",
-            EXIT_BUG,
-        )
+        message = _known_failure(error, args)
+        return _bug() if message is None else _fail(message, EXIT_FAILURE)
     return 0
+
+
+def _known_failure(error: Exception, args: argparse.Namespace) -> str | None:
+    """The line for a failure that is not raised as ours yet is no bug; None for a bug."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(error, torch.cuda.OutOfMemoryError):
+        return f"{_first_line(error)}{_lower_batch(args)}"
+    if isinstance(error, MemoryError):
+        return f"out of memory{_lower_batch(args)}"
+    # pathlib's resolve() (Python < 3.13) tells of a symbolic link loop this way.
+    if isinstance(error, RuntimeError) and str(error).startswith("Symlink loop from "):
+        where = str(error).removeprefix("Symlink loop from ").strip("'")
+        return f"{where}: too many levels of symbolic links (ELOOP)"
+    return None
+
+
+def _bug() -> int:
+    traceback.print_exc()
+    return _fail(
+        "this is a bug in musicssl: please report it with the command line and the traceback above",
+        EXIT_BUG,
+    )
 
 
 def describe_os_error(error: OSError, output: str | None = None) -> str:

@@ -140,10 +140,17 @@ def output_file(text: str) -> str:
 
 def _creatable(text: str) -> str:
     """``text`` if its nearest existing folder can take new entries; nothing is created."""
-    path = Path(text).absolute()
-    folder = path.parent
-    while not _is(folder, "any") and folder.parent != folder:
-        folder = folder.parent
+    folder = Path(text).absolute().parent
+    while True:
+        try:
+            os.stat(folder)
+            break
+        except (FileNotFoundError, NotADirectoryError):
+            if folder.parent == folder:
+                break
+            folder = folder.parent
+        except OSError as error:  # a symbolic link loop, a name too long
+            raise argparse.ArgumentTypeError(f"{text}: {folder}: {error.strerror}") from None
     if not _is(folder, "dir"):
         raise argparse.ArgumentTypeError(f"{text}: {folder} is not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
