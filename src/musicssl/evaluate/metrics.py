@@ -159,12 +159,6 @@ def key_index(key: str) -> int:
     return semitone + (12 if mode == "minor" else 0)
 
 
-def key_accuracy(reference: Sequence[str], estimate: Sequence[str]) -> float:
-    """Fraction of keys with the right tonic and mode (enharmonic spellings are equal)."""
-    _same_length(reference, estimate)
-    return float(np.mean([key_index(r) == key_index(e) for r, e in zip(reference, estimate)]))
-
-
 def key_mirex(reference: Sequence[str], estimate: Sequence[str]) -> float:
     """Mean of the MIREX weighted key score (``mir_eval.key.weighted_score``) over items.
 

@@ -68,15 +68,14 @@ def score_retrieval(task: Task, vectors: dict[str, np.ndarray], *, seeds: int) -
     own = np.array([name in set(gallery_names) for name in query_names])[answerable]
     ranked = len(gallery) - own.astype(np.int64)  # a query's own item is never ranked
 
-    per_query = metrics.retrieval_per_query(relevance, num_relevant=num_relevant)
     values: dict[str, list[float]] = {}
     for seed in range(seeds):
         rows = np.random.default_rng(seed).integers(0, len(relevance), len(relevance))
-        values.setdefault("map", []).append(float(per_query["ap"][rows].mean()))
-        values.setdefault("mrr", []).append(float(per_query["rr"][rows].mean()))
-        for k in RECALL_KS:
-            hit = per_query["first_hit"][rows] <= k
-            values.setdefault(f"recall@{k}", []).append(float(hit.mean()))
+        scores = metrics.retrieval_metrics(
+            relevance[rows], num_relevant=num_relevant[rows], ks=RECALL_KS
+        )
+        for metric, value in scores.items():
+            values.setdefault(metric, []).append(value)
 
     max_k = min(CURVE_MAX_K, len(gallery))
     curve_ks = tuple(range(1, max_k + 1))

@@ -66,11 +66,7 @@ def evaluate(
             an audio folder, or an ``.npz`` whose names match no task.
     """
     out_dir = check_out(out)
-    corpus_dir = Path(corpus) if corpus is not None else DEFAULT_CORPUS
-    if corpus is None or not (corpus_dir / "manifest.jsonl").is_file():
-        from musicssl.builtin import build_corpus
-
-        build_corpus(corpus_dir, size="small", seed=0, progress=progress)
+    corpus_dir = _corpus(corpus, progress=progress)
     cache_dir = Path(cache) if cache is not None else default_cache()
     task_list = resolve_tasks(tasks, corpus=corpus_dir, cache=cache_dir, progress=progress)
     _check_cache(cache_dir, task_list)
@@ -112,6 +108,16 @@ def evaluate(
         baselines={label: other.to_dict() for label, other in others.items()},
     )
     return evaluation
+
+
+def _corpus(corpus: str | os.PathLike | None, *, progress: bool) -> Path:
+    """The corpus folder, the built-in corpus built (small size) when it is missing."""
+    corpus_dir = Path(corpus) if corpus is not None else DEFAULT_CORPUS
+    if corpus is None or not (corpus_dir / "manifest.jsonl").is_file():
+        from musicssl.builtin import build_corpus
+
+        build_corpus(corpus_dir, size="small", seed=0, progress=progress)
+    return corpus_dir
 
 
 def resolve_tasks(

@@ -67,7 +67,7 @@ def clip_data(task: Task, vectors: Mapping[str, np.ndarray]) -> ProbeData:
     clip = clip_vectors(task, vectors)
     examples = {split: task.split(split) for split in PROBE_SPLITS}
     x = {s: np.stack([clip[e.name] for e in examples[s]]) for s in PROBE_SPLITS}
-    sizes = {s: len(examples[s]) for s in PROBE_SPLITS}
+    sizes = task.split_sizes()
     builder = {
         "multiclass": _multiclass,
         "key": _key,

@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from musicssl.errors import MusicSSLError
 
-Kind = Literal["multiclass", "multilabel", "regression", "key", "tempo", "pitch", "retrieval"]
 KINDS: tuple[str, ...] = (
     "multiclass",  # target: one class name (str)
     "multilabel",  # target: tuple of class names
@@ -94,10 +93,9 @@ class Task:
         return list(dict.fromkeys(example.name for example in self.examples))
 
     def split_sizes(self) -> dict[str, int]:
-        sizes: dict[str, int] = {}
-        for example in self.examples:
-            sizes[example.split] = sizes.get(example.split, 0) + 1
-        return sizes
+        """Examples per split, in the kind's split order."""
+        found = [example.split for example in self.examples]
+        return {split: found.count(split) for split in SPLITS.get(self.kind, PROBE_SPLITS)}
 
 
 def check_names(task: Task, available: Sequence[str], *, source: str) -> None:

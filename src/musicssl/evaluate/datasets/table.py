@@ -187,68 +187,9 @@ def table_task(
         raise MusicSSLError(f"{path}: no rows")
     if "path" not in columns:
         raise MusicSSLError(f"{path}: no 'path' column (columns: {', '.join(columns)})")
-    label_columns = [column for column in LABEL_COLUMNS if column in columns]
-    if len(label_columns) != 1:
-        found = ", ".join(label_columns) or "none"
-        raise MusicSSLError(
-            f"{path}: needs exactly one label column of {', '.join(LABEL_COLUMNS)} (found: {found})"
-        )
-    column = label_columns[0]
-    allowed = LABEL_COLUMNS[column]
-    if kind is None:
-        kind = allowed[0]
-        if column == "label" and all(_is_number(row.get(column)) for _, row in rows):
-            kind = "regression"
-    elif kind not in allowed:
-        raise MusicSSLError(f"{path}: a {column!r} column makes a {' or '.join(allowed)} task")
-
-    names: dict[str, int] = {}
-    parsed: list[tuple[str, Any, str | None, str]] = []  # name, target, split, group
-    for line_num, row in rows:
-        where = f"{path}, line {line_num}"
-        item = _resolve(root, row.get("path"), where)
-        if item in names:
-            raise MusicSSLError(f"{where}: {item} already listed on line {names[item]}")
-        names[item] = line_num
-        target = _parse_target(row.get(column), kind, where)
-        split = None
-        if "split" in columns:
-            given = str(row.get("split") or "").strip()
-            split = SPLIT_NAMES.get(given.lower())
-            if split is None:
-                raise MusicSSLError(
-                    f"{where}: unknown split {given!r}; expected train, valid or test"
-                )
-        group = str(row.get("group") or "").strip() or item
-        parsed.append((item, target, split, group))
-
-    missing = [(line, item) for item, line in names.items() if not (root / item).is_file()]
-    if missing:
-        shown = first_few([f"{item} (line {line})" for line, item in missing])
-        raise MusicSSLError(f"{path}: {len(missing)} audio file(s) not found under {root}: {shown}")
-
-    notes: list[str] = []
-    if "split" in columns:
-        split_note = "split column"
-        if "group" in columns:
-            splits_of_group: dict[str, set[str]] = {}
-            for _, _, split, group in parsed:
-                splits_of_group.setdefault(group, set()).add(str(split))
-            leaking = sorted(group for group, splits in splits_of_group.items() if len(splits) > 1)
-            if leaking:
-                notes.append(f"{path}: group(s) in several splits: {', '.join(leaking[:5])}")
-                warnings.warn(notes[-1], stacklevel=2)
-        examples = [Example(item, str(split), target) for item, target, split, _ in parsed]
-    else:
-        by = "group" if "group" in columns else "path"
-        groups = [group for _, _, _, group in parsed]
-        if len(set(groups)) < 3:
-            raise MusicSSLError(
-                f"{path}: no split column and fewer than three {by}s to split 70/15/15"
-            )
-        assignment = hash_split(groups, valid=0.15, test=0.15)
-        split_note = f"hash of the {by}, 70/15/15"
-        examples = [Example(item, assignment[group], target) for item, target, _, group in parsed]
+    column, kind = _label_column(path, columns, rows, kind)
+    parsed = _parse_rows(path, root, columns, rows, column=column, kind=kind)
+    examples, split_note, notes = _assign_splits(path, columns, parsed)
 
     if absent := [split for split in PROBE_SPLITS if split not in {e.split for e in examples}]:
         raise MusicSSLError(f"{path}: no rows in the {' or '.join(absent)} split")
@@ -267,3 +208,88 @@ def table_task(
         description=f"{kind} task from {path.name} ({len(examples)} files; split: {split_note})",
         extra={"source": str(path), "label_column": column, "warnings": notes},
     )
+
+
+_Parsed = tuple[str, Any, str | None, str]  # name, target, split, group
+
+
+def _label_column(
+    path: Path, columns: list[str], rows: list[tuple[int, dict]], kind: str | None
+) -> tuple[str, str]:
+    """The table's one label column and the task kind it makes (``kind`` when given)."""
+    label_columns = [column for column in LABEL_COLUMNS if column in columns]
+    if len(label_columns) != 1:
+        found = ", ".join(label_columns) or "none"
+        raise MusicSSLError(
+            f"{path}: needs exactly one label column of {', '.join(LABEL_COLUMNS)} (found: {found})"
+        )
+    column = label_columns[0]
+    allowed = LABEL_COLUMNS[column]
+    if kind is None:
+        kind = allowed[0]
+        if column == "label" and all(_is_number(row.get(column)) for _, row in rows):
+            kind = "regression"
+    elif kind not in allowed:
+        raise MusicSSLError(f"{path}: a {column!r} column makes a {' or '.join(allowed)} task")
+    return column, kind
+
+
+def _parse_rows(
+    path: Path,
+    root: Path,
+    columns: list[str],
+    rows: list[tuple[int, dict]],
+    *,
+    column: str,
+    kind: str,
+) -> list[_Parsed]:
+    """Each row's audio name, target, split (None without a split column) and group."""
+    names: dict[str, int] = {}
+    parsed: list[_Parsed] = []
+    for line_num, row in rows:
+        where = f"{path}, line {line_num}"
+        item = _resolve(root, row.get("path"), where)
+        if item in names:
+            raise MusicSSLError(f"{where}: {item} already listed on line {names[item]}")
+        names[item] = line_num
+        target = _parse_target(row.get(column), kind, where)
+        split = None
+        if "split" in columns:
+            given = str(row.get("split") or "").strip()
+            split = SPLIT_NAMES.get(given.lower())
+            if split is None:
+                raise MusicSSLError(
+                    f"{where}: unknown split {given!r}; expected train, valid or test"
+                )
+        group = str(row.get("group") or "").strip() or item
+        parsed.append((item, target, split, group))
+    missing = [(line, item) for item, line in names.items() if not (root / item).is_file()]
+    if missing:
+        shown = first_few([f"{item} (line {line})" for line, item in missing])
+        raise MusicSSLError(f"{path}: {len(missing)} audio file(s) not found under {root}: {shown}")
+    return parsed
+
+
+def _assign_splits(
+    path: Path, columns: list[str], parsed: list[_Parsed]
+) -> tuple[list[Example], str, list[str]]:
+    """The examples with their splits (given, or hashed 70/15/15), how, and warnings."""
+    notes: list[str] = []
+    if "split" in columns:
+        if "group" in columns:
+            splits_of_group: dict[str, set[str]] = {}
+            for _, _, split, group in parsed:
+                splits_of_group.setdefault(group, set()).add(str(split))
+            leaking = sorted(group for group, splits in splits_of_group.items() if len(splits) > 1)
+            if leaking:
+                notes.append(f"{path}: group(s) in several splits: {', '.join(leaking[:5])}")
+                warnings.warn(notes[-1], stacklevel=3)  # the caller of table_task
+        examples = [Example(item, str(split), target) for item, target, split, _ in parsed]
+        return examples, "split column", notes
+    by = "group" if "group" in columns else "path"
+    groups = [group for _, _, _, group in parsed]
+    if len(set(groups)) < 3:
+        raise MusicSSLError(f"{path}: no split column and fewer than three {by}s to split 70/15/15")
+    assignment = hash_split(groups, valid=0.15, test=0.15)
+    examples = [Example(item, assignment[group], target) for item, target, _, group in parsed]
+    return examples, f"hash of the {by}, 70/15/15", notes
