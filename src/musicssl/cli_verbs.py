@@ -50,7 +50,9 @@ def add_corpus_build(verbs: Any) -> None:
         ),
         "musicssl.builtin:build_corpus",
     )
-    build.option("--out", required=True, type=output_folder, metavar="DIR", help="folder to build")
+    build.option(
+        "--out", required=True, type=output_folder, metavar="DIR", help="folder to render into"
+    )
     build.option("--size", choices=list(SIZES), help=f"{sizes} (default: %(default)s)")
     build.option(
         "--seed",
@@ -93,9 +95,18 @@ def add_data_index(verbs: Any) -> None:
         ),
         "musicssl.corpus:index_folder",
     )
-    index.option("folder", type=existing_folder, metavar="FOLDER", help="searched recursively")
     index.option(
-        "--out", required=True, type=output_file, metavar="MANIFEST", help="e.g. data/mine.jsonl"
+        "folder",
+        type=existing_folder,
+        metavar="FOLDER",
+        help="folder of audio, searched recursively",
+    )
+    index.option(
+        "--out",
+        required=True,
+        type=output_file,
+        metavar="MANIFEST",
+        help="manifest to write, e.g. mine.jsonl",
     )
     index.option(
         "--bad",
@@ -148,7 +159,9 @@ def add_data_pack(verbs: Any) -> None:
         "musicssl.store:pack",
     )
     pack.option("manifest", type=existing_file, metavar="MANIFEST", help="JSON-lines manifest")
-    pack.option("--out", required=True, type=output_folder, metavar="STORE", help="folder to write")
+    pack.option(
+        "--out", required=True, type=output_folder, metavar="STORE", help="store folder to write"
+    )
     pack.option(
         "--sr",
         type=positive_int,
@@ -194,14 +207,27 @@ def add_pretrain(verbs: Any) -> None:
         "musicssl.train:pretrain",
     )
     pretrain.option(
-        "recipe", nargs="?", type=recipe_file, metavar="RECIPE", help="a name above, or a file"
+        "recipe",
+        nargs="?",
+        type=recipe_file,
+        metavar="RECIPE",
+        help="a packaged recipe (above) or a YAML file",
     )
     pretrain.option(
-        "overrides", nargs="*", type=override, metavar="KEY=VALUE", help="recipe overrides"
+        "overrides",
+        nargs="*",
+        type=override,
+        metavar="KEY=VALUE",
+        help="settings to change, e.g. train.steps=2000",
     )
     run = pretrain.parser.add_mutually_exclusive_group()
     pretrain.option(
-        "--out", group=run, default=None, type=output_folder, metavar="RUN_DIR", help="new run"
+        "--out",
+        group=run,
+        default=None,
+        type=output_folder,
+        metavar="RUN_DIR",
+        help="run folder to create",
     )
     pretrain.option(
         "--resume",
@@ -258,9 +284,11 @@ def add_embed(verbs: Any) -> None:
         ),
         "musicssl.embed:embed_files",
     )
-    embed.option("checkpoint", type=existing_folder, metavar="CKPT", help="checkpoint or run")
+    embed.option(
+        "checkpoint", type=existing_folder, metavar="CKPT", help="checkpoint, or run (its latest)"
+    )
     embed.option("input", type=existing_path, metavar="INPUT", help="folder, manifest or store")
-    embed.option("--out", required=True, type=output_file, metavar="NPZ", help="e.g. emb.npz")
+    embed.option("--out", required=True, type=output_file, metavar="NPZ", help="the .npz to write")
     embed.option(
         "--hop",
         type=positive_float,
@@ -319,9 +347,11 @@ def add_evaluate(verbs: Any) -> None:
         "musicssl.evaluate.run:evaluate",
     )
     evaluate.option(
-        "source", type=_source, metavar="SOURCE", help="checkpoint, run, .npz, baseline"
+        "source", type=_source, metavar="SOURCE", help="checkpoint, run, .npz or baseline:NAME"
     )
-    evaluate.option("--out", required=True, type=output_folder, metavar="DIR", help="the report")
+    evaluate.option(
+        "--out", required=True, type=output_folder, metavar="DIR", help="report folder to write"
+    )
     evaluate.option(
         "--corpus",
         type=output_folder,
@@ -437,10 +467,16 @@ def add_demo(verbs: Any) -> None:
         "musicssl.demo:run_demo",
     )
     demo.option(
-        "--out", type=output_folder, metavar="DIR", help="run/ and report/ (default: %(default)s)"
+        "--out",
+        type=output_folder,
+        metavar="DIR",
+        help="demo folder: run/, report/ (default: %(default)s)",
     )
     demo.option(
-        "--corpus", type=output_folder, metavar="DIR", help="built once (default: %(default)s)"
+        "--corpus",
+        type=output_folder,
+        metavar="DIR",
+        help="built-in corpus, built once (default: %(default)s)",
     )
     demo.option(
         "--minutes",
