@@ -282,6 +282,6 @@ def test_only_training_clips_reach_the_loader(tmp_path: Path, store: Path, monke
 
     # Unsplit audio is refused unless every clip is asked for, before a run folder is made.
     unsplit = Recipe.load(_recipe(tmp_path, store, steps=2), ["data.splits=train"])
-    with pytest.raises(Exception, match="carry no split"):
+    with pytest.raises(Exception, match="no clip has a .split."):
         pretrain(unsplit, out=tmp_path / "unsplit", progress=False)
     assert not (tmp_path / "unsplit").exists()

@@ -24,13 +24,14 @@ from tqdm.auto import tqdm
 from musicssl import checkpoint
 from musicssl.augment import build_chain
 from musicssl.budget import TimeBudget
+from musicssl.corpus import describe_splits, split_counts
 from musicssl.encoders import ENCODERS, build_encoder
 from musicssl.errors import MusicSSLError
 from musicssl.methods import METHODS, Method, build_method
 from musicssl.monitor import ProbeMonitor
 from musicssl.recipe import OptimSettings, Recipe
 from musicssl.runlog import RunLog
-from musicssl.sampling import TwoCrops, pcm_to_float
+from musicssl.sampling import TwoCrops, pcm_to_float, training_indices
 from musicssl.store import SampleStore
 
 
@@ -89,7 +90,7 @@ def pretrain(
     """
     settings, run = recipe.train, Path(out)
     store = _training_store(recipe)
-    indices = training_indices(store, recipe.data.splits)
+    indices = _training_indices(store, recipe.data.splits)
     fabric = _fabric(settings)
     torch.manual_seed(settings.seed)  # the same initial weights on every process
     parts = build_parts(recipe)
@@ -293,10 +294,10 @@ def _loader(
 ) -> DataLoader:
     """Two crops of each of the training clips ``indices``, for every step from ``start_step``."""
     if fabric.is_global_zero:
-        counts = _split_counts(store.rows)
+        counts = describe_splits(split_counts(store.rows))
         print(
             f"pretrain: {len(indices)} clips of split {recipe.data.splits} from {store.path} "
-            f"({', '.join(f'{n} {s}' for s, n in counts.items())})",
+            f"(it holds {counts})",
             flush=True,
         )
     store.prefetch()
@@ -315,34 +316,11 @@ def _loader(
                       pin_memory=fabric.device.type == "cuda")  # fmt: skip
 
 
-def training_indices(store: SampleStore, splits: str) -> list[int]:
-    """Rows of the store in one of ``splits`` (comma-separated), or every row for ``all``.
-
-    Raises:
-        MusicSSLError: the store's clips carry no split (so test audio could train the
-            encoder), or no clip is in those splits.
-    """
+def _training_indices(store: SampleStore, splits: str) -> list[int]:
+    """The store's rows in ``splits`` (comma-separated), or every row for ``all``."""
     if splits == "all":
         return list(range(len(store.rows)))
-    wanted = {name.strip() for name in splits.split(",")}
-    if not any("split" in row for row in store.rows):
-        raise MusicSSLError(
-            f"{store.path}: its clips carry no split, so the training audio cannot be kept "
-            "apart from the test audio; index with splits (see `musicssl data index --help`) "
-            "or pass data.splits=all to train on every clip"
-        )
-    indices = [i for i, row in enumerate(store.rows) if row.get("split") in wanted]
-    if not indices:
-        raise MusicSSLError(f"{store.path}: no clip in split {splits!r}")
-    return indices
-
-
-def _split_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for row in rows:
-        name = str(row.get("split", "no split"))
-        counts[name] = counts.get(name, 0) + 1
-    return counts
+    return training_indices(store, splits=[name.strip() for name in splits.split(",")])
 
 
 def _monitor(recipe: Recipe, store: SampleStore, encoder: nn.Module) -> ProbeMonitor | None:
