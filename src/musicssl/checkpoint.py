@@ -36,6 +36,7 @@ from torch import nn
 from musicssl.encoders import build_encoder
 from musicssl.errors import MusicSSLError
 from musicssl.files import write_text
+from musicssl.methods import Method
 from musicssl.recipe import Recipe
 
 KEEP_CHECKPOINTS = 2
@@ -145,7 +146,7 @@ def write_checkpoint(
     *,
     step: int,
     encoder_name: str,
-    method: nn.Module,
+    method: Method,
     training_state: dict[str, Any],
     recipe: Recipe,
 ) -> Path:

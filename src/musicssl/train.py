@@ -25,7 +25,7 @@ from musicssl import checkpoint
 from musicssl.augment import build_chain
 from musicssl.budget import TimeBudget
 from musicssl.corpus import describe_splits, split_counts
-from musicssl.encoders import ENCODERS, build_encoder
+from musicssl.encoders import ENCODERS, Encoder, build_encoder
 from musicssl.errors import MusicSSLError
 from musicssl.methods import METHODS, Method, build_method
 from musicssl.monitor import ProbeMonitor
@@ -39,7 +39,7 @@ from musicssl.store import SampleStore
 class Parts:
     """What a run trains, built from a recipe."""
 
-    encoder: nn.Module
+    encoder: Encoder
     method: Method
     chain: nn.Module
     optimizer: torch.optim.Optimizer
@@ -275,7 +275,7 @@ def _fabric(settings: Any) -> Any:
     return fabric
 
 
-def _check_rate(store: SampleStore, encoder: nn.Module) -> None:
+def _check_rate(store: SampleStore, encoder: Encoder) -> None:
     if store.sr != encoder.sample_rate:
         raise MusicSSLError(
             f"{store.path}: the store is at {store.sr} Hz but the encoder expects "
@@ -287,7 +287,7 @@ def _loader(
     recipe: Recipe,
     store: SampleStore,
     indices: list[int],
-    encoder: nn.Module,
+    encoder: Encoder,
     fabric: Any,
     *,
     start_step: int,
@@ -323,7 +323,7 @@ def _training_indices(store: SampleStore, splits: str) -> list[int]:
     return training_indices(store, splits=[name.strip() for name in splits.split(",")])
 
 
-def _monitor(recipe: Recipe, store: SampleStore, encoder: nn.Module) -> ProbeMonitor | None:
+def _monitor(recipe: Recipe, store: SampleStore, encoder: Encoder) -> ProbeMonitor | None:
     if not recipe.train.probe_every:
         return None
     return ProbeMonitor(store, label=recipe.train.probe_label, num_samples=encoder.input_samples)

@@ -1,7 +1,7 @@
 """The encoder zoo: one file per encoder and the ``ENCODERS`` registry.
 
-Every encoder is an ``nn.Module`` with this interface (checked for every registry entry by
-``tests/test_encoders.py``):
+Every encoder is an ``Encoder`` (``encoders/base.py``) with this interface (checked for every
+registry entry by ``tests/test_encoders.py``):
 
 - ``forward(x) -> Tensor``: clip embeddings. ``x``: float waveforms, shape
   (batch_size, num_samples); returns shape (batch_size, embedding_dim).
@@ -28,10 +28,11 @@ on the device and a checkpoint rebuilds the whole preprocessing from ``config()`
 from __future__ import annotations
 
 import inspect
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from torch import Tensor, nn
+from torch import nn
 
+from musicssl.encoders.base import Encoder
 from musicssl.encoders.heads import predictor, projection_head
 from musicssl.encoders.sample_cnn import SampleCNN
 from musicssl.encoders.short_chunk_cnn import ShortChunkCNN
@@ -49,35 +50,13 @@ __all__ = [
 ]
 
 
-@runtime_checkable
-class Encoder(Protocol):
-    """What methods, training and embedding extraction may rely on (see the module docs)."""
-
-    embedding_dim: int
-    sample_rate: int
-    input_samples: int
-    num_layers: int
-
-    def __call__(self, x: Tensor) -> Tensor: ...
-
-    def forward_features(self, x: Tensor, *, layer: int | None = None) -> Tensor: ...
-
-    def forward_layers(self, x: Tensor) -> list[Tensor]: ...
-
-    def pool(self, features: Tensor) -> Tensor: ...
-
-    def frame_hop(self, layer: int | None = None) -> int: ...
-
-    def config(self) -> dict[str, Any]: ...
-
-
-ENCODERS: dict[str, type[nn.Module]] = {
+ENCODERS: dict[str, type[Encoder]] = {
     "sample_cnn": SampleCNN,
     "short_chunk_cnn": ShortChunkCNN,
 }
 
 
-def build_encoder(name: str, **kwargs: Any) -> nn.Module:
+def build_encoder(name: str, **kwargs: Any) -> Encoder:
     """Build the registered encoder ``name`` with keyword arguments ``kwargs``.
 
     Raises:

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from musicssl.encoders._shared import check_waveforms, last, resolve_layer
+from musicssl.encoders.base import Encoder
 from musicssl.errors import MusicSSLError
 
 __all__ = ["CLMR_CHANNELS", "SampleCNN"]
@@ -22,7 +23,7 @@ def _default_channels(num_blocks: int) -> tuple[int, ...]:
     return (128, 128, 128) + (256,) * (num_blocks - 3) + (512, 512)
 
 
-class SampleCNN(nn.Module):
+class SampleCNN(Encoder):
     """SampleCNN as used by CLMR.
 
     Lee et al. 2017, "Sample-level Deep Convolutional Neural Networks for Music

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from musicssl.encoders._shared import check_waveforms, last, resolve_layer
+from musicssl.encoders.base import Encoder
 from musicssl.errors import MusicSSLError
 from musicssl.features import LogMel
 
@@ -18,7 +19,7 @@ __all__ = ["ShortChunkCNN"]
 _WIDTH_MULTIPLIERS = (1, 1, 2, 2, 2, 2, 4)
 
 
-class ShortChunkCNN(nn.Module):
+class ShortChunkCNN(Encoder):
     """The short-chunk CNN of Won et al. 2020.
 
     Won, Ferraro, Bogdanov & Serra 2020, "Evaluation of CNN-based Automatic Music Tagging

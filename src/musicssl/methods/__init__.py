@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from torch import nn
-
+from musicssl.encoders import Encoder
 from musicssl.errors import MusicSSLError
 from musicssl.methods.barlow import BarlowTwins, barlow_twins
 from musicssl.methods.base import Method
@@ -29,7 +28,7 @@ METHODS: dict[str, Callable[..., Method]] = {
 }
 
 
-def build_method(name: str, encoder: nn.Module, **options: Any) -> Method:
+def build_method(name: str, encoder: Encoder, **options: Any) -> Method:
     """The method ``name`` around ``encoder``; unknown names raise with the valid ones."""
     if name not in METHODS:
         raise MusicSSLError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")

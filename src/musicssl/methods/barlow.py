@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from musicssl.encoders import Encoder
 from musicssl.encoders.heads import projection_head
 from musicssl.losses import barlow_twins_loss
 from musicssl.methods.base import Method
@@ -22,7 +23,7 @@ class BarlowTwins(Method):
         lambda_offdiag: weight of the redundancy-reduction term (paper: 5e-3).
     """
 
-    def __init__(self, encoder: nn.Module, projector: nn.Module, *, lambda_offdiag: float) -> None:
+    def __init__(self, encoder: Encoder, projector: nn.Module, *, lambda_offdiag: float) -> None:
         super().__init__()
         self.encoder = encoder
         self.projector = projector
@@ -36,7 +37,7 @@ class BarlowTwins(Method):
 
 
 def barlow_twins(
-    encoder: nn.Module,
+    encoder: Encoder,
     *,
     hidden_dim: int = 2048,
     projection_dim: int = 2048,

@@ -6,6 +6,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from musicssl.encoders import Encoder
+
 
 class Method(nn.Module):
     """An SSL method: an encoder (``self.encoder``), heads, and a loss over a batch of views.
@@ -14,7 +16,7 @@ class Method(nn.Module):
     defaults that do nothing special; a method overrides the ones it needs.
     """
 
-    encoder: nn.Module
+    encoder: Encoder
 
     def forward(self, x_a: Tensor, x_b: Tensor) -> dict[str, Tensor]:
         raise NotImplementedError

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from musicssl.encoders import Encoder
 from musicssl.encoders.heads import projection_head
 from musicssl.losses import byol_loss, cosine_ema_momentum, ema_update
 from musicssl.methods.base import Method
@@ -31,7 +32,7 @@ class BYOL(Method):
 
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: Encoder,
         projector: nn.Module,
         predictor: nn.Module,
         *,
@@ -78,7 +79,7 @@ class BYOL(Method):
 
 
 def byol(
-    encoder: nn.Module,
+    encoder: Encoder,
     *,
     hidden_dim: int = 4096,
     projection_dim: int = 256,

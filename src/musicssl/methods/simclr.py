@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from musicssl.encoders import Encoder
 from musicssl.encoders.heads import projection_head
 from musicssl.losses import nt_xent
 from musicssl.methods.base import Method
@@ -23,7 +24,7 @@ class SimCLR(Method):
         temperature: NT-Xent temperature (CLMR: 0.5).
     """
 
-    def __init__(self, encoder: nn.Module, projector: nn.Module, *, temperature: float) -> None:
+    def __init__(self, encoder: Encoder, projector: nn.Module, *, temperature: float) -> None:
         super().__init__()
         self.encoder = encoder
         self.projector = projector
@@ -37,7 +38,7 @@ class SimCLR(Method):
 
 
 def simclr(
-    encoder: nn.Module,
+    encoder: Encoder,
     *,
     hidden_dim: int = 512,
     projection_dim: int = 128,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from musicssl.encoders import Encoder
 from musicssl.encoders.heads import projection_head
 from musicssl.losses import vicreg_loss
 from musicssl.methods.base import Method
@@ -24,7 +25,7 @@ class VICReg(Method):
 
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: Encoder,
         expander: nn.Module,
         *,
         sim_weight: float,
@@ -50,7 +51,7 @@ class VICReg(Method):
 
 
 def vicreg(
-    encoder: nn.Module,
+    encoder: Encoder,
     *,
     hidden_dim: int = 2048,
     projection_dim: int = 2048,
