@@ -295,6 +295,28 @@ def test_a_tone_renders_at_its_pitch():
         assert np.all(np.abs(1200 * np.log2(f0 / hertz)) < 10), (key, f0)
 
 
+def test_a_render_that_would_clip_is_rendered_again_quieter(monkeypatch):
+    from musicssl.builtin import render
+
+    volumes = []
+    original = render._midi_file
+
+    def spy(*args, **kwargs):
+        volumes.append(kwargs["volume"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(render, "_midi_file", spy)
+    synth = Synth(SR)
+    # 15 channels x 8 orchestra hits at full velocity overflow 16 bits at the default volume.
+    channels = [channel for channel in range(16) if channel != 9]
+    loud = [Event(0, 1, channel, key, 1.0) for channel in channels for key in range(36, 60, 3)]
+    synth.render(loud, dict.fromkeys(channels, 55), 4000)
+    assert volumes == [render.DEFAULT_VOLUME, render.DEFAULT_VOLUME // 2]
+    volumes.clear()
+    synth.render(loud[:8], {0: 55}, 4000)  # one channel: no second render
+    assert volumes == [render.DEFAULT_VOLUME]
+
+
 def test_missing_renderer_is_reported(monkeypatch):
     monkeypatch.setitem(sys.modules, "midirenderer", None)
     with pytest.raises(MusicSSLError, match="pip install midirenderer"):

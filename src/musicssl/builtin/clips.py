@@ -22,6 +22,7 @@ from musicssl.builtin.render import (
     Synth,
     normalise,
     silent_fraction,
+    snap,
 )
 from musicssl.builtin.styles import STYLES
 from musicssl.files import clip_rng
@@ -196,9 +197,9 @@ def performance_events(
     """
     seconds_per_quarter = 60.0 / plan.tempo
 
-    def sample(quarters: float) -> int:
-        # Quarter notes from the excerpt start -> the nearest grid sample.
-        return grid * int(np.floor((quarters - plan.start) * seconds_per_quarter * sr / grid + 0.5))
+    def sample(offset: float) -> int:
+        # A score offset (quarter notes) -> the nearest grid sample from the excerpt start.
+        return snap((offset - plan.start) * seconds_per_quarter * sr, grid)
 
     bar_lines = _bar_lines(piece)
     events: list[Event] = []
@@ -223,7 +224,7 @@ def performance_events(
             if number == 0:
                 first_voice.append((on / sr, off / sr, key))
     if plan.drum_kit is not None:
-        drum_length = max(grid, grid * round(DRUM_NOTE_SECONDS * sr / grid))
+        drum_length = max(grid, snap(DRUM_NOTE_SECONDS * sr, grid))
         hits = drums.drum_hits(piece.measures, plan.start, plan.end, plan.drum_variant)
         for offset, key, accent in hits:
             on = sample(offset)

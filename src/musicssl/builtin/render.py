@@ -75,6 +75,11 @@ class Event:
     velocity: float = 0.0
 
 
+def snap(sample: float, grid: int) -> int:
+    """The multiple of ``grid`` nearest to ``sample`` (halves round up)."""
+    return grid * int(np.floor(sample / grid + 0.5))
+
+
 def soundfont_path() -> str:
     """Path of the General MIDI SoundFont TimGM6mb.sf2 that ships inside pretty_midi."""
     import pretty_midi
@@ -123,7 +128,7 @@ class Synth:
 
     def snap(self, sample: float) -> int:
         """The grid sample nearest to ``sample``."""
-        return self.grid * int(np.floor(sample / self.grid + 0.5))
+        return snap(sample, self.grid)
 
     def render(
         self,
