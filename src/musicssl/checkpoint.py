@@ -48,12 +48,11 @@ def is_run(folder: str | os.PathLike) -> bool:
     return (Path(folder) / "latest").is_file()
 
 
-def start_run(run: str | os.PathLike, recipe: Recipe) -> Path:
-    """Make a new run folder holding ``recipe.yaml``.
+def check_new_run(run: str | os.PathLike) -> None:
+    """Refuse ``run`` as a new run folder unless it is missing, empty, or holds run files only.
 
-    The folder may be missing, empty, or left by a run that never reached its first checkpoint
-    (it holds nothing but run files); anything else is refused, so no file of the user's is
-    ever overwritten.
+    A folder left by a run that never reached its first checkpoint holds nothing but run
+    files, and is taken; anything else is refused, so no file of the user's is overwritten.
 
     Raises:
         MusicSSLError: the folder holds a run (resume it) or files musicssl did not write.
@@ -73,6 +72,12 @@ def start_run(run: str | os.PathLike, recipe: Recipe) -> Path:
             f"{run}: the folder holds files that are not a musicssl run ({', '.join(foreign[:3])}"
             f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty --out"
         )
+
+
+def start_run(run: str | os.PathLike, recipe: Recipe) -> Path:
+    """Make a new run folder holding ``recipe.yaml`` (see ``check_new_run`` for what is refused)."""
+    check_new_run(run)
+    run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     write_text(run / "recipe.yaml", recipe.dump())
     return run

@@ -262,9 +262,13 @@ def run_pretrain(args: argparse.Namespace) -> None:
                 f"({problem}); pick a CPU recipe (musicssl pretrain --help) or pass "
                 "train.accelerator=cpu"
             )
+    from musicssl.checkpoint import check_new_run
     from musicssl.demo import with_builtin_store
-    from musicssl.train import pretrain
+    from musicssl.train import build_parts, pretrain
 
+    build_parts(recipe)  # refuse bad part options before the built-in corpus is built
+    if not args.resume and os.environ.get("LOCAL_RANK", "0") == "0":  # not in DDP's children
+        check_new_run(run)
     checkpoint = pretrain(with_builtin_store(recipe), out=run, resume=bool(args.resume))
     # Under DDP every process gets here; one line is enough.
     if os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0":
