@@ -35,11 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from musicssl import audio
 from musicssl.errors import AudioError, MusicSSLError
 from musicssl.files import atomic_path
+from musicssl.progress import bar as progress_bar
 
 SPLIT_SHARES = (("train", 0.8), ("valid", 0.1), ("test", 0.1))
 _SPLIT_ALIASES = {"val": "valid", "validation": "valid", "dev": "valid", "training": "train"}
@@ -175,7 +174,7 @@ def index_folder(
         return position, {**previous.get(key, {}), **row}
 
     with audio.decoder_notes() as notes, ThreadPoolExecutor(max(1, workers)) as pool:
-        bar = tqdm(
+        bar = progress_bar(
             total=len(files),
             initial=len(files) - len(todo),
             unit="file",

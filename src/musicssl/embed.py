@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from musicssl import audio, checkpoint
 from musicssl.corpus import find_audio, read_manifest
 from musicssl.encoders import Encoder
 from musicssl.errors import AudioError, MusicSSLError
 from musicssl.files import atomic_path
+from musicssl.progress import bar as progress_bar
 from musicssl.store import SampleStore
 
 
@@ -373,7 +373,7 @@ def embed_items(
     names, clips, skipped = [], [], []
     per_layer: list[list[np.ndarray]] = []
     frame_names, tracks, times, offsets = [], [], [], [0]
-    for name, blocks in tqdm(items, unit="file", desc="embed", disable=not progress):
+    for name, blocks in progress_bar(items, unit="file", desc="embed", disable=not progress):
         with_frames = frames_for is not None and name in frames_for
         try:
             result = model.embed_stream(

@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from musicssl import audio
 from musicssl.corpus import describe_splits, read_manifest, split_counts, write_jsonl
 from musicssl.errors import AudioError, MusicSSLError
 from musicssl.files import write_text
+from musicssl.progress import bar as progress_bar
 
 FORMAT = "musicssl-store"
 VERSION = 1
@@ -158,7 +158,7 @@ def _write_partial(
         samples.truncate(state["offsets"][-1] * 2)  # drop what was written after the checkpoint
         samples.seek(0, os.SEEK_END)
         last_checkpoint = time.monotonic()
-        bar = tqdm(
+        bar = progress_bar(
             total=len(rows),
             initial=state["done"],
             unit="clip",

@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
-from tqdm.auto import tqdm
 
 from musicssl import checkpoint
 from musicssl.augment import build_chain
@@ -29,6 +28,7 @@ from musicssl.encoders import ENCODERS, Encoder, build_encoder
 from musicssl.errors import MusicSSLError
 from musicssl.methods import METHODS, Method, build_method
 from musicssl.monitor import ProbeMonitor
+from musicssl.progress import bar as progress_bar
 from musicssl.recipe import OptimSettings, Recipe
 from musicssl.runlog import RunLog
 from musicssl.sampling import TwoCrops, pcm_to_float, training_indices
@@ -114,7 +114,7 @@ def pretrain(
     graphed = _compile(parts.method, settings.compile, fabric.device)
     log = RunLog(run, start_step=start_step, enabled=fabric.is_global_zero)
     monitor = _monitor(recipe, store, parts.encoder) if fabric.is_global_zero else None
-    bar = tqdm(total=last_step, initial=start_step, unit="step", desc="pretrain",
+    bar = progress_bar(total=last_step, initial=start_step, unit="step", desc="pretrain",
                disable=not (progress and fabric.is_global_zero))  # fmt: skip
     generator = torch.Generator()  # augmentation draws are made on the host
     step = start_step

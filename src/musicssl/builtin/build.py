@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from musicssl import audio
 from musicssl.builtin import pieces as pieces_module
@@ -36,6 +35,7 @@ from musicssl.builtin.render import Synth, check_renderer
 from musicssl.builtin.styles import STYLES
 from musicssl.errors import MusicSSLError
 from musicssl.files import atomic_path, write_text
+from musicssl.progress import bar as progress_bar
 
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 10.0
@@ -216,7 +216,7 @@ def _choose_pieces(
             wanted[(style, split)] = count
     accepted: dict[tuple[str, str], list[Piece]] = {key: [] for key in queues}
     position = dict.fromkeys(queues, 0)
-    bar = tqdm(total=sum(wanted.values()), desc="parsing scores", disable=not progress)
+    bar = progress_bar(total=sum(wanted.values()), desc="parsing scores", disable=not progress)
     while True:
         batch: list[Candidate] = []
         for key, queue in queues.items():
@@ -396,7 +396,7 @@ def build_corpus(
                 todo.append(task)
             else:
                 records[task[3]] = None if done.get("skipped") else done
-        bar = tqdm(
+        bar = progress_bar(
             total=len(tasks), initial=len(records), desc="rendering clips", disable=not progress
         )
         for clip_id, record in runner.map(_clip_task, todo):

@@ -32,12 +32,12 @@ import numpy as np
 import soundfile as sf
 import soxr
 from scipy import signal
-from tqdm import tqdm
 
 from musicssl import audio
 from musicssl.corpus import read_manifest
 from musicssl.errors import MusicSSLError
 from musicssl.files import atomic_path, clip_rng, write_text
+from musicssl.progress import bar as progress_bar
 
 FOLDER = "degraded"  # beside the corpus's audio folder
 AUDIO = "audio"
@@ -268,7 +268,9 @@ def degrade_corpus(
         # on a shared 2-core machine measured slower than one.
         records = [
             _degrade_file(job)
-            for job in tqdm(jobs, desc="degrading test clips", unit="clip", disable=not progress)
+            for job in progress_bar(
+                jobs, desc="degrading test clips", unit="clip", disable=not progress
+            )
         ]
         write_text(folder / LOG, "".join(json.dumps(record) + "\n" for record in records))
     except OSError as error:

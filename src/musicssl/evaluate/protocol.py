@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 import numpy as np
-from tqdm import tqdm
 
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate import metrics
@@ -34,6 +33,7 @@ from musicssl.evaluate.results import MetricSummary, TaskResult
 from musicssl.evaluate.retrieval import score_retrieval
 from musicssl.evaluate.targets import ProbeData, clip_data, clip_vectors, pitch_data
 from musicssl.evaluate.task import Task
+from musicssl.progress import bar as progress_bar
 
 MAIN = {
     "multiclass": "accuracy",
@@ -81,7 +81,9 @@ def evaluate_task(
 
 def _probe(task: Task, data: ProbeData, *, seeds: int, progress: bool) -> TaskResult:
     main = MAIN[task.kind]
-    bar = tqdm(total=len(GRID) + seeds - 1, desc=task.name, disable=not progress, leave=False)
+    bar = progress_bar(
+        total=len(GRID) + seeds - 1, desc=task.name, disable=not progress, leave=False
+    )
 
     def valid_score(probe: Probe) -> float:
         return data.score("valid", probe.scores(data.x["valid"]), None)[main]
