@@ -23,8 +23,8 @@ from musicssl.evaluate.results import Evaluation, SkippedTask, TaskResult
 from musicssl.evaluate.sources import Embedded, Source, open_source
 from musicssl.evaluate.task import Task
 from musicssl.evaluate.tsne import task_map
+from musicssl.recipe import DEFAULT_CORPUS
 
-DEFAULT_CORPUS = Path("data/corpus")
 DEFAULT_BASELINES = ("mfcc", "logmel", "random")
 MAP_TASK = "style"
 
@@ -111,9 +111,9 @@ def evaluate(
 
 
 def _corpus(corpus: str | os.PathLike | None, *, progress: bool) -> Path:
-    """The corpus folder, the built-in corpus built (small size) when it is missing."""
-    corpus_dir = Path(corpus) if corpus is not None else DEFAULT_CORPUS
-    if corpus is None or not (corpus_dir / "manifest.jsonl").is_file():
+    """The corpus folder as it is (any size), or the built-in corpus, small, when missing."""
+    corpus_dir = Path(corpus if corpus is not None else DEFAULT_CORPUS)
+    if not (corpus_dir / "manifest.jsonl").is_file():
         from musicssl.builtin import build_corpus
 
         build_corpus(corpus_dir, size="small", seed=0, progress=progress)
