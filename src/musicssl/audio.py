@@ -25,6 +25,7 @@ import soundfile as sf
 import soxr
 
 from musicssl.errors import AudioError, MusicSSLError
+from musicssl.files import atomic_path
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au")
 
@@ -337,15 +338,9 @@ def save(path: str | os.PathLike, audio: np.ndarray, *, sr: int, subtype: str = 
         sr: sample rate in Hz.
         subtype: libsndfile subtype, e.g. "PCM_16" or "FLOAT".
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # The temporary name keeps the extension: libsndfile picks the format from it.
-    temporary = path.with_name(f".partial-{os.getpid()}-{path.name}")
-    try:
+    with atomic_path(path) as temporary:
         sf.write(str(temporary), audio, sr, subtype=subtype)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _declared_wav_frames(path: Path) -> int | None:
