@@ -123,14 +123,14 @@ def pretrain(
             torch.compiler.cudagraph_mark_step_begin()
         _set_learning_rate(optimizer, recipe.optim, step=step, last_step=last_step)
         generator.manual_seed((settings.seed * 1_000_003 + step) * 4099 + fabric.global_rank)
-        x_a, x_b = _views(batch, parts.chain, fabric.device, generator)
-        outputs = model(x_a, x_b)
+        views = _views(batch, parts.chain, fabric.device, generator, parts.method.num_views)
+        outputs = model(*views)
         fabric.backward(outputs["loss"])
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         extra = parts.method.after_optimizer_step(step + 1, last_step)
         step += 1
-        log.add(outputs, views=2 * len(x_a) * fabric.world_size)
+        log.add(outputs, views=len(views) * len(views[0]) * fabric.world_size)
         bar.update()
         if budget is not None and (fitted := budget.update(step)) is not None:
             last_step = bar.total = int(fabric.broadcast(fitted, src=0))
@@ -355,14 +355,16 @@ def _set_learning_rate(
 
 @torch.no_grad()
 def _views(
-    batch: dict[str, Tensor], chain: nn.Module, device: torch.device, generator: torch.Generator
-) -> tuple[Tensor, Tensor]:
-    """Both views of a batch from one pass of the augmentation chain, on the device.
+    batch: dict[str, Tensor],
+    chain: nn.Module,
+    device: torch.device,
+    generator: torch.Generator,
+    count: int,
+) -> list[Tensor]:
+    """``count`` (1 or 2) augmented views of a batch, from one pass of the chain, on the device.
 
     One pass for both views halves the kernel launches, which bound the chain on a GPU.
     """
-    x_a = pcm_to_float(batch["x_a"].to(device, non_blocking=True))
-    x_b = pcm_to_float(batch["x_b"].to(device, non_blocking=True))
-    views, _ = chain(torch.cat([x_a, x_b]), generator=generator)
-    x_a, x_b = views.chunk(2)
-    return x_a, x_b
+    crops = [pcm_to_float(batch[key].to(device, non_blocking=True)) for key in ("x_a", "x_b")]
+    views, _ = chain(torch.cat(crops[:count]), generator=generator)
+    return list(views.chunk(count))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor, nn
+from torch import nn
 
 from musicssl.encoders import Encoder
 
@@ -12,14 +12,14 @@ from musicssl.encoders import Encoder
 class Method(nn.Module):
     """An SSL method: an encoder (``self.encoder``), heads, and a loss over a batch of views.
 
-    Subclasses define ``forward(x_a, x_b) -> dict(loss=..., term=...)``. The two hooks have
-    defaults that do nothing special; a method overrides the ones it needs.
+    Subclasses define ``forward(*views) -> dict(loss=..., term=...)`` over ``num_views``
+    augmented crops of each clip: two (``x_a, x_b``) for the two-view families, one for masked
+    prediction. The two hooks have defaults that do nothing special; a method overrides the
+    ones it needs.
     """
 
     encoder: Encoder
-
-    def forward(self, x_a: Tensor, x_b: Tensor) -> dict[str, Tensor]:
-        raise NotImplementedError
+    num_views: int = 2
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Optimiser groups; a group may carry ``lr_scale`` (its learning rate over the rest's)."""
