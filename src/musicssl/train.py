@@ -124,7 +124,7 @@ def pretrain(
         _set_learning_rate(optimizer, recipe.optim, step=step, last_step=last_step)
         generator.manual_seed((settings.seed * 1_000_003 + step) * 4099 + fabric.global_rank)
         views = _views(batch, parts.chain, fabric.device, generator, parts.method.num_views)
-        outputs = model(*views)
+        outputs = model(*views, **_texts(batch, store, parts.method))
         fabric.backward(outputs["loss"])
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -351,6 +351,13 @@ def _set_learning_rate(
     factor = learning_rate_factor(step, last_step=last_step, optim=optim)
     for group in optimizer.param_groups:
         group["lr"] = optim.lr * group["lr_scale"] * factor
+
+
+def _texts(batch: dict[str, Tensor], store: SampleStore, method: Method) -> dict[str, list[str]]:
+    """The batch's captions for a method that learns from text, else nothing."""
+    if not method.uses_text:
+        return {}
+    return {"texts": [str(store.rows[i].get("caption") or "") for i in batch["index"].tolist()]}
 
 
 @torch.no_grad()

@@ -20,6 +20,9 @@ class Method(nn.Module):
 
     encoder: Encoder
     num_views: int = 2
+    # A method that learns from text as well gets the clips' captions (the store rows'
+    # ``caption`` field) as ``forward(*views, texts=[...])``.
+    uses_text: bool = False
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Optimiser groups; a group may carry ``lr_scale`` (its learning rate over the rest's)."""
