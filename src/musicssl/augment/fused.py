@@ -14,9 +14,11 @@ arithmetic could differ in the last bit from the version compiled later for the 
 resumed run would then drift from an uninterrupted one). A batch of one example gets its own
 version, and so does each dtype; a kernel runs with autograd only where an argument requires
 grad (the caller's grad mode would otherwise make versions of its own). Up to ``VERSIONS``
-versions are kept: once torch's own limit of 8 was reached (after the tests had called a
-kernel with many sizes and dtypes), it ran the next variants op by op, and a training run in
-that process drifted from the same run in a fresh one. Compiling runs in the calling process
+versions are kept, a limit of the kernel's own (``torch.compile``'s ``recompile_limit``, where
+this torch has it; never torch's process-wide setting): once torch's default limit of 8 was
+reached (after the tests had called a kernel with many sizes and dtypes), it ran the next
+variants op by op, and a training run in that process drifted from the same run in a fresh
+one. Compiling runs in the calling process
 (no pool of compiler processes competing with the work for the CPU), and torch caches the
 result on disk, so later processes start faster.
 
@@ -29,6 +31,7 @@ start.
 from __future__ import annotations
 
 import functools
+import inspect
 import warnings
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
@@ -57,22 +60,13 @@ def fused(kernel: Callable[P, R]) -> Callable[P, R]:
             return kernel(*args, **kwargs)
         try:
             if compiled is None:
-                compiled = torch.compile(kernel, dynamic=True, options={"compile_threads": 1})
+                compiled = _compile(kernel)
             # Autograd only where an argument asks for it, whatever the caller's grad mode: a
             # mode change is a version of its own (see the module).
             tensors = [*args, *kwargs.values()]
             grad = any(isinstance(value, torch.Tensor) and value.requires_grad for value in tensors)
-            # The limit set and put back by hand: torch's config.patch took 0.1 ms a call. (The
-            # compiler is imported by now: this import only looks it up.)
-            from torch._dynamo import config as dynamo_config
-
-            limit = dynamo_config.recompile_limit
-            dynamo_config.recompile_limit = max(limit, VERSIONS)
-            try:
-                with torch.set_grad_enabled(grad):
-                    return compiled(*args, **kwargs)
-            finally:
-                dynamo_config.recompile_limit = limit
+            with torch.set_grad_enabled(grad):
+                return compiled(*args, **kwargs)
         except Exception as error:  # noqa: BLE001 (any failure to compile: see below)
             # The kernel itself may be at fault (bad arguments): then it fails op by op as
             # well, with its own error, and compiling stays on.
@@ -90,3 +84,11 @@ def fused(kernel: Callable[P, R]) -> Callable[P, R]:
 
     run.op_by_op = kernel  # type: ignore[attr-defined]
     return run
+
+
+def _compile(kernel: Callable[P, R]) -> Callable[P, R]:
+    """The compiled callable: every size left open, compiled in this process, up to VERSIONS."""
+    settings: dict = {"dynamic": True, "options": {"compile_threads": 1}}
+    if "recompile_limit" in inspect.signature(torch.compile).parameters:
+        settings["recompile_limit"] = VERSIONS  # older torch keeps its default of 8
+    return torch.compile(kernel, **settings)
