@@ -10,7 +10,6 @@ import torch
 
 from musicssl.augment import fused as fused_module
 from musicssl.augment.base import NoiseBank
-from musicssl.augment.crop import _windows
 from musicssl.augment.delay import _echoed
 from musicssl.augment.filters import butterworth_gain
 from musicssl.augment.fused import fused
@@ -50,7 +49,6 @@ def kernel_calls(batch_size: int, seed: int) -> list[tuple[object, tuple, dict]]
     length = 700
     waveforms = torch.randn(batch_size, 2000, generator=g)
     return [
-        (_windows, (waveforms, torch.randint(0, 500, (batch_size,), generator=g), 1500), {}),
         (
             _echoed,
             (

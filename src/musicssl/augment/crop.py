@@ -6,11 +6,9 @@ import torch
 from torch import Tensor
 
 from musicssl.augment.base import Augmentation, Params, check_waveform
-from musicssl.augment.fused import fused
 from musicssl.errors import MusicSSLError
 
 
-@fused
 def _windows(x: Tensor, start: Tensor, length: int) -> Tensor:
     """``x[b, start[b] : start[b] + length]`` for every example b.
 
