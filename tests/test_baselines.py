@@ -16,8 +16,8 @@ from musicssl.evaluate.baselines import (
     BASELINES,
     _frames,
     build_baseline,
-    default_encoder,
     dct_matrix,
+    default_encoder,
 )
 from musicssl.features import LogMel, hz_to_mel, mel_to_hz
 from musicssl.recipe import Recipe, recipe_path

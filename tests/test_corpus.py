@@ -5,8 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musicssl.corpus import hash_split, index_folder, read_manifest
+from musicssl.corpus import index_folder
 from musicssl.errors import MusicSSLError
+from musicssl.manifest import read_manifest
+from musicssl.splits import hash_split
 
 from conftest import tone
 

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from musicssl import audio
-from musicssl.corpus import index_folder, read_manifest, write_jsonl
+from musicssl.corpus import index_folder
 from musicssl.errors import AudioError, MusicSSLError
+from musicssl.manifest import read_manifest, write_jsonl
 from musicssl.store import SampleStore, pack
 
 from conftest import tone

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from musicssl import audio
-from musicssl.corpus import index_folder, write_jsonl
+from musicssl.corpus import index_folder
 from musicssl.errors import MusicSSLError
+from musicssl.manifest import write_jsonl
 from musicssl.store import SampleStore, pack
 
 from conftest import tone

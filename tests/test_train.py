@@ -16,8 +16,8 @@ from musicssl.checkpoint import latest as latest_checkpoint
 from musicssl.corpus import index_folder
 from musicssl.embed import load
 from musicssl.recipe import OptimSettings, Recipe
-from musicssl.store import pack
 from musicssl.runlog import TrainingDiverged
+from musicssl.store import pack
 from musicssl.train import learning_rate_factor, pretrain
 
 RECIPE = """

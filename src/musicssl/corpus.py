@@ -24,12 +24,8 @@ Splits travel with the data, from one of (first that applies):
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import os
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,12 +33,17 @@ from typing import Any
 
 from musicssl import audio
 from musicssl.errors import AudioError, MusicSSLError
-from musicssl.files import atomic_path
+from musicssl.manifest import read_manifest, write_jsonl
 from musicssl.progress import bar as progress_bar
-
-SPLIT_SHARES = (("train", 0.8), ("valid", 0.1), ("test", 0.1))
-_SPLIT_ALIASES = {"val": "valid", "validation": "valid", "dev": "valid", "training": "train"}
-_NEIGHBOUR_MANIFEST = "manifest.jsonl"
+from musicssl.splits import (
+    describe_splits,
+    grouping,
+    hash_split,
+    lookup,
+    neighbour_splits,
+    read_splits,
+    split_counts,
+)
 
 
 @dataclass
@@ -117,7 +118,7 @@ def index_folder(
         raise MusicSSLError(f"{root}: not a folder")
     if splits is not None and split_by is not None:
         raise MusicSSLError(f"--splits {splits} and --split-by {split_by}: give one of them")
-    group_of = _grouping(split_by) if split_by is not None else None
+    group_of = grouping(split_by) if split_by is not None else None
     out = Path(out)
     bad_path = Path(bad) if bad is not None else out.with_name(f"{out.stem}.bad.jsonl")
     if os.path.abspath(out) == os.path.abspath(bad_path):
@@ -127,15 +128,59 @@ def index_folder(
     summary = IndexSummary(manifest=out, bad_report=bad_path)
     table: dict[str, str] | None = None
     if splits is not None:
-        table, summary.split_source = _read_splits(Path(splits), root), str(splits)
+        table, summary.split_source = read_splits(Path(splits), root), str(splits)
     elif split_by is None:
-        table, summary.split_source = _neighbour_splits(root)
+        table, summary.split_source = neighbour_splits(root)
 
     base = out.resolve().parent
     walk_errors: list[tuple[Path, str]] = []
     files = sorted(find_audio(root, errors=walk_errors))
+    results, todo = _reuse(files, base, previous, previous_bad)
+    summary.reused = sum("bytes" in row for row in results)
+    with audio.decoder_notes() as notes:
+        bar = progress_bar(total=len(files), initial=len(files) - len(todo), unit="file",
+                           desc="index", disable=not progress, file=notes.console)  # fmt: skip
+        for position, row in _inspect(todo, previous, workers):
+            results[position] = row
+            summary.decoded += 1
+            bar.update()
+        bar.close()
+    summary.notes = notes.lines
+
+    good = []
+    bad_rows = [{"path": _relative(folder, base), "reason": why} for folder, why in walk_errors]
+    for file, row in zip(files, results, strict=True):
+        if "reason" in row:
+            row.pop("split", None)
+            bad_rows.append(row)
+            continue
+        if group_of is not None:
+            row["split"] = hash_split(group_of(file.relative_to(root)))
+        elif table is not None:
+            row.pop("split", None)
+            found = lookup(table, file)
+            if found is not None:
+                row["split"] = found
+        good.append(row)
+    _summarise(summary, good, bad_rows)
+    if group_of is not None:
+        summary.split_source = f"a hash of each file's {split_by} group"
+    elif table is None and summary.splits.keys() - {""}:
+        summary.split_source = f"the previous {out}"
+    write_jsonl(out, good)
+    write_jsonl(bad_path, bad_rows)
+    return summary
+
+
+def _reuse(
+    files: list[Path],
+    base: Path,
+    previous: dict[str, dict[str, Any]],
+    previous_bad: dict[str, dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[tuple[int, Path, str, os.stat_result]]]:
+    """Rows of files unchanged since the last index, and the files still to decode."""
+    results: list[dict[str, Any]] = [{} for _ in files]
     todo: list[tuple[int, Path, str, os.stat_result]] = []
-    results: list[dict[str, Any] | None] = [None] * len(files)
     for position, file in enumerate(files):
         key = _relative(file, base)
         try:
@@ -150,9 +195,17 @@ def index_folder(
             and old.get("mtime") == stat.st_mtime
         ):
             results[position] = dict(old)
-            summary.reused += 1
         else:
             todo.append((position, file, key, stat))
+    return results, todo
+
+
+def _inspect(
+    todo: list[tuple[int, Path, str, os.stat_result]],
+    previous: dict[str, dict[str, Any]],
+    workers: int,
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(position, row)`` of each file to decode, a bad file's row with its ``reason``."""
 
     def inspect(item: tuple[int, Path, str, os.stat_result]) -> tuple[int, dict[str, Any]]:
         position, file, key, stat = item
@@ -165,71 +218,23 @@ def index_folder(
             return position, {**row, "reason": audio.os_error_reason(error, file)}
         except Exception as error:  # a decoder's own failure is one bad file, not a stop
             return position, {**row, "reason": f"could not be decoded ({error!r})"}
-        row.update(
-            duration=round(found.duration, 6),
-            sr=found.sr,
-            channels=found.channels,
-            frames=found.frames,
-        )
-        return position, {**previous.get(key, {}), **row}
+        found_row = dict(duration=round(found.duration, 6), sr=found.sr,
+                         channels=found.channels, frames=found.frames)  # fmt: skip
+        return position, {**previous.get(key, {}), **row, **found_row}
 
-    with audio.decoder_notes() as notes, ThreadPoolExecutor(max(1, workers)) as pool:
-        bar = progress_bar(
-            total=len(files),
-            initial=len(files) - len(todo),
-            unit="file",
-            desc="index",
-            disable=not progress,
-            file=notes.console,
-        )
-        for position, row in pool.map(inspect, todo):
-            results[position] = row
-            summary.decoded += 1
-            bar.update()
-        bar.close()
-    summary.notes = notes.lines
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        yield from pool.map(inspect, todo)
 
-    good = []
-    bad_rows = [{"path": _relative(folder, base), "reason": why} for folder, why in walk_errors]
-    for file, result in zip(files, results, strict=True):
-        assert result is not None
-        row = result
-        if "reason" in row:
-            row.pop("split", None)
-            bad_rows.append(row)
-            continue
-        if group_of is not None:
-            row["split"] = hash_split(group_of(file.relative_to(root)))
-        elif table is not None:
-            row.pop("split", None)
-            found = _lookup(table, file)
-            if found is not None:
-                row["split"] = found
-        good.append(row)
-        summary.total_seconds += row["duration"]
+
+def _summarise(
+    summary: IndexSummary, good: list[dict[str, Any]], bad_rows: list[dict[str, Any]]
+) -> None:
     for row in bad_rows:
         kind = row["reason"].split(":")[0].split(" (")[0]
         summary.reasons[kind] = summary.reasons.get(kind, 0) + 1
     summary.kept, summary.skipped = len(good), len(bad_rows)
+    summary.total_seconds = sum(row["duration"] for row in good)
     summary.splits = split_counts(good)
-    if group_of is not None:
-        summary.split_source = f"a hash of each file's {split_by} group"
-    elif table is None and summary.splits.keys() - {""}:
-        summary.split_source = f"the previous {out}"
-    write_jsonl(out, good)
-    write_jsonl(bad_path, bad_rows)
-    return summary
-
-
-def hash_split(group: str) -> str:
-    """The split of a group by a stable hash of its name: 80% train, 10% valid, 10% test."""
-    digest = hashlib.sha256(group.encode("utf-8")).digest()
-    position = int.from_bytes(digest[:8], "big") / 2.0**64
-    for name, share in SPLIT_SHARES:
-        position -= share
-        if position < 0:
-            return name
-    return SPLIT_SHARES[-1][0]
 
 
 def find_audio(root: Path, *, errors: list[tuple[Path, str]] | None = None) -> Iterator[Path]:
@@ -258,45 +263,6 @@ def find_audio(root: Path, *, errors: list[tuple[Path, str]] | None = None) -> I
                 yield Path(folder) / name
 
 
-def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read a manifest; each row gains ``abspath``, its file resolved against the manifest.
-
-    Raises:
-        MusicSSLError: the manifest is missing, or a line is not a JSON object with ``path``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise MusicSSLError(f"{path}: no such manifest")
-    base = path.resolve().parent
-    rows = []
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise MusicSSLError(f"{path}:{number}: not JSON ({error.msg})") from None
-                if not isinstance(row, dict) or not isinstance(row.get("path"), str):
-                    raise MusicSSLError(f"{path}:{number}: expected an object with a 'path' key")
-                row["abspath"] = str(base / row["path"])
-                rows.append(row)
-    except UnicodeDecodeError:
-        raise MusicSSLError(f"{path}: not a manifest (not UTF-8 text)") from None
-    except OSError as error:
-        raise MusicSSLError(f"{path}: {audio.os_error_reason(error, path)}") from None
-    return rows
-
-
-def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
-    """Write JSON lines whole or not at all (temporary file, then rename)."""
-    with atomic_path(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
-        for row in rows:
-            row = {key: value for key, value in row.items() if key != "abspath"}
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
 def _existing_rows(path: Path) -> list[dict[str, Any]]:
     """The rows of an output about to be rewritten; refuses anything that is not a manifest."""
     if not os.path.lexists(path):
@@ -316,117 +282,3 @@ def _relative(file: Path, base: Path) -> str:
     # broken link or a link loop still has one.
     real = os.path.join(os.path.realpath(file.parent), file.name)
     return Path(os.path.relpath(real, base)).as_posix()
-
-
-def _grouping(split_by: str) -> Any:
-    """The group key of a file (its path relative to the indexed folder) for ``split_by``."""
-    if split_by == "parent":
-        return lambda relative: relative.parent.as_posix()
-    if split_by == "file":
-        return lambda relative: relative.as_posix()
-    if split_by.startswith("prefix:") and len(split_by) > len("prefix:"):
-        separator = split_by[len("prefix:") :]
-        return lambda relative: relative.stem.rsplit(separator, 1)[0]
-    raise MusicSSLError(
-        f"--split-by {split_by!r}: expected 'parent', 'file' or 'prefix:SEP' (e.g. 'prefix:-')"
-    )
-
-
-def _read_splits(path: Path, root: Path) -> dict[str, str]:
-    """Real path of each listed file -> its split, from a manifest or a table."""
-    if not path.is_file():
-        raise MusicSSLError(f"{path}: no such splits file")
-    if path.suffix.lower() in (".csv", ".tsv"):
-        entries = _read_table(path)
-    else:
-        entries = []
-        for number, row in enumerate(read_manifest(path), start=1):
-            if row.get("split") not in (None, ""):
-                entries.append((number, row["path"], row["split"]))
-        if not entries:
-            raise MusicSSLError(f"{path}: no row has a 'split' to carry")
-    # Paths are relative to the table's folder, or else to the indexed folder.
-    table: dict[str, str] = {}
-    for number, name, split in entries:
-        split = _split_name(split, f"{path}:{number}")
-        key = os.path.realpath(path.resolve().parent / name)
-        if table.setdefault(key, split) != split:
-            raise MusicSSLError(
-                f"{path}:{number}: {name} is listed in splits {table[key]!r} and {split!r}"
-            )
-    for number, name, split in entries:
-        table.setdefault(os.path.realpath(root / name), _split_name(split, f"{path}:{number}"))
-    return table
-
-
-def _read_table(path: Path) -> list[tuple[int, str, str]]:
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle, delimiter=delimiter)
-            columns = [name.strip().lower() for name in reader.fieldnames or []]
-            if "path" not in columns or "split" not in columns:
-                raise MusicSSLError(
-                    f"{path}: needs 'path' and 'split' columns in its header line "
-                    f"(found {', '.join(columns) or 'none'})"
-                )
-            reader.fieldnames = columns
-            return [
-                (number, (row["path"] or "").strip(), (row["split"] or "").strip())
-                for number, row in enumerate(reader, start=2)
-                if (row["path"] or "").strip()
-            ]
-    except UnicodeDecodeError:
-        raise MusicSSLError(f"{path}: not a text table (not UTF-8)") from None
-    except csv.Error as error:
-        raise MusicSSLError(f"{path}: not a readable table ({error})") from None
-
-
-def _split_name(value: object, where: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise MusicSSLError(f"{where}: the split is empty (expected train, valid or test)")
-    name = value.strip().lower()
-    return _SPLIT_ALIASES.get(name, name)
-
-
-def _neighbour_splits(root: Path) -> tuple[dict[str, str] | None, str | None]:
-    """Splits of the manifest beside ``root`` (the built-in corpus's layout), when it has any."""
-    beside = root.resolve().parent / _NEIGHBOUR_MANIFEST
-    if not beside.is_file():
-        return None, None
-    try:
-        rows = read_manifest(beside)
-    except MusicSSLError:
-        return None, None
-    inside = os.path.realpath(root) + os.sep
-    table = {
-        os.path.realpath(row["abspath"]): _split_name(row["split"], str(beside))
-        for row in rows
-        if isinstance(row.get("split"), str) and row["split"].strip()
-    }
-    if not any(key.startswith(inside) for key in table):
-        return None, None
-    return table, str(beside)
-
-
-def _lookup(table: dict[str, str], file: Path) -> str | None:
-    found = table.get(os.path.realpath(file))
-    if found is None:
-        found = table.get(os.path.join(os.path.realpath(file.parent), file.name))
-    return found
-
-
-def split_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """How many rows each split holds (``""`` for rows with none), train, valid, test first."""
-    counts = Counter(str(row.get("split") or "") for row in rows)
-    order = {name: rank for rank, (name, _) in enumerate(SPLIT_SHARES)}
-    return dict(sorted(counts.items(), key=lambda item: (order.get(item[0], 3), item[0])))
-
-
-def describe_splits(counts: dict[str, int]) -> str:
-    """``split_counts`` in words: "train 28, valid 4, test 4", and the rows with none."""
-    named = ", ".join(f"{name} {count}" for name, count in counts.items() if name)
-    if not named:
-        return "none (pretraining needs them: give --splits or --split-by to data index)"
-    unsplit = counts.get("", 0)
-    return named + (f", {unsplit} with no split" if unsplit else "")

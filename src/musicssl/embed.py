@@ -26,10 +26,11 @@ import torch
 from torch import Tensor, nn
 
 from musicssl import audio, checkpoint
-from musicssl.corpus import find_audio, read_manifest
+from musicssl.corpus import find_audio
 from musicssl.encoders import Encoder
 from musicssl.errors import AudioError, MusicSSLError
 from musicssl.files import atomic_path
+from musicssl.manifest import read_manifest
 from musicssl.progress import bar as progress_bar
 from musicssl.store import SampleStore
 

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from musicssl.corpus import describe_splits, split_counts
 from musicssl.errors import MusicSSLError
+from musicssl.splits import describe_splits, split_counts
 from musicssl.store import SampleStore
 
 

@@ -38,10 +38,11 @@ from typing import Any
 import numpy as np
 
 from musicssl import audio
-from musicssl.corpus import describe_splits, read_manifest, split_counts, write_jsonl
 from musicssl.errors import AudioError, MusicSSLError
 from musicssl.files import write_text
+from musicssl.manifest import read_manifest, write_jsonl
 from musicssl.progress import bar as progress_bar
+from musicssl.splits import describe_splits, split_counts
 
 FORMAT = "musicssl-store"
 VERSION = 1

@@ -23,7 +23,6 @@ from torch.utils.data import DataLoader, Sampler
 from musicssl import checkpoint
 from musicssl.augment import build_chain
 from musicssl.budget import TimeBudget
-from musicssl.corpus import describe_splits, split_counts
 from musicssl.encoders import ENCODERS, Encoder, build_encoder
 from musicssl.errors import MusicSSLError
 from musicssl.methods import METHODS, Method, build_method
@@ -32,6 +31,7 @@ from musicssl.progress import bar as progress_bar
 from musicssl.recipe import OptimSettings, Recipe
 from musicssl.runlog import RunLog
 from musicssl.sampling import TwoCrops, pcm_to_float, training_indices
+from musicssl.splits import describe_splits, split_counts
 from musicssl.store import SampleStore
 
 

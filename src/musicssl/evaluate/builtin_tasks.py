@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 from mir_eval.key import validate_key
 
-from musicssl.corpus import read_manifest
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate import degrade
 from musicssl.evaluate.task import PROBE_SPLITS, Example, Task
+from musicssl.manifest import read_manifest
 
 MANIFEST = "manifest.jsonl"
 AUDIO = "audio"

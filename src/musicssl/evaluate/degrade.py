@@ -34,9 +34,9 @@ import soxr
 from scipy import signal
 
 from musicssl import audio
-from musicssl.corpus import read_manifest
 from musicssl.errors import MusicSSLError
 from musicssl.files import atomic_path, clip_rng, write_text
+from musicssl.manifest import read_manifest
 from musicssl.progress import bar as progress_bar
 
 FOLDER = "degraded"  # beside the corpus's audio folder

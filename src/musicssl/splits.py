@@ -1,0 +1,147 @@
+"""Splits that travel with the data: from a table, a neighbouring manifest, or a stable hash.
+
+A clip's split (``train``, ``valid`` or ``test``) decides what pretraining may see and what
+evaluation scores; see ``musicssl.corpus`` for the order in which ``data index`` takes them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from musicssl.errors import MusicSSLError
+from musicssl.manifest import read_manifest
+
+SPLIT_SHARES = (("train", 0.8), ("valid", 0.1), ("test", 0.1))
+_SPLIT_ALIASES = {"val": "valid", "validation": "valid", "dev": "valid", "training": "train"}
+_NEIGHBOUR_MANIFEST = "manifest.jsonl"
+
+
+def hash_split(group: str) -> str:
+    """The split of a group by a stable hash of its name: 80% train, 10% valid, 10% test."""
+    digest = hashlib.sha256(group.encode("utf-8")).digest()
+    position = int.from_bytes(digest[:8], "big") / 2.0**64
+    for name, share in SPLIT_SHARES:
+        position -= share
+        if position < 0:
+            return name
+    return SPLIT_SHARES[-1][0]
+
+
+def grouping(split_by: str) -> Any:
+    """The group key of a file (its path relative to the indexed folder) for ``split_by``."""
+    if split_by == "parent":
+        return lambda relative: relative.parent.as_posix()
+    if split_by == "file":
+        return lambda relative: relative.as_posix()
+    if split_by.startswith("prefix:") and len(split_by) > len("prefix:"):
+        separator = split_by[len("prefix:") :]
+        return lambda relative: relative.stem.rsplit(separator, 1)[0]
+    raise MusicSSLError(
+        f"--split-by {split_by!r}: expected 'parent', 'file' or 'prefix:SEP' (e.g. 'prefix:-')"
+    )
+
+
+def read_splits(path: Path, root: Path) -> dict[str, str]:
+    """Real path of each listed file -> its split, from a manifest or a table."""
+    if not path.is_file():
+        raise MusicSSLError(f"{path}: no such splits file")
+    if path.suffix.lower() in (".csv", ".tsv"):
+        entries = _read_table(path)
+    else:
+        entries = []
+        for number, row in enumerate(read_manifest(path), start=1):
+            if row.get("split") not in (None, ""):
+                entries.append((number, row["path"], row["split"]))
+        if not entries:
+            raise MusicSSLError(f"{path}: no row has a 'split' to carry")
+    # Paths are relative to the table's folder, or else to the indexed folder.
+    table: dict[str, str] = {}
+    for number, name, split in entries:
+        split = _split_name(split, f"{path}:{number}")
+        key = os.path.realpath(path.resolve().parent / name)
+        if table.setdefault(key, split) != split:
+            raise MusicSSLError(
+                f"{path}:{number}: {name} is listed in splits {table[key]!r} and {split!r}"
+            )
+    for number, name, split in entries:
+        table.setdefault(os.path.realpath(root / name), _split_name(split, f"{path}:{number}"))
+    return table
+
+
+def _read_table(path: Path) -> list[tuple[int, str, str]]:
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle, delimiter=delimiter)
+            columns = [name.strip().lower() for name in reader.fieldnames or []]
+            if "path" not in columns or "split" not in columns:
+                raise MusicSSLError(
+                    f"{path}: needs 'path' and 'split' columns in its header line "
+                    f"(found {', '.join(columns) or 'none'})"
+                )
+            reader.fieldnames = columns
+            return [
+                (number, (row["path"] or "").strip(), (row["split"] or "").strip())
+                for number, row in enumerate(reader, start=2)
+                if (row["path"] or "").strip()
+            ]
+    except UnicodeDecodeError:
+        raise MusicSSLError(f"{path}: not a text table (not UTF-8)") from None
+    except csv.Error as error:
+        raise MusicSSLError(f"{path}: not a readable table ({error})") from None
+
+
+def _split_name(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise MusicSSLError(f"{where}: the split is empty (expected train, valid or test)")
+    name = value.strip().lower()
+    return _SPLIT_ALIASES.get(name, name)
+
+
+def neighbour_splits(root: Path) -> tuple[dict[str, str] | None, str | None]:
+    """Splits of the manifest beside ``root`` (the built-in corpus's layout), when it has any."""
+    beside = root.resolve().parent / _NEIGHBOUR_MANIFEST
+    if not beside.is_file():
+        return None, None
+    try:
+        rows = read_manifest(beside)
+    except MusicSSLError:
+        return None, None
+    inside = os.path.realpath(root) + os.sep
+    table = {
+        os.path.realpath(row["abspath"]): _split_name(row["split"], str(beside))
+        for row in rows
+        if isinstance(row.get("split"), str) and row["split"].strip()
+    }
+    if not any(key.startswith(inside) for key in table):
+        return None, None
+    return table, str(beside)
+
+
+def lookup(table: dict[str, str], file: Path) -> str | None:
+    found = table.get(os.path.realpath(file))
+    if found is None:
+        found = table.get(os.path.join(os.path.realpath(file.parent), file.name))
+    return found
+
+
+def split_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """How many rows each split holds (``""`` for rows with none), train, valid, test first."""
+    counts = Counter(str(row.get("split") or "") for row in rows)
+    order = {name: rank for rank, (name, _) in enumerate(SPLIT_SHARES)}
+    return dict(sorted(counts.items(), key=lambda item: (order.get(item[0], 3), item[0])))
+
+
+def describe_splits(counts: dict[str, int]) -> str:
+    """``split_counts`` in words: "train 28, valid 4, test 4", and the rows with none."""
+    named = ", ".join(f"{name} {count}" for name, count in counts.items() if name)
+    if not named:
+        return "none (pretraining needs them: give --splits or --split-by to data index)"
+    unsplit = counts.get("", 0)
+    return named + (f", {unsplit} with no split" if unsplit else "")
