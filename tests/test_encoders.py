@@ -1,4 +1,5 @@
-"""Encoder registry smoke tests (every entry), shapes by hand, rebuild from config, heads."""
+"""Encoder registry smoke tests (every entry), shapes by hand, rebuild from config, heads; the
+token interfaces of the transformers (patches, kept tokens, frame inputs)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from torch import nn
 from musicssl.encoders import (
     ENCODERS,
     Encoder,
+    FrameTransformer,
     SampleCNN,
     ShortChunkCNN,
+    SpectrogramViT,
     build_encoder,
     encoder_name,
     predictor,
@@ -43,6 +46,46 @@ SMALL = {
         "hops": [128, 256, 512, 1024, 2048, 4096, 8192],
         "too_short": 8127,
         "expected_in_error": "8128",
+    },
+    # 4096 samples, hop 64: 1 + 4096 // 64 = 65 frames; patches of 8 bins x 4 frames: a grid
+    # of 32 / 8 = 4 x 65 // 4 = 16 (the 65th frame dropped). Every layer: width 32, 16 frames
+    # of 64 * 4 = 256 samples. One patch of frames needs 64 * 3 = 192 samples.
+    "spectrogram_vit": {
+        "kwargs": {
+            "width": 32,
+            "depth": 2,
+            "num_heads": 2,
+            "patch": (8, 4),
+            "n_fft": 256,
+            "hop_length": 64,
+            "n_bins": 32,
+            "input_samples": 4096,
+        },
+        "num_samples": 4096,
+        "channels": [32, 32],
+        "frames": [16, 16],
+        "hops": [256, 256],
+        "too_short": 191,
+        "expected_in_error": "192",
+    },
+    # The same 65 frames, 4 per token: 16 tokens of 256 samples; one token needs 192 samples.
+    "frame_transformer": {
+        "kwargs": {
+            "width": 32,
+            "depth": 3,
+            "num_heads": 4,
+            "stack": 4,
+            "n_fft": 256,
+            "hop_length": 64,
+            "n_bins": 24,
+            "input_samples": 4096,
+        },
+        "num_samples": 4096,
+        "channels": [32, 32, 32],
+        "frames": [16, 16, 16],
+        "hops": [256, 256, 256],
+        "too_short": 191,
+        "expected_in_error": "192",
     },
 }
 
@@ -186,7 +229,7 @@ def _paper_order(block: nn.Sequential, h: torch.Tensor) -> torch.Tensor:
     return pool(relu(norm(conv(h))))
 
 
-@pytest.mark.parametrize("name", sorted(ENCODERS))
+@pytest.mark.parametrize("name", ["sample_cnn", "short_chunk_cnn"])
 def test_pooling_before_relu_is_the_papers_block(name):
     # The blocks run max-pool before ReLU; the two commute, so in training mode (batch
     # statistics) the output and every gradient equal those of the papers' order.
@@ -250,7 +293,8 @@ def test_constructor_checks():
 
 
 def test_build_encoder_errors_name_the_problem():
-    with pytest.raises(MusicSSLError, match="valid names: sample_cnn, short_chunk_cnn"):
+    valid = "valid names: frame_transformer, sample_cnn, short_chunk_cnn, spectrogram_vit"
+    with pytest.raises(MusicSSLError, match=valid):
         build_encoder("resnet")
     with pytest.raises(MusicSSLError, match="width"):
         build_encoder("sample_cnn", width=2)
@@ -271,3 +315,134 @@ def test_projection_head_layers():
     assert predictor(8, 4, 8)(torch.randn(3, 8)).shape == (3, 8)
     with pytest.raises(MusicSSLError, match="num_layers"):
         projection_head(16, 32, 8, num_layers=0)
+
+
+def _small_vit(**overrides) -> SpectrogramViT:
+    torch.manual_seed(0)
+    return SpectrogramViT(**{**SMALL["spectrogram_vit"]["kwargs"], **overrides}).eval()
+
+
+def test_vit_patchify_by_hand_and_unpatchify_round_trip():
+    vit = _small_vit(n_bins=4, patch=(2, 3))
+    # A 4 x 7 spectrogram of 0..27: a 2 x 2 grid (the 7th frame dropped), frequency-major.
+    spec = torch.arange(28.0).reshape(1, 4, 7)
+    patches = vit.patchify(spec)
+    assert vit.patch_grid(7) == (2, 2) and patches.shape == (1, 4, 6)
+    # Patch 1 is bins 0-1, frames 3-5; patch 2 is bins 2-3, frames 0-2. Bins-major inside.
+    assert patches[0, 1].tolist() == [3.0, 4.0, 5.0, 10.0, 11.0, 12.0]
+    assert patches[0, 2].tolist() == [14.0, 15.0, 16.0, 21.0, 22.0, 23.0]
+    torch.testing.assert_close(vit.unpatchify(patches, (2, 2)), spec[..., :6], rtol=0, atol=0)
+    batch = torch.randn(3, 32, 40, generator=torch.Generator().manual_seed(0))
+    default = _small_vit()
+    grid = default.patch_grid(40)
+    torch.testing.assert_close(default.unpatchify(default.patchify(batch), grid), batch)
+
+
+def test_vit_encoding_all_tokens_kept_equals_the_full_encoding():
+    vit = _small_vit()
+    x = _audio(2, 4096)
+    with torch.no_grad():
+        spec = vit.spectrogram(x)
+        assert spec.shape == (2, 32, 64)
+        tokens = vit.embed_patches(spec)
+        assert tokens.shape == (2, 64, 32)
+        full = vit.forward_tokens(tokens)
+        rows, cols = vit.patch_grid(spec.shape[-1])
+        torch.testing.assert_close(
+            full.reshape(2, rows, cols, 32).mean(1).transpose(1, 2), vit.forward_features(x)
+        )
+        every = torch.arange(64).expand(2, 64)
+        torch.testing.assert_close(vit.forward_tokens(tokens, every), full)
+        # The positions travel inside the tokens, so any order of them is encoded the same.
+        shuffled = torch.stack(
+            [torch.randperm(64, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+        )
+        kept = vit.forward_tokens(tokens, shuffled)
+        torch.testing.assert_close(
+            kept, torch.gather(full, 1, shuffled[..., None].expand(-1, -1, 32))
+        )
+        # A subset is encoded from itself alone: what is left out changes nothing.
+        subset = shuffled[:, :16]
+        changed = tokens.clone()
+        changed.scatter_(1, shuffled[:, 16:, None].expand(-1, -1, 32), 100.0)
+        torch.testing.assert_close(
+            vit.forward_tokens(changed, subset), vit.forward_tokens(tokens, subset)
+        )
+        assert vit.forward_tokens(tokens, subset).shape == (2, 16, 32)
+    with pytest.raises(MusicSSLError, match="keep_index"):
+        vit.forward_tokens(tokens, every[0])
+
+
+def test_vit_vertical_patches_and_cqt_front_end():
+    # Myna's patches span every band: one row of 65 // 2 = 32 columns of 2 frames.
+    myna = _small_vit(patch=(32, 2))
+    x = _audio(2, 4096)
+    with torch.no_grad():
+        assert myna.patch_grid(65) == (1, 32)
+        assert myna.forward_features(x).shape == (2, 32, 32)
+        assert myna.frame_hop() == 128
+    # 24 CQT bins from C1 at 12 per octave: two octaves, so the hop (64) halves once.
+    cqt = _small_vit(frontend="cqt", n_bins=24, patch=(12, 4), bins_per_octave=12)
+    with torch.no_grad():
+        assert cqt.spectrogram(x).shape == (2, 24, 64)
+        assert cqt(x).shape == (2, 32)
+    with pytest.raises(MusicSSLError, match="frontend must be 'mel' or 'cqt'"):
+        _small_vit(frontend="stft")
+    with pytest.raises(MusicSSLError, match="n_bins=32"):
+        _small_vit(patch=(5, 4))
+    with pytest.raises(MusicSSLError, match="divisible by num_heads"):
+        _small_vit(width=30, num_heads=4)
+
+
+def test_frame_transformer_frame_inputs_stack_standardised_frames():
+    torch.manual_seed(0)
+    model = FrameTransformer(**SMALL["frame_transformer"]["kwargs"]).eval()
+    x = _audio(2, 4096)
+    with torch.no_grad():
+        frames = model.frame_inputs(x)
+        assert frames.shape == (2, 16, 4 * 24) and model.num_tokens(4096) == 16
+        spec = model.input_norm(model.frontend(x))  # (2, 24, 65)
+        # Row t holds frames 4t .. 4t + 3, each frame's 24 bins together.
+        torch.testing.assert_close(frames[1, 5, 24:48], spec[1, :, 21])
+        torch.testing.assert_close(frames[0, 15, 72:], spec[0, :, 63])
+        features = model.forward_frames(frames)
+        torch.testing.assert_close(features.transpose(1, 2), model.forward_features(x))
+        # Hiding a frame (BEST-RQ replaces it with noise) changes every token through attention.
+        noisy = frames.clone()
+        noisy[:, 3] = torch.randn(2, 96, generator=torch.Generator().manual_seed(0))
+        moved = (model.forward_frames(noisy) - features).abs().amax(dim=-1)  # (2, 16)
+        assert (moved > 1e-4).all()
+
+
+def test_frame_transformer_options_reach_every_parameter():
+    # Learned positions, a Conformer conv module and the CQT front end.
+    torch.manual_seed(0)
+    kwargs = {**SMALL["frame_transformer"]["kwargs"], "positions": "learned", "conv_kernel": 3}
+    model = FrameTransformer(**kwargs, frontend="cqt", bins_per_octave=12)
+    x = _audio(3, 4096)
+    out = model(x)
+    assert out.shape == (3, 32)
+    (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(1))).sum().backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    assert model.positions is not None and model.positions.shape == (16, 32)
+    with pytest.raises(MusicSSLError, match="learned positions cover 16 tokens"):
+        model(_audio(1, 8192))
+    with pytest.raises(MusicSSLError, match="positions='rotary'"):
+        FrameTransformer(positions="rotary")
+    with pytest.raises(MusicSSLError, match="kernel size must be odd"):
+        FrameTransformer(conv_kernel=4)
+
+
+def test_transformer_defaults_are_small_enough_for_a_cpu():
+    # Width 192, depth 4, 3 heads; 3.69 s at 16 kHz, 10 ms hop: 1 + 59049 // 160 = 370 frames:
+    # ViT 128 / 16 = 8 rows x 370 // 16 = 23 columns; frame transformer 370 // 4 = 92 tokens.
+    x = _audio(1, 59049)
+    with torch.no_grad():
+        vit = SpectrogramViT().eval()
+        assert vit.forward_features(x).shape == (1, 192, 23)
+        frames = FrameTransformer().eval()
+        assert frames.forward_features(x).shape == (1, 192, 92)
+    for model in (vit, frames):
+        assert (model.embedding_dim, model.num_layers, model.input_samples) == (192, 4, 59049)
+        assert sum(p.numel() for p in model.parameters()) < 2_000_000

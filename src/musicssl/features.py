@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from musicssl.errors import MusicSSLError
 
-__all__ = ["CQT", "LogMel", "hz_to_mel", "mel_filterbank", "mel_to_hz"]
+__all__ = ["C1_HZ", "CQT", "LogMel", "hz_to_mel", "mel_filterbank", "mel_to_hz"]
 
 MelScale = Literal["slaney", "htk"]
 

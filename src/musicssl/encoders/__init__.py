@@ -33,16 +33,20 @@ from typing import Any
 from torch import nn
 
 from musicssl.encoders.base import Encoder
+from musicssl.encoders.frame_transformer import FrameTransformer
 from musicssl.encoders.heads import predictor, projection_head
 from musicssl.encoders.sample_cnn import SampleCNN
 from musicssl.encoders.short_chunk_cnn import ShortChunkCNN
+from musicssl.encoders.spectrogram_vit import SpectrogramViT
 from musicssl.errors import MusicSSLError
 
 __all__ = [
     "ENCODERS",
     "Encoder",
+    "FrameTransformer",
     "SampleCNN",
     "ShortChunkCNN",
+    "SpectrogramViT",
     "build_encoder",
     "encoder_name",
     "predictor",
@@ -53,6 +57,8 @@ __all__ = [
 ENCODERS: dict[str, type[Encoder]] = {
     "sample_cnn": SampleCNN,
     "short_chunk_cnn": ShortChunkCNN,
+    "spectrogram_vit": SpectrogramViT,
+    "frame_transformer": FrameTransformer,
 }
 
 

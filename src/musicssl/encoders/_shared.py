@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from musicssl.errors import MusicSSLError
+from musicssl.features import C1_HZ, CQT, LogMel
 
 
 def resolve_layer(layer: int | None, num_layers: int, owner: str) -> int:
@@ -40,3 +41,47 @@ def last(outputs: Iterator[Tensor]) -> Tensor:
     Unpacking (``*_, h = outputs``) would hold every layer's features in memory at once.
     """
     return deque(outputs, maxlen=1)[0]
+
+
+def spectrogram_frontend(
+    owner: str,
+    frontend: str,
+    *,
+    sample_rate: int,
+    n_fft: int,
+    hop_length: int,
+    n_bins: int,
+    f_min: float | None,
+    f_max: float | None,
+    bins_per_octave: int,
+) -> nn.Module:
+    """A log-mel or constant-Q front end in decibels: (B, num_samples) -> (B, n_bins, T).
+
+    Args:
+        owner: The encoder, for messages.
+        frontend: ``"mel"`` (``LogMel``: ``n_fft``, ``f_min`` default 0, ``f_max``) or
+            ``"cqt"`` (``CQT``: ``f_min`` is the lowest bin's centre, default C1;
+            ``bins_per_octave``).
+        n_bins: Mel bands or CQT bins.
+
+    Raises:
+        MusicSSLError: an unknown ``frontend``, or arguments the front end refuses.
+    """
+    if frontend == "mel":
+        return LogMel(
+            sr=sample_rate,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            n_mels=n_bins,
+            f_min=0.0 if f_min is None else f_min,
+            f_max=f_max,
+        )
+    if frontend == "cqt":
+        return CQT(
+            sr=sample_rate,
+            hop_length=hop_length,
+            fmin=C1_HZ if f_min is None else f_min,
+            n_bins=n_bins,
+            bins_per_octave=bins_per_octave,
+        )
+    raise MusicSSLError(f"{owner}: frontend must be 'mel' or 'cqt', got {frontend!r}")
