@@ -28,6 +28,8 @@ SR = 16000
 TINY_ENCODERS = {
     "sample_cnn": {"num_blocks": 5, "channels": [4, 4, 8, 8, 8, 8, 16], "sample_rate": SR},
     "short_chunk_cnn": {"channels": 2, "hop_length": 64, "input_samples": 8192},
+    "spectrogram_vit": {"width": 16, "depth": 2, "num_heads": 2, "n_bins": 32, "patch": [8, 8]},
+    "frame_transformer": {"width": 16, "depth": 2, "num_heads": 2, "n_bins": 32},
 }
 
 
