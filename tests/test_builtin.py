@@ -17,6 +17,7 @@ import soundfile as sf
 
 from musicssl.builtin import SIZES, build_corpus, drums, labels, summarize
 from musicssl.builtin.render import Event, Synth, check_renderer
+from musicssl.builtin.styles import STYLES as STYLE_SPECS
 from musicssl.errors import MusicSSLError
 
 SR = 16000
@@ -28,6 +29,7 @@ STYLES = {
     "fiddle_tune",
     "german_folk_song",
 }
+STYLES_PHRASES = {name: spec.phrase.lower() for name, spec in STYLE_SPECS.items()}
 FIELDS = {
     "clip_id", "path", "duration", "sr", "channels", "split", "style", "composer", "piece_id",
     "title", "source", "source_number", "excerpt_start", "excerpt_end", "score_parts", "key",
@@ -154,9 +156,11 @@ def test_manifest_matches_audio_files(corpus):
         assert peak <= 10 ** (-1 / 20) + 1 / 32768, record["clip_id"]  # headroom, no clipping
         assert -23.0 < rms_db < -19.0, record["clip_id"]  # loudness-normalised, not silent
         assert len(record["programs"]) == len(record["instruments"]) == len(record["families"])
-        assert f"{record['tempo']} BPM" in record["caption"]
-        assert record["key"] in record["caption"] and record["metre"] in record["caption"]
-        assert ("with drums" in record["caption"]) == record["drums"]
+        text = record["caption"]
+        tempo_named = any(word in text.lower() for word in labels.tempo_words(record["tempo"]))
+        assert f"{record['tempo']} BPM" in text or tempo_named, text
+        assert f" {record['key']}" in text and STYLES_PHRASES[record["style"]] in text.lower()
+        assert ("drum" in text.lower()) == record["drums"], text
 
 
 def test_splits_are_disjoint_by_piece_and_cover_every_style(corpus):
@@ -367,6 +371,35 @@ def test_caption_and_f0_track_from_hand_computed_labels():
     expected[10:25] = 440.0
     expected[25:30] = 440.0 * 2 ** (3 / 12)
     np.testing.assert_allclose(f0, expected, rtol=1e-6)
+
+
+def test_drawn_captions_vary_per_clip_and_keep_the_labels():
+    facts = dict(phrase="Bach chorale", composer="Bach", key="F# minor", programs=[68, 41, 42, 70],
+                 tempo=60, metre="3/4", drums=False)  # fmt: skip
+    drawn = [labels.caption(**facts, rng=np.random.default_rng(seed)) for seed in range(40)]
+    assert drawn == [labels.caption(**facts, rng=np.random.default_rng(s)) for s in range(40)]
+    assert len(set(drawn)) >= 20  # sentence patterns and words differ between clips
+    for text in drawn:
+        assert "F# minor" in text and "Bach chorale" in text and "drum" not in text.lower()
+        assert "60 BPM" in text or any(w in text.lower() for w in ("slow", "unhurried", "stately"))
+        assert text[0].isupper() and text.endswith(".")
+    assert any("waltz time" in t or "triple time" in t or "three beats" in t for t in drawn)
+    assert any("reeds" in t and "strings" in t for t in drawn)  # families instead of names
+    with_drums = labels.caption(**{**facts, "drums": True}, drum_kit="jazz",
+                                rng=np.random.default_rng(0))  # fmt: skip
+    assert "drum" in with_drums
+    assert labels.tempo_words(65) == ("slow", "unhurried", "stately")
+    assert labels.tempo_words(140) == ("fast", "quick", "energetic")
+    samples = labels.caption_samples(300, seed=0)
+    assert samples == labels.caption_samples(300, seed=0) and len(set(samples)) == 300
+
+
+def test_corpus_captions_use_several_sentence_forms(corpus):
+    _, records, _ = corpus
+    captions = [record["caption"] for record in records]
+    assert len(set(captions)) == len(captions)
+    openings = {text.split(" ")[0] for text in captions}
+    assert len(openings) >= 3  # "A", "An", a tempo word, "The" (a solo part) ...
 
 
 # --- determinism, caching, resuming ------------------------------------------------------------

@@ -309,6 +309,9 @@ def make_clip(
             metre=metre,
             drums=drums_on,
             voice=plan.solo_voice,
+            drum_kit=None if plan.drum_kit is None else instruments.DRUM_KITS[plan.drum_kit],
+            # Its own generator: the words drawn never change the audio drawn before them.
+            rng=clip_rng(seed, f"{clip_id}/caption"),
         )
         record = {
             "style": style.name,
