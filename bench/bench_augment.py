@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from musicssl.augment import Compose, PitchShift, clmr_chain
-from musicssl.augment.base import NoiseBank, noise_offsets
+from musicssl.augment.noise import NoiseBank, noise_offsets
 from musicssl.augment.reverb import impulse_response
 from musicssl.runtime import keep_freed_memory
 

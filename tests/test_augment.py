@@ -21,10 +21,11 @@ from musicssl.augment import (
     WhiteNoise,
     clmr_chain,
 )
-from musicssl.augment.base import NOISE_BANDS, NOISE_PERIOD, NoiseBank, fast_fft_length
+from musicssl.augment.base import fast_fft_length
 from musicssl.augment.filters import butterworth_gain
-from musicssl.augment.pitch import COARSE_STEPS, FINE_REACH, _follow, _grain_starts
+from musicssl.augment.noise import NOISE_BANDS, NOISE_PERIOD, NoiseBank
 from musicssl.augment.reverb import impulse_response
+from musicssl.augment.wsola import COARSE_STEPS, FINE_REACH, _follow, grain_starts
 from musicssl.errors import MusicSSLError
 
 SR = 22050
@@ -445,7 +446,7 @@ def test_wsola_chooses_the_grains_the_one_at_a_time_search_chooses() -> None:
     ratios = torch.tensor([2 ** (3.5 / 12), 2 ** (-4 / 12)], dtype=torch.float64)
     settings = {"hop": 960, "overlap": 192, "search": 112}
     num_grains = -(-x.shape[1] // 960) - 2
-    starts = _grain_starts(x, ratios, num_grains=num_grains, **settings)
+    starts = grain_starts(x, ratios, num_grains=num_grains, **settings)
     for i in range(2):
         assert starts[i].tolist() == greedy_wsola_starts(x[i], float(ratios[i]), **settings)
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from musicssl.augment import fused as fused_module
-from musicssl.augment.base import NoiseBank
 from musicssl.augment.delay import _echoed
 from musicssl.augment.filters import butterworth_gain
 from musicssl.augment.fused import fused
+from musicssl.augment.noise import NoiseBank
 from musicssl.augment.pitch import _crossfade_weights, _faded_grains, _read_faster
 from musicssl.augment.reverb import _mixing_responses
 

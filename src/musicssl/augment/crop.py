@@ -52,7 +52,9 @@ class RandomCrop(Augmentation):
     def apply_all(self, x: Tensor, params: Params) -> Tensor:
         return self.apply(x, params)
 
-    def apply(self, x: Tensor, params: Params, *, overwrite: bool = False) -> Tensor:
+    def apply(  # type: ignore[override]  # not nn.Module.apply
+        self, x: Tensor, params: Params, *, overwrite: bool = False
+    ) -> Tensor:
         # Every example is cropped (the output is shorter), so there is nothing to gather.
         check_waveform(x, "RandomCrop")
         offset = params["offset"].to(x.device, non_blocking=True)

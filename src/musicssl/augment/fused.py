@@ -3,8 +3,8 @@
 Run op by op, a kernel that reads grains or builds impulse responses makes one pass over
 memory per operation, and a gather first writes out an int64 index as large as its result.
 Compiled (inductor: C++ with OpenMP on a CPU, Triton on a GPU), each kernel becomes one loop
-that computes its indices as it reads: on 2 CPU cores, WSOLA's grain read went from 14 to 6
-ms and the reverb's impulse responses from 5 to 2 ms for 58 examples.
+that computes its indices as it reads. A kernel is compiled only where that saves at least 5%
+of the CLMR chain's time; each says how much beside its definition.
 
 A kernel is a pure function of tensors (it writes to none of its arguments) marked with
 ``@fused``. It is compiled on its first call (the compiler is imported then, not with the
@@ -13,14 +13,13 @@ the same bits whatever the sizes it met before (compiled for the first sizes met
 arithmetic could differ in the last bit from the version compiled later for the others, and a
 resumed run would then drift from an uninterrupted one). A batch of one example gets its own
 version, and so does each dtype; a kernel runs with autograd only where an argument requires
-grad (the caller's grad mode would otherwise make versions of its own). Up to ``VERSIONS``
-versions are kept, a limit of the kernel's own (``torch.compile``'s ``recompile_limit``, where
-this torch has it; never torch's process-wide setting): once torch's default limit of 8 was
-reached (after the tests had called a kernel with many sizes and dtypes), it ran the next
-variants op by op, and a training run in that process drifted from the same run in a fresh
-one. Compiling runs in the calling process
-(no pool of compiler processes competing with the work for the CPU), and torch caches the
-result on disk, so later processes start faster.
+grad (the caller's grad mode would otherwise make versions of its own). Each kernel keeps up
+to ``VERSIONS`` versions, through ``torch.compile``'s own ``recompile_limit`` (torch's
+process-wide limit is left alone): at torch's default of 8, reached once tests had called a
+kernel with many sizes and dtypes, the next variants ran op by op, and a training run in that
+process drifted from the same run in a fresh one. Compiling runs in the calling process (no
+pool of compiler processes competing with the work for the CPU), and torch caches the result
+on disk, so later processes start faster.
 
 Where compiling cannot work (no C++ compiler on a CPU, say) the first failure is reported
 once as a warning and every kernel runs op by op from then on, with the same results (to

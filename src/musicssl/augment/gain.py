@@ -29,7 +29,6 @@ class PolarityInversion(Augmentation):
     """
 
     name = "polarity_inversion"
-    linear_time_invariant = True
 
     def __init__(self, *, p: float = 0.8) -> None:
         super().__init__(p=p)
@@ -42,7 +41,9 @@ class PolarityInversion(Augmentation):
     def apply_all(self, x: Tensor, params: Params) -> Tensor:
         return -x
 
-    def apply(self, x: Tensor, params: Params, *, overwrite: bool = False) -> Tensor:
+    def apply(  # type: ignore[override]  # not nn.Module.apply
+        self, x: Tensor, params: Params, *, overwrite: bool = False
+    ) -> Tensor:
         return scale_rows(x, 1.0 - 2.0 * params["applied"].float(), overwrite=overwrite)
 
 
@@ -58,7 +59,6 @@ class Gain(Augmentation):
     """
 
     name = "gain"
-    linear_time_invariant = True
 
     def __init__(self, *, p: float = 0.3, min_db: float = -20.0, max_db: float = -1.0) -> None:
         super().__init__(p=p)
@@ -76,7 +76,9 @@ class Gain(Augmentation):
     def apply_all(self, x: Tensor, params: Params) -> Tensor:
         return x * (10.0 ** (params["gain_db"] / 20.0)).to(x.dtype)[:, None]
 
-    def apply(self, x: Tensor, params: Params, *, overwrite: bool = False) -> Tensor:
+    def apply(  # type: ignore[override]  # not nn.Module.apply
+        self, x: Tensor, params: Params, *, overwrite: bool = False
+    ) -> Tensor:
         scale = torch.where(params["applied"], 10.0 ** (params["gain_db"] / 20.0), 1.0)
         return scale_rows(x, scale, overwrite=overwrite)
 

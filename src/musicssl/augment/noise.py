@@ -1,21 +1,101 @@
-"""Additive white noise at a signal-to-noise ratio drawn per example."""
+"""White noise: the fixed noise sequence noisy transforms read, and additive white noise at a
+signal-to-noise ratio drawn per example."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
 
 from musicssl.augment.base import (
     Augmentation,
-    NoiseBank,
     Params,
     check_range,
     coin,
     compute_dtype,
-    noise_offsets,
-    rms,
     uniform,
 )
+from musicssl.errors import MusicSSLError
+
+# Period of the fixed white-noise sequence that noisy transforms read windows of (12 s at
+# 22.05 kHz); a window starts at one of this many offsets.
+NOISE_PERIOD = 2**18
+NOISE_BANDS = ("full", "low", "high")
+
+
+class NoiseBank:
+    """Windows of one fixed stretch of standard normal white noise, at per-example offsets.
+
+    Noisy transforms draw an offset per example instead of the noise itself: parameters stay a
+    few numbers per example, drawn on the host for every example, and nothing the size of the
+    audio is drawn or copied to the device per call. The noise repeats every ``NOISE_PERIOD``
+    samples, which gives that many distinct windows; it is drawn once from a fixed seed, so it
+    is the same on every device. Pickling drops the cached copies.
+
+    Args:
+        band: ``"full"`` (the white noise), ``"low"`` (its moving average over 4 samples, a
+            gentle low-pass with its -3 dB point near sr / 9) or ``"high"`` (full minus low).
+            The same offset gives windows of the same noise in each band.
+    """
+
+    def __init__(self, band: str = "full") -> None:
+        if band not in NOISE_BANDS:
+            raise MusicSSLError(f"NoiseBank: band must be one of {NOISE_BANDS}, got {band!r}")
+        self.band = band
+        self._noise: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+
+    def windows(self, offset: Tensor, length: int, *, dtype: torch.dtype) -> Tensor:
+        """Noise windows ``noise[offset[i] : offset[i] + length]``.
+
+        Args:
+            offset: start of each window, in [0, NOISE_PERIOD). Shape: (num_examples,), int64.
+            length: samples per window.
+            dtype: floating-point type of the result.
+
+        Returns:
+            Standard normal noise. Shape: (num_examples, length).
+        """
+        noise = self.sequence(length, device=offset.device, dtype=dtype)
+        return noise.unfold(0, length, 1)[offset]  # a view of every window, then a gather
+
+    def sequence(self, length: int, *, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """The noise itself, long enough for a window of ``length`` at every offset.
+
+        Shape: (at least NOISE_PERIOD + length - 1,). Read only: it is cached.
+        """
+        key = (torch.device(device), dtype)
+        noise = self._noise.get(key)
+        needed = NOISE_PERIOD + length - 1
+        if noise is None or noise.shape[0] < needed:
+            period = torch.randn(NOISE_PERIOD, generator=torch.Generator().manual_seed(0))
+            if self.band != "full":
+                # Around the period, so that windows across its end average what precedes.
+                low = (period + period.roll(1) + period.roll(2) + period.roll(3)) / 4
+                period = low if self.band == "low" else period - low
+            repeats = math.ceil(needed / NOISE_PERIOD)
+            # Once per device and dtype; without waiting for the device, like every copy here.
+            noise = period.repeat(repeats)[:needed].to(device, dtype, non_blocking=True)
+            self._noise[key] = noise
+        return noise
+
+    def __getstate__(self) -> dict:
+        return {"band": self.band}
+
+    def __setstate__(self, state: dict) -> None:
+        self.band = state.get("band", "full")
+        self._noise = {}
+
+
+def noise_offsets(batch_size: int, *, generator: torch.Generator | None) -> Tensor:
+    """Per-example starts of ``NoiseBank`` windows. Shape: (batch_size,), int64."""
+    return torch.randint(NOISE_PERIOD, (batch_size,), generator=generator)
+
+
+def rms(x: Tensor) -> Tensor:
+    """Root mean square over time. Shape: (..., num_samples) -> (...,)."""
+    # A norm, not square().mean(): no temporary the size of x.
+    return torch.linalg.vector_norm(x, dim=-1) / math.sqrt(x.shape[-1])
 
 
 class WhiteNoise(Augmentation):
