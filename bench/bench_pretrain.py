@@ -29,9 +29,10 @@ from musicssl.checkpoint import latest as latest_checkpoint
 from musicssl.demo import with_builtin_store
 from musicssl.embed import Model, load
 from musicssl.encoders import build_encoder
+from musicssl.pack import pack
 from musicssl.recipe import DEFAULT_CORPUS, Recipe, recipe_path
 from musicssl.runtime import configure_cpu_runtime
-from musicssl.store import SampleStore, pack
+from musicssl.store import SampleStore
 from musicssl.train import pretrain
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,8 +25,9 @@ import soundfile as sf
 import torch
 
 from musicssl.corpus import index_folder
+from musicssl.pack import pack
 from musicssl.sampling import TwoCrops, pcm_to_float
-from musicssl.store import SampleStore, pack
+from musicssl.store import SampleStore
 
 SR = 16000
 

@@ -72,7 +72,7 @@ def test_every_verb_is_there_and_every_default_is_read_from_the_library(capsys):
 
 
 def test_defaults_in_help_are_the_functions_own():
-    from musicssl.store import pack
+    from musicssl.pack import pack
 
     verbs = dict(verb_parsers(build_parser()))
     sr = next(a for a in verbs[("data", "pack")]._actions if a.dest == "sr")
@@ -118,7 +118,7 @@ def test_given_options_reach_the_functions_and_the_rest_keep_their_defaults(
         {"root": str(folder), "out": str(manifest), "split_by": "parent", "workers": 3}
     ]
 
-    packed = recording(monkeypatch, "musicssl.store:pack", returns="ok")
+    packed = recording(monkeypatch, "musicssl.pack:pack", returns="ok")
     assert main(["data", "pack", str(manifest), "--out", str(tmp_path / "s"), "--sr", "22050"]) == 0
     assert packed == [{"manifest": str(manifest), "out": str(tmp_path / "s"), "sr": 22050}]
 

@@ -17,7 +17,8 @@ from musicssl import audio
 from musicssl.corpus import index_folder
 from musicssl.errors import AudioError, MusicSSLError
 from musicssl.manifest import read_manifest, write_jsonl
-from musicssl.store import SampleStore, pack
+from musicssl.pack import pack
+from musicssl.store import SampleStore
 
 from conftest import tone
 
@@ -285,7 +286,7 @@ def test_two_packs_into_one_store_at_once(corpus: Path, tmp_path: Path):
     )
     store = tmp_path / "store"
     script = (
-        "import sys, musicssl.store as s\n"
+        "import sys, musicssl.pack as s\n"
         "from musicssl.errors import MusicSSLError\n"
         "s._CHECKPOINT_SECONDS = 0.0\n"
         "try:\n"

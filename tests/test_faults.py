@@ -133,7 +133,7 @@ def test_failures_raised_as_other_kinds_are_still_one_line(
     def failing(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr("musicssl.store.pack", failing)
+    monkeypatch.setattr("musicssl.pack.pack", failing)
     before = snapshot(area)
     fails(
         ["data", "pack", f"{area}/m.jsonl", "--out", f"{area}/s"], capsys, status=1, naming=naming
@@ -269,7 +269,7 @@ def test_an_interrupt_is_one_line_and_status_130(area, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("musicssl.store.pack", interrupted)
+    monkeypatch.setattr("musicssl.pack.pack", interrupted)
     before = snapshot(area)
     line = fails(["data", "pack", f"{area}/m.jsonl", "--out", f"{area}/s"], capsys, status=130)
     assert line == "musicssl: error: interrupted"
@@ -292,7 +292,7 @@ def test_a_bug_shows_its_traceback_and_asks_for_a_report(area, capsys, monkeypat
     def broken(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr("musicssl.store.pack", broken)
+    monkeypatch.setattr("musicssl.pack.pack", broken)
     assert main(["data", "pack", f"{area}/m.jsonl", "--out", f"{area}/s"]) == 70
     err = capsys.readouterr().err
     assert "Traceback" in err and "ZeroDivisionError" in err
@@ -310,11 +310,11 @@ def test_ctrl_c_in_a_real_process(area):
     result = run_command(
         f"""
         import os, signal, sys
-        import musicssl.store
+        import musicssl.pack
         def pack(*args, **kwargs):
             os.kill(os.getpid(), signal.SIGINT)
             signal.pause()
-        musicssl.store.pack = pack
+        musicssl.pack.pack = pack
         from musicssl.cli import main
         sys.exit(main(["data", "pack", {str(area / "m.jsonl")!r}, "--out", {str(area / "s")!r}]))
         """

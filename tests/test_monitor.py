@@ -9,7 +9,8 @@ from torch import nn
 from musicssl.corpus import index_folder
 from musicssl.errors import MusicSSLError
 from musicssl.monitor import ProbeMonitor, _knn
-from musicssl.store import SampleStore, pack
+from musicssl.pack import pack
+from musicssl.store import SampleStore
 
 
 def _store(root: Path, labels: list[str], *, sr: int = 8000) -> SampleStore:

@@ -7,7 +7,7 @@ import numpy as np
 import soundfile as sf
 
 from musicssl.corpus import index_folder
-from musicssl.store import pack
+from musicssl.pack import pack
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -5,8 +5,9 @@ from torch.utils.data import DataLoader
 
 from musicssl.corpus import index_folder
 from musicssl.errors import MusicSSLError
+from musicssl.pack import pack
 from musicssl.sampling import TwoCrops, pcm_to_float, training_indices
-from musicssl.store import SampleStore, pack
+from musicssl.store import SampleStore
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from musicssl import audio
 from musicssl.corpus import index_folder
 from musicssl.errors import MusicSSLError
 from musicssl.manifest import write_jsonl
-from musicssl.store import SampleStore, pack
+from musicssl.pack import pack
+from musicssl.store import SampleStore
 
 from conftest import tone
 
@@ -76,7 +77,7 @@ def test_killed_pack_leaves_no_store_and_resumes(manifest: Path, tmp_path: Path)
     write_jsonl(manifest, rows * 400)
     store_path = tmp_path / "store"
     script = (
-        "import musicssl.store as s, sys; s._CHECKPOINT_SECONDS = 0.0;"
+        "import musicssl.pack as s, sys; s._CHECKPOINT_SECONDS = 0.0;"
         f"s.pack({str(manifest)!r}, out={str(store_path)!r}, progress=False)"
     )
     child = subprocess.Popen([sys.executable, "-c", script])

@@ -15,9 +15,9 @@ from musicssl.budget import FIT_STEPS, TimeBudget, last_step_within
 from musicssl.checkpoint import latest as latest_checkpoint
 from musicssl.corpus import index_folder
 from musicssl.embed import load
+from musicssl.pack import pack
 from musicssl.recipe import OptimSettings, Recipe
 from musicssl.runlog import TrainingDiverged
-from musicssl.store import pack
 from musicssl.train import learning_rate_factor, pretrain
 
 RECIPE = """

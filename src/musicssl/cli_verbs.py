@@ -156,7 +156,7 @@ def add_data_pack(verbs: Any) -> None:
             "a decode. Labels and splits travel into the store. Written atomically; an "
             "interrupted pack resumes where it stopped when run again.",
         ),
-        "musicssl.store:pack",
+        "musicssl.pack:pack",
     )
     pack.option("manifest", type=existing_file, metavar="MANIFEST", help="JSON-lines manifest")
     pack.option(
@@ -178,7 +178,7 @@ def add_data_pack(verbs: Any) -> None:
 
 
 def run_data_pack(args: argparse.Namespace) -> None:
-    from musicssl.store import pack
+    from musicssl.pack import pack
 
     print(pack(args.manifest, **given(args, "out", "sr", "workers")))
 

@@ -28,7 +28,7 @@ def with_builtin_store(recipe: Recipe, *, progress: bool = True) -> Recipe:
         return recipe
     from musicssl.builtin import build_corpus
     from musicssl.encoders import build_encoder
-    from musicssl.store import pack
+    from musicssl.pack import pack
 
     sr = build_encoder(recipe.encoder.name, **recipe.encoder.options).sample_rate
     corpus = Path(recipe.data.corpus)

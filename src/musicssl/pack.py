@@ -1,0 +1,389 @@
+"""Write a sample store (see ``musicssl.store`` for its layout) from a manifest.
+
+``pack`` writes into ``<store>.partial`` and renames it into place only when complete, so a
+killed pack never leaves a store that loads as whole; re-running ``pack`` resumes from the last
+clip it recorded. The partial folder holds a lock while a pack writes it, so a second pack into
+the same store is refused rather than mixed in. ``pack`` writes a new folder, or replaces one
+that holds a store and nothing else (exchanged in one rename where the system allows); any
+other existing path is refused and left as it was.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from musicssl import audio
+from musicssl.errors import AudioError, MusicSSLError
+from musicssl.files import write_text
+from musicssl.manifest import read_manifest, write_jsonl
+from musicssl.progress import bar as progress_bar
+from musicssl.splits import describe_splits, split_counts
+from musicssl.store import (
+    FORMAT,
+    LOCK_FILE,
+    PARTIAL_FILES,
+    SAMPLES_FILE,
+    STORE_FILES,
+    VERSION,
+)
+
+_CHECKPOINT_SECONDS = 5.0
+
+
+@dataclass
+class PackSummary:
+    """What a packing run did."""
+
+    store: Path
+    clips: int = 0
+    seconds: float = 0.0
+    resumed_from: int = 0
+    up_to_date: bool = False
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    splits: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        if self.up_to_date:
+            return f"{self.store}: up to date ({self.clips} clips)"
+        text = f"packed {self.clips} clips ({self.seconds / 3600:.2f} h) into {self.store}" + (
+            f", resumed after clip {self.resumed_from}" if self.resumed_from else ""
+        )
+        if self.clips:
+            text += f"; splits: {describe_splits(self.splits)}"
+        for row in self.skipped:
+            text += f"\nskipped {row['path']}: {row['reason']}"
+        if self.notes:
+            text += f"\ndecoders printed {len(self.notes)} notes, e.g. {self.notes[0]!r}"
+        return text
+
+
+def pack(
+    manifest: str | os.PathLike,
+    *,
+    out: str | os.PathLike,
+    sr: int = 16000,
+    workers: int = 2,
+    progress: bool = True,
+) -> PackSummary:
+    """Decode every clip of a manifest once into a store at ``out``.
+
+    Args:
+        manifest: JSON-lines manifest (``musicssl data index`` or a built-in corpus).
+        out: the store folder to create, or a store (or empty folder) to replace.
+        sr: sample rate of the store, in Hz; clips are resampled to it.
+        workers: clips decoded at once.
+        progress: show a progress bar.
+
+    Returns:
+        A summary; clips that fail to decode are skipped and listed in it, never fatal.
+
+    Raises:
+        MusicSSLError: the manifest is missing, malformed or empty; ``out`` exists and is
+            not a store (nothing there is touched); another pack is writing ``out`` now.
+    """
+    out = Path(out)
+    rows = read_manifest(manifest)
+    if not rows:
+        raise MusicSSLError(f"{manifest}: empty manifest (no clips to pack)")
+    digest = _manifest_digest(rows, sr)
+    summary = PackSummary(store=out)
+    if _up_to_date(out, digest, summary):
+        return summary
+
+    partial = out.with_name(out.name + ".partial")
+    lock = _claim(partial, out)
+    locked_folder = partial
+    try:
+        if not _up_to_date(out, digest, summary):  # another pack may have finished it meanwhile
+            _write_partial(partial, rows, digest, sr, workers, progress, summary)
+            _swap_into_place(partial, out)
+            locked_folder = out
+    finally:
+        _release(locked_folder, lock, remove_folder=summary.up_to_date)
+    return summary
+
+
+def _write_partial(
+    partial: Path,
+    rows: list[dict[str, Any]],
+    digest: str,
+    sr: int,
+    workers: int,
+    progress: bool,
+    summary: PackSummary,
+) -> None:
+    """Decode ``rows`` into ``partial`` (resuming what a killed pack left) and complete it."""
+    state = _resume_state(partial, digest)
+    if state is None:
+        for name in os.listdir(partial):
+            if name != LOCK_FILE:
+                (partial / name).unlink()
+        state = {
+            "manifest_sha256": digest,
+            "sr": sr,
+            "done": 0,
+            "offsets": [0],
+            "rows": [],
+            "skipped": [],
+        }
+    summary.resumed_from = state["done"]
+    with (
+        open(
+            partial / SAMPLES_FILE, "r+b" if (partial / SAMPLES_FILE).exists() else "wb"
+        ) as samples,
+        audio.decoder_notes() as notes,
+    ):
+        samples.truncate(state["offsets"][-1] * 2)  # drop what was written after the checkpoint
+        samples.seek(0, os.SEEK_END)
+        last_checkpoint = time.monotonic()
+        bar = progress_bar(
+            total=len(rows),
+            initial=state["done"],
+            unit="clip",
+            desc="pack",
+            disable=not progress,
+            file=notes.console,
+        )
+        for row, decoded in _decode_in_order(rows[state["done"] :], sr, workers):
+            if isinstance(decoded, AudioError):
+                state["skipped"].append({"path": row["path"], "reason": decoded.reason})
+            else:
+                quantised = np.clip(np.round(decoded * 32768.0), -32768, 32767).astype("<i2")
+                samples.write(quantised.tobytes())
+                state["offsets"].append(state["offsets"][-1] + len(quantised))
+                state["rows"].append({key: value for key, value in row.items() if key != "abspath"})
+            state["done"] += 1
+            bar.update()
+            if time.monotonic() - last_checkpoint > _CHECKPOINT_SECONDS:
+                samples.flush()
+                os.fsync(samples.fileno())
+                _write_json(partial / "progress.json", state)
+                last_checkpoint = time.monotonic()
+        bar.close()
+        samples.flush()
+        os.fsync(samples.fileno())
+    summary.notes = notes.lines
+
+    offsets = np.asarray(state["offsets"], dtype=np.int64)
+    np.save(partial / "offsets.npy", offsets)
+    write_jsonl(partial / "clips.jsonl", state["rows"])
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "sr": sr,
+        "dtype": "int16",
+        "num_clips": len(state["rows"]),
+        "num_samples": int(offsets[-1]),
+        "manifest_sha256": digest,
+        "skipped": state["skipped"],
+    }
+    _write_json(partial / "store.json", meta)
+    (partial / "progress.json").unlink(missing_ok=True)
+    summary.clips, summary.seconds = meta["num_clips"], meta["num_samples"] / sr
+    summary.skipped = state["skipped"]
+    summary.splits = split_counts(state["rows"])
+
+
+def _decode_in_order(
+    rows: list[dict[str, Any]], sr: int, workers: int
+) -> Iterator[tuple[dict[str, Any], np.ndarray | AudioError]]:
+    def decode(row: dict[str, Any]) -> np.ndarray | AudioError:
+        try:
+            return audio.load(row["abspath"], sr=sr)
+        except AudioError as error:
+            return error
+
+    # A bounded window keeps memory flat while workers decode ahead of the writer.
+    window = max(1, workers) * 4
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for begin in range(0, len(rows), window):
+            chunk = rows[begin : begin + window]
+            yield from zip(chunk, pool.map(decode, chunk))
+
+
+def _resume_state(partial: Path, digest: str) -> dict[str, Any] | None:
+    try:
+        state = json.loads((partial / "progress.json").read_text())
+    except (OSError, ValueError):
+        return None
+    samples = partial / SAMPLES_FILE
+    if state.get("manifest_sha256") != digest or not samples.is_file():
+        return None
+    if samples.stat().st_size < state["offsets"][-1] * 2:
+        return None
+    return state
+
+
+def _manifest_digest(rows: list[dict[str, Any]], sr: int) -> str:
+    hasher = hashlib.sha256(f"sr={sr}\n".encode())
+    for row in rows:
+        hasher.update(json.dumps(row, sort_keys=True).encode())
+    return hasher.hexdigest()
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    write_text(path, json.dumps(value))
+
+
+def _read_meta(path: Path) -> dict[str, Any] | None:
+    """``store.json`` of a folder when it is one of ours, else None."""
+    try:
+        meta = json.loads((path / "store.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == FORMAT else None
+
+
+def _up_to_date(out: Path, digest: str, summary: PackSummary) -> bool:
+    """Whether ``out`` already holds this manifest's store; refuses an ``out`` not ours."""
+    _check_replaceable(out)
+    meta = _read_meta(out) if out.is_dir() else None
+    if meta is not None and meta.get("manifest_sha256") == digest:
+        summary.up_to_date, summary.clips = True, int(meta["num_clips"])
+        return True
+    return False
+
+
+def _check_replaceable(out: Path) -> None:
+    """Refuse an existing ``out`` unless it is an empty folder or a store and nothing else."""
+    if not os.path.lexists(out):
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise MusicSSLError(
+            f"{out}: exists and is not a sample store; refusing to replace it "
+            "(choose a new folder for --out)"
+        )
+    names = set(os.listdir(out))
+    if not names:
+        return
+    others = sorted(name for name in names if name not in STORE_FILES)
+    if others or _read_meta(out) is None:
+        held = ", ".join((others or sorted(names))[:3]) + (", ..." if len(names) > 3 else "")
+        raise MusicSSLError(
+            f"{out}: exists and is not a sample store (it holds {held}); refusing to replace "
+            "it (choose a new folder for --out)"
+        )
+
+
+def _claim(partial: Path, out: Path) -> int:
+    """Create or reuse ``partial`` and lock it for this process; the lock's descriptor.
+
+    The lock (``flock``) goes with the process, so a killed pack's folder can be resumed at
+    once, while a live one's is refused.
+    """
+    busy = f"{out}: another pack is writing this store now ({partial}); wait for it to finish"
+    for _ in range(3):
+        if os.path.lexists(partial):
+            if partial.is_symlink() or not partial.is_dir():
+                raise MusicSSLError(f"{partial}: exists and is not a partial sample store")
+            others = [name for name in os.listdir(partial) if not _partial_name(name)]
+            if others:
+                raise MusicSSLError(
+                    f"{partial}: holds files a pack did not write ({', '.join(sorted(others)[:3])})"
+                    "; refusing to use it"
+                )
+        partial.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = os.open(partial / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            continue  # the folder was renamed into place meanwhile
+        if not _try_lock(lock):
+            os.close(lock)
+            raise MusicSSLError(busy)
+        try:
+            current = os.stat(partial / LOCK_FILE).st_ino
+        except FileNotFoundError:
+            current = -1
+        if current == os.fstat(lock).st_ino:
+            return lock
+        os.close(lock)  # its owner finished and moved the folder: claim the path afresh
+    raise MusicSSLError(busy)
+
+
+def _partial_name(name: str) -> bool:
+    return name in PARTIAL_FILES or name.startswith(".partial-")
+
+
+def _try_lock(descriptor: int) -> bool:
+    if sys.platform == "win32":
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _release(folder: Path, lock: int, *, remove_folder: bool = False) -> None:
+    """Remove the lock file from ``folder`` (where the locked folder now is) and unlock."""
+    try:
+        if os.fstat(lock).st_nlink and os.stat(folder / LOCK_FILE).st_ino == os.fstat(lock).st_ino:
+            (folder / LOCK_FILE).unlink()
+            if remove_folder:
+                try:
+                    folder.rmdir()  # only when the lock was all it held
+                except OSError:
+                    pass
+    except OSError:
+        pass
+    os.close(lock)
+
+
+def _swap_into_place(partial: Path, out: Path) -> None:
+    """Move the complete ``partial`` to ``out``, replacing a store there in one step.
+
+    ``partial`` first takes a private name, so no other pack can claim it while it moves.
+    """
+    private = out.with_name(f".{out.name}.new-{os.getpid()}")
+    os.rename(partial, private)
+    try:
+        _check_replaceable(out)  # again: something may have appeared there meanwhile
+    except MusicSSLError:
+        os.rename(private, partial)
+        raise
+    try:
+        os.rename(private, out)  # replaces nothing, or an empty folder
+        return
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    if not _exchange(private, out):
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.rename(out, old)
+        os.rename(private, out)
+        private = old
+    shutil.rmtree(private)  # the replaced store
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one rename (Linux ``renameat2``); False where not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange):
+        code = ctypes.get_errno()
+        if code in (errno.ENOSYS, errno.EINVAL):
+            return False
+        raise OSError(code, os.strerror(code), str(second))
+    return True
