@@ -12,12 +12,21 @@ def _encoder() -> SampleCNN:
     return SampleCNN(num_blocks=4, channels=[8, 8, 16, 16, 16, 32], sample_rate=8000)
 
 
+def _step(method, x_a, x_b):
+    """The method on its views of a batch, with one caption per clip if it reads text."""
+    views = (x_a, x_b)[: method.num_views]
+    if not method.uses_text:
+        return method(*views)
+    texts = [f"clip {i}: a {('slow', 'lively')[i % 2]} piece" for i in range(len(x_a))]
+    return method(*views, texts=texts)
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_steps_and_every_trained_parameter_gets_a_gradient(name):
     torch.manual_seed(0)
     method = build_method(name, _encoder(), **SMALL_HEADS)
     x_a, x_b = torch.randn(2, 6, 243).unbind(0)
-    outputs = method(x_a, x_b)
+    outputs = _step(method, x_a, x_b)
     assert outputs["loss"].ndim == 0 and torch.isfinite(outputs["loss"])
     outputs["loss"].backward()
     for parameter_name, parameter in method.named_parameters():
@@ -37,7 +46,7 @@ def test_every_method_lowers_its_loss_on_a_fixed_batch(name):
     optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-3)
     losses = []
     for step in range(15):
-        loss = method(x_a, x_b)["loss"]
+        loss = _step(method, x_a, x_b)["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

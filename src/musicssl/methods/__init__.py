@@ -17,7 +17,9 @@ from musicssl.errors import MusicSSLError
 from musicssl.methods.barlow import BarlowTwins, barlow_twins
 from musicssl.methods.base import Method
 from musicssl.methods.byol import BYOL, byol
+from musicssl.methods.clap import CLAP, clap
 from musicssl.methods.simclr import SimCLR, simclr
+from musicssl.methods.slap import SLAP, slap
 from musicssl.methods.vicreg import VICReg, vicreg
 
 METHODS: dict[str, Callable[..., Method]] = {
@@ -25,6 +27,8 @@ METHODS: dict[str, Callable[..., Method]] = {
     "byol": byol,
     "vicreg": vicreg,
     "barlow_twins": barlow_twins,
+    "clap": clap,
+    "slap": slap,
 }
 
 
@@ -35,4 +39,14 @@ def build_method(name: str, encoder: Encoder, **options: Any) -> Method:
     return METHODS[name](encoder, **options)
 
 
-__all__ = ["BYOL", "METHODS", "BarlowTwins", "Method", "SimCLR", "VICReg", "build_method"]
+__all__ = [
+    "BYOL",
+    "CLAP",
+    "METHODS",
+    "SLAP",
+    "BarlowTwins",
+    "Method",
+    "SimCLR",
+    "VICReg",
+    "build_method",
+]
