@@ -6,16 +6,18 @@ CPU) and ``torch-audiomentations`` (batched torch, per-example parameters), and 
 tempo-preserving pitch shift alone against ``librosa.effects.pitch_shift``. Prints a table and
 writes ``bench/results/augment_<device>.md``.
 
-Bench-only dependencies (never package dependencies): audiomentations, librosa, and
-torch-audiomentations with its julius, torch-pitch-shift, primePy and torchaudio. Any that is
-missing is skipped and the report says so. torchaudio must match the local torch build; its
-PyPI wheel is built for CUDA, so a CPU-only torch needs it installed without its compiled
-extension (the peer only uses its pure-PyTorch resampling and phase vocoder), e.g.::
+The peers (``augment_peers``) are bench-only dependencies, installed into a folder of their
+own that ``--peer-path`` puts on ``sys.path``, beside the project's environment and its torch.
+torchaudio must match the local torch build; its PyPI wheel is built for CUDA, so a CPU-only
+torch needs it without its compiled extension (the peer only uses its pure-PyTorch resampling
+and phase vocoder)::
 
+    pip install --target .cache/bench-peers audiomentations librosa
     pip install --no-deps --target .cache/bench-peers torchaudio torch-audiomentations \
         torch-pitch-shift julius primePy && rm .cache/bench-peers/torchaudio/lib/*.so
 
-and ``--peer-path .cache/bench-peers`` puts that directory on ``sys.path``.
+(then remove the copies of numpy and scipy that the first line puts there: the environment's
+own serve).
 
 OpenMP's wait policy is PASSIVE unless ``OMP_WAIT_POLICY`` says otherwise (see ``main``).
 
@@ -28,73 +30,29 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import platform
-import random
 import resource
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from augment_peers import (
+    audiomentations_chain,
+    available,
+    synthetic_music,
+    torch_audiomentations_chain,
+    version,
+    write_impulse_responses,
+)
 from musicssl.augment import Compose, PitchShift, clmr_chain
-from musicssl.augment.noise import NoiseBank, noise_offsets
-from musicssl.augment.reverb import impulse_response
 from musicssl.runtime import keep_freed_memory
-
-DELAYS_MS = (200, 250, 300, 350, 400, 450)
-
-
-def synthetic_music(batch_size: int, num_samples: int, *, sr: int, seed: int) -> np.ndarray:
-    """Decaying harmonic notes at random onsets plus a little noise. Shape: (batch, samples)."""
-    rng = np.random.default_rng(seed)
-    time_s = np.arange(num_samples) / sr
-    out = np.zeros((batch_size, num_samples))
-    for row in out:
-        for _ in range(12):
-            f0 = 80 * 2 ** rng.uniform(0, 3.5)
-            onset = rng.uniform(0, time_s[-1])
-            envelope = np.where(time_s >= onset, np.exp(-(time_s - onset) * rng.uniform(1, 6)), 0)
-            for harmonic in range(1, 6):
-                if f0 * harmonic < sr / 2:
-                    phase = rng.uniform(0, 2 * np.pi)
-                    row += envelope / harmonic * np.sin(2 * np.pi * f0 * harmonic * time_s + phase)
-        row += 0.01 * rng.standard_normal(num_samples)
-        row *= 0.3 / np.abs(row).max()
-    return out.astype(np.float32)
-
-
-def write_impulse_responses(folder: Path, *, sr: int) -> tuple[Path, Path]:
-    """WAV impulse responses for the peers: one echo per CLMR delay, and synthetic rooms."""
-    import soundfile
-
-    delay_dir, room_dir = folder / "delay", folder / "room"
-    delay_dir.mkdir()
-    room_dir.mkdir()
-    for ms in DELAYS_MS:
-        ir = np.zeros(int(ms * sr / 1000) + 1, dtype=np.float32)
-        ir[0], ir[-1] = 0.5, 0.25  # (x + 0.5 x_delayed) / 2, as in CLMR
-        soundfile.write(delay_dir / f"delay_{ms}.wav", ir, sr, subtype="FLOAT")
-    generator = torch.Generator().manual_seed(0)
-    count = 16
-    offset = noise_offsets(count, generator=generator)
-    rooms = impulse_response(
-        NoiseBank("low").windows(offset, sr, dtype=torch.float32),
-        NoiseBank("high").windows(offset, sr, dtype=torch.float32),
-        sr=sr,
-        rt60=0.1 + 0.9 * torch.rand(count, generator=generator),
-        damping=0.7 * torch.rand(count, generator=generator),
-        pre_delay_s=0.02 * torch.rand(count, generator=generator),
-    )
-    for i, ir in enumerate(rooms.numpy()):
-        soundfile.write(room_dir / f"room_{i}.wav", ir, sr, subtype="FLOAT")
-    return delay_dir, room_dir
 
 
 def synchronise(device: torch.device) -> None:
@@ -173,7 +131,7 @@ def ours_breakdown(chain: Compose, source: torch.Tensor, *, repeats: int) -> dic
     x = source
     for key, transform in zip(chain.keys, chain.transforms):
         seconds = timed(
-            lambda seed, t=transform, x=x: t(x, generator=torch.Generator().manual_seed(seed)),
+            seeded_run(transform, x),
             repeats=repeats,
             device=source.device,
             statistic="median",
@@ -183,102 +141,9 @@ def ours_breakdown(chain: Compose, source: torch.Tensor, *, repeats: int) -> dic
     return costs
 
 
-def audiomentations_chain(
-    source: np.ndarray, args: argparse.Namespace, delay_dir: Path, room_dir: Path
-) -> Callable[[], object]:
-    import audiomentations as am
-
-    chain = am.Compose(
-        [
-            am.PolarityInversion(p=0.8),
-            am.AddGaussianSNR(min_snr_db=40.0, max_snr_db=80.0, p=0.01),
-            am.Gain(min_gain_db=-20.0, max_gain_db=-1.0, p=0.3),
-            am.OneOf(
-                [
-                    am.HighPassFilter(200, 1200, min_rolloff=12, max_rolloff=12, p=1.0),
-                    am.LowPassFilter(2200, 4000, min_rolloff=12, max_rolloff=12, p=1.0),
-                ],
-                p=0.8,
-            ),
-            am.ApplyImpulseResponse(str(delay_dir), p=0.3, leave_length_unchanged=True),
-            am.PitchShift(min_semitones=-5.0, max_semitones=5.0, p=0.6),
-            am.ApplyImpulseResponse(str(room_dir), p=0.6, leave_length_unchanged=True),
-        ]
-    )
-    crop_range = source.shape[-1] - args.num_samples
-
-    def run(seed: int) -> object:
-        random.seed(seed)  # audiomentations draws from random and numpy's global generators
-        np.random.seed(seed)  # noqa: NPY002 (the peer reads the legacy global generator)
-        crops = random.Random(seed)
-
-        def view(row: np.ndarray) -> np.ndarray:
-            offset = crops.randint(0, crop_range)
-            return chain(row[offset : offset + args.num_samples], sample_rate=args.sr)
-
-        return [(view(row), view(row)) for row in source]
-
-    return run
-
-
-def torch_audiomentations_chain(
-    source: torch.Tensor, args: argparse.Namespace, delay_dir: Path, room_dir: Path
-) -> Callable[[], object]:
-    import soundfile
-    import torch_audiomentations as ta
-
-    def impulse_responses(folder: Path, p: float) -> ta.ApplyImpulseResponse:
-        transform = ta.ApplyImpulseResponse(
-            str(folder), p=p, sample_rate=args.sr, output_type="tensor"
-        )
-        # Its file loader needs torchcodec through torchaudio; hand it the IRs in memory.
-        transform.ir_paths = [
-            {
-                "samples": torch.from_numpy(soundfile.read(path, dtype="float32")[0])[None],
-                "sample_rate": args.sr,
-            }
-            for path in sorted(folder.glob("*.wav"))
-        ]
-        return transform
-
-    common = {"sample_rate": args.sr, "output_type": "tensor"}
-    chain = ta.Compose(
-        [
-            ta.PolarityInversion(p=0.8, **common),
-            ta.AddColoredNoise(
-                min_snr_in_db=40.0,
-                max_snr_in_db=80.0,
-                min_f_decay=0.0,
-                max_f_decay=0.0,
-                p=0.01,
-                **common,
-            ),
-            ta.Gain(min_gain_in_db=-20.0, max_gain_in_db=-1.0, p=0.3, **common),
-            # Its OneOf picks the filter kind once per batch; cut-offs are per example.
-            ta.OneOf(
-                [
-                    ta.HighPassFilter(200, 1200, p=0.8, **common),
-                    ta.LowPassFilter(2200, 4000, p=0.8, **common),
-                ],
-                output_type="tensor",
-            ),
-            impulse_responses(delay_dir, 0.3),
-            ta.PitchShift(-5.0, 5.0, p=0.6, **common),
-            impulse_responses(room_dir, 0.6),
-        ],
-        output_type="tensor",
-    )
-    crop_range = source.shape[-1] - args.num_samples
-
-    def crop() -> torch.Tensor:
-        offsets = torch.randint(crop_range + 1, (source.shape[0],)).tolist()
-        return torch.stack([row[o : o + args.num_samples] for row, o in zip(source, offsets)])
-
-    def run(seed: int) -> object:
-        torch.manual_seed(seed)  # it draws from torch's global generator
-        return chain(crop()[:, None]), chain(crop()[:, None])
-
-    return run
+def seeded_run(transform: torch.nn.Module, x: torch.Tensor) -> Callable[[int], object]:
+    """A run of ``transform`` on ``x`` that draws its parameters from the seed it is given."""
+    return lambda seed: transform(x, generator=torch.Generator().manual_seed(seed))
 
 
 def pitch_shift_costs(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
@@ -298,7 +163,7 @@ def pitch_shift_costs(args: argparse.Namespace, device: torch.device) -> dict[st
         for count in threads:
             torch.set_num_threads(count)
             seconds = timed(
-                lambda seed, s=shift: s.apply(x_device, params),
+                lambda seed: shift.apply(x_device, params),  # noqa: B023 (called before shift changes)
                 repeats=args.repeats,
                 device=device,
                 statistic=args.statistic,
@@ -335,21 +200,6 @@ def pitch_shift_costs(args: argparse.Namespace, device: torch.device) -> dict[st
     return costs
 
 
-def available(module: str) -> bool:
-    try:
-        importlib.import_module(module)
-    except Exception:  # a peer that fails to import is reported as missing, not fatal
-        return False
-    return True
-
-
-def version(module: str) -> str:
-    try:
-        return str(importlib.import_module(module).__version__)
-    except Exception:
-        return "not available"
-
-
 def busy_cpu_seconds() -> tuple[float, float]:
     """CPU seconds spent so far by the whole machine (from /proc/stat) and by this process."""
     import resource
@@ -375,13 +225,7 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
 
 
-def main() -> None:
-    if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & os.environ.keys():
-        # The runtime the musicssl command sets up (musicssl.runtime): OpenMP reads its wait
-        # policy when torch loads, so start afresh with it.
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-        os.execv(sys.executable, [sys.executable, *sys.argv])
-    keeps_memory = keep_freed_memory()
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
@@ -413,125 +257,151 @@ def main() -> None:
         help="extra sys.path entry holding bench-only peers, if it exists",
     )
     parser.add_argument("--out", default=None, help="markdown report (default bench/results/)")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    if Path(args.peer_path).is_dir():
-        sys.path.insert(0, str(Path(args.peer_path).resolve()))
-    device = torch.device(args.device)
-    torch.set_num_threads(args.threads)
-    load_before = os.getloadavg()
-    busy_before, mine_before = busy_cpu_seconds()
-    wall_before = time.perf_counter()
+
+def chains(
+    args: argparse.Namespace, device: torch.device
+) -> tuple[list[tuple[str, str, float]], float, list[str]]:
+    """Seconds per two views of the batch for each chain, the page faults of a pass of ours,
+    and notes on the peers that were skipped."""
     source_np = synthetic_music(args.batch_size, args.source_samples, sr=args.sr, seed=0)
-    source = torch.from_numpy(source_np)
-    views = 2 * args.batch_size
-
-    rows: list[tuple[str, str, float]] = []
-    notes: list[str] = []
+    source = torch.from_numpy(source_np).to(device)
     other_kind = "tape" if args.pitch_kind == "preserve_tempo" else "preserve_tempo"
+    notes = []
     with tempfile.TemporaryDirectory() as folder:
         delay_dir, room_dir = write_impulse_responses(Path(folder), sr=args.sr)
         # Ours and audiomentations in the same rounds, so that their ratio sees one load.
         contenders = [
-            (
-                f"musicssl clmr_chain, {kind} pitch (batched)",
-                str(device),
-                ours(source_on, args, kind),
-            )
-            for kind, source_on in (
-                (args.pitch_kind, source.to(device)),
-                (other_kind, source.to(device)),
-            )
+            (f"musicssl clmr_chain, {kind} pitch (batched)", str(device), ours(source, args, kind))
+            for kind in (args.pitch_kind, other_kind)
         ]
         if available("audiomentations"):
             run = audiomentations_chain(source_np, args, delay_dir, room_dir)
             contenders.append(("audiomentations (per example)", "cpu", run))
         else:
             notes.append("audiomentations: not installed, skipped.")
-        seconds_each = timed_together(
+        seconds = timed_together(
             [run for _, _, run in contenders],
             repeats=args.repeats,
             device=device,
             statistic=args.statistic,
         )
-        rows += [(name, where, secs) for (name, where, _), secs in zip(contenders, seconds_each)]
+        rows = [(name, where, secs) for (name, where, _), secs in zip(contenders, seconds)]
         faults = page_faults_per_run(contenders[0][2], repeats=args.repeats)
         if available("torch_audiomentations"):
-            run = torch_audiomentations_chain(source.to(device), args, delay_dir, room_dir)
-            seconds = timed(run, repeats=args.peer_repeats, device=device, statistic=args.statistic)
-            rows.append(("torch-audiomentations (batched)", str(device), seconds))
+            run = torch_audiomentations_chain(source, args, delay_dir, room_dir)
+            secs = timed(run, repeats=args.peer_repeats, device=device, statistic=args.statistic)
+            rows.append(("torch-audiomentations (batched)", str(device), secs))
         else:
             notes.append("torch-audiomentations: not importable (needs torchaudio), skipped.")
-    chain = clmr_chain(args.sr, num_samples=args.num_samples, pitch_kind=args.pitch_kind)
-    breakdown = ours_breakdown(chain, source.to(device), repeats=args.repeats)
-    pitch = pitch_shift_costs(args, device)
-    load_after = os.getloadavg()
-    busy_after, mine_after = busy_cpu_seconds()
-    wall = time.perf_counter() - wall_before
-    others = (busy_after - busy_before) - (mine_after - mine_before)
+    return rows, faults, notes
 
-    header = "| chain | device | two views of the batch (ms) | ms per view |"
-    lines = [header, "|---|---|---:|---:|"]
-    for name, where, secs in rows:
-        lines.append(f"| {name} | {where} | {secs * 1000:.0f} | {secs * 1000 / views:.2f} |")
-    ratio_lines = []
-    for ours_name, _, ours_secs in rows[:2]:
-        for peer_name, _, peer_secs in rows[2:]:
-            ratio_lines.append(
-                f"- {ours_name} is {peer_secs / ours_secs:.1f}x as fast as {peer_name}"
-            )
-    breakdown_lines = ["| musicssl transform (CLMR p) | ms per view (median) |", "|---|---:|"]
-    breakdown_lines += [f"| {name} | {ms:.2f} |" for name, ms in breakdown.items()]
-    pitch_lines = ["| pitch shift (p = 1) | ms per 2.7 s view |", "|---|---:|"]
-    pitch_lines += [f"| {name} | {ms:.2f} |" for name, ms in pitch.items()]
-    command = "python " + " ".join(sys.argv)
-    report = "\n".join(
+
+def table(header: tuple[str, ...], rows: Sequence[Sequence[object]]) -> list[str]:
+    """A markdown table: text columns left, numbers right (floats to two decimals)."""
+    align = ["---:" if isinstance(cell, (int, float)) else "---" for cell in rows[0]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    for row in rows:
+        cells = [f"{cell:.2f}" if isinstance(cell, float) else str(cell) for cell in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def report(
+    args: argparse.Namespace,
+    device: torch.device,
+    rows: list[tuple[str, str, float]],
+    breakdown: dict[str, float],
+    pitch: dict[str, float],
+    conditions: list[str],
+) -> str:
+    """The results page: the tables, the machine and the command."""
+    views = 2 * args.batch_size
+    chain_rows = [
+        (name, where, round(secs * 1000), secs * 1000 / views) for name, where, secs in rows
+    ]
+    ratios = [
+        f"- {ours_name} is {peer_secs / ours_secs:.1f}x as fast as {peer_name}"
+        for ours_name, _, ours_secs in rows[:2]
+        for peer_name, _, peer_secs in rows[2:]
+    ]
+    cpu_name = f"; {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    return "\n".join(
         [
             f"# Augmentation benchmark ({device.type})",
             "",
             f"CLMR chain, two views of a batch of {args.batch_size} x {args.num_samples} samples "
             f"at {args.sr} Hz (cropped from {args.source_samples}), {args.statistic} of "
-            f"{args.repeats} runs (torch-audiomentations: {args.peer_repeats}) after two warm-up "
-            "runs; musicssl and audiomentations timed in the same interleaved rounds. Round i "
-            "seeds every chain's random choices with i, so each is timed on the same series of "
-            "draws in every benchmark run.",
+            f"{args.repeats} rounds (torch-audiomentations: {args.peer_repeats}) after two "
+            "warm-up rounds; musicssl and audiomentations timed in the same interleaved rounds. "
+            "Round i seeds every chain's random choices with i, so each is timed on the same "
+            "series of draws in every run.",
             "",
-            *lines,
+            *table(("chain", "device", "two views of the batch (ms)", "ms per view"), chain_rows),
             "",
-            *ratio_lines,
+            *ratios,
             "",
-            *breakdown_lines,
+            *table(
+                ("musicssl transform (CLMR p)", "ms per view (median)"), list(breakdown.items())
+            ),
             "",
-            *pitch_lines,
+            *table(("pitch shift (p = 1)", "ms per 2.7 s view"), list(pitch.items())),
             "",
-            f"- machine: {machine()}"
-            + (f"; {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
-            f"- load average (1, 5, 15 min) before: {load_before[0]:.2f}, {load_before[1]:.2f}, "
-            f"{load_before[2]:.2f}; after: {load_after[0]:.2f}, {load_after[1]:.2f}, "
-            f"{load_after[2]:.2f}; other processes used {others:.0f} CPU-seconds during the "
-            f"{wall:.0f} s run ({100 * others / wall / (os.cpu_count() or 1):.0f}% of the "
-            "machine)",
-            f"- torch {torch.__version__}, {args.threads} intra-op threads, OMP_WAIT_POLICY="
-            f"{os.environ.get('OMP_WAIT_POLICY')}, glibc keeping freed memory: {keeps_memory} "
-            f"(as the musicssl command runs, see musicssl.runtime): {faults:.0f} page faults "
-            f"per pass of the musicssl chain; audiomentations "
-            f"{version('audiomentations')}; torch-audiomentations "
-            f"{version('torch_audiomentations')}; torchaudio {version('torchaudio')}; "
-            f"librosa {version('librosa')}; numpy {np.__version__}",
-            f"- command: `{command}`",
+            f"- machine: {machine()}{cpu_name}; torch {torch.__version__}, {args.threads} "
+            "intra-op threads",
+            *conditions,
+            f"- command: `python {' '.join(sys.argv)}`",
             "- peers' chains: polarity inversion, white noise (AddGaussianSNR / AddColoredNoise "
             "with f_decay 0), gain, high- or low-pass (one of two, 12 dB/octave), delay as an "
             "impulse response with one echo, pitch shift (audiomentations: signalsmith_stretch; "
             "torch-audiomentations: torch-pitch-shift), reverb as synthetic room impulse "
             "responses (fully wet); CLMR's probabilities throughout. Cropping by slicing.",
-            *[f"- {note}" for note in notes],
             "",
         ]
     )
-    print(report)
+
+
+def main() -> None:
+    if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & os.environ.keys():
+        # The runtime the musicssl command sets up (musicssl.runtime): OpenMP reads its wait
+        # policy when torch loads, so start afresh with it.
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        os.execv(sys.executable, [sys.executable, *sys.argv])
+    keeps_memory = keep_freed_memory()
+    args = parse_args()
+    if Path(args.peer_path).is_dir():
+        sys.path.insert(0, str(Path(args.peer_path).resolve()))
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    busy_before, mine_before = busy_cpu_seconds()
+    wall_before = time.perf_counter()
+
+    rows, faults, notes = chains(args, device)
+    chain = clmr_chain(args.sr, num_samples=args.num_samples, pitch_kind=args.pitch_kind)
+    source = synthetic_music(args.batch_size, args.source_samples, sr=args.sr, seed=0)
+    breakdown = ours_breakdown(chain, torch.from_numpy(source).to(device), repeats=args.repeats)
+    pitch = pitch_shift_costs(args, device)
+
+    busy_after, mine_after = busy_cpu_seconds()
+    wall = time.perf_counter() - wall_before
+    others = (busy_after - busy_before) - (mine_after - mine_before)
+    conditions = [
+        f"- while it ran, other processes used {100 * others / wall / (os.cpu_count() or 1):.0f}%"
+        " of the machine",
+        f"- OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, glibc keeping freed memory: "
+        f"{keeps_memory} (as the musicssl command runs, see musicssl.runtime): {faults:.0f} page "
+        "faults per pass of the musicssl chain",
+        f"- audiomentations {version('audiomentations')}; torch-audiomentations "
+        f"{version('torch_audiomentations')}; torchaudio {version('torchaudio')}; librosa "
+        f"{version('librosa')}; numpy {np.__version__}",
+        *[f"- {note}" for note in notes],
+    ]
+    text = report(args, device, rows, breakdown, pitch, conditions)
+    print(text)
     out = Path(args.out or f"bench/results/augment_{device.type}.md")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report)
+    out.write_text(text)
     print(f"written to {out}")
 
 
