@@ -39,6 +39,10 @@ the encoder trained on:
   musicssl evaluate runs/simclr --out reports/simclr   # every built-in task, and baselines
   musicssl compare reports/simclr reports/byol         # once reports/byol is made alike
 
+Text-to-music search with an audio-text recipe (clap-shortchunk-cpu, slap-shortchunk-cpu):
+  musicssl embed runs/clap {corpus}/audio --out clap.npz && musicssl index clap.npz --out idx
+  musicssl search idx --run runs/clap --text "slow organ piece in a minor key"
+
 Your own music: index it with --splits TABLE (a .csv of path,split) or --split-by parent
 (one folder, one split); pretraining refuses a store whose clips carry no split.
 

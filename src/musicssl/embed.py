@@ -72,6 +72,43 @@ class Model:
         self.window_samples: int = encoder.input_samples
         self.embedding_dim: int = encoder.embedding_dim
         self.num_layers: int = encoder.num_layers
+        self.checkpoint: str | os.PathLike | None = None  # set by ``load``
+        self._text_side: Any = None
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the checkpoint holds a text tower (CLAP, SLAP): ``embed_text`` works."""
+        from musicssl.search import has_text_tower
+
+        return self.checkpoint is not None and has_text_tower(self.checkpoint)
+
+    @torch.no_grad()
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        """Texts in the run's joint audio-text space, L2-normalised. Shape: (len(texts), dim).
+
+        Raises:
+            MusicSSLError: the run has no text tower.
+        """
+        return self._text().embed_text(list(texts)).float().cpu().numpy()
+
+    @torch.no_grad()
+    def project_audio(self, clips: np.ndarray) -> np.ndarray:
+        """Clip embeddings of this encoder in the joint space, L2-normalised.
+
+        Shape: (num_clips, embedding_dim) -> (num_clips, dim).
+        """
+        x = torch.as_tensor(np.asarray(clips, dtype=np.float32), device=self.device)
+        return self._text().project_audio(x).float().cpu().numpy()
+
+    def _text(self) -> Any:
+        # Built on first use: an audio-only caller never needs a text tower's files.
+        if self._text_side is None:
+            from musicssl.search import text_side
+
+            if self.checkpoint is None:
+                raise MusicSSLError("this model has no checkpoint, so no text tower")
+            self._text_side = text_side(self.checkpoint, device=self.device)
+        return self._text_side
 
     def embed(
         self,
@@ -294,7 +331,9 @@ def load(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Mode
         MusicSSLError: the folder is not a checkpoint, or its weights are unreadable or do
             not fit the architecture.
     """
-    return Model(checkpoint.load_encoder(path), device=device)
+    model = Model(checkpoint.load_encoder(path), device=device)
+    model.checkpoint = path
+    return model
 
 
 def embed_files(
