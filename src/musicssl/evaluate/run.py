@@ -82,6 +82,8 @@ def evaluate(
         layers=layers,
         progress=progress,
     )
+    if opened.model is not None and getattr(opened.model, "has_text", False):
+        _zero_shot(evaluation, opened, task_list, embedded, corpus=corpus_dir)
     style = next((task for task in task_list if task.name == MAP_TASK), None)
     if style is not None and MAP_TASK in evaluation.tasks:
         arrays = embedded[style.root].arrays
@@ -108,6 +110,23 @@ def evaluate(
         baselines={label: other.to_dict() for label, other in others.items()},
     )
     return evaluation
+
+
+def _zero_shot(
+    evaluation: Evaluation,
+    source: Source,
+    tasks: Sequence[Task],
+    embedded: dict[Path, Embedded],
+    *,
+    corpus: Path,
+) -> None:
+    """Add the zero-shot tasks of a source with a text tower (``evaluate.zeroshot``)."""
+    from musicssl.evaluate.zeroshot import zero_shot_results
+
+    root = (corpus / "audio").resolve()
+    found = next((e for r, e in embedded.items() if Path(r).resolve() == root), None)
+    if found is not None and (corpus / "manifest.jsonl").is_file():
+        evaluation.tasks.update(zero_shot_results(source.model, corpus, found.vectors()))
 
 
 def _corpus(corpus: str | os.PathLike | None, *, progress: bool) -> Path:
