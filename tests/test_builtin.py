@@ -178,10 +178,20 @@ def test_splits_are_disjoint_by_piece_and_cover_every_style(corpus):
     assert summarize(Path(corpus[0]) / "manifest.jsonl")["num_clips"] == 36
 
 
-def test_f0_label_matches_the_rendered_pitch(corpus):
+@pytest.fixture(scope="module", params=["usual", "transfer"])
+def labelled(request, corpus):
+    """The usual clips, then the transfer renders of the test clips: labels hold on both."""
     out, records, _ = corpus
+    if request.param == "transfer":
+        out = out / "transfer"
+        records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    return out, records
+
+
+def test_f0_label_matches_the_rendered_pitch(labelled):
+    out, records = labelled
     monophonic = [r for r in records if r["f0"]]
-    assert len(monophonic) >= 6
+    assert len(monophonic) >= len(records) // 6
     all_errors = []
     for record in monophonic:
         assert record["monophonic"] and not record["drums"] and len(record["programs"]) == 1
@@ -210,12 +220,12 @@ def test_f0_label_matches_the_rendered_pitch(corpus):
     assert np.concatenate(all_errors).mean() >= 0.98
 
 
-def test_key_label_is_music21_analysis_of_the_transposed_excerpt(corpus):
+def test_key_label_is_music21_analysis_of_the_transposed_excerpt(labelled):
     from music21 import chord, note, stream
 
-    _, records, _ = corpus
+    _, records = labelled
     transposed = [r for r in records if r["transpose"] != 0]
-    assert len(transposed) >= 20
+    assert len(transposed) >= 0.55 * len(records)
     for record in transposed:
         excerpt = stream.Stream()
         for element in _excerpt(record):
@@ -229,8 +239,8 @@ def test_key_label_is_music21_analysis_of_the_transposed_excerpt(corpus):
         assert record["key"] == expected, record["clip_id"]
 
 
-def test_tempo_label_agrees_with_note_onsets_in_the_audio(corpus):
-    out, records, _ = corpus
+def test_tempo_label_agrees_with_note_onsets_in_the_audio(labelled):
+    out, records = labelled
     ratios = np.array([0.92, 0.96, 1.0, 1.04, 1.08])
     best_at_label = 0
     for record in records:
@@ -450,3 +460,60 @@ def test_other_settings_in_a_built_folder_are_refused(corpus):
     with pytest.raises(MusicSSLError, match="workers=0"):
         build_corpus(out, size="tiny", workers=0, progress=False)
     assert {"tiny", "small", "full"} <= set(SIZES)
+
+
+# --- the transfer renders -----------------------------------------------------------------
+
+
+def test_transfer_renders_use_no_family_of_the_pretraining_split(corpus):
+    from musicssl.builtin import instruments
+
+    out, records, summary = corpus
+    transfer = [
+        json.loads(line) for line in (out / "transfer/manifest.jsonl").read_text().splitlines()
+    ]
+    assert summary["transfer_clips"] == len(transfer) == 12
+    usual_families = {family for r in records for family in r["families"]}
+    transfer_families = {family for r in transfer for family in r["families"]}
+    assert usual_families <= set(instruments.CORPUS_FAMILIES)
+    assert transfer_families <= set(instruments.TRANSFER_FAMILIES)
+    assert not usual_families & transfer_families
+    assert len(transfer_families) >= 3  # several held-out families, not one stand-in
+    # Every pool either side draws from keeps to its families, so any build keeps them apart.
+    pools = [*instruments.ENSEMBLES.values(), instruments.TUNED_SOLO_PROGRAMS]
+    held_out = [*instruments.TRANSFER_ENSEMBLES.values(), instruments.TRANSFER_FOLK,
+                instruments.TRANSFER_SOLO_PROGRAMS]  # fmt: skip
+    assert {instruments.family(p) for pool in pools for p in pool} <= set(
+        instruments.CORPUS_FAMILIES
+    )
+    assert {instruments.family(p) for pool in held_out for p in pool} <= set(
+        instruments.TRANSFER_FAMILIES
+    )
+    assert not set(instruments.CORPUS_FAMILIES) & set(instruments.TRANSFER_FAMILIES)
+
+
+def test_a_transfer_render_is_its_test_clip_on_other_instruments(corpus):
+    out, records, _ = corpus
+    test = {r["clip_id"]: r for r in records if r["split"] == "test"}
+    transfer = [
+        json.loads(line) for line in (out / "transfer/manifest.jsonl").read_text().splitlines()
+    ]
+    assert [r["clip_id"] for r in transfer] == list(test)
+    kept = ("split", "style", "piece_id", "excerpt_start", "excerpt_end", "score_parts", "key",
+            "tempo", "metre", "transpose", "drums", "drum_kit", "velocity", "monophonic", "path",
+            "f0", "f0_hop")  # fmt: skip
+    for record in transfer:
+        original = test[record["clip_id"]]
+        assert set(record) == FIELDS
+        assert {k: record[k] for k in kept} == {k: original[k] for k in kept}
+        assert len(record["programs"]) == len(original["programs"])
+        assert not set(record["programs"]) & set(original["programs"])
+        assert record["caption"] != original["caption"]
+        if record["f0"]:
+            np.testing.assert_array_equal(
+                np.load(out / "transfer" / record["f0"]), np.load(out / original["f0"])
+            )
+        # The same notes at the same times, not the same sound.
+        ours, _ = sf.read(out / "transfer" / record["path"])
+        theirs, _ = sf.read(out / original["path"])
+        assert abs(np.corrcoef(ours, theirs)[0, 1]) < 0.5

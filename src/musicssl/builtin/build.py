@@ -5,10 +5,19 @@ Layout of a built corpus folder::
     manifest.jsonl          one JSON object per clip (written last, whole, atomically)
     audio/<clip_id>.wav     16 kHz mono PCM_16, 10 s
     f0/<clip_id>.npy        float32 f0 in Hz per 10 ms frame (monophonic clips only)
+    transfer/               the test clips played by instruments of other families
+                            (``builtin.transfer``): manifest.jsonl, audio/, f0/ as above,
+                            same clip ids, every row in split "test"
     .cache/build.json       size, seed and format of the build in this folder
     .cache/pieces-v1/*.json parsed scores as note tables (only data written here; the
-                            number is FORMAT_VERSION, so a new format never reads an old one)
+                            number is PIECES_VERSION, so a new format never reads an old one)
     .cache/clips/*.json     the label record of each finished clip (lets a killed build resume)
+    transfer/.cache/clips/  the same for the transfer renders
+
+Every size builds the transfer renders: they are 15% of the clips (the test split) and cost
+twice a usual clip's rendering (the usual performance is rendered to accept the excerpt, then
+the transfer one), so a third more rendering time, and an evaluation of any build can report
+what its scores owe to timbre.
 
 A build of the same size and seed in a complete folder returns at once; in a folder where a
 build was killed it renders only the clips that are missing.
@@ -28,6 +37,7 @@ import numpy as np
 
 from musicssl import audio
 from musicssl.builtin import pieces as pieces_module
+from musicssl.builtin import transfer
 from musicssl.builtin.clips import make_clip
 from musicssl.builtin.labels import F0_HOP
 from musicssl.builtin.pieces import SPLITS, Candidate, Piece
@@ -39,7 +49,8 @@ from musicssl.progress import bar as progress_bar
 
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 10.0
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the usual clips use CORPUS_FAMILIES only; transfer renders
+PIECES_VERSION = 1
 MANIFEST = "manifest.jsonl"
 
 
@@ -128,17 +139,23 @@ def _parse_task(args: tuple[Candidate, str]) -> tuple[str, Piece | str]:
     return candidate.piece_id, result
 
 
-def _clip_task(args: tuple[Piece, str, int, str, int, str]) -> tuple[str, dict | None]:
-    """Render one clip, write its audio (and f0), and return its manifest record."""
-    piece, split, index, clip_id, seed, out_dir = args
+def _clip_task(args: tuple[Piece, str, int, str, int, str, bool]) -> tuple[str, dict | None]:
+    """Render one clip (or its transfer render, into ``out_dir``), write it, return its record."""
+    piece, split, index, clip_id, seed, out_dir, transferred = args
     out = Path(out_dir)
     clip = make_clip(
-        piece, index, clip_id=clip_id, seed=seed, synth=_synth(), clip_seconds=CLIP_SECONDS
+        piece,
+        index,
+        clip_id=clip_id,
+        seed=seed,
+        synth=_synth(),
+        clip_seconds=CLIP_SECONDS,
+        recast=transfer.recast if transferred else None,
     )
     record_file = out / ".cache" / "clips" / f"{clip_id}.json"
     if clip is None:
         _write_json(record_file, {"skipped": True})
-        return clip_id, None
+        return _task_key(args), None
     audio.save(out / "audio" / f"{clip_id}.wav", clip.audio, sr=SAMPLE_RATE, subtype="PCM_16")
     f0_path = None
     if clip.f0 is not None:
@@ -157,7 +174,12 @@ def _clip_task(args: tuple[Piece, str, int, str, int, str]) -> tuple[str, dict |
         "f0_hop": F0_HOP if f0_path else None,
     }
     _write_json(record_file, record)
-    return clip_id, record
+    return _task_key(args), record
+
+
+def _task_key(task: tuple[Piece, str, int, str, int, str, bool]) -> str:
+    """A clip task's name: its clip id, under ``transfer/`` for a transfer render."""
+    return f"{transfer.FOLDER}/{task[3]}" if task[6] else task[3]
 
 
 # --- orchestration -----------------------------------------------------------------------
@@ -253,10 +275,15 @@ def _summary(records: list[dict], out_dir: Path, seconds: float, cached: bool) -
         "splits": dict(Counter(r["split"] for r in records)),
         "styles": dict(Counter(r["style"] for r in records)),
         "monophonic": sum(1 for r in records if r["f0"]),
+        "transfer_clips": len(_lines(out_dir / transfer.FOLDER / MANIFEST)),
         "total_seconds": round(sum(r["duration"] for r in records), 3),
         "seconds_taken": round(seconds, 3),
         "cached": cached,
     }
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
 
 
 def summarize(manifest_path: str | Path) -> dict:
@@ -266,8 +293,8 @@ def summarize(manifest_path: str | Path) -> dict:
         manifest_path: path of a ``manifest.jsonl``.
 
     Returns:
-        ``num_clips``, clips per ``splits`` and per ``styles``, ``monophonic`` clips and
-        ``total_seconds`` of audio.
+        ``num_clips``, clips per ``splits`` and per ``styles``, ``monophonic`` clips,
+        ``transfer_clips`` (transfer renders beside them) and ``total_seconds`` of audio.
     """
     path = Path(manifest_path)
     if not path.is_file():
@@ -286,12 +313,15 @@ def _complete(out_dir: Path, stamp: dict) -> bool:
             f"{out_dir}: holds a corpus built with other settings than {stamp}; "
             "build into an empty folder or delete this one"
         )
-    for line in manifest.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        if not (out_dir / record["path"]).exists():
+    for folder in (out_dir, out_dir / transfer.FOLDER):
+        if not (folder / MANIFEST).exists():
             return False
-        if record["f0"] and not (out_dir / record["f0"]).exists():
-            return False
+        for line in (folder / MANIFEST).read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            if not (folder / record["path"]).exists():
+                return False
+            if record["f0"] and not (folder / record["f0"]).exists():
+                return False
     return True
 
 
@@ -299,12 +329,13 @@ def _discard_stale(out_dir: Path, stamp: dict) -> None:
     """Forget the clips of a killed build that had other settings."""
     stamp_file = out_dir / ".cache" / "build.json"
     if stamp_file.exists() and json.loads(stamp_file.read_text()) != stamp:
-        for record_file in (out_dir / ".cache" / "clips").glob("*.json"):
-            record = json.loads(record_file.read_text(encoding="utf-8"))
-            for key in ("path", "f0"):
-                if record.get(key):
-                    (out_dir / record[key]).unlink(missing_ok=True)
-            record_file.unlink()
+        for folder in (out_dir, out_dir / transfer.FOLDER):
+            for record_file in (folder / ".cache" / "clips").glob("*.json"):
+                record = json.loads(record_file.read_text(encoding="utf-8"))
+                for key in ("path", "f0"):
+                    if record.get(key):
+                        (folder / record[key]).unlink(missing_ok=True)
+                record_file.unlink()
     _write_json(stamp_file, stamp)
 
 
@@ -372,9 +403,10 @@ def build_corpus(
             "seconds_taken": round(time.perf_counter() - started, 3)
         }
     check_renderer()
-    pieces_cache = out / ".cache" / f"pieces-v{FORMAT_VERSION}"
+    pieces_cache = out / ".cache" / f"pieces-v{PIECES_VERSION}"
     for sub in ("audio", "f0", ".cache/clips"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+        (out / transfer.FOLDER / sub).mkdir(parents=True, exist_ok=True)
     pieces_cache.mkdir(parents=True, exist_ok=True)
     _discard_stale(out, stamp)
     spec = SIZES[size]
@@ -387,15 +419,17 @@ def build_corpus(
         for piece, split in chosen:
             for index in range(spec.per_style[piece.candidate.style][1]):
                 clip_id = f"{piece.candidate.piece_id}-{index:02d}"
-                tasks.append((piece, split, index, clip_id, int(seed), str(out)))
+                tasks.append((piece, split, index, clip_id, int(seed), str(out), False))
+        transfer_out = str(out / transfer.FOLDER)
+        tasks += [(*task[:5], transfer_out, True) for task in tasks if task[1] == "test"]
         records: dict[str, dict | None] = {}
         todo = []
         for task in tasks:
-            done = _finished_record(out, task[3])
+            done = _finished_record(Path(task[5]), task[3])
             if done is None:
                 todo.append(task)
             else:
-                records[task[3]] = None if done.get("skipped") else done
+                records[_task_key(task)] = None if done.get("skipped") else done
         bar = progress_bar(
             total=len(tasks), initial=len(records), desc="rendering clips", disable=not progress
         )
@@ -406,10 +440,15 @@ def build_corpus(
         failed = False
     finally:
         runner.close(failed=failed)
-    ordered = [record for task in tasks if (record := records.get(task[3])) is not None]
-    write_text(out / MANIFEST, "".join(json.dumps(record) + "\n" for record in ordered))
+    usual, transferred = [
+        [r for task in tasks if task[6] == side and (r := records.get(_task_key(task)))]
+        for side in (False, True)
+    ]
+    # The usual manifest last: its presence says the whole build is there.
+    write_text(out / transfer.FOLDER / MANIFEST, "".join(json.dumps(r) + "\n" for r in transferred))
+    write_text(out / MANIFEST, "".join(json.dumps(record) + "\n" for record in usual))
     finished = time.perf_counter()
-    summary = _summary(ordered, out, finished - started, cached=False)
+    summary = _summary(usual, out, finished - started, cached=False)
     summary["seconds_parsing"] = round(parsed - started, 3)
     summary["seconds_rendering"] = round(finished - parsed, 3)
     return summary

@@ -7,6 +7,7 @@ same whichever worker renders it and in whatever order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -257,6 +258,7 @@ def make_clip(
     seed: int,
     synth: Synth,
     clip_seconds: float,
+    recast: Callable[[Piece, Performance, np.random.Generator], Performance] | None = None,
 ) -> Clip | None:
     """Draw, render and label one clip of a piece.
 
@@ -269,6 +271,8 @@ def make_clip(
         seed: the build seed.
         synth: the synthesizer (its sample rate is the clip's).
         clip_seconds: clip length.
+        recast: for a transfer render (``builtin.transfer.recast``): gives the accepted
+            performance its new instruments, from the generator of ``clip_id + "/transfer"``.
 
     Returns:
         The clip, or ``None`` if every excerpt tried was silent.
@@ -285,6 +289,11 @@ def make_clip(
         audio = synth.render(events, programs, num_samples, drum_kit=plan.drum_kit)
         if silent_fraction(audio, synth.sr) > MAX_SILENT_FRACTION:
             continue
+        if recast is not None:
+            # Accepted as the usual clip is, then played again on other instruments.
+            plan = recast(piece, plan, clip_rng(seed, f"{clip_id}/transfer"))
+            programs = {voice.channel: voice.program for voice in plan.voices}
+            audio = synth.render(events, programs, num_samples, drum_kit=plan.drum_kit)
         # The key is music21's analysis of exactly the notes played (a solo plays the top
         # note of chords), after transposition.
         rendered = np.concatenate(

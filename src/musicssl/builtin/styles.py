@@ -53,7 +53,7 @@ STYLES: dict[str, Style] = {
             min_parts=4,
             max_parts=6,
             drum_probability=0.25,
-            ensembles=("strings", "winds", "brass", "organ", "choir", "keyboard", "mixed"),
+            ensembles=("strings", "winds", "choir", "keyboard", "mixed"),
             **_CLASSICAL,
         ),
         Style(
@@ -63,7 +63,7 @@ STYLES: dict[str, Style] = {
             min_parts=3,
             max_parts=8,
             drum_probability=0.15,
-            ensembles=("choir", "organ", "brass", "recorders", "strings", "mixed"),
+            ensembles=("choir", "keyboard", "recorders", "strings", "mixed"),
             **_CLASSICAL,
         ),
         Style(
@@ -83,7 +83,7 @@ STYLES: dict[str, Style] = {
             min_parts=4,
             max_parts=4,
             drum_probability=0.2,
-            ensembles=("strings", "strings", "strings", "winds", "brass", "keyboard", "mixed"),
+            ensembles=("strings", "strings", "strings", "winds", "keyboard", "mixed"),
             **_CLASSICAL,
         ),
         Style(
