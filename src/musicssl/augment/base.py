@@ -252,8 +252,8 @@ def all_rows(x: Tensor) -> Tensor:
 
 
 # Reading the rows straight into the FFT buffer, one compiled pass instead of a gather and a
-# copy, saves 5% of the chain's time: paired medians (bench/ab_augment.py) 1.046-1.054 for the
-# preserve_tempo chain and 1.051-1.075 for the tape chain, against gathering in ``apply``.
+# copy: gathering in ``apply`` instead, the tape chain (the cpu recipe's) took 5-7.5% longer
+# and the preserve_tempo chain 4.6-5.4% (paired medians of three runs, bench/ab_augment.py).
 @fused
 def padded_rows(
     x: Tensor, rows: Tensor, length: int, *, mirrored: int = 0, dtype: torch.dtype

@@ -4,7 +4,7 @@ Run op by op, a kernel that reads grains or builds impulse responses makes one p
 memory per operation, and a gather first writes out an int64 index as large as its result.
 Compiled (inductor: C++ with OpenMP on a CPU, Triton on a GPU), each kernel becomes one loop
 that computes its indices as it reads. A kernel is compiled only where that saves at least 5%
-of the CLMR chain's time; each says how much beside its definition.
+of the CLMR chain's time (with either pitch shift); each says how much beside its definition.
 
 A kernel is a pure function of tensors (it writes to none of its arguments) marked with
 ``@fused``. It is compiled on its first call (the compiler is imported then, not with the
