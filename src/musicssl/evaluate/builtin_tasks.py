@@ -20,10 +20,18 @@ piece has clips on both sides of a split.
 - ``degraded_copy``: retrieval of each test clip's original from a copy degraded by
   noise, low-pass, a speed change, gain and a lossy encode (``evaluate.degrade``). The copies
   live beside the audio folder, never in it, so their names are ``../degraded/<clip_id>.ogg``.
+
+Transfer tasks (``style@transfer``, ...; ``transfer`` names them all): the task as above,
+probes fitted on the usual train and valid clips, tested on the transfer renders of the test
+clips (``corpus_dir/transfer/``, ``builtin.transfer``): the same excerpts played by instrument
+families that no usual clip uses. What a score loses there, it owed to timbre. Their names are
+``../transfer/audio/<clip_id>.wav``. ``instrument`` has no transfer task (the transfer
+instruments are none of the tags it learns) and neither has ``degraded_copy``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections import Counter
@@ -41,6 +49,8 @@ from musicssl.manifest import read_manifest
 
 MANIFEST = "manifest.jsonl"
 AUDIO = "audio"
+TRANSFER = "transfer"  # the corpus's folder of transfer renders (builtin.transfer.FOLDER)
+TRANSFER_SUFFIX = "@transfer"
 # A tag is scored only with this many positives in every split: fewer make its ROC and PR
 # curves on test, and its model choice on valid, mostly noise.
 MIN_POSITIVES = 5
@@ -49,9 +59,9 @@ MIN_POSITIVES = 5
 PITCH_CLASSES = ("A", "A#", "B", "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#")
 
 
-def style_task(corpus_dir: Path) -> Task:
+def style_task(corpus_dir: Path, *, transfer: bool = False) -> Task:
     """Style of the piece, one of six (Bach chorale, string quartet, fiddle tune, ...)."""
-    rows, manifest = _read(corpus_dir, "style", ("style",))
+    rows, manifest = _read(corpus_dir, "style", ("style",), transfer=transfer)
     examples = tuple(Example(_name(row, manifest), row["split"], str(row["style"])) for row in rows)
     classes = _classes(examples)
     return Task(
@@ -64,9 +74,9 @@ def style_task(corpus_dir: Path) -> Task:
     )
 
 
-def key_task(corpus_dir: Path) -> Task:
+def key_task(corpus_dir: Path, *, transfer: bool = False) -> Task:
     """Key of the excerpt (tonic and mode of the notes played, after transposition)."""
-    rows, manifest = _read(corpus_dir, "key", ("key",))
+    rows, manifest = _read(corpus_dir, "key", ("key",), transfer=transfer)
     for row in rows:
         try:
             validate_key(row["key"])
@@ -87,9 +97,9 @@ def key_task(corpus_dir: Path) -> Task:
     )
 
 
-def tempo_task(corpus_dir: Path) -> Task:
+def tempo_task(corpus_dir: Path, *, transfer: bool = False) -> Task:
     """Tempo in quarter notes per minute, whatever the metre."""
-    rows, manifest = _read(corpus_dir, "tempo", ("tempo",))
+    rows, manifest = _read(corpus_dir, "tempo", ("tempo",), transfer=transfer)
     for row in rows:
         tempo = row["tempo"]
         if not isinstance(tempo, int | float) or not math.isfinite(tempo) or tempo <= 0:
@@ -175,12 +185,12 @@ def instrument_task(
     )
 
 
-def pitch_task(corpus_dir: Path) -> Task:
+def pitch_task(corpus_dir: Path, *, transfer: bool = False) -> Task:
     """Frame-level f0 of the monophonic clips; the target is the clip's f0 track in Hz.
 
     ``classes`` are the 12 pitch classes (see ``PITCH_CLASSES``) a voiced frame falls in.
     """
-    rows, manifest = _read(corpus_dir, "pitch", ("monophonic",))
+    rows, manifest = _read(corpus_dir, "pitch", ("monophonic",), transfer=transfer)
     rows = [row for row in rows if row["monophonic"]]
     if missing := [split for split in PROBE_SPLITS if all(r["split"] != split for r in rows)]:
         raise MusicSSLError(
@@ -209,13 +219,13 @@ def pitch_task(corpus_dir: Path) -> Task:
     )
 
 
-def same_piece_task(corpus_dir: Path) -> Task:
+def same_piece_task(corpus_dir: Path, *, transfer: bool = False) -> Task:
     """Retrieve, among the test clips, the other clips of the same piece.
 
     Every test clip is in the gallery; a clip is also a query when its piece has another
     test clip (a query's own name never counts as relevant).
     """
-    rows, manifest = _read(corpus_dir, "same_piece", ("piece_id",))
+    rows, manifest = _read(corpus_dir, "same_piece", ("piece_id",), transfer=transfer)
     test = _test_rows(rows, manifest, "same_piece")
     clips_per_piece = Counter(row["piece_id"] for row in test)
     queries = [
@@ -290,6 +300,33 @@ TASKS: dict[str, Callable[[Path], Task]] = {
 }
 
 
+TRANSFER_TASKS: dict[str, Callable[..., Task]] = {
+    name: TASKS[name] for name in ("style", "key", "tempo", "pitch", "same_piece")
+}
+
+
+def transfer_task(name: str, corpus_dir: Path) -> Task:
+    """The built-in task ``name`` (a key of ``TRANSFER_TASKS``) tested on the transfer renders.
+
+    Its name is ``name + "@transfer"``; train and valid are the usual clips', test (or the
+    retrieval queries and gallery) the transfer renders of the test clips.
+
+    Raises:
+        MusicSSLError: an unknown name, or a corpus without transfer renders.
+    """
+    if name not in TRANSFER_TASKS:
+        raise MusicSSLError(
+            f"no transfer task {name + TRANSFER_SUFFIX!r}; choose from "
+            f"{', '.join(n + TRANSFER_SUFFIX for n in TRANSFER_TASKS)}"
+        )
+    task = TRANSFER_TASKS[name](Path(corpus_dir), transfer=True)
+    return dataclasses.replace(
+        task,
+        name=name + TRANSFER_SUFFIX,
+        description=f"{task.description}; tested on other instruments (transfer renders)",
+    )
+
+
 def builtin_tasks(
     corpus_dir: str | Path,
     names: Sequence[str] | None = None,
@@ -323,8 +360,14 @@ def builtin_task(
     return TASKS[name](corpus_dir)
 
 
-def _read(corpus_dir: Path, task: str, fields: Sequence[str]) -> tuple[list[dict], Path]:
-    """The manifest's rows, checked for the fields every task needs and ``fields``."""
+def _read(
+    corpus_dir: Path, task: str, fields: Sequence[str], *, transfer: bool = False
+) -> tuple[list[dict], Path]:
+    """The manifest's rows, checked for the fields every task needs and ``fields``.
+
+    With ``transfer``, the test rows are those of the transfer renders, their ``path`` and
+    ``f0`` made relative to ``corpus_dir`` (``audio/../transfer/audio/<clip_id>.wav``).
+    """
     manifest = Path(corpus_dir) / MANIFEST
     if not manifest.is_file():
         raise MusicSSLError(
@@ -332,6 +375,8 @@ def _read(corpus_dir: Path, task: str, fields: Sequence[str]) -> tuple[list[dict
             "(musicssl corpus build --out DIR)"
         )
     rows = read_manifest(manifest)
+    if transfer:
+        rows = [row for row in rows if row.get("split") != "test"] + _transfer_rows(corpus_dir)
     if not rows:
         raise MusicSSLError(f"{manifest}: the manifest is empty")
     for number, row in enumerate(rows, start=1):
@@ -345,6 +390,22 @@ def _read(corpus_dir: Path, task: str, fields: Sequence[str]) -> tuple[list[dict
                 f"{manifest}:{number}: split {row['split']!r} is not one of {PROBE_SPLITS}"
             )
     return rows, manifest
+
+
+def _transfer_rows(corpus_dir: Path) -> list[dict]:
+    """The rows of the transfer renders, their paths relative to the corpus folder."""
+    manifest = Path(corpus_dir) / TRANSFER / MANIFEST
+    if not manifest.is_file():
+        raise MusicSSLError(
+            f"{manifest}: no transfer renders; the @transfer tasks need a corpus built by "
+            "this version (musicssl corpus build --out DIR)"
+        )
+    rows = read_manifest(manifest)
+    for row in rows:
+        row["path"] = f"{AUDIO}/../{TRANSFER}/{row['path']}"
+        if row.get("f0"):
+            row["f0"] = f"{TRANSFER}/{row['f0']}"
+    return rows
 
 
 def _root(corpus_dir: Path) -> Path:

@@ -148,6 +148,9 @@ def resolve_tasks(
 ) -> list[Task]:
     """Tasks from names: built-in task names, ``DATASET=ROOT``, or a CSV/JSONL table.
 
+    ``NAME@transfer`` is a built-in task tested on the corpus's transfer renders, and
+    ``transfer`` names every such task (see ``builtin_tasks``).
+
     Args:
         specs: the names; None or empty for every built-in task.
         corpus: the built-in corpus folder.
@@ -172,10 +175,17 @@ def resolve_tasks(
             tasks.append(datasets.table_task(Path(spec)))
         elif spec in builtin_tasks.TASKS:
             tasks.append(builtin_tasks.builtin_task(spec, corpus, cache=cache, progress=progress))
+        elif spec == "transfer":
+            tasks.extend(
+                builtin_tasks.transfer_task(n, corpus) for n in builtin_tasks.TRANSFER_TASKS
+            )
+        elif spec.endswith(builtin_tasks.TRANSFER_SUFFIX):
+            name = spec.removesuffix(builtin_tasks.TRANSFER_SUFFIX)
+            tasks.append(builtin_tasks.transfer_task(name, corpus))
         else:
             raise MusicSSLError(
                 f"unknown task {spec!r}: give a built-in task "
-                f"({', '.join(builtin_tasks.TASKS)}), DATASET=ROOT "
+                f"({', '.join(builtin_tasks.TASKS)}; NAME@transfer or transfer), DATASET=ROOT "
                 f"({', '.join(sorted(datasets.DATASETS))}) or a .csv/.jsonl table"
             )
     return tasks
