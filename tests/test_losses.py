@@ -17,10 +17,12 @@ from musicssl.errors import MusicSSLError
 from musicssl.losses import (
     barlow_twins_loss,
     byol_loss,
+    clip_loss,
     cosine_ema_momentum,
     ema_update,
     gather_with_grad,
     nt_xent,
+    slap_loss,
     vicreg_loss,
 )
 
@@ -210,7 +212,23 @@ def _barlow(z_a, z_b):
     return barlow_twins_loss(z_a, z_b, lambda_offdiag=0.05)[0]
 
 
-LOSSES = {"nt_xent": _nt_xent, "byol": _byol, "vicreg": _vicreg, "barlow_twins": _barlow}
+def _clip(z_a, z_b):
+    return clip_loss(z_a, z_b, temperature=0.5)
+
+
+def _slap(z_a, z_b):
+    # Each side's output is its prediction and the other side's target.
+    return slap_loss(z_a, z_b, z_b, z_a)[0]
+
+
+LOSSES = {
+    "nt_xent": _nt_xent,
+    "byol": _byol,
+    "vicreg": _vicreg,
+    "barlow_twins": _barlow,
+    "clip": _clip,
+    "slap": _slap,
+}
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
@@ -251,6 +269,61 @@ def test_half_precision_inputs_and_keywords():
     # Only the rounding of the inputs to bf16 (8 bits of mantissa) remains.
     assert half.item() == pytest.approx(full.item(), rel=2e-2)
     assert nt_xent(z_a.double(), z_b.double(), temperature=0.1).dtype == torch.float64
+
+
+# ------------------------------------------------------------------------ CLAP and SLAP
+
+
+def test_clip_loss_by_hand():
+    # Matching one-hot pairs at temperature 1: every row is log(1 + e^-1).
+    eye = _t([[1, 0], [0, 1]])
+    assert clip_loss(eye, eye, temperature=1.0).item() == pytest.approx(math.log(1 + math.exp(-1)))
+    # Audio (1, 0), (0, 1); text (1, 0), (1, 1) (unnormalised), temperature 0.5.
+    audio, text = _t([[1, 0], [0, 1]]), _t([[1, 0], [3, 3]])
+    audio_to_text = [
+        -2 + math.log(math.exp(2) + math.exp(R2)),  # row (2, sqrt 2), positive 0
+        -R2 + math.log(1 + math.exp(R2)),  # row (0, sqrt 2), positive 1
+    ]
+    text_to_audio = [
+        -2 + math.log(math.exp(2) + 1),  # row (2, 0), positive 0
+        math.log(2.0),  # row (sqrt 2, sqrt 2), positive 1
+    ]
+    expected = (sum(audio_to_text) / 2 + sum(text_to_audio) / 2) / 2
+    assert clip_loss(audio, text, temperature=0.5).item() == pytest.approx(expected, rel=1e-6)
+    # Symmetric in its two sides.
+    assert clip_loss(text, audio, temperature=0.5).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_clip_loss_learns_its_temperature():
+    log_scale = torch.tensor(math.log(1 / 0.07), requires_grad=True)
+    z = torch.randn(6, 4)
+    loss = clip_loss(z, z + 0.01, temperature=torch.exp(-log_scale))
+    loss.backward()
+    # Matching pairs: a sharper softmax (a larger scale) lowers the loss.
+    assert log_scale.grad is not None and log_scale.grad.item() < 0
+    with pytest.raises(MusicSSLError, match="temperature"):
+        clip_loss(z, z, temperature=0.0)
+
+
+def test_slap_loss_by_hand_and_stop_gradient():
+    q_audio = _t([[1, 0]]).requires_grad_()
+    q_text = _t([[0, 1]]).requires_grad_()
+    target_audio = _t([[2, 0]]).requires_grad_()
+    target_text = _t([[1, 1]]).requires_grad_()
+    loss, terms = slap_loss(q_audio, q_text, target_audio, target_text)
+    assert terms["audio_to_text"].item() == pytest.approx(1 - 1 / R2)
+    assert terms["text_to_audio"].item() == pytest.approx(1.0)
+    assert terms["audio"].item() == pytest.approx(0.0, abs=1e-7)
+    assert terms["text"].item() == pytest.approx(1 - 1 / R2)
+    # lambda (L_AT + L_TA) + (1 - lambda) (L_A + L_T) at lambda 0.5.
+    assert loss.item() == pytest.approx(1.5 - 1 / R2)
+    only_inter, _ = slap_loss(q_audio, q_text, target_audio, target_text, intermodal_weight=1.0)
+    assert only_inter.item() == pytest.approx(2 - 1 / R2)
+    loss.backward()
+    assert q_audio.grad is not None and q_text.grad is not None
+    assert target_audio.grad is None and target_text.grad is None
+    with pytest.raises(MusicSSLError, match="intermodal_weight"):
+        slap_loss(q_audio, q_text, target_audio, target_text, intermodal_weight=1.5)
 
 
 # ------------------------------------------------------------------------------ distributed
