@@ -175,9 +175,15 @@ def text_side(checkpoint_path: str | os.PathLike, *, device: Any = "cpu") -> Any
         raise MusicSSLError(f"{checkpoint_path}: the run has no text tower (train CLAP or SLAP)")
     recipe = Recipe.load(folder / "recipe.yaml")
     spec = checkpoint.encoder_spec(folder)
-    torch.manual_seed(0)  # the weights are overwritten; this only keeps building quiet
+    options = dict(recipe.method.options)
+    if options.get("text_encoder", "scratch") == "scratch":
+        # The trained tokenizer comes back from the weights: the captions it was learnt from
+        # need not be here any more.
+        options["text_options"] = {**(options.get("text_options") or {}),
+                                   "tokenizer_corpus": "builtin"}  # fmt: skip
+    torch.manual_seed(0)  # the weights are overwritten; this only makes building repeatable
     method = build_method(
-        recipe.method.name, build_encoder(spec["name"], **spec["options"]), **recipe.method.options
+        recipe.method.name, build_encoder(spec["name"], **spec["options"]), **options
     )
     try:
         method.load_state_dict(load_file(folder / "method.safetensors"))
