@@ -30,11 +30,11 @@ from sklearn.preprocessing import StandardScaler
 from musicssl.builtin import build_corpus
 from musicssl.checkpoint import is_run
 from musicssl.checkpoint import latest as latest_checkpoint
-from musicssl.demo import with_builtin_store
 from musicssl.embed import Model, load
 from musicssl.evaluate.metrics import retrieval_chance, retrieval_metrics
 from musicssl.evaluate.prompts import PROMPTS_VERSION
 from musicssl.evaluate.zeroshot import TASKS, targets, zero_shot_results
+from musicssl.pack import pack
 from musicssl.recipe import Recipe, recipe_path
 from musicssl.runtime import configure_cpu_runtime
 from musicssl.store import SampleStore
@@ -100,7 +100,11 @@ def main() -> None:
     args = parser.parse_args()
     configure_cpu_runtime()
     torch.set_flush_denormal(True)
-    build_corpus(args.corpus, size=args.size, seed=0)
+    corpus = Path(args.corpus)
+    if not (corpus / "manifest.jsonl").is_file():  # a finished corpus is used as it is
+        build_corpus(corpus, size=args.size, seed=0)
+    store_path = corpus / "store-16000"  # the rate of the short-chunk CNN recipes
+    pack(corpus / "manifest.jsonl", out=store_path, sr=16000)
 
     rows_out = []
     store = None
@@ -111,9 +115,8 @@ def main() -> None:
                          f"train.minutes={args.minutes}", "train.steps=5000",
                          f"train.seed={args.seed}", "train.checkpoint_every=500",
                          f"data.corpus_size={args.size}", "data.workers=1"]  # fmt: skip
-            recipe = with_builtin_store(
-                Recipe.load(recipe_path(f"{method}-shortchunk-cpu"), overrides)
-            )
+            overrides.append(f"data.store={store_path}")
+            recipe = Recipe.load(recipe_path(f"{method}-shortchunk-cpu"), overrides)
             run = Path(args.runs) / f"{method}-b{batch}"
             began = time.perf_counter()
             if not is_run(run):
