@@ -55,7 +55,7 @@ def _checkpoint(folder: Path, name: str, *, seed: int) -> None:
 
 
 def test_registry_and_unknown_name():
-    assert BASELINES == ("mfcc", "logmel", "random")
+    assert BASELINES == ("mfcc", "logmel", "tempogram", "random")
     for name in ("mfcc", "logmel"):
         baseline = build_baseline(name)
         assert baseline.sample_rate == SR
@@ -63,7 +63,7 @@ def test_registry_and_unknown_name():
         assert config["baseline"] == name and config["version"] == baselines.FEATURE_VERSION
         assert json.loads(json.dumps(config)) == config
     assert build_baseline("mfcc").config() != build_baseline("logmel").config()
-    with pytest.raises(MusicSSLError, match="mfcc, logmel, random"):
+    with pytest.raises(MusicSSLError, match="mfcc, logmel, tempogram, random"):
         build_baseline("chroma")
 
 
@@ -213,3 +213,55 @@ def test_random_is_deterministic_and_unlike_the_trained_weights(tmp_path: Path, 
 def test_random_reference_must_be_a_checkpoint(tmp_path: Path):
     with pytest.raises(MusicSSLError, match="not a checkpoint"):
         build_baseline("random", reference=tmp_path)
+
+
+# --- the tempogram baseline ------------------------------------------------------------------
+
+
+def click_track(bpm: float, *, seconds: float = 10.0, offset: float = 0.0) -> np.ndarray:
+    """A 5 ms 2 kHz click on every beat, the first at ``offset`` seconds."""
+    signal = np.zeros(int(seconds * SR), dtype=np.float32)
+    click = np.sin(2 * np.pi * 2000 * np.arange(80) / SR) * np.hanning(80)
+    for start in np.arange(offset, seconds - 0.01, 60.0 / bpm):
+        index = int(round(start * SR))
+        signal[index : index + 80] += click[: len(signal) - index]
+    return signal
+
+
+def test_tempogram_peaks_at_the_click_tempo_and_is_stream_invariant():
+    tempogram = build_baseline("tempogram")
+    assert tempogram.config()["baseline"] == "tempogram"
+    bins = tempogram.bpm
+    assert np.allclose(np.diff(np.log2(bins)), 1 / 24)  # log-spaced, 24 per octave
+    for bpm in (45.0, 72.0, 100.0, 137.0, 190.0, 260.0):
+        vector = tempogram.embed(click_track(bpm, offset=0.13), SR).clip
+        assert vector.shape == (len(bins) + 1,)
+        # The strongest periodicity is the beat (not its multiples), within one bin.
+        assert abs(vector[-1] - np.log2(bpm)) <= 1 / 24 + 1e-6, (bpm, 2 ** vector[-1])
+        mean = vector[: len(bins)]
+        assert np.isclose(mean[np.argmin(np.abs(np.log2(bins / bpm)))], mean.max(), atol=0.1)
+    # Blocks of any size give the same clip vector as the whole signal.
+    signal = click_track(120.0)
+    whole = tempogram.embed_stream(iter([signal])).clip
+    blocks = tempogram.embed_stream(iter(np.array_split(signal, 7))).clip
+    np.testing.assert_allclose(blocks, whole, rtol=1e-6, atol=1e-6)
+
+
+def test_a_probe_on_the_tempogram_reads_the_tempo_of_click_tracks():
+    from musicssl.evaluate.protocol import evaluate_task
+    from musicssl.evaluate.task import Example, Task
+
+    rng = np.random.default_rng(0)
+    tempogram = build_baseline("tempogram")
+    examples, vectors = [], {}
+    for number, bpm in enumerate(2.0 ** rng.uniform(np.log2(50), np.log2(220), size=240)):
+        name = f"click-{number:03d}.wav"
+        signal = click_track(float(bpm), seconds=7.0, offset=float(rng.uniform(0, 0.5)))
+        signal += 0.01 * rng.standard_normal(len(signal)).astype(np.float32)
+        vectors[name] = tempogram.embed(signal, SR).clip
+        split = ("train", "train", "train", "train", "valid", "test")[number % 6]
+        examples.append(Example(name, split, float(bpm)))
+    task = Task(name="clicks", kind="tempo", root=Path("."), examples=tuple(examples))
+    result = evaluate_task(task, vectors, seeds=1)
+    assert result.metrics["acc2"].mean >= 0.9, result.metrics
+    assert result.metrics["acc1"].mean >= 0.8, result.metrics

@@ -7,6 +7,8 @@ description that names the features exactly (for the embedding cache):
 - ``mfcc``: 20 MFCCs and their deltas every 10 ms (64 ms windows); the clip vector is the
   mean and the standard deviation of each over the whole file (80 numbers).
 - ``logmel``: the 128-band log-mel spectrum per 10 ms frame; mean and std (256 numbers).
+- ``tempogram``: an autocorrelation tempogram of the onset strength, log-spaced tempo bins;
+  the mean per bin and the strongest tempo (98 numbers; ``evaluate.tempogram``).
 - ``random``: an encoder with random weights (fixed seed): the architecture of a reference
   checkpoint, or the CPU-size CLMR SampleCNN. What it scores is what the architecture and
   the probe give without any training.
@@ -32,6 +34,7 @@ from musicssl import checkpoint
 from musicssl.embed import Embeddings, Model, mono_at
 from musicssl.encoders import build_encoder
 from musicssl.errors import MusicSSLError
+from musicssl.evaluate.tempogram import TempogramBaseline
 from musicssl.features import LogMel
 from musicssl.recipe import Recipe, recipe_path
 
@@ -40,12 +43,13 @@ __all__ = [
     "FEATURE_VERSION",
     "FeatureBaseline",
     "RandomEncoder",
+    "TempogramBaseline",
     "build_baseline",
     "default_encoder",
     "dct_matrix",
 ]
 
-BASELINES = ("mfcc", "logmel", "random")
+BASELINES = ("mfcc", "logmel", "tempogram", "random")
 # Bump when the features of a baseline change, so that cached embeddings are recomputed.
 FEATURE_VERSION = 1
 
@@ -57,11 +61,11 @@ _MAX_FRAMES = 2048
 
 def build_baseline(
     name: str, *, reference: str | os.PathLike | None = None, device: str | torch.device = "cpu"
-) -> FeatureBaseline | RandomEncoder:
+) -> FeatureBaseline | TempogramBaseline | RandomEncoder:
     """The baseline ``name`` (one of ``BASELINES``).
 
     Args:
-        name: "mfcc", "logmel" or "random".
+        name: "mfcc", "logmel", "tempogram" or "random".
         reference: for "random", a checkpoint folder (or run folder) whose architecture to
             rebuild; None uses the demo recipe's encoder. Ignored by the other baselines.
         device: where to compute.
@@ -71,6 +75,8 @@ def build_baseline(
     """
     if name in ("mfcc", "logmel"):
         return FeatureBaseline(name, device=device)
+    if name == "tempogram":
+        return TempogramBaseline(device=device)
     if name == "random":
         spec = default_encoder() if reference is None else checkpoint.encoder_spec(reference)
         return RandomEncoder(spec["name"], spec["options"], device=device)

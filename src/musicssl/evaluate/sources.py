@@ -21,6 +21,7 @@ from musicssl.errors import MusicSSLError
 if TYPE_CHECKING:
     from musicssl.embed import Model
     from musicssl.evaluate.baselines import FeatureBaseline
+    from musicssl.evaluate.tempogram import TempogramBaseline
 
 BASELINE_PREFIX = "baseline:"
 
@@ -81,7 +82,7 @@ class Source:
     """
 
     label: str
-    model: Model | FeatureBaseline | None = None
+    model: Model | FeatureBaseline | TempogramBaseline | None = None
     embedded: Embedded | None = None
     identity: dict[str, Any] = field(default_factory=dict)
 
