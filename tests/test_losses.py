@@ -18,11 +18,18 @@ from musicssl.losses import (
     barlow_twins_loss,
     byol_loss,
     clip_loss,
+    codebook_usage,
     cosine_ema_momentum,
     ema_update,
     gather_with_grad,
+    masked_code_cross_entropy,
+    masked_patch_mse,
+    normalise_patches,
     nt_xent,
+    random_patch_mask,
+    random_projection_codes,
     slap_loss,
+    span_mask,
     vicreg_loss,
 )
 
@@ -430,3 +437,98 @@ def test_nt_xent_without_gather_uses_local_negatives(distributed_results):
         rows = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
         local = nt_xent(model(x_a[rows]), model(x_b[rows]), temperature=0.5)
         torch.testing.assert_close(results["nt_xent_local/loss"], local.detach())
+
+
+# ----------------------------------------------------------------------------- masked modelling
+
+
+def test_random_patch_mask_hides_the_stated_fraction_of_each_example():
+    generator = torch.Generator().manual_seed(0)
+    keep_index, mask = random_patch_mask(64, 20, mask_ratio=0.75, generator=generator)
+    assert keep_index.shape == (64, 5) and mask.shape == (64, 20)
+    assert (mask.sum(dim=1) == 15).all()
+    assert (keep_index.diff(dim=1) > 0).all()  # sorted, no repeats
+    assert not mask.gather(1, keep_index).any()  # the kept patches are the visible ones
+    # Each example draws its own mask, and every patch gets hidden in some example.
+    assert len({tuple(row) for row in keep_index.tolist()}) > 60 and mask.any(dim=0).all()
+    same = random_patch_mask(64, 20, mask_ratio=0.75, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(same[0], keep_index)
+    assert random_patch_mask(2, 3, mask_ratio=0.9)[0].shape == (2, 1)  # one patch stays
+    with pytest.raises(MusicSSLError, match="mask_ratio"):
+        random_patch_mask(2, 8, mask_ratio=1.0)
+
+
+def test_masked_patch_mse_by_hand_ignores_visible_patches():
+    prediction = torch.tensor([[[1.0, 1.0], [0.0, 0.0], [2.0, 0.0]]], requires_grad=True)
+    target = torch.zeros(1, 3, 2)
+    mask = torch.tensor([[True, False, True]])
+    # Per-patch MSE 1, 0, 2; the hidden patches' mean is 1.5.
+    loss = masked_patch_mse(prediction, target, mask)
+    assert loss.item() == pytest.approx(1.5)
+    changed = target.clone()
+    changed[0, 1] = torch.tensor([5.0, -7.0])  # a visible patch's target
+    assert masked_patch_mse(prediction, changed, mask).item() == pytest.approx(1.5)
+    loss.backward()
+    assert torch.equal(prediction.grad[0, 1], torch.zeros(2))
+    # d/dp of ((p1^2 + p2^2) / 2) / 2 hidden patches = p / 2.
+    torch.testing.assert_close(prediction.grad[0, 0], torch.tensor([0.5, 0.5]))
+    with pytest.raises(MusicSSLError, match="do not match"):
+        masked_patch_mse(prediction, target, mask[:, :2])
+
+
+def test_normalise_patches_by_hand():
+    patches = torch.tensor([[1.0, 3.0], [2.0, 2.0]])
+    out = normalise_patches(patches, eps=0.0 + 1e-12)
+    torch.testing.assert_close(out[0], torch.tensor([-1.0, 1.0]))
+    torch.testing.assert_close(out[1], torch.zeros(2))  # a flat patch stays finite
+
+
+def test_span_mask_hides_whole_spans_at_the_expected_rate():
+    generator = torch.Generator().manual_seed(0)
+    mask = span_mask(400, 100, start_probability=0.05, span=10, generator=generator)
+    assert mask.shape == (400, 100) and mask.any(dim=1).all()
+    expected = 1 - 0.95**10  # 0.401, spans overlapping
+    assert mask.float().mean().item() == pytest.approx(expected, abs=0.03)
+    # Every run of hidden frames that ends before the last frame is at least one span long.
+    padded = torch.nn.functional.pad(mask.int(), (1, 1))
+    changes = padded.diff(dim=1)
+    for row_starts, row_ends in zip(changes == 1, changes == -1):
+        starts, ends = row_starts.nonzero()[:, 0], row_ends.nonzero()[:, 0]
+        lengths = (ends - starts)[ends < 100]
+        assert (lengths >= 10).all()
+    assert span_mask(3, 5, start_probability=1.0, span=2).all()
+    # Too rare to start anywhere: one span is still drawn per example.
+    rare = span_mask(8, 50, start_probability=1e-9, span=3)
+    assert (rare.sum(dim=1) >= 1).all() and (rare.sum(dim=1) <= 3).all()
+
+
+def test_random_projection_codes_by_hand():
+    projection = torch.eye(2)[None]  # (1, 2, 2): the frames themselves
+    codebooks = torch.tensor([[[0.0, 1.0], [1.0, 0.0], [-1.0, 0.0]]])  # (1, 3, 2)
+    frames = torch.tensor([[[2.0, 0.1], [-3.0, 0.2], [0.1, 5.0]]])  # (1, 3, 2)
+    codes = random_projection_codes(frames, projection, codebooks)
+    assert codes.tolist() == [[[1], [2], [0]]]
+    # Only the direction counts: a frame scaled by 10 keeps its code.
+    assert torch.equal(random_projection_codes(10 * frames, projection, codebooks), codes)
+
+
+def test_masked_code_cross_entropy_by_hand_ignores_visible_frames():
+    # Frame 0: uniform over 2 codes (CE log 2); frame 1: p(code 0) = 3/4 (CE log 4/3).
+    logits = torch.tensor([[[[0.0, 0.0]], [[math.log(3.0), 0.0]]]])  # (1, 2, 1, 2)
+    codes = torch.tensor([[[1], [0]]])
+    both = masked_code_cross_entropy(logits, codes, torch.tensor([[True, True]]))
+    assert both.item() == pytest.approx((math.log(2) + math.log(4 / 3)) / 2)
+    second = masked_code_cross_entropy(logits, codes, torch.tensor([[False, True]]))
+    assert second.item() == pytest.approx(math.log(4 / 3))
+    other = codes.clone()
+    other[0, 0, 0] = 0  # the visible frame's target
+    assert masked_code_cross_entropy(logits, other, torch.tensor([[False, True]])) == second
+
+
+def test_codebook_usage_by_hand():
+    # Histogram 1/2, 1/4, 1/4, 0: entropy 1.5 ln 2, perplexity 2^1.5; 3 of 4 codes used.
+    perplexity, used = codebook_usage(torch.tensor([[0], [0], [1], [2]]), 4)
+    assert perplexity.item() == pytest.approx(2**1.5) and used.item() == pytest.approx(0.75)
+    # Two codebooks average: one collapsed (perplexity 1, 1/4 used), one uniform (4, all).
+    perplexity, used = codebook_usage(torch.tensor([[3, 0], [3, 1], [3, 2], [3, 3]]), 4)
+    assert perplexity.item() == pytest.approx(2.5) and used.item() == pytest.approx(0.625)

@@ -1,15 +1,52 @@
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
-from musicssl.encoders import SampleCNN
+from musicssl.encoders import FrameTransformer, SampleCNN, SpectrogramViT, build_encoder
 from musicssl.errors import MusicSSLError
+from musicssl.losses import codebook_usage, random_projection_codes
 from musicssl.methods import METHODS, build_method
+from musicssl.pack import pack
+from musicssl.recipe import Recipe, recipe_path
+from musicssl.store import SampleStore
+from musicssl.train import pretrain
 
 SMALL_HEADS = {"hidden_dim": 32, "projection_dim": 16}
 
 
 def _encoder() -> SampleCNN:
     return SampleCNN(num_blocks=4, channels=[8, 8, 16, 16, 16, 32], sample_rate=8000)
+
+
+def _tiny_vit() -> SpectrogramViT:
+    """16 mel bands x 16 frames of a 243-sample input: a 4 x 4 grid of 4 x 4 patches."""
+    return SpectrogramViT(width=16, depth=1, num_heads=2, patch=(4, 4), sample_rate=8000,
+                          n_fft=64, hop_length=16, n_bins=16, input_samples=243)  # fmt: skip
+
+
+def _tiny_frames() -> FrameTransformer:
+    """8 tokens of 2 stacked 16-band frames from a 243-sample input."""
+    return FrameTransformer(width=16, depth=1, num_heads=2, stack=2, sample_rate=8000,
+                            n_fft=64, hop_length=16, n_bins=16, input_samples=243)  # fmt: skip
+
+
+# Methods that hide part of their input need the encoder whose tokens they hide.
+MASKED_SETUPS = {
+    "mae": (_tiny_vit, {"decoder_width": 16, "decoder_depth": 1, "decoder_heads": 2}),
+    "bestrq": (_tiny_frames, {"codebook_size": 32, "start_probability": 0.3, "span": 2}),
+}
+
+
+def _method(name: str):
+    """The registry entry ``name`` on a tiny encoder it accepts, with small heads."""
+    if name in MASKED_SETUPS:
+        build, options = MASKED_SETUPS[name]
+        return build_method(name, build(), **options)
+    return build_method(name, _encoder(), **SMALL_HEADS)
 
 
 def _step(method, x_a, x_b):
@@ -24,7 +61,7 @@ def _step(method, x_a, x_b):
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_steps_and_every_trained_parameter_gets_a_gradient(name):
     torch.manual_seed(0)
-    method = build_method(name, _encoder(), **SMALL_HEADS)
+    method = _method(name)
     x_a, x_b = torch.randn(2, 6, 243).unbind(0)
     outputs = _step(method, x_a, x_b)
     assert outputs["loss"].ndim == 0 and torch.isfinite(outputs["loss"])
@@ -40,7 +77,7 @@ def test_every_method_steps_and_every_trained_parameter_gets_a_gradient(name):
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_lowers_its_loss_on_a_fixed_batch(name):
     torch.manual_seed(0)
-    method = build_method(name, _encoder(), **SMALL_HEADS)
+    method = _method(name)
     x = torch.randn(8, 243)
     x_a, x_b = x + 0.05 * torch.randn_like(x), x + 0.05 * torch.randn_like(x)
     optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-3)
@@ -83,3 +120,110 @@ def test_byol_predictor_gets_its_own_learning_rate_scale():
 def test_unknown_method_names_the_valid_ones():
     with pytest.raises(MusicSSLError, match="simclr"):
         build_method("simsiam", _encoder())
+
+
+def test_mae_encoder_sees_only_the_visible_patches_and_masks_follow_the_seed():
+    torch.manual_seed(0)
+    method = build_method("mae", _tiny_vit(), mask_ratio=0.75, decoder_width=16,
+                          decoder_depth=1, decoder_heads=2)  # fmt: skip
+    seen = []
+    original = method.encoder.forward_tokens
+
+    def spy(tokens, keep_index=None):
+        seen.append(keep_index.clone())
+        return original(tokens, keep_index)
+
+    method.encoder.forward_tokens = spy
+    x = torch.randn(5, 243)
+    first = method(x)["loss"]
+    method(x)
+    # 16 patches, 75% hidden: 4 visible per example, each example its own draw.
+    assert seen[0].shape == (5, 4) and len({tuple(row) for row in seen[0].tolist()}) > 1
+    assert not torch.equal(seen[0], seen[1])  # a new mask every step
+    assert int(method.state_dict()["draws"]) == 2
+    again = build_method("mae", _tiny_vit(), mask_ratio=0.75, decoder_width=16,
+                         decoder_depth=1, decoder_heads=2)  # fmt: skip
+    again.load_state_dict({**method.state_dict(), "draws": torch.tensor(0)})
+    method.encoder.forward_tokens = original
+    method.load_state_dict({**method.state_dict(), "draws": torch.tensor(0)})
+    torch.testing.assert_close(again(x)["loss"], method(x)["loss"])
+    assert torch.isfinite(first)
+
+
+def test_mae_refuses_an_encoder_without_patches():
+    with pytest.raises(MusicSSLError, match="spectrogram_vit"):
+        build_method("mae", _encoder())
+    with pytest.raises(MusicSSLError, match="frame_transformer"):
+        build_method("bestrq", _tiny_vit())
+
+
+def test_bestrq_quantiser_is_a_deterministic_function_of_its_seed():
+    a = build_method("bestrq", _tiny_frames(), codebook_size=32, seed=3)
+    b = build_method("bestrq", _tiny_frames(), codebook_size=32, seed=3)
+    c = build_method("bestrq", _tiny_frames(), codebook_size=32, seed=4)
+    assert torch.equal(a.projection, b.projection) and torch.equal(a.codebooks, b.codebooks)
+    assert not torch.equal(a.codebooks, c.codebooks)
+    torch.testing.assert_close(a.codebooks.norm(dim=-1), torch.ones(1, 32))
+    # Frozen buffers, saved with the method; only the encoder and the head learn.
+    state = a.state_dict()
+    assert {"projection", "codebooks"} <= set(state)
+    assert all(not name.startswith(("projection", "codebooks")) for name, _ in a.named_parameters())
+
+
+def test_bestrq_hides_spans_with_noise_and_reports_code_usage():
+    torch.manual_seed(0)
+    method = build_method("bestrq", _tiny_frames(), codebook_size=32, start_probability=0.3,
+                          span=2, noise_std=0.1)  # fmt: skip
+    method.eval()  # the same input normalisation in both passes below
+    x = torch.randn(64, 243)
+    given = []
+    original = method.encoder.forward_frames
+    method.encoder.forward_frames = lambda frames: given.append(frames) or original(frames)
+    outputs = method(x)
+    frames = method.encoder.frame_inputs(x)
+    changed = (given[0] != frames).any(dim=-1)  # (B, T): the hidden frames
+    assert 0.2 < changed.float().mean() < 0.8 and changed.any(dim=1).all()
+    assert given[0][changed].std().item() == pytest.approx(0.1, rel=0.1)
+    assert set(outputs) == {"loss", "code_perplexity", "codes_used"}
+    assert 1.0 <= outputs["code_perplexity"].item() <= 32.0
+    assert 0.0 < outputs["codes_used"].item() <= 1.0
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tiny_corpus, tmp_path_factory) -> Path:
+    """The tiny built-in corpus packed at 16 kHz (train, valid and test splits)."""
+    out = tmp_path_factory.mktemp("masked") / "store"
+    pack(tiny_corpus / "manifest.jsonl", out=out, sr=16000, progress=False)
+    return out
+
+
+def test_bestrq_quantiser_uses_many_codes_on_real_music(tiny_store):
+    recipe = Recipe.load(recipe_path("bestrq-frames-cpu"))
+    method = build_method("bestrq", build_encoder(recipe.encoder.name, **recipe.encoder.options),
+                          **recipe.method.options)  # fmt: skip
+    store = SampleStore(tiny_store)
+    # The first 2.5 s of every clip (they last about 3 s: no zero padding).
+    clips = torch.from_numpy(np.stack([store.crop(i, 0, 40000) for i in range(len(store))]))
+    with torch.no_grad():
+        frames = method.encoder.frame_inputs(clips)
+        codes = random_projection_codes(frames, method.projection, method.codebooks)
+    perplexity, used = codebook_usage(codes.flatten(0, 1), method.codebook_size)
+    # 36 clips x 62 tokens = 2232 targets over 1024 codes; a collapsed quantiser scores ~1.
+    assert used.item() > 0.2 and perplexity.item() > 100
+
+
+@pytest.mark.parametrize("name", ["mae-vit-cpu", "bestrq-frames-cpu"])
+def test_masked_recipe_pretrains_end_to_end(name, tiny_store, tmp_path):
+    overrides = [f"data.store={tiny_store}", "data.workers=0", "train.steps=3",
+                 "train.batch_size=4", "train.minutes=null", "train.checkpoint_every=3",
+                 "train.log_every=1", "optim.warmup_steps=1"]  # fmt: skip
+    recipe = Recipe.load(recipe_path(name), overrides)
+    final = pretrain(recipe, out=tmp_path / "run", progress=False)
+    assert final.name == "step-00000003"
+    with open(tmp_path / "run" / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["step"]) for row in rows] == [1, 2, 3]
+    assert all(math.isfinite(float(row["loss"])) for row in rows)
+    if name.startswith("bestrq"):
+        assert all(float(row["code_perplexity"]) > 1 for row in rows)
+        assert all(0 < float(row["codes_used"]) <= 1 for row in rows)

@@ -16,8 +16,10 @@ from musicssl.encoders import Encoder
 from musicssl.errors import MusicSSLError
 from musicssl.methods.barlow import BarlowTwins, barlow_twins
 from musicssl.methods.base import Method
+from musicssl.methods.bestrq import BestRQ, bestrq
 from musicssl.methods.byol import BYOL, byol
 from musicssl.methods.clap import CLAP, clap
+from musicssl.methods.mae import MAE, mae
 from musicssl.methods.simclr import SimCLR, simclr
 from musicssl.methods.slap import SLAP, slap
 from musicssl.methods.vicreg import VICReg, vicreg
@@ -27,6 +29,8 @@ METHODS: dict[str, Callable[..., Method]] = {
     "byol": byol,
     "vicreg": vicreg,
     "barlow_twins": barlow_twins,
+    "mae": mae,
+    "bestrq": bestrq,
     "clap": clap,
     "slap": slap,
 }
@@ -42,9 +46,11 @@ def build_method(name: str, encoder: Encoder, **options: Any) -> Method:
 __all__ = [
     "BYOL",
     "CLAP",
+    "MAE",
     "METHODS",
     "SLAP",
     "BarlowTwins",
+    "BestRQ",
     "Method",
     "SimCLR",
     "VICReg",
