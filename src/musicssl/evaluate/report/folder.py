@@ -18,6 +18,7 @@ from typing import Any
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.report.compare import read_results
 from musicssl.evaluate.report.pages import write_report
+from musicssl.evaluate.report.reconstruction import mae_reconstruction
 from musicssl.files import write_text
 
 RESULTS = "results.json"
@@ -66,5 +67,7 @@ def write_evaluation(
     """
     folder = check_out(out)
     written = {RESULTS: write_text(folder / RESULTS, json.dumps(results, indent=1))}
-    written.update(write_report(results, folder, baselines=baselines))
+    drawn = mae_reconstruction(str(results.get("source", "")), str(results.get("corpus", "")))
+    figures = [drawn] if drawn is not None else []
+    written.update(write_report(results, folder, baselines=baselines, figures=figures))
     return written

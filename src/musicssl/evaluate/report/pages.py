@@ -45,6 +45,7 @@ def write_report(
     out_dir: Path | str,
     *,
     baselines: Mapping[str, Mapping[str, Any]] | None = None,
+    figures: Sequence[ReportFigure] = (),
 ) -> dict[str, Path]:
     """Write report.md, report.html and figures/*.png for one evaluation.
 
@@ -53,6 +54,8 @@ def write_report(
             "created", "version", "seeds", "tasks", optional "map" and "skipped").
         out_dir: folder to write into (created when missing).
         baselines: results of baselines on the same tasks, by name ("baseline:mfcc").
+        figures: figures drawn from the source itself (e.g. MAE reconstructions), shown
+            after those of the scores.
 
     Returns:
         Every written file by its path relative to ``out_dir``.
@@ -67,7 +70,7 @@ def write_report(
         systems.append(System(_short(name), dict(other)))
     _unique_labels(systems)
 
-    figures = report_figures(systems, int(results.get("seeds") or 0))
+    figures = [*report_figures(systems, int(results.get("seeds") or 0)), *figures]
     written: dict[str, Path] = {}
     for figure in figures:
         written[figure.file] = write_bytes(out_dir / figure.file, figure.png)
