@@ -87,6 +87,68 @@ SMALL = {
         "too_short": 191,
         "expected_in_error": "192",
     },
+    # CQT at 8 kHz, 4 octaves x 36 bins = 144, a window of 144 - 2 * 6 = 132; hop 128:
+    # 1 + 2048 // 128 = 17 frames in both layers (4 channels, then the 132-bin distribution).
+    "pesto_cnn": {
+        "kwargs": {
+            "sample_rate": 8000,
+            "hop_length": 128,
+            "num_octaves": 4,
+            "max_shift": 6,
+            "channels": 4,
+            "depth": 2,
+            "kernel_size": 5,
+            "output_kernel": 15,
+            "input_samples": 2048,
+        },
+        "num_samples": 2048,
+        "channels": [4, 132],
+        "frames": [17, 17],
+        "hops": [128, 128],
+        "too_short": 127,
+        "expected_in_error": "128",
+    },
+    # Hop 64: 1 + 1024 // 64 = 17 frames, halved by each of 2 blocks: 8, 4; the key logits
+    # keep the last block's 4 frames. Two blocks need 64 * (2^2 - 1) = 192 samples.
+    "key_cnn": {
+        "kwargs": {
+            "sample_rate": 8000,
+            "hop_length": 64,
+            "num_octaves": 4,
+            "max_shift_semitones": 6,
+            "channels": 4,
+            "depth": 2,
+            "output_kernel": 9,
+            "input_samples": 1024,
+        },
+        "num_samples": 1024,
+        "channels": [4, 4, 24],
+        "frames": [8, 4, 4],
+        "hops": [128, 256, 256],
+        "too_short": 191,
+        "expected_in_error": "192",
+    },
+    # One frame per input; two beats at 120 BPM are 8000 samples at 8 kHz.
+    "tempo_cnn": {
+        "kwargs": {
+            "sample_rate": 8000,
+            "hop_length": 80,
+            "n_mels": 16,
+            "min_bpm": 120.0,
+            "tempo_bins": 24,
+            "bins_per_octave": 12,
+            "channels": 4,
+            "depth": 2,
+            "output_kernel": 9,
+            "input_samples": 8000,
+        },
+        "num_samples": 8000,
+        "channels": [4, 24],
+        "frames": [1, 1],
+        "hops": [8000, 8000],
+        "too_short": 7999,
+        "expected_in_error": "8000",
+    },
 }
 
 
@@ -293,7 +355,7 @@ def test_constructor_checks():
 
 
 def test_build_encoder_errors_name_the_problem():
-    valid = "valid names: frame_transformer, sample_cnn, short_chunk_cnn, spectrogram_vit"
+    valid = "valid names: " + ", ".join(sorted(ENCODERS))
     with pytest.raises(MusicSSLError, match=valid):
         build_encoder("resnet")
     with pytest.raises(MusicSSLError, match="width"):

@@ -35,18 +35,24 @@ from torch import nn
 from musicssl.encoders.base import Encoder
 from musicssl.encoders.frame_transformer import FrameTransformer
 from musicssl.encoders.heads import predictor, projection_head
+from musicssl.encoders.key_cnn import KeyCNN
+from musicssl.encoders.pesto_cnn import PestoCNN
 from musicssl.encoders.sample_cnn import SampleCNN
 from musicssl.encoders.short_chunk_cnn import ShortChunkCNN
 from musicssl.encoders.spectrogram_vit import SpectrogramViT
+from musicssl.encoders.tempo_cnn import TempoCNN
 from musicssl.errors import MusicSSLError
 
 __all__ = [
     "ENCODERS",
     "Encoder",
     "FrameTransformer",
+    "KeyCNN",
+    "PestoCNN",
     "SampleCNN",
     "ShortChunkCNN",
     "SpectrogramViT",
+    "TempoCNN",
     "build_encoder",
     "encoder_name",
     "predictor",
@@ -59,6 +65,9 @@ ENCODERS: dict[str, type[Encoder]] = {
     "short_chunk_cnn": ShortChunkCNN,
     "spectrogram_vit": SpectrogramViT,
     "frame_transformer": FrameTransformer,
+    "pesto_cnn": PestoCNN,
+    "key_cnn": KeyCNN,
+    "tempo_cnn": TempoCNN,
 }
 
 

@@ -20,8 +20,11 @@ from musicssl.methods.bestrq import BestRQ, bestrq
 from musicssl.methods.byol import BYOL, byol
 from musicssl.methods.clap import CLAP, clap
 from musicssl.methods.mae import MAE, mae
+from musicssl.methods.pesto import PESTO, pesto
 from musicssl.methods.simclr import SimCLR, simclr
 from musicssl.methods.slap import SLAP, slap
+from musicssl.methods.stone import STONE, stone
+from musicssl.methods.tempo import TempoEquivariance, tempo
 from musicssl.methods.vicreg import VICReg, vicreg
 
 METHODS: dict[str, Callable[..., Method]] = {
@@ -33,6 +36,9 @@ METHODS: dict[str, Callable[..., Method]] = {
     "bestrq": bestrq,
     "clap": clap,
     "slap": slap,
+    "pesto": pesto,
+    "stone": stone,
+    "tempo": tempo,
 }
 
 
@@ -49,10 +55,13 @@ __all__ = [
     "MAE",
     "METHODS",
     "SLAP",
+    "STONE",
     "BarlowTwins",
     "BestRQ",
     "Method",
+    "PESTO",
     "SimCLR",
+    "TempoEquivariance",
     "VICReg",
     "build_method",
 ]

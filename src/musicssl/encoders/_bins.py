@@ -1,0 +1,78 @@
+"""Parts shared by the equivariant encoders: convolutions along a log-frequency axis.
+
+A shift of the input along a log-spaced axis (CQT bins, log-tempo bins) is a change of pitch
+or tempo by a known ratio. Convolutions along that axis with zero padding commute with such
+shifts (away from the ends), so a stack of them followed by a wide convolution to one output
+per bin (a Toeplitz layer: the same weights at every bin) gives a distribution over bins
+that moves with the input.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from musicssl.errors import MusicSSLError
+
+
+def bin_conv_stack(
+    *, channels: int, depth: int, kernel_size: int, output_kernel: int
+) -> tuple[nn.Sequential, nn.Conv1d]:
+    """Conv1d layers over bins: (N, 1, num_bins) -> features (N, channels, num_bins), and the
+    layer from those to logits (N, 1, num_bins).
+
+    The first layer has ``kernel_size`` taps, the next ``depth - 1`` have 5, each followed
+    by a leaky ReLU; the last maps ``channels`` to one logit per bin with ``output_kernel``
+    taps (odd, so that the output stays centred on its input). No biases: an input that is
+    zero away from its content (``relative_db``) then gives zero there, so the zero padding
+    at the ends is no different from the bins next to it and a shift moves the whole output.
+    """
+    if channels < 1 or depth < 1:
+        raise MusicSSLError(f"need channels >= 1 and depth >= 1, got {channels}, {depth}")
+    for name, size in (("kernel_size", kernel_size), ("output_kernel", output_kernel)):
+        if size < 1 or size % 2 == 0:
+            raise MusicSSLError(f"{name} must be a positive odd number, got {size}")
+    layers: list[nn.Module] = [
+        nn.Conv1d(1, channels, kernel_size, padding=kernel_size // 2, bias=False),
+        nn.LeakyReLU(0.1),
+    ]
+    for _ in range(depth - 1):
+        layers += [nn.Conv1d(channels, channels, 5, padding=2, bias=False), nn.LeakyReLU(0.1)]
+    logits = nn.Conv1d(channels, 1, output_kernel, padding=output_kernel // 2, bias=False)
+    return nn.Sequential(*layers), logits
+
+
+def relative_db(x: Tensor, *, dims: tuple[int, ...], range_db: float = 80.0) -> Tensor:
+    """Decibels relative to their maximum over ``dims``, mapped to [0, 1]: 1 at the maximum,
+    0 at ``range_db`` below it and lower.
+
+    Independent of the recording level, and zero where nothing sounds, whatever the bin: a
+    normalisation that commutes with shifts (a learned per-bin scale would not).
+    """
+    peak = x.amax(dim=dims, keepdim=True)
+    return (1.0 + (x - peak) / range_db).clamp_min(0.0)
+
+
+def local_expectation(p: Tensor, *, radius: int) -> tuple[Tensor, Tensor]:
+    """The mean bin of ``p`` within ``radius`` bins of its peak, and the mass there.
+
+    A weighted mean near the argmax (as PESTO reads its output) is finer than the argmax and,
+    unlike the mean over all bins, is not pulled towards the middle by a stray far peak.
+
+    Args:
+        p: Distributions over bins. Shape: (..., num_bins).
+        radius: Bins either side of the peak.
+
+    Returns:
+        ``(bin, mass)``: fractional bin index and probability mass around the peak.
+        Shape: (...,) each.
+    """
+    num_bins = p.shape[-1]
+    peak = p.argmax(dim=-1, keepdim=True)
+    offsets = torch.arange(-radius, radius + 1, device=p.device)
+    index = peak + offsets  # (..., 2r + 1)
+    inside = (index >= 0) & (index < num_bins)
+    weights = p.gather(-1, index.clamp(0, num_bins - 1)) * inside
+    mass = weights.sum(-1)
+    centre = (weights * index.to(p.dtype)).sum(-1) / mass.clamp_min(1e-12)
+    return centre, mass

@@ -1,0 +1,198 @@
+"""A small transposition-equivariant CNN over a CQT with key-like outputs, after STONE."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from musicssl.encoders._bins import relative_db
+from musicssl.encoders._shared import check_waveforms, resolve_layer
+from musicssl.encoders.base import Encoder
+from musicssl.errors import MusicSSLError
+from musicssl.features import C1_HZ, CQT
+
+__all__ = ["KeyCNN"]
+
+
+class KeyCNN(Encoder):
+    """Per-frame logits over 2 x 12 classes that rotate with transposition.
+
+    After Kong, Meseguer-Brocal, Lostanlen, Lagrange & Hennequin 2024, "STONE:
+    Self-supervised Tonality Estimator": a CQT in dB, relative to its peak over the clip
+    (``relative_db``), passes 2-D convolutions without biases (frequency x time, zero
+    padding, pooling in time only), then a wide convolution along frequency to two logits
+    per bin, an average over the bins of each semitone, and a sum over octaves: two
+    channels of 12 pitch-class logits. Every step commutes with a shift along the CQT's
+    bins (exactly so where the input is silent near the window's ends: without biases,
+    silence gives zero everywhere), so transposing the input by ``k`` semitones
+    (``k * bins_per_semitone`` bins, inside the window) rolls both channels by ``k``. Which
+    class and channel stand for which key is fixed afterwards by a calibration on synthetic
+    cadences (``musicssl.readouts``).
+
+    The model reads a window of ``num_bins - 2 * max_shift_semitones * bins_per_semitone``
+    bins (whole octaves); training reads windows at other offsets for transposed views.
+
+    Layers: the convolution blocks, maximum over frequency, (B, channels, T_k); and the
+    last: the 24 key logits per frame (channel-major: 12 classes of channel 0, then 12 of
+    channel 1; class ``c`` is pitch class ``c`` of the CQT, C = 0), (B, 24, T). The clip
+    embedding is their mean over frames.
+
+    Args:
+        sample_rate: Input rate in Hz.
+        hop_length: CQT hop in samples.
+        fmin: Lowest CQT bin in Hz; a C, so that folded classes are pitch classes.
+        num_octaves: CQT range.
+        bins_per_semitone: CQT resolution.
+        max_shift_semitones: Semitones kept either side of the window for transposed views.
+        channels: Width of the convolutions.
+        depth: Convolution blocks (each halves the frames).
+        output_kernel: Taps along bins of the last convolution (odd).
+        input_samples: Training crop in samples; any input of ``min_samples`` or more is
+            accepted.
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 16000,
+        hop_length: int = 512,
+        fmin: float = 2 * C1_HZ,
+        num_octaves: int = 5,
+        bins_per_semitone: int = 2,
+        max_shift_semitones: int = 6,
+        channels: int = 16,
+        depth: int = 3,
+        output_kernel: int = 49,
+        input_samples: int = 80000,
+    ) -> None:
+        super().__init__()
+        if output_kernel < 1 or output_kernel % 2 == 0 or channels < 1 or depth < 1:
+            raise MusicSSLError(
+                f"KeyCNN: need an odd output_kernel, channels >= 1, depth >= 1; got "
+                f"{output_kernel}, {channels}, {depth}"
+            )
+        if not 0 <= max_shift_semitones < 6 * num_octaves - 6:
+            raise MusicSSLError(
+                f"KeyCNN: max_shift_semitones must be in [0, {6 * num_octaves - 6}) for "
+                f"{num_octaves} octaves, got {max_shift_semitones}"
+            )
+        self._config: dict[str, Any] = {
+            "sample_rate": int(sample_rate),
+            "hop_length": int(hop_length),
+            "fmin": float(fmin),
+            "num_octaves": int(num_octaves),
+            "bins_per_semitone": int(bins_per_semitone),
+            "max_shift_semitones": int(max_shift_semitones),
+            "channels": int(channels),
+            "depth": int(depth),
+            "output_kernel": int(output_kernel),
+            "input_samples": int(input_samples),
+        }
+        self.sample_rate = int(sample_rate)
+        self.hop_length = int(hop_length)
+        self.input_samples = int(input_samples)
+        self.bins_per_semitone = int(bins_per_semitone)
+        self.num_bins = num_octaves * 12 * bins_per_semitone
+        self.max_shift = max_shift_semitones * bins_per_semitone  # in bins
+        # Whole octaves, so that folding a shifted window rolls the classes exactly.
+        window_semitones = 12 * ((12 * num_octaves - 2 * max_shift_semitones) // 12)
+        self.window_bins = window_semitones * bins_per_semitone
+        self.depth = int(depth)
+        self.num_layers = depth + 1
+        self.embedding_dim = 24
+        self.min_samples = hop_length * (2**depth - 1)
+        if self.input_samples < self.min_samples:
+            raise MusicSSLError(
+                f"KeyCNN: input_samples={input_samples} is below the minimum "
+                f"{self.min_samples} (= hop_length * (2^depth - 1))"
+            )
+        self.cqt = CQT(
+            sr=sample_rate,
+            hop_length=hop_length,
+            fmin=fmin,
+            n_bins=self.num_bins,
+            bins_per_octave=12 * bins_per_semitone,
+        )
+        widths = [1] + [channels] * depth
+        self.blocks = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(c_in, c_out, kernel_size=(5, 3), padding=(2, 1), bias=False),
+                nn.LeakyReLU(0.1),
+                nn.MaxPool2d(kernel_size=(1, 2)),  # time only: frequency stays equivariant
+            )
+            for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
+        )
+        self.logits = nn.Conv2d(
+            channels, 2, kernel_size=(output_kernel, 1), padding=(output_kernel // 2, 0), bias=False
+        )
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments, as plain JSON/YAML values: ``KeyCNN(**config())``."""
+        return dict(self._config)
+
+    def spectrum(self, x: Tensor) -> Tensor:
+        """CQT in dB. Shape: (B, num_samples) -> (B, num_bins, T)."""
+        check_waveforms(x, "KeyCNN")
+        if x.shape[-1] < self.min_samples:
+            raise MusicSSLError(
+                f"KeyCNN(hop_length={self.hop_length}) needs at least {self.min_samples} "
+                f"samples, got input of shape {tuple(x.shape)}"
+            )
+        return self.cqt(x)
+
+    def window(self, spectrum: Tensor, offset: Tensor | int) -> Tensor:
+        """Window of ``window_bins`` bins from ``offset`` (int, or one per clip, shape (B,)).
+
+        ``max_shift`` is the unshifted window; ``max_shift - k * bins_per_semitone``
+        transposes up by ``k`` semitones. Shape: (B, num_bins, T) -> (B, window_bins, T).
+        """
+        if isinstance(offset, int):
+            return spectrum[:, offset : offset + self.window_bins]
+        bins = offset[:, None] + torch.arange(self.window_bins, device=spectrum.device)
+        index = bins[:, :, None].expand(-1, -1, spectrum.shape[-1])
+        return spectrum.gather(1, index)
+
+    def key_logits(self, window: Tensor) -> Tensor:
+        """Per-frame key logits of CQT windows. Shape: (B, window_bins, T) -> (B, 24, T')."""
+        return self._outputs(window)[-1]
+
+    def forward_layers(self, x: Tensor) -> list[Tensor]:
+        """Every layer from one pass (see the class docstring for the shapes)."""
+        outputs = self._outputs(self.window(self.spectrum(x), self.max_shift))
+        return [h.amax(dim=2) for h in outputs[:-1]] + [outputs[-1]]
+
+    def forward_features(self, x: Tensor, *, layer: int | None = None) -> Tensor:
+        """Frame features after ``layer``; the last is the key logits."""
+        index = resolve_layer(layer, self.num_layers, "KeyCNN")
+        return self.forward_layers(x)[index]
+
+    def pool(self, features: Tensor) -> Tensor:
+        """Mean over frames. Shape: (B, 24, T) -> (B, 24)."""
+        return features.mean(dim=-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Clip key logits (mean over frames). Shape: (B, num_samples) -> (B, 24)."""
+        return self.pool(self.forward_features(x))
+
+    def frame_hop(self, layer: int | None = None) -> int:
+        """Input samples between frames of ``layer``: each block halves the frames."""
+        index = resolve_layer(layer, self.num_layers, "KeyCNN")
+        return self.hop_length * 2 ** min(index + 1, self.depth)
+
+    def _outputs(self, window: Tensor) -> list[Tensor]:
+        """Block outputs (B, C, F, T_k), then the folded logits (B, 24, T_depth)."""
+        h = relative_db(window, dims=(1, 2)).unsqueeze(1)  # (B, 1, F, T)
+        outputs = []
+        for block in self.blocks:
+            h = block(h)
+            outputs.append(h)
+        logits = self.logits(h)  # (B, 2, F, T)
+        batch_size, _, num_bins, num_frames = logits.shape
+        semitones = num_bins // self.bins_per_semitone
+        per_semitone = logits.reshape(batch_size, 2, semitones, self.bins_per_semitone, -1)
+        folded = per_semitone.mean(3).reshape(batch_size, 2, semitones // 12, 12, -1).sum(2)
+        # Window bin 0 is max_shift bins above the CQT's lowest C: name classes by pitch class.
+        folded = folded.roll(self.max_shift // self.bins_per_semitone, dims=2)
+        return [*outputs, folded.reshape(batch_size, 24, num_frames)]

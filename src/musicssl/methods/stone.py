@@ -1,0 +1,105 @@
+"""STONE: key from unlabelled audio by equivariance to transposition.
+
+Kong, Meseguer-Brocal, Lostanlen, Lagrange & Hennequin 2024, "STONE: Self-supervised
+Tonality Estimator"; two output channels for the mode, as in their S-KEY follow-up.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from musicssl.encoders import Encoder, KeyCNN
+from musicssl.errors import MusicSSLError
+from musicssl.losses import invariance_cross_entropy, key_cpsd_loss
+from musicssl.methods._shifts import Draws, integers
+from musicssl.methods.base import Method
+
+
+class STONE(Method):
+    """One training step of STONE on two crops of each clip (they share its key).
+
+    Crop ``b`` is transposed by ``k`` semitones (its CQT read ``k`` semitones lower,
+    ``|k| <= max_shift_semitones``). The 24 outputs of each crop (two channels of 12
+    classes) are a softmax over the mean of its frame logits. Losses: the cross-power
+    spectral density loss on the circle of fifths between the two crops' 12-class sums
+    (the outputs must turn by ``k``); agreement of the two crops' channel masses (both have
+    the same mode); and a balance term (the batch's mean channel mass near one half each),
+    without which one channel would take every clip.
+
+    Args:
+        encoder: a ``KeyCNN``.
+        temperature: the softmax's temperature. The loss has a saddle at uniform outputs
+            (both Fourier coefficients zero), where a freshly initialised network starts; a
+            low temperature starts it away from there.
+        mode_weight: weight of the channel agreement.
+        balance_weight: weight of the balance term (KL of the batch mean to uniform).
+        seed: seed of the transpositions.
+    """
+
+    encoder: KeyCNN
+
+    def __init__(
+        self,
+        encoder: KeyCNN,
+        *,
+        temperature: float = 0.1,
+        mode_weight: float = 1.0,
+        balance_weight: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.temperature = temperature
+        self.mode_weight = mode_weight
+        self.balance_weight = balance_weight
+        self.draws = Draws(seed)
+
+    def forward(self, x_a: Tensor, x_b: Tensor) -> dict[str, Tensor]:
+        """Loss of one batch of crop pairs. x_a, x_b Shape: (batch_size, num_samples)."""
+        encoder, generator = self.encoder, self.draws.next()
+        limit = encoder.max_shift // encoder.bins_per_semitone
+        with torch.no_grad():
+            semitones = integers(-limit, limit, len(x_a), generator, x_a.device)
+            view_a = encoder.window(encoder.spectrum(x_a), encoder.max_shift)
+            offset_b = encoder.max_shift - semitones * encoder.bins_per_semitone
+            view_b = encoder.window(encoder.spectrum(x_b), offset_b)
+        logits = encoder.key_logits(torch.cat([view_a, view_b])).mean(-1) / self.temperature
+        p_a, p_b = logits.softmax(-1).reshape(-1, 2, 12).chunk(2)
+        tonality = key_cpsd_loss(p_a.sum(1), p_b.sum(1), semitones)
+        mode_a, mode_b = p_a.sum(2), p_b.sum(2)  # (B, 2)
+        mode = invariance_cross_entropy(mode_a, mode_b)
+        mean_mode = torch.cat([mode_a, mode_b]).mean(0)
+        balance = (mean_mode * (mean_mode.clamp_min(1e-7) * 2).log()).sum()
+        loss = tonality + self.mode_weight * mode + self.balance_weight * balance
+        return {
+            "loss": loss,
+            "cpsd": tonality.detach(),
+            "mode": mode.detach(),
+            "balance": balance.detach(),
+        }
+
+
+def stone(
+    encoder: Encoder,
+    *,
+    temperature: float = 0.1,
+    mode_weight: float = 1.0,
+    balance_weight: float = 1.0,
+    seed: int = 0,
+) -> STONE:
+    """STONE around a ``KeyCNN`` (any other encoder is refused: it has no CQT bins)."""
+    if not isinstance(encoder, KeyCNN):
+        raise MusicSSLError(
+            f"method stone needs encoder key_cnn (a CQT with pitch-class outputs), got "
+            f"{type(encoder).__name__}"
+        )
+    if temperature <= 0:
+        raise MusicSSLError(f"stone: temperature must be > 0, got {temperature}")
+    return STONE(
+        encoder,
+        temperature=temperature,
+        mode_weight=mode_weight,
+        balance_weight=balance_weight,
+        seed=seed,
+    )

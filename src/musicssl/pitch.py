@@ -1,0 +1,188 @@
+"""Pitch of monophonic audio from a PESTO run: f0 and confidence per frame.
+
+``load(run)`` rebuilds a run's ``PestoCNN`` and calibrates it: the network only knows pitch
+up to a constant shift of its output bins (its training saw relative shifts, never absolute
+pitch), so harmonic tones of known pitch, made here in code, fix that shift. No label of
+any data set is read. ``PitchModel.pitch(waveform, sr)`` then gives a ``PitchTrack``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from musicssl import checkpoint
+from musicssl.embed import mono_at
+from musicssl.encoders import PestoCNN, encoder_name
+from musicssl.encoders._bins import local_expectation
+from musicssl.errors import MusicSSLError
+from musicssl.features import CQT
+from musicssl.files import write_text
+
+__all__ = ["PitchModel", "PitchTrack", "calibrate_pitch", "harmonic_tone", "load", "write_csv"]
+
+# Calibration tones: MIDI notes from E2 to E6 every 5 semitones (A4 = 69 is not among them),
+# with two spectral slopes, so that no one timbre sets the shift.
+CALIBRATION_NOTES = tuple(range(40, 89, 5))
+CALIBRATION_SLOPES = (1.0, 2.0)
+
+
+def harmonic_tone(
+    f0: float, *, sr: int, seconds: float = 1.0, num_harmonics: int = 10, slope: float = 1.0
+) -> np.ndarray:
+    """A steady harmonic tone: harmonics ``h`` of ``f0`` at amplitude ``h ** -slope``.
+
+    Harmonics at or above ``sr / 2`` are left out; peak amplitude 0.5; 10 ms fades.
+
+    Returns:
+        Shape: (round(seconds * sr),), float32.
+    """
+    t = np.arange(round(seconds * sr)) / sr
+    tone = np.zeros_like(t)
+    for h in range(1, num_harmonics + 1):
+        if h * f0 < sr / 2:
+            tone += h**-slope * np.sin(2 * np.pi * h * f0 * t + 0.7 * h)
+    fade = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.01)
+    tone *= fade
+    return (0.5 * tone / max(1e-9, float(np.abs(tone).max()))).astype(np.float32)
+
+
+@dataclass
+class PitchTrack:
+    """Frame-wise pitch of a signal.
+
+    Attributes:
+        times: centre of each frame in seconds. Shape: (num_frames,).
+        f0: fundamental frequency in Hz. Shape: (num_frames,).
+        confidence: probability mass within a semitone of the peak, in [0, 1].
+            Shape: (num_frames,).
+    """
+
+    times: np.ndarray
+    f0: np.ndarray
+    confidence: np.ndarray
+
+
+class PitchModel:
+    """A trained ``PestoCNN`` with its calibration; ``pitch(waveform, sr)`` reads pitch.
+
+    Args:
+        encoder: the trained encoder.
+        device: where to run it.
+        hop_length: CQT hop of the read-out in samples (default: the encoder's); the network
+            reads frames one by one, so any hop that the CQT accepts works.
+    """
+
+    def __init__(
+        self,
+        encoder: PestoCNN,
+        *,
+        device: str | torch.device = "cpu",
+        hop_length: int | None = None,
+    ) -> None:
+        self.encoder = encoder.eval().to(device)
+        self.device = torch.device(device)
+        self.sample_rate = encoder.sample_rate
+        self.hop_length = encoder.hop_length if hop_length is None else int(hop_length)
+        self.cqt = CQT(
+            sr=encoder.sample_rate,
+            hop_length=self.hop_length,
+            fmin=encoder.cqt.fmin,
+            n_bins=encoder.num_bins,
+            bins_per_octave=encoder.bins_per_octave,
+        ).to(device)
+        self.offset = 0.0
+        self.offset = calibrate_pitch(self)
+
+    @torch.no_grad()
+    def distributions(self, signal: np.ndarray, *, batch_frames: int = 8192) -> Tensor:
+        """Pitch distribution of each frame of a mono signal at ``sample_rate``.
+
+        Shape: (num_samples,) -> (num_frames, window_bins), on the CPU.
+        """
+        x = torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32)).to(self.device)
+        spectrum = self.cqt(x[None])[0].T  # (T, num_bins)
+        frames = self.encoder.window(spectrum, self.encoder.max_shift)
+        parts = [
+            self.encoder.frame_logits(frames[i : i + batch_frames]).softmax(-1).cpu()
+            for i in range(0, len(frames), batch_frames)
+        ]
+        return torch.cat(parts)
+
+    def pitch(self, waveform: np.ndarray | Tensor, sr: int) -> PitchTrack:
+        """f0 and confidence of each frame (one per ``hop_length`` samples at the model's rate).
+
+        Args:
+            waveform: Shape: (num_samples,) or (channels, num_samples); float or integer PCM.
+            sr: its sample rate in Hz.
+
+        Raises:
+            MusicSSLError: bad audio (see ``musicssl.embed.mono_at``).
+        """
+        signal = mono_at(waveform, sr, target_sr=self.sample_rate)
+        if len(signal) == 0:
+            raise MusicSSLError("pitch: the audio is empty")
+        probs = self.distributions(signal)
+        radius = self.encoder.bins_per_semitone
+        centre, mass = local_expectation(probs.double(), radius=radius)
+        f0 = self.bin_to_hz(centre + self.offset)
+        times = np.arange(len(f0)) * self.hop_length / self.sample_rate
+        return PitchTrack(times=times, f0=f0, confidence=mass.float().numpy())
+
+    def bin_to_hz(self, bins: Tensor) -> np.ndarray:
+        """Frequency in Hz of fractional bins of the model's window. Shape kept."""
+        bins_per_octave = self.encoder.bins_per_octave
+        lowest = self.encoder.cqt.fmin * 2.0 ** (self.encoder.max_shift / bins_per_octave)
+        return (lowest * 2.0 ** (bins.double() / bins_per_octave)).numpy()
+
+
+def calibrate_pitch(model: PitchModel) -> float:
+    """The shift, in bins, from the model's output to the true pitch, on synthetic tones.
+
+    Median over tones and frames of (true bin - read bin), for harmonic tones of
+    ``CALIBRATION_NOTES`` with ``CALIBRATION_SLOPES``; added to every read bin afterwards.
+    """
+    encoder, sr = model.encoder, model.sample_rate
+    errors = []
+    for note in CALIBRATION_NOTES:
+        f0 = 440.0 * 2.0 ** ((note - 69) / 12)
+        lowest = encoder.cqt.fmin * 2.0 ** (encoder.max_shift / encoder.bins_per_octave)
+        true_bin = encoder.bins_per_octave * math.log2(f0 / lowest)
+        for slope in CALIBRATION_SLOPES:
+            probs = model.distributions(harmonic_tone(f0, sr=sr, slope=slope))
+            centre, _ = local_expectation(probs[5:-5].double(), radius=encoder.bins_per_semitone)
+            errors.append(true_bin - centre)
+    return float(torch.cat(errors).median())
+
+
+def load(
+    run: str | os.PathLike, *, device: str | torch.device = "cpu", hop_length: int | None = None
+) -> PitchModel:
+    """The calibrated pitch model of a run (or checkpoint) trained with ``pesto``.
+
+    Raises:
+        MusicSSLError: not a checkpoint, or its encoder is not a ``pesto_cnn``.
+    """
+    encoder = checkpoint.load_encoder(run)
+    if not isinstance(encoder, PestoCNN):
+        raise MusicSSLError(
+            f"{run}: not a pitch run (its encoder is {encoder_name(encoder)}, not pesto_cnn; "
+            "train one with the pesto-cpu recipe)"
+        )
+    return PitchModel(encoder, device=device, hop_length=hop_length)
+
+
+def write_csv(path: str | os.PathLike, track: PitchTrack) -> Path:
+    """``time,f0,confidence`` per frame (seconds, Hz, [0, 1]), written whole."""
+    lines = ["time,f0,confidence"]
+    lines += [
+        f"{t:.4f},{f:.3f},{c:.4f}"
+        for t, f, c in zip(track.times, track.f0, track.confidence, strict=True)
+    ]
+    return write_text(path, "\n".join(lines) + "\n")
