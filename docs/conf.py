@@ -30,6 +30,9 @@ nb_execution_timeout = 3600
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
+# Every chapter turns progress bars off; what is left on stderr is library noise (tqdm warns
+# that it cannot draw notebook widgets), not for the reader.
+nb_output_stderr = "remove"
 
 bibtex_bibfiles = ["references.bib"]
 bibtex_default_style = "plain"
@@ -42,3 +45,7 @@ html_theme_options = {
     "use_download_button": False,
     "use_fullscreen_button": False,
 }
+html_static_path = ["_static"]
+html_css_files = ["book.css"]
+# Tables that chapters display as Markdown are parsed as MyST (CommonMark has no tables).
+nb_render_markdown_format = "myst"
