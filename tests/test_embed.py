@@ -262,3 +262,33 @@ def test_embed_files_replaces_its_own_output_and_keeps_the_name(tmp_path: Path, 
     embed_files(model, tmp_path / "music", out=out, hop=0.05, progress=False)
     assert np.load(out)["names"].tolist() == ["a.wav", "b.wav"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "embeddings.data", "music"]
+
+
+def test_the_freq_readout_keeps_the_frequency_bins_of_each_layer():
+    from musicssl.embed import Model
+    from musicssl.encoders import build_encoder
+
+    torch.manual_seed(0)
+    options = {"channels": 4, "hop_length": 64, "input_samples": 8192}
+    encoder = build_encoder("short_chunk_cnn", **options)
+    signal = np.random.default_rng(0).standard_normal(8192).astype(np.float32) * 0.1
+    mean = Model(encoder).embed(signal, 16000, layers="all")
+    freq = Model(encoder, readout="freq").embed(signal, 16000, layers="all")
+    np.testing.assert_array_equal(mean.clip, freq.clip)  # the encoder's own pooling
+    with torch.no_grad():
+        maps = encoder.forward_maps(torch.from_numpy(signal)[None])
+    assert [m.shape[2] for m in maps] == [64, 32, 16, 8, 4, 2, 1]  # 128 mels halved per block
+    for k, feature_map in enumerate(maps):
+        channels, bins = feature_map.shape[1:3]
+        assert freq.layers[k].shape == (channels * bins,)
+        np.testing.assert_allclose(
+            freq.layers[k], feature_map[0].mean(dim=-1).flatten().numpy(), rtol=1e-5, atol=1e-6
+        )
+        # The mean read-out is the frames' maximum over those bins, averaged over time.
+        np.testing.assert_allclose(
+            mean.layers[k], feature_map[0].amax(dim=1).mean(dim=-1).numpy(), rtol=1e-5, atol=1e-6
+        )
+    # One bin left at the last block: both read-outs agree there.
+    np.testing.assert_allclose(freq.layers[-1], mean.layers[-1], rtol=1e-5, atol=1e-6)
+    with pytest.raises(MusicSSLError, match="readout='time'"):
+        Model(encoder, readout="time")

@@ -307,6 +307,13 @@ def add_embed(verbs: Any) -> None:
         help="also pool encoder layer N (e.g. 3: array layer_3), or every layer",
     )
     embed.option(
+        "--readout",
+        choices=["mean", "freq"],
+        default=default_of("musicssl.embed:load", "readout"),
+        help="a layer's vector: mean over frames, or freq: mean over time of the 2-D maps, "
+        "frequency bins kept (short-chunk CNN) (default: %(default)s)",
+    )
+    embed.option(
         "--frames",
         action="store_true",
         help="also write frame tracks: frames, frame_times (s), frame_offsets",
@@ -329,7 +336,7 @@ def add_embed(verbs: Any) -> None:
 def run_embed(args: argparse.Namespace) -> None:
     from musicssl.embed import embed_files, load
 
-    model = load(args.checkpoint, **given(args, "device"))
+    model = load(args.checkpoint, **given(args, "device", "readout"))
     summary = embed_files(
         model, args.input, **given(args, "out", "hop", "layers", "frames", "batch_size")
     )
@@ -346,7 +353,7 @@ def add_evaluate(verbs: Any) -> None:
             "seeds), score the test split, and write results.json, report.md and report.html "
             "(offline, with plots) to --out, beside the baselines. SOURCE is a checkpoint or "
             "run folder, an .npz of embeddings from any system ('names' relative to the "
-            "corpus's audio folder, 'emb'), or baseline:NAME (mfcc, logmel, random).",
+            "corpus's audio folder, 'emb'), or baseline:NAME (mfcc, logmel, tempogram, random).",
         ),
         "musicssl.evaluate.run:evaluate",
     )
@@ -367,7 +374,9 @@ def add_evaluate(verbs: Any) -> None:
         "--tasks",
         nargs="+",
         metavar="TASK",
-        help="built-in tasks by name (style key ...), DATASET=ROOT for a standard data set in "
+        help="built-in tasks by name (style key ...; style@transfer, or transfer for all: "
+        "tested on the corpus's renders by other instruments), DATASET=ROOT for a standard "
+        "data set in "
         "its usual layout (gtzan=/data/gtzan), or a .csv/.jsonl of path + label(s) "
         "(default: every built-in task)",
     )
@@ -378,6 +387,12 @@ def add_evaluate(verbs: Any) -> None:
         help="probe fits per task: scores are mean ± std over them (default: %(default)s)",
     )
     evaluate.option("--layers", choices=["all"], help="also probe every encoder layer")
+    evaluate.option(
+        "--readout",
+        choices=["mean", "freq"],
+        help="the layers' vectors: mean over frames, or freq: frequency bins kept "
+        "(default: %(default)s)",
+    )
     evaluate.option(
         "--baselines",
         nargs="+",
@@ -425,7 +440,9 @@ def _default_cache() -> Any:
 def run_evaluate(args: argparse.Namespace) -> None:
     from musicssl.evaluate.run import evaluate
 
-    names = ("out", "corpus", "tasks", "seeds", "layers", "baselines", "cache", "device")
+    names = (
+        "out", "corpus", "tasks", "seeds", "layers", "readout", "baselines", "cache", "device"
+    )  # fmt: skip
     options = given(args, *names)
     if options.get("baselines") == ["none"]:
         options["baselines"] = []

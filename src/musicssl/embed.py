@@ -52,19 +52,33 @@ class Embeddings:
     times: np.ndarray | None = None
 
 
+READOUTS = ("mean", "freq")
+
+
 class Model:
     """A trained encoder with its preprocessing.
 
     Args:
         encoder: a registry encoder (see ``musicssl.encoders``).
         device: where to run it.
+        readout: how a layer's features become its clip vector: "mean" over frames (the
+            encoder's frame features, whose frequency axis, if any, is already reduced), or
+            "freq": the mean over time of the 2-D feature maps, frequency bins kept and
+            flattened (channels x bins), for encoders with ``forward_maps`` (the short-chunk
+            CNN); others read out "mean" either way. The clip embedding (``emb``) is the
+            encoder's own pooling in both.
     """
 
-    def __init__(self, encoder: nn.Module, *, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, encoder: nn.Module, *, device: str | torch.device = "cpu", readout: str = "mean"
+    ) -> None:
         if not isinstance(encoder, Encoder):
             raise MusicSSLError(
                 f"{type(encoder).__name__} lacks the encoder interface (musicssl.encoders)"
             )
+        if readout not in READOUTS:
+            raise MusicSSLError(f"readout={readout!r}: choose one of {', '.join(READOUTS)}")
+        self.readout = readout
         self.encoder: Encoder = encoder
         encoder.eval().to(device)
         self.device = torch.device(device)
@@ -229,9 +243,18 @@ class Model:
             if not indices and not frames:
                 yield self.encoder(x).float().cpu(), [], None, starts
                 continue
-            outputs = self.encoder.forward_layers(x)  # (B, C_k, T_k) per layer
+            maps = None
+            forward_maps = getattr(self.encoder, "forward_maps", None)
+            if self.readout == "freq" and forward_maps is not None:
+                maps = forward_maps(x)  # (B, C_k, F_k, T_k) per layer
+                outputs = [m.amax(dim=2) for m in maps]  # what forward_layers gives
+            else:
+                outputs = self.encoder.forward_layers(x)  # (B, C_k, T_k) per layer
             clip = self.encoder.pool(outputs[-1]).float().cpu()
-            means = [outputs[k].float().mean(dim=-1).cpu() for k in indices]
+            if maps is not None:
+                means = [maps[k].float().mean(dim=-1).flatten(1).cpu() for k in indices]
+            else:
+                means = [outputs[k].float().mean(dim=-1).cpu() for k in indices]
             track = outputs[frame_layer].float().cpu() if frames else None
             yield clip, means, track, starts
 
@@ -321,7 +344,9 @@ def mono_at(waveform: np.ndarray | Tensor, sr: int, *, target_sr: int) -> np.nda
     return audio.resample(mono, orig_sr=int(sr), target_sr=target_sr)
 
 
-def load(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Model:
+def load(
+    path: str | os.PathLike, *, device: str | torch.device = "cpu", readout: str = "mean"
+) -> Model:
     """Rebuild a trained encoder from a checkpoint folder or a run folder (its latest one).
 
     No pickle is read: ``musicssl.checkpoint.load_encoder`` rebuilds the architecture from
@@ -331,7 +356,7 @@ def load(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Mode
         MusicSSLError: the folder is not a checkpoint, or its weights are unreadable or do
             not fit the architecture.
     """
-    model = Model(checkpoint.load_encoder(path), device=device)
+    model = Model(checkpoint.load_encoder(path), device=device, readout=readout)
     model.checkpoint = path
     return model
 

@@ -139,6 +139,19 @@ class ShortChunkCNN(Encoder):
         """
         return [_max_over_frequency(h) for h in self._block_outputs(x, self.num_layers)]
 
+    def forward_maps(self, x: Tensor) -> list[Tensor]:
+        """The 2-D feature maps after every block, frequency axis kept, from one pass.
+
+        Args:
+            x: Waveforms. Shape: (batch_size, num_samples), num_samples >= min_samples.
+
+        Returns:
+            ``num_layers`` tensors; the maximum of entry ``k`` over its frequency axis is
+            ``forward_layers(x)[k]``. Shape: (batch_size, width[k], n_mels // 2^(k+1),
+            (1 + num_samples // hop_length) // 2^(k+1)).
+        """
+        return list(self._block_outputs(x, self.num_layers))
+
     def forward_features(self, x: Tensor, *, layer: int | None = None) -> Tensor:
         """Frame features after block ``layer``, maximum over the frequency axis.
 

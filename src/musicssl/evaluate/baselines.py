@@ -60,7 +60,11 @@ _MAX_FRAMES = 2048
 
 
 def build_baseline(
-    name: str, *, reference: str | os.PathLike | None = None, device: str | torch.device = "cpu"
+    name: str,
+    *,
+    reference: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    readout: str = "mean",
 ) -> FeatureBaseline | TempogramBaseline | RandomEncoder:
     """The baseline ``name`` (one of ``BASELINES``).
 
@@ -69,6 +73,7 @@ def build_baseline(
         reference: for "random", a checkpoint folder (or run folder) whose architecture to
             rebuild; None uses the demo recipe's encoder. Ignored by the other baselines.
         device: where to compute.
+        readout: for "random", the layers' read-out (``musicssl.embed.Model``).
 
     Raises:
         MusicSSLError: unknown name, or a reference that is not a checkpoint.
@@ -79,7 +84,7 @@ def build_baseline(
         return TempogramBaseline(device=device)
     if name == "random":
         spec = default_encoder() if reference is None else checkpoint.encoder_spec(reference)
-        return RandomEncoder(spec["name"], spec["options"], device=device)
+        return RandomEncoder(spec["name"], spec["options"], device=device, readout=readout)
     raise MusicSSLError(f"unknown baseline {name!r}; valid names: {', '.join(BASELINES)}")
 
 
@@ -237,17 +242,20 @@ class RandomEncoder(Model):
         *,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        readout: str = "mean",
     ) -> None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             encoder = build_encoder(name, **options)
-        super().__init__(encoder, device=device)
-        self._config = {
+        super().__init__(encoder, device=device, readout=readout)
+        self._config: dict[str, Any] = {
             "baseline": "random",
             "version": FEATURE_VERSION,
             "seed": seed,
             "encoder": {"name": name, "options": dict(options)},
         }
+        if readout != "mean":
+            self._config["readout"] = readout
 
     def config(self) -> dict[str, Any]:
         """The encoder's name, options and seed, as plain JSON values."""

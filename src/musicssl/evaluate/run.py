@@ -37,6 +37,7 @@ def evaluate(
     tasks: Sequence[str] | None = None,
     seeds: int = 5,
     layers: str | None = None,
+    readout: str = "mean",
     baselines: Sequence[str] = DEFAULT_BASELINES,
     cache: str | os.PathLike | None = None,
     device: str = "cpu",
@@ -53,6 +54,8 @@ def evaluate(
         tasks: task names (see ``resolve_tasks``); all built-in tasks by default.
         seeds: probe fits per task (mean ± std over them).
         layers: "all" to probe every encoder layer as well.
+        readout: how an encoder's layers become clip vectors, "mean" or "freq"
+            (``musicssl.embed.Model``); the baselines keep theirs.
         baselines: baselines to set beside the source in the report (each cached).
         cache: cache folder (default ``default_cache()``).
         device: where models embed.
@@ -71,7 +74,7 @@ def evaluate(
     task_list = resolve_tasks(tasks, corpus=corpus_dir, cache=cache_dir, progress=progress)
     _check_cache(cache_dir, task_list)
     store = EvaluationCache(cache_dir)
-    opened = open_source(source, device=device)
+    opened = open_source(source, device=device, readout=readout)
     embedded = _embed(opened, task_list, store, layers=layers, progress=progress)
     evaluation = evaluate_embeddings(
         opened,

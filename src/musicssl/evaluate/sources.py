@@ -96,7 +96,11 @@ class Source:
 
 
 def open_source(
-    spec: str, *, reference: str | os.PathLike | None = None, device: str = "cpu"
+    spec: str,
+    *,
+    reference: str | os.PathLike | None = None,
+    device: str = "cpu",
+    readout: str = "mean",
 ) -> Source:
     """Open a checkpoint, a run folder, an ``.npz`` or ``baseline:NAME``.
 
@@ -104,6 +108,7 @@ def open_source(
         spec: what to evaluate.
         reference: for ``baseline:random``, the checkpoint whose architecture to use.
         device: where a model embeds.
+        readout: the layers' read-out of an encoder (``musicssl.embed.Model``).
 
     Raises:
         MusicSSLError: the source cannot be read, or is none of the above.
@@ -112,7 +117,7 @@ def open_source(
         from musicssl.evaluate.baselines import build_baseline
 
         name = spec.removeprefix(BASELINE_PREFIX)
-        model = build_baseline(name, reference=reference, device=device)
+        model = build_baseline(name, reference=reference, device=device, readout=readout)
         return Source(spec, model=model, identity={"baseline": model.config()})
     path = Path(spec)
     if path.suffix == ".npz":
@@ -123,7 +128,9 @@ def open_source(
         "weights": file_hash(checkpoint.encoder_weights(path)),
         "encoder": checkpoint.encoder_spec(path),
     }
-    return Source(spec, model=load(path, device=device), identity=identity)
+    if readout != "mean":  # the mean read-out keeps the cache keys it always had
+        identity["readout"] = readout
+    return Source(spec, model=load(path, device=device, readout=readout), identity=identity)
 
 
 def read_npz(path: Path) -> Embedded:
