@@ -73,3 +73,34 @@ def test_evaluate_reports_a_task_beside_its_transfer_task(tiny_corpus: Path, tmp
         == written["tasks"]["tempo@transfer"]["metrics"].keys()
     )
     assert "tempo@transfer" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_the_summary_says_where_a_source_stands_against_random_weights_and_baselines():
+    from musicssl.evaluate.report.reading import System
+    from musicssl.evaluate.report.tables import summary_rows
+
+    def system(label: str, key: float, style: float) -> System:
+        tasks = {
+            name: {"kind": "multiclass", "main": "accuracy",
+                   "metrics": {"accuracy": {"mean": mean, "std": 0.01}}}
+            for name, mean in (("key", key), ("style@transfer", style))
+        }  # fmt: skip
+        return System(label=label, results={"tasks": tasks})
+
+    systems = [
+        system("runs/a", key=0.10, style=0.60),
+        system("baseline:random", key=0.30, style=0.40),
+        system("baseline:mfcc", key=0.20, style=0.45),
+        system("baseline:logmel", key=0.25, style=0.61),
+    ]
+    header, rows, marks = summary_rows(systems)
+    column = header.index("keeps")
+    assert header[column - 1] == "chance"
+    verdicts = {row[0]: row[column] for row in rows}
+    assert verdicts == {
+        "key": "below random weights, below logmel",  # key-blind: training lost it
+        "style@transfer": "above random weights, level with logmel",
+    }
+    assert all(len(m) == len(header) for m in marks)
+    # A baseline evaluated as the source gets no such column.
+    assert "keeps" not in summary_rows(systems[1:])[0]

@@ -20,7 +20,10 @@ from musicssl.evaluate.report.reading import (
     metric_label,
     noise_marks,
     task_names,
+    within_noise,
 )
+
+RANDOM_LABEL = "baseline:random"
 
 
 def split_text(task: Mapping[str, Any], *, frames: bool = False) -> str:
@@ -40,6 +43,8 @@ def split_text(task: Mapping[str, Any], *, frames: bool = False) -> str:
 def summary_rows(systems: Sequence[System]) -> tuple[list[str], list[list[str]], list[list[str]]]:
     """Header, cells and per-cell marks ("best", "near", "") of the summary table."""
     header = ["task", "kind", "metric", *(s.label for s in systems), "chance", "split sizes"]
+    if len(systems) > 1 and not systems[0].label.startswith("baseline:"):
+        header.insert(4 + len(systems), "keeps")  # after chance
     rows, marks = [], []
     for name in task_names(systems):
         task = first_task(systems, name)
@@ -50,18 +55,53 @@ def summary_rows(systems: Sequence[System]) -> tuple[list[str], list[list[str]],
         scores = [mean_std(s.results["tasks"].get(name), metric) for s in systems]
         column_marks = noise_marks(scores, lower_is_better=metric in LOWER_IS_BETTER)
         chance = (task.get("chance") or {}).get(metric)
-        rows.append(
-            [
-                name,
-                str(task.get("kind", "")),
-                metric_label(metric),
-                *(MISSING if score is None else format_score(*score) for score in scores),
-                MISSING if chance is None else f"{chance:.3f}",
-                split_text(task),
-            ]
-        )
+        row = [
+            name,
+            str(task.get("kind", "")),
+            metric_label(metric),
+            *(MISSING if score is None else format_score(*score) for score in scores),
+            MISSING if chance is None else f"{chance:.3f}",
+            split_text(task),
+        ]
+        if "keeps" in header:
+            verdict = keeps_text(systems, scores, lower_is_better=metric in LOWER_IS_BETTER)
+            row.insert(4 + len(systems), verdict)
+            column_marks.append("")
+        rows.append(row)
         marks.append(["", "", "", *column_marks, "", ""])
     return header, rows, marks
+
+
+def keeps_text(
+    systems: Sequence[System],
+    scores: Sequence[tuple[float, float] | None],
+    *,
+    lower_is_better: bool = False,
+) -> str:
+    """The source (first system) against random weights and the best other baseline.
+
+    "below random weights, above logmel": each side is "below", "level with" (within noise)
+    or "above"; a source below its own random weights has lost what the architecture and the
+    probe hold without training.
+    """
+    source = scores[0]
+    if source is None:
+        return MISSING
+    sign = -1 if lower_is_better else 1
+    words = []
+    others = [(s.label, score) for s, score in zip(systems[1:], scores[1:]) if score is not None]
+    random = [(label, score) for label, score in others if label == RANDOM_LABEL]
+    features = [(label, score) for label, score in others if label != RANDOM_LABEL]
+    if features:
+        features = [max(features, key=lambda item: sign * item[1][0])]
+    for label, score in random + features:
+        if within_noise(source, score):
+            relation = "level with"
+        else:
+            relation = "above" if sign * (source[0] - score[0]) > 0 else "below"
+        named = "random weights" if label == RANDOM_LABEL else label.removeprefix("baseline:")
+        words.append(f"{relation} {named}")
+    return ", ".join(words) or MISSING
 
 
 def detail_rows(systems: Sequence[System], name: str) -> tuple[list[str], list[list[str]]]:
@@ -133,7 +173,9 @@ READING = (
     "Scores are mean ± std over seeds on the test split. Higher is better for every metric "
     "except mae (lower is better). Chance is what a random embedding scores. "
     f"{BEST_MARK} marks the best system on a task, {NEAR_MARK} a system within noise of it "
-    "(|difference| <= 2 · sqrt(std_best² + std²))."
+    "(|difference| <= 2 · sqrt(std_best² + std²)). 'keeps' sets the source against its random "
+    "weights and the best other baseline: below random weights, the training lost what the "
+    "architecture held. A task@transfer is tested on instruments pretraining never heard."
 )
 
 
