@@ -252,6 +252,7 @@ def test_markdown_table_holds_the_numbers(report: tuple[Path, dict[str, Path]]) 
         "0.500 ± 0.020",
         "0.800 ± 0.010 ≈",
         "0.167",
+        "level with random weights, above mfcc",
         "train 1512, valid 324, test 324",
     ]
     pitch = next(line for line in text.splitlines() if line.startswith("| pitch |"))
