@@ -98,3 +98,43 @@ def test_missing_or_broken_results_name_the_folder(tmp_path: Path) -> None:
         compare_table([empty])
     with pytest.raises(MusicSSLError, match="at least one"):
         compare_table([])
+
+
+def test_hand_edited_results_are_one_line_naming_the_file(tmp_path: Path) -> None:
+    folder = tmp_path / "edited"
+    folder.mkdir()
+    path = folder / "results.json"
+    cases = {
+        '{"tasks": {"style": 5}}': "task 'style': expected a task result (a mapping), got 5",
+        '{"tasks": {"key": {"main": "mirex", "metrics": {"mirex": {"mean": "high"}}}}}': (
+            "task 'key': metric 'mirex' has a non-numeric 'mean': \"high\""
+        ),
+        '{"tasks": {"key": {"main": "mirex", "metrics": [1]}}}': "'metrics' must be a mapping",
+        '{"tasks": {"key": {"main": "mirex", "metrics": {"mirex": 0.5}}}}': (
+            "metric 'mirex' must be a mapping with 'mean'"
+        ),
+    }
+    for text, reason in cases.items():
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(MusicSSLError) as error:
+            compare_table([folder])
+        message = str(error.value)
+        assert "\n" not in message
+        assert message.startswith(f"{path}: ") and reason in message, message
+
+
+def test_a_report_that_did_not_finish_is_refused(tmp_path: Path) -> None:
+    folder = _run(tmp_path / "cut", "a.pt", {"key": _task("mirex", 0.5, 0.02)})
+    results = json.loads((folder / "results.json").read_text())
+    (folder / "results.json").write_text(json.dumps({**results, "report_files": None}))
+    with pytest.raises(MusicSSLError, match=r"cut: the evaluation did not finish writing"):
+        compare_table([folder])
+    listed = {**results, "report_files": ["report.md", "report.html"]}
+    (folder / "results.json").write_text(json.dumps(listed))
+    (folder / "report.md").write_text("# report")
+    with pytest.raises(
+        MusicSSLError, match=r"cut: the report is incomplete \(report\.html missing"
+    ):
+        compare_table([folder])
+    (folder / "report.html").write_text("<html></html>")
+    assert "0.500 ± 0.020" in compare_table([folder])

@@ -1,8 +1,10 @@
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from safetensors.torch import save_file
 
@@ -292,3 +294,64 @@ def test_the_freq_readout_keeps_the_frequency_bins_of_each_layer():
     np.testing.assert_allclose(freq.layers[-1], mean.layers[-1], rtol=1e-5, atol=1e-6)
     with pytest.raises(MusicSSLError, match="readout='time'"):
         Model(encoder, readout="time")
+
+
+def _truncated_wav(path: Path, *, frames: int, kept: int, sr: int = 8000) -> None:
+    """A 16-bit mono WAV whose header declares ``frames`` but whose data holds ``kept``."""
+    signal = (0.3 * np.sin(2 * np.pi * 440 * np.arange(frames) / sr)).astype(np.float32)
+    sf.write(str(path), signal, sr, subtype="PCM_16")
+    data = path.read_bytes()
+    header = len(data) - 2 * frames  # a plain 44-byte header, data last
+    path.write_bytes(data[: header + 2 * kept])
+
+
+def test_a_truncated_wav_is_skipped_and_reported_like_index_does(
+    tmp_path: Path, write_audio, capsys
+):
+    _checkpoint(tmp_path / "ckpt")
+    model = load(tmp_path / "ckpt")
+    write_audio("audio/whole.wav", tone(440, sr=8000, seconds=1.0), 8000)
+    _truncated_wav(tmp_path / "audio" / "cut.wav", frames=8000, kept=5000)
+    summary = embed_files(model, tmp_path / "audio", out=tmp_path / "e.npz", progress=False)
+    assert summary == {"embedded": 1, "skipped": 1}
+    out = capsys.readouterr().out
+    assert "skipped cut.wav: truncated: header declares 8000 frames, file holds 5000\n" in out
+    with np.load(tmp_path / "e.npz") as data:
+        assert data["names"].tolist() == ["whole.wav"]
+
+
+def test_the_stream_checks_the_frames_read_against_the_header(tmp_path: Path, monkeypatch):
+    from musicssl import audio
+    from musicssl.errors import AudioError
+
+    sf.write(str(tmp_path / "a.wav"), np.zeros(4000, np.float32), 8000)
+    header = audio.info(tmp_path / "a.wav")
+    # A header that promises more than the decoder delivers (as a cut-off FLAC would).
+    monkeypatch.setattr(audio, "info", lambda path: dataclasses.replace(header, frames=6000))
+    with pytest.raises(AudioError, match="truncated: header declares 6000 frames, decoded 4000"):
+        list(audio.stream(tmp_path / "a.wav", sr=8000, block_seconds=0.1))
+
+
+def test_an_implausible_sample_rate_is_named(tmp_path: Path):
+    _checkpoint(tmp_path / "ckpt")
+    model = load(tmp_path / "ckpt")
+    with pytest.raises(MusicSSLError) as error:
+        model.embed(np.zeros(16000, np.float32), sr=10**9)
+    assert str(error.value) == (
+        "embed: sr=1000000000 Hz is not a plausible sample rate (at most 768000 Hz)"
+    )
+    assert model.embed(np.zeros(8000, np.float32), sr=768_000).clip.ndim == 1
+
+
+def test_out_naming_a_symbolic_link_is_refused_and_the_link_kept(tmp_path: Path, write_audio):
+    _checkpoint(tmp_path / "ckpt")
+    model = load(tmp_path / "ckpt")
+    write_audio("audio/a.wav", tone(440, sr=8000, seconds=1.0), 8000)
+    link = tmp_path / "e.npz"
+    link.symlink_to(tmp_path / "elsewhere" / "e.npz")
+    with pytest.raises(MusicSSLError) as error:
+        embed_files(model, tmp_path / "audio", out=link, progress=False)
+    assert str(error.value) == (
+        f"{link}: is a symbolic link (to a missing file); --out names a plain .npz file to write"
+    )
+    assert link.is_symlink() and not link.exists()

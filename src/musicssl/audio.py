@@ -291,16 +291,32 @@ def stream(
         Shape: (num_samples,), float32; the last block may be shorter.
 
     Raises:
-        AudioError: the file cannot be decoded.
+        AudioError: the file cannot be decoded, or holds fewer frames than its header
+            declares (checked from the header before the first block, and against the
+            frames read at the end).
     """
     header = info(path)
+    declared = _declared_wav_frames(Path(path))
+    if declared is not None and declared > header.frames:
+        raise AudioError(
+            path, f"truncated: header declares {declared} frames, file holds {header.frames}"
+        )
     resampler = None if header.sr == sr else soxr.ResampleStream(header.sr, sr, 1, dtype="float32")
     block_frames = max(1, int(block_seconds * header.sr))
+    decoded = 0
     try:
         with sf.SoundFile(str(path)) as handle:
             while True:
                 block = handle.read(block_frames, dtype="float32", always_2d=True)
+                decoded += len(block)
                 last = len(block) < block_frames
+                if last and decoded < header.frames:
+                    # Checked before the last block is yielded: a consumer never holds a
+                    # whole signal of a cut-off file.
+                    raise AudioError(
+                        path,
+                        f"truncated: header declares {header.frames} frames, decoded {decoded}",
+                    )
                 mono = to_mono(block.T)
                 if resampler is not None:
                     mono = resampler.resample_chunk(mono, last=last)

@@ -53,6 +53,9 @@ class Embeddings:
 
 
 READOUTS = ("mean", "freq")
+# The highest rate audio interfaces and formats use (DXD is 352.8 kHz); a larger ``sr`` is a
+# mistake (samples passed as the rate, a rate in mHz), not audio.
+MAX_SAMPLE_RATE = 768_000
 
 
 class Model:
@@ -311,8 +314,8 @@ def mono_at(waveform: np.ndarray | Tensor, sr: int, *, target_sr: int) -> np.nda
         Shape: (num_samples,), float32; channels averaged (``audio.to_mono``).
 
     Raises:
-        MusicSSLError: another shape or sample format, a non-positive ``sr``, or samples
-            that are NaN or infinite.
+        MusicSSLError: another shape or sample format, a non-positive ``sr`` or one above
+            ``MAX_SAMPLE_RATE``, or samples that are NaN or infinite.
     """
     if isinstance(waveform, Tensor):
         waveform = waveform.detach().cpu().numpy()
@@ -340,6 +343,10 @@ def mono_at(waveform: np.ndarray | Tensor, sr: int, *, target_sr: int) -> np.nda
     whole = isinstance(sr, (int, float, np.number)) and math.isfinite(sr) and sr == int(sr)
     if not whole or sr <= 0:
         raise MusicSSLError(f"embed: sr must be a positive whole number of Hz, got {sr!r}")
+    if sr > MAX_SAMPLE_RATE:
+        raise MusicSSLError(
+            f"embed: sr={int(sr)} Hz is not a plausible sample rate (at most {MAX_SAMPLE_RATE} Hz)"
+        )
     mono = audio.to_mono(signal.astype(np.float32, copy=False))
     return audio.resample(mono, orig_sr=int(sr), target_sr=target_sr)
 
@@ -444,7 +451,10 @@ def embed_items(
             result = model.embed_stream(
                 blocks(), hop=hop, layers=layers, frames=with_frames, batch_size=batch_size
             )
-        except (AudioError, MusicSSLError) as error:
+        except AudioError as error:
+            skipped.append(f"{name}: {error.reason}")
+            continue
+        except MusicSSLError as error:
             skipped.append(f"{name}: {error}")
             continue
         names.append(name)
@@ -540,7 +550,14 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _check_out(out: Path) -> None:
-    """Refuse an ``out`` that is a folder, or a file that is not an embeddings ``.npz``."""
+    """Refuse an ``out`` that is a folder, a symbolic link, or a file that is not an
+    embeddings ``.npz``."""
+    if out.is_symlink():
+        # Writing replaces the path whole, so the user's link itself would be replaced.
+        target = "a missing file" if not out.exists() else "another path"
+        raise MusicSSLError(
+            f"{out}: is a symbolic link (to {target}); --out names a plain .npz file to write"
+        )
     if out.is_dir():
         raise MusicSSLError(f"{out}: is a folder; --out names the .npz file to write")
     if out.exists() and not _is_embeddings(out):

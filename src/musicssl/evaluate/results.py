@@ -191,6 +191,8 @@ class Evaluation:
         tasks: the result of every task that ran, in task order.
         skipped: tasks that could not run.
         skipped_files: audio files that could not be embedded, with the reason.
+        notes: what a reader must know before trusting the scores (e.g. the source trained
+            on the test split), in words.
         map: the 2-D map of the style task's test embeddings, when drawn.
         baselines: headline (mean, std) per task of each baseline, by ``baseline:NAME``.
         protocol: ``PROTOCOL_VERSION`` of the code that computed it.
@@ -205,6 +207,7 @@ class Evaluation:
     tasks: dict[str, TaskResult] = field(default_factory=dict)
     skipped: list[SkippedTask] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     map: EmbeddingMap | None = None
     baselines: dict[str, dict[str, dict[str, MetricSummary]]] | None = None
     protocol: int = PROTOCOL_VERSION
@@ -226,6 +229,7 @@ class Evaluation:
             "tasks": {name: task.to_dict() for name, task in self.tasks.items()},
             "skipped": [str(skip) for skip in self.skipped],
             "skipped_files": list(self.skipped_files),
+            "notes": list(self.notes),
         }
         if self.map is not None:
             out["map"] = self.map.to_dict()
@@ -252,6 +256,7 @@ class Evaluation:
             tasks={name: TaskResult.from_dict(t) for name, t in data["tasks"].items()},
             skipped=[SkippedTask.parse(str(line)) for line in data.get("skipped", [])],
             skipped_files=[str(line) for line in data.get("skipped_files", [])],
+            notes=[str(line) for line in data.get("notes", [])],
             map=EmbeddingMap.from_dict(data["map"]) if data.get("map") else None,
             baselines=None
             if baselines is None

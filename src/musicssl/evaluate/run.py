@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -69,12 +70,19 @@ def evaluate(
             an audio folder, or an ``.npz`` whose names match no task.
     """
     out_dir = check_out(out)
+    # The source first: a bad one is refused before the corpus is built or degraded.
+    opened = open_source(source, device=device, readout=readout)
     corpus_dir = _corpus(corpus, progress=progress)
     cache_dir = Path(cache) if cache is not None else default_cache()
     task_list = resolve_tasks(tasks, corpus=corpus_dir, cache=cache_dir, progress=progress)
     _check_cache(cache_dir, task_list)
     store = EvaluationCache(cache_dir)
-    opened = open_source(source, device=device, readout=readout)
+    if layers == "all" and opened.embedded is not None and not opened.embedded.layer_keys:
+        print(
+            f"note: --layers all is ignored: {source} holds no layer_K arrays, only 'emb'",
+            file=sys.stderr,
+            flush=True,
+        )
     embedded = _embed(opened, task_list, store, layers=layers, progress=progress)
     evaluation = evaluate_embeddings(
         opened,
@@ -85,6 +93,10 @@ def evaluate(
         layers=layers,
         progress=progress,
     )
+    if opened.is_checkpoint:
+        evaluation.notes += training_notes(source, corpus=corpus_dir)
+        for line in evaluation.notes:
+            print(f"warning: {line}", file=sys.stderr, flush=True)
     if opened.model is not None and getattr(opened.model, "has_text", False):
         _zero_shot(evaluation, opened, task_list, embedded, corpus=corpus_dir)
     style = next((task for task in task_list if task.name == MAP_TASK), None)
@@ -224,6 +236,8 @@ def evaluate_embeddings(
         kept, reason = _restrict(task, embedded[task.root], outside=source.embedded is not None)
         if kept is None:
             evaluation.skipped.append(SkippedTask(task.name, str(reason)))
+        elif unlearnable := _unlearnable(kept):
+            evaluation.skipped.append(SkippedTask(task.name, unlearnable))
         elif task.kind == "pitch" and not embedded[task.root].frames():
             evaluation.skipped.append(SkippedTask(task.name, "the embeddings hold no frame tracks"))
         else:
@@ -319,6 +333,70 @@ def _restrict(task: Task, embedded: Embedded, *, outside: bool) -> tuple[Task | 
     except MusicSSLError as error:
         return None, f"{len(missing)} files could not be embedded ({error})"
     return kept, f"{len(missing)} files could not be embedded and were left out"
+
+
+def _unlearnable(task: Task) -> str | None:
+    """Why a classification task cannot be scored, or None: fewer than two classes in
+    train, or a valid or test split with no example of a class the probe learns."""
+    if task.kind not in ("multiclass", "key", "multilabel"):
+        return None
+
+    def labels(split: str) -> set[str]:
+        found: set[str] = set()
+        for example in task.split(split):
+            found.update(example.target if task.kind == "multilabel" else (example.target,))
+        return found
+
+    learnt = labels("train")
+    if len(learnt) < 2:
+        only = f" ({next(iter(learnt))!r})" if learnt else ""
+        return (
+            f"only one class{only} in the train split: a probe has nothing to tell apart, "
+            "and any score would be meaningless"
+        )
+    for split, use in (("valid", "choose the probe on"), ("test", "score")):
+        if not labels(split) & learnt:
+            return (
+                f"the {split} split has no example of any class in the train split "
+                f"({', '.join(sorted(learnt)[:5])}): nothing to {use}"
+            )
+    return None
+
+
+def training_notes(source: str, *, corpus: Path) -> list[str]:
+    """Warnings about what a run trained on: the test split, or (for the built-in corpus's
+    own store) the valid split that picks the probe; [] when its recipe cannot be read."""
+    from musicssl.checkpoint import checkpoint_folder
+    from musicssl.recipe import Recipe
+
+    path = Path(source)
+    try:
+        found = [checkpoint_folder(path) / "recipe.yaml", path / "recipe.yaml"]
+    except MusicSSLError:
+        return []
+    recipe_path = next((candidate for candidate in found if candidate.is_file()), None)
+    if recipe_path is None:
+        return []
+    try:
+        data = Recipe.load(recipe_path).data
+    except MusicSSLError:
+        return []
+    splits = {part.strip() for part in data.splits.split(",") if part.strip()}
+    everything = "all" in splits
+    notes = []
+    if everything or "test" in splits:
+        notes.append(
+            f"{source} trained on the test split (data.splits={data.splits}): its test "
+            "scores are not held out"
+        )
+    store = Path(data.store) if data.store else None
+    same_corpus = store is not None and store.resolve().parent == corpus.resolve()
+    if same_corpus and (everything or "valid" in splits):
+        notes.append(
+            f"{source} trained on the valid split of {corpus} (data.splits={data.splits}), "
+            "which picks the probe: the probe choice is not held out"
+        )
+    return notes
 
 
 def _no_match(source: Source, tasks: Sequence[Task]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,8 +141,12 @@ def read_npz(path: Path) -> Embedded:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError) as error:
-        raise MusicSSLError(f"{path}: not a readable .npz ({error})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        # An empty or cut-off file fails in numpy's or zipfile's own words.
+        reason = str(error) or type(error).__name__
+        raise MusicSSLError(
+            f"{path}: not a readable .npz, empty or truncated? ({reason})"
+        ) from None
     for key in ("names", "emb"):
         if key not in arrays:
             raise MusicSSLError(f"{path}: an embeddings .npz needs '{key}' (has {sorted(arrays)})")

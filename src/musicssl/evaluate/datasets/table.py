@@ -6,7 +6,7 @@ import csv
 import json
 import math
 import os
-import warnings
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,11 @@ def _resolve(root: Path, value: Any, where: str) -> str:
         raise MusicSSLError(f"{where}: {value} is not under the root folder {root}") from None
 
 
+def _note(message: str) -> None:
+    """Say something the user should know about their table, one plain line on stderr."""
+    print(f"note: {message}", file=sys.stderr, flush=True)
+
+
 def _warn_one_split_classes(examples: Sequence[Example], kind: str, source: str) -> list[str]:
     """Warn about classes whose examples all fall in one split: a probe cannot be trained
     and tested on them."""
@@ -134,7 +139,7 @@ def _warn_one_split_classes(examples: Sequence[Example], kind: str, source: str)
         if len(splits) == 1
     ]
     for message in messages:
-        warnings.warn(message, stacklevel=3)
+        _note(message)
     return messages
 
 
@@ -162,8 +167,8 @@ def table_task(
     - ``group`` (optional): see above. With a ``split`` column, a group found in several splits
       is only warned about.
 
-    A class whose rows all fall in one split is warned about (``UserWarning``), not refused;
-    the warnings are also kept in ``Task.extra["warnings"]``.
+    A class whose rows all fall in one split is noted (a "note: ..." line on stderr), not
+    refused; the notes are also kept in ``Task.extra["warnings"]``.
 
     Args:
         path: the table, ``.csv`` or ``.jsonl``.
@@ -283,7 +288,7 @@ def _assign_splits(
             leaking = sorted(group for group, splits in splits_of_group.items() if len(splits) > 1)
             if leaking:
                 notes.append(f"{path}: group(s) in several splits: {', '.join(leaking[:5])}")
-                warnings.warn(notes[-1], stacklevel=3)  # the caller of table_task
+                _note(notes[-1])
         examples = [Example(item, str(split), target) for item, target, split, _ in parsed]
         return examples, "split column", notes
     by = "group" if "group" in columns else "path"

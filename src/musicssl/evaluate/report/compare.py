@@ -43,7 +43,57 @@ def read_results(folder: Path | str) -> dict[str, Any]:
         raise MusicSSLError(f"{path}: not valid JSON ({error})") from error
     if not isinstance(results, dict) or not isinstance(results.get("tasks"), dict):
         raise MusicSSLError(f"{path}: no 'tasks' mapping; not an evaluation result")
+    for name, task in results["tasks"].items():
+        if problem := _task_problem(task):
+            raise MusicSSLError(f"{path}: task {name!r}: {problem}")
     return results
+
+
+def _task_problem(task: Any) -> str | None:
+    """What makes one entry of ``tasks`` unreadable as a task result, or None."""
+    if not isinstance(task, dict):
+        return f"expected a task result (a mapping), got {json.dumps(task)[:40]}"
+    metrics = task.get("metrics", {})
+    if not isinstance(metrics, dict):
+        return f"'metrics' must be a mapping, got {json.dumps(metrics)[:40]}"
+    main = task.get("main")
+    if main is not None and not isinstance(main, str):
+        return f"'main' must be a metric name, got {json.dumps(main)[:40]}"
+    for metric, summary in metrics.items():
+        if not isinstance(summary, dict):
+            return (
+                f"metric {metric!r} must be a mapping with 'mean', got {json.dumps(summary)[:40]}"
+            )
+        for key in ("mean", "std"):
+            value = summary.get(key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                return f"metric {metric!r} has a non-numeric {key!r}: {json.dumps(value)[:40]}"
+    return None
+
+
+def check_complete(folder: Path | str, results: dict[str, Any]) -> None:
+    """Refuse a report whose writing did not finish (a full disk, a kill).
+
+    ``write_evaluation`` writes ``report_files`` as null, then the report, then the list of
+    the report's files; a results.json without the key (written by hand, or by an older
+    version) is taken as it is.
+    """
+    folder = Path(folder)
+    if "report_files" not in results:
+        return
+    listed = results["report_files"]
+    if not isinstance(listed, list):
+        raise MusicSSLError(
+            f"{folder}: the evaluation did not finish writing its report (results.json lists "
+            "no report files); run `musicssl evaluate` into it again"
+        )
+    if missing := [str(name) for name in listed if not (folder / str(name)).is_file()]:
+        raise MusicSSLError(
+            f"{folder}: the report is incomplete ({', '.join(missing[:3])} missing); "
+            "run `musicssl evaluate` into it again"
+        )
 
 
 def compare_table(dirs: Sequence[Path | str]) -> str:
@@ -59,6 +109,8 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
         raise MusicSSLError("compare: give at least one evaluation folder")
     folders = [Path(folder) for folder in dirs]
     runs = [read_results(folder) for folder in folders]
+    for folder, results in zip(folders, runs):
+        check_complete(folder, results)
     names = _run_names(folders)
 
     columns: dict[tuple[str, str], None] = {}  # (task, metric), in first-seen order

@@ -31,8 +31,10 @@ from musicssl.evaluate.report.tables import (
     about_rows,
     detail_rows,
     layer_rows,
+    note_lines,
     probe_text,
     seed_values,
+    skipped_file_lines,
     skipped_lines,
     split_text,
     summary_rows,
@@ -90,6 +92,8 @@ def _markdown(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str
     results = systems[0].results
     out = [f"# Evaluation of {results.get('source', '?')}", ""]
     out += [f"- **{key}**: {value}" for key, value in about_rows(systems)]
+    if notes := note_lines(systems):
+        out += ["", "## Read this first", ""] + [f"- **{line}**" for line in notes]
     out += ["", "## Summary", "", READING, ""]
     header, rows, marks = summary_rows(systems)
     marked = [
@@ -99,6 +103,8 @@ def _markdown(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str
     out += _md_table(header, marked) if rows else ["No task produced a score."]
     if skipped := skipped_lines(systems):
         out += ["", "## Skipped", ""] + [f"- {line}" for line in skipped]
+    if files := skipped_file_lines(systems):
+        out += ["", "## Files not embedded", ""] + [f"- {line}" for line in files]
     if figures:
         out += ["", "## Figures", ""]
         for figure in figures:
@@ -155,6 +161,7 @@ figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.92em; max-width: 60em; }
 p.note { color: #555; font-size: 0.92em; max-width: 60em; }
 ul.skipped li { color: #7a4b00; }
+ul.warning li { color: #a00000; font-weight: bold; }
 """
 
 
@@ -172,7 +179,12 @@ def _html(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str:
         '<dl class="about">',
     ]
     out += [f"<dt>{esc(key)}</dt><dd>{esc(value)}</dd>" for key, value in about_rows(systems)]
-    out += ["</dl>", "<h2>Summary</h2>", f'<p class="note">{esc(READING)}</p>']
+    out.append("</dl>")
+    if notes := note_lines(systems):
+        out += ["<h2>Read this first</h2>", '<ul class="warning">']
+        out += [f"<li>{esc(line)}</li>" for line in notes]
+        out.append("</ul>")
+    out += ["<h2>Summary</h2>", f'<p class="note">{esc(READING)}</p>']
     header, rows, marks = summary_rows(systems)
     numeric = set(range(3, 3 + len(systems) + 1))
     if rows:
@@ -182,6 +194,10 @@ def _html(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str:
     if skipped := skipped_lines(systems):
         out += ["<h2>Skipped</h2>", '<ul class="skipped">']
         out += [f"<li>{esc(line)}</li>" for line in skipped]
+        out.append("</ul>")
+    if files := skipped_file_lines(systems):
+        out += ["<h2>Files not embedded</h2>", '<ul class="skipped">']
+        out += [f"<li>{esc(line)}</li>" for line in files]
         out.append("</ul>")
     if figures:
         out.append("<h2>Figures</h2>")

@@ -155,6 +155,16 @@ def skipped_lines(systems: Sequence[System]) -> list[str]:
     return lines
 
 
+def skipped_file_lines(systems: Sequence[System]) -> list[str]:
+    """The source's audio files that could not be embedded, "name: reason" each."""
+    return [str(line) for line in systems[0].results.get("skipped_files") or []]
+
+
+def note_lines(systems: Sequence[System]) -> list[str]:
+    """What a reader must know before trusting the source's scores (``notes``)."""
+    return [str(line) for line in systems[0].results.get("notes") or []]
+
+
 def about_rows(systems: Sequence[System]) -> list[tuple[str, str]]:
     results = systems[0].results
     about = [
