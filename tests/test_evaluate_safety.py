@@ -11,12 +11,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
+import torch
+from safetensors.torch import save_file
 
 from musicssl.corpus import find_audio
+from musicssl.encoders import SampleCNN
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate import degrade
 from musicssl.evaluate.builtin_tasks import style_task
-from musicssl.evaluate.run import evaluate
+from musicssl.evaluate.report import folder as folder_module
+from musicssl.evaluate.report.compare import compare_table
+from musicssl.evaluate.run import evaluate, training_notes
+from musicssl.evaluate.sources import read_npz
+from musicssl.recipe import Recipe
+
+RECIPES = Path(__file__).resolve().parents[1] / "src" / "musicssl" / "recipes"
 
 
 def _hashes(folder: Path) -> dict[str, str]:
@@ -169,3 +179,159 @@ def test_out_replaces_its_own_report_and_keeps_other_files(corpus: Path, tmp_pat
     assert json.loads((out / "results.json").read_text())["seeds"] == 1  # replaced
     assert not [name for name in after if ".partial" in name]
     assert {"results.json", "report.md", "report.html", "figures/scores.png"} <= set(after)
+
+
+# ------------------------------------------------------------------------------- user faults
+
+
+def test_an_empty_or_cut_off_npz_is_one_line_naming_it(tmp_path: Path) -> None:
+    whole = tmp_path / "e.npz"
+    np.savez(whole, names=np.array([f"clip{i}.wav" for i in range(200)]), emb=np.ones((200, 64)))
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(whole.read_bytes()[:5000])
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    for path in (cut, empty):
+        with pytest.raises(MusicSSLError) as error:
+            read_npz(path)
+        assert _one_line(error).startswith(f"{path}: not a readable .npz")
+
+
+def test_an_unknown_baseline_is_refused_before_any_copy_is_made(
+    corpus: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(MusicSSLError) as error:
+        _evaluate("baseline:foo", corpus, tmp_path, tasks=["degraded_copy"])
+    assert "unknown baseline 'foo'" in _one_line(error)
+    assert not (corpus / "degraded").exists()
+
+
+def _run_trained_on(folder: Path, splits: str, store: Path) -> Path:
+    """A checkpoint folder of a tiny SampleCNN whose recipe trained on ``splits`` of ``store``."""
+    torch.manual_seed(0)
+    encoder = SampleCNN(num_blocks=5, channels=[4, 4, 8, 8, 8, 8, 16], sample_rate=8000)
+    folder.mkdir(parents=True)
+    (folder / "encoder.json").write_text(
+        json.dumps({"name": "sample_cnn", "options": encoder.config()})
+    )
+    save_file(encoder.state_dict(), str(folder / "encoder.safetensors"))
+    recipe = Recipe.load(
+        RECIPES / "simclr-shortchunk-cpu.yaml", [f"data.splits={splits}", f"data.store={store}"]
+    )
+    (folder / "recipe.yaml").write_text(recipe.dump())
+    return folder
+
+
+def test_a_run_trained_on_the_test_split_is_noted(corpus: Path, tmp_path: Path, capsys) -> None:
+    run = _run_trained_on(tmp_path / "ckpt", "train,valid,test", corpus / "store-16000")
+    results = _evaluate(str(run), corpus, tmp_path)
+    expected = [
+        f"{run} trained on the test split (data.splits=train,valid,test): its test scores "
+        "are not held out",
+        f"{run} trained on the valid split of {corpus} (data.splits=train,valid,test), which "
+        "picks the probe: the probe choice is not held out",
+    ]
+    assert results.notes == expected
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["notes"] == expected
+    assert [f"warning: {line}" for line in expected] == [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")
+    ]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert f"## Read this first\n\n- **{expected[0]}**" in report
+    assert "trained on the test split" in (tmp_path / "out" / "report.html").read_text()
+
+    held_out = _run_trained_on(tmp_path / "ckpt2", "train", tmp_path / "elsewhere")
+    assert training_notes(str(held_out), corpus=corpus) == []
+    other_store = _run_trained_on(tmp_path / "ckpt3", "all", tmp_path / "elsewhere" / "s")
+    notes = training_notes(str(other_store), corpus=corpus)
+    assert len(notes) == 1 and "(data.splits=all)" in notes[0]
+
+
+def _table_folder(corpus: Path, tmp_path: Path, labels: list[str]) -> tuple[Path, list[str]]:
+    """A folder of the corpus's first clips and a table of them, 4 per split, with ``labels``."""
+    audio = tmp_path / "mine"
+    audio.mkdir()
+    clips = sorted(find_audio(corpus / "audio"))[:12]
+    names = []
+    for clip in clips:
+        shutil.copy(clip, audio / clip.name)
+        names.append(clip.name)
+    splits = ["train"] * 4 + ["valid"] * 4 + ["test"] * 4
+    rows = [f"{n},{label},{s}" for n, label, s in zip(names, labels, splits, strict=True)]
+    (audio / "t.csv").write_text("path,label,split\n" + "\n".join(rows) + "\n")
+    return audio, names
+
+
+def test_a_one_class_table_task_is_skipped_not_scored(corpus: Path, tmp_path: Path) -> None:
+    audio, _ = _table_folder(corpus, tmp_path, ["x"] * 12)
+    results = _evaluate("baseline:logmel", corpus, tmp_path, tasks=[str(audio / "t.csv")])
+    assert results.tasks == {}
+    assert [str(skip) for skip in results.skipped] == [
+        "t: only one class ('x') in the train split: a probe has nothing to tell apart, and "
+        "any score would be meaningless"
+    ]
+    assert "only one class ('x')" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_test_split_of_unseen_classes_is_skipped(corpus: Path, tmp_path: Path) -> None:
+    labels = ["a", "b"] * 4 + ["c", "d"] * 2
+    audio, _ = _table_folder(corpus, tmp_path, labels)
+    results = _evaluate("baseline:logmel", corpus, tmp_path, tasks=[str(audio / "t.csv")])
+    assert [str(skip) for skip in results.skipped] == [
+        "t: the test split has no example of any class in the train split (a, b): nothing to score"
+    ]
+
+
+def test_a_truncated_wav_is_skipped_and_listed_in_the_report(corpus: Path, tmp_path: Path) -> None:
+    audio, names = _table_folder(corpus, tmp_path, ["a", "b"] * 6)
+    data = (audio / names[0]).read_bytes()
+    frames = soundfile.info(str(audio / names[0])).frames
+    kept = frames // 2
+    (audio / names[0]).write_bytes(data[: len(data) - 2 * (frames - kept)])
+    results = _evaluate("baseline:logmel", corpus, tmp_path, tasks=[str(audio / "t.csv")])
+    line = f"{names[0]}: truncated: header declares {frames} frames, file holds {kept}"
+    assert results.skipped_files == [line]
+    assert results.tasks["t"].split_sizes["train"] == 3
+    assert f"## Files not embedded\n\n- {line}" in (tmp_path / "out" / "report.md").read_text()
+    assert line in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_layers_all_on_an_npz_without_layers_says_so(corpus: Path, tmp_path: Path, capsys) -> None:
+    names = style_task(corpus).names
+    npz = tmp_path / "e.npz"
+    rng = np.random.default_rng(0)
+    np.savez(npz, names=np.array(names), emb=rng.normal(size=(len(names), 8)))
+    _evaluate(str(npz), corpus, tmp_path, layers="all")
+    err = capsys.readouterr().err
+    assert f"note: --layers all is ignored: {npz} holds no layer_K arrays, only 'emb'\n" in err
+
+
+def test_figures_of_an_earlier_report_go_and_other_files_stay(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    _evaluate("baseline:logmel", corpus, tmp_path, out=out, tasks=["style"])
+    assert (out / "figures" / "map.png").is_file()
+    (out / "figures" / "mine.png").write_bytes(b"my figure")
+    audio, _ = _table_folder(corpus, tmp_path, ["a", "b"] * 6)
+    _evaluate("baseline:logmel", corpus, tmp_path, out=out, tasks=[str(audio / "t.csv")])
+    listed = json.loads((out / "results.json").read_text())["report_files"]
+    assert "figures/map.png" not in listed and not (out / "figures" / "map.png").exists()
+    assert (out / "figures" / "mine.png").read_bytes() == b"my figure"
+    assert {path for path in listed} == {
+        p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()
+    } - {"results.json", "figures/mine.png"}
+
+
+def test_a_report_cut_off_by_a_full_disk_is_refused_by_compare(tmp_path: Path, monkeypatch) -> None:
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(folder_module, "write_report", full_disk)
+    results = {"source": "a.pt", "seeds": 1, "tasks": {}}
+    with pytest.raises(OSError):
+        folder_module.write_evaluation(tmp_path / "out", results)
+    with pytest.raises(MusicSSLError) as error:
+        compare_table([tmp_path / "out"])
+    assert "did not finish writing its report" in _one_line(error)
+    monkeypatch.undo()
+    folder_module.write_evaluation(tmp_path / "out", results)  # the folder is still ours
+    assert "run" in compare_table([tmp_path / "out"])
