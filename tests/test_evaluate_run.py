@@ -43,7 +43,11 @@ def test_every_builtin_task_runs_and_results_hold_metrics_and_split_sizes(
     )
     written = json.loads((tmp_path / "out" / "results.json").read_text())
     assert written["tasks"].keys() == results.tasks.keys()
+    report_files = written.pop("report_files")
     assert written == results.to_dict()
+    on_disk = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*")}
+    assert {"report.md", "report.html", "figures/scores.png"} <= set(report_files)
+    assert set(report_files) == on_disk - {"results.json", "figures"}
     expected = {task.name: task for task in builtin_tasks(tiny_corpus)}
     assert set(written["tasks"]) == set(expected)
     for name, entry in written["tasks"].items():
