@@ -87,8 +87,9 @@ SMALL = {
         "too_short": 191,
         "expected_in_error": "192",
     },
-    # CQT at 8 kHz, 4 octaves x 36 bins = 144, a window of 144 - 2 * 6 = 132; hop 128:
-    # 1 + 2048 // 128 = 17 frames in both layers (4 channels, then the 132-bin distribution).
+    # CQT at 8 kHz, 4 octaves x 36 bins = 144, a window of 144 - 2 * 6 = 132; unpadded
+    # convolutions reach 2 + 2 + 7 = 11 bins each side: 110 outputs. Hop 128:
+    # 1 + 2048 // 128 = 17 frames in both layers (4 channels, then the 110-bin distribution).
     "pesto_cnn": {
         "kwargs": {
             "sample_rate": 8000,
@@ -102,7 +103,7 @@ SMALL = {
             "input_samples": 2048,
         },
         "num_samples": 2048,
-        "channels": [4, 132],
+        "channels": [4, 110],
         "frames": [17, 17],
         "hops": [128, 128],
         "too_short": 127,
@@ -128,14 +129,15 @@ SMALL = {
         "too_short": 191,
         "expected_in_error": "192",
     },
-    # One frame per input; two beats at 120 BPM are 8000 samples at 8 kHz.
+    # One frame per input; two beats at 120 BPM are 8000 samples at 8 kHz. Unpadded
+    # convolutions reach 4 + 2 + 4 = 10 bins each side of the 32: 12 tempo outputs.
     "tempo_cnn": {
         "kwargs": {
             "sample_rate": 8000,
             "hop_length": 80,
             "n_mels": 16,
             "min_bpm": 120.0,
-            "tempo_bins": 24,
+            "tempo_bins": 32,
             "bins_per_octave": 12,
             "channels": 4,
             "depth": 2,
@@ -143,7 +145,7 @@ SMALL = {
             "input_samples": 8000,
         },
         "num_samples": 8000,
-        "channels": [4, 24],
+        "channels": [4, 12],
         "frames": [1, 1],
         "hops": [8000, 8000],
         "too_short": 7999,

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from musicssl.encoders import FrameTransformer, SampleCNN, SpectrogramViT, build_encoder
+from musicssl.encoders import (
+    FrameTransformer,
+    KeyCNN,
+    PestoCNN,
+    SampleCNN,
+    SpectrogramViT,
+    TempoCNN,
+    build_encoder,
+)
 from musicssl.errors import MusicSSLError
 from musicssl.losses import codebook_usage, random_projection_codes
 from musicssl.methods import METHODS, build_method
@@ -41,10 +49,28 @@ MASKED_SETUPS = {
 }
 
 
+# Methods that read bins of their own encoder (CQT, log-tempo), sized for 243 samples at
+# 8 kHz; views that change little (no timbre change, small stretches, many frames per clip),
+# so that their random shifts do not hide a falling loss in a few steps.
+BINNED_SETUPS = {
+    "pesto": (lambda: PestoCNN(sample_rate=8000, hop_length=64, num_octaves=4, max_shift=6,
+                               channels=4, depth=2, output_kernel=15, input_samples=243),
+              {"frames_per_clip": 64, "eq_db": 0.0, "noise_db": (-120.0, -100.0)}),
+    "stone": (lambda: KeyCNN(sample_rate=8000, hop_length=32, num_octaves=4, channels=4,
+                             depth=2, output_kernel=9, input_samples=243),
+              {"temperature": 0.02}),
+    "tempo": (lambda: TempoCNN(sample_rate=8000, hop_length=8, n_mels=8, min_bpm=4000.0,
+                               tempo_bins=32, bins_per_octave=12, channels=4, depth=2,
+                               output_kernel=9, input_samples=243),
+              {"max_shift": 1}),
+}  # fmt: skip
+
+
 def _method(name: str):
     """The registry entry ``name`` on a tiny encoder it accepts, with small heads."""
-    if name in MASKED_SETUPS:
-        build, options = MASKED_SETUPS[name]
+    setups = {**MASKED_SETUPS, **BINNED_SETUPS}
+    if name in setups:
+        build, options = setups[name]
         return build_method(name, build(), **options)
     return build_method(name, _encoder(), **SMALL_HEADS)
 

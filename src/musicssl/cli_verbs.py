@@ -561,7 +561,7 @@ def add_pitch(verbs: Any) -> None:
         ),
         "musicssl.pitch:load",
     )
-    pitch.option("run", type=existing_folder, metavar="RUN", help="run or checkpoint folder")
+    pitch.option("checkpoint", type=existing_folder, metavar="RUN", help="run or checkpoint folder")
     pitch.option("audio", type=existing_file, metavar="AUDIO", help="an audio file")
     pitch.option("--out", required=True, type=output_file, metavar="CSV", help="CSV to write")
     pitch.option(
@@ -580,7 +580,7 @@ def run_pitch(args: argparse.Namespace) -> None:
     from musicssl import audio
     from musicssl.pitch import load, write_csv
 
-    model = load(args.run, **given(args, "device", "hop_length"))
+    model = load(args.checkpoint, **given(args, "device", "hop_length"))
     track = model.pitch(audio.load(args.audio, sr=model.sample_rate), model.sample_rate)
     write_csv(args.out, track)
     print(f"{len(track.f0)} frames: {args.out}")
@@ -608,7 +608,7 @@ def _add_readout(verbs: Any, name: str, loader: str, kind: str, what: str) -> No
         ),
         loader,
     )
-    verb.option("run", type=existing_folder, metavar="RUN", help="run or checkpoint folder")
+    verb.option("checkpoint", type=existing_folder, metavar="RUN", help="run or checkpoint folder")
     verb.option("audio", nargs="+", type=existing_path, metavar="AUDIO", help="files or folders")
     verb.option(
         "--device", type=device_name, help="cpu, cuda, cuda:N or mps (default: %(default)s)"
@@ -623,7 +623,8 @@ def run_readout(args: argparse.Namespace) -> None:
     from musicssl.corpus import find_audio
     from musicssl.readouts import load_key, load_tempo
 
-    model = (load_key if args.verb == "key" else load_tempo)(args.run, **given(args, "device"))
+    load = load_key if args.verb == "key" else load_tempo
+    model = load(args.checkpoint, **given(args, "device"))
     read = model.key if args.verb == "key" else model.tempo
     for given_path in map(Path, args.audio):
         found = [given_path] if given_path.is_file() else sorted(find_audio(given_path))

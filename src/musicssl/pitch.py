@@ -104,7 +104,7 @@ class PitchModel:
     def distributions(self, signal: np.ndarray, *, batch_frames: int = 8192) -> Tensor:
         """Pitch distribution of each frame of a mono signal at ``sample_rate``.
 
-        Shape: (num_samples,) -> (num_frames, window_bins), on the CPU.
+        Shape: (num_samples,) -> (num_frames, output_bins), on the CPU.
         """
         x = torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32)).to(self.device)
         spectrum = self.cqt(x[None])[0].T  # (T, num_bins)
@@ -136,9 +136,9 @@ class PitchModel:
         return PitchTrack(times=times, f0=f0, confidence=mass.float().numpy())
 
     def bin_to_hz(self, bins: Tensor) -> np.ndarray:
-        """Frequency in Hz of fractional bins of the model's window. Shape kept."""
+        """Frequency in Hz of fractional output bins. Shape kept."""
         bins_per_octave = self.encoder.bins_per_octave
-        lowest = self.encoder.cqt.fmin * 2.0 ** (self.encoder.max_shift / bins_per_octave)
+        lowest = self.encoder.cqt.fmin * 2.0 ** (self.encoder.output_offset / bins_per_octave)
         return (lowest * 2.0 ** (bins.double() / bins_per_octave)).numpy()
 
 
@@ -152,7 +152,7 @@ def calibrate_pitch(model: PitchModel) -> float:
     errors = []
     for note in CALIBRATION_NOTES:
         f0 = 440.0 * 2.0 ** ((note - 69) / 12)
-        lowest = encoder.cqt.fmin * 2.0 ** (encoder.max_shift / encoder.bins_per_octave)
+        lowest = encoder.cqt.fmin * 2.0 ** (encoder.output_offset / encoder.bins_per_octave)
         true_bin = encoder.bins_per_octave * math.log2(f0 / lowest)
         for slope in CALIBRATION_SLOPES:
             probs = model.distributions(harmonic_tone(f0, sr=sr, slope=slope))

@@ -195,11 +195,12 @@ class TempoModel:
         self.encoder = encoder.eval().to(device)
         self.device = torch.device(device)
         self.sample_rate = encoder.sample_rate
+        self._lowest = float(encoder.output_bpm[0])
         self.offset = 0.0
         errors = []
         for bpm in range(60, 181, 10):
             read = self._read_bin(click_track(float(bpm), sr=self.sample_rate))
-            true = self.encoder.bins_per_octave * math.log2(bpm / float(self.encoder.bpm[0]))
+            true = self.encoder.bins_per_octave * math.log2(bpm / self._lowest)
             errors.append(true - read)
         self.offset = float(np.median(errors))
 
@@ -226,7 +227,7 @@ class TempoModel:
         if len(signal) == 0:
             raise MusicSSLError("tempo: the audio is empty")
         read = self._read_bin(signal) + self.offset
-        return float(self.encoder.bpm[0]) * 2.0 ** (read / self.encoder.bins_per_octave)
+        return self._lowest * 2.0 ** (read / self.encoder.bins_per_octave)
 
 
 def load_key(run: str | os.PathLike, *, device: str | torch.device = "cpu") -> KeyModel:

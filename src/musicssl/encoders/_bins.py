@@ -1,10 +1,11 @@
 """Parts shared by the equivariant encoders: convolutions along a log-frequency axis.
 
 A shift of the input along a log-spaced axis (CQT bins, log-tempo bins) is a change of pitch
-or tempo by a known ratio. Convolutions along that axis with zero padding commute with such
-shifts (away from the ends), so a stack of them followed by a wide convolution to one output
-per bin (a Toeplitz layer: the same weights at every bin) gives a distribution over bins
-that moves with the input.
+or tempo by a known ratio. Convolutions along that axis commute with such shifts, so a stack
+of them followed by a wide convolution to one output per bin (a Toeplitz layer: the same
+weights at every bin) gives a distribution over bins that moves with the input. The
+convolutions are "valid" (no padding): an output never sees the ends of its input, which
+a network would otherwise learn to use as a fixed landmark, against the equivariance.
 """
 
 from __future__ import annotations
@@ -15,6 +16,13 @@ from torch import Tensor, nn
 from musicssl.errors import MusicSSLError
 
 
+def receptive_radius(*, depth: int, kernel_size: int, output_kernel: int) -> int:
+    """Input bins either side of an output bin that ``bin_conv_stack`` reads: the output has
+    ``2 * radius`` bins fewer than its input, output bin ``j`` centred on input bin
+    ``j + radius``."""
+    return kernel_size // 2 + 2 * (depth - 1) + output_kernel // 2
+
+
 def bin_conv_stack(
     *, channels: int, depth: int, kernel_size: int, output_kernel: int
 ) -> tuple[nn.Sequential, nn.Conv1d]:
@@ -23,9 +31,9 @@ def bin_conv_stack(
 
     The first layer has ``kernel_size`` taps, the next ``depth - 1`` have 5, each followed
     by a leaky ReLU; the last maps ``channels`` to one logit per bin with ``output_kernel``
-    taps (odd, so that the output stays centred on its input). No biases: an input that is
-    zero away from its content (``relative_db``) then gives zero there, so the zero padding
-    at the ends is no different from the bins next to it and a shift moves the whole output.
+    taps (odd, so that the output stays centred on its input). No padding: the output is
+    ``2 * receptive_radius(...)`` bins shorter. No biases: an input that is zero away from
+    its content (``relative_db``) gives zero there.
     """
     if channels < 1 or depth < 1:
         raise MusicSSLError(f"need channels >= 1 and depth >= 1, got {channels}, {depth}")
@@ -33,12 +41,12 @@ def bin_conv_stack(
         if size < 1 or size % 2 == 0:
             raise MusicSSLError(f"{name} must be a positive odd number, got {size}")
     layers: list[nn.Module] = [
-        nn.Conv1d(1, channels, kernel_size, padding=kernel_size // 2, bias=False),
+        nn.Conv1d(1, channels, kernel_size, bias=False),
         nn.LeakyReLU(0.1),
     ]
     for _ in range(depth - 1):
-        layers += [nn.Conv1d(channels, channels, 5, padding=2, bias=False), nn.LeakyReLU(0.1)]
-    logits = nn.Conv1d(channels, 1, output_kernel, padding=output_kernel // 2, bias=False)
+        layers += [nn.Conv1d(channels, channels, 5, bias=False), nn.LeakyReLU(0.1)]
+    logits = nn.Conv1d(channels, 1, output_kernel, bias=False)
     return nn.Sequential(*layers), logits
 
 

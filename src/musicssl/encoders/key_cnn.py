@@ -33,6 +33,8 @@ class KeyCNN(Encoder):
 
     The model reads a window of ``num_bins - 2 * max_shift_semitones * bins_per_semitone``
     bins (whole octaves); training reads windows at other offsets for transposed views.
+    Frequency is never padded: the logits are those whose reach stays inside the window,
+    cut to whole octaves before folding.
 
     Layers: the convolution blocks, maximum over frequency, (B, channels, T_k); and the
     last: the 24 key logits per frame (channel-major: 12 classes of channel 0, then 12 of
@@ -64,7 +66,7 @@ class KeyCNN(Encoder):
         max_shift_semitones: int = 6,
         channels: int = 16,
         depth: int = 3,
-        output_kernel: int = 49,
+        output_kernel: int = 25,
         input_samples: int = 80000,
     ) -> None:
         super().__init__()
@@ -100,6 +102,22 @@ class KeyCNN(Encoder):
         window_semitones = 12 * ((12 * num_octaves - 2 * max_shift_semitones) // 12)
         self.window_bins = window_semitones * bins_per_semitone
         self.depth = int(depth)
+        # Unpadded along frequency: the logits start ``radius`` bins into the window. Keep
+        # whole octaves of them, starting on a semitone, so that folding rolls exactly.
+        radius = 2 * depth + output_kernel // 2
+        valid = self.window_bins - 2 * radius
+        kept_semitones = 12 * (valid // bins_per_semitone // 12)
+        if kept_semitones < 12:
+            raise MusicSSLError(
+                f"KeyCNN: the convolutions reach {radius} bins each side of a "
+                f"{self.window_bins}-bin window: less than an octave of output; use more "
+                "octaves or a smaller output_kernel"
+            )
+        self.kept_bins = kept_semitones * bins_per_semitone
+        start = (valid - self.kept_bins) // 2
+        self.crop_start = start + (-(radius + start)) % bins_per_semitone
+        # Pitch class of the first kept semitone (the CQT starts on a C).
+        self.first_class = (self.max_shift + radius + self.crop_start) // bins_per_semitone % 12
         self.num_layers = depth + 1
         self.embedding_dim = 24
         self.min_samples = hop_length * (2**depth - 1)
@@ -118,14 +136,14 @@ class KeyCNN(Encoder):
         widths = [1] + [channels] * depth
         self.blocks = nn.ModuleList(
             nn.Sequential(
-                nn.Conv2d(c_in, c_out, kernel_size=(5, 3), padding=(2, 1), bias=False),
+                nn.Conv2d(c_in, c_out, kernel_size=(5, 3), padding=(0, 1), bias=False),
                 nn.LeakyReLU(0.1),
                 nn.MaxPool2d(kernel_size=(1, 2)),  # time only: frequency stays equivariant
             )
             for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
         )
         self.logits = nn.Conv2d(
-            channels, 2, kernel_size=(output_kernel, 1), padding=(output_kernel // 2, 0), bias=False
+            channels, 2, kernel_size=(output_kernel, 1), bias=False
         )
 
     def config(self) -> dict[str, Any]:
@@ -188,11 +206,11 @@ class KeyCNN(Encoder):
         for block in self.blocks:
             h = block(h)
             outputs.append(h)
-        logits = self.logits(h)  # (B, 2, F, T)
+        logits = self.logits(h)  # (B, 2, F - 2 * radius, T)
+        logits = logits[:, :, self.crop_start : self.crop_start + self.kept_bins]
         batch_size, _, num_bins, num_frames = logits.shape
         semitones = num_bins // self.bins_per_semitone
         per_semitone = logits.reshape(batch_size, 2, semitones, self.bins_per_semitone, -1)
         folded = per_semitone.mean(3).reshape(batch_size, 2, semitones // 12, 12, -1).sum(2)
-        # Window bin 0 is max_shift bins above the CQT's lowest C: name classes by pitch class.
-        folded = folded.roll(self.max_shift // self.bins_per_semitone, dims=2)
+        folded = folded.roll(self.first_class, dims=2)  # class c is pitch class c
         return [*outputs, folded.reshape(batch_size, 24, num_frames)]

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from musicssl.encoders._bins import bin_conv_stack, relative_db
+from musicssl.encoders._bins import bin_conv_stack, receptive_radius, relative_db
 from musicssl.encoders._shared import check_waveforms, resolve_layer
 from musicssl.encoders.base import Encoder
 from musicssl.errors import MusicSSLError
@@ -30,11 +30,13 @@ class PestoCNN(Encoder):
 
     The model reads a window of ``num_bins - 2 * max_shift`` bins (``window_bins``) starting
     at bin ``max_shift``; training reads windows at other offsets to make pitch-shifted
-    views (``spectrum``, ``window``, ``frame_logits``).
+    views (``spectrum``, ``window``, ``frame_logits``). The convolutions are unpadded, so
+    the ``output_bins`` outputs start ``radius`` bins into the window: output bin ``j`` is
+    CQT bin ``output_offset + j``, ``output_offset = max_shift + radius``.
 
     Layers (frame features, one frame per CQT hop): 0, the convolution features, maximum
     over bins (translation-invariant: timbre more than pitch), shape (B, channels, T);
-    1, the pitch distribution, shape (B, window_bins, T). The clip embedding is the mean
+    1, the pitch distribution, shape (B, output_bins, T). The clip embedding is the mean
     distribution.
 
     Args:
@@ -57,23 +59,29 @@ class PestoCNN(Encoder):
         *,
         sample_rate: int = 16000,
         hop_length: int = 128,
-        fmin: float = 2 * C1_HZ,
-        num_octaves: int = 6,
+        fmin: float = C1_HZ,
+        num_octaves: int = 7,
         bins_per_semitone: int = 3,
         max_shift: int = 18,
         channels: int = 16,
         depth: int = 3,
         kernel_size: int = 15,
-        output_kernel: int = 97,
+        output_kernel: int = 37,
         input_samples: int = 16384,
     ) -> None:
         super().__init__()
         self.num_bins = num_octaves * 12 * bins_per_semitone
         self.window_bins = self.num_bins - 2 * max_shift
-        if max_shift < 0 or self.window_bins < 12 * bins_per_semitone:
+        self.radius = receptive_radius(
+            depth=depth, kernel_size=kernel_size, output_kernel=output_kernel
+        )
+        self.output_bins = self.window_bins - 2 * self.radius
+        self.output_offset = max_shift + self.radius
+        if max_shift < 0 or self.output_bins < 12 * bins_per_semitone:
             raise MusicSSLError(
-                f"PestoCNN: max_shift={max_shift} leaves {self.window_bins} of {self.num_bins} "
-                "bins; the window needs at least an octave"
+                f"PestoCNN: max_shift={max_shift} and the convolutions' reach ({self.radius} "
+                f"bins each side) leave {self.output_bins} of {self.num_bins} bins; the output "
+                "needs at least an octave"
             )
         self._config: dict[str, Any] = {
             "sample_rate": int(sample_rate),
@@ -95,7 +103,7 @@ class PestoCNN(Encoder):
         self.bins_per_octave = 12 * self.bins_per_semitone
         self.max_shift = int(max_shift)
         self.channels = int(channels)
-        self.embedding_dim = self.window_bins
+        self.embedding_dim = self.output_bins
         self.num_layers = 2
         if self.input_samples < self.hop_length:
             raise MusicSSLError(
@@ -117,8 +125,8 @@ class PestoCNN(Encoder):
         return dict(self._config)
 
     def bin_frequencies(self) -> Tensor:
-        """Centre in Hz of each bin of the model's window. Shape: (window_bins,), float64."""
-        return self.cqt.frequencies()[self.max_shift : self.max_shift + self.window_bins]
+        """Centre in Hz of each output bin (unshifted window). Shape: (output_bins,), float64."""
+        return self.cqt.frequencies()[self.output_offset : self.output_offset + self.output_bins]
 
     def spectrum(self, x: Tensor) -> Tensor:
         """CQT in dB of a batch of waveforms. Shape: (B, num_samples) -> (B, num_bins, T)."""
@@ -145,11 +153,11 @@ class PestoCNN(Encoder):
         return spectrum.gather(1, index)
 
     def frame_logits(self, frames: Tensor) -> Tensor:
-        """Pitch logits of windows of single frames. Shape: (N, window_bins) -> same."""
+        """Pitch logits of windows of single frames. Shape: (N, window_bins) -> (N, output_bins)."""
         return self._layers(frames)[1]
 
     def forward_layers(self, x: Tensor) -> list[Tensor]:
-        """Both layers from one pass. Shapes: (B, channels, T) and (B, window_bins, T)."""
+        """Both layers from one pass. Shapes: (B, channels, T) and (B, output_bins, T)."""
         spectrum = self.spectrum(x)  # (B, num_bins, T)
         batch_size, _, num_frames = spectrum.shape
         frames = self.window(spectrum, self.max_shift).transpose(1, 2)  # (B, T, W)
@@ -164,11 +172,11 @@ class PestoCNN(Encoder):
         return self.forward_layers(x)[index]
 
     def pool(self, features: Tensor) -> Tensor:
-        """Mean over frames. Shape: (B, window_bins, T) -> (B, window_bins)."""
+        """Mean over frames. Shape: (B, output_bins, T) -> (B, output_bins)."""
         return features.mean(dim=-1)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Mean pitch distribution of each clip. Shape: (B, num_samples) -> (B, window_bins)."""
+        """Mean pitch distribution of each clip. Shape: (B, num_samples) -> (B, output_bins)."""
         return self.pool(self.forward_features(x))
 
     def frame_hop(self, layer: int | None = None) -> int:
@@ -177,7 +185,7 @@ class PestoCNN(Encoder):
         return self.hop_length
 
     def _layers(self, frames: Tensor) -> tuple[Tensor, Tensor]:
-        """(features (N, channels, W), logits (N, W)) of windows (N, W) of single frames."""
+        """(features (N, channels, W'), logits (N, output_bins)) of windows (N, W) of frames."""
         h = relative_db(frames, dims=(-1,)).unsqueeze(1)  # (N, 1, W)
         features = self.features(h)
         return features, self.to_logits(features).squeeze(1)

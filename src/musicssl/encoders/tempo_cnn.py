@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from musicssl.encoders._bins import bin_conv_stack
+from musicssl.encoders._bins import bin_conv_stack, receptive_radius
 from musicssl.encoders._shared import check_waveforms, resolve_layer
 from musicssl.encoders.base import Encoder
 from musicssl.errors import MusicSSLError
@@ -29,8 +29,10 @@ class TempoCNN(Encoder):
     keep that, so the softmax over tempo bins moves with the tempo. Which bin is which BPM is
     fixed afterwards by a calibration on synthetic click tracks (``musicssl.readouts``).
 
-    The whole input is one frame. Layers: 0, the convolution features, maximum over bins,
-    (B, channels, 1); 1, the tempo distribution, (B, tempo_bins, 1).
+    The convolutions are unpadded: the ``output_bins`` outputs are the curve's bins from
+    ``radius`` on, at tempi ``output_bpm``. The whole input is one frame. Layers: 0, the
+    convolution features, maximum over bins, (B, channels, 1); 1, the tempo distribution,
+    (B, output_bins, 1).
 
     Args:
         sample_rate: Input rate in Hz.
@@ -47,6 +49,7 @@ class TempoCNN(Encoder):
     """
 
     bpm: Tensor  # (tempo_bins,) float64
+    output_bpm: Tensor  # (output_bins,) float64
     lags: Tensor  # (tempo_bins,) in envelope frames
 
     def __init__(
@@ -55,12 +58,12 @@ class TempoCNN(Encoder):
         sample_rate: int = 16000,
         hop_length: int = 160,
         n_mels: int = 40,
-        min_bpm: float = 30.0,
-        tempo_bins: int = 96,
+        min_bpm: float = 20.0,
+        tempo_bins: int = 120,
         bins_per_octave: int = 24,
         channels: int = 16,
         depth: int = 3,
-        output_kernel: int = 49,
+        output_kernel: int = 25,
         input_samples: int = 96000,
     ) -> None:
         super().__init__()
@@ -86,11 +89,20 @@ class TempoCNN(Encoder):
         self.input_samples = int(input_samples)
         self.bins_per_octave = int(bins_per_octave)
         self.tempo_bins = int(tempo_bins)
-        self.embedding_dim = self.tempo_bins
+        self.radius = receptive_radius(depth=depth, kernel_size=9, output_kernel=output_kernel)
+        self.output_bins = self.tempo_bins - 2 * self.radius
+        if self.output_bins < 2:
+            raise MusicSSLError(
+                f"TempoCNN: the convolutions reach {self.radius} bins each side, which leaves "
+                f"{self.output_bins} of tempo_bins={tempo_bins}; use more bins"
+            )
+        self.embedding_dim = self.output_bins
         self.num_layers = 2
         self.channels = int(channels)
         bpm = min_bpm * 2.0 ** (torch.arange(tempo_bins, dtype=torch.float64) / bins_per_octave)
         self.register_buffer("bpm", bpm, persistent=False)
+        output_bpm = bpm[self.radius : self.radius + self.output_bins]
+        self.register_buffer("output_bpm", output_bpm, persistent=False)
         frame_rate = sample_rate / hop_length
         self.register_buffer("lags", (60.0 * frame_rate / bpm).float(), persistent=False)
         # Two periods of the slowest tempo, so that its lag has something to compare.
@@ -144,11 +156,11 @@ class TempoCNN(Encoder):
         return acf[..., low] * (1 - frac) + acf[..., low + 1] * frac
 
     def curve_logits(self, curve: Tensor) -> Tensor:
-        """Tempo logits of tempo curves. Shape: (B, tempo_bins) -> (B, tempo_bins)."""
+        """Tempo logits of tempo curves. Shape: (B, tempo_bins) -> (B, output_bins)."""
         return self._layers(curve)[1]
 
     def forward_layers(self, x: Tensor) -> list[Tensor]:
-        """Both layers from one pass: (B, channels, 1) and (B, tempo_bins, 1)."""
+        """Both layers from one pass: (B, channels, 1) and (B, output_bins, 1)."""
         features, logits = self._layers(self.tempo_curve(self.envelope(x)))
         return [features.amax(dim=-1, keepdim=True), logits.softmax(dim=-1).unsqueeze(-1)]
 
@@ -158,11 +170,11 @@ class TempoCNN(Encoder):
         return self.forward_layers(x)[index]
 
     def pool(self, features: Tensor) -> Tensor:
-        """Mean over frames. Shape: (B, tempo_bins, T) -> (B, tempo_bins)."""
+        """Mean over frames. Shape: (B, output_bins, T) -> (B, output_bins)."""
         return features.mean(dim=-1)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Tempo distribution of each clip. Shape: (B, num_samples) -> (B, tempo_bins)."""
+        """Tempo distribution of each clip. Shape: (B, num_samples) -> (B, output_bins)."""
         return self.pool(self.forward_features(x))
 
     def frame_hop(self, layer: int | None = None) -> int:

@@ -1,0 +1,278 @@
+"""The equivariant methods: loss values by hand, equivariance held by the architectures,
+calibration on synthetic audio, and the pitch, key and tempo verbs' one-line errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from musicssl.encoders import KeyCNN, PestoCNN, TempoCNN
+from musicssl.encoders._bins import local_expectation
+from musicssl.encoders.tempo_cnn import stretch_envelope
+from musicssl.errors import MusicSSLError
+from musicssl.losses import (
+    expected_value_equivariance,
+    invariance_cross_entropy,
+    key_cpsd_loss,
+    shift_cross_entropy,
+)
+from musicssl.methods import build_method
+from musicssl.pitch import PitchModel, harmonic_tone
+from musicssl.readouts import cadence, click_track, key_name
+
+# --- losses on hand-made inputs -------------------------------------------------------------
+
+
+def _one_hot(index: int, size: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(torch.tensor([index]), size).float()
+
+
+def test_invariance_cross_entropy_by_hand():
+    p_a, p_b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.5]])
+    # H(a, b) = -log 0.5; H(b, a) = -0.5 log 1 - 0.5 log(1e-7) (the floor of a zero).
+    expected = (math.log(2) - 0.5 * math.log(1e-7)) / 2
+    assert invariance_cross_entropy(p_a, p_b).item() == pytest.approx(expected, rel=1e-5)
+    assert invariance_cross_entropy(p_b, p_a).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_shift_cross_entropy_is_zero_for_a_matching_shift_and_not_otherwise():
+    p_a, p_b = _one_hot(1, 5), _one_hot(3, 5)
+    assert shift_cross_entropy(p_a, p_b, torch.tensor([2])).item() == pytest.approx(0.0, abs=1e-6)
+    wrong = shift_cross_entropy(p_a, p_b, torch.tensor([1])).item()
+    assert wrong == pytest.approx(-math.log(1e-7), rel=1e-5)
+
+
+def test_expected_value_equivariance_by_hand():
+    # One bin per octave: phi of a one-hot at bin 2 is 4 times that at bin 0.
+    p_a, p_b = _one_hot(0, 3), _one_hot(2, 3)
+    assert expected_value_equivariance(
+        p_a, p_b, torch.tensor([2]), bins_per_octave=1
+    ).item() == pytest.approx(0.0, abs=1e-6)
+    # Unshifted target 1: errors 4 - 1 = 3 and 1/4 - 1; Huber(delta 0.25) of each.
+    huber = lambda e: 0.25 * (abs(e) - 0.125)  # noqa: E731 (|e| > delta)
+    expected = (huber(3.0) + huber(-0.75)) / 2
+    value = expected_value_equivariance(p_a, p_b, torch.tensor([0]), bins_per_octave=1)
+    assert value.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_key_cpsd_loss_by_hand():
+    c, g = _one_hot(0, 12), _one_hot(7, 12)
+    assert key_cpsd_loss(c, g, torch.tensor([7])).item() == pytest.approx(0.0, abs=1e-6)
+    # Seven semitones is 49 = 1 (mod 12) steps of fifths: |1 - e^(-i pi / 6)|^2 = 2 - sqrt 3.
+    assert key_cpsd_loss(c, c, torch.tensor([7])).item() == pytest.approx(
+        2 - math.sqrt(3), rel=1e-5
+    )
+    uniform = torch.full((1, 12), 1 / 12)
+    assert key_cpsd_loss(uniform, uniform, torch.tensor([0])).item() == pytest.approx(1.0)
+
+
+def test_losses_refuse_mismatched_shapes():
+    with pytest.raises(MusicSSLError, match="shift_cross_entropy"):
+        shift_cross_entropy(torch.ones(2, 4) / 4, torch.ones(2, 5) / 5, torch.zeros(2))
+    with pytest.raises(MusicSSLError, match="12 classes"):
+        key_cpsd_loss(torch.ones(1, 24) / 24, torch.ones(1, 24) / 24, torch.zeros(1))
+
+
+def test_shift_losses_fall_when_a_table_of_logits_learns_to_move():
+    # Logits per input position; views shifted by known bins; the table must learn to move.
+    torch.manual_seed(0)
+    logits = torch.zeros(8, 16, requires_grad=True)
+    optimizer = torch.optim.Adam([logits], lr=0.1)
+    shift = torch.tensor([1, 2, 3, -1, -2, 0, 2, 1])
+    first = last = 0.0
+    for step in range(30):
+        p = logits.softmax(-1)
+        moved = torch.stack([torch.roll(row, int(k)) for row, k in zip(p, shift, strict=True)])
+        loss = shift_cross_entropy(p.detach(), moved, shift) + invariance_cross_entropy(p, p)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        first, last = (loss.item(), last) if step == 0 else (first, loss.item())
+    assert last < 0.5 * first
+
+
+# --- equivariance of the architectures ------------------------------------------------------
+
+
+def _silent_with_content(num_rows: int, num_bins: int, low: int, high: int, *extra: int):
+    """dB frames silent (-100) but for random content in bins [low, high)."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.full((num_rows, num_bins, *extra), -100.0)
+    x[:, low:high] = -60 * torch.rand(num_rows, high - low, *extra, generator=generator)
+    return x
+
+
+@pytest.mark.parametrize("k", [-5, 3, 7])
+def test_a_cqt_shift_of_k_bins_moves_the_pitch_distribution_by_k_bins(k):
+    torch.manual_seed(0)
+    encoder = PestoCNN(sample_rate=8000, num_octaves=4, max_shift=8, channels=4, depth=2,
+                       kernel_size=5, output_kernel=15).eval()  # fmt: skip
+    frames = _silent_with_content(3, encoder.num_bins, 60, 80)
+    with torch.no_grad():
+        p = encoder.frame_logits(encoder.window(frames, encoder.max_shift)).softmax(-1)
+        p_k = encoder.frame_logits(encoder.window(frames, encoder.max_shift - k)).softmax(-1)
+    torch.testing.assert_close(p_k, torch.roll(p, k, dims=-1))
+    assert not torch.allclose(p, torch.roll(p, 1, dims=-1))  # the output has a shape to move
+
+
+def test_a_harmonic_tone_a_fifth_up_peaks_seven_semitones_up():
+    torch.manual_seed(0)
+    encoder = PestoCNN(channels=4, depth=2).eval()
+    peaks = []
+    for f0 in (220.0, 220.0 * 2 ** (7 / 12)):
+        with torch.no_grad():
+            p = encoder(torch.from_numpy(harmonic_tone(f0, sr=16000, seconds=0.5))[None])
+        peaks.append(local_expectation(p[0].double(), radius=3)[0].item())
+    assert peaks[1] - peaks[0] == pytest.approx(7 * 3, abs=1.0)
+
+
+@pytest.mark.parametrize("k", [-4, 1, 5])
+def test_a_transposition_by_k_semitones_rotates_the_key_output_by_k(k):
+    torch.manual_seed(0)
+    encoder = KeyCNN(sample_rate=8000, hop_length=64, num_octaves=4, channels=4, depth=2,
+                     output_kernel=9).eval()  # fmt: skip
+    step = encoder.bins_per_semitone
+    spectrum = _silent_with_content(2, encoder.num_bins, 44, 52, 16)
+    with torch.no_grad():
+        logits = encoder.key_logits(encoder.window(spectrum, encoder.max_shift))
+        moved = encoder.key_logits(encoder.window(spectrum, encoder.max_shift - k * step))
+    rolled = logits.reshape(2, 2, 12, -1).roll(k, dims=2).reshape(logits.shape)
+    torch.testing.assert_close(moved, rolled)
+    assert not torch.allclose(logits, logits.reshape(2, 2, 12, -1).roll(1, 2).reshape(-1, 24, 4))
+
+
+def test_a_faster_envelope_moves_the_tempo_curve_up():
+    encoder = TempoCNN()
+    envelope = encoder.envelope(torch.from_numpy(click_track(100.0, sr=16000, seconds=8.0))[None])
+    curve = encoder.tempo_curve(envelope)[0]
+    peak = int(curve[24:72].argmax()) + 24  # 60 to 240 BPM
+    assert float(encoder.bpm[peak]) == pytest.approx(100.0, rel=0.03)
+    rate = torch.tensor([2.0 ** (6 / 24)])
+    faster = encoder.tempo_curve(stretch_envelope(envelope, rate, num_frames=600))[0]
+    assert int(faster[24:72].argmax()) + 24 == pytest.approx(peak + 6, abs=1)
+
+
+def test_stretch_envelope_by_hand():
+    envelope = torch.arange(6.0)[None]
+    out = stretch_envelope(envelope, torch.tensor([1.5]), num_frames=5)
+    torch.testing.assert_close(out, torch.tensor([[0.0, 1.5, 3.0, 4.5, 5.0]]))
+
+
+# --- calibration ------------------------------------------------------------------------------
+
+
+def _peak_picker(shift: int) -> PestoCNN:
+    """A PestoCNN whose output peaks ``shift`` bins above the loudest CQT bin."""
+    encoder = PestoCNN(channels=1, depth=1, kernel_size=1, output_kernel=15)
+    with torch.no_grad():
+        encoder.features[0].weight.fill_(1.0)
+        encoder.to_logits.weight.zero_()
+        encoder.to_logits.weight[0, 0, 7 - shift] = 60.0  # sharp: a peak of the input
+    return encoder.eval()
+
+
+def test_calibration_maps_a_synthetic_440_hz_tone_to_440_hz():
+    model = PitchModel(_peak_picker(shift=5))
+    assert model.offset == pytest.approx(-5.0, abs=0.5)
+    track = model.pitch(harmonic_tone(440.0, sr=16000, seconds=1.0, slope=1.5), 16000)
+    cents = 1200 * np.log2(np.median(track.f0[10:-10]) / 440.0)
+    assert abs(cents) < 20
+    assert track.f0.shape == track.confidence.shape == track.times.shape
+    assert ((track.confidence >= 0) & (track.confidence <= 1 + 1e-6)).all()
+
+
+def test_cadences_and_key_names():
+    assert key_name(6, "minor") == "F# minor" and key_name(10, "major") == "Bb major"
+    audio = cadence(0, "major", sr=8000)
+    assert audio.shape == (8000 * 4,) and np.abs(audio).max() <= 1.0
+    with pytest.raises(MusicSSLError, match="mode"):
+        cadence(0, "dorian", sr=8000)
+
+
+# --- methods refuse encoders without bins -----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["pesto", "stone", "tempo"])
+def test_methods_refuse_an_encoder_without_their_bins(name):
+    from musicssl.encoders import SampleCNN
+
+    with pytest.raises(MusicSSLError, match=f"method {name} needs encoder"):
+        build_method(name, SampleCNN(num_blocks=4, channels=[8, 8, 8, 16, 16, 32]))
+
+
+def test_pesto_draws_repeat_from_the_saved_counter():
+    encoder = PestoCNN(sample_rate=8000, num_octaves=4, max_shift=6, channels=4, depth=2,
+                       output_kernel=15, input_samples=2048)  # fmt: skip
+    method = build_method("pesto", encoder)
+    x = torch.randn(2, 2048)
+    first = method(x)["loss"].item()
+    state = {k: v.clone() for k, v in method.state_dict().items()}
+    method(x)
+    method.load_state_dict(state)
+    assert method(x)["loss"].item() != pytest.approx(first)  # count moved on past step 0
+    method.draws.count.zero_()
+    assert method(x)["loss"].item() == pytest.approx(first)
+
+
+# --- the verbs' one-line errors ---------------------------------------------------------------
+
+
+def _fake_run(tmp_path, encoder, name):
+    """A run folder holding one checkpoint of ``encoder`` (no training)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "run" / "checkpoints" / "step-00000001"
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in encoder.state_dict().items()},
+              folder / "encoder.safetensors")  # fmt: skip
+    (folder / "encoder.json").write_text(json.dumps({"name": name, "options": encoder.config()}))
+    (tmp_path / "run" / "latest").write_text("step-00000001\n")
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize("verb", ["pitch", "key", "tempo"])
+def test_verbs_refuse_a_run_of_another_kind(tmp_path, capsys, verb):
+    from musicssl.cli import main
+
+    run = _fake_run(tmp_path, TempoCNN() if verb != "tempo" else KeyCNN(), "tempo_cnn"
+                    if verb != "tempo" else "key_cnn")  # fmt: skip
+    wav = tmp_path / "a.wav"
+    from musicssl.audio import save
+
+    save(wav, np.zeros(16000, np.float32), sr=16000)
+    extra = ["--out", str(tmp_path / "f0.csv")] if verb == "pitch" else []
+    assert main([verb, str(run), str(wav), *extra]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"not a {verb} run" in err and str(run) in err
+    assert not (tmp_path / "f0.csv").exists()
+
+
+def test_pitch_verb_names_a_bad_audio_file_in_one_line(tmp_path, capsys):
+    from musicssl.cli import main
+
+    run = _fake_run(tmp_path, _peak_picker(shift=0), "pesto_cnn")
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF0000WAVEnot really audio")
+    assert main(["pitch", str(run), str(bad), "--out", str(tmp_path / "f0.csv")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bad.wav" in err
+    assert not (tmp_path / "f0.csv").exists()
+
+
+def test_pitch_verb_writes_time_f0_confidence(tmp_path, capsys):
+    from musicssl.audio import save
+    from musicssl.cli import main
+
+    run = _fake_run(tmp_path, _peak_picker(shift=3), "pesto_cnn")
+    wav = tmp_path / "a440.wav"
+    save(wav, harmonic_tone(440.0, sr=16000, seconds=1.0, slope=1.5), sr=16000)
+    assert main(["pitch", str(run), str(wav), "--out", str(tmp_path / "f0.csv")]) == 0
+    lines = (tmp_path / "f0.csv").read_text().splitlines()
+    assert lines[0] == "time,f0,confidence" and len(lines) == 1 + 1 + 16000 // 128
+    f0 = np.array([float(line.split(",")[1]) for line in lines[20:-20]])
+    assert abs(1200 * np.log2(np.median(f0) / 440.0)) < 20
