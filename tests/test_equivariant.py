@@ -276,3 +276,31 @@ def test_pitch_verb_writes_time_f0_confidence(tmp_path, capsys):
     assert lines[0] == "time,f0,confidence" and len(lines) == 1 + 1 + 16000 // 128
     f0 = np.array([float(line.split(",")[1]) for line in lines[20:-20]])
     assert abs(1200 * np.log2(np.median(f0) / 440.0)) < 20
+
+
+# --- the equivariance probe -------------------------------------------------------------------
+
+
+def test_equivariance_probe_tells_an_invariant_embedding_from_a_pitch_tracking_one():
+    from musicssl.evaluate.equivariance import equivariance_scores
+    from musicssl.evaluate.report.pages import _equivariance_rows
+
+    clips = [gain * harmonic_tone(f0, sr=8000, seconds=1.0)
+             for gain, f0 in ((0.2, 200.0), (0.6, 300.0), (1.8, 450.0))]  # fmt: skip
+
+    def loudness(x: np.ndarray) -> np.ndarray:  # which clip, whatever its pitch or tempo
+        peak = np.abs(x).max()
+        return np.array([peak < 0.2, 0.2 <= peak < 0.5, peak >= 0.5], dtype=float)
+
+    def spectrum(x: np.ndarray) -> np.ndarray:
+        return np.abs(np.fft.rfft(x, n=8000))[:2000]
+
+    invariant = equivariance_scores(loudness, clips, sr=8000)
+    assert all(v["invariance"] == pytest.approx(1.0) for v in invariant.values())
+    tracking = equivariance_scores(spectrum, clips, sr=8000)
+    assert tracking["pitch +2 st"]["invariance"] < 0.5
+    assert tracking["pitch +2 st"]["distance"] > tracking["tempo x1.06"]["distance"]
+    rows = _equivariance_rows({"equivariance": tracking})
+    assert [row[0] for row in rows] == list(tracking) and len(rows[0]) == 4
+    with pytest.raises(MusicSSLError, match="two clips"):
+        equivariance_scores(spectrum, clips[:1], sr=8000)

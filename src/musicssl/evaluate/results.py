@@ -195,6 +195,8 @@ class Evaluation:
             on the test split), in words.
         map: the 2-D map of the style task's test embeddings, when drawn.
         baselines: headline (mean, std) per task of each baseline, by ``baseline:NAME``.
+        equivariance: per transform (pitch shift, time stretch), how far the clip embedding
+            moves (``evaluate.equivariance``); encoders only.
         protocol: ``PROTOCOL_VERSION`` of the code that computed it.
     """
 
@@ -210,6 +212,7 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
     map: EmbeddingMap | None = None
     baselines: dict[str, dict[str, dict[str, MetricSummary]]] | None = None
+    equivariance: dict[str, dict[str, float]] | None = None
     protocol: int = PROTOCOL_VERSION
 
     def headlines(self) -> dict[str, dict[str, MetricSummary]]:
@@ -233,6 +236,8 @@ class Evaluation:
         }
         if self.map is not None:
             out["map"] = self.map.to_dict()
+        if self.equivariance is not None:
+            out["equivariance"] = self.equivariance
         if self.baselines is not None:
             out["baselines"] = {
                 label: {
@@ -258,6 +263,7 @@ class Evaluation:
             skipped_files=[str(line) for line in data.get("skipped_files", [])],
             notes=[str(line) for line in data.get("notes", [])],
             map=EmbeddingMap.from_dict(data["map"]) if data.get("map") else None,
+            equivariance=data.get("equivariance"),
             baselines=None
             if baselines is None
             else {

@@ -94,6 +94,9 @@ def evaluate(
         progress=progress,
     )
     if opened.is_checkpoint:
+        from musicssl.evaluate.equivariance import equivariance_probe
+
+        evaluation.equivariance = equivariance_probe(opened.model, corpus_dir)
         evaluation.notes += training_notes(source, corpus=corpus_dir)
         for line in evaluation.notes:
             print(f"warning: {line}", file=sys.stderr, flush=True)

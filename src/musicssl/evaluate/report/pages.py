@@ -101,6 +101,9 @@ def _markdown(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str
         for row, row_marks in zip(rows, marks)
     ]
     out += _md_table(header, marked) if rows else ["No task produced a score."]
+    if moves := _equivariance_rows(results):
+        out += ["", "## Equivariance", "", EQUIVARIANCE_NOTE, ""]
+        out += _md_table(EQUIVARIANCE_HEADER, moves)
     if skipped := skipped_lines(systems):
         out += ["", "## Skipped", ""] + [f"- {line}" for line in skipped]
     if files := skipped_file_lines(systems):
@@ -191,6 +194,9 @@ def _html(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str:
         out.append(_html_table(header, rows, marks, numeric))
     else:
         out.append("<p>No task produced a score.</p>")
+    if moves := _equivariance_rows(results):
+        out += ["<h2>Equivariance</h2>", f'<p class="note">{esc(EQUIVARIANCE_NOTE)}</p>']
+        out.append(_html_table(EQUIVARIANCE_HEADER, moves, None, {1, 2, 3}))
     if skipped := skipped_lines(systems):
         out += ["<h2>Skipped</h2>", '<ul class="skipped">']
         out += [f"<li>{esc(line)}</li>" for line in skipped]
@@ -234,6 +240,23 @@ def _html(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str:
             out.append(_html_table(["layer", str(task.get("main"))], layers, None, {1}))
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+EQUIVARIANCE_HEADER = ["transform", "invariance", "d(x, Tx)", "d(x, y)"]
+EQUIVARIANCE_NOTE = (
+    "How far the clip embedding moves under a transform of known size: invariance = "
+    "1 - d(x, Tx) / d(x, y), cosine distances averaged over test clips (d(x, y): between "
+    "different clips). 1: unmoved; 0: moved as far as another clip; pitch shifts are "
+    "tape-style (tempo moves too), tempo changes keep pitch."
+)
+
+
+def _equivariance_rows(results: Mapping[str, Any]) -> list[list[str]]:
+    moves = results.get("equivariance") or {}
+    return [
+        [name, f"{v['invariance']:.3f}", f"{v['distance']:.4f}", f"{v['between_clips']:.4f}"]
+        for name, v in moves.items()
+    ]
 
 
 def _html_table(
