@@ -27,6 +27,7 @@ test: setup lint
 lint: setup
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python bench/bench_store.py

@@ -57,6 +57,11 @@ def test_every_verb_is_there_and_every_default_is_read_from_the_library(capsys):
         ("embed",),
         ("evaluate",),
         ("compare",),
+        ("index",),
+        ("search",),
+        ("pitch",),
+        ("key",),
+        ("tempo",),
         ("demo",),
     }
     shown = 0

@@ -35,12 +35,12 @@ from torch import nn
 
 from musicssl.encoders import build_encoder
 from musicssl.errors import MusicSSLError
-from musicssl.files import write_text
+from musicssl.files import LOCK_NAME, write_text
 from musicssl.methods import Method
 from musicssl.recipe import Recipe
 
 KEEP_CHECKPOINTS = 2
-_RUN_FILES = ("recipe.yaml", "metrics.csv", "tensorboard", "checkpoints", "latest")
+_RUN_FILES = ("recipe.yaml", "metrics.csv", "tensorboard", "checkpoints", "latest", LOCK_NAME)
 
 
 def is_run(folder: str | os.PathLike) -> bool:
@@ -72,6 +72,18 @@ def check_new_run(run: str | os.PathLike) -> None:
             f"{run}: the folder holds files that are not a musicssl run ({', '.join(foreign[:3])}"
             f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty --out"
         )
+
+
+def check_resumable(run: str | os.PathLike) -> None:
+    """Refuse ``--resume`` of a folder that holds no run of ours, checkpoint or not.
+
+    Raises:
+        MusicSSLError: no ``recipe.yaml``, or files musicssl did not write.
+    """
+    run = Path(run)
+    if not (run / "recipe.yaml").is_file():
+        raise MusicSSLError(f"{run}: not a musicssl run folder (no recipe.yaml); nothing to resume")
+    check_new_run(run)
 
 
 def start_run(run: str | os.PathLike, recipe: Recipe) -> Path:
@@ -167,12 +179,18 @@ def write_checkpoint(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     encoder = method.encoder
-    save_file(_contiguous(encoder.state_dict()), partial / "encoder.safetensors")
     spec = {"name": encoder_name, "options": encoder.config()}
-    (partial / "encoder.json").write_text(json.dumps(spec, indent=2))
-    save_file(_contiguous(method.state_dict()), partial / "method.safetensors")
-    torch.save(training_state, partial / "state.pt")
-    (partial / "recipe.yaml").write_text(recipe.dump())
+    try:
+        save_file(_contiguous(encoder.state_dict()), partial / "encoder.safetensors")
+        (partial / "encoder.json").write_text(json.dumps(spec, indent=2))
+        save_file(_contiguous(method.state_dict()), partial / "method.safetensors")
+        torch.save(training_state, partial / "state.pt")
+        (partial / "recipe.yaml").write_text(recipe.dump())
+    except (SafetensorError, RuntimeError) as error:  # safetensors' and torch's own I/O errors
+        shutil.rmtree(partial, ignore_errors=True)
+        raise MusicSSLError(
+            f"{partial.parent / name}: cannot write the checkpoint ({error})"
+        ) from None
     shutil.rmtree(folder / name, ignore_errors=True)
     os.replace(partial, folder / name)
     write_text(Path(run) / "latest", name + "\n")

@@ -112,11 +112,24 @@ def run(args: argparse.Namespace) -> int:
             return _quiet_broken_pipe()
         return _fail(describe_os_error(error, _output_of(args)), EXIT_FAILURE)
     except KeyboardInterrupt:
-        return _fail("interrupted", EXIT_INTERRUPTED)
+        return _fail(_interrupted(args), EXIT_INTERRUPTED)
     except Exception as error:
         message = _known_failure(error, args)
         return _bug() if message is None else _fail(message, EXIT_FAILURE)
     return 0
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What an interrupted verb left, and how to go on (a run resumes from its checkpoint)."""
+    run = getattr(args, "resume", None) or (
+        getattr(args, "out", None) if getattr(args, "recipe", None) is not None else None
+    )
+    if run is None or not hasattr(args, "overrides"):
+        return "interrupted"
+    from musicssl.checkpoint import is_run, latest
+
+    kept = f"the checkpoint {latest(run).name} is kept" if is_run(run) else "no checkpoint yet"
+    return f"interrupted: {kept}; continue with `musicssl pretrain --resume {run}`"
 
 
 def _known_failure(error: Exception, args: argparse.Namespace) -> str | None:

@@ -220,9 +220,15 @@ def override(text: str) -> str:
 
 
 def recipe_file(text: str) -> str:
-    """A packaged recipe's name or a recipe file, resolved to the file."""
+    """A packaged recipe's name or a recipe file, resolved to the file.
+
+    A ``key=value`` word is passed on as it is: after ``--resume RUN`` it is an override, which
+    the verb refuses with its own message.
+    """
     from musicssl.recipe import recipe_path
 
+    if "=" in text and not os.path.exists(text):
+        return text
     try:
         path = recipe_path(text)
     except MusicSSLError as error:

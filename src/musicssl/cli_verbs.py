@@ -7,6 +7,7 @@ only the options a user gave are passed on (``given``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import textwrap
 from pathlib import Path
@@ -245,12 +246,17 @@ def run_pretrain(args: argparse.Namespace) -> None:
 
     if args.resume:
         if args.recipe or args.overrides:
-            raise MusicSSLError("--resume continues a run with its own recipe: give only RUN_DIR")
+            raise MusicSSLError(
+                "--resume continues a run with its own recipe and settings: give only RUN_DIR "
+                "(to train longer, start a new run)"
+            )
         run = Path(args.resume)
         recipe = Recipe.load(run / "recipe.yaml")
     else:
         if not args.recipe or not args.out:
             raise MusicSSLError("give a RECIPE and --out RUN_DIR (or --resume RUN_DIR)")
+        if "=" in args.recipe:
+            raise MusicSSLError(f"{args.recipe}: give the RECIPE first, then key=value overrides")
         run = Path(args.out)
         recipe = Recipe.load(args.recipe, args.overrides)
     accelerator, devices = recipe.train.accelerator, recipe.train.devices
@@ -264,12 +270,21 @@ def run_pretrain(args: argparse.Namespace) -> None:
             )
     from musicssl.checkpoint import check_new_run
     from musicssl.demo import with_builtin_store
+    from musicssl.files import folder_lock
     from musicssl.train import build_parts, pretrain
 
     build_parts(recipe)  # refuse bad part options before the built-in corpus is built
-    if not args.resume and os.environ.get("LOCAL_RANK", "0") == "0":  # not in DDP's children
+    first = os.environ.get("LOCAL_RANK", "0") == "0"  # DDP's children neither check nor lock
+    if not args.resume and first:
         check_new_run(run)
-    checkpoint = pretrain(with_builtin_store(recipe), out=run, resume=bool(args.resume))
+    recipe = with_builtin_store(recipe)
+    with contextlib.ExitStack() as stack:
+        if first:
+            busy = "another musicssl pretrain is writing this run now"
+            stack.enter_context(folder_lock(run, busy=busy))
+            if not args.resume:
+                check_new_run(run)  # again, now that no other process can write it
+        checkpoint = pretrain(recipe, out=run, resume=bool(args.resume))
     # Under DDP every process gets here; one line is enough.
     if os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0":
         print(f"checkpoint: {checkpoint}")
@@ -446,7 +461,12 @@ def run_evaluate(args: argparse.Namespace) -> None:
     options = given(args, *names)
     if options.get("baselines") == ["none"]:
         options["baselines"] = []
-    evaluate(args.source, **options)
+    from musicssl.evaluate.report.folder import check_out
+    from musicssl.files import folder_lock
+
+    check_out(args.out)  # before the lock makes the folder
+    with folder_lock(args.out, busy="another musicssl evaluate is writing this report now"):
+        evaluate(args.source, **options)
     out = Path(args.out)
     print(f"results: {out / 'results.json'}\nreport: {out / 'report.html'} ({out / 'report.md'})")
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+LOCK_NAME = ".lock"
 
 
 @contextmanager
@@ -36,6 +39,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike, *, busy: str) -> Iterator[None]:
+    """Hold ``folder/.lock`` for this process while the block runs; refuse if another holds it.
+
+    The lock (``flock``) goes with the process, so a killed writer's folder is free at once.
+
+    Raises:
+        MusicSSLError: another process holds the lock (``busy`` says what to do).
+    """
+    from musicssl.errors import MusicSSLError
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if sys.platform != "win32":
+            import fcntl
+
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise MusicSSLError(f"{folder}: {busy}") from None
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -237,7 +237,9 @@ class _Text(str):
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise MusicSSLError(f"{path}: cannot read recipe (not UTF-8 text)") from None
     except (OSError, yaml.YAMLError) as error:
         raise MusicSSLError(f"{path}: cannot read recipe ({error})") from None
     if not isinstance(raw, dict):
@@ -249,8 +251,8 @@ def _read(path: Path) -> dict[str, Any]:
 def _description(path: Path) -> str:
     """The first comment line of a recipe file, without its ``#``."""
     try:
-        first = path.read_text().splitlines()[0]
-    except (OSError, IndexError):
+        first = path.read_text(encoding="utf-8").splitlines()[0]
+    except (OSError, IndexError, UnicodeDecodeError):
         return ""
     return first.lstrip("#").strip() if first.startswith("#") else ""
 

@@ -97,8 +97,10 @@ def pretrain(
     _check_rate(store, parts.encoder)
     parts.chain.to(fabric.device)
     state: dict[str, Any] = {}
-    if resume:
+    if resume and checkpoint.is_run(run):
         state = checkpoint.load_training_state(run, parts.method)
+    elif resume:  # killed before its first checkpoint: it starts again from step 0
+        checkpoint.check_resumable(run)
     elif fabric.is_global_zero:
         checkpoint.start_run(run, recipe)
     start_step, last_step = int(state.get("step", 0)), int(state.get("horizon", settings.steps))
