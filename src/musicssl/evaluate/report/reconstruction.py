@@ -35,8 +35,8 @@ def mae_reconstruction(
 
     Args:
         source: a run folder (its latest checkpoint) or a checkpoint folder.
-        corpus: a corpus folder with ``manifest.jsonl``; its first ``num_clips`` test clips
-            (by path) are drawn, the start of each at the encoder's training crop.
+        corpus: a corpus folder with ``manifest.jsonl``; ``num_clips`` of its test clips,
+            evenly spaced in path order, are drawn, the start of each at the training crop.
         num_clips: rows of the figure.
         seed: seeds the mask.
 
@@ -91,11 +91,13 @@ def mae_reconstruction(
 
 
 def _test_clips(corpus: Path, encoder: SpectrogramViT, count: int) -> tuple[Tensor, list[str]]:
-    """The first ``count`` test clips, cut or zero-padded to the training crop. (B, samples)."""
+    """``count`` test clips evenly spaced in path order, cut or zero-padded to the training
+    crop. Shape: (count, input_samples)."""
     rows = sorted(
         (row for row in read_manifest(corpus / "manifest.jsonl") if row.get("split") == "test"),
         key=lambda row: str(row["path"]),
-    )[:count]
+    )
+    rows = rows[:: max(1, len(rows) // count)][:count]  # spread over the split: other pieces
     if not rows:
         raise MusicSSLError(f"{corpus / 'manifest.jsonl'}: no clip of the test split to draw")
     length = encoder.input_samples
