@@ -32,6 +32,14 @@ TimGM6mb SoundFont shipped inside pretty_midi.
   seconds (0 where no note sounds) and ``f0_hop`` is 0.01; otherwise both are null.
 - ``caption``: a sentence built from the labels, e.g. "A Bach chorale in F# minor for oboe,
   viola, cello and bassoon at 92 BPM in 4/4, with drums."
+
+``transfer/`` beside it holds the test clips played again by instruments of families the
+usual clips never use (``transfer/manifest.jsonl``, same fields and clip ids, split
+``test``; ``transfer/audio``, ``transfer/f0``): the usual clips draw their ensembles from
+piano, strings, ensemble (choir, voice), reed, pipe and ethnic instruments, the transfer
+renders from organ, guitar, bass, brass and synth lead (``instruments.CORPUS_FAMILIES``,
+``instruments.TRANSFER_FAMILIES``); drums play in both. ``musicssl evaluate --tasks
+transfer`` tests probes fitted on the usual clips on them (``builtin.transfer``).
 """
 
 from musicssl.builtin.build import SIZES, build_corpus, summarize
