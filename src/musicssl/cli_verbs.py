@@ -251,6 +251,9 @@ def run_pretrain(args: argparse.Namespace) -> None:
                 "(to train longer, start a new run)"
             )
         run = Path(args.resume)
+        from musicssl.checkpoint import check_resumable
+
+        check_resumable(run)
         recipe = Recipe.load(run / "recipe.yaml")
     else:
         if not args.recipe or not args.out:

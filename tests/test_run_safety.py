@@ -1,0 +1,154 @@
+"""A run folder under faults: one writer at a time, resumable from any point, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from musicssl import checkpoint, cli
+from musicssl.cli import main
+from musicssl.errors import MusicSSLError
+from musicssl.files import folder_lock
+
+RECIPE = """\
+# A tiny SimCLR for the tests.
+encoder:
+  name: sample_cnn
+  options: {{num_blocks: 4, channels: [8, 8, 16, 16, 16, 32], sample_rate: 16000}}
+method: {{name: simclr, options: {{hidden_dim: 16, projection_dim: 8}}}}
+augment: {{name: none}}
+data: {{store: {store}, workers: 0}}
+train: {{steps: 4, batch_size: 4, checkpoint_every: 2, log_every: 2}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def no_process_settings(monkeypatch):
+    monkeypatch.setattr(cli, "configure_torch", lambda: True)
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("safety")
+    (root / "audio").mkdir()
+    for number in range(8):
+        noise = np.random.default_rng(number).uniform(-0.3, 0.3, 16000).astype(np.float32)
+        sf.write(str(root / "audio" / f"{number}.wav"), noise, 16000)
+    assert main(["data", "index", str(root / "audio"), "--out", str(root / "m.jsonl"),
+                 "--split-by", "file"]) == 0  # fmt: skip
+    rows = [json.loads(line) for line in (root / "m.jsonl").read_text().splitlines()]
+    with open(root / "m.jsonl", "w") as handle:  # every clip in train, for a tiny store
+        handle.writelines(json.dumps({**row, "split": "train"}) + "\n" for row in rows)
+    assert main(["data", "pack", str(root / "m.jsonl"), "--out", str(root / "store")]) == 0
+    path = root / "recipe.yaml"
+    path.write_text(RECIPE.format(store=root / "store"))
+    return path
+
+
+def one_line(capsys) -> str:
+    """The one error line (progress lines aside), with no traceback anywhere."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if not line.startswith("pretrain: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_a_second_writer_of_a_run_is_refused_while_the_first_holds_it(recipe, tmp_path, capsys):
+    run = tmp_path / "run"
+    with folder_lock(run, busy="another musicssl pretrain is writing this run now"):
+        assert main(["pretrain", str(recipe), "--out", str(run)]) == 1
+        assert "another musicssl pretrain is writing this run now" in one_line(capsys)
+        assert sorted(p.name for p in run.iterdir()) == [".lock"]
+    # Once the first writer is gone, the folder (holding only the lock) takes a run.
+    assert main(["pretrain", str(recipe), "--out", str(run)]) == 0
+    assert checkpoint.latest(run).name == "step-00000004"
+
+
+def test_a_second_report_writer_is_refused(tmp_path, capsys):
+    out = tmp_path / "report"
+    with folder_lock(out, busy="another musicssl evaluate is writing this report now"):
+        assert main(["evaluate", "baseline:mfcc", "--out", str(out)]) == 1
+        assert "another musicssl evaluate is writing this report now" in one_line(capsys)
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(recipe, tmp_path):
+    run = tmp_path / "run"
+    from musicssl.recipe import Recipe
+
+    checkpoint.start_run(run, Recipe.load(recipe))  # what a run killed at step 1 leaves
+    assert not checkpoint.is_run(run)
+    assert main(["pretrain", "--resume", str(run)]) == 0
+    assert checkpoint.latest(run).name == "step-00000004"
+
+
+def test_resume_of_a_folder_that_is_no_run_is_one_line(tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    assert main(["pretrain", "--resume", str(tmp_path / "mine")]) == 1
+    assert "not a musicssl run folder" in one_line(capsys)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+
+
+def test_overrides_after_resume_say_what_to_do(recipe, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["pretrain", str(recipe), "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(run), "train.steps=8"]) == 1
+    assert "give only RUN_DIR" in one_line(capsys)
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(
+    recipe, tmp_path, capsys, monkeypatch
+):
+    run = tmp_path / "run"
+    real = checkpoint.save_file
+
+    def full_after_step_2(tensors, path, *args, **kwargs):
+        if "step-00000004" in str(path):
+            from safetensors import SafetensorError
+
+            raise SafetensorError("Error while serializing: No space left on device (os error 28)")
+        return real(tensors, path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save_file", full_after_step_2)
+    assert main(["pretrain", str(recipe), "--out", str(run)]) == 1
+    line = one_line(capsys)
+    assert "cannot write the checkpoint" in line and "No space left" in line
+    assert checkpoint.latest(run).name == "step-00000002"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002"]
+
+
+def test_a_recipe_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("# caf\xe9\nencoder: {name: sample_cnn}\n".encode("latin-1"))
+    assert main(["pretrain", str(path), "--out", str(tmp_path / "run")]) == 1
+    assert "not UTF-8" in one_line(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_of_pretrain_names_the_checkpoint_and_how_to_go_on(recipe, tmp_path, capsys,
+                                                                 monkeypatch):  # fmt: skip
+    run = tmp_path / "run"
+    real = checkpoint.write_checkpoint
+
+    def interrupted_after_step_2(*args, step, **kwargs):
+        real(*args, step=step, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "write_checkpoint", interrupted_after_step_2)
+    assert main(["pretrain", str(recipe), "--out", str(run)]) == 130
+    line = one_line(capsys)
+    assert "step-00000002 is kept" in line and f"pretrain --resume {run}" in line
+
+
+def test_the_lock_is_free_once_its_holder_is_gone(tmp_path):
+    with folder_lock(tmp_path / "f", busy="busy"):
+        with pytest.raises(MusicSSLError, match="busy"), folder_lock(tmp_path / "f", busy="busy"):
+            pass
+    with folder_lock(tmp_path / "f", busy="busy"):
+        assert os.path.exists(tmp_path / "f" / ".lock")
