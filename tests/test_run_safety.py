@@ -152,3 +152,27 @@ def test_the_lock_is_free_once_its_holder_is_gone(tmp_path):
             pass
     with folder_lock(tmp_path / "f", busy="busy"):
         assert os.path.exists(tmp_path / "f" / ".lock")
+
+
+def test_corpus_build_refuses_a_folder_of_the_users(tmp_path, capsys):
+    (tmp_path / "mine" / "audio").mkdir(parents=True)
+    (tmp_path / "mine" / "audio" / "bach-bwv365-00.wav").write_bytes(b"mine")
+    assert main(["corpus", "build", "--size", "tiny", "--out", str(tmp_path / "mine")]) == 1
+    assert "not a musicssl corpus" in one_line(capsys)
+    assert (tmp_path / "mine" / "audio" / "bach-bwv365-00.wav").read_bytes() == b"mine"
+
+
+def test_data_index_never_overwrites_a_labelled_manifest_it_did_not_write(tmp_path, capsys):
+    (tmp_path / "audio").mkdir()
+    noise = np.random.default_rng(0).uniform(-0.3, 0.3, 8000).astype(np.float32)
+    sf.write(str(tmp_path / "audio" / "a.wav"), noise, 8000)
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text('{"path": "audio/a.wav", "style": "mine", "split": "train"}\n')
+    before = labels.read_bytes()
+    argv = ["data", "index", str(tmp_path / "audio"), "--splits", str(labels), "--out"]
+    assert main([*argv, str(labels)]) == 1
+    assert "did not write" in one_line(capsys)
+    assert labels.read_bytes() == before
+    # Its own manifest it replaces (a second index of a grown folder).
+    assert main([*argv, str(tmp_path / "m.jsonl")]) == 0
+    assert main([*argv, str(tmp_path / "m.jsonl")]) == 0

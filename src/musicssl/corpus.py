@@ -270,11 +270,19 @@ def _existing_rows(path: Path) -> list[dict[str, Any]]:
     if path.is_dir():
         raise MusicSSLError(f"{path}: is a folder, not a manifest file")
     try:
-        return read_manifest(path)
+        rows = read_manifest(path)
     except MusicSSLError:
         raise MusicSSLError(
             f"{path}: exists and is not a manifest; refusing to overwrite it (choose a new path)"
         ) from None
+    # data index writes each file's size and time (or, in a bad-files report, a reason): a
+    # manifest without them (the built-in corpus's, a table of labels) is someone else's.
+    if any(not ({"bytes", "mtime"} <= row.keys() or "reason" in row) for row in rows):
+        raise MusicSSLError(
+            f"{path}: a manifest that data index did not write; refusing to overwrite it "
+            "(choose a new path)"
+        )
+    return rows
 
 
 def _relative(file: Path, base: Path) -> str:

@@ -325,6 +325,21 @@ def _complete(out_dir: Path, stamp: dict) -> bool:
     return True
 
 
+def _check_ours(out: Path) -> None:
+    """Refuse a folder that holds files and no build of ours: nothing of the user's is touched."""
+    if out.exists() and not out.is_dir():
+        raise MusicSSLError(f"{out}: exists and is not a folder; choose another --out")
+    if not out.is_dir() or (out / ".cache" / "build.json").is_file():
+        return
+    held = sorted(path.name for path in out.iterdir())
+    if held:
+        raise MusicSSLError(
+            f"{out}: the folder holds files that are not a musicssl corpus "
+            f"({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}); build into a new or "
+            "empty folder"
+        )
+
+
 def _discard_stale(out_dir: Path, stamp: dict) -> None:
     """Forget the clips of a killed build that had other settings."""
     stamp_file = out_dir / ".cache" / "build.json"
@@ -402,6 +417,7 @@ def build_corpus(
         return summarize(out / MANIFEST) | {
             "seconds_taken": round(time.perf_counter() - started, 3)
         }
+    _check_ours(out)
     check_renderer()
     pieces_cache = out / ".cache" / f"pieces-v{PIECES_VERSION}"
     for sub in ("audio", "f0", ".cache/clips"):
