@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -176,3 +177,30 @@ def test_data_index_never_overwrites_a_labelled_manifest_it_did_not_write(tmp_pa
     # Its own manifest it replaces (a second index of a grown folder).
     assert main([*argv, str(tmp_path / "m.jsonl")]) == 0
     assert main([*argv, str(tmp_path / "m.jsonl")]) == 0
+
+
+def test_a_background_writers_failure_is_one_line(capsys):
+    import threading
+
+    def fail():
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), "/runs/r/tensorboard/events")
+
+    previous = threading.excepthook
+    threading.excepthook = cli._background_failure
+    try:
+        thread = threading.Thread(target=fail)
+        thread.start()
+        thread.join()
+    finally:
+        threading.excepthook = previous
+    line = one_line(capsys)
+    assert "background writer stopped" in line and "/runs/r/tensorboard/events" in line
+
+
+def test_a_missing_checkpoint_or_folder_is_named(tmp_path):
+    with pytest.raises(MusicSSLError, match="no such run or checkpoint folder"):
+        checkpoint.checkpoint_folder(tmp_path / "nope")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "latest").write_text("step-00000010\n")
+    with pytest.raises(MusicSSLError, match="names step-00000010, which is missing"):
+        checkpoint.checkpoint_folder(tmp_path / "run")

@@ -115,7 +115,14 @@ def checkpoint_folder(path: str | os.PathLike) -> Path:
     Raises:
         MusicSSLError: it is neither.
     """
+    if not os.path.lexists(path):
+        raise MusicSSLError(f"{path}: no such run or checkpoint folder")
     folder = latest(path) if is_run(path) else Path(path)
+    if is_run(path) and not folder.is_dir():
+        raise MusicSSLError(
+            f"{path}: its 'latest' file names {folder.name}, which is missing from "
+            f"{folder.parent} (was the run folder changed by hand?)"
+        )
     if not (folder / "encoder.json").is_file() or not (folder / "encoder.safetensors").is_file():
         raise MusicSSLError(
             f"{path}: not a checkpoint (needs encoder.json and encoder.safetensors, "

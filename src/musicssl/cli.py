@@ -16,6 +16,7 @@ import argparse
 import errno
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 from typing import NoReturn
@@ -90,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # OpenMP waiters that sleep, and a glibc that keeps freed memory (musicssl.runtime):
     # OpenMP reads its setting once, when torch loads, so this comes before anything else.
     configure_cpu_runtime()
+    threading.excepthook = _background_failure
     try:
         args = parse(argv)
     except SystemExit as stop:  # --help (0) or a bad command line (2), already told
@@ -97,6 +99,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
     return run(args)
+
+
+def _background_failure(hook: threading.ExceptHookArgs) -> None:
+    """A helper thread's failure (a log writer on a full or read-only disk) as one line.
+
+    The verb itself has failed, or will, with its own one-line reason; the thread adds its own.
+    """
+    if hook.exc_type is SystemExit:
+        return
+    reason = describe_os_error(hook.exc_value) if isinstance(hook.exc_value, OSError) else None
+    print(f"musicssl: note: a background writer stopped ({reason or hook.exc_value!r})",
+          file=sys.stderr)  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
