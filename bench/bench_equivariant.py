@@ -32,6 +32,8 @@ import torch
 from musicssl.store import SampleStore
 
 SR = 16000
+# pip install --target .cache/bench-peers-pitch --no-deps pesto-pitch torchcrepe omegaconf \
+#     antlr4-python3-runtime==4.9.3   (omegaconf: pesto's checkpoint holds its config)
 PEERS = Path(__file__).resolve().parents[1] / ".cache" / "bench-peers-pitch"
 
 
@@ -144,8 +146,12 @@ def bench_pitch(args: argparse.Namespace) -> dict:
     notes, note_refs = isolated_notes()
     results = {}
     for name, fn in pitch_systems(args.run).items():
-        out_m, cpu_m = timed(fn, melodies)
-        out_n, cpu_n = timed(fn, notes)
+        try:
+            out_m, cpu_m = timed(fn, melodies)
+            out_n, cpu_n = timed(fn, notes)
+        except Exception as error:  # a peer that fails offline is reported, not fatal
+            print(f"{name}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+            continue
         results[name] = {
             "melodies": pitch_scores(refs, out_m),
             "notes": pitch_scores(note_refs, out_n),
