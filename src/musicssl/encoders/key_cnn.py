@@ -142,9 +142,7 @@ class KeyCNN(Encoder):
             )
             for c_in, c_out in zip(widths[:-1], widths[1:], strict=True)
         )
-        self.logits = nn.Conv2d(
-            channels, 2, kernel_size=(output_kernel, 1), bias=False
-        )
+        self.logits = nn.Conv2d(channels, 2, kernel_size=(output_kernel, 1), bias=False)
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments, as plain JSON/YAML values: ``KeyCNN(**config())``."""
