@@ -83,7 +83,8 @@ def check_resumable(run: str | os.PathLike) -> None:
     run = Path(run)
     if not (run / "recipe.yaml").is_file():
         raise MusicSSLError(f"{run}: not a musicssl run folder (no recipe.yaml); nothing to resume")
-    check_new_run(run)
+    if not is_run(run):
+        check_new_run(run)  # a run killed before its first checkpoint holds run files only
 
 
 def start_run(run: str | os.PathLike, recipe: Recipe) -> Path:
