@@ -646,9 +646,13 @@ def run_readout(args: argparse.Namespace) -> None:
     from musicssl.corpus import find_audio
     from musicssl.readouts import load_key, load_tempo
 
-    load = load_key if args.verb == "key" else load_tempo
-    model = load(args.checkpoint, **given(args, "device"))
-    read = model.key if args.verb == "key" else model.tempo
+    read: Any
+    if args.verb == "key":
+        model: Any = load_key(args.checkpoint, **given(args, "device"))
+        read = model.key
+    else:
+        model = load_tempo(args.checkpoint, **given(args, "device"))
+        read = model.tempo
     for given_path in map(Path, args.audio):
         found = [given_path] if given_path.is_file() else sorted(find_audio(given_path))
         for path in found:
