@@ -23,10 +23,11 @@ class Terminal(io.StringIO):
 
 
 def test_a_log_file_gets_a_line_every_tenth_and_no_carriage_return():
-    log = io.StringIO()
-    progress = bar(total=100, desc="index", unit="file", file=log)
-    assert isinstance(progress, LineProgress)
+    log, clock = io.StringIO(), Clock()
+    assert isinstance(bar(total=100, file=log), LineProgress)
+    progress = LineProgress(total=100, desc="index", unit="file", file=log, clock=clock)
     for _ in range(100):
+        clock.now += 1.0  # a tenth takes 10 s: past the least time between lines
         progress.update()
     progress.close()
     text = log.getvalue()
@@ -34,6 +35,16 @@ def test_a_log_file_gets_a_line_every_tenth_and_no_carriage_return():
     lines = text.splitlines()
     assert [line.split()[1] for line in lines] == [f"{p}%" for p in range(10, 101, 10)]
     assert lines[-1].startswith("index: 100% 100/100 file, ")
+
+
+def test_a_quick_job_writes_its_last_line_alone():
+    log = io.StringIO()
+    progress = bar(total=36, desc="pack", unit="clip", file=log)
+    for _ in range(36):
+        progress.update()
+    progress.close()
+    assert [line.split(":")[0] for line in log.getvalue().splitlines()] == ["pack"]
+    assert log.getvalue().startswith("pack: 100% 36/36 clip")
 
 
 def test_a_slow_count_writes_every_few_seconds_with_its_rate_and_postfix():

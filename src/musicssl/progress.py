@@ -23,6 +23,9 @@ Item = TypeVar("Item")
 
 EVERY_PERCENT = 10.0
 EVERY_SECONDS = 30.0
+# A line per tenth only once this long has passed since the last line: a job of a second or
+# two writes its last line alone, not ten.
+MIN_SECONDS = 2.0
 
 
 def is_interactive(stream: TextIO | None = None) -> bool:
@@ -79,7 +82,8 @@ def bar(
 
 
 class LineProgress:
-    """Progress as whole lines: every ``every_percent`` of ``total``, or ``every_seconds``."""
+    """Progress as whole lines: every ``every_percent`` of ``total`` (at most one line per
+    ``MIN_SECONDS``), or every ``every_seconds``, and one at the end."""
 
     def __init__(
         self,
@@ -137,7 +141,8 @@ class LineProgress:
             self._write(now)
         elif self.total and self.total > 0:
             step = self.total * self.every_percent / 100
-            if int(self.n / step) > int(self._last_n / step):  # crossed a step since the last line
+            crossed = int(self.n / step) > int(self._last_n / step)  # a step since the last line
+            if crossed and now - self._last_time >= MIN_SECONDS:
                 self._write(now)
 
     def set_postfix(self, **values: Any) -> None:
