@@ -1,0 +1,152 @@
+"""The ``evaluate`` and ``compare`` verbs: probing protocol and reports."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from musicssl.cli_options import (
+    Default,
+    Verb,
+    device_name,
+    existing_folder,
+    existing_path,
+    given,
+    output_folder,
+    positive_int,
+)
+
+
+def add_evaluate(verbs: Any) -> None:
+    evaluate = Verb(
+        verbs.add_parser(
+            "evaluate",
+            help="probe a frozen encoder (or any embeddings) on every task; write a report",
+            description="Embed every file the tasks need with SOURCE (cached by content "
+            "hash), fit linear and MLP probes on the train split (chosen on valid, several "
+            "seeds), score the test split, and write results.json, report.md and report.html "
+            "(offline, with plots) to --out, beside the baselines. SOURCE is a checkpoint or "
+            "run folder, an .npz of embeddings from any system ('names' relative to the "
+            "corpus's audio folder, 'emb'), or baseline:NAME (mfcc, logmel, tempogram, random).",
+        ),
+        "musicssl.evaluate.run:evaluate",
+    )
+    evaluate.option(
+        "source", type=_source, metavar="SOURCE", help="checkpoint, run, .npz or baseline:NAME"
+    )
+    evaluate.option(
+        "--out", required=True, type=output_folder, metavar="DIR", help="report folder to write"
+    )
+    evaluate.option(
+        "--corpus",
+        type=output_folder,
+        default=Default(_default_corpus),
+        metavar="DIR",
+        help="built-in corpus; the small one is built there if missing (default: %(default)s)",
+    )
+    evaluate.option(
+        "--tasks",
+        nargs="+",
+        metavar="TASK",
+        help="built-in tasks by name (style key ...; style@transfer, or transfer for all: "
+        "tested on the corpus's renders by other instruments), DATASET=ROOT for a standard "
+        "data set in "
+        "its usual layout (gtzan=/data/gtzan), or a .csv/.jsonl of path + label(s) "
+        "(default: every built-in task)",
+    )
+    evaluate.option(
+        "--seeds",
+        type=positive_int,
+        metavar="N",
+        help="probe fits per task: scores are mean ± std over them (default: %(default)s)",
+    )
+    evaluate.option("--layers", choices=["all"], help="also probe every encoder layer")
+    evaluate.option(
+        "--readout",
+        choices=["mean", "freq"],
+        help="the layers' vectors: mean over frames, or freq: frequency bins kept "
+        "(default: %(default)s)",
+    )
+    evaluate.option(
+        "--baselines",
+        nargs="+",
+        type=_baseline,
+        metavar="NAME",
+        help="set beside SOURCE in the report (each cached), or none (default: %(default)s)",
+    )
+    evaluate.option(
+        "--cache",
+        type=output_folder,
+        default=Default(default_cache_folder),
+        metavar="DIR",
+        help="embeddings and baseline results (default: %(default)s; $MUSICSSL_CACHE sets it)",
+    )
+    evaluate.option(
+        "--device", type=device_name, help="cpu, cuda, cuda:N or mps (default: %(default)s)"
+    )
+    evaluate.parser.set_defaults(run=run_evaluate, uses_torch=True)
+
+
+def _source(text: str) -> str:
+    return text if text.startswith("baseline:") else existing_path(text)
+
+
+def _baseline(text: str) -> str:
+    from musicssl.evaluate.baselines import BASELINES
+
+    if text != "none" and text not in BASELINES:
+        raise argparse.ArgumentTypeError(f"{text!r}: give {', '.join(BASELINES)} or none")
+    return text
+
+
+def _default_corpus() -> Any:
+    from musicssl.recipe import DEFAULT_CORPUS
+
+    return DEFAULT_CORPUS
+
+
+def default_cache_folder() -> Any:
+    from musicssl.evaluate.run import default_cache
+
+    return default_cache()
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from musicssl.evaluate.run import evaluate
+
+    names = (
+        "out", "corpus", "tasks", "seeds", "layers", "readout", "baselines", "cache", "device"
+    )  # fmt: skip
+    options = given(args, *names)
+    if options.get("baselines") == ["none"]:
+        options["baselines"] = []
+    from musicssl.evaluate.report.folder import check_out
+    from musicssl.files import folder_lock
+
+    check_out(args.out)  # before the lock makes the folder
+    with folder_lock(args.out, busy="another musicssl evaluate is writing this report now"):
+        evaluate(args.source, **options)
+    out = Path(args.out)
+    print(f"results: {out / 'results.json'}\nreport: {out / 'report.html'} ({out / 'report.md'})")
+
+
+def add_compare(verbs: Any) -> None:
+    compare = Verb(
+        verbs.add_parser(
+            "compare",
+            help="one table over several evaluation folders",
+            description="Print each task's headline score (mean ± std over seeds) for every "
+            "folder written by `musicssl evaluate`; marks the best and the scores within "
+            "noise of it.",
+        ),
+        "musicssl.evaluate.report.compare:compare_table",
+    )
+    compare.option("dirs", nargs="+", type=existing_folder, metavar="DIR", help="with results.json")
+    compare.parser.set_defaults(run=run_compare)
+
+
+def run_compare(args: argparse.Namespace) -> None:
+    from musicssl.evaluate.report.compare import compare_table
+
+    print(compare_table(args.dirs))
