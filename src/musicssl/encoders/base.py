@@ -6,11 +6,16 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from musicssl.encoders._shared import resolve_layer
+
 
 class Encoder(nn.Module):
     """An encoder: waveforms in, clip embeddings, frame features and every layer out.
 
-    Subclasses set the four attributes in their constructor and define the methods.
+    Subclasses set the four attributes in their constructor and define ``forward_layers``,
+    ``frame_hop`` and ``config``; the clip embedding, one layer's features and the pooling
+    have defaults (one layer of ``forward_layers``, the mean over frames) that an encoder with
+    a cheaper path overrides.
     """
 
     embedding_dim: int
@@ -18,14 +23,20 @@ class Encoder(nn.Module):
     input_samples: int
     num_layers: int
 
+    def forward(self, x: Tensor) -> Tensor:
+        """Clip embeddings. Shape: (batch_size, num_samples) -> (batch_size, embedding_dim)."""
+        return self.pool(self.forward_features(x))
+
     def forward_features(self, x: Tensor, *, layer: int | None = None) -> Tensor:
-        raise NotImplementedError
+        """Frame features after ``layer`` (None: the last). Shape: (batch, channels, frames)."""
+        return self.forward_layers(x)[resolve_layer(layer, self.num_layers, type(self).__name__)]
 
     def forward_layers(self, x: Tensor) -> list[Tensor]:
         raise NotImplementedError
 
     def pool(self, features: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Mean over frames. Shape: (batch, channels, frames) -> (batch, channels)."""
+        return features.mean(dim=-1)
 
     def frame_hop(self, layer: int | None = None) -> int:
         raise NotImplementedError

@@ -179,19 +179,6 @@ class KeyCNN(Encoder):
         outputs = self._outputs(self.window(self.spectrum(x), self.max_shift))
         return [h.amax(dim=2) for h in outputs[:-1]] + [outputs[-1]]
 
-    def forward_features(self, x: Tensor, *, layer: int | None = None) -> Tensor:
-        """Frame features after ``layer``; the last is the key logits."""
-        index = resolve_layer(layer, self.num_layers, "KeyCNN")
-        return self.forward_layers(x)[index]
-
-    def pool(self, features: Tensor) -> Tensor:
-        """Mean over frames. Shape: (B, 24, T) -> (B, 24)."""
-        return features.mean(dim=-1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Clip key logits (mean over frames). Shape: (B, num_samples) -> (B, 24)."""
-        return self.pool(self.forward_features(x))
-
     def frame_hop(self, layer: int | None = None) -> int:
         """Input samples between frames of ``layer``: each block halves the frames."""
         index = resolve_layer(layer, self.num_layers, "KeyCNN")

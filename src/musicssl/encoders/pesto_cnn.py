@@ -166,19 +166,6 @@ class PestoCNN(Encoder):
         probs = logits.softmax(dim=-1).reshape(batch_size, num_frames, -1).transpose(1, 2)
         return [pooled, probs]
 
-    def forward_features(self, x: Tensor, *, layer: int | None = None) -> Tensor:
-        """Frame features of ``layer`` (0: convolution features, 1: pitch distribution)."""
-        index = resolve_layer(layer, self.num_layers, "PestoCNN")
-        return self.forward_layers(x)[index]
-
-    def pool(self, features: Tensor) -> Tensor:
-        """Mean over frames. Shape: (B, output_bins, T) -> (B, output_bins)."""
-        return features.mean(dim=-1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Mean pitch distribution of each clip. Shape: (B, num_samples) -> (B, output_bins)."""
-        return self.pool(self.forward_features(x))
-
     def frame_hop(self, layer: int | None = None) -> int:
         """Input samples between frames (the CQT hop) for either layer."""
         resolve_layer(layer, self.num_layers, "PestoCNN")

@@ -164,19 +164,6 @@ class TempoCNN(Encoder):
         features, logits = self._layers(self.tempo_curve(self.envelope(x)))
         return [features.amax(dim=-1, keepdim=True), logits.softmax(dim=-1).unsqueeze(-1)]
 
-    def forward_features(self, x: Tensor, *, layer: int | None = None) -> Tensor:
-        """Features of ``layer`` (0: convolutions, 1: tempo distribution)."""
-        index = resolve_layer(layer, self.num_layers, "TempoCNN")
-        return self.forward_layers(x)[index]
-
-    def pool(self, features: Tensor) -> Tensor:
-        """Mean over frames. Shape: (B, output_bins, T) -> (B, output_bins)."""
-        return features.mean(dim=-1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Tempo distribution of each clip. Shape: (B, num_samples) -> (B, output_bins)."""
-        return self.pool(self.forward_features(x))
-
     def frame_hop(self, layer: int | None = None) -> int:
         """The whole input is one frame: its training crop length."""
         resolve_layer(layer, self.num_layers, "TempoCNN")
