@@ -92,8 +92,9 @@ def random_embeddings(task: Task, *, dim: int = 128, seed: int = 1):
 
 
 def oracle_embeddings(task: Task, *, noise_dims: int = 8, seed: int = 1):
-    """One-hot of the label (of the group; of each frame's pitch class), or the target's
-    value (log2 BPM for tempo) as one dimension beside noise dimensions."""
+    """One-hot of the label (of the group; of each frame's pitch class), the target's value
+    as one dimension beside noise dimensions (regression), or for tempo a tempogram-like
+    profile: Gaussian tuning curves over log2 BPM, one every 0.05 octave."""
     rng = np.random.default_rng(seed)
     examples = task.examples
     if task.kind == "pitch":
@@ -111,10 +112,15 @@ def oracle_embeddings(task: Task, *, noise_dims: int = 8, seed: int = 1):
             e.name: np.array([c in e.target for c in task.classes], dtype=np.float32)
             for e in examples
         }, None
-    if task.kind in ("regression", "tempo"):
-        value = np.log2 if task.kind == "tempo" else float
+    if task.kind == "regression":
         return {
-            e.name: np.r_[value(e.target), rng.normal(size=noise_dims)].astype(np.float32)
+            e.name: np.r_[float(e.target), rng.normal(size=noise_dims)].astype(np.float32)
+            for e in examples
+        }, None
+    if task.kind == "tempo":
+        centres = np.arange(5.0, 8.5, 0.05)
+        return {
+            e.name: np.exp(-0.5 * ((np.log2(e.target) - centres) / 0.05) ** 2).astype(np.float32)
             for e in examples
         }, None
     labels = sorted({str(e.target) for e in examples})
@@ -296,3 +302,16 @@ def test_bad_embeddings_raise(tmp_path):
     features, times = frames["a0.wav"]
     with pytest.raises(MusicSSLError, match=r"a0\.wav: features"):
         evaluate_task(pitch, {}, frames={**frames, "a0.wav": (features, times[:-1])})
+
+
+def test_tempo_bins_put_every_tempo_within_acc1_of_its_bin_centre():
+    from musicssl.evaluate.targets import TEMPO_BIN_WIDTH, tempo_bins
+
+    bpm = np.array([40.0, 240.0])
+    centres = tempo_bins(bpm)
+    # log2(240 / 40) = 2.585 octaves at 2 * log2(1.04) = 0.1132 octave per bin: 23 bins.
+    assert len(centres) == 23
+    assert centres[0] == pytest.approx(math.log2(40) + TEMPO_BIN_WIDTH / 2)
+    tempi = np.geomspace(40, 240, 2001)
+    nearest = 2.0 ** centres[np.abs(np.log2(tempi)[:, None] - centres).argmin(axis=1)]
+    assert metrics.tempo_acc1(tempi, nearest) == 1.0

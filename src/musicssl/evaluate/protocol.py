@@ -7,12 +7,13 @@ test set drawn with that seed, so the spread over seeds holds both probe and tes
 noise. Retrieval tasks have no probe: gallery items are ranked by cosine similarity, and each
 seed resamples the queries.
 
-"chance" is what an embedding that carries no information scores in expectation:
-a class drawn uniformly at random (accuracy 1/num_classes, macro F1 and the MIREX key score
-from the test labels), 0.5 ROC-AUC and the positive rate as PR-AUC (multilabel), the training
-mean as the prediction (regression; tempo: the training mean of log2 BPM), and a uniformly
-random ranking (retrieval, exact expectations). Classification kinds also report "majority",
-the accuracy of always answering the most common training class.
+"chance" is what an embedding that carries no information scores in expectation: a class
+drawn uniformly at random (accuracy 1/num_classes, macro F1 and the MIREX key score from the
+test labels), 0.5 ROC-AUC and the positive rate as PR-AUC (multilabel), the training mean as
+the prediction (regression), the centre of the most common training tempo bin (tempo: the
+probe classifies log-spaced tempo bins), and a uniformly random ranking (retrieval, exact
+expectations). Classification kinds also report "majority", the accuracy of always answering
+the most common training class.
 
 What a probe learns per kind is in ``targets`` (the frames of a pitch task are prepared in
 ``pitch_frames``), and retrieval is scored in ``retrieval``; this module turns every kind into

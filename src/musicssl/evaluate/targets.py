@@ -230,13 +230,30 @@ def _regression(task: Task, examples: dict[str, list[Example]]) -> ProbeData:
     return ProbeData(y, "regression", None, score, score("test", constant, None))
 
 
+# Tempo bins are log-spaced so that every tempo in a bin is within the 4% of Acc1 from the
+# bin's centre: a classifier over them keeps an estimate that a regression would pull toward
+# the training mean (right up to an octave is far from the mean in log2 BPM).
+TEMPO_BIN_WIDTH = 2 * float(np.log2(1 + metrics.TEMPO_TOLERANCE))
+
+
+def tempo_bins(bpm: np.ndarray) -> np.ndarray:
+    """Centres (log2 BPM) of the tempo bins that cover ``bpm``, one ``TEMPO_BIN_WIDTH`` apart."""
+    low, high = np.log2(bpm.min()), np.log2(bpm.max())
+    count = int(np.floor((high - low) / TEMPO_BIN_WIDTH)) + 1
+    return low + TEMPO_BIN_WIDTH * (np.arange(count) + 0.5)
+
+
 def _tempo(task: Task, examples: dict[str, list[Example]]) -> ProbeData:
     bpm = _values(task, examples, positive=True)
-    # Tempo errors are relative (a 4% window), so the probe regresses log2 BPM.
-    y = {split: np.log2(values) for split, values in bpm.items()}
+    centres = tempo_bins(np.concatenate(list(bpm.values())))
+
+    def nearest_bin(values: np.ndarray) -> np.ndarray:
+        return np.abs(np.log2(values)[:, None] - centres[None, :]).argmin(axis=1)
+
+    y = {split: nearest_bin(values) for split, values in bpm.items()}
 
     def score(split, outputs, rows):
-        reference, estimate = bpm[split], 2.0**outputs
+        reference, estimate = bpm[split], 2.0 ** centres[outputs.argmax(axis=1)]
         if rows is not None:
             reference, estimate = reference[rows], estimate[rows]
         return {
@@ -244,8 +261,10 @@ def _tempo(task: Task, examples: dict[str, list[Example]]) -> ProbeData:
             "acc2": metrics.tempo_acc2(reference, estimate),
         }
 
-    constant = np.full(len(y["test"]), y["train"].mean())
-    return ProbeData(y, "regression", None, score, score("test", constant, None))
+    most = np.bincount(y["train"], minlength=len(centres)).argmax()
+    constant = np.eye(len(centres))[np.full(len(y["test"]), most)]
+    classes = [f"{2.0**c:.0f} BPM" for c in centres]
+    return ProbeData(y, "multiclass", len(centres), score, score("test", constant, None), classes)
 
 
 def pitch_data(task: Task, frames: Mapping[str, tuple[np.ndarray, np.ndarray]] | None) -> ProbeData:
