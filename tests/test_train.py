@@ -10,15 +10,19 @@ import pytest
 import soundfile as sf
 import torch
 from safetensors.torch import load_file
+from torch import nn
 
 from musicssl.budget import FIT_STEPS, TimeBudget, last_step_within
 from musicssl.checkpoint import latest as latest_checkpoint
+from musicssl.checkpoint import load_training_state
 from musicssl.corpus import index_folder
 from musicssl.embed import load
+from musicssl.errors import MusicSSLError
+from musicssl.methods import METHODS, Method
 from musicssl.pack import pack
 from musicssl.recipe import OptimSettings, Recipe
 from musicssl.runlog import TrainingDiverged
-from musicssl.train import learning_rate_factor, pretrain
+from musicssl.train import StepBatches, build_parts, learning_rate_factor, pretrain
 
 RECIPE = """
 encoder:
@@ -285,3 +289,114 @@ def test_only_training_clips_reach_the_loader(tmp_path: Path, store: Path, monke
     with pytest.raises(Exception, match="no clip has a .split."):
         pretrain(unsplit, out=tmp_path / "unsplit", progress=False)
     assert not (tmp_path / "unsplit").exists()
+
+
+# Steps at which the regression method's after_optimizer_step ran (reset by each test).
+HOOK_STEPS: list[int] = []
+
+
+class _Regression(Method):
+    """A method without negatives: the mean over clips of a per-clip squared error.
+
+    The encoder's batch norm stays in inference mode, so that no clip's term depends on the
+    other clips of its batch: the loss of a batch is then the mean of its micro-batches'.
+    """
+
+    num_views = 1
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder.eval()
+        self.head = nn.Linear(encoder.embedding_dim, 1)
+
+    def train(self, mode: bool = True) -> "_Regression":
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        target = x.pow(2).mean(dim=-1, keepdim=True) * 10
+        return {"loss": torch.nn.functional.mse_loss(self.head(self.encoder(x)), target)}
+
+    def after_optimizer_step(self, step: int, total_steps: int) -> dict[str, float]:
+        HOOK_STEPS.append(step)
+        return {}
+
+
+def _regression(encoder: nn.Module) -> _Regression:
+    return _Regression(encoder)
+
+
+def _regression_run(tmp_path: Path, store: Path, name: str, overrides: list[str]) -> Path:
+    """A run of the regression method with no augmentation (crops depend on the seed only)."""
+    text = RECIPE.format(method="regression", store=store, steps=1)
+    path = tmp_path / "regression.yaml"
+    path.write_text(text.replace("options: {hidden_dim: 32, projection_dim: 16}", "options: {}")
+                    .replace("augment: {name: clmr, options: {pitch_kind: tape}}",
+                             "augment: {name: none}"))  # fmt: skip
+    pretrain(Recipe.load(path, overrides), out=tmp_path / name, progress=False)
+    return tmp_path / name
+
+
+def test_two_accumulated_micro_batches_step_as_one_batch_twice_their_size(
+    tmp_path: Path, store: Path, monkeypatch
+):
+    monkeypatch.setitem(METHODS, "regression", _regression)
+    one = ["train.steps=1", "train.batch_size=8"]
+    two = ["train.steps=1", "train.batch_size=4", "train.accumulate=2"]
+    runs = [_regression_run(tmp_path, store, name, o) for name, o in (("one", one), ("two", two))]
+    weights = [load_file(latest_checkpoint(run) / "method.safetensors") for run in runs]
+    torch.manual_seed(1)  # the runs' initial weights
+    initial = build_parts(Recipe.load(runs[0] / "recipe.yaml")).method.state_dict()
+    for name in weights[0]:
+        torch.testing.assert_close(weights[1][name], weights[0][name], rtol=0, atol=1e-6)
+    assert not torch.allclose(weights[0]["head.weight"], initial["head.weight"])
+    # Adam's first step hardly depends on the gradient's scale: its first moment does.
+    moments = []
+    for run in runs:
+        method = build_parts(Recipe.load(run / "recipe.yaml")).method
+        state = load_training_state(run, method)["optimizer"]["state"]
+        moments.append([state[key]["exp_avg"] for key in sorted(state)])
+    assert len(moments[0]) == len(list(initial)) - sum("running" in k or "num_batches" in k
+                                                        for k in initial)  # fmt: skip
+    for ours, theirs in zip(*moments):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-9)
+
+
+def test_accumulation_counts_steps_schedule_and_hooks_once_per_optimiser_step(
+    tmp_path: Path, store: Path, monkeypatch
+):
+    monkeypatch.setitem(METHODS, "regression", _regression)
+    HOOK_STEPS.clear()
+    run = _regression_run(
+        tmp_path, store, "run",
+        ["train.steps=4", "train.batch_size=2", "train.accumulate=3", "optim.warmup_steps=4"],
+    )  # fmt: skip
+    assert HOOK_STEPS == [1, 2, 3, 4]
+    rows = _metrics(run)
+    assert [int(row["step"]) for row in rows] == [2, 4]
+    # The warm-up reaches the full rate at its fourth step, not its fourth micro-batch.
+    assert [float(row["lr"]) for row in rows] == pytest.approx([1e-3 * 2 / 4, 1e-3])
+    assert latest_checkpoint(run).name == "step-00000004"
+
+
+def test_a_step_of_micro_batches_takes_the_items_of_one_batch_of_their_total():
+    def batches(**options) -> list[list[tuple[int, int]]]:
+        return list(StepBatches(50, seed=3, start_step=1, total_steps=3, **options))
+
+    single = batches(batch_size=12)
+    micro = batches(batch_size=4, accumulate=3)
+    assert len(micro) == 3 * len(single) == 6
+    assert [sum(micro[3 * i : 3 * i + 3], []) for i in range(2)] == single
+    ranks = [batches(batch_size=2, accumulate=3, rank=r, world_size=2) for r in (0, 1)]
+    assert [sum((ranks[0][k] + ranks[1][k] for k in range(3 * i, 3 * i + 3)), []) for i in
+            range(2)] == single  # fmt: skip
+    with pytest.raises(MusicSSLError, match="train.accumulate"):
+        StepBatches(50, seed=0, start_step=0, total_steps=1, batch_size=20, accumulate=3)
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "1.5", "many"])
+def test_a_bad_accumulate_is_one_line_naming_it(tmp_path: Path, store: Path, value: str):
+    with pytest.raises(MusicSSLError, match="train.accumulate") as error:
+        Recipe.load(_recipe(tmp_path, store), [f"train.accumulate={value}"])
+    assert "\n" not in str(error.value)

@@ -88,7 +88,10 @@ class TrainSettings:
 
     Args:
         steps: optimiser steps of the whole run.
-        batch_size: view pairs per step and process.
+        batch_size: view pairs per micro-batch and process.
+        accumulate: micro-batches whose gradients each optimiser step averages (1: none).
+            A method without negatives (BYOL, SLAP) then trains as at ``accumulate`` times
+            the batch; a contrastive one still draws its negatives from one micro-batch.
         precision: Lightning Fabric precision: 32-true, bf16-mixed or 16-mixed.
         accelerator: cpu, cuda or auto.
         devices: processes on this machine (``auto`` or a number).
@@ -108,6 +111,7 @@ class TrainSettings:
 
     steps: int = 1000
     batch_size: int = 48
+    accumulate: int = 1
     precision: str = "32-true"
     accelerator: str = "auto"
     devices: str = "1"
@@ -130,6 +134,8 @@ class TrainSettings:
                 "train.steps must be > 0 and train.batch_size >= 2, got "
                 f"{self.steps} and {self.batch_size}"
             )
+        if self.accumulate < 1:
+            raise MusicSSLError(f"train.accumulate must be >= 1, got {self.accumulate}")
         if self.precision not in PRECISIONS:
             raise MusicSSLError(
                 f"train.precision must be one of {PRECISIONS}, got {self.precision!r}"

@@ -120,19 +120,22 @@ def pretrain(
                disable=not (progress and fabric.is_global_zero))  # fmt: skip
     generator = torch.Generator()  # augmentation draws are made on the host
     step = start_step
-    for batch in loader:
-        if graphed:  # a new step: the graphs may reuse the memory of the last step's outputs
-            torch.compiler.cudagraph_mark_step_begin()
+    for batches in _groups(loader, settings.accumulate):
         _set_learning_rate(optimizer, recipe.optim, step=step, last_step=last_step)
-        generator.manual_seed((settings.seed * 1_000_003 + step) * 4099 + fabric.global_rank)
-        views = _views(batch, parts.chain, fabric.device, generator, parts.method.num_views)
-        outputs = model(*views, **_texts(batch, store, parts.method))
-        fabric.backward(outputs["loss"])
+        for micro, batch in enumerate(batches):
+            if graphed:  # a new pass: the graphs may reuse the memory of the last one's outputs
+                torch.compiler.cudagraph_mark_step_begin()
+            generator.manual_seed(_draw_seed(settings.seed, step, fabric.global_rank, micro))
+            views = _views(batch, parts.chain, fabric.device, generator, parts.method.num_views)
+            # The gradients of all micro-batches but the last stay local until the last one.
+            with fabric.no_backward_sync(model, enabled=micro < len(batches) - 1):
+                outputs = model(*views, **_texts(batch, store, parts.method))
+                fabric.backward(outputs["loss"] / len(batches))
+            log.add(outputs, views=len(views) * len(views[0]) * fabric.world_size)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         extra = parts.method.after_optimizer_step(step + 1, last_step)
         step += 1
-        log.add(outputs, views=len(views) * len(views[0]) * fabric.world_size)
         bar.update()
         if budget is not None and (fitted := budget.update(step)) is not None:
             last_step = bar.total = int(fabric.broadcast(fitted, src=0))
@@ -192,9 +195,12 @@ def learning_rate_factor(step: int, *, last_step: int, optim: OptimSettings) -> 
 class StepBatches(Sampler[list[tuple[int, int]]]):
     """Batches of ``(epoch, item)`` keys for steps ``start_step, start_step + 1, ...``.
 
-    Each epoch is a permutation seeded by (seed, epoch); each process takes its own slice of
-    every global batch, so the data a step sees depends only on (seed, step), whatever the
-    number of workers and wherever a run resumed.
+    Each epoch is a permutation seeded by (seed, epoch). A step takes the next
+    ``batch_size * accumulate * world_size`` items of it, as ``accumulate`` micro-batches in a
+    row, each process its own slice of every micro-batch; so the data a step sees depends only
+    on (seed, step), whatever the number of workers and wherever a run resumed, and one step
+    of ``accumulate`` micro-batches of B sees the items of one step of a single batch of
+    ``accumulate * B``.
     """
 
     def __init__(
@@ -207,20 +213,21 @@ class StepBatches(Sampler[list[tuple[int, int]]]):
         total_steps: int,
         rank: int = 0,
         world_size: int = 1,
+        accumulate: int = 1,
     ) -> None:
-        global_batch = batch_size * world_size
-        if num_items < global_batch:
+        step_items = batch_size * accumulate * world_size
+        if num_items < step_items:
             raise MusicSSLError(
-                f"the training set has {num_items} clips, fewer than one batch of "
-                f"{global_batch}: lower train.batch_size or use more audio"
+                f"the training set has {num_items} clips, fewer than one step's {step_items}: "
+                "lower train.batch_size or train.accumulate, or use more audio"
             )
         self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
         self.start_step, self.total_steps = start_step, total_steps
-        self.rank, self.world_size = rank, world_size
-        self.steps_per_epoch = num_items // global_batch
+        self.rank, self.world_size, self.accumulate = rank, world_size, accumulate
+        self.steps_per_epoch = num_items // step_items
 
     def __len__(self) -> int:
-        return self.total_steps - self.start_step
+        return (self.total_steps - self.start_step) * self.accumulate
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         epoch, order = -1, torch.empty(0, dtype=torch.long)
@@ -229,8 +236,25 @@ class StepBatches(Sampler[list[tuple[int, int]]]):
                 epoch = step // self.steps_per_epoch
                 generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
                 order = torch.randperm(self.num_items, generator=generator)
-            begin = ((step % self.steps_per_epoch) * self.world_size + self.rank) * self.batch_size
-            yield [(epoch, item) for item in order[begin : begin + self.batch_size].tolist()]
+            for micro in range(self.accumulate):
+                batch = ((step % self.steps_per_epoch) * self.accumulate + micro) * self.world_size
+                begin = (batch + self.rank) * self.batch_size
+                yield [(epoch, item) for item in order[begin : begin + self.batch_size].tolist()]
+
+
+def _groups(loader: DataLoader, size: int) -> Iterator[list[dict[str, Tensor]]]:
+    """The loader's micro-batches, ``size`` at a time (one optimiser step's)."""
+    group: list[dict[str, Tensor]] = []
+    for batch in loader:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
+
+
+def _draw_seed(seed: int, step: int, rank: int, micro: int) -> int:
+    """The augmentation seed of one micro-batch; the first's is the one a single batch gets."""
+    return (seed * 1_000_003 + step) * 4099 + rank + 65_537 * micro
 
 
 def _check_options(
@@ -313,6 +337,7 @@ def _loader(
         total_steps=recipe.train.steps,
         rank=fabric.global_rank,
         world_size=fabric.world_size,
+        accumulate=recipe.train.accumulate,
     )
     return DataLoader(dataset, batch_sampler=batches, num_workers=recipe.data.workers,
                       pin_memory=fabric.device.type == "cuda")  # fmt: skip
