@@ -214,6 +214,7 @@ def test_random_is_deterministic_and_unlike_the_trained_weights(tmp_path: Path, 
         "version": baselines.FEATURE_VERSION,
         "seed": 0,
         "encoder": json.loads((tmp_path / "ckpt" / "encoder.json").read_text()),
+        "readout": "freq",
     }
 
 

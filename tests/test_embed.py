@@ -266,7 +266,7 @@ def test_embed_files_replaces_its_own_output_and_keeps_the_name(tmp_path: Path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "embeddings.data", "music"]
 
 
-def test_the_freq_readout_keeps_the_frequency_bins_of_each_layer():
+def test_the_default_freq_readout_keeps_the_frequency_bins_of_each_layer():
     from musicssl.embed import Model
     from musicssl.encoders import build_encoder
 
@@ -274,8 +274,8 @@ def test_the_freq_readout_keeps_the_frequency_bins_of_each_layer():
     options = {"channels": 4, "hop_length": 64, "input_samples": 8192}
     encoder = build_encoder("short_chunk_cnn", **options)
     signal = np.random.default_rng(0).standard_normal(8192).astype(np.float32) * 0.1
-    mean = Model(encoder).embed(signal, 16000, layers="all")
-    freq = Model(encoder, readout="freq").embed(signal, 16000, layers="all")
+    mean = Model(encoder, readout="mean").embed(signal, 16000, layers="all")
+    freq = Model(encoder).embed(signal, 16000, layers="all")  # the default read-out
     np.testing.assert_array_equal(mean.clip, freq.clip)  # the encoder's own pooling
     with torch.no_grad():
         maps = encoder.forward_maps(torch.from_numpy(signal)[None])

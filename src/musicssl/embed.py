@@ -53,6 +53,9 @@ class Embeddings:
 
 
 READOUTS = ("mean", "freq")
+# The frequency bins of the layers' maps carry what pitch, key and timbre tasks need and what a
+# maximum over frequency loses (measured: bench/results/transfer_cpu.md, "Read-out").
+DEFAULT_READOUT = "freq"
 # The highest rate audio interfaces and formats use (DXD is 352.8 kHz); a larger ``sr`` is a
 # mistake (samples passed as the rate, a rate in mHz), not audio.
 MAX_SAMPLE_RATE = 768_000
@@ -64,16 +67,20 @@ class Model:
     Args:
         encoder: a registry encoder (see ``musicssl.encoders``).
         device: where to run it.
-        readout: how a layer's features become its clip vector: "mean" over frames (the
-            encoder's frame features, whose frequency axis, if any, is already reduced), or
-            "freq": the mean over time of the 2-D feature maps, frequency bins kept and
-            flattened (channels x bins), for encoders with ``forward_maps`` (the short-chunk
-            CNN); others read out "mean" either way. The clip embedding (``emb``) is the
-            encoder's own pooling in both.
+        readout: how a layer's features become its clip vector: "freq" (the default), the
+            mean over time of the 2-D feature maps, frequency bins kept and flattened
+            (channels x bins), for encoders with ``forward_maps`` (the short-chunk CNN), or
+            "mean" over frames of the encoder's frame features, whose frequency axis, if any,
+            is already reduced; encoders without maps read out "mean" either way. The clip
+            embedding (``emb``) is the encoder's own pooling in both.
     """
 
     def __init__(
-        self, encoder: nn.Module, *, device: str | torch.device = "cpu", readout: str = "mean"
+        self,
+        encoder: nn.Module,
+        *,
+        device: str | torch.device = "cpu",
+        readout: str = DEFAULT_READOUT,
     ) -> None:
         if not isinstance(encoder, Encoder):
             raise MusicSSLError(
@@ -352,7 +359,7 @@ def mono_at(waveform: np.ndarray | Tensor, sr: int, *, target_sr: int) -> np.nda
 
 
 def load(
-    path: str | os.PathLike, *, device: str | torch.device = "cpu", readout: str = "mean"
+    path: str | os.PathLike, *, device: str | torch.device = "cpu", readout: str = DEFAULT_READOUT
 ) -> Model:
     """Rebuild a trained encoder from a checkpoint folder or a run folder (its latest one).
 

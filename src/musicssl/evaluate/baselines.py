@@ -31,7 +31,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from torch import Tensor
 
 from musicssl import checkpoint
-from musicssl.embed import Embeddings, Model, mono_at
+from musicssl.embed import DEFAULT_READOUT, Embeddings, Model, mono_at
 from musicssl.encoders import build_encoder
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.tempogram import TempogramBaseline
@@ -64,7 +64,7 @@ def build_baseline(
     *,
     reference: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
-    readout: str = "mean",
+    readout: str = DEFAULT_READOUT,
 ) -> FeatureBaseline | TempogramBaseline | RandomEncoder:
     """The baseline ``name`` (one of ``BASELINES``).
 
@@ -242,7 +242,7 @@ class RandomEncoder(Model):
         *,
         seed: int = 0,
         device: str | torch.device = "cpu",
-        readout: str = "mean",
+        readout: str = DEFAULT_READOUT,
     ) -> None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from musicssl.embed import DEFAULT_READOUT
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.cache import EvaluationCache, default_cache, results_key
 from musicssl.evaluate.protocol import evaluate_task
@@ -38,7 +39,7 @@ def evaluate(
     tasks: Sequence[str] | None = None,
     seeds: int = 5,
     layers: str | None = None,
-    readout: str = "mean",
+    readout: str = DEFAULT_READOUT,
     baselines: Sequence[str] = DEFAULT_BASELINES,
     cache: str | os.PathLike | None = None,
     device: str = "cpu",

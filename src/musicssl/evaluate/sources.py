@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from musicssl import checkpoint
+from musicssl.embed import DEFAULT_READOUT
 from musicssl.errors import MusicSSLError
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def open_source(
     *,
     reference: str | os.PathLike | None = None,
     device: str = "cpu",
-    readout: str = "mean",
+    readout: str = DEFAULT_READOUT,
 ) -> Source:
     """Open a checkpoint, a run folder, an ``.npz`` or ``baseline:NAME``.
 
