@@ -156,7 +156,26 @@ def test_layers_all_probes_every_encoder_layer(tiny_corpus: Path, tmp_path: Path
     assert len(by_layer) == build_encoder(num_layers["name"], **num_layers["options"]).num_layers
     assert all("accuracy" in scores for scores in by_layer.values())
     assert results.tasks["same_piece"].by_layer is not None
+    assert results.tasks["style"].best_layer in by_layer
+    assert results.tasks["same_piece"].best_layer is None  # retrieval has no valid split
+    assert "(best on valid)" in (tmp_path / "out" / "report.md").read_text()
     assert (tmp_path / "out" / "figures").is_dir()
+
+
+def test_the_best_layer_is_the_one_whose_probe_scored_highest_on_valid():
+    from musicssl.evaluate.results import TaskResult
+    from musicssl.evaluate.run import best_layer
+
+    def scored(valid: dict[str, float] | None) -> TaskResult:
+        return TaskResult("t", "multiclass", "", {}, "accuracy", {}, {}, valid=valid)
+
+    layers = {
+        "0": scored({"linear:0.1": 0.40, "mlp:0.01": 0.55}),
+        "1": scored({"linear:0.1": 0.61, "mlp:0.01": 0.30}),
+        "2": scored({"linear:0.1": 0.61}),  # a tie goes to the earlier layer
+    }
+    assert best_layer(layers) == "1"
+    assert best_layer({"0": scored(None)}) is None
 
 
 def test_a_changed_audio_file_is_embedded_again(tiny_corpus: Path, tmp_path: Path):

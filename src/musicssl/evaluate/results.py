@@ -59,6 +59,8 @@ class TaskResult:
         curve: retrieval only: ``k``, ``recall`` and ``chance`` lists.
         note: why some files of the task were left out, if any were.
         by_layer: per encoder layer, the summary of every metric (``--layers all``).
+        best_layer: the layer of ``by_layer`` whose probe scored best on valid: the one to
+            use for this task (probe tasks only; its test scores are ``by_layer``'s).
     """
 
     name: str
@@ -77,6 +79,7 @@ class TaskResult:
     curve: dict[str, Any] | None = None
     note: str | None = None
     by_layer: dict[str, dict[str, MetricSummary]] | None = None
+    best_layer: str | None = None
 
     @property
     def headline(self) -> MetricSummary:
@@ -103,6 +106,7 @@ class TaskResult:
             "confusion": self.confusion,
             "curve": self.curve,
             "note": self.note,
+            "best_layer": self.best_layer,
         }
         out.update({key: value for key, value in optional.items() if value is not None})
         if self.by_layer is not None:
@@ -131,6 +135,7 @@ class TaskResult:
             confusion=data.get("confusion"),
             curve=data.get("curve"),
             note=data.get("note"),
+            best_layer=data.get("best_layer"),
             by_layer=None
             if by_layer is None
             else {

@@ -311,13 +311,23 @@ def _probe_task(task: Task, embedded: Embedded, *, seeds: int, layers: str | Non
     frames = embedded.frames() if task.kind == "pitch" else None
     result = evaluate_task(task, embedded.vectors(), frames=frames, seeds=seeds)
     if layers == "all" and task.kind != "pitch":
-        result.by_layer = {
-            key.removeprefix("layer_"): evaluate_task(
-                task, embedded.vectors(key), seeds=seeds
-            ).metrics
+        per_layer = {
+            key.removeprefix("layer_"): evaluate_task(task, embedded.vectors(key), seeds=seeds)
             for key in embedded.layer_keys
         }
+        result.by_layer = {layer: scores.metrics for layer, scores in per_layer.items()}
+        result.best_layer = best_layer(per_layer)
     return result
+
+
+def best_layer(per_layer: dict[str, TaskResult]) -> str | None:
+    """The layer whose best probe scored highest on valid (first of ties); None when the
+    task has no validation split to choose by (retrieval)."""
+    chosen, best = None, -float("inf")
+    for layer, result in per_layer.items():
+        if result.valid and max(result.valid.values()) > best:
+            chosen, best = layer, max(result.valid.values())
+    return chosen
 
 
 def _restrict(task: Task, embedded: Embedded, *, outside: bool) -> tuple[Task | None, str | None]:

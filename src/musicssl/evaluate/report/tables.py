@@ -139,7 +139,8 @@ def layer_rows(task: Mapping[str, Any]) -> list[list[str]]:
         task.get("by_layer", {}).items(), key=lambda i: layer_number(i[0])
     ):
         score = mean_std({"metrics": metrics}, metric) if metric else None
-        rows.append([str(layer), MISSING if score is None else format_score(*score)])
+        chosen = " (best on valid)" if layer == task.get("best_layer") else ""
+        rows.append([f"{layer}{chosen}", MISSING if score is None else format_score(*score)])
     return rows
 
 
