@@ -119,22 +119,47 @@ def pitch_systems(run: str) -> dict[str, Callable[[np.ndarray], tuple[np.ndarray
     return systems
 
 
+def after_onset(ref_f0: np.ndarray, *, hop: float = 0.01, within: float = 0.1) -> np.ndarray:
+    """True on the frames of ``ref_f0`` less than ``within`` seconds after a note starts
+    (a voiced frame whose pitch differs by more than half a semitone from the frame before)."""
+    midi = np.where(ref_f0 > 0, 12 * np.log2(np.maximum(ref_f0, 1e-9) / 440.0), np.nan)
+    starts = np.flatnonzero((ref_f0 > 0) & ~(np.abs(np.diff(midi, prepend=np.nan)) <= 0.5))
+    near = np.zeros(len(ref_f0), dtype=bool)
+    for start in starts:
+        near[start : start + round(within / hop)] = True
+    return near & (ref_f0 > 0)
+
+
 def pitch_scores(refs: list[np.ndarray], outputs: list) -> dict[str, float]:
+    """RPA and RCA over all voiced frames, then over the frames 100 ms or more after an
+    onset (``steady_``), and the share of pitch errors in the first 100 ms after onsets."""
     import mir_eval
 
-    parts = [[], [], [], []]
+    parts: list[list[np.ndarray]] = [[], [], [], []]
+    near = []
     for ref_f0, (times, f0) in zip(refs, outputs, strict=True):
         ref_times = np.arange(len(ref_f0)) * 0.01
         arrays = mir_eval.melody.to_cent_voicing(ref_times, ref_f0.astype(float), times,
                                                  np.abs(np.asarray(f0, float)))  # fmt: skip
         for part, array in zip(parts, arrays, strict=True):
             part.append(array)
-        ref_v, ref_c, est_v, est_c = (np.concatenate(p) for p in parts)
+        near.append(after_onset(ref_f0))
+    ref_v, ref_c, est_v, est_c = (np.concatenate(p) for p in parts)
+    onset = np.concatenate(near)
+    steady = ref_v * ~onset
+    wrong = (ref_v > 0) & (np.abs(est_c - ref_c) > 50)
     return {
         "raw_pitch_accuracy": float(mir_eval.melody.raw_pitch_accuracy(ref_v, ref_c, est_v, est_c)),
         "raw_chroma_accuracy": float(
             mir_eval.melody.raw_chroma_accuracy(ref_v, ref_c, est_v, est_c)
         ),
+        "steady_raw_pitch_accuracy": float(
+            mir_eval.melody.raw_pitch_accuracy(steady, ref_c, est_v, est_c)
+        ),
+        "steady_raw_chroma_accuracy": float(
+            mir_eval.melody.raw_chroma_accuracy(steady, ref_c, est_v, est_c)
+        ),
+        "errors_after_onset": float((wrong & onset).sum() / max(1, wrong.sum())),
     }
 
 

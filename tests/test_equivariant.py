@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from musicssl.encoders import KeyCNN, PestoCNN, TempoCNN
-from musicssl.encoders._bins import local_expectation
+from musicssl.encoders._bins import local_expectation, lowest_octave_peak
 from musicssl.encoders.tempo_cnn import stretch_envelope
 from musicssl.errors import MusicSSLError
 from musicssl.losses import (
@@ -127,6 +127,27 @@ def test_a_harmonic_tone_a_fifth_up_peaks_seven_semitones_up():
             p = encoder(torch.from_numpy(harmonic_tone(f0, sr=16000, seconds=0.5))[None])
         peaks.append(local_expectation(p[0].double(), radius=3)[0].item())
     assert peaks[1] - peaks[0] == pytest.approx(7 * 3, abs=1.0)
+
+
+def test_the_read_peak_moves_down_an_octave_only_when_the_octave_below_holds_mass():
+    # 4 bins per octave; a peak at bin 9 with 1% of its mass at bin 5 (an octave below),
+    # none at bin 1: the peak moves to 5 and stops there. Without that mass it stays.
+    p = torch.zeros(2, 12)
+    p[:, 9] = 0.99
+    p[0, 5] = 0.01
+    p[1, 2] = 0.01  # not an octave below: ignored (radius 0)
+    p = p / p.sum(-1, keepdim=True)
+    peak = lowest_octave_peak(p, bins_per_octave=4, radius=0, min_ratio=1e-3)
+    assert peak.tolist() == [5, 9]
+    strict = lowest_octave_peak(p, bins_per_octave=4, radius=0, min_ratio=0.02)
+    assert strict.tolist() == [9, 9]
+    # Within the radius the largest bin below is taken, and the mean centres on it.
+    p = torch.tensor([[0.0, 0.0, 0.002, 0.004, 0.0, 0.0, 0.5, 0.494]])
+    peak = lowest_octave_peak(p, bins_per_octave=4, radius=1, min_ratio=1e-3)
+    assert peak.tolist() == [3]
+    centre, mass = local_expectation(p, radius=1, peak=peak)
+    assert centre.item() == pytest.approx((2 * 0.002 + 3 * 0.004) / 0.006)
+    assert mass.item() == pytest.approx(0.006)
 
 
 @pytest.mark.parametrize("k", [-4, 1, 5])

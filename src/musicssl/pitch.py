@@ -20,7 +20,7 @@ from torch import Tensor
 from musicssl import checkpoint
 from musicssl.embed import mono_at
 from musicssl.encoders import PestoCNN, encoder_name
-from musicssl.encoders._bins import local_expectation
+from musicssl.encoders._bins import local_expectation, lowest_octave_peak
 from musicssl.errors import MusicSSLError
 from musicssl.features import CQT
 from musicssl.files import write_text
@@ -31,6 +31,9 @@ __all__ = ["PitchModel", "PitchTrack", "calibrate_pitch", "harmonic_tone", "load
 # with two spectral slopes, so that no one timbre sets the shift.
 CALIBRATION_NOTES = tuple(range(40, 89, 5))
 CALIBRATION_SLOPES = (1.0, 2.0)
+# Share of the peak's mass one octave below that makes the read-out take the lower octave:
+# chosen on the validation split's melodies (1e-5 to 1e-3 score alike there).
+OCTAVE_RATIO = 1e-4
 
 
 def harmonic_tone(
@@ -60,8 +63,8 @@ class PitchTrack:
     Attributes:
         times: centre of each frame in seconds. Shape: (num_frames,).
         f0: fundamental frequency in Hz. Shape: (num_frames,).
-        confidence: probability mass within a semitone of the peak, in [0, 1].
-            Shape: (num_frames,).
+        confidence: probability mass within a semitone of the distribution's peak (before
+            any move down an octave), in [0, 1]. Shape: (num_frames,).
     """
 
     times: np.ndarray
@@ -77,6 +80,9 @@ class PitchModel:
         device: where to run it.
         hop_length: CQT hop of the read-out in samples (default: the encoder's); the network
             reads frames one by one, so any hop that the CQT accepts works.
+        octave_ratio: the read pitch moves down an octave while the octave below holds at
+            least this share of the peak's mass (``lowest_octave_peak``); None: the peak.
+            The default was chosen on the built-in corpus's validation clips.
     """
 
     def __init__(
@@ -85,7 +91,11 @@ class PitchModel:
         *,
         device: str | torch.device = "cpu",
         hop_length: int | None = None,
+        octave_ratio: float | None = OCTAVE_RATIO,
     ) -> None:
+        if octave_ratio is not None and octave_ratio <= 0:
+            raise MusicSSLError(f"pitch: octave_ratio must be > 0, got {octave_ratio}")
+        self.octave_ratio = octave_ratio
         self.encoder = encoder.eval().to(device)
         self.device = torch.device(device)
         self.sample_rate = encoder.sample_rate
@@ -128,12 +138,21 @@ class PitchModel:
         signal = mono_at(waveform, sr, target_sr=self.sample_rate)
         if len(signal) == 0:
             raise MusicSSLError("pitch: the audio is empty")
-        probs = self.distributions(signal)
-        radius = self.encoder.bins_per_semitone
-        centre, mass = local_expectation(probs.double(), radius=radius)
-        f0 = self.bin_to_hz(centre + self.offset)
+        probs = self.distributions(signal).double()
+        _, mass = local_expectation(probs, radius=self.encoder.bins_per_semitone)
+        f0 = self.bin_to_hz(self.read_bins(probs) + self.offset)
         times = np.arange(len(f0)) * self.hop_length / self.sample_rate
         return PitchTrack(times=times, f0=f0, confidence=mass.float().numpy())
+
+    def read_bins(self, probs: Tensor) -> Tensor:
+        """Fractional output bin of each distribution: the mean within a semitone of its
+        peak, moved down octaves as ``octave_ratio`` says. Shape: (N, output_bins) -> (N,)."""
+        radius = self.encoder.bins_per_semitone
+        peak = None
+        if self.octave_ratio is not None:
+            peak = lowest_octave_peak(probs, bins_per_octave=self.encoder.bins_per_octave,
+                                      radius=radius, min_ratio=self.octave_ratio)  # fmt: skip
+        return local_expectation(probs, radius=radius, peak=peak)[0]
 
     def bin_to_hz(self, bins: Tensor) -> np.ndarray:
         """Frequency in Hz of fractional output bins. Shape kept."""
@@ -156,15 +175,19 @@ def calibrate_pitch(model: PitchModel) -> float:
         true_bin = encoder.bins_per_octave * math.log2(f0 / lowest)
         for slope in CALIBRATION_SLOPES:
             probs = model.distributions(harmonic_tone(f0, sr=sr, slope=slope))
-            centre, _ = local_expectation(probs[5:-5].double(), radius=encoder.bins_per_semitone)
-            errors.append(true_bin - centre)
+            errors.append(true_bin - model.read_bins(probs[5:-5].double()))
     return float(torch.cat(errors).median())
 
 
 def load(
-    run: str | os.PathLike, *, device: str | torch.device = "cpu", hop_length: int | None = None
+    run: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    hop_length: int | None = None,
+    octave_ratio: float | None = OCTAVE_RATIO,
 ) -> PitchModel:
-    """The calibrated pitch model of a run (or checkpoint) trained with ``pesto``.
+    """The calibrated pitch model of a run (or checkpoint) trained with ``pesto``; the
+    options as in ``PitchModel``.
 
     Raises:
         MusicSSLError: not a checkpoint, or its encoder is not a ``pesto_cnn``.
@@ -175,7 +198,7 @@ def load(
             f"{run}: not a pitch run (its encoder is {encoder_name(encoder)}, not pesto_cnn; "
             "train one with the pesto-cpu recipe)"
         )
-    return PitchModel(encoder, device=device, hop_length=hop_length)
+    return PitchModel(encoder, device=device, hop_length=hop_length, octave_ratio=octave_ratio)
 
 
 def write_csv(path: str | os.PathLike, track: PitchTrack) -> Path:

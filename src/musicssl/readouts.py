@@ -188,24 +188,50 @@ class TempoModel:
     """A trained ``TempoCNN`` with its calibration; ``tempo(waveform, sr)`` gives BPM.
 
     The calibration is the median shift, in tempo bins, between the read tempo and the true
-    one over click tracks from 60 to 180 BPM.
+    one over click tracks from 60 to 180 BPM. The read-out then weights the distribution by
+    a log-normal prior over tempo before taking its peak, as ``librosa.feature.tempo`` does:
+    the network tells the metrical levels apart only up to a factor of two or four (beats,
+    eighths, sixteenths all repeat), and the prior prefers the level a listener would tap.
+
+    Args:
+        encoder: the trained encoder.
+        device: where to run it.
+        prior_bpm: centre of the prior in BPM (librosa's ``start_bpm``); None: no prior.
+        prior_octaves: its standard deviation in octaves of tempo (librosa's ``std_bpm``).
     """
 
-    def __init__(self, encoder: TempoCNN, *, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        encoder: TempoCNN,
+        *,
+        device: str | torch.device = "cpu",
+        prior_bpm: float | None = 120.0,
+        prior_octaves: float = 1.0,
+    ) -> None:
+        if prior_bpm is not None and (prior_bpm <= 0 or prior_octaves <= 0):
+            raise MusicSSLError(
+                f"tempo: prior_bpm and prior_octaves must be > 0, got {prior_bpm}, {prior_octaves}"
+            )
         self.encoder = encoder.eval().to(device)
         self.device = torch.device(device)
         self.sample_rate = encoder.sample_rate
         self._lowest = float(encoder.output_bpm[0])
         self.offset = 0.0
+        self.log_prior = torch.zeros(encoder.output_bins, dtype=torch.float64)
         errors = []
         for bpm in range(60, 181, 10):
             read = self._read_bin(click_track(float(bpm), sr=self.sample_rate))
             true = self.encoder.bins_per_octave * math.log2(bpm / self._lowest)
             errors.append(true - read)
         self.offset = float(np.median(errors))
+        if prior_bpm is not None:
+            bins = torch.arange(encoder.output_bins, dtype=torch.float64) + self.offset
+            octaves = bins / encoder.bins_per_octave - math.log2(prior_bpm / self._lowest)
+            self.log_prior = -0.5 * (octaves / prior_octaves) ** 2
 
     @torch.no_grad()
     def _read_bin(self, signal: np.ndarray, *, batch_size: int = 16) -> float:
+        """Peak of the mean distribution over half-overlapping windows, times the prior."""
         size = self.encoder.input_samples
         windows = _windows(signal, size, size // 2)
         probs = torch.cat(
@@ -214,7 +240,8 @@ class TempoModel:
                 for i in range(0, len(windows), batch_size)
             ]
         ).mean(0)
-        centre, _ = local_expectation(probs.double(), radius=2)
+        weighted = probs.double() * self.log_prior.exp()
+        centre, _ = local_expectation(weighted, radius=2)
         return float(centre)
 
     def tempo(self, waveform: np.ndarray | Tensor, sr: int) -> float:
@@ -245,8 +272,15 @@ def load_key(run: str | os.PathLike, *, device: str | torch.device = "cpu") -> K
     return KeyModel(encoder, device=device)
 
 
-def load_tempo(run: str | os.PathLike, *, device: str | torch.device = "cpu") -> TempoModel:
-    """The calibrated tempo model of a run (or checkpoint) trained with ``tempo``.
+def load_tempo(
+    run: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    prior_bpm: float | None = 120.0,
+    prior_octaves: float = 1.0,
+) -> TempoModel:
+    """The calibrated tempo model of a run (or checkpoint) trained with ``tempo``; the prior
+    as in ``TempoModel``.
 
     Raises:
         MusicSSLError: not a checkpoint, or its encoder is not a ``tempo_cnn``.
@@ -257,4 +291,4 @@ def load_tempo(run: str | os.PathLike, *, device: str | torch.device = "cpu") ->
             f"{run}: not a tempo run (its encoder is {encoder_name(encoder)}, not tempo_cnn; "
             "train one with the tempo-cpu recipe)"
         )
-    return TempoModel(encoder, device=device)
+    return TempoModel(encoder, device=device, prior_bpm=prior_bpm, prior_octaves=prior_octaves)

@@ -61,7 +61,9 @@ def relative_db(x: Tensor, *, dims: tuple[int, ...], range_db: float = 80.0) -> 
     return (1.0 + (x - peak) / range_db).clamp_min(0.0)
 
 
-def local_expectation(p: Tensor, *, radius: int) -> tuple[Tensor, Tensor]:
+def local_expectation(
+    p: Tensor, *, radius: int, peak: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """The mean bin of ``p`` within ``radius`` bins of its peak, and the mass there.
 
     A weighted mean near the argmax (as PESTO reads its output) is finer than the argmax and,
@@ -70,17 +72,51 @@ def local_expectation(p: Tensor, *, radius: int) -> tuple[Tensor, Tensor]:
     Args:
         p: Distributions over bins. Shape: (..., num_bins).
         radius: Bins either side of the peak.
+        peak: The bin to centre on (default: the argmax). Shape: (...,), integers.
 
     Returns:
         ``(bin, mass)``: fractional bin index and probability mass around the peak.
         Shape: (...,) each.
     """
     num_bins = p.shape[-1]
-    peak = p.argmax(dim=-1, keepdim=True)
+    peak = p.argmax(dim=-1) if peak is None else peak
     offsets = torch.arange(-radius, radius + 1, device=p.device)
-    index = peak + offsets  # (..., 2r + 1)
+    index = peak[..., None] + offsets  # (..., 2r + 1)
     inside = (index >= 0) & (index < num_bins)
     weights = p.gather(-1, index.clamp(0, num_bins - 1)) * inside
     mass = weights.sum(-1)
     centre = (weights * index.to(p.dtype)).sum(-1) / mass.clamp_min(1e-12)
     return centre, mass
+
+
+def lowest_octave_peak(p: Tensor, *, bins_per_octave: int, radius: int, min_ratio: float) -> Tensor:
+    """The argmax of ``p``, moved down an octave as long as the octave below holds mass.
+
+    A harmonic sound's pitch distribution can peak on its second harmonic (a weak
+    fundamental: bassoon, oboe, viola) while keeping some mass on the fundamental; there is
+    none below the fundamental. So the peak moves to the largest bin within ``radius`` of one
+    octave below whenever the mass there is at least ``min_ratio`` times the mass around
+    the current peak, and again from there.
+
+    Args:
+        p: Distributions over log-frequency bins. Shape: (..., num_bins).
+        bins_per_octave: Bins per octave of ``p``.
+        radius: Bins either side of a peak counted in its mass.
+        min_ratio: Mass ratio (lower octave over peak) that moves the peak down.
+
+    Returns:
+        Peak bins. Shape: (...,), int64.
+    """
+    num_bins = p.shape[-1]
+    offsets = torch.arange(-radius, radius + 1, device=p.device)
+    peak = p.argmax(dim=-1)
+    for _ in range(num_bins // bins_per_octave):
+        here = p.gather(-1, (peak[..., None] + offsets).clamp(0, num_bins - 1)).sum(-1)
+        index = peak[..., None] - bins_per_octave + offsets  # (..., 2r + 1)
+        below = p.gather(-1, index.clamp(0, num_bins - 1)) * (index >= 0)
+        lower = index.gather(-1, below.argmax(dim=-1, keepdim=True)).squeeze(-1)
+        move = (index[..., 0] >= 0) & (below.sum(-1) >= min_ratio * here)
+        if not bool(move.any()):
+            break
+        peak = torch.where(move, lower, peak)
+    return peak

@@ -36,6 +36,8 @@ class PESTO(Method):
         encoder: a ``PestoCNN``.
         frames_per_clip: frames drawn from each crop.
         eq_db: largest gain of each of the equaliser's three cosine terms, in dB.
+        tilt_db: largest spectral slope added by the equaliser, in dB per octave (either
+            sign): it changes which harmonic is loudest, so the pitch cannot follow it.
         noise_db: noise level range under the frame's peak, in dB (low, high).
         invariance_weight: weight of the invariance loss.
         equivariance_weight: weight of the equivariance loss.
@@ -52,6 +54,7 @@ class PESTO(Method):
         *,
         frames_per_clip: int = 32,
         eq_db: float = 6.0,
+        tilt_db: float = 0.0,
         noise_db: tuple[float, float] = (-45.0, -20.0),
         invariance_weight: float = 1.0,
         equivariance_weight: float = 1.0,
@@ -62,6 +65,7 @@ class PESTO(Method):
         self.encoder = encoder
         self.frames_per_clip = frames_per_clip
         self.eq_db = eq_db
+        self.tilt_db = tilt_db
         self.noise_db = (float(noise_db[0]), float(noise_db[1]))
         self.weights = (invariance_weight, equivariance_weight, shift_entropy_weight)
         self.draws = Draws(seed)
@@ -119,6 +123,9 @@ class PESTO(Method):
         k = torch.arange(num_bins) / num_bins
         orders = torch.arange(1, 4)[:, None]
         curves = (gains[:, :, None] * torch.cos(math.pi * orders * k + phases[:, :, None])).sum(1)
+        tilts = (torch.rand(num_frames, 1, generator=generator) * 2 - 1) * self.tilt_db
+        octaves = (torch.arange(num_bins) - num_bins / 2) / self.encoder.bins_per_octave
+        curves = curves + tilts * octaves
         low, high = self.noise_db
         level = low + (high - low) * torch.rand(num_frames, 1, generator=generator)
         noise = torch.randn(num_frames, num_bins, generator=generator).abs()
@@ -133,6 +140,7 @@ def pesto(
     *,
     frames_per_clip: int = 32,
     eq_db: float = 6.0,
+    tilt_db: float = 0.0,
     noise_db: tuple[float, float] = (-45.0, -20.0),
     invariance_weight: float = 1.0,
     equivariance_weight: float = 1.0,
@@ -151,6 +159,7 @@ def pesto(
         encoder,
         frames_per_clip=frames_per_clip,
         eq_db=eq_db,
+        tilt_db=tilt_db,
         noise_db=tuple(noise_db),  # type: ignore[arg-type]
         invariance_weight=invariance_weight,
         equivariance_weight=equivariance_weight,
