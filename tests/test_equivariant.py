@@ -188,8 +188,10 @@ def test_stretch_envelope_by_hand():
 def _peak_picker(shift: int) -> PestoCNN:
     """A PestoCNN whose output peaks ``shift`` bins above the loudest CQT bin."""
     encoder = PestoCNN(channels=1, depth=1, kernel_size=1, output_kernel=15)
+    first = encoder.features[0]
+    assert isinstance(first, torch.nn.Conv1d)
     with torch.no_grad():
-        encoder.features[0].weight.fill_(1.0)
+        first.weight.fill_(1.0)
         encoder.to_logits.weight.zero_()
         encoder.to_logits.weight[0, 0, 7 - shift] = 60.0  # sharp: a peak of the input
     return encoder.eval()
