@@ -102,6 +102,22 @@ def test_embed_files_writes_names_layers_and_frames(tmp_path: Path, write_audio)
     np.testing.assert_allclose(data["frame_times"][:4], (np.arange(4) * 729 + 364.5) / 8000)
 
 
+def test_embed_files_takes_one_audio_file_and_refuses_a_text_file(tmp_path: Path, write_audio):
+    _checkpoint(tmp_path / "ckpt")
+    write_audio("music/a.wav", tone(220, sr=8000, seconds=0.3), 8000)
+    (tmp_path / "notes.txt").write_text("not audio")
+    model = load(tmp_path / "ckpt")
+    summary = embed_files(model, tmp_path / "music/a.wav", out=tmp_path / "a.npz", progress=False)
+    assert summary == {"embedded": 1, "skipped": 0}
+    data = np.load(tmp_path / "a.npz")
+    assert data["names"].tolist() == ["a.wav"]
+    whole = embed_files(model, tmp_path / "music", out=tmp_path / "all.npz", progress=False)
+    assert whole["embedded"] == 1
+    np.testing.assert_array_equal(data["emb"], np.load(tmp_path / "all.npz")["emb"])
+    with pytest.raises(MusicSSLError, match="notes.txt: expected an audio file"):
+        embed_files(model, tmp_path / "notes.txt", out=tmp_path / "n.npz", progress=False)
+
+
 def _windows_tensor(signal: np.ndarray, window: int) -> torch.Tensor:
     """Consecutive windows of ``signal``, the tail zero padded. Shape: (num_windows, window)."""
     padded = np.zeros(-(-len(signal) // window) * window, dtype=np.float32)

@@ -301,9 +301,10 @@ def add_embed(verbs: Any) -> None:
         verbs.add_parser(
             "embed",
             help="embed audio with a trained encoder into an .npz",
-            description="Cut each file of INPUT (a folder of audio, a manifest .jsonl or a "
-            "store) into windows of the encoder's training crop, encode them in batches and "
-            "mean-pool to one vector per file: an .npz with 'names' (paths relative to INPUT) "
+            description="Cut each file of INPUT (an audio file, a folder of audio, a manifest "
+            ".jsonl or a store) into windows of the encoder's training crop, encode them in "
+            "batches and mean-pool to one vector per file: an .npz with 'names' (paths relative "
+            "to INPUT) "
             "and 'emb'. Files of any length work: audio is streamed, memory stays bounded by "
             "--batch-size windows. Bad files are skipped and listed.",
         ),
@@ -312,7 +313,9 @@ def add_embed(verbs: Any) -> None:
     embed.option(
         "checkpoint", type=existing_folder, metavar="CKPT", help="checkpoint, or run (its latest)"
     )
-    embed.option("input", type=existing_path, metavar="INPUT", help="folder, manifest or store")
+    embed.option(
+        "input", type=existing_path, metavar="INPUT", help="audio file, folder, manifest or store"
+    )
     embed.option("--out", required=True, type=output_file, metavar="NPZ", help="the .npz to write")
     embed.option(
         "--hop",

@@ -386,9 +386,11 @@ def embed_files(
     batch_size: int = 16,
     progress: bool = True,
 ) -> dict[str, int]:
-    """Embed every clip of a folder, a manifest (.jsonl) or a store, into ``out`` (.npz).
+    """Embed one audio file, or every clip of a folder, a manifest (.jsonl) or a store, into
+    ``out`` (.npz).
 
-    ``names`` are paths relative to the folder (or as in the manifest / store). With
+    ``names`` are paths relative to the folder (or as in the manifest / store; the file's
+    name for one file). With
     ``frames``, ``frames`` (all tracks concatenated, shape (total_frames, channels)),
     ``frame_times`` (seconds) and ``frame_offsets`` (track i is rows offsets[i]:offsets[i+1])
     are added. Bad files are reported and skipped.
@@ -505,8 +507,12 @@ def _items(source: Path, sr: int):
     elif source.suffix == ".jsonl":
         for row in read_manifest(source):
             yield row["path"], (lambda row=row: audio.stream(row["abspath"], sr=sr))
+    elif source.is_file() and audio.is_audio_path(source):
+        yield source.name, (lambda: audio.stream(source, sr=sr))
     else:
-        raise MusicSSLError(f"{source}: expected a folder of audio, a manifest (.jsonl) or a store")
+        raise MusicSSLError(
+            f"{source}: expected an audio file, a folder of audio, a manifest (.jsonl) or a store"
+        )
 
 
 def _windows(
