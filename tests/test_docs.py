@@ -20,6 +20,8 @@ SOURCE = DOCS.parent / "src"
 CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
 TOCTREE = re.compile(r"^```\{toctree\}\n(.*?)^```", re.MULTILINE | re.DOTALL)
 LITERAL = re.compile(r"^```\{literalinclude\} (\S+)\n:pyobject: (\S+)", re.MULTILINE)
+CITATION = re.compile(r"\{cite:[pt]\}`([^`]+)`")
+BIB_ENTRY = re.compile(r"^@\w+\{([^,\s]+),", re.MULTILINE)
 
 
 def chapters() -> list[str]:
@@ -58,6 +60,19 @@ def test_literal_includes_name_existing_functions(chapter: str):
         source = (DOCS / relative).resolve()
         assert source.is_relative_to(SOURCE) and source.is_file(), relative
         assert re.search(rf"^def {name}\(", source.read_text(encoding="utf-8"), re.MULTILINE)
+
+
+def test_every_citation_is_in_the_bibliography():
+    entries = BIB_ENTRY.findall((DOCS / "references.bib").read_text(encoding="utf-8"))
+    assert len(entries) == len(set(entries)), "references.bib repeats a key"
+    cited = {
+        key.strip()
+        for page in DOCS.glob("*.md")
+        for keys in CITATION.findall(page.read_text(encoding="utf-8"))
+        for key in keys.split(",")
+    }
+    assert cited, "no chapter cites anything"
+    assert cited <= set(entries), sorted(cited - set(entries))
 
 
 @pytest.fixture(scope="module")
