@@ -4,6 +4,7 @@ token interfaces of the transformers (patches, kept tokens, frame inputs)."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from musicssl.encoders import (
     predictor,
     projection_head,
 )
+from musicssl.encoders._transformer import standardise_clip
 from musicssl.errors import MusicSSLError
 
 # A small configuration of every registered encoder, with its layer shapes worked out by hand.
@@ -458,6 +460,32 @@ def test_vit_vertical_patches_and_cqt_front_end():
         _small_vit(width=30, num_heads=4)
 
 
+def test_standardise_clip_by_hand_and_token_encoders_ignore_gain():
+    # One example of 2 bins x 2 frames: mean 2.5 dB, deviation sqrt(1.25).
+    spec = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
+    expected = (spec - 2.5) / math.sqrt(1.25)
+    torch.testing.assert_close(standardise_clip(spec), expected)
+    # Each example on its own: a second, shifted and scaled example gives the same result.
+    pair = torch.cat([spec, 10.0 * spec - 7.0])
+    torch.testing.assert_close(standardise_clip(pair), torch.cat([expected, expected]))
+    # A flat spectrogram is centred, not magnified.
+    flat = torch.full((1, 3, 4), -50.0)
+    flat[0, 0, 0] = -49.9
+    assert standardise_clip(flat).abs().max() < 0.1
+    # A gain moves every decibel by the same amount, so the encoders' input does not move,
+    # and an encoder reads the same in training mode as in evaluation (no batch statistics).
+    x = _audio(2, 4096)
+    vit = _small_vit()
+    frames = FrameTransformer(**SMALL["frame_transformer"]["kwargs"]).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(vit.spectrogram(0.25 * x), vit.spectrogram(x), atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            frames.frame_inputs(0.25 * x), frames.frame_inputs(x), atol=1e-4, rtol=0
+        )
+        evaluated = vit(x[:1])
+        torch.testing.assert_close(vit.train()(x)[:1], evaluated)
+
+
 def test_frame_transformer_frame_inputs_stack_standardised_frames():
     torch.manual_seed(0)
     model = FrameTransformer(**SMALL["frame_transformer"]["kwargs"]).eval()
@@ -465,7 +493,7 @@ def test_frame_transformer_frame_inputs_stack_standardised_frames():
     with torch.no_grad():
         frames = model.frame_inputs(x)
         assert frames.shape == (2, 16, 4 * 24) and model.num_tokens(4096) == 16
-        spec = model.input_norm(model.frontend(x))  # (2, 24, 65)
+        spec = standardise_clip(model.frontend(x))  # (2, 24, 65)
         # Row t holds frames 4t .. 4t + 3, each frame's 24 bins together.
         torch.testing.assert_close(frames[1, 5, 24:48], spec[1, :, 21])
         torch.testing.assert_close(frames[0, 15, 72:], spec[0, :, 63])

@@ -140,6 +140,33 @@ class Block(nn.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
+# A spectrogram flatter than this (dB) is not magnified by ``standardise_clip``.
+MIN_CLIP_STD_DB = 1.0
+
+
+def standardise_clip(spec: Tensor) -> Tensor:
+    """Each example's spectrogram minus its own mean, over its own standard deviation (dB).
+
+    One mean and one deviation per example, over every bin and frame: a gain change moves
+    the decibels of a clip by a constant, so it leaves the result unchanged, and the spectral
+    shape (the tilt across bins, which bands hold the energy) stays. Nothing is learnt or
+    estimated from other clips, so an encoder with random weights and a trained one read the
+    same input, in training and in evaluation alike. Per-bin running statistics instead
+    (batch norm) scale every band to unit variance, which lifts the near-silent high bands
+    to the level of the music and makes a clip's vector follow added noise.
+
+    Args:
+        spec: Decibels. Shape: (batch_size, n_bins, num_frames).
+
+    Returns:
+        Same shape; each example has mean 0 and standard deviation 1 (less for a spectrogram
+        flatter than ``MIN_CLIP_STD_DB``).
+    """
+    mean = spec.mean(dim=(-2, -1), keepdim=True)
+    std = spec.std(dim=(-2, -1), keepdim=True, unbiased=False)
+    return (spec - mean) / std.clamp_min(MIN_CLIP_STD_DB)
+
+
 def check_width(owner: str, width: int, depth: int, num_heads: int, multiple: int) -> None:
     """Raise unless ``width`` splits into ``num_heads`` heads and is a multiple of ``multiple``."""
     if depth < 1 or num_heads < 1 or width < 1 or width % num_heads or width % multiple:

@@ -19,7 +19,13 @@ import torch
 from torch import Tensor, nn
 
 from musicssl.encoders._shared import check_waveforms, last, resolve_layer, spectrogram_frontend
-from musicssl.encoders._transformer import Block, check_width, init_weights, sincos_1d
+from musicssl.encoders._transformer import (
+    Block,
+    check_width,
+    init_weights,
+    sincos_1d,
+    standardise_clip,
+)
 from musicssl.encoders.base import Encoder
 from musicssl.errors import MusicSSLError
 
@@ -34,12 +40,13 @@ class FrameTransformer(Encoder):
     As the encoders of Won et al. 2024, "A Foundation Model for Music Informatics"
     (MusicFM), and Alonso-Jimenez et al. 2025, "OMAR-RQ: Open Music Audio Representation
     Model Trained with Multi-Feature Masked Token Prediction", pretrained with BEST-RQ
-    (Chiu et al. 2022), kept simple: spectrogram (dB) -> per-bin standardisation (batch norm
-    without scale or shift) -> ``stack`` consecutive frames concatenated -> linear projection
-    -> positions (fixed sinusoidal, or learned for up to the tokens of ``input_samples``) ->
-    ``depth`` pre-norm blocks, optionally with Conformer's convolution module (Gulati et al.
-    2020, "Conformer: Convolution-augmented Transformer for Speech Recognition") -> layer
-    norm. Layer ``k`` is block ``k``'s output; the last layer includes the final norm.
+    (Chiu et al. 2022), kept simple: spectrogram (dB) -> each example standardised by its
+    own mean and deviation (``standardise_clip``: gain-invariant, nothing learnt) ->
+    ``stack`` consecutive frames concatenated -> linear projection -> positions (fixed
+    sinusoidal, or learned for up to the tokens of ``input_samples``) -> ``depth`` pre-norm
+    blocks, optionally with Conformer's convolution module (Gulati et al. 2020, "Conformer:
+    Convolution-augmented Transformer for Speech Recognition") -> layer norm. Layer ``k``
+    is block ``k``'s output; the last layer includes the final norm.
 
     Args:
         width: Token width (even, divisible by ``num_heads``); the embedding size.
@@ -132,7 +139,6 @@ class FrameTransformer(Encoder):
             f_max=f_max,
             bins_per_octave=bins_per_octave,
         )
-        self.input_norm = nn.BatchNorm1d(n_bins, affine=False)
         self.proj = nn.Linear(stack * n_bins, width)
         self.max_tokens = self.num_tokens(input_samples)
         self.positions = (
@@ -177,7 +183,7 @@ class FrameTransformer(Encoder):
                 f"FrameTransformer(hop_length={self.hop_length}, stack={self.stack}) needs at "
                 f"least {self.min_samples} samples, got input of shape {tuple(x.shape)}"
             )
-        spec = self.input_norm(self.frontend(x))  # (B, n_bins, T)
+        spec = standardise_clip(self.frontend(x))  # (B, n_bins, T)
         num_tokens = spec.shape[-1] // self.stack
         frames = spec[..., : num_tokens * self.stack].transpose(1, 2)  # (B, T, n_bins)
         return frames.reshape(spec.shape[0], num_tokens, self.stack * self.n_bins)

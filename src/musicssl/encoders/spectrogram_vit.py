@@ -2,7 +2,7 @@
 
 The interface masked-spectrogram modelling (MAE) builds on, beside the ``Encoder`` one::
 
-    spec = encoder.spectrogram(x)          # (B, n_bins, T): normalised dB, T whole patches
+    spec = encoder.spectrogram(x)          # (B, n_bins, T): standardised dB, T whole patches
     patches = encoder.patchify(spec)       # (B, N, patch_bins * patch_frames), the targets
     grid = encoder.patch_grid(spec.shape[-1])  # (freq patches, time patches); N = product
     tokens = encoder.embed_patches(spec)   # (B, N, width): projected patches + positions
@@ -24,7 +24,13 @@ import torch
 from torch import Tensor, nn
 
 from musicssl.encoders._shared import check_waveforms, last, resolve_layer, spectrogram_frontend
-from musicssl.encoders._transformer import Block, check_width, init_weights, sincos_2d
+from musicssl.encoders._transformer import (
+    Block,
+    check_width,
+    init_weights,
+    sincos_2d,
+    standardise_clip,
+)
 from musicssl.encoders.base import Encoder
 from musicssl.errors import MusicSSLError
 
@@ -41,11 +47,12 @@ class SpectrogramViT(Encoder):
     2025, "Myna: Masking-Based Contrastive Learning of Musical Representations", use
     vertical patches that span every mel band: ``patch=(n_bins, 2)``.
 
-    Spectrogram (dB) -> per-bin standardisation (batch norm without scale or shift, so
-    running statistics in evaluation) -> non-overlapping patches, frames past the last whole
-    patch dropped -> linear projection + 2-D sin-cos positions -> ``depth`` pre-norm blocks
-    -> layer norm. Layer ``k`` is block ``k``'s output; the last layer includes the final
-    norm. Frame features average the tokens of each time column: (B, width, time patches).
+    Spectrogram (dB) -> each example standardised by its own mean and deviation
+    (``standardise_clip``: gain-invariant, nothing learnt) -> non-overlapping patches,
+    frames past the last whole patch dropped -> linear projection + 2-D sin-cos positions
+    -> ``depth`` pre-norm blocks -> layer norm. Layer ``k`` is block ``k``'s output; the
+    last layer includes the final norm. Frame features average the tokens of each time
+    column: (B, width, time patches).
 
     Args:
         width: Token width (a multiple of 4 and of ``num_heads``); the embedding size.
@@ -132,7 +139,6 @@ class SpectrogramViT(Encoder):
             f_max=f_max,
             bins_per_octave=bins_per_octave,
         )
-        self.input_norm = nn.BatchNorm1d(n_bins, affine=False)
         self.patch_embed = nn.Linear(patch_bins * patch_frames, width)
         self.blocks = nn.ModuleList(
             Block(width, num_heads, mlp_ratio=mlp_ratio) for _ in range(depth)
@@ -168,7 +174,7 @@ class SpectrogramViT(Encoder):
                 f"SpectrogramViT(hop_length={self.hop_length}, patch={self.patch}) needs at "
                 f"least {self.min_samples} samples, got input of shape {tuple(x.shape)}"
             )
-        spec = self.input_norm(self.frontend(x))  # (B, n_bins, T)
+        spec = standardise_clip(self.frontend(x))  # (B, n_bins, T)
         _, time_patches = self.patch_grid(spec.shape[-1])
         return spec[..., : time_patches * self.patch[1]]
 

@@ -42,9 +42,10 @@ def random_quantizer(
 class BestRQ(Method):
     """One training step of BEST-RQ, from one crop per clip.
 
-    frames -> codes of the frozen quantiser (targets) -> spans of frames replaced by noise
-    N(0, ``noise_std``) -> encoder -> one linear classifier per codebook -> cross-entropy on
-    the hidden frames. Beside the loss it reports how many codes the targets use
+    frames -> codes of the frozen quantiser (``targets``: frames standardised per dimension
+    over the batch) -> spans of frames replaced by noise N(0, ``noise_std``) -> encoder ->
+    one linear classifier per codebook -> cross-entropy on the hidden frames. Beside the
+    loss it reports how many codes the targets use
     (``code_perplexity``, ``codes_used``), so a collapsed quantiser shows while training.
 
     Args:
@@ -98,12 +99,28 @@ class BestRQ(Method):
         self.register_buffer("draws", torch.zeros((), dtype=torch.long))
         self.head = nn.Linear(encoder.embedding_dim, num_codebooks * codebook_size)
 
+    @torch.no_grad()
+    def targets(self, frames: Tensor) -> Tensor:
+        """The frozen quantiser's codes of ``frames``, standardised per dimension first.
+
+        Chiu et al. normalise the quantiser's input per dimension; here over the given
+        frames (a batch), so that the spectral tilt every clip shares does not pick the codes.
+
+        Args:
+            frames: e.g. ``encoder.frame_inputs(x)``. Shape: (B, T, stack * n_bins).
+
+        Returns:
+            int64 codes. Shape: (B, T, num_codebooks).
+        """
+        mean = frames.mean(dim=(0, 1))
+        std = frames.std(dim=(0, 1), unbiased=False).clamp_min(1e-5)
+        return random_projection_codes((frames - mean) / std, self.projection, self.codebooks)
+
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """Masked code prediction loss and code usage of one batch. x Shape: (B, num_samples)."""
         frames = self.encoder.frame_inputs(x)  # (B, T, stack * n_bins)
         batch_size, num_frames, _ = frames.shape
-        with torch.no_grad():
-            codes = random_projection_codes(frames, self.projection, self.codebooks)  # (B, T, C)
+        codes = self.targets(frames)  # (B, T, C)
         generator = next_generator(self.seed, self.draws, x.device)
         mask = span_mask(batch_size, num_frames, start_probability=self.start_probability,
                          span=self.span, generator=generator, device=x.device)  # fmt: skip
