@@ -1,21 +1,27 @@
 """Audio-text pretraining on a CPU: CLAP beside SLAP at a small and a larger batch.
 
-For each method (``clap-shortchunk-cpu``, ``slap-shortchunk-cpu``) and batch size: pretrain on
-the train split of the small built-in corpus for the same wall-clock budget, embed every clip,
-and score on the test split (held-out pieces and their captions):
+Each row (``METHOD:BATCH``, or ``METHOD:BATCHxK`` for K accumulated micro-batches of BATCH a
+step) pretrains ``METHOD-shortchunk-cpu`` on the train split of the small built-in corpus for
+the same number of training clips (``--clips``; steps = clips / (BATCH * K)), then embeds every
+clip and scores on the test split (held-out pieces and their captions):
 
 - text-to-audio and audio-to-text retrieval of each clip's own caption: recall@1/5/10, mAP
   (one relevant item per query), beside chance;
 - zero-shot style, mode and instrument family from the fixed prompts (``evaluate.prompts``),
-  beside chance and beside a logistic-regression probe on the same (encoder) embeddings.
+  beside chance and beside a logistic-regression probe on the same (encoder) embeddings;
+- how much each method keeps at its smallest batch of what it reaches at its largest.
 
-    python bench/bench_audio_text.py --corpus DIR --runs EMPTY_DIR [--batches 8 32]
-        [--minutes 5] [--methods clap slap] [--out FILE]
+Runs are judged by fixed steps, not wall clock; CPU minutes are the training process's
+(``data.workers=0``, so the loading is counted too). Run it with ``OMP_NUM_THREADS=1``.
+
+    OMP_NUM_THREADS=1 python bench/bench_audio_text.py --corpus DIR --runs EMPTY_DIR
+        [--rows clap:8 clap:64 slap:8 slap:8x8 slap:64] [--clips 16000] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -85,14 +91,41 @@ def probe_hit(embeddings: np.ndarray, rows: list[dict], task: str) -> float:
     return score(fits[best], test)
 
 
+def parse_row(text: str) -> tuple[str, int, int]:
+    """``clap:8`` -> (clap, 8, 1); ``slap:8x8`` -> (slap, 8, 8)."""
+    method, _, size = text.partition(":")
+    batch, _, accumulate = size.partition("x")
+    return method, int(batch), int(accumulate or 1)
+
+
+def train_row(args: argparse.Namespace, store_path: Path, row: tuple[str, int, int]) -> tuple:
+    """Pretrain one row (or reuse its finished run); returns (run, steps, CPU minutes)."""
+    method, batch, accumulate = row
+    steps = args.clips // (batch * accumulate)
+    overrides = [f"data.corpus={args.corpus}", f"data.store={store_path}", "data.workers=0",
+                 f"train.batch_size={batch}", f"train.accumulate={accumulate}",
+                 f"train.steps={steps}", "train.minutes=null", f"train.seed={args.seed}",
+                 f"train.checkpoint_every={steps}", f"data.corpus_size={args.size}"]  # fmt: skip
+    recipe = Recipe.load(recipe_path(f"{method}-shortchunk-cpu"), overrides)
+    name = f"{method}-b{batch}" + (f"x{accumulate}" if accumulate > 1 else "")
+    run = Path(args.runs) / name
+    cpu_file = Path(args.runs) / f"{name}.cpu.json"
+    if not is_run(run):
+        began = time.process_time()
+        pretrain(recipe, out=run)
+        cpu_file.write_text(json.dumps({"cpu_seconds": time.process_time() - began}))
+    minutes = json.loads(cpu_file.read_text())["cpu_seconds"] / 60
+    return run, int(latest_checkpoint(run).name.removeprefix("step-")), minutes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--size", default="small", help="built-in corpus size to build there")
     parser.add_argument("--runs", default="runs/bench-audio-text")
-    parser.add_argument("--methods", nargs="+", default=["clap", "slap"])
-    parser.add_argument("--batches", nargs="+", type=int, default=[8, 32])
-    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--rows", nargs="+", default=["clap:8", "clap:64", "slap:8", "slap:8x8",
+                                                      "slap:64"])  # fmt: skip
+    parser.add_argument("--clips", type=int, default=16000, help="training clips of each run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--out", type=Path, default=ROOT / "bench" / "results" / "audio_text_cpu.md"
@@ -104,80 +137,110 @@ def main() -> None:
     if not (corpus / "manifest.jsonl").is_file():  # a finished corpus is used as it is
         build_corpus(corpus, size=args.size, seed=0)
     store_path = corpus / "store-16000"  # the rate of the short-chunk CNN recipes
-    pack(corpus / "manifest.jsonl", out=store_path, sr=16000)
+    if not (store_path / "clips.jsonl").is_file():
+        pack(corpus / "manifest.jsonl", out=store_path, sr=16000)
+    Path(args.runs).mkdir(parents=True, exist_ok=True)
+    store = SampleStore(store_path)
+    rows = store.rows
+    test = [i for i, row in enumerate(rows) if row["split"] == "test"]
+    results = []
+    for text in args.rows:
+        method, batch, accumulate = parse_row(text)
+        run, steps, minutes = train_row(args, store_path, (method, batch, accumulate))
+        model = load(run)
+        clips = embed_store(model, store)
+        scores = retrieval(model, clips[test], [str(rows[i]["caption"]) for i in test])
+        names = {str(row["path"]).removeprefix("audio/"): clips[i] for i, row in enumerate(rows)}
+        zero = zero_shot_results(model, corpus, names)
+        probes = {task: probe_hit(clips, rows, task) for task in TASKS}
+        results.append((method, batch, accumulate, steps, minutes, scores, zero, probes))
+        print(f"{run.name}: {steps} steps, {minutes:.1f} CPU min, {scores}", flush=True)
 
-    rows_out = []
-    store = None
-    embedded: dict[str, np.ndarray] = {}
-    for method in args.methods:
-        for batch in args.batches:
-            overrides = [f"data.corpus={args.corpus}", f"train.batch_size={batch}",
-                         f"train.minutes={args.minutes}", "train.steps=5000",
-                         f"train.seed={args.seed}", "train.checkpoint_every=500",
-                         f"data.corpus_size={args.size}", "data.workers=1"]  # fmt: skip
-            overrides.append(f"data.store={store_path}")
-            recipe = Recipe.load(recipe_path(f"{method}-shortchunk-cpu"), overrides)
-            run = Path(args.runs) / f"{method}-b{batch}"
-            began = time.perf_counter()
-            if not is_run(run):
-                pretrain(recipe, out=run)
-            minutes = (time.perf_counter() - began) / 60
-            steps = int(latest_checkpoint(run).name.removeprefix("step-"))
-            store = SampleStore(recipe.data.store)
-            model = load(run)
-            clips = embed_store(model, store)
-            embedded[run.name] = clips
-            rows = store.rows
-            test = [i for i, row in enumerate(rows) if row["split"] == "test"]
-            scores = retrieval(model, clips[test], [str(rows[i]["caption"]) for i in test])
-            names = {
-                str(row["path"]).removeprefix("audio/"): clips[i] for i, row in enumerate(rows)
-            }
-            zero = zero_shot_results(model, Path(args.corpus), names)
-            probes = {task: probe_hit(clips, rows, task) for task in TASKS}
-            rows_out.append((method, batch, steps, minutes, scores, zero, probes, len(test)))
-            print(f"{run.name}: {steps} steps, {minutes:.1f} min, {scores}", flush=True)
-
-    text = report(rows_out, args)
+    text = report(results, args, num_test=len(test))
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
 
 
-def report(results: list, args: argparse.Namespace) -> str:
-    num_test = results[0][-1]
+def batch_cell(batch: int, accumulate: int) -> str:
+    return f"{batch * accumulate} ({batch} x {accumulate} acc.)" if accumulate > 1 else str(batch)
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{model}, {os.cpu_count()} cores shared with other jobs, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} thread")  # fmt: skip
+
+
+def keeps(results: list) -> list[str]:
+    """Each method's smallest-batch row against each of its rows of a larger effective batch."""
+    lines = []
+    for method in dict.fromkeys(r[0] for r in results):
+        own = [r for r in results if r[0] == method]
+        small = min(own, key=lambda r: r[1] * r[2])
+        for large in [r for r in own if r[1] * r[2] > small[1] * small[2]]:
+            cells = []
+            for direction in ("T->A", "A->T"):
+                for metric in ("recall@10", "map"):
+                    a, b = small[5][direction][metric], large[5][direction][metric]
+                    cells.append(f"{a:.3f} / {b:.3f} ({(a / b - 1) * 100:+.0f}%)")
+            batches = f"{batch_cell(small[1], small[2])} vs {batch_cell(large[1], large[2])}"
+            lines.append(f"| {method} | {batches} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def report(results: list, args: argparse.Namespace, *, num_test: int) -> str:
     chance = retrieval_chance(num_test, 1)
     lines = [
         "# Audio-text pretraining on a CPU: CLAP and SLAP, retrieval and zero-shot",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared with other jobs), "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads.",
+        f"Machine: {machine()}.",
         "",
         f"Command: `{command()}`",
         "",
-        f"Small built-in corpus (seed 0), captions drawn per clip; each run trains on the train "
-        f"split for {args.minutes:g} minutes of wall clock (seed {args.seed}); the short-chunk "
-        f"CNN audio tower and a 2-layer text transformer with its own tokenizer. Scores on the "
-        f"{num_test} test clips (held-out pieces) and their captions; one run per cell.",
+        f"Small built-in corpus (format 2, seed 0), captions drawn per clip. Each run trains "
+        f"on {args.clips} clips of the train split (steps x batch; the same learning-rate "
+        f"schedule over its steps), seed {args.seed}; the short-chunk CNN audio tower and a "
+        f"2-layer text transformer with its own tokenizer (recipes `clap-shortchunk-cpu`, "
+        f"`slap-shortchunk-cpu`). `B (b x k acc.)`: k micro-batches of b accumulated into one "
+        f"optimiser step. Scores on the {num_test} test clips (held-out pieces) and their "
+        f"captions; one run per row. CPU minutes: the training process's, one thread.",
         "",
         "## Retrieval of each clip's own caption (test split)",
         "",
-        "| method | batch | steps | minutes | T→A R@1 | R@5 | R@10 | mAP | A→T R@1 | R@5 | R@10 "
+        "| method | batch | steps | CPU min | T→A R@1 | R@5 | R@10 | mAP | A→T R@1 | R@5 | R@10 "
         "| mAP |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for method, batch, steps, minutes, scores, _, _, _ in results:
+    for method, batch, accumulate, steps, minutes, scores, _, _ in results:
         cells = [
             f"{scores[d][m]:.3f}"
             for d in ("T->A", "A->T")
             for m in ("recall@1", "recall@5", "recall@10", "map")
         ]
         lines.append(
-            f"| {method} | {batch} | {steps} | {minutes:.1f} | " + " | ".join(cells) + " |"
+            f"| {method} | {batch_cell(batch, accumulate)} | {steps} | {minutes:.1f} | "
+            + " | ".join(cells)
+            + " |"
         )
     chance_cells = [f"{chance[m]:.3f}" for m in ("recall@1", "recall@5", "recall@10", "map")]
     lines.append("| chance | | | | " + " | ".join(chance_cells * 2) + " |")
     lines += [
+        "",
+        "## What the small batch loses",
+        "",
+        "The smallest batch's score / the larger batch's (change).",
+        "",
+        "| method | batches | T→A R@10 | T→A mAP | A→T R@10 | A→T mAP |",
+        "|---|---|---:|---:|---:|---:|",
+        *keeps(results),
         "",
         f"## Zero-shot (prompts v{PROMPTS_VERSION}) beside a linear probe on the same "
         "embeddings (test split)",
@@ -188,21 +251,21 @@ def report(results: list, args: argparse.Namespace) -> str:
         "| family zero-shot | family probe |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for method, batch, _, _, _, zero, probes, _ in results:
+    for method, batch, accumulate, _, _, _, zero, probes in results:
         cells = []
         for task in TASKS:
             result = zero[f"zeroshot_{task}"]
             cells += [f"{result.headline.mean:.3f}", f"{probes[task]:.3f}"]
-        lines.append(f"| {method} | {batch} | " + " | ".join(cells) + " |")
-    zero = results[0][5]
+        lines.append(f"| {method} | {batch_cell(batch, accumulate)} | " + " | ".join(cells) + " |")
+    zero = results[0][6]
     chances = [zero[f"zeroshot_{t}"].chance[zero[f"zeroshot_{t}"].main] for t in TASKS]
     lines.append("| chance | | " + " | ".join(f"{c:.3f} | " for c in chances) + " |")
     return "\n".join(lines) + "\n"
 
 
 def command() -> str:
-    policy = os.environ.get("OMP_WAIT_POLICY")
-    prefix = f"OMP_WAIT_POLICY={policy} " if policy else ""
+    prefix = "".join(f"{name}={os.environ[name]} " for name in ("OMP_NUM_THREADS",
+                     "OMP_WAIT_POLICY") if name in os.environ)  # fmt: skip
     return prefix + "python " + " ".join(sys.argv)
 
 
