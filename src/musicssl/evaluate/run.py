@@ -44,6 +44,7 @@ def evaluate(
     cache: str | os.PathLike | None = None,
     device: str = "cpu",
     progress: bool = True,
+    reference: str | os.PathLike | None = None,
 ) -> Evaluation:
     """Evaluate one source on every task and write ``results.json`` and the report to ``out``.
 
@@ -62,6 +63,8 @@ def evaluate(
         cache: cache folder (default ``default_cache()``).
         device: where models embed.
         progress: print what is being done.
+        reference: when ``source`` is ``baseline:random``, the run whose architecture it
+            takes (default: the demo recipe's encoder).
 
     Returns:
         The results (``to_dict()`` is what ``results.json`` holds).
@@ -72,7 +75,7 @@ def evaluate(
     """
     out_dir = check_out(out)
     # The source first: a bad one is refused before the corpus is built or degraded.
-    opened = open_source(source, device=device, readout=readout)
+    opened = open_source(source, reference=reference, device=device, readout=readout)
     corpus_dir = _corpus(corpus, progress=progress)
     cache_dir = Path(cache) if cache is not None else default_cache()
     task_list = resolve_tasks(tasks, corpus=corpus_dir, cache=cache_dir, progress=progress)
