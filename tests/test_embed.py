@@ -33,11 +33,12 @@ def _windows_of(signal, blocks, *, window, step, batch_size=3):
     return starts, np.concatenate([w for _, w in found])
 
 
-def test_windows_cover_the_signal_and_pad_the_tail():
+def test_windows_cover_the_signal_and_end_the_tail_at_the_last_sample():
     signal = np.arange(1, 11, dtype=np.float32)  # 10 samples
-    starts, windows = _windows_of(signal, 1, window=4, step=4)
-    assert starts == [0, 4, 8]
-    np.testing.assert_array_equal(windows[2], [9, 10, 0, 0])
+    for blocks in (1, 3, 10):
+        starts, windows = _windows_of(signal, blocks, window=4, step=4)
+        assert starts == [0, 4, 6]  # the tail window overlaps the one before, no padding
+        np.testing.assert_array_equal(windows[2], [7, 8, 9, 10])
     starts, _ = _windows_of(signal[:8], 1, window=4, step=4)
     assert starts == [0, 4]  # nothing left over: no padded window
     starts, windows = _windows_of(signal[:3], 1, window=4, step=4)
@@ -96,10 +97,11 @@ def test_embed_files_writes_names_layers_and_frames(tmp_path: Path, write_audio)
     assert data["names"].tolist() == ["a.wav", "sub/b.flac"]
     assert data["emb"].shape == (2, 16)
     assert [data[f"layer_{k}"].shape[1] for k in range(7)] == [4, 4, 8, 8, 8, 8, 16]
-    # a.wav: 2400 samples -> windows at 0, 729, 1458 and a padded one at 2187: 4 frames.
+    # a.wav: 2400 samples -> windows at 0, 729, 1458 and the last at 2400 - 729: 4 frames.
     offsets = data["frame_offsets"].tolist()
     assert offsets[1] - offsets[0] == 4 and data["frames"].shape[1] == 16
-    np.testing.assert_allclose(data["frame_times"][:4], (np.arange(4) * 729 + 364.5) / 8000)
+    starts = np.array([0, 729, 1458, 2400 - 729])
+    np.testing.assert_allclose(data["frame_times"][:4], (starts + 364.5) / 8000)
 
 
 def test_embed_files_takes_one_audio_file_and_refuses_a_text_file(tmp_path: Path, write_audio):
@@ -119,17 +121,19 @@ def test_embed_files_takes_one_audio_file_and_refuses_a_text_file(tmp_path: Path
 
 
 def _windows_tensor(signal: np.ndarray, window: int) -> torch.Tensor:
-    """Consecutive windows of ``signal``, the tail zero padded. Shape: (num_windows, window)."""
-    padded = np.zeros(-(-len(signal) // window) * window, dtype=np.float32)
-    padded[: len(signal)] = signal
-    return torch.from_numpy(padded.reshape(-1, window))
+    """Consecutive windows of ``signal``, the last one ending at its last sample (a signal
+    longer than one window). Shape: (num_windows, window)."""
+    starts = list(range(0, len(signal) - window + 1, window))
+    if starts[-1] + window < len(signal):
+        starts.append(len(signal) - window)
+    return torch.from_numpy(np.stack([signal[s : s + window] for s in starts]))
 
 
 def test_all_layers_equal_each_layer_computed_alone(tmp_path: Path):
     encoder = _checkpoint(tmp_path / "ckpt")
     model = load(tmp_path / "ckpt")
     signal = np.random.default_rng(2).uniform(-0.5, 0.5, 2000).astype(np.float32)
-    windows = _windows_tensor(signal, 729)  # 3 windows, the last padded
+    windows = _windows_tensor(signal, 729)  # 3 windows, the last one at 2000 - 729
     every = model.embed(signal, 8000, layers="all", frames=True, batch_size=2)
     assert [v.shape for v in every.layers] == [(4,), (4,), (8,), (8,), (8,), (8,), (16,)]
     with torch.no_grad():

@@ -520,8 +520,10 @@ def _windows(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Windows of ``window`` samples every ``step`` over a stream of blocks, in batches.
 
-    A signal shorter than one window gives one zero-padded window; the tail after the last
-    full window gets one more window, zero-padded, so that no audio is ignored.
+    A signal shorter than one window gives one zero-padded window. The tail after the last
+    full window gets one more window that ends at the signal's last sample (overlapping the
+    one before it), so that no audio is ignored and no window holds silence the audio does
+    not: a padded tail would change with the clip's length, which a time stretch changes.
 
     Yields:
         (window start sample indices, Shape: (n,)), (windows, Shape: (n, window)).
@@ -543,13 +545,15 @@ def _windows(
             if len(batch) == batch_size:
                 yield np.asarray(starts), np.stack(batch)
                 starts, batch = [], []
-        drop = min(next_start - buffer_start, len(buffer))
+        # Keep the last window's worth of samples: the tail window may reach back into them.
+        drop = max(0, min(next_start - buffer_start, len(buffer) - window))
         buffer, buffer_start = buffer[drop:], buffer_start + drop
     if last_end < total and next_start < total:
         tail = np.zeros(window, dtype=np.float32)
-        remainder = buffer[next_start - buffer_start :][:window]
+        start = max(0, total - window)
+        remainder = buffer[start - buffer_start :]
         tail[: len(remainder)] = remainder
-        starts.append(next_start)
+        starts.append(start)
         batch.append(tail)
     if batch:
         yield np.asarray(starts), np.stack(batch)

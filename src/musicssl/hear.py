@@ -100,8 +100,13 @@ def get_timestamp_embeddings(audio: Tensor, model: HearModel) -> tuple[Tensor, T
     sr, window = model.sample_rate, model.model.window_samples
     duration = sounds.shape[1] / sr
     embeddings, centres = [], []
+    step = model.model.window_step(model.hop)
     for sound in sounds:
-        padded = np.pad(sound, (window // 2, window - window // 2))
+        # Half a window of zeros at both ends, and on the right as many more as make the
+        # windows tile the padded signal: every window starts on the hop grid.
+        right = window - window // 2
+        right += -(len(sound) + window // 2 + right - window) % step
+        padded = np.pad(sound, (window // 2, right))
         result = model.model.embed(padded, sr, hop=model.hop, frames=True)
         assert result.frames is not None and result.times is not None  # frames=True
         per_window = model.frames_per_window
@@ -109,7 +114,7 @@ def get_timestamp_embeddings(audio: Tensor, model: HearModel) -> tuple[Tensor, T
         # A window starting at s in the padded signal is centred on sample s of the sound
         # (to half a sample when the window is odd): that is its timestamp.
         times = result.times.reshape(-1, per_window).mean(axis=1) - window / 2 / sr
-        keep = times <= duration + 0.5 / sr  # the zero-padded tail window starts past the end
+        keep = times <= duration + 0.5 / sr  # windows centred past the end are dropped
         embeddings.append(frames[keep])
         centres.append(times[keep] * 1000.0)
     return (

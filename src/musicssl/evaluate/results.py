@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 # Bump when the protocol changes what a score means: cached baseline results are recomputed.
-PROTOCOL_VERSION = 1
+# 2: the tempo probe classifies tempo bins; the last window of a clip ends at its last sample.
+PROTOCOL_VERSION = 2
 
 
 @dataclass(frozen=True)
