@@ -301,7 +301,10 @@ def test_a_bug_shows_its_traceback_and_asks_for_a_report(area, capsys, monkeypat
 
 def run_command(script: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -310,6 +313,8 @@ def test_ctrl_c_in_a_real_process(area):
     result = run_command(
         f"""
         import os, signal, sys
+        # As in a terminal: a job started in the background by a shell inherits SIGINT ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         import musicssl.pack
         def pack(*args, **kwargs):
             os.kill(os.getpid(), signal.SIGINT)
