@@ -127,3 +127,29 @@ def test_text_encoder_faults_are_one_line_errors(tmp_path):
     empty.write_text("\n")
     with pytest.raises(MusicSSLError, match="no captions"):
         build_text_encoder("scratch", tokenizer_corpus=str(empty))
+
+
+def test_slap_retrieves_in_the_space_its_loss_compares():
+    """The clip and caption vectors that search and zero-shot use are the online predictions
+    the loss sets against the other modality's EMA targets (not the projections, which keep
+    an offset between the modalities that the loss never closes)."""
+    import torch.nn.functional as F
+
+    from musicssl.encoders import SampleCNN
+
+    torch.manual_seed(0)
+    encoder = SampleCNN(num_blocks=4, channels=[8, 8, 16, 16, 16, 32], sample_rate=8000)
+    method = build_method("slap", encoder, hidden_dim=16, projection_dim=8,
+                          predictor_hidden_dim=32, text_encoder="scratch",
+                          text_options=SMALL).eval()  # fmt: skip
+    x, texts = torch.randn(4, 243), ["slow organ", "lively", "a minor key", "organ piece"]
+    with torch.no_grad():
+        terms = method(x, texts=texts)
+        audio, text = method.project_audio(encoder(x)), method.embed_text(texts)
+        target_audio = F.normalize(method.target_audio_projection(method.target_encoder(x)), dim=-1)
+        target_text = F.normalize(
+            method.target_text_projection(method.target_text_encoder(texts)), dim=-1
+        )
+    torch.testing.assert_close(audio.norm(dim=-1), torch.ones(4))
+    torch.testing.assert_close(terms["audio_to_text"], 1 - (audio * target_text).sum(-1).mean())
+    torch.testing.assert_close(terms["text_to_audio"], 1 - (text * target_audio).sum(-1).mean())
