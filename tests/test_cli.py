@@ -129,7 +129,7 @@ def test_given_options_reach_the_functions_and_the_rest_keep_their_defaults(
 
     loaded = recording(monkeypatch, "musicssl.embed:load", returns="model")
     embedded = recording(
-        monkeypatch, "musicssl.embed:embed_files", returns={"embedded": 1, "skipped": 0}
+        monkeypatch, "musicssl.embed_folder:embed_files", returns={"embedded": 1, "skipped": 0}
     )
     out = str(tmp_path / "e.npz")
     argv = ["embed", str(folder), str(folder), "--out", out, "--hop", "0.5", "--layer", "2"]

@@ -8,7 +8,8 @@ import soundfile as sf
 import torch
 from safetensors.torch import save_file
 
-from musicssl.embed import _windows, embed_files, load
+from musicssl.embed import _windows, load
+from musicssl.embed_folder import embed_files
 from musicssl.encoders import SampleCNN
 from musicssl.errors import MusicSSLError
 

@@ -308,7 +308,7 @@ def add_embed(verbs: Any) -> None:
             "and 'emb'. Files of any length work: audio is streamed, memory stays bounded by "
             "--batch-size windows. Bad files are skipped and listed.",
         ),
-        "musicssl.embed:embed_files",
+        "musicssl.embed_folder:embed_files",
     )
     embed.option(
         "checkpoint", type=existing_folder, metavar="CKPT", help="checkpoint, or run (its latest)"
@@ -358,7 +358,8 @@ def add_embed(verbs: Any) -> None:
 
 
 def run_embed(args: argparse.Namespace) -> None:
-    from musicssl.embed import embed_files, load
+    from musicssl.embed import load
+    from musicssl.embed_folder import embed_files
 
     model = load(args.checkpoint, **given(args, "device", "readout"))
     summary = embed_files(

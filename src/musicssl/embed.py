@@ -4,21 +4,16 @@
 ``musicssl.checkpoint``) and returns a ``Model`` whose ``embed(waveform, sr)`` handles audio of
 any length, rate, channel count and sample format (float, or integer PCM): it downmixes,
 resamples, cuts windows, encodes them in bounded batches and mean-pools. Every layer comes
-from the same forward pass of each window batch. ``embed_files`` does the same over a folder,
-a manifest or a store and writes an ``.npz`` (``names``, ``emb``; ``layer_K`` per layer with
-``layers="all"``), streaming each file so that memory is bounded by the window batch, not the
-track length.
+from the same forward pass of each window batch. ``musicssl.embed_folder.embed_files`` does
+the same over a folder, a manifest or a store and writes an ``.npz``.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import zipfile
-from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,13 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from musicssl import audio, checkpoint
-from musicssl.corpus import find_audio
 from musicssl.encoders import Encoder
-from musicssl.errors import AudioError, MusicSSLError
-from musicssl.files import atomic_path
-from musicssl.manifest import read_manifest
-from musicssl.progress import bar as progress_bar
-from musicssl.store import SampleStore
+from musicssl.errors import MusicSSLError
 
 
 @dataclass
@@ -375,146 +365,6 @@ def load(
     return model
 
 
-def embed_files(
-    model: Model,
-    source: str | os.PathLike,
-    *,
-    out: str | os.PathLike,
-    hop: float | None = None,
-    layers: str | int | None = None,
-    frames: bool = False,
-    batch_size: int = 16,
-    progress: bool = True,
-) -> dict[str, int]:
-    """Embed one audio file, or every clip of a folder, a manifest (.jsonl) or a store, into
-    ``out`` (.npz).
-
-    ``names`` are paths relative to the folder (or as in the manifest / store; the file's
-    name for one file). With
-    ``frames``, ``frames`` (all tracks concatenated, shape (total_frames, channels)),
-    ``frame_times`` (seconds) and ``frame_offsets`` (track i is rows offsets[i]:offsets[i+1])
-    are added. Bad files are reported and skipped.
-
-    Returns:
-        ``{"embedded": n, "skipped": m}``.
-
-    Raises:
-        MusicSSLError: before any file is read, for a ``hop`` under one sample, a layer the
-            encoder lacks, a ``batch_size`` under 1, or an ``out`` that is a folder or a file
-            other than embeddings.
-    """
-    model.check_options(hop=hop, layers=layers, batch_size=batch_size)
-    _check_out(Path(out))
-    items = list(_items(Path(source), model.sample_rate))
-    arrays, skipped = embed_items(
-        model,
-        items,
-        hop=hop,
-        layers=layers,
-        frames_for=None if not frames else {name for name, _ in items},
-        batch_size=batch_size,
-        progress=progress,
-    )
-    if not len(arrays["names"]):
-        raise MusicSSLError(f"{source}: nothing could be embedded ({len(skipped)} bad files)")
-    save_npz(Path(out), arrays)
-    for line in skipped:
-        print(f"skipped {line}")
-    return {"embedded": len(arrays["names"]), "skipped": len(skipped)}
-
-
-def file_items(
-    root: str | os.PathLike, names: Iterable[str], *, sr: int
-) -> list[tuple[str, Callable[[], Iterator[np.ndarray]]]]:
-    """(name, blocks factory) for audio files named relative to ``root``, streamed at ``sr``."""
-    folder = Path(root)
-    return [(name, partial(audio.stream, folder / name, sr=sr)) for name in names]
-
-
-def embed_items(
-    model: Any,
-    items: Sequence[tuple[str, Callable[[], Iterable[np.ndarray]]]],
-    *,
-    hop: float | None = None,
-    layers: str | int | None = None,
-    frames_for: Container[str] | None = None,
-    batch_size: int = 16,
-    progress: bool = True,
-) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Embed named signals, each given as a factory of its blocks (see ``file_items``).
-
-    ``model`` is a ``Model`` or anything with its ``embed_stream`` and ``layer_indices``
-    (the baselines). Frame tracks are kept only for the names in ``frames_for``.
-
-    Returns:
-        The arrays of an embeddings ``.npz`` (``names``, ``emb``, ``layer_K``, and
-        ``frame_names``, ``frames``, ``frame_times``, ``frame_offsets`` when frames were
-        asked for), and one "name: reason" line per file that could not be embedded.
-    """
-    names, clips, skipped = [], [], []
-    per_layer: list[list[np.ndarray]] = []
-    frame_names, tracks, times, offsets = [], [], [], [0]
-    for name, blocks in progress_bar(items, unit="file", desc="embed", disable=not progress):
-        with_frames = frames_for is not None and name in frames_for
-        try:
-            result = model.embed_stream(
-                blocks(), hop=hop, layers=layers, frames=with_frames, batch_size=batch_size
-            )
-        except AudioError as error:
-            skipped.append(f"{name}: {error.reason}")
-            continue
-        except MusicSSLError as error:
-            skipped.append(f"{name}: {error}")
-            continue
-        names.append(name)
-        clips.append(result.clip)
-        if result.layers is not None:
-            if not per_layer:
-                per_layer = [[] for _ in result.layers]
-            for bucket, vector in zip(per_layer, result.layers):
-                bucket.append(vector)
-        if with_frames:
-            frame_names.append(name)
-            tracks.append(result.frames)
-            times.append(result.times)
-            offsets.append(offsets[-1] + len(result.frames))
-    arrays: dict[str, np.ndarray] = {
-        "names": np.array(names, dtype=str),
-        "emb": np.stack(clips) if clips else np.zeros((0, 0), np.float32),
-    }
-    for index, bucket in zip(model.layer_indices(layers), per_layer):
-        arrays[f"layer_{index}"] = np.stack(bucket)
-    if frames_for is not None:
-        arrays["frame_names"] = np.array(frame_names, dtype=str)
-        arrays["frames"] = np.concatenate(tracks) if tracks else np.zeros((0, 0), np.float32)
-        arrays["frame_times"] = np.concatenate(times) if times else np.zeros(0)
-        arrays["frame_offsets"] = np.asarray(offsets, dtype=np.int64)
-    return arrays, skipped
-
-
-def _items(source: Path, sr: int):
-    """(name, blocks factory) per clip of a folder, manifest or store."""
-    if (source / "store.json").is_file():
-        store = SampleStore(source)
-        if store.sr != sr:
-            raise MusicSSLError(f"{source}: store at {store.sr} Hz, the encoder needs {sr} Hz")
-        for index, row in enumerate(store.rows):
-            yield row["path"], (lambda index=index: iter([store.clip(index)]))
-    elif source.is_dir():
-        for path in sorted(find_audio(source)):
-            name = path.relative_to(source).as_posix()
-            yield name, (lambda path=path: audio.stream(path, sr=sr))
-    elif source.suffix == ".jsonl":
-        for row in read_manifest(source):
-            yield row["path"], (lambda row=row: audio.stream(row["abspath"], sr=sr))
-    elif source.is_file() and audio.is_audio_path(source):
-        yield source.name, (lambda: audio.stream(source, sr=sr))
-    else:
-        raise MusicSSLError(
-            f"{source}: expected an audio file, a folder of audio, a manifest (.jsonl) or a store"
-        )
-
-
 def _windows(
     blocks: Iterator[np.ndarray], *, window: int, step: int, batch_size: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -557,37 +407,6 @@ def _windows(
         batch.append(tail)
     if batch:
         yield np.asarray(starts), np.stack(batch)
-
-
-def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an ``.npz`` whole or not at all (``musicssl.files.atomic_path``)."""
-    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
-        # To a handle: numpy adds no ".npz" to the temporary name.
-        np.savez(handle, **arrays)  # type: ignore[arg-type]
-
-
-def _check_out(out: Path) -> None:
-    """Refuse an ``out`` that is a folder, a symbolic link, or a file that is not an
-    embeddings ``.npz``."""
-    if out.is_symlink():
-        # Writing replaces the path whole, so the user's link itself would be replaced.
-        target = "a missing file" if not out.exists() else "another path"
-        raise MusicSSLError(
-            f"{out}: is a symbolic link (to {target}); --out names a plain .npz file to write"
-        )
-    if out.is_dir():
-        raise MusicSSLError(f"{out}: is a folder; --out names the .npz file to write")
-    if out.exists() and not _is_embeddings(out):
-        raise MusicSSLError(f"{out}: exists and is not an embeddings .npz; choose another --out")
-
-
-def _is_embeddings(path: Path) -> bool:
-    """Whether ``path`` is an ``.npz`` with ``names`` and ``emb``, as ``save_npz`` writes."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return {"names.npy", "emb.npy"} <= set(archive.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False
 
 
 def _finite(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:

@@ -8,7 +8,7 @@ and ``PROTOCOL_VERSION``, so the report sets a checkpoint beside them without re
 
 Layout::
 
-    embeddings/<key>.npz    the arrays of ``musicssl.embed.embed_items`` plus ``skipped``
+    embeddings/<key>.npz    the arrays of ``musicssl.embed_folder.embed_items`` plus ``skipped``
     results/<key>.json      an ``Evaluation`` as ``results.json`` holds it
 """
 
@@ -55,7 +55,7 @@ class EvaluationCache:
         """
         if source.embedded is not None:
             return source.embedded
-        from musicssl.embed import embed_items, file_items
+        from musicssl.embed_folder import embed_items, file_items
 
         assert source.model is not None and len({task.root for task in tasks}) == 1
         root = tasks[0].root
