@@ -36,6 +36,12 @@ TINY_ENCODERS = {
                 "output_kernel": 9, "input_samples": 4096},
     "tempo_cnn": {"n_mels": 16, "min_bpm": 120.0, "tempo_bins": 32, "channels": 4, "depth": 2,
                   "output_kernel": 9, "input_samples": 16000},
+    "branches": {"branches": {
+        "timbre": {"name": "short_chunk_cnn",
+                   "options": {"channels": 2, "hop_length": 64, "input_samples": 8192}},
+        "key": {"name": "key_cnn",
+                "options": {"num_octaves": 4, "max_shift_semitones": 6, "channels": 4,
+                            "depth": 2, "output_kernel": 9, "input_samples": 4096}}}},
 }  # fmt: skip
 
 

@@ -153,6 +153,46 @@ SMALL = {
         "too_short": 7999,
         "expected_in_error": "8000",
     },
+    # The short-chunk CNN and the key CNN above side by side on 8192 samples at 8 kHz: the
+    # first's 7 layers, the second's 3 (hop 64: 129 frames, halved twice: 64, 32; the logits
+    # keep 32), then the joint layer: 16 + 24 channels on the finer 32 frames of 256 samples.
+    "branches": {
+        "kwargs": {
+            "branches": {
+                "timbre": {
+                    "name": "short_chunk_cnn",
+                    "options": {
+                        "channels": 4,
+                        "sample_rate": 8000,
+                        "f_max": 4000.0,
+                        "n_fft": 256,
+                        "hop_length": 64,
+                        "input_samples": 8192,
+                        "input_norm": "clip",
+                    },
+                },
+                "key": {
+                    "name": "key_cnn",
+                    "options": {
+                        "sample_rate": 8000,
+                        "hop_length": 64,
+                        "num_octaves": 4,
+                        "max_shift_semitones": 6,
+                        "channels": 4,
+                        "depth": 2,
+                        "output_kernel": 9,
+                        "input_samples": 1024,
+                    },
+                },
+            }
+        },
+        "num_samples": 8192,
+        "channels": [4, 4, 8, 8, 8, 8, 16, 4, 4, 24, 40],
+        "frames": [64, 32, 16, 8, 4, 2, 1, 64, 32, 32, 32],
+        "hops": [128, 256, 512, 1024, 2048, 4096, 8192, 128, 256, 256, 256],
+        "too_short": 8127,
+        "expected_in_error": "8128",
+    },
 }
 
 
@@ -332,6 +372,46 @@ def test_short_chunk_cnn_standardises_its_input_without_learning_a_scale():
     assert not h.requires_grad
     torch.testing.assert_close(float(h.mean()), 0.0, atol=1e-5, rtol=0)
     torch.testing.assert_close(float(h.var(unbiased=False)), 1.0, atol=1e-3, rtol=0)
+
+
+def test_branches_embed_side_by_side_and_the_joint_layer_keeps_each_pooling():
+    spec = SMALL["branches"]
+    torch.manual_seed(0)
+    encoder = build_encoder("branches", **spec["kwargs"]).eval()
+    timbre, key = encoder.branches["timbre"], encoder.branches["key"]
+    x = _audio(2, spec["num_samples"])
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(x), torch.cat([timbre(x), key(x)], dim=1))
+        joint = encoder.forward_features(x)
+        # The timbre branch's one frame repeated over the 32 frames, the key frames as they are.
+        torch.testing.assert_close(joint[:, :16], timbre.forward_features(x).expand(-1, -1, 32))
+        torch.testing.assert_close(joint[:, 16:], key.forward_features(x))
+    assert encoder.input_samples == 8192  # the longest branch crop
+
+
+def test_branches_refuse_mixed_rates_and_malformed_specs():
+    timbre = SMALL["branches"]["kwargs"]["branches"]["timbre"]
+    other_rate = {"name": "key_cnn", "options": {"sample_rate": 16000}}
+    with pytest.raises(MusicSSLError, match="one sample rate"):
+        build_encoder("branches", branches={"a": timbre, "b": other_rate})
+    with pytest.raises(MusicSSLError, match="branch 'a' must be"):
+        build_encoder("branches", branches={"a": {"encoder": "key_cnn"}})
+    with pytest.raises(MusicSSLError, match="at least one branch"):
+        build_encoder("branches", branches={})
+
+
+def test_short_chunk_cnn_clip_norm_ignores_gain_and_random_weights_read_standardised_input():
+    kwargs = {**SMALL["short_chunk_cnn"]["kwargs"], "input_norm": "clip"}
+    encoder = ShortChunkCNN(**kwargs).eval()
+    x = _audio(2, 8192)
+    with torch.no_grad():
+        h = encoder.input_norm(encoder.frontend(x).unsqueeze(1))
+        torch.testing.assert_close(h.mean(dim=(1, 2, 3)), torch.zeros(2), atol=1e-5, rtol=0)
+        torch.testing.assert_close(h.std(dim=(1, 2, 3), unbiased=False), torch.ones(2))
+    assert encoder.config()["input_norm"] == "clip"
+    assert "input_norm" not in ShortChunkCNN(**SMALL["short_chunk_cnn"]["kwargs"]).config()
+    with pytest.raises(MusicSSLError, match="input_norm"):
+        ShortChunkCNN(**{**kwargs, "input_norm": "layer"})
 
 
 def test_full_size_defaults():

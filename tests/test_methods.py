@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from musicssl.encoders import (
+    Branches,
     FrameTransformer,
     KeyCNN,
     PestoCNN,
@@ -66,6 +67,29 @@ BINNED_SETUPS = {
 }  # fmt: skip
 
 
+def _branches() -> Branches:
+    """A SampleCNN branch beside the key CNN of ``BINNED_SETUPS``, both on 243 samples."""
+    sample_cnn = {"num_blocks": 4, "channels": [8, 8, 16, 16, 16, 32], "sample_rate": 8000}
+    key_cnn = {
+        "sample_rate": 8000,
+        "hop_length": 32,
+        "num_octaves": 4,
+        "channels": 4,
+        "depth": 2,
+        "output_kernel": 9,
+        "input_samples": 243,
+    }
+    return Branches(branches={"timbre": {"name": "sample_cnn", "options": sample_cnn},
+                              "key": {"name": "key_cnn", "options": key_cnn}})  # fmt: skip
+
+
+COMBINED_TERMS = {
+    "timbre": {"method": "simclr", "options": SMALL_HEADS},
+    "key": {"method": "stone", "weight": 0.5, "lr_scale": 3.0, "options": {"temperature": 0.02}},
+}
+BINNED_SETUPS["combined"] = (_branches, {"terms": COMBINED_TERMS})
+
+
 def _method(name: str):
     """The registry entry ``name`` on a tiny encoder it accepts, with small heads."""
     setups = {**MASKED_SETUPS, **BINNED_SETUPS}
@@ -117,6 +141,40 @@ def test_every_method_lowers_its_loss_on_a_fixed_batch(name):
             method.after_optimizer_step(step + 1, 15)
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+def test_combined_is_the_weighted_sum_of_its_terms_on_their_branches():
+    torch.manual_seed(0)
+    method = build_method("combined", _branches(), terms=COMBINED_TERMS)
+    x_a, x_b = torch.randn(2, 6, 243).unbind(0)
+    outputs = method(x_a, x_b)
+    # The terms alone, on the same draws (STONE's counter restarted):
+    method.terms["key"].draws.count.zero_()
+    simclr = method.terms["timbre"](x_a, x_b)["loss"]
+    stone = method.terms["key"](x_a, x_b)
+    torch.testing.assert_close(outputs["loss"], simclr + 0.5 * stone["loss"])
+    torch.testing.assert_close(outputs["key.cpsd"], stone["cpsd"])
+    scales = [group["lr_scale"] for group in method.parameter_groups()]
+    assert scales == [1.0, 3.0]
+    assert method.terms["key"].encoder is method.encoder.branches["key"]
+
+
+def test_combined_refuses_terms_that_do_not_match_the_branches():
+    with pytest.raises(MusicSSLError, match="must name the encoder's branches"):
+        build_method("combined", _branches(), terms={"timbre": COMBINED_TERMS["timbre"]})
+    with pytest.raises(MusicSSLError, match="needs encoder branches"):
+        build_method("combined", _encoder(), terms=COMBINED_TERMS)
+    bad = {**COMBINED_TERMS, "key": {"method": "stone", "weight": -1.0}}
+    with pytest.raises(MusicSSLError, match="weight >= 0"):
+        build_method("combined", _branches(), terms=bad)
+    vit = _tiny_vit()
+    two_families = Branches(branches={
+        "timbre": _branches().config()["branches"]["timbre"],
+        "masked": {"name": "spectrogram_vit", "options": vit.config()}})  # fmt: skip
+    mixed = {"timbre": COMBINED_TERMS["timbre"], "masked": {"method": "mae", "options": {
+        "decoder_width": 16, "decoder_depth": 1, "decoder_heads": 2}}}  # fmt: skip
+    with pytest.raises(MusicSSLError, match="same number of views"):
+        build_method("combined", two_families, terms=mixed)
 
 
 def test_byol_target_follows_the_online_network_by_ema():

@@ -117,7 +117,12 @@ def test_every_packaged_recipe_says_what_it_trains_and_builds():
         assert description and recipe.description == description
         # The name's first word is the method (or what it estimates), and the first line says it.
         first = name.split("-")[0]
-        assert first == recipe.method.name.split("_")[0] or first in ("clmr", "key"), name
+        if recipe.method.name == "combined":  # every term's method or branch is named
+            words = set(name.split("-"))
+            for branch, term in recipe.method.options["terms"].items():
+                assert {branch, term["method"]} & words, (name, branch)
+        else:
+            assert first == recipe.method.name.split("_")[0] or first in ("clmr", "key"), name
         assert first in re.sub(r"[^a-z]", "", description.lower()), (name, description)
         assert ("cpu" in name) == (recipe.train.accelerator != "cuda"), name
         assert "sizes" not in raw and "size" not in raw

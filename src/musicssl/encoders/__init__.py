@@ -33,6 +33,7 @@ from typing import Any
 from torch import nn
 
 from musicssl.encoders.base import Encoder
+from musicssl.encoders.branches import Branches
 from musicssl.encoders.frame_transformer import FrameTransformer
 from musicssl.encoders.heads import predictor, projection_head
 from musicssl.encoders.key_cnn import KeyCNN
@@ -45,6 +46,7 @@ from musicssl.errors import MusicSSLError
 
 __all__ = [
     "ENCODERS",
+    "Branches",
     "Encoder",
     "FrameTransformer",
     "KeyCNN",
@@ -68,6 +70,7 @@ ENCODERS: dict[str, type[Encoder]] = {
     "pesto_cnn": PestoCNN,
     "key_cnn": KeyCNN,
     "tempo_cnn": TempoCNN,
+    "branches": Branches,
 }
 
 

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from musicssl.encoders._shared import check_waveforms, last, resolve_layer
+from musicssl.encoders._transformer import standardise_clip
 from musicssl.encoders.base import Encoder
 from musicssl.errors import MusicSSLError
 from musicssl.features import LogMel
@@ -34,6 +35,12 @@ class ShortChunkCNN(Encoder):
       is the paper's function with a quarter of the ReLU's work.
     - The input batch norm learns no scale or shift (see ``input_norm``).
 
+    ``input_norm="clip"`` standardises each clip's log-mel by its own mean and deviation
+    instead of the batch norm's running statistics (``standardise_clip``): it removes the
+    constant a gain change adds to the decibels (bins at the log floor aside), and an encoder
+    with random weights reads the same input as a trained one (with ``"batch"``, random
+    weights read raw decibels, as no statistics were gathered).
+
     Args:
         channels: Width of the first blocks; the last block has ``4 * channels``, the
             embedding size (Won et al.: 128, so 512).
@@ -45,6 +52,8 @@ class ShortChunkCNN(Encoder):
         f_max: Highest mel frequency in Hz.
         input_samples: Default training crop in samples (59049 = 3.69 s at 16 kHz); any
             input of at least ``min_samples`` is accepted.
+        input_norm: "batch" (the paper's input batch norm; the default, which every
+            checkpoint saved before the option reads) or "clip" (see above).
     """
 
     def __init__(
@@ -58,6 +67,7 @@ class ShortChunkCNN(Encoder):
         f_min: float = 0.0,
         f_max: float = 8000.0,
         input_samples: int = 59049,
+        input_norm: str = "batch",
     ) -> None:
         super().__init__()
         num_blocks = len(_WIDTH_MULTIPLIERS)
@@ -67,6 +77,10 @@ class ShortChunkCNN(Encoder):
             raise MusicSSLError(
                 f"ShortChunkCNN: n_mels must be >= {2**num_blocks} for {num_blocks} 2x2 "
                 f"pooling blocks, got {n_mels}"
+            )
+        if input_norm not in ("batch", "clip"):
+            raise MusicSSLError(
+                f"ShortChunkCNN: input_norm must be 'batch' or 'clip', got {input_norm!r}"
             )
         # Seven halvings of the frame axis need 2^7 frames: 1 + num_samples // hop >= 128.
         self.min_samples = hop_length * (2**num_blocks - 1)
@@ -85,6 +99,8 @@ class ShortChunkCNN(Encoder):
             "f_max": float(f_max),
             "input_samples": int(input_samples),
         }
+        if input_norm != "batch":  # configs saved before the option stay as they were
+            self._config["input_norm"] = input_norm
         self.sample_rate = int(sample_rate)
         self.hop_length = int(hop_length)
         self.input_samples = int(input_samples)
@@ -104,7 +120,9 @@ class ShortChunkCNN(Encoder):
         # scale and shift: the first block's batch norm would undo them (but at the borders),
         # and without them nothing before the first conv needs a gradient (that conv's
         # backward pass to its input was 16% of a CPU training step).
-        self.input_norm = nn.BatchNorm2d(1, affine=False)
+        self.input_norm: nn.Module = (
+            nn.BatchNorm2d(1, affine=False) if input_norm == "batch" else _StandardiseClip()
+        )
         self.layers = nn.ModuleList(
             nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
@@ -202,6 +220,13 @@ class ShortChunkCNN(Encoder):
         for block in self.layers[:count]:
             h = block(h)  # (B, C, F, T), F and T halved
             yield h
+
+
+class _StandardiseClip(nn.Module):
+    """``standardise_clip`` on (B, 1, n_mels, T) log-mels, as a module in ``input_norm``'s place."""
+
+    def forward(self, h: Tensor) -> Tensor:
+        return standardise_clip(h.squeeze(1)).unsqueeze(1)
 
 
 def _max_over_frequency(h: Tensor) -> Tensor:

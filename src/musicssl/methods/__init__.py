@@ -19,6 +19,7 @@ from musicssl.methods.base import Method
 from musicssl.methods.bestrq import BestRQ, bestrq
 from musicssl.methods.byol import BYOL, byol
 from musicssl.methods.clap import CLAP, clap
+from musicssl.methods.combined import Combined, combined
 from musicssl.methods.mae import MAE, mae
 from musicssl.methods.pesto import PESTO, pesto
 from musicssl.methods.simclr import SimCLR, simclr
@@ -39,6 +40,7 @@ METHODS: dict[str, Callable[..., Method]] = {
     "pesto": pesto,
     "stone": stone,
     "tempo": tempo,
+    "combined": combined,
 }
 
 
@@ -58,6 +60,7 @@ __all__ = [
     "STONE",
     "BarlowTwins",
     "BestRQ",
+    "Combined",
     "Method",
     "PESTO",
     "SimCLR",

@@ -1,0 +1,106 @@
+"""Several encoders side by side on the same audio, their embeddings concatenated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from musicssl.encoders._shared import check_waveforms, resolve_layer
+from musicssl.encoders.base import Encoder
+from musicssl.errors import MusicSSLError
+
+__all__ = ["Branches"]
+
+
+class Branches(Encoder):
+    """Named encoders (branches) that each read the whole input; one encoder to the outside.
+
+    Built for recipes that combine objectives of different families, each on the encoder it
+    needs (``methods/combined.py``): e.g. a contrastive short-chunk CNN for timbre and style
+    beside a transposition-equivariant CQT branch for key and pitch. The clip embedding is
+    the concatenation of the branches' clip embeddings, in the order the branches are given.
+
+    Layers: every layer of every branch in order (branch 0's layers, then branch 1's, ...),
+    then a joint last layer: the branches' last layers side by side, each brought to the
+    frame count of the finest one by repeating frames (so each branch's own pooling over
+    frames, max or mean, gives the value it gives alone). Frame features of the encoder are
+    the joint layer's.
+
+    Args:
+        branches: name -> ``{"name": registry name, "options": {...}}``. Every branch must
+            take the same sample rate and give its clip embedding from its last layer's
+            channels (every encoder of the zoo does).
+    """
+
+    def __init__(self, *, branches: dict[str, dict[str, Any]]) -> None:
+        super().__init__()
+        from musicssl.encoders import build_encoder  # the registry imports this module
+
+        if not branches:
+            raise MusicSSLError("Branches: give at least one branch")
+        self._config: dict[str, Any] = {"branches": {}}
+        built = {}
+        for key, spec in branches.items():
+            if not isinstance(spec, dict) or set(spec) - {"name", "options"} or "name" not in spec:
+                raise MusicSSLError(
+                    f"Branches: branch {key!r} must be {{name: ENCODER, options: {{...}}}}, "
+                    f"got {spec!r}"
+                )
+            options = dict(spec.get("options") or {})
+            built[key] = build_encoder(spec["name"], **options)
+            self._config["branches"][key] = {"name": spec["name"], "options": options}
+        self.branches = nn.ModuleDict(built)
+        rates = {encoder.sample_rate for encoder in built.values()}
+        if len(rates) != 1:
+            raise MusicSSLError(f"Branches: every branch must take one sample rate, got {rates}")
+        self.sample_rate = rates.pop()
+        self.input_samples = max(encoder.input_samples for encoder in built.values())
+        self.embedding_dim = sum(encoder.embedding_dim for encoder in built.values())
+        self.num_layers = sum(encoder.num_layers for encoder in built.values()) + 1
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments, as plain JSON/YAML values: ``Branches(**config())``."""
+        return {"branches": {k: dict(v) for k, v in self._config["branches"].items()}}
+
+    def forward_layers(self, x: Tensor) -> list[Tensor]:
+        """Every branch's layers in order, then the joint last layer (see the class)."""
+        check_waveforms(x, "Branches")
+        layers: list[Tensor] = []
+        lasts = []
+        for encoder in self.branches.values():
+            outputs = encoder.forward_layers(x)
+            if outputs[-1].shape[1] != encoder.embedding_dim:
+                raise MusicSSLError(
+                    f"Branches: {type(encoder).__name__}'s last layer has "
+                    f"{outputs[-1].shape[1]} channels, not its embedding size "
+                    f"{encoder.embedding_dim}"
+                )
+            layers.extend(outputs)
+            lasts.append(outputs[-1])
+        num_frames = max(h.shape[-1] for h in lasts)
+        joint = [h if h.shape[-1] == num_frames else _repeat_frames(h, num_frames) for h in lasts]
+        return [*layers, torch.cat(joint, dim=1)]
+
+    def pool(self, features: Tensor) -> Tensor:
+        """Each branch's own pooling over its channels of the joint layer, concatenated."""
+        sizes = [encoder.embedding_dim for encoder in self.branches.values()]
+        parts = features.split(sizes, dim=1)
+        pooled = [encoder.pool(part) for encoder, part in zip(self.branches.values(), parts)]
+        return torch.cat(pooled, dim=-1)
+
+    def frame_hop(self, layer: int | None = None) -> int:
+        """Input samples between frames: a branch layer's own, the finest branch's for the joint."""
+        index = resolve_layer(layer, self.num_layers, "Branches")
+        for encoder in self.branches.values():
+            if index < encoder.num_layers:
+                return encoder.frame_hop(index)
+            index -= encoder.num_layers
+        return min(encoder.frame_hop() for encoder in self.branches.values())
+
+
+def _repeat_frames(h: Tensor, num_frames: int) -> Tensor:
+    """Shape: (B, C, T) -> (B, C, num_frames), each frame repeated over its share of time."""
+    return F.interpolate(h, size=num_frames, mode="nearest")
