@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +61,10 @@ class Branches(Encoder):
         self.embedding_dim = sum(encoder.embedding_dim for encoder in built.values())
         self.num_layers = sum(encoder.num_layers for encoder in built.values()) + 1
 
+    def encoders(self) -> list[Encoder]:
+        """The branches' encoders, in order."""
+        return [cast(Encoder, encoder) for encoder in self.branches.values()]
+
     def config(self) -> dict[str, Any]:
         """Constructor arguments, as plain JSON/YAML values: ``Branches(**config())``."""
         return {"branches": {k: dict(v) for k, v in self._config["branches"].items()}}
@@ -70,7 +74,7 @@ class Branches(Encoder):
         check_waveforms(x, "Branches")
         layers: list[Tensor] = []
         lasts = []
-        for encoder in self.branches.values():
+        for encoder in self.encoders():
             outputs = encoder.forward_layers(x)
             if outputs[-1].shape[1] != encoder.embedding_dim:
                 raise MusicSSLError(
@@ -86,19 +90,19 @@ class Branches(Encoder):
 
     def pool(self, features: Tensor) -> Tensor:
         """Each branch's own pooling over its channels of the joint layer, concatenated."""
-        sizes = [encoder.embedding_dim for encoder in self.branches.values()]
-        parts = features.split(sizes, dim=1)
-        pooled = [encoder.pool(part) for encoder, part in zip(self.branches.values(), parts)]
+        encoders = self.encoders()
+        parts = features.split([encoder.embedding_dim for encoder in encoders], dim=1)
+        pooled = [encoder.pool(part) for encoder, part in zip(encoders, parts, strict=True)]
         return torch.cat(pooled, dim=-1)
 
     def frame_hop(self, layer: int | None = None) -> int:
         """Input samples between frames: a branch layer's own, the finest branch's for the joint."""
         index = resolve_layer(layer, self.num_layers, "Branches")
-        for encoder in self.branches.values():
+        for encoder in self.encoders():
             if index < encoder.num_layers:
                 return encoder.frame_hop(index)
             index -= encoder.num_layers
-        return min(encoder.frame_hop() for encoder in self.branches.values())
+        return min(encoder.frame_hop() for encoder in self.encoders())
 
 
 def _repeat_frames(h: Tensor, num_frames: int) -> Tensor:

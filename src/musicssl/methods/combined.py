@@ -7,7 +7,7 @@ a second branch follow transposition, and the encoder's embedding holds both.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor, nn
 
@@ -50,11 +50,15 @@ class Combined(Method):
         self.num_views = terms[next(iter(terms))].num_views
         self.uses_text = any(term.uses_text for term in terms.values())
 
+    def named_terms(self) -> list[tuple[str, Method]]:
+        """(branch name, its method), in the branches' order."""
+        return [(name, cast(Method, term)) for name, term in self.terms.items()]
+
     def forward(self, *views: Tensor, texts: list[str] | None = None) -> dict[str, Tensor]:
         """Loss of one batch. views Shape: (batch_size, num_samples) each."""
         total: Tensor | None = None
         logged: dict[str, Tensor] = {}
-        for name, term in self.terms.items():
+        for name, term in self.named_terms():
             crop = [x[..., : term.encoder.input_samples] for x in views]
             outputs = term(*crop, texts=texts) if term.uses_text else term(*crop)
             weighted = self.weights[name] * outputs["loss"]
@@ -67,7 +71,7 @@ class Combined(Method):
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Every term's groups (each branch's parameters belong to its term alone)."""
         groups = []
-        for name, term in self.terms.items():
+        for name, term in self.named_terms():
             for group in term.parameter_groups():
                 scale = group.get("lr_scale", 1.0) * self.lr_scales[name]
                 groups.append({**group, "lr_scale": scale})
@@ -76,7 +80,7 @@ class Combined(Method):
     def after_optimizer_step(self, step: int, total_steps: int) -> dict[str, float]:
         """Every term's hook, its values logged as ``BRANCH.VALUE``."""
         logged = {}
-        for name, term in self.terms.items():
+        for name, term in self.named_terms():
             for key, value in term.after_optimizer_step(step, total_steps).items():
                 logged[f"{name}.{key}"] = value
         return logged
@@ -115,9 +119,8 @@ def combined(encoder: Encoder, *, terms: dict[str, dict[str, Any]]) -> Combined:
                 f"combined: term {name!r} needs weight >= 0 and lr_scale > 0, got "
                 f"{weights[name]} and {lr_scales[name]}"
             )
-        built[name] = build_method(
-            spec["method"], encoder.branches[name], **spec.get("options", {})
-        )
+        branch = cast(Encoder, encoder.branches[name])
+        built[name] = build_method(spec["method"], branch, **spec.get("options", {}))
     if len({term.num_views for term in built.values()}) != 1:
         raise MusicSSLError(
             "combined: the terms must take the same number of views, got "
