@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import types
@@ -286,7 +287,7 @@ def main() -> None:
     parser.add_argument("--corpus", default="data/corpus", help="corpus folder (f0 tracks)")
     parser.add_argument("--clips", type=int, default=10_000, help="at most this many test clips")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     bench = {"pitch": bench_pitch, "key": bench_key, "tempo": bench_tempo}[args.task]
     print(json.dumps(bench(args), indent=2))
 
