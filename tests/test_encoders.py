@@ -387,6 +387,12 @@ def test_branches_embed_side_by_side_and_the_joint_layer_keeps_each_pooling():
         torch.testing.assert_close(joint[:, :16], timbre.forward_features(x).expand(-1, -1, 32))
         torch.testing.assert_close(joint[:, 16:], key.forward_features(x))
     assert encoder.input_samples == 8192  # the longest branch crop
+    with torch.no_grad():
+        maps = encoder.forward_maps(x)
+        # The CNN's maps keep their bins (64 at block 0); the key layers and the joint have one.
+        assert [m.shape[2] for m in maps] == [64, 32, 16, 8, 4, 2, 1, 1, 1, 1, 1]
+        for own, mine in zip(timbre.forward_maps(x), maps[:7], strict=False):
+            torch.testing.assert_close(mine, own)
 
 
 def test_branches_refuse_mixed_rates_and_malformed_specs():

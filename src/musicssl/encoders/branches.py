@@ -71,22 +71,38 @@ class Branches(Encoder):
 
     def forward_layers(self, x: Tensor) -> list[Tensor]:
         """Every branch's layers in order, then the joint last layer (see the class)."""
+        return [h.amax(dim=2) for h in self.forward_maps(x)]
+
+    def forward_maps(self, x: Tensor) -> list[Tensor]:
+        """The layers as 2-D maps, (B, C, F, T) each, from one pass.
+
+        A branch with maps of its own (the short-chunk CNN's frequency bins) gives them; the
+        other branches' layers and the joint layer have one bin. The maximum of each map over
+        its bins is the matching entry of ``forward_layers``, so the ``freq`` read-out of
+        ``musicssl.embed`` keeps the bins where a branch has them.
+        """
         check_waveforms(x, "Branches")
-        layers: list[Tensor] = []
+        maps: list[Tensor] = []
         lasts = []
         for encoder in self.encoders():
-            outputs = encoder.forward_layers(x)
-            if outputs[-1].shape[1] != encoder.embedding_dim:
+            own_maps = getattr(encoder, "forward_maps", None)
+            if own_maps is not None:
+                branch_maps = own_maps(x)
+                last_layer = branch_maps[-1].amax(dim=2)
+            else:
+                layers = encoder.forward_layers(x)
+                branch_maps, last_layer = [h.unsqueeze(2) for h in layers], layers[-1]
+            if last_layer.shape[1] != encoder.embedding_dim:
                 raise MusicSSLError(
                     f"Branches: {type(encoder).__name__}'s last layer has "
-                    f"{outputs[-1].shape[1]} channels, not its embedding size "
+                    f"{last_layer.shape[1]} channels, not its embedding size "
                     f"{encoder.embedding_dim}"
                 )
-            layers.extend(outputs)
-            lasts.append(outputs[-1])
+            maps.extend(branch_maps)
+            lasts.append(last_layer)
         num_frames = max(h.shape[-1] for h in lasts)
         joint = [h if h.shape[-1] == num_frames else _repeat_frames(h, num_frames) for h in lasts]
-        return [*layers, torch.cat(joint, dim=1)]
+        return [*maps, torch.cat(joint, dim=1).unsqueeze(2)]
 
     def pool(self, features: Tensor) -> Tensor:
         """Each branch's own pooling over its channels of the joint layer, concatenated."""
