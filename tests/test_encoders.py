@@ -381,7 +381,14 @@ def test_branches_embed_side_by_side_and_the_joint_layer_keeps_each_pooling():
     timbre, key = encoder.branches["timbre"], encoder.branches["key"]
     x = _audio(2, spec["num_samples"])
     with torch.no_grad():
-        torch.testing.assert_close(encoder(x), torch.cat([timbre(x), key(x)], dim=1))
+
+        def standardised(v: torch.Tensor) -> torch.Tensor:
+            v = v - v.mean(dim=1, keepdim=True)
+            return v / v.norm(dim=1, keepdim=True)
+
+        parts = torch.cat([standardised(timbre(x)), standardised(key(x))], dim=1)
+        torch.testing.assert_close(encoder(x), parts)
+        torch.testing.assert_close(encoder(x).norm(dim=1), torch.full((2,), 2**0.5))
         joint = encoder.forward_features(x)
         # The timbre branch's one frame repeated over the 32 frames, the key frames as they are.
         torch.testing.assert_close(joint[:, :16], timbre.forward_features(x).expand(-1, -1, 32))

@@ -21,7 +21,8 @@ class Branches(Encoder):
     Built for recipes that combine objectives of different families, each on the encoder it
     needs (``methods/combined.py``): e.g. a contrastive short-chunk CNN for timbre and style
     beside a transposition-equivariant CQT branch for key and pitch. The clip embedding is
-    the concatenation of the branches' clip embeddings, in the order the branches are given.
+    the branches' clip embeddings side by side, in the order the branches are given, each
+    centred and scaled to unit norm (see ``pool``).
 
     Layers: every layer of every branch in order (branch 0's layers, then branch 1's, ...),
     then a joint last layer: the branches' last layers side by side, each brought to the
@@ -105,10 +106,21 @@ class Branches(Encoder):
         return [*maps, torch.cat(joint, dim=1).unsqueeze(2)]
 
     def pool(self, features: Tensor) -> Tensor:
-        """Each branch's own pooling over its channels of the joint layer, concatenated."""
+        """Each branch's pooling over its channels of the joint layer, standardised, side by side.
+
+        The branches' clip embeddings come in unlike units (maxima of ReLU maps, logits,
+        probabilities) and each carries an offset shared by every clip, which puts every
+        cosine similarity near 1 and lets the largest part decide it. Each part is therefore
+        centred over its own channels and scaled to unit norm (per clip, nothing estimated
+        from other clips), so that every branch counts alike in a cosine similarity.
+        """
         encoders = self.encoders()
         parts = features.split([encoder.embedding_dim for encoder in encoders], dim=1)
-        pooled = [encoder.pool(part) for encoder, part in zip(encoders, parts, strict=True)]
+        pooled = []
+        for encoder, part in zip(encoders, parts, strict=True):
+            vector = encoder.pool(part)
+            vector = vector - vector.mean(dim=-1, keepdim=True)
+            pooled.append(vector / vector.norm(dim=-1, keepdim=True).clamp_min(1e-12))
         return torch.cat(pooled, dim=-1)
 
     def frame_hop(self, layer: int | None = None) -> int:
