@@ -226,6 +226,29 @@ def test_methods_refuse_an_encoder_without_their_bins(name):
         build_method(name, SampleCNN(num_blocks=4, channels=[8, 8, 8, 16, 16, 32]))
 
 
+def _balance_gradient(mode_temperature: float) -> float:
+    """Size of the balance term's gradient on logits where channel 0 holds every clip."""
+    encoder = KeyCNN(sample_rate=8000, hop_length=32, num_octaves=4, channels=4, depth=2,
+                     output_kernel=9, input_samples=243)  # fmt: skip
+    logits = torch.zeros(8, 24, 1)
+    logits[:, :12] = 3.0  # channel 0 far ahead: at temperature 0.1 its mass is 1 - 1e-13
+    grads = []
+    for balance_weight in (0.0, 1.0):
+        method = build_method("stone", encoder, mode_weight=0.0, balance_weight=balance_weight,
+                              mode_temperature=mode_temperature)  # fmt: skip
+        leaf = logits.clone().requires_grad_(True)
+        method.encoder.key_logits = lambda window, leaf=leaf: leaf  # type: ignore[method-assign]
+        method(torch.randn(4, 243), torch.randn(4, 243))["loss"].backward()
+        grads.append(leaf.grad.clone())
+    return float((grads[1] - grads[0]).abs().max())
+
+
+def test_stone_balance_still_pulls_when_one_mode_channel_holds_every_clip():
+    # At the tonality temperature the channel masses saturate and the pull vanishes.
+    assert _balance_gradient(mode_temperature=0.1) < 1e-6
+    assert _balance_gradient(mode_temperature=1.0) > 1e-3
+
+
 def test_pesto_draws_repeat_from_the_saved_counter():
     encoder = PestoCNN(sample_rate=8000, num_octaves=4, max_shift=6, channels=4, depth=2,
                        output_kernel=15, input_samples=2048)  # fmt: skip
