@@ -402,6 +402,33 @@ def test_branches_embed_side_by_side_and_the_joint_layer_keeps_each_pooling():
             torch.testing.assert_close(mine, own)
 
 
+def test_branches_embedding_holds_the_layers_each_branch_names():
+    spec = SMALL["branches"]["kwargs"]["branches"]
+    key_spec = {**spec["key"], "layers": [-2, -1]}
+    torch.manual_seed(0)
+    encoder = build_encoder("branches", branches={**spec, "key": key_spec}).eval()
+    assert encoder.embedding_dim == 16 + 4 + 24
+    assert encoder.config()["branches"]["key"]["layers"] == [-2, -1]
+    timbre, key = encoder.branches["timbre"], encoder.branches["key"]
+    x = _audio(2, SMALL["branches"]["num_samples"])
+
+    def standardised(v: torch.Tensor) -> torch.Tensor:
+        v = v - v.mean(dim=1, keepdim=True)
+        return v / v.norm(dim=1, keepdim=True)
+
+    with torch.no_grad():
+        block = key.forward_features(x, layer=-2).mean(dim=-1)  # the key CNN pools by the mean
+        expected = [standardised(timbre(x)), standardised(block), standardised(key(x))]
+        torch.testing.assert_close(encoder(x), torch.cat(expected, dim=1))
+        assert encoder.forward_features(x).shape == (2, 44, 32)
+    rebuilt = build_encoder("branches", **encoder.config())
+    assert rebuilt.embedding_dim == 44
+    with pytest.raises(MusicSSLError, match="names a layer twice"):
+        build_encoder("branches", branches={"key": {**spec["key"], "layers": [2, -1]}})
+    with pytest.raises(MusicSSLError, match="list of layer numbers"):
+        build_encoder("branches", branches={"key": {**spec["key"], "layers": 2}})
+
+
 def test_branches_refuse_mixed_rates_and_malformed_specs():
     timbre = SMALL["branches"]["kwargs"]["branches"]["timbre"]
     other_rate = {"name": "key_cnn", "options": {"sample_rate": 16000}}

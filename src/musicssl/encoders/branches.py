@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 import torch
@@ -14,26 +15,29 @@ from musicssl.errors import MusicSSLError
 
 __all__ = ["Branches"]
 
+SPEC_KEYS = {"name", "options", "layers"}
+
 
 class Branches(Encoder):
     """Named encoders (branches) that each read the whole input; one encoder to the outside.
 
     Built for recipes that combine objectives of different families, each on the encoder it
     needs (``methods/combined.py``): e.g. a contrastive short-chunk CNN for timbre and style
-    beside a transposition-equivariant CQT branch for key and pitch. The clip embedding is
-    the branches' clip embeddings side by side, in the order the branches are given, each
-    centred and scaled to unit norm (see ``pool``).
+    beside a transposition-equivariant CQT branch for key and pitch.
 
     Layers: every layer of every branch in order (branch 0's layers, then branch 1's, ...),
-    then a joint last layer: the branches' last layers side by side, each brought to the
-    frame count of the finest one by repeating frames (so each branch's own pooling over
-    frames, max or mean, gives the value it gives alone). Frame features of the encoder are
-    the joint layer's.
+    then a joint last layer: the layers each branch names (its last by default) side by
+    side, each brought to the frame count of the finest one by repeating frames (so each
+    branch's own pooling over frames, max or mean, gives the value it gives alone). Frame
+    features of the encoder are the joint layer's; the clip embedding is each of its parts
+    pooled by its branch, centred and scaled to unit norm (see ``pool``).
 
     Args:
-        branches: name -> ``{"name": registry name, "options": {...}}``. Every branch must
-            take the same sample rate and give its clip embedding from its last layer's
-            channels (every encoder of the zoo does).
+        branches: name -> ``{"name": registry name, "options": {...}, "layers": [...]}``.
+            Every branch must take the same sample rate. ``layers`` (default ``[-1]``, the
+            branch's own clip embedding) names the branch's layers that the clip embedding
+            holds: e.g. ``[-2, -1]`` for the key CNN keeps its last block's summary over
+            the CQT bins, which transposition leaves unchanged, beside its key logits.
     """
 
     def __init__(self, *, branches: dict[str, dict[str, Any]]) -> None:
@@ -44,22 +48,28 @@ class Branches(Encoder):
             raise MusicSSLError("Branches: give at least one branch")
         self._config: dict[str, Any] = {"branches": {}}
         built = {}
+        # (branch, layer index, channels) of each part of the joint layer, in order.
+        self._parts: list[tuple[str, int, int]] = []
         for key, spec in branches.items():
-            if not isinstance(spec, dict) or set(spec) - {"name", "options"} or "name" not in spec:
+            if not isinstance(spec, dict) or set(spec) - SPEC_KEYS or "name" not in spec:
                 raise MusicSSLError(
-                    f"Branches: branch {key!r} must be {{name: ENCODER, options: {{...}}}}, "
-                    f"got {spec!r}"
+                    f"Branches: branch {key!r} must be {{name: ENCODER, options: {{...}}, "
+                    f"layers: [...]}}, got {spec!r}"
                 )
             options = dict(spec.get("options") or {})
-            built[key] = build_encoder(spec["name"], **options)
+            encoder = build_encoder(spec["name"], **options)
+            built[key] = encoder
+            self._parts.extend(_parts(key, encoder, spec.get("layers", [-1])))
             self._config["branches"][key] = {"name": spec["name"], "options": options}
+            if "layers" in spec:
+                self._config["branches"][key]["layers"] = list(spec["layers"])
         self.branches = nn.ModuleDict(built)
         rates = {encoder.sample_rate for encoder in built.values()}
         if len(rates) != 1:
             raise MusicSSLError(f"Branches: every branch must take one sample rate, got {rates}")
         self.sample_rate = rates.pop()
         self.input_samples = max(encoder.input_samples for encoder in built.values())
-        self.embedding_dim = sum(encoder.embedding_dim for encoder in built.values())
+        self.embedding_dim = sum(channels for _, _, channels in self._parts)
         self.num_layers = sum(encoder.num_layers for encoder in built.values()) + 1
 
     def encoders(self) -> list[Encoder]:
@@ -68,7 +78,7 @@ class Branches(Encoder):
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments, as plain JSON/YAML values: ``Branches(**config())``."""
-        return {"branches": {k: dict(v) for k, v in self._config["branches"].items()}}
+        return json.loads(json.dumps(self._config))
 
     def forward_layers(self, x: Tensor) -> list[Tensor]:
         """Every branch's layers in order, then the joint last layer (see the class)."""
@@ -84,25 +94,19 @@ class Branches(Encoder):
         """
         check_waveforms(x, "Branches")
         maps: list[Tensor] = []
-        lasts = []
-        for encoder in self.encoders():
+        layers: dict[str, list[Tensor]] = {}
+        for key, encoder in zip(self.branches, self.encoders(), strict=True):
             own_maps = getattr(encoder, "forward_maps", None)
             if own_maps is not None:
                 branch_maps = own_maps(x)
-                last_layer = branch_maps[-1].amax(dim=2)
+                layers[key] = [h.amax(dim=2) for h in branch_maps]
             else:
-                layers = encoder.forward_layers(x)
-                branch_maps, last_layer = [h.unsqueeze(2) for h in layers], layers[-1]
-            if last_layer.shape[1] != encoder.embedding_dim:
-                raise MusicSSLError(
-                    f"Branches: {type(encoder).__name__}'s last layer has "
-                    f"{last_layer.shape[1]} channels, not its embedding size "
-                    f"{encoder.embedding_dim}"
-                )
+                layers[key] = encoder.forward_layers(x)
+                branch_maps = [h.unsqueeze(2) for h in layers[key]]
             maps.extend(branch_maps)
-            lasts.append(last_layer)
-        num_frames = max(h.shape[-1] for h in lasts)
-        joint = [h if h.shape[-1] == num_frames else _repeat_frames(h, num_frames) for h in lasts]
+        parts = [layers[key][index] for key, index, _ in self._parts]
+        num_frames = max(h.shape[-1] for h in parts)
+        joint = [h if h.shape[-1] == num_frames else _repeat_frames(h, num_frames) for h in parts]
         return [*maps, torch.cat(joint, dim=1).unsqueeze(2)]
 
     def pool(self, features: Tensor) -> Tensor:
@@ -114,11 +118,10 @@ class Branches(Encoder):
         centred over its own channels and scaled to unit norm (per clip, nothing estimated
         from other clips), so that every branch counts alike in a cosine similarity.
         """
-        encoders = self.encoders()
-        parts = features.split([encoder.embedding_dim for encoder in encoders], dim=1)
+        parts = features.split([channels for _, _, channels in self._parts], dim=1)
         pooled = []
-        for encoder, part in zip(encoders, parts, strict=True):
-            vector = encoder.pool(part)
+        for (key, _, _), part in zip(self._parts, parts, strict=True):
+            vector = cast(Encoder, self.branches[key]).pool(part)
             vector = vector - vector.mean(dim=-1, keepdim=True)
             pooled.append(vector / vector.norm(dim=-1, keepdim=True).clamp_min(1e-12))
         return torch.cat(pooled, dim=-1)
@@ -131,6 +134,26 @@ class Branches(Encoder):
                 return encoder.frame_hop(index)
             index -= encoder.num_layers
         return min(encoder.frame_hop() for encoder in self.encoders())
+
+
+def _parts(key: str, encoder: Encoder, layers: list[int]) -> list[tuple[str, int, int]]:
+    """(key, layer index, channels) of the branch's layers that its part of the embedding holds."""
+    if not isinstance(layers, list) or not layers:
+        raise MusicSSLError(f"Branches: branch {key!r}: layers must be a list of layer numbers")
+    indices = [
+        resolve_layer(layer, encoder.num_layers, f"Branches branch {key!r}") for layer in layers
+    ]
+    if len(set(indices)) != len(indices):
+        raise MusicSSLError(f"Branches: branch {key!r} names a layer twice: {layers}")
+    channels = {encoder.num_layers - 1: encoder.embedding_dim}
+    if set(indices) - set(channels):  # the other layers' widths: one small pass, weights kept
+        was_training = encoder.training
+        encoder.eval()
+        with torch.no_grad():
+            probe = 0.01 * torch.randn(1, encoder.input_samples, generator=torch.Generator())
+            channels = {k: h.shape[1] for k, h in enumerate(encoder.forward_layers(probe))}
+        encoder.train(was_training)
+    return [(key, index, channels[index]) for index in indices]
 
 
 def _repeat_frames(h: Tensor, num_frames: int) -> Tensor:
