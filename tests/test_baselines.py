@@ -191,11 +191,13 @@ def test_embed_resamples_and_checks_input():
 
 
 def test_random_default_is_the_demo_recipes_encoder():
-    part = Recipe.load(recipe_path("simclr-shortchunk-cpu")).encoder
+    from musicssl.demo import DEMO_RECIPE
+
+    part = Recipe.load(recipe_path(DEMO_RECIPE)).encoder
     assert default_encoder() == {"name": part.name, "options": part.options}
     model = build_baseline("random")
     assert model.config()["encoder"] == default_encoder()
-    assert model.sample_rate == part.options["sample_rate"]
+    assert model.sample_rate == build_encoder(part.name, **part.options).sample_rate == 16000
 
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))

@@ -1,8 +1,9 @@
 """``musicssl demo``: the whole path on a laptop CPU, from nothing to a report.
 
 Builds the small built-in corpus (once; later runs reuse it), pretrains the
-``simclr-shortchunk-cpu`` recipe (SimCLR on a short-chunk log-mel CNN) for a wall-clock
-budget, and evaluates the result on every built-in task beside the
+``simclr-key-tempo-cpu`` recipe (SimCLR on a short-chunk log-mel CNN beside STONE key and
+tempo-equivariant branches) for a wall-clock budget, and evaluates the result on every
+built-in task beside the
 MFCC, log-mel and random-weights baselines. A second run with the same ``--out`` reuses the
 finished pretraining (or resumes an interrupted one) and the cached embeddings.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from musicssl.recipe import DEFAULT_CORPUS, Recipe
 
-DEMO_RECIPE = "simclr-shortchunk-cpu"
+DEMO_RECIPE = "simclr-key-tempo-cpu"
 
 
 def with_builtin_store(recipe: Recipe, *, progress: bool = True) -> Recipe:
@@ -49,7 +50,7 @@ def run_demo(
     cache: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> Path:
-    """Corpus → SimCLR pretraining for ``minutes`` → evaluation report; returns the report path.
+    """Corpus → pretraining for ``minutes`` → evaluation report; returns the report path.
 
     Args:
         out: the demo's folder: ``run/`` (pretraining) and ``report/``.

@@ -54,7 +54,7 @@ BASELINES = ("mfcc", "logmel", "tempogram", "random")
 FEATURE_VERSION = 1
 
 # The random-weights baseline's default architecture: the demo recipe's encoder.
-_DEFAULT_RECIPE = recipe_path("simclr-shortchunk-cpu")
+_DEFAULT_RECIPE = recipe_path("simclr-key-tempo-cpu")  # the demo's (musicssl.demo)
 # Frames handed to the FFT at once: bounds memory whatever the block size (2048 x 1024 floats).
 _MAX_FRAMES = 2048
 
@@ -372,6 +372,6 @@ class _RunningMoments:
 
 
 def default_encoder() -> dict[str, Any]:
-    """The encoder of the demo recipe (``simclr-shortchunk-cpu``): ``{"name", "options"}``."""
+    """The encoder of the demo recipe (``simclr-key-tempo-cpu``): ``{"name", "options"}``."""
     part = Recipe.load(_DEFAULT_RECIPE).encoder
     return {"name": part.name, "options": dict(part.options)}
