@@ -69,6 +69,8 @@ def test_saved_recipe_loads_back_equal(recipes: Path, tmp_path: Path):
         ("train.devices=2", "2"),
         ("method.options.temperature=0.1", 0.1),
         ("encoder.options.channels=[8, 16]", [8, 16]),
+        ("encoder.options.branches.key.layers=[-2, -1]", [-2, -1]),
+        ("encoder.options.branches.timbre.options.channels=32", 32),
     ],
 )
 def test_overrides_are_typed_by_the_field_they_set(recipes: Path, override, value):

@@ -301,12 +301,18 @@ def _build(kind: type, value: Any, section: str) -> Any:
 
 
 def _untyped(value: Any) -> Any:
-    """An override for a field whose type the recipe does not know: read as YAML."""
+    """An override for a field whose type the recipe does not know: read as YAML.
+
+    Nested options (a ``branches`` encoder's ``encoder.options.branches.key.layers=[-2, -1]``)
+    are read the same way at any depth.
+    """
     if isinstance(value, _Text):
         try:
             return yaml.safe_load(str(value))
         except yaml.YAMLError:
             return str(value)
+    if isinstance(value, dict):
+        return {key: _untyped(item) for key, item in value.items()}
     return value
 
 
