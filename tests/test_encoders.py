@@ -111,8 +111,9 @@ SMALL = {
         "too_short": 127,
         "expected_in_error": "128",
     },
-    # Hop 64: 1 + 1024 // 64 = 17 frames, halved by each of 2 blocks: 8, 4; the key logits
-    # keep the last block's 4 frames. Two blocks need 64 * (2^2 - 1) = 192 samples.
+    # Hop 64: 1 + 1024 // 64 = 17 frames, halved by each of 2 blocks: 8, 4; the pitch classes
+    # (4 channels x 12) and the key logits keep the last block's 4 frames. Two blocks need
+    # 64 * (2^2 - 1) = 192 samples.
     "key_cnn": {
         "kwargs": {
             "sample_rate": 8000,
@@ -125,9 +126,9 @@ SMALL = {
             "input_samples": 1024,
         },
         "num_samples": 1024,
-        "channels": [4, 4, 24],
-        "frames": [8, 4, 4],
-        "hops": [128, 256, 256],
+        "channels": [4, 4, 48, 24],
+        "frames": [8, 4, 4, 4],
+        "hops": [128, 256, 256, 256],
         "too_short": 191,
         "expected_in_error": "192",
     },
@@ -154,8 +155,9 @@ SMALL = {
         "expected_in_error": "8000",
     },
     # The short-chunk CNN and the key CNN above side by side on 8192 samples at 8 kHz: the
-    # first's 7 layers, the second's 3 (hop 64: 129 frames, halved twice: 64, 32; the logits
-    # keep 32), then the joint layer: 16 + 24 channels on the finer 32 frames of 256 samples.
+    # first's 7 layers, the second's 4 (hop 64: 129 frames, halved twice: 64, 32; the pitch
+    # classes and logits keep 32), then the joint layer: 16 + 24 channels on the finer 32
+    # frames of 256 samples.
     "branches": {
         "kwargs": {
             "branches": {
@@ -187,9 +189,9 @@ SMALL = {
             }
         },
         "num_samples": 8192,
-        "channels": [4, 4, 8, 8, 8, 8, 16, 4, 4, 24, 40],
-        "frames": [64, 32, 16, 8, 4, 2, 1, 64, 32, 32, 32],
-        "hops": [128, 256, 512, 1024, 2048, 4096, 8192, 128, 256, 256, 256],
+        "channels": [4, 4, 8, 8, 8, 8, 16, 4, 4, 48, 24, 40],
+        "frames": [64, 32, 16, 8, 4, 2, 1, 64, 32, 32, 32, 32],
+        "hops": [128, 256, 512, 1024, 2048, 4096, 8192, 128, 256, 256, 256, 256],
         "too_short": 8127,
         "expected_in_error": "8128",
     },
@@ -397,18 +399,18 @@ def test_branches_embed_side_by_side_and_the_joint_layer_keeps_each_pooling():
     with torch.no_grad():
         maps = encoder.forward_maps(x)
         # The CNN's maps keep their bins (64 at block 0); the key layers and the joint have one.
-        assert [m.shape[2] for m in maps] == [64, 32, 16, 8, 4, 2, 1, 1, 1, 1, 1]
+        assert [m.shape[2] for m in maps] == [64, 32, 16, 8, 4, 2, 1, 1, 1, 1, 1, 1]
         for own, mine in zip(timbre.forward_maps(x), maps[:7], strict=False):
             torch.testing.assert_close(mine, own)
 
 
 def test_branches_embedding_holds_the_layers_each_branch_names():
     spec = SMALL["branches"]["kwargs"]["branches"]
-    key_spec = {**spec["key"], "layers": [-2, -1]}
+    key_spec = {**spec["key"], "layers": [-3, -1]}  # the last block's summary, the logits
     torch.manual_seed(0)
     encoder = build_encoder("branches", branches={**spec, "key": key_spec}).eval()
     assert encoder.embedding_dim == 16 + 4 + 24
-    assert encoder.config()["branches"]["key"]["layers"] == [-2, -1]
+    assert encoder.config()["branches"]["key"]["layers"] == [-3, -1]
     timbre, key = encoder.branches["timbre"], encoder.branches["key"]
     x = _audio(2, SMALL["branches"]["num_samples"])
 
@@ -417,14 +419,14 @@ def test_branches_embedding_holds_the_layers_each_branch_names():
         return v / v.norm(dim=1, keepdim=True)
 
     with torch.no_grad():
-        block = key.forward_features(x, layer=-2).mean(dim=-1)  # the key CNN pools by the mean
+        block = key.forward_features(x, layer=-3).mean(dim=-1)  # the key CNN pools by the mean
         expected = [standardised(timbre(x)), standardised(block), standardised(key(x))]
         torch.testing.assert_close(encoder(x), torch.cat(expected, dim=1))
         assert encoder.forward_features(x).shape == (2, 44, 32)
     rebuilt = build_encoder("branches", **encoder.config())
     assert rebuilt.embedding_dim == 44
     with pytest.raises(MusicSSLError, match="names a layer twice"):
-        build_encoder("branches", branches={"key": {**spec["key"], "layers": [2, -1]}})
+        build_encoder("branches", branches={"key": {**spec["key"], "layers": [3, -1]}})
     with pytest.raises(MusicSSLError, match="list of layer numbers"):
         build_encoder("branches", branches={"key": {**spec["key"], "layers": 2}})
 

@@ -165,6 +165,38 @@ def test_a_transposition_by_k_semitones_rotates_the_key_output_by_k(k):
     assert not torch.allclose(logits, logits.reshape(2, 2, 12, -1).roll(1, 2).reshape(-1, 24, 4))
 
 
+@pytest.mark.parametrize("k", [-3, 2])
+def test_a_transposition_by_k_semitones_rotates_the_pitch_class_layer_by_k(k):
+    torch.manual_seed(0)
+    encoder = KeyCNN(sample_rate=8000, hop_length=64, num_octaves=4, channels=4, depth=2,
+                     output_kernel=9).eval()  # fmt: skip
+    spectrum = _silent_with_content(2, encoder.num_bins, 44, 52, 16)
+    step = encoder.bins_per_semitone
+    with torch.no_grad():
+        classes = encoder._outputs(encoder.window(spectrum, encoder.max_shift))[-2]
+        moved = encoder._outputs(encoder.window(spectrum, encoder.max_shift - k * step))[-2]
+    assert classes.shape == (2, 4 * 12, 4)
+    rolled = classes.reshape(2, 4, 12, -1).roll(k, dims=2).reshape(classes.shape)
+    torch.testing.assert_close(moved, rolled)
+    assert not torch.allclose(classes, classes.reshape(2, 4, 12, -1).roll(1, 2).reshape(2, 48, 4))
+
+
+def test_the_pitch_class_layer_folds_the_last_block_by_hand():
+    encoder = KeyCNN(sample_rate=8000, hop_length=64, num_octaves=4, channels=1, depth=1,
+                     output_kernel=9, max_shift_semitones=6)  # fmt: skip
+    # Last-block bin j sits over CQT bin j + 2 + 12 (one block, a 6-semitone margin of 2 bins
+    # each): bins 0 and 1 (CQT 14, 15) are semitone 7 (G); the fold starts there and keeps
+    # the two whole octaves of 49 bins (the last bin is left out).
+    h = torch.zeros(1, 1, 49, 1)
+    h[0, 0, 0:2, 0] = torch.tensor([1.0, 3.0])  # semitone 7: mean 2
+    h[0, 0, 24:26, 0] = 4.0  # an octave up, the same class: summed, 2 + 4
+    h[0, 0, 2:4, 0] = 1.0  # semitone 8 (G#)
+    h[0, 0, 48, 0] = 100.0  # outside the whole octaves
+    classes = encoder._pitch_classes(h)[0, :, 0]
+    assert classes[7].item() == pytest.approx(6.0) and classes[8].item() == pytest.approx(1.0)
+    assert classes.sum().item() == pytest.approx(7.0)
+
+
 def test_a_faster_envelope_moves_the_tempo_curve_up():
     encoder = TempoCNN()
     envelope = encoder.envelope(torch.from_numpy(click_track(100.0, sr=16000, seconds=8.0))[None])

@@ -36,8 +36,9 @@ class Branches(Encoder):
         branches: name -> ``{"name": registry name, "options": {...}, "layers": [...]}``.
             Every branch must take the same sample rate. ``layers`` (default ``[-1]``, the
             branch's own clip embedding) names the branch's layers that the clip embedding
-            holds: e.g. ``[-2, -1]`` for the key CNN keeps its last block's summary over
-            the CQT bins, which transposition leaves unchanged, beside its key logits.
+            holds: e.g. ``[-3, -2, -1]`` for the key CNN keeps its last block's summary over
+            the CQT bins (which transposition leaves unchanged) and its pitch classes (which
+            it rotates) beside its key logits.
     """
 
     def __init__(self, *, branches: dict[str, dict[str, Any]]) -> None:

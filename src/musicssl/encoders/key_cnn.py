@@ -36,10 +36,16 @@ class KeyCNN(Encoder):
     Frequency is never padded: the logits are those whose reach stays inside the window,
     cut to whole octaves before folding.
 
-    Layers: the convolution blocks, maximum over frequency, (B, channels, T_k); and the
-    last: the 24 key logits per frame (channel-major: 12 classes of channel 0, then 12 of
+    Layers: the convolution blocks, maximum over frequency, (B, channels, T_k), which
+    transposition leaves unchanged; the last block folded to pitch classes per channel (its
+    bins averaged per semitone and summed over whole octaves, as the logits are; channel-major,
+    class ``c`` is pitch class ``c``), (B, 12 * channels, T), which transposition rotates; and
+    the last: the 24 key logits per frame (channel-major: 12 classes of channel 0, then 12 of
     channel 1; class ``c`` is pitch class ``c`` of the CQT, C = 0), (B, 24, T). The clip
-    embedding is their mean over frames.
+    embedding is the logits' mean over frames. The pitch-class layer keeps far more of the
+    key than the 24 logits: on the built-in key task a linear probe on it scored 0.775 after
+    1,000 steps inside ``simclr-key-tempo-cpu`` (random weights 0.731), on the logits 0.556
+    (random weights 0.676).
 
     Args:
         sample_rate: Input rate in Hz.
@@ -118,7 +124,7 @@ class KeyCNN(Encoder):
         self.crop_start = start + (-(radius + start)) % bins_per_semitone
         # Pitch class of the first kept semitone (the CQT starts on a C).
         self.first_class = (self.max_shift + radius + self.crop_start) // bins_per_semitone % 12
-        self.num_layers = depth + 1
+        self.num_layers = depth + 2
         self.embedding_dim = 24
         self.min_samples = hop_length * (2**depth - 1)
         if self.input_samples < self.min_samples:
@@ -177,7 +183,7 @@ class KeyCNN(Encoder):
     def forward_layers(self, x: Tensor) -> list[Tensor]:
         """Every layer from one pass (see the class docstring for the shapes)."""
         outputs = self._outputs(self.window(self.spectrum(x), self.max_shift))
-        return [h.amax(dim=2) for h in outputs[:-1]] + [outputs[-1]]
+        return [h.amax(dim=2) for h in outputs[: self.depth]] + outputs[self.depth :]
 
     def frame_hop(self, layer: int | None = None) -> int:
         """Input samples between frames of ``layer``: each block halves the frames."""
@@ -185,7 +191,8 @@ class KeyCNN(Encoder):
         return self.hop_length * 2 ** min(index + 1, self.depth)
 
     def _outputs(self, window: Tensor) -> list[Tensor]:
-        """Block outputs (B, C, F, T_k), then the folded logits (B, 24, T_depth)."""
+        """Block outputs (B, C, F, T_k), the last folded to pitch classes (B, 12 C, T_depth),
+        then the folded logits (B, 24, T_depth)."""
         h = relative_db(window, dims=(1, 2)).unsqueeze(1)  # (B, 1, F, T)
         outputs = []
         for block in self.blocks:
@@ -198,4 +205,23 @@ class KeyCNN(Encoder):
         per_semitone = logits.reshape(batch_size, 2, semitones, self.bins_per_semitone, -1)
         folded = per_semitone.mean(3).reshape(batch_size, 2, semitones // 12, 12, -1).sum(2)
         folded = folded.roll(self.first_class, dims=2)  # class c is pitch class c
-        return [*outputs, folded.reshape(batch_size, 24, num_frames)]
+        classes = self._pitch_classes(h)
+        return [*outputs, classes, folded.reshape(batch_size, 24, num_frames)]
+
+    def _pitch_classes(self, h: Tensor) -> Tensor:
+        """The last block's bins folded per channel. Shape: (B, C, F, T) -> (B, 12 C, T).
+
+        Bin ``j`` of the last block sits over window bin ``j + 2 * depth`` (each unpadded
+        5-tap convolution loses two bins a side), i.e. CQT bin ``j + 2 * depth + max_shift``;
+        the fold starts on the first whole semitone and keeps whole octaves.
+        """
+        offset = 2 * self.depth + self.max_shift
+        step = self.bins_per_semitone
+        start = -offset % step
+        semitones = (h.shape[2] - start) // step // 12 * 12
+        batch_size, channels, _, num_frames = h.shape
+        kept = h[:, :, start : start + semitones * step]
+        per_semitone = kept.reshape(batch_size, channels, semitones, step, num_frames).mean(3)
+        octaves = per_semitone.reshape(batch_size, channels, semitones // 12, 12, num_frames)
+        classes = octaves.sum(2).roll((offset + start) // step % 12, dims=2)
+        return classes.reshape(batch_size, channels * 12, num_frames)
