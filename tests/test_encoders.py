@@ -25,6 +25,18 @@ from musicssl.encoders import (
 from musicssl.encoders._transformer import standardise_clip
 from musicssl.errors import MusicSSLError
 
+# The small key CNN, alone and as a branch below.
+SMALL_KEY_CNN = {
+    "sample_rate": 8000,
+    "hop_length": 64,
+    "num_octaves": 4,
+    "max_shift_semitones": 6,
+    "channels": 4,
+    "depth": 2,
+    "output_kernel": 9,
+    "input_samples": 1024,
+}
+
 # A small configuration of every registered encoder, with its layer shapes worked out by hand.
 SMALL = {
     # 3^5 = 243 samples; the stem and each block divide time by 3: 81, 27, 9, 3, 1; the final
@@ -115,16 +127,7 @@ SMALL = {
     # (4 channels x 12) and the key logits keep the last block's 4 frames. Two blocks need
     # 64 * (2^2 - 1) = 192 samples.
     "key_cnn": {
-        "kwargs": {
-            "sample_rate": 8000,
-            "hop_length": 64,
-            "num_octaves": 4,
-            "max_shift_semitones": 6,
-            "channels": 4,
-            "depth": 2,
-            "output_kernel": 9,
-            "input_samples": 1024,
-        },
+        "kwargs": SMALL_KEY_CNN,
         "num_samples": 1024,
         "channels": [4, 4, 48, 24],
         "frames": [8, 4, 4, 4],
@@ -173,19 +176,7 @@ SMALL = {
                         "input_norm": "clip",
                     },
                 },
-                "key": {
-                    "name": "key_cnn",
-                    "options": {
-                        "sample_rate": 8000,
-                        "hop_length": 64,
-                        "num_octaves": 4,
-                        "max_shift_semitones": 6,
-                        "channels": 4,
-                        "depth": 2,
-                        "output_kernel": 9,
-                        "input_samples": 1024,
-                    },
-                },
+                "key": {"name": "key_cnn", "options": SMALL_KEY_CNN},
             }
         },
         "num_samples": 8192,
