@@ -181,6 +181,45 @@ def test_a_transposition_by_k_semitones_rotates_the_pitch_class_layer_by_k(k):
     assert not torch.allclose(classes, classes.reshape(2, 4, 12, -1).roll(1, 2).reshape(2, 48, 4))
 
 
+@pytest.mark.parametrize("k", [-3, 2])
+def test_turned_pitch_classes_are_those_of_the_transposed_window(k):
+    from musicssl.methods.stone import turn_classes
+
+    torch.manual_seed(0)
+    encoder = KeyCNN(sample_rate=8000, hop_length=64, num_octaves=4, channels=4, depth=2,
+                     output_kernel=9).eval()  # fmt: skip
+    spectrum = _silent_with_content(2, encoder.num_bins, 44, 52, 16)
+    step = encoder.bins_per_semitone
+    with torch.no_grad():
+        classes, _ = encoder.classes_and_logits(encoder.window(spectrum, encoder.max_shift))
+        moved, _ = encoder.classes_and_logits(encoder.window(spectrum, encoder.max_shift - k * step))
+    turned = turn_classes(classes.mean(-1), torch.tensor([k, k]))
+    torch.testing.assert_close(turned, moved.mean(-1).reshape(2, 4, 12))
+    # By hand: one row turned by 1, the other by -2, class c goes to c + k.
+    row = torch.arange(12.0).repeat(2)[None].expand(2, -1)  # two channels of classes 0..11
+    turned = turn_classes(row, torch.tensor([1, -2]))
+    assert turned[0, 0].tolist() == [11.0, *range(11)]
+    assert turned[1, 1].tolist() == [*range(2, 12), 0.0, 1.0]
+
+
+def test_stone_contrast_trains_the_pitch_class_layer():
+    encoder = KeyCNN(sample_rate=8000, hop_length=32, num_octaves=4, channels=4, depth=2,
+                     output_kernel=9, input_samples=243)  # fmt: skip
+    x_a, x_b = torch.randn(4, 243), torch.randn(4, 243)
+    plain = build_method("stone", encoder)
+    assert plain.projector is None and "contrast" not in plain(x_a, x_b)
+    method = build_method("stone", encoder, contrast_weight=0.5)
+    outputs = method(x_a, x_b)
+    assert outputs["contrast"].item() > 0
+    without = outputs["loss"] - 0.5 * outputs["contrast"]
+    expected = outputs["cpsd"] + outputs["mode"] + outputs["balance"]
+    torch.testing.assert_close(without.detach(), expected)
+    outputs["loss"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.projector.parameters())
+    with pytest.raises(MusicSSLError, match="contrast_weight"):
+        build_method("stone", encoder, contrast_weight=-1.0)
+
+
 def test_the_pitch_class_layer_folds_the_last_block_by_hand():
     encoder = KeyCNN(sample_rate=8000, hop_length=64, num_octaves=4, channels=1, depth=1,
                      output_kernel=9, max_shift_semitones=6)  # fmt: skip
@@ -269,7 +308,10 @@ def _balance_gradient(mode_temperature: float) -> float:
         method = build_method("stone", encoder, mode_weight=0.0, balance_weight=balance_weight,
                               mode_temperature=mode_temperature)  # fmt: skip
         leaf = logits.clone().requires_grad_(True)
-        method.encoder.key_logits = lambda window, leaf=leaf: leaf  # type: ignore[method-assign]
+        classes = torch.zeros(8, 48, 1)
+        method.encoder.classes_and_logits = (  # type: ignore[method-assign]
+            lambda window, leaf=leaf, classes=classes: (classes, leaf)
+        )
         method(torch.randn(4, 243), torch.randn(4, 243))["loss"].backward()
         grads.append(leaf.grad.clone())
     return float((grads[1] - grads[0]).abs().max())

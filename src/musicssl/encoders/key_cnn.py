@@ -180,6 +180,14 @@ class KeyCNN(Encoder):
         """Per-frame key logits of CQT windows. Shape: (B, window_bins, T) -> (B, 24, T')."""
         return self._outputs(window)[-1]
 
+    def classes_and_logits(self, window: Tensor) -> tuple[Tensor, Tensor]:
+        """The pitch-class layer and the key logits of CQT windows, from one pass.
+
+        Shape: (B, window_bins, T) -> (B, 12 * channels, T'), (B, 24, T').
+        """
+        *_, classes, logits = self._outputs(window)
+        return classes, logits
+
     def forward_layers(self, x: Tensor) -> list[Tensor]:
         """Every layer from one pass (see the class docstring for the shapes)."""
         outputs = self._outputs(self.window(self.spectrum(x), self.max_shift))

@@ -7,11 +7,12 @@ Tonality Estimator"; two output channels for the mode, as in their S-KEY follow-
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from musicssl.encoders import Encoder, KeyCNN
+from musicssl.encoders.heads import projection_head
 from musicssl.errors import MusicSSLError
-from musicssl.losses import invariance_cross_entropy, key_cpsd_loss
+from musicssl.losses import invariance_cross_entropy, key_cpsd_loss, nt_xent
 from musicssl.methods._shifts import Draws, integers
 from musicssl.methods.base import Method
 
@@ -25,7 +26,11 @@ class STONE(Method):
     spectral density loss on the circle of fifths between the two crops' 12-class sums
     (the outputs must turn by ``k``); agreement of the two crops' channel masses (both have
     the same mode); and a balance term (the batch's mean channel mass near one half each),
-    without which one channel would take every clip.
+    without which one channel would take every clip. With ``contrast_weight`` above zero,
+    the pitch-class layer learns too: crop ``a``'s classes, turned by ``k``, and crop ``b``'s
+    pass a projector into NT-Xent (each clip's pair attracts, the batch's other clips repel),
+    so that the layer keeps what tells one clip's harmony from another's rather than only
+    the 24 logits' summary of it.
 
     Args:
         encoder: a ``KeyCNN``.
@@ -38,6 +43,9 @@ class STONE(Method):
             by step 300 at 0.1); a softer softmax keeps it alive.
         mode_weight: weight of the channel agreement.
         balance_weight: weight of the balance term (KL of the batch mean to uniform).
+        projector: the MLP head of the pitch-class contrast, or None for no contrast.
+        contrast_weight: weight of the pitch-class contrast.
+        contrast_temperature: its NT-Xent temperature.
         seed: seed of the transpositions.
     """
 
@@ -51,6 +59,9 @@ class STONE(Method):
         mode_temperature: float = 1.0,
         mode_weight: float = 1.0,
         balance_weight: float = 1.0,
+        projector: nn.Module | None = None,
+        contrast_weight: float = 0.0,
+        contrast_temperature: float = 0.2,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -59,6 +70,9 @@ class STONE(Method):
         self.mode_temperature = mode_temperature
         self.mode_weight = mode_weight
         self.balance_weight = balance_weight
+        self.projector = projector
+        self.contrast_weight = contrast_weight
+        self.contrast_temperature = contrast_temperature
         self.draws = Draws(seed)
 
     def forward(self, x_a: Tensor, x_b: Tensor) -> dict[str, Tensor]:
@@ -70,7 +84,8 @@ class STONE(Method):
             view_a = encoder.window(encoder.spectrum(x_a), encoder.max_shift)
             offset_b = encoder.max_shift - semitones * encoder.bins_per_semitone
             view_b = encoder.window(encoder.spectrum(x_b), offset_b)
-        logits = encoder.key_logits(torch.cat([view_a, view_b])).mean(-1)
+        classes, logits = encoder.classes_and_logits(torch.cat([view_a, view_b]))
+        logits = logits.mean(-1)
         p_a, p_b = (logits / self.temperature).softmax(-1).reshape(-1, 2, 12).chunk(2)
         tonality = key_cpsd_loss(p_a.sum(1), p_b.sum(1), semitones)
         soft = (logits / self.mode_temperature).softmax(-1).reshape(-1, 2, 12)
@@ -79,12 +94,29 @@ class STONE(Method):
         mean_mode = torch.cat([mode_a, mode_b]).mean(0)
         balance = (mean_mode * (mean_mode.clamp_min(1e-7) * 2).log()).sum()
         loss = tonality + self.mode_weight * mode + self.balance_weight * balance
-        return {
-            "loss": loss,
-            "cpsd": tonality.detach(),
-            "mode": mode.detach(),
-            "balance": balance.detach(),
-        }
+        values = {"cpsd": tonality.detach(), "mode": mode.detach(), "balance": balance.detach()}
+        if self.projector is not None:
+            classes_a, classes_b = classes.mean(-1).chunk(2)  # (B, 12 C) each
+            turned_a = turn_classes(classes_a, semitones).flatten(1)
+            contrast = nt_xent(
+                self.projector(turned_a),
+                self.projector(classes_b),
+                temperature=self.contrast_temperature,
+            )
+            loss = loss + self.contrast_weight * contrast
+            values["contrast"] = contrast.detach()
+        return {"loss": loss, **values}
+
+
+def turn_classes(classes: Tensor, semitones: Tensor) -> Tensor:
+    """Pitch classes of each clip as its transposition up by ``semitones`` would sound them.
+
+    Class ``c`` moves to ``c + k`` (mod 12) in every channel.
+    Shape: (B, 12 * C) channel-major, (B,) -> (B, C, 12).
+    """
+    per_channel = classes.reshape(len(classes), -1, 12)
+    source = (torch.arange(12, device=classes.device) - semitones[:, None]) % 12  # (B, 12)
+    return per_channel.gather(2, source[:, None, :].expand_as(per_channel))
 
 
 def stone(
@@ -94,9 +126,13 @@ def stone(
     mode_temperature: float = 1.0,
     mode_weight: float = 1.0,
     balance_weight: float = 1.0,
+    contrast_weight: float = 0.0,
+    contrast_temperature: float = 0.2,
     seed: int = 0,
 ) -> STONE:
-    """STONE around a ``KeyCNN`` (any other encoder is refused: it has no CQT bins)."""
+    """STONE around a ``KeyCNN`` (any other encoder is refused: it has no CQT bins); with
+    ``contrast_weight`` above zero, the pitch-class contrast through a 2-layer projector to
+    128 dimensions."""
     if not isinstance(encoder, KeyCNN):
         raise MusicSSLError(
             f"method stone needs encoder key_cnn (a CQT with pitch-class outputs), got "
@@ -106,11 +142,21 @@ def stone(
         raise MusicSSLError(
             f"stone: temperatures must be > 0, got {temperature} and {mode_temperature}"
         )
+    if contrast_weight < 0 or contrast_temperature <= 0:
+        raise MusicSSLError(
+            f"stone: need contrast_weight >= 0 and contrast_temperature > 0, got "
+            f"{contrast_weight} and {contrast_temperature}"
+        )
+    width = 12 * encoder.config()["channels"]
+    projector = projection_head(width, 256, 128, batch_norm=False) if contrast_weight > 0 else None
     return STONE(
         encoder,
         temperature=temperature,
         mode_temperature=mode_temperature,
         mode_weight=mode_weight,
         balance_weight=balance_weight,
+        projector=projector,
+        contrast_weight=contrast_weight,
+        contrast_temperature=contrast_temperature,
         seed=seed,
     )
