@@ -192,7 +192,9 @@ def test_turned_pitch_classes_are_those_of_the_transposed_window(k):
     step = encoder.bins_per_semitone
     with torch.no_grad():
         classes, _ = encoder.classes_and_logits(encoder.window(spectrum, encoder.max_shift))
-        moved, _ = encoder.classes_and_logits(encoder.window(spectrum, encoder.max_shift - k * step))
+        moved, _ = encoder.classes_and_logits(
+            encoder.window(spectrum, encoder.max_shift - k * step)
+        )
     turned = turn_classes(classes.mean(-1), torch.tensor([k, k]))
     torch.testing.assert_close(turned, moved.mean(-1).reshape(2, 4, 12))
     # By hand: one row turned by 1, the other by -2, class c goes to c + k.
