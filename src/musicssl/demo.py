@@ -3,9 +3,9 @@
 Builds the small built-in corpus (once; later runs reuse it), pretrains the
 ``simclr-key-tempo-cpu`` recipe (SimCLR on a short-chunk log-mel CNN beside STONE key and
 tempo-equivariant branches) for a wall-clock budget, and evaluates the result on every
-built-in task beside the
-MFCC, log-mel and random-weights baselines. A second run with the same ``--out`` reuses the
-finished pretraining (or resumes an interrupted one) and the cached embeddings.
+built-in task of the usual test split beside the MFCC, log-mel and random-weights
+baselines. A second run with the same ``--out`` reuses the finished pretraining (or resumes
+an interrupted one) and the cached embeddings.
 """
 
 from __future__ import annotations
