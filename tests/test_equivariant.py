@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 
 from musicssl.encoders import KeyCNN, PestoCNN, TempoCNN
 from musicssl.encoders._bins import local_expectation, lowest_octave_peak
@@ -150,16 +151,23 @@ def test_the_read_peak_moves_down_an_octave_only_when_the_octave_below_holds_mas
     assert mass.item() == pytest.approx(0.006)
 
 
-@pytest.mark.parametrize("k", [-4, 1, 5])
-def test_a_transposition_by_k_semitones_rotates_the_key_output_by_k(k):
+def _transposed_outputs(k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """A small key CNN's pitch classes and logits of a window, then of it moved up k semitones."""
     torch.manual_seed(0)
     encoder = KeyCNN(sample_rate=8000, hop_length=64, num_octaves=4, channels=4, depth=2,
                      output_kernel=9).eval()  # fmt: skip
-    step = encoder.bins_per_semitone
     spectrum = _silent_with_content(2, encoder.num_bins, 44, 52, 16)
+    step = encoder.bins_per_semitone
     with torch.no_grad():
-        logits = encoder.key_logits(encoder.window(spectrum, encoder.max_shift))
-        moved = encoder.key_logits(encoder.window(spectrum, encoder.max_shift - k * step))
+        classes, logits = encoder.classes_and_logits(encoder.window(spectrum, encoder.max_shift))
+        window = encoder.window(spectrum, encoder.max_shift - k * step)
+        moved_classes, moved_logits = encoder.classes_and_logits(window)
+    return classes, logits, moved_classes, moved_logits
+
+
+@pytest.mark.parametrize("k", [-4, 1, 5])
+def test_a_transposition_by_k_semitones_rotates_the_key_output_by_k(k):
+    _, logits, _, moved = _transposed_outputs(k)
     rolled = logits.reshape(2, 2, 12, -1).roll(k, dims=2).reshape(logits.shape)
     torch.testing.assert_close(moved, rolled)
     assert not torch.allclose(logits, logits.reshape(2, 2, 12, -1).roll(1, 2).reshape(-1, 24, 4))
@@ -167,14 +175,7 @@ def test_a_transposition_by_k_semitones_rotates_the_key_output_by_k(k):
 
 @pytest.mark.parametrize("k", [-3, 2])
 def test_a_transposition_by_k_semitones_rotates_the_pitch_class_layer_by_k(k):
-    torch.manual_seed(0)
-    encoder = KeyCNN(sample_rate=8000, hop_length=64, num_octaves=4, channels=4, depth=2,
-                     output_kernel=9).eval()  # fmt: skip
-    spectrum = _silent_with_content(2, encoder.num_bins, 44, 52, 16)
-    step = encoder.bins_per_semitone
-    with torch.no_grad():
-        classes = encoder._outputs(encoder.window(spectrum, encoder.max_shift))[-2]
-        moved = encoder._outputs(encoder.window(spectrum, encoder.max_shift - k * step))[-2]
+    classes, _, moved, _ = _transposed_outputs(k)
     assert classes.shape == (2, 4 * 12, 4)
     rolled = classes.reshape(2, 4, 12, -1).roll(k, dims=2).reshape(classes.shape)
     torch.testing.assert_close(moved, rolled)
@@ -185,16 +186,7 @@ def test_a_transposition_by_k_semitones_rotates_the_pitch_class_layer_by_k(k):
 def test_turned_pitch_classes_are_those_of_the_transposed_window(k):
     from musicssl.methods.stone import turn_classes
 
-    torch.manual_seed(0)
-    encoder = KeyCNN(sample_rate=8000, hop_length=64, num_octaves=4, channels=4, depth=2,
-                     output_kernel=9).eval()  # fmt: skip
-    spectrum = _silent_with_content(2, encoder.num_bins, 44, 52, 16)
-    step = encoder.bins_per_semitone
-    with torch.no_grad():
-        classes, _ = encoder.classes_and_logits(encoder.window(spectrum, encoder.max_shift))
-        moved, _ = encoder.classes_and_logits(
-            encoder.window(spectrum, encoder.max_shift - k * step)
-        )
+    classes, _, moved, _ = _transposed_outputs(k)
     turned = turn_classes(classes.mean(-1), torch.tensor([k, k]))
     torch.testing.assert_close(turned, moved.mean(-1).reshape(2, 4, 12))
     # By hand: one row turned by 1, the other by -2, class c goes to c + k.

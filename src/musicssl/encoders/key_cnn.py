@@ -176,10 +176,6 @@ class KeyCNN(Encoder):
         index = bins[:, :, None].expand(-1, -1, spectrum.shape[-1])
         return spectrum.gather(1, index)
 
-    def key_logits(self, window: Tensor) -> Tensor:
-        """Per-frame key logits of CQT windows. Shape: (B, window_bins, T) -> (B, 24, T')."""
-        return self._outputs(window)[-1]
-
     def classes_and_logits(self, window: Tensor) -> tuple[Tensor, Tensor]:
         """The pitch-class layer and the key logits of CQT windows, from one pass.
 
