@@ -22,7 +22,7 @@ from musicssl.losses import (
 )
 from musicssl.methods import build_method
 from musicssl.pitch import PitchModel, harmonic_tone
-from musicssl.readouts import cadence, click_track, key_name
+from musicssl.readouts import KEY_PROFILES, KeyModel, cadence, click_track, key_name, profile_key
 
 # --- losses on hand-made inputs -------------------------------------------------------------
 
@@ -278,6 +278,47 @@ def test_cadences_and_key_names():
     assert audio.shape == (8000 * 4,) and np.abs(audio).max() <= 1.0
     with pytest.raises(MusicSSLError, match="mode"):
         cadence(0, "dorian", sr=8000)
+
+
+def test_profile_key_by_hand():
+    major, minor = KEY_PROFILES
+    assert profile_key(major.roll(7)) == (7, "major")  # G major: the profile from G
+    # Pearson correlation: a scale and an offset change nothing.
+    assert profile_key(3.0 * minor.roll(9).numpy() + 2.0) == (9, "minor")
+    # A flat C major scale (7 classes equal) is closest to C major's profile or its
+    # relative minor's, never to a key with accidentals.
+    scale = torch.zeros(12)
+    scale[[0, 2, 4, 5, 7, 9, 11]] = 1.0
+    assert profile_key(scale) in {(0, "major"), (9, "minor")}
+
+
+def _small_key_model(seed: int = 0) -> KeyModel:
+    torch.manual_seed(seed)
+    encoder = KeyCNN(sample_rate=8000, hop_length=64, num_octaves=4, channels=4, depth=2,
+                     output_kernel=9, input_samples=8000)  # fmt: skip
+    return KeyModel(encoder)
+
+
+@pytest.mark.parametrize("k", [1, 5, -2])
+def test_the_key_read_out_turns_with_the_pitch_class_layer(k):
+    model = _small_key_model()
+    assert model.template.shape == (4, 12)
+    classes = torch.rand(4, 12, generator=torch.Generator().manual_seed(k % 12))
+    chroma = model.chroma(classes)
+    torch.testing.assert_close(model.chroma(classes.roll(k, dims=-1)), chroma.roll(k))
+    tonic, mode = profile_key(chroma)
+    assert profile_key(chroma.roll(k)) == ((tonic + k) % 12, mode)
+
+
+def test_the_tone_template_reads_tones_as_their_own_pitch_class():
+    # Even with random weights, a harmonic tone's chroma peaks on its pitch class for most
+    # of two octaves of tones (the template is the mean answer to such tones).
+    model = _small_key_model()
+    midi = range(48, 72)
+    tones = [harmonic_tone(440.0 * 2 ** ((m - 69) / 12), sr=8000) for m in midi]
+    read = [int(model.chroma(model.classes(tone)).argmax()) for tone in tones]
+    assert sum(r == m % 12 for r, m in zip(read, midi, strict=True)) >= 18
+    assert 0.0 <= model.cadence_accuracy <= 1.0
 
 
 # --- methods refuse encoders without bins -----------------------------------------------------

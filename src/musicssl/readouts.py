@@ -1,8 +1,8 @@
 """Key and tempo of audio from STONE and tempo runs, calibrated on synthetic audio.
 
 As with pitch (``musicssl.pitch``), the networks know key and tempo only up to a constant
-shift of their outputs; cadences and click tracks made here in code fix it when a run is
-loaded. No label of any data set is read.
+shift of their outputs; harmonic tones and click tracks made here in code fix it when a run
+is loaded. No label of any data set is read.
 
 - ``load_key(run).key(waveform, sr)``: a key in mir_eval's spelling, ``"F# minor"``.
 - ``load_tempo(run).tempo(waveform, sr)``: beats per minute.
@@ -10,7 +10,6 @@ loaded. No label of any data set is read.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 
@@ -26,6 +25,7 @@ from musicssl.errors import MusicSSLError
 from musicssl.pitch import harmonic_tone
 
 __all__ = [
+    "KEY_PROFILES",
     "KeyModel",
     "TempoModel",
     "cadence",
@@ -33,10 +33,20 @@ __all__ = [
     "key_name",
     "load_key",
     "load_tempo",
+    "profile_key",
 ]
 
 PITCH_CLASSES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 MODES = ("major", "minor")
+# Krumhansl & Kessler 1982, probe-tone ratings of each pitch class in C major and C minor
+# (tonic first), as Krumhansl-Schmuckler key finding uses them.
+KEY_PROFILES = torch.tensor(
+    [
+        [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88],
+        [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17],
+    ],
+    dtype=torch.float64,
+)
 # Chords of a cadence I-IV-V-I (i-iv-V-i in minor, with the raised leading tone), as
 # semitones above the tonic: bass, then the three upper voices.
 _CADENCES = {
@@ -101,46 +111,69 @@ def _windows(signal: np.ndarray, size: int, step: int) -> Tensor:
     return torch.from_numpy(np.stack([signal[s : s + size] for s in starts]))
 
 
-class KeyModel:
-    """A trained ``KeyCNN`` with its calibration; ``key(waveform, sr)`` names the key.
+def profile_key(chroma: Tensor | np.ndarray) -> tuple[int, str]:
+    """Krumhansl-Schmuckler: (tonic, mode) of the key profile, of 24 rotations, with the
+    highest Pearson correlation with ``chroma``. Shape: (12,), class ``c`` = pitch class ``c``.
+    """
+    profiles = torch.stack([KEY_PROFILES.roll(t, dims=-1) for t in range(12)], dim=1)
+    profiles = profiles - profiles.mean(-1, keepdim=True)  # (mode, tonic, class)
+    centred = torch.as_tensor(chroma, dtype=torch.float64)
+    centred = centred - centred.mean()
+    correlation = (profiles * centred).sum(-1) / (profiles.norm(dim=-1) * centred.norm() + 1e-12)
+    best = int(correlation.argmax())
+    return best % 12, MODES[best // 12]
 
-    The calibration picks which output channel is major and, per channel, which class is
-    the tonic, as the choice that names the most synthetic cadences (12 tonics x 2 modes)
-    right (ties: the higher mean log-probability of the right keys).
+
+class KeyModel:
+    """A trained ``KeyCNN`` read as Krumhansl-Schmuckler reads a chromagram; ``key(waveform,
+    sr)`` names the key.
+
+    The network's pitch-class layer (channels x 12 classes; a transposition rolls the
+    classes) is averaged over the signal. Its chroma is how closely it matches, class by
+    class, the layer's answer to a single harmonic tone of that class (the tone template:
+    tones of every pitch class over four octaves from C2, each rolled back to C, averaged,
+    then centred over the classes). The key is the Krumhansl-Kessler profile, of 24
+    rotations, that correlates best with that chroma. Only the template comes from audio,
+    made here in code; ``cadence_accuracy`` is the share of 24 synthetic cadences (12 tonics x
+    2 modes) the model names right, a check that loading found a working network.
+
+    Reading the 24 key logits instead, calibrated on those cadences, named 0.19-0.33 of the
+    built-in test keys; this read-out names 0.62-0.66 (``bench/results/equivariant_cpu.md``).
     """
 
     def __init__(self, encoder: KeyCNN, *, device: str | torch.device = "cpu") -> None:
         self.encoder = encoder.eval().to(device)
         self.device = torch.device(device)
         self.sample_rate = encoder.sample_rate
-        self.channel_of = {"major": 0, "minor": 1}
-        self.shift = {"major": 0, "minor": 0}
-        self._calibrate()
+        self.template = self._tone_template()  # (channels, 12)
+        keys = [(tonic, mode) for mode in MODES for tonic in range(12)]
+        named = [self._key_of(cadence(t, m, sr=self.sample_rate)) == (t, m) for t, m in keys]
+        self.cadence_accuracy = sum(named) / len(keys)
 
     @torch.no_grad()
-    def logits(self, signal: np.ndarray, *, batch_size: int = 16) -> Tensor:
-        """Mean key logits over windows of the training crop (a shorter signal is one
-        window). Shape: (num_samples,) -> (24,)."""
+    def classes(self, signal: np.ndarray, *, batch_size: int = 16) -> Tensor:
+        """The pitch-class layer's mean over windows of the training crop (a shorter signal
+        is one window). Shape: (num_samples,) -> (channels, 12)."""
         size = min(self.encoder.input_samples, max(len(signal), self.encoder.min_samples))
-        return self._mean_logits(_windows(signal, size, size), batch_size=batch_size)
+        windows = _windows(signal, size, size)
+        parts = []
+        for i in range(0, len(windows), batch_size):
+            window = self.encoder.window(
+                self.encoder.spectrum(windows[i : i + batch_size].to(self.device)),
+                self.encoder.max_shift,
+            )
+            classes, _ = self.encoder.classes_and_logits(window)  # (B, 12 C, T)
+            parts.append(classes.mean(-1).cpu())
+        return torch.cat(parts).mean(0).reshape(-1, 12)
 
-    @torch.no_grad()
-    def _mean_logits(self, windows: Tensor, *, batch_size: int = 16) -> Tensor:
-        parts = [
-            self.encoder(windows[i : i + batch_size].to(self.device)).cpu()
-            for i in range(0, len(windows), batch_size)
-        ]
-        return torch.cat(parts).mean(0)
+    def chroma(self, classes: Tensor) -> Tensor:
+        """Match of a pitch-class layer with the tone template rolled to each class.
 
-    def scores(self, logits: Tensor) -> Tensor:
-        """Log-probability of each key under the calibration. Shape: (24,) -> (2, 12):
-        row 0 major, row 1 minor; column = tonic pitch class."""
-        log_probs = logits.log_softmax(-1).reshape(2, 12)
-        rows = []
-        for mode in MODES:
-            channel = log_probs[self.channel_of[mode]]
-            rows.append(channel.roll(self.shift[mode]))
-        return torch.stack(rows)
+        Shape: (channels, 12) -> (12,).
+        """
+        centred = classes - classes.mean(-1, keepdim=True)
+        rolled = torch.stack([self.template.roll(c, dims=-1) for c in range(12)])  # (12, C, 12)
+        return (rolled * centred).sum((-2, -1))
 
     def key(self, waveform: np.ndarray | Tensor, sr: int) -> str:
         """The key of a signal, e.g. ``"Bb major"``.
@@ -151,37 +184,18 @@ class KeyModel:
         signal = mono_at(waveform, sr, target_sr=self.sample_rate)
         if len(signal) == 0:
             raise MusicSSLError("key: the audio is empty")
-        best = int(self.scores(self.logits(signal)).argmax())
-        return key_name(best % 12, MODES[best // 12])
+        return key_name(*self._key_of(signal))
 
-    def _calibrate(self) -> None:
-        keys = [(tonic, mode) for mode in MODES for tonic in range(12)]
-        log_probs = (
-            torch.stack([self.logits(cadence(t, m, sr=self.sample_rate)) for t, m in keys])
-            .log_softmax(-1)
-            .reshape(-1, 2, 12)
-        )  # (E, channel, class)
-        truth = torch.tensor([MODES.index(m) * 12 + t for t, m in keys])  # (E,)
-        # rolled[e, c, s, t]: channel c's log-probability of tonic t with a shift of s.
-        rolled = torch.stack([log_probs.roll(shift, dims=2) for shift in range(12)], dim=2)
-        best: tuple[int, float] | None = None
-        for swap in (0, 1):
-            major = rolled[:, swap, :, None, :].expand(-1, 12, 12, 12)  # (E, s_maj, s_min, 12)
-            minor = rolled[:, 1 - swap, None, :, :].expand(-1, 12, 12, 12)
-            scores = torch.cat([major, minor], dim=-1)  # (E, s_maj, s_min, 24)
-            right = (scores.argmax(-1) == truth[:, None, None]).sum(0)  # (s_maj, s_min)
-            total = scores.gather(-1, truth[:, None, None, None].expand(-1, 12, 12, 1))
-            total = total.squeeze(-1).sum(0)
-            for major_shift, minor_shift in itertools.product(range(12), range(12)):
-                score = (
-                    int(right[major_shift, minor_shift]),
-                    float(total[major_shift, minor_shift]),
-                )
-                if best is None or score > best:
-                    best = score
-                    self.channel_of = {"major": swap, "minor": 1 - swap}
-                    self.shift = {"major": major_shift, "minor": minor_shift}
-        self.calibration_accuracy = (best[0] if best else 0) / len(keys)
+    def _key_of(self, signal: np.ndarray) -> tuple[int, str]:
+        return profile_key(self.chroma(self.classes(signal)))
+
+    def _tone_template(self) -> Tensor:
+        total = torch.zeros(())
+        for midi in range(36, 84):  # C2 to B5
+            f0 = 440.0 * 2.0 ** ((midi - 69) / 12)
+            tone = harmonic_tone(f0, sr=self.sample_rate, seconds=1.0)
+            total = total + self.classes(tone).roll(-(midi % 12), dims=-1)
+        return total - total.mean(-1, keepdim=True)
 
 
 class TempoModel:

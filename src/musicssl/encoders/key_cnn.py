@@ -28,8 +28,8 @@ class KeyCNN(Encoder):
     bins (exactly so where the input is silent near the window's ends: without biases,
     silence gives zero everywhere), so transposing the input by ``k`` semitones
     (``k * bins_per_semitone`` bins, inside the window) rolls both channels by ``k``. Which
-    class and channel stand for which key is fixed afterwards by a calibration on synthetic
-    cadences (``musicssl.readouts``).
+    class and channel stand for which key is left open: ``musicssl.readouts`` names keys
+    from the pitch-class layer below, with a tone template and key profiles.
 
     The model reads a window of ``num_bins - 2 * max_shift_semitones * bins_per_semitone``
     bins (whole octaves); training reads windows at other offsets for transposed views.
