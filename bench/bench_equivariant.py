@@ -203,6 +203,19 @@ def krumhansl_schmuckler(clip: np.ndarray) -> str:
     return key_name(*profile_key(chroma))
 
 
+def transfer_key_clips(corpus: Path) -> tuple[list[np.ndarray], list[str]]:
+    """The corpus's transfer renders of the test clips (other instruments), with their keys."""
+    from musicssl.audio import load
+    from musicssl.builtin.transfer import FOLDER
+    from musicssl.manifest import read_manifest
+
+    folder = corpus / FOLDER
+    if not (folder / "manifest.jsonl").exists():
+        return [], []
+    rows = [row for row in read_manifest(folder / "manifest.jsonl") if row.get("key")]
+    return [load(folder / row["path"], sr=SR) for row in rows], [row["key"] for row in rows]
+
+
 def bench_key(args: argparse.Namespace) -> dict:
     import mir_eval
 
@@ -210,24 +223,29 @@ def bench_key(args: argparse.Namespace) -> dict:
 
     store = SampleStore(args.store)
     indices = test_clips(store, lambda row: bool(row.get("key")), args.clips)
-    clips = [store.clip(i).astype(np.float32) for i in indices]
-    refs = [store.rows[i]["key"] for i in indices]
+    sets = {"test": ([store.clip(i).astype(np.float32) for i in indices],
+                     [store.rows[i]["key"] for i in indices])}  # fmt: skip
+    transfer = transfer_key_clips(Path(args.corpus))
+    if transfer[0]:
+        sets["transfer"] = transfer
     start = time.process_time()
     ours = load_key(args.run)
     print(f"ours: load and tone template {time.process_time() - start:.1f} CPU s; cadences "
           f"named right {ours.cadence_accuracy:.2f}", file=sys.stderr)  # fmt: skip
-    results = {}
-    for name, fn in (("ours (key-cpu)", lambda c: ours.key(c, SR)),
-                     ("Krumhansl-Schmuckler", krumhansl_schmuckler)):  # fmt: skip
-        estimates, cpu = timed(fn, clips)
-        weighted = [mir_eval.key.weighted_score(r, e) for r, e in zip(refs, estimates, strict=True)]
-        results[name] = {
-            "accuracy": float(np.mean([r == e for r, e in zip(refs, estimates, strict=True)])),
-            "mirex_weighted": float(np.mean(weighted)),
-            "cpu_s_per_audio_min": cpu,
-        }
-        print(name, json.dumps(results[name]), file=sys.stderr, flush=True)
-    return {"clips": len(clips), "systems": results}
+    results: dict[str, dict] = {}
+    for split, (clips, refs) in sets.items():
+        for name, fn in (("ours (key-cpu)", lambda c: ours.key(c, SR)),
+                         ("Krumhansl-Schmuckler", krumhansl_schmuckler)):  # fmt: skip
+            estimates, cpu = timed(fn, clips)
+            pairs = list(zip(refs, estimates, strict=True))
+            results[f"{name}, {split}"] = {
+                "clips": len(clips),
+                "accuracy": float(np.mean([r == e for r, e in pairs])),
+                "mirex_weighted": float(np.mean([mir_eval.key.weighted_score(*p) for p in pairs])),
+                "cpu_s_per_audio_min": cpu,
+            }
+            print(name, split, json.dumps(results[f"{name}, {split}"]), file=sys.stderr, flush=True)
+    return {"clips": len(indices), "systems": results}
 
 
 # --- tempo ---------------------------------------------------------------------------------
