@@ -22,7 +22,17 @@ from musicssl.losses import (
 )
 from musicssl.methods import build_method
 from musicssl.pitch import PitchModel, harmonic_tone
-from musicssl.readouts import KEY_PROFILES, KeyModel, cadence, click_track, key_name, profile_key
+from musicssl.readouts import (
+    KEY_PROFILES,
+    MODES,
+    KeyModel,
+    cadence,
+    click_track,
+    key_name,
+    profile_key,
+)
+
+PITCH_NAMES = {key_name(tonic, "major").split()[0] for tonic in range(12)}
 
 # --- losses on hand-made inputs -------------------------------------------------------------
 
@@ -405,6 +415,21 @@ def test_verbs_refuse_a_run_of_another_kind(tmp_path, capsys, verb):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"not a {verb} run" in err and str(run) in err
     assert not (tmp_path / "f0.csv").exists()
+
+
+def test_key_verb_reads_the_key_branch_of_a_combined_run(tmp_path, capsys):
+    from musicssl.audio import save
+    from musicssl.cli import main
+    from musicssl.encoders import Branches
+
+    torch.manual_seed(0)
+    key = {"name": "key_cnn", "options": {"channels": 4, "depth": 2, "input_samples": 16000}}
+    run = _fake_run(tmp_path, Branches(branches={"key": key}), "branches")
+    wav = tmp_path / "cadence.wav"
+    save(wav, cadence(2, "major", sr=16000), sr=16000)
+    assert main(["key", str(run), str(wav)]) == 0
+    path, name = capsys.readouterr().out.strip().split("\t")
+    assert path == str(wav) and name.split()[0] in PITCH_NAMES and name.split()[1] in MODES
 
 
 def test_pitch_verb_names_a_bad_audio_file_in_one_line(tmp_path, capsys):

@@ -56,7 +56,13 @@ def run_pitch(args: argparse.Namespace) -> None:
 
 
 def add_key(verbs: Any) -> None:
-    _add_readout(verbs, "key", "musicssl.readouts:load_key", "a stone (key-cpu) run", "the key")
+    _add_readout(
+        verbs,
+        "key",
+        "musicssl.readouts:load_key",
+        "a stone run: key-cpu, or the demo's simclr-key-tempo-cpu",
+        "the key",
+    )
 
 
 def add_tempo(verbs: Any) -> None:

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from musicssl import checkpoint
 from musicssl.embed import mono_at
-from musicssl.encoders import KeyCNN, TempoCNN, encoder_name
+from musicssl.encoders import Branches, KeyCNN, TempoCNN, encoder_name
 from musicssl.encoders._bins import local_expectation
 from musicssl.errors import MusicSSLError
 from musicssl.pitch import harmonic_tone
@@ -281,16 +281,21 @@ class TempoModel:
 
 
 def load_key(run: str | os.PathLike, *, device: str | torch.device = "cpu") -> KeyModel:
-    """The calibrated key model of a run (or checkpoint) trained with ``stone``.
+    """The key model of a run (or checkpoint) trained with ``stone``: a ``key_cnn`` run, or a
+    ``branches`` run with one ``key_cnn`` branch (the demo's recipe).
 
     Raises:
-        MusicSSLError: not a checkpoint, or its encoder is not a ``key_cnn``.
+        MusicSSLError: not a checkpoint, or no ``key_cnn`` in it.
     """
     encoder = checkpoint.load_encoder(run)
+    if isinstance(encoder, Branches):
+        found = [branch for branch in encoder.branches.values() if isinstance(branch, KeyCNN)]
+        if len(found) == 1:
+            encoder = found[0]
     if not isinstance(encoder, KeyCNN):
         raise MusicSSLError(
-            f"{run}: not a key run (its encoder is {encoder_name(encoder)}, not key_cnn; "
-            "train one with the key-cpu recipe)"
+            f"{run}: not a key run (its encoder is {encoder_name(encoder)}, not key_cnn or "
+            "branches with one key_cnn; train one with the key-cpu recipe)"
         )
     return KeyModel(encoder, device=device)
 
