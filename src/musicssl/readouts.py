@@ -48,7 +48,7 @@ KEY_PROFILES = torch.tensor(
     dtype=torch.float64,
 )
 # The key read-out passes the network over stretches this long: a 10 s clip in one pass named
-# 0.694 of the built-in test keys, its 3 s training crops one by one 0.670.
+# 0.694 of the built-in test keys, its 3 s training crops one by one 0.670 (same spelling).
 _KEY_WINDOW_SECONDS = 30.0
 # Chords of a cadence I-IV-V-I (i-iv-V-i in minor, with the raised leading tone), as
 # semitones above the tonic: bass, then the three upper voices.
@@ -144,7 +144,7 @@ class KeyModel:
     2 modes) the model names right, a check that loading found a working network.
 
     Reading the 24 key logits instead, calibrated on those cadences, named 0.19-0.33 of the
-    built-in test keys; this read-out names 0.62-0.66 (``bench/results/equivariant_cpu.md``).
+    built-in test keys; this read-out names 0.65-0.72 (``bench/results/equivariant_cpu.md``).
     """
 
     def __init__(self, encoder: KeyCNN, *, device: str | torch.device = "cpu") -> None:
