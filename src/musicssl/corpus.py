@@ -25,7 +25,7 @@ Splits travel with the data, from one of (first that applies):
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,8 +147,30 @@ def index_folder(
         bar.close()
     summary.notes = notes.lines
 
-    good = []
     bad_rows = [{"path": _relative(folder, base), "reason": why} for folder, why in walk_errors]
+    good = _with_splits(files, results, bad_rows, root=root, group_of=group_of, table=table)
+    _summarise(summary, good, bad_rows)
+    if group_of is not None:
+        summary.split_source = f"a hash of each file's {split_by} group"
+    elif table is None and summary.splits.keys() - {""}:
+        summary.split_source = f"the previous {out}"
+    write_jsonl(out, good)
+    write_jsonl(bad_path, bad_rows)
+    return summary
+
+
+def _with_splits(
+    files: list[Path],
+    results: list[dict[str, Any]],
+    bad_rows: list[dict[str, Any]],
+    *,
+    root: Path,
+    group_of: Callable[[Path], str] | None,
+    table: dict[str, str] | None,
+) -> list[dict[str, Any]]:
+    """The rows of readable files, each with its split (a hash of its group, its row of the
+    table, or the one it had); the others are appended to ``bad_rows``, without a split."""
+    good = []
     for file, row in zip(files, results, strict=True):
         if "reason" in row:
             row.pop("split", None)
@@ -162,14 +184,7 @@ def index_folder(
             if found is not None:
                 row["split"] = found
         good.append(row)
-    _summarise(summary, good, bad_rows)
-    if group_of is not None:
-        summary.split_source = f"a hash of each file's {split_by} group"
-    elif table is None and summary.splits.keys() - {""}:
-        summary.split_source = f"the previous {out}"
-    write_jsonl(out, good)
-    write_jsonl(bad_path, bad_rows)
-    return summary
+    return good
 
 
 def _reuse(
