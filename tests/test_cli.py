@@ -226,7 +226,7 @@ cli.main(["embed", {str(tmp_path)!r}, {str(tmp_path)!r}, "--out", {str(tmp_path 
 
 def test_the_command_writes_no_default_of_its_own():
     folder = Path(cli.__file__).parent
-    for module in ("cli.py", "cli_verbs.py", "cli_options.py"):
+    for module in ("cli.py", "cli_verbs.py", "cli_data.py", "cli_options.py"):
         source = (folder / module).read_text()
         for written in ('"data/corpus"', '"runs/demo"', '"small"', "16000", "~/.cache"):
             assert written not in source, (module, written)

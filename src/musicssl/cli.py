@@ -1,7 +1,7 @@
 """The ``musicssl`` command: a thin shell over the package's functions, in one error boundary.
 
 The verbs live in ``musicssl.cli_verbs`` and its siblings (``cli_evaluate``, ``cli_search``,
-``cli_readouts``: each verb's options beside the call they feed) and
+``cli_readouts``, ``cli_data``: each verb's options beside the call they feed) and
 their option types in ``musicssl.cli_options``: no default is written there, and options are
 checked as they are parsed, before any long work starts. ``main`` sets the process-wide
 settings (``musicssl.runtime``), parses, and runs the verb.

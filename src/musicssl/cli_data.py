@@ -1,0 +1,168 @@
+"""The data verbs: ``corpus build`` (the built-in corpus), ``data index`` (a manifest of a
+folder of audio) and ``data pack`` (a store of it), each declared beside the call it feeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from musicssl.cli_options import (
+    Verb,
+    existing_file,
+    existing_folder,
+    given,
+    non_negative_int,
+    output_file,
+    output_folder,
+    positive_int,
+)
+
+
+def add_corpus_build(verbs: Any) -> None:
+    from musicssl.builtin import SIZES
+
+    sizes = ", ".join(f"{name} ({_clips(spec):,} clips)" for name, spec in SIZES.items())
+    build = Verb(
+        verbs.add_parser(
+            "build",
+            help="render the built-in corpus (scores from music21, General MIDI SoundFont)",
+            description="Render real compositions from music21's score corpus with the General "
+            "MIDI SoundFont that ships inside pretty_midi: DIR/audio/*.wav (16 kHz mono, ~10 s "
+            "clips) and a labelled DIR/manifest.jsonl (style, key, tempo, metre, instruments, "
+            "caption, split by piece; f0 for monophonic clips). Deterministic for a seed; a "
+            "finished build of the same size and seed is reused, an interrupted one continues.",
+        ),
+        "musicssl.builtin:build_corpus",
+    )
+    build.option(
+        "--out", required=True, type=output_folder, metavar="DIR", help="folder to render into"
+    )
+    build.option("--size", choices=list(SIZES), help=f"{sizes} (default: %(default)s)")
+    build.option(
+        "--seed",
+        type=non_negative_int,
+        metavar="N",
+        help="seed of every random choice (default: %(default)s)",
+    )
+    build.option(
+        "--workers", type=positive_int, metavar="N", help="processes at once (default: all cores)"
+    )
+    build.parser.set_defaults(run=run_corpus_build)
+
+
+def _clips(spec: Any) -> int:
+    return sum(pieces * clips for pieces, clips in spec.per_style.values())
+
+
+def run_corpus_build(args: argparse.Namespace) -> None:
+    import json
+
+    from musicssl.builtin import build_corpus
+
+    summary = build_corpus(args.out, **given(args, "size", "seed", "workers"))
+    print(json.dumps(summary, indent=2))
+
+
+def add_data_index(verbs: Any) -> None:
+    index = Verb(
+        verbs.add_parser(
+            "index",
+            help="index a folder of audio into a JSON-lines manifest, with splits",
+            description="Walk FOLDER for audio (wav, flac, ogg, opus, mp3, aiff, au), decode "
+            "each file once to check it, and write a manifest (path, duration, sr, channels, "
+            "split). Corrupt, empty, truncated, silent or non-audio files go to the bad-files "
+            "report with the reason and never stop the run. Re-running on a grown folder "
+            "decodes only new or changed files. Splits travel with the data, so that "
+            "pretraining never reads test audio: from --splits, or --split-by, or else the "
+            "manifest beside FOLDER (as the built-in corpus lays out), or else the previous "
+            "index at MANIFEST.",
+        ),
+        "musicssl.corpus:index_folder",
+    )
+    index.option(
+        "folder",
+        type=existing_folder,
+        metavar="FOLDER",
+        help="folder of audio, searched recursively",
+    )
+    index.option(
+        "--out",
+        required=True,
+        type=output_file,
+        metavar="MANIFEST",
+        help="manifest to write, e.g. mine.jsonl",
+    )
+    index.option(
+        "--bad",
+        type=output_file,
+        metavar="REPORT",
+        help="bad-files report (default: MANIFEST's name with .bad.jsonl)",
+    )
+    splits = index.parser.add_mutually_exclusive_group()
+    index.option(
+        "--splits",
+        group=splits,
+        type=existing_file,
+        metavar="TABLE",
+        help="each file's split from a manifest with 'split', or a .csv/.tsv with 'path' and "
+        "'split' columns (paths relative to TABLE's folder or to FOLDER)",
+    )
+    index.option(
+        "--split-by",
+        group=splits,
+        metavar="GROUP",
+        help="a stable hash split, 80/10/10 train/valid/test, keeping each group together: "
+        "parent (the file's folder: one album), prefix:SEP (the name up to its last SEP: "
+        "prefix:_ keeps piece_take1.wav with piece_take2.wav) or file",
+    )
+    index.option(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="files decoded at once (default: %(default)s)",
+    )
+    index.parser.set_defaults(run=run_data_index)
+
+
+def run_data_index(args: argparse.Namespace) -> None:
+    from musicssl.corpus import index_folder
+
+    print(index_folder(args.folder, **given(args, "out", "bad", "splits", "split_by", "workers")))
+
+
+def add_data_pack(verbs: Any) -> None:
+    pack = Verb(
+        verbs.add_parser(
+            "pack",
+            help="decode a manifest once into a memory-mapped sample store",
+            description="Decode every clip of MANIFEST to mono int16 at --sr into one "
+            "memory-mapped file, so that a random crop during training is a slice instead of "
+            "a decode. Labels and splits travel into the store. Written atomically; an "
+            "interrupted pack resumes where it stopped when run again.",
+        ),
+        "musicssl.pack:pack",
+    )
+    pack.option("manifest", type=existing_file, metavar="MANIFEST", help="JSON-lines manifest")
+    pack.option(
+        "--out", required=True, type=output_folder, metavar="STORE", help="store folder to write"
+    )
+    pack.option(
+        "--sr",
+        type=positive_int,
+        metavar="HZ",
+        help="the store's sample rate: the encoder's (default: %(default)s)",
+    )
+    pack.option(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="clips decoded at once (default: %(default)s)",
+    )
+    pack.parser.set_defaults(run=run_data_pack)
+
+
+def run_data_pack(args: argparse.Namespace) -> None:
+    from musicssl.pack import pack
+
+    print(pack(args.manifest, **given(args, "out", "sr", "workers")))
