@@ -369,6 +369,43 @@ def _finished_record(out_dir: Path, clip_id: str) -> dict | None:
     return record
 
 
+def _clip_tasks(
+    chosen: list[tuple[Piece, str]], spec: SizeSpec, seed: int, out: Path
+) -> list[tuple[Piece, str, int, str, int, str, bool]]:
+    """Every clip to render: each chosen piece's excerpts, then the test clips' transfer
+    renders. A task is (piece, split, excerpt index, clip id, seed, folder, transfer)."""
+    tasks = []
+    for piece, split in chosen:
+        for index in range(spec.per_style[piece.candidate.style][1]):
+            clip_id = f"{piece.candidate.piece_id}-{index:02d}"
+            tasks.append((piece, split, index, clip_id, seed, str(out), False))
+    transfer_out = str(out / transfer.FOLDER)
+    return tasks + [(*task[:5], transfer_out, True) for task in tasks if task[1] == "test"]
+
+
+def _render(
+    tasks: list[tuple[Piece, str, int, str, int, str, bool]], runner: _Runner, progress: bool
+) -> dict[str, dict | None]:
+    """Each task's manifest record (None: skipped), keyed by ``_task_key``; clips a killed
+    build finished are read back, not rendered again."""
+    records: dict[str, dict | None] = {}
+    todo = []
+    for task in tasks:
+        done = _finished_record(Path(task[5]), task[3])
+        if done is None:
+            todo.append(task)
+        else:
+            records[_task_key(task)] = None if done.get("skipped") else done
+    bar = progress_bar(
+        total=len(tasks), initial=len(records), desc="rendering clips", disable=not progress
+    )
+    for clip_id, record in runner.map(_clip_task, todo):
+        records[clip_id] = record
+        bar.update(1)
+    bar.close()
+    return records
+
+
 def build_corpus(
     out_dir: str | Path,
     *,
@@ -431,28 +468,8 @@ def build_corpus(
     try:
         chosen = _choose_pieces(spec, seed, pieces_cache, runner, progress)
         parsed = time.perf_counter()
-        tasks = []
-        for piece, split in chosen:
-            for index in range(spec.per_style[piece.candidate.style][1]):
-                clip_id = f"{piece.candidate.piece_id}-{index:02d}"
-                tasks.append((piece, split, index, clip_id, int(seed), str(out), False))
-        transfer_out = str(out / transfer.FOLDER)
-        tasks += [(*task[:5], transfer_out, True) for task in tasks if task[1] == "test"]
-        records: dict[str, dict | None] = {}
-        todo = []
-        for task in tasks:
-            done = _finished_record(Path(task[5]), task[3])
-            if done is None:
-                todo.append(task)
-            else:
-                records[_task_key(task)] = None if done.get("skipped") else done
-        bar = progress_bar(
-            total=len(tasks), initial=len(records), desc="rendering clips", disable=not progress
-        )
-        for clip_id, record in runner.map(_clip_task, todo):
-            records[clip_id] = record
-            bar.update(1)
-        bar.close()
+        tasks = _clip_tasks(chosen, spec, int(seed), out)
+        records = _render(tasks, runner, progress)
         failed = False
     finally:
         runner.close(failed=failed)
