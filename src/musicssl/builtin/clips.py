@@ -279,7 +279,6 @@ def make_clip(
     """
     rng = clip_rng(seed, clip_id)
     num_samples = int(round(clip_seconds * synth.sr))
-    style = STYLES[piece.candidate.style]
     for _ in range(MAX_ATTEMPTS):
         plan = draw_performance(piece, index, rng, clip_seconds)
         if plan is None:
@@ -294,56 +293,71 @@ def make_clip(
             plan = recast(piece, plan, clip_rng(seed, f"{clip_id}/transfer"))
             programs = {voice.channel: voice.program for voice in plan.voices}
             audio = synth.render(events, programs, num_samples, drum_kit=plan.drum_kit)
-        # The key is music21's analysis of exactly the notes played (a solo plays the top
-        # note of chords), after transposition.
-        rendered = np.concatenate(
-            [_part_notes(piece, part, plan.start, plan.end) for part in plan.parts]
-        )
-        if plan.monophonic:
-            rendered = monophonic_line(rendered)
-        key = labels.key_label(rendered[:, 3] + plan.transpose, rendered[:, 2])
-        f0 = None
-        if plan.monophonic:
-            line = np.array(first_voice, dtype=np.float64).reshape(-1, 3)
-            f0 = labels.f0_track(line[:, 0], line[:, 1], line[:, 2], clip_seconds)
-        program_list = [voice.program for voice in plan.voices]
-        metre = metre_at(piece, plan.start)
-        drums_on = plan.drum_kit is not None
-        text = labels.caption(
-            phrase=style.phrase,
-            composer=piece.candidate.composer,
-            key=key,
-            programs=program_list,
-            tempo=plan.tempo,
-            metre=metre,
-            drums=drums_on,
-            voice=plan.solo_voice,
-            drum_kit=None if plan.drum_kit is None else instruments.DRUM_KITS[plan.drum_kit],
-            # Its own generator: the words drawn never change the audio drawn before them.
-            rng=clip_rng(seed, f"{clip_id}/caption"),
-        )
-        record = {
-            "style": style.name,
-            "composer": piece.candidate.composer,
-            "piece_id": piece.candidate.piece_id,
-            "title": piece.title,
-            "source": piece.candidate.source,
-            "source_number": piece.candidate.number,
-            "excerpt_start": plan.start,
-            "excerpt_end": plan.end,
-            "score_parts": plan.parts,
-            "key": key,
-            "tempo": plan.tempo,
-            "metre": metre,
-            "transpose": plan.transpose,
-            "programs": program_list,
-            "instruments": [instruments.name(p) for p in program_list],
-            "families": [instruments.family(p) for p in program_list],
-            "drums": drums_on,
-            "drum_kit": None if plan.drum_kit is None else instruments.DRUM_KITS[plan.drum_kit],
-            "velocity": plan.velocity,
-            "monophonic": plan.monophonic,
-            "caption": text,
-        }
+        record, f0 = _labels(piece, plan, first_voice, clip_seconds, seed=seed, clip_id=clip_id)
         return Clip(normalise(audio, synth.sr), f0, record)
     return None
+
+
+def _labels(
+    piece: Piece,
+    plan: Performance,
+    first_voice: list[tuple[float, float, int]],
+    clip_seconds: float,
+    *,
+    seed: int,
+    clip_id: str,
+) -> tuple[dict, np.ndarray | None]:
+    """A rendered performance's manifest record and, for a solo line, its f0 track."""
+    style = STYLES[piece.candidate.style]
+    # The key is music21's analysis of exactly the notes played (a solo plays the top
+    # note of chords), after transposition.
+    rendered = np.concatenate(
+        [_part_notes(piece, part, plan.start, plan.end) for part in plan.parts]
+    )
+    if plan.monophonic:
+        rendered = monophonic_line(rendered)
+    key = labels.key_label(rendered[:, 3] + plan.transpose, rendered[:, 2])
+    f0 = None
+    if plan.monophonic:
+        line = np.array(first_voice, dtype=np.float64).reshape(-1, 3)
+        f0 = labels.f0_track(line[:, 0], line[:, 1], line[:, 2], clip_seconds)
+    program_list = [voice.program for voice in plan.voices]
+    metre = metre_at(piece, plan.start)
+    drums_on = plan.drum_kit is not None
+    text = labels.caption(
+        phrase=style.phrase,
+        composer=piece.candidate.composer,
+        key=key,
+        programs=program_list,
+        tempo=plan.tempo,
+        metre=metre,
+        drums=drums_on,
+        voice=plan.solo_voice,
+        drum_kit=None if plan.drum_kit is None else instruments.DRUM_KITS[plan.drum_kit],
+        # Its own generator: the words drawn never change the audio drawn before them.
+        rng=clip_rng(seed, f"{clip_id}/caption"),
+    )
+    record = {
+        "style": style.name,
+        "composer": piece.candidate.composer,
+        "piece_id": piece.candidate.piece_id,
+        "title": piece.title,
+        "source": piece.candidate.source,
+        "source_number": piece.candidate.number,
+        "excerpt_start": plan.start,
+        "excerpt_end": plan.end,
+        "score_parts": plan.parts,
+        "key": key,
+        "tempo": plan.tempo,
+        "metre": metre,
+        "transpose": plan.transpose,
+        "programs": program_list,
+        "instruments": [instruments.name(p) for p in program_list],
+        "families": [instruments.family(p) for p in program_list],
+        "drums": drums_on,
+        "drum_kit": None if plan.drum_kit is None else instruments.DRUM_KITS[plan.drum_kit],
+        "velocity": plan.velocity,
+        "monophonic": plan.monophonic,
+        "caption": text,
+    }
+    return record, f0
