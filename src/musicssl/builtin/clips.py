@@ -122,6 +122,37 @@ def draw_performance(
         return int(pitches.min()), int(pitches.max())
 
     velocity = round(float(rng.uniform(0.45, 0.95)), 3)
+    voices, monophonic, solo_voice = _draw_voices(piece, index, active, part_range, rng)
+    drum_kit = None
+    drum_variant = 0
+    if not monophonic and rng.random() < style.drum_probability:
+        drum_kit = int(rng.choice(list(instruments.DRUM_KITS)))
+        drum_variant = int(rng.integers(0, 3))
+    return Performance(
+        start=start,
+        end=end,
+        tempo=tempo,
+        transpose=transpose,
+        voices=voices,
+        velocity=velocity,
+        monophonic=monophonic,
+        solo_voice=solo_voice,
+        drum_kit=drum_kit,
+        drum_variant=drum_variant,
+        parts=sorted({voice.part for voice in voices}),
+    )
+
+
+def _draw_voices(
+    piece: Piece,
+    index: int,
+    active: list[int],
+    part_range: Callable[[int], tuple[int, int]],
+    rng: np.random.Generator,
+) -> tuple[list[Voice], bool, str | None]:
+    """Who plays the excerpt: a solo, a folk tune and its doubling, or an ensemble over every
+    sounding part. Returns (voices, monophonic, the solo part's name if a non-folk solo)."""
+    style = STYLES[piece.candidate.style]
     solo_voice = None
     if style.folk:
         monophonic = index % 2 == 0
@@ -156,24 +187,7 @@ def draw_performance(
             gain = float(rng.uniform(0.85, 1.0))
             channel = MELODIC_CHANNELS[number % len(MELODIC_CHANNELS)]
             voices.append(Voice(part, program, channel, 0, gain))
-    drum_kit = None
-    drum_variant = 0
-    if not monophonic and rng.random() < style.drum_probability:
-        drum_kit = int(rng.choice(list(instruments.DRUM_KITS)))
-        drum_variant = int(rng.integers(0, 3))
-    return Performance(
-        start=start,
-        end=end,
-        tempo=tempo,
-        transpose=transpose,
-        voices=voices,
-        velocity=velocity,
-        monophonic=monophonic,
-        solo_voice=solo_voice,
-        drum_kit=drum_kit,
-        drum_variant=drum_variant,
-        parts=sorted({voice.part for voice in voices}),
-    )
+    return voices, monophonic, solo_voice
 
 
 def _bar_lines(piece: Piece) -> np.ndarray:
