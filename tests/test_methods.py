@@ -234,6 +234,46 @@ def test_mae_encoder_sees_only_the_visible_patches_and_masks_follow_the_seed():
     assert torch.isfinite(first)
 
 
+def test_mae_noise_is_at_the_drawn_snr():
+    from musicssl.methods.mae import add_noise
+
+    x = torch.sin(torch.arange(16000.0) * 0.05)[None].repeat(4, 1)
+    noisy = add_noise(x, (20.0, 20.0), torch.Generator().manual_seed(0))
+    snr = 10 * torch.log10(x.pow(2).mean(-1) / (noisy - x).pow(2).mean(-1))
+    torch.testing.assert_close(snr, torch.full((4,), 20.0), atol=0.1, rtol=0)
+    spread = add_noise(x, (0.0, 40.0), torch.Generator().manual_seed(0)) - x
+    powers = spread.pow(2).mean(-1)
+    assert powers.max() / powers.min() > 10  # a ratio drawn per example
+
+
+def test_mae_with_noise_encodes_the_noisy_crop_and_reconstructs_the_clean_one():
+    from musicssl.losses import masked_patch_mse, normalise_patches, random_patch_mask
+    from musicssl.methods._draws import next_generator
+    from musicssl.methods.mae import add_noise
+
+    torch.manual_seed(0)
+    method = build_method("mae", _tiny_vit(), mask_ratio=0.75, decoder_width=16,
+                          decoder_depth=1, decoder_heads=2, noise_snr_db=[10, 30])  # fmt: skip
+    x = torch.randn(3, 243)
+    loss = method(x)["loss"]
+    # By hand, from the same draws: the mask, then the noise.
+    encoder, generator = (
+        method.encoder,
+        next_generator(0, torch.zeros((), dtype=torch.long), x.device),
+    )
+    clean = encoder.spectrogram(x)
+    grid = encoder.patch_grid(clean.shape[-1])
+    keep, mask = random_patch_mask(3, grid[0] * grid[1], mask_ratio=0.75, generator=generator,
+                                   device=x.device)  # fmt: skip
+    noisy = encoder.spectrogram(add_noise(x, (10.0, 30.0), generator))
+    latent = encoder.forward_tokens(encoder.embed_patches(noisy), keep)
+    target = normalise_patches(encoder.patchify(clean))
+    expected = masked_patch_mse(method.decoder(latent, keep, grid), target, mask)
+    torch.testing.assert_close(loss, expected)
+    with pytest.raises(MusicSSLError, match="noise_snr_db"):
+        build_method("mae", _tiny_vit(), noise_snr_db=[30, 10])
+
+
 def test_mae_refuses_an_encoder_without_patches():
     with pytest.raises(MusicSSLError, match="spectrogram_vit"):
         build_method("mae", _encoder())

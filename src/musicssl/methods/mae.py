@@ -6,6 +6,8 @@ He et al. 2022, "Masked Autoencoders Are Scalable Vision Learners"; Huang et al.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -23,14 +25,18 @@ class MAE(Method):
     spectrogram -> patches -> random mask (``mask_ratio`` of each example's patches) -> the
     encoder on the visible tokens only -> decoder over visible latents and mask tokens ->
     MSE against the hidden patches (each normalised by its own mean and variance when
-    ``normalise_targets``).
+    ``normalise_targets``). With ``noise_snr_db`` the encoder reads the crop with white noise
+    added at a signal-to-noise ratio drawn per example, and the targets stay those of the
+    clean crop: the encoder must see through noise it will meet (as WavLM denoises speech).
 
     Args:
         encoder: a ``SpectrogramViT`` (patchify / embed_patches / forward_tokens).
         decoder: maps visible latents back to every patch.
         mask_ratio: share of the patches hidden per example (Audio-MAE: 0.8).
         normalise_targets: per-patch normalised targets (MAE's ``norm_pix_loss``).
-        seed: seeds the masks, with the count of steps taken.
+        noise_snr_db: (lowest, highest) signal-to-noise ratio in dB of the noise on the
+            encoder's input, drawn uniformly per example; None adds none.
+        seed: seeds the masks and the noise, with the count of steps taken.
     """
 
     num_views = 1
@@ -44,15 +50,25 @@ class MAE(Method):
         *,
         mask_ratio: float,
         normalise_targets: bool = True,
+        noise_snr_db: Sequence[float] | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
         if not 0.0 < mask_ratio < 1.0:
             raise MusicSSLError(f"mae: mask_ratio must be in (0, 1), got {mask_ratio}")
+        if noise_snr_db is not None and (
+            len(noise_snr_db) != 2 or noise_snr_db[0] > noise_snr_db[1]
+        ):
+            raise MusicSSLError(
+                f"mae: noise_snr_db must be [lowest, highest] in dB, got {noise_snr_db}"
+            )
         self.encoder = encoder
         self.decoder = decoder
         self.mask_ratio = mask_ratio
         self.normalise_targets = normalise_targets
+        self.noise_snr_db = (
+            None if noise_snr_db is None else (float(noise_snr_db[0]), float(noise_snr_db[1]))
+        )
         self.seed = seed
         self.register_buffer("draws", torch.zeros((), dtype=torch.long))
 
@@ -60,20 +76,33 @@ class MAE(Method):
         """Reconstruction loss of one batch. x Shape: (batch_size, num_samples)."""
         spec = self.encoder.spectrogram(x)  # (B, n_bins, T)
         grid = self.encoder.patch_grid(spec.shape[-1])
-        tokens = self.encoder.embed_patches(spec)  # (B, N, D)
+        generator = next_generator(self.seed, self.draws, x.device)
         keep_index, mask = random_patch_mask(
-            tokens.shape[0],
-            tokens.shape[1],
+            x.shape[0],
+            grid[0] * grid[1],
             mask_ratio=self.mask_ratio,
-            generator=next_generator(self.seed, self.draws, x.device),
+            generator=generator,
             device=x.device,
         )
+        seen = spec
+        if self.noise_snr_db is not None:
+            seen = self.encoder.spectrogram(add_noise(x, self.noise_snr_db, generator))
+        tokens = self.encoder.embed_patches(seen)  # (B, N, D)
         latent = self.encoder.forward_tokens(tokens, keep_index)  # (B, K, D)
         prediction = self.decoder(latent, keep_index, grid)  # (B, N, patch_size)
         target = self.encoder.patchify(spec).detach()
         if self.normalise_targets:
             target = normalise_patches(target)
         return {"loss": masked_patch_mse(prediction, target, mask)}
+
+
+def add_noise(x: Tensor, snr_db: tuple[float, float], generator: torch.Generator) -> Tensor:
+    """White noise at a signal-to-noise ratio drawn per example, uniform in dB."""
+    low, high = snr_db
+    snr = low + (high - low) * torch.rand(x.shape[0], generator=generator, device=x.device)
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    power = x.pow(2).mean(dim=-1) / 10.0 ** (snr / 10.0)
+    return x + noise * power.sqrt()[:, None]
 
 
 def mae(
@@ -84,6 +113,7 @@ def mae(
     decoder_depth: int = DECODER_DEFAULTS["decoder_depth"],
     decoder_heads: int = DECODER_DEFAULTS["decoder_heads"],
     normalise_targets: bool = True,
+    noise_snr_db: Sequence[float] | None = None,
     seed: int = 0,
 ) -> MAE:
     """MAE with a light decoder (Audio-MAE: mask ratio 0.8; here 2 blocks 128 wide)."""
@@ -101,5 +131,10 @@ def mae(
         num_heads=decoder_heads,
     )
     return MAE(
-        encoder, decoder, mask_ratio=mask_ratio, normalise_targets=normalise_targets, seed=seed
+        encoder,
+        decoder,
+        mask_ratio=mask_ratio,
+        normalise_targets=normalise_targets,
+        noise_snr_db=noise_snr_db,
+        seed=seed,
     )
