@@ -47,6 +47,9 @@ KEY_PROFILES = torch.tensor(
     ],
     dtype=torch.float64,
 )
+# Every rotation of the profiles, centred over the classes: (mode, tonic, class).
+_ROTATED_PROFILES = torch.stack([KEY_PROFILES.roll(t, dims=-1) for t in range(12)], dim=1)
+_ROTATED_PROFILES = _ROTATED_PROFILES - _ROTATED_PROFILES.mean(-1, keepdim=True)
 # The key read-out passes the network over stretches this long: a 10 s clip in one pass named
 # 0.694 of the built-in test keys, its 3 s training crops one by one 0.670 (same spelling).
 _KEY_WINDOW_SECONDS = 30.0
@@ -121,8 +124,7 @@ def profile_key(chroma: Tensor | np.ndarray) -> tuple[int, str]:
     """Krumhansl-Schmuckler: (tonic, mode) of the key profile, of 24 rotations, with the
     highest Pearson correlation with ``chroma``. Shape: (12,), class ``c`` = pitch class ``c``.
     """
-    profiles = torch.stack([KEY_PROFILES.roll(t, dims=-1) for t in range(12)], dim=1)
-    profiles = profiles - profiles.mean(-1, keepdim=True)  # (mode, tonic, class)
+    profiles = _ROTATED_PROFILES  # (mode, tonic, class), centred
     centred = torch.as_tensor(chroma, dtype=torch.float64)
     centred = centred - centred.mean()
     correlation = (profiles * centred).sum(-1) / (profiles.norm(dim=-1) * centred.norm() + 1e-12)
@@ -152,6 +154,8 @@ class KeyModel:
         self.device = torch.device(device)
         self.sample_rate = encoder.sample_rate
         self.template = self._tone_template()  # (channels, 12)
+        # The template rolled to each class: (class, channels, 12).
+        self._rolled = torch.stack([self.template.roll(c, dims=-1) for c in range(12)])
         keys = [(tonic, mode) for mode in MODES for tonic in range(12)]
         named = [self._key_of(cadence(t, m, sr=self.sample_rate)) == (t, m) for t, m in keys]
         self.cadence_accuracy = sum(named) / len(keys)
@@ -167,12 +171,8 @@ class KeyModel:
         windows = _windows(signal, size, size)
         parts = []
         for i in range(0, len(windows), batch_size):
-            window = self.encoder.window(
-                self.encoder.spectrum(windows[i : i + batch_size].to(self.device)),
-                self.encoder.max_shift,
-            )
-            classes, _ = self.encoder.classes_and_logits(window)  # (B, 12 C, T)
-            parts.append(classes.mean(-1).cpu())
+            layers = self.encoder.forward_layers(windows[i : i + batch_size].to(self.device))
+            parts.append(layers[self.encoder.depth].mean(-1).cpu())  # the pitch-class layer
         return torch.cat(parts).mean(0).reshape(-1, 12)
 
     def chroma(self, classes: Tensor) -> Tensor:
@@ -181,8 +181,7 @@ class KeyModel:
         Shape: (channels, 12) -> (12,).
         """
         centred = classes - classes.mean(-1, keepdim=True)
-        rolled = torch.stack([self.template.roll(c, dims=-1) for c in range(12)])  # (12, C, 12)
-        return (rolled * centred).sum((-2, -1))
+        return (self._rolled * centred).sum((-2, -1))
 
     def key(self, waveform: np.ndarray | Tensor, sr: int) -> str:
         """The key of a signal, e.g. ``"Bb major"``.
