@@ -192,15 +192,16 @@ def bench_pitch(args: argparse.Namespace) -> dict:
 # --- key -----------------------------------------------------------------------------------
 
 
-def krumhansl_schmuckler(clip: np.ndarray) -> str:
-    """The key whose Krumhansl-Kessler profile correlates best with the clip's mean CQT
-    chroma: the profile match ours uses, on librosa's chroma instead of the network's."""
+def krumhansl_schmuckler(clip: np.ndarray, profiles: str) -> str:
+    """The key whose profile correlates best with the clip's mean CQT chroma (librosa's,
+    each frame scaled to a peak of 1): the profile match ours uses, on librosa's chroma
+    instead of the network's."""
     import librosa
 
     from musicssl.readouts import key_name, profile_key
 
     chroma = librosa.feature.chroma_cqt(y=clip, sr=SR, hop_length=512).mean(axis=1)
-    return key_name(*profile_key(chroma))
+    return key_name(*profile_key(chroma, profiles))
 
 
 def transfer_key_clips(corpus: Path) -> tuple[list[np.ndarray], list[str]]:
@@ -234,8 +235,12 @@ def bench_key(args: argparse.Namespace) -> dict:
           f"named right {ours.cadence_accuracy:.2f}", file=sys.stderr)  # fmt: skip
     results: dict[str, dict] = {}
     for split, (clips, refs) in sets.items():
-        for name, fn in (("ours (key-cpu)", lambda c: ours.key(c, SR)),
-                         ("Krumhansl-Schmuckler", krumhansl_schmuckler)):  # fmt: skip
+        for name, fn in (
+            ("ours (key-cpu)", lambda c: ours.key(c, SR)),
+            ("Krumhansl-Schmuckler, Aarden-Essen", lambda c: krumhansl_schmuckler(c, "aarden")),
+            ("Krumhansl-Schmuckler, Krumhansl-Kessler",
+             lambda c: krumhansl_schmuckler(c, "krumhansl")),
+        ):  # fmt: skip
             estimates, cpu = timed(fn, clips)
             # mir_eval's score is 1 for the same key however it is spelled (Db = C# major).
             weighted = [

@@ -290,16 +290,44 @@ def test_cadences_and_key_names():
         cadence(0, "dorian", sr=8000)
 
 
-def test_profile_key_by_hand():
-    major, minor = KEY_PROFILES
-    assert profile_key(major.roll(7)) == (7, "major")  # G major: the profile from G
+@pytest.mark.parametrize("profiles", ["aarden", "krumhansl"])
+def test_profile_key_by_hand(profiles):
+    major, minor = KEY_PROFILES[profiles]
+    assert profile_key(major.roll(7), profiles) == (7, "major")  # G major: the profile from G
     # Pearson correlation: a scale and an offset change nothing.
-    assert profile_key(3.0 * minor.roll(9).numpy() + 2.0) == (9, "minor")
+    assert profile_key(3.0 * minor.roll(9).numpy() + 2.0, profiles) == (9, "minor")
     # A flat C major scale (7 classes equal) is closest to C major's profile or its
     # relative minor's, never to a key with accidentals.
     scale = torch.zeros(12)
     scale[[0, 2, 4, 5, 7, 9, 11]] = 1.0
-    assert profile_key(scale) in {(0, "major"), (9, "minor")}
+    assert profile_key(scale, profiles) in {(0, "major"), (9, "minor")}
+
+
+def test_profile_key_refuses_unknown_profiles():
+    with pytest.raises(MusicSSLError, match="'temperley' is not one of aarden, krumhansl"):
+        profile_key(torch.ones(12), "temperley")
+
+
+def test_aarden_profiles_name_a_note_histogram_as_the_corpus_labels_do():
+    # The built-in corpus's keys are music21's analysis of the notes played; the same
+    # profiles over their duration-weighted pitch-class histogram name the same key.
+    from musicssl.builtin.labels import key_label
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        pitches = rng.integers(55, 80, size=30)
+        durations = rng.choice([0.5, 1.0, 1.5, 2.0], size=30)
+        histogram = np.bincount(pitches % 12, weights=durations, minlength=12)
+        label = mir_eval_key_pair(key_label(pitches, durations))
+        assert profile_key(histogram, "aarden") == label
+
+
+def mir_eval_key_pair(name: str) -> tuple[int, str]:
+    """("Db major" ->) (1, "major")."""
+    import mir_eval
+
+    tonic, mode = mir_eval.key.split_key_string(name)  # the tonic as a semitone of C
+    return int(tonic), mode
 
 
 def _small_key_model(seed: int = 0) -> KeyModel:
@@ -309,15 +337,46 @@ def _small_key_model(seed: int = 0) -> KeyModel:
     return KeyModel(encoder)
 
 
+def test_the_key_read_out_reads_a_wider_spectrum_with_the_same_weights():
+    torch.manual_seed(0)
+    trained = KeyCNN(sample_rate=8000, hop_length=64, num_octaves=4, channels=4, depth=2,
+                     output_kernel=9, input_samples=8000)  # fmt: skip
+    reader = KeyModel(trained).encoder
+    assert reader.max_shift == 0 and reader.num_bins == trained.num_bins + 24  # an octave more
+    assert reader.kept_bins == trained.kept_bins + 2 * 24  # 2 octaves of classes -> 4
+    for name, value in trained.state_dict().items():
+        torch.testing.assert_close(reader.state_dict()[name], value)
+    # No octave above what the sample rate allows: at 4 kHz, C2 * 2 ** 5 = 2093 Hz is over
+    # 0.95 of the 2 kHz Nyquist frequency, so four octaves stay four.
+    low_rate = KeyCNN(sample_rate=4000, hop_length=64, num_octaves=4, channels=4, depth=2,
+                      output_kernel=9, input_samples=8000)  # fmt: skip
+    assert KeyModel(low_rate).encoder.num_bins == low_rate.num_bins
+
+
 @pytest.mark.parametrize("k", [1, 5, -2])
 def test_the_key_read_out_turns_with_the_pitch_class_layer(k):
     model = _small_key_model()
     assert model.template.shape == (4, 12)
-    classes = torch.rand(4, 12, generator=torch.Generator().manual_seed(k % 12))
+    classes = torch.rand(4, 12, 6, generator=torch.Generator().manual_seed(k % 12))
     chroma = model.chroma(classes)
-    torch.testing.assert_close(model.chroma(classes.roll(k, dims=-1)), chroma.roll(k))
+    torch.testing.assert_close(model.chroma(classes.roll(k, dims=1)), chroma.roll(k))
     tonic, mode = profile_key(chroma)
     assert profile_key(chroma.roll(k)) == ((tonic + k) % 12, mode)
+
+
+def test_the_key_read_out_counts_classes_that_sound_not_how_loud():
+    model = _small_key_model()
+    rolled = [model.template.roll(c, dims=-1) for c in range(12)]
+    # Frame 0: a C and a G, as loud; frame 1: an E at a hundredth of their level.
+    frames = torch.stack([rolled[0] + rolled[7], 0.01 * rolled[4]], dim=-1)
+    chroma = model.chroma(frames)
+    # Each frame is unmixed into its tones (ridge: a little below 1) and scaled to a peak
+    # of 1, so each frame counts alike: C, G ~ 1/2 and E ~ 1/2; no other class near them.
+    for c in (0, 4, 7):
+        assert 0.4 < float(chroma[c]) <= 0.5 + 1e-6
+    assert float(chroma[[1, 2, 3, 5, 6, 8, 9, 10, 11]].max()) < 0.2
+    # Scaling one frame changes nothing.
+    torch.testing.assert_close(model.chroma(frames * torch.tensor([3.0, 50.0])), chroma)
 
 
 def test_the_tone_template_reads_tones_as_their_own_pitch_class():
