@@ -17,7 +17,7 @@ from musicssl.encoders import (
     build_encoder,
 )
 from musicssl.errors import MusicSSLError
-from musicssl.losses import codebook_usage
+from musicssl.losses import codebook_usage, masked_code_cross_entropy
 from musicssl.methods import METHODS, build_method
 from musicssl.pack import pack
 from musicssl.recipe import Recipe, recipe_path
@@ -311,6 +311,33 @@ def test_bestrq_hides_spans_with_noise_and_reports_code_usage():
     assert set(outputs) == {"loss", "code_perplexity", "codes_used"}
     assert 1.0 <= outputs["code_perplexity"].item() <= 32.0
     assert 0.0 < outputs["codes_used"].item() <= 1.0
+
+
+def test_bestrq_reconstruction_adds_the_hidden_frames_mse_by_hand():
+    torch.manual_seed(0)
+    options = {"codebook_size": 32, "start_probability": 0.3, "span": 2, "seed": 5}
+    method = build_method("bestrq", _tiny_frames(), reconstruction_weight=0.5, **options)
+    method.eval()
+    x = torch.randn(16, 243)
+    features = []
+    original = method.encoder.forward_frames
+    method.encoder.forward_frames = lambda frames: features.append(original(frames)) or features[-1]
+    outputs = method(x)
+    # The same draws again: the mask is the frames the encoder saw changed.
+    method.draws.zero_()
+    given = []
+    method.encoder.forward_frames = lambda frames: given.append(frames) or original(frames)
+    frames = method.encoder.frame_inputs(x)
+    method(x)
+    mask = (given[0] != frames).any(dim=-1)
+    standard = (frames - frames.mean(dim=(0, 1))) / frames.std(dim=(0, 1), unbiased=False)
+    mse = (method.reconstruction(features[0][mask]) - standard[mask]).pow(2).mean()
+    torch.testing.assert_close(outputs["reconstruction"], mse)
+    logits = method.head(features[0]).view(16, -1, 1, 32)
+    expected = masked_code_cross_entropy(logits, method.targets(frames), mask) + 0.5 * mse
+    torch.testing.assert_close(outputs["loss"], expected)
+    with pytest.raises(MusicSSLError, match="reconstruction_weight"):
+        build_method("bestrq", _tiny_frames(), reconstruction_weight=-1.0)
 
 
 @pytest.fixture(scope="module")

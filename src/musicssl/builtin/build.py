@@ -29,7 +29,6 @@ import json
 import multiprocessing
 import os
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +37,16 @@ import numpy as np
 from musicssl import audio
 from musicssl.builtin import pieces as pieces_module
 from musicssl.builtin import transfer
+from musicssl.builtin.build_folder import (
+    MANIFEST,
+    build_summary,
+    check_ours,
+    discard_stale,
+    finished_record,
+    is_complete,
+    summarize,
+    write_json,
+)
 from musicssl.builtin.clips import make_clip
 from musicssl.builtin.labels import F0_HOP
 from musicssl.builtin.pieces import SPLITS, Candidate, Piece
@@ -51,7 +60,6 @@ SAMPLE_RATE = 16000
 CLIP_SECONDS = 10.0
 FORMAT_VERSION = 2  # 2: the usual clips use CORPUS_FAMILIES only; transfer renders
 PIECES_VERSION = 1
-MANIFEST = "manifest.jsonl"
 
 
 @dataclass(frozen=True)
@@ -115,10 +123,6 @@ def _synth() -> Synth:
     return _SYNTH
 
 
-def _write_json(path: Path, data: object) -> None:
-    write_text(path, json.dumps(data) + "\n")
-
-
 def _parse_task(args: tuple[Candidate, str]) -> tuple[str, Piece | str]:
     """Parse one candidate (or read it from the cache): its piece, or why it is skipped."""
     candidate, cache_dir = args
@@ -132,10 +136,10 @@ def _parse_task(args: tuple[Candidate, str]) -> tuple[str, Piece | str]:
     if isinstance(result, Piece):
         reason = pieces_module.usable(result, CLIP_SECONDS)
         if reason is None:
-            _write_json(cache_file, {"piece": result.to_json()})
+            write_json(cache_file, {"piece": result.to_json()})
             return candidate.piece_id, result
         result = reason
-    _write_json(cache_file, {"skip": result})
+    write_json(cache_file, {"skip": result})
     return candidate.piece_id, result
 
 
@@ -154,7 +158,7 @@ def _clip_task(args: tuple[Piece, str, int, str, int, str, bool]) -> tuple[str, 
     )
     record_file = out / ".cache" / "clips" / f"{clip_id}.json"
     if clip is None:
-        _write_json(record_file, {"skipped": True})
+        write_json(record_file, {"skipped": True})
         return _task_key(args), None
     audio.save(out / "audio" / f"{clip_id}.wav", clip.audio, sr=SAMPLE_RATE, subtype="PCM_16")
     f0_path = None
@@ -173,7 +177,7 @@ def _clip_task(args: tuple[Piece, str, int, str, int, str, bool]) -> tuple[str, 
         "f0": f0_path,
         "f0_hop": F0_HOP if f0_path else None,
     }
-    _write_json(record_file, record)
+    write_json(record_file, record)
     return _task_key(args), record
 
 
@@ -267,108 +271,6 @@ def _choose_pieces(
     return [(piece, split) for (_, split), found in accepted.items() for piece in found]
 
 
-def _summary(records: list[dict], out_dir: Path, seconds: float, cached: bool) -> dict:
-    return {
-        "out_dir": str(out_dir),
-        "manifest": str(out_dir / MANIFEST),
-        "num_clips": len(records),
-        "splits": dict(Counter(r["split"] for r in records)),
-        "styles": dict(Counter(r["style"] for r in records)),
-        "monophonic": sum(1 for r in records if r["f0"]),
-        "transfer_clips": len(_lines(out_dir / transfer.FOLDER / MANIFEST)),
-        "total_seconds": round(sum(r["duration"] for r in records), 3),
-        "seconds_taken": round(seconds, 3),
-        "cached": cached,
-    }
-
-
-def _lines(path: Path) -> list[str]:
-    return path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-
-
-def summarize(manifest_path: str | Path) -> dict:
-    """Counts of a built corpus from its manifest.
-
-    Args:
-        manifest_path: path of a ``manifest.jsonl``.
-
-    Returns:
-        ``num_clips``, clips per ``splits`` and per ``styles``, ``monophonic`` clips,
-        ``transfer_clips`` (transfer renders beside them) and ``total_seconds`` of audio.
-    """
-    path = Path(manifest_path)
-    if not path.is_file():
-        raise MusicSSLError(f"{path}: no such manifest")
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    return _summary(records, path.parent, 0.0, cached=True)
-
-
-def _complete(out_dir: Path, stamp: dict) -> bool:
-    manifest = out_dir / MANIFEST
-    stamp_file = out_dir / ".cache" / "build.json"
-    if not manifest.exists():
-        return False
-    if not stamp_file.exists() or json.loads(stamp_file.read_text()) != stamp:
-        raise MusicSSLError(
-            f"{out_dir}: holds a corpus built with other settings than {stamp}; "
-            "build into an empty folder or delete this one"
-        )
-    for folder in (out_dir, out_dir / transfer.FOLDER):
-        if not (folder / MANIFEST).exists():
-            return False
-        for line in (folder / MANIFEST).read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
-            if not (folder / record["path"]).exists():
-                return False
-            if record["f0"] and not (folder / record["f0"]).exists():
-                return False
-    return True
-
-
-def _check_ours(out: Path) -> None:
-    """Refuse a folder that holds files and no build of ours: nothing of the user's is touched."""
-    if out.exists() and not out.is_dir():
-        raise MusicSSLError(f"{out}: exists and is not a folder; choose another --out")
-    if not out.is_dir() or (out / ".cache" / "build.json").is_file():
-        return
-    held = sorted(path.name for path in out.iterdir())
-    if held:
-        raise MusicSSLError(
-            f"{out}: the folder holds files that are not a musicssl corpus "
-            f"({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}); build into a new or "
-            "empty folder"
-        )
-
-
-def _discard_stale(out_dir: Path, stamp: dict) -> None:
-    """Forget the clips of a killed build that had other settings."""
-    stamp_file = out_dir / ".cache" / "build.json"
-    if stamp_file.exists() and json.loads(stamp_file.read_text()) != stamp:
-        for folder in (out_dir, out_dir / transfer.FOLDER):
-            for record_file in (folder / ".cache" / "clips").glob("*.json"):
-                record = json.loads(record_file.read_text(encoding="utf-8"))
-                for key in ("path", "f0"):
-                    if record.get(key):
-                        (folder / record[key]).unlink(missing_ok=True)
-                record_file.unlink()
-    _write_json(stamp_file, stamp)
-
-
-def _finished_record(out_dir: Path, clip_id: str) -> dict | None:
-    """The record of a clip that an earlier run finished, or ``None``."""
-    record_file = out_dir / ".cache" / "clips" / f"{clip_id}.json"
-    if not record_file.exists():
-        return None
-    record = json.loads(record_file.read_text(encoding="utf-8"))
-    if record.get("skipped"):
-        return record
-    if not (out_dir / record["path"]).exists():
-        return None
-    if record["f0"] and not (out_dir / record["f0"]).exists():
-        return None
-    return record
-
-
 def _clip_tasks(
     chosen: list[tuple[Piece, str]], spec: SizeSpec, seed: int, out: Path
 ) -> list[tuple[Piece, str, int, str, int, str, bool]]:
@@ -391,7 +293,7 @@ def _render(
     records: dict[str, dict | None] = {}
     todo = []
     for task in tasks:
-        done = _finished_record(Path(task[5]), task[3])
+        done = finished_record(Path(task[5]), task[3])
         if done is None:
             todo.append(task)
         else:
@@ -450,18 +352,18 @@ def build_corpus(
         raise MusicSSLError(f"workers={workers}: must be at least 1")
     out = Path(out_dir)
     stamp = {"size": size, "seed": int(seed), "format": FORMAT_VERSION}
-    if out.exists() and _complete(out, stamp):
+    if out.exists() and is_complete(out, stamp):
         return summarize(out / MANIFEST) | {
             "seconds_taken": round(time.perf_counter() - started, 3)
         }
-    _check_ours(out)
+    check_ours(out)
     check_renderer()
     pieces_cache = out / ".cache" / f"pieces-v{PIECES_VERSION}"
     for sub in ("audio", "f0", ".cache/clips"):
         (out / sub).mkdir(parents=True, exist_ok=True)
         (out / transfer.FOLDER / sub).mkdir(parents=True, exist_ok=True)
     pieces_cache.mkdir(parents=True, exist_ok=True)
-    _discard_stale(out, stamp)
+    discard_stale(out, stamp)
     spec = SIZES[size]
     runner = _Runner(workers)
     failed = True
@@ -481,7 +383,7 @@ def build_corpus(
     write_text(out / transfer.FOLDER / MANIFEST, "".join(json.dumps(r) + "\n" for r in transferred))
     write_text(out / MANIFEST, "".join(json.dumps(record) + "\n" for record in usual))
     finished = time.perf_counter()
-    summary = _summary(usual, out, finished - started, cached=False)
+    summary = build_summary(usual, out, finished - started, cached=False)
     summary["seconds_parsing"] = round(parsed - started, 3)
     summary["seconds_rendering"] = round(finished - parsed, 3)
     return summary

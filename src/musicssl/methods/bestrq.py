@@ -56,6 +56,9 @@ class BestRQ(Method):
         start_probability: chance that a frame starts a hidden span.
         span: frames per hidden span.
         noise_std: standard deviation of the noise hidden frames get (the paper: 0.1).
+        reconstruction_weight: weight of a second target, the hidden frames themselves
+            (standardised as the quantiser reads them; MSE through a linear head), as MERT's
+            CQT reconstruction beside its codes (Li et al. 2024); 0: codes only.
         seed: seeds the quantiser, and the masks with the count of steps taken.
     """
 
@@ -75,13 +78,18 @@ class BestRQ(Method):
         start_probability: float,
         span: int,
         noise_std: float = 0.1,
+        reconstruction_weight: float = 0.0,
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if min(num_codebooks, codebook_size, code_dim) < 1 or noise_std < 0:
+        if (
+            min(num_codebooks, codebook_size, code_dim) < 1
+            or min(noise_std, reconstruction_weight) < 0
+        ):
             raise MusicSSLError(
-                f"bestrq: need positive num_codebooks, codebook_size, code_dim and noise_std >= "
-                f"0, got {num_codebooks}, {codebook_size}, {code_dim}, {noise_std}"
+                f"bestrq: need positive num_codebooks, codebook_size, code_dim and noise_std, "
+                f"reconstruction_weight >= 0, got {num_codebooks}, {codebook_size}, {code_dim}, "
+                f"{noise_std}, {reconstruction_weight}"
             )
         self.encoder = encoder
         self.num_codebooks, self.codebook_size = num_codebooks, codebook_size
@@ -98,13 +106,24 @@ class BestRQ(Method):
         self.register_buffer("codebooks", codebooks)
         self.register_buffer("draws", torch.zeros((), dtype=torch.long))
         self.head = nn.Linear(encoder.embedding_dim, num_codebooks * codebook_size)
+        self.reconstruction_weight = reconstruction_weight
+        if reconstruction_weight > 0:
+            self.reconstruction = nn.Linear(encoder.embedding_dim, encoder.stack * encoder.n_bins)
+
+    @torch.no_grad()
+    def standardise(self, frames: Tensor) -> Tensor:
+        """Frames standardised per dimension over the given frames (a batch).
+
+        Chiu et al. normalise the quantiser's input per dimension; over a batch, so that the
+        spectral tilt every clip shares does not pick the codes. Shape kept: (B, T, F).
+        """
+        mean = frames.mean(dim=(0, 1))
+        std = frames.std(dim=(0, 1), unbiased=False).clamp_min(1e-5)
+        return (frames - mean) / std
 
     @torch.no_grad()
     def targets(self, frames: Tensor) -> Tensor:
         """The frozen quantiser's codes of ``frames``, standardised per dimension first.
-
-        Chiu et al. normalise the quantiser's input per dimension; here over the given
-        frames (a batch), so that the spectral tilt every clip shares does not pick the codes.
 
         Args:
             frames: e.g. ``encoder.frame_inputs(x)``. Shape: (B, T, stack * n_bins).
@@ -112,9 +131,7 @@ class BestRQ(Method):
         Returns:
             int64 codes. Shape: (B, T, num_codebooks).
         """
-        mean = frames.mean(dim=(0, 1))
-        std = frames.std(dim=(0, 1), unbiased=False).clamp_min(1e-5)
-        return random_projection_codes((frames - mean) / std, self.projection, self.codebooks)
+        return random_projection_codes(self.standardise(frames), self.projection, self.codebooks)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """Masked code prediction loss and code usage of one batch. x Shape: (B, num_samples)."""
@@ -130,9 +147,13 @@ class BestRQ(Method):
         logits = self.head(features).view(
             batch_size, num_frames, self.num_codebooks, self.codebook_size
         )
-        loss = masked_code_cross_entropy(logits, codes, mask)
-        perplexity, used = codebook_usage(codes[mask], self.codebook_size)
-        return {"loss": loss, "code_perplexity": perplexity, "codes_used": used}
+        out = {"loss": masked_code_cross_entropy(logits, codes, mask)}
+        if self.reconstruction_weight > 0:
+            error = self.reconstruction(features[mask]) - self.standardise(frames)[mask]
+            out["reconstruction"] = error.pow(2).mean()
+            out["loss"] = out["loss"] + self.reconstruction_weight * out["reconstruction"]
+        out["code_perplexity"], out["codes_used"] = codebook_usage(codes[mask], self.codebook_size)
+        return out
 
 
 def bestrq(
@@ -144,6 +165,7 @@ def bestrq(
     start_probability: float = 0.05,
     span: int = 10,
     noise_std: float = 0.1,
+    reconstruction_weight: float = 0.0,
     seed: int = 0,
 ) -> BestRQ:
     """BEST-RQ as MusicFM sets it (4096 codes of 16 dimensions); spans of 10 tokens (400 ms
@@ -161,5 +183,6 @@ def bestrq(
         start_probability=start_probability,
         span=span,
         noise_std=noise_std,
+        reconstruction_weight=reconstruction_weight,
         seed=seed,
     )
