@@ -17,7 +17,7 @@ from musicssl.encoders import (
     build_encoder,
 )
 from musicssl.errors import MusicSSLError
-from musicssl.losses import codebook_usage, masked_code_cross_entropy
+from musicssl.losses import codebook_usage
 from musicssl.methods import METHODS, build_method
 from musicssl.pack import pack
 from musicssl.recipe import Recipe, recipe_path
@@ -277,8 +277,8 @@ def test_mae_with_noise_encodes_the_noisy_crop_and_reconstructs_the_clean_one():
 def test_mae_refuses_an_encoder_without_patches():
     with pytest.raises(MusicSSLError, match="spectrogram_vit"):
         build_method("mae", _encoder())
-    with pytest.raises(MusicSSLError, match="frame_transformer"):
-        build_method("bestrq", _tiny_vit())
+    with pytest.raises(MusicSSLError, match="frame_transformer or spectrogram_vit"):
+        build_method("bestrq", _encoder())
 
 
 def test_bestrq_quantiser_is_a_deterministic_function_of_its_seed():
@@ -313,31 +313,25 @@ def test_bestrq_hides_spans_with_noise_and_reports_code_usage():
     assert 0.0 < outputs["codes_used"].item() <= 1.0
 
 
-def test_bestrq_reconstruction_adds_the_hidden_frames_mse_by_hand():
+def test_bestrq_on_patches_hides_whole_time_columns():
     torch.manual_seed(0)
-    options = {"codebook_size": 32, "start_probability": 0.3, "span": 2, "seed": 5}
-    method = build_method("bestrq", _tiny_frames(), reconstruction_weight=0.5, **options)
+    method = build_method("bestrq", _tiny_vit(), codebook_size=32, start_probability=0.3,
+                          span=1, noise_std=0.1)  # fmt: skip
+    assert method.projection.shape == (1, 16, 16)  # the quantiser reads 4 x 4 patches
     method.eval()
-    x = torch.randn(16, 243)
-    features = []
-    original = method.encoder.forward_frames
-    method.encoder.forward_frames = lambda frames: features.append(original(frames)) or features[-1]
-    outputs = method(x)
-    # The same draws again: the mask is the frames the encoder saw changed.
-    method.draws.zero_()
+    x = torch.randn(8, 243)
     given = []
-    method.encoder.forward_frames = lambda frames: given.append(frames) or original(frames)
-    frames = method.encoder.frame_inputs(x)
-    method(x)
-    mask = (given[0] != frames).any(dim=-1)
-    standard = (frames - frames.mean(dim=(0, 1))) / frames.std(dim=(0, 1), unbiased=False)
-    mse = (method.reconstruction(features[0][mask]) - standard[mask]).pow(2).mean()
-    torch.testing.assert_close(outputs["reconstruction"], mse)
-    logits = method.head(features[0]).view(16, -1, 1, 32)
-    expected = masked_code_cross_entropy(logits, method.targets(frames), mask) + 0.5 * mse
-    torch.testing.assert_close(outputs["loss"], expected)
-    with pytest.raises(MusicSSLError, match="reconstruction_weight"):
-        build_method("bestrq", _tiny_frames(), reconstruction_weight=-1.0)
+    original = method.encoder.embed_patch_vectors
+    method.encoder.embed_patch_vectors = lambda p, grid: given.append(p) or original(p, grid)
+    outputs = method(x)
+    patches = method.encoder.patchify(method.encoder.spectrogram(x))
+    hidden = (given[0] != patches).any(dim=-1).reshape(8, 4, 4)  # (B, rows, cols)
+    # A hidden column is hidden in every frequency row; some columns are, some are not.
+    assert torch.equal(hidden, hidden[:, :1].expand(-1, 4, -1))
+    assert 0.0 < hidden.float().mean() < 1.0
+    assert given[0][hidden.reshape(8, 16)].std().item() == pytest.approx(0.1, rel=0.2)
+    codes = method.targets(patches)
+    assert codes.shape == (8, 16, 1) and outputs["loss"].item() > 0
 
 
 @pytest.fixture(scope="module")

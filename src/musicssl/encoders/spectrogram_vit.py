@@ -214,9 +214,15 @@ class SpectrogramViT(Encoder):
         Returns:
             Shape: (batch_size, num_patches, width).
         """
-        rows, cols = self.patch_grid(spec.shape[-1])
-        positions = sincos_2d(rows, cols, self.embedding_dim, device=spec.device)
-        return self.patch_embed(self.patchify(spec)) + positions.to(spec.dtype)
+        return self.embed_patch_vectors(self.patchify(spec), self.patch_grid(spec.shape[-1]))
+
+    def embed_patch_vectors(self, patches: Tensor, grid: tuple[int, int]) -> Tensor:
+        """Tokens of given patches (e.g. some replaced by noise): projection plus positions.
+
+        Shape: (batch_size, rows * cols, patch size) -> (batch_size, rows * cols, width).
+        """
+        positions = sincos_2d(*grid, self.embedding_dim, device=patches.device)
+        return self.patch_embed(patches) + positions.to(patches.dtype)
 
     def forward_tokens(self, tokens: Tensor, keep_index: Tensor | None = None) -> Tensor:
         """The blocks and the final norm over the tokens at ``keep_index`` (all when None).

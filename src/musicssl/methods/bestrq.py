@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from musicssl.encoders import Encoder, FrameTransformer
+from musicssl.encoders import Encoder, FrameTransformer, SpectrogramViT
 from musicssl.errors import MusicSSLError
 from musicssl.losses import (
     codebook_usage,
@@ -39,38 +39,45 @@ def random_quantizer(
     return projection, nn.functional.normalize(codebooks, dim=-1)
 
 
+def input_size(encoder: FrameTransformer | SpectrogramViT) -> int:
+    """Size of what the quantiser reads: a stack of frames, or a ViT patch."""
+    if isinstance(encoder, SpectrogramViT):
+        return encoder.patch[0] * encoder.patch[1]
+    return encoder.stack * encoder.n_bins
+
+
 class BestRQ(Method):
     """One training step of BEST-RQ, from one crop per clip.
 
     frames -> codes of the frozen quantiser (``targets``: frames standardised per dimension
     over the batch) -> spans of frames replaced by noise N(0, ``noise_std``) -> encoder ->
-    one linear classifier per codebook -> cross-entropy on the hidden frames. Beside the
+    one linear classifier per codebook -> cross-entropy on the hidden frames. With a
+    ``SpectrogramViT`` the tokens are its patches: each patch has its code, and a hidden
+    time column is hidden in every frequency row (the frame, cut into patches). Beside the
     loss it reports how many codes the targets use
     (``code_perplexity``, ``codes_used``), so a collapsed quantiser shows while training.
 
     Args:
-        encoder: a ``FrameTransformer`` (frame_inputs / forward_frames).
+        encoder: a ``FrameTransformer`` (frame_inputs / forward_frames) or a
+            ``SpectrogramViT`` (patchify / embed_patch_vectors / forward_tokens).
         num_codebooks: independent quantisers, each with its own projection and head.
         codebook_size: codes per codebook (Chiu et al.: 8192; MusicFM: 4096).
         code_dim: dimension of the projection and the codes (16 in both).
-        start_probability: chance that a frame starts a hidden span.
-        span: frames per hidden span.
+        start_probability: chance that a frame (a time column of patches) starts a hidden span.
+        span: frames (time columns) per hidden span.
         noise_std: standard deviation of the noise hidden frames get (the paper: 0.1).
-        reconstruction_weight: weight of a second target, the hidden frames themselves
-            (standardised as the quantiser reads them; MSE through a linear head), as MERT's
-            CQT reconstruction beside its codes (Li et al. 2024); 0: codes only.
         seed: seeds the quantiser, and the masks with the count of steps taken.
     """
 
     num_views = 1
-    encoder: FrameTransformer
+    encoder: FrameTransformer | SpectrogramViT
     projection: Tensor  # frozen buffers, saved with the method
     codebooks: Tensor
     draws: Tensor  # masks drawn so far (a buffer: it resumes with the checkpoint)
 
     def __init__(
         self,
-        encoder: FrameTransformer,
+        encoder: FrameTransformer | SpectrogramViT,
         *,
         num_codebooks: int,
         codebook_size: int,
@@ -78,25 +85,20 @@ class BestRQ(Method):
         start_probability: float,
         span: int,
         noise_std: float = 0.1,
-        reconstruction_weight: float = 0.0,
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if (
-            min(num_codebooks, codebook_size, code_dim) < 1
-            or min(noise_std, reconstruction_weight) < 0
-        ):
+        if min(num_codebooks, codebook_size, code_dim) < 1 or noise_std < 0:
             raise MusicSSLError(
-                f"bestrq: need positive num_codebooks, codebook_size, code_dim and noise_std, "
-                f"reconstruction_weight >= 0, got {num_codebooks}, {codebook_size}, {code_dim}, "
-                f"{noise_std}, {reconstruction_weight}"
+                f"bestrq: need positive num_codebooks, codebook_size, code_dim and noise_std >= "
+                f"0, got {num_codebooks}, {codebook_size}, {code_dim}, {noise_std}"
             )
         self.encoder = encoder
         self.num_codebooks, self.codebook_size = num_codebooks, codebook_size
         self.start_probability, self.span = start_probability, span
         self.noise_std, self.seed = noise_std, seed
         projection, codebooks = random_quantizer(
-            encoder.stack * encoder.n_bins,
+            input_size(encoder),
             num_codebooks=num_codebooks,
             codebook_size=codebook_size,
             code_dim=code_dim,
@@ -106,9 +108,6 @@ class BestRQ(Method):
         self.register_buffer("codebooks", codebooks)
         self.register_buffer("draws", torch.zeros((), dtype=torch.long))
         self.head = nn.Linear(encoder.embedding_dim, num_codebooks * codebook_size)
-        self.reconstruction_weight = reconstruction_weight
-        if reconstruction_weight > 0:
-            self.reconstruction = nn.Linear(encoder.embedding_dim, encoder.stack * encoder.n_bins)
 
     @torch.no_grad()
     def standardise(self, frames: Tensor) -> Tensor:
@@ -135,25 +134,37 @@ class BestRQ(Method):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """Masked code prediction loss and code usage of one batch. x Shape: (B, num_samples)."""
-        frames = self.encoder.frame_inputs(x)  # (B, T, stack * n_bins)
-        batch_size, num_frames, _ = frames.shape
-        codes = self.targets(frames)  # (B, T, C)
+        inputs, grid = self._inputs(x)  # (B, T, F): frames, or patches on a (rows, cols) grid
+        batch_size, num_tokens, _ = inputs.shape
+        codes = self.targets(inputs)  # (B, T, C)
         generator = next_generator(self.seed, self.draws, x.device)
-        mask = span_mask(batch_size, num_frames, start_probability=self.start_probability,
+        columns = num_tokens // grid[0]
+        mask = span_mask(batch_size, columns, start_probability=self.start_probability,
                          span=self.span, generator=generator, device=x.device)  # fmt: skip
-        noise = torch.randn(frames.shape, generator=generator, device=x.device) * self.noise_std
-        hidden = torch.where(mask[..., None], noise.to(frames.dtype), frames)
-        features = self.encoder.forward_frames(hidden)  # (B, T, D)
+        mask = mask[:, None, :].expand(-1, grid[0], -1).reshape(batch_size, num_tokens)
+        noise = torch.randn(inputs.shape, generator=generator, device=x.device) * self.noise_std
+        hidden = torch.where(mask[..., None], noise.to(inputs.dtype), inputs)
+        features = self._encode(hidden, grid)  # (B, T, D)
         logits = self.head(features).view(
-            batch_size, num_frames, self.num_codebooks, self.codebook_size
+            batch_size, num_tokens, self.num_codebooks, self.codebook_size
         )
         out = {"loss": masked_code_cross_entropy(logits, codes, mask)}
-        if self.reconstruction_weight > 0:
-            error = self.reconstruction(features[mask]) - self.standardise(frames)[mask]
-            out["reconstruction"] = error.pow(2).mean()
-            out["loss"] = out["loss"] + self.reconstruction_weight * out["reconstruction"]
         out["code_perplexity"], out["codes_used"] = codebook_usage(codes[mask], self.codebook_size)
         return out
+
+    def _inputs(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """The frame transformer's frames (a grid of one row), or the ViT's patches: hidden
+        patches are whole time columns, every frequency row of them, as frames are."""
+        if isinstance(self.encoder, SpectrogramViT):
+            spec = self.encoder.spectrogram(x)
+            return self.encoder.patchify(spec), self.encoder.patch_grid(spec.shape[-1])
+        frames = self.encoder.frame_inputs(x)
+        return frames, (1, frames.shape[1])
+
+    def _encode(self, hidden: Tensor, grid: tuple[int, int]) -> Tensor:
+        if isinstance(self.encoder, SpectrogramViT):
+            return self.encoder.forward_tokens(self.encoder.embed_patch_vectors(hidden, grid))
+        return self.encoder.forward_frames(hidden)
 
 
 def bestrq(
@@ -165,15 +176,14 @@ def bestrq(
     start_probability: float = 0.05,
     span: int = 10,
     noise_std: float = 0.1,
-    reconstruction_weight: float = 0.0,
     seed: int = 0,
 ) -> BestRQ:
     """BEST-RQ as MusicFM sets it (4096 codes of 16 dimensions); spans of 10 tokens (400 ms
     at the frame transformer's 40 ms tokens), about 40% of the frames hidden."""
-    if not isinstance(encoder, FrameTransformer):
+    if not isinstance(encoder, FrameTransformer | SpectrogramViT):
         raise MusicSSLError(
-            f"bestrq: the encoder must be frame_transformer (it masks frames), got "
-            f"{type(encoder).__name__}"
+            f"bestrq: the encoder must be frame_transformer or spectrogram_vit (it masks "
+            f"frames or patches), got {type(encoder).__name__}"
         )
     return BestRQ(
         encoder,
@@ -183,6 +193,5 @@ def bestrq(
         start_probability=start_probability,
         span=span,
         noise_std=noise_std,
-        reconstruction_weight=reconstruction_weight,
         seed=seed,
     )
