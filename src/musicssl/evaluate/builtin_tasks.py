@@ -37,19 +37,20 @@ import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from mir_eval.key import validate_key
 
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate import degrade
+from musicssl.evaluate.corpus_rows import (
+    audio_root,
+    clip_name,
+    f0_track,
+    read_rows,
+    test_rows,
+)
 from musicssl.evaluate.task import PROBE_SPLITS, Example, Task
-from musicssl.manifest import read_manifest
 
-MANIFEST = "manifest.jsonl"
-AUDIO = "audio"
-TRANSFER = "transfer"  # the corpus's folder of transfer renders (builtin.transfer.FOLDER)
 TRANSFER_SUFFIX = "@transfer"
 # A tag is scored only with this many positives in every split: fewer make its ROC and PR
 # curves on test, and its model choice on valid, mostly noise.
@@ -61,13 +62,15 @@ PITCH_CLASSES = ("A", "A#", "B", "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#"
 
 def style_task(corpus_dir: Path, *, transfer: bool = False) -> Task:
     """Style of the piece, one of six (Bach chorale, string quartet, fiddle tune, ...)."""
-    rows, manifest = _read(corpus_dir, "style", ("style",), transfer=transfer)
-    examples = tuple(Example(_name(row, manifest), row["split"], str(row["style"])) for row in rows)
+    rows, manifest = read_rows(corpus_dir, "style", ("style",), transfer=transfer)
+    examples = tuple(
+        Example(clip_name(row, manifest), row["split"], str(row["style"])) for row in rows
+    )
     classes = _classes(examples)
     return Task(
         name="style",
         kind="multiclass",
-        root=_root(corpus_dir),
+        root=audio_root(corpus_dir),
         examples=examples,
         classes=classes,
         description=f"style of the piece ({len(classes)} classes)",
@@ -76,7 +79,7 @@ def style_task(corpus_dir: Path, *, transfer: bool = False) -> Task:
 
 def key_task(corpus_dir: Path, *, transfer: bool = False) -> Task:
     """Key of the excerpt (tonic and mode of the notes played, after transposition)."""
-    rows, manifest = _read(corpus_dir, "key", ("key",), transfer=transfer)
+    rows, manifest = read_rows(corpus_dir, "key", ("key",), transfer=transfer)
     for row in rows:
         try:
             validate_key(row["key"])
@@ -85,12 +88,12 @@ def key_task(corpus_dir: Path, *, transfer: bool = False) -> Task:
                 f"{manifest}: clip {row['clip_id']} has key {row['key']!r}, not a key "
                 f"mir_eval reads ({error})"
             ) from None
-    examples = tuple(Example(_name(row, manifest), row["split"], row["key"]) for row in rows)
+    examples = tuple(Example(clip_name(row, manifest), row["split"], row["key"]) for row in rows)
     classes = _classes(examples)
     return Task(
         name="key",
         kind="key",
-        root=_root(corpus_dir),
+        root=audio_root(corpus_dir),
         examples=examples,
         classes=classes,
         description=f"key, tonic and mode ({len(classes)} classes)",
@@ -99,19 +102,19 @@ def key_task(corpus_dir: Path, *, transfer: bool = False) -> Task:
 
 def tempo_task(corpus_dir: Path, *, transfer: bool = False) -> Task:
     """Tempo in quarter notes per minute, whatever the metre."""
-    rows, manifest = _read(corpus_dir, "tempo", ("tempo",), transfer=transfer)
+    rows, manifest = read_rows(corpus_dir, "tempo", ("tempo",), transfer=transfer)
     for row in rows:
         tempo = row["tempo"]
         if not isinstance(tempo, int | float) or not math.isfinite(tempo) or tempo <= 0:
             raise MusicSSLError(f"{manifest}: clip {row['clip_id']} has tempo {tempo!r}")
     examples = tuple(
-        Example(_name(row, manifest), row["split"], float(row["tempo"])) for row in rows
+        Example(clip_name(row, manifest), row["split"], float(row["tempo"])) for row in rows
     )
     tempi = [example.target for example in examples]
     return Task(
         name="tempo",
         kind="tempo",
-        root=_root(corpus_dir),
+        root=audio_root(corpus_dir),
         examples=examples,
         description=f"tempo in quarter notes per minute ({min(tempi):g} to {max(tempi):g})",
         extra={"unit": "quarter notes per minute"},
@@ -134,7 +137,7 @@ def instrument_task(
         field: manifest field of tag lists, ``"instruments"`` or ``"families"``.
         min_positives: positives every split needs for a tag to be kept.
     """
-    rows, manifest = _read(corpus_dir, "instrument", (field,))
+    rows, manifest = read_rows(corpus_dir, "instrument", (field,))
     for row in rows:
         if not isinstance(row[field], list):
             raise MusicSSLError(f"{manifest}: clip {row['clip_id']}: {field!r} is not a list")
@@ -163,7 +166,7 @@ def instrument_task(
         )
     examples = tuple(
         Example(
-            _name(row, manifest),
+            clip_name(row, manifest),
             row["split"],
             tuple(sorted({str(tag) for tag in row[field]} & set(kept))),
         )
@@ -177,7 +180,7 @@ def instrument_task(
     return Task(
         name="instrument",
         kind="multilabel",
-        root=_root(corpus_dir),
+        root=audio_root(corpus_dir),
         examples=examples,
         classes=kept,
         description=description,
@@ -190,7 +193,7 @@ def pitch_task(corpus_dir: Path, *, transfer: bool = False) -> Task:
 
     ``classes`` are the 12 pitch classes (see ``PITCH_CLASSES``) a voiced frame falls in.
     """
-    rows, manifest = _read(corpus_dir, "pitch", ("monophonic",), transfer=transfer)
+    rows, manifest = read_rows(corpus_dir, "pitch", ("monophonic",), transfer=transfer)
     rows = [row for row in rows if row["monophonic"]]
     if missing := [split for split in PROBE_SPLITS if all(r["split"] != split for r in rows)]:
         raise MusicSSLError(
@@ -205,13 +208,13 @@ def pitch_task(corpus_dir: Path, *, transfer: bool = False) -> Task:
                 f"{manifest}: monophonic clip {row['clip_id']} has no 'f0' and 'f0_hop'"
             )
         hops.add(float(row["f0_hop"]))
-        examples.append(Example(_name(row, manifest), row["split"], _f0(corpus_dir, row)))
+        examples.append(Example(clip_name(row, manifest), row["split"], f0_track(corpus_dir, row)))
     if len(hops) != 1:
         raise MusicSSLError(f"{manifest}: f0 tracks have different hops {sorted(hops)}")
     return Task(
         name="pitch",
         kind="pitch",
-        root=_root(corpus_dir),
+        root=audio_root(corpus_dir),
         examples=tuple(examples),
         classes=PITCH_CLASSES,
         description="frame-level pitch of monophonic clips (pitch class of voiced frames)",
@@ -225,21 +228,21 @@ def same_piece_task(corpus_dir: Path, *, transfer: bool = False) -> Task:
     Every test clip is in the gallery; a clip is also a query when its piece has another
     test clip (a query's own name never counts as relevant).
     """
-    rows, manifest = _read(corpus_dir, "same_piece", ("piece_id",), transfer=transfer)
-    test = _test_rows(rows, manifest, "same_piece")
+    rows, manifest = read_rows(corpus_dir, "same_piece", ("piece_id",), transfer=transfer)
+    test = test_rows(rows, manifest, "same_piece")
     clips_per_piece = Counter(row["piece_id"] for row in test)
     queries = [
-        Example(_name(row, manifest), "query", str(row["piece_id"]))
+        Example(clip_name(row, manifest), "query", str(row["piece_id"]))
         for row in test
         if clips_per_piece[row["piece_id"]] > 1
     ]
     if not queries:
         raise MusicSSLError(f"{manifest}: no piece has two test clips; same_piece needs one")
-    gallery = [Example(_name(row, manifest), "gallery", str(row["piece_id"])) for row in test]
+    gallery = [Example(clip_name(row, manifest), "gallery", str(row["piece_id"])) for row in test]
     return Task(
         name="same_piece",
         kind="retrieval",
-        root=_root(corpus_dir),
+        root=audio_root(corpus_dir),
         examples=(*queries, *gallery),
         description=(
             f"find other excerpts of the same piece among {len(gallery)} test clips "
@@ -264,18 +267,18 @@ def degraded_copy_task(
         progress: show a progress bar while degrading.
         cache: where the copies go when the corpus cannot be written to.
     """
-    rows, manifest = _read(corpus_dir, "degraded_copy", ())
-    test = _test_rows(rows, manifest, "degraded_copy")
+    rows, manifest = read_rows(corpus_dir, "degraded_copy", ())
+    test = test_rows(rows, manifest, "degraded_copy")
     folder = degrade.copies_folder(corpus_dir, cache=cache)
     copies = degrade.degrade_corpus(corpus_dir, out=folder, seed=seed, progress=progress)
     queries = [
         Example(copy, "query", str(row["clip_id"])) for row, copy in zip(test, copies, strict=True)
     ]
-    gallery = [Example(_name(row, manifest), "gallery", str(row["clip_id"])) for row in test]
+    gallery = [Example(clip_name(row, manifest), "gallery", str(row["clip_id"])) for row in test]
     return Task(
         name="degraded_copy",
         kind="retrieval",
-        root=_root(corpus_dir),
+        root=audio_root(corpus_dir),
         examples=(*queries, *gallery),
         description=(
             f"find the original of a degraded copy (noise, low-pass, speed, gain, lossy "
@@ -283,7 +286,7 @@ def degraded_copy_task(
         ),
         # the log, named like the copies: relative to the task's root
         extra={
-            "degradations": os.path.relpath(folder / degrade.LOG, _root(corpus_dir)),
+            "degradations": os.path.relpath(folder / degrade.LOG, audio_root(corpus_dir)),
             "seed": seed,
         },
     )
@@ -358,90 +361,6 @@ def builtin_task(
     if name == "degraded_copy":
         return degraded_copy_task(corpus_dir, cache=cache, progress=progress)
     return TASKS[name](corpus_dir)
-
-
-def _read(
-    corpus_dir: Path, task: str, fields: Sequence[str], *, transfer: bool = False
-) -> tuple[list[dict], Path]:
-    """The manifest's rows, checked for the fields every task needs and ``fields``.
-
-    With ``transfer``, the test rows are those of the transfer renders, their ``path`` and
-    ``f0`` made relative to ``corpus_dir`` (``audio/../transfer/audio/<clip_id>.wav``).
-    """
-    manifest = Path(corpus_dir) / MANIFEST
-    if not manifest.is_file():
-        raise MusicSSLError(
-            f"{manifest}: no such manifest; the {task} task needs a built-in corpus "
-            "(musicssl corpus build --out DIR)"
-        )
-    rows = read_manifest(manifest)
-    if transfer:
-        rows = [row for row in rows if row.get("split") != "test"] + _transfer_rows(corpus_dir)
-    if not rows:
-        raise MusicSSLError(f"{manifest}: the manifest is empty")
-    for number, row in enumerate(rows, start=1):
-        for key in ("clip_id", "split", *fields):
-            if row.get(key) is None:
-                raise MusicSSLError(
-                    f"{manifest}:{number}: no {key!r} in the row; the {task} task needs it"
-                )
-        if row["split"] not in PROBE_SPLITS:
-            raise MusicSSLError(
-                f"{manifest}:{number}: split {row['split']!r} is not one of {PROBE_SPLITS}"
-            )
-    return rows, manifest
-
-
-def _transfer_rows(corpus_dir: Path) -> list[dict]:
-    """The rows of the transfer renders, their paths relative to the corpus folder."""
-    manifest = Path(corpus_dir) / TRANSFER / MANIFEST
-    if not manifest.is_file():
-        raise MusicSSLError(
-            f"{manifest}: no transfer renders; the @transfer tasks need a corpus built by "
-            "this version (musicssl corpus build --out DIR)"
-        )
-    rows = read_manifest(manifest)
-    for row in rows:
-        row["path"] = f"{AUDIO}/../{TRANSFER}/{row['path']}"
-        if row.get("f0"):
-            row["f0"] = f"{TRANSFER}/{row['f0']}"
-    return rows
-
-
-def _root(corpus_dir: Path) -> Path:
-    return Path(corpus_dir) / AUDIO
-
-
-def _name(row: dict[str, Any], manifest: Path) -> str:
-    """The clip's audio path relative to the audio folder; the file must exist."""
-    path = str(row["path"])
-    prefix = f"{AUDIO}/"
-    if not path.startswith(prefix):
-        raise MusicSSLError(
-            f"{manifest}: clip {row['clip_id']} has path {path!r}, not under {prefix}"
-        )
-    if not Path(row["abspath"]).is_file():
-        raise MusicSSLError(f"{manifest}: clip {row['clip_id']}: no audio file {row['abspath']}")
-    return path[len(prefix) :]
-
-
-def _f0(corpus_dir: Path, row: dict[str, Any]) -> np.ndarray:
-    """The clip's f0 track in Hz. Shape: (num_frames,), float32, 0 where unvoiced."""
-    path = Path(corpus_dir) / row["f0"]
-    try:
-        f0 = np.load(path)
-    except (OSError, ValueError) as error:
-        raise MusicSSLError(f"{path}: cannot read the f0 track ({error})") from None
-    if f0.ndim != 1 or not np.all(np.isfinite(f0)) or np.any(f0 < 0):
-        raise MusicSSLError(f"{path}: an f0 track must be 1-D, finite and >= 0 (shape {f0.shape})")
-    return f0.astype(np.float32, copy=False)
-
-
-def _test_rows(rows: list[dict], manifest: Path, task: str) -> list[dict]:
-    test = [row for row in rows if row["split"] == "test"]
-    if not test:
-        raise MusicSSLError(f"{manifest}: no clip has split 'test'; the {task} task needs some")
-    return test
 
 
 def _classes(examples: Sequence[Example]) -> tuple[str, ...]:
