@@ -104,25 +104,12 @@ class KeyCNN(Encoder):
         self.bins_per_semitone = int(bins_per_semitone)
         self.num_bins = num_octaves * 12 * bins_per_semitone
         self.max_shift = max_shift_semitones * bins_per_semitone  # in bins
-        # Whole octaves, so that folding a shifted window rolls the classes exactly.
-        window_semitones = 12 * ((12 * num_octaves - 2 * max_shift_semitones) // 12)
-        self.window_bins = window_semitones * bins_per_semitone
         self.depth = int(depth)
-        # Unpadded along frequency: the logits start ``radius`` bins into the window. Keep
-        # whole octaves of them, starting on a semitone, so that folding rolls exactly.
-        radius = 2 * depth + output_kernel // 2
-        valid = self.window_bins - 2 * radius
-        kept_semitones = 12 * (valid // bins_per_semitone // 12)
-        if kept_semitones < 12:
-            raise MusicSSLError(
-                f"KeyCNN: the convolutions reach {radius} bins each side of a "
-                f"{self.window_bins}-bin window: less than an octave of output; use more "
-                "octaves or a smaller output_kernel"
-            )
-        self.kept_bins = kept_semitones * bins_per_semitone
-        start = (valid - self.kept_bins) // 2
-        self.crop_start = start + (-(radius + start)) % bins_per_semitone
+        self.window_bins, self.kept_bins, self.crop_start = _geometry(
+            num_octaves, max_shift_semitones, bins_per_semitone, depth, output_kernel
+        )
         # Pitch class of the first kept semitone (the CQT starts on a C).
+        radius = 2 * depth + output_kernel // 2
         self.first_class = (self.max_shift + radius + self.crop_start) // bins_per_semitone % 12
         self.num_layers = depth + 2
         self.embedding_dim = 24
@@ -229,3 +216,27 @@ class KeyCNN(Encoder):
         octaves = per_semitone.reshape(batch_size, channels, semitones // 12, 12, num_frames)
         classes = octaves.sum(2).roll((offset + start) // step % 12, dims=2)
         return classes.reshape(batch_size, channels * 12, num_frames)
+
+
+def _geometry(
+    num_octaves: int, max_shift_semitones: int, bins_per_semitone: int, depth: int, kernel: int
+) -> tuple[int, int, int]:
+    """(window bins, kept bins, crop start) of the unshifted window.
+
+    The window is whole octaves, so that folding a shifted window rolls the classes exactly.
+    The convolutions are unpadded along frequency: the logits start ``radius`` bins into the
+    window; whole octaves of them are kept, centred, starting on a semitone.
+    """
+    window_semitones = 12 * ((12 * num_octaves - 2 * max_shift_semitones) // 12)
+    window_bins = window_semitones * bins_per_semitone
+    radius = 2 * depth + kernel // 2
+    valid = window_bins - 2 * radius
+    kept_semitones = 12 * (valid // bins_per_semitone // 12)
+    if kept_semitones < 12:
+        raise MusicSSLError(
+            f"KeyCNN: the convolutions reach {radius} bins each side of a {window_bins}-bin "
+            "window: less than an octave of output; use more octaves or a smaller output_kernel"
+        )
+    kept_bins = kept_semitones * bins_per_semitone
+    start = (valid - kept_bins) // 2
+    return window_bins, kept_bins, start + (-(radius + start)) % bins_per_semitone
