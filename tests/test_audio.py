@@ -154,3 +154,14 @@ def test_load_to_the_end_and_a_crop_past_the_end(write_audio):
     path = write_audio("x.wav", tone(220, sr=8000, seconds=0.5), 8000)
     assert len(audio.load(path, sr=8000, offset=0.4, duration=1.0)) == 800
     assert len(audio.load(path, sr=8000, offset=2.0)) == 0
+
+
+def test_a_header_with_an_implausible_sample_rate_is_refused(tmp_path: Path):
+    # A damaged header claiming 1 Hz: resampling its 3,000 samples to 16 kHz would allocate
+    # 48 million; the file is named with its reason instead.
+    path = tmp_path / "one-hertz.wav"
+    sf.write(str(path), np.zeros(3000, np.float32), 1)
+    with pytest.raises(AudioError, match="header declares 1 Hz, not a plausible sample rate"):
+        audio.load(path, sr=16000)
+    with pytest.raises(AudioError, match="one-hertz.wav"):
+        audio.check(path)

@@ -359,8 +359,10 @@ def test_an_implausible_sample_rate_is_named(tmp_path: Path):
     with pytest.raises(MusicSSLError) as error:
         model.embed(np.zeros(16000, np.float32), sr=10**9)
     assert str(error.value) == (
-        "embed: sr=1000000000 Hz is not a plausible sample rate (at most 768000 Hz)"
+        "audio: sr=1000000000 Hz is not a plausible sample rate (1000-768000 Hz)"
     )
+    with pytest.raises(MusicSSLError, match="sr=1 Hz is not a plausible sample rate"):
+        model.embed(np.zeros(3000, np.float32), sr=1)
     assert model.embed(np.zeros(8000, np.float32), sr=768_000).clip.ndim == 1
 
 

@@ -517,6 +517,81 @@ def test_pitch_verb_writes_time_f0_confidence(tmp_path, capsys):
     assert abs(1200 * np.log2(np.median(f0) / 440.0)) < 20
 
 
+def test_pitch_verb_never_replaces_a_file_it_did_not_write(tmp_path, capsys):
+    from musicssl.audio import save
+    from musicssl.cli import main
+
+    run = _fake_run(tmp_path, _peak_picker(shift=3), "pesto_cnn")
+    wav = tmp_path / "a440.wav"
+    save(wav, harmonic_tone(440.0, sr=16000, seconds=0.5), sr=16000)
+    audio_bytes = wav.read_bytes()
+    notes = tmp_path / "notes.csv"
+    notes.write_text("my own notes\n")
+    (tmp_path / "link.csv").symlink_to(notes)
+    refused = {
+        wav: "exists and is not a pitch CSV",
+        notes: "is not a pitch CSV",
+        tmp_path / "link.csv": "is a symbolic link",
+    }
+    for out, reason in refused.items():
+        assert main(["pitch", str(run), str(wav), "--out", str(out)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(out) in err and reason in err
+    assert wav.read_bytes() == audio_bytes and notes.read_text() == "my own notes\n"
+    assert (tmp_path / "link.csv").is_symlink()
+    # Its own CSV, from an earlier call, it replaces.
+    out = tmp_path / "f0.csv"
+    assert main(["pitch", str(run), str(wav), "--out", str(out)]) == 0
+    assert main(["pitch", str(run), str(wav), "--out", str(out)]) == 0
+
+
+def test_the_pitch_read_out_takes_audio_shorter_than_a_hop(tmp_path):
+    from musicssl.pitch import load
+
+    run = _fake_run(tmp_path, _peak_picker(shift=0), "pesto_cnn")
+    track = load(run).pitch(np.full(10, 0.1, np.float32), 16000)
+    assert len(track.f0) == 1 and len(track.times) == 1
+
+
+def test_tempo_verb_reads_the_tempo_branch_of_a_combined_run(tmp_path, capsys):
+    from musicssl.audio import save
+    from musicssl.cli import main
+    from musicssl.encoders import Branches
+
+    torch.manual_seed(0)
+    tempo = {"name": "tempo_cnn", "options": {}}
+    run = _fake_run(tmp_path, Branches(branches={"tempo": tempo}), "branches")
+    wav = tmp_path / "clicks.wav"
+    save(wav, click_track(120.0, sr=16000), sr=16000)
+    assert main(["tempo", str(run), str(wav)]) == 0
+    path, bpm = capsys.readouterr().out.strip().split("\t")
+    assert path == str(wav) and 20.0 < float(bpm) < 400.0
+
+
+@pytest.mark.parametrize("verb", ["key", "tempo"])
+def test_read_out_verbs_refuse_silence_and_say_when_nothing_was_read(tmp_path, capsys, verb):
+    from musicssl.audio import save
+    from musicssl.cli import main
+
+    encoder, name = (
+        (KeyCNN(channels=4, depth=2), "key_cnn") if verb == "key" else (TempoCNN(), "tempo_cnn")
+    )
+    run = _fake_run(tmp_path, encoder, name)
+    folder = tmp_path / "audio"
+    save(folder / "silent.wav", np.zeros(16000, np.float32), sr=16000)
+    (folder / "bad.wav").write_bytes(b"RIFF0000WAVEnot really audio")
+    assert main([verb, str(run), str(folder / "silent.wav")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("the audio is silent (peak below -90 dBFS)") and "silent.wav" in err
+    assert main([verb, str(run), str(folder)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 3 and "skipped" in lines[0] and "skipped" in lines[1]
+    assert lines[2].endswith(f"{verb}: no audio could be read (2 files skipped)")
+    (tmp_path / "empty").mkdir()
+    assert main([verb, str(run), str(tmp_path / "empty")]) == 1
+    assert "no audio files in" in capsys.readouterr().err
+
+
 # --- the equivariance probe -------------------------------------------------------------------
 
 

@@ -178,6 +178,16 @@ def test_cqt_tone_peaks_at_its_midi_pitch():
         assert int(spectrum.argmax()) == round(3 * (pitch - 24)), pitch
 
 
+def test_cqt_of_a_signal_shorter_than_a_hop_is_one_frame():
+    cqt = CQT(sr=16000, hop_length=128, fmin=65.0, n_bins=120, bins_per_octave=24)
+    x = torch.randn(2, 10)
+    out = cqt(x)
+    assert out.shape == (2, 120, 1) and torch.isfinite(out).all()
+    # The padding is silence after the signal: the frame is the one the signal padded by
+    # hand gives.
+    torch.testing.assert_close(out, cqt(torch.nn.functional.pad(x, (0, 118)))[..., :1])
+
+
 def test_cqt_shapes_batching_gain_and_silence():
     cqt = CQT(sr=16000, hop_length=128, fmin=65.0, n_bins=120, bins_per_octave=24)
     audio = 0.1 * torch.randn(2, 3, 5001, generator=torch.Generator().manual_seed(0))

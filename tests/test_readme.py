@@ -34,8 +34,41 @@ def test_python_example_runs(tmp_path: Path, monkeypatch):
     index_folder(tmp_path / "audio", out=tmp_path / "m.jsonl", progress=False)
     pack(tmp_path / "m.jsonl", out=tmp_path / "data" / "corpus" / "store", progress=False)
     monkeypatch.chdir(tmp_path)
-    (example,) = _blocks("python")
+    example = _blocks("python")[0]
     namespace: dict = {}
     exec(compile(example, "README.md", "exec"), namespace)
     assert namespace["x_a"].shape == (48000,)
     assert namespace["x_a"].abs().max() <= 1.0
+
+
+def _untrained_run(folder: Path, encoder, name: str) -> None:
+    """A run folder with one checkpoint of ``encoder`` as it was built (no training)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    step = folder / "checkpoints" / "step-00000001"
+    step.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in encoder.state_dict().items()},
+              step / "encoder.safetensors")  # fmt: skip
+    (step / "encoder.json").write_text(json.dumps({"name": name, "options": encoder.config()}))
+    (folder / "latest").write_text("step-00000001\n")
+
+
+def test_read_out_example_runs(tmp_path: Path, monkeypatch):
+    import torch
+
+    from musicssl.encoders import KeyCNN, PestoCNN, TempoCNN
+    from musicssl.readouts import cadence
+
+    torch.manual_seed(0)
+    _untrained_run(tmp_path / "runs" / "pesto", PestoCNN(), "pesto_cnn")
+    _untrained_run(tmp_path / "runs" / "key", KeyCNN(channels=4, depth=2), "key_cnn")
+    _untrained_run(tmp_path / "runs" / "tempo", TempoCNN(), "tempo_cnn")
+    monkeypatch.chdir(tmp_path)
+    (example,) = [block for block in _blocks("python") if "load_key" in block]
+    namespace: dict = {"waveform": cadence(0, "major", sr=22050), "sr": 22050}
+    exec(compile(example, "README.md", "exec"), namespace)
+    assert len(namespace["track"].f0) == len(namespace["track"].times) > 0
+    assert namespace["key"].split()[1] in ("major", "minor")
+    assert 20.0 < namespace["bpm"] < 400.0

@@ -28,6 +28,10 @@ from musicssl.errors import AudioError, MusicSSLError
 from musicssl.files import atomic_path
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au")
+# Sample rates audio is believed at: below, a header is damaged (resampling 1 Hz audio to
+# 16 kHz would allocate 16,000 samples per sample); above, no converter writes it.
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 768_000
 
 # Blocks of this many frames bound memory when a whole file is scanned.
 _BLOCK_FRAMES = 1 << 20
@@ -69,6 +73,12 @@ def info(path: str | os.PathLike) -> AudioInfo:
         header = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as error:
         raise AudioError(path, _open_failure(path, error)) from None
+    if not MIN_SAMPLE_RATE <= header.samplerate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            path,
+            f"header declares {header.samplerate} Hz, not a plausible sample rate "
+            f"({MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)",
+        )
     return AudioInfo(
         sr=int(header.samplerate), frames=int(header.frames), channels=int(header.channels)
     )

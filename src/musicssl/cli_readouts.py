@@ -47,8 +47,9 @@ def add_pitch(verbs: Any) -> None:
 
 def run_pitch(args: argparse.Namespace) -> None:
     from musicssl import audio
-    from musicssl.pitch import load, write_csv
+    from musicssl.pitch import check_csv_out, load, write_csv
 
+    check_csv_out(Path(args.out))  # before any work
     model = load(args.checkpoint, **given(args, "device", "hop_length"))
     track = model.pitch(audio.load(args.audio, sr=model.sample_rate), model.sample_rate)
     write_csv(args.out, track)
@@ -105,14 +106,24 @@ def run_readout(args: argparse.Namespace) -> None:
     else:
         model = load_tempo(args.checkpoint, **given(args, "device"))
         read = model.tempo
+    read_count, skipped = 0, 0
     for given_path in map(Path, args.audio):
         found = [given_path] if given_path.is_file() else sorted(find_audio(given_path))
         for path in found:
             try:
                 value = read(audio.load(path, sr=model.sample_rate), model.sample_rate)
             except MusicSSLError as error:
+                reason = str(error) if str(error).startswith(str(path)) else f"{path}: {error}"
                 if path == given_path:  # a file named on the command line: stop here
-                    raise
-                print(f"musicssl: skipped {error}", file=sys.stderr)
+                    raise MusicSSLError(reason) from None
+                print(f"musicssl: skipped {reason}", file=sys.stderr)
+                skipped += 1
                 continue
             print(f"{path}\t{value:.1f}" if isinstance(value, float) else f"{path}\t{value}")
+            read_count += 1
+    if read_count == 0:
+        raise MusicSSLError(
+            f"{args.verb}: no audio could be read ({skipped} files skipped)"
+            if skipped
+            else f"{args.verb}: no audio files in {' '.join(args.audio)}"
+        )

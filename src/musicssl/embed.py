@@ -48,7 +48,6 @@ READOUTS = ("mean", "freq")
 DEFAULT_READOUT = "freq"
 # The highest rate audio interfaces and formats use (DXD is 352.8 kHz); a larger ``sr`` is a
 # mistake (samples passed as the rate, a rate in mHz), not audio.
-MAX_SAMPLE_RATE = 768_000
 
 
 class Model:
@@ -311,8 +310,9 @@ def mono_at(waveform: np.ndarray | Tensor, sr: int, *, target_sr: int) -> np.nda
         Shape: (num_samples,), float32; channels averaged (``audio.to_mono``).
 
     Raises:
-        MusicSSLError: another shape or sample format, a non-positive ``sr`` or one above
-            ``MAX_SAMPLE_RATE``, or samples that are NaN or infinite.
+        MusicSSLError: another shape or sample format, a non-positive ``sr`` or one outside
+            ``audio.MIN_SAMPLE_RATE``-``audio.MAX_SAMPLE_RATE``, or samples that are NaN or
+            infinite.
     """
     if isinstance(waveform, Tensor):
         waveform = waveform.detach().cpu().numpy()
@@ -322,27 +322,28 @@ def mono_at(waveform: np.ndarray | Tensor, sr: int, *, target_sr: int) -> np.nda
         signal = (signal.astype(np.float32) - offset) / np.float32(scale)
     elif signal.dtype.kind != "f":
         raise MusicSSLError(
-            f"embed expects float audio or integer PCM (int8, int16, int32, uint8), got "
+            f"audio must be float or integer PCM (int8, int16, int32, uint8), got "
             f"{signal.dtype}"
         )
-    if signal.ndim == 2 and signal.shape[0] > signal.shape[1]:
+    if signal.ndim == 2 and 0 < signal.shape[1] < signal.shape[0]:
         raise MusicSSLError(
-            f"embed expects audio of shape (channels, num_samples), got {signal.shape}: more "
+            f"audio must have shape (channels, num_samples), got {signal.shape}: more "
             "channels than samples (transpose a (num_samples, channels) array)"
         )
     if signal.ndim not in (1, 2):
         raise MusicSSLError(
-            f"embed expects audio of shape (num_samples,) or (channels, num_samples), got "
+            f"audio must have shape (num_samples,) or (channels, num_samples), got "
             f"{signal.shape}"
         )
     if not np.isfinite(signal).all():
-        raise MusicSSLError("embed: the audio holds NaN or infinite samples")
+        raise MusicSSLError("audio holds NaN or infinite samples")
     whole = isinstance(sr, (int, float, np.number)) and math.isfinite(sr) and sr == int(sr)
     if not whole or sr <= 0:
-        raise MusicSSLError(f"embed: sr must be a positive whole number of Hz, got {sr!r}")
-    if sr > MAX_SAMPLE_RATE:
+        raise MusicSSLError(f"audio: sr must be a positive whole number of Hz, got {sr!r}")
+    if not audio.MIN_SAMPLE_RATE <= sr <= audio.MAX_SAMPLE_RATE:
         raise MusicSSLError(
-            f"embed: sr={int(sr)} Hz is not a plausible sample rate (at most {MAX_SAMPLE_RATE} Hz)"
+            f"audio: sr={int(sr)} Hz is not a plausible sample rate "
+            f"({audio.MIN_SAMPLE_RATE}-{audio.MAX_SAMPLE_RATE} Hz)"
         )
     mono = audio.to_mono(signal.astype(np.float32, copy=False))
     return audio.resample(mono, orig_sr=int(sr), target_sr=target_sr)

@@ -69,6 +69,8 @@ def embed_files(
         progress=progress,
     )
     if not len(arrays["names"]):
+        if len(skipped) == 1:  # one file: its own reason
+            raise MusicSSLError(f"nothing could be embedded: {skipped[0]}")
         raise MusicSSLError(f"{source}: nothing could be embedded ({len(skipped)} bad files)")
     save_npz(Path(out), arrays)
     for line in skipped:

@@ -343,10 +343,13 @@ class CQT(nn.Module):
             Shape: (..., n_bins, num_frames), num_frames = 1 + num_samples // hop_length.
         """
         _check_audio(x, "CQT")
-        leading = x.shape[:-1]
+        leading, num_samples = x.shape[:-1], x.shape[-1]
         with torch.autocast(device_type=x.device.type, enabled=False):
-            flat = x.reshape(-1, 1, x.shape[-1]).float()  # (B, 1, N)
-            magnitude = self._magnitude(flat)  # (B, n_bins, T)
+            flat = x.reshape(-1, 1, num_samples).float()  # (B, 1, N)
+            # Under a hop of samples, halving the rate octave by octave leaves nothing:
+            # silence after the signal, and only its frames kept.
+            flat = F.pad(flat, (0, max(0, self.hop_length - num_samples)))
+            magnitude = self._magnitude(flat)[..., : 1 + num_samples // self.hop_length]
             out = 20.0 * torch.log10(magnitude.clamp_min(self.amin)) if self.db else magnitude
         return out.reshape(*leading, self.n_bins, out.shape[-1])
 

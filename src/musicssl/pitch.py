@@ -201,11 +201,41 @@ def load(
     return PitchModel(encoder, device=device, hop_length=hop_length, octave_ratio=octave_ratio)
 
 
+_CSV_HEADER = "time,f0,confidence"
+
+
 def write_csv(path: str | os.PathLike, track: PitchTrack) -> Path:
-    """``time,f0,confidence`` per frame (seconds, Hz, [0, 1]), written whole."""
-    lines = ["time,f0,confidence"]
+    """``time,f0,confidence`` per frame (seconds, Hz, [0, 1]), written whole.
+
+    Raises:
+        MusicSSLError: ``path`` is a folder, a link or a special file, or a file that is
+            not a pitch CSV (what this did not write is never replaced).
+    """
+    check_csv_out(Path(path))
+    lines = [_CSV_HEADER]
     lines += [
         f"{t:.4f},{f:.3f},{c:.4f}"
         for t, f, c in zip(track.times, track.f0, track.confidence, strict=True)
     ]
     return write_text(path, "\n".join(lines) + "\n")
+
+
+def check_csv_out(out: Path) -> None:
+    """Refuse an ``out`` that ``write_csv`` must not replace (see there)."""
+    if out.is_symlink():
+        raise MusicSSLError(f"{out}: is a symbolic link; --out names a plain .csv file to write")
+    if out.is_dir():
+        raise MusicSSLError(f"{out}: is a folder; --out names the .csv file to write")
+    if not out.exists():
+        return
+    if not out.is_file():
+        raise MusicSSLError(f"{out}: is not a regular file; choose another --out")
+    try:
+        with out.open("rb") as handle:
+            first = handle.readline(len(_CSV_HEADER) + 2)
+    except OSError as error:
+        raise MusicSSLError(
+            f"{out}: cannot be read ({error.strerror}); choose another --out"
+        ) from None
+    if first.rstrip(b"\r\n") != _CSV_HEADER.encode():
+        raise MusicSSLError(f"{out}: exists and is not a pitch CSV; choose another --out")

@@ -74,6 +74,8 @@ _ROTATED_PROFILES = {name: _rotations(profiles) for name, profiles in KEY_PROFIL
 # The key read-out passes the network over stretches this long: a 10 s clip in one pass named
 # 0.694 of the built-in test keys, its 3 s training crops one by one 0.670 (same spelling).
 _KEY_WINDOW_SECONDS = 30.0
+# A peak at or below this level is silence (``musicssl.audio.check``'s default).
+_SILENCE_DB = -90.0
 # Ridge weight of the key read-out's unmixing, relative to the tone template's energy.
 _RIDGE = 0.3
 # Harmonic h of the template's tones at amplitude h ** -2: fewer overtones than a real
@@ -262,12 +264,9 @@ class KeyModel:
         """The key of a signal, e.g. ``"Bb major"``.
 
         Raises:
-            MusicSSLError: bad audio (see ``musicssl.embed.mono_at``).
+            MusicSSLError: bad audio (see ``musicssl.embed.mono_at``), empty or silent.
         """
-        signal = mono_at(waveform, sr, target_sr=self.sample_rate)
-        if len(signal) == 0:
-            raise MusicSSLError("key: the audio is empty")
-        return key_name(*self._key_of(signal))
+        return key_name(*self._key_of(_audible(waveform, sr, self.sample_rate, "key")))
 
     def _key_of(self, signal: np.ndarray) -> tuple[int, str]:
         return profile_key(self.chroma(self.classes(signal)), self.profiles)
@@ -345,12 +344,9 @@ class TempoModel:
         """Tempo of a signal in beats per minute.
 
         Raises:
-            MusicSSLError: bad audio (see ``musicssl.embed.mono_at``).
+            MusicSSLError: bad audio (see ``musicssl.embed.mono_at``), empty or silent.
         """
-        signal = mono_at(waveform, sr, target_sr=self.sample_rate)
-        if len(signal) == 0:
-            raise MusicSSLError("tempo: the audio is empty")
-        read = self._read_bin(signal) + self.offset
+        read = self._read_bin(_audible(waveform, sr, self.sample_rate, "tempo")) + self.offset
         return self._lowest * 2.0 ** (read / self.encoder.bins_per_octave)
 
 
@@ -364,11 +360,7 @@ def load_key(
     Raises:
         MusicSSLError: not a checkpoint, or no ``key_cnn`` in it.
     """
-    encoder = checkpoint.load_encoder(run)
-    if isinstance(encoder, Branches):
-        found = [branch for branch in encoder.branches.values() if isinstance(branch, KeyCNN)]
-        if len(found) == 1:
-            encoder = found[0]
+    encoder = _the_branch(checkpoint.load_encoder(run), KeyCNN)
     if not isinstance(encoder, KeyCNN):
         raise MusicSSLError(
             f"{run}: not a key run (its encoder is {encoder_name(encoder)}, not key_cnn or "
@@ -384,16 +376,37 @@ def load_tempo(
     prior_bpm: float | None = 120.0,
     prior_octaves: float = 1.0,
 ) -> TempoModel:
-    """The calibrated tempo model of a run (or checkpoint) trained with ``tempo``; the prior
-    as in ``TempoModel``.
+    """The calibrated tempo model of a run (or checkpoint) trained with ``tempo``: a
+    ``tempo_cnn`` run, or a ``branches`` run with one ``tempo_cnn`` branch (the demo's
+    recipe); the prior as in ``TempoModel``.
 
     Raises:
-        MusicSSLError: not a checkpoint, or its encoder is not a ``tempo_cnn``.
+        MusicSSLError: not a checkpoint, or no ``tempo_cnn`` in it.
     """
-    encoder = checkpoint.load_encoder(run)
+    encoder = _the_branch(checkpoint.load_encoder(run), TempoCNN)
     if not isinstance(encoder, TempoCNN):
         raise MusicSSLError(
-            f"{run}: not a tempo run (its encoder is {encoder_name(encoder)}, not tempo_cnn; "
-            "train one with the tempo-cpu recipe)"
+            f"{run}: not a tempo run (its encoder is {encoder_name(encoder)}, not tempo_cnn or "
+            "branches with one tempo_cnn; train one with the tempo-cpu recipe)"
         )
     return TempoModel(encoder, device=device, prior_bpm=prior_bpm, prior_octaves=prior_octaves)
+
+
+def _audible(waveform: np.ndarray | Tensor, sr: int, rate: int, what: str) -> np.ndarray:
+    """The mono signal at ``rate``; empty or silent audio (peak at or below -90 dBFS, as
+    ``musicssl.audio.check`` says) has no key or tempo to read."""
+    signal = mono_at(waveform, sr, target_sr=rate)
+    if len(signal) == 0:
+        raise MusicSSLError(f"{what}: the audio is empty")
+    if float(np.abs(signal).max()) <= 10.0 ** (_SILENCE_DB / 20.0):
+        raise MusicSSLError(f"{what}: the audio is silent (peak below {_SILENCE_DB:g} dBFS)")
+    return signal
+
+
+def _the_branch(encoder: torch.nn.Module, kind: type) -> torch.nn.Module:
+    """A combined run's one branch of ``kind``; any other encoder as it is."""
+    if isinstance(encoder, Branches):
+        found = [branch for branch in encoder.branches.values() if isinstance(branch, kind)]
+        if len(found) == 1:
+            return found[0]
+    return encoder
