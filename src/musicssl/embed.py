@@ -322,8 +322,7 @@ def mono_at(waveform: np.ndarray | Tensor, sr: int, *, target_sr: int) -> np.nda
         signal = (signal.astype(np.float32) - offset) / np.float32(scale)
     elif signal.dtype.kind != "f":
         raise MusicSSLError(
-            f"audio must be float or integer PCM (int8, int16, int32, uint8), got "
-            f"{signal.dtype}"
+            f"audio must be float or integer PCM (int8, int16, int32, uint8), got {signal.dtype}"
         )
     if signal.ndim == 2 and 0 < signal.shape[1] < signal.shape[0]:
         raise MusicSSLError(
@@ -332,8 +331,7 @@ def mono_at(waveform: np.ndarray | Tensor, sr: int, *, target_sr: int) -> np.nda
         )
     if signal.ndim not in (1, 2):
         raise MusicSSLError(
-            f"audio must have shape (num_samples,) or (channels, num_samples), got "
-            f"{signal.shape}"
+            f"audio must have shape (num_samples,) or (channels, num_samples), got {signal.shape}"
         )
     if not np.isfinite(signal).all():
         raise MusicSSLError("audio holds NaN or infinite samples")
