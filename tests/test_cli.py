@@ -178,6 +178,26 @@ def test_pretrain_loads_the_recipe_with_its_overrides_even_after_options(tmp_pat
     assert call["out"] == run and call["resume"] is False
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("method.options.mask_ratio=abc", "method.options.mask_ratio must be a number, got 'abc'"),
+        ("augment.options.p_noise=0.1", "augment.options.p_noise: chain none takes no option"),
+        ("train.stpes=5", "override train.stpes=5: unknown key 'stpes' in 'train' (known: "),
+    ],
+)
+def test_pretrain_refuses_a_bad_option_or_override_in_one_line_before_any_work(
+    tmp_path, monkeypatch, capsys, override, message
+):
+    trained = recording(monkeypatch, "musicssl.train:pretrain", returns=tmp_path / "ckpt")
+    monkeypatch.setattr("musicssl.demo.with_builtin_store", lambda recipe: pytest.fail("packed"))
+    run = tmp_path / "run"
+    assert main(["pretrain", "mae-vit-cpu", override, "--out", str(run)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"musicssl: error: {message}") and error.count("\n") == 1
+    assert trained == [] and not run.exists()
+
+
 def test_resume_takes_the_runs_own_recipe(tmp_path, monkeypatch, capsys):
     from musicssl.recipe import Recipe, recipe_path
 

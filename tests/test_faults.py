@@ -265,6 +265,33 @@ def test_a_cuda_device_on_a_machine_without_it(area, capsys, monkeypatch, device
         assert "CUDA is not available on this machine" in line
 
 
+@pytest.fixture
+def no_mps(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.backends.mps, "is_built", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+def test_mps_asked_for_on_a_machine_without_it(area, capsys, no_mps):
+    wav = str(area / "audio" / "0.wav")
+    for verb in (
+        ["embed", str(area), str(area / "audio"), "--out", f"{area}/e.npz"],
+        ["key", str(area), wav],
+        ["tempo", str(area), wav],
+        ["pitch", str(area), wav, "--out", f"{area}/f0.csv"],
+        ["evaluate", "baseline:mfcc", "--out", f"{area}/r"],
+    ):
+        line = fails([*verb, "--device", "mps"], capsys, status=2, naming="--device: mps: ")
+        assert "MPS is not available on this machine" in line and "use --device cpu" in line
+    before = snapshot(area)
+    run = area / "run"
+    line = fails(["pretrain", "simclr-shortchunk-cpu", "train.accelerator=mps", "--out",
+                  str(run)], capsys, status=1, naming="train.accelerator=mps: ")  # fmt: skip
+    assert "MPS is not available on this machine" in line and "train.accelerator=cpu" in line
+    assert snapshot(area) == before and not run.exists()
+
+
 def test_an_interrupt_is_one_line_and_status_130(area, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -86,20 +86,44 @@ def test_overrides_are_typed_by_the_field_they_set(recipes: Path, override, valu
     ("override", "message"),
     [
         ("train.steps=3.5", "train.steps must be a whole number, got '3.5'"),
+        ("train.steps=abc", "train.steps must be a whole number, got 'abc'"),
         ("train.compile=maybe", "train.compile must be true or false, got 'maybe'"),
         ("train.compile=yes", "train.compile must be true or false"),
         ("optim.lr=fast", "optim.lr must be a number, got 'fast'"),
-        ("train.stepz=3", "unknown keys in 'train'"),
+        ("optim.lr=-1", "optim.lr must be > 0, got -1.0"),
+        ("train.stepz=3", "unknown key 'stepz' in 'train' (known: accelerator, accumulate, "),
+        ("trian.steps=3", "unknown key 'trian' in the recipe (known: augment, data, "),
+        ("train.steps.x=3", "'steps' is not a section"),
         ("train.precision=fp8", "precision"),
         ("size=full", "recipes have no sizes"),
-        ("train.steps", "not key=value"),
+        ("train.steps", "is not key=value"),
         ("train.batch_size=1", "batch_size"),
     ],
 )
-def test_bad_settings_name_the_file_and_the_key(recipes: Path, override, message):
-    with pytest.raises(MusicSSLError, match=message.replace("[", r"\[")) as caught:
-        Recipe.load(recipes / "child.yaml", [override])
-    assert "child.yaml" in str(caught.value) or "=" in str(caught.value)
+def test_bad_overrides_name_the_override_not_the_file(recipes: Path, override, message):
+    with pytest.raises(MusicSSLError) as caught:
+        Recipe.load(recipes / "child.yaml", ["train.steps=20", override])
+    error = str(caught.value)
+    assert error.startswith(f"override {override}") and message in error
+    assert "child.yaml" not in error and "\n" not in error
+
+
+def test_bad_settings_in_the_file_name_the_file(recipes: Path):
+    (recipes / "bad.yaml").write_text("base: base\ntrain: {steps: abc}\n")
+    with pytest.raises(MusicSSLError) as caught:
+        Recipe.load(recipes / "bad.yaml", ["optim.lr=0.1"])
+    assert str(caught.value) == (
+        f"{recipes / 'bad.yaml'}: train.steps must be a whole number, got 'abc'"
+    )
+    (recipes / "typo.yaml").write_text("base: base\ntrain: {stpes: 5}\n")
+    with pytest.raises(MusicSSLError, match=r"typo\.yaml: unknown key 'stpes' in 'train'"):
+        Recipe.load(recipes / "typo.yaml", ["train.steps=5"])
+
+
+def test_an_override_may_mend_the_file_or_an_earlier_override(recipes: Path):
+    (recipes / "bad.yaml").write_text("base: base\ntrain: {steps: abc}\n")
+    assert Recipe.load(recipes / "bad.yaml", ["train.steps=5"]).train.steps == 5
+    assert Recipe.load(recipes / "child.yaml", ["optim.lr=-1", "optim.lr=0.1"]).optim.lr == 0.1
 
 
 def test_part_options_a_constructor_does_not_take_are_refused_before_building(recipes: Path):
@@ -108,6 +132,53 @@ def test_part_options_a_constructor_does_not_take_are_refused_before_building(re
         build_parts(recipe)
     with pytest.raises(MusicSSLError, match="short_chunk_cnn takes no option 'chanels'"):
         build_parts(Recipe.load(recipes / "child.yaml", ["encoder.options.chanels=8"]))
+
+
+@pytest.mark.parametrize(
+    ("recipe", "override", "message"),
+    [
+        ("child", "method.options.temperature=abc",
+         "method.options.temperature must be a number, got 'abc'"),
+        ("child", "encoder.options.channels=2.5",
+         "encoder.options.channels must be a whole number, got 2.5"),
+        ("child", "augment.options.p_noise=abc",
+         "augment.options.p_noise must be a number, got 'abc'"),
+        ("child", "augment.options.pitch_kind=[tape]",
+         "augment.options.pitch_kind must be a string, got ['tape']"),
+        ("mae-vit-cpu", "method.options.mask_ratio=null",
+         "method.options.mask_ratio must be a number, got None"),
+        ("mae-vit-cpu", "method.options.normalise_targets=maybe",
+         "method.options.normalise_targets must be true or false, got 'maybe'"),
+        ("mae-vit-cpu", "method.options.noise_snr_db=30",
+         "method.options.noise_snr_db must be a list of numbers or null, got 30"),
+        ("mae-vit-cpu", "method.options.noise_snr_db=[a, b]",
+         "method.options.noise_snr_db must be a list of numbers or null, got ['a', 'b']"),
+        ("mae-vit-cpu", "encoder.options.patch=[12]",
+         "encoder.options.patch must be a list of 2 whole numbers, got [12]"),
+        ("mae-vit-cpu", "encoder.options.width=abc",
+         "encoder.options.width must be a whole number, got 'abc'"),
+        ("bestrq-frames-cpu", "method.options.codebook_size=2.5",
+         "method.options.codebook_size must be a whole number, got 2.5"),
+        ("mae-vit-cpu", "augment.options.p_noise=0.1",
+         "augment.options.p_noise: chain none takes no option 'p_noise' (it takes none)"),
+    ],
+)  # fmt: skip
+def test_part_options_of_the_wrong_type_are_refused_in_one_line_before_building(
+    recipes: Path, monkeypatch, recipe, override, message
+):
+    path = recipes / "child.yaml" if recipe == "child" else recipe_path(recipe)
+    loaded = Recipe.load(path, [override])
+    monkeypatch.setattr("musicssl.train.build_encoder", lambda *a, **k: pytest.fail("built"))
+    with pytest.raises(MusicSSLError) as caught:
+        build_parts(loaded)
+    assert str(caught.value) == message
+
+
+def test_part_options_are_read_as_the_types_they_set(recipes: Path):
+    overrides = ["method.options.temperature=1", "encoder.options.channels=1.6e1"]
+    parts = build_parts(Recipe.load(recipes / "child.yaml", overrides))
+    assert parts.method.temperature == 1.0 and type(parts.method.temperature) is float
+    assert parts.encoder.config()["channels"] == 16
 
 
 def test_every_packaged_recipe_says_what_it_trains_and_builds():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +205,104 @@ def test_a_missing_checkpoint_or_folder_is_named(tmp_path):
     (tmp_path / "run" / "latest").write_text("step-00000010\n")
     with pytest.raises(MusicSSLError, match="names step-00000010, which is missing"):
         checkpoint.checkpoint_folder(tmp_path / "run")
+
+
+def test_resume_of_a_finished_run_says_so_and_how_to_train_longer(recipe, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["pretrain", str(recipe), "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"{run} already finished at step 4" in out
+    assert f"musicssl pretrain {run / 'recipe.yaml'} train.steps=... --out NEW_RUN" in out
+
+
+def _a_step_that_is_not_a_number(path: Path) -> None:
+    import torch
+
+    torch.save({"optimizer": {}, "step": "five"}, path)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda path: path.write_text("garbage\n"),  # torch: UnpicklingError
+        lambda path: path.write_bytes(b""),  # torch: EOFError
+        _a_step_that_is_not_a_number,
+    ],
+    ids=["garbage", "empty", "step-not-a-number"],
+)
+def test_a_damaged_training_state_is_one_line_that_says_how_to_go_on(
+    recipe, tmp_path, capsys, damage
+):
+    run = tmp_path / "run"
+    assert main(["pretrain", str(recipe), "--out", str(run)]) == 0
+    # A run stopped after step 2, whose checkpoint was then damaged; step 4 was kept beside it.
+    (run / "latest").write_text("step-00000002\n")
+    state = run / "checkpoints" / "step-00000002" / "state.pt"
+    damage(state)
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(run)]) == 1
+    assert one_line(capsys) == (
+        f"musicssl: error: {state}: damaged (not a training state); to resume from another "
+        f"checkpoint, write its name (step-00000004) into {run}/latest; or start a new run "
+        "with --out"
+    )
+    shutil.rmtree(run / "checkpoints" / "step-00000004")
+    assert main(["pretrain", "--resume", str(run)]) == 1
+    assert one_line(capsys) == (
+        f"musicssl: error: {state}: damaged (not a training state); no other checkpoint is "
+        "kept: start a new run with --out"
+    )
+
+
+@pytest.mark.parametrize("text", ["", "\n", "  \n"])
+def test_an_empty_latest_file_is_named_as_empty(recipe, tmp_path, capsys, text):
+    from musicssl.recipe import Recipe
+
+    run = tmp_path / "run"
+    checkpoint.start_run(run, Recipe.load(recipe))
+    (run / "checkpoints" / "step-00000002").mkdir(parents=True)
+    (run / "latest").write_text(text)
+    expected = (
+        f"{run}/latest: empty; to resume from a checkpoint, write its name (step-00000002) "
+        f"into {run}/latest; or start a new run with --out"
+    )
+    with pytest.raises(MusicSSLError) as raised:
+        checkpoint.checkpoint_folder(run)
+    assert str(raised.value) == expected
+    assert main(["pretrain", "--resume", str(run)]) == 1
+    assert one_line(capsys) == f"musicssl: error: {expected}"
+
+
+def test_ctrl_c_before_the_run_folder_exists_offers_no_resume(recipe, tmp_path, capsys,
+                                                              monkeypatch):  # fmt: skip
+    # As while `data.corpus=/a/typo` builds a corpus there, before the run folder is made.
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("musicssl.demo.with_builtin_store", interrupted)
+    run = tmp_path / "o18"
+    assert main(["pretrain", str(recipe), "--out", str(run)]) == 130
+    assert one_line(capsys) == (
+        f"musicssl: error: interrupted before {run} held a run, so nothing was saved there; "
+        "run the same command again"
+    )
+    assert not run.exists()
+
+
+def test_ctrl_c_before_the_first_checkpoint_offers_a_resume_from_step_0(recipe, tmp_path, capsys,
+                                                                        monkeypatch):  # fmt: skip
+    real = checkpoint.start_run
+
+    def interrupted_after_start(*args, **kwargs):
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "start_run", interrupted_after_start)
+    run = tmp_path / "run"
+    assert main(["pretrain", str(recipe), "--out", str(run)]) == 130
+    assert one_line(capsys) == (
+        "musicssl: error: interrupted: no checkpoint yet (it starts again from step 0); "
+        f"continue with `musicssl pretrain --resume {run}`"
+    )

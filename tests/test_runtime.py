@@ -62,3 +62,82 @@ def test_configure_torch_flushes_subnormal_floats() -> None:
         print(before > 0, configure_torch(), (subnormal * 1.0).item())
     """
     assert run_python(code) == "True True 0.0"
+
+
+# --- devices: one check for the --device option, the model loaders and the trainer ----------
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """A machine without CUDA or MPS, whatever this one has."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_built", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+def test_a_device_this_machine_lacks_is_told_in_words(no_gpu) -> None:
+    from musicssl.runtime import accelerator_problem, device_problem
+
+    assert device_problem("cpu") is None
+    assert device_problem("cuda:1").startswith("CUDA is not available on this machine (")
+    assert device_problem("mps").startswith("MPS is not available on this machine (")
+    assert accelerator_problem("cpu") is None and accelerator_problem("auto") is None
+    assert accelerator_problem("gpu", "2").startswith("CUDA is not available")
+    assert accelerator_problem("mps").startswith("MPS is not available")
+
+
+def test_check_device_names_the_option_and_the_way_out(no_gpu) -> None:
+    from musicssl.errors import MusicSSLError
+    from musicssl.runtime import check_device
+
+    check_device("cpu")
+    with pytest.raises(MusicSSLError, match=r"^device='mps': MPS is not available .*'cpu'$"):
+        check_device("mps")
+    with pytest.raises(MusicSSLError, match=r"^device='gpu': not a device; give cpu, cuda"):
+        check_device("gpu")
+
+
+def _untrained_run(folder, encoder, name: str):
+    import json
+
+    from safetensors.torch import save_file
+
+    step = folder / "checkpoints" / "step-00000001"
+    step.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in encoder.state_dict().items()},
+              step / "encoder.safetensors")  # fmt: skip
+    (step / "encoder.json").write_text(json.dumps({"name": name, "options": encoder.config()}))
+    (folder / "latest").write_text("step-00000001\n")
+    return folder
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps"])
+def test_every_model_loader_refuses_a_missing_device_in_one_line(tmp_path, no_gpu, device):
+    import musicssl
+    from musicssl import pitch, readouts
+    from musicssl.encoders import KeyCNN, PestoCNN, TempoCNN
+
+    loaders = [
+        (musicssl.load, TempoCNN(), "tempo_cnn"),
+        (readouts.load_key, KeyCNN(channels=4, depth=2), "key_cnn"),
+        (readouts.load_tempo, TempoCNN(), "tempo_cnn"),
+        (pitch.load, PestoCNN(), "pesto_cnn"),
+    ]
+    for number, (load, encoder, name) in enumerate(loaders):
+        run = _untrained_run(tmp_path / str(number), encoder, name)
+        with pytest.raises(musicssl.MusicSSLError) as raised:
+            load(run, device=device)
+        (line,) = str(raised.value).splitlines()
+        assert line.startswith(f"device={device!r}: ") and "not available on this machine" in line
+
+
+def test_an_encoder_still_moves_to_a_dtype_and_to_the_cpu() -> None:
+    import torch
+
+    from musicssl.encoders import TempoCNN
+
+    encoder = TempoCNN()
+    assert next(encoder.to(torch.float64).parameters()).dtype == torch.float64
+    assert encoder.to("cpu") is encoder and encoder.to(device=torch.device("cpu")) is encoder

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -100,14 +101,25 @@ def latest(run: str | os.PathLike) -> Path:
     """The newest complete checkpoint folder of a run.
 
     Raises:
-        MusicSSLError: the run has none.
+        MusicSSLError: the run has none, or its ``latest`` file names none that is there.
     """
     run = Path(run)
+    pointer = run / "latest"
     try:
-        name = (run / "latest").read_text().strip()
+        name = pointer.read_text(encoding="utf-8").strip()
     except OSError:
         raise MusicSSLError(f"{run}: no checkpoint yet (not a musicssl run folder?)") from None
-    return run / "checkpoints" / name
+    except UnicodeDecodeError:
+        raise MusicSSLError(f"{pointer}: damaged (not text); {_repair(run)}") from None
+    if not name:
+        raise MusicSSLError(f"{pointer}: empty; {_repair(run)}")
+    folder = run / "checkpoints" / name
+    if Path(name).name != name or not folder.is_dir():
+        raise MusicSSLError(
+            f"{run}: its 'latest' file names {name}, which is missing from {folder.parent} "
+            f"(was the run folder changed by hand?); {_repair(run)}"
+        )
+    return folder
 
 
 def checkpoint_folder(path: str | os.PathLike) -> Path:
@@ -119,11 +131,6 @@ def checkpoint_folder(path: str | os.PathLike) -> Path:
     if not os.path.lexists(path):
         raise MusicSSLError(f"{path}: no such run or checkpoint folder")
     folder = latest(path) if is_run(path) else Path(path)
-    if is_run(path) and not folder.is_dir():
-        raise MusicSSLError(
-            f"{path}: its 'latest' file names {folder.name}, which is missing from "
-            f"{folder.parent} (was the run folder changed by hand?)"
-        )
     if not (folder / "encoder.json").is_file() or not (folder / "encoder.safetensors").is_file():
         raise MusicSSLError(
             f"{path}: not a checkpoint (needs encoder.json and encoder.safetensors, "
@@ -211,17 +218,55 @@ def load_training_state(run: str | os.PathLike, method: nn.Module) -> dict[str, 
     """Load the latest checkpoint's weights into ``method``; return its training state.
 
     Raises:
-        MusicSSLError: no checkpoint, or a damaged one.
+        MusicSSLError: no checkpoint, or a damaged one (the message says how to go on).
     """
     folder = latest(run)
-    method.load_state_dict(_read_weights(folder / "method.safetensors", "the method", method))
     try:
-        state: dict[str, Any] = torch.load(folder / "state.pt", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as error:
+        weights = _read_weights(folder / "method.safetensors", "the method", method)
+    except MusicSSLError as error:
+        raise MusicSSLError(f"{error}; {_repair(run, damaged=folder.name)}") from None
+    method.load_state_dict(weights)
+    path = folder / "state.pt"
+    try:
+        state = torch.load(path, weights_only=True)
+    except OSError as error:
         raise MusicSSLError(
-            f"{folder / 'state.pt'}: cannot read the training state ({error})"
+            f"{path}: cannot read the training state ({error.strerror or error})"
         ) from None
-    return state
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
+        # torch's own words run to several lines about pickle; what matters is the file.
+        state = None
+    if not _is_training_state(state):
+        raise MusicSSLError(
+            f"{path}: damaged (not a training state); {_repair(run, damaged=folder.name)}"
+        )
+    return dict(state)
+
+
+def _is_training_state(state: Any) -> bool:
+    def count(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    return (
+        isinstance(state, dict)
+        and isinstance(state.get("optimizer"), dict)
+        and count(state.get("step"))
+        and count(state.get("horizon", 0))
+    )
+
+
+def _repair(run: str | os.PathLike, *, damaged: str | None = None) -> str:
+    """How to go on from a run whose latest checkpoint cannot be read: another one, or anew."""
+    run = Path(run)
+    names = sorted(p.name for p in (run / "checkpoints").glob("step-*") if p.is_dir())
+    names = [name for name in names if name != damaged]
+    if not names:
+        return f"no {'other ' if damaged else ''}checkpoint is kept: start a new run with --out"
+    which = "another checkpoint" if damaged else "a checkpoint"
+    return (
+        f"to resume from {which}, write its name ({', '.join(names)}) into {run / 'latest'}; "
+        "or start a new run with --out"
+    )
 
 
 def _read_weights(path: Path, what: str, module: nn.Module) -> dict[str, torch.Tensor]:

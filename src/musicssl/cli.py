@@ -135,15 +135,30 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _interrupted(args: argparse.Namespace) -> str:
-    """What an interrupted verb left, and how to go on (a run resumes from its checkpoint)."""
+    """What an interrupted verb left, and how to go on (a run resumes from its checkpoint).
+
+    ``--resume`` is offered only for a folder that takes it: one stopped before it held a run
+    (in the corpus build, say) has nothing to resume.
+    """
     run = getattr(args, "resume", None) or (
         getattr(args, "out", None) if getattr(args, "recipe", None) is not None else None
     )
     if run is None or not hasattr(args, "overrides"):
         return "interrupted"
-    from musicssl.checkpoint import is_run, latest
+    from musicssl.checkpoint import check_resumable, is_run, latest
 
-    kept = f"the checkpoint {latest(run).name} is kept" if is_run(run) else "no checkpoint yet"
+    try:
+        check_resumable(run)
+        kept = (
+            f"the checkpoint {latest(run).name} is kept"
+            if is_run(run)
+            else "no checkpoint yet (it starts again from step 0)"
+        )
+    except MusicSSLError:
+        return (
+            f"interrupted before {run} held a run, so nothing was saved there; "
+            "run the same command again"
+        )
     return f"interrupted: {kept}; continue with `musicssl pretrain --resume {run}`"
 
 

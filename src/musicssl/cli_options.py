@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from musicssl.errors import MusicSSLError
+from musicssl.runtime import device_problem
 
 
 class Default:
@@ -175,30 +176,14 @@ def _is(path: Path, kind: str) -> bool:
 
 
 def device_name(text: str) -> str:
-    """``cpu``, ``mps``, ``cuda`` or ``cuda:N``; CUDA only where this machine has it."""
+    """``cpu``, ``mps``, ``cuda`` or ``cuda:N``; CUDA or MPS only where this machine has it."""
     kind, _, index = text.partition(":")
     if kind not in ("cpu", "cuda", "mps") or (index and not (kind == "cuda" and index.isdigit())):
         raise argparse.ArgumentTypeError(f"{text!r}: give cpu, cuda, cuda:N or mps")
-    if kind == "cuda":
-        problem = cuda_problem(int(index or 0) + 1)
-        if problem:
-            raise argparse.ArgumentTypeError(
-                f"{text}: CUDA is not available on this machine ({problem}); use --device cpu"
-            )
+    problem = None if kind == "cpu" else device_problem(text)  # cpu needs no torch yet
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text}: {problem}; use --device cpu")
     return text
-
-
-def cuda_problem(devices: int = 1) -> str | None:
-    """Why this machine cannot run ``devices`` CUDA devices, or None where it can."""
-    import torch
-
-    if torch.version.cuda is None:
-        return f"torch {torch.__version__} is a build without CUDA"
-    if not torch.cuda.is_available():
-        return "no CUDA device or driver was found"
-    if torch.cuda.device_count() < devices:
-        return f"{devices} CUDA devices were asked for and it has {torch.cuda.device_count()}"
-    return None
 
 
 def layer_choice(text: str) -> str | int:

@@ -18,7 +18,6 @@ from musicssl.cli_evaluate import add_compare, add_evaluate, default_cache_folde
 from musicssl.cli_options import (
     Default,
     Verb,
-    cuda_problem,
     default_of,
     device_name,
     existing_folder,
@@ -115,21 +114,14 @@ def run_pretrain(args: argparse.Namespace) -> None:
             raise MusicSSLError(f"{args.recipe}: give the RECIPE first, then key=value overrides")
         run = Path(args.out)
         recipe = Recipe.load(args.recipe, args.overrides)
-    accelerator, devices = recipe.train.accelerator, recipe.train.devices
-    if accelerator in ("cuda", "gpu"):
-        problem = cuda_problem(int(devices) if devices.isdigit() else 1)
-        if problem:
-            raise MusicSSLError(
-                f"train.accelerator={accelerator}: CUDA is not available on this machine "
-                f"({problem}); pick a CPU recipe (musicssl pretrain --help) or pass "
-                "train.accelerator=cpu"
-            )
     from musicssl.checkpoint import check_new_run
     from musicssl.demo import with_builtin_store
     from musicssl.files import folder_lock
-    from musicssl.train import build_parts, pretrain
+    from musicssl.train import build_parts, check_accelerator, pretrain
 
-    build_parts(recipe)  # refuse bad part options before the built-in corpus is built
+    # Refuse a missing device and bad part options before the built-in corpus is built.
+    check_accelerator(recipe.train)
+    build_parts(recipe)
     first = os.environ.get("LOCAL_RANK", "0") == "0"  # DDP's children neither check nor lock
     if not args.resume and first:
         check_new_run(run)

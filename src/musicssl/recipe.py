@@ -6,7 +6,8 @@ part (``encoder``, ``method``, ``augment``) given in the file replaces the base'
 and a settings section (``data``, ``optim``, ``train``) changes only the fields it names. A
 base has no base of its own. ``key.sub=value`` overrides from the command line come last and
 are typed by the field they set (``train.steps=1e3`` is 1000, ``train.compile=maybe`` is an
-error). No arithmetic or code lives in YAML.
+error); an error names the override it comes from, or else the file. No arithmetic or code
+lives in YAML.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import types
 import typing
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import yaml
 
 from musicssl.errors import MusicSSLError
+from musicssl.options import coerce
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 # Where the built-in corpus lives unless told otherwise (the one place this is written).
@@ -170,26 +172,12 @@ class Recipe:
             MusicSSLError: unreadable YAML, unknown keys, bad values or a malformed override.
         """
         path = Path(path)
-        raw = _read(path)
-        base = raw.pop("base", None)
-        if base is not None:
-            base_path = recipe_path(base) if Path(str(base)).suffix else _sibling(path, base)
-            parent = _read(base_path)
-            if "base" in parent:
-                raise MusicSSLError(f"{base_path}: a base recipe cannot name a base of its own")
-            raw = _inherit(parent, raw)
-        for text in overrides or []:
-            key, value = _parse_override(text)
-            if key == "size":
-                raise MusicSSLError(
-                    f"override {text!r}: recipes have no sizes; each setup is its own file "
-                    "(see `musicssl pretrain --help` for the packaged recipes)"
-                )
-            _set_dotted(raw, key, value)
+        raw = _with_base(path, _read(path))
+        changes = [_parse_override(text) for text in overrides or []]
         try:
-            return cls.from_dict(raw)
-        except MusicSSLError as error:
-            raise MusicSSLError(f"{path}: {error}") from None
+            return cls.from_dict(_overridden(raw, changes))
+        except MusicSSLError:
+            raise _blame(path, raw, changes) from None
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Recipe:
@@ -197,7 +185,7 @@ class Recipe:
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = set(raw) - set(known)
         if unknown:
-            raise MusicSSLError(f"unknown recipe keys {sorted(unknown)}; expected {sorted(known)}")
+            raise _unknown_keys(unknown, known, "in the recipe")
         for required in ("encoder", "method", "augment"):
             if required not in raw:
                 raise MusicSSLError(f"the recipe needs an '{required}' section")
@@ -241,6 +229,10 @@ class _Text(str):
     """An override's value as typed on the command line, read by the field it sets."""
 
 
+# An override: its text as typed, its dotted key and its value.
+_Override = tuple[str, str, _Text]
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -261,6 +253,18 @@ def _description(path: Path) -> str:
     except (OSError, IndexError, UnicodeDecodeError):
         return ""
     return first.lstrip("#").strip() if first.startswith("#") else ""
+
+
+def _with_base(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    """The file's sections over those of the ``base`` it names, if any."""
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    base_path = recipe_path(base) if Path(str(base)).suffix else _sibling(path, base)
+    parent = _read(base_path)
+    if "base" in parent:
+        raise MusicSSLError(f"{base_path}: a base recipe cannot name a base of its own")
+    return _inherit(parent, raw)
 
 
 def _sibling(path: Path, name: str) -> Path:
@@ -286,9 +290,7 @@ def _build(kind: type, value: Any, section: str) -> Any:
     hints = typing.get_type_hints(kind)
     unknown = set(value) - set(hints)
     if unknown:
-        raise MusicSSLError(
-            f"unknown keys in '{section}': {sorted(unknown)}; expected {sorted(hints)}"
-        )
+        raise _unknown_keys(unknown, hints, f"in '{section}'")
     if kind is Part:
         options = value.get("options") or {}
         if not isinstance(options, dict):
@@ -316,51 +318,40 @@ def _untyped(value: Any) -> Any:
     return value
 
 
-def coerce(value: Any, kind: Any, key: str) -> Any:
-    """``value`` as the type ``kind`` (int, float, bool, str, or ``X | None``).
-
-    Whole numbers written as floats (``1e3``) are ints; bools come from true/false only.
-
-    Raises:
-        MusicSSLError: naming ``key``, when the value is not of that type.
-    """
-    options = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
-    text = str(value).strip() if isinstance(value, (str, _Text)) else None
-    if type(None) in options and (value is None or (text or "").lower() in ("null", "none")):
-        return None
-    kind = next(option for option in options if option is not type(None))
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if text is not None and text.lower() in ("true", "false"):
-            return text.lower() == "true"
-        raise MusicSSLError(f"{key} must be true or false, got {value!r}")
-    if kind in (int, float):
-        number: Any = value
-        if text is not None:
-            try:
-                number = float(text)
-            except ValueError:
-                raise MusicSSLError(f"{key} must be a number, got {value!r}") from None
-        if isinstance(number, bool) or not isinstance(number, (int, float)):
-            raise MusicSSLError(f"{key} must be a number, got {value!r}")
-        if kind is int:
-            if not float(number).is_integer():
-                raise MusicSSLError(f"{key} must be a whole number, got {value!r}")
-            return int(number)
-        return float(number)
-    if kind is str:
-        if isinstance(value, (dict, list)):
-            raise MusicSSLError(f"{key} must be a string, got {value!r}")
-        return "" if value is None else str(value)
-    return value
-
-
-def _parse_override(text: str) -> tuple[str, _Text]:
+def _parse_override(text: str) -> _Override:
+    """``(text, key, value)`` of a ``key=value`` override."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise MusicSSLError(f"override {text!r} is not key=value (e.g. train.steps=100)")
-    return key.strip(), _Text(value)
+        raise MusicSSLError(f"override {text} is not key=value (e.g. train.steps=100)")
+    if key.strip() == "size":
+        raise MusicSSLError(
+            f"override {text}: recipes have no sizes; each setup is its own file "
+            "(see `musicssl pretrain --help` for the packaged recipes)"
+        )
+    return text, key.strip(), _Text(value)
+
+
+def _overridden(raw: dict[str, Any], changes: list[_Override]) -> dict[str, Any]:
+    """A copy of ``raw`` with the overrides ``changes`` (from ``_parse_override``) applied."""
+    raw = copy.deepcopy(raw)
+    for _, key, value in changes:
+        _set_dotted(raw, key, value)
+    return raw
+
+
+def _blame(path: Path, raw: dict[str, Any], changes: list[_Override]) -> MusicSSLError:
+    """The error of a recipe that does not load, naming where it comes from.
+
+    The file alone, then with one override more each time, is read until one fails: the
+    fault is the file's, or that override's.
+    """
+    for count in range(len(changes) + 1):
+        try:
+            Recipe.from_dict(_overridden(raw, changes[:count]))
+        except MusicSSLError as error:
+            source = f"override {changes[count - 1][0]}" if count else str(path)
+            return MusicSSLError(f"{source}: {error}")
+    raise AssertionError("_blame is only called for a recipe that does not load")
 
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
@@ -369,6 +360,12 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     for part in parents:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise MusicSSLError(f"override {key}: '{part}' is not a section")
+            raise MusicSSLError(f"'{part}' is not a section")
         node = child
     node[leaf] = value
+
+
+def _unknown_keys(unknown: set[str], known: Iterable[str], where: str) -> MusicSSLError:
+    names = ", ".join(repr(key) for key in sorted(unknown))
+    plural = "s" if len(unknown) > 1 else ""
+    return MusicSSLError(f"unknown key{plural} {names} {where} (known: {', '.join(sorted(known))})")

@@ -22,6 +22,11 @@ applies them as it starts (``configure_cpu_runtime``), and flushes subnormals be
 that runs torch code (``configure_torch``); a Python program gets the same by calling both,
 the first before it imports torch. All three are for speed; only the last changes results,
 and only where a value was already too small to hear.
+
+Whether this machine can run torch code on a device (``device_problem``, and
+``accelerator_problem`` for a recipe's ``train.accelerator``) is told here too, in words, so
+that the command's ``--device`` option, the model loaders and the trainer refuse a missing
+CUDA or MPS alike, in one line, before torch fails with an assertion or a build error.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+from typing import Any
+
+from musicssl.errors import MusicSSLError
 
 # Blocks below this come from the heap, whose freed memory is kept; larger ones are mapped and
 # unmapped each time (the largest temporaries of a 96-view chain pass are about 33 MiB).
@@ -80,3 +88,79 @@ def configure_torch() -> bool:
     import torch
 
     return bool(torch.set_flush_denormal(True))
+
+
+def device_problem(device: Any) -> str | None:
+    """Why this machine cannot run torch code on ``device``, or None where it can.
+
+    Args:
+        device: a ``torch.device`` or its name: cpu, cuda, cuda:N or mps.
+    """
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return _unavailable("CUDA", cuda_problem((device.index or 0) + 1))
+    if device.type == "mps":
+        return _unavailable("MPS", mps_problem())
+    return None
+
+
+def accelerator_problem(accelerator: str, devices: str = "1") -> str | None:
+    """Why this machine cannot train on Lightning Fabric's ``accelerator``, or None.
+
+    ``gpu`` is Fabric's word for CUDA, or MPS on a Mac; ``auto`` takes whatever there is.
+    """
+    if accelerator == "mps" or (accelerator == "gpu" and mps_problem() is None):
+        return _unavailable("MPS", mps_problem())
+    if accelerator in ("cuda", "gpu"):
+        return _unavailable("CUDA", cuda_problem(int(devices) if devices.isdigit() else 1))
+    return None
+
+
+def check_device(device: Any, *, option: str = "device") -> None:
+    """Refuse a device this machine lacks, naming ``option``, before anything moves to it.
+
+    Raises:
+        MusicSSLError: not a device name, or no such device here.
+    """
+    import torch
+
+    try:
+        problem = device_problem(device)
+    except (RuntimeError, TypeError):  # torch's words for a name it does not know
+        raise MusicSSLError(
+            f"{option}={device!r}: not a device; give cpu, cuda, cuda:N or mps"
+        ) from None
+    if problem is not None:
+        raise MusicSSLError(
+            f"{option}={str(torch.device(device))!r}: {problem}; use {option}='cpu'"
+        )
+
+
+def cuda_problem(devices: int = 1) -> str | None:
+    """Why this machine cannot run ``devices`` CUDA devices, or None where it can."""
+    import torch
+
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is a build without CUDA"
+    if not torch.cuda.is_available():
+        return "no CUDA device or driver was found"
+    if torch.cuda.device_count() < devices:
+        return f"{devices} CUDA devices were asked for and it has {torch.cuda.device_count()}"
+    return None
+
+
+def mps_problem() -> str | None:
+    """Why this machine cannot run on Apple's MPS, or None where it can."""
+    import torch
+
+    if not torch.backends.mps.is_built():
+        return f"torch {torch.__version__} is a build without MPS, which only macOS builds have"
+    if not torch.backends.mps.is_available():
+        return "MPS needs an Apple silicon Mac with macOS 12.3 or later"
+    return None
+
+
+def _unavailable(kind: str, problem: str | None) -> str | None:
+    return None if problem is None else f"{kind} is not available on this machine ({problem})"

@@ -8,10 +8,9 @@ resumed run draws the same batches and augmentations as an uninterrupted one.
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,16 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
 from musicssl import checkpoint
-from musicssl.augment import build_chain
+from musicssl.augment import build_chain, chain_options
 from musicssl.budget import TimeBudget
-from musicssl.encoders import ENCODERS, Encoder, build_encoder
+from musicssl.encoders import Encoder, build_encoder, encoder_options
 from musicssl.errors import MusicSSLError
-from musicssl.methods import METHODS, Method, build_method
+from musicssl.methods import Method, build_method, method_options
 from musicssl.monitor import ProbeMonitor
 from musicssl.progress import bar as progress_bar
-from musicssl.recipe import OptimSettings, Recipe
+from musicssl.recipe import OptimSettings, Recipe, TrainSettings
 from musicssl.runlog import RunLog
+from musicssl.runtime import accelerator_problem
 from musicssl.sampling import TwoCrops, pcm_to_float, training_indices
 from musicssl.splits import describe_splits, split_counts
 from musicssl.store import SampleStore
@@ -51,14 +51,13 @@ def build_parts(recipe: Recipe) -> Parts:
     Raises:
         MusicSSLError: a part's name or options are not ones its constructor takes.
     """
-    _check_options("encoder", ENCODERS, recipe.encoder.name, recipe.encoder.options)
-    _check_options("method", METHODS, recipe.method.name, recipe.method.options, skip=1)
+    # Every part's options are checked before any part is built.
+    encoder_options(recipe.encoder.name, recipe.encoder.options)
+    method_options(recipe.method.name, recipe.method.options)
+    chain_options(recipe.augment.name, recipe.augment.options)
     encoder = build_encoder(recipe.encoder.name, **recipe.encoder.options)
     method = build_method(recipe.method.name, encoder, **recipe.method.options)
-    try:
-        chain = build_chain(recipe.augment.name, sr=encoder.sample_rate, **recipe.augment.options)
-    except TypeError as error:  # an option the chain does not take
-        raise MusicSSLError(f"augment.options: {error}") from None
+    chain = build_chain(recipe.augment.name, sr=encoder.sample_rate, **recipe.augment.options)
     groups = [
         {"params": group["params"], "lr_scale": group.get("lr_scale", 1.0)}
         for group in method.parameter_groups()
@@ -105,6 +104,8 @@ def pretrain(
         checkpoint.start_run(run, recipe)
     start_step, last_step = int(state.get("step", 0)), int(state.get("horizon", settings.steps))
     if start_step >= last_step:
+        if fabric.is_global_zero:
+            print(_finished(run, step=start_step, settings=settings), flush=True)
         return checkpoint.latest(run)
     budget = None
     if settings.minutes is not None and "horizon" not in state:
@@ -183,6 +184,16 @@ def _save(
     fabric.barrier()
 
 
+def _finished(run: Path, *, step: int, settings: TrainSettings) -> str:
+    """What a resumed run that has nothing left to train says, and how to train longer."""
+    # A run under a time budget ends at the step that fitted it, unless train.steps came first.
+    limit = "train.steps" if settings.minutes is None or step >= settings.steps else "train.minutes"
+    return (
+        f"pretrain: {run} already finished at step {step}; to train longer, start a new run "
+        f"with a larger {limit}: musicssl pretrain {run / 'recipe.yaml'} {limit}=... --out NEW_RUN"
+    )
+
+
 def learning_rate_factor(step: int, *, last_step: int, optim: OptimSettings) -> float:
     """Linear warm-up over ``optim.warmup_steps``, then a cosine to ``optim.min_lr_ratio``."""
     warmup, floor = optim.warmup_steps, optim.min_lr_ratio
@@ -257,27 +268,6 @@ def _draw_seed(seed: int, step: int, rank: int, micro: int) -> int:
     return (seed * 1_000_003 + step) * 4099 + rank + 65_537 * micro
 
 
-def _check_options(
-    section: str,
-    registry: Mapping[str, Callable[..., Any]],
-    name: str,
-    options: dict,
-    skip: int = 0,
-) -> None:
-    """Refuse options a registry entry's constructor does not take, before anything is built."""
-    if name not in registry:
-        raise MusicSSLError(f"unknown {section} {name!r}; choose one of {sorted(registry)}")
-    parameters = list(inspect.signature(registry[name]).parameters.values())[skip:]
-    if any(p.kind is p.VAR_KEYWORD for p in parameters):
-        return
-    allowed = {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise MusicSSLError(
-            f"{section}.options: {name} takes no option {unknown[0]!r}; it takes {sorted(allowed)}"
-        )
-
-
 def _training_store(recipe: Recipe) -> SampleStore:
     if not recipe.data.store:
         raise MusicSSLError(
@@ -287,9 +277,24 @@ def _training_store(recipe: Recipe) -> SampleStore:
     return SampleStore(recipe.data.store)
 
 
+def check_accelerator(settings: TrainSettings) -> None:
+    """Refuse ``train.accelerator`` where this machine lacks it (CUDA, MPS).
+
+    Raises:
+        MusicSSLError: the accelerator, and why this machine cannot run it.
+    """
+    problem = accelerator_problem(settings.accelerator, settings.devices)
+    if problem is not None:
+        raise MusicSSLError(
+            f"train.accelerator={settings.accelerator}: {problem}; pick a CPU recipe "
+            "(musicssl pretrain --help) or pass train.accelerator=cpu"
+        )
+
+
 def _fabric(settings: Any) -> Any:
     import lightning as L
 
+    check_accelerator(settings)
     devices = int(settings.devices) if settings.devices.isdigit() else settings.devices
     fabric = L.Fabric(
         accelerator=settings.accelerator,

@@ -5,7 +5,7 @@ holds what was drawn per example, including the ``applied`` coin flip. See ``bas
 """
 
 from musicssl.augment.base import Augmentation, Params
-from musicssl.augment.chain import Compose, build_chain, clmr_chain
+from musicssl.augment.chain import CHAINS, Compose, build_chain, chain_options, clmr_chain
 from musicssl.augment.crop import RandomCrop
 from musicssl.augment.delay import Delay
 from musicssl.augment.filters import HighLowPass
@@ -31,6 +31,7 @@ AUGMENTATIONS: dict[str, type[Augmentation]] = {
 __all__ = [
     "AUGMENTATIONS",
     "Augmentation",
+    "CHAINS",
     "Compose",
     "Delay",
     "Gain",
@@ -42,5 +43,6 @@ __all__ = [
     "Reverb",
     "WhiteNoise",
     "build_chain",
+    "chain_options",
     "clmr_chain",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import torch
@@ -17,6 +17,7 @@ from musicssl.augment.noise import WhiteNoise
 from musicssl.augment.pitch import PitchShift
 from musicssl.augment.reverb import Reverb
 from musicssl.errors import MusicSSLError
+from musicssl.options import typed_options
 
 # Linear time-invariant transforms: a zero-phase filter commutes with them, and moves past them.
 FILTER_COMMUTES_WITH = (PolarityInversion, Gain, Delay)
@@ -206,11 +207,36 @@ class _NoAugmentation(nn.Module):
         return x, {}
 
 
+def no_chain(sr: int, *, num_samples: int | None = None) -> nn.Module:
+    """No augmentation (the chain ``none``). Like ``clmr_chain`` it is given the sample rate and
+    a crop length, and it takes no options."""
+    return _NoAugmentation()
+
+
+# A recipe's ``augment.name`` -> factory(sr, *, num_samples, **options). The sampler has
+# already cut crops to length, so ``build_chain`` passes no crop length and the recipe's
+# options are the factory's other arguments.
+CHAINS: dict[str, Callable[..., nn.Module]] = {"clmr": clmr_chain, "none": no_chain}
+
+
 def build_chain(name: str, *, sr: int, **options: Any) -> nn.Module:
-    """The augmentation chain a recipe names: ``clmr`` (its options as ``clmr_chain``'s) or
-    ``none``. The sampler has already cut crops to length, so the chain does not crop."""
-    if name == "clmr":
-        return clmr_chain(sr, num_samples=None, **options)
-    if name == "none":
-        return _NoAugmentation()
-    raise MusicSSLError(f"unknown augmentation chain {name!r}; choose 'clmr' or 'none'")
+    """The augmentation chain a recipe names (``CHAINS``), for waveforms at ``sr`` Hz.
+
+    Raises:
+        MusicSSLError: as ``chain_options`` says.
+    """
+    options = chain_options(name, options)  # first: it refuses an unknown name
+    return CHAINS[name](sr, num_samples=None, **options)
+
+
+def chain_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` for the chain ``name``, each read as the type of the argument it sets.
+
+    Raises:
+        MusicSSLError: ``name`` is not in ``CHAINS``, or an option is not one the chain takes
+            (``none`` takes none), or not of its type.
+    """
+    if name not in CHAINS:
+        raise MusicSSLError(f"unknown augmentation chain {name!r}; choose one of {sorted(CHAINS)}")
+    given = ("sr", "num_samples")
+    return typed_options(f"chain {name}", "augment.options", CHAINS[name], options, given=given)

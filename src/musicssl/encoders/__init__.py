@@ -27,7 +27,7 @@ on the device and a checkpoint rebuilds the whole preprocessing from ``config()`
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
@@ -43,6 +43,7 @@ from musicssl.encoders.short_chunk_cnn import ShortChunkCNN
 from musicssl.encoders.spectrogram_vit import SpectrogramViT
 from musicssl.encoders.tempo_cnn import TempoCNN
 from musicssl.errors import MusicSSLError
+from musicssl.options import typed_options
 
 __all__ = [
     "ENCODERS",
@@ -57,6 +58,7 @@ __all__ = [
     "TempoCNN",
     "build_encoder",
     "encoder_name",
+    "encoder_options",
     "predictor",
     "projection_head",
 ]
@@ -74,21 +76,26 @@ ENCODERS: dict[str, type[Encoder]] = {
 }
 
 
-def build_encoder(name: str, **kwargs: Any) -> Encoder:
-    """Build the registered encoder ``name`` with keyword arguments ``kwargs``.
+def build_encoder(name: str, **options: Any) -> Encoder:
+    """Build the registered encoder ``name`` with keyword arguments ``options``.
 
     Raises:
-        MusicSSLError: ``name`` is not in ``ENCODERS`` (the message lists the valid names),
-            or an argument is not one the encoder takes.
+        MusicSSLError: as ``encoder_options`` says.
+    """
+    options = encoder_options(name, options)  # first: it refuses an unknown name
+    return ENCODERS[name](**options)
+
+
+def encoder_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` for the encoder ``name``, each read as the type of the argument it sets.
+
+    Raises:
+        MusicSSLError: ``name`` is not in ``ENCODERS`` (the message lists the valid names), or
+            an option is not one the encoder takes, or not of its type.
     """
     if name not in ENCODERS:
         raise MusicSSLError(f"unknown encoder {name!r}; valid names: {', '.join(sorted(ENCODERS))}")
-    cls = ENCODERS[name]
-    try:
-        inspect.signature(cls).bind(**kwargs)
-    except TypeError as error:
-        raise MusicSSLError(f"encoder {name!r}: {error}") from error
-    return cls(**kwargs)
+    return typed_options(f"encoder {name}", "encoder.options", ENCODERS[name], options)
 
 
 def encoder_name(encoder: nn.Module) -> str:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor, nn
 
 from musicssl.encoders._shared import resolve_layer
+from musicssl.runtime import check_device
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing's own from Python 3.11
 
 
 class Encoder(nn.Module):
@@ -22,6 +27,21 @@ class Encoder(nn.Module):
     sample_rate: int
     input_samples: int
     num_layers: int
+
+    def to(self, *args: Any, **kwargs: Any) -> Self:
+        """``nn.Module.to``; a device this machine lacks is refused in one line first.
+
+        Every model that reads a trained encoder (``musicssl.load``, the key, tempo and pitch
+        read-outs) moves it here, so each refuses a missing CUDA or MPS alike, where torch
+        would raise an assertion or a build error.
+
+        Raises:
+            MusicSSLError: not a device, or one this machine lacks (``check_device``).
+        """
+        device = kwargs.get("device", args[0] if args else None)
+        if isinstance(device, (str, torch.device)):  # not a dtype or a tensor
+            check_device(device)
+        return super().to(*args, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
         """Clip embeddings. Shape: (batch_size, num_samples) -> (batch_size, embedding_dim)."""

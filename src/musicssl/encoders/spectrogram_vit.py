@@ -17,7 +17,7 @@ visible patches alone; the positions travel inside the tokens.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -79,7 +79,7 @@ class SpectrogramViT(Encoder):
         depth: int = 4,
         num_heads: int = 3,
         mlp_ratio: float = 4.0,
-        patch: Sequence[int] = (16, 16),
+        patch: tuple[int, int] = (16, 16),
         frontend: str = "mel",
         sample_rate: int = 16000,
         n_fft: int = 400,

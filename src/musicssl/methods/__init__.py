@@ -9,7 +9,7 @@ update). ``METHODS`` maps a recipe's method name to a factory
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from musicssl.encoders import Encoder
@@ -27,6 +27,7 @@ from musicssl.methods.slap import SLAP, slap
 from musicssl.methods.stone import STONE, stone
 from musicssl.methods.tempo import TempoEquivariance, tempo
 from musicssl.methods.vicreg import VICReg, vicreg
+from musicssl.options import typed_options
 
 METHODS: dict[str, Callable[..., Method]] = {
     "simclr": simclr,
@@ -45,10 +46,26 @@ METHODS: dict[str, Callable[..., Method]] = {
 
 
 def build_method(name: str, encoder: Encoder, **options: Any) -> Method:
-    """The method ``name`` around ``encoder``; unknown names raise with the valid ones."""
+    """The method ``name`` around ``encoder``.
+
+    Raises:
+        MusicSSLError: as ``method_options`` says.
+    """
+    options = method_options(name, options)  # first: it refuses an unknown name
+    return METHODS[name](encoder, **options)
+
+
+def method_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` for the method ``name``, each read as the type of the argument it sets.
+
+    Raises:
+        MusicSSLError: ``name`` is not in ``METHODS`` (the message lists the valid names), or
+            an option is not one the method takes, or not of its type.
+    """
     if name not in METHODS:
         raise MusicSSLError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
-    return METHODS[name](encoder, **options)
+    factory = METHODS[name]
+    return typed_options(f"method {name}", "method.options", factory, options, given=["encoder"])
 
 
 __all__ = [
@@ -67,4 +84,5 @@ __all__ = [
     "TempoEquivariance",
     "VICReg",
     "build_method",
+    "method_options",
 ]
