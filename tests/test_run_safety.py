@@ -306,3 +306,16 @@ def test_ctrl_c_before_the_first_checkpoint_offers_a_resume_from_step_0(recipe, 
         "musicssl: error: interrupted: no checkpoint yet (it starts again from step 0); "
         f"continue with `musicssl pretrain --resume {run}`"
     )
+
+
+def test_a_run_refused_before_its_first_checkpoint_leaves_no_folder(recipe, tmp_path, capsys):
+    # More crops per batch than the store holds clips: refused inside the run, before any
+    # checkpoint; the folder this call made goes with it.
+    run = tmp_path / "run"
+    assert main(["pretrain", str(recipe), "train.batch_size=100000", "--out", str(run)]) == 1
+    assert "batch" in one_line(capsys) and not run.exists()
+    # A folder that was there before (empty) stays.
+    run.mkdir()
+    assert main(["pretrain", str(recipe), "train.batch_size=100000", "--out", str(run)]) == 1
+    one_line(capsys)
+    assert run.is_dir()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,7 @@ def run_pretrain(args: argparse.Namespace) -> None:
             raise MusicSSLError(f"{args.recipe}: give the RECIPE first, then key=value overrides")
         run = Path(args.out)
         recipe = Recipe.load(args.recipe, args.overrides)
-    from musicssl.checkpoint import check_new_run
+    from musicssl.checkpoint import check_new_run, is_run
     from musicssl.demo import with_builtin_store
     from musicssl.files import folder_lock
     from musicssl.train import build_parts, check_accelerator, pretrain
@@ -126,13 +127,19 @@ def run_pretrain(args: argparse.Namespace) -> None:
     if not args.resume and first:
         check_new_run(run)
     recipe = with_builtin_store(recipe)
+    made_here = first and not args.resume and not run.exists()
     with contextlib.ExitStack() as stack:
         if first:
             busy = "another musicssl pretrain is writing this run now"
             stack.enter_context(folder_lock(run, busy=busy))
             if not args.resume:
                 check_new_run(run)  # again, now that no other process can write it
-        checkpoint = pretrain(recipe, out=run, resume=bool(args.resume))
+        try:
+            checkpoint = pretrain(recipe, out=run, resume=bool(args.resume))
+        except MusicSSLError:
+            if made_here and not is_run(run):  # refused before a checkpoint: leave nothing
+                shutil.rmtree(run, ignore_errors=True)
+            raise
     # Under DDP every process gets here; one line is enough.
     if os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0":
         print(f"checkpoint: {checkpoint}")
