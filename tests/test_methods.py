@@ -357,7 +357,7 @@ def test_bestrq_quantiser_uses_many_codes_on_real_music(tiny_store):
     assert used.item() > 0.2 and perplexity.item() > 100
 
 
-@pytest.mark.parametrize("name", ["mae-vit-cpu", "bestrq-frames-cpu"])
+@pytest.mark.parametrize("name", ["mae-vit-cpu", "bestrq-frames-cpu", "bestrq-vit-cpu"])
 def test_masked_recipe_pretrains_end_to_end(name, tiny_store, tmp_path):
     overrides = [f"data.store={tiny_store}", "data.workers=0", "train.steps=3",
                  "train.batch_size=4", "train.minutes=null", "train.checkpoint_every=3",
