@@ -16,6 +16,7 @@ from musicssl.encoders import (
     TempoCNN,
     build_encoder,
 )
+from musicssl.encoders._transformer import Block
 from musicssl.errors import MusicSSLError
 from musicssl.losses import codebook_usage
 from musicssl.methods import METHODS, build_method
@@ -332,6 +333,21 @@ def test_bestrq_on_patches_hides_whole_time_columns():
     assert given[0][hidden.reshape(8, 16)].std().item() == pytest.approx(0.1, rel=0.2)
     codes = method.targets(patches)
     assert codes.shape == (8, 16, 1) and outputs["loss"].item() > 0
+
+
+def test_bestrq_head_blocks_sit_between_the_encoder_and_the_classifiers():
+    torch.manual_seed(0)
+    method = build_method("bestrq", _tiny_vit(), codebook_size=32, head_depth=2)
+    blocks = [m for m in method.head_blocks if isinstance(m, Block)]
+    assert len(blocks) == 2
+    # Trained by the loss, and not part of the encoder (nothing of them is evaluated).
+    method(torch.randn(4, 243))["loss"].backward()
+    assert all(p.grad is not None for p in blocks[0].parameters())
+    assert not any(name.startswith("head") for name, _ in method.encoder.named_parameters())
+    # Without blocks the classifiers read the encoder directly, under their old names.
+    linear = build_method("bestrq", _tiny_vit(), codebook_size=32)
+    head = {name for name in linear.state_dict() if name.startswith("head")}
+    assert head == {"head.weight", "head.bias"}
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from musicssl.encoders import Encoder, FrameTransformer, SpectrogramViT
+from musicssl.encoders._transformer import Block
 from musicssl.errors import MusicSSLError
 from musicssl.losses import (
     codebook_usage,
@@ -66,6 +67,9 @@ class BestRQ(Method):
         start_probability: chance that a frame (a time column of patches) starts a hidden span.
         span: frames (time columns) per hidden span.
         noise_std: standard deviation of the noise hidden frames get (the paper: 0.1).
+        head_depth: transformer blocks between the encoder and the classifiers, used in
+            training only (0: the paper's linear classifiers); as MAE's decoder, they take
+            the code prediction off the encoder's last blocks.
         seed: seeds the quantiser, and the masks with the count of steps taken.
     """
 
@@ -85,6 +89,7 @@ class BestRQ(Method):
         start_probability: float,
         span: int,
         noise_std: float = 0.1,
+        head_depth: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -107,7 +112,11 @@ class BestRQ(Method):
         self.register_buffer("projection", projection)
         self.register_buffer("codebooks", codebooks)
         self.register_buffer("draws", torch.zeros((), dtype=torch.long))
-        self.head = nn.Linear(encoder.embedding_dim, num_codebooks * codebook_size)
+        width = encoder.embedding_dim
+        blocks = [Block(width, encoder.config()["num_heads"]) for _ in range(head_depth)]
+        # Empty (the identity) without blocks: a linear run's weights keep their names.
+        self.head_blocks = nn.Sequential(*blocks, *([nn.LayerNorm(width)] if blocks else []))
+        self.head = nn.Linear(width, num_codebooks * codebook_size)
 
     @torch.no_grad()
     def standardise(self, frames: Tensor) -> Tensor:
@@ -145,7 +154,7 @@ class BestRQ(Method):
         noise = torch.randn(inputs.shape, generator=generator, device=x.device) * self.noise_std
         hidden = torch.where(mask[..., None], noise.to(inputs.dtype), inputs)
         features = self._encode(hidden, grid)  # (B, T, D)
-        logits = self.head(features).view(
+        logits = self.head(self.head_blocks(features)).view(
             batch_size, num_tokens, self.num_codebooks, self.codebook_size
         )
         out = {"loss": masked_code_cross_entropy(logits, codes, mask)}
@@ -176,6 +185,7 @@ def bestrq(
     start_probability: float = 0.05,
     span: int = 10,
     noise_std: float = 0.1,
+    head_depth: int = 0,
     seed: int = 0,
 ) -> BestRQ:
     """BEST-RQ as MusicFM sets it (4096 codes of 16 dimensions); spans of 10 tokens (400 ms
@@ -193,5 +203,6 @@ def bestrq(
         start_probability=start_probability,
         span=span,
         noise_std=noise_std,
+        head_depth=head_depth,
         seed=seed,
     )
