@@ -20,9 +20,10 @@ from musicssl.encoders import SampleCNN
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate import degrade
 from musicssl.evaluate.builtin_tasks import style_task
+from musicssl.evaluate.held_out import training_notes
 from musicssl.evaluate.report import folder as folder_module
 from musicssl.evaluate.report.compare import compare_table
-from musicssl.evaluate.run import evaluate, training_notes
+from musicssl.evaluate.run import evaluate
 from musicssl.evaluate.sources import read_npz
 from musicssl.recipe import Recipe
 

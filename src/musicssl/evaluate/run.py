@@ -19,6 +19,7 @@ from pathlib import Path
 from musicssl.embed import DEFAULT_READOUT
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.cache import EvaluationCache, default_cache, results_key
+from musicssl.evaluate.held_out import training_notes
 from musicssl.evaluate.protocol import evaluate_task
 from musicssl.evaluate.report.folder import check_out, write_evaluation
 from musicssl.evaluate.results import Evaluation, SkippedTask, TaskResult
@@ -378,42 +379,6 @@ def _unlearnable(task: Task) -> str | None:
                 f"({', '.join(sorted(learnt)[:5])}): nothing to {use}"
             )
     return None
-
-
-def training_notes(source: str, *, corpus: Path) -> list[str]:
-    """Warnings about what a run trained on: the test split, or (for the built-in corpus's
-    own store) the valid split that picks the probe; [] when its recipe cannot be read."""
-    from musicssl.checkpoint import checkpoint_folder
-    from musicssl.recipe import Recipe
-
-    path = Path(source)
-    try:
-        found = [checkpoint_folder(path) / "recipe.yaml", path / "recipe.yaml"]
-    except MusicSSLError:
-        return []
-    recipe_path = next((candidate for candidate in found if candidate.is_file()), None)
-    if recipe_path is None:
-        return []
-    try:
-        data = Recipe.load(recipe_path).data
-    except MusicSSLError:
-        return []
-    splits = {part.strip() for part in data.splits.split(",") if part.strip()}
-    everything = "all" in splits
-    notes = []
-    if everything or "test" in splits:
-        notes.append(
-            f"{source} trained on the test split (data.splits={data.splits}): its test "
-            "scores are not held out"
-        )
-    store = Path(data.store) if data.store else None
-    same_corpus = store is not None and store.resolve().parent == corpus.resolve()
-    if same_corpus and (everything or "valid" in splits):
-        notes.append(
-            f"{source} trained on the valid split of {corpus} (data.splits={data.splits}), "
-            "which picks the probe: the probe choice is not held out"
-        )
-    return notes
 
 
 def _no_match(source: Source, tasks: Sequence[Task]) -> str:

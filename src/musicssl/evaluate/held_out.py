@@ -1,0 +1,44 @@
+"""What a run trained on, set against what its evaluation holds out: splits travel with the
+data, and a report says when a run saw the test split or the split that picks the probe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from musicssl.errors import MusicSSLError
+
+
+def training_notes(source: str, *, corpus: Path) -> list[str]:
+    """Warnings about what a run trained on: the test split, or (for the built-in corpus's
+    own store) the valid split that picks the probe; [] when its recipe cannot be read."""
+    from musicssl.checkpoint import checkpoint_folder
+    from musicssl.recipe import Recipe
+
+    path = Path(source)
+    try:
+        found = [checkpoint_folder(path) / "recipe.yaml", path / "recipe.yaml"]
+    except MusicSSLError:
+        return []
+    recipe_path = next((candidate for candidate in found if candidate.is_file()), None)
+    if recipe_path is None:
+        return []
+    try:
+        data = Recipe.load(recipe_path).data
+    except MusicSSLError:
+        return []
+    splits = {part.strip() for part in data.splits.split(",") if part.strip()}
+    everything = "all" in splits
+    notes = []
+    if everything or "test" in splits:
+        notes.append(
+            f"{source} trained on the test split (data.splits={data.splits}): its test "
+            "scores are not held out"
+        )
+    store = Path(data.store) if data.store else None
+    same_corpus = store is not None and store.resolve().parent == corpus.resolve()
+    if same_corpus and (everything or "valid" in splits):
+        notes.append(
+            f"{source} trained on the valid split of {corpus} (data.splits={data.splits}), "
+            "which picks the probe: the probe choice is not held out"
+        )
+    return notes
