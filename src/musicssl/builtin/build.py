@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,6 +190,12 @@ def _task_key(task: tuple[Piece, str, int, str, int, str, bool]) -> str:
 # --- orchestration -----------------------------------------------------------------------
 
 
+def _ignore_interrupts() -> None:
+    """In a worker: Ctrl-C is the parent's to handle (it stops the pool), so a worker never
+    prints a traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class _Runner:
     """Runs tasks in-process (one worker) or in a pool of spawned processes."""
 
@@ -198,7 +205,8 @@ class _Runner:
             # spawn, not fork: the parent may hold torch's threads, and forking a threaded
             # process can deadlock the child. (So a script calling build_corpus with
             # workers > 1 needs the usual `if __name__ == "__main__":` guard.)
-            self.pool = multiprocessing.get_context("spawn").Pool(workers)
+            context = multiprocessing.get_context("spawn")
+            self.pool = context.Pool(workers, initializer=_ignore_interrupts)
 
     def map(self, function, tasks: list):
         if self.pool is None:
