@@ -319,3 +319,16 @@ def test_a_run_refused_before_its_first_checkpoint_leaves_no_folder(recipe, tmp_
     assert main(["pretrain", str(recipe), "train.batch_size=100000", "--out", str(run)]) == 1
     one_line(capsys)
     assert run.is_dir()
+
+
+def test_ctrl_c_of_a_corpus_build_says_it_resumes(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("musicssl.builtin.build_corpus", interrupted)
+    out = tmp_path / "corpus"
+    assert main(["corpus", "build", "--out", str(out)]) == 130
+    assert one_line(capsys) == (
+        f"musicssl: error: interrupted: the clips finished in {out} are kept; run the same "
+        "command again to finish the build"
+    )

@@ -143,6 +143,11 @@ def _interrupted(args: argparse.Namespace) -> str:
     run = getattr(args, "resume", None) or (
         getattr(args, "out", None) if getattr(args, "recipe", None) is not None else None
     )
+    if getattr(args, "verb", None) == "corpus" and getattr(args, "out", None):
+        return (
+            f"interrupted: the clips finished in {args.out} are kept; run the same command "
+            "again to finish the build"
+        )
     if run is None or not hasattr(args, "overrides"):
         return "interrupted"
     from musicssl.checkpoint import check_resumable, is_run, latest
