@@ -143,7 +143,7 @@ class BestRQ(Method):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """Masked code prediction loss and code usage of one batch. x Shape: (B, num_samples)."""
-        inputs, grid = self._inputs(x)  # (B, T, F): frames, or patches on a (rows, cols) grid
+        inputs, grid = self.tokens(x)  # (B, T, F): frames, or patches on a (rows, cols) grid
         batch_size, num_tokens, _ = inputs.shape
         codes = self.targets(inputs)  # (B, T, C)
         generator = next_generator(self.seed, self.draws, x.device)
@@ -161,9 +161,13 @@ class BestRQ(Method):
         out["code_perplexity"], out["codes_used"] = codebook_usage(codes[mask], self.codebook_size)
         return out
 
-    def _inputs(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        """The frame transformer's frames (a grid of one row), or the ViT's patches: hidden
-        patches are whole time columns, every frequency row of them, as frames are."""
+    def tokens(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """What the quantiser reads and the mask hides: the frame transformer's frames (a
+        grid of one row), or the ViT's patches on their (rows, columns) grid, where a hidden
+        frame is a whole time column, every frequency row of it.
+
+        Shape: (B, num_samples) -> (B, num_tokens, token size), (rows, columns).
+        """
         if isinstance(self.encoder, SpectrogramViT):
             spec = self.encoder.spectrogram(x)
             return self.encoder.patchify(spec), self.encoder.patch_grid(spec.shape[-1])
