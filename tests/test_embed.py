@@ -378,3 +378,22 @@ def test_out_naming_a_symbolic_link_is_refused_and_the_link_kept(tmp_path: Path,
         f"{link}: is a symbolic link (to a missing file); --out names a plain .npz file to write"
     )
     assert link.is_symlink() and not link.exists()
+
+
+def test_out_naming_a_users_npz_with_more_arrays_is_refused(tmp_path: Path, write_audio):
+    _checkpoint(tmp_path / "ckpt")
+    model = load(tmp_path / "ckpt")
+    write_audio("audio/a.wav", tone(440, sr=8000, seconds=1.0), 8000)
+    # names and emb, as another system's embeddings would have, and the user's own array.
+    theirs = tmp_path / "theirs.npz"
+    np.savez(theirs, names=np.array(["x.wav"]), emb=np.zeros((1, 4)), mydata=np.arange(3))
+    before = theirs.read_bytes()
+    with pytest.raises(MusicSSLError, match="exists and is not an embeddings .npz"):
+        embed_files(model, tmp_path / "audio", out=theirs, progress=False)
+    assert theirs.read_bytes() == before
+    # Its own output, layers and frames included, it replaces.
+    ours = tmp_path / "ours.npz"
+    embed_files(model, tmp_path / "audio", out=ours, layers="all", frames=True, progress=False)
+    embed_files(model, tmp_path / "audio", out=ours, progress=False)
+    with np.load(ours) as data:
+        assert set(data.files) == {"names", "emb"}

@@ -71,6 +71,19 @@ def test_pack_again_is_up_to_date_and_a_changed_manifest_repacks(manifest: Path,
     assert sorted(os.listdir(tmp_path)) == ["audio", "m.bad.jsonl", "m.jsonl", "store"]
 
 
+def test_a_pack_that_decodes_no_clip_keeps_the_store_it_would_replace(
+    manifest: Path, tmp_path: Path
+):
+    pack(manifest, out=tmp_path / "store", progress=False)
+    for path in (tmp_path / "audio").iterdir():  # the audio moved away
+        path.unlink()
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()][:3]
+    write_jsonl(manifest, rows)  # a changed manifest, so the store is not up to date
+    with pytest.raises(MusicSSLError, match=r"no clip could be decoded \(3 skipped, e.g. "):
+        pack(manifest, out=tmp_path / "store", progress=False)
+    assert len(SampleStore(tmp_path / "store")) == 7
+
+
 def test_killed_pack_leaves_no_store_and_resumes(manifest: Path, tmp_path: Path):
     # Many short clips so the pack is still running when it is killed.
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]

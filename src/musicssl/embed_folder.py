@@ -10,6 +10,7 @@ cache embeds through it.
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from functools import partial
@@ -192,10 +193,16 @@ def _check_out(out: Path) -> None:
         raise MusicSSLError(f"{out}: exists and is not an embeddings .npz; choose another --out")
 
 
+# What ``embed`` writes: an .npz holding anything else was not written by it.
+_OURS = re.compile(r"(names|emb|layer_\d+|frame_names|frames|frame_times|frame_offsets)\.npy")
+
+
 def _is_embeddings(path: Path) -> bool:
-    """Whether ``path`` is an ``.npz`` with ``names`` and ``emb``, as ``save_npz`` writes."""
+    """Whether ``path`` is an ``.npz`` as ``embed`` writes it: ``names``, ``emb``, and
+    nothing but its other arrays (a user's .npz with more in it is not replaced)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            return {"names.npy", "emb.npy"} <= set(archive.namelist())
+            members = set(archive.namelist())
     except (OSError, zipfile.BadZipFile):
         return False
+    return {"names.npy", "emb.npy"} <= members and all(map(_OURS.fullmatch, members))

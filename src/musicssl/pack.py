@@ -178,6 +178,12 @@ def _write_partial(
         samples.flush()
         os.fsync(samples.fileno())
     summary.notes = notes.lines
+    if not state["rows"]:  # an empty store would replace a working one: refuse instead
+        first = state["skipped"][0]
+        raise MusicSSLError(
+            f"no clip could be decoded ({len(state['skipped'])} skipped, e.g. {first['path']}: "
+            f"{first['reason']}); nothing was packed and no store was replaced"
+        )
 
     offsets = np.asarray(state["offsets"], dtype=np.int64)
     np.save(partial / "offsets.npy", offsets)
