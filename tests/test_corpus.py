@@ -204,3 +204,19 @@ def test_indexing_the_builtin_corpus_carries_its_splits(tiny_corpus: Path, tmp_p
     assert carried == {Path(path).name: split for path, split in builtin.items()}
     assert summary.splits == dict(Counter(builtin.values()))
     assert summary.split_source == str((tiny_corpus / "manifest.jsonl").resolve())
+
+
+def test_a_manifest_and_a_bad_files_report_never_replace_each_other(tmp_path: Path, write_audio):
+    write_audio("a/one.wav", tone(440, sr=16000, seconds=1.0), 16000)
+    (tmp_path / "a" / "broken.wav").write_bytes(b"")
+    write_audio("b/two.wav", tone(220, sr=16000, seconds=1.0), 16000)
+    index_folder(tmp_path / "a", out=tmp_path / "m.jsonl", progress=False)
+    manifest, report = (tmp_path / "m.jsonl").read_text(), (tmp_path / "m.bad.jsonl").read_text()
+    with pytest.raises(MusicSSLError, match="holds a manifest; refusing to overwrite it with the"):
+        index_folder(tmp_path / "b", out=tmp_path / "n.jsonl", bad=tmp_path / "m.jsonl",
+                     progress=False)  # fmt: skip
+    with pytest.raises(MusicSSLError, match="holds a bad-files report; refusing to overwrite"):
+        index_folder(tmp_path / "b", out=tmp_path / "m.bad.jsonl", bad=tmp_path / "x.jsonl",
+                     progress=False)  # fmt: skip
+    assert (tmp_path / "m.jsonl").read_text() == manifest
+    assert (tmp_path / "m.bad.jsonl").read_text() == report

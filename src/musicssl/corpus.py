@@ -124,7 +124,7 @@ def index_folder(
     if os.path.abspath(out) == os.path.abspath(bad_path):
         raise MusicSSLError(f"{out}: the manifest and the bad-files report must differ")
     previous = {row["path"]: row for row in _existing_rows(out)}
-    previous_bad = {row["path"]: row for row in _existing_rows(bad_path)}
+    previous_bad = {row["path"]: row for row in _existing_rows(bad_path, report=True)}
     summary = IndexSummary(manifest=out, bad_report=bad_path)
     table: dict[str, str] | None = None
     if splits is not None:
@@ -278,8 +278,9 @@ def find_audio(root: Path, *, errors: list[tuple[Path, str]] | None = None) -> I
                 yield Path(folder) / name
 
 
-def _existing_rows(path: Path) -> list[dict[str, Any]]:
-    """The rows of an output about to be rewritten; refuses anything that is not a manifest."""
+def _existing_rows(path: Path, *, report: bool = False) -> list[dict[str, Any]]:
+    """The rows of an output about to be rewritten: a manifest of ``data index``'s, or with
+    ``report`` a bad-files report of its; refuses anything else (one for the other too)."""
     if not os.path.lexists(path):
         return []
     if path.is_dir():
@@ -296,6 +297,14 @@ def _existing_rows(path: Path) -> list[dict[str, Any]]:
         raise MusicSSLError(
             f"{path}: a manifest that data index did not write; refusing to overwrite it "
             "(choose a new path)"
+        )
+    wrong = [row for row in rows if ("reason" in row) != report]
+    if wrong:
+        held, wanted = (
+            ("a manifest", "bad-files report") if report else ("a bad-files report", "manifest")
+        )
+        raise MusicSSLError(
+            f"{path}: holds {held}; refusing to overwrite it with the {wanted} (choose a new path)"
         )
     return rows
 
