@@ -251,7 +251,13 @@ def evaluate_embeddings(
         else:
             ready.append((kept, reason))
     if source.embedded is not None and not ready:
-        raise MusicSSLError(_no_match(source, tasks))
+        names = set(source.embedded.names)
+        if not any(name in names for task in tasks for name in task.names):
+            raise MusicSSLError(_no_match(source, tasks))
+        reasons = "; ".join(f"{skip.task}: {skip.reason}" for skip in evaluation.skipped)
+        raise MusicSSLError(f"{source.label}: no task could be probed ({reasons})")
+    for skip in evaluation.skipped:  # the report says it too; a reader of the terminal sees it
+        print(f"warning: task {skip.task} skipped: {skip.reason}", file=sys.stderr, flush=True)
     for task, reason in ready:
         if progress:
             print(f"probing {task.name} ({task.kind}, {seeds} seeds)", flush=True)
