@@ -170,3 +170,21 @@ def test_a_pack_killed_before_its_first_checkpoint_starts_afresh(manifest: Path,
         "samples.int16",
         "store.json",
     ]
+
+
+@pytest.mark.parametrize("damage", ["truncate samples", "garbage offsets", "garbage meta"])
+def test_a_damaged_store_is_one_line_and_packed_again(manifest: Path, tmp_path: Path, damage):
+    store = tmp_path / "store"
+    pack(manifest, out=store, progress=False)
+    if damage == "truncate samples":
+        with open(store / "samples.int16", "r+b") as handle:
+            handle.truncate(1000)
+    elif damage == "garbage offsets":
+        (store / "offsets.npy").write_bytes(b"\x93NUMPY garbage")
+    else:
+        (store / "store.json").write_text("{not json")
+    with pytest.raises(MusicSSLError, match="the store is damaged; run `musicssl data pack`"):
+        SampleStore(store)
+    if damage != "garbage meta":  # store.json itself is what says a folder is a store
+        summary = pack(manifest, out=store, progress=False)
+        assert not summary.up_to_date and len(SampleStore(store)) == 7

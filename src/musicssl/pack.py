@@ -39,6 +39,7 @@ from musicssl.store import (
     SAMPLES_FILE,
     STORE_FILES,
     VERSION,
+    SampleStore,
 )
 
 _CHECKPOINT_SECONDS = 5.0
@@ -259,10 +260,14 @@ def _up_to_date(out: Path, digest: str, summary: PackSummary) -> bool:
     """Whether ``out`` already holds this manifest's store; refuses an ``out`` not ours."""
     _check_replaceable(out)
     meta = _read_meta(out) if out.is_dir() else None
-    if meta is not None and meta.get("manifest_sha256") == digest:
-        summary.up_to_date, summary.clips = True, int(meta["num_clips"])
-        return True
-    return False
+    if meta is None or meta.get("manifest_sha256") != digest:
+        return False
+    try:
+        SampleStore(out)  # a store of ours that a damaged file spoils is packed again
+    except MusicSSLError:
+        return False
+    summary.up_to_date, summary.clips = True, int(meta["num_clips"])
+    return True
 
 
 def _check_replaceable(out: Path) -> None:

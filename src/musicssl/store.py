@@ -52,17 +52,34 @@ class SampleStore:
                 else ""
             )
             raise MusicSSLError(f"{self.path}: not a complete sample store{hint}")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        damaged = f"{self.path}: the store is damaged; run `musicssl data pack` again"
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            raise MusicSSLError(f"{damaged} (store.json unreadable)") from None
+        if (
+            not isinstance(meta, dict)
+            or meta.get("format") != FORMAT
+            or meta.get("version") != VERSION
+        ):
             raise MusicSSLError(
                 f"{self.path}: unknown store format {meta.get('format')!r} "
                 f"version {meta.get('version')!r}"
             )
         self.sr: int = int(meta["sr"])
-        offsets = np.load(self.path / "offsets.npy")
+        try:
+            offsets = np.load(self.path / "offsets.npy")
+            size = (self.path / SAMPLES_FILE).stat().st_size
+        except (OSError, ValueError):
+            raise MusicSSLError(f"{damaged} (offsets.npy or the samples unreadable)") from None
         self.rows: list[dict[str, Any]] = read_manifest(self.path / "clips.jsonl")
-        if len(offsets) != len(self.rows) + 1 or int(offsets[-1]) != meta["num_samples"]:
-            raise MusicSSLError(f"{self.path}: index and samples disagree (store is damaged)")
+        if (
+            offsets.ndim != 1
+            or len(offsets) != len(self.rows) + 1
+            or int(offsets[-1]) != meta["num_samples"]
+            or size != 2 * int(meta["num_samples"])
+        ):
+            raise MusicSSLError(f"{damaged} (its index and samples disagree)")
         # Plain lists: indexing them is several times cheaper than indexing numpy arrays.
         self._offsets: list[int] = offsets.tolist()
         self._lengths: list[int] = np.diff(offsets).tolist()
