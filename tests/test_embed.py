@@ -146,13 +146,22 @@ def test_all_layers_equal_each_layer_computed_alone(tmp_path: Path):
             assert len(one.layers) == 1
             np.testing.assert_allclose(one.layers[0], alone, atol=1e-6)
             np.testing.assert_allclose(one.clip, every.clip, atol=1e-6)
-        # Frames of one chosen layer: layer 2 has 729 / 27 = 27 frames per window.
+        # Frames of one chosen layer: layer 2 has 729 / 27 = 27 frames per window. One track
+        # in time order: of the tail window (from 1271), only frames after the second
+        # window's last (centre 729 + 26.5 * 27 = 1444.5) are kept, 21 of its 27.
         track = model.embed(signal, 8000, layers=2, frames=True)
         expected = encoder.forward_features(windows, layer=2).transpose(1, 2).reshape(-1, 8)
-        assert track.frames.shape == (81, 8) and track.times.shape == (81,)
-        np.testing.assert_allclose(track.frames, expected.numpy(), atol=1e-6)
-        last = encoder.forward_features(windows).transpose(1, 2).reshape(-1, 16)
-        np.testing.assert_allclose(every.frames, last.numpy(), atol=1e-6)
+        kept = list(range(54)) + list(range(54 + 6, 81))
+        assert track.frames.shape == (75, 8) and track.times.shape == (75,)
+        np.testing.assert_allclose(track.frames, expected.numpy()[kept], atol=1e-6)
+        assert np.all(np.diff(track.times) > 0) and track.times[-1] <= 2000 / 8000
+        last = encoder.forward_features(windows).transpose(1, 2).reshape(-1, 16).numpy()
+        per_window = len(last) // 3
+        centres = (np.arange(per_window) + 0.5) * 729 / per_window
+        times = np.concatenate([(start + centres) / 8000 for start in (0, 729, 2000 - 729)])
+        later = [i for i in range(len(times)) if i == 0 or times[i] > times[:i].max()]
+        np.testing.assert_allclose(every.frames, last[later], atol=1e-6)
+        np.testing.assert_allclose(every.times, times[later])
 
 
 def test_load_reads_a_run_folder_and_names_a_truncated_weights_file(tmp_path: Path):
@@ -397,3 +406,15 @@ def test_out_naming_a_users_npz_with_more_arrays_is_refused(tmp_path: Path, writ
     embed_files(model, tmp_path / "audio", out=ours, progress=False)
     with np.load(ours) as data:
         assert set(data.files) == {"names", "emb"}
+
+
+def test_frames_of_a_short_signal_stop_at_its_end(tmp_path: Path):
+    _checkpoint(tmp_path / "ckpt")
+    model = load(tmp_path / "ckpt")
+    # 300 samples of a 729-sample window: frames every 27 samples, centres at 13.5, 40.5, ...
+    track = model.embed(np.full(300, 0.1, np.float32), 8000, layers=2, frames=True)
+    assert track.times.shape == (11,) and track.times[-1] == (10.5 * 27) / 8000 <= 300 / 8000
+    # With windows every 243 samples, each time is still read once, in order.
+    overlapping = model.embed(np.full(2000, 0.1, np.float32), 8000, layers=2, frames=True,
+                              hop=243 / 8000)  # fmt: skip
+    assert np.all(np.diff(overlapping.times) > 0) and overlapping.times[-1] <= 2000 / 8000

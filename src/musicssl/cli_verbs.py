@@ -189,7 +189,8 @@ def add_embed(verbs: Any) -> None:
     embed.option(
         "--frames",
         action="store_true",
-        help="also write frame tracks: frames, frame_times (s), frame_offsets",
+        help="also write frame tracks: frames, frame_times (s), frame_offsets; one track per "
+        "file in time order, of the last layer (or of --layer N)",
     )
     embed.option(
         "--batch-size",

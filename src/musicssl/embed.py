@@ -165,13 +165,33 @@ class Model:
         frames: bool = False,
         batch_size: int = 16,
     ) -> Embeddings:
-        """Like ``embed``, over consecutive mono float blocks already at ``sample_rate``."""
-        return self._pool(
+        """Like ``embed``, over consecutive mono float blocks already at ``sample_rate``.
+
+        The frame track is one track in time order within the signal: where windows overlap
+        (a ``hop`` under the window, the tail window) the earlier window's frames are kept,
+        and frames of the padding past a short signal's end are dropped.
+        """
+        length = [0]
+
+        def counted(stream: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+            for block in stream:
+                length[0] += len(block)
+                yield block
+
+        result = self._pool(
             self._encode(
-                _finite(blocks), hop=hop, layers=layers, frames=frames, batch_size=batch_size
+                counted(_finite(blocks)),
+                hop=hop,
+                layers=layers,
+                frames=frames,
+                batch_size=batch_size,
             ),
             frames=frames,
         )
+        if result.frames is not None and result.times is not None:
+            keep = _one_track(result.times, length[0] / self.sample_rate)
+            result.frames, result.times = result.frames[keep], result.times[keep]
+        return result
 
     def layer_indices(self, layers: str | int | None) -> list[int]:
         """The encoder layers that ``layers`` (None, an index, or "all") names.
@@ -362,6 +382,18 @@ def load(
     model = Model(checkpoint.load_encoder(path), device=device, readout=readout)
     model.checkpoint = path
     return model
+
+
+def _one_track(times: np.ndarray, duration: float) -> np.ndarray:
+    """Indices of frames in time order, each later than the one before, none past
+    ``duration`` (the first frame is always kept)."""
+    keep: list[int] = []
+    last = -np.inf
+    for index, time in enumerate(times):
+        if time > last and (time <= duration or not keep):
+            keep.append(index)
+            last = time
+    return np.asarray(keep, dtype=np.int64)
 
 
 def _windows(
