@@ -158,6 +158,9 @@ def _corpus(corpus: str | os.PathLike | None, *, progress: bool) -> Path:
     if not (corpus_dir / "manifest.jsonl").is_file():
         from musicssl.builtin import build_corpus
 
+        if progress:
+            print(f"no corpus in {corpus_dir}: building the small built-in corpus there "
+                  "(a few minutes on 2 cores)", flush=True)  # fmt: skip
         build_corpus(corpus_dir, size="small", seed=0, progress=progress)
     return corpus_dir
 
