@@ -218,6 +218,12 @@ def test_an_unknown_baseline_is_refused_before_any_copy_is_made(
         _evaluate("baseline:foo", corpus, tmp_path, tasks=["degraded_copy"])
     assert "unknown baseline 'foo'" in _one_line(error)
     assert not (corpus / "degraded").exists()
+    # A bad name among the baselines beside the source: refused before any probing too.
+    with pytest.raises(MusicSSLError) as error:
+        _evaluate("baseline:mfcc", corpus, tmp_path, tasks=["degraded_copy"],
+                  baselines=["logmel", "none"])  # fmt: skip
+    assert _one_line(error).startswith("unknown baseline 'none'; valid names: mfcc")
+    assert not (corpus / "degraded").exists() and not (tmp_path / "out").exists()
 
 
 def _run_trained_on(folder: Path, splits: str, store: Path) -> Path:

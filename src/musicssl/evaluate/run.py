@@ -74,6 +74,14 @@ def evaluate(
         MusicSSLError: ``out`` is not ours to write, an unknown task or source, a cache inside
             an audio folder, or an ``.npz`` whose names match no task.
     """
+    from musicssl.evaluate.baselines import BASELINES
+
+    unknown = [name for name in baselines if name not in BASELINES]
+    if unknown:  # before any work ("none" alone means no baseline, on the command line)
+        raise MusicSSLError(
+            f"unknown baseline {unknown[0]!r}; valid names: {', '.join(BASELINES)} "
+            "(or 'none' alone)"
+        )
     out_dir = check_out(out)
     # The source first: a bad one is refused before the corpus is built or degraded.
     opened = open_source(source, reference=reference, device=device, readout=readout)
