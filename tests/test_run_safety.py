@@ -332,3 +332,13 @@ def test_ctrl_c_of_a_corpus_build_says_it_resumes(tmp_path, capsys, monkeypatch)
         f"musicssl: error: interrupted: the clips finished in {out} are kept; run the same "
         "command again to finish the build"
     )
+
+
+def test_a_refused_evaluation_leaves_no_report_folder(tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["evaluate", "baseline:nope", "--out", str(out)]) == 1
+    assert "unknown" in one_line(capsys) and not out.exists()
+    out.mkdir()  # a folder that was there before stays
+    assert main(["evaluate", "baseline:nope", "--out", str(out)]) == 1
+    one_line(capsys)
+    assert out.is_dir()

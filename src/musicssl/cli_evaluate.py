@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from musicssl.cli_options import (
     output_folder,
     positive_int,
 )
+from musicssl.errors import MusicSSLError
 
 
 def add_evaluate(verbs: Any) -> None:
@@ -125,9 +127,15 @@ def run_evaluate(args: argparse.Namespace) -> None:
     from musicssl.files import folder_lock
 
     check_out(args.out)  # before the lock makes the folder
-    with folder_lock(args.out, busy="another musicssl evaluate is writing this report now"):
-        evaluate(args.source, **options)
     out = Path(args.out)
+    made_here = not out.exists()
+    try:
+        with folder_lock(out, busy="another musicssl evaluate is writing this report now"):
+            evaluate(args.source, **options)
+    except (MusicSSLError, KeyboardInterrupt):
+        if made_here and {path.name for path in out.iterdir()} <= {".lock"}:
+            shutil.rmtree(out, ignore_errors=True)  # it holds nothing but our lock
+        raise
     print(f"results: {out / 'results.json'}\nreport: {out / 'report.html'} ({out / 'report.md'})")
 
 
