@@ -145,6 +145,10 @@ def test_malformed_splits_are_refused_in_one_line(pieces: Path, tmp_path: Path):
             "path,split\na/piece0-00.wav,train\na/piece0-00.wav,test\n",
             "twice.csv:3: a/piece0-00.wav is listed in splits 'train' and 'test'",
         ),
+        "typo.csv": (
+            "path,split\na/piece0-00.wav,tset\n",
+            "typo.csv:2: split 'tset' is not train, valid or test",
+        ),
     }
     for name, (text, message) in cases.items():
         (pieces / "audio" / name).write_text(text)

@@ -101,7 +101,11 @@ def _split_name(value: object, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise MusicSSLError(f"{where}: the split is empty (expected train, valid or test)")
     name = value.strip().lower()
-    return _SPLIT_ALIASES.get(name, name)
+    name = _SPLIT_ALIASES.get(name, name)
+    if name not in ("train", "valid", "test"):
+        # A typo would take its clips out of every split that training and probes read.
+        raise MusicSSLError(f"{where}: split {value!r} is not train, valid or test")
+    return name
 
 
 def neighbour_splits(root: Path) -> tuple[dict[str, str] | None, str | None]:
