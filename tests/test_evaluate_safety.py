@@ -211,6 +211,34 @@ def test_an_empty_or_cut_off_npz_is_one_line_naming_it(tmp_path: Path) -> None:
         assert _one_line(error).startswith(f"{path}: not a readable .npz")
 
 
+def test_npz_contents_that_cannot_be_probed_are_one_line_naming_the_file(tmp_path: Path) -> None:
+    names = np.array(["a.wav", "b.wav"])
+    text = tmp_path / "text.npz"
+    text.write_text("not an archive")
+    cases = {
+        text: "not a readable .npz",
+        tmp_path / "nodim.npz": (dict(names=names, emb=np.zeros((2, 0))), "with dim >= 1"),
+        tmp_path / "nan.npz": (
+            dict(names=names, emb=np.array([[0.0, 1.0], [np.nan, 1.0]])),
+            "'emb' of b.wav holds NaN or infinite values",
+        ),
+        tmp_path / "twice.npz": (
+            dict(names=np.array(["a.wav", "a.wav"]), emb=np.ones((2, 2))),
+            "a.wav is named 2 times in 'names'",
+        ),
+    }
+    for path, case in cases.items():
+        if isinstance(case, tuple):
+            arrays, message = case
+            np.savez(path, **arrays)
+        else:
+            message = case
+        with pytest.raises(MusicSSLError) as error:
+            read_npz(path)
+        line = _one_line(error)
+        assert line.startswith(f"{path}: ") and message in line and "allow_pickle" not in line
+
+
 def test_an_unknown_baseline_is_refused_before_any_copy_is_made(
     corpus: Path, tmp_path: Path
 ) -> None:

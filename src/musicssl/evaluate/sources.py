@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -143,19 +144,28 @@ def read_npz(path: Path) -> Embedded:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        # An empty or cut-off file fails in numpy's or zipfile's own words.
-        reason = str(error) or type(error).__name__
+        # An empty or cut-off file fails in numpy's or zipfile's own words (the first line:
+        # numpy's advice to load pickles unsafely is not ours to give).
+        reason = (str(error) or type(error).__name__).splitlines()[0].split(". ")[0]
         raise MusicSSLError(
             f"{path}: not a readable .npz, empty or truncated? ({reason})"
         ) from None
     for key in ("names", "emb"):
         if key not in arrays:
             raise MusicSSLError(f"{path}: an embeddings .npz needs '{key}' (has {sorted(arrays)})")
-    if arrays["emb"].ndim != 2 or len(arrays["emb"]) != len(arrays["names"]):
+    emb, names = arrays["emb"], arrays["names"]
+    if emb.ndim != 2 or len(emb) != len(names) or emb.shape[1] == 0:
         raise MusicSSLError(
-            f"{path}: 'emb' must be (len(names), dim); got {arrays['emb'].shape} "
-            f"for {len(arrays['names'])} names"
+            f"{path}: 'emb' must be (len(names), dim) with dim >= 1; got {emb.shape} "
+            f"for {len(names)} names"
         )
+    if emb.dtype.kind in "fc" and not np.isfinite(emb).all():
+        row = int(np.flatnonzero(~np.isfinite(emb).all(axis=1))[0])
+        raise MusicSSLError(f"{path}: 'emb' of {names[row]} holds NaN or infinite values")
+    counts = Counter(names.tolist())
+    twice = [name for name, count in counts.items() if count > 1]
+    if twice:
+        raise MusicSSLError(f"{path}: {twice[0]} is named {counts[twice[0]]} times in 'names'")
     return Embedded(arrays)
 
 
