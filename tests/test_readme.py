@@ -32,7 +32,7 @@ def test_python_example_runs(tmp_path: Path, monkeypatch):
         noise = np.random.default_rng(number).uniform(-0.2, 0.2, 16000 * 4)
         sf.write(str(tmp_path / "audio" / f"{number}.wav"), noise.astype(np.float32), 16000)
     index_folder(tmp_path / "audio", out=tmp_path / "m.jsonl", progress=False)
-    pack(tmp_path / "m.jsonl", out=tmp_path / "data" / "corpus" / "store", progress=False)
+    pack(tmp_path / "m.jsonl", out=tmp_path / "data" / "corpus" / "store-16000", progress=False)
     monkeypatch.chdir(tmp_path)
     example = _blocks("python")[0]
     namespace: dict = {}
