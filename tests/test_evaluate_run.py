@@ -132,6 +132,11 @@ def test_unknown_tasks_and_sources_are_clear_errors(tiny_corpus: Path, tmp_path:
         resolve_tasks(["genre"], corpus=tiny_corpus)
     with pytest.raises(MusicSSLError, match="unknown data set"):
         resolve_tasks(["fma=/nowhere"], corpus=tiny_corpus)
+    with pytest.raises(MusicSSLError, match="--tasks gtzan=/nowhere: /nowhere is not a folder"):
+        resolve_tasks(["gtzan=/nowhere"], corpus=tiny_corpus)
+    with pytest.raises(MusicSSLError, match="give the data set's folder after '='"):
+        resolve_tasks(["gtzan="], corpus=tiny_corpus)
+    assert [t.name for t in resolve_tasks(["style", "style"], corpus=tiny_corpus)] == ["style"]
     with pytest.raises(MusicSSLError, match="not a checkpoint"):
         evaluate(str(tmp_path), out=tmp_path / "o", corpus=tiny_corpus, progress=False)
 

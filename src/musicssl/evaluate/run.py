@@ -196,13 +196,17 @@ def resolve_tasks(
     if not specs:
         return builtin_tasks.builtin_tasks(corpus, cache=cache, progress=progress)
     tasks: list[Task] = []
-    for spec in specs:
+    for spec in dict.fromkeys(specs):  # a name given twice is probed once
         if "=" in spec:
             dataset, root = spec.split("=", 1)
             if dataset not in datasets.DATASETS:
                 raise MusicSSLError(
                     f"unknown data set {dataset!r}; known: {', '.join(sorted(datasets.DATASETS))}"
                 )
+            if not root:
+                raise MusicSSLError(f"--tasks {spec}: give the data set's folder after '='")
+            if not Path(root).is_dir():
+                raise MusicSSLError(f"--tasks {spec}: {root} is not a folder")
             loaded = datasets.DATASETS[dataset](Path(root))
             tasks.extend(loaded if isinstance(loaded, list) else [loaded])
         elif spec.endswith((".csv", ".jsonl")):
