@@ -188,3 +188,9 @@ def test_a_damaged_store_is_one_line_and_packed_again(manifest: Path, tmp_path: 
     if damage != "garbage meta":  # store.json itself is what says a folder is a store
         summary = pack(manifest, out=store, progress=False)
         assert not summary.up_to_date and len(SampleStore(store)) == 7
+
+
+def test_an_implausible_store_rate_is_refused(manifest: Path, tmp_path: Path):
+    with pytest.raises(MusicSSLError, match="--sr 7: not a plausible sample rate"):
+        pack(manifest, out=tmp_path / "store", sr=7, progress=False)
+    assert not (tmp_path / "store").exists()

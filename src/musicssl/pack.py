@@ -97,6 +97,11 @@ def pack(
         MusicSSLError: the manifest is missing, malformed or empty; ``out`` exists and is
             not a store (nothing there is touched); another pack is writing ``out`` now.
     """
+    if not audio.MIN_SAMPLE_RATE <= sr <= audio.MAX_SAMPLE_RATE:
+        raise MusicSSLError(
+            f"--sr {sr}: not a plausible sample rate ({audio.MIN_SAMPLE_RATE}-"
+            f"{audio.MAX_SAMPLE_RATE} Hz)"
+        )
     out = Path(out)
     rows = read_manifest(manifest)
     if not rows:
