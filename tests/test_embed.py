@@ -262,7 +262,7 @@ def test_embed_files_refuses_bad_options_before_reading_a_file(
     def no_reading(*args, **kwargs):
         raise AssertionError("a file was read before the options were checked")
 
-    monkeypatch.setattr("musicssl.embed.audio.stream", no_reading)
+    monkeypatch.setattr("musicssl.audio.stream", no_reading)
     for hop in (0.0, -0.5, 1e-5, float("nan")):  # 1e-5 s is under one sample at 8 kHz
         with pytest.raises(MusicSSLError, match="hop must be at least one sample"):
             embed_files(model, music, out=out, hop=hop, progress=False)

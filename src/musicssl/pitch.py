@@ -18,12 +18,12 @@ import torch
 from torch import Tensor
 
 from musicssl import checkpoint
-from musicssl.embed import mono_at
 from musicssl.encoders import PestoCNN, encoder_name
 from musicssl.encoders._bins import local_expectation, lowest_octave_peak
 from musicssl.errors import MusicSSLError
 from musicssl.features import CQT
 from musicssl.files import write_text
+from musicssl.waveform import mono_at
 
 __all__ = ["PitchModel", "PitchTrack", "calibrate_pitch", "harmonic_tone", "load", "write_csv"]
 
@@ -133,7 +133,7 @@ class PitchModel:
             sr: its sample rate in Hz.
 
         Raises:
-            MusicSSLError: bad audio (see ``musicssl.embed.mono_at``).
+            MusicSSLError: bad audio (see ``musicssl.waveform.mono_at``).
         """
         signal = mono_at(waveform, sr, target_sr=self.sample_rate)
         if len(signal) == 0:

@@ -18,11 +18,11 @@ import torch
 from torch import Tensor
 
 from musicssl import checkpoint
-from musicssl.embed import mono_at
 from musicssl.encoders import Branches, KeyCNN, TempoCNN, encoder_name
 from musicssl.encoders._bins import local_expectation
 from musicssl.errors import MusicSSLError
 from musicssl.pitch import harmonic_tone
+from musicssl.waveform import mono_at
 
 __all__ = [
     "KEY_PROFILES",
@@ -264,7 +264,7 @@ class KeyModel:
         """The key of a signal, e.g. ``"Bb major"``.
 
         Raises:
-            MusicSSLError: bad audio (see ``musicssl.embed.mono_at``), empty or silent.
+            MusicSSLError: bad audio (see ``musicssl.waveform.mono_at``), empty or silent.
         """
         return key_name(*self._key_of(_audible(waveform, sr, self.sample_rate, "key")))
 
@@ -344,7 +344,7 @@ class TempoModel:
         """Tempo of a signal in beats per minute.
 
         Raises:
-            MusicSSLError: bad audio (see ``musicssl.embed.mono_at``), empty or silent.
+            MusicSSLError: bad audio (see ``musicssl.waveform.mono_at``), empty or silent.
         """
         read = self._read_bin(_audible(waveform, sr, self.sample_rate, "tempo")) + self.offset
         return self._lowest * 2.0 ** (read / self.encoder.bins_per_octave)

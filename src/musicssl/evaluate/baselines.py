@@ -31,12 +31,13 @@ from numpy.lib.stride_tricks import sliding_window_view
 from torch import Tensor
 
 from musicssl import checkpoint
-from musicssl.embed import DEFAULT_READOUT, Embeddings, Model, mono_at
+from musicssl.embed import DEFAULT_READOUT, Embeddings, Model
 from musicssl.encoders import build_encoder
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.tempogram import TempogramBaseline
 from musicssl.features import LogMel
 from musicssl.recipe import Recipe, recipe_path
+from musicssl.waveform import mono_at
 
 __all__ = [
     "BASELINES",

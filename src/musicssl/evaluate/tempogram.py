@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from musicssl.embed import Embeddings, mono_at
+from musicssl.embed import Embeddings
 from musicssl.errors import MusicSSLError
 from musicssl.features import LogMel
+from musicssl.waveform import mono_at
 
 # Bump when the features change, so that cached embeddings are recomputed.
 TEMPOGRAM_VERSION = 1

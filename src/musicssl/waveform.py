@@ -1,0 +1,72 @@
+"""Audio given in memory (a numpy array or a tensor), read the way audio files are read."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from torch import Tensor
+
+from musicssl import audio
+from musicssl.errors import MusicSSLError
+
+__all__ = ["mono_at"]
+
+
+# Integer PCM -> float in [-1, 1), as libsndfile reads integer files: (x - offset) / scale.
+_PCM_SCALES = {
+    np.dtype(np.int8): (0, 2.0**7),
+    np.dtype(np.int16): (0, 2.0**15),
+    np.dtype(np.int32): (0, 2.0**31),
+    np.dtype(np.uint8): (128, 2.0**7),
+}
+
+
+def mono_at(waveform: np.ndarray | Tensor, sr: int, *, target_sr: int) -> np.ndarray:
+    """A signal as mono float32 at ``target_sr``, read the way audio files are read.
+
+    Args:
+        waveform: Shape: (num_samples,) or (channels, num_samples). Float, or integer PCM
+            (int8, int16, int32, uint8 centred on 128), scaled to [-1, 1).
+        sr: its sample rate in Hz.
+        target_sr: the rate of the result in Hz.
+
+    Returns:
+        Shape: (num_samples,), float32; channels averaged (``audio.to_mono``).
+
+    Raises:
+        MusicSSLError: another shape or sample format, a non-positive ``sr`` or one outside
+            ``audio.MIN_SAMPLE_RATE``-``audio.MAX_SAMPLE_RATE``, or samples that are NaN or
+            infinite.
+    """
+    if isinstance(waveform, Tensor):
+        waveform = waveform.detach().cpu().numpy()
+    signal = np.asarray(waveform)
+    if signal.dtype in _PCM_SCALES:
+        offset, scale = _PCM_SCALES[signal.dtype]
+        signal = (signal.astype(np.float32) - offset) / np.float32(scale)
+    elif signal.dtype.kind != "f":
+        raise MusicSSLError(
+            f"audio must be float or integer PCM (int8, int16, int32, uint8), got {signal.dtype}"
+        )
+    if signal.ndim == 2 and 0 < signal.shape[1] < signal.shape[0]:
+        raise MusicSSLError(
+            f"audio must have shape (channels, num_samples), got {signal.shape}: more "
+            "channels than samples (transpose a (num_samples, channels) array)"
+        )
+    if signal.ndim not in (1, 2):
+        raise MusicSSLError(
+            f"audio must have shape (num_samples,) or (channels, num_samples), got {signal.shape}"
+        )
+    if not np.isfinite(signal).all():
+        raise MusicSSLError("audio holds NaN or infinite samples")
+    whole = isinstance(sr, (int, float, np.number)) and math.isfinite(sr) and sr == int(sr)
+    if not whole or sr <= 0:
+        raise MusicSSLError(f"audio: sr must be a positive whole number of Hz, got {sr!r}")
+    if not audio.MIN_SAMPLE_RATE <= sr <= audio.MAX_SAMPLE_RATE:
+        raise MusicSSLError(
+            f"audio: sr={int(sr)} Hz is not a plausible sample rate "
+            f"({audio.MIN_SAMPLE_RATE}-{audio.MAX_SAMPLE_RATE} Hz)"
+        )
+    mono = audio.to_mono(signal.astype(np.float32, copy=False))
+    return audio.resample(mono, orig_sr=int(sr), target_sr=target_sr)
