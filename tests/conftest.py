@@ -18,6 +18,21 @@ from musicssl.runtime import keep_freed_memory
 keep_freed_memory()  # and freed memory is kept for the next test's tensors
 
 
+def untrained_run(folder: Path, encoder, name: str) -> Path:
+    """A run folder holding one checkpoint of ``encoder`` as it was built (no training)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    step = folder / "checkpoints" / "step-00000001"
+    step.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in encoder.state_dict().items()},
+              step / "encoder.safetensors")  # fmt: skip
+    (step / "encoder.json").write_text(json.dumps({"name": name, "options": encoder.config()}))
+    (folder / "latest").write_text("step-00000001\n")
+    return folder
+
+
 def tone(freq: float, *, sr: int, seconds: float, amplitude: float = 0.5) -> np.ndarray:
     """A sine of ``freq`` Hz. Shape: (num_samples,), float32."""
     t = np.arange(int(round(seconds * sr))) / sr

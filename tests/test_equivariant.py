@@ -32,6 +32,8 @@ from musicssl.readouts import (
     profile_key,
 )
 
+from conftest import untrained_run
+
 PITCH_NAMES = {key_name(tonic, "major").split()[0] for tonic in range(12)}
 
 # --- losses on hand-made inputs -------------------------------------------------------------
@@ -444,26 +446,11 @@ def test_pesto_draws_repeat_from_the_saved_counter():
 # --- the verbs' one-line errors ---------------------------------------------------------------
 
 
-def _fake_run(tmp_path, encoder, name):
-    """A run folder holding one checkpoint of ``encoder`` (no training)."""
-    import json
-
-    from safetensors.torch import save_file
-
-    folder = tmp_path / "run" / "checkpoints" / "step-00000001"
-    folder.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in encoder.state_dict().items()},
-              folder / "encoder.safetensors")  # fmt: skip
-    (folder / "encoder.json").write_text(json.dumps({"name": name, "options": encoder.config()}))
-    (tmp_path / "run" / "latest").write_text("step-00000001\n")
-    return tmp_path / "run"
-
-
 @pytest.mark.parametrize("verb", ["pitch", "key", "tempo"])
 def test_verbs_refuse_a_run_of_another_kind(tmp_path, capsys, verb):
     from musicssl.cli import main
 
-    run = _fake_run(tmp_path, TempoCNN() if verb != "tempo" else KeyCNN(), "tempo_cnn"
+    run = untrained_run(tmp_path / "run", TempoCNN() if verb != "tempo" else KeyCNN(), "tempo_cnn"
                     if verb != "tempo" else "key_cnn")  # fmt: skip
     wav = tmp_path / "a.wav"
     from musicssl.audio import save
@@ -483,7 +470,7 @@ def test_key_verb_reads_the_key_branch_of_a_combined_run(tmp_path, capsys):
 
     torch.manual_seed(0)
     key = {"name": "key_cnn", "options": {"channels": 4, "depth": 2, "input_samples": 16000}}
-    run = _fake_run(tmp_path, Branches(branches={"key": key}), "branches")
+    run = untrained_run(tmp_path / "run", Branches(branches={"key": key}), "branches")
     wav = tmp_path / "cadence.wav"
     save(wav, cadence(2, "major", sr=16000), sr=16000)
     assert main(["key", str(run), str(wav)]) == 0
@@ -494,7 +481,7 @@ def test_key_verb_reads_the_key_branch_of_a_combined_run(tmp_path, capsys):
 def test_pitch_verb_names_a_bad_audio_file_in_one_line(tmp_path, capsys):
     from musicssl.cli import main
 
-    run = _fake_run(tmp_path, _peak_picker(shift=0), "pesto_cnn")
+    run = untrained_run(tmp_path / "run", _peak_picker(shift=0), "pesto_cnn")
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF0000WAVEnot really audio")
     assert main(["pitch", str(run), str(bad), "--out", str(tmp_path / "f0.csv")]) == 1
@@ -507,7 +494,7 @@ def test_pitch_verb_writes_time_f0_confidence(tmp_path, capsys):
     from musicssl.audio import save
     from musicssl.cli import main
 
-    run = _fake_run(tmp_path, _peak_picker(shift=3), "pesto_cnn")
+    run = untrained_run(tmp_path / "run", _peak_picker(shift=3), "pesto_cnn")
     wav = tmp_path / "a440.wav"
     save(wav, harmonic_tone(440.0, sr=16000, seconds=1.0, slope=1.5), sr=16000)
     assert main(["pitch", str(run), str(wav), "--out", str(tmp_path / "f0.csv")]) == 0
@@ -521,7 +508,7 @@ def test_pitch_verb_never_replaces_a_file_it_did_not_write(tmp_path, capsys):
     from musicssl.audio import save
     from musicssl.cli import main
 
-    run = _fake_run(tmp_path, _peak_picker(shift=3), "pesto_cnn")
+    run = untrained_run(tmp_path / "run", _peak_picker(shift=3), "pesto_cnn")
     wav = tmp_path / "a440.wav"
     save(wav, harmonic_tone(440.0, sr=16000, seconds=0.5), sr=16000)
     audio_bytes = wav.read_bytes()
@@ -548,7 +535,7 @@ def test_pitch_verb_never_replaces_a_file_it_did_not_write(tmp_path, capsys):
 def test_the_pitch_read_out_takes_audio_shorter_than_a_hop(tmp_path):
     from musicssl.pitch import load
 
-    run = _fake_run(tmp_path, _peak_picker(shift=0), "pesto_cnn")
+    run = untrained_run(tmp_path / "run", _peak_picker(shift=0), "pesto_cnn")
     track = load(run).pitch(np.full(10, 0.1, np.float32), 16000)
     assert len(track.f0) == 1 and len(track.times) == 1
 
@@ -560,7 +547,7 @@ def test_tempo_verb_reads_the_tempo_branch_of_a_combined_run(tmp_path, capsys):
 
     torch.manual_seed(0)
     tempo = {"name": "tempo_cnn", "options": {}}
-    run = _fake_run(tmp_path, Branches(branches={"tempo": tempo}), "branches")
+    run = untrained_run(tmp_path / "run", Branches(branches={"tempo": tempo}), "branches")
     wav = tmp_path / "clicks.wav"
     save(wav, click_track(120.0, sr=16000), sr=16000)
     assert main(["tempo", str(run), str(wav)]) == 0
@@ -576,7 +563,7 @@ def test_read_out_verbs_refuse_silence_and_say_when_nothing_was_read(tmp_path, c
     encoder, name = (
         (KeyCNN(channels=4, depth=2), "key_cnn") if verb == "key" else (TempoCNN(), "tempo_cnn")
     )
-    run = _fake_run(tmp_path, encoder, name)
+    run = untrained_run(tmp_path / "run", encoder, name)
     folder = tmp_path / "audio"
     save(folder / "silent.wav", np.zeros(16000, np.float32), sr=16000)
     (folder / "bad.wav").write_bytes(b"RIFF0000WAVEnot really audio")

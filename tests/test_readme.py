@@ -9,6 +9,8 @@ import soundfile as sf
 from musicssl.corpus import index_folder
 from musicssl.pack import pack
 
+from conftest import untrained_run
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -41,20 +43,6 @@ def test_python_example_runs(tmp_path: Path, monkeypatch):
     assert namespace["x_a"].abs().max() <= 1.0
 
 
-def _untrained_run(folder: Path, encoder, name: str) -> None:
-    """A run folder with one checkpoint of ``encoder`` as it was built (no training)."""
-    import json
-
-    from safetensors.torch import save_file
-
-    step = folder / "checkpoints" / "step-00000001"
-    step.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in encoder.state_dict().items()},
-              step / "encoder.safetensors")  # fmt: skip
-    (step / "encoder.json").write_text(json.dumps({"name": name, "options": encoder.config()}))
-    (folder / "latest").write_text("step-00000001\n")
-
-
 def test_read_out_example_runs(tmp_path: Path, monkeypatch):
     import torch
 
@@ -62,9 +50,9 @@ def test_read_out_example_runs(tmp_path: Path, monkeypatch):
     from musicssl.readouts import cadence
 
     torch.manual_seed(0)
-    _untrained_run(tmp_path / "runs" / "pesto", PestoCNN(), "pesto_cnn")
-    _untrained_run(tmp_path / "runs" / "key", KeyCNN(channels=4, depth=2), "key_cnn")
-    _untrained_run(tmp_path / "runs" / "tempo", TempoCNN(), "tempo_cnn")
+    untrained_run(tmp_path / "runs" / "pesto", PestoCNN(), "pesto_cnn")
+    untrained_run(tmp_path / "runs" / "key", KeyCNN(channels=4, depth=2), "key_cnn")
+    untrained_run(tmp_path / "runs" / "tempo", TempoCNN(), "tempo_cnn")
     monkeypatch.chdir(tmp_path)
     (example,) = [block for block in _blocks("python") if "load_key" in block]
     namespace: dict = {"waveform": cadence(0, "major", sr=22050), "sr": 22050}

@@ -10,6 +10,8 @@ import textwrap
 
 import pytest
 
+from conftest import untrained_run
+
 
 def run_python(code: str, **env: str) -> str:
     clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
@@ -99,20 +101,6 @@ def test_check_device_names_the_option_and_the_way_out(no_gpu) -> None:
         check_device("gpu")
 
 
-def _untrained_run(folder, encoder, name: str):
-    import json
-
-    from safetensors.torch import save_file
-
-    step = folder / "checkpoints" / "step-00000001"
-    step.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in encoder.state_dict().items()},
-              step / "encoder.safetensors")  # fmt: skip
-    (step / "encoder.json").write_text(json.dumps({"name": name, "options": encoder.config()}))
-    (folder / "latest").write_text("step-00000001\n")
-    return folder
-
-
 @pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps"])
 def test_every_model_loader_refuses_a_missing_device_in_one_line(tmp_path, no_gpu, device):
     import musicssl
@@ -126,7 +114,7 @@ def test_every_model_loader_refuses_a_missing_device_in_one_line(tmp_path, no_gp
         (pitch.load, PestoCNN(), "pesto_cnn"),
     ]
     for number, (load, encoder, name) in enumerate(loaders):
-        run = _untrained_run(tmp_path / str(number), encoder, name)
+        run = untrained_run(tmp_path / str(number), encoder, name)
         with pytest.raises(musicssl.MusicSSLError) as raised:
             load(run, device=device)
         (line,) = str(raised.value).splitlines()
