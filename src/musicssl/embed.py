@@ -327,15 +327,12 @@ def load(
 
 
 def _one_track(times: np.ndarray, duration: float) -> np.ndarray:
-    """Indices of frames in time order, each later than the one before, none past
+    """Indices of frames in time order, each later than every frame before it, none past
     ``duration`` (the first frame is always kept)."""
-    keep: list[int] = []
-    last = -np.inf
-    for index, time in enumerate(times):
-        if time > last and (time <= duration or not keep):
-            keep.append(index)
-            last = time
-    return np.asarray(keep, dtype=np.int64)
+    earlier = np.maximum.accumulate(np.concatenate([[-np.inf], times[:-1]]))
+    keep = (times > earlier) & (times <= duration)
+    keep[:1] = True
+    return np.flatnonzero(keep)
 
 
 def _windows(
