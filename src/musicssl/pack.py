@@ -184,12 +184,7 @@ def _write_partial(
         samples.flush()
         os.fsync(samples.fileno())
     summary.notes = notes.lines
-    if not state["rows"]:  # an empty store would replace a working one: refuse instead
-        first = state["skipped"][0]
-        raise MusicSSLError(
-            f"no clip could be decoded ({len(state['skipped'])} skipped, e.g. {first['path']}: "
-            f"{first['reason']}); nothing was packed and no store was replaced"
-        )
+    _check_some_decoded(state)
 
     offsets = np.asarray(state["offsets"], dtype=np.int64)
     np.save(partial / "offsets.npy", offsets)
@@ -250,6 +245,16 @@ def _manifest_digest(rows: list[dict[str, Any]], sr: int) -> str:
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
     write_text(path, json.dumps(value))
+
+
+def _check_some_decoded(state: dict[str, Any]) -> None:
+    """Refuse a pack that decoded no clip: its empty store would replace a working one."""
+    if not state["rows"]:
+        first = state["skipped"][0]
+        raise MusicSSLError(
+            f"no clip could be decoded ({len(state['skipped'])} skipped, e.g. {first['path']}: "
+            f"{first['reason']}); nothing was packed and no store was replaced"
+        )
 
 
 def _read_meta(path: Path) -> dict[str, Any] | None:

@@ -74,14 +74,7 @@ def evaluate(
         MusicSSLError: ``out`` is not ours to write, an unknown task or source, a cache inside
             an audio folder, or an ``.npz`` whose names match no task.
     """
-    from musicssl.evaluate.baselines import BASELINES
-
-    unknown = [name for name in baselines if name not in BASELINES]
-    if unknown:  # before any work ("none" alone means no baseline, on the command line)
-        raise MusicSSLError(
-            f"unknown baseline {unknown[0]!r}; valid names: {', '.join(BASELINES)} "
-            "(or 'none' alone)"
-        )
+    _check_baselines(baselines)  # before any work
     out_dir = check_out(out)
     # The source first: a bad one is refused before the corpus is built or degraded.
     opened = open_source(source, reference=reference, device=device, readout=readout)
@@ -141,6 +134,18 @@ def evaluate(
         baselines={label: other.to_dict() for label, other in others.items()},
     )
     return evaluation
+
+
+def _check_baselines(baselines: Sequence[str]) -> None:
+    """Refuse an unknown baseline name ("none" alone means none, on the command line)."""
+    from musicssl.evaluate.baselines import BASELINES
+
+    unknown = [name for name in baselines if name not in BASELINES]
+    if unknown:
+        raise MusicSSLError(
+            f"unknown baseline {unknown[0]!r}; valid names: {', '.join(BASELINES)} "
+            "(or 'none' alone)"
+        )
 
 
 def _zero_shot(
