@@ -155,6 +155,15 @@ def _bad_folder(folder: Path) -> None:
     audio.save(folder / "folder.wav/inside.wav", tone(400, sr=8000, seconds=0.5), sr=8000)
 
 
+def test_a_folder_without_audio_is_refused_and_nothing_is_written(tmp_path: Path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("no audio here\n")
+    with pytest.raises(MusicSSLError, match=r"notes: no audio files .*\.wav .*\.flac"):
+        index_folder(folder, out=tmp_path / "manifest.jsonl", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"]
+
+
 def test_every_per_file_problem_reaches_the_report(tmp_path: Path, write_audio):
     folder = tmp_path / "music"
     folder.mkdir()

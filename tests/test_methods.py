@@ -236,7 +236,7 @@ def test_mae_encoder_sees_only_the_visible_patches_and_masks_follow_the_seed():
 
 
 def test_mae_noise_is_at_the_drawn_snr():
-    from musicssl.methods.mae import add_noise
+    from musicssl.methods._draws import add_noise
 
     x = torch.sin(torch.arange(16000.0) * 0.05)[None].repeat(4, 1)
     noisy = add_noise(x, (20.0, 20.0), torch.Generator().manual_seed(0))
@@ -249,8 +249,7 @@ def test_mae_noise_is_at_the_drawn_snr():
 
 def test_mae_with_noise_encodes_the_noisy_crop_and_reconstructs_the_clean_one():
     from musicssl.losses import masked_patch_mse, normalise_patches, random_patch_mask
-    from musicssl.methods._draws import next_generator
-    from musicssl.methods.mae import add_noise
+    from musicssl.methods._draws import add_noise, next_generator
 
     torch.manual_seed(0)
     method = build_method("mae", _tiny_vit(), mask_ratio=0.75, decoder_width=16,
@@ -333,6 +332,39 @@ def test_bestrq_on_patches_hides_whole_time_columns():
     assert given[0][hidden.reshape(8, 16)].std().item() == pytest.approx(0.1, rel=0.2)
     codes = method.targets(patches)
     assert codes.shape == (8, 16, 1) and outputs["loss"].item() > 0
+
+
+def test_bestrq_with_noise_shows_the_noisy_crop_and_predicts_the_clean_codes():
+    from musicssl.losses import masked_code_cross_entropy, span_mask
+    from musicssl.methods._draws import add_noise, next_generator
+
+    torch.manual_seed(0)
+    method = build_method("bestrq", _tiny_vit(), codebook_size=32, start_probability=0.3,
+                          span=1, noise_snr_db=[10, 30])  # fmt: skip
+    method.eval()
+    x = torch.randn(8, 243)
+    given = []
+    original = method.encoder.embed_patch_vectors
+    method.encoder.embed_patch_vectors = lambda p, grid: given.append(p) or original(p, grid)
+    loss = method(x)["loss"]
+    # By hand, from the same draws: the mask, then the noise on the crop.
+    encoder = method.encoder
+    generator = next_generator(0, torch.zeros((), dtype=torch.long), x.device)
+    hidden = span_mask(8, 4, start_probability=0.3, span=1, generator=generator, device=x.device)
+    noisy = encoder.patchify(encoder.spectrogram(add_noise(x, (10.0, 30.0), generator)))
+    visible = ~hidden[:, None, :].expand(-1, 4, -1).reshape(8, 16)
+    torch.testing.assert_close(given[0][visible], noisy[visible])
+    clean = encoder.patchify(encoder.spectrogram(x))
+    assert not torch.allclose(given[0][visible], clean[visible])
+    # The targets are the clean crop's codes, on the hidden columns only.
+    features = encoder.forward_tokens(original(given[0], (4, 4)))
+    logits = method.head(method.head_blocks(features)).view(8, 16, 1, 32)
+    mask = ~visible
+    torch.testing.assert_close(loss, masked_code_cross_entropy(logits, method.targets(clean), mask))
+    noisy_loss = masked_code_cross_entropy(logits, method.targets(noisy), mask)
+    assert not torch.allclose(loss, noisy_loss)
+    with pytest.raises(MusicSSLError, match="noise_snr_db"):
+        build_method("bestrq", _tiny_vit(), codebook_size=32, noise_snr_db=[30])
 
 
 def test_bestrq_head_blocks_sit_between_the_encoder_and_the_classifiers():

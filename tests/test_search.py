@@ -154,3 +154,27 @@ def test_index_and_search_verbs(clap_run, tmp_path, capsys):
     assert main(["index", str(tmp_path / "other.npz"), "--out", str(tmp_path / "other")]) == 0
     status = main(["search", str(tmp_path / "other"), "--run", str(run), "--text", "organ"])
     assert status == 1 and "same run" in capsys.readouterr().err
+
+
+def test_search_refuses_an_index_embedded_by_other_weights(clap_run, tmp_path, capsys):
+    from conftest import untrained_run
+
+    run, _ = clap_run
+    encoder = checkpoint.load_encoder(run)
+    with torch.no_grad():
+        next(encoder.parameters()).add_(0.01)  # the same shapes, other weights
+    other = untrained_run(tmp_path / "other-run", encoder, checkpoint.encoder_spec(run)["name"])
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    sf.write(audio / "a.wav", (0.3 * np.sin(np.arange(8000) * 0.2)).astype(np.float32), 8000)
+    for source, name in ((other, "other"), (run, "same")):
+        assert main(["embed", str(source), str(audio), "--out", str(tmp_path / f"{name}.npz")]) == 0
+        assert main(["index", str(tmp_path / f"{name}.npz"), "--out", str(tmp_path / name)]) == 0
+    assert load_index(tmp_path / "same").encoder == musicssl.load(run).fingerprint
+    capsys.readouterr()
+    query = ["--run", str(run), "--audio", str(audio / "a.wav")]
+    assert main(["search", str(tmp_path / "other"), *query]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "embeddings of other weights" in error
+    assert main(["search", str(tmp_path / "same"), *query]) == 0
+    assert capsys.readouterr().out.split()[1:] == ["+1.0000", "a.wav"]

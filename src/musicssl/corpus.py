@@ -135,6 +135,10 @@ def index_folder(
     base = out.resolve().parent
     walk_errors: list[tuple[Path, str]] = []
     files = sorted(find_audio(root, errors=walk_errors))
+    if not files and not walk_errors:
+        raise MusicSSLError(
+            f"{root}: no audio files in it or below (looked for {' '.join(audio.AUDIO_EXTENSIONS)})"
+        )
     results, todo = _reuse(files, base, previous, previous_bad)
     summary.reused = sum("bytes" in row for row in results)
     with audio.decoder_notes() as notes:

@@ -90,6 +90,18 @@ class Model:
         self._text_side: Any = None
 
     @property
+    def fingerprint(self) -> str | None:
+        """Which weights (and read-out) embed: the sha256 of the checkpoint's encoder weights
+        and the read-out's name; None for a model built without a checkpoint. ``embed`` writes
+        it into its ``.npz`` so that a search index can tell a query's run from another."""
+        from musicssl.evaluate.sources import file_hash
+
+        if self.checkpoint is None:
+            return None
+        weights = checkpoint.encoder_weights(self.checkpoint)
+        return f"{file_hash(weights)}:{self.readout}"
+
+    @property
     def has_text(self) -> bool:
         """Whether the checkpoint holds a text tower (CLAP, SLAP): ``embed_text`` works."""
         from musicssl.search import has_text_tower

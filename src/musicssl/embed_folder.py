@@ -47,7 +47,8 @@ def embed_files(
     name for one file). With
     ``frames``, ``frames`` (all tracks concatenated, shape (total_frames, channels)),
     ``frame_times`` (seconds) and ``frame_offsets`` (track i is rows offsets[i]:offsets[i+1])
-    are added. Bad files are reported and skipped.
+    are added, and ``encoder``, which weights made them (``Model.fingerprint``), for a model
+    loaded from a checkpoint. Bad files are reported and skipped.
 
     Returns:
         ``{"embedded": n, "skipped": m}``.
@@ -73,6 +74,8 @@ def embed_files(
         if len(skipped) == 1:  # one file: its own reason
             raise MusicSSLError(f"nothing could be embedded: {skipped[0]}")
         raise MusicSSLError(f"{source}: nothing could be embedded ({len(skipped)} bad files)")
+    if model.fingerprint is not None:
+        arrays["encoder"] = np.array(model.fingerprint)
     save_npz(Path(out), arrays)
     for line in skipped:
         print(f"skipped {line}")

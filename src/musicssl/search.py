@@ -2,14 +2,16 @@
 
 ``build_index(EMB.npz, out=INDEX)`` writes an index folder of ours::
 
-    index.json      {"format", "count", "dim", "metric": "cosine", "embeddings"}
+    index.json      {"format", "count", "dim", "metric": "cosine", "embeddings", "encoder"}
     names.json      the clip names, in row order
     vectors.npy     the embeddings as given (float32), which a text query projects
     index.faiss     an exact inner-product index over the L2-normalised rows
 
 An audio query is embedded by a run's encoder and compared with the rows by cosine. A text
 query needs a run with a text tower (CLAP, SLAP): the caption and the rows are both mapped
-into the run's joint space (``text_side``), and compared there.
+into the run's joint space (``text_side``), and compared there. ``encoder`` is which weights
+embedded the rows (``Model.fingerprint``, null for embeddings from elsewhere); a query through
+other weights is refused, since its vector lives in another space.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Index:
     names: list[str]
     vectors: np.ndarray  # Shape: (count, dim), as given
     faiss_index: Any
+    encoder: str | None = None  # which weights embedded the rows (Model.fingerprint)
 
     def search(self, queries: np.ndarray, *, k: int = 10) -> list[list[tuple[str, float]]]:
         """The ``k`` rows nearest each query by cosine, best first, as (name, score).
@@ -71,7 +74,8 @@ def build_index(embeddings: str | os.PathLike, *, out: str | os.PathLike) -> dic
         faiss.write_index(_flat_index(vectors), str(temporary))
     write_text(folder / "names.json", json.dumps(names))
     about = {"format": INDEX_FORMAT, "count": len(names), "dim": int(vectors.shape[1]),
-             "metric": "cosine", "embeddings": str(embeddings)}  # fmt: skip
+             "metric": "cosine", "embeddings": str(embeddings),
+             "encoder": str(arrays["encoder"]) if "encoder" in arrays else None}  # fmt: skip
     write_text(folder / "index.json", json.dumps(about, indent=2) + "\n")  # written last
     return about
 
@@ -88,6 +92,7 @@ def load_index(folder: str | os.PathLike) -> Index:
     if not _is_index(folder):
         raise MusicSSLError(f"{folder}: not an index folder (make one with `musicssl index`)")
     try:
+        about = json.loads((folder / "index.json").read_text(encoding="utf-8"))
         names = json.loads((folder / "names.json").read_text(encoding="utf-8"))
         vectors = np.load(folder / "vectors.npy", allow_pickle=False)
         faiss_index = faiss.read_index(str(folder / "index.faiss"))
@@ -95,7 +100,23 @@ def load_index(folder: str | os.PathLike) -> Index:
         raise MusicSSLError(f"{folder}: damaged index ({error})") from None
     if not (len(names) == len(vectors) == faiss_index.ntotal):
         raise MusicSSLError(f"{folder}: damaged index (names, vectors and index disagree)")
-    return Index([str(name) for name in names], vectors, faiss_index)
+    encoder = about.get("encoder") if isinstance(about, dict) else None
+    return Index([str(name) for name in names], vectors, faiss_index, encoder)
+
+
+def _check_same_run(index: Index, model: Any) -> None:
+    """Refuse a model whose vectors live in another space than the index's rows."""
+    if index.vectors.shape[1] != model.embedding_dim:
+        raise MusicSSLError(
+            f"the index holds {index.vectors.shape[1]}-d vectors and the run embeds "
+            f"{model.embedding_dim}-d ones: index the embeddings of the same run"
+        )
+    fingerprint = getattr(model, "fingerprint", None)
+    if index.encoder is not None and fingerprint is not None and index.encoder != fingerprint:
+        raise MusicSSLError(
+            f"the index holds embeddings of other weights (encoder {index.encoder[:12]}, this "
+            f"run {fingerprint[:12]}): search with the run (and checkpoint) that embedded them"
+        )
 
 
 def search_text(
@@ -109,11 +130,7 @@ def search_text(
     Raises:
         MusicSSLError: the run has no text tower, or the rows are not its embeddings.
     """
-    if index.vectors.shape[1] != model.embedding_dim:
-        raise MusicSSLError(
-            f"the index holds {index.vectors.shape[1]}-d vectors and the run embeds "
-            f"{model.embedding_dim}-d ones: index the embeddings of the same run"
-        )
+    _check_same_run(index, model)
     query = model.embed_text([text])
     joint = np.concatenate(
         [
@@ -128,11 +145,7 @@ def search_audio(index: Index, model: Any, path: str | os.PathLike, *, k: int = 
     """The ``k`` clips nearest an audio file embedded by ``model`` (``musicssl.load``)."""
     from musicssl import audio
 
-    if index.vectors.shape[1] != model.embedding_dim:
-        raise MusicSSLError(
-            f"the index holds {index.vectors.shape[1]}-d vectors and the run embeds "
-            f"{model.embedding_dim}-d ones: index the embeddings of the same run"
-        )
+    _check_same_run(index, model)
     signal = audio.load(path, sr=model.sample_rate)
     clip = model.embed(signal, model.sample_rate).clip
     return index.search(clip, k=k)[0]

@@ -7,6 +7,8 @@ Recognition"; for music, Won et al. 2024, "A Foundation Model for Music Informat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -19,7 +21,7 @@ from musicssl.losses import (
     random_projection_codes,
     span_mask,
 )
-from musicssl.methods._draws import next_generator
+from musicssl.methods._draws import add_noise, next_generator, snr_range
 from musicssl.methods.base import Method
 
 
@@ -52,7 +54,9 @@ class BestRQ(Method):
 
     frames -> codes of the frozen quantiser (``targets``: frames standardised per dimension
     over the batch) -> spans of frames replaced by noise N(0, ``noise_std``) -> encoder ->
-    one linear classifier per codebook -> cross-entropy on the hidden frames. With a
+    one linear classifier per codebook -> cross-entropy on the hidden frames. With
+    ``noise_snr_db`` the visible frames are those of the crop with white noise added (the
+    codes stay those of the clean crop), as in MAE. With a
     ``SpectrogramViT`` the tokens are its patches: each patch has its code, and a hidden
     time column is hidden in every frequency row (the frame, cut into patches). Beside the
     loss it reports how many codes the targets use
@@ -67,6 +71,8 @@ class BestRQ(Method):
         start_probability: chance that a frame (a time column of patches) starts a hidden span.
         span: frames (time columns) per hidden span.
         noise_std: standard deviation of the noise hidden frames get (the paper: 0.1).
+        noise_snr_db: (lowest, highest) signal-to-noise ratio in dB of white noise on what
+            the encoder sees, drawn per example; None adds none.
         head_depth: transformer blocks between the encoder and the classifiers, used in
             training only (0: the paper's linear classifiers); as MAE's decoder, they take
             the code prediction off the encoder's last blocks.
@@ -89,6 +95,7 @@ class BestRQ(Method):
         start_probability: float,
         span: int,
         noise_std: float = 0.1,
+        noise_snr_db: Sequence[float] | None = None,
         head_depth: int = 0,
         seed: int = 0,
     ) -> None:
@@ -102,6 +109,7 @@ class BestRQ(Method):
         self.num_codebooks, self.codebook_size = num_codebooks, codebook_size
         self.start_probability, self.span = start_probability, span
         self.noise_std, self.seed = noise_std, seed
+        self.noise_snr_db = snr_range("bestrq", noise_snr_db)
         projection, codebooks = random_quantizer(
             input_size(encoder),
             num_codebooks=num_codebooks,
@@ -151,8 +159,11 @@ class BestRQ(Method):
         mask = span_mask(batch_size, columns, start_probability=self.start_probability,
                          span=self.span, generator=generator, device=x.device)  # fmt: skip
         mask = mask[:, None, :].expand(-1, grid[0], -1).reshape(batch_size, num_tokens)
+        seen = inputs
+        if self.noise_snr_db is not None:
+            seen = self.tokens(add_noise(x, self.noise_snr_db, generator))[0]
         noise = torch.randn(inputs.shape, generator=generator, device=x.device) * self.noise_std
-        hidden = torch.where(mask[..., None], noise.to(inputs.dtype), inputs)
+        hidden = torch.where(mask[..., None], noise.to(inputs.dtype), seen)
         features = self._encode(hidden, grid)  # (B, T, D)
         logits = self.head(self.head_blocks(features)).view(
             batch_size, num_tokens, self.num_codebooks, self.codebook_size
@@ -189,6 +200,7 @@ def bestrq(
     start_probability: float = 0.05,
     span: int = 10,
     noise_std: float = 0.1,
+    noise_snr_db: Sequence[float] | None = None,
     head_depth: int = 0,
     seed: int = 0,
 ) -> BestRQ:
@@ -207,6 +219,7 @@ def bestrq(
         start_probability=start_probability,
         span=span,
         noise_std=noise_std,
+        noise_snr_db=noise_snr_db,
         head_depth=head_depth,
         seed=seed,
     )

@@ -15,7 +15,7 @@ from musicssl.encoders import Encoder, SpectrogramViT
 from musicssl.encoders.patch_decoder import DECODER_DEFAULTS, PatchDecoder
 from musicssl.errors import MusicSSLError
 from musicssl.losses import masked_patch_mse, normalise_patches, random_patch_mask
-from musicssl.methods._draws import next_generator
+from musicssl.methods._draws import add_noise, next_generator, snr_range
 from musicssl.methods.base import Method
 
 
@@ -56,19 +56,11 @@ class MAE(Method):
         super().__init__()
         if not 0.0 < mask_ratio < 1.0:
             raise MusicSSLError(f"mae: mask_ratio must be in (0, 1), got {mask_ratio}")
-        if noise_snr_db is not None and (
-            len(noise_snr_db) != 2 or noise_snr_db[0] > noise_snr_db[1]
-        ):
-            raise MusicSSLError(
-                f"mae: noise_snr_db must be [lowest, highest] in dB, got {noise_snr_db}"
-            )
         self.encoder = encoder
         self.decoder = decoder
         self.mask_ratio = mask_ratio
         self.normalise_targets = normalise_targets
-        self.noise_snr_db = (
-            None if noise_snr_db is None else (float(noise_snr_db[0]), float(noise_snr_db[1]))
-        )
+        self.noise_snr_db = snr_range("mae", noise_snr_db)
         self.seed = seed
         self.register_buffer("draws", torch.zeros((), dtype=torch.long))
 
@@ -94,15 +86,6 @@ class MAE(Method):
         if self.normalise_targets:
             target = normalise_patches(target)
         return {"loss": masked_patch_mse(prediction, target, mask)}
-
-
-def add_noise(x: Tensor, snr_db: tuple[float, float], generator: torch.Generator) -> Tensor:
-    """White noise at a signal-to-noise ratio drawn per example, uniform in dB."""
-    low, high = snr_db
-    snr = low + (high - low) * torch.rand(x.shape[0], generator=generator, device=x.device)
-    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    power = x.pow(2).mean(dim=-1) / 10.0 ** (snr / 10.0)
-    return x + noise * power.sqrt()[:, None]
 
 
 def mae(
