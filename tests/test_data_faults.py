@@ -196,6 +196,20 @@ def test_a_link_loop_of_folders_is_walked_once(tmp_path: Path, write_audio):
     assert sorted(paths) == ["elsewhere/y.wav", "music/a/x.wav"]
 
 
+def test_a_file_reached_through_a_link_is_kept_once(tmp_path: Path, write_audio):
+    # Two paths to one file, in two folders that --split-by parent would split apart.
+    write_audio("music/train-side/x.wav", tone(300, sr=8000, seconds=0.5), 8000)
+    (tmp_path / "music/test-side").mkdir()
+    (tmp_path / "music/test-side/x.wav").symlink_to(tmp_path / "music/train-side/x.wav")
+    summary = index_folder(tmp_path / "music", out=tmp_path / "m.jsonl", split_by="parent",
+                           progress=False)  # fmt: skip
+    assert [row["path"] for row in read_manifest(tmp_path / "m.jsonl")] == ["music/test-side/x.wav"]
+    bad = [json.loads(line) for line in (tmp_path / "m.bad.jsonl").read_text().splitlines()]
+    assert bad == [{"path": "music/train-side/x.wav", "reason": "the same file as "
+                    "music/test-side/x.wav"}]  # fmt: skip
+    assert summary.kept == 1 and summary.skipped == 1
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
 def test_an_unreadable_file_and_folder_are_reported(tmp_path: Path, write_audio):
     write_audio("music/good.wav", tone(300, sr=8000, seconds=0.5), 8000)

@@ -173,9 +173,19 @@ def _with_splits(
     table: dict[str, str] | None,
 ) -> list[dict[str, Any]]:
     """The rows of readable files, each with its split (a hash of its group, its row of the
-    table, or the one it had); the others are appended to ``bad_rows``, without a split."""
+    table, or the one it had); the others are appended to ``bad_rows``, without a split.
+
+    A file reached twice (through a link) is kept once, under its first path: two paths could
+    put the same audio in two splits.
+    """
     good = []
+    first_path: dict[Path, str] = {}
     for file, row in zip(files, results, strict=True):
+        if "reason" not in row:
+            real = file.resolve()
+            if real in first_path:
+                row = {"path": row["path"], "reason": f"the same file as {first_path[real]}"}
+            first_path.setdefault(real, row["path"])
         if "reason" in row:
             row.pop("split", None)
             bad_rows.append(row)
