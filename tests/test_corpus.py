@@ -133,6 +133,20 @@ def test_splits_from_a_table_with_aliases(pieces: Path, tmp_path: Path):
     assert _splits(tmp_path / "m.jsonl")["a/piece2-00.wav"] == "test"
 
 
+def test_reindexing_never_moves_a_file_to_another_split(pieces: Path, tmp_path: Path):
+    out = tmp_path / "m.jsonl"
+    index_folder(pieces / "audio", out=out, split_by="parent", progress=False)
+    before = out.read_bytes()
+    with pytest.raises(MusicSSLError, match=r"m.jsonl: these splits would move \d+ files") as e:
+        index_folder(pieces / "audio", out=out, split_by="file", progress=False)
+    assert "-> " in str(e.value) and "another --out" in str(e.value)
+    assert out.read_bytes() == before
+    # The same grouping again, or a new manifest elsewhere, is fine.
+    index_folder(pieces / "audio", out=out, split_by="parent", progress=False)
+    assert out.read_bytes() == before
+    index_folder(pieces / "audio", out=tmp_path / "other.jsonl", split_by="file", progress=False)
+
+
 def test_malformed_splits_are_refused_in_one_line(pieces: Path, tmp_path: Path):
     out = tmp_path / "m.jsonl"
     cases = {
@@ -188,7 +202,7 @@ def test_hash_split_keeps_groups_together_and_is_stable(pieces: Path, tmp_path: 
     assert shares["test"] / 20000 == pytest.approx(0.1, abs=0.01)
 
 
-def test_reindex_keeps_splits_unless_told_otherwise(pieces: Path, tmp_path: Path):
+def test_reindex_keeps_splits(pieces: Path, tmp_path: Path):
     out = tmp_path / "m.jsonl"
     index_folder(pieces / "audio", out=out, split_by="file", progress=False)
     first = _splits(out)
@@ -197,8 +211,9 @@ def test_reindex_keeps_splits_unless_told_otherwise(pieces: Path, tmp_path: Path
     assert _splits(out) == first and again.reused == 20
     assert again.split_source == f"the previous {out}"
     assert first == {name: hash_split(name) for name in first}
-    index_folder(pieces / "audio", out=out, split_by="prefix:-", progress=False)
-    assert _splits(out) == {name: hash_split(name[2:].split("-")[0]) for name in first}
+    other = tmp_path / "other.jsonl"  # new splits go to a new manifest
+    index_folder(pieces / "audio", out=other, split_by="prefix:-", progress=False)
+    assert _splits(other) == {name: hash_split(name[2:].split("-")[0]) for name in first}
 
 
 def test_indexing_the_builtin_corpus_carries_its_splits(tiny_corpus: Path, tmp_path: Path):

@@ -126,11 +126,11 @@ def test_zero_length_manifest(tmp_path: Path):
         pack(empty, out=tmp_path / "store", progress=False)
     one_line(caught, "m.jsonl", "empty manifest")
     assert sorted(os.listdir(tmp_path)) == ["m.jsonl"]
-    # Indexing an empty folder writes an empty manifest, over an empty one too.
+    # Indexing an empty folder is refused, and the empty manifest is left as it was.
     (tmp_path / "nothing").mkdir()
-    summary = index_folder(tmp_path / "nothing", out=empty, progress=False)
-    assert (summary.kept, summary.skipped) == (0, 0)
-    assert read_manifest(empty) == []
+    with pytest.raises(MusicSSLError, match="nothing: no audio files"):
+        index_folder(tmp_path / "nothing", out=empty, progress=False)
+    assert empty.read_bytes() == b""
 
 
 def test_index_never_overwrites_a_file_that_is_not_a_manifest(corpus: Path):
