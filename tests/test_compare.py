@@ -138,3 +138,16 @@ def test_a_report_that_did_not_finish_is_refused(tmp_path: Path) -> None:
         compare_table([folder])
     (folder / "report.html").write_text("<html></html>")
     assert "0.500 ± 0.020" in compare_table([folder])
+
+
+def test_runs_on_different_corpora_are_flagged(tmp_path: Path) -> None:
+    runs = []
+    for name, corpus in (("a", "data/corpus"), ("b", "data/corpus"), ("c", "data/other")):
+        folder = _run(tmp_path / name, f"runs/{name}", {"style": _task("accuracy", 0.8, 0.01)})
+        results = json.loads((folder / "results.json").read_text())
+        (folder / "results.json").write_text(json.dumps({**results, "corpus": corpus}))
+        runs.append(folder)
+    flagged = " ".join(compare_table(runs).split())
+    assert "Not comparable: these runs were evaluated on different corpora" in flagged
+    assert "c: data/other" in flagged
+    assert "different corpora" not in compare_table(runs[:2])

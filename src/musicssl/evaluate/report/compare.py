@@ -137,6 +137,13 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
     lines.append("")
     lines += [f"- {name}: {results.get('source', '?')}" for name, results in zip(names, runs)]
     lines.append("")
+    corpora = {name: results["corpus"] for name, results in zip(names, runs) if "corpus" in results}
+    if len(set(corpora.values())) > 1:
+        seen = ", ".join(f"{name}: {corpus}" for name, corpus in corpora.items())
+        lines += textwrap.wrap(
+            f"Not comparable: these runs were evaluated on different corpora ({seen}).", width=100
+        )
+        lines.append("")
     legend = (
         f"{BEST_MARK} best in its column; {NEAR_MARK} within noise of the best "
         "(|difference| <= 2 * sqrt(std_best^2 + std^2)); "
