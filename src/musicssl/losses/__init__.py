@@ -27,6 +27,7 @@ from musicssl.losses.masked import (
     normalise_patches,
     random_patch_mask,
     random_projection_codes,
+    random_quantizer,
     span_mask,
 )
 from musicssl.losses.two_views import (
@@ -55,6 +56,7 @@ __all__ = [
     "nt_xent",
     "random_patch_mask",
     "random_projection_codes",
+    "random_quantizer",
     "shift_cross_entropy",
     "slap_loss",
     "span_mask",

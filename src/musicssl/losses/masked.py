@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from musicssl.errors import MusicSSLError
 from musicssl.losses._shared import _in_float32
@@ -109,6 +109,23 @@ def masked_patch_mse(prediction: Tensor, target: Tensor, mask: Tensor) -> Tensor
     per_patch = (prediction - target).pow(2).mean(dim=-1)  # (B, N)
     weights = mask.to(per_patch.dtype)
     return (per_patch * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+def random_quantizer(
+    input_dim: int, *, num_codebooks: int, codebook_size: int, code_dim: int, seed: int
+) -> tuple[Tensor, Tensor]:
+    """The frozen projection (Xavier-uniform) and l2-normalised Gaussian codebooks of BEST-RQ.
+
+    Returns:
+        ``(projection, codebooks)``. Shape: (num_codebooks, input_dim, code_dim) and
+        (num_codebooks, codebook_size, code_dim).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    bound = (6.0 / (input_dim + code_dim)) ** 0.5
+    projection = torch.rand(num_codebooks, input_dim, code_dim, generator=generator)
+    projection = (2 * projection - 1) * bound
+    codebooks = torch.randn(num_codebooks, codebook_size, code_dim, generator=generator)
+    return projection, nn.functional.normalize(codebooks, dim=-1)
 
 
 def random_projection_codes(frames: Tensor, projection: Tensor, codebooks: Tensor) -> Tensor:

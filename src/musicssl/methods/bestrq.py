@@ -19,27 +19,11 @@ from musicssl.losses import (
     codebook_usage,
     masked_code_cross_entropy,
     random_projection_codes,
+    random_quantizer,
     span_mask,
 )
 from musicssl.methods._draws import add_noise, next_generator, snr_range
 from musicssl.methods.base import Method
-
-
-def random_quantizer(
-    input_dim: int, *, num_codebooks: int, codebook_size: int, code_dim: int, seed: int
-) -> tuple[Tensor, Tensor]:
-    """The frozen projection (Xavier-uniform) and l2-normalised Gaussian codebooks of BEST-RQ.
-
-    Returns:
-        ``(projection, codebooks)``. Shape: (num_codebooks, input_dim, code_dim) and
-        (num_codebooks, codebook_size, code_dim).
-    """
-    generator = torch.Generator().manual_seed(seed)
-    bound = (6.0 / (input_dim + code_dim)) ** 0.5
-    projection = torch.rand(num_codebooks, input_dim, code_dim, generator=generator)
-    projection = (2 * projection - 1) * bound
-    codebooks = torch.randn(num_codebooks, codebook_size, code_dim, generator=generator)
-    return projection, nn.functional.normalize(codebooks, dim=-1)
 
 
 def input_size(encoder: FrameTransformer | SpectrogramViT) -> int:
