@@ -274,6 +274,51 @@ def test_mae_with_noise_encodes_the_noisy_crop_and_reconstructs_the_clean_one():
         build_method("mae", _tiny_vit(), noise_snr_db=[30, 10])
 
 
+@pytest.mark.parametrize("name", ["mae", "bestrq"])
+def test_visible_weight_adds_the_loss_on_the_visible_tokens(name):
+    from musicssl.losses import (
+        masked_code_cross_entropy,
+        masked_patch_mse,
+        normalise_patches,
+        random_patch_mask,
+        span_mask,
+    )
+    from musicssl.methods._draws import next_generator
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 243)
+    generator = next_generator(0, torch.zeros((), dtype=torch.long), x.device)
+    outputs: list[torch.Tensor] = []
+    if name == "mae":
+        options = {"mask_ratio": 0.75, "decoder_width": 16, "decoder_depth": 1,
+                   "decoder_heads": 2}  # fmt: skip
+        plain = build_method(name, _tiny_vit(), **options)
+        original = plain.decoder.forward
+        plain.decoder.forward = lambda *a: outputs.append(original(*a)) or outputs[-1]
+        _, mask = random_patch_mask(6, 16, mask_ratio=0.75, generator=generator, device=x.device)
+        target = normalise_patches(plain.encoder.patchify(plain.encoder.spectrogram(x)))
+        loss_of = masked_patch_mse
+    else:
+        options = {"codebook_size": 32, "start_probability": 0.3, "span": 1}
+        plain = build_method(name, _tiny_vit(), **options).eval()
+        head = plain.head.forward
+        plain.head.forward = lambda h: outputs.append(head(h).view(6, 16, 1, 32)) or outputs[-1]
+        columns = span_mask(6, 4, start_probability=0.3, span=1, generator=generator,
+                            device=x.device)  # fmt: skip
+        mask = columns[:, None, :].expand(-1, 4, -1).reshape(6, 16)
+        target, loss_of = plain.targets(plain.tokens(x)[0]), masked_code_cross_entropy
+    weighted = build_method(name, _tiny_vit(), visible_weight=0.5, **options).eval()
+    weighted.load_state_dict(plain.state_dict())
+    hidden_only = plain(x)["loss"]
+    assert 0 < mask.float().mean() < 1
+    torch.testing.assert_close(hidden_only, loss_of(outputs[0], target, mask))
+    visible = loss_of(outputs[0], target, ~mask)
+    assert visible > 0
+    torch.testing.assert_close(weighted(x)["loss"], hidden_only + 0.5 * visible)
+    with pytest.raises(MusicSSLError, match="visible_weight"):
+        build_method(name, _tiny_vit(), visible_weight=-1.0, **options)
+
+
 def test_mae_refuses_an_encoder_without_patches():
     with pytest.raises(MusicSSLError, match="spectrogram_vit"):
         build_method("mae", _encoder())

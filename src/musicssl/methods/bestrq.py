@@ -57,6 +57,8 @@ class BestRQ(Method):
         noise_std: standard deviation of the noise hidden frames get (the paper: 0.1).
         noise_snr_db: (lowest, highest) signal-to-noise ratio in dB of white noise on what
             the encoder sees, drawn per example; None adds none.
+        visible_weight: weight of the cross-entropy on the visible frames' codes, added (0:
+            hidden frames only, as Chiu et al.; HuBERT's unmasked term).
         head_depth: transformer blocks between the encoder and the classifiers, used in
             training only (0: the paper's linear classifiers); as MAE's decoder, they take
             the code prediction off the encoder's last blocks.
@@ -80,6 +82,7 @@ class BestRQ(Method):
         span: int,
         noise_std: float = 0.1,
         noise_snr_db: Sequence[float] | None = None,
+        visible_weight: float = 0.0,
         head_depth: int = 0,
         seed: int = 0,
     ) -> None:
@@ -94,6 +97,9 @@ class BestRQ(Method):
         self.start_probability, self.span = start_probability, span
         self.noise_std, self.seed = noise_std, seed
         self.noise_snr_db = snr_range("bestrq", noise_snr_db)
+        if not visible_weight >= 0.0:
+            raise MusicSSLError(f"bestrq: visible_weight must be >= 0, got {visible_weight}")
+        self.visible_weight = visible_weight
         projection, codebooks = random_quantizer(
             input_size(encoder),
             num_codebooks=num_codebooks,
@@ -152,7 +158,10 @@ class BestRQ(Method):
         logits = self.head(self.head_blocks(features)).view(
             batch_size, num_tokens, self.num_codebooks, self.codebook_size
         )
-        out = {"loss": masked_code_cross_entropy(logits, codes, mask)}
+        loss = masked_code_cross_entropy(logits, codes, mask)
+        if self.visible_weight:
+            loss = loss + self.visible_weight * masked_code_cross_entropy(logits, codes, ~mask)
+        out = {"loss": loss}
         out["code_perplexity"], out["codes_used"] = codebook_usage(codes[mask], self.codebook_size)
         return out
 
@@ -185,6 +194,7 @@ def bestrq(
     span: int = 10,
     noise_std: float = 0.1,
     noise_snr_db: Sequence[float] | None = None,
+    visible_weight: float = 0.0,
     head_depth: int = 0,
     seed: int = 0,
 ) -> BestRQ:
@@ -204,6 +214,7 @@ def bestrq(
         span=span,
         noise_std=noise_std,
         noise_snr_db=noise_snr_db,
+        visible_weight=visible_weight,
         head_depth=head_depth,
         seed=seed,
     )

@@ -36,6 +36,9 @@ class MAE(Method):
         normalise_targets: per-patch normalised targets (MAE's ``norm_pix_loss``).
         noise_snr_db: (lowest, highest) signal-to-noise ratio in dB of the noise on the
             encoder's input, drawn uniformly per example; None adds none.
+        visible_weight: weight of the same error on the visible patches, added (0: the
+            hidden ones only, as He et al.); the visible latents must then keep their own
+            patch, not only what their neighbours need.
         seed: seeds the masks and the noise, with the count of steps taken.
     """
 
@@ -51,14 +54,17 @@ class MAE(Method):
         mask_ratio: float,
         normalise_targets: bool = True,
         noise_snr_db: Sequence[float] | None = None,
+        visible_weight: float = 0.0,
         seed: int = 0,
     ) -> None:
         super().__init__()
         if not 0.0 < mask_ratio < 1.0:
             raise MusicSSLError(f"mae: mask_ratio must be in (0, 1), got {mask_ratio}")
+        if not visible_weight >= 0.0:
+            raise MusicSSLError(f"mae: visible_weight must be >= 0, got {visible_weight}")
         self.encoder = encoder
         self.decoder = decoder
-        self.mask_ratio = mask_ratio
+        self.mask_ratio, self.visible_weight = mask_ratio, visible_weight
         self.normalise_targets = normalise_targets
         self.noise_snr_db = snr_range("mae", noise_snr_db)
         self.seed = seed
@@ -85,7 +91,10 @@ class MAE(Method):
         target = self.encoder.patchify(spec).detach()
         if self.normalise_targets:
             target = normalise_patches(target)
-        return {"loss": masked_patch_mse(prediction, target, mask)}
+        loss = masked_patch_mse(prediction, target, mask)
+        if self.visible_weight:
+            loss = loss + self.visible_weight * masked_patch_mse(prediction, target, ~mask)
+        return {"loss": loss}
 
 
 def mae(
@@ -97,6 +106,7 @@ def mae(
     decoder_heads: int = DECODER_DEFAULTS["decoder_heads"],
     normalise_targets: bool = True,
     noise_snr_db: Sequence[float] | None = None,
+    visible_weight: float = 0.0,
     seed: int = 0,
 ) -> MAE:
     """MAE with a light decoder (Audio-MAE: mask ratio 0.8; here 2 blocks 128 wide)."""
@@ -119,5 +129,6 @@ def mae(
         mask_ratio=mask_ratio,
         normalise_targets=normalise_targets,
         noise_snr_db=noise_snr_db,
+        visible_weight=visible_weight,
         seed=seed,
     )
