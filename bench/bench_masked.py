@@ -29,8 +29,7 @@ from musicssl.train import build_parts
 
 RECIPES = {
     "mae": "mae-vit-cpu",
-    "bestrq": "bestrq-frames-cpu",
-    "bestrq-vit": "bestrq-vit-cpu",
+    "bestrq": "bestrq-vit-cpu",
     "simclr": "simclr-shortchunk-cpu",
 }
 MUSICSSL = str(Path(sys.executable).with_name("musicssl"))

@@ -157,7 +157,7 @@ def test_part_options_a_constructor_does_not_take_are_refused_before_building(re
          "encoder.options.patch must be a list of 2 whole numbers, got [12]"),
         ("mae-vit-cpu", "encoder.options.width=abc",
          "encoder.options.width must be a whole number, got 'abc'"),
-        ("bestrq-frames-cpu", "method.options.codebook_size=2.5",
+        ("bestrq-vit-cpu", "method.options.codebook_size=2.5",
          "method.options.codebook_size must be a whole number, got 2.5"),
         ("mae-vit-cpu", "augment.options.p_noise=0.1",
          "augment.options.p_noise: chain none takes no option 'p_noise' (it takes none)"),
