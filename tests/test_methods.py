@@ -296,8 +296,9 @@ def test_visible_weight_adds_the_loss_on_the_visible_tokens(name):
         original = plain.decoder.forward
         plain.decoder.forward = lambda *a: outputs.append(original(*a)) or outputs[-1]
         _, mask = random_patch_mask(6, 16, mask_ratio=0.75, generator=generator, device=x.device)
-        target = normalise_patches(plain.encoder.patchify(plain.encoder.spectrogram(x)))
-        loss_of = masked_patch_mse
+        # Hidden patches each normalised; visible ones as they are, on the clip's scale.
+        visible_target = plain.encoder.patchify(plain.encoder.spectrogram(x))
+        target, loss_of = normalise_patches(visible_target), masked_patch_mse
     else:
         options = {"codebook_size": 32, "start_probability": 0.3, "span": 1}
         plain = build_method(name, _tiny_vit(), **options).eval()
@@ -307,12 +308,13 @@ def test_visible_weight_adds_the_loss_on_the_visible_tokens(name):
                             device=x.device)  # fmt: skip
         mask = columns[:, None, :].expand(-1, 4, -1).reshape(6, 16)
         target, loss_of = plain.targets(plain.tokens(x)[0]), masked_code_cross_entropy
+        visible_target = target
     weighted = build_method(name, _tiny_vit(), visible_weight=0.5, **options).eval()
     weighted.load_state_dict(plain.state_dict())
     hidden_only = plain(x)["loss"]
     assert 0 < mask.float().mean() < 1
     torch.testing.assert_close(hidden_only, loss_of(outputs[0], target, mask))
-    visible = loss_of(outputs[0], target, ~mask)
+    visible = loss_of(outputs[0], visible_target, ~mask)
     assert visible > 0
     torch.testing.assert_close(weighted(x)["loss"], hidden_only + 0.5 * visible)
     with pytest.raises(MusicSSLError, match="visible_weight"):

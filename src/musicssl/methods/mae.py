@@ -36,9 +36,11 @@ class MAE(Method):
         normalise_targets: per-patch normalised targets (MAE's ``norm_pix_loss``).
         noise_snr_db: (lowest, highest) signal-to-noise ratio in dB of the noise on the
             encoder's input, drawn uniformly per example; None adds none.
-        visible_weight: weight of the same error on the visible patches, added (0: the
-            hidden ones only, as He et al.); the visible latents must then keep their own
-            patch, not only what their neighbours need.
+        visible_weight: weight of an error on the visible patches, added (0: the hidden
+            ones only, as He et al.): the visible latents must then keep their own patch, not
+            only what their neighbours need. Its targets are the patches as they are (on the
+            clip's standardised scale, not each normalised): normalised, a near-silent patch's
+            faint detail would count as much as a loud one's.
         seed: seeds the masks and the noise, with the count of steps taken.
     """
 
@@ -88,12 +90,11 @@ class MAE(Method):
         tokens = self.encoder.embed_patches(seen)  # (B, N, D)
         latent = self.encoder.forward_tokens(tokens, keep_index)  # (B, K, D)
         prediction = self.decoder(latent, keep_index, grid)  # (B, N, patch_size)
-        target = self.encoder.patchify(spec).detach()
-        if self.normalise_targets:
-            target = normalise_patches(target)
+        patches = self.encoder.patchify(spec).detach()
+        target = normalise_patches(patches) if self.normalise_targets else patches
         loss = masked_patch_mse(prediction, target, mask)
         if self.visible_weight:
-            loss = loss + self.visible_weight * masked_patch_mse(prediction, target, ~mask)
+            loss = loss + self.visible_weight * masked_patch_mse(prediction, patches, ~mask)
         return {"loss": loss}
 
 
