@@ -296,9 +296,8 @@ def test_visible_weight_adds_the_loss_on_the_visible_tokens(name):
         original = plain.decoder.forward
         plain.decoder.forward = lambda *a: outputs.append(original(*a)) or outputs[-1]
         _, mask = random_patch_mask(6, 16, mask_ratio=0.75, generator=generator, device=x.device)
-        # Hidden patches each normalised; visible ones as they are, on the clip's scale.
-        visible_target = plain.encoder.patchify(plain.encoder.spectrogram(x))
-        target, loss_of = normalise_patches(visible_target), masked_patch_mse
+        target = normalise_patches(plain.encoder.patchify(plain.encoder.spectrogram(x)))
+        visible_target, loss_of = target, masked_patch_mse
     else:
         options = {"codebook_size": 32, "start_probability": 0.3, "span": 1}
         plain = build_method(name, _tiny_vit(), **options).eval()
@@ -319,6 +318,55 @@ def test_visible_weight_adds_the_loss_on_the_visible_tokens(name):
     torch.testing.assert_close(weighted(x)["loss"], hidden_only + 0.5 * visible)
     with pytest.raises(MusicSSLError, match="visible_weight"):
         build_method(name, _tiny_vit(), visible_weight=-1.0, **options)
+
+
+def test_detune_moves_each_spectrum_by_its_drawn_fraction_of_a_bin():
+    from musicssl.methods._draws import detune
+
+    spec = torch.zeros(3, 8, 2)
+    spec[:, 4] = 1.0  # one partial in bin 4
+    spec[:, 0] = 0.5  # and something in the lowest bin, at the edge
+    out = detune(spec, 50.0, 12, torch.Generator().manual_seed(1))
+    # By hand, the same draw: 50 cents either way is half a bin at 12 bins per octave.
+    shift = (2 * torch.rand(3, generator=torch.Generator().manual_seed(1)) - 1) * 0.5
+    for example, s in enumerate(shift.tolist()):
+        up = 5 if s > 0 else 3  # the neighbour the partial moves towards
+        assert out[example, 4, 0].item() == pytest.approx(1 - abs(s))
+        assert out[example, up, 0].item() == pytest.approx(abs(s))
+        # The lowest bin is repeated below the end: moving up, it is refilled from itself.
+        assert out[example, 0, 0].item() == pytest.approx(0.5 if s > 0 else 0.5 * (1 + s))
+    assert out.shape == spec.shape and torch.equal(out[..., 0], out[..., 1])
+
+
+def test_mae_detuned_input_and_tuned_targets():
+    from musicssl.losses import masked_patch_mse, normalise_patches, random_patch_mask
+    from musicssl.methods._draws import detune, next_generator
+
+    cqt = {"frontend": "cqt", "n_bins": 12, "f_min": 200.0, "patch": [4, 4], "width": 16,
+           "depth": 1, "num_heads": 2, "sample_rate": 8000, "hop_length": 32,
+           "input_samples": 1024}  # fmt: skip
+    torch.manual_seed(0)
+    method = build_method("mae", build_encoder("spectrogram_vit", **cqt), mask_ratio=0.5,
+                          decoder_width=16, decoder_depth=1, decoder_heads=2,
+                          detune_cents=50)  # fmt: skip
+    x = torch.randn(3, 1024)
+    loss = method(x)["loss"]
+    encoder = method.encoder
+    generator = next_generator(0, torch.zeros((), dtype=torch.long), x.device)
+    clean = encoder.spectrogram(x)
+    grid = encoder.patch_grid(clean.shape[-1])
+    keep, mask = random_patch_mask(3, grid[0] * grid[1], mask_ratio=0.5, generator=generator,
+                                   device=x.device)  # fmt: skip
+    seen = detune(clean, 50.0, 12, generator)
+    assert not torch.allclose(seen, clean)
+    latent = encoder.forward_tokens(encoder.embed_patches(seen), keep)
+    target = normalise_patches(encoder.patchify(clean))
+    torch.testing.assert_close(loss, masked_patch_mse(method.decoder(latent, keep, grid), target,
+                                                      mask))  # fmt: skip
+    with pytest.raises(MusicSSLError, match="detune_cents needs a constant-Q front end"):
+        build_method("mae", _tiny_vit(), detune_cents=50)
+    with pytest.raises(MusicSSLError, match=r"detune_cents must be in \[0, 100\]"):
+        build_method("mae", build_encoder("spectrogram_vit", **cqt), detune_cents=150)
 
 
 def test_mae_refuses_an_encoder_without_patches():

@@ -46,3 +46,39 @@ def snr_range(method: str, snr_db: Sequence[float] | None) -> tuple[float, float
     if len(snr_db) != 2 or snr_db[0] > snr_db[1]:
         raise MusicSSLError(f"{method}: noise_snr_db must be [lowest, highest] in dB, got {snr_db}")
     return float(snr_db[0]), float(snr_db[1])
+
+
+def detune(spec: Tensor, cents: float, bins_per_octave: int, generator: torch.Generator) -> Tensor:
+    """A constant-Q spectrogram moved along its bins by a tuning offset drawn per example,
+    uniform in [-cents, cents]: a recording not tuned to A = 440 Hz.
+
+    A fractional shift interpolates linearly between neighbouring bins; the edge bins are
+    repeated past the ends. Shape: (batch_size, n_bins, num_frames) kept.
+    """
+    batch = spec.shape[0]
+    offsets = (2 * torch.rand(batch, generator=generator, device=spec.device) - 1) * cents
+    shift = offsets * bins_per_octave / 1200.0  # bins; content moves up for shift > 0
+    if shift.abs().max() > 1:
+        raise MusicSSLError(f"detune: at most one bin ({1200 / bins_per_octave:.0f} cents)")
+    padded = torch.cat([spec[:, :1], spec, spec[:, -1:]], dim=1)
+    below, above = padded[:, :-2], padded[:, 2:]  # each bin's lower and upper neighbour
+    weight = shift.abs().to(spec.dtype)[:, None, None]
+    neighbour = torch.where((shift > 0)[:, None, None], below, above)
+    return (1 - weight) * spec + weight * neighbour
+
+
+def check_detune(method: str, encoder: object, cents: float) -> float:
+    """``detune_cents`` checked: 0, or up to one bin of a constant-Q front end."""
+    if cents == 0:
+        return 0.0
+    config = encoder.config() if hasattr(encoder, "config") else {}
+    if config.get("frontend") != "cqt":
+        raise MusicSSLError(
+            f"{method}: detune_cents needs a constant-Q front end (encoder.options.frontend="
+            f"cqt), whose bins are equal steps of pitch; this encoder reads "
+            f"{config.get('frontend', 'no spectrogram')}"
+        )
+    most = 1200 / config["bins_per_octave"]
+    if not 0 < cents <= most:
+        raise MusicSSLError(f"{method}: detune_cents must be in [0, {most:.0f}], got {cents}")
+    return float(cents)

@@ -22,7 +22,7 @@ from musicssl.losses import (
     random_quantizer,
     span_mask,
 )
-from musicssl.methods._draws import add_noise, next_generator, snr_range
+from musicssl.methods._draws import add_noise, check_detune, detune, next_generator, snr_range
 from musicssl.methods.base import Method
 
 
@@ -57,6 +57,9 @@ class BestRQ(Method):
         noise_std: standard deviation of the noise hidden frames get (the paper: 0.1).
         noise_snr_db: (lowest, highest) signal-to-noise ratio in dB of white noise on what
             the encoder sees, drawn per example; None adds none.
+        detune_cents: the ViT's constant-Q input moved by a tuning offset drawn per example,
+            uniform within this many cents either way (0: none); the codes stay those of the
+            crop in tune, as in MAE.
         visible_weight: weight of the cross-entropy on the visible frames' codes, added (0:
             hidden frames only, as Chiu et al.; HuBERT's unmasked term).
         head_depth: transformer blocks between the encoder and the classifiers, used in
@@ -82,6 +85,7 @@ class BestRQ(Method):
         span: int,
         noise_std: float = 0.1,
         noise_snr_db: Sequence[float] | None = None,
+        detune_cents: float = 0.0,
         visible_weight: float = 0.0,
         head_depth: int = 0,
         seed: int = 0,
@@ -97,6 +101,9 @@ class BestRQ(Method):
         self.start_probability, self.span = start_probability, span
         self.noise_std, self.seed = noise_std, seed
         self.noise_snr_db = snr_range("bestrq", noise_snr_db)
+        self.detune_cents = check_detune("bestrq", encoder, detune_cents)
+        if self.detune_cents and not isinstance(encoder, SpectrogramViT):
+            raise MusicSSLError("bestrq: detune_cents needs the spectrogram_vit encoder")
         if not visible_weight >= 0.0:
             raise MusicSSLError(f"bestrq: visible_weight must be >= 0, got {visible_weight}")
         self.visible_weight = visible_weight
@@ -149,9 +156,9 @@ class BestRQ(Method):
         mask = span_mask(batch_size, columns, start_probability=self.start_probability,
                          span=self.span, generator=generator, device=x.device)  # fmt: skip
         mask = mask[:, None, :].expand(-1, grid[0], -1).reshape(batch_size, num_tokens)
-        seen = inputs
-        if self.noise_snr_db is not None:
-            seen = self.tokens(add_noise(x, self.noise_snr_db, generator))[0]
+        seen = inputs if self.noise_snr_db is None and not self.detune_cents else None
+        if seen is None:
+            seen = self._seen(x, generator)
         noise = torch.randn(inputs.shape, generator=generator, device=x.device) * self.noise_std
         hidden = torch.where(mask[..., None], noise.to(inputs.dtype), seen)
         features = self._encode(hidden, grid)  # (B, T, D)
@@ -178,6 +185,17 @@ class BestRQ(Method):
         frames = self.encoder.frame_inputs(x)
         return frames, (1, frames.shape[1])
 
+    def _seen(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """The tokens of the crop as the encoder sees it: with noise, detuned (a ViT's)."""
+        noisy = x if self.noise_snr_db is None else add_noise(x, self.noise_snr_db, generator)
+        if not self.detune_cents:
+            return self.tokens(noisy)[0]
+        vit = self.encoder
+        assert isinstance(vit, SpectrogramViT)  # checked when built
+        spec = vit.spectrogram(noisy)
+        per_octave = vit.config()["bins_per_octave"]
+        return vit.patchify(detune(spec, self.detune_cents, per_octave, generator))
+
     def _encode(self, hidden: Tensor, grid: tuple[int, int]) -> Tensor:
         if isinstance(self.encoder, SpectrogramViT):
             return self.encoder.forward_tokens(self.encoder.embed_patch_vectors(hidden, grid))
@@ -194,6 +212,7 @@ def bestrq(
     span: int = 10,
     noise_std: float = 0.1,
     noise_snr_db: Sequence[float] | None = None,
+    detune_cents: float = 0.0,
     visible_weight: float = 0.0,
     head_depth: int = 0,
     seed: int = 0,
@@ -214,6 +233,7 @@ def bestrq(
         span=span,
         noise_std=noise_std,
         noise_snr_db=noise_snr_db,
+        detune_cents=detune_cents,
         visible_weight=visible_weight,
         head_depth=head_depth,
         seed=seed,

@@ -15,7 +15,7 @@ from musicssl.encoders import Encoder, SpectrogramViT
 from musicssl.encoders.patch_decoder import DECODER_DEFAULTS, PatchDecoder
 from musicssl.errors import MusicSSLError
 from musicssl.losses import masked_patch_mse, normalise_patches, random_patch_mask
-from musicssl.methods._draws import add_noise, next_generator, snr_range
+from musicssl.methods._draws import add_noise, check_detune, detune, next_generator, snr_range
 from musicssl.methods.base import Method
 
 
@@ -36,11 +36,12 @@ class MAE(Method):
         normalise_targets: per-patch normalised targets (MAE's ``norm_pix_loss``).
         noise_snr_db: (lowest, highest) signal-to-noise ratio in dB of the noise on the
             encoder's input, drawn uniformly per example; None adds none.
-        visible_weight: weight of an error on the visible patches, added (0: the hidden
-            ones only, as He et al.): the visible latents must then keep their own patch, not
-            only what their neighbours need. Its targets are the patches as they are (on the
-            clip's standardised scale, not each normalised): normalised, a near-silent patch's
-            faint detail would count as much as a loud one's.
+        visible_weight: weight of the same error on the visible patches, added (0: the
+            hidden ones only, as He et al.): the visible latents must then keep their own
+            patch, not only what their neighbours need.
+        detune_cents: the encoder's constant-Q input moved by a tuning offset drawn per
+            example, uniform within this many cents either way (0: none); the targets stay in
+            tune, so the encoder must read through a mistuned recording.
         seed: seeds the masks and the noise, with the count of steps taken.
     """
 
@@ -57,6 +58,7 @@ class MAE(Method):
         normalise_targets: bool = True,
         noise_snr_db: Sequence[float] | None = None,
         visible_weight: float = 0.0,
+        detune_cents: float = 0.0,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -67,6 +69,7 @@ class MAE(Method):
         self.encoder = encoder
         self.decoder = decoder
         self.mask_ratio, self.visible_weight = mask_ratio, visible_weight
+        self.detune_cents = check_detune("mae", encoder, detune_cents)
         self.normalise_targets = normalise_targets
         self.noise_snr_db = snr_range("mae", noise_snr_db)
         self.seed = seed
@@ -87,14 +90,18 @@ class MAE(Method):
         seen = spec
         if self.noise_snr_db is not None:
             seen = self.encoder.spectrogram(add_noise(x, self.noise_snr_db, generator))
+        if self.detune_cents:
+            per_octave = self.encoder.config()["bins_per_octave"]
+            seen = detune(seen, self.detune_cents, per_octave, generator)
         tokens = self.encoder.embed_patches(seen)  # (B, N, D)
         latent = self.encoder.forward_tokens(tokens, keep_index)  # (B, K, D)
         prediction = self.decoder(latent, keep_index, grid)  # (B, N, patch_size)
-        patches = self.encoder.patchify(spec).detach()
-        target = normalise_patches(patches) if self.normalise_targets else patches
+        target = self.encoder.patchify(spec).detach()
+        if self.normalise_targets:
+            target = normalise_patches(target)
         loss = masked_patch_mse(prediction, target, mask)
         if self.visible_weight:
-            loss = loss + self.visible_weight * masked_patch_mse(prediction, patches, ~mask)
+            loss = loss + self.visible_weight * masked_patch_mse(prediction, target, ~mask)
         return {"loss": loss}
 
 
@@ -108,6 +115,7 @@ def mae(
     normalise_targets: bool = True,
     noise_snr_db: Sequence[float] | None = None,
     visible_weight: float = 0.0,
+    detune_cents: float = 0.0,
     seed: int = 0,
 ) -> MAE:
     """MAE with a light decoder (Audio-MAE: mask ratio 0.8; here 2 blocks 128 wide)."""
@@ -131,5 +139,6 @@ def mae(
         normalise_targets=normalise_targets,
         noise_snr_db=noise_snr_db,
         visible_weight=visible_weight,
+        detune_cents=detune_cents,
         seed=seed,
     )
