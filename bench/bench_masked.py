@@ -9,6 +9,7 @@ each run trained, and the pretraining throughput (clips per second: forward, bac
 optimiser step of the method on batches of the recipe's size, data already in memory).
 
     OMP_WAIT_POLICY=PASSIVE python bench/bench_masked.py --runs runs --reports reports
+    python bench/bench_masked.py --throughput-only --threads 2 --throughput-steps 10
 """
 
 from __future__ import annotations
@@ -119,7 +120,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--throughput-steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--throughput-only", action="store_true",
+                        help="only the clips per second of each recipe, no runs")  # fmt: skip
     args = parser.parse_args()
+    if args.throughput_only:
+        for recipe in RECIPES.values():
+            rate = throughput(recipe, steps=args.throughput_steps, threads=args.threads)
+            print(f"{recipe}: {rate:.1f} clips/s ({args.threads} threads)")
+        return
     results = {name: run_and_report(name, recipe, args.runs, args.reports, args.seeds)
                for name, recipe in RECIPES.items()}  # fmt: skip
     print(table(results, args.runs))
