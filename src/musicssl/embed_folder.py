@@ -197,7 +197,9 @@ def _check_out(out: Path) -> None:
 
 
 # What ``embed`` writes: an .npz holding anything else was not written by it.
-_OURS = re.compile(r"(names|emb|layer_\d+|frame_names|frames|frame_times|frame_offsets)\.npy")
+_OURS = re.compile(
+    r"(names|emb|encoder|layer_\d+|frame_names|frames|frame_times|frame_offsets)\.npy"
+)
 
 
 def _is_embeddings(path: Path) -> bool:
