@@ -61,7 +61,8 @@ class BestRQ(Method):
             uniform within this many cents either way (0: none); the codes stay those of the
             crop in tune, as in MAE.
         visible_weight: weight of the cross-entropy on the visible frames' codes, added (0:
-            hidden frames only, as Chiu et al.; HuBERT's unmasked term).
+            hidden frames only, as Chiu et al.; HuBERT's unmasked term). On the built-in
+            corpus it lowered every task (bench/results/masked_cpu.md).
         head_depth: transformer blocks between the encoder and the classifiers, used in
             training only (0: the paper's linear classifiers); as MAE's decoder, they take
             the code prediction off the encoder's last blocks.
