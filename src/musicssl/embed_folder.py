@@ -74,8 +74,9 @@ def embed_files(
         if len(skipped) == 1:  # one file: its own reason
             raise MusicSSLError(f"nothing could be embedded: {skipped[0]}")
         raise MusicSSLError(f"{source}: nothing could be embedded ({len(skipped)} bad files)")
-    if model.fingerprint is not None:
-        arrays["encoder"] = np.array(model.fingerprint)
+    fingerprint = model.fingerprint  # hashes the weights file: read it once
+    if fingerprint is not None:
+        arrays["encoder"] = np.array(fingerprint)
     save_npz(Path(out), arrays)
     for line in skipped:
         print(f"skipped {line}")
