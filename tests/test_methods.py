@@ -247,6 +247,23 @@ def test_mae_noise_is_at_the_drawn_snr():
     assert powers.max() / powers.min() > 10  # a ratio drawn per example
 
 
+def test_noise_share_leaves_the_other_examples_clean():
+    from musicssl.methods._draws import add_noise
+
+    x = torch.sin(torch.arange(4000.0) * 0.05)[None].repeat(64, 1)
+    noisy = add_noise(x, (20.0, 20.0), torch.Generator().manual_seed(0), share=0.25)
+    touched = (noisy != x).any(dim=-1)
+    assert 4 <= int(touched.sum()) <= 32  # about a quarter of 64, drawn
+    snr = 10 * torch.log10(x[touched].pow(2).mean(-1) / (noisy - x)[touched].pow(2).mean(-1))
+    torch.testing.assert_close(snr, torch.full_like(snr, 20.0), atol=0.3, rtol=0)
+    everyone = add_noise(x, (20.0, 20.0), torch.Generator().manual_seed(0))
+    assert (everyone != x).any(dim=-1).all()
+    for name in ("mae", "bestrq"):
+        for share in (0.0, 1.5):
+            with pytest.raises(MusicSSLError, match=f"{name}: noise_share must be in"):
+                build_method(name, _tiny_vit(), noise_snr_db=[20, 40], noise_share=share)
+
+
 def test_mae_with_noise_encodes_the_noisy_crop_and_reconstructs_the_clean_one():
     from musicssl.losses import masked_patch_mse, normalise_patches, random_patch_mask
     from musicssl.methods._draws import add_noise, next_generator

@@ -27,8 +27,11 @@ def next_generator(seed: int, count: Tensor, device: torch.device) -> torch.Gene
     return generator
 
 
-def add_noise(x: Tensor, snr_db: tuple[float, float], generator: torch.Generator) -> Tensor:
-    """White noise at a signal-to-noise ratio drawn per example, uniform in dB.
+def add_noise(
+    x: Tensor, snr_db: tuple[float, float], generator: torch.Generator, *, share: float = 1.0
+) -> Tensor:
+    """White noise at a signal-to-noise ratio drawn per example, uniform in dB, added to a
+    ``share`` of the examples drawn at random (the others are left clean).
 
     Shape: (batch_size, num_samples) kept.
     """
@@ -36,6 +39,9 @@ def add_noise(x: Tensor, snr_db: tuple[float, float], generator: torch.Generator
     snr = low + (high - low) * torch.rand(x.shape[0], generator=generator, device=x.device)
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     power = x.pow(2).mean(dim=-1) / 10.0 ** (snr / 10.0)
+    if share < 1.0:
+        chosen = torch.rand(x.shape[0], generator=generator, device=x.device) < share
+        power = power * chosen.to(power.dtype)
     return x + noise * power.sqrt()[:, None]
 
 
@@ -46,6 +52,13 @@ def snr_range(method: str, snr_db: Sequence[float] | None) -> tuple[float, float
     if len(snr_db) != 2 or snr_db[0] > snr_db[1]:
         raise MusicSSLError(f"{method}: noise_snr_db must be [lowest, highest] in dB, got {snr_db}")
     return float(snr_db[0]), float(snr_db[1])
+
+
+def check_share(method: str, share: float) -> float:
+    """``noise_share`` checked: a fraction in (0, 1]."""
+    if not 0.0 < share <= 1.0:
+        raise MusicSSLError(f"{method}: noise_share must be in (0, 1], got {share}")
+    return float(share)
 
 
 def detune(spec: Tensor, cents: float, bins_per_octave: int, generator: torch.Generator) -> Tensor:

@@ -22,7 +22,14 @@ from musicssl.losses import (
     random_quantizer,
     span_mask,
 )
-from musicssl.methods._draws import add_noise, check_detune, detune, next_generator, snr_range
+from musicssl.methods._draws import (
+    add_noise,
+    check_detune,
+    check_share,
+    detune,
+    next_generator,
+    snr_range,
+)
 from musicssl.methods.base import Method
 
 
@@ -57,6 +64,8 @@ class BestRQ(Method):
         noise_std: standard deviation of the noise hidden frames get (the paper: 0.1).
         noise_snr_db: (lowest, highest) signal-to-noise ratio in dB of white noise on what
             the encoder sees, drawn per example; None adds none.
+        noise_share: the share of examples, drawn at random, that get that noise (the
+            others are seen clean).
         detune_cents: the ViT's constant-Q input moved by a tuning offset drawn per example,
             uniform within this many cents either way (0: none); the codes stay those of the
             crop in tune, as in MAE.
@@ -86,6 +95,7 @@ class BestRQ(Method):
         span: int,
         noise_std: float = 0.1,
         noise_snr_db: Sequence[float] | None = None,
+        noise_share: float = 1.0,
         detune_cents: float = 0.0,
         visible_weight: float = 0.0,
         head_depth: int = 0,
@@ -102,6 +112,7 @@ class BestRQ(Method):
         self.start_probability, self.span = start_probability, span
         self.noise_std, self.seed = noise_std, seed
         self.noise_snr_db = snr_range("bestrq", noise_snr_db)
+        self.noise_share = check_share("bestrq", noise_share)
         self.detune_cents = check_detune("bestrq", encoder, detune_cents)
         if self.detune_cents and not isinstance(encoder, SpectrogramViT):
             raise MusicSSLError("bestrq: detune_cents needs the spectrogram_vit encoder")
@@ -188,7 +199,11 @@ class BestRQ(Method):
 
     def _seen(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """The tokens of the crop as the encoder sees it: with noise, detuned (a ViT's)."""
-        noisy = x if self.noise_snr_db is None else add_noise(x, self.noise_snr_db, generator)
+        noisy = (
+            x
+            if self.noise_snr_db is None
+            else add_noise(x, self.noise_snr_db, generator, share=self.noise_share)
+        )
         if not self.detune_cents:
             return self.tokens(noisy)[0]
         vit = self.encoder
@@ -213,6 +228,7 @@ def bestrq(
     span: int = 10,
     noise_std: float = 0.1,
     noise_snr_db: Sequence[float] | None = None,
+    noise_share: float = 1.0,
     detune_cents: float = 0.0,
     visible_weight: float = 0.0,
     head_depth: int = 0,
@@ -234,6 +250,7 @@ def bestrq(
         span=span,
         noise_std=noise_std,
         noise_snr_db=noise_snr_db,
+        noise_share=noise_share,
         detune_cents=detune_cents,
         visible_weight=visible_weight,
         head_depth=head_depth,

@@ -15,7 +15,14 @@ from musicssl.encoders import Encoder, SpectrogramViT
 from musicssl.encoders.patch_decoder import DECODER_DEFAULTS, PatchDecoder
 from musicssl.errors import MusicSSLError
 from musicssl.losses import masked_patch_mse, normalise_patches, random_patch_mask
-from musicssl.methods._draws import add_noise, check_detune, detune, next_generator, snr_range
+from musicssl.methods._draws import (
+    add_noise,
+    check_detune,
+    check_share,
+    detune,
+    next_generator,
+    snr_range,
+)
 from musicssl.methods.base import Method
 
 
@@ -36,6 +43,8 @@ class MAE(Method):
         normalise_targets: per-patch normalised targets (MAE's ``norm_pix_loss``).
         noise_snr_db: (lowest, highest) signal-to-noise ratio in dB of the noise on the
             encoder's input, drawn uniformly per example; None adds none.
+        noise_share: the share of examples, drawn at random, that get the noise; the
+            others are read clean, as the recordings the encoder will be compared against.
         visible_weight: weight of the same error on the visible patches, added (0: the
             hidden ones only, as He et al.): the visible latents must then keep their own
             patch, not only what their neighbours need.
@@ -57,6 +66,7 @@ class MAE(Method):
         mask_ratio: float,
         normalise_targets: bool = True,
         noise_snr_db: Sequence[float] | None = None,
+        noise_share: float = 1.0,
         visible_weight: float = 0.0,
         detune_cents: float = 0.0,
         seed: int = 0,
@@ -72,6 +82,7 @@ class MAE(Method):
         self.detune_cents = check_detune("mae", encoder, detune_cents)
         self.normalise_targets = normalise_targets
         self.noise_snr_db = snr_range("mae", noise_snr_db)
+        self.noise_share = check_share("mae", noise_share)
         self.seed = seed
         self.register_buffer("draws", torch.zeros((), dtype=torch.long))
 
@@ -89,7 +100,9 @@ class MAE(Method):
         )
         seen = spec
         if self.noise_snr_db is not None:
-            seen = self.encoder.spectrogram(add_noise(x, self.noise_snr_db, generator))
+            seen = self.encoder.spectrogram(
+                add_noise(x, self.noise_snr_db, generator, share=self.noise_share)
+            )
         if self.detune_cents:
             per_octave = self.encoder.config()["bins_per_octave"]
             seen = detune(seen, self.detune_cents, per_octave, generator)
@@ -114,6 +127,7 @@ def mae(
     decoder_heads: int = DECODER_DEFAULTS["decoder_heads"],
     normalise_targets: bool = True,
     noise_snr_db: Sequence[float] | None = None,
+    noise_share: float = 1.0,
     visible_weight: float = 0.0,
     detune_cents: float = 0.0,
     seed: int = 0,
@@ -138,6 +152,7 @@ def mae(
         mask_ratio=mask_ratio,
         normalise_targets=normalise_targets,
         noise_snr_db=noise_snr_db,
+        noise_share=noise_share,
         visible_weight=visible_weight,
         detune_cents=detune_cents,
         seed=seed,
