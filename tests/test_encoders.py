@@ -22,7 +22,7 @@ from musicssl.encoders import (
     predictor,
     projection_head,
 )
-from musicssl.encoders._transformer import level_below_peak, standardise_clip
+from musicssl.encoders._transformer import standardise_clip
 from musicssl.errors import MusicSSLError
 
 # The small key CNN, alone and as a branch below.
@@ -597,28 +597,6 @@ def test_standardise_clip_by_hand_and_token_encoders_ignore_gain():
         )
         evaluated = vit(x[:1])
         torch.testing.assert_close(vit.train()(x)[:1], evaluated)
-
-
-def test_level_below_peak_by_hand_keeps_loud_bins_when_noise_fills_the_quiet_ones():
-    # Peak 0 dB: -20 dB is -1, -100 dB is floored at -80 dB (-4); 0 stays 0.
-    spec = torch.tensor([[[0.0, -20.0], [-100.0, -50.0]]])
-    expected = torch.tensor([[[0.0, -1.0], [-4.0, -2.5]]])
-    torch.testing.assert_close(level_below_peak(spec), expected)
-    torch.testing.assert_close(level_below_peak(spec + 13.0), expected)  # a gain
-    # Noise that lifts the quiet bins moves a clip's mean and deviation, so standardise_clip
-    # moves the loud bins too; below the peak they stay where they were.
-    noisy = spec.clamp_min(-40.0)
-    torch.testing.assert_close(level_below_peak(noisy)[0, 0], expected[0, 0])
-    assert (standardise_clip(noisy)[0, 0] - standardise_clip(spec)[0, 0]).abs().min() > 0.2
-    vit = _small_vit(level="peak")
-    x = _audio(2, 4096)
-    with torch.no_grad():
-        levelled = vit.spectrogram(x)
-        torch.testing.assert_close(vit.spectrogram(0.25 * x), levelled, atol=1e-4, rtol=0)
-    assert levelled.amax(dim=(1, 2)).tolist() == [0.0, 0.0] and levelled.min() >= -4.0
-    assert SpectrogramViT(**vit.config()).config()["level"] == "peak"
-    with pytest.raises(MusicSSLError, match="level='loud': choose one of clip, peak"):
-        _small_vit(level="loud")
 
 
 def test_frame_transformer_frame_inputs_stack_standardised_frames():

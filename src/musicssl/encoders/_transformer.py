@@ -144,10 +144,6 @@ class Block(nn.Module):
 MIN_CLIP_STD_DB = 1.0
 
 
-PEAK_RANGE_DB = 80.0
-PEAK_SCALE_DB = 20.0
-
-
 def standardise_clip(spec: Tensor) -> Tensor:
     """Each example's spectrogram minus its own mean, over its own standard deviation (dB).
 
@@ -169,29 +165,6 @@ def standardise_clip(spec: Tensor) -> Tensor:
     mean = spec.mean(dim=(-2, -1), keepdim=True)
     std = spec.std(dim=(-2, -1), keepdim=True, unbiased=False)
     return (spec - mean) / std.clamp_min(MIN_CLIP_STD_DB)
-
-
-def level_below_peak(spec: Tensor) -> Tensor:
-    """Each example's spectrogram in dB below its own loudest bin, over ``PEAK_SCALE_DB``,
-    floored at ``PEAK_RANGE_DB`` below the peak (librosa's ``ref=np.max, top_db=80``).
-
-    A gain change moves every decibel, the peak's too, so it leaves the result unchanged, as
-    ``standardise_clip`` does; unlike that, noise that fills a clip's quiet parts leaves its
-    loud bins where they were, where a clip's mean and deviation would move with the noise
-    floor and shift every bin (0.1 dB in the loudest bins of a built-in clip with white noise
-    at 22 dB SNR, 0.8 of a standard deviation after ``standardise_clip``).
-
-    Args:
-        spec: Decibels. Shape: (batch_size, n_bins, num_frames).
-
-    Returns:
-        Same shape, in [-PEAK_RANGE_DB / PEAK_SCALE_DB, 0]; 0 at each example's peak.
-    """
-    peak = spec.amax(dim=(-2, -1), keepdim=True)
-    return (spec - peak).clamp_min(-PEAK_RANGE_DB) / PEAK_SCALE_DB
-
-
-LEVELS = {"clip": standardise_clip, "peak": level_below_peak}
 
 
 def check_width(owner: str, width: int, depth: int, num_heads: int, multiple: int) -> None:

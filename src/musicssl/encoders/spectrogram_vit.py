@@ -2,7 +2,7 @@
 
 The interface masked-spectrogram modelling (MAE) builds on, beside the ``Encoder`` one::
 
-    spec = encoder.spectrogram(x)          # (B, n_bins, T): levelled dB, T whole patches
+    spec = encoder.spectrogram(x)          # (B, n_bins, T): standardised dB, T whole patches
     patches = encoder.patchify(spec)       # (B, N, patch_bins * patch_frames), the targets
     grid = encoder.patch_grid(spec.shape[-1])  # (freq patches, time patches); N = product
     tokens = encoder.embed_patches(spec)   # (B, N, width): projected patches + positions
@@ -25,11 +25,11 @@ from torch import Tensor, nn
 
 from musicssl.encoders._shared import check_waveforms, last, resolve_layer, spectrogram_frontend
 from musicssl.encoders._transformer import (
-    LEVELS,
     Block,
     check_width,
     init_weights,
     sincos_2d,
+    standardise_clip,
 )
 from musicssl.encoders.base import Encoder
 from musicssl.errors import MusicSSLError
@@ -47,8 +47,8 @@ class SpectrogramViT(Encoder):
     2025, "Myna: Masking-Based Contrastive Learning of Musical Representations", use
     vertical patches that span every mel band: ``patch=(n_bins, 2)``.
 
-    Spectrogram (dB) -> each example's level set (``level``: gain-invariant, nothing
-    learnt) -> non-overlapping patches,
+    Spectrogram (dB) -> each example standardised by its own mean and deviation
+    (``standardise_clip``: gain-invariant, nothing learnt) -> non-overlapping patches,
     frames past the last whole patch dropped -> linear projection + 2-D sin-cos positions
     -> ``depth`` pre-norm blocks -> layer norm. Layer ``k`` is block ``k``'s output; the
     last layer includes the final norm. Frame features average the tokens of each time
@@ -70,9 +70,6 @@ class SpectrogramViT(Encoder):
         bins_per_octave: CQT bins per octave.
         input_samples: Training crop in samples (59049 = 3.69 s at 16 kHz); any input of at
             least ``min_samples`` (one patch of frames) is accepted.
-        level: how each example's decibels are set: ``"clip"``, minus its own mean over
-            its own deviation (``standardise_clip``), or ``"peak"``, below its own loudest
-            bin (``level_below_peak``), which noise in the quiet parts leaves in place.
     """
 
     def __init__(
@@ -92,14 +89,9 @@ class SpectrogramViT(Encoder):
         f_max: float | None = None,
         bins_per_octave: int = 12,
         input_samples: int = 59049,
-        level: str = "clip",
     ) -> None:
         super().__init__()
         check_width("SpectrogramViT", width, depth, num_heads, 4)
-        if level not in LEVELS:
-            raise MusicSSLError(
-                f"SpectrogramViT: level={level!r}: choose one of {', '.join(LEVELS)}"
-            )
         patch_bins, patch_frames = (int(p) for p in patch)
         if patch_bins < 1 or patch_frames < 1 or n_bins % patch_bins:
             raise MusicSSLError(
@@ -127,7 +119,6 @@ class SpectrogramViT(Encoder):
             "f_max": None if f_max is None else float(f_max),
             "bins_per_octave": int(bins_per_octave),
             "input_samples": int(input_samples),
-            "level": str(level),
         }
         self.embedding_dim = int(width)
         self.sample_rate = int(sample_rate)
@@ -136,7 +127,6 @@ class SpectrogramViT(Encoder):
         self.hop_length = int(hop_length)
         self.n_bins = int(n_bins)
         self.patch = (patch_bins, patch_frames)
-        self.set_level = LEVELS[level]
 
         self.frontend = spectrogram_frontend(
             "SpectrogramViT",
@@ -170,7 +160,7 @@ class SpectrogramViT(Encoder):
         return self.n_bins // self.patch[0], num_frames // self.patch[1]
 
     def spectrogram(self, x: Tensor) -> Tensor:
-        """Spectrogram at its ``level``, cut to whole patches in time.
+        """Standardised spectrogram, cut to whole patches in time.
 
         Args:
             x: Waveforms. Shape: (batch_size, num_samples), num_samples >= min_samples.
@@ -184,7 +174,7 @@ class SpectrogramViT(Encoder):
                 f"SpectrogramViT(hop_length={self.hop_length}, patch={self.patch}) needs at "
                 f"least {self.min_samples} samples, got input of shape {tuple(x.shape)}"
             )
-        spec = self.set_level(self.frontend(x))  # (B, n_bins, T)
+        spec = standardise_clip(self.frontend(x))  # (B, n_bins, T)
         _, time_patches = self.patch_grid(spec.shape[-1])
         return spec[..., : time_patches * self.patch[1]]
 
