@@ -599,23 +599,6 @@ def test_standardise_clip_by_hand_and_token_encoders_ignore_gain():
         torch.testing.assert_close(vit.train()(x)[:1], evaluated)
 
 
-def test_vit_floor_db_floors_each_example_below_its_own_peak():
-    vit, floored = _small_vit(), _small_vit(floor_db=10.0)
-    x = _audio(2, 4096)
-    x[1] *= 0.01  # the second example 40 dB quieter: its floor moves with it
-    with torch.no_grad():
-        db = vit.frontend(x)
-        peak = db.amax(dim=(1, 2), keepdim=True)
-        expected = standardise_clip(db.maximum(peak - 10.0))
-        frames = expected.shape[-1] // vit.patch[1] * vit.patch[1]
-        torch.testing.assert_close(floored.spectrogram(x), expected[..., :frames])
-        assert (db < peak - 10.0).any()  # the floor did something
-        torch.testing.assert_close(floored.spectrogram(0.5 * x), floored.spectrogram(x),
-                                   atol=1e-4, rtol=0)  # fmt: skip
-    assert floored.config()["floor_db"] == 10.0 and vit.config()["floor_db"] is None
-    assert SpectrogramViT(**floored.config()).floor_db == 10.0
-
-
 def test_frame_transformer_frame_inputs_stack_standardised_frames():
     torch.manual_seed(0)
     model = FrameTransformer(**SMALL["frame_transformer"]["kwargs"]).eval()

@@ -70,8 +70,6 @@ class SpectrogramViT(Encoder):
         bins_per_octave: CQT bins per octave.
         input_samples: Training crop in samples (59049 = 3.69 s at 16 kHz); any input of at
             least ``min_samples`` (one patch of frames) is accepted.
-        floor_db: each example's decibels floored this far below its own loudest bin before
-            it is standardised (librosa's ``top_db``); None keeps the front end's own floor.
     """
 
     def __init__(
@@ -91,7 +89,6 @@ class SpectrogramViT(Encoder):
         f_max: float | None = None,
         bins_per_octave: int = 12,
         input_samples: int = 59049,
-        floor_db: float | None = None,
     ) -> None:
         super().__init__()
         check_width("SpectrogramViT", width, depth, num_heads, 4)
@@ -122,7 +119,6 @@ class SpectrogramViT(Encoder):
             "f_max": None if f_max is None else float(f_max),
             "bins_per_octave": int(bins_per_octave),
             "input_samples": int(input_samples),
-            "floor_db": None if floor_db is None else float(floor_db),
         }
         self.embedding_dim = int(width)
         self.sample_rate = int(sample_rate)
@@ -131,7 +127,6 @@ class SpectrogramViT(Encoder):
         self.hop_length = int(hop_length)
         self.n_bins = int(n_bins)
         self.patch = (patch_bins, patch_frames)
-        self.floor_db = None if floor_db is None else float(floor_db)
 
         self.frontend = spectrogram_frontend(
             "SpectrogramViT",
@@ -179,10 +174,7 @@ class SpectrogramViT(Encoder):
                 f"SpectrogramViT(hop_length={self.hop_length}, patch={self.patch}) needs at "
                 f"least {self.min_samples} samples, got input of shape {tuple(x.shape)}"
             )
-        db = self.frontend(x)  # (B, n_bins, T)
-        if self.floor_db is not None:
-            db = db.maximum(db.amax(dim=(-2, -1), keepdim=True) - self.floor_db)
-        spec = standardise_clip(db)
+        spec = standardise_clip(self.frontend(x))  # (B, n_bins, T)
         _, time_patches = self.patch_grid(spec.shape[-1])
         return spec[..., : time_patches * self.patch[1]]
 
