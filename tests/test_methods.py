@@ -337,6 +337,28 @@ def test_visible_weight_adds_the_loss_on_the_visible_tokens(name):
         build_method(name, _tiny_vit(), visible_weight=-1.0, **options)
 
 
+def test_mae_consistency_pulls_the_noisy_latents_to_the_clean_ones():
+    options = {"mask_ratio": 0.75, "decoder_width": 16, "decoder_depth": 1,
+               "decoder_heads": 2, "noise_snr_db": [10, 20]}  # fmt: skip
+    torch.manual_seed(0)
+    plain = build_method("mae", _tiny_vit(), **options)
+    pulled = build_method("mae", _tiny_vit(), consistency_weight=0.5, **options)
+    pulled.load_state_dict(plain.state_dict())
+    latents: list[torch.Tensor] = []
+    original = pulled.encoder.forward_tokens
+    pulled.encoder.forward_tokens = lambda *a: latents.append(original(*a)) or latents[-1]
+    x = torch.randn(3, 243)
+    out = pulled(x)
+    noisy, clean = latents  # the encoder read the noisy crop, then the clean one
+    assert noisy.shape == clean.shape and not clean.requires_grad
+    gap = (noisy - clean).pow(2).mean()
+    assert gap > 0
+    torch.testing.assert_close(out["loss"], plain(x)["loss"] + 0.5 * gap)
+    torch.testing.assert_close(out["consistency"], gap.detach())  # logged beside the loss
+    with pytest.raises(MusicSSLError, match="consistency_weight must be >= 0"):
+        build_method("mae", _tiny_vit(), consistency_weight=-1.0)
+
+
 def test_detune_moves_each_spectrum_by_its_drawn_fraction_of_a_bin():
     from musicssl.methods._draws import detune
 

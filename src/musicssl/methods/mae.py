@@ -48,6 +48,11 @@ class MAE(Method):
         visible_weight: weight of the same error on the visible patches, added (0: the
             hidden ones only, as He et al.): the visible latents must then keep their own
             patch, not only what their neighbours need.
+        consistency_weight: weight of the mean squared distance between the visible latents
+            of the crop as the encoder reads it (noisy, detuned) and those of the clean crop
+            (no gradient through the clean reading), added: the reconstruction alone never
+            asks the two readings to agree, and the tokens of quiet octaves then follow the
+            noise.
         detune_cents: the encoder's constant-Q input moved by a tuning offset drawn per
             example, uniform within this many cents either way (0: none); the targets stay in
             tune, so the encoder must read through a mistuned recording.
@@ -68,6 +73,7 @@ class MAE(Method):
         noise_snr_db: Sequence[float] | None = None,
         noise_share: float = 1.0,
         visible_weight: float = 0.0,
+        consistency_weight: float = 0.0,
         detune_cents: float = 0.0,
         seed: int = 0,
     ) -> None:
@@ -76,9 +82,12 @@ class MAE(Method):
             raise MusicSSLError(f"mae: mask_ratio must be in (0, 1), got {mask_ratio}")
         if not visible_weight >= 0.0:
             raise MusicSSLError(f"mae: visible_weight must be >= 0, got {visible_weight}")
+        if not consistency_weight >= 0.0:
+            raise MusicSSLError(f"mae: consistency_weight must be >= 0, got {consistency_weight}")
         self.encoder = encoder
         self.decoder = decoder
         self.mask_ratio, self.visible_weight = mask_ratio, visible_weight
+        self.consistency_weight = consistency_weight
         self.detune_cents = check_detune("mae", encoder, detune_cents)
         self.normalise_targets = normalise_targets
         self.noise_snr_db = snr_range("mae", noise_snr_db)
@@ -115,6 +124,11 @@ class MAE(Method):
         loss = masked_patch_mse(prediction, target, mask)
         if self.visible_weight:
             loss = loss + self.visible_weight * masked_patch_mse(prediction, target, ~mask)
+        if self.consistency_weight:
+            with torch.no_grad():
+                clean = self.encoder.forward_tokens(self.encoder.embed_patches(spec), keep_index)
+            gap = (latent - clean).pow(2).mean()
+            return {"loss": loss + self.consistency_weight * gap, "consistency": gap.detach()}
         return {"loss": loss}
 
 
@@ -129,6 +143,7 @@ def mae(
     noise_snr_db: Sequence[float] | None = None,
     noise_share: float = 1.0,
     visible_weight: float = 0.0,
+    consistency_weight: float = 0.0,
     detune_cents: float = 0.0,
     seed: int = 0,
 ) -> MAE:
@@ -154,6 +169,7 @@ def mae(
         noise_snr_db=noise_snr_db,
         noise_share=noise_share,
         visible_weight=visible_weight,
+        consistency_weight=consistency_weight,
         detune_cents=detune_cents,
         seed=seed,
     )
