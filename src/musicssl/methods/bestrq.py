@@ -199,11 +199,9 @@ class BestRQ(Method):
 
     def _seen(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """The tokens of the crop as the encoder sees it: with noise, detuned (a ViT's)."""
-        noisy = (
-            x
-            if self.noise_snr_db is None
-            else add_noise(x, self.noise_snr_db, generator, share=self.noise_share)
-        )
+        noisy = x
+        if self.noise_snr_db is not None:
+            noisy = add_noise(x, self.noise_snr_db, generator, share=self.noise_share)
         if not self.detune_cents:
             return self.tokens(noisy)[0]
         vit = self.encoder
