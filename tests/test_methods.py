@@ -359,13 +359,77 @@ def test_mae_consistency_pulls_the_noisy_latents_to_the_clean_ones():
         build_method("mae", _tiny_vit(), consistency_weight=-1.0)
 
 
+def _tiny_cqt_vit() -> SpectrogramViT:
+    """A 12-bin constant-Q ViT (one octave of semitones): 3 x 8 patches of 4 x 4."""
+    return SpectrogramViT(frontend="cqt", n_bins=12, f_min=200.0, patch=(4, 4), width=16,
+                          depth=1, num_heads=2, sample_rate=8000, hop_length=32,
+                          input_samples=1024)  # fmt: skip
+
+
+def test_mae_consistency_reference_is_detuned_like_the_noisy_reading():
+    # The clean reading shares the noisy one's tuning offset: the term asks for noise
+    # invariance only, and leaves the tuning readable.
+    from musicssl.losses import random_patch_mask
+    from musicssl.methods._draws import add_noise, detune, next_generator, tuning_offsets
+
+    torch.manual_seed(0)
+    method = build_method("mae", _tiny_cqt_vit(), mask_ratio=0.5, decoder_width=16,
+                          decoder_depth=1, decoder_heads=2, detune_cents=50,
+                          noise_snr_db=[10, 20], consistency_weight=1.0)  # fmt: skip
+    latents: list[torch.Tensor] = []
+    encoder = method.encoder
+    original = encoder.forward_tokens
+    encoder.forward_tokens = lambda *a: latents.append(original(*a)) or latents[-1]
+    x = torch.randn(3, 1024)
+    method(x)
+    generator = next_generator(0, torch.zeros((), dtype=torch.long), x.device)
+    spec = encoder.spectrogram(x)
+    keep, _ = random_patch_mask(3, 24, mask_ratio=0.5, generator=generator, device=x.device)
+    add_noise(x, (10.0, 20.0), generator)  # the noise's draws, in the method's order
+    offsets = tuning_offsets(3, 50.0, generator, x.device)
+    in_tune = original(encoder.embed_patches(spec), keep)
+    detuned = original(encoder.embed_patches(detune(spec, offsets, 12)), keep)
+    torch.testing.assert_close(latents[1], detuned)
+    assert not torch.allclose(latents[1], in_tune)
+    with pytest.raises(MusicSSLError, match="consistency_weight needs noise_snr_db"):
+        build_method("mae", _tiny_cqt_vit(), detune_cents=50, consistency_weight=1.0)
+
+
+def test_bestrq_consistency_pulls_the_visible_outputs_to_the_clean_ones():
+    options = {"codebook_size": 32, "start_probability": 0.3, "span": 1,
+               "noise_snr_db": [10, 20]}  # fmt: skip
+    torch.manual_seed(0)
+    plain = build_method("bestrq", _tiny_vit(), **options)
+    pulled = build_method("bestrq", _tiny_vit(), consistency_weight=0.5, **options)
+    pulled.load_state_dict(plain.state_dict())
+    inputs: list[torch.Tensor] = []
+    outputs: list[torch.Tensor] = []
+    embed, encode = pulled.encoder.embed_patch_vectors, pulled.encoder.forward_tokens
+    pulled.encoder.embed_patch_vectors = lambda h, g: inputs.append(h) or embed(h, g)
+    pulled.encoder.forward_tokens = lambda t: outputs.append(encode(t)) or outputs[-1]
+    x = torch.randn(6, 243)
+    out = pulled(x)
+    (noisy_in, clean_in), (noisy, clean) = inputs, outputs  # the noisy reading, then the clean
+    hidden = (noisy_in == clean_in).all(dim=-1)  # hidden tokens: the same noise in both
+    assert 0 < hidden.float().mean() < 1 and not clean.requires_grad
+    gap = (noisy - clean).pow(2)[~hidden].mean()
+    assert gap > 0
+    torch.testing.assert_close(out["loss"], plain(x)["loss"] + 0.5 * gap)
+    torch.testing.assert_close(out["consistency"], gap.detach())
+    with pytest.raises(MusicSSLError, match="consistency_weight must be >= 0"):
+        build_method("bestrq", _tiny_vit(), consistency_weight=-1.0)
+    with pytest.raises(MusicSSLError, match="consistency_weight needs noise_snr_db"):
+        build_method("bestrq", _tiny_vit(), consistency_weight=1.0)
+
+
 def test_detune_moves_each_spectrum_by_its_drawn_fraction_of_a_bin():
-    from musicssl.methods._draws import detune
+    from musicssl.methods._draws import detune, tuning_offsets
 
     spec = torch.zeros(3, 8, 2)
     spec[:, 4] = 1.0  # one partial in bin 4
     spec[:, 0] = 0.5  # and something in the lowest bin, at the edge
-    out = detune(spec, 50.0, 12, torch.Generator().manual_seed(1))
+    offsets = tuning_offsets(3, 50.0, torch.Generator().manual_seed(1), spec.device)
+    out = detune(spec, offsets, 12)
     # By hand, the same draw: 50 cents either way is half a bin at 12 bins per octave.
     shift = (2 * torch.rand(3, generator=torch.Generator().manual_seed(1)) - 1) * 0.5
     for example, s in enumerate(shift.tolist()):
@@ -379,7 +443,7 @@ def test_detune_moves_each_spectrum_by_its_drawn_fraction_of_a_bin():
 
 def test_mae_detuned_input_and_tuned_targets():
     from musicssl.losses import masked_patch_mse, normalise_patches, random_patch_mask
-    from musicssl.methods._draws import detune, next_generator
+    from musicssl.methods._draws import detune, next_generator, tuning_offsets
 
     cqt = {"frontend": "cqt", "n_bins": 12, "f_min": 200.0, "patch": [4, 4], "width": 16,
            "depth": 1, "num_heads": 2, "sample_rate": 8000, "hop_length": 32,
@@ -396,7 +460,7 @@ def test_mae_detuned_input_and_tuned_targets():
     grid = encoder.patch_grid(clean.shape[-1])
     keep, mask = random_patch_mask(3, grid[0] * grid[1], mask_ratio=0.5, generator=generator,
                                    device=x.device)  # fmt: skip
-    seen = detune(clean, 50.0, 12, generator)
+    seen = detune(clean, tuning_offsets(3, 50.0, generator, x.device), 12)
     assert not torch.allclose(seen, clean)
     latent = encoder.forward_tokens(encoder.embed_patches(seen), keep)
     target = normalise_patches(encoder.patchify(clean))

@@ -61,15 +61,20 @@ def check_share(method: str, share: float) -> float:
     return float(share)
 
 
-def detune(spec: Tensor, cents: float, bins_per_octave: int, generator: torch.Generator) -> Tensor:
-    """A constant-Q spectrogram moved along its bins by a tuning offset drawn per example,
-    uniform in [-cents, cents]: a recording not tuned to A = 440 Hz.
+def tuning_offsets(
+    batch: int, cents: float, generator: torch.Generator, device: torch.device
+) -> Tensor:
+    """A tuning offset in cents per example, uniform in [-cents, cents]. Shape: (batch,)."""
+    return (2 * torch.rand(batch, generator=generator, device=device) - 1) * cents
+
+
+def detune(spec: Tensor, offsets: Tensor, bins_per_octave: int) -> Tensor:
+    """A constant-Q spectrogram moved along its bins by each example's tuning offset in cents
+    (``tuning_offsets``): a recording not tuned to A = 440 Hz.
 
     A fractional shift interpolates linearly between neighbouring bins; the edge bins are
     repeated past the ends. Shape: (batch_size, n_bins, num_frames) kept.
     """
-    batch = spec.shape[0]
-    offsets = (2 * torch.rand(batch, generator=generator, device=spec.device) - 1) * cents
     shift = offsets * bins_per_octave / 1200.0  # bins; content moves up for shift > 0
     if shift.abs().max() > 1:
         raise MusicSSLError(f"detune: at most one bin ({1200 / bins_per_octave:.0f} cents)")

@@ -22,6 +22,7 @@ from musicssl.methods._draws import (
     detune,
     next_generator,
     snr_range,
+    tuning_offsets,
 )
 from musicssl.methods.base import Method
 
@@ -50,9 +51,9 @@ class MAE(Method):
             patch, not only what their neighbours need.
         consistency_weight: weight of the mean squared distance between the visible latents
             of the crop as the encoder reads it (noisy, detuned) and those of the clean crop
-            (no gradient through the clean reading), added: the reconstruction alone never
-            asks the two readings to agree, and the tokens of quiet octaves then follow the
-            noise.
+            detuned by the same offset (no gradient through the clean reading), added: the
+            reconstruction alone never asks the two readings to agree, and the tokens of
+            quiet octaves then follow the noise. Needs ``noise_snr_db``.
         detune_cents: the encoder's constant-Q input moved by a tuning offset drawn per
             example, uniform within this many cents either way (0: none); the targets stay in
             tune, so the encoder must read through a mistuned recording.
@@ -88,6 +89,11 @@ class MAE(Method):
         self.decoder = decoder
         self.mask_ratio, self.visible_weight = mask_ratio, visible_weight
         self.consistency_weight = consistency_weight
+        if consistency_weight and noise_snr_db is None:
+            raise MusicSSLError(
+                "mae: consistency_weight needs noise_snr_db: it pulls the noisy reading to "
+                "the clean one"
+            )
         self.detune_cents = check_detune("mae", encoder, detune_cents)
         self.normalise_targets = normalise_targets
         self.noise_snr_db = snr_range("mae", noise_snr_db)
@@ -112,9 +118,12 @@ class MAE(Method):
             seen = self.encoder.spectrogram(
                 add_noise(x, self.noise_snr_db, generator, share=self.noise_share)
             )
+        clean_detuned = spec  # the clean crop, detuned as the noisy one: the consistency target
         if self.detune_cents:
             per_octave = self.encoder.config()["bins_per_octave"]
-            seen = detune(seen, self.detune_cents, per_octave, generator)
+            offsets = tuning_offsets(x.shape[0], self.detune_cents, generator, x.device)
+            seen = detune(seen, offsets, per_octave)
+            clean_detuned = detune(spec, offsets, per_octave)
         tokens = self.encoder.embed_patches(seen)  # (B, N, D)
         latent = self.encoder.forward_tokens(tokens, keep_index)  # (B, K, D)
         prediction = self.decoder(latent, keep_index, grid)  # (B, N, patch_size)
@@ -126,7 +135,9 @@ class MAE(Method):
             loss = loss + self.visible_weight * masked_patch_mse(prediction, target, ~mask)
         if self.consistency_weight:
             with torch.no_grad():
-                clean = self.encoder.forward_tokens(self.encoder.embed_patches(spec), keep_index)
+                clean = self.encoder.forward_tokens(
+                    self.encoder.embed_patches(clean_detuned), keep_index
+                )
             gap = (latent - clean).pow(2).mean()
             return {"loss": loss + self.consistency_weight * gap, "consistency": gap.detach()}
         return {"loss": loss}
