@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import shutil
 import stat
 import struct
 import subprocess
@@ -147,7 +148,7 @@ def test_index_never_overwrites_a_file_that_is_not_a_manifest(corpus: Path):
 
 def _bad_folder(folder: Path) -> None:
     """Beside a good file: a broken link, a link loop, a text .mp3, a folder named .wav."""
-    audio.save(folder / "good.wav", tone(300, sr=8000, seconds=0.5), sr=8000)
+    audio.save(folder / "good.wav", tone(330, sr=8000, seconds=0.5), sr=8000)
     (folder / "broken.wav").symlink_to(folder / "gone.wav")
     (folder / "loop.flac").symlink_to("loop.flac")
     (folder / "text.mp3").write_text("a text file, not an mp3\n")
@@ -208,6 +209,36 @@ def test_a_file_reached_through_a_link_is_kept_once(tmp_path: Path, write_audio)
     assert bad == [{"path": "music/train-side/x.wav", "reason": "the same file as "
                     "music/test-side/x.wav"}]  # fmt: skip
     assert summary.kept == 1 and summary.skipped == 1
+
+
+def test_a_copy_of_a_file_is_kept_once_under_the_path_indexed_before(tmp_path: Path, write_audio):
+    # The same bytes in two folders that --split-by parent would split apart.
+    original = write_audio("music/b-train/x.wav", tone(300, sr=8000, seconds=0.5), 8000)
+    write_audio("music/b-train/y.wav", tone(350, sr=8000, seconds=0.5), 8000)
+    out = tmp_path / "m.jsonl"
+    index_folder(tmp_path / "music", out=out, split_by="parent", progress=False)
+    (row,) = [row for row in read_manifest(out) if row["path"].endswith("x.wav")]
+    assert row["sha256"] == hashlib.sha256(original.read_bytes()).hexdigest()
+    # A copy that sorts first, added later: the file runs may have trained on keeps its place.
+    (tmp_path / "music/a-test").mkdir()
+    shutil.copy(original, tmp_path / "music/a-test/x.wav")
+    summary = index_folder(tmp_path / "music", out=out, split_by="parent", progress=False)
+    paths = [row["path"] for row in read_manifest(out)]
+    assert paths == ["music/b-train/x.wav", "music/b-train/y.wav"]
+    bad = [json.loads(line) for line in (tmp_path / "m.bad.jsonl").read_text().splitlines()]
+    assert bad == [{"path": "music/a-test/x.wav", "reason": "a copy of music/b-train/x.wav "
+                    "(the same bytes)"}]  # fmt: skip
+    assert (summary.kept, summary.skipped, summary.decoded) == (2, 1, 1)
+
+
+def test_a_manifest_without_digests_is_read_again(tmp_path: Path, write_audio):
+    write_audio("music/x.wav", tone(300, sr=8000, seconds=0.5), 8000)
+    out = tmp_path / "m.jsonl"
+    index_folder(tmp_path / "music", out=out, progress=False)
+    rows = read_manifest(out)
+    write_jsonl(out, [{k: v for k, v in row.items() if k != "sha256"} for row in rows])
+    summary = index_folder(tmp_path / "music", out=out, progress=False)
+    assert summary.decoded == 1 and read_manifest(out) == rows
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")

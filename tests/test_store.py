@@ -138,7 +138,9 @@ def test_prefetch_asks_only_for_a_store_that_fits_in_memory(manifest: Path, tmp_
 
 def test_pack_keeps_each_clips_split(tmp_path: Path, write_audio):
     for number in range(4):
-        write_audio(f"corpus/audio/{number}.wav", tone(300, sr=8000, seconds=0.25), 8000)
+        write_audio(
+            f"corpus/audio/{number}.wav", tone(300 + 20 * number, sr=8000, seconds=0.25), 8000
+        )
     table = tmp_path / "splits.csv"
     table.write_text("path,split\n0.wav,train\n1.wav,valid\n2.wav,test\n3.wav,train\n")
     index_folder(tmp_path / "corpus/audio", out=tmp_path / "m.jsonl", splits=table, progress=False)

@@ -2,7 +2,8 @@
 
 Manifest: one JSON object per line, per file: ``path`` (relative to the manifest's own folder,
 with forward slashes), ``duration`` (s), ``sr``, ``channels``, ``frames``, plus ``bytes`` and
-``mtime`` so that re-indexing a grown folder only decodes new or changed files, and ``split``
+``mtime`` so that re-indexing a grown folder only decodes new or changed files, ``sha256`` of
+its bytes (a copy of a file under another name is kept once), and ``split``
 (``train``, ``valid`` or ``test``) where the index was given one. Other keys are labels and
 travel unchanged through the pipeline.
 
@@ -24,6 +25,7 @@ Splits travel with the data, from one of (first that applies):
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -152,7 +154,9 @@ def index_folder(
     summary.notes = notes.lines
 
     bad_rows = [{"path": _relative(folder, base), "reason": why} for folder, why in walk_errors]
-    good = _with_splits(files, results, bad_rows, root=root, group_of=group_of, table=table)
+    good = _with_splits(
+        files, results, bad_rows, root=root, group_of=group_of, table=table, previous=previous
+    )
     _refuse_moved_splits(out, good, previous)
     _summarise(summary, good, bad_rows)
     if group_of is not None:
@@ -172,21 +176,35 @@ def _with_splits(
     root: Path,
     group_of: Callable[[Path], str] | None,
     table: dict[str, str] | None,
+    previous: dict[str, dict[str, Any]],
 ) -> list[dict[str, Any]]:
     """The rows of readable files, each with its split (a hash of its group, its row of the
     table, or the one it had); the others are appended to ``bad_rows``, without a split.
 
-    A file reached twice (through a link) is kept once, under its first path: two paths could
-    put the same audio in two splits.
+    A file reached twice (through a link), or a copy of one (the same bytes), is kept once:
+    two paths could put the same audio in two splits. The path kept is the one the previous
+    manifest listed (runs may have trained on it under its split), or else the first.
     """
-    good = []
     first_path: dict[Path, str] = {}
+    first_copy: dict[str, str] = {}
+    listed_first = sorted(range(len(files)), key=lambda i: results[i].get("path") not in previous)
+    for position in listed_first:
+        row = results[position]
+        if "reason" in row:
+            continue
+        real = files[position].resolve()
+        if real in first_path:
+            results[position] = {
+                "path": row["path"],
+                "reason": f"the same file as {first_path[real]}",
+            }
+        elif row["sha256"] in first_copy:
+            why = f"a copy of {first_copy[row['sha256']]} (the same bytes)"
+            results[position] = {"path": row["path"], "reason": why}
+        else:
+            first_path[real] = first_copy[row["sha256"]] = row["path"]
+    good = []
     for file, row in zip(files, results, strict=True):
-        if "reason" not in row:
-            real = file.resolve()
-            if real in first_path:
-                row = {"path": row["path"], "reason": f"the same file as {first_path[real]}"}
-            first_path.setdefault(real, row["path"])
         if "reason" in row:
             row.pop("split", None)
             bad_rows.append(row)
@@ -246,6 +264,7 @@ def _reuse(
             old is not None
             and old.get("bytes") == stat.st_size
             and old.get("mtime") == stat.st_mtime
+            and ("sha256" in old or "reason" in old)
         ):
             results[position] = dict(old)
         else:
@@ -271,12 +290,25 @@ def _inspect(
             return position, {**row, "reason": audio.os_error_reason(error, file)}
         except Exception as error:  # a decoder's own failure is one bad file, not a stop
             return position, {**row, "reason": f"could not be decoded ({error!r})"}
+        try:
+            digest = file_digest(file)
+        except OSError as error:
+            return position, {**row, "reason": audio.os_error_reason(error, file)}
         found_row = dict(duration=round(found.duration, 6), sr=found.sr,
-                         channels=found.channels, frames=found.frames)  # fmt: skip
+                         channels=found.channels, frames=found.frames, sha256=digest)  # fmt: skip
         return position, {**previous.get(key, {}), **row, **found_row}
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         yield from pool.map(inspect, todo)
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hex, read a mebibyte at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _summarise(
