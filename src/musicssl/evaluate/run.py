@@ -99,19 +99,7 @@ def evaluate(
         layers=layers,
         progress=progress,
     )
-    if opened.is_checkpoint:
-        from musicssl.evaluate.equivariance import equivariance_probe
-
-        evaluation.equivariance = equivariance_probe(opened.model, corpus_dir)
-        evaluation.notes += training_notes(source, corpus=corpus_dir)
-        for line in evaluation.notes:
-            print(f"warning: {line}", file=sys.stderr, flush=True)
-    if opened.model is not None and getattr(opened.model, "has_text", False):
-        _zero_shot(evaluation, opened, task_list, embedded, corpus=corpus_dir)
-    style = next((task for task in task_list if task.name == MAP_TASK), None)
-    if style is not None and MAP_TASK in evaluation.tasks:
-        arrays = embedded[style.root].arrays
-        evaluation.map = task_map(style, embedded[style.root].names, arrays["emb"], seed=0)
+    _beside_the_probes(evaluation, opened, source, task_list, embedded, corpus=corpus_dir)
     reference = source if opened.is_checkpoint else None
     others = {
         label: baseline_results(
@@ -134,6 +122,32 @@ def evaluate(
         baselines={label: other.to_dict() for label, other in others.items()},
     )
     return evaluation
+
+
+def _beside_the_probes(
+    evaluation: Evaluation,
+    opened: Source,
+    source: str,
+    tasks: Sequence[Task],
+    embedded: dict[Path, Embedded],
+    *,
+    corpus: Path,
+) -> None:
+    """What the report shows beside the probes' scores: a checkpoint's equivariance and
+    training notes (warned of), an audio-text model's zero-shot scores, the style map."""
+    if opened.is_checkpoint:
+        from musicssl.evaluate.equivariance import equivariance_probe
+
+        evaluation.equivariance = equivariance_probe(opened.model, corpus)
+        evaluation.notes += training_notes(source, corpus=corpus)
+        for line in evaluation.notes:
+            print(f"warning: {line}", file=sys.stderr, flush=True)
+    if opened.model is not None and getattr(opened.model, "has_text", False):
+        _zero_shot(evaluation, opened, tasks, embedded, corpus=corpus)
+    style = next((task for task in tasks if task.name == MAP_TASK), None)
+    if style is not None and MAP_TASK in evaluation.tasks:
+        arrays = embedded[style.root].arrays
+        evaluation.map = task_map(style, embedded[style.root].names, arrays["emb"], seed=0)
 
 
 def _check_baselines(baselines: Sequence[str]) -> None:
