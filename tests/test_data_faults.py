@@ -16,6 +16,7 @@ import pytest
 
 from musicssl import audio
 from musicssl.corpus import index_folder
+from musicssl.decoder_notes import decoder_notes
 from musicssl.errors import AudioError, MusicSSLError
 from musicssl.manifest import read_manifest, write_jsonl
 from musicssl.pack import pack
@@ -322,7 +323,7 @@ def test_decoder_notes_stay_out_of_the_terminal(tmp_path: Path, capfd):
     index_folder(tmp_path / "music", out=tmp_path / "m.jsonl", progress=False)
     printed = capfd.readouterr()
     assert "MPEG" not in printed.err and "resync" not in printed.err
-    with audio.decoder_notes() as notes:
+    with decoder_notes() as notes:
         os.write(2, b"Note: a decoder speaks\n")
         import warnings
 

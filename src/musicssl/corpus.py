@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from musicssl import audio
+from musicssl.decoder_notes import decoder_notes
 from musicssl.errors import AudioError, MusicSSLError
 from musicssl.manifest import read_manifest, write_jsonl
 from musicssl.progress import bar as progress_bar
@@ -143,7 +144,7 @@ def index_folder(
         )
     results, todo = _reuse(files, base, previous, previous_bad)
     summary.reused = sum("bytes" in row for row in results)
-    with audio.decoder_notes() as notes:
+    with decoder_notes() as notes:
         bar = progress_bar(total=len(files), initial=len(files) - len(todo), unit="file",
                            desc="index", disable=not progress, file=notes.console)  # fmt: skip
         for position, row in _inspect(todo, previous, workers):

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from musicssl import audio
+from musicssl.decoder_notes import decoder_notes
 from musicssl.errors import AudioError, MusicSSLError
 from musicssl.files import write_text
 from musicssl.manifest import read_manifest, write_jsonl
@@ -152,7 +153,7 @@ def _write_partial(
         open(
             partial / SAMPLES_FILE, "r+b" if (partial / SAMPLES_FILE).exists() else "wb"
         ) as samples,
-        audio.decoder_notes() as notes,
+        decoder_notes() as notes,
     ):
         samples.truncate(state["offsets"][-1] * 2)  # drop what was written after the checkpoint
         samples.seek(0, os.SEEK_END)
