@@ -73,10 +73,6 @@ class BestRQ(Method):
         visible_weight: weight of the cross-entropy on the visible frames' codes, added (0:
             hidden frames only, as Chiu et al.; HuBERT's unmasked term). On the built-in
             corpus it lowered every task (bench/results/masked_cpu.md).
-        consistency_weight: weight of the mean squared distance between the encoder's
-            outputs at the visible tokens and those it gives the clean crop (same tuning,
-            same mask; no gradient through the clean reading), added: the codes of hidden
-            frames never ask the two readings to agree (as MAE's term).
         head_depth: transformer blocks between the encoder and the classifiers, used in
             training only (0: the paper's linear classifiers); as MAE's decoder, they take
             the code prediction off the encoder's last blocks.
@@ -103,7 +99,6 @@ class BestRQ(Method):
         noise_share: float = 1.0,
         detune_cents: float = 0.0,
         visible_weight: float = 0.0,
-        consistency_weight: float = 0.0,
         head_depth: int = 0,
         seed: int = 0,
     ) -> None:
@@ -124,16 +119,7 @@ class BestRQ(Method):
             raise MusicSSLError("bestrq: detune_cents needs the spectrogram_vit encoder")
         if not visible_weight >= 0.0:
             raise MusicSSLError(f"bestrq: visible_weight must be >= 0, got {visible_weight}")
-        if not consistency_weight >= 0.0:
-            raise MusicSSLError(
-                f"bestrq: consistency_weight must be >= 0, got {consistency_weight}"
-            )
-        self.visible_weight, self.consistency_weight = visible_weight, consistency_weight
-        if consistency_weight and noise_snr_db is None:
-            raise MusicSSLError(
-                "bestrq: consistency_weight needs noise_snr_db: it pulls the noisy reading to "
-                "the clean one"
-            )
+        self.visible_weight = visible_weight
         projection, codebooks = random_quantizer(
             input_size(encoder),
             num_codebooks=num_codebooks,
@@ -183,10 +169,12 @@ class BestRQ(Method):
         mask = span_mask(batch_size, columns, start_probability=self.start_probability,
                          span=self.span, generator=generator, device=x.device)  # fmt: skip
         mask = mask[:, None, :].expand(-1, grid[0], -1).reshape(batch_size, num_tokens)
-        seen, clean = self._seen(x, inputs, generator)
+        seen = inputs if self.noise_snr_db is None and not self.detune_cents else None
+        if seen is None:
+            seen = self._seen(x, generator)
         noise = torch.randn(inputs.shape, generator=generator, device=x.device) * self.noise_std
-        noise = noise.to(inputs.dtype)
-        features = self._encode(torch.where(mask[..., None], noise, seen), grid)  # (B, T, D)
+        hidden = torch.where(mask[..., None], noise.to(inputs.dtype), seen)
+        features = self._encode(hidden, grid)  # (B, T, D)
         logits = self.head(self.head_blocks(features)).view(
             batch_size, num_tokens, self.num_codebooks, self.codebook_size
         )
@@ -194,11 +182,6 @@ class BestRQ(Method):
         if self.visible_weight:
             loss = loss + self.visible_weight * masked_code_cross_entropy(logits, codes, ~mask)
         out = {"loss": loss}
-        if self.consistency_weight:
-            with torch.no_grad():
-                reference = self._encode(torch.where(mask[..., None], noise, clean), grid)
-            gap = (features - reference).pow(2)[~mask].mean()
-            out = {"loss": loss + self.consistency_weight * gap, "consistency": gap.detach()}
         out["code_perplexity"], out["codes_used"] = codebook_usage(codes[mask], self.codebook_size)
         return out
 
@@ -215,22 +198,19 @@ class BestRQ(Method):
         frames = self.encoder.frame_inputs(x)
         return frames, (1, frames.shape[1])
 
-    def _seen(self, x: Tensor, inputs: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """The tokens of the crop as the encoder sees it (with noise, detuned: a ViT's), and
-        those of the clean crop detuned the same way (the consistency term's reference)."""
+    def _seen(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """The tokens of the crop as the encoder sees it: with noise, detuned (a ViT's)."""
         noisy = x
         if self.noise_snr_db is not None:
             noisy = add_noise(x, self.noise_snr_db, generator, share=self.noise_share)
         if not self.detune_cents:
-            return (inputs if noisy is x else self.tokens(noisy)[0]), inputs
+            return self.tokens(noisy)[0]
         vit = self.encoder
         assert isinstance(vit, SpectrogramViT)  # checked when built
+        spec = vit.spectrogram(noisy)
         per_octave = vit.config()["bins_per_octave"]
         offsets = tuning_offsets(x.shape[0], self.detune_cents, generator, x.device)
-        seen, clean = (
-            vit.patchify(detune(vit.spectrogram(crop), offsets, per_octave)) for crop in (noisy, x)
-        )
-        return seen, clean
+        return vit.patchify(detune(spec, offsets, per_octave))
 
     def _encode(self, hidden: Tensor, grid: tuple[int, int]) -> Tensor:
         if isinstance(self.encoder, SpectrogramViT):
@@ -251,7 +231,6 @@ def bestrq(
     noise_share: float = 1.0,
     detune_cents: float = 0.0,
     visible_weight: float = 0.0,
-    consistency_weight: float = 0.0,
     head_depth: int = 0,
     seed: int = 0,
 ) -> BestRQ:
@@ -274,7 +253,6 @@ def bestrq(
         noise_share=noise_share,
         detune_cents=detune_cents,
         visible_weight=visible_weight,
-        consistency_weight=consistency_weight,
         head_depth=head_depth,
         seed=seed,
     )

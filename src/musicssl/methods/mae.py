@@ -49,11 +49,12 @@ class MAE(Method):
         visible_weight: weight of the same error on the visible patches, added (0: the
             hidden ones only, as He et al.): the visible latents must then keep their own
             patch, not only what their neighbours need.
-        consistency_weight: weight of the mean squared distance between the visible latents
-            of the crop as the encoder reads it (noisy, detuned) and those of the clean crop
-            detuned by the same offset (no gradient through the clean reading), added: the
+        consistency_weight: weight of the mean squared distance between the mean visible
+            latent of the crop as the encoder reads it (noisy, detuned) and that of the clean
+            crop in tune (same patches, no gradient through the clean reading), added: the
             reconstruction alone never asks the two readings to agree, and the tokens of
-            quiet octaves then follow the noise. Needs ``noise_snr_db``.
+            quiet octaves then follow the noise. On the mean, the clip's summary, so that
+            each token may still tell its own patch's tuning.
         detune_cents: the encoder's constant-Q input moved by a tuning offset drawn per
             example, uniform within this many cents either way (0: none); the targets stay in
             tune, so the encoder must read through a mistuned recording.
@@ -89,10 +90,10 @@ class MAE(Method):
         self.decoder = decoder
         self.mask_ratio, self.visible_weight = mask_ratio, visible_weight
         self.consistency_weight = consistency_weight
-        if consistency_weight and noise_snr_db is None:
+        if consistency_weight and noise_snr_db is None and not detune_cents:
             raise MusicSSLError(
-                "mae: consistency_weight needs noise_snr_db: it pulls the noisy reading to "
-                "the clean one"
+                "mae: consistency_weight needs noise_snr_db or detune_cents: it pulls the "
+                "degraded reading to the clean one"
             )
         self.detune_cents = check_detune("mae", encoder, detune_cents)
         self.normalise_targets = normalise_targets
@@ -118,12 +119,10 @@ class MAE(Method):
             seen = self.encoder.spectrogram(
                 add_noise(x, self.noise_snr_db, generator, share=self.noise_share)
             )
-        clean_detuned = spec  # the clean crop, detuned as the noisy one: the consistency target
         if self.detune_cents:
             per_octave = self.encoder.config()["bins_per_octave"]
             offsets = tuning_offsets(x.shape[0], self.detune_cents, generator, x.device)
             seen = detune(seen, offsets, per_octave)
-            clean_detuned = detune(spec, offsets, per_octave)
         tokens = self.encoder.embed_patches(seen)  # (B, N, D)
         latent = self.encoder.forward_tokens(tokens, keep_index)  # (B, K, D)
         prediction = self.decoder(latent, keep_index, grid)  # (B, N, patch_size)
@@ -135,10 +134,8 @@ class MAE(Method):
             loss = loss + self.visible_weight * masked_patch_mse(prediction, target, ~mask)
         if self.consistency_weight:
             with torch.no_grad():
-                clean = self.encoder.forward_tokens(
-                    self.encoder.embed_patches(clean_detuned), keep_index
-                )
-            gap = (latent - clean).pow(2).mean()
+                clean = self.encoder.forward_tokens(self.encoder.embed_patches(spec), keep_index)
+            gap = (latent.mean(dim=1) - clean.mean(dim=1)).pow(2).mean()
             return {"loss": loss + self.consistency_weight * gap, "consistency": gap.detach()}
         return {"loss": loss}
 
