@@ -169,7 +169,7 @@ def test_layers_all_probes_every_encoder_layer(tiny_corpus: Path, tmp_path: Path
 
 def test_the_best_layer_is_the_one_whose_probe_scored_highest_on_valid():
     from musicssl.evaluate.results import TaskResult
-    from musicssl.evaluate.run import best_layer
+    from musicssl.evaluate.scoring import best_layer
 
     def scored(valid: dict[str, float] | None) -> TaskResult:
         return TaskResult("t", "multiclass", "", {}, "accuracy", {}, {}, valid=valid)

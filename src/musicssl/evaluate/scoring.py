@@ -1,0 +1,164 @@
+"""Probe every task on one source's embeddings: which tasks can be scored, and their scores.
+
+A task is skipped, with the reason, when the source's embeddings miss its files, when it
+cannot be learnt (one class in train, or a split without the classes the probe learns), or
+when it needs frame tracks the embeddings lack; the others are probed (``protocol``), with
+every layer as well under ``--layers all``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from musicssl.errors import MusicSSLError
+from musicssl.evaluate.protocol import evaluate_task
+from musicssl.evaluate.results import Evaluation, SkippedTask, TaskResult
+from musicssl.evaluate.sources import Embedded, Source
+from musicssl.evaluate.task import Task
+
+
+def evaluate_embeddings(
+    source: Source,
+    tasks: Sequence[Task],
+    embedded: dict[Path, Embedded],
+    *,
+    corpus: Path,
+    seeds: int,
+    layers: str | None,
+    progress: bool,
+) -> Evaluation:
+    """Probe every task on the source's embeddings (one ``Embedded`` per task root).
+
+    Raises:
+        MusicSSLError: the source is an ``.npz`` whose names match no task.
+    """
+    evaluation = Evaluation(
+        source=source.label,
+        corpus=str(corpus),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        version=_version(),
+        seeds=seeds,
+        layers=layers,
+    )
+    for found in embedded.values():
+        evaluation.skipped_files.extend(found.skipped)
+    ready: list[tuple[Task, str | None]] = []
+    for task in tasks:
+        kept, reason = _restrict(task, embedded[task.root], outside=source.embedded is not None)
+        if kept is None:
+            evaluation.skipped.append(SkippedTask(task.name, str(reason)))
+        elif unlearnable := _unlearnable(kept):
+            evaluation.skipped.append(SkippedTask(task.name, unlearnable))
+        elif task.kind == "pitch" and not embedded[task.root].frames():
+            evaluation.skipped.append(SkippedTask(task.name, "the embeddings hold no frame tracks"))
+        else:
+            ready.append((kept, reason))
+    if source.embedded is not None and not ready:
+        names = set(source.embedded.names)
+        if not any(name in names for task in tasks for name in task.names):
+            raise MusicSSLError(_no_match(source, tasks))
+        reasons = "; ".join(f"{skip.task}: {skip.reason}" for skip in evaluation.skipped)
+        raise MusicSSLError(f"{source.label}: no task could be probed ({reasons})")
+    for skip in evaluation.skipped:  # the report says it too; a reader of the terminal sees it
+        print(f"warning: task {skip.task} skipped: {skip.reason}", file=sys.stderr, flush=True)
+    for task, reason in ready:
+        if progress:
+            print(f"probing {task.name} ({task.kind}, {seeds} seeds)", flush=True)
+        result = _probe_task(task, embedded[task.root], seeds=seeds, layers=layers)
+        result.note = reason
+        evaluation.tasks[task.name] = result
+    return evaluation
+
+
+def _probe_task(task: Task, embedded: Embedded, *, seeds: int, layers: str | None) -> TaskResult:
+    """The task's result on the clip vectors (or frames), and on every layer with "all"."""
+    frames = embedded.frames() if task.kind == "pitch" else None
+    result = evaluate_task(task, embedded.vectors(), frames=frames, seeds=seeds)
+    if layers == "all" and task.kind != "pitch":
+        per_layer = {
+            key.removeprefix("layer_"): evaluate_task(task, embedded.vectors(key), seeds=seeds)
+            for key in embedded.layer_keys
+        }
+        result.by_layer = {layer: scores.metrics for layer, scores in per_layer.items()}
+        result.best_layer = best_layer(per_layer)
+    return result
+
+
+def best_layer(per_layer: dict[str, TaskResult]) -> str | None:
+    """The layer whose best probe scored highest on valid (first of ties); None when the
+    task has no validation split to choose by (retrieval)."""
+    chosen, best = None, -float("inf")
+    for layer, result in per_layer.items():
+        if result.valid and max(result.valid.values()) > best:
+            chosen, best = layer, max(result.valid.values())
+    return chosen
+
+
+def _restrict(task: Task, embedded: Embedded, *, outside: bool) -> tuple[Task | None, str | None]:
+    """The task over the files that have embeddings (and why some were left out), or None."""
+    available = set(embedded.names)
+    missing = [name for name in task.names if name not in available]
+    if not missing:
+        return task, None
+    if outside:
+        return None, (
+            f"the .npz has no embedding for {len(missing)} of its {len(task.names)} files "
+            f"(names must be relative to {task.root}), e.g. {missing[0]}"
+        )
+    examples = tuple(e for e in task.examples if e.name in available)
+    try:
+        kept = dataclasses.replace(task, examples=examples)
+    except MusicSSLError as error:
+        return None, f"{len(missing)} files could not be embedded ({error})"
+    return kept, f"{len(missing)} files could not be embedded and were left out"
+
+
+def _unlearnable(task: Task) -> str | None:
+    """Why a classification task cannot be scored, or None: fewer than two classes in
+    train, or a valid or test split with no example of a class the probe learns."""
+    if task.kind not in ("multiclass", "key", "multilabel"):
+        return None
+
+    def labels(split: str) -> set[str]:
+        found: set[str] = set()
+        for example in task.split(split):
+            found.update(example.target if task.kind == "multilabel" else (example.target,))
+        return found
+
+    learnt = labels("train")
+    if len(learnt) < 2:
+        only = f" ({next(iter(learnt))!r})" if learnt else ""
+        return (
+            f"only one class{only} in the train split: a probe has nothing to tell apart, "
+            "and any score would be meaningless"
+        )
+    for split, use in (("valid", "choose the probe on"), ("test", "score")):
+        if not labels(split) & learnt:
+            return (
+                f"the {split} split has no example of any class in the train split "
+                f"({', '.join(sorted(learnt)[:5])}): nothing to {use}"
+            )
+    return None
+
+
+def _no_match(source: Source, tasks: Sequence[Task]) -> str:
+    """One line: the ``.npz``'s names match no task, and the names it should have."""
+    assert source.embedded is not None
+    expected = tasks[0].names[:2] if tasks else []
+    given = source.embedded.names[:2]
+    roots = ", ".join(sorted({str(task.root) for task in tasks}))
+    return (
+        f"{source.label}: its names match the files of no task; names must be audio paths "
+        f"relative to {roots}, e.g. {', '.join(expected)} (the .npz has e.g. "
+        f"{', '.join(given) or 'no names'})"
+    )
+
+
+def _version() -> str:
+    from musicssl import __version__
+
+    return __version__
