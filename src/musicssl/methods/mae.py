@@ -49,12 +49,11 @@ class MAE(Method):
         visible_weight: weight of the same error on the visible patches, added (0: the
             hidden ones only, as He et al.): the visible latents must then keep their own
             patch, not only what their neighbours need.
-        consistency_weight: weight of the mean squared distance between the mean visible
-            latent of the crop as the encoder reads it (noisy, detuned) and that of the clean
-            crop in tune (same patches, no gradient through the clean reading), added: the
+        consistency_weight: weight of the mean squared distance between the visible latents
+            of the crop as the encoder reads it (noisy, detuned) and those of the clean crop
+            in tune (same patches, no gradient through the clean reading), added: the
             reconstruction alone never asks the two readings to agree, and the tokens of
-            quiet octaves then follow the noise. On the mean, the clip's summary, so that
-            each token may still tell its own patch's tuning.
+            quiet octaves then follow the noise.
         detune_cents: the encoder's constant-Q input moved by a tuning offset drawn per
             example, uniform within this many cents either way (0: none); the targets stay in
             tune, so the encoder must read through a mistuned recording.
@@ -135,7 +134,7 @@ class MAE(Method):
         if self.consistency_weight:
             with torch.no_grad():
                 clean = self.encoder.forward_tokens(self.encoder.embed_patches(spec), keep_index)
-            gap = (latent.mean(dim=1) - clean.mean(dim=1)).pow(2).mean()
+            gap = (latent - clean).pow(2).mean()
             return {"loss": loss + self.consistency_weight * gap, "consistency": gap.detach()}
         return {"loss": loss}
 
