@@ -25,7 +25,6 @@ Splits travel with the data, from one of (first that applies):
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +35,7 @@ from typing import Any
 from musicssl import audio
 from musicssl.decoder_notes import decoder_notes
 from musicssl.errors import AudioError, MusicSSLError
+from musicssl.files import file_hash
 from musicssl.manifest import read_manifest, write_jsonl
 from musicssl.progress import bar as progress_bar
 from musicssl.splits import (
@@ -292,7 +292,7 @@ def _inspect(
         except Exception as error:  # a decoder's own failure is one bad file, not a stop
             return position, {**row, "reason": f"could not be decoded ({error!r})"}
         try:
-            digest = file_digest(file)
+            digest = file_hash(file)
         except OSError as error:
             return position, {**row, "reason": audio.os_error_reason(error, file)}
         found_row = dict(duration=round(found.duration, 6), sr=found.sr,
@@ -301,15 +301,6 @@ def _inspect(
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         yield from pool.map(inspect, todo)
-
-
-def file_digest(path: Path) -> str:
-    """The SHA-256 of a file's bytes, in hex, read a mebibyte at a time."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _summarise(

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from musicssl import checkpoint
 from musicssl.encoders import Encoder
 from musicssl.errors import MusicSSLError
+from musicssl.files import file_hash
 from musicssl.waveform import mono_at
 
 
@@ -94,8 +95,6 @@ class Model:
         """Which weights (and read-out) embed: the sha256 of the checkpoint's encoder weights
         and the read-out's name; None for a model built without a checkpoint. ``embed`` writes
         it into its ``.npz`` so that a search index can tell a query's run from another."""
-        from musicssl.evaluate.sources import file_hash
-
         if self.checkpoint is None:
             return None
         weights = checkpoint.encoder_weights(self.checkpoint)

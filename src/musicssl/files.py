@@ -82,6 +82,15 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
+def file_hash(path: str | os.PathLike, *, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes, read a mebibyte at a time."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def clip_rng(seed: int, clip_id: str) -> np.random.Generator:
     """The generator of one clip from a seed and the clip's id: the same in every process."""
     digest = hashlib.sha256(clip_id.encode("utf-8")).digest()

@@ -26,9 +26,9 @@ import numpy as np
 
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.results import PROTOCOL_VERSION, Evaluation
-from musicssl.evaluate.sources import Embedded, Source, file_hash
+from musicssl.evaluate.sources import Embedded, Source
 from musicssl.evaluate.task import Task
-from musicssl.files import atomic_path, write_text
+from musicssl.files import atomic_path, file_hash, write_text
 
 
 def default_cache() -> Path:

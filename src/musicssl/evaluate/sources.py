@@ -7,7 +7,6 @@ carries its identity, what makes its embeddings what they are, which keys the ca
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from collections import Counter
@@ -20,6 +19,7 @@ import numpy as np
 from musicssl import checkpoint
 from musicssl.embed import DEFAULT_READOUT
 from musicssl.errors import MusicSSLError
+from musicssl.files import file_hash
 
 if TYPE_CHECKING:
     from musicssl.embed import Model
@@ -167,12 +167,3 @@ def read_npz(path: Path) -> Embedded:
     if twice:
         raise MusicSSLError(f"{path}: {twice[0]} is named {counts[twice[0]]} times in 'names'")
     return Embedded(arrays)
-
-
-def file_hash(path: Path, *, algorithm: str = "sha256") -> str:
-    """The hex digest of a file's bytes, read in blocks."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
