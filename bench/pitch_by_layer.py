@@ -1,10 +1,10 @@
 """The built-in pitch task scored on each layer's frame track of a run, and of its random weights.
 
-``musicssl evaluate --layers all`` probes every layer's clip vectors but scores pitch on the
-last layer's frames only (the embedding cache keeps one frame track per clip). This scores
-the pitch task (pitch class of voiced frames, one probe seed) on the frames after each
-block, for the run and for the same encoder with random weights, to show where through the
-depth a pretext task lets the note under each frame go.
+``musicssl evaluate RUN --layers all`` scores pitch on every layer of the run, but its
+``baseline:random`` on the last layer only. This scores the pitch task (pitch class of voiced
+frames, one probe seed) on the frames after each block, for the run and for the same
+encoder with random weights side by side, to show where through the depth a pretext task
+lets the note under each frame go.
 
     python bench/pitch_by_layer.py RUN --corpus data/corpus [--threads 2]
 """

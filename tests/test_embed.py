@@ -103,6 +103,11 @@ def test_embed_files_writes_names_layers_and_frames(tmp_path: Path, write_audio)
     assert offsets[1] - offsets[0] == 4 and data["frames"].shape[1] == 16
     starts = np.array([0, 729, 1458, 2400 - 729])
     np.testing.assert_allclose(data["frame_times"][:4], (starts + 364.5) / 8000)
+    # Every layer's frames, on the rows of the last layer's.
+    assert [data[f"frames_layer_{k}"].shape for k in range(7)] == [
+        (len(data["frames"]), c) for c in (4, 4, 8, 8, 8, 8, 16)
+    ]
+    np.testing.assert_allclose(data["frames_layer_6"], data["frames"], atol=1e-6)
 
 
 def test_embed_files_takes_one_audio_file_and_refuses_a_text_file(tmp_path: Path, write_audio):
@@ -162,6 +167,16 @@ def test_all_layers_equal_each_layer_computed_alone(tmp_path: Path):
         later = [i for i in range(len(times)) if i == 0 or times[i] > times[:i].max()]
         np.testing.assert_allclose(every.frames, last[later], atol=1e-6)
         np.testing.assert_allclose(every.times, times[later])
+        # Every layer's track, each averaged in time onto the last layer's frames: layer 2's
+        # 27 frames per window over the last layer's bins, the same frames kept.
+        assert [t.shape for t in every.layer_frames] == [(len(later), c) for c in
+                                                         (4, 4, 8, 8, 8, 8, 16)]  # fmt: skip
+        np.testing.assert_allclose(every.layer_frames[6], every.frames, atol=1e-6)
+        layer_2 = encoder.forward_features(windows, layer=2)  # (3, 8, 27)
+        bins = torch.nn.functional.adaptive_avg_pool1d(layer_2, per_window)
+        by_hand = bins.transpose(1, 2).reshape(-1, 8).numpy()[later]
+        np.testing.assert_allclose(every.layer_frames[2], by_hand, atol=1e-6)
+        assert one.layer_frames is None and track.layer_frames is None  # one layer: no copies
 
 
 def test_load_reads_a_run_folder_and_names_a_truncated_weights_file(tmp_path: Path):

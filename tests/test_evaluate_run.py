@@ -147,7 +147,7 @@ def test_layers_all_probes_every_encoder_layer(tiny_corpus: Path, tmp_path: Path
         str(checkpoint),
         out=tmp_path / "out",
         corpus=tiny_corpus,
-        tasks=["style", "same_piece"],
+        tasks=["style", "same_piece", "pitch"],
         seeds=2,
         layers="all",
         baselines=[],
@@ -163,6 +163,12 @@ def test_layers_all_probes_every_encoder_layer(tiny_corpus: Path, tmp_path: Path
     assert results.tasks["same_piece"].by_layer is not None
     assert results.tasks["style"].best_layer in by_layer
     assert results.tasks["same_piece"].best_layer is None  # retrieval has no valid split
+    # Pitch on each layer's frame track; the last layer's is the headline's own track.
+    pitch = results.tasks["pitch"]
+    assert pitch.by_layer is not None and len(pitch.by_layer) == len(by_layer)
+    last = pitch.by_layer[str(len(by_layer) - 1)]["accuracy"]
+    assert last.values == pitch.metrics["accuracy"].values
+    assert pitch.best_layer in pitch.by_layer
     assert "(best on valid)" in (tmp_path / "out" / "report.md").read_text()
     assert (tmp_path / "out" / "figures").is_dir()
 

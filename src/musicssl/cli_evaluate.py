@@ -63,7 +63,11 @@ def add_evaluate(verbs: Any) -> None:
         metavar="N",
         help="probe fits per task: scores are mean ± std over them (default: %(default)s)",
     )
-    evaluate.option("--layers", choices=["all"], help="also probe every encoder layer")
+    evaluate.option(
+        "--layers",
+        choices=["all"],
+        help="also probe every encoder layer (pitch: each layer's frames)",
+    )
     evaluate.option(
         "--readout",
         choices=["mean", "freq"],

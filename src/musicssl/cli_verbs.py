@@ -190,7 +190,8 @@ def add_embed(verbs: Any) -> None:
         "--frames",
         action="store_true",
         help="also write frame tracks: frames, frame_times (s), frame_offsets; one track per "
-        "file in time order, of the last layer (or of --layer N)",
+        "file in time order, of the last layer (or of --layer N); with --layer all, also "
+        "frames_layer_K: each layer's frames averaged onto the last layer's",
     )
     embed.option(
         "--batch-size",

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from musicssl import checkpoint
 from musicssl.encoders import Encoder
@@ -36,12 +37,15 @@ class Embeddings:
         layers: per-layer vectors (mean over frames and windows), when asked for.
         frames: frame features of the chosen layer. Shape: (num_frames, channels).
         times: centre of each frame in seconds. Shape: (num_frames,).
+        layer_frames: with every layer and frames, each layer's frame features averaged
+            onto the frames of ``frames`` (same ``times``). Shape: (num_frames, C_k) each.
     """
 
     clip: np.ndarray
     layers: list[np.ndarray] | None = None
     frames: np.ndarray | None = None
     times: np.ndarray | None = None
+    layer_frames: list[np.ndarray] | None = None
 
 
 READOUTS = ("mean", "freq")
@@ -155,7 +159,8 @@ class Model:
             hop: seconds between window starts (default: the window length, no overlap).
             layers: also pool each layer: an index, or "all".
             frames: also return the frame track of the last layer (or of ``layers`` if an
-                index), with timestamps.
+                index), with timestamps; with ``layers="all"``, every layer's track too,
+                each averaged in time onto the last layer's frames.
             batch_size: windows encoded at once (bounds memory).
 
         Raises:
@@ -203,6 +208,8 @@ class Model:
         if result.frames is not None and result.times is not None:
             keep = _one_track(result.times, length[0] / self.sample_rate)
             result.frames, result.times = result.frames[keep], result.times[keep]
+            if result.layer_frames is not None:
+                result.layer_frames = [track[keep] for track in result.layer_frames]
         return result
 
     def layer_indices(self, layers: str | int | None) -> list[int]:
@@ -259,8 +266,10 @@ class Model:
         layers: str | int | None,
         frames: bool,
         batch_size: int,
-    ) -> Iterator[tuple[Tensor, list[Tensor], Tensor | None, np.ndarray]]:
-        """Encode windows in batches; yields (clip, per-layer means, frames, window starts).
+    ) -> Iterator[tuple[Tensor, list[Tensor], list[Tensor], np.ndarray]]:
+        """Encode windows in batches; yields (clip, per-layer means, frame tracks, window
+        starts). The frame tracks are the chosen layer's, then, with every layer, each
+        layer's averaged in time onto it (all of shape (B, C_k, T)).
 
         Layers and frames come from one pass per batch (``forward_layers``), the clip from
         the last layer of that pass.
@@ -272,7 +281,7 @@ class Model:
         for starts, batch in _windows(blocks, window=window, step=step, batch_size=batch_size):
             x = torch.from_numpy(batch).to(self.device)
             if not indices and not frames:
-                yield self.encoder(x).float().cpu(), [], None, starts
+                yield self.encoder(x).float().cpu(), [], [], starts
                 continue
             maps = None
             forward_maps = getattr(self.encoder, "forward_maps", None)
@@ -286,37 +295,46 @@ class Model:
                 means = [maps[k].float().mean(dim=-1).flatten(1).cpu() for k in indices]
             else:
                 means = [outputs[k].float().mean(dim=-1).cpu() for k in indices]
-            track = outputs[frame_layer].float().cpu() if frames else None
-            yield clip, means, track, starts
+            tracks = []
+            if frames:
+                tracks = [outputs[frame_layer]]
+                if len(indices) > 1:  # every layer onto the chosen layer's frames
+                    count = tracks[0].shape[-1]
+                    tracks += [F.adaptive_avg_pool1d(outputs[k], count) for k in indices]
+            yield clip, means, [t.float().cpu() for t in tracks], starts
 
     def _pool(
         self,
-        batches: Iterator[tuple[Tensor, list[Tensor], Tensor | None, np.ndarray]],
+        batches: Iterator[tuple[Tensor, list[Tensor], list[Tensor], np.ndarray]],
         *,
         frames: bool,
     ) -> Embeddings:
         clip_sum, layer_sums, count = None, None, 0
-        tracks, times = [], []
-        for clip, means, track, starts in batches:
+        tracks: list[list[np.ndarray]] = []  # per track (chosen layer, then every layer)
+        times = []
+        for clip, means, batch_tracks, starts in batches:
             clip_sum = clip.sum(0) if clip_sum is None else clip_sum + clip.sum(0)
             sums = [m.sum(0) for m in means]
             layer_sums = sums if layer_sums is None else [a + b for a, b in zip(layer_sums, sums)]
             count += clip.shape[0]
-            if track is not None:
-                num_frames = track.shape[-1]
+            if batch_tracks:
+                num_frames = batch_tracks[0].shape[-1]
                 frame_hop = self.window_samples / num_frames
                 centres = (np.arange(num_frames) + 0.5) * frame_hop
-                for start, features in zip(starts, track):
-                    tracks.append(features.T.numpy())  # (frames, channels)
-                    times.append((start + centres) / self.sample_rate)
+                times += [(start + centres) / self.sample_rate for start in starts]
+                tracks = tracks or [[] for _ in batch_tracks]
+                for kept, track in zip(tracks, batch_tracks):
+                    kept += [features.T.numpy() for features in track]  # (frames, channels)
         if clip_sum is None:
             raise MusicSSLError("no audio to embed (empty signal)")
         result = Embeddings(clip=(clip_sum / count).numpy())
         if layer_sums:
             result.layers = [(s / count).numpy() for s in layer_sums]
         if frames:
-            result.frames = np.concatenate(tracks)
+            result.frames = np.concatenate(tracks[0])
             result.times = np.concatenate(times)
+            if len(tracks) > 1:
+                result.layer_frames = [np.concatenate(kept) for kept in tracks[1:]]
         return result
 
 

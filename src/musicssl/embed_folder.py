@@ -47,8 +47,9 @@ def embed_files(
     name for one file). With
     ``frames``, ``frames`` (all tracks concatenated, shape (total_frames, channels)),
     ``frame_times`` (seconds) and ``frame_offsets`` (track i is rows offsets[i]:offsets[i+1])
-    are added, and ``encoder``, which weights made them (``Model.fingerprint``), for a model
-    loaded from a checkpoint. Bad files are reported and skipped.
+    are added (with ``layers="all"`` also ``frames_layer_K``: layer K's frames averaged in
+    time onto those rows), and ``encoder``, which weights made them (``Model.fingerprint``),
+    for a model loaded from a checkpoint. Bad files are reported and skipped.
 
     Returns:
         ``{"embedded": n, "skipped": m}``.
@@ -109,11 +110,13 @@ def embed_items(
     Returns:
         The arrays of an embeddings ``.npz`` (``names``, ``emb``, ``layer_K``, and
         ``frame_names``, ``frames``, ``frame_times``, ``frame_offsets`` when frames were
-        asked for), and one "name: reason" line per file that could not be embedded.
+        asked for; ``frames_layer_K``, rows as ``frames``, with both), and one "name:
+        reason" line per file that could not be embedded.
     """
     names, clips, skipped = [], [], []
     per_layer: list[list[np.ndarray]] = []
     frame_names, tracks, times, offsets = [], [], [], [0]
+    layer_tracks: list[list[np.ndarray]] = []  # per layer, with every layer and frames
     for name, blocks in progress_bar(items, unit="file", desc="embed", disable=not progress):
         with_frames = frames_for is not None and name in frames_for
         try:
@@ -138,6 +141,10 @@ def embed_items(
             tracks.append(result.frames)
             times.append(result.times)
             offsets.append(offsets[-1] + len(result.frames))
+            for index, track in enumerate(getattr(result, "layer_frames", None) or []):
+                if index == len(layer_tracks):
+                    layer_tracks.append([])
+                layer_tracks[index].append(track)
     arrays: dict[str, np.ndarray] = {
         "names": np.array(names, dtype=str),
         "emb": np.stack(clips) if clips else np.zeros((0, 0), np.float32),
@@ -149,6 +156,8 @@ def embed_items(
         arrays["frames"] = np.concatenate(tracks) if tracks else np.zeros((0, 0), np.float32)
         arrays["frame_times"] = np.concatenate(times) if times else np.zeros(0)
         arrays["frame_offsets"] = np.asarray(offsets, dtype=np.int64)
+        for index, kept in zip(model.layer_indices(layers), layer_tracks):
+            arrays[f"frames_layer_{index}"] = np.concatenate(kept)
     return arrays, skipped
 
 
@@ -199,7 +208,8 @@ def _check_out(out: Path) -> None:
 
 # What ``embed`` writes: an .npz holding anything else was not written by it.
 _OURS = re.compile(
-    r"(names|emb|encoder|layer_\d+|frame_names|frames|frame_times|frame_offsets)\.npy"
+    r"(names|emb|encoder|layer_\d+|frame_names|frames|frames_layer_\d+|frame_times"
+    r"|frame_offsets)\.npy"
 )
 
 

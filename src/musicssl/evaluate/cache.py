@@ -51,7 +51,8 @@ class EvaluationCache:
     ) -> Embedded:
         """The embeddings of every file of ``tasks`` (which share one root), cached.
 
-        Frame tracks are kept for the files of pitch tasks only.
+        Frame tracks are kept for the files of pitch tasks only (every layer's with
+        ``layers="all"``).
         """
         if source.embedded is not None:
             return source.embedded
@@ -68,6 +69,8 @@ class EvaluationCache:
                 "frames": frame_names,
                 "layers": layers,
                 "protocol": PROTOCOL_VERSION,
+                # 2: with every layer, the pitch files' frame tracks of every layer too
+                "format": 2,
             }
         )
         path = self.folder / "embeddings" / f"{key}.npz"

@@ -76,16 +76,26 @@ def evaluate_embeddings(
 
 def _probe_task(task: Task, embedded: Embedded, *, seeds: int, layers: str | None) -> TaskResult:
     """The task's result on the clip vectors (or frames), and on every layer with "all"."""
-    frames = embedded.frames() if task.kind == "pitch" else None
-    result = evaluate_task(task, embedded.vectors(), frames=frames, seeds=seeds)
-    if layers == "all" and task.kind != "pitch":
+    if task.kind == "pitch":
+        result = evaluate_task(task, {}, frames=embedded.frames(), seeds=seeds)
+        keys, prefix = embedded.frame_layer_keys, "frames_layer_"
+    else:
+        result = evaluate_task(task, embedded.vectors(), seeds=seeds)
+        keys, prefix = embedded.layer_keys, "layer_"
+    if layers == "all" and keys:
         per_layer = {
-            key.removeprefix("layer_"): evaluate_task(task, embedded.vectors(key), seeds=seeds)
-            for key in embedded.layer_keys
+            key.removeprefix(prefix): _layer_result(task, embedded, key, seeds=seeds)
+            for key in keys
         }
         result.by_layer = {layer: scores.metrics for layer, scores in per_layer.items()}
         result.best_layer = best_layer(per_layer)
     return result
+
+
+def _layer_result(task: Task, embedded: Embedded, key: str, *, seeds: int) -> TaskResult:
+    if task.kind == "pitch":
+        return evaluate_task(task, {}, frames=embedded.frames(key), seeds=seeds)
+    return evaluate_task(task, embedded.vectors(key), seeds=seeds)
 
 
 def best_layer(per_layer: dict[str, TaskResult]) -> str | None:

@@ -36,7 +36,8 @@ class Embedded:
     Attributes:
         arrays: an embeddings ``.npz``'s arrays: ``names`` and ``emb`` (N x D); ``layer_K``
             (N x C_K) with layers; ``frame_names``, ``frames``, ``frame_times`` and
-            ``frame_offsets`` with frame tracks (see the README's Formats).
+            ``frame_offsets`` with frame tracks, ``frames_layer_K`` (rows as ``frames``)
+            with both (see the README's Formats).
         skipped: files that could not be embedded, as "name: reason".
     """
 
@@ -57,16 +58,23 @@ class Embedded:
         keys = [key for key in self.arrays if key.startswith("layer_")]
         return sorted(keys, key=lambda key: int(key.removeprefix("layer_")))
 
-    def frames(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Per name, (frame features (num_frames, dim), frame times (num_frames,)); {} if none."""
+    @property
+    def frame_layer_keys(self) -> list[str]:
+        """The ``frames_layer_K`` arrays, in layer order."""
+        keys = [key for key in self.arrays if key.startswith("frames_layer_")]
+        return sorted(keys, key=lambda key: int(key.removeprefix("frames_layer_")))
+
+    def frames(self, key: str = "frames") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per name, (frame features (num_frames, dim), frame times (num_frames,)) of array
+        ``key`` (``frames``, or a layer's ``frames_layer_K``); {} if none."""
         arrays = self.arrays
-        if "frames" not in arrays or "frame_offsets" not in arrays:
+        if key not in arrays or "frame_offsets" not in arrays:
             return {}
         names = arrays.get("frame_names", arrays["names"]).tolist()
         offsets = arrays["frame_offsets"]
         return {
             str(name): (
-                arrays["frames"][offsets[i] : offsets[i + 1]],
+                arrays[key][offsets[i] : offsets[i + 1]],
                 arrays["frame_times"][offsets[i] : offsets[i + 1]],
             )
             for i, name in enumerate(names)
