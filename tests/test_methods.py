@@ -359,6 +359,31 @@ def test_mae_consistency_pulls_the_noisy_latents_to_the_clean_ones():
         build_method("mae", _tiny_vit(), consistency_weight=-1.0)
 
 
+def test_bestrq_reconstruction_regresses_every_tokens_clean_input():
+    from musicssl.losses import normalise_patches
+
+    options = {"codebook_size": 32, "start_probability": 0.3, "span": 1, "head_depth": 1}
+    torch.manual_seed(0)
+    plain = build_method("bestrq", _tiny_vit(), **options).eval()
+    both = build_method("bestrq", _tiny_vit(), reconstruct_weight=0.5, **options).eval()
+    missing = both.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["reconstruct.bias", "reconstruct.weight"]
+    guesses: list[torch.Tensor] = []
+    original = both.reconstruct.forward
+    both.reconstruct.forward = lambda h: guesses.append(original(h)) or guesses[-1]
+    x = torch.randn(6, 243)
+    out = both(x)
+    target = normalise_patches(plain.tokens(x)[0])  # (6, 16, 16): the clean patches
+    assert guesses[0].shape == target.shape
+    error = (guesses[0] - target).pow(2).mean()  # hidden and seen tokens alike
+    torch.testing.assert_close(out["reconstruction"], error.detach())
+    torch.testing.assert_close(out["loss"], plain(x)["loss"] + 0.5 * error)
+    out["loss"].backward()
+    assert both.encoder.patch_embed.weight.grad.abs().sum() > 0
+    with pytest.raises(MusicSSLError, match="reconstruct_weight must be >= 0"):
+        build_method("bestrq", _tiny_vit(), reconstruct_weight=-1.0)
+
+
 def _tiny_cqt_vit() -> SpectrogramViT:
     """A 12-bin constant-Q ViT (one octave of semitones): 3 x 8 patches of 4 x 4."""
     return SpectrogramViT(frontend="cqt", n_bins=12, f_min=200.0, patch=(4, 4), width=16,

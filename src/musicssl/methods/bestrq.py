@@ -18,6 +18,8 @@ from musicssl.errors import MusicSSLError
 from musicssl.losses import (
     codebook_usage,
     masked_code_cross_entropy,
+    masked_patch_mse,
+    normalise_patches,
     random_projection_codes,
     random_quantizer,
     span_mask,
@@ -76,6 +78,11 @@ class BestRQ(Method):
         head_depth: transformer blocks between the encoder and the classifiers, used in
             training only (0: the paper's linear classifiers); as MAE's decoder, they take
             the code prediction off the encoder's last blocks.
+        reconstruct_weight: weight of a second target, added: every token's own clean
+            input (normalised by its mean and variance, as MAE's targets), regressed through
+            a linear layer beside the classifiers with mean squared error, hidden tokens and
+            seen ones alike (MERT reconstructs the constant-Q frames beside its codes; MAE's
+            seen patches kept the note under each frame). 0: none.
         seed: seeds the quantiser, and the masks with the count of steps taken.
     """
 
@@ -100,6 +107,7 @@ class BestRQ(Method):
         detune_cents: float = 0.0,
         visible_weight: float = 0.0,
         head_depth: int = 0,
+        reconstruct_weight: float = 0.0,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -120,6 +128,11 @@ class BestRQ(Method):
         if not visible_weight >= 0.0:
             raise MusicSSLError(f"bestrq: visible_weight must be >= 0, got {visible_weight}")
         self.visible_weight = visible_weight
+        if not reconstruct_weight >= 0.0:
+            raise MusicSSLError(
+                f"bestrq: reconstruct_weight must be >= 0, got {reconstruct_weight}"
+            )
+        self.reconstruct_weight = reconstruct_weight
         projection, codebooks = random_quantizer(
             input_size(encoder),
             num_codebooks=num_codebooks,
@@ -135,6 +148,8 @@ class BestRQ(Method):
         # Empty (the identity) without blocks: a linear run's weights keep their names.
         self.head_blocks = nn.Sequential(*blocks, *([nn.LayerNorm(width)] if blocks else []))
         self.head = nn.Linear(width, num_codebooks * codebook_size)
+        if reconstruct_weight:
+            self.reconstruct = nn.Linear(width, input_size(encoder))
 
     @torch.no_grad()
     def standardise(self, frames: Tensor) -> Tensor:
@@ -174,14 +189,19 @@ class BestRQ(Method):
             seen = self._seen(x, generator)
         noise = torch.randn(inputs.shape, generator=generator, device=x.device) * self.noise_std
         hidden = torch.where(mask[..., None], noise.to(inputs.dtype), seen)
-        features = self._encode(hidden, grid)  # (B, T, D)
-        logits = self.head(self.head_blocks(features)).view(
+        features = self.head_blocks(self._encode(hidden, grid))  # (B, T, D)
+        logits = self.head(features).view(
             batch_size, num_tokens, self.num_codebooks, self.codebook_size
         )
         loss = masked_code_cross_entropy(logits, codes, mask)
         if self.visible_weight:
             loss = loss + self.visible_weight * masked_code_cross_entropy(logits, codes, ~mask)
         out = {"loss": loss}
+        if self.reconstruct_weight:
+            every = torch.ones_like(mask)
+            error = masked_patch_mse(self.reconstruct(features), normalise_patches(inputs), every)
+            out["loss"] = loss + self.reconstruct_weight * error
+            out["reconstruction"] = error.detach()
         out["code_perplexity"], out["codes_used"] = codebook_usage(codes[mask], self.codebook_size)
         return out
 
@@ -232,6 +252,7 @@ def bestrq(
     detune_cents: float = 0.0,
     visible_weight: float = 0.0,
     head_depth: int = 0,
+    reconstruct_weight: float = 0.0,
     seed: int = 0,
 ) -> BestRQ:
     """BEST-RQ as MusicFM sets it (4096 codes of 16 dimensions); spans of 10 tokens (400 ms
@@ -254,5 +275,6 @@ def bestrq(
         detune_cents=detune_cents,
         visible_weight=visible_weight,
         head_depth=head_depth,
+        reconstruct_weight=reconstruct_weight,
         seed=seed,
     )
