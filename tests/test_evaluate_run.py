@@ -150,7 +150,7 @@ def test_layers_all_probes_every_encoder_layer(tiny_corpus: Path, tmp_path: Path
         tasks=["style", "same_piece", "pitch"],
         seeds=2,
         layers="all",
-        baselines=[],
+        baselines=["random"],
         cache=tmp_path / "cache",
         progress=False,
     )
@@ -169,6 +169,11 @@ def test_layers_all_probes_every_encoder_layer(tiny_corpus: Path, tmp_path: Path
     last = pitch.by_layer[str(len(by_layer) - 1)]["accuracy"]
     assert last.values == pitch.metrics["accuracy"].values
     assert pitch.best_layer in pitch.by_layer
+    # The random weights too, layer by layer (kept in the cache), beside the source's.
+    cached = [json.loads(p.read_text()) for p in (tmp_path / "cache" / "results").glob("*.json")]
+    assert [c["source"] for c in cached] == ["baseline:random"]
+    for name in ("style", "pitch"):
+        assert sorted(cached[0]["tasks"][name]["by_layer"]) == sorted(by_layer)
     assert "(best on valid)" in (tmp_path / "out" / "report.md").read_text()
     assert (tmp_path / "out" / "figures").is_dir()
 

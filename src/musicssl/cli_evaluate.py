@@ -66,7 +66,8 @@ def add_evaluate(verbs: Any) -> None:
     evaluate.option(
         "--layers",
         choices=["all"],
-        help="also probe every encoder layer (pitch: each layer's frames)",
+        help="also probe every encoder layer (pitch: each layer's frames), and those of "
+        "baseline:random",
     )
     evaluate.option(
         "--readout",

@@ -121,16 +121,19 @@ class EvaluationCache:
             ) from None
 
 
-def results_key(source: Source, tasks: Sequence[Task], *, seeds: int) -> str:
-    """The cache key of a source's results on ``tasks`` with ``seeds`` seeds."""
-    return cache_key(
-        {
-            "identity": source.identity,
-            "tasks": [task_signature(task) for task in tasks],
-            "seeds": seeds,
-            "protocol": PROTOCOL_VERSION,
-        }
-    )
+def results_key(
+    source: Source, tasks: Sequence[Task], *, seeds: int, layers: str | None = None
+) -> str:
+    """The cache key of a source's results on ``tasks`` with ``seeds`` seeds (and ``layers``)."""
+    fields = {
+        "identity": source.identity,
+        "tasks": [task_signature(task) for task in tasks],
+        "seeds": seeds,
+        "protocol": PROTOCOL_VERSION,
+    }
+    if layers is not None:  # results of the last layer alone keep their key
+        fields["layers"] = layers
+    return cache_key(fields)
 
 
 def task_signature(task: Task) -> str:

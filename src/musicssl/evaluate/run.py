@@ -106,6 +106,8 @@ def evaluate(
             store,
             corpus=corpus_dir,
             seeds=seeds,
+            # The same architecture: layer by layer beside the source's layers.
+            layers=layers if label == "baseline:random" else None,
             reference=reference,
             device=device,
             progress=progress,
@@ -256,22 +258,24 @@ def baseline_results(
     reference: str | None,
     device: str,
     progress: bool,
+    layers: str | None = None,
 ) -> Evaluation:
     """The results of ``baseline:NAME`` on ``tasks``, from the cache or computed and cached.
 
     Args:
         reference: for ``baseline:random``, the checkpoint whose architecture it takes.
+        layers: "all" to probe every layer as well.
     """
     source = open_source(label, reference=reference, device=device)
-    key = results_key(source, tasks, seeds=seeds)
+    key = results_key(source, tasks, seeds=seeds, layers=layers)
     cached = store.results(key)
     if cached is not None:
         return cached
     if progress:
         print(f"evaluating {label} for comparison", flush=True)
-    embedded = _embed(source, tasks, store, layers=None, progress=progress)
+    embedded = _embed(source, tasks, store, layers=layers, progress=progress)
     evaluation = evaluate_embeddings(
-        source, tasks, embedded, corpus=corpus, seeds=seeds, layers=None, progress=progress
+        source, tasks, embedded, corpus=corpus, seeds=seeds, layers=layers, progress=progress
     )
     store.store_results(key, evaluation)
     return evaluation
