@@ -54,9 +54,6 @@ class MAE(Method):
             in tune (same patches, no gradient through the clean reading), added: the
             reconstruction alone never asks the two readings to agree, and the tokens of
             quiet octaves then follow the noise.
-        consistency_on: which visible latents the consistency term pulls: "all", or "quiet":
-            those whose clean patch lies below the crop's mean level (the patches the noise
-            replaces; the loud ones, which carry the notes, keep their own reading).
         detune_cents: the encoder's constant-Q input moved by a tuning offset drawn per
             example, uniform within this many cents either way (0: none); the targets stay in
             tune, so the encoder must read through a mistuned recording.
@@ -78,7 +75,6 @@ class MAE(Method):
         noise_share: float = 1.0,
         visible_weight: float = 0.0,
         consistency_weight: float = 0.0,
-        consistency_on: str = "all",
         detune_cents: float = 0.0,
         seed: int = 0,
     ) -> None:
@@ -93,11 +89,6 @@ class MAE(Method):
         self.decoder = decoder
         self.mask_ratio, self.visible_weight = mask_ratio, visible_weight
         self.consistency_weight = consistency_weight
-        if consistency_on not in ("all", "quiet"):
-            raise MusicSSLError(
-                f"mae: consistency_on must be 'all' or 'quiet', got {consistency_on!r}"
-            )
-        self.consistency_on = consistency_on
         if consistency_weight and noise_snr_db is None and not detune_cents:
             raise MusicSSLError(
                 "mae: consistency_weight needs noise_snr_db or detune_cents: it pulls the "
@@ -134,18 +125,16 @@ class MAE(Method):
         tokens = self.encoder.embed_patches(seen)  # (B, N, D)
         latent = self.encoder.forward_tokens(tokens, keep_index)  # (B, K, D)
         prediction = self.decoder(latent, keep_index, grid)  # (B, N, patch_size)
-        patches = self.encoder.patchify(spec).detach()
-        target = normalise_patches(patches) if self.normalise_targets else patches
+        target = self.encoder.patchify(spec).detach()
+        if self.normalise_targets:
+            target = normalise_patches(target)
         loss = masked_patch_mse(prediction, target, mask)
         if self.visible_weight:
             loss = loss + self.visible_weight * masked_patch_mse(prediction, target, ~mask)
         if self.consistency_weight:
             with torch.no_grad():
                 clean = self.encoder.forward_tokens(self.encoder.embed_patches(spec), keep_index)
-            pulled = torch.ones_like(keep_index, dtype=torch.bool)  # (B, K)
-            if self.consistency_on == "quiet":  # the spectrogram is standardised: mean 0
-                pulled = patches.mean(dim=-1).gather(1, keep_index) < 0
-            gap = masked_patch_mse(latent, clean, pulled)
+            gap = (latent - clean).pow(2).mean()
             return {"loss": loss + self.consistency_weight * gap, "consistency": gap.detach()}
         return {"loss": loss}
 
@@ -162,7 +151,6 @@ def mae(
     noise_share: float = 1.0,
     visible_weight: float = 0.0,
     consistency_weight: float = 0.0,
-    consistency_on: str = "all",
     detune_cents: float = 0.0,
     seed: int = 0,
 ) -> MAE:
@@ -189,7 +177,6 @@ def mae(
         noise_share=noise_share,
         visible_weight=visible_weight,
         consistency_weight=consistency_weight,
-        consistency_on=consistency_on,
         detune_cents=detune_cents,
         seed=seed,
     )
