@@ -354,6 +354,32 @@ def test_layers_all_on_an_npz_without_layers_says_so(corpus: Path, tmp_path: Pat
     assert f"note: --layers all is ignored: {npz} holds no layer_K arrays, only 'emb'\n" in err
 
 
+def test_layers_all_on_an_npz_without_frame_layers_says_pitch_is_last_layer_only(
+    corpus: Path, tmp_path: Path, capsys
+) -> None:
+    from musicssl.evaluate.builtin_tasks import pitch_task
+
+    names = pitch_task(corpus).names
+    npz = tmp_path / "e.npz"
+    rng = np.random.default_rng(0)
+    count = 4  # frames per clip, over its first second
+    np.savez(
+        npz,
+        names=np.array(names),
+        emb=rng.normal(size=(len(names), 8)),
+        layer_0=rng.normal(size=(len(names), 8)),
+        frame_names=np.array(names),
+        frames=rng.normal(size=(len(names) * count, 8)),
+        frame_times=np.tile((np.arange(count) + 0.5) / count, len(names)),
+        frame_offsets=np.arange(len(names) + 1) * count,
+    )
+    results = _evaluate(str(npz), corpus, tmp_path, tasks=["pitch"], layers="all")
+    err = capsys.readouterr().err
+    note = f"note: pitch is probed on the last layer only: {npz} holds no frames_layer_K arrays"
+    assert note in err
+    assert results.tasks["pitch"].by_layer is None
+
+
 def test_figures_of_an_earlier_report_go_and_other_files_stay(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     _evaluate("baseline:logmel", corpus, tmp_path, out=out, tasks=["style"])

@@ -87,6 +87,19 @@ def evaluate(
             file=sys.stderr,
             flush=True,
         )
+    if (
+        layers == "all"
+        and opened.embedded is not None
+        and opened.embedded.layer_keys
+        and not opened.embedded.frame_layer_keys
+        and any(task.kind == "pitch" for task in task_list)
+    ):
+        print(
+            f"note: pitch is probed on the last layer only: {source} holds no frames_layer_K "
+            "arrays (`musicssl embed --layer all --frames` writes them)",
+            file=sys.stderr,
+            flush=True,
+        )
     embedded = _embed(opened, task_list, store, layers=layers, progress=progress)
     evaluation = evaluate_embeddings(
         opened,

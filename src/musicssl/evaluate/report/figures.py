@@ -320,7 +320,8 @@ def _layers_figure(systems: Sequence[System]) -> ReportFigure | None:
     figure_legend(figure, axes[: len(names)])
     caption = (
         "The headline metric of a probe trained on each encoder layer's pooled output "
-        "(layer 0 is nearest the input), mean ± std over seeds. The dashed line is chance. "
+        "(pitch: on its frames; layer 0 is nearest the input), mean ± std over seeds, for "
+        "each system probed layer by layer. The dashed line is chance. "
         "Where the curve peaks is the layer that holds the most of this information."
     )
     return ReportFigure("figures/layers.png", "Score by layer", caption, png(figure))
