@@ -81,25 +81,8 @@ def evaluate(
     task_list = resolve_tasks(tasks, corpus=corpus_dir, cache=cache_dir, progress=progress)
     _check_cache(cache_dir, task_list)
     store = EvaluationCache(cache_dir)
-    if layers == "all" and opened.embedded is not None and not opened.embedded.layer_keys:
-        print(
-            f"note: --layers all is ignored: {source} holds no layer_K arrays, only 'emb'",
-            file=sys.stderr,
-            flush=True,
-        )
-    if (
-        layers == "all"
-        and opened.embedded is not None
-        and opened.embedded.layer_keys
-        and not opened.embedded.frame_layer_keys
-        and any(task.kind == "pitch" for task in task_list)
-    ):
-        print(
-            f"note: pitch is probed on the last layer only: {source} holds no frames_layer_K "
-            "arrays (`musicssl embed --layer all --frames` writes them)",
-            file=sys.stderr,
-            flush=True,
-        )
+    if layers == "all" and opened.embedded is not None:
+        _warn_missing_layers(opened.embedded, source, task_list)
     embedded = _embed(opened, task_list, store, layers=layers, progress=progress)
     evaluation = evaluate_embeddings(
         opened,
@@ -135,6 +118,20 @@ def evaluate(
         baselines={label: other.to_dict() for label, other in others.items()},
     )
     return evaluation
+
+
+def _warn_missing_layers(embedded: Embedded, source: str, tasks: Sequence[Task]) -> None:
+    """Say what ``--layers all`` cannot probe in an ``.npz`` made without every layer."""
+    if not embedded.layer_keys:
+        note = f"--layers all is ignored: {source} holds no layer_K arrays, only 'emb'"
+    elif not embedded.frame_layer_keys and any(task.kind == "pitch" for task in tasks):
+        note = (
+            f"pitch is probed on the last layer only: {source} holds no frames_layer_K "
+            "arrays (`musicssl embed --layer all --frames` writes them)"
+        )
+    else:
+        return
+    print(f"note: {note}", file=sys.stderr, flush=True)
 
 
 def _beside_the_probes(
