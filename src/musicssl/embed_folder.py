@@ -141,7 +141,7 @@ def embed_items(
             tracks.append(result.frames)
             times.append(result.times)
             offsets.append(offsets[-1] + len(result.frames))
-            for index, track in enumerate(getattr(result, "layer_frames", None) or []):
+            for index, track in enumerate(result.layer_frames or []):
                 if index == len(layer_tracks):
                     layer_tracks.append([])
                 layer_tracks[index].append(track)
