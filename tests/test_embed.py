@@ -8,7 +8,8 @@ import soundfile as sf
 import torch
 from safetensors.torch import save_file
 
-from musicssl.embed import _windows, load
+from musicssl import windowing
+from musicssl.embed import load
 from musicssl.embed_folder import embed_files
 from musicssl.encoders import SampleCNN
 from musicssl.errors import MusicSSLError
@@ -29,7 +30,7 @@ def _checkpoint(folder: Path) -> SampleCNN:
 
 def _windows_of(signal, blocks, *, window, step, batch_size=3):
     parts = np.array_split(signal, blocks)
-    found = list(_windows(iter(parts), window=window, step=step, batch_size=batch_size))
+    found = list(windowing.windows(iter(parts), window=window, step=step, batch_size=batch_size))
     starts = np.concatenate([s for s, _ in found]).tolist()
     return starts, np.concatenate([w for _, w in found])
 

@@ -26,6 +26,7 @@ from musicssl.encoders import Encoder
 from musicssl.errors import MusicSSLError
 from musicssl.files import file_hash
 from musicssl.waveform import mono_at
+from musicssl.windowing import finite, one_track, windows
 
 
 @dataclass
@@ -197,7 +198,7 @@ class Model:
 
         result = self._pool(
             self._encode(
-                counted(_finite(blocks)),
+                counted(finite(blocks)),
                 hop=hop,
                 layers=layers,
                 frames=frames,
@@ -206,7 +207,7 @@ class Model:
             frames=frames,
         )
         if result.frames is not None and result.times is not None:
-            keep = _one_track(result.times, length[0] / self.sample_rate)
+            keep = one_track(result.times, length[0] / self.sample_rate)
             result.frames, result.times = result.frames[keep], result.times[keep]
             if result.layer_frames is not None:
                 result.layer_frames = [track[keep] for track in result.layer_frames]
@@ -278,7 +279,7 @@ class Model:
         window, step = self.window_samples, self.window_step(hop)
         indices = self.layer_indices(layers)
         frame_layer = indices[0] if (frames and len(indices) == 1) else self.num_layers - 1
-        for starts, batch in _windows(blocks, window=window, step=step, batch_size=batch_size):
+        for starts, batch in windows(blocks, window=window, step=step, batch_size=batch_size):
             x = torch.from_numpy(batch).to(self.device)
             if not indices and not frames:
                 yield self.encoder(x).float().cpu(), [], [], starts
@@ -353,67 +354,3 @@ def load(
     model = Model(checkpoint.load_encoder(path), device=device, readout=readout)
     model.checkpoint = path
     return model
-
-
-def _one_track(times: np.ndarray, duration: float) -> np.ndarray:
-    """Indices of frames in time order, each later than every frame before it, none past
-    ``duration`` (the first frame is always kept)."""
-    earlier = np.maximum.accumulate(np.concatenate([[-np.inf], times[:-1]]))
-    keep = (times > earlier) & (times <= duration)
-    keep[:1] = True
-    return np.flatnonzero(keep)
-
-
-def _windows(
-    blocks: Iterator[np.ndarray], *, window: int, step: int, batch_size: int
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Windows of ``window`` samples every ``step`` over a stream of blocks, in batches.
-
-    A signal shorter than one window gives one zero-padded window. The tail after the last
-    full window gets one more window that ends at the signal's last sample (overlapping the
-    one before it), so that no audio is ignored and no window holds silence the audio does
-    not: a padded tail would change with the clip's length, which a time stretch changes.
-
-    Yields:
-        (window start sample indices, Shape: (n,)), (windows, Shape: (n, window)).
-    """
-    buffer = np.zeros(0, dtype=np.float32)
-    buffer_start = 0  # sample index of buffer[0]
-    next_start, last_end, total = 0, 0, 0
-    starts: list[int] = []
-    batch: list[np.ndarray] = []
-    for block in blocks:
-        buffer = np.concatenate([buffer, block])
-        total += len(block)
-        while next_start + window <= total:
-            offset = next_start - buffer_start
-            starts.append(next_start)
-            batch.append(buffer[offset : offset + window])
-            last_end = next_start + window
-            next_start += step
-            if len(batch) == batch_size:
-                yield np.asarray(starts), np.stack(batch)
-                starts, batch = [], []
-        # Keep the last window's worth of samples: the tail window may reach back into them.
-        drop = max(0, min(next_start - buffer_start, len(buffer) - window))
-        buffer, buffer_start = buffer[drop:], buffer_start + drop
-    if last_end < total and next_start < total:
-        tail = np.zeros(window, dtype=np.float32)
-        start = max(0, total - window)
-        remainder = buffer[start - buffer_start :]
-        tail[: len(remainder)] = remainder
-        starts.append(start)
-        batch.append(tail)
-    if batch:
-        yield np.asarray(starts), np.stack(batch)
-
-
-def _finite(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-    """The blocks unchanged; raises at the first NaN or infinite sample."""
-    start = 0
-    for block in blocks:
-        if not np.isfinite(block).all():
-            bad = start + int(np.argmin(np.isfinite(block)))
-            raise MusicSSLError(f"the audio holds a NaN or infinite sample (sample {bad})")
-        start += len(block)
-        yield block
