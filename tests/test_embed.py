@@ -435,3 +435,6 @@ def test_frames_of_a_short_signal_stop_at_its_end(tmp_path: Path):
     overlapping = model.embed(np.full(2000, 0.1, np.float32), 8000, layers=2, frames=True,
                               hop=243 / 8000)  # fmt: skip
     assert np.all(np.diff(overlapping.times) > 0) and overlapping.times[-1] <= 2000 / 8000
+    # 10 samples, under half a frame: one frame, timed at the signal's middle, not past it.
+    tiny = model.embed(np.full(10, 0.1, np.float32), 8000, layers=2, frames=True)
+    assert tiny.times.tolist() == [5 / 8000] and tiny.frames.shape == (1, 8)

@@ -187,7 +187,8 @@ class Model:
 
         The frame track is one track in time order within the signal: where windows overlap
         (a ``hop`` under the window, the tail window) the earlier window's frames are kept,
-        and frames of the padding past a short signal's end are dropped.
+        and frames of the padding past a short signal's end are dropped (a signal shorter
+        than half a frame keeps its one frame, timed at the signal's middle).
         """
         length = [0]
 
@@ -207,8 +208,11 @@ class Model:
             frames=frames,
         )
         if result.frames is not None and result.times is not None:
-            keep = one_track(result.times, length[0] / self.sample_rate)
+            duration = length[0] / self.sample_rate
+            keep = one_track(result.times, duration)
             result.frames, result.times = result.frames[keep], result.times[keep]
+            # A signal shorter than half a frame: its one frame sits at the signal's middle.
+            result.times[0] = min(result.times[0], duration / 2)
             if result.layer_frames is not None:
                 result.layer_frames = [track[keep] for track in result.layer_frames]
         return result
