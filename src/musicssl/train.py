@@ -95,13 +95,7 @@ def pretrain(
     parts = build_parts(recipe)
     _check_rate(store, parts.encoder)
     parts.chain.to(fabric.device)
-    state: dict[str, Any] = {}
-    if resume and checkpoint.is_run(run):
-        state = checkpoint.load_training_state(run, parts.method)
-    elif resume:  # killed before its first checkpoint: it starts again from step 0
-        checkpoint.check_resumable(run)
-    elif fabric.is_global_zero:
-        checkpoint.start_run(run, recipe)
+    state = _open_run(run, recipe, parts.method, resume=resume, writer=fabric.is_global_zero)
     start_step, last_step = int(state.get("step", 0)), int(state.get("horizon", settings.steps))
     if start_step >= last_step:
         if fabric.is_global_zero:
@@ -156,6 +150,20 @@ def pretrain(
     bar.close()
     log.close()
     return checkpoint.latest(run)
+
+
+def _open_run(
+    run: Path, recipe: Recipe, method: Method, *, resume: bool, writer: bool
+) -> dict[str, Any]:
+    """The training state to go on from (empty: from step 0); a new run's folder is started
+    by the ``writer`` process."""
+    if resume and checkpoint.is_run(run):
+        return checkpoint.load_training_state(run, method)
+    if resume:  # killed before its first checkpoint: it starts again from step 0
+        checkpoint.check_resumable(run)
+    elif writer:
+        checkpoint.start_run(run, recipe)
+    return {}
 
 
 def _save(
