@@ -291,6 +291,35 @@ def test_mae_with_noise_encodes_the_noisy_crop_and_reconstructs_the_clean_one():
         build_method("mae", _tiny_vit(), noise_snr_db=[30, 10])
 
 
+def test_mae_seen_visible_target_reconstructs_the_visible_patches_as_the_encoder_read_them():
+    from musicssl.losses import masked_patch_mse, normalise_patches, random_patch_mask
+    from musicssl.methods._draws import add_noise, next_generator
+
+    torch.manual_seed(0)
+    method = build_method("mae", _tiny_vit(), mask_ratio=0.75, decoder_width=16,
+                          decoder_depth=1, decoder_heads=2, noise_snr_db=[10, 30],
+                          visible_weight=0.5, visible_target="seen")  # fmt: skip
+    x = torch.randn(3, 243)
+    loss = method(x)["loss"]
+    encoder = method.encoder
+    generator = next_generator(0, torch.zeros((), dtype=torch.long), x.device)
+    clean = encoder.spectrogram(x)
+    grid = encoder.patch_grid(clean.shape[-1])
+    keep, mask = random_patch_mask(3, grid[0] * grid[1], mask_ratio=0.75, generator=generator,
+                                   device=x.device)  # fmt: skip
+    noisy = encoder.spectrogram(add_noise(x, (10.0, 30.0), generator))
+    prediction = method.decoder(encoder.forward_tokens(encoder.embed_patches(noisy), keep), keep,
+                                grid)  # fmt: skip
+    hidden = masked_patch_mse(prediction, normalise_patches(encoder.patchify(clean)), mask)
+    seen = masked_patch_mse(prediction, normalise_patches(encoder.patchify(noisy)), ~mask)
+    torch.testing.assert_close(loss, hidden + 0.5 * seen)
+    # not the clean patches: the noise changed what the visible ones are asked to be
+    clean_visible = masked_patch_mse(prediction, normalise_patches(encoder.patchify(clean)), ~mask)
+    assert not torch.isclose(seen, clean_visible)
+    with pytest.raises(MusicSSLError, match="visible_target must be clean or seen"):
+        build_method("mae", _tiny_vit(), visible_target="noisy")
+
+
 @pytest.mark.parametrize("name", ["mae", "bestrq"])
 def test_visible_weight_adds_the_loss_on_the_visible_tokens(name):
     from musicssl.losses import (

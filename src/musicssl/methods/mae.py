@@ -49,6 +49,10 @@ class MAE(Method):
         visible_weight: weight of the same error on the visible patches, added (0: the
             hidden ones only, as He et al.): the visible latents must then keep their own
             patch, not only what their neighbours need.
+        visible_target: what the visible patches are reconstructed as: ``clean`` (the
+            clean crop in tune, as the hidden ones) or ``seen`` (the patch as the encoder
+            read it, noise and tuning offset included): each latent keeps its own patch
+            without having to denoise it, which asks it to measure the noise.
         consistency_weight: weight of the mean squared distance between the visible latents
             of the crop as the encoder reads it (noisy, detuned) and those of the clean crop
             in tune (same patches, no gradient through the clean reading), added: the
@@ -74,6 +78,7 @@ class MAE(Method):
         noise_snr_db: Sequence[float] | None = None,
         noise_share: float = 1.0,
         visible_weight: float = 0.0,
+        visible_target: str = "clean",
         consistency_weight: float = 0.0,
         detune_cents: float = 0.0,
         seed: int = 0,
@@ -85,6 +90,11 @@ class MAE(Method):
             raise MusicSSLError(f"mae: visible_weight must be >= 0, got {visible_weight}")
         if not consistency_weight >= 0.0:
             raise MusicSSLError(f"mae: consistency_weight must be >= 0, got {consistency_weight}")
+        if visible_target not in ("clean", "seen"):
+            raise MusicSSLError(
+                f"mae: visible_target must be clean or seen, got {visible_target!r}"
+            )
+        self.visible_target = visible_target
         self.encoder = encoder
         self.decoder = decoder
         self.mask_ratio, self.visible_weight = mask_ratio, visible_weight
@@ -130,6 +140,10 @@ class MAE(Method):
             target = normalise_patches(target)
         loss = masked_patch_mse(prediction, target, mask)
         if self.visible_weight:
+            if self.visible_target == "seen":
+                target = self.encoder.patchify(seen).detach()
+                if self.normalise_targets:
+                    target = normalise_patches(target)
             loss = loss + self.visible_weight * masked_patch_mse(prediction, target, ~mask)
         if self.consistency_weight:
             with torch.no_grad():
@@ -150,6 +164,7 @@ def mae(
     noise_snr_db: Sequence[float] | None = None,
     noise_share: float = 1.0,
     visible_weight: float = 0.0,
+    visible_target: str = "clean",
     consistency_weight: float = 0.0,
     detune_cents: float = 0.0,
     seed: int = 0,
@@ -176,6 +191,7 @@ def mae(
         noise_snr_db=noise_snr_db,
         noise_share=noise_share,
         visible_weight=visible_weight,
+        visible_target=visible_target,
         consistency_weight=consistency_weight,
         detune_cents=detune_cents,
         seed=seed,
