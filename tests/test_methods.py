@@ -413,6 +413,36 @@ def test_bestrq_reconstruction_regresses_every_tokens_clean_input():
         build_method("bestrq", _tiny_vit(), reconstruct_weight=-1.0)
 
 
+def test_bestrq_seen_reconstruction_regresses_the_seen_tokens_as_the_encoder_read_them():
+    from musicssl.losses import normalise_patches, span_mask
+    from musicssl.methods._draws import add_noise, next_generator
+
+    options = {"codebook_size": 32, "start_probability": 0.3, "span": 1,
+               "noise_snr_db": [10, 30], "reconstruct_weight": 0.5}  # fmt: skip
+    torch.manual_seed(0)
+    method = build_method("bestrq", _tiny_vit(), reconstruct_target="seen", **options).eval()
+    guesses: list[torch.Tensor] = []
+    original = method.reconstruct.forward
+    method.reconstruct.forward = lambda h: guesses.append(original(h)) or guesses[-1]
+    x = torch.randn(6, 243)
+    out = method(x)
+    # By hand, from the same draws: the hidden columns, then the noise on what is seen.
+    generator = next_generator(0, torch.zeros((), dtype=torch.long), x.device)
+    columns = span_mask(6, 4, start_probability=0.3, span=1, generator=generator,
+                        device=x.device)  # fmt: skip
+    mask = columns[:, None, :].expand(-1, 4, -1).reshape(6, 16)
+    clean = method.tokens(x)[0]
+    noisy = method.tokens(add_noise(x, (10.0, 30.0), generator))[0]
+    assert 0 < mask.float().mean() < 1
+    target = normalise_patches(torch.where(mask[..., None], clean, noisy))
+    error = (guesses[0] - target).pow(2).mean()
+    torch.testing.assert_close(out["reconstruction"], error.detach())
+    clean_error = (guesses[0] - normalise_patches(clean)).pow(2).mean()
+    assert not torch.isclose(error, clean_error)  # the seen tokens' targets carry the noise
+    with pytest.raises(MusicSSLError, match="reconstruct_target must be clean or seen"):
+        build_method("bestrq", _tiny_vit(), reconstruct_target="noisy")
+
+
 def _tiny_cqt_vit() -> SpectrogramViT:
     """A 12-bin constant-Q ViT (one octave of semitones): 3 x 8 patches of 4 x 4."""
     return SpectrogramViT(frontend="cqt", n_bins=12, f_min=200.0, patch=(4, 4), width=16,

@@ -83,6 +83,9 @@ class BestRQ(Method):
             a linear layer beside the classifiers with mean squared error, hidden tokens and
             seen ones alike (MERT reconstructs the constant-Q frames beside its codes; MAE's
             seen patches kept the note under each frame). 0: none.
+        reconstruct_target: what the seen tokens are regressed to: ``clean`` (the clean crop
+            in tune, as the hidden ones) or ``seen`` (the token as the encoder read it, noise
+            and tuning offset included, so that keeping it does not ask for its noise).
         seed: seeds the quantiser, and the masks with the count of steps taken.
     """
 
@@ -108,6 +111,7 @@ class BestRQ(Method):
         visible_weight: float = 0.0,
         head_depth: int = 0,
         reconstruct_weight: float = 0.0,
+        reconstruct_target: str = "clean",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -133,6 +137,11 @@ class BestRQ(Method):
                 f"bestrq: reconstruct_weight must be >= 0, got {reconstruct_weight}"
             )
         self.reconstruct_weight = reconstruct_weight
+        if reconstruct_target not in ("clean", "seen"):
+            raise MusicSSLError(
+                f"bestrq: reconstruct_target must be clean or seen, got {reconstruct_target!r}"
+            )
+        self.reconstruct_target = reconstruct_target
         projection, codebooks = random_quantizer(
             input_size(encoder),
             num_codebooks=num_codebooks,
@@ -199,7 +208,10 @@ class BestRQ(Method):
         out = {"loss": loss}
         if self.reconstruct_weight:
             every = torch.ones_like(mask)
-            error = masked_patch_mse(self.reconstruct(features), normalise_patches(inputs), every)
+            target = inputs
+            if self.reconstruct_target == "seen":
+                target = torch.where(mask[..., None], inputs, seen)
+            error = masked_patch_mse(self.reconstruct(features), normalise_patches(target), every)
             out["loss"] = loss + self.reconstruct_weight * error
             out["reconstruction"] = error.detach()
         out["code_perplexity"], out["codes_used"] = codebook_usage(codes[mask], self.codebook_size)
@@ -253,6 +265,7 @@ def bestrq(
     visible_weight: float = 0.0,
     head_depth: int = 0,
     reconstruct_weight: float = 0.0,
+    reconstruct_target: str = "clean",
     seed: int = 0,
 ) -> BestRQ:
     """BEST-RQ as MusicFM sets it (4096 codes of 16 dimensions); spans of 10 tokens (400 ms
@@ -276,5 +289,6 @@ def bestrq(
         visible_weight=visible_weight,
         head_depth=head_depth,
         reconstruct_weight=reconstruct_weight,
+        reconstruct_target=reconstruct_target,
         seed=seed,
     )
