@@ -174,6 +174,15 @@ def test_layers_all_probes_every_encoder_layer(tiny_corpus: Path, tmp_path: Path
     assert [c["source"] for c in cached] == ["baseline:random"]
     for name in ("style", "pitch"):
         assert sorted(cached[0]["tasks"][name]["by_layer"]) == sorted(by_layer)
+    # ... and in results.json, beside their headlines, with their per-seed values.
+    written = json.loads((tmp_path / "out" / "results.json").read_text())
+    layered = written["baseline_layers"]["baseline:random"]
+    for layer, scores in cached[0]["tasks"]["style"]["by_layer"].items():
+        assert layered["style"][layer]["accuracy"]["mean"] == scores["accuracy"]["mean"]
+        assert len(layered["style"][layer]["accuracy"]["values"]) == 2  # a value per seed
+    assert sorted(layered) == ["pitch", "same_piece", "style"]
+    again = Evaluation.from_dict(written).to_dict()
+    assert again["baseline_layers"] == written["baseline_layers"]
     assert "(best on valid)" in (tmp_path / "out" / "report.md").read_text()
     assert (tmp_path / "out" / "figures").is_dir()
 

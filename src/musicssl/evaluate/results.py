@@ -201,6 +201,8 @@ class Evaluation:
             on the test split), in words.
         map: the 2-D map of the style task's test embeddings, when drawn.
         baselines: headline (mean, std) per task of each baseline, by ``baseline:NAME``.
+        baseline_layers: per task, each layer's scores (``TaskResult.by_layer``) of the
+            baselines probed layer by layer (``baseline:random`` under ``--layers all``).
         equivariance: per transform (pitch shift, time stretch), how far the clip embedding
             moves (``evaluate.equivariance``); encoders only.
         protocol: ``PROTOCOL_VERSION`` of the code that computed it.
@@ -218,6 +220,7 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
     map: EmbeddingMap | None = None
     baselines: dict[str, dict[str, dict[str, MetricSummary]]] | None = None
+    baseline_layers: dict[str, dict[str, dict[str, dict[str, MetricSummary]]]] | None = None
     equivariance: dict[str, dict[str, float]] | None = None
     protocol: int = PROTOCOL_VERSION
 
@@ -252,11 +255,22 @@ class Evaluation:
                 }
                 for label, tasks in self.baselines.items()
             }
+        if self.baseline_layers is not None:
+            out["baseline_layers"] = {
+                label: {
+                    task: {
+                        layer: {m: s.to_dict() for m, s in scores.items()}
+                        for layer, scores in by_layer.items()
+                    }
+                    for task, by_layer in tasks.items()
+                }
+                for label, tasks in self.baseline_layers.items()
+            }
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Evaluation:
-        baselines = data.get("baselines")
+        baselines, layered = data.get("baselines"), data.get("baseline_layers")
         return cls(
             source=str(data["source"]),
             corpus=str(data.get("corpus", "")),
@@ -278,6 +292,18 @@ class Evaluation:
                     for task, scores in tasks.items()
                 }
                 for label, tasks in baselines.items()
+            },
+            baseline_layers=None
+            if layered is None
+            else {
+                label: {
+                    task: {
+                        layer: {m: MetricSummary.from_dict(s) for m, s in scores.items()}
+                        for layer, scores in by_layer.items()
+                    }
+                    for task, by_layer in tasks.items()
+                }
+                for label, tasks in layered.items()
             },
             protocol=int(data.get("protocol", PROTOCOL_VERSION)),
         )

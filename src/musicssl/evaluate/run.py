@@ -112,6 +112,11 @@ def evaluate(
         if label != source
     }
     evaluation.baselines = {label: other.headlines() for label, other in others.items()}
+    layered = {
+        label: {name: task.by_layer for name, task in other.tasks.items() if task.by_layer}
+        for label, other in others.items()
+    }
+    evaluation.baseline_layers = {label: tasks for label, tasks in layered.items() if tasks} or None
     write_evaluation(
         out_dir,
         evaluation.to_dict(),
