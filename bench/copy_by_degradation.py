@@ -6,7 +6,9 @@ and searched for among the clean test clips by cosine similarity of the clip emb
 score is the mean reciprocal rank of the original. For a spectrogram ViT it also scores, with
 noise alone, the mean token of each frequency row of patches on its own, and how far the
 noise moves that row's token relative to its spread across clips: the rows whose tokens
-follow the noise are the ones that drag the clip embedding.
+follow the noise are the ones that drag the clip embedding. Last, for any encoder, how alike
+the noise's move of the clip embedding is from clip to clip (mean cosine between the moves of
+two clips): a move shared by every clip is a direction the encoder gives to noise itself.
 
     python bench/copy_by_degradation.py RUN --corpus data/corpus [--clips 324] [--threads 2]
 """
@@ -102,6 +104,16 @@ def main() -> None:
             for kind in DEGRADATIONS
         ]
         print(f"| {label} | " + " | ".join(f"{s:.3f}" for s in scores) + " |", flush=True)
+    print("\nnoise alone: the clip embedding's move, over its spread across clips; how alike")
+    print("the moves of two clips are (mean cosine)")
+    for label, encoder in encoders.items():
+        gallery = np.stack([clip_vector(encoder, x) for x in clean])
+        moves = np.stack([clip_vector(encoder, x) for x in copies["noise"]]) - gallery
+        spread = np.linalg.norm(gallery - gallery.mean(axis=0), axis=1).mean()
+        unit = moves / np.linalg.norm(moves, axis=1, keepdims=True)
+        alike = (unit @ unit.T)[np.triu_indices(len(unit), 1)].mean()
+        size = np.linalg.norm(moves, axis=1).mean() / spread
+        print(f"{label}: move / spread {size:.2f}, cosine between moves {alike:.2f}", flush=True)
     if not isinstance(encoders["trained"], SpectrogramViT):
         return
     print("\nnoise alone, by frequency row of patches (row 0 lowest): MRR / movement over spread")
