@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from musicssl.embed import DEFAULT_READOUT
 from musicssl.errors import MusicSSLError
@@ -112,17 +113,22 @@ def evaluate(
         if label != source
     }
     evaluation.baselines = {label: other.headlines() for label, other in others.items()}
-    layered = {
-        label: {name: task.by_layer for name, task in other.tasks.items() if task.by_layer}
-        for label, other in others.items()
-    }
-    evaluation.baseline_layers = {label: tasks for label, tasks in layered.items() if tasks} or None
+    evaluation.baseline_layers = _layer_scores(others)
     write_evaluation(
         out_dir,
         evaluation.to_dict(),
         baselines={label: other.to_dict() for label, other in others.items()},
     )
     return evaluation
+
+
+def _layer_scores(results: dict[str, Evaluation]) -> dict[str, Any] | None:
+    """Per source, each task's scores layer by layer, for those probed layer by layer."""
+    layered = {
+        label: {name: task.by_layer for name, task in other.tasks.items() if task.by_layer}
+        for label, other in results.items()
+    }
+    return {label: tasks for label, tasks in layered.items() if tasks} or None
 
 
 def _warn_missing_layers(embedded: Embedded, source: str, tasks: Sequence[Task]) -> None:

@@ -135,15 +135,11 @@ class MAE(Method):
         tokens = self.encoder.embed_patches(seen)  # (B, N, D)
         latent = self.encoder.forward_tokens(tokens, keep_index)  # (B, K, D)
         prediction = self.decoder(latent, keep_index, grid)  # (B, N, patch_size)
-        target = self.encoder.patchify(spec).detach()
-        if self.normalise_targets:
-            target = normalise_patches(target)
+        target = self._targets(spec)
         loss = masked_patch_mse(prediction, target, mask)
         if self.visible_weight:
             if self.visible_target == "seen":
-                target = self.encoder.patchify(seen).detach()
-                if self.normalise_targets:
-                    target = normalise_patches(target)
+                target = self._targets(seen)
             loss = loss + self.visible_weight * masked_patch_mse(prediction, target, ~mask)
         if self.consistency_weight:
             with torch.no_grad():
@@ -151,6 +147,11 @@ class MAE(Method):
             gap = (latent - clean).pow(2).mean()
             return {"loss": loss + self.consistency_weight * gap, "consistency": gap.detach()}
         return {"loss": loss}
+
+    def _targets(self, spec: Tensor) -> Tensor:
+        """The patches of ``spec``, each normalised when ``normalise_targets``; no gradient."""
+        patches = self.encoder.patchify(spec).detach()
+        return normalise_patches(patches) if self.normalise_targets else patches
 
 
 def mae(
