@@ -265,8 +265,8 @@ def test_noise_share_leaves_the_other_examples_clean():
 
 
 def test_mae_with_noise_encodes_the_noisy_crop_and_reconstructs_the_clean_one():
-    from musicssl.losses import masked_patch_mse, normalise_patches, random_patch_mask
-    from musicssl.methods._draws import add_noise, next_generator
+    from musicssl.losses import masked_patch_mse, normalise_patches
+    from musicssl.methods._draws import add_noise
 
     torch.manual_seed(0)
     method = build_method("mae", _tiny_vit(), mask_ratio=0.75, decoder_width=16,
@@ -274,14 +274,8 @@ def test_mae_with_noise_encodes_the_noisy_crop_and_reconstructs_the_clean_one():
     x = torch.randn(3, 243)
     loss = method(x)["loss"]
     # By hand, from the same draws: the mask, then the noise.
-    encoder, generator = (
-        method.encoder,
-        next_generator(0, torch.zeros((), dtype=torch.long), x.device),
-    )
-    clean = encoder.spectrogram(x)
-    grid = encoder.patch_grid(clean.shape[-1])
-    keep, mask = random_patch_mask(3, grid[0] * grid[1], mask_ratio=0.75, generator=generator,
-                                   device=x.device)  # fmt: skip
+    encoder = method.encoder
+    generator, clean, grid, keep, mask = _mae_draws(method, x)
     noisy = encoder.spectrogram(add_noise(x, (10.0, 30.0), generator))
     latent = encoder.forward_tokens(encoder.embed_patches(noisy), keep)
     target = normalise_patches(encoder.patchify(clean))
@@ -292,8 +286,8 @@ def test_mae_with_noise_encodes_the_noisy_crop_and_reconstructs_the_clean_one():
 
 
 def test_mae_seen_visible_target_reconstructs_the_visible_patches_as_the_encoder_read_them():
-    from musicssl.losses import masked_patch_mse, normalise_patches, random_patch_mask
-    from musicssl.methods._draws import add_noise, next_generator
+    from musicssl.losses import masked_patch_mse, normalise_patches
+    from musicssl.methods._draws import add_noise
 
     torch.manual_seed(0)
     method = build_method("mae", _tiny_vit(), mask_ratio=0.75, decoder_width=16,
@@ -302,11 +296,7 @@ def test_mae_seen_visible_target_reconstructs_the_visible_patches_as_the_encoder
     x = torch.randn(3, 243)
     loss = method(x)["loss"]
     encoder = method.encoder
-    generator = next_generator(0, torch.zeros((), dtype=torch.long), x.device)
-    clean = encoder.spectrogram(x)
-    grid = encoder.patch_grid(clean.shape[-1])
-    keep, mask = random_patch_mask(3, grid[0] * grid[1], mask_ratio=0.75, generator=generator,
-                                   device=x.device)  # fmt: skip
+    generator, clean, grid, keep, mask = _mae_draws(method, x)
     noisy = encoder.spectrogram(add_noise(x, (10.0, 30.0), generator))
     prediction = method.decoder(encoder.forward_tokens(encoder.embed_patches(noisy), keep), keep,
                                 grid)  # fmt: skip
@@ -493,8 +483,8 @@ def test_detune_moves_each_spectrum_by_its_drawn_fraction_of_a_bin():
 
 
 def test_mae_detuned_input_and_tuned_targets():
-    from musicssl.losses import masked_patch_mse, normalise_patches, random_patch_mask
-    from musicssl.methods._draws import detune, next_generator, tuning_offsets
+    from musicssl.losses import masked_patch_mse, normalise_patches
+    from musicssl.methods._draws import detune, tuning_offsets
 
     cqt = {"frontend": "cqt", "n_bins": 12, "f_min": 200.0, "patch": [4, 4], "width": 16,
            "depth": 1, "num_heads": 2, "sample_rate": 8000, "hop_length": 32,
@@ -506,11 +496,7 @@ def test_mae_detuned_input_and_tuned_targets():
     x = torch.randn(3, 1024)
     loss = method(x)["loss"]
     encoder = method.encoder
-    generator = next_generator(0, torch.zeros((), dtype=torch.long), x.device)
-    clean = encoder.spectrogram(x)
-    grid = encoder.patch_grid(clean.shape[-1])
-    keep, mask = random_patch_mask(3, grid[0] * grid[1], mask_ratio=0.5, generator=generator,
-                                   device=x.device)  # fmt: skip
+    generator, clean, grid, keep, mask = _mae_draws(method, x)
     seen = detune(clean, tuning_offsets(3, 50.0, generator, x.device), 12)
     assert not torch.allclose(seen, clean)
     latent = encoder.forward_tokens(encoder.embed_patches(seen), keep)
@@ -683,3 +669,17 @@ def test_masked_recipe_pretrains_end_to_end(name, tiny_store, tmp_path):
     if recipe.method.name == "bestrq":
         assert all(float(row["code_perplexity"]) > 1 for row in rows)
         assert all(0 < float(row["codes_used"]) <= 1 for row in rows)
+
+
+def _mae_draws(method, x: torch.Tensor):
+    """By hand, MAE's first draws for ``x``: (generator, clean spectrogram, grid, kept
+    indices, mask); the generator goes on to the draws after the mask."""
+    from musicssl.losses import random_patch_mask
+    from musicssl.methods._draws import next_generator
+
+    generator = next_generator(0, torch.zeros((), dtype=torch.long), x.device)
+    clean = method.encoder.spectrogram(x)
+    grid = method.encoder.patch_grid(clean.shape[-1])
+    keep, mask = random_patch_mask(x.shape[0], grid[0] * grid[1], mask_ratio=method.mask_ratio,
+                                   generator=generator, device=x.device)  # fmt: skip
+    return generator, clean, grid, keep, mask
