@@ -24,13 +24,13 @@ from musicssl.methods import build_method
 from musicssl.pitch import PitchModel, harmonic_tone
 from musicssl.readouts import (
     KEY_PROFILES,
-    MODES,
     KeyModel,
     cadence,
     click_track,
     key_name,
     profile_key,
 )
+from musicssl.readouts.key import MODES
 
 from conftest import untrained_run
 

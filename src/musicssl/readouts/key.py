@@ -1,16 +1,8 @@
-"""Key and tempo of audio from STONE and tempo runs, calibrated on synthetic audio.
-
-As with pitch (``musicssl.pitch``), the networks know key and tempo only up to a constant
-shift of their outputs; harmonic tones and click tracks made here in code fix it when a run
-is loaded. No label of any data set is read.
-
-- ``load_key(run).key(waveform, sr)``: a key in mir_eval's spelling, ``"F# minor"``.
-- ``load_tempo(run).tempo(waveform, sr)``: beats per minute.
-"""
+"""Key of audio from a STONE run: the network's pitch-class distribution, unmixed against a
+harmonic-tone template and matched to key profiles, its offset fixed on cadences."""
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -18,23 +10,10 @@ import torch
 from torch import Tensor
 
 from musicssl import checkpoint
-from musicssl.encoders import Branches, KeyCNN, TempoCNN, encoder_name
-from musicssl.encoders._bins import local_expectation
+from musicssl.encoders import KeyCNN, encoder_name
 from musicssl.errors import MusicSSLError
 from musicssl.pitch import harmonic_tone
-from musicssl.waveform import mono_at
-
-__all__ = [
-    "KEY_PROFILES",
-    "KeyModel",
-    "TempoModel",
-    "cadence",
-    "click_track",
-    "key_name",
-    "load_key",
-    "load_tempo",
-    "profile_key",
-]
+from musicssl.readouts._signal import audible, signal_windows, the_branch
 
 PITCH_CLASSES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 MODES = ("major", "minor")
@@ -74,8 +53,6 @@ _ROTATED_PROFILES = {name: _rotations(profiles) for name, profiles in KEY_PROFIL
 # The key read-out passes the network over stretches this long: a 10 s clip in one pass named
 # 0.694 of the built-in test keys, its 3 s training crops one by one 0.670 (same spelling).
 _KEY_WINDOW_SECONDS = 30.0
-# A peak at or below this level is silence (``musicssl.audio.check``'s default).
-_SILENCE_DB = -90.0
 # Ridge weight of the key read-out's unmixing, relative to the tone template's energy.
 _RIDGE = 0.3
 # Harmonic h of the template's tones at amplitude h ** -2: fewer overtones than a real
@@ -114,38 +91,6 @@ def cadence(
         ]
         chords.append(np.sum(tones, axis=0) / len(tones))
     return np.tile(np.concatenate(chords), repeats).astype(np.float32)
-
-
-def click_track(bpm: float, *, sr: int, seconds: float = 8.0) -> np.ndarray:
-    """Clicks on every beat at ``bpm``, the first of each four louder (decaying noise bursts
-    of 30 ms from a fixed seed).
-
-    Returns:
-        Shape: (round(seconds * sr),), float32.
-    """
-    out = np.zeros(round(seconds * sr), dtype=np.float32)
-    rng = np.random.default_rng(0)
-    length = round(0.03 * sr)
-    burst = rng.standard_normal(length) * np.exp(-np.arange(length) / (0.005 * sr))
-    for beat, start in enumerate(np.arange(0.0, seconds, 60.0 / bpm)):
-        begin = round(start * sr)
-        piece = burst[: len(out) - begin] * (1.0 if beat % 4 == 0 else 0.5)
-        out[begin : begin + len(piece)] += piece
-    return 0.5 * out / max(1e-9, float(np.abs(out).max()))
-
-
-def _windows(signal: np.ndarray, size: int, step: int) -> Tensor:
-    """Windows of ``size`` samples every ``step``, the last one ending with the signal; a
-    short signal is zero-padded to one window.
-
-    Shape: (num_samples,) -> (num_windows, size).
-    """
-    if len(signal) < size:
-        signal = np.pad(signal, (0, size - len(signal)))
-    starts = list(range(0, len(signal) - size + 1, step))
-    if starts[-1] + size < len(signal):
-        starts.append(len(signal) - size)
-    return torch.from_numpy(np.stack([signal[s : s + size] for s in starts]))
 
 
 def profile_key(chroma: Tensor | np.ndarray, profiles: str = "aarden") -> tuple[int, str]:
@@ -242,7 +187,7 @@ class KeyModel:
         """
         longest = round(_KEY_WINDOW_SECONDS * self.sample_rate)
         size = min(longest, max(len(signal), self.encoder.min_samples))
-        windows = _windows(signal, size, size)
+        windows = signal_windows(signal, size, size)
         parts: list[Tensor] = []
         for i in range(0, len(windows), batch_size):
             layers = self.encoder.forward_layers(windows[i : i + batch_size].to(self.device))
@@ -266,7 +211,7 @@ class KeyModel:
         Raises:
             MusicSSLError: bad audio (see ``musicssl.waveform.mono_at``), empty or silent.
         """
-        return key_name(*self._key_of(_audible(waveform, sr, self.sample_rate, "key")))
+        return key_name(*self._key_of(audible(waveform, sr, self.sample_rate, "key")))
 
     def _key_of(self, signal: np.ndarray) -> tuple[int, str]:
         return profile_key(self.chroma(self.classes(signal)), self.profiles)
@@ -280,76 +225,6 @@ class KeyModel:
         return total - total.mean(-1, keepdim=True)
 
 
-class TempoModel:
-    """A trained ``TempoCNN`` with its calibration; ``tempo(waveform, sr)`` gives BPM.
-
-    The calibration is the median shift, in tempo bins, between the read tempo and the true
-    one over click tracks from 60 to 180 BPM. The read-out then weights the distribution by
-    a log-normal prior over tempo before taking its peak, as ``librosa.feature.tempo`` does:
-    the network tells the metrical levels apart only up to a factor of two or four (beats,
-    eighths, sixteenths all repeat), and the prior prefers the level a listener would tap.
-
-    Args:
-        encoder: the trained encoder.
-        device: where to run it.
-        prior_bpm: centre of the prior in BPM (librosa's ``start_bpm``); None: no prior.
-        prior_octaves: its standard deviation in octaves of tempo (librosa's ``std_bpm``).
-    """
-
-    def __init__(
-        self,
-        encoder: TempoCNN,
-        *,
-        device: str | torch.device = "cpu",
-        prior_bpm: float | None = 120.0,
-        prior_octaves: float = 1.0,
-    ) -> None:
-        if prior_bpm is not None and (prior_bpm <= 0 or prior_octaves <= 0):
-            raise MusicSSLError(
-                f"tempo: prior_bpm and prior_octaves must be > 0, got {prior_bpm}, {prior_octaves}"
-            )
-        self.encoder = encoder.eval().to(device)
-        self.device = torch.device(device)
-        self.sample_rate = encoder.sample_rate
-        self._lowest = float(encoder.output_bpm[0])
-        self.offset = 0.0
-        self.log_prior = torch.zeros(encoder.output_bins, dtype=torch.float64)
-        errors = []
-        for bpm in range(60, 181, 10):
-            read = self._read_bin(click_track(float(bpm), sr=self.sample_rate))
-            true = self.encoder.bins_per_octave * math.log2(bpm / self._lowest)
-            errors.append(true - read)
-        self.offset = float(np.median(errors))
-        if prior_bpm is not None:
-            bins = torch.arange(encoder.output_bins, dtype=torch.float64) + self.offset
-            octaves = bins / encoder.bins_per_octave - math.log2(prior_bpm / self._lowest)
-            self.log_prior = -0.5 * (octaves / prior_octaves) ** 2
-
-    @torch.no_grad()
-    def _read_bin(self, signal: np.ndarray, *, batch_size: int = 16) -> float:
-        """Peak of the mean distribution over half-overlapping windows, times the prior."""
-        size = self.encoder.input_samples
-        windows = _windows(signal, size, size // 2)
-        probs = torch.cat(
-            [
-                self.encoder(windows[i : i + batch_size].to(self.device)).cpu()
-                for i in range(0, len(windows), batch_size)
-            ]
-        ).mean(0)
-        weighted = probs.double() * self.log_prior.exp()
-        centre, _ = local_expectation(weighted, radius=2)
-        return float(centre)
-
-    def tempo(self, waveform: np.ndarray | Tensor, sr: int) -> float:
-        """Tempo of a signal in beats per minute.
-
-        Raises:
-            MusicSSLError: bad audio (see ``musicssl.waveform.mono_at``), empty or silent.
-        """
-        read = self._read_bin(_audible(waveform, sr, self.sample_rate, "tempo")) + self.offset
-        return self._lowest * 2.0 ** (read / self.encoder.bins_per_octave)
-
-
 def load_key(
     run: str | os.PathLike, *, device: str | torch.device = "cpu", profiles: str = "aarden"
 ) -> KeyModel:
@@ -360,53 +235,10 @@ def load_key(
     Raises:
         MusicSSLError: not a checkpoint, or no ``key_cnn`` in it.
     """
-    encoder = _the_branch(checkpoint.load_encoder(run), KeyCNN)
+    encoder = the_branch(checkpoint.load_encoder(run), KeyCNN)
     if not isinstance(encoder, KeyCNN):
         raise MusicSSLError(
             f"{run}: not a key run (its encoder is {encoder_name(encoder)}, not key_cnn or "
             "branches with one key_cnn; train one with the key-cpu recipe)"
         )
     return KeyModel(encoder, device=device, profiles=profiles)
-
-
-def load_tempo(
-    run: str | os.PathLike,
-    *,
-    device: str | torch.device = "cpu",
-    prior_bpm: float | None = 120.0,
-    prior_octaves: float = 1.0,
-) -> TempoModel:
-    """The calibrated tempo model of a run (or checkpoint) trained with ``tempo``: a
-    ``tempo_cnn`` run, or a ``branches`` run with one ``tempo_cnn`` branch (the demo's
-    recipe); the prior as in ``TempoModel``.
-
-    Raises:
-        MusicSSLError: not a checkpoint, or no ``tempo_cnn`` in it.
-    """
-    encoder = _the_branch(checkpoint.load_encoder(run), TempoCNN)
-    if not isinstance(encoder, TempoCNN):
-        raise MusicSSLError(
-            f"{run}: not a tempo run (its encoder is {encoder_name(encoder)}, not tempo_cnn or "
-            "branches with one tempo_cnn; train one with the tempo-cpu recipe)"
-        )
-    return TempoModel(encoder, device=device, prior_bpm=prior_bpm, prior_octaves=prior_octaves)
-
-
-def _audible(waveform: np.ndarray | Tensor, sr: int, rate: int, what: str) -> np.ndarray:
-    """The mono signal at ``rate``; empty or silent audio (peak at or below -90 dBFS, as
-    ``musicssl.audio.check`` says) has no key or tempo to read."""
-    signal = mono_at(waveform, sr, target_sr=rate)
-    if len(signal) == 0:
-        raise MusicSSLError(f"{what}: the audio is empty")
-    if float(np.abs(signal).max()) <= 10.0 ** (_SILENCE_DB / 20.0):
-        raise MusicSSLError(f"{what}: the audio is silent (peak below {_SILENCE_DB:g} dBFS)")
-    return signal
-
-
-def _the_branch(encoder: torch.nn.Module, kind: type) -> torch.nn.Module:
-    """A combined run's one branch of ``kind``; any other encoder as it is."""
-    if isinstance(encoder, Branches):
-        found = [branch for branch in encoder.branches.values() if isinstance(branch, kind)]
-        if len(found) == 1:
-            return found[0]
-    return encoder
