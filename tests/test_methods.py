@@ -306,8 +306,32 @@ def test_mae_seen_visible_target_reconstructs_the_visible_patches_as_the_encoder
     # not the clean patches: the noise changed what the visible ones are asked to be
     clean_visible = masked_patch_mse(prediction, normalise_patches(encoder.patchify(clean)), ~mask)
     assert not torch.isclose(seen, clean_visible)
-    with pytest.raises(MusicSSLError, match="visible_target must be clean or seen"):
-        build_method("mae", _tiny_vit(), visible_target="noisy")
+    with pytest.raises(MusicSSLError, match="visible_target must be clean, noisy or seen"):
+        build_method("mae", _tiny_vit(), visible_target="loud")
+
+
+def test_mae_noisy_visible_target_keeps_the_noise_but_not_the_tuning_offset():
+    from musicssl.losses import masked_patch_mse, normalise_patches
+    from musicssl.methods._draws import add_noise, detune, tuning_offsets
+
+    torch.manual_seed(0)
+    method = build_method("mae", _tiny_cqt_vit(), mask_ratio=0.75, decoder_width=16,
+                          decoder_depth=1, decoder_heads=2, noise_snr_db=[10, 30],
+                          detune_cents=50, visible_weight=0.5,
+                          visible_target="noisy")  # fmt: skip
+    x = torch.randn(3, 1024)
+    loss = method(x)["loss"]
+    encoder = method.encoder
+    generator, clean, grid, keep, mask = _mae_draws(method, x)
+    noisy = encoder.spectrogram(add_noise(x, (10.0, 30.0), generator))
+    seen = detune(noisy, tuning_offsets(3, 50.0, generator, x.device), 12)
+    prediction = method.decoder(encoder.forward_tokens(encoder.embed_patches(seen), keep), keep,
+                                grid)  # fmt: skip
+    hidden = masked_patch_mse(prediction, normalise_patches(encoder.patchify(clean)), mask)
+    visible = masked_patch_mse(prediction, normalise_patches(encoder.patchify(noisy)), ~mask)
+    torch.testing.assert_close(loss, hidden + 0.5 * visible)
+    as_read = masked_patch_mse(prediction, normalise_patches(encoder.patchify(seen)), ~mask)
+    assert not torch.isclose(visible, as_read)  # in tune, not as the encoder read it
 
 
 @pytest.mark.parametrize("name", ["mae", "bestrq"])

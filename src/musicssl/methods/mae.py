@@ -50,9 +50,11 @@ class MAE(Method):
             hidden ones only, as He et al.): the visible latents must then keep their own
             patch, not only what their neighbours need.
         visible_target: what the visible patches are reconstructed as: ``clean`` (the
-            clean crop in tune, as the hidden ones) or ``seen`` (the patch as the encoder
-            read it, noise and tuning offset included): each latent keeps its own patch
-            without having to denoise it, which asks it to measure the noise.
+            clean crop in tune, as the hidden ones), ``seen`` (the patch as the encoder
+            read it, noise and tuning offset included: each latent keeps its own patch
+            without having to denoise it, which asks it to measure the noise) or ``noisy``
+            (with the encoder's noise but in tune: no denoising, but the latent still reads
+            through the tuning offset, as the hidden patches ask).
         consistency_weight: weight of the mean squared distance between the visible latents
             of the crop as the encoder reads it (noisy, detuned) and those of the clean crop
             in tune (same patches, no gradient through the clean reading), added: the
@@ -90,9 +92,9 @@ class MAE(Method):
             raise MusicSSLError(f"mae: visible_weight must be >= 0, got {visible_weight}")
         if not consistency_weight >= 0.0:
             raise MusicSSLError(f"mae: consistency_weight must be >= 0, got {consistency_weight}")
-        if visible_target not in ("clean", "seen"):
+        if visible_target not in ("clean", "noisy", "seen"):
             raise MusicSSLError(
-                f"mae: visible_target must be clean or seen, got {visible_target!r}"
+                f"mae: visible_target must be clean, noisy or seen, got {visible_target!r}"
             )
         self.visible_target = visible_target
         self.encoder = encoder
@@ -128,6 +130,7 @@ class MAE(Method):
             seen = self.encoder.spectrogram(
                 add_noise(x, self.noise_snr_db, generator, share=self.noise_share)
             )
+        noisy = seen  # in tune
         if self.detune_cents:
             per_octave = self.encoder.config()["bins_per_octave"]
             offsets = tuning_offsets(x.shape[0], self.detune_cents, generator, x.device)
@@ -138,8 +141,8 @@ class MAE(Method):
         target = self._targets(spec)
         loss = masked_patch_mse(prediction, target, mask)
         if self.visible_weight:
-            if self.visible_target == "seen":
-                target = self._targets(seen)
+            if self.visible_target != "clean":
+                target = self._targets(seen if self.visible_target == "seen" else noisy)
             loss = loss + self.visible_weight * masked_patch_mse(prediction, target, ~mask)
         if self.consistency_weight:
             with torch.no_grad():
