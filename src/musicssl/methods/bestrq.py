@@ -72,9 +72,6 @@ class BestRQ(Method):
         detune_cents: the ViT's constant-Q input moved by a tuning offset drawn per example,
             uniform within this many cents either way (0: none); the codes stay those of the
             crop in tune, as in MAE.
-        visible_weight: weight of the cross-entropy on the visible frames' codes, added (0:
-            hidden frames only, as Chiu et al.; HuBERT's unmasked term). On the built-in
-            corpus it lowered every task (bench/results/masked_cpu.md).
         head_depth: transformer blocks between the encoder and the classifiers, used in
             training only (0: the paper's linear classifiers); as MAE's decoder, they take
             the code prediction off the encoder's last blocks.
@@ -111,7 +108,6 @@ class BestRQ(Method):
         noise_snr_db: Sequence[float] | None = None,
         noise_share: float = 1.0,
         detune_cents: float = 0.0,
-        visible_weight: float = 0.0,
         head_depth: int = 0,
         reconstruct_weight: float = 0.0,
         reconstruct_target: str = "clean",
@@ -133,9 +129,6 @@ class BestRQ(Method):
         self.detune_cents = check_detune("bestrq", encoder, detune_cents)
         if self.detune_cents and not isinstance(encoder, SpectrogramViT):
             raise MusicSSLError("bestrq: detune_cents needs the spectrogram_vit encoder")
-        if not visible_weight >= 0.0:
-            raise MusicSSLError(f"bestrq: visible_weight must be >= 0, got {visible_weight}")
-        self.visible_weight = visible_weight
         if not reconstruct_weight >= 0.0:
             raise MusicSSLError(
                 f"bestrq: reconstruct_weight must be >= 0, got {reconstruct_weight}"
@@ -213,8 +206,6 @@ class BestRQ(Method):
             batch_size, num_tokens, self.num_codebooks, self.codebook_size
         )
         loss = masked_code_cross_entropy(logits, codes, mask)
-        if self.visible_weight:
-            loss = loss + self.visible_weight * masked_code_cross_entropy(logits, codes, ~mask)
         out = {"loss": loss}
         if self.reconstruct_weight:
             every = torch.ones_like(mask)
@@ -273,7 +264,6 @@ def bestrq(
     noise_snr_db: Sequence[float] | None = None,
     noise_share: float = 1.0,
     detune_cents: float = 0.0,
-    visible_weight: float = 0.0,
     head_depth: int = 0,
     reconstruct_weight: float = 0.0,
     reconstruct_target: str = "clean",
@@ -298,7 +288,6 @@ def bestrq(
         noise_snr_db=noise_snr_db,
         noise_share=noise_share,
         detune_cents=detune_cents,
-        visible_weight=visible_weight,
         head_depth=head_depth,
         reconstruct_weight=reconstruct_weight,
         reconstruct_target=reconstruct_target,
