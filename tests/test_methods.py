@@ -437,24 +437,6 @@ def test_bestrq_seen_reconstruction_regresses_the_seen_tokens_as_the_encoder_rea
         build_method("bestrq", _tiny_vit(), reconstruct_target="noisy")
 
 
-@pytest.mark.parametrize("source", ["encoder", "head"])
-def test_bestrq_reconstruction_from_the_encoder_reads_its_last_layer_not_the_head(source):
-    options = {"codebook_size": 32, "start_probability": 0.3, "span": 1, "head_depth": 1,
-               "reconstruct_weight": 1.0}  # fmt: skip
-    torch.manual_seed(0)
-    method = build_method("bestrq", _tiny_vit(), reconstruct_from=source, **options)
-    read: list[torch.Tensor] = []
-    original = method.reconstruct.forward
-    method.reconstruct.forward = lambda h: read.append(h) or original(h)
-    encoded: list[torch.Tensor] = []
-    last = method.encoder.forward_tokens
-    method.encoder.forward_tokens = lambda t: encoded.append(last(t)) or encoded[-1]
-    method(torch.randn(6, 243))
-    assert (read[0] is encoded[0]) == (source == "encoder")  # the last layer, or the head's
-    with pytest.raises(MusicSSLError, match="reconstruct_from must be head or encoder"):
-        build_method("bestrq", _tiny_vit(), reconstruct_from="decoder")
-
-
 def _tiny_cqt_vit() -> SpectrogramViT:
     """A 12-bin constant-Q ViT (one octave of semitones): 3 x 8 patches of 4 x 4."""
     return SpectrogramViT(frontend="cqt", n_bins=12, f_min=200.0, patch=(4, 4), width=16,

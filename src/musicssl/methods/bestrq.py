@@ -83,9 +83,6 @@ class BestRQ(Method):
         reconstruct_target: what the seen tokens are regressed to: ``clean`` (the clean crop
             in tune, as the hidden ones) or ``seen`` (the token as the encoder read it, noise
             and tuning offset included, so that keeping it does not ask for its noise).
-        reconstruct_from: what the regression reads: ``head`` (the tokens after the head's
-            blocks, as the classifiers) or ``encoder`` (the encoder's last layer, so that the
-            layer a probe reads keeps each token's input, as MAE's encoder under its decoder).
         seed: seeds the quantiser, and the masks with the count of steps taken.
     """
 
@@ -111,7 +108,6 @@ class BestRQ(Method):
         head_depth: int = 0,
         reconstruct_weight: float = 0.0,
         reconstruct_target: str = "clean",
-        reconstruct_from: str = "head",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -139,11 +135,6 @@ class BestRQ(Method):
                 f"bestrq: reconstruct_target must be clean or seen, got {reconstruct_target!r}"
             )
         self.reconstruct_target = reconstruct_target
-        if reconstruct_from not in ("head", "encoder"):
-            raise MusicSSLError(
-                f"bestrq: reconstruct_from must be head or encoder, got {reconstruct_from!r}"
-            )
-        self.reconstruct_from = reconstruct_from
         projection, codebooks = random_quantizer(
             input_size(encoder),
             num_codebooks=num_codebooks,
@@ -200,8 +191,7 @@ class BestRQ(Method):
             seen = self._seen(x, generator)
         noise = torch.randn(inputs.shape, generator=generator, device=x.device) * self.noise_std
         hidden = torch.where(mask[..., None], noise.to(inputs.dtype), seen)
-        encoded = self._encode(hidden, grid)  # (B, T, D)
-        features = self.head_blocks(encoded)
+        features = self.head_blocks(self._encode(hidden, grid))  # (B, T, D)
         logits = self.head(features).view(
             batch_size, num_tokens, self.num_codebooks, self.codebook_size
         )
@@ -212,8 +202,7 @@ class BestRQ(Method):
             target = inputs
             if self.reconstruct_target == "seen":
                 target = torch.where(mask[..., None], inputs, seen)
-            read = encoded if self.reconstruct_from == "encoder" else features
-            error = masked_patch_mse(self.reconstruct(read), normalise_patches(target), every)
+            error = masked_patch_mse(self.reconstruct(features), normalise_patches(target), every)
             out["loss"] = loss + self.reconstruct_weight * error
             out["reconstruction"] = error.detach()
         out["code_perplexity"], out["codes_used"] = codebook_usage(codes[mask], self.codebook_size)
@@ -267,7 +256,6 @@ def bestrq(
     head_depth: int = 0,
     reconstruct_weight: float = 0.0,
     reconstruct_target: str = "clean",
-    reconstruct_from: str = "head",
     seed: int = 0,
 ) -> BestRQ:
     """BEST-RQ as MusicFM sets it (4096 codes of 16 dimensions); spans of 10 tokens (400 ms
@@ -291,6 +279,5 @@ def bestrq(
         head_depth=head_depth,
         reconstruct_weight=reconstruct_weight,
         reconstruct_target=reconstruct_target,
-        reconstruct_from=reconstruct_from,
         seed=seed,
     )
