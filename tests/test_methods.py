@@ -286,7 +286,6 @@ def test_mae_with_noise_encodes_the_noisy_crop_and_reconstructs_the_clean_one():
 
 
 def test_mae_seen_visible_target_reconstructs_the_visible_patches_as_the_encoder_read_them():
-    from musicssl.losses import masked_patch_mse, normalise_patches
     from musicssl.methods._draws import add_noise
 
     torch.manual_seed(0)
@@ -295,23 +294,18 @@ def test_mae_seen_visible_target_reconstructs_the_visible_patches_as_the_encoder
                           visible_weight=0.5, visible_target="seen")  # fmt: skip
     x = torch.randn(3, 243)
     loss = method(x)["loss"]
-    encoder = method.encoder
     generator, clean, grid, keep, mask = _mae_draws(method, x)
-    noisy = encoder.spectrogram(add_noise(x, (10.0, 30.0), generator))
-    prediction = method.decoder(encoder.forward_tokens(encoder.embed_patches(noisy), keep), keep,
-                                grid)  # fmt: skip
-    hidden = masked_patch_mse(prediction, normalise_patches(encoder.patchify(clean)), mask)
-    seen = masked_patch_mse(prediction, normalise_patches(encoder.patchify(noisy)), ~mask)
-    torch.testing.assert_close(loss, hidden + 0.5 * seen)
+    noisy = method.encoder.spectrogram(add_noise(x, (10.0, 30.0), generator))
+    error = _mae_error(method, noisy, keep, grid)
+    seen = error(noisy, ~mask)
+    torch.testing.assert_close(loss, error(clean, mask) + 0.5 * seen)
     # not the clean patches: the noise changed what the visible ones are asked to be
-    clean_visible = masked_patch_mse(prediction, normalise_patches(encoder.patchify(clean)), ~mask)
-    assert not torch.isclose(seen, clean_visible)
+    assert not torch.isclose(seen, error(clean, ~mask))
     with pytest.raises(MusicSSLError, match="visible_target must be clean, noisy or seen"):
         build_method("mae", _tiny_vit(), visible_target="loud")
 
 
 def test_mae_noisy_visible_target_keeps_the_noise_but_not_the_tuning_offset():
-    from musicssl.losses import masked_patch_mse, normalise_patches
     from musicssl.methods._draws import add_noise, detune, tuning_offsets
 
     torch.manual_seed(0)
@@ -321,17 +315,13 @@ def test_mae_noisy_visible_target_keeps_the_noise_but_not_the_tuning_offset():
                           visible_target="noisy")  # fmt: skip
     x = torch.randn(3, 1024)
     loss = method(x)["loss"]
-    encoder = method.encoder
     generator, clean, grid, keep, mask = _mae_draws(method, x)
-    noisy = encoder.spectrogram(add_noise(x, (10.0, 30.0), generator))
+    noisy = method.encoder.spectrogram(add_noise(x, (10.0, 30.0), generator))
     seen = detune(noisy, tuning_offsets(3, 50.0, generator, x.device), 12)
-    prediction = method.decoder(encoder.forward_tokens(encoder.embed_patches(seen), keep), keep,
-                                grid)  # fmt: skip
-    hidden = masked_patch_mse(prediction, normalise_patches(encoder.patchify(clean)), mask)
-    visible = masked_patch_mse(prediction, normalise_patches(encoder.patchify(noisy)), ~mask)
-    torch.testing.assert_close(loss, hidden + 0.5 * visible)
-    as_read = masked_patch_mse(prediction, normalise_patches(encoder.patchify(seen)), ~mask)
-    assert not torch.isclose(visible, as_read)  # in tune, not as the encoder read it
+    error = _mae_error(method, seen, keep, grid)
+    visible = error(noisy, ~mask)
+    torch.testing.assert_close(loss, error(clean, mask) + 0.5 * visible)
+    assert not torch.isclose(visible, error(seen, ~mask))  # in tune, not as the encoder read it
 
 
 def test_mae_visible_weight_adds_the_loss_on_the_visible_patches():
@@ -673,6 +663,19 @@ def test_masked_recipe_pretrains_end_to_end(name, tiny_store, tmp_path):
     if recipe.method.name == "bestrq":
         assert all(float(row["code_perplexity"]) > 1 for row in rows)
         assert all(0 < float(row["codes_used"]) <= 1 for row in rows)
+
+
+def _mae_error(method, seen: torch.Tensor, keep: torch.Tensor, grid):
+    """By hand, MAE's prediction from the spectrogram ``seen`` (visible patches ``keep``), as a
+    function of a spectrogram and a mask: the normalised patch error over that mask."""
+    from musicssl.losses import masked_patch_mse, normalise_patches
+
+    encoder = method.encoder
+    latent = encoder.forward_tokens(encoder.embed_patches(seen), keep)
+    prediction = method.decoder(latent, keep, grid)
+    return lambda spec, where: masked_patch_mse(
+        prediction, normalise_patches(encoder.patchify(spec)), where
+    )
 
 
 def _mae_draws(method, x: torch.Tensor):

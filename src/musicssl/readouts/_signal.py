@@ -1,14 +1,20 @@
-"""What the key and tempo read-outs share: audible mono audio, windows, a run's branch."""
+"""What the key and tempo read-outs share: audible mono audio, windows, a run's trained branch."""
 
 from __future__ import annotations
+
+import os
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from musicssl.encoders import Branches
+from musicssl import checkpoint
+from musicssl.encoders import Branches, encoder_name
 from musicssl.errors import MusicSSLError
 from musicssl.waveform import mono_at
+
+Network = TypeVar("Network", bound=torch.nn.Module)
 
 # A peak at or below this level is silence (``musicssl.audio.check``'s default).
 _SILENCE_DB = -90.0
@@ -39,10 +45,24 @@ def signal_windows(signal: np.ndarray, size: int, step: int) -> Tensor:
     return torch.from_numpy(np.stack([signal[s : s + size] for s in starts]))
 
 
-def the_branch(encoder: torch.nn.Module, kind: type) -> torch.nn.Module:
-    """A combined run's one branch of ``kind``; any other encoder as it is."""
+def trained_branch(
+    run: str | os.PathLike, kind: type[Network], *, task: str, name: str, recipe: str
+) -> Network:
+    """The encoder of ``run`` if it is a ``kind`` (registered as ``name``), or a combined
+    run's one branch of that kind.
+
+    Raises:
+        MusicSSLError: not a checkpoint, or no such network in it (naming ``recipe``, which
+            trains one).
+    """
+    encoder = checkpoint.load_encoder(run)
     if isinstance(encoder, Branches):
         found = [branch for branch in encoder.branches.values() if isinstance(branch, kind)]
         if len(found) == 1:
             return found[0]
+    if not isinstance(encoder, kind):
+        raise MusicSSLError(
+            f"{run}: not a {task} run (its encoder is {encoder_name(encoder)}, not {name} or "
+            f"branches with one {name}; train one with the {recipe} recipe)"
+        )
     return encoder

@@ -9,11 +9,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from musicssl import checkpoint
-from musicssl.encoders import KeyCNN, encoder_name
+from musicssl.encoders import KeyCNN
 from musicssl.errors import MusicSSLError
 from musicssl.pitch import harmonic_tone
-from musicssl.readouts._signal import audible, signal_windows, the_branch
+from musicssl.readouts._signal import audible, signal_windows, trained_branch
 
 PITCH_CLASSES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 MODES = ("major", "minor")
@@ -235,10 +234,5 @@ def load_key(
     Raises:
         MusicSSLError: not a checkpoint, or no ``key_cnn`` in it.
     """
-    encoder = the_branch(checkpoint.load_encoder(run), KeyCNN)
-    if not isinstance(encoder, KeyCNN):
-        raise MusicSSLError(
-            f"{run}: not a key run (its encoder is {encoder_name(encoder)}, not key_cnn or "
-            "branches with one key_cnn; train one with the key-cpu recipe)"
-        )
+    encoder = trained_branch(run, KeyCNN, task="key", name="key_cnn", recipe="key-cpu")
     return KeyModel(encoder, device=device, profiles=profiles)

@@ -9,11 +9,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from musicssl import checkpoint
-from musicssl.encoders import TempoCNN, encoder_name
+from musicssl.encoders import TempoCNN
 from musicssl.encoders._bins import local_expectation
 from musicssl.errors import MusicSSLError
-from musicssl.readouts._signal import audible, signal_windows, the_branch
+from musicssl.readouts._signal import audible, signal_windows, trained_branch
 
 
 def click_track(bpm: float, *, sr: int, seconds: float = 8.0) -> np.ndarray:
@@ -118,10 +117,5 @@ def load_tempo(
     Raises:
         MusicSSLError: not a checkpoint, or no ``tempo_cnn`` in it.
     """
-    encoder = the_branch(checkpoint.load_encoder(run), TempoCNN)
-    if not isinstance(encoder, TempoCNN):
-        raise MusicSSLError(
-            f"{run}: not a tempo run (its encoder is {encoder_name(encoder)}, not tempo_cnn or "
-            "branches with one tempo_cnn; train one with the tempo-cpu recipe)"
-        )
+    encoder = trained_branch(run, TempoCNN, task="tempo", name="tempo_cnn", recipe="tempo-cpu")
     return TempoModel(encoder, device=device, prior_bpm=prior_bpm, prior_octaves=prior_octaves)
