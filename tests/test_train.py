@@ -22,7 +22,8 @@ from musicssl.methods import METHODS, Method
 from musicssl.pack import pack
 from musicssl.recipe import OptimSettings, Recipe
 from musicssl.runlog import TrainingDiverged
-from musicssl.train import StepBatches, build_parts, learning_rate_factor, pretrain
+from musicssl.train import build_parts, learning_rate_factor, pretrain
+from musicssl.train_data import StepBatches
 
 RECIPE = """
 encoder:
@@ -260,7 +261,7 @@ def test_the_budget_sets_the_last_step_and_the_schedule_follows_it():
 def test_only_training_clips_reach_the_loader(tmp_path: Path, store: Path, monkeypatch):
     import json
 
-    from musicssl import train
+    from musicssl import train_data
 
     rows = [json.loads(line) for line in (store.parent / "m.jsonl").read_text().splitlines()]
     splits = ["train", "valid", "test", "train"] * 5
@@ -271,13 +272,13 @@ def test_only_training_clips_reach_the_loader(tmp_path: Path, store: Path, monke
     pack(tmp_path / "m.jsonl", out=tmp_path / "store", sr=16000, progress=False)
     seen: set[int] = set()
 
-    class Spy(train.TwoCrops):
+    class Spy(train_data.TwoCrops):
         def __getitem__(self, key):
             item = super().__getitem__(key)
             seen.add(int(item["index"]))
             return item
 
-    monkeypatch.setattr(train, "TwoCrops", Spy)
+    monkeypatch.setattr(train_data, "TwoCrops", Spy)
     path = _recipe(tmp_path, tmp_path / "store", steps=4)
     recipe = Recipe.load(path, ["data.splits=train"])
     pretrain(recipe, out=tmp_path / "run", progress=False)

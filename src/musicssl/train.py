@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Sampler
 
-from musicssl import checkpoint
+from musicssl import checkpoint, train_data
 from musicssl.augment import build_chain, chain_options
 from musicssl.budget import TimeBudget
 from musicssl.encoders import Encoder, build_encoder, encoder_options
@@ -30,8 +28,7 @@ from musicssl.progress import bar as progress_bar
 from musicssl.recipe import OptimSettings, Recipe, TrainSettings
 from musicssl.runlog import RunLog
 from musicssl.runtime import accelerator_problem
-from musicssl.sampling import TwoCrops, pcm_to_float, training_indices
-from musicssl.splits import describe_splits, split_counts
+from musicssl.sampling import pcm_to_float
 from musicssl.store import SampleStore
 
 
@@ -88,12 +85,12 @@ def pretrain(
         MusicSSLError: bad settings or data, or an ``out`` that is not a run of ours.
     """
     settings, run = recipe.train, Path(out)
-    store = _training_store(recipe)
-    indices = _training_indices(store, recipe.data.splits)
+    store = train_data.training_store(recipe)
+    indices = train_data.split_indices(store, recipe.data.splits)
     fabric = _fabric(settings)
     torch.manual_seed(settings.seed)  # the same initial weights on every process
     parts = build_parts(recipe)
-    _check_rate(store, parts.encoder)
+    train_data.check_rate(store, parts.encoder)
     parts.chain.to(fabric.device)
     state = _open_run(run, recipe, parts.method, resume=resume, writer=fabric.is_global_zero)
     start_step, last_step = int(state.get("step", 0)), int(state.get("horizon", settings.steps))
@@ -104,7 +101,7 @@ def pretrain(
     budget = None
     if settings.minutes is not None and "horizon" not in state:
         budget = TimeBudget(settings.minutes, max_steps=settings.steps, start_step=start_step)
-    loader = _loader(recipe, store, indices, parts.encoder, fabric, start_step=start_step)
+    loader = train_data.loader(recipe, store, indices, parts.encoder, fabric, start_step=start_step)
     model, optimizer = fabric.setup(parts.method, parts.optimizer)
     if state:  # after setup, so that the optimiser state lands on the parameters' device
         optimizer.load_state_dict(state["optimizer"])
@@ -115,18 +112,10 @@ def pretrain(
                disable=not (progress and fabric.is_global_zero))  # fmt: skip
     generator = torch.Generator()  # augmentation draws are made on the host
     step = start_step
-    for batches in _groups(loader, settings.accumulate):
+    for batches in train_data.step_groups(loader, settings.accumulate):
         _set_learning_rate(optimizer, recipe.optim, step=step, last_step=last_step)
-        for micro, batch in enumerate(batches):
-            if graphed:  # a new pass: the graphs may reuse the memory of the last one's outputs
-                torch.compiler.cudagraph_mark_step_begin()
-            generator.manual_seed(_draw_seed(settings.seed, step, fabric.global_rank, micro))
-            views = _views(batch, parts.chain, fabric.device, generator, parts.method.num_views)
-            # The gradients of all micro-batches but the last stay local until the last one.
-            with fabric.no_backward_sync(model, enabled=micro < len(batches) - 1):
-                outputs = model(*views, **_texts(batch, store, parts.method))
-                fabric.backward(outputs["loss"] / len(batches))
-            log.add(outputs, views=len(views) * len(views[0]) * fabric.world_size)
+        _accumulate(model, batches, parts, store, fabric, log, generator, seed=settings.seed,
+                    step=step, graphed=graphed)  # fmt: skip
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         extra = parts.method.after_optimizer_step(step + 1, last_step)
@@ -211,78 +200,36 @@ def learning_rate_factor(step: int, *, last_step: int, optim: OptimSettings) -> 
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-class StepBatches(Sampler[list[tuple[int, int]]]):
-    """Batches of ``(epoch, item)`` keys for steps ``start_step, start_step + 1, ...``.
-
-    Each epoch is a permutation seeded by (seed, epoch). A step takes the next
-    ``batch_size * accumulate * world_size`` items of it, as ``accumulate`` micro-batches in a
-    row, each process its own slice of every micro-batch; so the data a step sees depends only
-    on (seed, step), whatever the number of workers and wherever a run resumed, and one step
-    of ``accumulate`` micro-batches of B sees the items of one step of a single batch of
-    ``accumulate * B``.
-    """
-
-    def __init__(
-        self,
-        num_items: int,
-        *,
-        batch_size: int,
-        seed: int,
-        start_step: int,
-        total_steps: int,
-        rank: int = 0,
-        world_size: int = 1,
-        accumulate: int = 1,
-    ) -> None:
-        step_items = batch_size * accumulate * world_size
-        if num_items < step_items:
-            raise MusicSSLError(
-                f"the training set has {num_items} clips, fewer than one step's {step_items}: "
-                "lower train.batch_size or train.accumulate, or use more audio"
-            )
-        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
-        self.start_step, self.total_steps = start_step, total_steps
-        self.rank, self.world_size, self.accumulate = rank, world_size, accumulate
-        self.steps_per_epoch = num_items // step_items
-
-    def __len__(self) -> int:
-        return (self.total_steps - self.start_step) * self.accumulate
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        epoch, order = -1, torch.empty(0, dtype=torch.long)
-        for step in range(self.start_step, self.total_steps):
-            if step // self.steps_per_epoch != epoch:
-                epoch = step // self.steps_per_epoch
-                generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-                order = torch.randperm(self.num_items, generator=generator)
-            for micro in range(self.accumulate):
-                batch = ((step % self.steps_per_epoch) * self.accumulate + micro) * self.world_size
-                begin = (batch + self.rank) * self.batch_size
-                yield [(epoch, item) for item in order[begin : begin + self.batch_size].tolist()]
-
-
-def _groups(loader: DataLoader, size: int) -> Iterator[list[dict[str, Tensor]]]:
-    """The loader's micro-batches, ``size`` at a time (one optimiser step's)."""
-    group: list[dict[str, Tensor]] = []
-    for batch in loader:
-        group.append(batch)
-        if len(group) == size:
-            yield group
-            group = []
+def _accumulate(
+    model: Any,
+    batches: list[dict[str, Tensor]],
+    parts: Parts,
+    store: SampleStore,
+    fabric: Any,
+    log: RunLog,
+    generator: torch.Generator,
+    *,
+    seed: int,
+    step: int,
+    graphed: bool,
+) -> None:
+    """The gradients of one optimiser step, summed over its micro-batches, each augmented
+    with its own draws; their outputs go to ``log``."""
+    for micro, batch in enumerate(batches):
+        if graphed:  # a new pass: the graphs may reuse the memory of the last one's outputs
+            torch.compiler.cudagraph_mark_step_begin()
+        generator.manual_seed(_draw_seed(seed, step, fabric.global_rank, micro))
+        views = _views(batch, parts.chain, fabric.device, generator, parts.method.num_views)
+        # The gradients of all micro-batches but the last stay local until the last one.
+        with fabric.no_backward_sync(model, enabled=micro < len(batches) - 1):
+            outputs = model(*views, **_texts(batch, store, parts.method))
+            fabric.backward(outputs["loss"] / len(batches))
+        log.add(outputs, views=len(views) * len(views[0]) * fabric.world_size)
 
 
 def _draw_seed(seed: int, step: int, rank: int, micro: int) -> int:
     """The augmentation seed of one micro-batch; the first's is the one a single batch gets."""
     return (seed * 1_000_003 + step) * 4099 + rank + 65_537 * micro
-
-
-def _training_store(recipe: Recipe) -> SampleStore:
-    if not recipe.data.store:
-        raise MusicSSLError(
-            "data.store is empty: pack a store with `musicssl data pack` and pass "
-            "data.store=STORE (the musicssl command packs the built-in corpus by itself)"
-        )
-    return SampleStore(recipe.data.store)
 
 
 def check_accelerator(settings: TrainSettings) -> None:
@@ -312,55 +259,6 @@ def _fabric(settings: Any) -> Any:
     )
     fabric.launch()
     return fabric
-
-
-def _check_rate(store: SampleStore, encoder: Encoder) -> None:
-    if store.sr != encoder.sample_rate:
-        raise MusicSSLError(
-            f"{store.path}: the store is at {store.sr} Hz but the encoder expects "
-            f"{encoder.sample_rate} Hz; pack it again with --sr {encoder.sample_rate}"
-        )
-
-
-def _loader(
-    recipe: Recipe,
-    store: SampleStore,
-    indices: list[int],
-    encoder: Encoder,
-    fabric: Any,
-    *,
-    start_step: int,
-) -> DataLoader:
-    """Two crops of each of the training clips ``indices``, for every step from ``start_step``."""
-    if fabric.is_global_zero:
-        counts = describe_splits(split_counts(store.rows))
-        print(
-            f"pretrain: {len(indices)} clips of split {recipe.data.splits} from {store.path} "
-            f"(it holds {counts})",
-            flush=True,
-        )
-    store.prefetch()
-    dataset = TwoCrops(store, num_samples=encoder.input_samples, seed=recipe.train.seed,
-                       indices=indices)  # fmt: skip
-    batches = StepBatches(
-        len(dataset),
-        batch_size=recipe.train.batch_size,
-        seed=recipe.train.seed,
-        start_step=start_step,
-        total_steps=recipe.train.steps,
-        rank=fabric.global_rank,
-        world_size=fabric.world_size,
-        accumulate=recipe.train.accumulate,
-    )
-    return DataLoader(dataset, batch_sampler=batches, num_workers=recipe.data.workers,
-                      pin_memory=fabric.device.type == "cuda")  # fmt: skip
-
-
-def _training_indices(store: SampleStore, splits: str) -> list[int]:
-    """The store's rows in ``splits`` (comma-separated), or every row for ``all``."""
-    if splits == "all":
-        return list(range(len(store.rows)))
-    return training_indices(store, splits=[name.strip() for name in splits.split(",")])
 
 
 def _monitor(recipe: Recipe, store: SampleStore, encoder: Encoder) -> ProbeMonitor | None:

@@ -1,0 +1,136 @@
+"""What pretraining reads: the training clips of a sample store, two crops each, batched
+step by step so that the data of a step depends only on (seed, step)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Sampler
+
+from musicssl.encoders import Encoder
+from musicssl.errors import MusicSSLError
+from musicssl.recipe import Recipe
+from musicssl.sampling import TwoCrops, training_indices
+from musicssl.splits import describe_splits, split_counts
+from musicssl.store import SampleStore
+
+
+def training_store(recipe: Recipe) -> SampleStore:
+    if not recipe.data.store:
+        raise MusicSSLError(
+            "data.store is empty: pack a store with `musicssl data pack` and pass "
+            "data.store=STORE (the musicssl command packs the built-in corpus by itself)"
+        )
+    return SampleStore(recipe.data.store)
+
+
+def check_rate(store: SampleStore, encoder: Encoder) -> None:
+    if store.sr != encoder.sample_rate:
+        raise MusicSSLError(
+            f"{store.path}: the store is at {store.sr} Hz but the encoder expects "
+            f"{encoder.sample_rate} Hz; pack it again with --sr {encoder.sample_rate}"
+        )
+
+
+def loader(
+    recipe: Recipe,
+    store: SampleStore,
+    indices: list[int],
+    encoder: Encoder,
+    fabric: Any,
+    *,
+    start_step: int,
+) -> DataLoader:
+    """Two crops of each of the training clips ``indices``, for every step from ``start_step``."""
+    if fabric.is_global_zero:
+        counts = describe_splits(split_counts(store.rows))
+        print(
+            f"pretrain: {len(indices)} clips of split {recipe.data.splits} from {store.path} "
+            f"(it holds {counts})",
+            flush=True,
+        )
+    store.prefetch()
+    dataset = TwoCrops(store, num_samples=encoder.input_samples, seed=recipe.train.seed,
+                       indices=indices)  # fmt: skip
+    batches = StepBatches(
+        len(dataset),
+        batch_size=recipe.train.batch_size,
+        seed=recipe.train.seed,
+        start_step=start_step,
+        total_steps=recipe.train.steps,
+        rank=fabric.global_rank,
+        world_size=fabric.world_size,
+        accumulate=recipe.train.accumulate,
+    )
+    return DataLoader(dataset, batch_sampler=batches, num_workers=recipe.data.workers,
+                      pin_memory=fabric.device.type == "cuda")  # fmt: skip
+
+
+def split_indices(store: SampleStore, splits: str) -> list[int]:
+    """The store's rows in ``splits`` (comma-separated), or every row for ``all``."""
+    if splits == "all":
+        return list(range(len(store.rows)))
+    return training_indices(store, splits=[name.strip() for name in splits.split(",")])
+
+
+class StepBatches(Sampler[list[tuple[int, int]]]):
+    """Batches of ``(epoch, item)`` keys for steps ``start_step, start_step + 1, ...``.
+
+    Each epoch is a permutation seeded by (seed, epoch). A step takes the next
+    ``batch_size * accumulate * world_size`` items of it, as ``accumulate`` micro-batches in a
+    row, each process its own slice of every micro-batch; so the data a step sees depends only
+    on (seed, step), whatever the number of workers and wherever a run resumed, and one step
+    of ``accumulate`` micro-batches of B sees the items of one step of a single batch of
+    ``accumulate * B``.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        *,
+        batch_size: int,
+        seed: int,
+        start_step: int,
+        total_steps: int,
+        rank: int = 0,
+        world_size: int = 1,
+        accumulate: int = 1,
+    ) -> None:
+        step_items = batch_size * accumulate * world_size
+        if num_items < step_items:
+            raise MusicSSLError(
+                f"the training set has {num_items} clips, fewer than one step's {step_items}: "
+                "lower train.batch_size or train.accumulate, or use more audio"
+            )
+        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
+        self.start_step, self.total_steps = start_step, total_steps
+        self.rank, self.world_size, self.accumulate = rank, world_size, accumulate
+        self.steps_per_epoch = num_items // step_items
+
+    def __len__(self) -> int:
+        return (self.total_steps - self.start_step) * self.accumulate
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, order = -1, torch.empty(0, dtype=torch.long)
+        for step in range(self.start_step, self.total_steps):
+            if step // self.steps_per_epoch != epoch:
+                epoch = step // self.steps_per_epoch
+                generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+                order = torch.randperm(self.num_items, generator=generator)
+            for micro in range(self.accumulate):
+                batch = ((step % self.steps_per_epoch) * self.accumulate + micro) * self.world_size
+                begin = (batch + self.rank) * self.batch_size
+                yield [(epoch, item) for item in order[begin : begin + self.batch_size].tolist()]
+
+
+def step_groups(loader: DataLoader, size: int) -> Iterator[list[dict[str, Tensor]]]:
+    """The loader's micro-batches, ``size`` at a time (one optimiser step's)."""
+    group: list[dict[str, Tensor]] = []
+    for batch in loader:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
