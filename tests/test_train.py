@@ -248,6 +248,8 @@ def test_the_budget_sets_the_last_step_and_the_schedule_follows_it():
     assert fit(58.0, margin=0.1) == 542
     assert fit(58.0, margin=0.03) == 582
     assert fit(-30.0, margin=0.1) == 20  # already over budget
+    # Clock arithmetic leaves 0.98 * 400 s / 0.5 s a hair under 784: it still counts as 784.
+    assert fit(400.0 - 1e-12, margin=0.02, seconds_per_step=0.5) == 20 + 784
     assert last_step_within(58.0, step=20, max_steps=100, seconds_per_step=0.1, margin=0.1) == 100
     optim = OptimSettings(lr=1e-3, warmup_steps=0, min_lr_ratio=0.0)
     assert learning_rate_factor(542, last_step=542, optim=optim) == pytest.approx(0.0)

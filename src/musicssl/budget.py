@@ -64,7 +64,8 @@ def last_step_within(
     """The last step that fits ``remaining`` seconds at ``seconds_per_step``.
 
     ``margin``, a share of the remaining time, is held back for checkpoints, probes and the
-    error of the estimate.
+    error of the estimate. A step count a hair below a whole number (clock arithmetic) counts
+    as that number.
     """
-    fits = step + int((1 - margin) * remaining / max(seconds_per_step, 1e-9))
+    fits = step + int((1 - margin) * remaining / max(seconds_per_step, 1e-9) + 1e-6)
     return max(step, min(max_steps, fits))
