@@ -9,6 +9,7 @@ from musicssl.errors import MusicSSLError
 from musicssl.evaluate import metrics, pitch_frames, protocol
 from musicssl.evaluate.protocol import evaluate_task
 from musicssl.evaluate.task import Example, Task
+from musicssl.spelling import KEYS, PITCH_CLASSES
 
 PROBE_KINDS = ("multiclass", "key", "multilabel", "regression", "tempo", "pitch")
 FRAME_HOP = 0.02  # embedding frames; the f0 track has a 0.01 s hop
@@ -33,9 +34,7 @@ def synthetic_task(kind: str, root: Path, *, sizes=(240, 120, 240), seed=0, note
         classes = tuple(f"style{i}" for i in range(6))
         return task([classes[i % 6] for i in rng.permutation(n)], classes=classes)
     if kind == "key":  # some flat and some sharp spellings: the protocol must not care
-        keys = [
-            k.replace("Db major", "C# major").replace("Eb minor", "D# minor") for k in metrics.KEYS
-        ]
+        keys = [k.replace("Db major", "C# major").replace("Eb minor", "D# minor") for k in KEYS]
         return task([keys[i % 24] for i in rng.permutation(n)])
     if kind == "multilabel":
         classes = tuple(f"tag{i}" for i in range(5))
@@ -53,7 +52,7 @@ def synthetic_task(kind: str, root: Path, *, sizes=(240, 120, 240), seed=0, note
             f0 *= 2 ** (rng.uniform(-0.3, 0.3, f0.shape) / 12)  # up to 30 cents off the grid
             f0[rng.random(f0.shape) < 0.2] = 0.0
             targets.append(f0)
-        return task(targets, classes=metrics.PITCH_CLASSES, f0_hop=0.01)
+        return task(targets, classes=PITCH_CLASSES, f0_hop=0.01)
     raise AssertionError(kind)
 
 
@@ -200,7 +199,7 @@ def test_schema_of_a_probe_task(tmp_path):
     assert result["chance"]["accuracy"] == pytest.approx(1 / 24)
     assert result["chance"]["mirex"] == pytest.approx(2 / 24)
     assert len(result["metrics"]["accuracy"]["values"]) == 3
-    assert result["classes"] == list(metrics.KEYS)
+    assert result["classes"] == list(KEYS)
     confusion = np.array(result["confusion"])
     assert confusion.shape == (24, 24) and confusion.sum() == 48
     assert np.trace(confusion) == 48  # the oracle is right everywhere
@@ -255,7 +254,7 @@ def test_pitch_reads_the_f0_nearest_each_frame(tmp_path, monkeypatch):
     result = evaluate_task(task, {}, frames=frames, seeds=1).to_dict()
     sizes = result["split_sizes"]
     assert sizes["frames_train"] == sizes["frames_valid"] == sizes["frames_test"] == 2
-    assert sizes["train"] == 1 and result["classes"] == list(metrics.PITCH_CLASSES)
+    assert sizes["train"] == 1 and result["classes"] == list(PITCH_CLASSES)
     assert result["metrics"]["accuracy"]["values"][0] in (0.0, 0.5, 1.0)
 
     monkeypatch.setattr(pitch_frames, "MAX_FRAMES", 30)

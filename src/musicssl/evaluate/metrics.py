@@ -19,16 +19,10 @@ import numpy as np
 from sklearn import metrics as skm
 
 from musicssl.errors import MusicSSLError
+from musicssl.spelling import KEYS
 
 TEMPO_TOLERANCE = 0.04
 TEMPO_FACTORS = (1.0, 2.0, 3.0, 1 / 2, 1 / 3)
-PITCH_CLASSES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-# The spelling with the fewest accidentals in the key signature, per tonic pitch class.
-_MAJOR_TONICS = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-_MINOR_TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B")
-KEYS: tuple[str, ...] = tuple(f"{t} major" for t in _MAJOR_TONICS) + tuple(
-    f"{t} minor" for t in _MINOR_TONICS
-)
 
 
 def _same_length(reference: Sized, estimate: Sized) -> None:

@@ -18,6 +18,7 @@ from musicssl.evaluate import metrics
 from musicssl.evaluate.pitch_frames import check_features, voiced_frames
 from musicssl.evaluate.probes import Objective
 from musicssl.evaluate.task import PROBE_SPLITS, Example, Task, check_names
+from musicssl.spelling import KEYS, PITCH_CLASSES
 
 
 def clip_vectors(task: Task, vectors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -128,7 +129,7 @@ def _key(task: Task, examples: dict[str, list[Example]]) -> ProbeData:
             y[split] = np.array([metrics.key_index(str(e.target)) for e in rows], dtype=np.int64)
         except MusicSSLError as error:
             raise MusicSSLError(f"task {task.name}: {error}") from None
-    names = np.array(metrics.KEYS)
+    names = np.array(KEYS)
 
     def score(split, outputs, rows):
         reference, estimate = y[split], outputs.argmax(axis=1)
@@ -140,17 +141,17 @@ def _key(task: Task, examples: dict[str, list[Example]]) -> ProbeData:
         }
 
     chance = {
-        "accuracy": 1 / len(metrics.KEYS),
+        "accuracy": 1 / len(KEYS),
         "mirex": metrics.key_mirex_chance(names[y["test"]]),
     }
-    majority = _majority(y, len(metrics.KEYS))
+    majority = _majority(y, len(KEYS))
     return ProbeData(
         y,
         "multiclass",
-        len(metrics.KEYS),
+        len(KEYS),
         score,
         chance,
-        list(metrics.KEYS),
+        list(KEYS),
         {"accuracy": majority},
     )
 
@@ -284,10 +285,10 @@ def pitch_data(task: Task, frames: Mapping[str, tuple[np.ndarray, np.ndarray]] |
     return ProbeData(
         y,
         "multiclass",
-        len(metrics.PITCH_CLASSES),
+        len(PITCH_CLASSES),
         score,
         chance={"accuracy": 1 / 12, "raw_chroma": 1 / 12},
-        classes=list(metrics.PITCH_CLASSES),
+        classes=list(PITCH_CLASSES),
         majority={"accuracy": _majority(y, 12)},
         notes=voiced.notes,
         x=voiced.x,

@@ -13,8 +13,8 @@ from musicssl.encoders import KeyCNN
 from musicssl.errors import MusicSSLError
 from musicssl.pitch import harmonic_tone
 from musicssl.readouts._signal import audible, signal_windows, trained_branch
+from musicssl.spelling import PITCH_CLASSES
 
-PITCH_CLASSES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 MODES = ("major", "minor")
 # Key profiles: the weight of each pitch class in C major and C minor (tonic first).
 # Aarden-Essen: pitch-class shares in the Essen folk songs (Aarden 2003), the profiles of

@@ -10,16 +10,13 @@ from pathlib import Path
 import mir_eval.key
 
 from musicssl.errors import MusicSSLError
-
-# One spelling per pitch class, so enharmonic annotations ("D# minor", "Eb minor") fall into
-# one of the 24 key classes.
-KEY_TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+from musicssl.spelling import PITCH_CLASSES
 
 
 def canonical_key(text: str) -> str:
     """A key annotation as one of the 24 key classes, in ``mir_eval.key`` format.
 
-    The tonic is case-insensitive and respelled with ``KEY_TONICS`` (``"d# minor"`` and
+    The tonic is case-insensitive and respelled with ``PITCH_CLASSES`` (``"d# minor"`` and
     ``"Eb minor"`` both give ``"Eb minor"``); the mode must be major or minor.
 
     Raises:
@@ -37,7 +34,7 @@ def canonical_key(text: str) -> str:
     semitone, mode = mir_eval.key.split_key_string(f"{tonic} {mode}")
     if semitone is None or mode not in ("major", "minor"):
         raise MusicSSLError(f"key {text!r}: not one of the 24 major and minor keys")
-    return f"{KEY_TONICS[semitone]} {mode}"
+    return f"{PITCH_CLASSES[semitone]} {mode}"
 
 
 def hash_order(keys: Iterable[str]) -> list[str]:
