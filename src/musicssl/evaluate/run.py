@@ -95,23 +95,18 @@ def evaluate(
         progress=progress,
     )
     _beside_the_probes(evaluation, opened, source, task_list, embedded, corpus=corpus_dir)
-    reference = source if opened.is_checkpoint else None
-    others = {
-        label: baseline_results(
-            label,
-            task_list,
-            store,
-            corpus=corpus_dir,
-            seeds=seeds,
-            # The same architecture: layer by layer beside the source's layers.
-            layers=layers if label == "baseline:random" else None,
-            reference=reference,
-            device=device,
-            progress=progress,
-        )
-        for label in (f"baseline:{name}" for name in baselines)
-        if label != source
-    }
+    others = _baselines(
+        baselines,
+        source,
+        task_list,
+        store,
+        corpus=corpus_dir,
+        seeds=seeds,
+        layers=layers,
+        reference=source if opened.is_checkpoint else None,
+        device=device,
+        progress=progress,
+    )
     evaluation.baselines = {label: other.headlines() for label, other in others.items()}
     evaluation.baseline_layers = _layer_scores(others)
     write_evaluation(
@@ -120,6 +115,38 @@ def evaluate(
         baselines={label: other.to_dict() for label, other in others.items()},
     )
     return evaluation
+
+
+def _baselines(
+    names: Sequence[str],
+    source: str,
+    task_list: Sequence[Task],
+    store: EvaluationCache,
+    *,
+    corpus: Path,
+    seeds: int,
+    layers: str | None,
+    reference: str | None,
+    device: str,
+    progress: bool,
+) -> dict[str, Evaluation]:
+    """Each named baseline's results on the same tasks, by label (the source itself skipped)."""
+    return {
+        label: baseline_results(
+            label,
+            task_list,
+            store,
+            corpus=corpus,
+            seeds=seeds,
+            # The same architecture: layer by layer beside the source's layers.
+            layers=layers if label == "baseline:random" else None,
+            reference=reference,
+            device=device,
+            progress=progress,
+        )
+        for label in (f"baseline:{name}" for name in names)
+        if label != source
+    }
 
 
 def _layer_scores(results: dict[str, Evaluation]) -> dict[str, Any] | None:
