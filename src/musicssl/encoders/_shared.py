@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -41,6 +42,31 @@ def last(outputs: Iterator[Tensor]) -> Tensor:
     Unpacking (``*_, h = outputs``) would hold every layer's features in memory at once.
     """
     return deque(outputs, maxlen=1)[0]
+
+
+def frontend_config(
+    *,
+    frontend: str,
+    sample_rate: int,
+    n_fft: int,
+    hop_length: int,
+    n_bins: int,
+    f_min: float | None,
+    f_max: float | None,
+    bins_per_octave: int,
+) -> dict[str, Any]:
+    """A spectrogram encoder's front-end arguments as plain JSON/YAML values, in the names
+    ``spectrogram_frontend`` takes (``spectrogram_frontend(owner, **frontend_config(...))``)."""
+    return {
+        "frontend": str(frontend),
+        "sample_rate": int(sample_rate),
+        "n_fft": int(n_fft),
+        "hop_length": int(hop_length),
+        "n_bins": int(n_bins),
+        "f_min": None if f_min is None else float(f_min),
+        "f_max": None if f_max is None else float(f_max),
+        "bins_per_octave": int(bins_per_octave),
+    }
 
 
 def spectrogram_frontend(

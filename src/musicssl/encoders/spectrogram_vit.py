@@ -23,7 +23,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from musicssl.encoders._shared import check_waveforms, last, resolve_layer, spectrogram_frontend
+from musicssl.encoders._shared import (
+    check_waveforms,
+    frontend_config,
+    last,
+    resolve_layer,
+    spectrogram_frontend,
+)
 from musicssl.encoders._transformer import (
     Block,
     check_width,
@@ -104,20 +110,23 @@ class SpectrogramViT(Encoder):
                 f"SpectrogramViT: input_samples={input_samples} is below the minimum "
                 f"{self.min_samples} (= hop_length * (patch frames - 1))"
             )
+        spectrum = frontend_config(
+            frontend=frontend,
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            n_bins=n_bins,
+            f_min=f_min,
+            f_max=f_max,
+            bins_per_octave=bins_per_octave,
+        )
         self._config: dict[str, Any] = {
             "width": int(width),
             "depth": int(depth),
             "num_heads": int(num_heads),
             "mlp_ratio": float(mlp_ratio),
             "patch": [patch_bins, patch_frames],
-            "frontend": str(frontend),
-            "sample_rate": int(sample_rate),
-            "n_fft": int(n_fft),
-            "hop_length": int(hop_length),
-            "n_bins": int(n_bins),
-            "f_min": None if f_min is None else float(f_min),
-            "f_max": None if f_max is None else float(f_max),
-            "bins_per_octave": int(bins_per_octave),
+            **spectrum,
             "input_samples": int(input_samples),
         }
         self.embedding_dim = int(width)
@@ -128,17 +137,7 @@ class SpectrogramViT(Encoder):
         self.n_bins = int(n_bins)
         self.patch = (patch_bins, patch_frames)
 
-        self.frontend = spectrogram_frontend(
-            "SpectrogramViT",
-            frontend,
-            sample_rate=sample_rate,
-            n_fft=n_fft,
-            hop_length=hop_length,
-            n_bins=n_bins,
-            f_min=f_min,
-            f_max=f_max,
-            bins_per_octave=bins_per_octave,
-        )
+        self.frontend = spectrogram_frontend("SpectrogramViT", **spectrum)
         self.patch_embed = nn.Linear(patch_bins * patch_frames, width)
         self.blocks = nn.ModuleList(
             Block(width, num_heads, mlp_ratio=mlp_ratio) for _ in range(depth)
