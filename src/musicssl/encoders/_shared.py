@@ -55,8 +55,8 @@ def frontend_config(
     f_max: float | None,
     bins_per_octave: int,
 ) -> dict[str, Any]:
-    """A spectrogram encoder's front-end arguments as plain JSON/YAML values, in the names
-    ``spectrogram_frontend`` takes (``spectrogram_frontend(owner, **frontend_config(...))``)."""
+    """A spectrogram encoder's front-end arguments as plain JSON/YAML values: what it saves
+    in its config and what ``spectrogram_frontend`` builds the front end from."""
     return {
         "frontend": str(frontend),
         "sample_rate": int(sample_rate),
@@ -69,45 +69,34 @@ def frontend_config(
     }
 
 
-def spectrogram_frontend(
-    owner: str,
-    frontend: str,
-    *,
-    sample_rate: int,
-    n_fft: int,
-    hop_length: int,
-    n_bins: int,
-    f_min: float | None,
-    f_max: float | None,
-    bins_per_octave: int,
-) -> nn.Module:
+def spectrogram_frontend(owner: str, spectrum: dict[str, Any]) -> nn.Module:
     """A log-mel or constant-Q front end in decibels: (B, num_samples) -> (B, n_bins, T).
 
     Args:
         owner: The encoder, for messages.
-        frontend: ``"mel"`` (``LogMel``: ``n_fft``, ``f_min`` default 0, ``f_max``) or
-            ``"cqt"`` (``CQT``: ``f_min`` is the lowest bin's centre, default C1;
-            ``bins_per_octave``).
-        n_bins: Mel bands or CQT bins.
+        spectrum: ``frontend_config``'s values. ``frontend`` is ``"mel"`` (``LogMel``:
+            ``n_fft``, ``f_min`` default 0, ``f_max``) or ``"cqt"`` (``CQT``: ``f_min`` is the
+            lowest bin's centre, default C1; ``bins_per_octave``).
 
     Raises:
         MusicSSLError: an unknown ``frontend``, or arguments the front end refuses.
     """
+    frontend, f_min = spectrum["frontend"], spectrum["f_min"]
     if frontend == "mel":
         return LogMel(
-            sr=sample_rate,
-            n_fft=n_fft,
-            hop_length=hop_length,
-            n_mels=n_bins,
+            sr=spectrum["sample_rate"],
+            n_fft=spectrum["n_fft"],
+            hop_length=spectrum["hop_length"],
+            n_mels=spectrum["n_bins"],
             f_min=0.0 if f_min is None else f_min,
-            f_max=f_max,
+            f_max=spectrum["f_max"],
         )
     if frontend == "cqt":
         return CQT(
-            sr=sample_rate,
-            hop_length=hop_length,
+            sr=spectrum["sample_rate"],
+            hop_length=spectrum["hop_length"],
             fmin=C1_HZ if f_min is None else f_min,
-            n_bins=n_bins,
-            bins_per_octave=bins_per_octave,
+            n_bins=spectrum["n_bins"],
+            bins_per_octave=spectrum["bins_per_octave"],
         )
     raise MusicSSLError(f"{owner}: frontend must be 'mel' or 'cqt', got {frontend!r}")

@@ -137,7 +137,7 @@ class FrameTransformer(Encoder):
         self.stack = int(stack)
         self.n_bins = int(n_bins)
 
-        self.frontend = spectrogram_frontend("FrameTransformer", **spectrum)
+        self.frontend = spectrogram_frontend("FrameTransformer", spectrum)
         self.proj = nn.Linear(stack * n_bins, width)
         self.max_tokens = self.num_tokens(input_samples)
         self.positions = (

@@ -137,7 +137,7 @@ class SpectrogramViT(Encoder):
         self.n_bins = int(n_bins)
         self.patch = (patch_bins, patch_frames)
 
-        self.frontend = spectrogram_frontend("SpectrogramViT", **spectrum)
+        self.frontend = spectrogram_frontend("SpectrogramViT", spectrum)
         self.patch_embed = nn.Linear(patch_bins * patch_frames, width)
         self.blocks = nn.ModuleList(
             Block(width, num_heads, mlp_ratio=mlp_ratio) for _ in range(depth)
