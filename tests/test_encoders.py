@@ -526,9 +526,15 @@ def test_vit_encoding_all_tokens_kept_equals_the_full_encoding():
         tokens = vit.embed_patches(spec)
         assert tokens.shape == (2, 64, 32)
         full = vit.forward_tokens(tokens)
+        # The encoder ends in its last block, no final norm: its tokens keep their scales.
+        h = tokens
+        for block in vit.blocks:
+            h = block(h)
+        torch.testing.assert_close(full, h)
+        assert h.std(dim=-1).std() > 0.01
         rows, cols = vit.patch_grid(spec.shape[-1])
         torch.testing.assert_close(
-            full.reshape(2, rows, cols, 32).mean(1).transpose(1, 2), vit.forward_features(x)
+            h.reshape(2, rows, cols, 32).mean(1).transpose(1, 2), vit.forward_features(x)
         )
         every = torch.arange(64).expand(2, 64)
         torch.testing.assert_close(vit.forward_tokens(tokens, every), full)
@@ -550,6 +556,14 @@ def test_vit_encoding_all_tokens_kept_equals_the_full_encoding():
         assert vit.forward_tokens(tokens, subset).shape == (2, 16, 32)
     with pytest.raises(MusicSSLError, match="keep_index"):
         vit.forward_tokens(tokens, every[0])
+
+
+def test_vit_loads_an_older_checkpoint_that_ended_in_a_final_norm():
+    vit = _small_vit()
+    older = {**vit.state_dict(), "norm.weight": torch.ones(32), "norm.bias": torch.zeros(32)}
+    _small_vit().load_state_dict(older)  # strict: the norm is left out, nothing else
+    with pytest.raises(RuntimeError, match="blocks"):
+        _small_vit().load_state_dict({k: v for k, v in older.items() if "blocks" not in k})
 
 
 def test_vit_vertical_patches_and_cqt_front_end():

@@ -372,6 +372,39 @@ def test_mae_consistency_pulls_the_noisy_latents_to_the_clean_ones():
         build_method("mae", _tiny_vit(), consistency_weight=-1.0)
 
 
+@pytest.mark.parametrize(
+    ("name", "options", "norm"),
+    [
+        (
+            "mae",
+            {"decoder_width": 16, "decoder_depth": 1, "decoder_heads": 2},
+            "decoder.input_norm",
+        ),
+        ("bestrq", {"codebook_size": 32, "start_probability": 0.3, "span": 1}, "norm"),
+    ],
+)
+def test_masked_methods_normalise_the_vit_tokens_and_resume_runs_whose_vit_held_the_norm(
+    name, options, norm
+):
+    torch.manual_seed(0)
+    method = build_method(name, _tiny_vit(), **options)
+    # The head reads the tokens through its own norm: scaling them changes nothing.
+    tokens = torch.randn(2, 16, 16)
+    layer = method.get_submodule(norm)
+    torch.testing.assert_close(layer(tokens * 5.0), layer(tokens), atol=1e-4, rtol=1e-4)
+    # An older run held that norm as the encoder's final one: it lands in the head's.
+    older = {
+        (
+            "encoder.norm." + key.removeprefix(f"{norm}.") if key.startswith(f"{norm}.") else key
+        ): value
+        for key, value in method.state_dict().items()
+    }
+    older["encoder.norm.weight"] = torch.full((16,), 2.0)
+    fresh = build_method(name, _tiny_vit(), **options)
+    fresh.load_state_dict(older)  # strict
+    assert torch.equal(fresh.get_parameter(f"{norm}.weight"), torch.full((16,), 2.0))
+
+
 def test_bestrq_reconstruction_regresses_every_tokens_clean_input():
     from musicssl.losses import normalise_patches
 
@@ -586,7 +619,7 @@ def test_bestrq_with_noise_shows_the_noisy_crop_and_predicts_the_clean_codes():
     clean = encoder.patchify(encoder.spectrogram(x))
     assert not torch.allclose(given[0][visible], clean[visible])
     # The targets are the clean crop's codes, on the hidden columns only.
-    features = encoder.forward_tokens(original(given[0], (4, 4)))
+    features = method.norm(encoder.forward_tokens(original(given[0], (4, 4))))
     logits = method.head(method.head_blocks(features)).view(8, 16, 1, 32)
     mask = ~visible
     torch.testing.assert_close(loss, masked_code_cross_entropy(logits, method.targets(clean), mask))

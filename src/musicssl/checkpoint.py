@@ -169,7 +169,7 @@ def load_encoder(path: str | os.PathLike) -> nn.Module:
     spec = encoder_spec(path)
     encoder = build_encoder(spec["name"], **spec["options"])
     weights = encoder_weights(path)
-    encoder.load_state_dict(_read_weights(weights, spec["name"], encoder))
+    _load_weights(weights, spec["name"], encoder)
     return encoder
 
 
@@ -222,10 +222,9 @@ def load_training_state(run: str | os.PathLike, method: nn.Module) -> dict[str, 
     """
     folder = latest(run)
     try:
-        weights = _read_weights(folder / "method.safetensors", "the method", method)
+        _load_weights(folder / "method.safetensors", "the method", method)
     except MusicSSLError as error:
         raise MusicSSLError(f"{error}; {_repair(run, damaged=folder.name)}") from None
-    method.load_state_dict(weights)
     path = folder / "state.pt"
     try:
         state = torch.load(path, weights_only=True)
@@ -269,25 +268,29 @@ def _repair(run: str | os.PathLike, *, damaged: str | None = None) -> str:
     )
 
 
-def _read_weights(path: Path, what: str, module: nn.Module) -> dict[str, torch.Tensor]:
+def _load_weights(path: Path, what: str, module: nn.Module) -> None:
+    """Load the weights at ``path`` into ``module``, through its load hooks (which give an
+    older checkpoint's names their present ones), or say in one line why they do not fit."""
     try:
         weights = load_file(path)
     except (OSError, SafetensorError) as error:
         raise MusicSSLError(f"{path}: cannot read the weights ({error})") from None
-    expected = set(module.state_dict())
-    if set(weights) != expected:
-        missing, extra = sorted(expected - set(weights)), sorted(set(weights) - expected)
-        raise MusicSSLError(
-            f"{path}: weights do not fit {what} (missing {missing[:3]}, unexpected {extra[:3]})"
-        )
     shapes = module.state_dict()
     for key, value in weights.items():
-        if value.shape != shapes[key].shape:
+        if key in shapes and value.shape != shapes[key].shape:
             raise MusicSSLError(
                 f"{path}: weights do not fit {what} ({key} is {tuple(value.shape)}, "
                 f"expected {tuple(shapes[key].shape)})"
             )
-    return weights
+    try:
+        result = module.load_state_dict(weights, strict=False)
+    except RuntimeError as error:  # a renamed weight of the wrong shape
+        raise MusicSSLError(f"{path}: weights do not fit {what} ({error})") from None
+    missing, extra = sorted(result.missing_keys), sorted(result.unexpected_keys)
+    if missing or extra:
+        raise MusicSSLError(
+            f"{path}: weights do not fit {what} (missing {missing[:3]}, unexpected {extra[:3]})"
+        )
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -18,8 +18,11 @@ DECODER_DEFAULTS = {"decoder_width": 128, "decoder_depth": 2, "decoder_heads": 4
 
 
 class PatchDecoder(nn.Module):
-    """Project the visible latents, fill the hidden places with a learnt mask token, add 2-D
-    sin-cos positions, run pre-norm blocks, and predict every patch's values.
+    """Normalise and project the visible latents, fill the hidden places with a learnt mask
+    token, add 2-D sin-cos positions, run pre-norm blocks, and predict every patch's values.
+
+    The first norm is the one a ViT encoder ends in, held here because the encoder's
+    read-out leaves it out (``SpectrogramViT``).
 
     He et al. 2022, "Masked Autoencoders Are Scalable Vision Learners"; Huang et al. 2022,
     "Masked Autoencoders that Listen" (a shallow, narrow decoder over all patches).
@@ -46,6 +49,7 @@ class PatchDecoder(nn.Module):
         super().__init__()
         check_width("PatchDecoder", width, depth, num_heads, 4)
         self.width = width
+        self.input_norm = nn.LayerNorm(in_dim)
         self.embed = nn.Linear(in_dim, width)
         self.mask_token = nn.Parameter(torch.zeros(width))
         self.blocks = nn.ModuleList(
@@ -69,7 +73,7 @@ class PatchDecoder(nn.Module):
         """
         rows, cols = grid
         batch_size = latent.shape[0]
-        visible = self.embed(latent)  # (B, K, W)
+        visible = self.embed(self.input_norm(latent))  # (B, K, W)
         tokens = self.mask_token.to(visible.dtype).expand(batch_size, rows * cols, self.width)
         index = keep_index[..., None].expand(-1, -1, self.width)
         h = tokens.scatter(1, index, visible)  # (B, N, W): latents in place, mask tokens elsewhere

@@ -10,14 +10,15 @@ The interface masked-spectrogram modelling (MAE) builds on, beside the ``Encoder
     spec == encoder.unpatchify(patches, grid)
 
 Token ``n`` is patch (row, column) = ``divmod(n, time patches)``: frequency-major, the
-order of the spectrogram's own axes. ``forward_tokens`` runs the blocks and the final norm
-on the tokens at ``keep_index`` only (all tokens when None), so an MAE encoder sees the
-visible patches alone; the positions travel inside the tokens.
+order of the spectrogram's own axes. ``forward_tokens`` runs the blocks on the tokens at
+``keep_index`` only (all tokens when None), so an MAE encoder sees the visible patches alone;
+the positions travel inside the tokens. The encoder ends in its last block: a pretraining
+head that wants normalised tokens holds the norm (MAE's decoder, BEST-RQ's head).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -40,7 +41,7 @@ from musicssl.encoders._transformer import (
 from musicssl.encoders.base import Encoder
 from musicssl.errors import MusicSSLError
 
-__all__ = ["SpectrogramViT"]
+__all__ = ["SpectrogramViT", "final_norm_mover"]
 
 
 class SpectrogramViT(Encoder):
@@ -56,9 +57,12 @@ class SpectrogramViT(Encoder):
     Spectrogram (dB) -> each example standardised by its own mean and deviation
     (``standardise_clip``: gain-invariant, nothing learnt) -> non-overlapping patches,
     frames past the last whole patch dropped -> linear projection + 2-D sin-cos positions
-    -> ``depth`` pre-norm blocks -> layer norm. Layer ``k`` is block ``k``'s output; the
-    last layer includes the final norm. Frame features average the tokens of each time
-    column: (B, width, time patches).
+    -> ``depth`` pre-norm blocks. Layer ``k`` is block ``k``'s output. There is no final
+    norm: a ViT's usually feeds its pretraining head, and the read-out leaves it out (as
+    Audio-MAE's linear probe does), since normalising every token to one scale before the
+    clip mean cost the masked recipes degraded-copy search (bench/results/masked_cpu.md,
+    "The final norm"); so the pretraining heads hold it. Frame features average the tokens
+    of each time column: (B, width, time patches).
 
     Args:
         width: Token width (a multiple of 4 and of ``num_heads``); the embedding size.
@@ -142,8 +146,8 @@ class SpectrogramViT(Encoder):
         self.blocks = nn.ModuleList(
             Block(width, num_heads, mlp_ratio=mlp_ratio) for _ in range(depth)
         )
-        self.norm = nn.LayerNorm(width)
         init_weights(self)
+        self._register_load_state_dict_pre_hook(_without_final_norm)
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments, as plain JSON/YAML values: ``SpectrogramViT(**config())``."""
@@ -224,7 +228,7 @@ class SpectrogramViT(Encoder):
         return self.patch_embed(patches) + positions.to(patches.dtype)
 
     def forward_tokens(self, tokens: Tensor, keep_index: Tensor | None = None) -> Tensor:
-        """The blocks and the final norm over the tokens at ``keep_index`` (all when None).
+        """The blocks over the tokens at ``keep_index`` (all when None).
 
         Args:
             tokens: From ``embed_patches``. Shape: (batch_size, num_patches, width).
@@ -255,7 +259,7 @@ class SpectrogramViT(Encoder):
 
         Args:
             x: Waveforms. Shape: (batch_size, num_samples), num_samples >= min_samples.
-            layer: Which block; None is the last (with the final norm); negative counts back.
+            layer: Which block; None is the last; negative counts back.
 
         Returns:
             Shape: (batch_size, width, time_patches).
@@ -282,11 +286,31 @@ class SpectrogramViT(Encoder):
         return self.pool(self.forward_features(x))
 
     def _block_outputs(self, tokens: Tensor, count: int) -> Iterator[Tensor]:
-        """The first ``count`` blocks' outputs; the last block's through the final norm."""
+        """The first ``count`` blocks' outputs."""
         h = tokens
-        for index, block in enumerate(self.blocks[:count]):
+        for block in self.blocks[:count]:
             h = block(h)  # (B, N, D)
-            yield self.norm(h) if index == self.num_layers - 1 else h
+            yield h
+
+
+def final_norm_mover(to: str) -> Callable[..., None]:
+    """A load-state hook for a pretraining method: it renames, in place, an older ViT's
+    final-norm weights (``encoder.norm.*``, from when the encoder ended in one) to the head's
+    norm that holds it now (``{to}.*``). Called as ``hook(state_dict, prefix, ...)``."""
+
+    def move(state: dict[str, Tensor], prefix: str, *_: Any) -> None:
+        for name in ("weight", "bias"):
+            if f"{prefix}encoder.norm.{name}" in state:
+                state[f"{prefix}{to}.{name}"] = state.pop(f"{prefix}encoder.norm.{name}")
+
+    return move
+
+
+def _without_final_norm(state: dict[str, Tensor], prefix: str, *_: Any) -> None:
+    """Load-state hook: an older checkpoint's final norm, which the encoder lost to its
+    pretraining heads, is left out."""
+    for name in ("weight", "bias"):
+        state.pop(f"{prefix}norm.{name}", None)
 
 
 def _gather(tokens: Tensor, keep_index: Tensor | None) -> Tensor:

@@ -15,7 +15,8 @@ import numpy as np
 
 # Bump when the protocol changes what a score means: cached baseline results are recomputed.
 # 2: the tempo probe classifies tempo bins; the last window of a clip ends at its last sample.
-PROTOCOL_VERSION = 2
+# 3: a spectrogram ViT ends in its last block (the final norm moved to its pretraining heads).
+PROTOCOL_VERSION = 3
 
 
 @dataclass(frozen=True)

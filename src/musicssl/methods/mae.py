@@ -13,6 +13,7 @@ from torch import Tensor
 
 from musicssl.encoders import Encoder, SpectrogramViT
 from musicssl.encoders.patch_decoder import DECODER_DEFAULTS, PatchDecoder
+from musicssl.encoders.spectrogram_vit import final_norm_mover
 from musicssl.errors import MusicSSLError
 from musicssl.losses import masked_patch_mse, normalise_patches, random_patch_mask
 from musicssl.methods._draws import (
@@ -112,6 +113,7 @@ class MAE(Method):
         self.noise_share = check_share("mae", noise_share)
         self.seed = seed
         self.register_buffer("draws", torch.zeros((), dtype=torch.long))
+        self._register_load_state_dict_pre_hook(final_norm_mover("decoder.input_norm"))
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """Reconstruction loss of one batch. x Shape: (batch_size, num_samples)."""

@@ -19,6 +19,7 @@ from torch import Tensor
 from musicssl import audio, checkpoint
 from musicssl.encoders import SpectrogramViT
 from musicssl.encoders.patch_decoder import DECODER_DEFAULTS, PatchDecoder
+from musicssl.encoders.spectrogram_vit import final_norm_mover
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.report.canvas import ReportFigure, new_figure, png
 from musicssl.losses import random_patch_mask
@@ -64,6 +65,7 @@ def mae_reconstruction(
         num_heads=int(options["decoder_heads"]),
     ).eval()
     weights = load_file(folder / "method.safetensors")
+    final_norm_mover("decoder.input_norm")(weights, "")  # an older run's encoder.norm
     decoder.load_state_dict({k[len("decoder.") :]: v for k, v in weights.items()
                              if k.startswith("decoder.")})  # fmt: skip
     clips, names = _test_clips(Path(corpus), encoder, num_clips)
