@@ -145,6 +145,9 @@ def test_given_options_reach_the_functions_and_the_rest_keep_their_defaults(
             "frames": True,
         }
     ]
+    embedded.clear()
+    assert main([*argv[:-1], "-1"]) == 0  # the last layer, counted from the end
+    assert embedded[0]["layers"] == -1
 
     evaluated = recording(monkeypatch, "musicssl.evaluate.run:evaluate")
     argv = ["evaluate", "baseline:mfcc", "--out", str(tmp_path / "r"), "--baselines", "none"]

@@ -416,6 +416,13 @@ def test_out_naming_a_users_npz_with_more_arrays_is_refused(tmp_path: Path, writ
     with pytest.raises(MusicSSLError, match="exists and is not an embeddings .npz"):
         embed_files(model, tmp_path / "audio", out=theirs, progress=False)
     assert theirs.read_bytes() == before
+    # Another system's embeddings, names and emb alone, are the user's too.
+    other = tmp_path / "other_system.npz"
+    np.savez(other, names=np.array(["x.wav"]), emb=np.ones((1, 7)))
+    before = other.read_bytes()
+    with pytest.raises(MusicSSLError, match="exists and is not an embeddings .npz"):
+        embed_files(model, tmp_path / "audio", out=other, progress=False)
+    assert other.read_bytes() == before
     # Its own output, layers and frames included, it replaces.
     ours = tmp_path / "ours.npz"
     embed_files(model, tmp_path / "audio", out=ours, layers="all", frames=True, progress=False)

@@ -428,6 +428,9 @@ def test_bestrq_reconstruction_regresses_every_tokens_clean_input():
     assert both.encoder.patch_embed.weight.grad.abs().sum() > 0
     with pytest.raises(MusicSSLError, match="reconstruct_weight must be >= 0"):
         build_method("bestrq", _tiny_vit(), reconstruct_weight=-1.0)
+    for wrong in ({"head_depth": -1}, {"span": 0}, {"start_probability": 1.5}):
+        with pytest.raises(MusicSSLError, match="start_probability <= 1, span >= 1 and head"):
+            build_method("bestrq", _tiny_vit(), **wrong)
 
 
 def test_bestrq_seen_reconstruction_regresses_the_seen_tokens_as_the_encoder_read_them():

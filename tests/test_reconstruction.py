@@ -32,7 +32,7 @@ def test_an_mae_run_gets_its_reconstruction_figure_in_the_report(tiny_corpus, tm
     run = _run(tmp_path / "mae", "mae-vit-cpu")
     figure = mae_reconstruction(run, tiny_corpus, num_clips=2)
     assert figure is not None and figure.file == FILE and figure.png.startswith(PNG)
-    assert "80% of patches" in figure.caption
+    assert "80% of patches" in figure.caption and "constant-Q spectrograms" in figure.caption
     results = {"source": str(run), "corpus": str(tiny_corpus), "seeds": 1, "tasks": {}}
     written = write_evaluation(tmp_path / "report", results)
     assert FILE in written and (tmp_path / "report" / FILE).read_bytes().startswith(PNG)

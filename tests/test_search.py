@@ -131,6 +131,22 @@ def test_a_loaded_run_embeds_text_as_the_trained_method_did(clap_run):
     assert np.allclose(np.linalg.norm(model.embed_text(texts), axis=1), 1.0)
 
 
+def test_a_damaged_method_file_is_one_line_and_a_missing_one_means_no_text_tower(
+    clap_run, tmp_path
+):
+    import shutil
+
+    copy = tmp_path / "checkpoint"
+    shutil.copytree(checkpoint.latest(clap_run[0]), copy)
+    weights = copy / "method.safetensors"
+    weights.write_bytes(weights.read_bytes()[:3000])
+    with pytest.raises(MusicSSLError, match="method.safetensors: cannot read the weights") as error:
+        has_text_tower(copy)
+    assert "\n" not in str(error.value)
+    weights.unlink()
+    assert not has_text_tower(copy)
+
+
 def test_index_and_search_verbs(clap_run, tmp_path, capsys):
     run, _ = clap_run
     audio = tmp_path / "audio"

@@ -187,13 +187,14 @@ def device_name(text: str) -> str:
 
 
 def layer_choice(text: str) -> str | int:
+    """``all`` or a layer number; a negative one counts back from the last (-1)."""
     if text == "all":
         return text
     try:
-        return non_negative_int(text)
-    except argparse.ArgumentTypeError:
+        return int(text)
+    except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: give a layer number (0, 1, ...) or all"
+            f"{text!r}: give a layer number (0, 1, ..., or -1 for the last) or all"
         ) from None
 
 

@@ -177,7 +177,7 @@ def add_embed(verbs: Any) -> None:
         dest="layers",
         type=layer_choice,
         metavar="N|all",
-        help="also pool encoder layer N (e.g. 3: array layer_3), or every layer",
+        help="also pool encoder layer N (e.g. 3: array layer_3; -1: the last), or every layer",
     )
     embed.option(
         "--readout",

@@ -75,9 +75,9 @@ def embed_files(
         if len(skipped) == 1:  # one file: its own reason
             raise MusicSSLError(f"nothing could be embedded: {skipped[0]}")
         raise MusicSSLError(f"{source}: nothing could be embedded ({len(skipped)} bad files)")
-    fingerprint = model.fingerprint  # hashes the weights file: read it once
-    if fingerprint is not None:
-        arrays["encoder"] = np.array(fingerprint)
+    # Which weights made them (empty for a model built without a checkpoint); it also marks
+    # the file as one ``embed`` wrote and may replace.
+    arrays["encoder"] = np.array(model.fingerprint or "")
     save_npz(Path(out), arrays)
     for line in skipped:
         print(f"skipped {line}")
@@ -214,11 +214,12 @@ _OURS = re.compile(
 
 
 def _is_embeddings(path: Path) -> bool:
-    """Whether ``path`` is an ``.npz`` as ``embed`` writes it: ``names``, ``emb``, and
-    nothing but its other arrays (a user's .npz with more in it is not replaced)."""
+    """Whether ``path`` is an ``.npz`` as ``embed`` writes it: ``names``, ``emb``, its
+    ``encoder`` mark, and nothing but its other arrays (another system's embeddings, which
+    have no mark, and a user's .npz with more in it are not replaced)."""
     try:
         with zipfile.ZipFile(path) as archive:
             members = set(archive.namelist())
     except (OSError, zipfile.BadZipFile):
         return False
-    return {"names.npy", "emb.npy"} <= members and all(map(_OURS.fullmatch, members))
+    return {"names.npy", "emb.npy", "encoder.npy"} <= members and all(map(_OURS.fullmatch, members))

@@ -73,9 +73,10 @@ def build_index(embeddings: str | os.PathLike, *, out: str | os.PathLike) -> dic
     with atomic_path(folder / "index.faiss") as temporary:
         faiss.write_index(_flat_index(vectors), str(temporary))
     write_text(folder / "names.json", json.dumps(names))
+    encoder = str(arrays["encoder"]) if "encoder" in arrays else ""  # "": no checkpoint
     about = {"format": INDEX_FORMAT, "count": len(names), "dim": int(vectors.shape[1]),
              "metric": "cosine", "embeddings": str(embeddings),
-             "encoder": str(arrays["encoder"]) if "encoder" in arrays else None}  # fmt: skip
+             "encoder": encoder or None}  # fmt: skip
     write_text(folder / "index.json", json.dumps(about, indent=2) + "\n")  # written last
     return about
 
@@ -153,16 +154,18 @@ def search_audio(index: Index, model: Any, path: str | os.PathLike, *, k: int = 
 
 def has_text_tower(checkpoint_path: str | os.PathLike) -> bool:
     """Whether a checkpoint's (or run's latest) method holds a text tower; reads no weights."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     from musicssl import checkpoint
 
     weights = checkpoint.checkpoint_folder(checkpoint_path) / "method.safetensors"
+    if not weights.is_file():
+        return False
     try:
         with safe_open(str(weights), framework="pt") as handle:
             return any(key.startswith("text_encoder.") for key in handle.keys())
-    except (OSError, RuntimeError):
-        return False
+    except (OSError, RuntimeError, SafetensorError) as error:
+        raise MusicSSLError(f"{weights}: cannot read the weights ({error})") from None
 
 
 def text_side(checkpoint_path: str | os.PathLike, *, device: Any = "cpu") -> Any:

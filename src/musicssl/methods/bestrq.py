@@ -117,6 +117,11 @@ class BestRQ(Method):
                 f"bestrq: need positive num_codebooks, codebook_size, code_dim and noise_std >= "
                 f"0, got {num_codebooks}, {codebook_size}, {code_dim}, {noise_std}"
             )
+        if not 0.0 < start_probability <= 1.0 or span < 1 or head_depth < 0:
+            raise MusicSSLError(
+                f"bestrq: need 0 < start_probability <= 1, span >= 1 and head_depth >= 0, got "
+                f"{start_probability}, {span}, {head_depth}"
+            )
         self.encoder = encoder
         self.num_codebooks, self.codebook_size = num_codebooks, codebook_size
         self.start_probability, self.span = start_probability, span

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor
 
@@ -64,7 +65,12 @@ def mae_reconstruction(
         depth=int(options["decoder_depth"]),
         num_heads=int(options["decoder_heads"]),
     ).eval()
-    weights = load_file(folder / "method.safetensors")
+    try:
+        weights = load_file(folder / "method.safetensors")
+    except (OSError, SafetensorError) as error:
+        raise MusicSSLError(
+            f"{folder / 'method.safetensors'}: cannot read the weights ({error})"
+        ) from None
     final_norm_mover("decoder.input_norm")(weights, "")  # an older run's encoder.norm
     decoder.load_state_dict({k[len("decoder.") :]: v for k, v in weights.items()
                              if k.startswith("decoder.")})  # fmt: skip
@@ -79,16 +85,18 @@ def mae_reconstruction(
             seed=seed,
         )
     ratio = float(options.get("mask_ratio", 0.8))
+    cqt = encoder.config()["frontend"] == "cqt"
+    spectrum, band = ("constant-Q", "CQT bin") if cqt else ("log-mel", "mel band")
     return ReportFigure(
         file=FILE,
         title="MAE reconstructions",
         caption=(
-            f"Standardised log-mel spectrograms of {len(names)} test clips "
+            f"Standardised {spectrum} spectrograms of {len(names)} test clips "
             f"({', '.join(names)}): the original, the {ratio:.0%} of patches hidden from the "
             "encoder (blank), and the visible patches with the decoder's prediction in the "
             "hidden places (un-normalised with each original patch's mean and variance)."
         ),
-        png=_draw(original, masked, rebuilt, names),
+        png=_draw(original, masked, rebuilt, names, band=band),
     )
 
 
@@ -141,7 +149,9 @@ def _reconstruct(
     return tuple(encoder.unpatchify(p, grid).numpy() for p in (patches, masked, rebuilt))  # type: ignore[return-value]
 
 
-def _draw(original: np.ndarray, masked: np.ndarray, rebuilt: np.ndarray, names: list[str]) -> bytes:
+def _draw(
+    original: np.ndarray, masked: np.ndarray, rebuilt: np.ndarray, names: list[str], *, band: str
+) -> bytes:
     rows = len(names)
     figure = new_figure(10.0, 1.9 * rows + 0.6)
     axes = figure.subplots(rows, 3, squeeze=False, sharex=True, sharey=True)
@@ -156,7 +166,7 @@ def _draw(original: np.ndarray, masked: np.ndarray, rebuilt: np.ndarray, names: 
             if row == 0:
                 ax.set_title(title)
             if column == 0:
-                ax.set_ylabel(f"{name}\nmel band", fontsize=8)
+                ax.set_ylabel(f"{name}\n{band}", fontsize=8)
             if row == rows - 1:
                 ax.set_xlabel("frame")
     return png(figure)
