@@ -181,6 +181,14 @@ def test_pretrain_loads_the_recipe_with_its_overrides_even_after_options(tmp_pat
     assert call["out"] == run and call["resume"] is False
 
 
+def test_an_unknown_option_points_to_the_verbs_own_help(tmp_path, capsys):
+    assert main(["embed", str(tmp_path), str(tmp_path), "--out", "e.npz", "--layers", "all"]) == 2
+    error = capsys.readouterr().err
+    assert error == (
+        "musicssl: error: unrecognized arguments: --layers all (see musicssl embed --help)\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -82,8 +82,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     # key=value overrides may also follow options: `pretrain R.yaml --out X train.steps=5`.
     if extra and args.verb == "pretrain" and all("=" in e and not e.startswith("-") for e in extra):
         args.overrides = [*args.overrides, *extra]
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    elif extra:  # the verb's own help lists what it takes
+        parser.exit(EXIT_USAGE, f"musicssl: error: unrecognized arguments: {' '.join(extra)} "
+                    f"(see musicssl {args.verb} --help)\n")  # fmt: skip
     return args
 
 
