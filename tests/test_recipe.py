@@ -68,6 +68,7 @@ def test_saved_recipe_loads_back_equal(recipes: Path, tmp_path: Path):
         ("train.minutes=2.5", 2.5),
         ("train.devices=2", "2"),
         ("method.options.temperature=0.1", 0.1),
+        ("method.options={}", {}),
         ("encoder.options.channels=[8, 16]", [8, 16]),
         ("encoder.options.branches.key.layers=[-2, -1]", [-2, -1]),
         ("encoder.options.branches.timbre.options.channels=32", 32),

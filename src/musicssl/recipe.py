@@ -292,7 +292,7 @@ def _build(kind: type, value: Any, section: str) -> Any:
     if unknown:
         raise _unknown_keys(unknown, hints, f"in '{section}'")
     if kind is Part:
-        options = value.get("options") or {}
+        options = _untyped(value.get("options")) or {}  # method.options={} is YAML too
         if not isinstance(options, dict):
             raise MusicSSLError(f"{section}.options must be a mapping, got {options!r}")
         value = {**value, "options": {k: _untyped(v) for k, v in options.items()}}
