@@ -268,13 +268,18 @@ def _repair(run: str | os.PathLike, *, damaged: str | None = None) -> str:
     )
 
 
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file, or one line naming it and why it cannot be read."""
+    try:
+        return load_file(path)
+    except (OSError, SafetensorError) as error:
+        raise MusicSSLError(f"{path}: cannot read the weights ({error})") from None
+
+
 def _load_weights(path: Path, what: str, module: nn.Module) -> None:
     """Load the weights at ``path`` into ``module``, through its load hooks (which give an
     older checkpoint's names their present ones), or say in one line why they do not fit."""
-    try:
-        weights = load_file(path)
-    except (OSError, SafetensorError) as error:
-        raise MusicSSLError(f"{path}: cannot read the weights ({error})") from None
+    weights = read_weights(path)
     shapes = module.state_dict()
     for key, value in weights.items():
         if key in shapes and value.shape != shapes[key].shape:
@@ -284,8 +289,10 @@ def _load_weights(path: Path, what: str, module: nn.Module) -> None:
             )
     try:
         result = module.load_state_dict(weights, strict=False)
-    except RuntimeError as error:  # a renamed weight of the wrong shape
-        raise MusicSSLError(f"{path}: weights do not fit {what} ({error})") from None
+    except RuntimeError as error:  # a renamed weight of the wrong shape; torch's lines joined
+        raise MusicSSLError(
+            f"{path}: weights do not fit {what} ({' '.join(str(error).split())})"
+        ) from None
     missing, extra = sorted(result.missing_keys), sorted(result.unexpected_keys)
     if missing or extra:
         raise MusicSSLError(

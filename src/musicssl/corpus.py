@@ -142,18 +142,8 @@ def index_folder(
         raise MusicSSLError(
             f"{root}: no audio files in it or below (looked for {' '.join(audio.AUDIO_EXTENSIONS)})"
         )
-    results, todo = _reuse(files, base, previous, previous_bad)
-    summary.reused = sum("bytes" in row for row in results)
-    with decoder_notes() as notes:
-        bar = progress_bar(total=len(files), initial=len(files) - len(todo), unit="file",
-                           desc="index", disable=not progress, file=notes.console)  # fmt: skip
-        for position, row in _inspect(todo, previous, workers):
-            results[position] = row
-            summary.decoded += 1
-            bar.update()
-        bar.close()
-    summary.notes = notes.lines
-
+    results = _rows(files, base, previous, previous_bad, summary, workers=workers,
+                    progress=progress)  # fmt: skip
     bad_rows = [{"path": _relative(folder, base), "reason": why} for folder, why in walk_errors]
     good = _with_splits(
         files, results, bad_rows, root=root, group_of=group_of, table=table, previous=previous
@@ -167,6 +157,32 @@ def index_folder(
     write_jsonl(out, good)
     write_jsonl(bad_path, bad_rows)
     return summary
+
+
+def _rows(
+    files: list[Path],
+    base: Path,
+    previous: dict[str, dict[str, Any]],
+    previous_bad: dict[str, dict[str, Any]],
+    summary: IndexSummary,
+    *,
+    workers: int,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Each file's row: reused when its size and time are unchanged, else decoded (a bad
+    file's row has its ``reason``); counts and the decoders' notes go to ``summary``."""
+    results, todo = _reuse(files, base, previous, previous_bad)
+    summary.reused = sum("bytes" in row for row in results)
+    with decoder_notes() as notes:
+        bar = progress_bar(total=len(files), initial=len(files) - len(todo), unit="file",
+                           desc="index", disable=not progress, file=notes.console)  # fmt: skip
+        for position, row in _inspect(todo, previous, workers):
+            results[position] = row
+            summary.decoded += 1
+            bar.update()
+        bar.close()
+    summary.notes = notes.lines
+    return results
 
 
 def _with_splits(

@@ -73,10 +73,14 @@ def build_index(embeddings: str | os.PathLike, *, out: str | os.PathLike) -> dic
     with atomic_path(folder / "index.faiss") as temporary:
         faiss.write_index(_flat_index(vectors), str(temporary))
     write_text(folder / "names.json", json.dumps(names))
-    encoder = str(arrays["encoder"]) if "encoder" in arrays else ""  # "": no checkpoint
-    about = {"format": INDEX_FORMAT, "count": len(names), "dim": int(vectors.shape[1]),
-             "metric": "cosine", "embeddings": str(embeddings),
-             "encoder": encoder or None}  # fmt: skip
+    about = {
+        "format": INDEX_FORMAT,
+        "count": len(names),
+        "dim": int(vectors.shape[1]),
+        "metric": "cosine",
+        "embeddings": str(embeddings),
+        "encoder": str(arrays.get("encoder", "")) or None,
+    }  # "": no checkpoint; fmt: skip
     write_text(folder / "index.json", json.dumps(about, indent=2) + "\n")  # written last
     return about
 

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import Tensor
 
 from musicssl import audio, checkpoint
@@ -65,12 +63,7 @@ def mae_reconstruction(
         depth=int(options["decoder_depth"]),
         num_heads=int(options["decoder_heads"]),
     ).eval()
-    try:
-        weights = load_file(folder / "method.safetensors")
-    except (OSError, SafetensorError) as error:
-        raise MusicSSLError(
-            f"{folder / 'method.safetensors'}: cannot read the weights ({error})"
-        ) from None
+    weights = checkpoint.read_weights(folder / "method.safetensors")
     final_norm_mover("decoder.input_norm")(weights, "")  # an older run's encoder.norm
     decoder.load_state_dict({k[len("decoder.") :]: v for k, v in weights.items()
                              if k.startswith("decoder.")})  # fmt: skip
