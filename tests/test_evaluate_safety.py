@@ -409,3 +409,11 @@ def test_a_report_cut_off_by_a_full_disk_is_refused_by_compare(tmp_path: Path, m
     monkeypatch.undo()
     folder_module.write_evaluation(tmp_path / "out", results)  # the folder is still ours
     assert "run" in compare_table([tmp_path / "out"])
+
+
+def test_a_named_corpus_folder_without_a_corpus_is_an_error_not_a_build(tmp_path: Path) -> None:
+    mistyped = tmp_path / "corpsu"
+    with pytest.raises(MusicSSLError) as error:
+        _evaluate("baseline:logmel", mistyped, tmp_path)
+    assert str(mistyped) in _one_line(error) and "musicssl corpus build" in str(error.value)
+    assert not mistyped.exists() and not (tmp_path / "out").exists()

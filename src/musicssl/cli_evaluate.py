@@ -45,7 +45,8 @@ def add_evaluate(verbs: Any) -> None:
         type=output_folder,
         default=Default(_default_corpus),
         metavar="DIR",
-        help="built-in corpus; the small one is built there if missing (default: %(default)s)",
+        help="built-in corpus folder; when not given, the small one is built at %(default)s if "
+        "missing",
     )
     evaluate.option(
         "--tasks",

@@ -53,7 +53,8 @@ def evaluate(
             audio folder, ``emb``), or ``baseline:NAME``.
         out: folder for ``results.json``, ``report.md``, ``report.html`` and figures: missing,
             empty, or an earlier report (whose files are replaced).
-        corpus: the built-in corpus folder (built, small size, when missing).
+        corpus: the built-in corpus folder, which must hold a corpus; ``None`` for
+            ``data/corpus``, where the small one is built when missing.
         tasks: task names (see ``resolve_tasks``); all built-in tasks by default.
         seeds: probe fits per task (mean ± std over them).
         layers: "all" to probe every encoder layer as well.
@@ -228,9 +229,18 @@ def _zero_shot(
 
 
 def _corpus(corpus: str | os.PathLike | None, *, progress: bool) -> Path:
-    """The corpus folder as it is (any size), or the built-in corpus, small, when missing."""
+    """The corpus folder as it is (any size); at the default place, built small when missing.
+
+    A folder the caller names must hold a corpus already: a mistyped path is an error, not a
+    few minutes of building somewhere new.
+    """
     corpus_dir = Path(corpus if corpus is not None else DEFAULT_CORPUS)
     if not (corpus_dir / "manifest.jsonl").is_file():
+        if corpus is not None:
+            raise MusicSSLError(
+                f"{corpus_dir}: no built-in corpus here (no manifest.jsonl); "
+                f"build one with `musicssl corpus build --out {corpus_dir}`"
+            )
         from musicssl.builtin import build_corpus
 
         if progress:
