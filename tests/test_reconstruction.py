@@ -48,6 +48,16 @@ def test_other_sources_get_no_reconstruction_figure(tiny_corpus, tmp_path):
     assert mae_reconstruction(tmp_path / "missing", tiny_corpus) is None
 
 
+def test_an_mae_checkpoint_without_its_decoder_says_why_it_has_no_figure(
+    tiny_corpus, tmp_path, capsys
+):
+    run = _run(tmp_path / "mae", "mae-vit-cpu")
+    weights = checkpoint.checkpoint_folder(run) / "method.safetensors"
+    weights.unlink()
+    assert mae_reconstruction(run, tiny_corpus) is None
+    assert f"no MAE reconstruction figure: {weights}" in capsys.readouterr().err
+
+
 def test_reconstruction_keeps_visible_patches_and_blanks_hidden_ones(tiny_corpus, tmp_path):
     run = _run(tmp_path / "mae", "mae-vit-cpu")
     encoder = checkpoint.load_encoder(run).eval()

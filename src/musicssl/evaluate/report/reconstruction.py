@@ -9,6 +9,7 @@ fixed seed, so two reports of one checkpoint show the same picture.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -47,10 +48,14 @@ def mae_reconstruction(
         folder = checkpoint.checkpoint_folder(source)
     except MusicSSLError:
         return None
-    if not (folder / "recipe.yaml").is_file() or not (folder / "method.safetensors").is_file():
+    if not (folder / "recipe.yaml").is_file():
         return None
     recipe = Recipe.load(folder / "recipe.yaml")
     if recipe.method.name != "mae":
+        return None
+    if not (folder / "method.safetensors").is_file():
+        print(f"note: no MAE reconstruction figure: {folder / 'method.safetensors'} (the "
+              "decoder's weights) is missing", file=sys.stderr, flush=True)  # fmt: skip
         return None
     encoder = checkpoint.load_encoder(folder).eval()
     if not isinstance(encoder, SpectrogramViT):
