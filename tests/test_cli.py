@@ -148,6 +148,9 @@ def test_given_options_reach_the_functions_and_the_rest_keep_their_defaults(
     embedded.clear()
     assert main([*argv[:-1], "-1"]) == 0  # the last layer, counted from the end
     assert embedded[0]["layers"] == -1
+    embedded.clear()
+    assert main([*argv[:-2], "--layers", "all"]) == 0  # evaluate's spelling works here too
+    assert embedded[0]["layers"] == "all"
 
     evaluated = recording(monkeypatch, "musicssl.evaluate.run:evaluate")
     argv = ["evaluate", "baseline:mfcc", "--out", str(tmp_path / "r"), "--baselines", "none"]
@@ -182,10 +185,10 @@ def test_pretrain_loads_the_recipe_with_its_overrides_even_after_options(tmp_pat
 
 
 def test_an_unknown_option_points_to_the_verbs_own_help(tmp_path, capsys):
-    assert main(["embed", str(tmp_path), str(tmp_path), "--out", "e.npz", "--layers", "all"]) == 2
+    assert main(["embed", str(tmp_path), str(tmp_path), "--out", "e.npz", "--seeds", "3"]) == 2
     error = capsys.readouterr().err
     assert error == (
-        "musicssl: error: unrecognized arguments: --layers all (see musicssl embed --help)\n"
+        "musicssl: error: unrecognized arguments: --seeds 3 (see musicssl embed --help)\n"
     )
 
 

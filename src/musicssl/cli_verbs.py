@@ -174,10 +174,12 @@ def add_embed(verbs: Any) -> None:
     )
     embed.option(
         "--layer",
+        "--layers",
         dest="layers",
         type=layer_choice,
         metavar="N|all",
-        help="also pool encoder layer N (e.g. 3: array layer_3; -1: the last), or every layer",
+        help="also pool encoder layer N (e.g. 3: array layer_3; -1: the last), or every layer "
+        "(--layers all, as evaluate spells it)",
     )
     embed.option(
         "--readout",
