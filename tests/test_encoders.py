@@ -22,7 +22,7 @@ from musicssl.encoders import (
     predictor,
     projection_head,
 )
-from musicssl.encoders._transformer import standardise_clip
+from musicssl.encoders._transformer import sincos_1d, standardise_clip
 from musicssl.errors import MusicSSLError
 
 # The small key CNN, alone and as a branch below.
@@ -558,12 +558,34 @@ def test_vit_encoding_all_tokens_kept_equals_the_full_encoding():
         vit.forward_tokens(tokens, every[0])
 
 
-def test_vit_loads_an_older_checkpoint_that_ended_in_a_final_norm():
-    vit = _small_vit()
-    older = {**vit.state_dict(), "norm.weight": torch.ones(32), "norm.bias": torch.zeros(32)}
-    _small_vit().load_state_dict(older)  # strict: the norm is left out, nothing else
+@pytest.mark.parametrize("name", ["spectrogram_vit", "frame_transformer"])
+def test_transformers_load_an_older_checkpoint_that_ended_in_a_final_norm(name):
+    def build() -> torch.nn.Module:
+        return build_encoder(name, **SMALL[name]["kwargs"])
+
+    model = build()
+    width = model.embedding_dim
+    older = {
+        **model.state_dict(),
+        "norm.weight": torch.ones(width),
+        "norm.bias": torch.zeros(width),
+    }
+    build().load_state_dict(older)  # strict: the norm is left out, nothing else
     with pytest.raises(RuntimeError, match="blocks"):
-        _small_vit().load_state_dict({k: v for k, v in older.items() if "blocks" not in k})
+        build().load_state_dict({k: v for k, v in older.items() if "blocks" not in k})
+
+
+def test_frame_transformer_ends_in_its_last_block():
+    model = FrameTransformer(**SMALL["frame_transformer"]["kwargs"]).eval()
+    x = _audio(2, 4096)
+    with torch.no_grad():
+        frames = model.frame_inputs(x)
+        h = model.proj(frames) + sincos_1d(torch.arange(frames.shape[1]), model.embedding_dim)
+        for block in model.blocks:
+            h = block(h)
+        torch.testing.assert_close(model.forward_frames(frames), h)
+        torch.testing.assert_close(model.forward_features(x), h.transpose(1, 2))
+        assert h.std(dim=-1).std() > 0.01  # no norm: the tokens keep their own scales
 
 
 def test_vit_vertical_patches_and_cqt_front_end():

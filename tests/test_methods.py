@@ -372,22 +372,27 @@ def test_mae_consistency_pulls_the_noisy_latents_to_the_clean_ones():
         build_method("mae", _tiny_vit(), consistency_weight=-1.0)
 
 
+BESTRQ_TINY = {"codebook_size": 32, "start_probability": 0.3, "span": 1}
+
+
 @pytest.mark.parametrize(
-    ("name", "options", "norm"),
+    ("name", "encoder", "options", "norm"),
     [
         (
             "mae",
+            _tiny_vit,
             {"decoder_width": 16, "decoder_depth": 1, "decoder_heads": 2},
             "decoder.input_norm",
         ),
-        ("bestrq", {"codebook_size": 32, "start_probability": 0.3, "span": 1}, "norm"),
+        ("bestrq", _tiny_vit, BESTRQ_TINY, "norm"),
+        ("bestrq", _tiny_frames, BESTRQ_TINY, "norm"),
     ],
 )
-def test_masked_methods_normalise_the_vit_tokens_and_resume_runs_whose_vit_held_the_norm(
-    name, options, norm
+def test_masked_methods_normalise_the_tokens_and_resume_runs_whose_encoder_held_the_norm(
+    name, encoder, options, norm
 ):
     torch.manual_seed(0)
-    method = build_method(name, _tiny_vit(), **options)
+    method = build_method(name, encoder(), **options)
     # The head reads the tokens through its own norm: scaling them changes nothing.
     tokens = torch.randn(2, 16, 16)
     layer = method.get_submodule(norm)
@@ -400,7 +405,7 @@ def test_masked_methods_normalise_the_vit_tokens_and_resume_runs_whose_vit_held_
         for key, value in method.state_dict().items()
     }
     older["encoder.norm.weight"] = torch.full((16,), 2.0)
-    fresh = build_method(name, _tiny_vit(), **options)
+    fresh = build_method(name, encoder(), **options)
     fresh.load_state_dict(older)  # strict
     assert torch.equal(fresh.get_parameter(f"{norm}.weight"), torch.full((16,), 2.0))
 

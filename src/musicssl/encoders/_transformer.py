@@ -9,6 +9,8 @@ Recognition at Scale") and its audio descendants; attention is torch's
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -186,3 +188,23 @@ def init_weights(module: nn.Module) -> None:
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def final_norm_mover(to: str) -> Callable[..., None]:
+    """A load-state hook for a pretraining method: it renames, in place, an older encoder's
+    final-norm weights (``encoder.norm.*``, from when the zoo's transformers ended in one) to
+    the head's norm that holds it now (``{to}.*``). Called as ``hook(state_dict, prefix, ...)``."""
+
+    def move(state: dict[str, Tensor], prefix: str, *_: Any) -> None:
+        for name in ("weight", "bias"):
+            if f"{prefix}encoder.norm.{name}" in state:
+                state[f"{prefix}{to}.{name}"] = state.pop(f"{prefix}encoder.norm.{name}")
+
+    return move
+
+
+def without_final_norm(state: dict[str, Tensor], prefix: str, *_: Any) -> None:
+    """Load-state hook of the zoo's transformers: an older checkpoint's final norm, which the
+    encoders lost to their pretraining heads, is left out."""
+    for name in ("weight", "bias"):
+        state.pop(f"{prefix}norm.{name}", None)

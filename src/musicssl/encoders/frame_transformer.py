@@ -7,7 +7,7 @@ The interface masked-frame prediction (BEST-RQ) builds on, beside the ``Encoder`
     features = encoder.forward_frames(frames)  # (B, T, width), one per input frame
 
 ``frame_inputs`` is what a random-projection quantiser reads, and ``forward_frames`` runs
-projection, positions, blocks and the final norm on any such frames.
+projection, positions and blocks on any such frames.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from musicssl.encoders._transformer import (
     init_weights,
     sincos_1d,
     standardise_clip,
+    without_final_norm,
 )
 from musicssl.encoders.base import Encoder
 from musicssl.errors import MusicSSLError
@@ -51,8 +52,9 @@ class FrameTransformer(Encoder):
     ``stack`` consecutive frames concatenated -> linear projection -> positions (fixed
     sinusoidal, or learned for up to the tokens of ``input_samples``) -> ``depth`` pre-norm
     blocks, optionally with Conformer's convolution module (Gulati et al. 2020, "Conformer:
-    Convolution-augmented Transformer for Speech Recognition") -> layer norm. Layer ``k``
-    is block ``k``'s output; the last layer includes the final norm.
+    Convolution-augmented Transformer for Speech Recognition"). Layer ``k`` is block
+    ``k``'s output as it leaves the block: no final norm, which a pretraining head that
+    needs one holds (as the spectrogram ViT's).
 
     Args:
         width: Token width (even, divisible by ``num_heads``); the embedding size.
@@ -147,10 +149,10 @@ class FrameTransformer(Encoder):
             Block(width, num_heads, mlp_ratio=mlp_ratio, conv_kernel=conv_kernel)
             for _ in range(depth)
         )
-        self.norm = nn.LayerNorm(width)
         init_weights(self)
         if self.positions is not None:
             nn.init.trunc_normal_(self.positions, std=0.02)
+        self._register_load_state_dict_pre_hook(without_final_norm)
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments, as plain JSON/YAML values: ``FrameTransformer(**config())``."""
@@ -188,7 +190,7 @@ class FrameTransformer(Encoder):
         return frames.reshape(spec.shape[0], num_tokens, self.stack * self.n_bins)
 
     def forward_frames(self, frames: Tensor) -> Tensor:
-        """Projection, positions, every block and the final norm over ``frames``.
+        """Projection, positions and every block over ``frames``.
 
         Args:
             frames: e.g. ``frame_inputs(x)``, some rows replaced.
@@ -217,7 +219,7 @@ class FrameTransformer(Encoder):
 
         Args:
             x: Waveforms. Shape: (batch_size, num_samples), num_samples >= min_samples.
-            layer: Which block; None is the last (with the final norm); negative counts back.
+            layer: Which block; None is the last; negative counts back.
 
         Returns:
             Shape: (batch_size, width, num_tokens).
@@ -234,7 +236,7 @@ class FrameTransformer(Encoder):
         return self.pool(self.forward_features(x))
 
     def _block_outputs(self, frames: Tensor, count: int) -> Iterator[Tensor]:
-        """The first ``count`` blocks' outputs, (B, T, D) each; the last through the final norm."""
+        """The first ``count`` blocks' outputs, (B, T, D) each."""
         num_tokens = frames.shape[1]
         if self.positions is not None:
             if num_tokens > self.max_tokens:
@@ -247,6 +249,6 @@ class FrameTransformer(Encoder):
             steps = torch.arange(num_tokens, device=frames.device)
             positions = sincos_1d(steps, self.embedding_dim).to(frames.dtype)
         h = self.proj(frames) + positions  # (B, T, D)
-        for index, block in enumerate(self.blocks[:count]):
+        for block in self.blocks[:count]:
             h = block(h)
-            yield self.norm(h) if index == self.num_layers - 1 else h
+            yield h

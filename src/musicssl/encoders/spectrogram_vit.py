@@ -18,7 +18,7 @@ head that wants normalised tokens holds the norm (MAE's decoder, BEST-RQ's head)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -37,11 +37,12 @@ from musicssl.encoders._transformer import (
     init_weights,
     sincos_2d,
     standardise_clip,
+    without_final_norm,
 )
 from musicssl.encoders.base import Encoder
 from musicssl.errors import MusicSSLError
 
-__all__ = ["SpectrogramViT", "final_norm_mover"]
+__all__ = ["SpectrogramViT"]
 
 
 class SpectrogramViT(Encoder):
@@ -147,7 +148,7 @@ class SpectrogramViT(Encoder):
             Block(width, num_heads, mlp_ratio=mlp_ratio) for _ in range(depth)
         )
         init_weights(self)
-        self._register_load_state_dict_pre_hook(_without_final_norm)
+        self._register_load_state_dict_pre_hook(without_final_norm)
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments, as plain JSON/YAML values: ``SpectrogramViT(**config())``."""
@@ -291,26 +292,6 @@ class SpectrogramViT(Encoder):
         for block in self.blocks[:count]:
             h = block(h)  # (B, N, D)
             yield h
-
-
-def final_norm_mover(to: str) -> Callable[..., None]:
-    """A load-state hook for a pretraining method: it renames, in place, an older ViT's
-    final-norm weights (``encoder.norm.*``, from when the encoder ended in one) to the head's
-    norm that holds it now (``{to}.*``). Called as ``hook(state_dict, prefix, ...)``."""
-
-    def move(state: dict[str, Tensor], prefix: str, *_: Any) -> None:
-        for name in ("weight", "bias"):
-            if f"{prefix}encoder.norm.{name}" in state:
-                state[f"{prefix}{to}.{name}"] = state.pop(f"{prefix}encoder.norm.{name}")
-
-    return move
-
-
-def _without_final_norm(state: dict[str, Tensor], prefix: str, *_: Any) -> None:
-    """Load-state hook: an older checkpoint's final norm, which the encoder lost to its
-    pretraining heads, is left out."""
-    for name in ("weight", "bias"):
-        state.pop(f"{prefix}norm.{name}", None)
 
 
 def _gather(tokens: Tensor, keep_index: Tensor | None) -> Tensor:

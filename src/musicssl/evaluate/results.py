@@ -16,7 +16,8 @@ import numpy as np
 # Bump when the protocol changes what a score means: cached baseline results are recomputed.
 # 2: the tempo probe classifies tempo bins; the last window of a clip ends at its last sample.
 # 3: a spectrogram ViT ends in its last block (the final norm moved to its pretraining heads).
-PROTOCOL_VERSION = 3
+# 4: so does the frame transformer.
+PROTOCOL_VERSION = 4
 
 
 @dataclass(frozen=True)

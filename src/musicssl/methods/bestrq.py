@@ -13,8 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from musicssl.encoders import Encoder, FrameTransformer, SpectrogramViT
-from musicssl.encoders._transformer import Block
-from musicssl.encoders.spectrogram_vit import final_norm_mover
+from musicssl.encoders._transformer import Block, final_norm_mover
 from musicssl.errors import MusicSSLError
 from musicssl.losses import (
     codebook_usage,
@@ -152,9 +151,8 @@ class BestRQ(Method):
         self.register_buffer("codebooks", codebooks)
         self.register_buffer("draws", torch.zeros((), dtype=torch.long))
         width = encoder.embedding_dim
-        # The ViT's tokens come as its last block leaves them (its read-out keeps them so),
-        # the frame transformer's through its own final norm.
-        self.norm = nn.LayerNorm(width) if isinstance(encoder, SpectrogramViT) else nn.Identity()
+        # The encoder's tokens come as its last block leaves them (its read-out keeps them so).
+        self.norm = nn.LayerNorm(width)
         self._register_load_state_dict_pre_hook(final_norm_mover("norm"))
         blocks = [Block(width, encoder.config()["num_heads"]) for _ in range(head_depth)]
         # Empty (the identity) without blocks: a linear run's weights keep their names.
@@ -249,7 +247,7 @@ class BestRQ(Method):
         if isinstance(self.encoder, SpectrogramViT):
             tokens = self.encoder.embed_patch_vectors(hidden, grid)
             return self.norm(self.encoder.forward_tokens(tokens))
-        return self.encoder.forward_frames(hidden)
+        return self.norm(self.encoder.forward_frames(hidden))
 
 
 def bestrq(

@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from musicssl.encoders import Encoder, SpectrogramViT
+from musicssl.encoders._transformer import final_norm_mover
 from musicssl.encoders.patch_decoder import DECODER_DEFAULTS, PatchDecoder
-from musicssl.encoders.spectrogram_vit import final_norm_mover
 from musicssl.errors import MusicSSLError
 from musicssl.losses import masked_patch_mse, normalise_patches, random_patch_mask
 from musicssl.methods._draws import (

@@ -18,8 +18,8 @@ from torch import Tensor
 
 from musicssl import audio, checkpoint
 from musicssl.encoders import SpectrogramViT
+from musicssl.encoders._transformer import final_norm_mover
 from musicssl.encoders.patch_decoder import DECODER_DEFAULTS, PatchDecoder
-from musicssl.encoders.spectrogram_vit import final_norm_mover
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.report.canvas import ReportFigure, new_figure, png
 from musicssl.losses import random_patch_mask
