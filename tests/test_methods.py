@@ -438,6 +438,14 @@ def test_bestrq_reconstruction_regresses_every_tokens_clean_input():
             build_method("bestrq", _tiny_vit(), **wrong)
 
 
+@pytest.mark.parametrize("name", ["mae", "bestrq"])
+@pytest.mark.parametrize("seed", [-1, 2**64])
+def test_masked_methods_refuse_a_seed_no_generator_takes(name, seed):
+    with pytest.raises(MusicSSLError, match=f"{name}: seed must be a whole number"):
+        build_method(name, _tiny_vit(), seed=seed)
+    build_method(name, _tiny_vit(), seed=2**63 - 1)  # the largest is fine
+
+
 def test_bestrq_seen_reconstruction_regresses_the_seen_tokens_as_the_encoder_read_them():
     from musicssl.losses import normalise_patches, span_mask
     from musicssl.methods._draws import add_noise, next_generator

@@ -17,6 +17,15 @@ from torch import Tensor
 from musicssl.errors import MusicSSLError
 
 
+def check_seed(method: str, seed: int) -> int:
+    """``seed`` when a generator takes it (0 to 2**63 - 1), else a one-line error."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise MusicSSLError(
+            f"{method}: seed must be a whole number from 0 to 2**63 - 1, got {seed!r}"
+        )
+    return seed
+
+
 def next_generator(seed: int, count: Tensor, device: torch.device) -> torch.Generator:
     """A generator on ``device`` for the draw number ``count`` (a 0-d int64 buffer), then
     ``count`` moves on by one."""

@@ -27,6 +27,7 @@ from musicssl.losses import (
 from musicssl.methods._draws import (
     add_noise,
     check_detune,
+    check_seed,
     check_share,
     detune,
     next_generator,
@@ -75,8 +76,9 @@ class BestRQ(Method):
         head_depth: transformer blocks between the encoder and the classifiers, used in
             training only (0: the paper's linear classifiers); as MAE's decoder, they take
             the code prediction off the encoder's last blocks.
-        reconstruct_weight: weight of a second target, added: every token's own clean
-            input (normalised by its mean and variance, as MAE's targets), regressed through
+        reconstruct_weight: weight of a second target, added: every token's own input
+            (clean for the hidden tokens, as ``reconstruct_target`` says for the seen ones;
+            normalised by its mean and variance, as MAE's targets), regressed through
             a linear layer beside the classifiers with mean squared error, hidden tokens and
             seen ones alike (MERT reconstructs the constant-Q frames beside its codes; MAE's
             seen patches kept the note under each frame). 0: none.
@@ -124,7 +126,7 @@ class BestRQ(Method):
         self.encoder = encoder
         self.num_codebooks, self.codebook_size = num_codebooks, codebook_size
         self.start_probability, self.span = start_probability, span
-        self.noise_std, self.seed = noise_std, seed
+        self.noise_std, self.seed = noise_std, check_seed("bestrq", seed)
         self.noise_snr_db = snr_range("bestrq", noise_snr_db)
         self.noise_share = check_share("bestrq", noise_share)
         self.detune_cents = check_detune("bestrq", encoder, detune_cents)

@@ -19,6 +19,7 @@ from musicssl.losses import masked_patch_mse, normalise_patches, random_patch_ma
 from musicssl.methods._draws import (
     add_noise,
     check_detune,
+    check_seed,
     check_share,
     detune,
     next_generator,
@@ -35,8 +36,9 @@ class MAE(Method):
     encoder on the visible tokens only -> decoder over visible latents and mask tokens ->
     MSE against the hidden patches (each normalised by its own mean and variance when
     ``normalise_targets``). With ``noise_snr_db`` the encoder reads the crop with white noise
-    added at a signal-to-noise ratio drawn per example, and the targets stay those of the
-    clean crop: the encoder must see through noise it will meet (as WavLM denoises speech).
+    added at a signal-to-noise ratio drawn per example, and the hidden patches' targets stay
+    those of the clean crop: the encoder must see through noise it will meet (as WavLM
+    denoises speech); the visible patches' targets are set by ``visible_target``.
 
     Args:
         encoder: a ``SpectrogramViT`` (patchify / embed_patches / forward_tokens).
@@ -111,7 +113,7 @@ class MAE(Method):
         self.normalise_targets = normalise_targets
         self.noise_snr_db = snr_range("mae", noise_snr_db)
         self.noise_share = check_share("mae", noise_share)
-        self.seed = seed
+        self.seed = check_seed("mae", seed)
         self.register_buffer("draws", torch.zeros((), dtype=torch.long))
         self._register_load_state_dict_pre_hook(final_norm_mover("decoder.input_norm"))
 

@@ -1,9 +1,10 @@
 """What an MAE checkpoint reconstructs: original, masked and reconstructed spectrograms.
 
-Drawn for the report of a run (or checkpoint) whose recipe trains ``mae``, on the first few
-test clips of the corpus it is evaluated on. The decoder is rebuilt from the recipe's method
-options and the ``decoder.*`` weights of ``method.safetensors``; the mask is drawn from a
-fixed seed, so two reports of one checkpoint show the same picture.
+Drawn for the report of a run (or checkpoint) whose recipe trains ``mae``, on a few test
+clips of the corpus it is evaluated on, evenly spaced over its test split. The decoder is
+rebuilt from the recipe's method options and the ``decoder.*`` weights of
+``method.safetensors``; the mask is drawn from a fixed seed, so two reports of one
+checkpoint show the same picture.
 """
 
 from __future__ import annotations
