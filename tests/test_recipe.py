@@ -92,6 +92,7 @@ def test_overrides_are_typed_by_the_field_they_set(recipes: Path, override, valu
         ("train.compile=yes", "train.compile must be true or false"),
         ("optim.lr=fast", "optim.lr must be a number, got 'fast'"),
         ("optim.lr=-1", "optim.lr must be > 0, got -1.0"),
+        ("train.seed=-1", "train.seed must be from 0 to 2**63 - 1, got -1"),
         ("train.stepz=3", "unknown key 'stepz' in 'train' (known: accelerator, accumulate, "),
         ("trian.steps=3", "unknown key 'trian' in the recipe (known: augment, data, "),
         ("train.steps.x=3", "'steps' is not a section"),

@@ -22,7 +22,7 @@ from musicssl.methods import METHODS, Method
 from musicssl.pack import pack
 from musicssl.recipe import OptimSettings, Recipe
 from musicssl.runlog import TrainingDiverged
-from musicssl.train import build_parts, learning_rate_factor, pretrain
+from musicssl.train import _draw_seed, build_parts, learning_rate_factor, pretrain
 from musicssl.train_data import StepBatches
 
 RECIPE = """
@@ -403,3 +403,10 @@ def test_a_bad_accumulate_is_one_line_naming_it(tmp_path: Path, store: Path, val
     with pytest.raises(MusicSSLError, match="train.accumulate") as error:
         Recipe.load(_recipe(tmp_path, store), [f"train.accumulate={value}"])
     assert "\n" not in str(error.value)
+
+
+def test_draw_seeds_stay_in_a_generators_range_for_every_train_seed():
+    assert _draw_seed(3, 7, 1, 2) == (3 * 1_000_003 + 7) * 4099 + 1 + 65_537 * 2  # small: as is
+    largest = _draw_seed(2**63 - 1, 10**9, 7, 3)
+    assert 0 <= largest < 2**63
+    torch.Generator().manual_seed(largest)

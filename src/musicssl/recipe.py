@@ -127,6 +127,8 @@ class TrainSettings:
     probe_label: str = "style"
 
     def __post_init__(self) -> None:
+        if not 0 <= self.seed < 2**63:
+            raise MusicSSLError(f"train.seed must be from 0 to 2**63 - 1, got {self.seed}")
         if self.minutes is not None and self.minutes <= 0:
             raise MusicSSLError(f"train.minutes must be > 0 (or null), got {self.minutes}")
         if self.probe_every < 0:

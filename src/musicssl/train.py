@@ -229,7 +229,7 @@ def _accumulate(
 
 def _draw_seed(seed: int, step: int, rank: int, micro: int) -> int:
     """The augmentation seed of one micro-batch; the first's is the one a single batch gets."""
-    return (seed * 1_000_003 + step) * 4099 + rank + 65_537 * micro
+    return ((seed * 1_000_003 + step) * 4099 + rank + 65_537 * micro) % 2**63
 
 
 def check_accelerator(settings: TrainSettings) -> None:
