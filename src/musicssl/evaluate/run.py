@@ -71,8 +71,9 @@ def evaluate(
         The results (``to_dict()`` is what ``results.json`` holds).
 
     Raises:
-        MusicSSLError: ``out`` is not ours to write, an unknown task or source, a cache inside
-            an audio folder, or an ``.npz`` whose names match no task.
+        MusicSSLError: ``out`` is not ours to write, an unknown task or source, a named
+            ``corpus`` folder without a corpus, a cache inside an audio folder, or an
+            ``.npz`` whose names match no task.
     """
     _check_baselines(baselines)  # before any work
     out_dir = check_out(out)
