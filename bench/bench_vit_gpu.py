@@ -5,13 +5,14 @@ Three figures from one run on one device:
 1. the device's measured bf16 matmul peak (TFLOP/s of a large square matmul);
 2. one training step of a masked recipe (``mae-vit-cpu`` by default) at a GPU size: the
    front end, masking, encoder, decoder or classifiers, loss, backward and AdamW step, under
-   bf16 autocast, compiled; its model FLOPs (counted once by ``FlopCounterMode``) per
+   bf16 autocast, compiled as ``train.compile=true`` compiles it (on a GPU, graphs that
+   replay: the "reduce-overhead" mode); its model FLOPs (counted once by ``FlopCounterMode``) per
    second, as a share of the peak;
 3. the same for a plain ViT of the same width, depth and token count (a linear patch
    embedding, torch's ``TransformerEncoderLayer`` blocks, a mean-squared-error loss on random
    tokens): what a compiled transformer step reaches on this device without our code.
 
-    python bench/bench_vit_gpu.py                       # on a GPU
+    python bench/bench_vit_gpu.py --batch 64,256                     # on a GPU
     python bench/bench_vit_gpu.py --width 96 --depth 2 --batch 4 --steps 2 --no-compile  # smoke
 
 On a CPU it runs in float32 (the smoke line above checks the script, not the device).
@@ -45,8 +46,10 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 8192) -> f
 
 
 def timed(step: Callable[[], object], device: torch.device, *, repeats: int) -> float:
-    """Seconds per call of ``step``, after one warm-up call, synchronised."""
-    step()
+    """Seconds per call of ``step``, after three warm-up calls (CUDA graphs are recorded on
+    the first ones), synchronised."""
+    for _ in range(3):
+        step()
     sync(device)
     start = time.perf_counter()
     for _ in range(repeats):
@@ -63,29 +66,37 @@ def sync(device: torch.device) -> None:
 def training_step(
     model: nn.Module,
     loss_of: Callable[[], torch.Tensor],
-    plain_loss_of: Callable[[], torch.Tensor],
     device: torch.device,
     dtype: torch.dtype,
-) -> tuple[Callable[[], None], float]:
-    """A step function (autocast, ``loss_of``, backward, AdamW) and the FLOPs of a forward
-    and backward pass, counted on ``plain_loss_of``, the same loss not compiled (the counter
-    does not see inside compiled kernels)."""
+    graphed: bool,
+) -> Callable[[], None]:
+    """One step as the trainer takes it: autocast, ``loss_of``, backward, AdamW."""
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step() -> None:
+        if graphed:  # as the trainer marks each pass of graphs that replay
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             loss = loss_of()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
 
+    return step
+
+
+def step_flops(
+    model: nn.Module, loss_of: Callable[[], torch.Tensor], device: torch.device, dtype: torch.dtype
+) -> float:
+    """FLOPs of a forward and backward pass, counted before compiling (the counter does not
+    see inside compiled kernels)."""
     counter = FlopCounterMode(display=False)
     with counter:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            loss = plain_loss_of()
+            loss = loss_of()
         loss.backward()
-    optimiser.zero_grad(set_to_none=True)
-    return step, float(counter.get_total_flops())
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
 
 
 def plain_vit(width: int, depth: int, heads: int, patch_size: int) -> nn.Module:
@@ -97,19 +108,9 @@ def plain_vit(width: int, depth: int, heads: int, patch_size: int) -> nn.Module:
     return nn.Sequential(nn.Linear(patch_size, width), blocks)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recipe", default="mae-vit-cpu")
-    parser.add_argument("--width", type=int, default=768)
-    parser.add_argument("--depth", type=int, default=12)
-    parser.add_argument("--heads", type=int, default=12)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--no-compile", dest="compile", action="store_false")
-    args = parser.parse_args()
-
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+def measure(args: argparse.Namespace, batch: int, device: torch.device, dtype: torch.dtype):
+    """Rows (label, seconds per step, FLOPs per step) of the recipe's step and of the plain
+    ViT's, at ``batch`` crops; the recipe compiled as ``musicssl pretrain`` compiles it."""
     overrides = [
         f"encoder.options.width={args.width}",
         f"encoder.options.depth={args.depth}",
@@ -119,44 +120,85 @@ def main() -> None:
     parts = build_parts(recipe)
     encoder, method = parts.encoder, parts.method
     method.to(device).train()
-    waves = torch.randn(args.batch, encoder.input_samples, device=device) * 0.1
-    ours = torch.compile(method) if args.compile else method
-    our_step, our_flops = training_step(
-        method, lambda: ours(waves)["loss"], lambda: method(waves)["loss"], device, dtype
-    )
+    waves = torch.randn(batch, encoder.input_samples, device=device) * 0.1
+    ours_flops = step_flops(method, lambda: method(waves)["loss"], device, dtype)
+    graphed = args.compile and device.type == "cuda"
+    mode = "reduce-overhead" if graphed else None
+    if args.compile:
+        method.compile_for_training(mode)  # what train.compile=true does
+    ours = training_step(method, lambda: method(waves)["loss"], device, dtype, graphed)
 
     with torch.no_grad():
         grid = encoder.patch_grid(encoder.spectrogram(waves[:1]).shape[-1])
     tokens = grid[0] * grid[1]
     patch_size = encoder.patch[0] * encoder.patch[1]
     reference = plain_vit(args.width, args.depth, args.heads, patch_size).to(device)
-    compiled = torch.compile(reference) if args.compile else reference
-    patches = torch.randn(args.batch, tokens, patch_size, device=device)
-    target = torch.randn(args.batch, tokens, args.width, device=device)
+    patches = torch.randn(batch, tokens, patch_size, device=device)
+    target = torch.randn(batch, tokens, args.width, device=device)
 
-    def reference_loss(module: nn.Module) -> torch.Tensor:
-        return nn.functional.mse_loss(module(patches).float(), target)
+    def reference_loss() -> torch.Tensor:
+        return nn.functional.mse_loss(reference(patches).float(), target)
 
-    ref_step, ref_flops = training_step(
-        reference, lambda: reference_loss(compiled), lambda: reference_loss(reference), device,
-        dtype,
+    ref_flops = step_flops(reference, reference_loss, device, dtype)
+    if args.compile:
+        reference.compile(mode=mode)
+    ref = training_step(reference, reference_loss, device, dtype, graphed)
+    label = f"{args.recipe} ({recipe.method.name}, front end to optimiser), batch {batch}"
+    rows = [(label, timed(ours, device, repeats=args.steps), ours_flops)]
+    rows.append(
+        (f"plain ViT, {tokens} tokens, batch {batch}", timed(ref, device, repeats=args.steps),
+         ref_flops)
     )  # fmt: skip
+    if args.profile:
+        print_profile(ours, device)
+    return rows, tokens, patch_size
 
+
+def print_profile(step: Callable[[], None], device: torch.device) -> None:
+    """The kernels of five steps, costliest first, with their share of the device's time."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        for _ in range(5):
+            step()
+        sync(device)
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(profiler.key_averages().table(sort_by=sort, row_limit=25, max_name_column_width=70))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipe", default="mae-vit-cpu")
+    parser.add_argument("--width", type=int, default=768)
+    parser.add_argument("--depth", type=int, default=12)
+    parser.add_argument("--heads", type=int, default=12)
+    parser.add_argument("--batch", default="64", help="crops per step; several: 64,256")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--no-compile", dest="compile", action="store_false")
+    parser.add_argument(
+        "--profile", action="store_true", help="the recipe step's costliest kernels"
+    )
+    args = parser.parse_args()
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     peak = matmul_peak(device, dtype)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {name}; {dtype}; compiled: {args.compile}; torch {torch.__version__}")
     print(f"measured matmul peak: {peak / 1e12:.1f} TFLOP/s")
-    print(f"ViT: width {args.width}, depth {args.depth}, {tokens} patches of {patch_size}, "
-          f"batch {args.batch}")  # fmt: skip
+    print(f"ViT: width {args.width}, depth {args.depth}, heads {args.heads}")
     print("| step | ms | model TFLOP/s | share of peak |")
-    print("|---|---:|---:|---:|")
-    for label, step, flops in (
-        (f"{args.recipe} ({recipe.method.name}, front end to optimiser)", our_step, our_flops),
-        ("plain ViT, same size and tokens", ref_step, ref_flops),
-    ):
-        seconds = timed(step, device, repeats=args.steps)
-        rate = flops / seconds
-        print(f"| {label} | {seconds * 1e3:.1f} | {rate / 1e12:.1f} | {rate / peak:.1%} |")
+    print("|---|---:|---:|---:|", flush=True)
+    for batch in (int(b) for b in args.batch.split(",")):
+        torch._dynamo.reset()  # each batch size compiled for its own shapes, not dynamic ones
+        rows, tokens, patch_size = measure(args, batch, device, dtype)
+        for label, seconds, flops in rows:
+            rate = flops / seconds
+            print(f"| {label} | {seconds * 1e3:.1f} | {rate / 1e12:.1f} | {rate / peak:.1%} |",
+                  flush=True)  # fmt: skip
+    if device.type == "cuda":
+        print(f"peak GPU memory allocated: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
 
 
 if __name__ == "__main__":

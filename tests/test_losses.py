@@ -532,3 +532,9 @@ def test_codebook_usage_by_hand():
     # Two codebooks average: one collapsed (perplexity 1, 1/4 used), one uniform (4, all).
     perplexity, used = codebook_usage(torch.tensor([[3, 0], [3, 1], [3, 2], [3, 3]]), 4)
     assert perplexity.item() == pytest.approx(2.5) and used.item() == pytest.approx(0.625)
+    # Only the counted targets: two of code 0 and one of code 1 (histogram 2/3, 1/3).
+    counted = torch.tensor([True, True, True, False])
+    perplexity, used = codebook_usage(torch.tensor([[0], [0], [1], [2]]), 4, counted)
+    entropy = -(2 / 3) * math.log(2 / 3) - (1 / 3) * math.log(1 / 3)
+    assert perplexity.item() == pytest.approx(math.exp(entropy))
+    assert used.item() == pytest.approx(0.5)

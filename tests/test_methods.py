@@ -739,3 +739,36 @@ def _mae_draws(method, x: torch.Tensor):
     keep, mask = random_patch_mask(x.shape[0], grid[0] * grid[1], mask_ratio=method.mask_ratio,
                                    generator=generator, device=x.device)  # fmt: skip
     return generator, clean, grid, keep, mask
+
+
+@pytest.mark.parametrize("name", ["mae-vit-cpu", "bestrq-vit-cpu"])
+def test_masked_step_compiles_whole_with_only_its_draws_left_eager(name, monkeypatch):
+    from musicssl.train import build_parts
+
+    parts = build_parts(Recipe.load(recipe_path(name), ["encoder.options.depth=1"]))
+    method = parts.method
+    x = 0.1 * torch.randn(
+        2, parts.encoder.input_samples, generator=torch.Generator().manual_seed(0)
+    )
+    # The spectrogram, then the draws (a generator cannot be built inside a graph), then the
+    # encoder, head and loss in one graph: no break depends on the mask.
+    explained = torch._dynamo.explain(method)(x)
+    assert (explained.graph_count, explained.graph_break_count) == (2, 1)
+    assert "_draw" in explained.break_reasons[0].reason
+    compiled = []
+    original = torch.nn.Module.compile
+
+    def compile_eagerly(self, *args, **kwargs):  # dynamo tracing without a C++ build
+        compiled.append(type(self).__name__)
+        return original(self, *args, **{**kwargs, "backend": "eager"})
+
+    monkeypatch.setattr(torch.nn.Module, "compile", compile_eagerly)
+    method.draws.zero_()
+    eager = method(x)
+    method.compile_for_training(None)
+    assert compiled == [type(method).__name__]  # the whole step, not the encoder's forward
+    method.draws.zero_()
+    again = method(x)  # the same draws through the compiled step
+    assert int(method.draws) == 1
+    for key, value in eager.items():
+        torch.testing.assert_close(again[key], value)

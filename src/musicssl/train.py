@@ -267,19 +267,18 @@ def _monitor(recipe: Recipe, store: SampleStore, encoder: Encoder) -> ProbeMonit
     return ProbeMonitor(store, label=recipe.train.probe_label, num_samples=encoder.input_samples)
 
 
-def _compile(method: nn.Module, enabled: bool, device: torch.device) -> bool:
+def _compile(method: Method, enabled: bool, device: torch.device) -> bool:
     """Compile the method's networks in place; returns whether they replay as CUDA graphs.
 
     On a GPU the compiled networks replay as CUDA graphs (the "reduce-overhead" mode): their
     forward and backward take the host a few launches instead of hundreds, so it keeps ahead
     of the device and queues the augmentation chain while the last step still runs (an H100
     step took the host 20-24 ms to queue, 13.5-16 ms graphed: bench/results/gpu_h100.md).
-    The loss stays eager: Triton failed to build the fused NT-Xent kernel on an H100.
+    What is compiled is the method's choice (``Method.compile_for_training``).
     """
     graphed = enabled and device.type == "cuda"
     if enabled:
-        for network in method.children():
-            network.compile(mode="reduce-overhead" if graphed else None)
+        method.compile_for_training("reduce-overhead" if graphed else None)
     return graphed
 
 

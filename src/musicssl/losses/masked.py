@@ -159,28 +159,32 @@ def random_projection_codes(frames: Tensor, projection: Tensor, codebooks: Tenso
 def masked_code_cross_entropy(logits: Tensor, codes: Tensor, mask: Tensor) -> Tensor:
     """BEST-RQ's loss: cross-entropy of the codes of hidden frames, averaged over codebooks.
 
+    Every frame's cross-entropy is computed and the visible ones weigh nothing, so the shapes
+    do not depend on the mask (a compiled step is built once).
+
     Args:
         logits: Shape: (batch_size, num_frames, num_codebooks, codebook_size).
         codes: Target code indices. Shape: (batch_size, num_frames, num_codebooks).
         mask: True where a frame was hidden. Shape: (batch_size, num_frames).
 
     Returns:
-        Shape: (); visible frames contribute nothing.
+        Shape: (); visible frames contribute nothing, and 0 when no frame is hidden.
     """
     if logits.shape[:3] != codes.shape or mask.shape != codes.shape[:2]:
         raise MusicSSLError(
             f"masked_code_cross_entropy: logits {tuple(logits.shape)}, codes "
             f"{tuple(codes.shape)} and mask {tuple(mask.shape)} do not match"
         )
-    hidden_logits = logits[mask]  # (M, C, V)
-    hidden_codes = codes[mask]  # (M, C)
-    if hidden_codes.numel() == 0:
-        return logits.sum() * 0.0
-    return F.cross_entropy(hidden_logits.flatten(0, 1), hidden_codes.flatten())
+    per_code = F.cross_entropy(logits.flatten(0, 2), codes.flatten(), reduction="none")
+    per_frame = per_code.view(codes.shape).mean(dim=-1)  # (B, T)
+    weights = mask.to(per_frame.dtype)
+    return (per_frame * weights).sum() / weights.sum().clamp_min(1.0)
 
 
 @torch.no_grad()
-def codebook_usage(codes: Tensor, codebook_size: int) -> tuple[Tensor, Tensor]:
+def codebook_usage(
+    codes: Tensor, codebook_size: int, counted: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """How many codes the targets use: perplexity, and the share of codes used.
 
     The perplexity is ``exp`` of the entropy of the codes' histogram: ``codebook_size`` when
@@ -190,6 +194,8 @@ def codebook_usage(codes: Tensor, codebook_size: int) -> tuple[Tensor, Tensor]:
     Args:
         codes: Code indices. Shape: (num_targets, num_codebooks).
         codebook_size: Codes per codebook.
+        counted: True for the targets to count (e.g. the hidden frames'), all when None; a
+            mask rather than a selection keeps the shapes fixed. Shape: (num_targets,).
 
     Returns:
         ``(perplexity, used_share)``, each of shape ().
@@ -199,9 +205,15 @@ def codebook_usage(codes: Tensor, codebook_size: int) -> tuple[Tensor, Tensor]:
             f"codebook_usage: codes need shape (num_targets > 0, num_codebooks), got "
             f"{tuple(codes.shape)}"
         )
-    offsets = torch.arange(codes.shape[1], device=codes.device) * codebook_size
-    counts = torch.bincount((codes + offsets).flatten(), minlength=codes.shape[1] * codebook_size)
-    probabilities = counts.view(codes.shape[1], codebook_size).float() / codes.shape[0]
+    num_codebooks = codes.shape[1]
+    weights = torch.ones(codes.shape[0], device=codes.device)
+    if counted is not None:
+        weights = counted.to(weights.dtype)
+    offsets = torch.arange(num_codebooks, device=codes.device) * codebook_size
+    counts = torch.zeros(num_codebooks * codebook_size, device=codes.device)
+    counts.index_add_(0, (codes + offsets).flatten(), weights[:, None].expand_as(codes).flatten())
+    counts = counts.view(num_codebooks, codebook_size)
+    probabilities = counts / weights.sum().clamp_min(1.0)
     entropy = -(probabilities * probabilities.clamp_min(1e-12).log()).sum(dim=1)
-    used = (counts.view(codes.shape[1], codebook_size) > 0).float().mean(dim=1)
+    used = (counts > 0).float().mean(dim=1)
     return entropy.exp().mean(), used.mean()

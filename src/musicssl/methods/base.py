@@ -28,6 +28,16 @@ class Method(nn.Module):
         """Optimiser groups; a group may carry ``lr_scale`` (its learning rate over the rest's)."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
+    def compile_for_training(self, mode: str | None) -> None:
+        """Compile in place what a training step runs (``torch.compile``'s ``mode``).
+
+        By default each network's ``forward`` and not the loss: Triton failed to build the
+        fused NT-Xent kernel on an H100. A method whose step reaches its networks through
+        other calls than ``forward`` (the masked ones) compiles its whole ``forward``.
+        """
+        for network in self.children():
+            network.compile(mode=mode)
+
     def after_optimizer_step(self, step: int, total_steps: int) -> dict[str, float]:
         """Called after each optimiser step (e.g. an EMA target update); returns values to log."""
         return {}

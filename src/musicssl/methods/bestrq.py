@@ -191,15 +191,10 @@ class BestRQ(Method):
         inputs, grid = self.tokens(x)  # (B, T, F): frames, or patches on a (rows, cols) grid
         batch_size, num_tokens, _ = inputs.shape
         codes = self.targets(inputs)  # (B, T, C)
-        generator = next_generator(self.seed, self.draws, x.device)
         columns = num_tokens // grid[0]
-        mask = span_mask(batch_size, columns, start_probability=self.start_probability,
-                         span=self.span, generator=generator, device=x.device)  # fmt: skip
+        mask, heard, offsets, noise = self._draw(x, inputs.shape, columns)
         mask = mask[:, None, :].expand(-1, grid[0], -1).reshape(batch_size, num_tokens)
-        seen = inputs if self.noise_snr_db is None and not self.detune_cents else None
-        if seen is None:
-            seen = self._seen(x, generator)
-        noise = torch.randn(inputs.shape, generator=generator, device=x.device) * self.noise_std
+        seen = inputs if heard is None and offsets is None else self._seen(x, heard, offsets)
         hidden = torch.where(mask[..., None], noise.to(inputs.dtype), seen)
         features = self.head_blocks(self._encode(hidden, grid))  # (B, T, D)
         logits = self.head(features).view(
@@ -215,7 +210,9 @@ class BestRQ(Method):
             error = masked_patch_mse(self.reconstruct(features), normalise_patches(target), every)
             out["loss"] = loss + self.reconstruct_weight * error
             out["reconstruction"] = error.detach()
-        out["code_perplexity"], out["codes_used"] = codebook_usage(codes[mask], self.codebook_size)
+        out["code_perplexity"], out["codes_used"] = codebook_usage(
+            codes.flatten(0, 1), self.codebook_size, mask.flatten()
+        )
         return out
 
     def tokens(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
@@ -231,19 +228,39 @@ class BestRQ(Method):
         frames = self.encoder.frame_inputs(x)
         return frames, (1, frames.shape[1])
 
-    def _seen(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """The tokens of the crop as the encoder sees it: with noise, detuned (a ViT's)."""
-        noisy = x
+    def compile_for_training(self, mode: str | None) -> None:
+        """The whole step: the encoder is reached through ``tokens`` and ``_encode``, not its
+        ``forward``; the draws stay eager (``_draw``)."""
+        self.compile(mode=mode)
+
+    @torch.compiler.disable
+    def _draw(
+        self, x: Tensor, token_shape: torch.Size, columns: int
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor]:
+        """This step's draws, made eagerly (a compiled step cannot build a generator): the
+        hidden columns (``span_mask``), the crop with noise and the tuning offsets (each None
+        when the recipe adds none), and the noise that replaces hidden tokens."""
+        generator = next_generator(self.seed, self.draws, x.device)
+        mask = span_mask(x.shape[0], columns, start_probability=self.start_probability,
+                         span=self.span, generator=generator, device=x.device)  # fmt: skip
+        heard = offsets = None
         if self.noise_snr_db is not None:
-            noisy = add_noise(x, self.noise_snr_db, generator, share=self.noise_share)
-        if not self.detune_cents:
+            heard = add_noise(x, self.noise_snr_db, generator, share=self.noise_share)
+        if self.detune_cents:
+            offsets = tuning_offsets(x.shape[0], self.detune_cents, generator, x.device)
+        noise = torch.randn(token_shape, generator=generator, device=x.device) * self.noise_std
+        return mask, heard, offsets, noise
+
+    def _seen(self, x: Tensor, heard: Tensor | None, offsets: Tensor | None) -> Tensor:
+        """The tokens of the crop as the encoder sees it: ``heard`` (the crop with noise)
+        when given, detuned by ``offsets`` (a ViT's) when given."""
+        noisy = x if heard is None else heard
+        if offsets is None:
             return self.tokens(noisy)[0]
         vit = self.encoder
         assert isinstance(vit, SpectrogramViT)  # checked when built
         spec = vit.spectrogram(noisy)
-        per_octave = vit.config()["bins_per_octave"]
-        offsets = tuning_offsets(x.shape[0], self.detune_cents, generator, x.device)
-        return vit.patchify(detune(spec, offsets, per_octave))
+        return vit.patchify(detune(spec, offsets, vit.config()["bins_per_octave"]))
 
     def _encode(self, hidden: Tensor, grid: tuple[int, int]) -> Tensor:
         if isinstance(self.encoder, SpectrogramViT):

@@ -121,24 +121,11 @@ class MAE(Method):
         """Reconstruction loss of one batch. x Shape: (batch_size, num_samples)."""
         spec = self.encoder.spectrogram(x)  # (B, n_bins, T)
         grid = self.encoder.patch_grid(spec.shape[-1])
-        generator = next_generator(self.seed, self.draws, x.device)
-        keep_index, mask = random_patch_mask(
-            x.shape[0],
-            grid[0] * grid[1],
-            mask_ratio=self.mask_ratio,
-            generator=generator,
-            device=x.device,
-        )
-        seen = spec
-        if self.noise_snr_db is not None:
-            seen = self.encoder.spectrogram(
-                add_noise(x, self.noise_snr_db, generator, share=self.noise_share)
-            )
+        keep_index, mask, heard, offsets = self._draw(x, grid[0] * grid[1])
+        seen = spec if heard is None else self.encoder.spectrogram(heard)
         noisy = seen  # in tune
-        if self.detune_cents:
-            per_octave = self.encoder.config()["bins_per_octave"]
-            offsets = tuning_offsets(x.shape[0], self.detune_cents, generator, x.device)
-            seen = detune(seen, offsets, per_octave)
+        if offsets is not None:
+            seen = detune(seen, offsets, self.encoder.config()["bins_per_octave"])
         tokens = self.encoder.embed_patches(seen)  # (B, N, D)
         latent = self.encoder.forward_tokens(tokens, keep_index)  # (B, K, D)
         prediction = self.decoder(latent, keep_index, grid)  # (B, N, patch_size)
@@ -154,6 +141,30 @@ class MAE(Method):
             gap = (latent - clean).pow(2).mean()
             return {"loss": loss + self.consistency_weight * gap, "consistency": gap.detach()}
         return {"loss": loss}
+
+    def compile_for_training(self, mode: str | None) -> None:
+        """The whole step: the encoder is reached through ``spectrogram``, ``embed_patches``
+        and ``forward_tokens``, not its ``forward``; the draws stay eager (``_draw``)."""
+        self.compile(mode=mode)
+
+    @torch.compiler.disable
+    def _draw(
+        self, x: Tensor, num_patches: int
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """This step's draws, made eagerly (a compiled step cannot build a generator): the
+        mask (``random_patch_mask``), the crop with noise, and the tuning offsets (each None
+        when the recipe adds none)."""
+        generator = next_generator(self.seed, self.draws, x.device)
+        keep_index, mask = random_patch_mask(
+            x.shape[0], num_patches, mask_ratio=self.mask_ratio, generator=generator,
+            device=x.device,
+        )  # fmt: skip
+        heard = offsets = None
+        if self.noise_snr_db is not None:
+            heard = add_noise(x, self.noise_snr_db, generator, share=self.noise_share)
+        if self.detune_cents:
+            offsets = tuning_offsets(x.shape[0], self.detune_cents, generator, x.device)
+        return keep_index, mask, heard, offsets
 
     def _targets(self, spec: Tensor) -> Tensor:
         """The patches of ``spec``, each normalised when ``normalise_targets``; no gradient."""
