@@ -5,18 +5,15 @@ killed pack never leaves a store that loads as whole; re-running ``pack`` resume
 clip it recorded. The partial folder holds a lock while a pack writes it, so a second pack into
 the same store is refused rather than mixed in. ``pack`` writes a new folder, or replaces one
 that holds a store and nothing else (exchanged in one rename where the system allows); any
-other existing path is refused and left as it was.
+other existing path is refused and left as it was (the lock and the move:
+``musicssl.store_place``).
 """
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import hashlib
 import json
 import os
-import shutil
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,15 +30,8 @@ from musicssl.files import write_text
 from musicssl.manifest import read_manifest, write_jsonl
 from musicssl.progress import bar as progress_bar
 from musicssl.splits import describe_splits, split_counts
-from musicssl.store import (
-    FORMAT,
-    LOCK_FILE,
-    PARTIAL_FILES,
-    SAMPLES_FILE,
-    STORE_FILES,
-    VERSION,
-    SampleStore,
-)
+from musicssl.store import FORMAT, LOCK_FILE, SAMPLES_FILE, VERSION, SampleStore
+from musicssl.store_place import check_replaceable, claim, read_meta, release, swap_into_place
 
 _CHECKPOINT_SECONDS = 5.0
 
@@ -113,15 +103,15 @@ def pack(
         return summary
 
     partial = out.with_name(out.name + ".partial")
-    lock = _claim(partial, out)
+    lock = claim(partial, out)
     locked_folder = partial
     try:
         if not _up_to_date(out, digest, summary):  # another pack may have finished it meanwhile
             _write_partial(partial, rows, digest, sr, workers, progress, summary)
-            _swap_into_place(partial, out)
+            swap_into_place(partial, out)
             locked_folder = out
     finally:
-        _release(locked_folder, lock, remove_folder=summary.up_to_date)
+        release(locked_folder, lock, remove_folder=summary.up_to_date)
     return summary
 
 
@@ -258,19 +248,10 @@ def _check_some_decoded(state: dict[str, Any]) -> None:
         )
 
 
-def _read_meta(path: Path) -> dict[str, Any] | None:
-    """``store.json`` of a folder when it is one of ours, else None."""
-    try:
-        meta = json.loads((path / "store.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) and meta.get("format") == FORMAT else None
-
-
 def _up_to_date(out: Path, digest: str, summary: PackSummary) -> bool:
     """Whether ``out`` already holds this manifest's store; refuses an ``out`` not ours."""
-    _check_replaceable(out)
-    meta = _read_meta(out) if out.is_dir() else None
+    check_replaceable(out)
+    meta = read_meta(out) if out.is_dir() else None
     if meta is None or meta.get("manifest_sha256") != digest:
         return False
     try:
@@ -278,134 +259,4 @@ def _up_to_date(out: Path, digest: str, summary: PackSummary) -> bool:
     except MusicSSLError:
         return False
     summary.up_to_date, summary.clips = True, int(meta["num_clips"])
-    return True
-
-
-def _check_replaceable(out: Path) -> None:
-    """Refuse an existing ``out`` unless it is an empty folder or a store and nothing else."""
-    if not os.path.lexists(out):
-        return
-    if out.is_symlink() or not out.is_dir():
-        raise MusicSSLError(
-            f"{out}: exists and is not a sample store; refusing to replace it "
-            "(choose a new folder for --out)"
-        )
-    names = set(os.listdir(out))
-    if not names:
-        return
-    others = sorted(name for name in names if name not in STORE_FILES)
-    if others or _read_meta(out) is None:
-        held = ", ".join((others or sorted(names))[:3]) + (", ..." if len(names) > 3 else "")
-        raise MusicSSLError(
-            f"{out}: exists and is not a sample store (it holds {held}); refusing to replace "
-            "it (choose a new folder for --out)"
-        )
-
-
-def _claim(partial: Path, out: Path) -> int:
-    """Create or reuse ``partial`` and lock it for this process; the lock's descriptor.
-
-    The lock (``flock``) goes with the process, so a killed pack's folder can be resumed at
-    once, while a live one's is refused.
-    """
-    busy = f"{out}: another pack is writing this store now ({partial}); wait for it to finish"
-    for _ in range(3):
-        if os.path.lexists(partial):
-            if partial.is_symlink() or not partial.is_dir():
-                raise MusicSSLError(f"{partial}: exists and is not a partial sample store")
-            others = [name for name in os.listdir(partial) if not _partial_name(name)]
-            if others:
-                raise MusicSSLError(
-                    f"{partial}: holds files a pack did not write ({', '.join(sorted(others)[:3])})"
-                    "; refusing to use it"
-                )
-        partial.mkdir(parents=True, exist_ok=True)
-        try:
-            lock = os.open(partial / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        except FileNotFoundError:
-            continue  # the folder was renamed into place meanwhile
-        if not _try_lock(lock):
-            os.close(lock)
-            raise MusicSSLError(busy)
-        try:
-            current = os.stat(partial / LOCK_FILE).st_ino
-        except FileNotFoundError:
-            current = -1
-        if current == os.fstat(lock).st_ino:
-            return lock
-        os.close(lock)  # its owner finished and moved the folder: claim the path afresh
-    raise MusicSSLError(busy)
-
-
-def _partial_name(name: str) -> bool:
-    return name in PARTIAL_FILES or name.startswith(".partial-")
-
-
-def _try_lock(descriptor: int) -> bool:
-    if sys.platform == "win32":
-        return True
-    import fcntl
-
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _release(folder: Path, lock: int, *, remove_folder: bool = False) -> None:
-    """Remove the lock file from ``folder`` (where the locked folder now is) and unlock."""
-    try:
-        if os.fstat(lock).st_nlink and os.stat(folder / LOCK_FILE).st_ino == os.fstat(lock).st_ino:
-            (folder / LOCK_FILE).unlink()
-            if remove_folder:
-                try:
-                    folder.rmdir()  # only when the lock was all it held
-                except OSError:
-                    pass
-    except OSError:
-        pass
-    os.close(lock)
-
-
-def _swap_into_place(partial: Path, out: Path) -> None:
-    """Move the complete ``partial`` to ``out``, replacing a store there in one step.
-
-    ``partial`` first takes a private name, so no other pack can claim it while it moves.
-    """
-    private = out.with_name(f".{out.name}.new-{os.getpid()}")
-    os.rename(partial, private)
-    try:
-        _check_replaceable(out)  # again: something may have appeared there meanwhile
-    except MusicSSLError:
-        os.rename(private, partial)
-        raise
-    try:
-        os.rename(private, out)  # replaces nothing, or an empty folder
-        return
-    except OSError as error:
-        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise
-    if not _exchange(private, out):
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.rename(out, old)
-        os.rename(private, out)
-        private = old
-    shutil.rmtree(private)  # the replaced store
-
-
-def _exchange(first: Path, second: Path) -> bool:
-    """Swap two paths in one rename (Linux ``renameat2``); False where not available."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange):
-        code = ctypes.get_errno()
-        if code in (errno.ENOSYS, errno.EINVAL):
-            return False
-        raise OSError(code, os.strerror(code), str(second))
     return True
