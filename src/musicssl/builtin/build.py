@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from musicssl import audio
+from musicssl.builtin import candidates as candidates_module
 from musicssl.builtin import pieces as pieces_module
 from musicssl.builtin import transfer
 from musicssl.builtin.build_folder import (
@@ -48,9 +49,10 @@ from musicssl.builtin.build_folder import (
     summarize,
     write_json,
 )
+from musicssl.builtin.candidates import SPLITS, Candidate
 from musicssl.builtin.clips import make_clip
 from musicssl.builtin.labels import F0_HOP
-from musicssl.builtin.pieces import SPLITS, Candidate, Piece
+from musicssl.builtin.pieces import Piece
 from musicssl.builtin.render import Synth, check_renderer
 from musicssl.builtin.styles import STYLES
 from musicssl.errors import MusicSSLError
@@ -235,10 +237,10 @@ def _choose_pieces(
     queues: dict[tuple[str, str], list[Candidate]] = {}
     wanted: dict[tuple[str, str], int] = {}
     for style_number, style in enumerate(STYLES):
-        candidates = pieces_module.list_candidates(style)
+        candidates = candidates_module.list_candidates(style)
         if spec.max_source_bytes is not None:
             candidates = [c for c in candidates if c.size_bytes <= spec.max_source_bytes]
-        splits = pieces_module.assign_splits(candidates)
+        splits = candidates_module.assign_splits(candidates)
         total = spec.per_style[style][0]
         counts = [round(total * 0.15), round(total * 0.15)]
         counts = [max(1, c) for c in counts]
