@@ -641,8 +641,11 @@ def test_bestrq_with_noise_shows_the_noisy_crop_and_predicts_the_clean_codes():
     torch.testing.assert_close(loss, masked_code_cross_entropy(logits, method.targets(clean), mask))
     noisy_loss = masked_code_cross_entropy(logits, method.targets(noisy), mask)
     assert not torch.allclose(loss, noisy_loss)
-    with pytest.raises(MusicSSLError, match="noise_snr_db"):
-        build_method("bestrq", _tiny_vit(), codebook_size=32, noise_snr_db=[30])
+    for bad in ([30], [40, 20], [float("nan"), 40]):
+        with pytest.raises(MusicSSLError, match="noise_snr_db"):
+            build_method("bestrq", _tiny_vit(), codebook_size=32, noise_snr_db=bad)
+    with pytest.raises(MusicSSLError, match="codebook_size >= 2"):
+        build_method("bestrq", _tiny_vit(), codebook_size=1)
 
 
 def test_bestrq_head_blocks_sit_between_the_encoder_and_the_classifiers():
@@ -772,3 +775,12 @@ def test_masked_step_compiles_whole_with_only_its_draws_left_eager(name, monkeyp
     assert int(method.draws) == 1
     for key, value in eager.items():
         torch.testing.assert_close(again[key], value)
+
+
+def test_mae_refuses_a_mask_ratio_that_hides_no_patch():
+    encoder = _tiny_vit()
+    method = build_method("mae", encoder, mask_ratio=0.01, decoder_width=16, decoder_depth=1,
+                          decoder_heads=2)  # fmt: skip
+    x = torch.randn(2, encoder.input_samples)
+    with pytest.raises(MusicSSLError, match="mask_ratio=0.01 hides none of the 16 patches"):
+        method(x)

@@ -170,8 +170,13 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
 
     monkeypatch.setattr(SimCLR, "forward", poisoned)
     recipe = Recipe.load(_recipe(tmp_path, store))
-    with pytest.raises(TrainingDiverged, match="step 6"):
+    with pytest.raises(TrainingDiverged, match="step 6") as diverged:
         pretrain(recipe, out=tmp_path / "run", progress=False)
+    assert "the last good checkpoint is kept in" in str(diverged.value)
+    assert "check the method's options" in str(diverged.value)  # 32-true already
+    calls["count"] = 5  # from the first step on: nothing to keep
+    with pytest.raises(TrainingDiverged, match="no checkpoint was written yet"):
+        pretrain(recipe, out=tmp_path / "early", progress=False)
     checkpoint = latest_checkpoint(tmp_path / "run")
     assert checkpoint.name == "step-00000004"
     weights = load_file(checkpoint / "method.safetensors")
@@ -410,3 +415,17 @@ def test_draw_seeds_stay_in_a_generators_range_for_every_train_seed():
     largest = _draw_seed(2**63 - 1, 10**9, 7, 3)
     assert 0 <= largest < 2**63
     torch.Generator().manual_seed(largest)
+
+
+def test_the_progress_line_shows_the_loss_of_the_step_it_counts(
+    tmp_path: Path, store: Path, capsys, monkeypatch
+):
+    import musicssl.progress
+
+    monkeypatch.setattr(musicssl.progress, "MIN_SECONDS", 0.0)  # a line at every tenth
+    recipe = Recipe.load(_recipe(tmp_path, store, method="byol", steps=3), ["train.log_every=1"])
+    pretrain(recipe, out=tmp_path / "run", progress=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "3/3 step" in line]
+    last = _metrics(tmp_path / "run")[-1]
+    assert last["step"] == "3" and lines
+    assert f"loss={float(last['loss']):.4f}," in lines[-1]

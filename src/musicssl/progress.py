@@ -145,8 +145,9 @@ class LineProgress:
             if crossed and now - self._last_time >= MIN_SECONDS:
                 self._write(now)
 
-    def set_postfix(self, **values: Any) -> None:
-        """Figures shown after the count in the next line (``loss=...``)."""
+    def set_postfix(self, refresh: bool = True, **values: Any) -> None:
+        """Figures shown after the count in the next line (``loss=...``); ``refresh`` is
+        tqdm's, and a line is written only by ``update``."""
         self._postfix = ", ".join(f"{key}={value}" for key, value in values.items())
 
     def set_description(self, desc: str) -> None:

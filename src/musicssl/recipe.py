@@ -27,6 +27,8 @@ from musicssl.errors import MusicSSLError
 from musicssl.options import coerce
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
+STRATEGIES = ("auto", "ddp", "fsdp")
 # Where the built-in corpus lives unless told otherwise (the one place this is written).
 DEFAULT_CORPUS = "data/corpus"
 
@@ -95,14 +97,15 @@ class TrainSettings:
             A method without negatives (BYOL, SLAP) then trains as at ``accumulate`` times
             the batch; a contrastive one still draws its negatives from one micro-batch.
         precision: Lightning Fabric precision: 32-true, bf16-mixed or 16-mixed.
-        accelerator: cpu, cuda or auto.
+        accelerator: auto, cpu, cuda (or its other name, gpu) or mps.
         devices: processes on this machine (``auto`` or a number).
-        strategy: Fabric strategy (auto, ddp, fsdp).
+        strategy: Fabric strategy: auto, ddp or fsdp.
         seed: seed of initialisation, data order and augmentation.
         checkpoint_every: steps between checkpoints (and at the end).
         log_every: steps between log lines.
-        compile: compile the method's networks in place with ``torch.compile``; on a GPU
-            they replay as CUDA graphs (its ``reduce-overhead`` mode). The loss stays eager.
+        compile: compile in place with ``torch.compile`` what the method's training step
+            runs (``Method.compile_for_training``: each network, or the masked methods'
+            whole step); on a GPU it replays as CUDA graphs (the ``reduce-overhead`` mode).
         minutes: a wall-clock budget: the run measures its speed (after 20, 80 and 320 steps)
             and ends (learning-rate schedule included) at the step that fits the budget, or
             at ``steps`` if that comes first. None: run all ``steps``.
@@ -147,6 +150,18 @@ class TrainSettings:
         if self.checkpoint_every <= 0 or self.log_every <= 0:
             raise MusicSSLError("train.checkpoint_every and train.log_every must be > 0")
         self.devices = str(self.devices)
+        if self.accelerator not in ACCELERATORS:
+            raise MusicSSLError(
+                f"train.accelerator must be one of {ACCELERATORS}, got {self.accelerator!r}"
+            )
+        if self.devices != "auto" and not (self.devices.isdigit() and int(self.devices) > 0):
+            raise MusicSSLError(
+                f"train.devices must be auto or a number of processes > 0, got {self.devices!r}"
+            )
+        if self.strategy not in STRATEGIES:
+            raise MusicSSLError(
+                f"train.strategy must be one of {STRATEGIES}, got {self.strategy!r}"
+            )
 
 
 @dataclass

@@ -16,7 +16,7 @@ from musicssl.files import atomic_path
 
 
 class TrainingDiverged(MusicSSLError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss became NaN or infinite; the last good checkpoint, if any, is kept."""
 
 
 class RunLog:
@@ -27,8 +27,11 @@ class RunLog:
     resumed step are dropped), so a killed run never leaves a torn row.
     """
 
-    def __init__(self, run: Path, *, start_step: int, enabled: bool) -> None:
+    def __init__(
+        self, run: Path, *, start_step: int, enabled: bool, precision: str = "32-true"
+    ) -> None:
         self.enabled, self.path = enabled, run / "metrics.csv"
+        self.precision = precision  # what a divergence's advice depends on
         self.pending: list[dict[str, Tensor]] = []
         self.rows: list[dict[str, Any]] = []
         self.window_start, self.window_views = time.perf_counter(), 0
@@ -56,10 +59,14 @@ class RunLog:
         }
         self.pending.clear()
         if not all(math.isfinite(value) for value in means.values()):
+            kept = "no checkpoint was written yet"
+            if any((run / "checkpoints").glob("step-*")):
+                kept = f"the last good checkpoint is kept in {run / 'checkpoints'}"
+            advice = "lower optim.lr, or check the method's options"
+            if self.precision != "32-true":
+                advice = "lower optim.lr, or try train.precision=32-true"
             raise TrainingDiverged(
-                f"the loss is not finite at step {step} ({means}); the last good checkpoint "
-                f"is kept in {run / 'checkpoints'}. Lower optim.lr, or try "
-                "train.precision=32-true."
+                f"the loss is not finite at step {step} ({means}); {kept}. Try again: {advice}."
             )
         seconds = max(time.perf_counter() - self.window_start, 1e-9)
         row = {"step": step, **means, **extra, "lr": lr,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,11 @@ def pretrain(
     if state:  # after setup, so that the optimiser state lands on the parameters' device
         optimizer.load_state_dict(state["optimizer"])
     graphed = _compile(parts.method, settings.compile, fabric.device)
-    log = RunLog(run, start_step=start_step, enabled=fabric.is_global_zero)
+    if settings.compile and progress and fabric.is_global_zero:
+        print("pretrain: compiling the training step (train.compile=true); the first steps "
+              "take a minute or more", flush=True)  # fmt: skip
+    log = RunLog(run, start_step=start_step, enabled=fabric.is_global_zero,
+                 precision=settings.precision)  # fmt: skip
     monitor = _monitor(recipe, store, parts.encoder) if fabric.is_global_zero else None
     bar = progress_bar(total=last_step, initial=start_step, unit="step", desc="pretrain",
                disable=not (progress and fabric.is_global_zero))  # fmt: skip
@@ -120,7 +125,6 @@ def pretrain(
         optimizer.zero_grad(set_to_none=True)
         extra = parts.method.after_optimizer_step(step + 1, last_step)
         step += 1
-        bar.update()
         if budget is not None and (fitted := budget.update(step)) is not None:
             last_step = bar.total = int(fabric.broadcast(fitted, src=0))
         end = step >= last_step
@@ -129,7 +133,9 @@ def pretrain(
         if end or save or probe or step % settings.log_every == 0:
             scores = monitor(parts.encoder) if monitor is not None and probe else {}
             row = log.write(step, {**extra, **scores}, lr=optimizer.param_groups[0]["lr"], run=run)
-            bar.set_postfix(loss=f"{row['loss']:.4f}", views_s=f"{row['views_per_second']:.1f}")
+            bar.set_postfix(loss=f"{row['loss']:.4f}", views_s=f"{row['views_per_second']:.1f}",
+                            refresh=False)  # fmt: skip
+        bar.update()  # after the row: the bar shows this step's loss
         if save:
             settled = budget is None or budget.settled
             _save(run, recipe, parts.method, optimizer, fabric, step=step,
@@ -268,16 +274,20 @@ def _monitor(recipe: Recipe, store: SampleStore, encoder: Encoder) -> ProbeMonit
 
 
 def _compile(method: Method, enabled: bool, device: torch.device) -> bool:
-    """Compile the method's networks in place; returns whether they replay as CUDA graphs.
+    """Compile in place what the method trains (``Method.compile_for_training``); returns
+    whether it replays as CUDA graphs.
 
     On a GPU the compiled networks replay as CUDA graphs (the "reduce-overhead" mode): their
     forward and backward take the host a few launches instead of hundreds, so it keeps ahead
     of the device and queues the augmentation chain while the last step still runs (an H100
     step took the host 20-24 ms to queue, 13.5-16 ms graphed: bench/results/gpu_h100.md).
-    What is compiled is the method's choice (``Method.compile_for_training``).
     """
     graphed = enabled and device.type == "cuda"
     if enabled:
+        # The front ends' complex FFTs run as torch's own kernels inside the compiled step;
+        # torch would say so at every compile.
+        warnings.filterwarnings("ignore", message="Torchinductor does not support code "
+                                "generation for complex operators")  # fmt: skip
         method.compile_for_training("reduce-overhead" if graphed else None)
     return graphed
 

@@ -67,7 +67,8 @@ def evaluate_embeddings(
         print(f"warning: task {skip.task} skipped: {skip.reason}", file=sys.stderr, flush=True)
     for task, reason in ready:
         if progress:
-            print(f"probing {task.name} ({task.kind}, {seeds} seeds)", flush=True)
+            print(f"probing {task.name} ({task.kind}, {seeds} seed{'s' if seeds != 1 else ''})",
+                  flush=True)  # fmt: skip
         result = _probe_task(task, embedded[task.root], seeds=seeds, layers=layers)
         result.note = reason
         evaluation.tasks[task.name] = result

@@ -88,7 +88,7 @@ class CQT(nn.Module):
         if band_edge > sr / 2:
             raise MusicSSLError(
                 f"CQT: the top bin ({fmax:.0f} Hz, band up to {band_edge:.0f} Hz) passes "
-                f"sr / 2 = {sr / 2:g} Hz; lower fmin or n_bins"
+                f"sr / 2 = {sr / 2:g} Hz; lower f_min or n_bins"
             )
         self.sr = sr
         self.hop_length = hop_length

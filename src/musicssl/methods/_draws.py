@@ -8,6 +8,7 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -58,8 +59,10 @@ def snr_range(method: str, snr_db: Sequence[float] | None) -> tuple[float, float
     """``noise_snr_db`` checked: None, or (lowest, highest) in dB."""
     if snr_db is None:
         return None
-    if len(snr_db) != 2 or snr_db[0] > snr_db[1]:
-        raise MusicSSLError(f"{method}: noise_snr_db must be [lowest, highest] in dB, got {snr_db}")
+    if len(snr_db) != 2 or not all(math.isfinite(v) for v in snr_db) or snr_db[0] > snr_db[1]:
+        raise MusicSSLError(
+            f"{method}: noise_snr_db must be [lowest, highest] in dB, finite, got {snr_db}"
+        )
     return float(snr_db[0]), float(snr_db[1])
 
 

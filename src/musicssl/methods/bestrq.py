@@ -113,10 +113,11 @@ class BestRQ(Method):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if min(num_codebooks, codebook_size, code_dim) < 1 or noise_std < 0:
+        if min(num_codebooks, code_dim) < 1 or codebook_size < 2 or noise_std < 0:
             raise MusicSSLError(
-                f"bestrq: need positive num_codebooks, codebook_size, code_dim and noise_std >= "
-                f"0, got {num_codebooks}, {codebook_size}, {code_dim}, {noise_std}"
+                f"bestrq: need num_codebooks >= 1, codebook_size >= 2 (one code is no target), "
+                f"code_dim >= 1 and noise_std >= 0, got {num_codebooks}, {codebook_size}, "
+                f"{code_dim}, {noise_std}"
             )
         if not 0.0 < start_probability <= 1.0 or span < 1 or head_depth < 0:
             raise MusicSSLError(

@@ -154,6 +154,11 @@ class MAE(Method):
         """This step's draws, made eagerly (a compiled step cannot build a generator): the
         mask (``random_patch_mask``), the crop with noise, and the tuning offsets (each None
         when the recipe adds none)."""
+        if round(self.mask_ratio * num_patches) < 1:
+            raise MusicSSLError(
+                f"mae: mask_ratio={self.mask_ratio} hides none of the {num_patches} patches of "
+                "a crop; raise it"
+            )
         generator = next_generator(self.seed, self.draws, x.device)
         keep_index, mask = random_patch_mask(
             x.shape[0], num_patches, mask_ratio=self.mask_ratio, generator=generator,
