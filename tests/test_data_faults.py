@@ -412,3 +412,26 @@ def test_command_line_index_reports_bad_files_and_carries_splits(
         "inside.wav": None,
     }
     json.dumps(rows)
+
+
+def test_pack_skips_a_file_changed_since_it_was_indexed(tmp_path: Path, write_audio):
+    for name, frequency in (("a", 300), ("b", 350), ("c", 400)):
+        write_audio(f"music/{name}.wav", tone(frequency, sr=8000, seconds=1.0), 8000)
+    (tmp_path / "music/empty.wav").write_bytes(b"")
+    index_folder(tmp_path / "music", out=tmp_path / "m.jsonl", progress=False)
+    write_audio("music/b.wav", tone(500, sr=8000, seconds=0.5), 8000)  # another size
+    changed = bytearray((tmp_path / "music/c.wav").read_bytes())
+    changed[-2:] = b"\x01\x02"  # the same size, other bytes
+    (tmp_path / "music/c.wav").write_bytes(bytes(changed))
+    os.utime(tmp_path / "music/a.wav", (1, 1))  # touched (or copied), the same bytes
+    summary = pack(tmp_path / "m.jsonl", out=tmp_path / "store", sr=8000, progress=False)
+    assert summary.clips == 1 and SampleStore(tmp_path / "store").rows[0]["path"] == "music/a.wav"
+    reason = "changed since it was indexed; run musicssl data index again"
+    assert summary.skipped == [
+        {"path": "music/b.wav", "reason": reason},
+        {"path": "music/c.wav", "reason": reason},
+    ]
+    # The report of skipped files is not a manifest.
+    with pytest.raises(MusicSSLError, match="m.bad.jsonl: a report of skipped files"):
+        pack(tmp_path / "m.bad.jsonl", out=tmp_path / "other", sr=8000, progress=False)
+    assert not (tmp_path / "other").exists()

@@ -109,13 +109,17 @@ def _whole_number(text: str) -> int:
 
 def existing_folder(text: str) -> str:
     if not _is(Path(text), "dir"):
-        raise argparse.ArgumentTypeError(f"{text}: not a folder")
+        missing = not _is(Path(text), "any")
+        raise argparse.ArgumentTypeError(
+            f"{text}: {'no such folder' if missing else 'not a folder'}"
+        )
     return text
 
 
 def existing_file(text: str) -> str:
     if not _is(Path(text), "file"):
-        raise argparse.ArgumentTypeError(f"{text}: no such file")
+        missing = not _is(Path(text), "any")
+        raise argparse.ArgumentTypeError(f"{text}: {'no such file' if missing else 'not a file'}")
     return text
 
 

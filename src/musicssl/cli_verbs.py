@@ -218,7 +218,9 @@ def run_embed(args: argparse.Namespace) -> None:
     summary = embed_files(
         model, args.input, **given(args, "out", "hop", "layers", "frames", "batch_size")
     )
-    print(f"embedded {summary['embedded']} files, skipped {summary['skipped']}: {args.out}")
+    count = summary["embedded"]
+    print(f"embedded {count} file{'s' if count != 1 else ''}, skipped {summary['skipped']}: "
+          f"{args.out}")  # fmt: skip
 
 
 def add_demo(verbs: Any) -> None:

@@ -24,7 +24,7 @@ from musicssl.corpus import find_audio
 from musicssl.embed import Model
 from musicssl.errors import AudioError, MusicSSLError
 from musicssl.files import atomic_path
-from musicssl.manifest import read_manifest
+from musicssl.manifest import read_manifest, refuse_report
 from musicssl.progress import bar as progress_bar
 from musicssl.store import SampleStore
 
@@ -74,6 +74,8 @@ def embed_files(
     if not len(arrays["names"]):
         if len(skipped) == 1:  # one file: its own reason
             raise MusicSSLError(f"nothing could be embedded: {skipped[0]}")
+        if not skipped:
+            raise MusicSSLError(f"{source}: no audio in it to embed")
         raise MusicSSLError(f"{source}: nothing could be embedded ({len(skipped)} bad files)")
     # Which weights made them (empty for a model built without a checkpoint); it also marks
     # the file as one ``embed`` wrote and may replace.
@@ -174,7 +176,9 @@ def _items(source: Path, sr: int):
             name = path.relative_to(source).as_posix()
             yield name, (lambda path=path: audio.stream(path, sr=sr))
     elif source.suffix == ".jsonl":
-        for row in read_manifest(source):
+        rows = read_manifest(source)
+        refuse_report(source, rows)
+        for row in rows:
             yield row["path"], (lambda row=row: audio.stream(row["abspath"], sr=sr))
     elif source.is_file() and audio.is_audio_path(source):
         yield source.name, (lambda: audio.stream(source, sr=sr))

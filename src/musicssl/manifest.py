@@ -44,6 +44,16 @@ def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
+def refuse_report(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
+    """Refuse a report of skipped files (``data index``'s ``--bad``) given as a manifest.
+
+    Raises:
+        MusicSSLError: every row says why its file was skipped.
+    """
+    if rows and all("reason" in row for row in rows):
+        raise MusicSSLError(f"{path}: a report of skipped files (its rows say why), not a manifest")
+
+
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
     """Write JSON lines whole or not at all (temporary file, then rename)."""
     with atomic_path(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:

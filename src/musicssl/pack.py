@@ -26,8 +26,8 @@ import numpy as np
 from musicssl import audio
 from musicssl.decoder_notes import decoder_notes
 from musicssl.errors import AudioError, MusicSSLError
-from musicssl.files import write_text
-from musicssl.manifest import read_manifest, write_jsonl
+from musicssl.files import file_hash, write_text
+from musicssl.manifest import read_manifest, refuse_report, write_jsonl
 from musicssl.progress import bar as progress_bar
 from musicssl.splits import describe_splits, split_counts
 from musicssl.store import FORMAT, LOCK_FILE, SAMPLES_FILE, VERSION, SampleStore
@@ -95,6 +95,7 @@ def pack(
         )
     out = Path(out)
     rows = read_manifest(manifest)
+    refuse_report(manifest, rows)
     if not rows:
         raise MusicSSLError(f"{manifest}: empty manifest (no clips to pack)")
     digest = _manifest_digest(rows, sr)
@@ -202,6 +203,7 @@ def _decode_in_order(
 ) -> Iterator[tuple[dict[str, Any], np.ndarray | AudioError]]:
     def decode(row: dict[str, Any]) -> np.ndarray | AudioError:
         try:
+            _check_unchanged(row)
             return audio.load(row["abspath"], sr=sr)
         except AudioError as error:
             return error
@@ -212,6 +214,28 @@ def _decode_in_order(
         for begin in range(0, len(rows), window):
             chunk = rows[begin : begin + window]
             yield from zip(chunk, pool.map(decode, chunk))
+
+
+def _check_unchanged(row: dict[str, Any]) -> None:
+    """Refuse a file that is not the one indexed: another size, or another modification time
+    and other bytes (a copied folder keeps its bytes, not its times). Rows without ``bytes``
+    (a manifest written by hand) are taken as they are."""
+    if "bytes" not in row:
+        return
+    try:
+        stat = os.stat(row["abspath"])
+    except OSError:
+        return  # decoding says why
+    changed = stat.st_size != row["bytes"]
+    if not changed and stat.st_mtime != row.get("mtime") and "sha256" in row:
+        try:
+            changed = file_hash(row["abspath"]) != row["sha256"]
+        except OSError:
+            return
+    if changed:
+        raise AudioError(
+            row["abspath"], "changed since it was indexed; run musicssl data index again"
+        )
 
 
 def _resume_state(partial: Path, digest: str) -> dict[str, Any] | None:
