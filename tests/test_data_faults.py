@@ -435,3 +435,16 @@ def test_pack_skips_a_file_changed_since_it_was_indexed(tmp_path: Path, write_au
     with pytest.raises(MusicSSLError, match="m.bad.jsonl: a report of skipped files"):
         pack(tmp_path / "m.bad.jsonl", out=tmp_path / "other", sr=8000, progress=False)
     assert not (tmp_path / "other").exists()
+
+
+def test_index_says_when_a_split_gets_no_file(tmp_path: Path, write_audio):
+    for number in range(3):
+        write_audio(f"music/{number}.wav", tone(300 + 50 * number, sr=8000, seconds=0.5), 8000)
+    # One folder: one group, so every file lands in one split.
+    summary = index_folder(tmp_path / "music", out=tmp_path / "m.jsonl", split_by="parent",
+                           progress=False)  # fmt: skip
+    (split,) = summary.splits
+    others = [name for name in ("train", "valid", "test") if name != split]
+    assert f"note: no file in {' or '.join(others)}: too few groups" in str(summary)
+    plain = index_folder(tmp_path / "music", out=tmp_path / "n.jsonl", progress=False)
+    assert "note:" not in str(plain)  # no splits asked for: nothing to say about them
