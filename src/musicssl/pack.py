@@ -203,8 +203,9 @@ def _decode_in_order(
 ) -> Iterator[tuple[dict[str, Any], np.ndarray | AudioError]]:
     def decode(row: dict[str, Any]) -> np.ndarray | AudioError:
         try:
-            _check_unchanged(row)
-            return audio.load(row["abspath"], sr=sr)
+            samples = audio.load(row["abspath"], sr=sr)
+            _check_unchanged(row)  # after decoding: a file gone bad says how
+            return samples
         except AudioError as error:
             return error
 
