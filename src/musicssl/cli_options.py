@@ -109,18 +109,19 @@ def _whole_number(text: str) -> int:
 
 def existing_folder(text: str) -> str:
     if not _is(Path(text), "dir"):
-        missing = not _is(Path(text), "any")
-        raise argparse.ArgumentTypeError(
-            f"{text}: {'no such folder' if missing else 'not a folder'}"
-        )
+        raise argparse.ArgumentTypeError(_not_a(text, "folder"))
     return text
 
 
 def existing_file(text: str) -> str:
     if not _is(Path(text), "file"):
-        missing = not _is(Path(text), "any")
-        raise argparse.ArgumentTypeError(f"{text}: {'no such file' if missing else 'not a file'}")
+        raise argparse.ArgumentTypeError(_not_a(text, "file"))
     return text
+
+
+def _not_a(text: str, kind: str) -> str:
+    """Why ``text`` is not the ``kind`` asked for: missing, or something else."""
+    return f"{text}: {'no such' if not _is(Path(text), 'any') else 'not a'} {kind}"
 
 
 def existing_path(text: str) -> str:

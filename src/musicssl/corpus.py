@@ -76,11 +76,9 @@ class IndexSummary:
             lines.append(f"splits: {describe_splits(self.splits)}{source}")
             empty = [name for name in ("train", "valid", "test") if not self.splits.get(name)]
             if 0 < len(empty) < 3:  # split, but into fewer than three parts
-                lines.append(
-                    f"note: no file in {' or '.join(empty)}: too few groups to give each "
-                    "split some (a folder per group with --split-by parent; --split-by file "
-                    "splits file by file)"
-                )
+                lines.append(f"note: no file in {' or '.join(empty)}: too few groups to give "
+                             "each split some (a folder per group with --split-by parent; "
+                             "--split-by file splits file by file)")  # fmt: skip
         lines.append(f"manifest: {self.manifest}")
         if self.skipped:
             kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.reasons.items()))

@@ -87,28 +87,13 @@ def evaluate(
     if layers == "all" and opened.embedded is not None:
         _warn_missing_layers(opened.embedded, source, task_list)
     embedded = _embed(opened, task_list, store, layers=layers, progress=progress)
-    evaluation = evaluate_embeddings(
-        opened,
-        task_list,
-        embedded,
-        corpus=corpus_dir,
-        seeds=seeds,
-        layers=layers,
-        progress=progress,
-    )
+    evaluation = evaluate_embeddings(opened, task_list, embedded, corpus=corpus_dir,
+                                     seeds=seeds, layers=layers, progress=progress)  # fmt: skip
     _beside_the_probes(evaluation, opened, source, task_list, embedded, corpus=corpus_dir)
-    others = _baselines(
-        baselines,
-        source,
-        task_list,
-        store,
-        corpus=corpus_dir,
-        seeds=seeds,
-        layers=layers,
-        reference=source if opened.is_checkpoint else None,
-        device=device,
-        progress=progress,
-    )
+    reference_run = source if opened.is_checkpoint else None
+    others = _baselines(baselines, source, task_list, store, corpus=corpus_dir, seeds=seeds,
+                        layers=layers, reference=reference_run, device=device,
+                        progress=progress)  # fmt: skip
     evaluation.baselines = {label: other.headlines() for label, other in others.items()}
     evaluation.baseline_layers = _layer_scores(others)
     write_evaluation(
