@@ -8,11 +8,14 @@ Three figures from one run on one device:
    bf16 autocast, compiled as ``train.compile=true`` compiles it (on a GPU, graphs that
    replay: the "reduce-overhead" mode); its model FLOPs (counted once by ``FlopCounterMode``) per
    second, as a share of the peak;
-3. the same for a plain ViT of the same width, depth and token count (a linear patch
-   embedding, torch's ``TransformerEncoderLayer`` blocks, a mean-squared-error loss on random
-   tokens): what a compiled transformer step reaches on this device without our code.
+3. the same for two plain ViTs of the same width, depth and token count, each with a
+   mean-squared-error loss on random tokens: one of torch's ``TransformerEncoderLayer``
+   blocks (what a compiled transformer step reaches on this device without our code), and
+   the recipe's own encoder alone, from patches to its last block (what our blocks reach;
+   the gap to row 2 is the front end, masking, head and loss).
 
     python bench/bench_vit_gpu.py --batch 64,256                     # on a GPU
+    python bench/bench_vit_gpu.py --batch 256,512 --modes reduce-overhead,max-autotune
     python bench/bench_vit_gpu.py --width 96 --depth 2 --batch 4 --steps 2 --no-compile  # smoke
 
 On a CPU it runs in float32 (the smoke line above checks the script, not the device).
@@ -108,50 +111,74 @@ def plain_vit(width: int, depth: int, heads: int, patch_size: int) -> nn.Module:
     return nn.Sequential(nn.Linear(patch_size, width), blocks)
 
 
+class EncoderOnly(nn.Module):
+    """The recipe's ViT from patches to its last block: no front end, masking or head."""
+
+    def __init__(self, encoder: nn.Module, grid: tuple[int, int]) -> None:
+        super().__init__()
+        self.encoder, self.grid = encoder, grid
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        return self.encoder.forward_tokens(self.encoder.embed_patch_vectors(patches, self.grid))
+
+
 def measure(args: argparse.Namespace, batch: int, device: torch.device, dtype: torch.dtype):
-    """Rows (label, seconds per step, FLOPs per step) of the recipe's step and of the plain
-    ViT's, at ``batch`` crops; the recipe compiled as ``musicssl pretrain`` compiles it."""
+    """Rows (label, seconds per step, FLOPs per step) of the recipe's step compiled in each
+    of ``args.modes`` (the first is the trainer's) and of the plain ViT's, at ``batch`` crops."""
     overrides = [
         f"encoder.options.width={args.width}",
         f"encoder.options.depth={args.depth}",
         f"encoder.options.num_heads={args.heads}",
     ]
     recipe = Recipe.load(recipe_path(args.recipe), overrides)
-    parts = build_parts(recipe)
-    encoder, method = parts.encoder, parts.method
-    method.to(device).train()
-    waves = torch.randn(batch, encoder.input_samples, device=device) * 0.1
-    ours_flops = step_flops(method, lambda: method(waves)["loss"], device, dtype)
-    graphed = args.compile and device.type == "cuda"
-    mode = "reduce-overhead" if graphed else None
-    if args.compile:
-        method.compile_for_training(mode)  # what train.compile=true does
-    ours = training_step(method, lambda: method(waves)["loss"], device, dtype, graphed)
+    rows = []
+    for mode in args.modes.split(","):
+        torch._dynamo.reset()  # each mode and batch size compiled for its own shapes
+        torch.manual_seed(0)
+        parts = build_parts(recipe)
+        encoder, method = parts.encoder, parts.method
+        method.to(device).train()
+        waves = torch.randn(batch, encoder.input_samples, device=device) * 0.1
+
+        def loss_of(method: nn.Module = method, waves: torch.Tensor = waves) -> torch.Tensor:
+            return method(waves)["loss"]
+
+        flops = step_flops(method, loss_of, device, dtype)
+        graphed = args.compile and device.type == "cuda" and mode != "max-autotune-no-cudagraphs"
+        if args.compile:
+            method.compile_for_training(mode if device.type == "cuda" else None)
+        step = training_step(method, loss_of, device, dtype, graphed)
+        label = f"{args.recipe} ({recipe.method.name}, front end to optimiser), batch {batch}"
+        label += f", {mode}" if args.compile else ", eager"
+        rows.append((label, timed(step, device, repeats=args.steps), flops))
+        if args.profile:
+            print_profile(step, device)
 
     with torch.no_grad():
         grid = encoder.patch_grid(encoder.spectrogram(waves[:1]).shape[-1])
     tokens = grid[0] * grid[1]
     patch_size = encoder.patch[0] * encoder.patch[1]
-    reference = plain_vit(args.width, args.depth, args.heads, patch_size).to(device)
     patches = torch.randn(batch, tokens, patch_size, device=device)
     target = torch.randn(batch, tokens, args.width, device=device)
+    torch_blocks = plain_vit(args.width, args.depth, args.heads, patch_size).to(device)
+    references = {
+        f"plain ViT (torch's blocks), {tokens} tokens, batch {batch}": torch_blocks,
+        f"the recipe's encoder alone, {tokens} tokens, batch {batch}": EncoderOnly(encoder, grid),
+    }
+    graphed = args.compile and device.type == "cuda"
+    for label, reference in references.items():
+        torch._dynamo.reset()
+        reference.to(device).train()
 
-    def reference_loss() -> torch.Tensor:
-        return nn.functional.mse_loss(reference(patches).float(), target)
+        def reference_loss(reference: nn.Module = reference) -> torch.Tensor:
+            return nn.functional.mse_loss(reference(patches).float(), target)
 
-    ref_flops = step_flops(reference, reference_loss, device, dtype)
-    if args.compile:
-        reference.compile(mode=mode)
-    ref = training_step(reference, reference_loss, device, dtype, graphed)
-    label = f"{args.recipe} ({recipe.method.name}, front end to optimiser), batch {batch}"
-    rows = [(label, timed(ours, device, repeats=args.steps), ours_flops)]
-    rows.append(
-        (f"plain ViT, {tokens} tokens, batch {batch}", timed(ref, device, repeats=args.steps),
-         ref_flops)
-    )  # fmt: skip
-    if args.profile:
-        print_profile(ours, device)
-    return rows, tokens, patch_size
+        ref_flops = step_flops(reference, reference_loss, device, dtype)
+        if args.compile:
+            reference.compile(mode="reduce-overhead" if graphed else None)
+        ref = training_step(reference, reference_loss, device, dtype, graphed)
+        rows.append((label, timed(ref, device, repeats=args.steps), ref_flops))
+    return rows
 
 
 def print_profile(step: Callable[[], None], device: torch.device) -> None:
@@ -175,6 +202,11 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=12)
     parser.add_argument("--batch", default="64", help="crops per step; several: 64,256")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument(
+        "--modes", default="reduce-overhead",
+        help="torch.compile modes of the recipe's step, the trainer's first; several: "
+        "reduce-overhead,max-autotune",
+    )  # fmt: skip
     parser.add_argument("--no-compile", dest="compile", action="store_false")
     parser.add_argument(
         "--profile", action="store_true", help="the recipe step's costliest kernels"
@@ -191,9 +223,7 @@ def main() -> None:
     print("| step | ms | model TFLOP/s | share of peak |")
     print("|---|---:|---:|---:|", flush=True)
     for batch in (int(b) for b in args.batch.split(",")):
-        torch._dynamo.reset()  # each batch size compiled for its own shapes, not dynamic ones
-        rows, tokens, patch_size = measure(args, batch, device, dtype)
-        for label, seconds, flops in rows:
+        for label, seconds, flops in measure(args, batch, device, dtype):
             rate = flops / seconds
             print(f"| {label} | {seconds * 1e3:.1f} | {rate / 1e12:.1f} | {rate / peak:.1%} |",
                   flush=True)  # fmt: skip

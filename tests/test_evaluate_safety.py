@@ -208,7 +208,7 @@ def test_an_empty_or_cut_off_npz_is_one_line_naming_it(tmp_path: Path) -> None:
     for path in (cut, empty):
         with pytest.raises(MusicSSLError) as error:
             read_npz(path)
-        assert _one_line(error).startswith(f"{path}: not a readable .npz")
+        assert _one_line(error).startswith(f"{path}: not an .npz")
 
 
 def test_npz_contents_that_cannot_be_probed_are_one_line_naming_the_file(tmp_path: Path) -> None:
@@ -216,7 +216,7 @@ def test_npz_contents_that_cannot_be_probed_are_one_line_naming_the_file(tmp_pat
     text = tmp_path / "text.npz"
     text.write_text("not an archive")
     cases = {
-        text: "not a readable .npz",
+        text: "not an .npz (numpy's zip of arrays): empty, cut off or another kind of file",
         tmp_path / "nodim.npz": (dict(names=names, emb=np.zeros((2, 0))), "with dim >= 1"),
         tmp_path / "nan.npz": (
             dict(names=names, emb=np.array([[0.0, 1.0], [np.nan, 1.0]])),

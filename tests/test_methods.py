@@ -20,6 +20,7 @@ from musicssl.encoders._transformer import Block
 from musicssl.errors import MusicSSLError
 from musicssl.losses import codebook_usage
 from musicssl.methods import METHODS, build_method
+from musicssl.methods._draws import Draws
 from musicssl.pack import pack
 from musicssl.recipe import Recipe, recipe_path
 from musicssl.store import SampleStore
@@ -134,6 +135,7 @@ def test_every_method_lowers_its_loss_on_a_fixed_batch(name):
     optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-3)
     losses = []
     for step in range(15):
+        torch.manual_seed(step)
         loss = _step(method, x_a, x_b)["loss"]
         optimizer.zero_grad()
         loss.backward()
@@ -141,7 +143,9 @@ def test_every_method_lowers_its_loss_on_a_fixed_batch(name):
         if hasattr(method, "after_optimizer_step"):
             method.after_optimizer_step(step + 1, 15)
         losses.append(loss.item())
-    assert losses[-1] < losses[0]
+    _restart_draws(method)  # measured again on the first step's draws, its own and torch's
+    torch.manual_seed(0)
+    assert _step(method, x_a, x_b)["loss"].item() < losses[0]
 
 
 def test_combined_is_the_weighted_sum_of_its_terms_on_their_branches():
@@ -150,7 +154,7 @@ def test_combined_is_the_weighted_sum_of_its_terms_on_their_branches():
     x_a, x_b = torch.randn(2, 6, 243).unbind(0)
     outputs = method(x_a, x_b)
     # The terms alone, on the same draws (STONE's counter restarted):
-    method.terms["key"].draws.count.zero_()
+    _restart_draws(method)
     simclr = method.terms["timbre"](x_a, x_b)["loss"]
     stone = method.terms["key"](x_a, x_b)
     torch.testing.assert_close(outputs["loss"], simclr + 0.5 * stone["loss"])
@@ -225,12 +229,15 @@ def test_mae_encoder_sees_only_the_visible_patches_and_masks_follow_the_seed():
     # 16 patches, 75% hidden: 4 visible per example, each example its own draw.
     assert seen[0].shape == (5, 4) and len({tuple(row) for row in seen[0].tolist()}) > 1
     assert not torch.equal(seen[0], seen[1])  # a new mask every step
-    assert int(method.state_dict()["draws"]) == 2
+    assert int(method.state_dict()["draws.count"]) == 2
     again = build_method("mae", _tiny_vit(), mask_ratio=0.75, decoder_width=16,
                          decoder_depth=1, decoder_heads=2)  # fmt: skip
-    again.load_state_dict({**method.state_dict(), "draws": torch.tensor(0)})
+    # A checkpoint from when the count was the method's own buffer ("draws") loads too.
+    older = {k: v for k, v in method.state_dict().items() if k != "draws.count"}
+    again.load_state_dict({**older, "draws": torch.tensor(0)})
     method.encoder.forward_tokens = original
-    method.load_state_dict({**method.state_dict(), "draws": torch.tensor(0)})
+    # Loading forgets the count the method kept on the host: it draws from 0 again.
+    method.load_state_dict({**method.state_dict(), "draws.count": torch.tensor(0)})
     torch.testing.assert_close(again(x)["loss"], method(x)["loss"])
     assert torch.isfinite(first)
 
@@ -326,11 +333,10 @@ def test_mae_noisy_visible_target_keeps_the_noise_but_not_the_tuning_offset():
 
 def test_mae_visible_weight_adds_the_loss_on_the_visible_patches():
     from musicssl.losses import masked_patch_mse, normalise_patches, random_patch_mask
-    from musicssl.methods._draws import next_generator
 
     torch.manual_seed(0)
     x = torch.randn(6, 243)
-    generator = next_generator(0, torch.zeros((), dtype=torch.long), x.device)
+    generator = Draws(seed=0).next(x.device)
     outputs: list[torch.Tensor] = []
     options = {"mask_ratio": 0.75, "decoder_width": 16, "decoder_depth": 1, "decoder_heads": 2}
     plain = build_method("mae", _tiny_vit(), **options)
@@ -448,7 +454,7 @@ def test_masked_methods_refuse_a_seed_no_generator_takes(name, seed):
 
 def test_bestrq_seen_reconstruction_regresses_the_seen_tokens_as_the_encoder_read_them():
     from musicssl.losses import normalise_patches, span_mask
-    from musicssl.methods._draws import add_noise, next_generator
+    from musicssl.methods._draws import add_noise
 
     options = {"codebook_size": 32, "start_probability": 0.3, "span": 1,
                "noise_snr_db": [10, 30], "reconstruct_weight": 0.5}  # fmt: skip
@@ -460,7 +466,7 @@ def test_bestrq_seen_reconstruction_regresses_the_seen_tokens_as_the_encoder_rea
     x = torch.randn(6, 243)
     out = method(x)
     # By hand, from the same draws: the hidden columns, then the noise on what is seen.
-    generator = next_generator(0, torch.zeros((), dtype=torch.long), x.device)
+    generator = Draws(seed=0).next(x.device)
     columns = span_mask(6, 4, start_probability=0.3, span=1, generator=generator,
                         device=x.device)  # fmt: skip
     mask = columns[:, None, :].expand(-1, 4, -1).reshape(6, 16)
@@ -485,7 +491,6 @@ def _tiny_cqt_vit() -> SpectrogramViT:
 
 def test_mae_consistency_reference_is_the_clean_crop_in_tune():
     from musicssl.losses import random_patch_mask
-    from musicssl.methods._draws import next_generator
 
     torch.manual_seed(0)
     method = build_method("mae", _tiny_cqt_vit(), mask_ratio=0.5, decoder_width=16,
@@ -497,7 +502,7 @@ def test_mae_consistency_reference_is_the_clean_crop_in_tune():
     encoder.forward_tokens = lambda *a: latents.append(original(*a)) or latents[-1]
     x = torch.randn(3, 1024)
     out = method(x)
-    generator = next_generator(0, torch.zeros((), dtype=torch.long), x.device)
+    generator = Draws(seed=0).next(x.device)
     keep, _ = random_patch_mask(3, 24, mask_ratio=0.5, generator=generator, device=x.device)
     in_tune = original(encoder.embed_patches(encoder.spectrogram(x)), keep)
     torch.testing.assert_close(latents[1], in_tune)
@@ -614,7 +619,7 @@ def test_bestrq_on_patches_hides_whole_time_columns():
 
 def test_bestrq_with_noise_shows_the_noisy_crop_and_predicts_the_clean_codes():
     from musicssl.losses import masked_code_cross_entropy, span_mask
-    from musicssl.methods._draws import add_noise, next_generator
+    from musicssl.methods._draws import add_noise
 
     torch.manual_seed(0)
     method = build_method("bestrq", _tiny_vit(), codebook_size=32, start_probability=0.3,
@@ -627,7 +632,7 @@ def test_bestrq_with_noise_shows_the_noisy_crop_and_predicts_the_clean_codes():
     loss = method(x)["loss"]
     # By hand, from the same draws: the mask, then the noise on the crop.
     encoder = method.encoder
-    generator = next_generator(0, torch.zeros((), dtype=torch.long), x.device)
+    generator = Draws(seed=0).next(x.device)
     hidden = span_mask(8, 4, start_probability=0.3, span=1, generator=generator, device=x.device)
     noisy = encoder.patchify(encoder.spectrogram(add_noise(x, (10.0, 30.0), generator)))
     visible = ~hidden[:, None, :].expand(-1, 4, -1).reshape(8, 16)
@@ -730,13 +735,18 @@ def _mae_error(method, seen: torch.Tensor, keep: torch.Tensor, grid):
     )
 
 
+def _restart_draws(method: torch.nn.Module) -> None:
+    """Every ``Draws`` of ``method`` back to its first step, as loading a checkpoint does."""
+    for draws in (m for m in method.modules() if isinstance(m, Draws)):
+        draws.load_state_dict({"count": torch.tensor(0)})
+
+
 def _mae_draws(method, x: torch.Tensor):
     """By hand, MAE's first draws for ``x``: (generator, clean spectrogram, grid, kept
     indices, mask); the generator goes on to the draws after the mask."""
     from musicssl.losses import random_patch_mask
-    from musicssl.methods._draws import next_generator
 
-    generator = next_generator(0, torch.zeros((), dtype=torch.long), x.device)
+    generator = Draws(seed=0).next(x.device)
     clean = method.encoder.spectrogram(x)
     grid = method.encoder.patch_grid(clean.shape[-1])
     keep, mask = random_patch_mask(x.shape[0], grid[0] * grid[1], mask_ratio=method.mask_ratio,
@@ -766,13 +776,13 @@ def test_masked_step_compiles_whole_with_only_its_draws_left_eager(name, monkeyp
         return original(self, *args, **{**kwargs, "backend": "eager"})
 
     monkeypatch.setattr(torch.nn.Module, "compile", compile_eagerly)
-    method.draws.zero_()
+    _restart_draws(method)
     eager = method(x)
     method.compile_for_training(None)
     assert compiled == [type(method).__name__]  # the whole step, not the encoder's forward
-    method.draws.zero_()
+    _restart_draws(method)
     again = method(x)  # the same draws through the compiled step
-    assert int(method.draws) == 1
+    assert int(method.draws.count) == 1
     for key, value in eager.items():
         torch.testing.assert_close(again[key], value)
 

@@ -148,6 +148,10 @@ def read_npz(path: Path) -> Embedded:
     """The embeddings of an ``.npz`` with ``names`` and ``emb`` (N x D), checked."""
     if not path.is_file():
         raise MusicSSLError(f"{path}: no such embeddings file")
+    if not zipfile.is_zipfile(path):  # numpy would read another file as a pickle, and say so
+        raise MusicSSLError(
+            f"{path}: not an .npz (numpy's zip of arrays): empty, cut off or another kind of file"
+        )
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}

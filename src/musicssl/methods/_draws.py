@@ -1,19 +1,21 @@
-"""Seeded draws for methods that hide part of their input (MAE, BEST-RQ): masks and noise.
+"""Seeded draws of the methods that draw their own randomness: masks, noise, shifts.
 
-The trainer seeds each step's data and augmentation from (seed, step); a method that draws
-its own masks keeps a count of its training steps as a buffer (saved in its checkpoint) and
-seeds each draw from (seed, count, process rank), so a resumed run hides the same parts as an
-uninterrupted one.
+The trainer seeds each step's data and augmentation from (seed, step). A method that also
+draws its own (MAE's and BEST-RQ's masks and noise, the equivariant methods' shifts) holds a
+``Draws``: a count of its training steps, saved in its checkpoint, that seeds each step's
+generator from (seed, count, process rank), so a resumed run draws what an uninterrupted one
+would have drawn, and each process of a multi-GPU run draws its own.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 
 from musicssl.errors import MusicSSLError
 
@@ -27,14 +29,54 @@ def check_seed(method: str, seed: int) -> int:
     return seed
 
 
-def next_generator(seed: int, count: Tensor, device: torch.device) -> torch.Generator:
-    """A generator on ``device`` for the draw number ``count`` (a 0-d int64 buffer), then
-    ``count`` moves on by one."""
-    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-    generator = torch.Generator(device=device)
-    generator.manual_seed(((seed * 1_000_003 + int(count)) * 4099 + rank) % (2**63))
-    count += 1
-    return generator
+class Draws(nn.Module):
+    """A ``torch.Generator`` per training step, seeded by (seed, steps drawn so far, rank).
+
+    The count is a buffer, so it is saved with the method. A copy of it is kept on the host
+    as well: reading the buffer on a GPU would make the host wait for the device at every
+    step. It is read once, on the first draw and after a checkpoint is loaded.
+    """
+
+    count: Tensor
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.seed = int(seed)
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        self._host_count: int | None = None
+        self.register_load_state_dict_post_hook(_forget_host_count)
+
+    def next(self, device: torch.device | None = None) -> torch.Generator:
+        """The generator of the next step, on ``device`` (the host by default); the count
+        moves on in training mode only."""
+        if self._host_count is None:
+            self._host_count = int(self.count)
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        seed = ((self.seed * 1_000_003 + self._host_count) * 4099 + rank) % 2**63
+        generator = torch.Generator(device=device or "cpu").manual_seed(seed)
+        if self.training:
+            self.count += 1
+            self._host_count += 1
+        return generator
+
+
+def _forget_host_count(module: Draws, _incompatible: object) -> None:
+    module._host_count = None
+
+
+def count_under_draws(state: dict[str, Tensor], prefix: str, *_: Any) -> None:
+    """Load-state hook of the masked methods: a checkpoint from when their count was a buffer
+    of their own (``draws``) loads into their ``Draws`` (``draws.count``)."""
+    if f"{prefix}draws" in state:
+        state[f"{prefix}draws.count"] = state.pop(f"{prefix}draws")
+
+
+def integers(
+    low: int, high: int, size: int, generator: torch.Generator, device: torch.device
+) -> Tensor:
+    """``size`` integers uniform in ``[low, high]`` (both ends included), drawn with a host
+    ``generator``, on ``device``."""
+    return torch.randint(low, high + 1, (size,), generator=generator).to(device)
 
 
 def add_noise(

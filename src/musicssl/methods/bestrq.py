@@ -25,12 +25,13 @@ from musicssl.losses import (
     span_mask,
 )
 from musicssl.methods._draws import (
+    Draws,
     add_noise,
     check_detune,
     check_seed,
     check_share,
+    count_under_draws,
     detune,
-    next_generator,
     snr_range,
     tuning_offsets,
 )
@@ -92,7 +93,6 @@ class BestRQ(Method):
     encoder: FrameTransformer | SpectrogramViT
     projection: Tensor  # frozen buffers, saved with the method
     codebooks: Tensor
-    draws: Tensor  # masks drawn so far (a buffer: it resumes with the checkpoint)
 
     def __init__(
         self,
@@ -152,7 +152,8 @@ class BestRQ(Method):
         )
         self.register_buffer("projection", projection)
         self.register_buffer("codebooks", codebooks)
-        self.register_buffer("draws", torch.zeros((), dtype=torch.long))
+        self.draws = Draws(self.seed)  # resumes with the checkpoint
+        self._register_load_state_dict_pre_hook(count_under_draws)
         width = encoder.embedding_dim
         # The encoder's tokens come as its last block leaves them (its read-out keeps them so).
         self.norm = nn.LayerNorm(width)
@@ -241,7 +242,7 @@ class BestRQ(Method):
         """This step's draws, made eagerly (a compiled step cannot build a generator): the
         hidden columns (``span_mask``), the crop with noise and the tuning offsets (each None
         when the recipe adds none), and the noise that replaces hidden tokens."""
-        generator = next_generator(self.seed, self.draws, x.device)
+        generator = self.draws.next(x.device)
         mask = span_mask(x.shape[0], columns, start_probability=self.start_probability,
                          span=self.span, generator=generator, device=x.device)  # fmt: skip
         heard = offsets = None

@@ -17,12 +17,13 @@ from musicssl.encoders.patch_decoder import DECODER_DEFAULTS, PatchDecoder
 from musicssl.errors import MusicSSLError
 from musicssl.losses import masked_patch_mse, normalise_patches, random_patch_mask
 from musicssl.methods._draws import (
+    Draws,
     add_noise,
     check_detune,
     check_seed,
     check_share,
+    count_under_draws,
     detune,
-    next_generator,
     snr_range,
     tuning_offsets,
 )
@@ -71,7 +72,6 @@ class MAE(Method):
 
     num_views = 1
     encoder: SpectrogramViT
-    draws: Tensor  # masks drawn so far (a buffer: it resumes with the checkpoint)
 
     def __init__(
         self,
@@ -114,7 +114,8 @@ class MAE(Method):
         self.noise_snr_db = snr_range("mae", noise_snr_db)
         self.noise_share = check_share("mae", noise_share)
         self.seed = check_seed("mae", seed)
-        self.register_buffer("draws", torch.zeros((), dtype=torch.long))
+        self.draws = Draws(self.seed)  # resumes with the checkpoint
+        self._register_load_state_dict_pre_hook(count_under_draws)
         self._register_load_state_dict_pre_hook(final_norm_mover("decoder.input_norm"))
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
@@ -159,7 +160,7 @@ class MAE(Method):
                 f"mae: mask_ratio={self.mask_ratio} hides none of the {num_patches} patches of "
                 "a crop; raise it"
             )
-        generator = next_generator(self.seed, self.draws, x.device)
+        generator = self.draws.next(x.device)
         keep_index, mask = random_patch_mask(
             x.shape[0], num_patches, mask_ratio=self.mask_ratio, generator=generator,
             device=x.device,

@@ -13,7 +13,7 @@ from musicssl.encoders import Encoder, KeyCNN
 from musicssl.encoders.heads import projection_head
 from musicssl.errors import MusicSSLError
 from musicssl.losses import invariance_cross_entropy, key_cpsd_loss, nt_xent
-from musicssl.methods._shifts import Draws, integers
+from musicssl.methods._draws import Draws, integers
 from musicssl.methods.base import Method
 
 

@@ -17,7 +17,7 @@ from musicssl.losses import (
     invariance_cross_entropy,
     shift_cross_entropy,
 )
-from musicssl.methods._shifts import Draws, integers
+from musicssl.methods._draws import Draws, integers
 from musicssl.methods.base import Method
 
 
