@@ -180,6 +180,19 @@ def test_part_options_of_the_wrong_type_are_refused_in_one_line_before_building(
     assert str(caught.value) == message
 
 
+@pytest.mark.parametrize(
+    "override, start",
+    [
+        ("method.options.codebook_size=1", "method.options: bestrq: need num_codebooks >= 1"),
+        ("encoder.options.depth=0", "encoder.options: SpectrogramViT: need depth >= 1"),
+    ],
+)  # fmt: skip
+def test_a_part_option_out_of_range_is_told_under_its_section(override, start):
+    with pytest.raises(MusicSSLError) as caught:
+        build_parts(Recipe.load(recipe_path("bestrq-vit-cpu"), [override]))
+    assert str(caught.value).startswith(start)
+
+
 def test_part_options_are_read_as_the_types_they_set(recipes: Path):
     overrides = ["method.options.temperature=1", "encoder.options.channels=1.6e1"]
     parts = build_parts(Recipe.load(recipes / "child.yaml", overrides))

@@ -8,9 +8,11 @@ resumed run draws the same batches and augmentations as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,9 +55,13 @@ def build_parts(recipe: Recipe) -> Parts:
     encoder_options(recipe.encoder.name, recipe.encoder.options)
     method_options(recipe.method.name, recipe.method.options)
     chain_options(recipe.augment.name, recipe.augment.options)
-    encoder = build_encoder(recipe.encoder.name, **recipe.encoder.options)
-    method = build_method(recipe.method.name, encoder, **recipe.method.options)
-    chain = build_chain(recipe.augment.name, sr=encoder.sample_rate, **recipe.augment.options)
+    # A value out of range is found by the part that takes it; the message names the section.
+    with _options_of("encoder"):
+        encoder = build_encoder(recipe.encoder.name, **recipe.encoder.options)
+    with _options_of("method"):
+        method = build_method(recipe.method.name, encoder, **recipe.method.options)
+    with _options_of("augment"):
+        chain = build_chain(recipe.augment.name, sr=encoder.sample_rate, **recipe.augment.options)
     groups = [
         {"params": group["params"], "lr_scale": group.get("lr_scale", 1.0)}
         for group in method.parameter_groups()
@@ -64,6 +70,15 @@ def build_parts(recipe: Recipe) -> Parts:
         groups, lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay
     )
     return Parts(encoder, method, chain, optimizer)
+
+
+@contextlib.contextmanager
+def _options_of(section: str) -> Iterator[None]:
+    """A ``MusicSSLError`` raised inside, told as one about the recipe's ``section.options``."""
+    try:
+        yield
+    except MusicSSLError as error:
+        raise MusicSSLError(f"{section}.options: {error}") from None
 
 
 def pretrain(
