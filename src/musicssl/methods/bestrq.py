@@ -199,10 +199,7 @@ class BestRQ(Method):
         seen = inputs if heard is None and offsets is None else self._seen(x, heard, offsets)
         hidden = torch.where(mask[..., None], noise.to(inputs.dtype), seen)
         features = self.head_blocks(self._encode(hidden, grid))  # (B, T, D)
-        logits = self.head(features).view(
-            batch_size, num_tokens, self.num_codebooks, self.codebook_size
-        )
-        loss = masked_code_cross_entropy(logits, codes, mask)
+        loss = self._code_loss(features, codes, mask)
         out = {"loss": loss}
         if self.reconstruct_weight:
             every = torch.ones_like(mask)
@@ -252,6 +249,18 @@ class BestRQ(Method):
             offsets = tuning_offsets(x.shape[0], self.detune_cents, generator, x.device)
         noise = torch.randn(token_shape, generator=generator, device=x.device) * self.noise_std
         return mask, heard, offsets, noise
+
+    def _code_loss(self, features: Tensor, codes: Tensor, mask: Tensor) -> Tensor:
+        """Cross-entropy of the hidden tokens' codes (``masked_code_cross_entropy``).
+
+        Run eagerly, the classifiers read the hidden tokens only (about 40%: a quarter of a
+        CPU step is theirs). A compiled step, whose shapes cannot follow the mask, classifies
+        every token and weighs the visible ones zero: the same loss.
+        """
+        if not torch.compiler.is_compiling():
+            features, codes, mask = features[mask][None], codes[mask][None], mask[mask][None]
+        logits = self.head(features).unflatten(-1, (self.num_codebooks, self.codebook_size))
+        return masked_code_cross_entropy(logits, codes, mask)
 
     def _seen(self, x: Tensor, heard: Tensor | None, offsets: Tensor | None) -> Tensor:
         """The tokens of the crop as the encoder sees it: ``heard`` (the crop with noise)
