@@ -6,8 +6,10 @@ Three figures from one run on one device:
 2. one training step of a masked recipe (``mae-vit-cpu`` by default) at a GPU size: the
    front end, masking, encoder, decoder or classifiers, loss, backward and AdamW step, under
    bf16 autocast, compiled as ``train.compile=true`` compiles it (on a GPU, graphs that
-   replay: the "reduce-overhead" mode); its model FLOPs (counted once by ``FlopCounterMode``) per
-   second, as a share of the peak;
+   replay: the "reduce-overhead" mode); its model FLOPs per second, as a share of the peak.
+   The FLOPs are counted by ``FlopCounterMode`` on the eager step, the work the step needs:
+   eagerly, BEST-RQ classifies its hidden tokens only, and the compiled step classifies every
+   token (its shapes cannot follow the mask), work the share does not credit;
 3. the same for two plain ViTs of the same width, depth and token count, each with a
    mean-squared-error loss on random tokens: one of torch's ``TransformerEncoderLayer``
    blocks (what a compiled transformer step reaches on this device without our code), and
