@@ -448,3 +448,16 @@ def test_index_says_when_a_split_gets_no_file(tmp_path: Path, write_audio):
     assert f"note: no file in {' or '.join(others)}: too few groups" in str(summary)
     plain = index_folder(tmp_path / "music", out=tmp_path / "n.jsonl", progress=False)
     assert "note:" not in str(plain)  # no splits asked for: nothing to say about them
+    # A table that splits every file found, and lists two that are not there.
+    table = tmp_path / "splits.csv"
+    table.write_text("path,split\nmusic/0.wav,train\nmusic/1.wav,test\nmusic/2.wav,train\n"
+                     "music/gone.wav,valid\nelsewhere/3.wav,valid\n")  # fmt: skip
+    tabled = index_folder(tmp_path / "music", out=tmp_path / "t.jsonl", splits=table,
+                          progress=False)  # fmt: skip
+    assert tabled.splits == {"train": 2, "test": 1}
+    assert tabled.split_notes == [
+        f"note: no file in valid: {table} puts none of the files found there",
+        f"note: 2 rows of {table} name no file found under {tmp_path / 'music'}: music/gone.wav, "
+        f"elsewhere/3.wav (a row's path is relative to the table's folder or to "
+        f"{tmp_path / 'music'})",
+    ]

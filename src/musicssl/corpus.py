@@ -40,12 +40,14 @@ from musicssl.manifest import read_manifest, write_jsonl
 from musicssl.progress import bar as progress_bar
 from musicssl.splits import (
     describe_splits,
+    empty_splits_note,
     grouping,
     hash_split,
     lookup,
     neighbour_splits,
     read_splits,
     split_counts,
+    unlisted_note,
 )
 
 
@@ -64,6 +66,7 @@ class IndexSummary:
     splits: dict[str, int] = field(default_factory=dict)
     split_source: str | None = None
     notes: list[str] = field(default_factory=list)
+    split_notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [
@@ -74,11 +77,7 @@ class IndexSummary:
         if self.kept:
             source = f" (from {self.split_source})" if self.split_source else ""
             lines.append(f"splits: {describe_splits(self.splits)}{source}")
-            empty = [name for name in ("train", "valid", "test") if not self.splits.get(name)]
-            if 0 < len(empty) < 3:  # split, but into fewer than three parts
-                lines.append(f"note: no file in {' or '.join(empty)}: too few groups to give "
-                             "each split some (a folder per group with --split-by parent; "
-                             "--split-by file splits file by file)")  # fmt: skip
+            lines += self.split_notes
         lines.append(f"manifest: {self.manifest}")
         if self.skipped:
             kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.reasons.items()))
@@ -159,6 +158,10 @@ def index_folder(
         summary.split_source = f"a hash of each file's {split_by} group"
     elif table is None and summary.splits.keys() - {""}:
         summary.split_source = f"the previous {out}"
+    notes = [empty_splits_note(summary.splits, hashed=group_of is not None,
+                               source=summary.split_source),
+             unlisted_note(Path(splits), root, files) if splits is not None else None]  # fmt: skip
+    summary.split_notes = [note for note in notes if note]
     write_jsonl(out, good)
     write_jsonl(bad_path, bad_rows)
     return summary

@@ -49,17 +49,7 @@ def grouping(split_by: str) -> Any:
 
 def read_splits(path: Path, root: Path) -> dict[str, str]:
     """Real path of each listed file -> its split, from a manifest or a table."""
-    if not path.is_file():
-        raise MusicSSLError(f"{path}: no such splits file")
-    if path.suffix.lower() in (".csv", ".tsv"):
-        entries = _read_table(path)
-    else:
-        entries = []
-        for number, row in enumerate(read_manifest(path), start=1):
-            if row.get("split") not in (None, ""):
-                entries.append((number, row["path"], row["split"]))
-        if not entries:
-            raise MusicSSLError(f"{path}: no row has a 'split' to carry")
+    entries = _entries(path)
     # Paths are relative to the table's folder, or else to the indexed folder.
     table: dict[str, str] = {}
     for number, name, split in entries:
@@ -72,6 +62,58 @@ def read_splits(path: Path, root: Path) -> dict[str, str]:
     for number, name, split in entries:
         table.setdefault(os.path.realpath(root / name), _split_name(split, f"{path}:{number}"))
     return table
+
+
+def unlisted_note(path: Path, root: Path, files: Iterable[Path]) -> str | None:
+    """A note naming the rows of the splits table at ``path`` that name none of ``files``
+    (the files found under ``root``): a path written from another folder, a file not there."""
+    found: set[str] = set()
+    for file in files:
+        found.update(
+            (os.path.realpath(file), os.path.join(os.path.realpath(file.parent), file.name))
+        )
+    beside = path.resolve().parent
+    missing = [
+        name
+        for _, name, _ in _entries(path)
+        if os.path.realpath(beside / name) not in found
+        and os.path.realpath(root / name) not in found
+    ]
+    if not missing:
+        return None
+    shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+    return (
+        f"note: {len(missing)} rows of {path} name no file found under {root}: {shown} (a "
+        f"row's path is relative to the table's folder or to {root})"
+    )
+
+
+def empty_splits_note(counts: dict[str, int], *, hashed: bool, source: str | None) -> str | None:
+    """A note naming the splits that got no file, when some did: why, and what to do."""
+    empty = [name for name, _ in SPLIT_SHARES if not counts.get(name)]
+    if not 0 < len(empty) < 3:  # split into three parts, or not split at all
+        return None
+    if hashed:
+        return (
+            f"note: no file in {' or '.join(empty)}: too few groups to give each split some (a "
+            "folder per group with --split-by parent; --split-by file splits file by file)"
+        )
+    return f"note: no file in {' or '.join(empty)}: {source} puts none of the files found there"
+
+
+def _entries(path: Path) -> list[tuple[int, str, str]]:
+    """(line, path as listed, split) of each row of a splits table or manifest with a split."""
+    if not path.is_file():
+        raise MusicSSLError(f"{path}: no such splits file")
+    if path.suffix.lower() in (".csv", ".tsv"):
+        return _read_table(path)
+    entries = []
+    for number, row in enumerate(read_manifest(path), start=1):
+        if row.get("split") not in (None, ""):
+            entries.append((number, row["path"], row["split"]))
+    if not entries:
+        raise MusicSSLError(f"{path}: no row has a 'split' to carry")
+    return entries
 
 
 def _read_table(path: Path) -> list[tuple[int, str, str]]:
