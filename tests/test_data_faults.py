@@ -92,9 +92,12 @@ def test_pack_replaces_its_own_store_and_an_empty_folder(corpus: Path, tmp_path:
     index_folder(corpus / "audio", out=tmp_path / "m.jsonl", progress=False)
     store = tmp_path / "store"
     store.mkdir()
-    assert pack(tmp_path / "m.jsonl", out=store, progress=False).clips == 4
+    first = pack(tmp_path / "m.jsonl", out=store, progress=False)
+    assert first.clips == 4 and "replaced" not in str(first)  # the folder was empty
     write_jsonl(tmp_path / "two.jsonl", read_manifest(tmp_path / "m.jsonl")[:2])
-    assert pack(tmp_path / "two.jsonl", out=store, progress=False).clips == 2
+    second = pack(tmp_path / "two.jsonl", out=store, progress=False)
+    assert second.clips == 2
+    assert str(second).endswith("\nreplaced the store there (4 clips at 16000 Hz)")
     assert len(SampleStore(store)) == 2
     assert sorted(os.listdir(tmp_path)) == [
         "corpus",

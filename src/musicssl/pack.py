@@ -48,6 +48,7 @@ class PackSummary:
     skipped: list[dict[str, str]] = field(default_factory=list)
     splits: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    replaced: dict[str, Any] | None = None  # store.json of the store this pack replaced
 
     def __str__(self) -> str:
         if self.up_to_date:
@@ -57,6 +58,11 @@ class PackSummary:
         )
         if self.clips:
             text += f"; splits: {describe_splits(self.splits)}"
+        if self.replaced is not None:
+            old = self.replaced
+            text += (
+                f"\nreplaced the store there ({old.get('num_clips')} clips at {old.get('sr')} Hz)"
+            )
         for row in self.skipped:
             text += f"\nskipped {row['path']}: {row['reason']}"
         if self.notes:
@@ -278,6 +284,7 @@ def _up_to_date(out: Path, digest: str, summary: PackSummary) -> bool:
     check_replaceable(out)
     meta = read_meta(out) if out.is_dir() else None
     if meta is None or meta.get("manifest_sha256") != digest:
+        summary.replaced = meta
         return False
     try:
         SampleStore(out)  # a store of ours that a damaged file spoils is packed again
