@@ -88,6 +88,26 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(recipe,
     assert checkpoint.latest(run).name == "step-00000004"
 
 
+def test_a_run_that_lost_its_latest_file_keeps_its_checkpoints(recipe, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["pretrain", str(recipe), "--out", str(run), "train.checkpoint_every=2"]) == 0
+    (run / "latest").unlink()
+    kept = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert kept == ["step-00000002", "step-00000004"]
+    capsys.readouterr()
+    # Neither a resume nor a new run in the folder starts from step 0 (which would rotate
+    # the kept checkpoints away).
+    for args in (["--resume", str(run)], [str(recipe), "--out", str(run)]):
+        assert main(["pretrain", *args]) == 1
+        line = one_line(capsys)
+        assert f"{run}: holds checkpoints (step-00000002, step-00000004) but no" in line
+        assert f"write one name into {run / 'latest'} and pass --resume" in line
+        assert sorted(p.name for p in (run / "checkpoints").iterdir()) == kept
+    (run / "latest").write_text("step-00000002\n")
+    assert main(["pretrain", "--resume", str(run)]) == 0
+    assert checkpoint.latest(run).name == "step-00000004"
+
+
 def test_resume_of_a_folder_that_is_no_run_is_one_line(tmp_path, capsys):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")

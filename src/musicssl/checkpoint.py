@@ -65,6 +65,12 @@ def check_new_run(run: str | os.PathLike) -> None:
         )
     if run.exists() and not run.is_dir():
         raise MusicSSLError(f"{run}: exists and is not a folder; choose another --out")
+    if _kept(run):  # a run whose 'latest' is gone: starting again would rotate them away
+        raise MusicSSLError(
+            f"{run}: holds checkpoints ({', '.join(_kept(run))}) but no 'latest' file naming "
+            f"the newest; write one name into {run / 'latest'} and pass --resume, or choose "
+            "another --out"
+        )
     foreign = (
         sorted(p.name for p in run.iterdir() if p.name not in _RUN_FILES) if run.is_dir() else []
     )
@@ -257,8 +263,7 @@ def _is_training_state(state: Any) -> bool:
 def _repair(run: str | os.PathLike, *, damaged: str | None = None) -> str:
     """How to go on from a run whose latest checkpoint cannot be read: another one, or anew."""
     run = Path(run)
-    names = sorted(p.name for p in (run / "checkpoints").glob("step-*") if p.is_dir())
-    names = [name for name in names if name != damaged]
+    names = [name for name in _kept(run) if name != damaged]
     if not names:
         return f"no {'other ' if damaged else ''}checkpoint is kept: start a new run with --out"
     which = "another checkpoint" if damaged else "a checkpoint"
@@ -266,6 +271,11 @@ def _repair(run: str | os.PathLike, *, damaged: str | None = None) -> str:
         f"to resume from {which}, write its name ({', '.join(names)}) into {run / 'latest'}; "
         "or start a new run with --out"
     )
+
+
+def _kept(run: Path) -> list[str]:
+    """The names of the complete checkpoints kept in ``run``, oldest first."""
+    return sorted(p.name for p in (run / "checkpoints").glob("step-*") if p.is_dir())
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
