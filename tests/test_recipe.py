@@ -91,7 +91,7 @@ def test_overrides_are_typed_by_the_field_they_set(recipes: Path, override, valu
         ("train.compile=maybe", "train.compile must be true or false, got 'maybe'"),
         ("train.compile=yes", "train.compile must be true or false"),
         ("optim.lr=fast", "optim.lr must be a number, got 'fast'"),
-        ("optim.lr=-1", "optim.lr must be > 0, got -1.0"),
+        ("optim.lr=-1", "optim.lr must be > 0 and finite, got -1.0"),
         ("train.seed=-1", "train.seed must be from 0 to 2**63 - 1, got -1"),
         ("train.stepz=3", "unknown key 'stepz' in 'train' (known: accelerator, accumulate, "),
         ("trian.steps=3", "unknown key 'trian' in the recipe (known: augment, data, "),
@@ -185,12 +185,32 @@ def test_part_options_of_the_wrong_type_are_refused_in_one_line_before_building(
     [
         ("method.options.codebook_size=1", "method.options: bestrq: need num_codebooks >= 1"),
         ("encoder.options.depth=0", "encoder.options: SpectrogramViT: need depth >= 1"),
+        ("method.options.reconstruct_weight=-1",
+         "method.options.reconstruct_weight: a loss weight must be >= 0 and finite, got -1.0"),
+        ("method.options.reconstruct_weight=nan",
+         "method.options.reconstruct_weight: a loss weight must be >= 0"),
     ],
 )  # fmt: skip
 def test_a_part_option_out_of_range_is_told_under_its_section(override, start):
     with pytest.raises(MusicSSLError) as caught:
         build_parts(Recipe.load(recipe_path("bestrq-vit-cpu"), [override]))
     assert str(caught.value).startswith(start)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optim.weight_decay=-1", "optim.weight_decay must be >= 0 and finite, got -1.0"),
+        ("optim.lr=inf", "optim.lr must be > 0 and finite, got inf"),
+        ("data.splits=train,vaild", "comma-separated (e.g. train,valid), or all; got 'train,vaild'"),
+        ("method.options.temperature=0",
+         "method.options.temperature: a temperature must be > 0 and finite, got 0.0"),
+    ],
+)  # fmt: skip
+def test_optimiser_values_splits_and_temperatures_out_of_range_are_one_line(override, message):
+    with pytest.raises(MusicSSLError) as caught:
+        build_parts(Recipe.load(recipe_path("simclr-shortchunk-cpu"), [override]))
+    assert str(caught.value).endswith(message)
 
 
 def test_part_options_are_read_as_the_types_they_set(recipes: Path):

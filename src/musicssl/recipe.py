@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import typing
 from collections.abc import Iterable
@@ -68,6 +69,12 @@ class DataSettings:
             )
         if self.workers < 0:
             raise MusicSSLError(f"data.workers must be >= 0, got {self.workers}")
+        names = [name.strip() for name in self.splits.split(",")]
+        if self.splits != "all" and not set(names) <= {"train", "valid", "test"}:
+            raise MusicSSLError(
+                f"data.splits must be splits among train, valid and test, comma-separated "
+                f"(e.g. train,valid), or all; got {self.splits!r}"
+            )
 
 
 @dataclass
@@ -80,8 +87,12 @@ class OptimSettings:
     min_lr_ratio: float = 0.0
 
     def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise MusicSSLError(f"optim.lr must be > 0, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise MusicSSLError(f"optim.lr must be > 0 and finite, got {self.lr}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise MusicSSLError(
+                f"optim.weight_decay must be >= 0 and finite, got {self.weight_decay}"
+            )
         if self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1:
             raise MusicSSLError("optim.warmup_steps must be >= 0 and min_lr_ratio in [0, 1]")
 

@@ -9,6 +9,7 @@ update). ``METHODS`` maps a recipe's method name to a factory
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -65,7 +66,15 @@ def method_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     if name not in METHODS:
         raise MusicSSLError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
     factory = METHODS[name]
-    return typed_options(f"method {name}", "method.options", factory, options, given=["encoder"])
+    typed = typed_options(f"method {name}", "method.options", factory, options, given=["encoder"])
+    for key, value in typed.items():  # every method's loss weights and temperatures alike
+        if key.endswith("_weight") and not 0 <= value < math.inf:
+            raise MusicSSLError(f"method.options.{key}: a loss weight must be >= 0 and finite, "
+                                f"got {value}")  # fmt: skip
+        if key.endswith("temperature") and not 0 < value < math.inf:
+            raise MusicSSLError(f"method.options.{key}: a temperature must be > 0 and finite, "
+                                f"got {value}")  # fmt: skip
+    return typed
 
 
 __all__ = [
