@@ -202,7 +202,7 @@ def test_a_part_option_out_of_range_is_told_under_its_section(override, start):
     [
         ("optim.weight_decay=-1", "optim.weight_decay must be >= 0 and finite, got -1.0"),
         ("optim.lr=inf", "optim.lr must be > 0 and finite, got inf"),
-        ("data.splits=train,vaild", "comma-separated (e.g. train,valid), or all; got 'train,vaild'"),
+        ("data.splits=train,vaild", "(e.g. train,valid), or all; got 'train,vaild'"),
         ("method.options.temperature=0",
          "method.options.temperature: a temperature must be > 0 and finite, got 0.0"),
     ],
