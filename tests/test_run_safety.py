@@ -108,6 +108,27 @@ def test_a_run_that_lost_its_latest_file_keeps_its_checkpoints(recipe, tmp_path,
     assert checkpoint.latest(run).name == "step-00000004"
 
 
+def test_a_run_is_not_resumed_on_a_store_packed_again(recipe, tmp_path, capsys):
+    root = recipe.parent
+    store = tmp_path / "store"
+    shutil.copytree(root / "store", store)
+    run = tmp_path / "run"
+    mine = tmp_path / "recipe.yaml"
+    mine.write_text(RECIPE.format(store=store))
+    assert main(["pretrain", str(mine), "--out", str(run), "train.steps=6"]) == 0
+    (run / "latest").write_text("step-00000004\n")  # as if killed after step 4
+    rows = [json.loads(line) for line in (root / "m.jsonl").read_text().splitlines()[:6]]
+    six = tmp_path / "six.jsonl"  # six of the clips, their paths whole (the manifest moved)
+    six.write_text("".join(json.dumps({**r, "path": str(root / r["path"])}) + "\n" for r in rows))
+    assert main(["data", "pack", str(six), "--out", str(store)]) == 0
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(run)]) == 1
+    assert f"{store}: packed again since {run} trained on it (8 clips then, 6 now)" in one_line(
+        capsys
+    )
+    assert checkpoint.latest(run).name == "step-00000004"
+
+
 def test_resume_of_a_folder_that_is_no_run_is_one_line(tmp_path, capsys):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")

@@ -115,6 +115,9 @@ def run_pretrain(args: argparse.Namespace) -> None:
             raise MusicSSLError(f"{args.recipe}: give the RECIPE first, then key=value overrides")
         run = Path(args.out)
         recipe = Recipe.load(args.recipe, args.overrides)
+        # The run keeps where its data is, whatever folder it is resumed from.
+        recipe.data.store = os.path.abspath(recipe.data.store) if recipe.data.store else ""
+        recipe.data.corpus = os.path.abspath(recipe.data.corpus)
     from musicssl.checkpoint import check_new_run, is_run
     from musicssl.demo import with_builtin_store
     from musicssl.files import folder_lock

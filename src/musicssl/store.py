@@ -46,12 +46,15 @@ class SampleStore:
         self.path = Path(path)
         meta_path = self.path / "store.json"
         if not meta_path.is_file():
-            hint = (
-                " (a pack was interrupted: run `musicssl data pack` again to finish it)"
-                if (self.path.with_name(self.path.name + ".partial").is_dir())
-                else ""
-            )
-            raise MusicSSLError(f"{self.path}: not a complete sample store{hint}")
+            if self.path.with_name(self.path.name + ".partial").is_dir():
+                why = ("not a complete sample store (a pack was interrupted: run `musicssl data "
+                       "pack` again to finish it)")  # fmt: skip
+            elif not self.path.is_dir():
+                why = "not a folder" if self.path.exists() else "no such folder"
+                why += " (a store is made by `musicssl data pack`)"
+            else:
+                why = "not a complete sample store"
+            raise MusicSSLError(f"{self.path}: {why}")
         damaged = f"{self.path}: the store is damaged; run `musicssl data pack` again"
         try:
             meta = json.loads(meta_path.read_text())
@@ -67,6 +70,9 @@ class SampleStore:
                 f"version {meta.get('version')!r}"
             )
         self.sr: int = int(meta["sr"])
+        # What the store was packed from: the same identity, the same clips in the same order.
+        self.identity = {"manifest_sha256": str(meta.get("manifest_sha256")), "sr": self.sr,
+                         "num_clips": int(meta.get("num_clips", -1))}  # fmt: skip
         try:
             offsets = np.load(self.path / "offsets.npy")
             size = (self.path / SAMPLES_FILE).stat().st_size

@@ -109,6 +109,7 @@ def pretrain(
     train_data.check_rate(store, parts.encoder)
     parts.chain.to(fabric.device)
     state = _open_run(run, recipe, parts.method, resume=resume, writer=fabric.is_global_zero)
+    train_data.check_same_store(state, store, run)
     start_step, last_step = int(state.get("step", 0)), int(state.get("horizon", settings.steps))
     if start_step >= last_step:
         if fabric.is_global_zero:
@@ -153,7 +154,7 @@ def pretrain(
         bar.update()  # after the row: the bar shows this step's loss
         if save:
             settled = budget is None or budget.settled
-            _save(run, recipe, parts.method, optimizer, fabric, step=step,
+            _save(run, recipe, parts.method, optimizer, fabric, store.identity, step=step,
                   last_step=last_step if settled else None)  # fmt: skip
         if end:
             break
@@ -182,12 +183,14 @@ def _save(
     method: Method,
     optimizer: torch.optim.Optimizer,
     fabric: Any,
+    store: dict[str, Any],
     *,
     step: int,
     last_step: int | None,
 ) -> None:
-    """A checkpoint from the first process; the last step only once it is settled."""
-    state: dict[str, Any] = {"optimizer": optimizer.state_dict(), "step": step}
+    """A checkpoint from the first process, with the identity of the ``store`` it trains on;
+    the last step only once it is settled."""
+    state: dict[str, Any] = {"optimizer": optimizer.state_dict(), "step": step, "store": store}
     if last_step is not None:
         state["horizon"] = last_step
     if fabric.is_global_zero:

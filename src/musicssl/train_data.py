@@ -4,6 +4,7 @@ step by step so that the data of a step depends only on (seed, step)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,6 +26,18 @@ def training_store(recipe: Recipe) -> SampleStore:
             "data.store=STORE (the musicssl command packs the built-in corpus by itself)"
         )
     return SampleStore(recipe.data.store)
+
+
+def check_same_store(state: dict[str, Any], store: SampleStore, run: Path) -> None:
+    """Refuse to resume ``run`` on a store packed again since its checkpoint (other clips, or
+    in another order): its batches would not be the ones the run would have drawn."""
+    saved = state.get("store")  # checkpoints from before the identity was kept have none
+    if saved is not None and saved != store.identity:
+        raise MusicSSLError(
+            f"{store.path}: packed again since {run} trained on it ({saved.get('num_clips')} clips "
+            f"then, {store.identity['num_clips']} now); a resumed run would draw other batches: "
+            "start a new run with --out"
+        )
 
 
 def check_rate(store: SampleStore, encoder: Encoder) -> None:
