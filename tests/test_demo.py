@@ -32,8 +32,10 @@ def test_demo_goes_from_nothing_to_a_report(tmp_path: Path, capsys):
     results = json.loads((tmp_path / "demo" / "report" / "results.json").read_text())
     assert {"style", "same_piece", "degraded_copy"} <= set(results["tasks"])
     assert set(results["baselines"]) == {"baseline:mfcc", "baseline:logmel", "baseline:random"}
-    # The budget ended pretraining early, and the fast probe was logged beside the loss.
+    # The budget ended pretraining early. The tiny corpus has one validation piece per style,
+    # so the fast probe, which holds out whole pieces, says it cannot score (on the small
+    # corpus it logs its scores: tests/test_monitor.py).
+    assert "note: the fast probe leaves its columns empty: no 'style' class" in printed
     with open(tmp_path / "demo" / "run" / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert rows[-1]["probe_knn"] != ""
     assert int(rows[-1]["step"]) < 1200

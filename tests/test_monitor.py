@@ -77,3 +77,18 @@ def test_probe_needs_two_classes(tmp_path: Path):
     store = _store(tmp_path / "s", ["a"] * 6)
     with pytest.raises(MusicSSLError, match="at least two values of 'style'"):
         ProbeMonitor(store, label="style", num_samples=4096)
+    # Clips packed without their labels: the message counts the validation clips it read.
+    for row in store.rows:
+        del row["style"]
+    with pytest.raises(MusicSSLError) as caught:
+        ProbeMonitor(store, label="style", num_samples=4096)
+    assert "'style'; 0 of its 6 validation clips have one (classes [])" in str(caught.value)
+
+
+def test_probe_leaves_its_scores_empty_when_no_class_spans_two_folds(tmp_path: Path, capsys):
+    # Two pieces of two clips each, one piece per class: a fold that holds a piece out
+    # leaves its class out of the training folds.
+    store = _store(tmp_path / "s", ["a", "a", "b", "b"])
+    monitor = ProbeMonitor(store, label="style", num_samples=4096)
+    assert "the fast probe leaves its columns empty: no 'style' class" in capsys.readouterr().out
+    assert monitor(Spectrum()) == {}

@@ -32,11 +32,11 @@ DESCRIPTION = """\
 musicssl: self-supervised learning of music audio representations.
 
 Typical path on the built-in corpus. Each clip carries its split (train, valid or test)
-from the index on; pretraining reads the train split only, so evaluation never scores audio
-the encoder trained on:
+from its manifest on; pretraining reads the train split only, so evaluation never scores
+audio the encoder trained on:
   musicssl corpus build --out {corpus}          # labelled clips, split by piece
-  musicssl data index {corpus}/audio --splits {corpus}/manifest.jsonl --out data/m.jsonl
-  musicssl data pack data/m.jsonl --out data/store # decode once; the splits travel along
+  musicssl data pack {corpus}/manifest.jsonl --out data/store  # decode once; splits,
+                                                   # labels and captions travel along
   musicssl pretrain {recipe} data.store=data/store --out runs/simclr
   musicssl evaluate runs/simclr --out reports/simclr   # every built-in task, and baselines
   musicssl compare reports/simclr reports/byol         # once reports/byol is made alike
