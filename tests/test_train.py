@@ -429,3 +429,22 @@ def test_the_progress_line_shows_the_loss_of_the_step_it_counts(
     last = _metrics(tmp_path / "run")[-1]
     assert last["step"] == "3" and lines
     assert f"loss={float(last['loss']):.4f}," in lines[-1]
+
+
+def test_a_method_that_learns_from_captions_is_refused_a_store_without_them(capsys):
+    from types import SimpleNamespace
+
+    from musicssl.train_data import check_captions
+
+    rows = [
+        {"path": "a.wav"},
+        {"path": "b.wav", "caption": "  "},
+        {"path": "c.wav", "caption": "organ"},
+    ]
+    store = SimpleNamespace(path=Path("store"), rows=rows)
+    with pytest.raises(MusicSSLError) as caught:
+        check_captions(store, [0, 1], uses_text=True)
+    assert str(caught.value).startswith("store: none of its 2 training clips has a 'caption'")
+    check_captions(store, [0, 1], uses_text=False)  # a method without text reads none
+    check_captions(store, [0, 1, 2], uses_text=True)
+    assert "note: 2 of 3 training clips have no caption" in capsys.readouterr().out

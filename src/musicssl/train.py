@@ -107,6 +107,7 @@ def pretrain(
     torch.manual_seed(settings.seed)  # the same initial weights on every process
     parts = build_parts(recipe)
     train_data.check_rate(store, parts.encoder)
+    train_data.check_captions(store, indices, parts.method.uses_text, note=fabric.is_global_zero)
     parts.chain.to(fabric.device)
     state = _open_run(run, recipe, parts.method, resume=resume, writer=fabric.is_global_zero)
     train_data.check_same_store(state, store, run)

@@ -40,6 +40,25 @@ def check_same_store(state: dict[str, Any], store: SampleStore, run: Path) -> No
         )
 
 
+def check_captions(
+    store: SampleStore, indices: list[int], uses_text: bool, *, note: bool = True
+) -> None:
+    """Refuse a method that learns from text on training clips with no caption at all (and
+    ``note`` how many have none, when some do)."""
+    if not uses_text:
+        return
+    missing = sum(not str(store.rows[i].get("caption") or "").strip() for i in indices)
+    if missing == len(indices):
+        raise MusicSSLError(
+            f"{store.path}: none of its {len(indices)} training clips has a 'caption', and this "
+            "method learns from captions; pack a manifest whose rows carry them (the built-in "
+            "corpus's manifest.jsonl does)"
+        )
+    if missing and note:
+        print(f"note: {missing} of {len(indices)} training clips have no caption; they train "
+              "with an empty one", flush=True)  # fmt: skip
+
+
 def check_rate(store: SampleStore, encoder: Encoder) -> None:
     if store.sr != encoder.sample_rate:
         raise MusicSSLError(
