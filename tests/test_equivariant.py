@@ -577,6 +577,14 @@ def test_read_out_verbs_refuse_silence_and_say_when_nothing_was_read(tmp_path, c
     (tmp_path / "empty").mkdir()
     assert main([verb, str(run), str(tmp_path / "empty")]) == 1
     assert "no audio files in" in capsys.readouterr().err
+    # Files listed (a shell's glob, say): a bad one is skipped, the others are read.
+    save(folder / "noise.wav", np.random.default_rng(0).uniform(-0.5, 0.5, 32000), sr=16000)
+    listed = [folder / "bad.wav", folder / "gone.wav", folder / "noise.wav"]
+    assert main([verb, str(run), *map(str, listed)]) == 0
+    captured = capsys.readouterr()
+    assert [line.split("\t")[0] for line in captured.out.splitlines()] == [str(listed[2])]
+    assert captured.err.splitlines()[1] == f"musicssl: skipped {listed[1]}: no such file or folder"
+    assert captured.err.splitlines()[0].startswith(f"musicssl: skipped {listed[0]}")
 
 
 # --- the equivariance probe -------------------------------------------------------------------

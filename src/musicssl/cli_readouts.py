@@ -11,7 +11,6 @@ from musicssl.cli_options import (
     device_name,
     existing_file,
     existing_folder,
-    existing_path,
     given,
     output_file,
     positive_int,
@@ -79,13 +78,13 @@ def _add_readout(verbs: Any, name: str, loader: str, kind: str, what: str) -> No
             help=f"print {what} of each audio file with {kind}",
             description=f"Load RUN ({kind}, calibrated on synthetic audio made in code) and "
             f"print {what} of each file of AUDIO (files, or folders searched recursively), "
-            "one line per file: path, a tab, the value. Unreadable files in a folder are "
-            "named on stderr and skipped.",
+            "one line per file: path, a tab, the value. A file that cannot be read (or a "
+            "path that is not there) is named on stderr with the reason and skipped.",
         ),
         loader,
     )
     verb.option("checkpoint", type=existing_folder, metavar="RUN", help="run or checkpoint folder")
-    verb.option("audio", nargs="+", type=existing_path, metavar="AUDIO", help="files or folders")
+    verb.option("audio", nargs="+", metavar="AUDIO", help="files or folders")
     verb.option(
         "--device", type=device_name, help="cpu, cuda, cuda:N or mps (default: %(default)s)"
     )
@@ -106,24 +105,27 @@ def run_readout(args: argparse.Namespace) -> None:
     else:
         model = load_tempo(args.checkpoint, **given(args, "device"))
         read = model.tempo
-    read_count, skipped = 0, 0
+    read_count, skipped = 0, []
     for given_path in map(Path, args.audio):
-        found = [given_path] if given_path.is_file() else sorted(find_audio(given_path))
+        found = [given_path] if not given_path.is_dir() else sorted(find_audio(given_path))
         for path in found:
             try:
+                if not path.is_file():  # a link to nowhere, a loop, a typo: no file there
+                    raise MusicSSLError(f"{path}: no such file or folder")
                 value = read(audio.load(path, sr=model.sample_rate), model.sample_rate)
             except MusicSSLError as error:
-                reason = str(error) if str(error).startswith(str(path)) else f"{path}: {error}"
-                if path == given_path:  # a file named on the command line: stop here
-                    raise MusicSSLError(reason) from None
-                print(f"musicssl: skipped {reason}", file=sys.stderr)
-                skipped += 1
+                skipped.append(
+                    str(error) if str(error).startswith(str(path)) else f"{path}: {error}"
+                )
+                if args.audio == [str(path)]:  # the one file asked for: its reason is the error
+                    raise MusicSSLError(skipped[-1]) from None
+                print(f"musicssl: skipped {skipped[-1]}", file=sys.stderr)
                 continue
             print(f"{path}\t{value:.1f}" if isinstance(value, float) else f"{path}\t{value}")
             read_count += 1
     if read_count == 0:
         raise MusicSSLError(
-            f"{args.verb}: no audio could be read ({skipped} files skipped)"
+            f"{args.verb}: no audio could be read ({len(skipped)} files skipped)"
             if skipped
             else f"{args.verb}: no audio files in {' '.join(args.audio)}"
         )
