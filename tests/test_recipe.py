@@ -42,6 +42,16 @@ def test_a_child_replaces_parts_whole_and_settings_field_by_field(recipes: Path)
     assert (child.train.steps, child.train.batch_size) == (300, 48)
 
 
+def test_a_child_part_without_a_name_changes_only_the_options_it_lists(recipes: Path):
+    (recipes / "tuned.yaml").write_text(
+        "base: base\nencoder: {options: {sample_rate: 16000}}\nmethod: {options: {}}\n"
+    )
+    tuned = Recipe.load(recipes / "tuned.yaml")
+    assert tuned.encoder.name == "sample_cnn"
+    assert tuned.encoder.options == {"num_blocks": 9, "sample_rate": 16000}
+    assert (tuned.method.name, tuned.method.options) == ("simclr", {"temperature": 0.5})
+
+
 def test_a_base_with_a_base_is_refused(recipes: Path):
     (recipes / "grandchild.yaml").write_text("base: child\n")
     with pytest.raises(MusicSSLError, match="cannot name a base of its own"):

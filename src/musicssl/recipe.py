@@ -219,6 +219,9 @@ class Recipe:
                 raise MusicSSLError(f"the recipe needs an '{required}' section")
         built: dict[str, Any] = {"description": str(raw.get("description", ""))}
         for name in ("encoder", "method", "augment"):
+            if isinstance(raw[name], dict) and not raw[name].get("name"):
+                raise MusicSSLError(f"{name}.name is missing: the recipe's {name} section names "
+                                    f"the {name} it builds")  # fmt: skip
             built[name] = _build(Part, raw[name], name)
         built["data"] = _build(DataSettings, raw.get("data", {}), "data")
         built["optim"] = _build(OptimSettings, raw.get("optim", {}), "optim")
@@ -302,12 +305,18 @@ def _sibling(path: Path, name: str) -> Path:
 
 
 def _inherit(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """``child`` over ``base``: a settings section changes the fields it names, a part
+    without a ``name`` the options it names, and a part with one replaces the base's whole."""
     merged = copy.deepcopy(base)
     for key, value in child.items():
         settings = key in ("data", "optim", "train")
-        if settings and isinstance(value, dict) and isinstance(merged.get(key), dict):
+        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        if settings and both:
             merged[key] = {**merged[key], **value}
-        else:  # a part, or a plain field: the child's replaces the base's whole
+        elif both and key in ("encoder", "method", "augment") and "name" not in value:
+            options = {**merged[key].get("options", {}), **value.get("options", {})}
+            merged[key] = {**merged[key], **copy.deepcopy(value), "options": options}
+        else:  # a named part, or a plain field: the child's replaces the base's whole
             merged[key] = copy.deepcopy(value)
     return merged
 
