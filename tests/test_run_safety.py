@@ -129,6 +129,20 @@ def test_a_run_is_not_resumed_on_a_store_packed_again(recipe, tmp_path, capsys):
     assert checkpoint.latest(run).name == "step-00000004"
 
 
+def test_a_run_whose_recipe_was_edited_is_not_resumed(recipe, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["pretrain", str(recipe), "--out", str(run), "train.steps=6"]) == 0
+    (run / "latest").write_text("step-00000004\n")  # as if killed after step 4
+    edited = (run / "recipe.yaml").read_text().replace("steps: 6", "steps: 5")
+    assert edited != (run / "recipe.yaml").read_text()
+    (run / "recipe.yaml").write_text(edited)
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(run)]) == 1
+    line = one_line(capsys)
+    assert f"{run / 'recipe.yaml'}: train.steps is 5, but the run trained with 6" in line
+    assert checkpoint.latest(run).name == "step-00000004"
+
+
 def test_resume_of_a_folder_that_is_no_run_is_one_line(tmp_path, capsys):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")

@@ -94,6 +94,34 @@ def check_resumable(run: str | os.PathLike) -> None:
         check_new_run(run)  # a run killed before its first checkpoint holds run files only
 
 
+def check_unchanged_recipe(run: Path, recipe: Recipe) -> None:
+    """Refuse to resume ``run`` with a ``recipe.yaml`` that differs from the recipe its
+    latest checkpoint trained with (edited by hand): the run would go on as another."""
+    if not is_run(run):
+        return
+    saved = latest(run) / "recipe.yaml"
+    if not saved.is_file():  # checkpoints of older versions kept no copy
+        return
+    then, now = _flat(Recipe.load(saved).to_dict()), _flat(recipe.to_dict())
+    changed = sorted(key for key in then.keys() | now.keys() if then.get(key) != now.get(key))
+    if changed:
+        raise MusicSSLError(
+            f"{run / 'recipe.yaml'}: {changed[0]} is {now.get(changed[0])!r}, but the run "
+            f"trained with {then.get(changed[0])!r} ({saved}); a resumed run goes on with its "
+            "own recipe: put it back, or start a new run with --out"
+        )
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def start_run(run: str | os.PathLike, recipe: Recipe) -> Path:
     """Make a new run folder holding ``recipe.yaml`` (see ``check_new_run`` for what is refused)."""
     check_new_run(run)

@@ -104,10 +104,11 @@ def run_pretrain(args: argparse.Namespace) -> None:
                 "(to train longer, start a new run)"
             )
         run = Path(args.resume)
-        from musicssl.checkpoint import check_resumable
+        from musicssl.checkpoint import check_resumable, check_unchanged_recipe
 
         check_resumable(run)
         recipe = Recipe.load(run / "recipe.yaml")
+        check_unchanged_recipe(run, recipe)
     else:
         if not args.recipe or not args.out:
             raise MusicSSLError("give a RECIPE and --out RUN_DIR (or --resume RUN_DIR)")
