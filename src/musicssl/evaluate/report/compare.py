@@ -77,22 +77,14 @@ def check_complete(folder: Path | str, results: dict[str, Any]) -> None:
     """Refuse a report whose writing did not finish (a full disk, a kill).
 
     ``write_evaluation`` writes ``report_files`` as null, then the report, then the list of
-    the report's files; a results.json without the key (written by hand, or by an older
-    version) is taken as it is.
+    the report's files: once the list is there the scores are whole, whether or not the
+    report's pages were kept beside them. A results.json without the key (written by hand,
+    or by an older version) is taken as it is.
     """
-    folder = Path(folder)
-    if "report_files" not in results:
-        return
-    listed = results["report_files"]
-    if not isinstance(listed, list):
+    if "report_files" in results and not isinstance(results["report_files"], list):
         raise MusicSSLError(
             f"{folder}: the evaluation did not finish writing its report (results.json lists "
             "no report files); run `musicssl evaluate` into it again"
-        )
-    if missing := [str(name) for name in listed if not (folder / str(name)).is_file()]:
-        raise MusicSSLError(
-            f"{folder}: the report is incomplete ({', '.join(missing[:3])} missing); "
-            "run `musicssl evaluate` into it again"
         )
 
 
@@ -137,13 +129,15 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
     lines.append("")
     lines += [f"- {name}: {results.get('source', '?')}" for name, results in zip(names, runs)]
     lines.append("")
-    corpora = {name: results["corpus"] for name, results in zip(names, runs) if "corpus" in results}
-    if len(set(corpora.values())) > 1:
-        seen = ", ".join(f"{name}: {corpus}" for name, corpus in corpora.items())
-        lines += textwrap.wrap(
-            f"Not comparable: these runs were evaluated on different corpora ({seen}).", width=100
-        )
-        lines.append("")
+    for what, key in (("corpora", "corpus"), ("numbers of seeds", "seeds")):
+        given = {name: results[key] for name, results in zip(names, runs) if key in results}
+        if len(set(map(str, given.values()))) > 1:
+            seen = ", ".join(f"{name}: {value}" for name, value in given.items())
+            lines += textwrap.wrap(
+                f"Not comparable: these runs were evaluated with different {what} ({seen}).",
+                width=100,
+            )
+            lines.append("")
     legend = (
         f"{BEST_MARK} best in its column; {NEAR_MARK} within noise of the best "
         "(|difference| <= 2 * sqrt(std_best^2 + std^2)); "
