@@ -366,6 +366,20 @@ def test_a_truncated_wav_is_skipped_and_reported_like_index_does(
         assert data["names"].tolist() == ["whole.wav"]
 
 
+def test_what_a_decoder_prints_is_held_back_and_counted(tmp_path: Path, write_audio, capfd):
+    _checkpoint(tmp_path / "ckpt")
+    model = load(tmp_path / "ckpt")
+    write_audio("audio/whole.wav", tone(440, sr=8000, seconds=1.0), 8000)
+    # An ID3 tag mpg123 cannot parse: it writes its own warning to file descriptor 2.
+    (tmp_path / "audio" / "odd.mp3").write_bytes(b"ID3" + bytes(range(256)) * 40)
+    summary = embed_files(model, tmp_path / "audio", out=tmp_path / "e.npz", progress=False)
+    assert summary == {"embedded": 1, "skipped": 1}
+    # Nothing of the decoder's own reaches the terminal: at most our one line counting it
+    # (libsndfile builds differ in what their mpg123 prints).
+    lines = capfd.readouterr().err.splitlines()
+    assert len(lines) <= 1 and all(line.startswith("decoders printed 1 note") for line in lines)
+
+
 def test_the_stream_checks_the_frames_read_against_the_header(tmp_path: Path, monkeypatch):
     from musicssl import audio
     from musicssl.errors import AudioError

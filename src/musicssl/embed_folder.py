@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import zipfile
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from functools import partial
@@ -21,6 +22,7 @@ import numpy as np
 
 from musicssl import audio
 from musicssl.corpus import find_audio
+from musicssl.decoder_notes import decoder_notes
 from musicssl.embed import Model
 from musicssl.errors import AudioError, MusicSSLError
 from musicssl.files import atomic_path
@@ -119,34 +121,40 @@ def embed_items(
     per_layer: list[list[np.ndarray]] = []
     frame_names, tracks, times, offsets = [], [], [], [0]
     layer_tracks: list[list[np.ndarray]] = []  # per layer, with every layer and frames
-    for name, blocks in progress_bar(items, unit="file", desc="embed", disable=not progress):
-        with_frames = frames_for is not None and name in frames_for
-        try:
-            result = model.embed_stream(
-                blocks(), hop=hop, layers=layers, frames=with_frames, batch_size=batch_size
-            )
-        except AudioError as error:
-            skipped.append(f"{name}: {error.reason}")
-            continue
-        except MusicSSLError as error:
-            skipped.append(f"{name}: {error}")
-            continue
-        names.append(name)
-        clips.append(result.clip)
-        if result.layers is not None:
-            if not per_layer:
-                per_layer = [[] for _ in result.layers]
-            for bucket, vector in zip(per_layer, result.layers):
-                bucket.append(vector)
-        if with_frames:
-            frame_names.append(name)
-            tracks.append(result.frames)
-            times.append(result.times)
-            offsets.append(offsets[-1] + len(result.frames))
-            for index, track in enumerate(result.layer_frames or []):
-                if index == len(layer_tracks):
-                    layer_tracks.append([])
-                layer_tracks[index].append(track)
+    with decoder_notes() as notes:  # a decoder's notes would break the bar apart
+        for name, blocks in progress_bar(items, unit="file", desc="embed",
+                                         disable=not progress, file=notes.console):  # fmt: skip
+            with_frames = frames_for is not None and name in frames_for
+            try:
+                result = model.embed_stream(
+                    blocks(), hop=hop, layers=layers, frames=with_frames, batch_size=batch_size
+                )
+            except AudioError as error:
+                skipped.append(f"{name}: {error.reason}")
+                continue
+            except MusicSSLError as error:
+                skipped.append(f"{name}: {error}")
+                continue
+            names.append(name)
+            clips.append(result.clip)
+            if result.layers is not None:
+                if not per_layer:
+                    per_layer = [[] for _ in result.layers]
+                for bucket, vector in zip(per_layer, result.layers):
+                    bucket.append(vector)
+            if with_frames:
+                frame_names.append(name)
+                tracks.append(result.frames)
+                times.append(result.times)
+                offsets.append(offsets[-1] + len(result.frames))
+                for index, track in enumerate(result.layer_frames or []):
+                    if index == len(layer_tracks):
+                        layer_tracks.append([])
+                    layer_tracks[index].append(track)
+    if notes.lines:
+        count = f"{len(notes.lines)} note{'s' if len(notes.lines) > 1 else ''}"
+        print(f"decoders printed {count} (the files they could not read are "
+              f"named below), e.g. {notes.lines[0]!r}", file=sys.stderr)  # fmt: skip
     arrays: dict[str, np.ndarray] = {
         "names": np.array(names, dtype=str),
         "emb": np.stack(clips) if clips else np.zeros((0, 0), np.float32),
