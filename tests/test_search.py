@@ -194,3 +194,6 @@ def test_search_refuses_an_index_embedded_by_other_weights(clap_run, tmp_path, c
     assert len(error.splitlines()) == 1 and "embeddings of other weights" in error
     assert main(["search", str(tmp_path / "same"), *query]) == 0
     assert capsys.readouterr().out.split()[1:] == ["+1.0000", "a.wav"]
+    # A text query through a run with no text tower says so first, whatever the index holds.
+    assert main(["search", str(tmp_path / "same"), "--run", str(other), "--text", "organ"]) == 1
+    assert "the run has no text tower" in capsys.readouterr().err

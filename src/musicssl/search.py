@@ -135,8 +135,8 @@ def search_text(
     Raises:
         MusicSSLError: the run has no text tower, or the rows are not its embeddings.
     """
+    query = model.embed_text([text])  # first: a run with no text tower says so
     _check_same_run(index, model)
-    query = model.embed_text([text])
     joint = np.concatenate(
         [
             model.project_audio(index.vectors[start : start + batch_size])
