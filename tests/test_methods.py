@@ -374,7 +374,7 @@ def test_mae_consistency_pulls_the_noisy_latents_to_the_clean_ones():
     assert gap > 0
     torch.testing.assert_close(out["loss"], plain(x)["loss"] + 0.5 * gap)
     torch.testing.assert_close(out["consistency"], gap.detach())  # logged beside the loss
-    with pytest.raises(MusicSSLError, match="consistency_weight must be >= 0"):
+    with pytest.raises(MusicSSLError, match="consistency_weight: a loss weight must be >= 0"):
         build_method("mae", _tiny_vit(), consistency_weight=-1.0)
 
 
@@ -437,7 +437,7 @@ def test_bestrq_reconstruction_regresses_every_tokens_clean_input():
     torch.testing.assert_close(out["loss"], plain(x)["loss"] + 0.5 * error)
     out["loss"].backward()
     assert both.encoder.patch_embed.weight.grad.abs().sum() > 0
-    with pytest.raises(MusicSSLError, match="reconstruct_weight must be >= 0"):
+    with pytest.raises(MusicSSLError, match="reconstruct_weight: a loss weight must be >= 0"):
         build_method("bestrq", _tiny_vit(), reconstruct_weight=-1.0)
     for wrong in ({"head_depth": -1}, {"span": 0}, {"start_probability": 1.5}):
         with pytest.raises(MusicSSLError, match="start_probability <= 1, span >= 1 and head"):
