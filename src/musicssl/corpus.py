@@ -70,8 +70,9 @@ class IndexSummary:
 
     def __str__(self) -> str:
         lines = [
-            f"kept {self.kept} files ({self.total_seconds / 3600:.2f} h), "
-            f"skipped {self.skipped} bad files; decoded {self.decoded}, "
+            f"kept {self.kept} file{'s' if self.kept != 1 else ''} "
+            f"({self.total_seconds / 3600:.2f} h), skipped {self.skipped} bad "
+            f"file{'s' if self.skipped != 1 else ''}; decoded {self.decoded}, "
             f"reused {self.reused} from the previous index",
         ]
         if self.kept:
@@ -84,7 +85,8 @@ class IndexSummary:
             lines.append(f"bad files ({kinds}): {self.bad_report}")
         if self.notes:
             lines.append(
-                f"decoders printed {len(self.notes)} notes (bad files are in the report), "
+                f"decoders printed {len(self.notes)} note{'s' if len(self.notes) != 1 else ''} "
+                "(bad files are in the report), "
                 f"e.g. {self.notes[0]!r}"
             )
         return "\n".join(lines)

@@ -66,7 +66,8 @@ class PackSummary:
         for row in self.skipped:
             text += f"\nskipped {row['path']}: {row['reason']}"
         if self.notes:
-            text += f"\ndecoders printed {len(self.notes)} notes, e.g. {self.notes[0]!r}"
+            notes = f"{len(self.notes)} note{'s' if len(self.notes) != 1 else ''}"
+            text += f"\ndecoders printed {notes}, e.g. {self.notes[0]!r}"
         return text
 
 
