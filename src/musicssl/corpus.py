@@ -46,6 +46,7 @@ from musicssl.splits import (
     lookup,
     neighbour_splits,
     read_splits,
+    refuse_moved_splits,
     split_counts,
     unlisted_note,
 )
@@ -154,7 +155,7 @@ def index_folder(
     good = _with_splits(
         files, results, bad_rows, root=root, group_of=group_of, table=table, previous=previous
     )
-    _refuse_moved_splits(out, good, previous)
+    refuse_moved_splits(out, good, previous)
     _summarise(summary, good, bad_rows)
     if group_of is not None:
         summary.split_source = f"a hash of each file's {split_by} group"
@@ -245,29 +246,6 @@ def _with_splits(
                 row["split"] = found
         good.append(row)
     return good
-
-
-def _refuse_moved_splits(
-    out: Path, good: list[dict[str, Any]], previous: dict[str, dict[str, Any]]
-) -> None:
-    """Refuse to move a file from one split to another than the manifest at ``out`` gave it: a
-    run pretrained on the old train split would be evaluated on its own training audio. (A
-    file that loses its split is used by neither.)"""
-    moved = [
-        (row["path"], previous[row["path"]]["split"], row["split"])
-        for row in good
-        if previous.get(row["path"], {}).get("split")
-        and row.get("split")
-        and row["split"] != previous[row["path"]]["split"]
-    ]
-    if moved:
-        path, old, new = moved[0]
-        raise MusicSSLError(
-            f"{out}: these splits would move {len(moved)} files out of the split this manifest "
-            f"gave them (e.g. {path}: {old} -> {new}), and runs pretrained on the old train "
-            f"split would be evaluated on their training audio; write the new index to another "
-            f"--out"
-        )
 
 
 def _reuse(

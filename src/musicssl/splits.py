@@ -170,6 +170,29 @@ def neighbour_splits(root: Path) -> tuple[dict[str, str] | None, str | None]:
     return table, str(beside)
 
 
+def refuse_moved_splits(
+    out: Path, good: list[dict[str, Any]], previous: dict[str, dict[str, Any]]
+) -> None:
+    """Refuse to move a file from one split to another than the manifest at ``out`` gave it: a
+    run pretrained on the old train split would be evaluated on its own training audio. (A
+    file that loses its split is used by neither.)"""
+    moved = [
+        (row["path"], previous[row["path"]]["split"], row["split"])
+        for row in good
+        if previous.get(row["path"], {}).get("split")
+        and row.get("split")
+        and row["split"] != previous[row["path"]]["split"]
+    ]
+    if moved:
+        path, old, new = moved[0]
+        raise MusicSSLError(
+            f"{out}: these splits would move {len(moved)} files out of the split this manifest "
+            f"gave them (e.g. {path}: {old} -> {new}), and runs pretrained on the old train "
+            f"split would be evaluated on their training audio; write the new index to another "
+            f"--out"
+        )
+
+
 def lookup(table: dict[str, str], file: Path) -> str | None:
     found = table.get(os.path.realpath(file))
     if found is None:
