@@ -26,6 +26,19 @@ import yaml
 
 from musicssl.errors import MusicSSLError
 from musicssl.options import coerce
+from musicssl.recipe_files import (
+    RECIPES,
+    Override,
+    overridden,
+    packaged_recipes,
+    parse_override,
+    read,
+    recipe_path,
+    untyped,
+    with_base,
+)
+
+__all__ = ["DEFAULT_CORPUS", "RECIPES", "Recipe", "packaged_recipes", "recipe_path"]
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
@@ -200,10 +213,10 @@ class Recipe:
             MusicSSLError: unreadable YAML, unknown keys, bad values or a malformed override.
         """
         path = Path(path)
-        raw = _with_base(path, _read(path))
-        changes = [_parse_override(text) for text in overrides or []]
+        raw = with_base(path, read(path))
+        changes = [parse_override(text) for text in overrides or []]
         try:
-            return cls.from_dict(_overridden(raw, changes))
+            return cls.from_dict(overridden(raw, changes))
         except MusicSSLError:
             raise _blame(path, raw, changes) from None
 
@@ -236,91 +249,6 @@ class Recipe:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-RECIPES = Path(__file__).resolve().parent / "recipes"
-
-
-def packaged_recipes() -> dict[str, str]:
-    """Name -> description of every packaged recipe."""
-    return {path.stem: _description(path) for path in sorted(RECIPES.glob("*.yaml"))}
-
-
-def recipe_path(name: str | os.PathLike) -> Path:
-    """A packaged recipe's file from its name ("clmr"), or ``name`` itself when it is a path."""
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return path
-    packaged = RECIPES / f"{path.name}.yaml"
-    if not packaged.is_file():
-        known = ", ".join(packaged_recipes())
-        raise MusicSSLError(f"no recipe file or packaged recipe named {name!r} (packaged: {known})")
-    return packaged
-
-
-class _Text(str):
-    """An override's value as typed on the command line, read by the field it sets."""
-
-
-# An override: its text as typed, its dotted key and its value.
-_Override = tuple[str, str, _Text]
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise MusicSSLError(f"{path}: cannot read recipe (not UTF-8 text)") from None
-    except (OSError, yaml.YAMLError) as error:
-        raise MusicSSLError(f"{path}: cannot read recipe ({error})") from None
-    if not isinstance(raw, dict):
-        raise MusicSSLError(f"{path}: a recipe is a YAML mapping")
-    raw.setdefault("description", _description(path))
-    return raw
-
-
-def _description(path: Path) -> str:
-    """The first comment line of a recipe file, without its ``#``."""
-    try:
-        first = path.read_text(encoding="utf-8").splitlines()[0]
-    except (OSError, IndexError, UnicodeDecodeError):
-        return ""
-    return first.lstrip("#").strip() if first.startswith("#") else ""
-
-
-def _with_base(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
-    """The file's sections over those of the ``base`` it names, if any."""
-    base = raw.pop("base", None)
-    if base is None:
-        return raw
-    base_path = recipe_path(base) if Path(str(base)).suffix else _sibling(path, base)
-    parent = _read(base_path)
-    if "base" in parent:
-        raise MusicSSLError(f"{base_path}: a base recipe cannot name a base of its own")
-    return _inherit(parent, raw)
-
-
-def _sibling(path: Path, name: str) -> Path:
-    """A base named without a suffix: beside the file, else a packaged recipe."""
-    beside = path.parent / f"{name}.yaml"
-    return beside if beside.is_file() else recipe_path(name)
-
-
-def _inherit(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
-    """``child`` over ``base``: a settings section changes the fields it names, a part
-    without a ``name`` the options it names, and a part with one replaces the base's whole."""
-    merged = copy.deepcopy(base)
-    for key, value in child.items():
-        settings = key in ("data", "optim", "train")
-        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
-        if settings and both:
-            merged[key] = {**merged[key], **value}
-        elif both and key in ("encoder", "method", "augment") and "name" not in value:
-            options = {**merged[key].get("options", {}), **value.get("options", {})}
-            merged[key] = {**merged[key], **copy.deepcopy(value), "options": options}
-        else:  # a named part, or a plain field: the child's replaces the base's whole
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def _build(kind: type, value: Any, section: str) -> Any:
     if not isinstance(value, dict):
         raise MusicSSLError(f"recipe section '{section}' must be a mapping, got {value!r}")
@@ -329,54 +257,17 @@ def _build(kind: type, value: Any, section: str) -> Any:
     if unknown:
         raise _unknown_keys(unknown, hints, f"in '{section}'")
     if kind is Part:
-        options = _untyped(value.get("options")) or {}  # method.options={} is YAML too
+        options = untyped(value.get("options")) or {}  # method.options={} is YAML too
         if not isinstance(options, dict):
             raise MusicSSLError(f"{section}.options must be a mapping, got {options!r}")
-        value = {**value, "options": {k: _untyped(v) for k, v in options.items()}}
-        value["name"] = _untyped(value.get("name", ""))
+        value = {**value, "options": {k: untyped(v) for k, v in options.items()}}
+        value["name"] = untyped(value.get("name", ""))
         return kind(**value)
     value = {key: coerce(item, hints[key], f"{section}.{key}") for key, item in value.items()}
     return kind(**value)
 
 
-def _untyped(value: Any) -> Any:
-    """An override for a field whose type the recipe does not know: read as YAML.
-
-    Nested options (a ``branches`` encoder's ``encoder.options.branches.key.layers=[-2, -1]``)
-    are read the same way at any depth.
-    """
-    if isinstance(value, _Text):
-        try:
-            return yaml.safe_load(str(value))
-        except yaml.YAMLError:
-            return str(value)
-    if isinstance(value, dict):
-        return {key: _untyped(item) for key, item in value.items()}
-    return value
-
-
-def _parse_override(text: str) -> _Override:
-    """``(text, key, value)`` of a ``key=value`` override."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise MusicSSLError(f"override {text} is not key=value (e.g. train.steps=100)")
-    if key.strip() == "size":
-        raise MusicSSLError(
-            f"override {text}: recipes have no sizes; each setup is its own file "
-            "(see `musicssl pretrain --help` for the packaged recipes)"
-        )
-    return text, key.strip(), _Text(value)
-
-
-def _overridden(raw: dict[str, Any], changes: list[_Override]) -> dict[str, Any]:
-    """A copy of ``raw`` with the overrides ``changes`` (from ``_parse_override``) applied."""
-    raw = copy.deepcopy(raw)
-    for _, key, value in changes:
-        _set_dotted(raw, key, value)
-    return raw
-
-
-def _blame(path: Path, raw: dict[str, Any], changes: list[_Override]) -> MusicSSLError:
+def _blame(path: Path, raw: dict[str, Any], changes: list[Override]) -> MusicSSLError:
     """The error of a recipe that does not load, naming where it comes from.
 
     The file alone, then with one override more each time, is read until one fails: the
@@ -384,22 +275,11 @@ def _blame(path: Path, raw: dict[str, Any], changes: list[_Override]) -> MusicSS
     """
     for count in range(len(changes) + 1):
         try:
-            Recipe.from_dict(_overridden(raw, changes[:count]))
+            Recipe.from_dict(overridden(raw, changes[:count]))
         except MusicSSLError as error:
             source = f"override {changes[count - 1][0]}" if count else str(path)
             return MusicSSLError(f"{source}: {error}")
     raise AssertionError("_blame is only called for a recipe that does not load")
-
-
-def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
-    *parents, leaf = key.split(".")
-    node = raw
-    for part in parents:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise MusicSSLError(f"'{part}' is not a section")
-        node = child
-    node[leaf] = value
 
 
 def _unknown_keys(unknown: set[str], known: Iterable[str], where: str) -> MusicSSLError:
