@@ -21,9 +21,9 @@ from musicssl.errors import MusicSSLError
 from musicssl.methods import METHODS, Method
 from musicssl.pack import pack
 from musicssl.recipe import OptimSettings, Recipe
-from musicssl.runlog import TrainingDiverged
+from musicssl.runlog import RunLog, TrainingDiverged
 from musicssl.train import _draw_seed, build_parts, learning_rate_factor, pretrain
-from musicssl.train_data import StepBatches
+from musicssl.train_data import StepBatches, step_groups
 
 RECIPE = """
 encoder:
@@ -76,6 +76,7 @@ def test_pretrain_writes_checkpoints_logs_and_a_loadable_encoder(tmp_path: Path,
     rows = _metrics(tmp_path / "run")
     assert [int(row["step"]) for row in rows] == [2, 4, 6, 8]
     assert all(float(row["views_per_second"]) > 0 for row in rows)
+    assert all(0 <= float(row["data_wait"]) <= 1 for row in rows)
     assert any((tmp_path / "run" / "tensorboard").iterdir())
     model = load(tmp_path / "run")
     weights = load_file(checkpoint / "encoder.safetensors")
@@ -448,3 +449,44 @@ def test_a_method_that_learns_from_captions_is_refused_a_store_without_them(caps
     check_captions(store, [0, 1], uses_text=False)  # a method without text reads none
     check_captions(store, [0, 1, 2], uses_text=True)
     assert "note: 2 of 3 training clips have no caption" in capsys.readouterr().out
+
+
+class _Clock:
+    """A stand-in for ``time.perf_counter`` that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_loop_counts_the_time_it_waits_for_data_and_says_when_it_holds_the_run_back(
+    tmp_path: Path, monkeypatch, capsys
+):
+    clock = _Clock()
+    monkeypatch.setattr("musicssl.train_data.time.perf_counter", clock)
+    monkeypatch.setattr("musicssl.runlog.time.perf_counter", clock)
+
+    def slow_loader():  # each batch takes 0.5 s to arrive; five batches, steps of two
+        for index in range(5):
+            clock.now += 0.5
+            yield {"index": torch.tensor(index)}
+
+    waits: list[float] = []
+    groups = list(step_groups(slow_loader(), 2, waited=waits.append))
+    assert [[int(b["index"]) for b in group] for group in groups] == [[0, 1], [2, 3]]
+    assert waits == pytest.approx([1.0, 1.0])  # the lone fifth batch makes no step
+    log = RunLog(tmp_path, start_step=0, enabled=True)
+    for step, wait in enumerate([1.0, 0.2, 3.0], start=1):
+        log.waited(wait)
+        clock.now += 4.0  # the wait and the step: the window lasts 4 s in all
+        log.add({"loss": torch.tensor(1.0)}, views=8)
+        log.write(step, {}, lr=0.1, run=tmp_path)
+    log.close()
+    rows = _metrics(tmp_path)
+    assert [float(row["data_wait"]) for row in rows] == pytest.approx([0.25, 0.05, 0.75])
+    assert [float(row["views_per_second"]) for row in rows] == pytest.approx([2.0, 2.0, 2.0])
+    # The first window (the loader's start) and 5% say nothing; 75% is said once.
+    out = capsys.readouterr().out
+    assert out.count("note:") == 1 and "waited for data 75% of the time over steps 3-3" in out

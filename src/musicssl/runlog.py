@@ -23,7 +23,10 @@ class RunLog:
     """Loss means over each logged window, to metrics.csv and TensorBoard.
 
     The step's outputs are kept on the device until a row is written: one host sync per
-    logged window, not per step. metrics.csv is rewritten whole at every row (rows after a
+    logged window, not per step. Beside the losses a row holds ``views_per_second`` and
+    ``data_wait``: the share of the window's wall time the loop spent waiting for the loader,
+    which a note names when it holds the run back (after the first window, which includes
+    the loader's start). metrics.csv is rewritten whole at every row (rows after a
     resumed step are dropped), so a killed run never leaves a torn row.
     """
 
@@ -35,6 +38,7 @@ class RunLog:
         self.pending: list[dict[str, Tensor]] = []
         self.rows: list[dict[str, Any]] = []
         self.window_start, self.window_views = time.perf_counter(), 0
+        self.window_wait, self.first_step, self.noted_wait = 0.0, start_step, False
         self.writer = None
         if not enabled:
             return
@@ -50,6 +54,10 @@ class RunLog:
     def add(self, outputs: dict[str, Tensor], *, views: int) -> None:
         self.pending.append({key: value.detach() for key, value in outputs.items()})
         self.window_views += views
+
+    def waited(self, seconds: float) -> None:
+        """Count ``seconds`` the loop spent waiting for data in this window."""
+        self.window_wait += seconds
 
     def write(self, step: int, extra: dict[str, float], *, lr: float, run: Path) -> dict[str, Any]:
         """Write the window's row; raises TrainingDiverged when a loss is not finite."""
@@ -70,11 +78,26 @@ class RunLog:
             )
         seconds = max(time.perf_counter() - self.window_start, 1e-9)
         row = {"step": step, **means, **extra, "lr": lr,
-               "views_per_second": self.window_views / seconds}  # fmt: skip
-        self.window_start, self.window_views = time.perf_counter(), 0
+               "views_per_second": self.window_views / seconds,
+               "data_wait": min(self.window_wait / seconds, 1.0)}  # fmt: skip
+        self._note_wait(row)
+        self.window_start, self.window_views, self.window_wait = time.perf_counter(), 0, 0.0
         self.rows.append(row)
         self._flush(row)
         return row
+
+    def _note_wait(self, row: dict[str, Any]) -> None:
+        """Say once when the loop waited for data for over a quarter of a window."""
+        first = self.rows[-1]["step"] if self.rows else None
+        if not self.enabled or self.noted_wait or first is None or row["data_wait"] <= 0.25:
+            return
+        if int(first) <= self.first_step:  # the window after a (re)start holds the loader's
+            return
+        self.noted_wait = True
+        print(f"note: the training loop waited for data {row['data_wait']:.0%} of the time "
+              f"over steps {int(first) + 1}-{row['step']} (data_wait in metrics.csv); more "
+              "loader processes (data.workers) or a store on a faster disk would feed it "
+              "faster", flush=True)  # fmt: skip
 
     def _flush(self, row: dict[str, Any]) -> None:
         if not self.enabled:

@@ -134,7 +134,7 @@ def pretrain(
                disable=not (progress and fabric.is_global_zero))  # fmt: skip
     generator = torch.Generator()  # augmentation draws are made on the host
     step = start_step
-    for batches in train_data.step_groups(loader, settings.accumulate):
+    for batches in train_data.step_groups(loader, settings.accumulate, waited=log.waited):
         _set_learning_rate(optimizer, recipe.optim, step=step, last_step=last_step)
         _accumulate(model, batches, parts, store, fabric, log, generator, seed=settings.seed,
                     step=step, graphed=graphed)  # fmt: skip

@@ -3,7 +3,9 @@ step by step so that the data of a step depends only on (seed, step)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -158,11 +160,16 @@ class StepBatches(Sampler[list[tuple[int, int]]]):
                 yield [(epoch, item) for item in order[begin : begin + self.batch_size].tolist()]
 
 
-def step_groups(loader: DataLoader, size: int) -> Iterator[list[dict[str, Tensor]]]:
-    """The loader's micro-batches, ``size`` at a time (one optimiser step's)."""
-    group: list[dict[str, Tensor]] = []
-    for batch in loader:
-        group.append(batch)
-        if len(group) == size:
-            yield group
-            group = []
+def step_groups(
+    loader: Iterable[dict[str, Tensor]], size: int, *, waited: Callable[[float], None]
+) -> Iterator[list[dict[str, Tensor]]]:
+    """The loader's micro-batches, ``size`` at a time (one optimiser step's); ``waited`` is
+    told the seconds the loop spent waiting for each group to arrive."""
+    batches = iter(loader)
+    while True:
+        start = time.perf_counter()
+        group = list(itertools.islice(batches, size))
+        if len(group) < size:
+            return
+        waited(time.perf_counter() - start)
+        yield group
