@@ -254,8 +254,9 @@ def test_an_unknown_baseline_is_refused_before_any_copy_is_made(
     assert not (corpus / "degraded").exists() and not (tmp_path / "out").exists()
 
 
-def _run_trained_on(folder: Path, splits: str, store: Path) -> Path:
-    """A checkpoint folder of a tiny SampleCNN whose recipe trained on ``splits`` of ``store``."""
+def _run_trained_on(folder: Path, splits: str, store: Path, init_from: Path | None = None) -> Path:
+    """A checkpoint folder of a tiny SampleCNN whose recipe trained on ``splits`` of ``store``
+    (starting from ``init_from``, if given)."""
     torch.manual_seed(0)
     encoder = SampleCNN(num_blocks=5, channels=[4, 4, 8, 8, 8, 8, 16], sample_rate=8000)
     folder.mkdir(parents=True)
@@ -266,6 +267,7 @@ def _run_trained_on(folder: Path, splits: str, store: Path) -> Path:
     recipe = Recipe.load(
         RECIPES / "simclr-shortchunk-cpu.yaml", [f"data.splits={splits}", f"data.store={store}"]
     )
+    recipe.train.init_from = str(init_from or "")
     (folder / "recipe.yaml").write_text(recipe.dump())
     return folder
 
@@ -293,6 +295,14 @@ def test_a_run_trained_on_the_test_split_is_noted(corpus: Path, tmp_path: Path, 
     other_store = _run_trained_on(tmp_path / "ckpt3", "all", tmp_path / "elsewhere" / "s")
     notes = training_notes(str(other_store), corpus=corpus)
     assert len(notes) == 1 and "(data.splits=all)" in notes[0]
+
+    # A run that started from one trained on the test split answers for it, down the chain.
+    second = _run_trained_on(tmp_path / "ckpt4", "train", tmp_path / "elsewhere", other_store)
+    third = _run_trained_on(tmp_path / "ckpt5", "train", tmp_path / "elsewhere", second)
+    assert training_notes(str(third), corpus=corpus) == [
+        f"{third} started from {second} (train.init_from): {second} started from "
+        f"{other_store} (train.init_from): {notes[0]}"
+    ]
 
 
 def _table_folder(corpus: Path, tmp_path: Path, labels: list[str]) -> tuple[Path, list[str]]:

@@ -490,3 +490,42 @@ def test_the_loop_counts_the_time_it_waits_for_data_and_says_when_it_holds_the_r
     # The first window (the loader's start) and 5% say nothing; 75% is said once.
     out = capsys.readouterr().out
     assert out.count("note:") == 1 and "waited for data 75% of the time over steps 3-3" in out
+
+
+def test_a_run_starts_from_another_runs_encoder_and_a_different_encoder_is_refused(
+    tmp_path: Path, store: Path
+):
+    first = Recipe.load(_recipe(tmp_path, store, steps=4))
+    pretrain(first, out=tmp_path / "first", progress=False)
+    trained = load_file(latest_checkpoint(tmp_path / "first") / "encoder.safetensors")
+
+    (tmp_path / "byol").mkdir()
+    second = Recipe.load(
+        _recipe(tmp_path / "byol", store, method="byol", steps=4),
+        [f"train.init_from={tmp_path / 'first'}", "train.seed=5"],
+    )
+    parts = build_parts(second)
+    for name, value in parts.encoder.state_dict().items():
+        torch.testing.assert_close(value, trained[name])
+    for name, value in parts.method.target_encoder.state_dict().items():  # BYOL's target too
+        torch.testing.assert_close(value, trained[name])
+    fresh = build_parts(second, start=False).encoder.state_dict()
+    assert any(not torch.equal(fresh[name], trained[name]) for name in trained)
+
+    pretrain(second, out=tmp_path / "second", progress=False)
+    assert (tmp_path / "second" / "recipe.yaml").read_text().count("init_from:") == 1
+    # A finished or killed run resumes from its own checkpoint, without the run it started from.
+    (tmp_path / "first").rename(tmp_path / "moved")
+    pretrain(second, out=tmp_path / "second", resume=True, progress=False)
+
+    wider = Recipe.load(
+        _recipe(tmp_path, store, steps=4),
+        [f"train.init_from={tmp_path / 'moved'}", "encoder.options.channels=[8,8,16,16,16,64]"],
+    )
+    with pytest.raises(MusicSSLError, match=r"^train.init_from: .*moved: its encoder is built "
+                       r"otherwise \(channels=\[8, 8, 16, 16, 16, 32\] there, \[8, 8, 16, 16, "
+                       r"16, 64\] here\)"):  # fmt: skip
+        build_parts(wider)
+    missing = Recipe.load(_recipe(tmp_path, store), [f"train.init_from={tmp_path / 'first'}"])
+    with pytest.raises(MusicSSLError, match="^train.init_from: .*first: no such run"):
+        build_parts(missing)

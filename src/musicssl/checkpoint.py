@@ -34,7 +34,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from musicssl.encoders import build_encoder
+from musicssl.encoders import Encoder, build_encoder
 from musicssl.errors import MusicSSLError
 from musicssl.files import LOCK_NAME, write_text
 from musicssl.methods import Method
@@ -205,6 +205,33 @@ def load_encoder(path: str | os.PathLike) -> nn.Module:
     weights = encoder_weights(path)
     _load_weights(weights, spec["name"], encoder)
     return encoder
+
+
+def start_encoder_from(path: str | os.PathLike, encoder: Encoder, name: str) -> None:
+    """Load the encoder weights of checkpoint ``path`` (or a run's latest) into ``encoder``,
+    which must be built as that one was: the same name and options.
+
+    Raises:
+        MusicSSLError: not a checkpoint, another encoder, or weights that do not fit.
+    """
+    spec = encoder_spec(path)
+    options = json.loads(json.dumps(encoder.config()))  # as encoder.json holds them
+    if spec["name"] != name:
+        raise MusicSSLError(f"{path}: its encoder is {spec['name']}, not {name}")
+    differ = sorted(
+        key
+        for key in set(spec["options"]) | set(options)
+        if spec["options"].get(key, "unset") != options.get(key, "unset")
+    )
+    if differ:
+        shown = ", ".join(
+            f"{key}={spec['options'].get(key, 'unset')!r} there, {options.get(key, 'unset')!r} here"
+            for key in differ[:3]
+        )
+        raise MusicSSLError(
+            f"{path}: its encoder is built otherwise ({shown}); give encoder.options the same"
+        )
+    _load_weights(encoder_weights(path), name, encoder)
 
 
 def write_checkpoint(

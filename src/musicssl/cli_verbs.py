@@ -119,6 +119,7 @@ def run_pretrain(args: argparse.Namespace) -> None:
         # The run keeps where its data is, whatever folder it is resumed from.
         recipe.data.store = os.path.abspath(recipe.data.store) if recipe.data.store else ""
         recipe.data.corpus = os.path.abspath(recipe.data.corpus)
+        recipe.train.init_from = recipe.train.init_from and os.path.abspath(recipe.train.init_from)
     from musicssl.checkpoint import check_new_run, is_run
     from musicssl.demo import with_builtin_store
     from musicssl.files import folder_lock
@@ -126,7 +127,7 @@ def run_pretrain(args: argparse.Namespace) -> None:
 
     # Refuse a missing device and bad part options before the built-in corpus is built.
     check_accelerator(recipe.train)
-    build_parts(recipe)
+    build_parts(recipe, start=not args.resume)
     first = os.environ.get("LOCAL_RANK", "0") == "0"  # DDP's children neither check nor lock
     if not args.resume and first:
         check_new_run(run)

@@ -136,6 +136,11 @@ class TrainSettings:
         probe_every: steps between fast probes (k-NN and linear accuracy of ``probe_label``
             on validation clips, logged beside the loss); 0 turns them off.
         probe_label: the manifest field the fast probe predicts.
+        init_from: a run or checkpoint folder whose encoder weights this run's encoder starts
+            from (continued pretraining: on other data, or with another method); the
+            recipe's encoder must be built as that one was. The method's own networks
+            (projectors, heads, decoders) start new; a target encoder (BYOL) starts as a copy
+            of the loaded one. Empty: random weights from ``seed``.
     """
 
     steps: int = 1000
@@ -152,6 +157,7 @@ class TrainSettings:
     minutes: float | None = None
     probe_every: int = 0
     probe_label: str = "style"
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         if not 0 <= self.seed < 2**63:

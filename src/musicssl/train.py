@@ -45,11 +45,14 @@ class Parts:
     optimizer: torch.optim.Optimizer
 
 
-def build_parts(recipe: Recipe) -> Parts:
-    """The encoder, method, augmentation chain and optimiser a recipe describes.
+def build_parts(recipe: Recipe, *, start: bool = True) -> Parts:
+    """The encoder, method, augmentation chain and optimiser a recipe describes; with
+    ``start``, the encoder holds the weights of ``train.init_from`` (if any) before the
+    method is built around it.
 
     Raises:
-        MusicSSLError: a part's name or options are not ones its constructor takes.
+        MusicSSLError: a part's name or options are not ones its constructor takes, or
+            ``train.init_from`` is not a checkpoint of the same encoder.
     """
     # Every part's options are checked before any part is built.
     encoder_options(recipe.encoder.name, recipe.encoder.options)
@@ -58,6 +61,11 @@ def build_parts(recipe: Recipe) -> Parts:
     # A value out of range is found by the part that takes it; the message names the section.
     with _options_of("encoder"):
         encoder = build_encoder(recipe.encoder.name, **recipe.encoder.options)
+    if start and recipe.train.init_from:
+        try:
+            checkpoint.start_encoder_from(recipe.train.init_from, encoder, recipe.encoder.name)
+        except MusicSSLError as error:
+            raise MusicSSLError(f"train.init_from: {error}") from None
     with _options_of("method"):
         method = build_method(recipe.method.name, encoder, **recipe.method.options)
     with _options_of("augment"):
@@ -105,7 +113,7 @@ def pretrain(
     indices = train_data.split_indices(store, recipe.data.splits)
     fabric = _fabric(settings)
     torch.manual_seed(settings.seed)  # the same initial weights on every process
-    parts = build_parts(recipe)
+    parts = build_parts(recipe, start=not (resume and checkpoint.is_run(run)))
     train_data.check_rate(store, parts.encoder)
     train_data.check_captions(store, indices, parts.method.uses_text, note=fabric.is_global_zero)
     parts.chain.to(fabric.device)

@@ -8,9 +8,10 @@ from pathlib import Path
 from musicssl.errors import MusicSSLError
 
 
-def training_notes(source: str, *, corpus: Path) -> list[str]:
+def training_notes(source: str, *, corpus: Path, depth: int = 0) -> list[str]:
     """Warnings about what a run trained on: the test split, or (for the built-in corpus's
-    own store) the valid split that picks the probe; [] when its recipe cannot be read."""
+    own store) the valid split that picks the probe; [] when its recipe cannot be read.
+    A run that started from another (``train.init_from``) answers for that one's too."""
     from musicssl.checkpoint import checkpoint_folder
     from musicssl.recipe import Recipe
 
@@ -23,9 +24,10 @@ def training_notes(source: str, *, corpus: Path) -> list[str]:
     if recipe_path is None:
         return []
     try:
-        data = Recipe.load(recipe_path).data
+        recipe = Recipe.load(recipe_path)
     except MusicSSLError:
         return []
+    data, init_from = recipe.data, recipe.train.init_from
     splits = {part.strip() for part in data.splits.split(",") if part.strip()}
     everything = "all" in splits
     notes = []
@@ -41,4 +43,9 @@ def training_notes(source: str, *, corpus: Path) -> list[str]:
             f"{source} trained on the valid split of {corpus} (data.splits={data.splits}), "
             "which picks the probe: the probe choice is not held out"
         )
+    if init_from and depth < 16:  # a chain of runs, each started from the last
+        earlier = training_notes(init_from, corpus=corpus, depth=depth + 1)
+        notes += [
+            f"{source} started from {init_from} (train.init_from): {note}" for note in earlier
+        ]
     return notes
