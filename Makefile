@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-# Corpus, CLMR pretraining on the CPU and an evaluation report: about a quarter of an hour.
+# Corpus, the demo recipe's pretraining on the CPU and an evaluation report: about a
+# quarter of an hour.
 demo: setup
 	$(BIN)/musicssl demo --corpus $(CORPUS)
 

@@ -7,24 +7,14 @@ from pathlib import Path
 from musicssl.cli import main
 
 
+def _demo(tmp_path: Path, minutes: str) -> int:
+    folders = ["--out", str(tmp_path / "demo"), "--corpus", str(tmp_path / "corpus")]
+    return main(["demo", *folders, "--minutes", minutes, "--seeds", "2", "--corpus-size",
+                 "tiny", "--cache", str(tmp_path / "cache")])  # fmt: skip
+
+
 def test_demo_goes_from_nothing_to_a_report(tmp_path: Path, capsys):
-    code = main(
-        [
-            "demo",
-            "--out",
-            str(tmp_path / "demo"),
-            "--corpus",
-            str(tmp_path / "corpus"),
-            "--minutes",
-            "0.05",
-            "--seeds",
-            "2",
-            "--corpus-size",
-            "tiny",
-            "--cache",
-            str(tmp_path / "cache"),
-        ]
-    )
+    code = _demo(tmp_path, "0.05")
     assert code == 0
     printed = capsys.readouterr().out
     report = tmp_path / "demo" / "report" / "report.html"
@@ -39,3 +29,11 @@ def test_demo_goes_from_nothing_to_a_report(tmp_path: Path, capsys):
     with open(tmp_path / "demo" / "run" / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert int(rows[-1]["step"]) < 1200
+
+    # Again with another budget: the finished run is kept as it began, and says so.
+    assert _demo(tmp_path, "0.2") == 0
+    printed = capsys.readouterr().out
+    run = tmp_path / "demo" / "run"
+    assert f"note: {run} began with --minutes 0.05 and goes on so" in printed
+    with open(run / "metrics.csv", newline="") as handle:
+        assert list(csv.DictReader(handle)) == rows

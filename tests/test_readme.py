@@ -60,3 +60,22 @@ def test_read_out_example_runs(tmp_path: Path, monkeypatch):
     assert len(namespace["track"].f0) == len(namespace["track"].times) > 0
     assert namespace["key"].split()[1] in ("major", "minor")
     assert 20.0 < namespace["bpm"] < 400.0
+
+
+def test_every_recipe_setting_is_in_the_readme_table():
+    import dataclasses
+
+    from musicssl.recipe import DataSettings, OptimSettings, TrainSettings
+
+    rows = {
+        line.split("|")[1].strip(" `"): line
+        for line in README.read_text().splitlines()
+        if line.startswith("| `") and line.split("|")[1].strip(" `") in ("data", "optim", "train")
+    }
+    for section, kind in (
+        ("data", DataSettings),
+        ("optim", OptimSettings),
+        ("train", TrainSettings),
+    ):
+        named = set(re.findall(r"`(\w+)` \(", rows[section]))
+        assert named == {field.name for field in dataclasses.fields(kind)}, section

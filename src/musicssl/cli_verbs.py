@@ -259,7 +259,7 @@ def add_demo(verbs: Any) -> None:
         "--minutes",
         type=positive_float,
         metavar="MINUTES",
-        help="pretraining budget; more learns more (default: %(default)s)",
+        help="pretraining budget of a new --out; more learns more (default: %(default)s)",
     )
     demo.option(
         "--seeds", type=positive_int, metavar="N", help="probe fits per task (default: %(default)s)"

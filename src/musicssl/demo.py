@@ -5,11 +5,12 @@ Builds the small built-in corpus (once; later runs reuse it), pretrains the
 tempo-equivariant branches) for a wall-clock budget, and evaluates the result on every
 built-in task of the usual test split beside the MFCC, log-mel and random-weights
 baselines. A second run with the same ``--out`` reuses the finished pretraining (or resumes
-an interrupted one) and the cached embeddings.
+an interrupted one, with the budget it began with) and the cached embeddings.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -17,6 +18,10 @@ from pathlib import Path
 from musicssl.recipe import DEFAULT_CORPUS, Recipe
 
 DEMO_RECIPE = "simclr-key-tempo-cpu"
+# Steps a minute of the demo's budget may take: a little above what 2 cores of an Intel Xeon
+# train (882 steps in seven minutes), so that a longer --minutes trains longer, and the
+# budget, not the recipe's step count, ends the run.
+STEPS_PER_MINUTE = 150
 
 
 def with_builtin_store(recipe: Recipe, *, progress: bool = True) -> Recipe:
@@ -72,17 +77,26 @@ def run_demo(
     build_corpus(corpus_dir, size=corpus_size, seed=0, progress=progress)
 
     run = out_dir / "run"
-    recipe = Recipe.load(
-        recipe_path(DEMO_RECIPE),
-        [
-            f"data.corpus={corpus_dir}",
-            f"data.corpus_size={corpus_size}",
-            f"train.minutes={minutes}",
-            "train.probe_every=100",
-            # The tiny corpus has 12 training clips: a smoke test, in batches that fit.
-            *(["train.batch_size=8"] if corpus_size == "tiny" else []),
-        ],
-    )
+    if is_run(run):  # a run goes on as it began
+        recipe = Recipe.load(run / "recipe.yaml")
+        began_with = recipe.train.minutes or 0.0
+        if began_with != minutes:
+            _say(f"note: {run} began with --minutes {began_with:g} and goes on so; "
+                 f"give a new --out to train for {minutes:g} minutes")  # fmt: skip
+            minutes = began_with
+    else:
+        recipe = Recipe.load(
+            recipe_path(DEMO_RECIPE),
+            [
+                f"data.corpus={corpus_dir}",
+                f"data.corpus_size={corpus_size}",
+                f"train.minutes={minutes}",
+                f"train.steps={max(1000, math.ceil(minutes * STEPS_PER_MINUTE))}",
+                "train.probe_every=100",
+                # The tiny corpus has 12 training clips: a smoke test, in batches that fit.
+                *(["train.batch_size=8"] if corpus_size == "tiny" else []),
+            ],
+        )
     recipe = with_builtin_store(recipe, progress=progress)
     _say(f"2/3 pretraining {DEMO_RECIPE} for about {minutes:g} minutes: {run}")
     pretrain(recipe, out=run, resume=is_run(run), progress=progress)

@@ -2,12 +2,13 @@
 
 A recipe file describes one setup: which encoder, method and augmentation it trains, on what
 data, for how long. It may name one ``base`` recipe: the base's sections are read first, a
-part (``encoder``, ``method``, ``augment``) given in the file replaces the base's part whole,
-and a settings section (``data``, ``optim``, ``train``) changes only the fields it names. A
-base has no base of its own. ``key.sub=value`` overrides from the command line come last and
-are typed by the field they set (``train.steps=1e3`` is 1000, ``train.compile=maybe`` is an
-error); an error names the override it comes from, or else the file. No arithmetic or code
-lives in YAML.
+part (``encoder``, ``method``, ``augment``) given in the file with a ``name`` replaces the
+base's part whole, one without a ``name`` changes only the options it lists, and a settings
+section (``data``, ``optim``, ``train``) changes only the fields it names. A base has no base
+of its own (``musicssl.recipe_files`` reads the files). ``key.sub=value`` overrides from the
+command line come last and are typed by the field they set (``train.steps=1e3`` is 1000,
+``train.compile=maybe`` is an error); an error names the override it comes from, or else the
+file. No arithmetic or code lives in YAML.
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ SIZES: dict[str, SizeSpec] = {
             "german_folk_song": (120, 3),
         }
     ),
-    # About 12,400 clips: every madrigal and quartet movement of the corpus, most chorales.
+    # Up to 12,450 clips: every madrigal and quartet movement of the corpus, most chorales.
     "full": SizeSpec(
         per_style={
             "bach_chorale": (360, 6),
@@ -336,8 +336,8 @@ def build_corpus(
 
     Args:
         out_dir: folder to build into (created if missing).
-        size: a key of :data:`SIZES`: ``"tiny"`` (36 clips), ``"small"`` (about 2,100) or
-            ``"full"`` (about 12,500).
+        size: a key of :data:`SIZES`: ``"tiny"`` (36 clips), ``"small"`` (2,160) or
+            ``"full"`` (up to 12,450: a style takes fewer pieces where its scores run out).
         seed: seed of every random choice.
         workers: processes to use; ``None`` for ``os.cpu_count()``. With more than one, the
             workers are spawned, so a calling script needs ``if __name__ == "__main__":``.
