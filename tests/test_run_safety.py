@@ -6,6 +6,9 @@ import errno
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +212,32 @@ def test_the_lock_is_free_once_its_holder_is_gone(tmp_path):
             pass
     with folder_lock(tmp_path / "f", busy="busy"):
         assert os.path.exists(tmp_path / "f" / ".lock")
+
+
+HOLDER = """
+import multiprocessing, os, signal, sys, time
+from musicssl.files import folder_lock
+with folder_lock(sys.argv[1], busy="busy"):
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+    child.start()  # as a DataLoader worker: forked while the lock is held
+    print(child.pid, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork")
+def test_a_killed_holders_forked_children_do_not_keep_its_lock(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "f")],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert holder.stdout is not None
+    orphan = int(holder.stdout.readline())
+    assert holder.wait(timeout=60) == -signal.SIGKILL
+    try:
+        os.kill(orphan, 0)  # the worker outlives its killed parent ...
+        with folder_lock(tmp_path / "f", busy="busy"):  # ... and holds no lock
+            pass
+    finally:
+        os.kill(orphan, signal.SIGKILL)
 
 
 def test_corpus_build_refuses_a_folder_of_the_users(tmp_path, capsys):

@@ -17,6 +17,23 @@ from pathlib import Path
 import numpy as np
 
 LOCK_NAME = ".lock"
+# The descriptors of the folder locks this process holds. A forked child (a DataLoader
+# worker) closes its copies at once: an flock lives while any copy is open, and a worker
+# that outlives its killed parent by a few seconds must not keep the folder locked.
+_HELD_LOCKS: set[int] = set()
+
+
+def _drop_inherited_locks() -> None:
+    for descriptor in _HELD_LOCKS:
+        try:
+            os.close(descriptor)
+        except OSError:
+            pass
+    _HELD_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 @contextmanager
@@ -45,7 +62,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def folder_lock(folder: str | os.PathLike, *, busy: str) -> Iterator[None]:
     """Hold ``folder/.lock`` for this process while the block runs; refuse if another holds it.
 
-    The lock (``flock``) goes with the process, so a killed writer's folder is free at once.
+    The lock (``flock``) goes with the process, so a killed writer's folder is free at once,
+    whatever children it forked (they close their copy of the lock as they start).
 
     Raises:
         MusicSSLError: another process holds the lock (``busy`` says what to do).
@@ -63,8 +81,10 @@ def folder_lock(folder: str | os.PathLike, *, busy: str) -> Iterator[None]:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise MusicSSLError(f"{folder}: {busy}") from None
+        _HELD_LOCKS.add(descriptor)
         yield
     finally:
+        _HELD_LOCKS.discard(descriptor)
         os.close(descriptor)
 
 
