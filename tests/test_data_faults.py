@@ -464,3 +464,43 @@ def test_index_says_when_a_split_gets_no_file(tmp_path: Path, write_audio):
         f"elsewhere/3.wav (a row's path is relative to the table's folder or to "
         f"{tmp_path / 'music'})",
     ]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a file system that takes any bytes")
+def test_a_name_that_is_not_utf8_is_a_bad_file_in_index_and_embed(tmp_path: Path, write_audio):
+    from musicssl.encoders import SampleCNN
+
+    from conftest import untrained_run
+
+    good = write_audio("music/ok.wav", tone(440.0, sr=16000, seconds=1.0), 16000)
+    latin1 = os.fsencode(tmp_path / "music") + b"/caf\xe9.wav"  # an old Latin-1 rip's name
+    shutil.copy(good, latin1)
+    index = [
+        *MUSICSSL,
+        "data",
+        "index",
+        str(tmp_path / "music"),
+        "--out",
+        str(tmp_path / "m.jsonl"),
+    ]
+    done = subprocess.run(index, capture_output=True, text=True)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "bad files (1 name not UTF-8)" in done.stdout
+    (bad,) = read_manifest(tmp_path / "m.bad.jsonl")  # the name reads back as it is on disk
+    assert os.fsencode(bad["path"]).endswith(b"caf\xe9.wav")
+    assert bad["reason"].startswith("name not UTF-8")
+    assert [Path(row["path"]).name for row in read_manifest(tmp_path / "m.jsonl")] == ["ok.wav"]
+
+    run = untrained_run(tmp_path / "run", SampleCNN(num_blocks=4, channels=[4] * 6), "sample_cnn")
+    embed = [
+        *MUSICSSL,
+        "embed",
+        str(run),
+        str(tmp_path / "music"),
+        "--out",
+        str(tmp_path / "e.npz"),
+    ]
+    done = subprocess.run(embed, capture_output=True, text=True)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "skipped caf\\udce9.wav: name not UTF-8" in done.stdout + done.stderr
+    assert list(np.load(tmp_path / "e.npz")["names"]) == ["ok.wav"]

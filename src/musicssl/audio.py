@@ -97,6 +97,10 @@ def file_problem(path: str | os.PathLike) -> str | None:
     if found.st_size == 0:
         return "empty file (0 bytes)"
     try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return "name not UTF-8 (libsndfile and manifests need UTF-8 names): rename the file"
+    try:
         with open(path, "rb"):
             pass
     except OSError as error:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import io
 import os
 import sys
 import threading
@@ -94,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # OpenMP reads its setting once, when torch loads, so this comes before anything else.
     configure_cpu_runtime()
     threading.excepthook = _background_failure
+    # A file name that is not UTF-8 (an old Latin-1 rip) prints with its odd bytes escaped.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     try:
         args = parse(argv)
     except SystemExit as stop:  # --help (0) or a bad command line (2), already told

@@ -55,8 +55,15 @@ def refuse_report(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
-    """Write JSON lines whole or not at all (temporary file, then rename)."""
-    with atomic_path(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
+    """Write JSON lines whole or not at all (temporary file, then rename).
+
+    A path that is not UTF-8 (a bad file's, in a report) is written with its odd bytes as
+    JSON escapes (``"caf\\udce9.wav"``), which read back as the same name.
+    """
+    with (
+        atomic_path(path) as temporary,
+        open(temporary, "w", encoding="utf-8", errors="backslashreplace") as handle,
+    ):
         for row in rows:
             row = {key: value for key, value in row.items() if key != "abspath"}
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
