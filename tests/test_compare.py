@@ -152,3 +152,23 @@ def test_runs_on_different_corpora_are_flagged(tmp_path: Path) -> None:
     (runs[1] / "results.json").write_text(json.dumps({**results, "seeds": 1}))
     flagged = " ".join(compare_table(runs[:2]).split())
     assert "evaluated with different numbers of seeds (a: 5, b: 1)" in flagged
+
+
+def test_a_task_name_that_holds_other_data_in_one_run_is_flagged(tmp_path: Path) -> None:
+    def tempo(description: str) -> dict[str, Any]:
+        return {**_task("acc1", 0.5, 0.01), "description": description,
+                "split_sizes": {"train": 8, "valid": 2, "test": 2}}  # fmt: skip
+
+    builtin = "tempo in quarter notes per minute (60 to 180)"
+    runs = [
+        _run(tmp_path / "a", "runs/a", {"tempo": tempo(builtin)}),
+        _run(tmp_path / "b", "runs/b", {"tempo": tempo(builtin)}),
+        _run(tmp_path / "c", "runs/c", {"tempo": tempo("tempo task from tempo.csv (12 files)")}),
+    ]
+    flagged = " ".join(compare_table(runs).split())
+    assert (
+        "Not comparable: task 'tempo' is not the same data in every run (a: tempo in quarter "
+        "notes per minute (60 to 180); b: tempo in quarter notes per minute (60 to 180); c: "
+        "tempo task from tempo.csv (12 files))."
+    ) in flagged
+    assert "Not comparable" not in compare_table(runs[:2])

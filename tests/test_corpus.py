@@ -147,6 +147,31 @@ def test_reindexing_never_moves_a_file_to_another_split(pieces: Path, tmp_path: 
     index_folder(pieces / "audio", out=tmp_path / "other.jsonl", split_by="file", progress=False)
 
 
+def test_a_renamed_file_keeps_the_split_of_its_bytes(pieces: Path, tmp_path: Path):
+    out, audio = tmp_path / "m.jsonl", pieces / "audio"
+    index_folder(audio, out=out, split_by="file", progress=False)
+    before = _splits(out)
+    # A name whose own hash gives another split than the file had.
+    old = "a/piece0-00.wav"
+    new = next(f"b/renamed{k}.wav" for k in range(999)
+               if hash_split(f"renamed{k}.wav") != before[old])  # fmt: skip
+    (audio / old).rename(audio / new)
+    summary = index_folder(audio, out=out, split_by="file", progress=False)
+    after = _splits(out)
+    assert after[new] == before[old] and old not in after
+    assert "1 file renamed or moved since the last index kept the split of their bytes" in str(
+        summary
+    )
+    # A table that puts the renamed file in another split is refused, as for a kept name.
+    other = next(split for split in ("train", "valid", "test") if split != before[old])
+    table = tmp_path / "splits.csv"
+    table.write_text(f"path,split\n{audio / new},{other}\n")
+    kept = out.read_bytes()
+    with pytest.raises(MusicSSLError, match=rf"would move 1 file out .*{new}: {before[old]} -> "):
+        index_folder(audio, out=out, splits=table, progress=False)
+    assert out.read_bytes() == kept
+
+
 def test_malformed_splits_are_refused_in_one_line(pieces: Path, tmp_path: Path):
     out = tmp_path / "m.jsonl"
     cases = {

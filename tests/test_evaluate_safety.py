@@ -23,7 +23,7 @@ from musicssl.evaluate.builtin_tasks import style_task
 from musicssl.evaluate.held_out import training_notes
 from musicssl.evaluate.report import folder as folder_module
 from musicssl.evaluate.report.compare import compare_table
-from musicssl.evaluate.run import evaluate
+from musicssl.evaluate.run import evaluate, resolve_tasks
 from musicssl.evaluate.sources import read_npz
 from musicssl.recipe import Recipe
 
@@ -427,3 +427,30 @@ def test_a_named_corpus_folder_without_a_corpus_is_an_error_not_a_build(tmp_path
         _evaluate("baseline:logmel", mistyped, tmp_path)
     assert str(mistyped) in _one_line(error) and "musicssl corpus build" in str(error.value)
     assert not mistyped.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_table_named_as_a_builtin_task_is_refused_and_one_given_twice_is_kept_once(
+    corpus: Path, tmp_path: Path
+) -> None:
+    audio, _ = _table_folder(corpus, tmp_path, ["a", "b"] * 6)
+    (audio / "t.csv").rename(audio / "style.csv")
+    with pytest.raises(MusicSSLError, match=r"^--tasks .*style.csv: gives a task named 'style', "
+                       "as an earlier one does; results are kept by name"):  # fmt: skip
+        resolve_tasks(["style", str(audio / "style.csv")], corpus=corpus, progress=False)
+    tasks = resolve_tasks(["transfer", "key@transfer"], corpus=corpus, progress=False)
+    assert sorted(task.name for task in tasks) == sorted(set(task.name for task in tasks))
+
+
+def test_your_own_tasks_alone_build_no_corpus(corpus: Path, tmp_path: Path, monkeypatch) -> None:
+    from conftest import untrained_run
+
+    audio, _ = _table_folder(corpus, tmp_path, ["a", "b"] * 6)
+    torch.manual_seed(0)
+    encoder = SampleCNN(num_blocks=5, channels=[4, 4, 8, 8, 8, 8, 16], sample_rate=8000)
+    run = untrained_run(tmp_path / "run", encoder, "sample_cnn")
+    monkeypatch.chdir(tmp_path / "mine")  # where data/corpus, the default, holds nothing
+    results = evaluate(str(run), tasks=[str(audio / "t.csv")], seeds=1, baselines=["logmel"],
+                       out=tmp_path / "out", cache=tmp_path / "cache", progress=False)  # fmt: skip
+    assert set(results.tasks) == {"t"} and set(results.baselines) == {"baseline:logmel"}
+    assert results.equivariance is None  # it needs the corpus's clips
+    assert not (tmp_path / "mine" / "data").exists()

@@ -43,6 +43,7 @@ from musicssl.splits import (
     empty_splits_note,
     grouping,
     hash_split,
+    keep_splits_of_renamed,
     lookup,
     neighbour_splits,
     read_splits,
@@ -155,6 +156,7 @@ def index_folder(
     good = _with_splits(
         files, results, bad_rows, root=root, group_of=group_of, table=table, previous=previous
     )
+    renamed = keep_splits_of_renamed(good, previous, hashed=group_of is not None)
     refuse_moved_splits(out, good, previous)
     _summarise(summary, good, bad_rows)
     if group_of is not None:
@@ -164,6 +166,9 @@ def index_folder(
     notes = [empty_splits_note(summary.splits, hashed=group_of is not None,
                                source=summary.split_source),
              unlisted_note(Path(splits), root, files) if splits is not None else None]  # fmt: skip
+    if renamed:
+        notes.append(f"{renamed} file{'s' if renamed != 1 else ''} renamed or moved since the "
+                     "last index kept the split of their bytes")  # fmt: skip
     summary.split_notes = [note for note in notes if note]
     write_jsonl(out, good)
     write_jsonl(bad_path, bad_rows)

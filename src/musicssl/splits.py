@@ -170,26 +170,42 @@ def neighbour_splits(root: Path) -> tuple[dict[str, str] | None, str | None]:
     return table, str(beside)
 
 
+def keep_splits_of_renamed(
+    good: list[dict[str, Any]], previous: dict[str, dict[str, Any]], *, hashed: bool
+) -> int:
+    """Give a file renamed or moved since the last index (a new path, the bytes of a listed
+    file that is gone) the split it had, where its split comes from a hash of its name or
+    from nowhere: the split goes with the audio. Returns how many rows took one."""
+    by_content = {row["sha256"]: row for row in previous.values() if row.get("split")}
+    kept = 0
+    for row in good:
+        old = by_content.get(row.get("sha256", ""))
+        if row["path"] in previous or old is None or not (hashed or not row.get("split")):
+            continue
+        row["split"] = old["split"]
+        kept += 1
+    return kept
+
+
 def refuse_moved_splits(
     out: Path, good: list[dict[str, Any]], previous: dict[str, dict[str, Any]]
 ) -> None:
-    """Refuse to move a file from one split to another than the manifest at ``out`` gave it: a
-    run pretrained on the old train split would be evaluated on its own training audio. (A
-    file that loses its split is used by neither.)"""
-    moved = [
-        (row["path"], previous[row["path"]]["split"], row["split"])
-        for row in good
-        if previous.get(row["path"], {}).get("split")
-        and row.get("split")
-        and row["split"] != previous[row["path"]]["split"]
-    ]
+    """Refuse to move a file from one split to another than the manifest at ``out`` gave it,
+    under its path or, renamed, under its bytes: a run pretrained on the old train split would
+    be evaluated on its own training audio. (A file that loses its split is used by neither.)"""
+    by_content = {row["sha256"]: row for row in previous.values() if row.get("sha256")}
+    moved = []
+    for row in good:
+        old = previous.get(row["path"]) or by_content.get(row.get("sha256", "")) or {}
+        if old.get("split") and row.get("split") and row["split"] != old["split"]:
+            moved.append((row["path"], old["split"], row["split"]))
     if moved:
         path, old, new = moved[0]
         raise MusicSSLError(
-            f"{out}: these splits would move {len(moved)} files out of the split this manifest "
-            f"gave them (e.g. {path}: {old} -> {new}), and runs pretrained on the old train "
-            f"split would be evaluated on their training audio; write the new index to another "
-            f"--out"
+            f"{out}: these splits would move {len(moved)} file{'s' if len(moved) != 1 else ''} "
+            f"out of the split this manifest gave them (e.g. {path}: {old} -> {new}), and runs "
+            "pretrained on the old train split would be evaluated on their training audio; "
+            "write the new index to another --out"
         )
 
 

@@ -79,7 +79,7 @@ def evaluate(
     out_dir = check_out(out)
     # The source first: a bad one is refused before the corpus is built or degraded.
     opened = open_source(source, reference=reference, device=device, readout=readout)
-    corpus_dir = _corpus(corpus, progress=progress)
+    corpus_dir = _corpus(corpus, progress=progress, build=_needs_corpus(tasks))
     cache_dir = Path(cache) if cache is not None else default_cache()
     task_list = resolve_tasks(tasks, corpus=corpus_dir, cache=cache_dir, progress=progress)
     _check_cache(cache_dir, task_list)
@@ -173,7 +173,8 @@ def _beside_the_probes(
     if opened.is_checkpoint:
         from musicssl.evaluate.equivariance import equivariance_probe
 
-        evaluation.equivariance = equivariance_probe(opened.model, corpus)
+        if (corpus / "manifest.jsonl").is_file():  # your own tasks alone need no corpus
+            evaluation.equivariance = equivariance_probe(opened.model, corpus)
         evaluation.notes += training_notes(source, corpus=corpus)
         for line in evaluation.notes:
             print(f"warning: {line}", file=sys.stderr, flush=True)
@@ -214,14 +215,22 @@ def _zero_shot(
         evaluation.tasks.update(zero_shot_results(source.model, corpus, found.vectors()))
 
 
-def _corpus(corpus: str | os.PathLike | None, *, progress: bool) -> Path:
-    """The corpus folder as it is (any size); at the default place, built small when missing.
+def _needs_corpus(specs: Sequence[str] | None) -> bool:
+    """Whether the tasks ``specs`` name include a built-in one (none named: all of them)."""
+    return not specs or any("=" not in s and not s.endswith((".csv", ".jsonl")) for s in specs)
+
+
+def _corpus(corpus: str | os.PathLike | None, *, progress: bool, build: bool) -> Path:
+    """The corpus folder as it is (any size); at the default place, built small when missing
+    and ``build`` (a built-in task needs it; the others only use one that is there).
 
     A folder the caller names must hold a corpus already: a mistyped path is an error, not a
     few minutes of building somewhere new.
     """
     corpus_dir = Path(corpus if corpus is not None else DEFAULT_CORPUS)
     if not (corpus_dir / "manifest.jsonl").is_file():
+        if corpus is None and not build:
+            return corpus_dir
         if corpus is not None:
             raise MusicSSLError(
                 f"{corpus_dir}: no built-in corpus here (no manifest.jsonl); "
@@ -289,7 +298,26 @@ def resolve_tasks(
                 f"({', '.join(builtin_tasks.TASKS)}; NAME@transfer or transfer), DATASET=ROOT "
                 f"({', '.join(sorted(datasets.DATASETS))}) or a .csv/.jsonl table"
             )
+        tasks = _one_task_a_name(tasks, spec)
     return tasks
+
+
+def _one_task_a_name(tasks: list[Task], spec: str) -> list[Task]:
+    """``tasks`` with a task named twice kept once (``transfer`` and ``key@transfer``);
+    refused when the two are other data: results are kept by task name."""
+    kept: dict[str, Task] = {}
+    for task in tasks:
+        earlier = kept.setdefault(task.name, task)
+        if earlier is not task and (earlier.root, earlier.description) != (
+            task.root,
+            task.description,
+        ):
+            raise MusicSSLError(
+                f"--tasks {spec}: gives a task named {task.name!r}, as an earlier one does; "
+                "results are kept by name, so rename the table (its file name is its task's "
+                "name)"
+            )
+    return list(kept.values())
 
 
 def baseline_results(

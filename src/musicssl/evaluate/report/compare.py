@@ -129,6 +129,7 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
     lines.append("")
     lines += [f"- {name}: {results.get('source', '?')}" for name, results in zip(names, runs)]
     lines.append("")
+    lines += _different_data(names, runs)
     for what, key in (("corpora", "corpus"), ("numbers of seeds", "seeds")):
         given = {name: results[key] for name, results in zip(names, runs) if key in results}
         if len(set(map(str, given.values()))) > 1:
@@ -167,3 +168,24 @@ def _aligned(rows: list[list[str]]) -> list[str]:
 
     separator = "|" + "|".join("-" * (width + 2) for width in widths) + "|"
     return [line(rows[0]), separator, *(line(row) for row in rows[1:])]
+
+
+def _different_data(names: Sequence[str], runs: Sequence[dict[str, Any]]) -> list[str]:
+    """A line for each task name that holds other data in some runs (a table of yours named
+    as a built-in task, or two tables of one name): its column mixes them."""
+    lines = []
+    tasks = dict.fromkeys(task for results in runs for task in results["tasks"])
+    for task in tasks:
+        seen = {
+            name: (entry.get("description"), json.dumps(entry.get("split_sizes"), sort_keys=True))
+            for name, results in zip(names, runs, strict=True)
+            if isinstance(entry := results["tasks"].get(task), dict)
+        }
+        if len(set(seen.values())) > 1:
+            told = "; ".join(f"{name}: {described}" for name, (described, _) in seen.items())
+            lines += textwrap.wrap(
+                f"Not comparable: task {task!r} is not the same data in every run ({told}).",
+                width=100,
+            )
+            lines.append("")
+    return lines

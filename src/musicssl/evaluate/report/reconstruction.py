@@ -33,7 +33,8 @@ FILE = "figures/mae_reconstruction.png"
 def mae_reconstruction(
     source: str | os.PathLike, corpus: str | os.PathLike, *, num_clips: int = 3, seed: int = 0
 ) -> ReportFigure | None:
-    """The figure for an MAE checkpoint; None when ``source`` is not one.
+    """The figure for an MAE checkpoint; None when ``source`` is not one, or when no corpus
+    is at ``corpus`` (an evaluation on your own tasks alone).
 
     Args:
         source: a run folder (its latest checkpoint) or a checkpoint folder.
@@ -52,7 +53,7 @@ def mae_reconstruction(
     if not (folder / "recipe.yaml").is_file():
         return None
     recipe = Recipe.load(folder / "recipe.yaml")
-    if recipe.method.name != "mae":
+    if recipe.method.name != "mae" or not (Path(corpus) / "manifest.jsonl").is_file():
         return None
     if not (folder / "method.safetensors").is_file():
         print(f"note: no MAE reconstruction figure: {folder / 'method.safetensors'} (the "
