@@ -20,7 +20,7 @@ from musicssl.encoders import SampleCNN
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate import degrade
 from musicssl.evaluate.builtin_tasks import style_task
-from musicssl.evaluate.held_out import training_notes
+from musicssl.evaluate.held_out import trained_files_notes, training_notes
 from musicssl.evaluate.report import folder as folder_module
 from musicssl.evaluate.report.compare import compare_table
 from musicssl.evaluate.run import evaluate, resolve_tasks
@@ -454,3 +454,30 @@ def test_your_own_tasks_alone_build_no_corpus(corpus: Path, tmp_path: Path, monk
     assert set(results.tasks) == {"t"} and set(results.baselines) == {"baseline:logmel"}
     assert results.equivariance is None  # it needs the corpus's clips
     assert not (tmp_path / "mine" / "data").exists()
+
+
+def test_a_table_that_holds_out_files_the_run_trained_on_is_warned_of(
+    corpus: Path, tmp_path: Path
+) -> None:
+    from musicssl.corpus import index_folder
+    from musicssl.pack import pack
+
+    audio, _ = _table_folder(corpus, tmp_path, ["a", "b"] * 6)
+    index_folder(audio, out=tmp_path / "mine.jsonl", split_by="file", progress=False)
+    pack(tmp_path / "mine.jsonl", out=tmp_path / "store", sr=8000, progress=False)
+    trained = _run_trained_on(tmp_path / "ckpt", "all", tmp_path / "store")
+    results = _evaluate(str(trained), corpus, tmp_path, tasks=[str(audio / "t.csv")])
+    assert (
+        f"{trained} trained on files that task t holds out (4 test, 4 valid): their scores "
+        "are not held out; give the table a split column that keeps them in train"
+    ) in results.notes
+    # Through a run that started from it, too; a run on other audio is not warned of.
+    later = _run_trained_on(tmp_path / "later", "train", tmp_path / "elsewhere", trained)
+    assert trained_files_notes(
+        str(later), [resolve_tasks([str(audio / "t.csv")], corpus=corpus)[0]]
+    )
+    elsewhere = _run_trained_on(tmp_path / "other", "all", corpus / "store-16000")
+    assert (
+        trained_files_notes(str(elsewhere), resolve_tasks([str(audio / "t.csv")], corpus=corpus))
+        == []
+    )

@@ -3,9 +3,17 @@ data, and a report says when a run saw the test split or the split that picks th
 
 from __future__ import annotations
 
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from musicssl.errors import MusicSSLError
+
+if TYPE_CHECKING:
+    from musicssl.evaluate.task import Task
+    from musicssl.recipe import Recipe
 
 
 def training_notes(source: str, *, corpus: Path, depth: int = 0) -> list[str]:
@@ -49,3 +57,73 @@ def training_notes(source: str, *, corpus: Path, depth: int = 0) -> list[str]:
             f"{source} started from {init_from} (train.init_from): {note}" for note in earlier
         ]
     return notes
+
+
+def trained_files_notes(source: str, tasks: Sequence[Task]) -> list[str]:
+    """Warnings for tasks whose valid or test files the run at ``source`` (or a run it
+    started from) trained on: files with the bytes of a training clip of its store.
+
+    A table of your own without a ``split`` column is split by a hash of its paths, which
+    knows nothing of the run's store. Only files of a training clip's size are hashed.
+    """
+    trained: dict[int, set[str]] = {}
+    for recipe in _chain(source):
+        for row in _store_rows(recipe.data.store):
+            picked = recipe.data.splits == "all" or row.get("split") in {
+                part.strip() for part in recipe.data.splits.split(",")
+            }
+            if picked and row.get("sha256") and isinstance(row.get("bytes"), int):
+                trained.setdefault(row["bytes"], set()).add(row["sha256"])
+    if not trained:
+        return []
+    from musicssl.files import file_hash
+
+    notes = []
+    for task in tasks:
+        seen: Counter[str] = Counter()
+        for example in task.examples:
+            if example.split in ("train", "gallery"):
+                continue
+            path = task.root / example.name
+            try:
+                size = os.stat(path).st_size
+                if size in trained and file_hash(path) in trained[size]:
+                    seen[example.split] += 1
+            except OSError:
+                continue
+        if seen:
+            counts = ", ".join(f"{count} {split}" for split, count in sorted(seen.items()))
+            notes.append(
+                f"{source} trained on files that task {task.name} holds out ({counts}): their "
+                "scores are not held out; give the table a split column that keeps them in train"
+            )
+    return notes
+
+
+def _chain(source: str) -> Iterator[Recipe]:
+    """The recipe of the run at ``source``, then of each run it started from (at most 16)."""
+    from musicssl.checkpoint import checkpoint_folder
+    from musicssl.recipe import Recipe
+
+    for _ in range(16):
+        try:
+            folder = checkpoint_folder(source)
+            found = [folder / "recipe.yaml", Path(source) / "recipe.yaml"]
+            path = next(candidate for candidate in found if candidate.is_file())
+            recipe = Recipe.load(path)
+        except (MusicSSLError, StopIteration):
+            return
+        yield recipe
+        if not recipe.train.init_from:
+            return
+        source = recipe.train.init_from
+
+
+def _store_rows(store: str) -> list[dict]:
+    """The rows of the store at ``store``; none when it cannot be read (moved, deleted)."""
+    from musicssl.manifest import read_manifest
+
+    try:
+        return read_manifest(Path(store) / "clips.jsonl") if store else []
+    except MusicSSLError:
+        return []

@@ -18,7 +18,7 @@ from typing import Any
 from musicssl.embed import DEFAULT_READOUT
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.cache import EvaluationCache, default_cache, results_key
-from musicssl.evaluate.held_out import training_notes
+from musicssl.evaluate.held_out import trained_files_notes, training_notes
 from musicssl.evaluate.report.folder import check_out, write_evaluation
 from musicssl.evaluate.results import Evaluation
 from musicssl.evaluate.scoring import evaluate_embeddings
@@ -176,6 +176,7 @@ def _beside_the_probes(
         if (corpus / "manifest.jsonl").is_file():  # your own tasks alone need no corpus
             evaluation.equivariance = equivariance_probe(opened.model, corpus)
         evaluation.notes += training_notes(source, corpus=corpus)
+        evaluation.notes += trained_files_notes(source, tasks)
         for line in evaluation.notes:
             print(f"warning: {line}", file=sys.stderr, flush=True)
     if opened.model is not None and getattr(opened.model, "has_text", False):
