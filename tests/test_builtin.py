@@ -453,7 +453,8 @@ def test_same_seed_gives_identical_files_whatever_the_workers(corpus, tmp_path):
 
 def test_other_settings_in_a_built_folder_are_refused(corpus):
     out, _, _ = corpus
-    with pytest.raises(MusicSSLError, match="other settings"):
+    with pytest.raises(MusicSSLError, match="holds the tiny corpus of seed 0, not the tiny "
+                       "corpus of seed 1; ask for what it holds"):  # fmt: skip
         build_corpus(out, size="tiny", seed=1, progress=False)
     with pytest.raises(MusicSSLError, match="size="):
         build_corpus(out, size="huge", progress=False)

@@ -451,6 +451,10 @@ def test_index_says_when_a_split_gets_no_file(tmp_path: Path, write_audio):
     assert f"note: no file in {' or '.join(others)}: too few groups" in str(summary)
     plain = index_folder(tmp_path / "music", out=tmp_path / "n.jsonl", progress=False)
     assert "note:" not in str(plain)  # no splits asked for: nothing to say about them
+    by_file = index_folder(tmp_path / "music", out=tmp_path / "f.jsonl", split_by="file",
+                           progress=False)  # fmt: skip
+    assert len(by_file.splits) < 3  # three files: their hashes give no file to valid
+    assert "these files are too few; give each file its split in a table" in str(by_file)
     # A table that splits every file found, and lists two that are not there.
     table = tmp_path / "splits.csv"
     table.write_text("path,split\nmusic/0.wav,train\nmusic/1.wav,test\nmusic/2.wav,train\n"
@@ -504,3 +508,19 @@ def test_a_name_that_is_not_utf8_is_a_bad_file_in_index_and_embed(tmp_path: Path
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert "skipped caf\\udce9.wav: name not UTF-8" in done.stdout + done.stderr
     assert list(np.load(tmp_path / "e.npz")["names"]) == ["ok.wav"]
+
+
+def test_a_table_finds_a_name_spelt_in_the_other_unicode_form(tmp_path: Path, write_audio):
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", "Café.wav")  # as macOS writes it
+    write_audio(f"music/{decomposed}", tone(300, sr=8000, seconds=0.5), 8000)
+    write_audio("music/plain.wav", tone(400, sr=8000, seconds=0.5), 8000)
+    table = tmp_path / "splits.csv"
+    composed = unicodedata.normalize("NFC", "Café.wav")  # as a table typed elsewhere has it
+    table.write_text(f"path,split\nmusic/{composed},test\nmusic/plain.wav,train\n")
+    summary = index_folder(tmp_path / "music", out=tmp_path / "m.jsonl", splits=table,
+                           progress=False)  # fmt: skip
+    assert summary.splits == {"train": 1, "test": 1} and summary.split_notes == [
+        f"note: no file in valid: {table} puts none of the files found there"
+    ]

@@ -500,6 +500,10 @@ def test_pitch_verb_writes_time_f0_confidence(tmp_path, capsys):
     assert main(["pitch", str(run), str(wav), "--out", str(tmp_path / "f0.csv")]) == 0
     lines = (tmp_path / "f0.csv").read_text().splitlines()
     assert lines[0] == "time,f0,confidence" and len(lines) == 1 + 1 + 16000 // 128
+    # A hop the constant-Q transform cannot take names the option.
+    argv = ["pitch", str(run), str(wav), "--out", str(tmp_path / "f0.csv"), "--hop-length", "7"]
+    assert main(argv) == 1
+    assert capsys.readouterr().err.startswith("musicssl: error: --hop-length 7: CQT: hop_length")
     f0 = np.array([float(line.split(",")[1]) for line in lines[20:-20]])
     assert abs(1200 * np.log2(np.median(f0) / 440.0)) < 20
 

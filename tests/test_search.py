@@ -64,6 +64,8 @@ def test_text_search_puts_the_clip_of_its_own_caption_first(tmp_path):
     # Audio-to-audio: a row's own vector finds itself first.
     first = index.search(index.vectors[2], k=2)[0]
     assert first[0] == (sorted(CAPTIONS)[2], pytest.approx(1.0))
+    with pytest.raises(MusicSSLError, match="^--text is empty"):
+        search_text(index, BagOfWords(), "  ")
 
 
 def test_index_refuses_a_folder_it_did_not_write_and_replaces_its_own(tmp_path):

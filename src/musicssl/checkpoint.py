@@ -201,7 +201,10 @@ def load_encoder(path: str | os.PathLike) -> nn.Module:
         MusicSSLError: not a checkpoint, unreadable weights, or weights that do not fit.
     """
     spec = encoder_spec(path)
-    encoder = build_encoder(spec["name"], **spec["options"])
+    try:
+        encoder = build_encoder(spec["name"], **spec["options"])
+    except MusicSSLError as error:  # an encoder.json edited by hand, or from a newer musicssl
+        raise MusicSSLError(f"{checkpoint_folder(path) / 'encoder.json'}: {error}") from None
     weights = encoder_weights(path)
     _load_weights(weights, spec["name"], encoder)
     return encoder

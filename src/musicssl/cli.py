@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=DESCRIPTION.format(corpus=DEFAULT_CORPUS, recipe=DEMO_RECIPE),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from musicssl import __version__
+
+    parser.add_argument("--version", action="version", version=f"musicssl {__version__}")
     add_verbs(parser.add_subparsers(dest="verb", metavar="VERB", required=True))
     return parser
 

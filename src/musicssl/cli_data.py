@@ -56,12 +56,30 @@ def _clips(spec: Any) -> int:
 
 
 def run_corpus_build(args: argparse.Namespace) -> None:
-    import json
-
     from musicssl.builtin import build_corpus
 
     summary = build_corpus(args.out, **given(args, "size", "seed", "workers"))
-    print(json.dumps(summary, indent=2))
+    print(_described_build(summary))
+
+
+def _described_build(summary: dict[str, Any]) -> str:
+    """A finished build's summary (``build_corpus``'s dict) as lines a person reads."""
+    from musicssl.splits import describe_splits
+
+    def listed(counts: dict[str, int]) -> str:
+        return ", ".join(f"{name} {count:,}" for name, count in counts.items())
+
+    how = "built before, reused" if summary.get("cached") else "built"
+    hours = float(summary.get("total_seconds", 0.0)) / 3600
+    return "\n".join([
+        f"corpus: {summary.get('out_dir', '?')} ({summary.get('num_clips', 0):,} clips, "
+        f"{hours:.1f} h; {how})",
+        f"splits: {describe_splits(summary.get('splits', {}))}",
+        f"styles: {listed(summary.get('styles', {}))}",
+        f"monophonic clips, with an f0 track: {summary.get('monophonic', 0):,}; test clips "
+        f"rendered by other instruments (transfer/): {summary.get('transfer_clips', 0):,}",
+        f"manifest: {summary.get('manifest', '?')}",
+    ])  # fmt: skip
 
 
 def add_data_index(verbs: Any) -> None:

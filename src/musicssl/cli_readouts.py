@@ -49,7 +49,12 @@ def run_pitch(args: argparse.Namespace) -> None:
     from musicssl.pitch import check_csv_out, load, write_csv
 
     check_csv_out(Path(args.out))  # before any work
-    model = load(args.checkpoint, **given(args, "device", "hop_length"))
+    try:
+        model = load(args.checkpoint, **given(args, "device", "hop_length"))
+    except MusicSSLError as error:
+        if args.hop_length is None or "hop_length" not in str(error):
+            raise
+        raise MusicSSLError(f"--hop-length {args.hop_length}: {error}") from None
     track = model.pitch(audio.load(args.audio, sr=model.sample_rate), model.sample_rate)
     write_csv(args.out, track)
     print(f"{len(track.f0)} frames: {args.out}")

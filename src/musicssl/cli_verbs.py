@@ -157,10 +157,11 @@ def add_embed(verbs: Any) -> None:
             help="embed audio with a trained encoder into an .npz",
             description="Cut each file of INPUT (an audio file, a folder of audio, a manifest "
             ".jsonl or a store) into windows of the encoder's training crop, encode them in "
-            "batches and mean-pool to one vector per file: an .npz with 'names' (paths relative "
-            "to INPUT) "
-            "and 'emb'. Files of any length work: audio is streamed, memory stays bounded by "
-            "--batch-size windows. Bad files are skipped and listed.",
+            "batches and mean-pool to one vector per file: an .npz with 'names' (a folder's "
+            "files relative to it; a manifest's or a store's rows by their own 'path', which is "
+            "relative to the manifest's folder) and 'emb'. Files of any length work: audio is "
+            "streamed, memory stays bounded by --batch-size windows. Bad files are skipped and "
+            "listed.",
         ),
         "musicssl.embed_folder:embed_files",
     )

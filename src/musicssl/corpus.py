@@ -163,7 +163,7 @@ def index_folder(
         summary.split_source = f"a hash of each file's {split_by} group"
     elif table is None and summary.splits.keys() - {""}:
         summary.split_source = f"the previous {out}"
-    notes = [empty_splits_note(summary.splits, hashed=group_of is not None,
+    notes = [empty_splits_note(summary.splits, split_by=split_by,
                                source=summary.split_source),
              unlisted_note(Path(splits), root, files) if splits is not None else None]  # fmt: skip
     if renamed:

@@ -72,7 +72,10 @@ def with_base(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
     base = raw.pop("base", None)
     if base is None:
         return raw
-    base_path = recipe_path(base) if Path(str(base)).suffix else _sibling(path, base)
+    try:
+        base_path = recipe_path(base) if Path(str(base)).suffix else _sibling(path, base)
+    except MusicSSLError as error:
+        raise MusicSSLError(f"{path}: its base: {error}") from None
     parent = read(base_path)
     if "base" in parent:
         raise MusicSSLError(f"{base_path}: a base recipe cannot name a base of its own")

@@ -133,9 +133,12 @@ def search_text(
     through its audio projection, the caption through its text tower.
 
     Raises:
-        MusicSSLError: the run has no text tower, or the rows are not its embeddings.
+        MusicSSLError: the run has no text tower, the rows are not its embeddings, or
+            ``text`` holds no word.
     """
     query = model.embed_text([text])  # first: a run with no text tower says so
+    if not text.strip():
+        raise MusicSSLError("--text is empty: describe the music to find (e.g. 'a string quartet')")
     _check_same_run(index, model)
     joint = np.concatenate(
         [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -47,6 +48,17 @@ def grouping(split_by: str) -> Any:
     )
 
 
+def _real(path: str | os.PathLike) -> str:
+    """A file's real path, in Unicode's composed form: a table typed on one system names
+    "Café" as the file system of another (macOS: decomposed) spells it."""
+    return unicodedata.normalize("NFC", os.path.realpath(path))
+
+
+def _as_named(file: Path) -> str:
+    """``_real`` of a link by its own name, in its folder's real path."""
+    return _real(file.parent) + os.sep + unicodedata.normalize("NFC", file.name)
+
+
 def read_splits(path: Path, root: Path) -> dict[str, str]:
     """Real path of each listed file -> its split, from a manifest or a table."""
     entries = _entries(path)
@@ -54,13 +66,13 @@ def read_splits(path: Path, root: Path) -> dict[str, str]:
     table: dict[str, str] = {}
     for number, name, split in entries:
         split = _split_name(split, f"{path}:{number}")
-        key = os.path.realpath(path.resolve().parent / name)
+        key = _real(path.resolve().parent / name)
         if table.setdefault(key, split) != split:
             raise MusicSSLError(
                 f"{path}:{number}: {name} is listed in splits {table[key]!r} and {split!r}"
             )
     for number, name, split in entries:
-        table.setdefault(os.path.realpath(root / name), _split_name(split, f"{path}:{number}"))
+        table.setdefault(_real(root / name), _split_name(split, f"{path}:{number}"))
     return table
 
 
@@ -69,31 +81,36 @@ def unlisted_note(path: Path, root: Path, files: Iterable[Path]) -> str | None:
     (the files found under ``root``): a path written from another folder, a file not there."""
     found: set[str] = set()
     for file in files:
-        found.update(
-            (os.path.realpath(file), os.path.join(os.path.realpath(file.parent), file.name))
-        )
+        found.update((_real(file), _as_named(file)))
     beside = path.resolve().parent
     missing = [
         name
         for _, name, _ in _entries(path)
-        if os.path.realpath(beside / name) not in found
-        and os.path.realpath(root / name) not in found
+        if _real(beside / name) not in found and _real(root / name) not in found
     ]
     if not missing:
         return None
     shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
     return (
-        f"note: {len(missing)} rows of {path} name no file found under {root}: {shown} (a "
-        f"row's path is relative to the table's folder or to {root})"
+        f"note: {len(missing)} row{'s' if len(missing) != 1 else ''} of {path} name"
+        f"{'' if len(missing) != 1 else 's'} no file found under {root}: {shown} (a row's path "
+        f"is relative to the table's folder or to {root})"
     )
 
 
-def empty_splits_note(counts: dict[str, int], *, hashed: bool, source: str | None) -> str | None:
+def empty_splits_note(
+    counts: dict[str, int], *, split_by: str | None, source: str | None
+) -> str | None:
     """A note naming the splits that got no file, when some did: why, and what to do."""
     empty = [name for name, _ in SPLIT_SHARES if not counts.get(name)]
     if not 0 < len(empty) < 3:  # split into three parts, or not split at all
         return None
-    if hashed:
+    if split_by == "file":
+        return (
+            f"note: no file in {' or '.join(empty)}: a hash gives 80/10/10 only on average, and "
+            "these files are too few; give each file its split in a table (--splits TABLE)"
+        )
+    if split_by is not None:
         return (
             f"note: no file in {' or '.join(empty)}: too few groups to give each split some (a "
             "folder per group with --split-by parent; --split-by file splits file by file)"
@@ -210,9 +227,9 @@ def refuse_moved_splits(
 
 
 def lookup(table: dict[str, str], file: Path) -> str | None:
-    found = table.get(os.path.realpath(file))
+    found = table.get(_real(file))
     if found is None:
-        found = table.get(os.path.join(os.path.realpath(file.parent), file.name))
+        found = table.get(_as_named(file))
     return found
 
 

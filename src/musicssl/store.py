@@ -53,7 +53,9 @@ class SampleStore:
                 why = "not a folder" if self.path.exists() else "no such folder"
                 why += " (a store is made by `musicssl data pack`)"
             else:
-                why = "not a complete sample store"
+                why = ("not a sample store (no store.json); make one from a folder of audio "
+                       "with `musicssl data index FOLDER --out M.jsonl --split-by parent`, "
+                       "then `musicssl data pack M.jsonl --out STORE`")  # fmt: skip
             raise MusicSSLError(f"{self.path}: {why}")
         damaged = f"{self.path}: the store is damaged; run `musicssl data pack` again"
         try:

@@ -33,10 +33,18 @@ def is_complete(out_dir: Path, stamp: dict) -> bool:
     stamp_file = out_dir / ".cache" / "build.json"
     if not manifest.exists():
         return False
-    if not stamp_file.exists() or json.loads(stamp_file.read_text()) != stamp:
+    found = json.loads(stamp_file.read_text()) if stamp_file.exists() else None
+    if found != stamp:
+
+        def told(settings: dict) -> str:
+            return f"the {settings.get('size')} corpus of seed {settings.get('seed')}"
+
+        held = "a corpus of other settings"
+        if isinstance(found, dict) and found.get("format") == stamp.get("format"):
+            held = told(found)
         raise MusicSSLError(
-            f"{out_dir}: holds a corpus built with other settings than {stamp}; "
-            "build into an empty folder or delete this one"
+            f"{out_dir}: holds {held}, not {told(stamp)}; ask for what it holds (corpus "
+            "build --size/--seed, a recipe's data.corpus_size), or build into another folder"
         )
     for folder in (out_dir, out_dir / transfer.FOLDER):
         if not (folder / MANIFEST).exists():

@@ -271,7 +271,8 @@ def _parse_rows(
     missing = [(line, item) for item, line in names.items() if not (root / item).is_file()]
     if missing:
         shown = first_few([f"{item} (line {line})" for line, item in missing])
-        raise MusicSSLError(f"{path}: {len(missing)} audio file(s) not found under {root}: {shown}")
+        files = f"{len(missing)} audio file{'s' if len(missing) != 1 else ''}"
+        raise MusicSSLError(f"{path}: {files} not found under {root}: {shown}")
     return parsed
 
 
