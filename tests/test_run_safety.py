@@ -126,10 +126,48 @@ def test_a_run_is_not_resumed_on_a_store_packed_again(recipe, tmp_path, capsys):
     assert main(["data", "pack", str(six), "--out", str(store)]) == 0
     capsys.readouterr()
     assert main(["pretrain", "--resume", str(run)]) == 1
-    assert f"{store}: packed again since {run} trained on it (8 clips then, 6 now)" in one_line(
-        capsys
+    assert (
+        f"{store}: not the store {run} trained on, or packed again since (8 clips then, 6 "
+        "now)" in one_line(capsys)
     )
     assert checkpoint.latest(run).name == "step-00000004"
+
+
+def test_a_run_whose_store_moved_resumes_when_told_where(recipe, tmp_path, capsys):
+    store = tmp_path / "store"
+    shutil.copytree(recipe.parent / "store", store)
+    run = tmp_path / "run"
+    mine = tmp_path / "recipe.yaml"
+    mine.write_text(RECIPE.format(store=store))
+    assert main(["pretrain", str(mine), "--out", str(run), "train.steps=6"]) == 0
+    (run / "latest").write_text("step-00000004\n")  # as if killed after step 4
+    store.rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(run)]) == 1
+    assert one_line(capsys) == (
+        f"musicssl: error: {store}: the store {run} trains on is not there; if it has moved, "
+        f"give its new place: musicssl pretrain --resume {run} data.store=STORE"
+    )
+    assert main(["pretrain", "--resume", str(run), f"data.store={tmp_path / 'moved'}"]) == 0
+    assert checkpoint.latest(run).name == "step-00000006"
+    assert f"store: {tmp_path / 'moved'}" in (run / "recipe.yaml").read_text()
+    # Another store in that place is refused by its identity; no other setting may change.
+    other = tmp_path / "other"
+    rows = (recipe.parent / "m.jsonl").read_text().splitlines()[:6]
+    six = tmp_path / "six.jsonl"
+    six.write_text(
+        "".join(
+            json.dumps({**json.loads(r), "path": str(recipe.parent / json.loads(r)["path"])}) + "\n"
+            for r in rows
+        )
+    )
+    assert main(["data", "pack", str(six), "--out", str(other)]) == 0
+    (run / "latest").write_text("step-00000004\n")
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(run), f"data.store={other}"]) == 1
+    assert f"{other}: not the store {run} trained on" in one_line(capsys)
+    assert main(["pretrain", "--resume", str(run), "train.steps=9"]) == 1
+    assert "give only RUN_DIR, or data.store=STORE where its store has moved" in one_line(capsys)
 
 
 def test_a_run_whose_recipe_was_edited_is_not_resumed(recipe, tmp_path, capsys):

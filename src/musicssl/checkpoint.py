@@ -103,13 +103,26 @@ def check_unchanged_recipe(run: Path, recipe: Recipe) -> None:
     if not saved.is_file():  # checkpoints of older versions kept no copy
         return
     then, now = _flat(Recipe.load(saved).to_dict()), _flat(recipe.to_dict())
-    changed = sorted(key for key in then.keys() | now.keys() if then.get(key) != now.get(key))
+    # A store may move: the run checks its identity instead (train_data.check_same_store).
+    changed = sorted(
+        key
+        for key in then.keys() | now.keys()
+        if then.get(key) != now.get(key) and key != "data.store"
+    )
     if changed:
         raise MusicSSLError(
             f"{run / 'recipe.yaml'}: {changed[0]} is {now.get(changed[0])!r}, but the run "
             f"trained with {then.get(changed[0])!r} ({saved}); a resumed run goes on with its "
             "own recipe: put it back, or start a new run with --out"
         )
+
+
+def keep_store_place(run: Path, recipe: Recipe) -> None:
+    """Write the run's ``recipe.yaml`` again if its store has moved to ``recipe.data.store``
+    (resumed with ``data.store=``): later resumes find it there."""
+    path = run / "recipe.yaml"
+    if Recipe.load(path).data.store != recipe.data.store:
+        write_text(path, recipe.dump())
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -98,10 +98,12 @@ def run_pretrain(args: argparse.Namespace) -> None:
     from musicssl.recipe import Recipe
 
     if args.resume:
-        if args.recipe or args.overrides:
+        given_now = [*([args.recipe] if args.recipe else []), *args.overrides]
+        moved = given_now[0].partition("=")[2] if len(given_now) == 1 else None
+        if given_now and not (moved and given_now[0].startswith("data.store=")):
             raise MusicSSLError(
-                "--resume continues a run with its own recipe and settings: give only RUN_DIR "
-                "(to train longer, start a new run)"
+                "--resume continues a run with its own recipe and settings: give only RUN_DIR, "
+                "or data.store=STORE where its store has moved (to train longer, start a new run)"
             )
         run = Path(args.resume)
         from musicssl.checkpoint import check_resumable, check_unchanged_recipe
@@ -109,6 +111,13 @@ def run_pretrain(args: argparse.Namespace) -> None:
         check_resumable(run)
         recipe = Recipe.load(run / "recipe.yaml")
         check_unchanged_recipe(run, recipe)
+        if moved:  # the same store (its identity is checked), in another place
+            recipe.data.store = os.path.abspath(moved)
+        elif recipe.data.store and not os.path.isdir(recipe.data.store):
+            raise MusicSSLError(
+                f"{recipe.data.store}: the store {run} trains on is not there; if it has moved, "
+                f"give its new place: musicssl pretrain --resume {run} data.store=STORE"
+            )
     else:
         if not args.recipe or not args.out:
             raise MusicSSLError("give a RECIPE and --out RUN_DIR (or --resume RUN_DIR)")

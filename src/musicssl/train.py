@@ -119,6 +119,8 @@ def pretrain(
     parts.chain.to(fabric.device)
     state = _open_run(run, recipe, parts.method, resume=resume, writer=fabric.is_global_zero)
     train_data.check_same_store(state, store, run)
+    if state and fabric.is_global_zero:
+        checkpoint.keep_store_place(run, recipe)
     start_step, last_step = int(state.get("step", 0)), int(state.get("horizon", settings.steps))
     if start_step >= last_step:
         if fabric.is_global_zero:

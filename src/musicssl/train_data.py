@@ -36,9 +36,9 @@ def check_same_store(state: dict[str, Any], store: SampleStore, run: Path) -> No
     saved = state.get("store")  # checkpoints from before the identity was kept have none
     if saved is not None and saved != store.identity:
         raise MusicSSLError(
-            f"{store.path}: packed again since {run} trained on it ({saved.get('num_clips')} clips "
-            f"then, {store.identity['num_clips']} now); a resumed run would draw other batches: "
-            "start a new run with --out"
+            f"{store.path}: not the store {run} trained on, or packed again since "
+            f"({saved.get('num_clips')} clips then, {store.identity['num_clips']} now); a resumed "
+            "run would draw other batches: start a new run with --out"
         )
 
 
