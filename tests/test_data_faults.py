@@ -169,6 +169,21 @@ def test_a_folder_without_audio_is_refused_and_nothing_is_written(tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"]
 
 
+def test_a_folder_of_bad_files_only_is_refused_with_its_report(tmp_path: Path):
+    folder = tmp_path / "music"
+    folder.mkdir()
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "text.flac").write_text("not audio")
+    with pytest.raises(MusicSSLError) as refused:
+        index_folder(folder, out=tmp_path / "m.jsonl", progress=False)
+    assert str(refused.value) == (
+        f"{folder}: none of its 2 audio files could be read (1 empty file, 1 not audio); why "
+        f"each failed: {tmp_path / 'm.bad.jsonl'}"
+    )
+    assert len(read_manifest(tmp_path / "m.bad.jsonl")) == 2
+    assert not (tmp_path / "m.jsonl").exists()
+
+
 def test_every_per_file_problem_reaches_the_report(tmp_path: Path, write_audio):
     folder = tmp_path / "music"
     folder.mkdir()
@@ -303,12 +318,13 @@ def test_a_wav_declaring_gigabytes_is_reported_without_allocating_them(tmp_path:
             audio.load(huge, sr=8000)
         with pytest.raises(AudioError, match="corrupt"):
             audio.check(bad_fmt)
+        audio.save(tmp_path / "music/good.wav", tone(330, sr=8000, seconds=0.5), sr=8000)
         summary = index_folder(tmp_path / "music", out=tmp_path / "m.jsonl", progress=False)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 64 * 2**20
-    assert (summary.kept, summary.skipped) == (0, 2)
+    assert (summary.kept, summary.skipped) == (1, 2)
 
 
 def _mp3_with_damage(path: Path) -> None:
@@ -323,7 +339,8 @@ def _mp3_with_damage(path: Path) -> None:
 def test_decoder_notes_stay_out_of_the_terminal(tmp_path: Path, capfd):
     (tmp_path / "music").mkdir()
     _mp3_with_damage(tmp_path / "music/damaged.mp3")
-    index_folder(tmp_path / "music", out=tmp_path / "m.jsonl", progress=False)
+    with pytest.raises(MusicSSLError, match="none of its 1 audio file could be read"):
+        index_folder(tmp_path / "music", out=tmp_path / "m.jsonl", progress=False)
     printed = capfd.readouterr()
     assert "MPEG" not in printed.err and "resync" not in printed.err
     with decoder_notes() as notes:

@@ -83,8 +83,7 @@ class IndexSummary:
             lines += self.split_notes
         lines.append(f"manifest: {self.manifest}")
         if self.skipped:
-            kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.reasons.items()))
-            lines.append(f"bad files ({kinds}): {self.bad_report}")
+            lines.append(f"bad files ({kinds(self)}): {self.bad_report}")
         if self.notes:
             lines.append(
                 f"decoders printed {len(self.notes)} note{'s' if len(self.notes) != 1 else ''} "
@@ -92,6 +91,11 @@ class IndexSummary:
                 f"e.g. {self.notes[0]!r}"
             )
         return "\n".join(lines)
+
+
+def kinds(summary: IndexSummary) -> str:
+    """How many bad files of each kind, e.g. "1 empty file, 2 not audio"."""
+    return ", ".join(f"{count} {kind}" for kind, count in sorted(summary.reasons.items()))
 
 
 def index_folder(
@@ -170,6 +174,13 @@ def index_folder(
         notes.append(f"{renamed} file{'s' if renamed != 1 else ''} renamed or moved since the "
                      "last index kept the split of their bytes")  # fmt: skip
     summary.split_notes = [note for note in notes if note]
+    if not good:  # the report says why each failed; an empty manifest would help no one
+        write_jsonl(bad_path, bad_rows)
+        raise MusicSSLError(
+            f"{root}: none of its {len(bad_rows)} audio file{'s' if len(bad_rows) != 1 else ''} "
+            f"could be read ({kinds(summary)}); "
+            f"why each failed: {bad_path}"
+        )
     write_jsonl(out, good)
     write_jsonl(bad_path, bad_rows)
     return summary

@@ -152,9 +152,11 @@ def search_text(
 def search_audio(index: Index, model: Any, path: str | os.PathLike, *, k: int = 10):
     """The ``k`` clips nearest an audio file embedded by ``model`` (``musicssl.load``)."""
     from musicssl import audio
+    from musicssl.decoder_notes import decoder_notes
 
     _check_same_run(index, model)
-    signal = audio.load(path, sr=model.sample_rate)
+    with decoder_notes():  # mpg123's notes on an MP3's tags; a bad file still says why
+        signal = audio.load(path, sr=model.sample_rate)
     clip = model.embed(signal, model.sample_rate).clip
     return index.search(clip, k=k)[0]
 
