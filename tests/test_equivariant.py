@@ -557,6 +557,9 @@ def test_tempo_verb_reads_the_tempo_branch_of_a_combined_run(tmp_path, capsys):
     assert main(["tempo", str(run), str(wav)]) == 0
     path, bpm = capsys.readouterr().out.strip().split("\t")
     assert path == str(wav) and 20.0 < float(bpm) < 400.0
+    save(tmp_path / "short.wav", click_track(120.0, sr=16000, seconds=0.2), sr=16000)
+    assert main(["tempo", str(run), str(tmp_path / "short.wav")]) == 1
+    assert "a tempo needs a few beats, 2 s at least" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("verb", ["key", "tempo"])

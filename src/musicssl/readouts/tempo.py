@@ -14,6 +14,9 @@ from musicssl.encoders._bins import local_expectation
 from musicssl.errors import MusicSSLError
 from musicssl.readouts._signal import audible, signal_windows, trained_branch
 
+# The shortest audio a tempo is read from: two beats at 60 beats per minute.
+MIN_SECONDS = 2.0
+
 
 def click_track(bpm: float, *, sr: int, seconds: float = 8.0) -> np.ndarray:
     """Clicks on every beat at ``bpm``, the first of each four louder (decaying noise bursts
@@ -97,9 +100,16 @@ class TempoModel:
         """Tempo of a signal in beats per minute.
 
         Raises:
-            MusicSSLError: bad audio (see ``musicssl.waveform.mono_at``), empty or silent.
+            MusicSSLError: bad audio (see ``musicssl.waveform.mono_at``), empty, silent, or
+                shorter than ``MIN_SECONDS``.
         """
-        read = self._read_bin(audible(waveform, sr, self.sample_rate, "tempo")) + self.offset
+        signal = audible(waveform, sr, self.sample_rate, "tempo")
+        if len(signal) < MIN_SECONDS * self.sample_rate:
+            raise MusicSSLError(
+                f"tempo: the audio lasts {len(signal) / self.sample_rate:.2g} s; a tempo needs a "
+                f"few beats, {MIN_SECONDS:g} s at least"
+            )
+        read = self._read_bin(signal) + self.offset
         return self._lowest * 2.0 ** (read / self.encoder.bins_per_octave)
 
 
