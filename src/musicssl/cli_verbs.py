@@ -50,13 +50,26 @@ def add_pretrain(verbs: Any) -> None:
         "continues with --resume RUN_DIR.",
         width=88,
     )
-    recipes = "\n".join(f"  {name:<24} {text}" for name, text in packaged_recipes().items())
+    packaged = packaged_recipes()
+    width = max(map(len, packaged)) + 1
+    recipes = "\n".join(f"  {name:<{width}} {text}" for name, text in packaged.items())
+    settings = "\n".join(
+        textwrap.fill(
+            f"{section}: {', '.join(names)}",
+            width=88,
+            initial_indent="  ",
+            subsequent_indent="    ",
+        )  # fmt: skip
+        for section, names in _setting_names().items()
+    )
     pretrain = Verb(
         verbs.add_parser(
             "pretrain",
             help="pretrain an encoder with an SSL recipe",
             formatter_class=argparse.RawDescriptionHelpFormatter,
-            description=f"{about}\n\npackaged recipes:\n{recipes}",
+            description=f"{about}\n\npackaged recipes:\n{recipes}\n\nsettings (key=value; a "
+            "part's own options as encoder.options.NAME,\nmethod.options.NAME or "
+            f"augment.options.NAME):\n{settings}",
         ),
         "musicssl.train:pretrain",
     )
@@ -92,6 +105,16 @@ def add_pretrain(verbs: Any) -> None:
         help="continue this run, with its own recipe",
     )
     pretrain.parser.set_defaults(run=run_pretrain, uses_torch=True)
+
+
+def _setting_names() -> dict[str, list[str]]:
+    """The settings of each section of a recipe, by name (``musicssl.recipe``'s dataclasses)."""
+    import dataclasses
+
+    from musicssl.recipe import DataSettings, OptimSettings, TrainSettings
+
+    kinds = {"data": DataSettings, "optim": OptimSettings, "train": TrainSettings}
+    return {section: [f.name for f in dataclasses.fields(kind)] for section, kind in kinds.items()}
 
 
 def run_pretrain(args: argparse.Namespace) -> None:

@@ -21,7 +21,8 @@ RECIPES = Path(__file__).resolve().parent / "recipes"
 
 def packaged_recipes() -> dict[str, str]:
     """Name -> description of every packaged recipe."""
-    return {path.stem: _description(path) for path in sorted(RECIPES.glob("*.yaml"))}
+    paths = sorted(RECIPES.glob("*.yaml"), key=lambda path: path.stem)
+    return {path.stem: _description(path) for path in paths}
 
 
 def recipe_path(name: str | os.PathLike) -> Path:
