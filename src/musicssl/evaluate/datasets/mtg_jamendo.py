@@ -49,16 +49,7 @@ def mtg_jamendo(
     if not folder.is_dir():
         found = sorted(entry.name for entry in os.scandir(splits_folder) if entry.is_dir())
         raise MusicSSLError(f"{folder}: not found (split folders: {', '.join(found) or 'none'})")
-    if audio_dir is None:
-        candidates = (root / "audio", root / "audio-low")
-        audio = next((path for path in candidates if path.is_dir()), None)
-        if audio is None:
-            raise MusicSSLError(
-                f"{root}: no audio/ or audio-low/ folder (audio/NN/<id>.mp3 or "
-                "audio-low/NN/<id>.low.mp3 as download.py --unpack leaves it); pass audio_dir="
-            )
-    else:
-        audio = need(Path(audio_dir).expanduser().absolute(), "the unpacked MTG-Jamendo audio")
+    audio = _audio_folder(root, audio_dir)
     prefix = "autotagging" if subset == "all" else f"autotagging_{subset}"
 
     examples: list[Example] = []
@@ -66,27 +57,7 @@ def mtg_jamendo(
     missing: list[str] = []
     for split_name, file_split in (("train", "train"), ("valid", "validation"), ("test", "test")):
         table = need(folder / f"{prefix}-{file_split}.tsv", f"the {subset} split files")
-        with open(table, newline="", encoding="utf-8") as stream:
-            # No quoting in these files; a stray quote must not swallow the next tabs.
-            rows = list(csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE))
-        if not rows or tuple(rows[0][: len(MTG_COLUMNS)]) != MTG_COLUMNS:
-            raise MusicSSLError(f"{table}: expected the header {' '.join(MTG_COLUMNS)}")
-        for line_num, row in enumerate(rows[1:], start=2):
-            if not any(row):
-                continue
-            tags = tuple(sorted({tag.strip() for tag in row[5:] if tag.strip()}))
-            if len(row) < 6 or not tags:
-                raise MusicSSLError(f"{table}, line {line_num}: expected a track with tags")
-            track, path = row[0], row[3]
-            if track in seen:
-                raise MusicSSLError(f"{table}, line {line_num}: {track} is also in {seen[track]}")
-            seen[track] = table.name
-            name = path
-            if not (audio / name).is_file():
-                name = re.sub(r"\.mp3$", ".low.mp3", path)
-                if not (audio / name).is_file():
-                    missing.append(path)
-                    continue
+        for name, tags in _tracks(table, audio, seen, missing):
             examples.append(Example(name, split_name, tags))
     if missing:
         raise MusicSSLError(
@@ -103,3 +74,46 @@ def mtg_jamendo(
         description=f"MTG-Jamendo {subset} tags, official split-{split}",
         extra={"split": split, "subset": subset},
     )
+
+
+def _audio_folder(root: Path, audio_dir: str | Path | None) -> Path:
+    """``audio_dir``, or else ``root/audio`` (full quality) or ``root/audio-low``."""
+    if audio_dir is not None:
+        return need(Path(audio_dir).expanduser().absolute(), "the unpacked MTG-Jamendo audio")
+    candidates = (root / "audio", root / "audio-low")
+    audio = next((path for path in candidates if path.is_dir()), None)
+    if audio is None:
+        raise MusicSSLError(
+            f"{root}: no audio/ or audio-low/ folder (audio/NN/<id>.mp3 or "
+            "audio-low/NN/<id>.low.mp3 as download.py --unpack leaves it); pass audio_dir="
+        )
+    return audio
+
+
+def _tracks(
+    table: Path, audio: Path, seen: dict[str, str], missing: list[str]
+) -> list[tuple[str, tuple[str, ...]]]:
+    """(audio name under ``audio``, tags) of each track of one split file. A track already
+    ``seen`` in another file is refused; one without audio goes to ``missing``."""
+    with open(table, newline="", encoding="utf-8") as stream:
+        # No quoting in these files; a stray quote must not swallow the next tabs.
+        rows = list(csv.reader(stream, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if not rows or tuple(rows[0][: len(MTG_COLUMNS)]) != MTG_COLUMNS:
+        raise MusicSSLError(f"{table}: expected the header {' '.join(MTG_COLUMNS)}")
+    tracks = []
+    for line_num, row in enumerate(rows[1:], start=2):
+        if not any(row):
+            continue
+        tags = tuple(sorted({tag.strip() for tag in row[5:] if tag.strip()}))
+        if len(row) < 6 or not tags:
+            raise MusicSSLError(f"{table}, line {line_num}: expected a track with tags")
+        track, path = row[0], row[3]
+        if track in seen:
+            raise MusicSSLError(f"{table}, line {line_num}: {track} is also in {seen[track]}")
+        seen[track] = table.name
+        name = path if (audio / path).is_file() else re.sub(r"\.mp3$", ".low.mp3", path)
+        if (audio / name).is_file():
+            tracks.append((name, tags))
+        else:
+            missing.append(path)
+    return tracks
