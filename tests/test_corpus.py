@@ -159,9 +159,7 @@ def test_a_renamed_file_keeps_the_split_of_its_bytes(pieces: Path, tmp_path: Pat
     summary = index_folder(audio, out=out, split_by="file", progress=False)
     after = _splits(out)
     assert after[new] == before[old] and old not in after
-    assert "1 file renamed or moved since the last index kept the split of their bytes" in str(
-        summary
-    )
+    assert "1 file renamed, moved or added since the last index kept the split" in str(summary)
     # A table that puts the renamed file in another split is refused, as for a kept name.
     other = next(split for split in ("train", "valid", "test") if split != before[old])
     table = tmp_path / "splits.csv"
@@ -170,6 +168,34 @@ def test_a_renamed_file_keeps_the_split_of_its_bytes(pieces: Path, tmp_path: Pat
     with pytest.raises(MusicSSLError, match=rf"would move 1 file out .*{new}: {before[old]} -> "):
         index_folder(audio, out=out, splits=table, progress=False)
     assert out.read_bytes() == kept
+
+
+def test_a_renamed_and_grown_folder_stays_in_one_split_and_indexing_again_changes_nothing(
+    pieces: Path, tmp_path: Path
+):
+    out, audio = tmp_path / "m.jsonl", pieces / "audio"
+    index_folder(audio, out=out, split_by="parent", progress=False)
+    before = _splits(out)
+    # A new folder name whose own hash gives another split than the folder had.
+    new = next(
+        f"a-remaster{k}"
+        for k in range(999)
+        if hash_split(f"a-remaster{k}") != before["a/piece0-00.wav"]
+    )
+    (audio / "a").rename(audio / new)
+    (audio / new / "bonus.wav").write_bytes(
+        (audio / "b" / "piece1-00.wav").read_bytes()[:-2] + b"\x01\x02"
+    )
+    summary = index_folder(audio, out=out, split_by="parent", progress=False)
+    after = _splits(out)
+    assert {after[name] for name in after if name.startswith(new)} == {before["a/piece0-00.wav"]}
+    assert "11 files renamed, moved or added since the last index kept the split" in str(summary)
+    kept = out.read_bytes()
+    again = index_folder(audio, out=out, split_by="parent", progress=False)
+    assert out.read_bytes() == kept and "kept the split" not in str(again)
+    # Another kind of split is still refused: it would move listed files.
+    with pytest.raises(MusicSSLError, match="would move"):
+        index_folder(audio, out=out, split_by="file", progress=False)
 
 
 def test_malformed_splits_are_refused_in_one_line(pieces: Path, tmp_path: Path):

@@ -39,11 +39,11 @@ from musicssl.files import file_hash
 from musicssl.manifest import read_manifest, write_jsonl
 from musicssl.progress import bar as progress_bar
 from musicssl.splits import (
+    carry_splits,
     describe_splits,
     empty_splits_note,
     grouping,
     hash_split,
-    keep_splits_of_renamed,
     lookup,
     neighbour_splits,
     read_splits,
@@ -157,10 +157,8 @@ def index_folder(
     results = _rows(files, base, previous, previous_bad, summary, workers=workers,
                     progress=progress)  # fmt: skip
     bad_rows = [{"path": _relative(folder, base), "reason": why} for folder, why in walk_errors]
-    good = _with_splits(
-        files, results, bad_rows, root=root, group_of=group_of, table=table, previous=previous
-    )
-    renamed = keep_splits_of_renamed(good, previous, hashed=group_of is not None)
+    good, renamed = _with_splits(files, results, bad_rows, root=root, group_of=group_of,
+                                 split_by=split_by, table=table, previous=previous)  # fmt: skip
     refuse_moved_splits(out, good, previous)
     _summarise(summary, good, bad_rows)
     if group_of is not None:
@@ -171,8 +169,9 @@ def index_folder(
                                source=summary.split_source),
              unlisted_note(Path(splits), root, files) if splits is not None else None]  # fmt: skip
     if renamed:
-        notes.append(f"{renamed} file{'s' if renamed != 1 else ''} renamed or moved since the "
-                     "last index kept the split of their bytes")  # fmt: skip
+        notes.append(f"{renamed} file{'s' if renamed != 1 else ''} renamed, moved or added "
+                     "since the last index kept the split of their audio or their "
+                     "group")  # fmt: skip
     summary.split_notes = [note for note in notes if note]
     if not good:  # the report says why each failed; an empty manifest would help no one
         write_jsonl(bad_path, bad_rows)
@@ -219,11 +218,13 @@ def _with_splits(
     *,
     root: Path,
     group_of: Callable[[Path], str] | None,
+    split_by: str | None,
     table: dict[str, str] | None,
     previous: dict[str, dict[str, Any]],
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], int]:
     """The rows of readable files, each with its split (a hash of its group, its row of the
-    table, or the one it had); the others are appended to ``bad_rows``, without a split.
+    table, or the one it had: ``splits.carry_splits``, whose count comes second); the others
+    are appended to ``bad_rows``, without a split.
 
     A file reached twice (through a link), or a copy of one (the same bytes), is kept once:
     two paths could put the same audio in two splits. The path kept is the one the previous
@@ -247,21 +248,24 @@ def _with_splits(
             results[position] = {"path": row["path"], "reason": why}
         else:
             first_path[real] = first_copy[row["sha256"]] = row["path"]
-    good = []
+    good, groups = [], []
     for file, row in zip(files, results, strict=True):
         if "reason" in row:
             row.pop("split", None)
             bad_rows.append(row)
             continue
+        row.pop("split_by", None)
         if group_of is not None:
-            row["split"] = hash_split(group_of(file.relative_to(root)))
+            groups.append(group_of(file.relative_to(root)))
+            row["split"], row["split_by"] = hash_split(groups[-1]), split_by
         elif table is not None:
             row.pop("split", None)
             found = lookup(table, file)
             if found is not None:
                 row["split"] = found
         good.append(row)
-    return good
+    carried = carry_splits(good, previous, groups=groups if group_of else None, split_by=split_by)
+    return good, carried
 
 
 def _reuse(

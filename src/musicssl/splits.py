@@ -187,21 +187,43 @@ def neighbour_splits(root: Path) -> tuple[dict[str, str] | None, str | None]:
     return table, str(beside)
 
 
-def keep_splits_of_renamed(
-    good: list[dict[str, Any]], previous: dict[str, dict[str, Any]], *, hashed: bool
+def carry_splits(
+    good: list[dict[str, Any]],
+    previous: dict[str, dict[str, Any]],
+    *,
+    groups: list[str] | None,
+    split_by: str | None,
 ) -> int:
-    """Give a file renamed or moved since the last index (a new path, the bytes of a listed
-    file that is gone) the split it had, where its split comes from a hash of its name or
-    from nowhere: the split goes with the audio. Returns how many rows took one."""
-    by_content = {row["sha256"]: row for row in previous.values() if row.get("split")}
-    kept = 0
+    """Splits travel with the audio when a folder is indexed again into one manifest.
+
+    A file renamed or moved since (its bytes listed under a path that is gone) keeps its
+    split, unless a table gives it one. With a hash split of the kind the last index used
+    (``split_by``, kept in each row), a listed file keeps its split too, and a new file joins
+    the split most listed files of its ``group`` have: a renamed or grown folder stays in one
+    split. Under another kind, listed files take the new hash (and ``refuse_moved_splits``
+    refuses a move). Returns how many new paths took a split from before.
+    """
+    by_content = {row["sha256"]: row for row in previous.values() if row.get("sha256")}
+    known: list[str | None] = []
     for row in good:
-        old = by_content.get(row.get("sha256", ""))
-        if row["path"] in previous or old is None or not (hashed or not row.get("split")):
-            continue
-        row["split"] = old["split"]
-        kept += 1
-    return kept
+        listed = previous.get(row["path"])
+        old = listed or by_content.get(row.get("sha256", ""))
+        renamed = listed is None and old is not None and (split_by or not row.get("split"))
+        same_kind = split_by is not None and old is not None and old.get("split_by") == split_by
+        known.append(old.get("split") if old is not None and (renamed or same_kind) else None)
+    shares: dict[str, Counter[str]] = {}
+    for group, split in zip(groups or [], known, strict=False):
+        if split:
+            shares.setdefault(group, Counter())[split] += 1
+    carried = 0
+    for position, row in enumerate(good):
+        chosen = known[position]
+        if chosen is None and groups is not None and groups[position] in shares:
+            chosen = shares[groups[position]].most_common(1)[0][0]
+        if chosen:
+            carried += row["path"] not in previous and chosen != row.get("split")
+            row["split"] = chosen
+    return carried
 
 
 def refuse_moved_splits(
