@@ -91,6 +91,21 @@ def test_table_multiclass_with_split_column(tmp_path):
     assert task.split_sizes() == {"train": 2, "valid": 1, "test": 1}
 
 
+def test_table_names_a_file_in_either_unicode_form_and_refuses_latin1_text(tmp_path):
+    import unicodedata
+
+    composed = unicodedata.normalize("NFC", "été.wav")
+    decomposed = unicodedata.normalize("NFD", "été.wav")
+    for name in (composed, "b.wav", "c.wav"):
+        wav(tmp_path / name)
+    rows = f"{decomposed},x,train\nb.wav,y,valid\nc.wav,x,test\n"  # typed on a Mac
+    task = table_task(write(tmp_path / "t.csv", "path,label,split\n" + rows))
+    assert by_name(task)[composed] == ("train", "x")
+    (tmp_path / "latin.csv").write_bytes(b"path,label\ncaf\xe9.wav,x\n")
+    with pytest.raises(MusicSSLError, match=r"latin.csv: not a text table \(not UTF-8\)"):
+        table_task(tmp_path / "latin.csv")
+
+
 def test_table_numbers_give_regression_unless_told_multiclass(tmp_path, capsys):
     for name in ("a.wav", "b.wav", "c.wav"):
         wav(tmp_path / name)

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,13 @@ SPLIT_NAMES: dict[str, str] = {
 
 def _read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
     """The columns and the (line number, row) pairs of a CSV or JSONL file."""
+    try:
+        return _read_text_table(path)
+    except UnicodeDecodeError:
+        raise MusicSSLError(f"{path}: not a text table (not UTF-8)") from None
+
+
+def _read_text_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
     suffix = path.suffix.lower()
     rows: list[tuple[int, dict[str, Any]]] = []
     if suffix == ".csv":
@@ -113,9 +121,13 @@ def _resolve(root: Path, value: Any, where: str) -> str:
     given = Path(value.strip()).expanduser()
     full = Path(os.path.normpath(given if given.is_absolute() else root / given))
     try:
-        return relative_name(root, full)
+        name = relative_name(root, full)
     except ValueError:
         raise MusicSSLError(f"{where}: {value} is not under the root folder {root}") from None
+    if not (root / name).exists():  # a table typed elsewhere may spell it in the other form
+        found = (unicodedata.normalize(form, name) for form in ("NFC", "NFD"))
+        name = next((other for other in found if (root / other).exists()), name)
+    return name
 
 
 def _note(message: str) -> None:
