@@ -273,6 +273,8 @@ def _run_trained_on(folder: Path, splits: str, store: Path, init_from: Path | No
 
 
 def test_a_run_trained_on_the_test_split_is_noted(corpus: Path, tmp_path: Path, capsys) -> None:
+    (corpus / "store-16000").mkdir()  # the store it names is there (its clips read as none)
+    (corpus / "store-16000" / "clips.jsonl").write_text("")
     run = _run_trained_on(tmp_path / "ckpt", "train,valid,test", corpus / "store-16000")
     results = _evaluate(str(run), corpus, tmp_path)
     expected = [
@@ -292,16 +294,38 @@ def test_a_run_trained_on_the_test_split_is_noted(corpus: Path, tmp_path: Path, 
 
     held_out = _run_trained_on(tmp_path / "ckpt2", "train", tmp_path / "elsewhere")
     assert training_notes(str(held_out), corpus=corpus) == []
-    other_store = _run_trained_on(tmp_path / "ckpt3", "all", tmp_path / "elsewhere" / "s")
+    # A store packed elsewhere from the corpus's manifest is the corpus's; one of other
+    # music, or one that is gone, says nothing of the corpus's splits.
+    from musicssl.files import file_hash
+
+    for name, manifest in (("packed", file_hash(corpus / "manifest.jsonl")), ("other", "0" * 64)):
+        (tmp_path / "elsewhere" / name).mkdir(parents=True)
+        meta = {"format": "musicssl-store", "manifest_sha256": manifest}
+        (tmp_path / "elsewhere" / name / "store.json").write_text(json.dumps(meta))
+    for name in ("other", "gone"):
+        run = _run_trained_on(tmp_path / f"on-{name}", "all", tmp_path / "elsewhere" / name)
+        assert training_notes(str(run), corpus=corpus) == []
+    gone = tmp_path / "elsewhere" / "gone"
+    assert trained_files_notes(str(tmp_path / "on-gone"), []) == [
+        f"{tmp_path / 'on-gone'}: the store {gone} it (or a run it started from) trained on is "
+        "not there: the tasks' held-out files are not checked against it"
+    ]
+    other_store = _run_trained_on(tmp_path / "ckpt3", "all", tmp_path / "elsewhere" / "packed")
     notes = training_notes(str(other_store), corpus=corpus)
-    assert len(notes) == 1 and "(data.splits=all)" in notes[0]
+    assert len(notes) == 2 and "(data.splits=all)" in notes[0]
 
     # A run that started from one trained on the test split answers for it, down the chain.
     second = _run_trained_on(tmp_path / "ckpt4", "train", tmp_path / "elsewhere", other_store)
     third = _run_trained_on(tmp_path / "ckpt5", "train", tmp_path / "elsewhere", second)
     assert training_notes(str(third), corpus=corpus) == [
         f"{third} started from {second} (train.init_from): {second} started from "
-        f"{other_store} (train.init_from): {notes[0]}"
+        f"{other_store} (train.init_from): {note}"
+        for note in notes
+    ]
+    shutil.move(other_store, tmp_path / "moved")  # the run it started from is gone
+    assert training_notes(str(second), corpus=corpus) == [
+        f"{second} started from {other_store} (train.init_from), which is not there: what "
+        "that run trained on is not checked"
     ]
 
 
@@ -476,6 +500,8 @@ def test_a_table_that_holds_out_files_the_run_trained_on_is_warned_of(
     assert trained_files_notes(
         str(later), [resolve_tasks([str(audio / "t.csv")], corpus=corpus)[0]]
     )
+    (corpus / "store-16000").mkdir()  # a store of the corpus, its rows without digests
+    (corpus / "store-16000" / "clips.jsonl").write_text("")
     elsewhere = _run_trained_on(tmp_path / "other", "all", corpus / "store-16000")
     assert (
         trained_files_notes(str(elsewhere), resolve_tasks([str(audio / "t.csv")], corpus=corpus))

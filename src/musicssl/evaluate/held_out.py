@@ -3,6 +3,7 @@ data, and a report says when a run saw the test split or the split that picks th
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -39,24 +40,46 @@ def training_notes(source: str, *, corpus: Path, depth: int = 0) -> list[str]:
     splits = {part.strip() for part in data.splits.split(",") if part.strip()}
     everything = "all" in splits
     notes = []
-    if everything or "test" in splits:
+    # A store that is not there is noted by ``trained_files_notes``.
+    same = _same_corpus(Path(data.store), corpus) if data.store else None
+    if same and (everything or "test" in splits):
         notes.append(
             f"{source} trained on the test split (data.splits={data.splits}): its test "
             "scores are not held out"
         )
-    store = Path(data.store) if data.store else None
-    same_corpus = store is not None and store.resolve().parent == corpus.resolve()
-    if same_corpus and (everything or "valid" in splits):
+    if same and (everything or "valid" in splits):
         notes.append(
             f"{source} trained on the valid split of {corpus} (data.splits={data.splits}), "
             "which picks the probe: the probe choice is not held out"
         )
-    if init_from and depth < 16:  # a chain of runs, each started from the last
+    if init_from and not Path(init_from).exists():
+        notes.append(
+            f"{source} started from {init_from} (train.init_from), which is not there: what "
+            "that run trained on is not checked"
+        )
+    elif init_from and depth < 16:  # a chain of runs, each started from the last
         earlier = training_notes(init_from, corpus=corpus, depth=depth + 1)
         notes += [
             f"{source} started from {init_from} (train.init_from): {note}" for note in earlier
         ]
     return notes
+
+
+def _same_corpus(store: Path, corpus: Path) -> bool | None:
+    """Whether ``store`` was packed from the manifest of ``corpus`` (in its folder, or
+    elsewhere from the same manifest); None when the store cannot be read."""
+    if store.resolve().parent == corpus.resolve():
+        return True
+    try:
+        packed = json.loads((store / "store.json").read_text())["manifest_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    from musicssl.files import file_hash
+
+    try:
+        return bool(packed == file_hash(corpus / "manifest.jsonl"))
+    except OSError:
+        return False
 
 
 def trained_files_notes(source: str, tasks: Sequence[Task]) -> list[str]:
@@ -67,7 +90,13 @@ def trained_files_notes(source: str, tasks: Sequence[Task]) -> list[str]:
     knows nothing of the run's store. Only files of a training clip's size are hashed.
     """
     trained: dict[int, set[str]] = {}
+    notes = []
     for recipe in _chain(source):
+        if recipe.data.store and not (Path(recipe.data.store) / "clips.jsonl").is_file():
+            notes.append(
+                f"{source}: the store {recipe.data.store} it (or a run it started from) "
+                "trained on is not there: the tasks' held-out files are not checked against it"
+            )
         for row in _store_rows(recipe.data.store):
             picked = recipe.data.splits == "all" or row.get("split") in {
                 part.strip() for part in recipe.data.splits.split(",")
@@ -75,10 +104,9 @@ def trained_files_notes(source: str, tasks: Sequence[Task]) -> list[str]:
             if picked and row.get("sha256") and isinstance(row.get("bytes"), int):
                 trained.setdefault(row["bytes"], set()).add(row["sha256"])
     if not trained:
-        return []
+        return notes
     from musicssl.files import file_hash
 
-    notes = []
     for task in tasks:
         seen: Counter[str] = Counter()
         for example in task.examples:
