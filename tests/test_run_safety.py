@@ -337,6 +337,9 @@ def test_resume_of_a_finished_run_says_so_and_how_to_train_longer(recipe, tmp_pa
     out = capsys.readouterr().out
     assert f"{run} already finished at step 4" in out
     assert f"musicssl pretrain {run / 'recipe.yaml'} train.steps=... --out NEW_RUN" in out
+    hint = f"musicssl pretrain {run / 'recipe.yaml'} train.init_from={run} --out NEW_RUN"
+    assert hint in out  # and it runs as written
+    assert main([*hint.split()[1:-1], str(tmp_path / "longer")]) == 0
 
 
 def _a_step_that_is_not_a_number(path: Path) -> None:

@@ -151,7 +151,14 @@ def run_pretrain(args: argparse.Namespace) -> None:
         # The run keeps where its data is, whatever folder it is resumed from.
         recipe.data.store = os.path.abspath(recipe.data.store) if recipe.data.store else ""
         recipe.data.corpus = os.path.abspath(recipe.data.corpus)
-        recipe.train.init_from = recipe.train.init_from and os.path.abspath(recipe.train.init_from)
+        if recipe.train.init_from:  # the checkpoint it names now, whatever that run does next
+            from musicssl.checkpoint import checkpoint_folder
+
+            try:
+                found = checkpoint_folder(recipe.train.init_from)
+            except MusicSSLError as error:
+                raise MusicSSLError(f"train.init_from: {error}") from None
+            recipe.train.init_from = os.path.abspath(found)
     from musicssl.checkpoint import check_new_run, is_run
     from musicssl.demo import with_builtin_store
     from musicssl.files import folder_lock

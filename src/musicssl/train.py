@@ -119,6 +119,8 @@ def pretrain(
     parts.chain.to(fabric.device)
     state = _open_run(run, recipe, parts.method, resume=resume, writer=fabric.is_global_zero)
     train_data.check_same_store(state, store, run)
+    if recipe.train.init_from and not state and fabric.is_global_zero:
+        print(f"pretrain: the encoder starts from {recipe.train.init_from}", flush=True)
     if state and fabric.is_global_zero:
         checkpoint.keep_store_place(run, recipe)
     start_step, last_step = int(state.get("step", 0)), int(state.get("horizon", settings.steps))
@@ -220,9 +222,12 @@ def _finished(run: Path, *, step: int, settings: TrainSettings) -> str:
     """What a resumed run that has nothing left to train says, and how to train longer."""
     # A run under a time budget ends at the step that fitted it, unless train.steps came first.
     limit = "train.steps" if settings.minutes is None or step >= settings.steps else "train.minutes"
+    recipe = run / "recipe.yaml"
     return (
-        f"pretrain: {run} already finished at step {step}; to train longer, start a new run "
-        f"with a larger {limit}: musicssl pretrain {run / 'recipe.yaml'} {limit}=... --out NEW_RUN"
+        f"pretrain: {run} already finished at step {step}; to train on from its weights, "
+        f"start a new run from it (its schedule starts again): musicssl pretrain {recipe} "
+        f"train.init_from={run} --out NEW_RUN; or, from the start, a longer one with a larger "
+        f"{limit}: musicssl pretrain {recipe} {limit}=... --out NEW_RUN"
     )
 
 
