@@ -172,3 +172,14 @@ def test_a_task_name_that_holds_other_data_in_one_run_is_flagged(tmp_path: Path)
         "tempo task from tempo.csv (12 files))."
     ) in flagged
     assert "Not comparable" not in compare_table(runs[:2])
+
+
+def test_a_run_whose_report_warns_says_so_beside_its_name(tmp_path: Path) -> None:
+    runs = [_run(tmp_path / name, f"runs/{name}", {"style": _task("accuracy", 0.8, 0.01)})
+            for name in ("a", "b")]  # fmt: skip
+    results = json.loads((runs[1] / "results.json").read_text())
+    note = "runs/b trained on the test split (data.splits=all): its test scores are not held out"
+    (runs[1] / "results.json").write_text(json.dumps({**results, "notes": [note]}))
+    flagged = " ".join(compare_table(runs).split())
+    assert f"- b: runs/b; its report warns: {note}" in flagged
+    assert "- a: runs/a; its report warns" not in flagged

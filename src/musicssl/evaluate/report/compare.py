@@ -127,7 +127,12 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
 
     lines = _aligned([header, *cells])
     lines.append("")
-    lines += [f"- {name}: {results.get('source', '?')}" for name, results in zip(names, runs)]
+    for name, results in zip(names, runs, strict=True):
+        line = f"- {name}: {results.get('source', '?')}"
+        warned = [str(note) for note in results.get("notes") or []]
+        if warned:  # e.g. trained on the test split: its scores are not held out
+            line += f"; its report warns: {'; '.join(warned)}"
+        lines += textwrap.wrap(line, width=100, subsequent_indent="  ")
     lines.append("")
     lines += _different_data(names, runs)
     for what, key in (("corpora", "corpus"), ("numbers of seeds", "seeds")):
