@@ -25,7 +25,10 @@ def test_demo_goes_from_nothing_to_a_report(tmp_path: Path, capsys):
     # The budget ended pretraining early. The tiny corpus has one validation piece per style,
     # so the fast probe, which holds out whole pieces, says it cannot score (on the small
     # corpus it logs its scores: tests/test_monitor.py).
-    assert "note: the fast probe leaves its columns empty: no 'style' class" in printed
+    assert (
+        "note: the fast probe scores nothing (no probe_knn or probe_linear in metrics.csv): "
+        "no 'style' class" in printed
+    )
     with open(tmp_path / "demo" / "run" / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert int(rows[-1]["step"]) < 1200
@@ -37,3 +40,13 @@ def test_demo_goes_from_nothing_to_a_report(tmp_path: Path, capsys):
     assert f"note: {run} began with --minutes 0.05 and goes on so" in printed
     with open(run / "metrics.csv", newline="") as handle:
         assert list(csv.DictReader(handle)) == rows
+
+
+def test_demo_refuses_a_report_folder_of_the_users_before_any_work(tmp_path: Path, capsys):
+    (tmp_path / "demo" / "report").mkdir(parents=True)
+    (tmp_path / "demo" / "report" / "notes.txt").write_text("mine")
+    assert _demo(tmp_path, "0.05") == 1
+    line = capsys.readouterr().err.strip()
+    assert line.startswith(f"musicssl: error: --out {tmp_path / 'demo'}: ") and "--out" in line
+    assert not (tmp_path / "corpus").exists()  # nothing was built
+    assert (tmp_path / "demo" / "report" / "notes.txt").read_text() == "mine"

@@ -90,5 +90,8 @@ def test_probe_leaves_its_scores_empty_when_no_class_spans_two_folds(tmp_path: P
     # leaves its class out of the training folds.
     store = _store(tmp_path / "s", ["a", "a", "b", "b"])
     monitor = ProbeMonitor(store, label="style", num_samples=4096)
-    assert "the fast probe leaves its columns empty: no 'style' class" in capsys.readouterr().out
+    assert (
+        "the fast probe scores nothing (no probe_knn or probe_linear in metrics.csv): no "
+        "'style' class" in capsys.readouterr().out
+    )
     assert monitor(Spectrum()) == {}

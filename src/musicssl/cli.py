@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from musicssl import __version__
 
-    parser.add_argument("--version", action="version", version=f"musicssl {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"musicssl {__version__}")
     add_verbs(parser.add_subparsers(dest="verb", metavar="VERB", required=True))
     return parser
 

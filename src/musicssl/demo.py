@@ -67,14 +67,23 @@ def run_demo(
     """
     from musicssl.builtin import build_corpus
     from musicssl.checkpoint import is_run
+    from musicssl.errors import MusicSSLError
+    from musicssl.evaluate.report.folder import check_out
     from musicssl.evaluate.run import evaluate
     from musicssl.recipe import recipe_path
     from musicssl.train import pretrain
 
     began = time.perf_counter()
     out_dir, corpus_dir = Path(out), Path(corpus)
+    try:  # before any work: the report is written last
+        check_out(out_dir / "report")
+    except MusicSSLError as error:
+        raise MusicSSLError(f"--out {out_dir}: {error}") from None
     _say(f"1/3 built-in corpus: {corpus_dir} (built once, then reused)")
-    build_corpus(corpus_dir, size=corpus_size, seed=0, progress=progress)
+    try:
+        build_corpus(corpus_dir, size=corpus_size, seed=0, progress=progress)
+    except MusicSSLError as error:
+        raise MusicSSLError(f"{error}; for the demo: --corpus-size or --corpus DIR") from None
 
     run = out_dir / "run"
     if is_run(run):  # a run goes on as it began
@@ -82,7 +91,8 @@ def run_demo(
         began_with = recipe.train.minutes or 0.0
         if began_with != minutes:
             _say(f"note: {run} began with --minutes {began_with:g} and goes on so; "
-                 f"give a new --out to train for {minutes:g} minutes")  # fmt: skip
+                 f"give a new --out to train for {minutes:g} minute"
+                 f"{'s' if minutes != 1 else ''}")  # fmt: skip
             minutes = began_with
     else:
         recipe = Recipe.load(

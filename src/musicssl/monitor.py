@@ -71,8 +71,9 @@ class ProbeMonitor:
         spans = [len(set(self.fold[self.targets == c])) for c in range(len(classes))]
         self.scorable = max(spans) >= 2
         if not self.scorable:
-            print(f"note: the fast probe leaves its columns empty: no '{label}' class has "
-                  "validation clips of pieces in two of its folds", flush=True)  # fmt: skip
+            print("note: the fast probe scores nothing (no probe_knn or probe_linear in "
+                  f"metrics.csv): no '{label}' class has validation clips of pieces in two of "
+                  "its folds", flush=True)  # fmt: skip
         crops = []
         for index, _ in rows:
             length = store.num_samples(index)
