@@ -135,7 +135,7 @@ def run_pretrain(args: argparse.Namespace) -> None:
         recipe = Recipe.load(run / "recipe.yaml")
         check_unchanged_recipe(run, recipe)
         if moved:  # the same store (its identity is checked), in another place
-            recipe.data.store = os.path.abspath(moved)
+            recipe.data.store = os.path.abspath(os.path.expanduser(moved))
         elif recipe.data.store and not os.path.isdir(recipe.data.store):
             raise MusicSSLError(
                 f"{recipe.data.store}: the store {run} trains on is not there; if it has moved, "
@@ -149,13 +149,15 @@ def run_pretrain(args: argparse.Namespace) -> None:
         run = Path(args.out)
         recipe = Recipe.load(args.recipe, args.overrides)
         # The run keeps where its data is, whatever folder it is resumed from.
-        recipe.data.store = os.path.abspath(recipe.data.store) if recipe.data.store else ""
+        # ~ too: a shell leaves it alone after "data.store=".
+        store = os.path.expanduser(recipe.data.store)
+        recipe.data.store = os.path.abspath(store) if store else ""
         recipe.data.corpus = os.path.abspath(recipe.data.corpus)
         if recipe.train.init_from:  # the checkpoint it names now, whatever that run does next
             from musicssl.checkpoint import checkpoint_folder
 
             try:
-                found = checkpoint_folder(recipe.train.init_from)
+                found = checkpoint_folder(os.path.expanduser(recipe.train.init_from))
             except MusicSSLError as error:
                 raise MusicSSLError(f"train.init_from: {error}") from None
             recipe.train.init_from = os.path.abspath(found)
