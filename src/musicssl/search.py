@@ -136,9 +136,9 @@ def search_text(
         MusicSSLError: the run has no text tower, the rows are not its embeddings, or
             ``text`` holds no word.
     """
-    query = model.embed_text([text])  # first: a run with no text tower says so
     if not text.strip():
         raise MusicSSLError("--text is empty: describe the music to find (e.g. 'a string quartet')")
+    query = model.embed_text([text])  # before the rows: a run with no text tower says so
     _check_same_run(index, model)
     joint = np.concatenate(
         [
