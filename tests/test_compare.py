@@ -148,6 +148,10 @@ def test_runs_on_different_corpora_are_flagged(tmp_path: Path) -> None:
     assert "Not comparable: these runs were evaluated with different corpora" in flagged
     assert "c: data/other" in flagged
     assert "different corpora" not in compare_table(runs[:2])
+    mine = _run(tmp_path / "mine", "runs/mine", {"style": _task("accuracy", 0.8, 0.01)})
+    results = json.loads((mine / "results.json").read_text())
+    (mine / "results.json").write_text(json.dumps({**results, "corpus": ""}))  # no corpus read
+    assert "different corpora" not in compare_table([runs[0], mine])
     results = json.loads((runs[1] / "results.json").read_text())
     (runs[1] / "results.json").write_text(json.dumps({**results, "seeds": 1}))
     flagged = " ".join(compare_table(runs[:2]).split())

@@ -477,6 +477,10 @@ def test_your_own_tasks_alone_build_no_corpus(corpus: Path, tmp_path: Path, monk
                        out=tmp_path / "out", cache=tmp_path / "cache", progress=False)  # fmt: skip
     assert set(results.tasks) == {"t"} and set(results.baselines) == {"baseline:logmel"}
     assert results.equivariance is None  # it needs the corpus's clips
+    assert (
+        results.corpus == ""
+        and "none (your own tasks only)" in (tmp_path / "out" / "report.md").read_text()
+    )
     assert not (tmp_path / "mine" / "data").exists()
 
 

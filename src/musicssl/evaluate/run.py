@@ -90,6 +90,8 @@ def evaluate(
     evaluation = evaluate_embeddings(opened, task_list, embedded, corpus=corpus_dir,
                                      seeds=seeds, layers=layers, progress=progress)  # fmt: skip
     _beside_the_probes(evaluation, opened, source, task_list, embedded, corpus=corpus_dir)
+    if not (corpus_dir / "manifest.jsonl").is_file():  # your own tasks alone, no corpus read
+        evaluation.corpus = ""
     reference_run = source if opened.is_checkpoint else None
     others = _baselines(baselines, source, task_list, store, corpus=corpus_dir, seeds=seeds,
                         layers=layers, reference=reference_run, device=device,

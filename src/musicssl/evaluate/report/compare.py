@@ -136,7 +136,10 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
     lines.append("")
     lines += _different_data(names, runs)
     for what, key in (("corpora", "corpus"), ("numbers of seeds", "seeds")):
-        given = {name: results[key] for name, results in zip(names, runs) if key in results}
+        # An evaluation of your own tasks alone read no corpus ("").
+        given = {
+            name: results[key] for name, results in zip(names, runs) if results.get(key, "") != ""
+        }
         if len(set(map(str, given.values()))) > 1:
             seen = ", ".join(f"{name}: {value}" for name, value in given.items())
             lines += textwrap.wrap(
