@@ -166,6 +166,14 @@ def test_a_run_whose_store_moved_resumes_when_told_where(recipe, tmp_path, capsy
     capsys.readouterr()
     assert main(["pretrain", "--resume", str(run), f"data.store={other}"]) == 1
     assert f"{other}: not the store {run} trained on" in one_line(capsys)
+    everything = [json.loads(r) for r in (recipe.parent / "m.jsonl").read_text().splitlines()]
+    reordered = tmp_path / "reordered.jsonl"  # the same clips, in another order
+    reordered.write_text("".join(json.dumps({**r, "path": str(recipe.parent / r["path"])}) + "\n"
+                                 for r in reversed(everything)))  # fmt: skip
+    assert main(["data", "pack", str(reordered), "--out", str(tmp_path / "reordered")]) == 0
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(run), f"data.store={tmp_path / 'reordered'}"]) == 1
+    assert "(8 clips then and now, from another manifest)" in one_line(capsys)
     assert main(["pretrain", "--resume", str(run), "train.steps=9"]) == 1
     assert "give only RUN_DIR, or data.store=STORE where its store has moved" in one_line(capsys)
 

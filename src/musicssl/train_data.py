@@ -35,10 +35,16 @@ def check_same_store(state: dict[str, Any], store: SampleStore, run: Path) -> No
     in another order): its batches would not be the ones the run would have drawn."""
     saved = state.get("store")  # checkpoints from before the identity was kept have none
     if saved is not None and saved != store.identity:
+        now = store.identity
+        if saved.get("num_clips") != now["num_clips"]:
+            differs = f"{saved.get('num_clips')} clips then, {now['num_clips']} now"
+        elif saved.get("sr") != now["sr"]:
+            differs = f"{saved.get('sr')} Hz then, {now['sr']} Hz now"
+        else:
+            differs = f"{now['num_clips']} clips then and now, from another manifest"
         raise MusicSSLError(
-            f"{store.path}: not the store {run} trained on, or packed again since "
-            f"({saved.get('num_clips')} clips then, {store.identity['num_clips']} now); a resumed "
-            "run would draw other batches: start a new run with --out"
+            f"{store.path}: not the store {run} trained on, or packed again since ({differs}); "
+            "a resumed run would draw other batches: start a new run with --out"
         )
 
 
