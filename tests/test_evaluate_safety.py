@@ -511,3 +511,13 @@ def test_a_table_that_holds_out_files_the_run_trained_on_is_warned_of(
         trained_files_notes(str(elsewhere), resolve_tasks([str(audio / "t.csv")], corpus=corpus))
         == []
     )
+
+
+def test_a_refused_evaluation_leaves_no_folder_it_made(tmp_path: Path, capsys) -> None:
+    from musicssl.cli import main
+
+    out = tmp_path / "reports" / "new" / "x"
+    argv = ["evaluate", "baseline:mfcc", "--tasks", str(tmp_path / "nope.csv"), "--out", str(out)]
+    assert main(argv) == 1
+    assert "nope.csv" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # reports/ and reports/new too

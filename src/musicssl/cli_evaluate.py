@@ -130,17 +130,18 @@ def run_evaluate(args: argparse.Namespace) -> None:
     if options.get("baselines") == ["none"]:
         options["baselines"] = []
     from musicssl.evaluate.report.folder import check_out
-    from musicssl.files import folder_lock
+    from musicssl.files import folder_lock, missing_folders, remove_empty
 
     check_out(args.out)  # before the lock makes the folder
     out = Path(args.out)
-    made_here = not out.exists()
+    made = missing_folders(out)
     try:
         with folder_lock(out, busy="another musicssl evaluate is writing this report now"):
             evaluate(args.source, **options)
     except (MusicSSLError, KeyboardInterrupt):
-        if made_here and {path.name for path in out.iterdir()} <= {".lock"}:
+        if made and {path.name for path in out.iterdir()} <= {".lock"}:
             shutil.rmtree(out, ignore_errors=True)  # it holds nothing but our lock
+            remove_empty(made[1:])  # and the parents this call made
         raise
     print(f"results: {out / 'results.json'}\nreport: {out / 'report.html'} ({out / 'report.md'})")
 

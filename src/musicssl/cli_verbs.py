@@ -163,7 +163,7 @@ def run_pretrain(args: argparse.Namespace) -> None:
             recipe.train.init_from = os.path.abspath(found)
     from musicssl.checkpoint import check_new_run, is_run
     from musicssl.demo import with_builtin_store
-    from musicssl.files import folder_lock
+    from musicssl.files import folder_lock, missing_folders, remove_empty
     from musicssl.train import build_parts, check_accelerator, pretrain
 
     # Refuse a missing device and bad part options before the built-in corpus is built.
@@ -173,7 +173,7 @@ def run_pretrain(args: argparse.Namespace) -> None:
     if not args.resume and first:
         check_new_run(run)
     recipe = with_builtin_store(recipe)
-    made_here = first and not args.resume and not run.exists()
+    made = missing_folders(run) if first and not args.resume else []
     with contextlib.ExitStack() as stack:
         if first:
             busy = "another musicssl pretrain is writing this run now"
@@ -183,8 +183,9 @@ def run_pretrain(args: argparse.Namespace) -> None:
         try:
             checkpoint = pretrain(recipe, out=run, resume=bool(args.resume))
         except MusicSSLError:
-            if made_here and not is_run(run):  # refused before a checkpoint: leave nothing
+            if made and not is_run(run):  # refused before a checkpoint: leave nothing
                 shutil.rmtree(run, ignore_errors=True)
+                remove_empty(made[1:])  # nor the parents this call made
             raise
     # Under DDP every process gets here; one line is enough.
     if os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0":

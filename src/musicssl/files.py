@@ -88,6 +88,26 @@ def folder_lock(folder: str | os.PathLike, *, busy: str) -> Iterator[None]:
         os.close(descriptor)
 
 
+def missing_folders(path: str | os.PathLike) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first: what making
+    ``path`` will make, and what a verb that fails removes again while they are empty."""
+    missing = []
+    for folder in (Path(path), *Path(path).parents):
+        if folder.exists() or folder == folder.parent:
+            break
+        missing.append(folder)
+    return missing
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while each is empty; stop at the first that is not."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` whole or not at all."""
     with atomic_path(path) as temporary:
