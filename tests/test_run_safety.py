@@ -271,7 +271,7 @@ with folder_lock(sys.argv[1], busy="busy"):
 """
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="fork")
+@pytest.mark.skipif(sys.platform == "win32", reason="needs os.fork, as DataLoader workers are made")
 def test_a_killed_holders_forked_children_do_not_keep_its_lock(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "f")],
                               stdout=subprocess.PIPE, text=True)  # fmt: skip

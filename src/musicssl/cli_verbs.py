@@ -35,6 +35,7 @@ from musicssl.cli_options import (
 from musicssl.cli_readouts import add_key, add_pitch, add_tempo
 from musicssl.cli_search import add_index, add_search
 from musicssl.errors import MusicSSLError
+from musicssl.plural import counted
 
 
 def add_pretrain(verbs: Any) -> None:
@@ -266,8 +267,7 @@ def run_embed(args: argparse.Namespace) -> None:
     summary = embed_files(
         model, args.input, **given(args, "out", "hop", "layers", "frames", "batch_size")
     )
-    count = summary["embedded"]
-    print(f"embedded {count} file{'s' if count != 1 else ''}, skipped {summary['skipped']}: "
+    print(f"embedded {counted(summary['embedded'], 'file')}, skipped {summary['skipped']}: "
           f"{args.out}")  # fmt: skip
 
 

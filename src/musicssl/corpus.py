@@ -37,11 +37,11 @@ from musicssl.decoder_notes import decoder_notes
 from musicssl.errors import AudioError, MusicSSLError
 from musicssl.files import file_hash
 from musicssl.manifest import read_manifest, write_jsonl
+from musicssl.plural import counted
 from musicssl.progress import bar as progress_bar
 from musicssl.splits import (
     carry_splits,
     describe_splits,
-    empty_splits_note,
     grouping,
     hash_split,
     lookup,
@@ -49,6 +49,7 @@ from musicssl.splits import (
     read_splits,
     refuse_moved_splits,
     split_counts,
+    split_notes,
     unlisted_note,
 )
 
@@ -72,9 +73,8 @@ class IndexSummary:
 
     def __str__(self) -> str:
         lines = [
-            f"kept {self.kept} file{'s' if self.kept != 1 else ''} "
-            f"({self.total_seconds / 3600:.2f} h), skipped {self.skipped} bad "
-            f"file{'s' if self.skipped != 1 else ''}; decoded {self.decoded}, "
+            f"kept {counted(self.kept, 'file')} ({self.total_seconds / 3600:.2f} h), skipped "
+            f"{counted(self.skipped, 'bad file')}; decoded {self.decoded}, "
             f"reused {self.reused} from the previous index",
         ]
         if self.kept:
@@ -86,9 +86,8 @@ class IndexSummary:
             lines.append(f"bad files ({kinds(self)}): {self.bad_report}")
         if self.notes:
             lines.append(
-                f"decoders printed {len(self.notes)} note{'s' if len(self.notes) != 1 else ''} "
-                "(bad files are in the report), "
-                f"e.g. {self.notes[0]!r}"
+                f"decoders printed {counted(len(self.notes), 'note')} (bad files are in the "
+                f"report), e.g. {self.notes[0]!r}"
             )
         return "\n".join(lines)
 
@@ -161,24 +160,16 @@ def index_folder(
                                  split_by=split_by, table=table, previous=previous)  # fmt: skip
     refuse_moved_splits(out, good, previous)
     _summarise(summary, good, bad_rows)
-    if group_of is not None:
-        summary.split_source = f"a hash of each file's {split_by} group"
-    elif table is None and summary.splits.keys() - {""}:
-        summary.split_source = f"the previous {out}"
-    notes = [empty_splits_note(summary.splits, split_by=split_by,
-                               source=summary.split_source),
-             unlisted_note(Path(splits), root, files) if splits is not None else None]  # fmt: skip
-    if renamed:
-        notes.append(f"{renamed} file{'s' if renamed != 1 else ''} renamed, moved or added "
-                     "since the last index kept the split of their audio or their "
-                     "group")  # fmt: skip
-    summary.split_notes = [note for note in notes if note]
+    unlisted = unlisted_note(Path(splits), root, files) if splits is not None else None
+    summary.split_source, summary.split_notes = split_notes(
+        summary.splits, source=summary.split_source, out=out, split_by=split_by,
+        from_table=table is not None, unlisted=unlisted, carried=renamed,
+    )  # fmt: skip
     if not good:  # the report says why each failed; an empty manifest would help no one
         write_jsonl(bad_path, bad_rows)
         raise MusicSSLError(
-            f"{root}: none of its {len(bad_rows)} audio file{'s' if len(bad_rows) != 1 else ''} "
-            f"could be read ({kinds(summary)}); "
-            f"why each failed: {bad_path}"
+            f"{root}: none of its {counted(len(bad_rows), 'audio file')} could be read "
+            f"({kinds(summary)}); why each failed: {bad_path}"
         )
     write_jsonl(out, good)
     write_jsonl(bad_path, bad_rows)

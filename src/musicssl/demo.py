@@ -15,6 +15,7 @@ import os
 import time
 from pathlib import Path
 
+from musicssl.plural import counted
 from musicssl.recipe import DEFAULT_CORPUS, Recipe
 
 DEMO_RECIPE = "simclr-key-tempo-cpu"
@@ -91,8 +92,7 @@ def run_demo(
         began_with = recipe.train.minutes or 0.0
         if began_with != minutes:
             _say(f"note: {run} began with --minutes {began_with:g} and goes on so; "
-                 f"give a new --out to train for {minutes:g} minute"
-                 f"{'s' if minutes != 1 else ''}")  # fmt: skip
+                 f"give a new --out to train for {counted(minutes, 'minute')}")  # fmt: skip
             minutes = began_with
     else:
         recipe = Recipe.load(

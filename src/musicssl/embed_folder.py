@@ -27,6 +27,7 @@ from musicssl.embed import Model
 from musicssl.errors import AudioError, MusicSSLError
 from musicssl.files import atomic_path
 from musicssl.manifest import read_manifest, refuse_report
+from musicssl.plural import counted
 from musicssl.progress import bar as progress_bar
 from musicssl.store import SampleStore
 
@@ -152,9 +153,8 @@ def embed_items(
                         layer_tracks.append([])
                     layer_tracks[index].append(track)
     if notes.lines:
-        count = f"{len(notes.lines)} note{'s' if len(notes.lines) > 1 else ''}"
-        print(f"decoders printed {count} (the files they could not read are "
-              f"named below), e.g. {notes.lines[0]!r}", file=sys.stderr)  # fmt: skip
+        print(f"decoders printed {counted(len(notes.lines), 'note')} (the files they could "
+              f"not read are named below), e.g. {notes.lines[0]!r}", file=sys.stderr)  # fmt: skip
     arrays: dict[str, np.ndarray] = {
         "names": np.array(names, dtype=str),
         "emb": np.stack(clips) if clips else np.zeros((0, 0), np.float32),

@@ -28,6 +28,7 @@ from musicssl.decoder_notes import decoder_notes
 from musicssl.errors import AudioError, MusicSSLError
 from musicssl.files import file_hash, write_text
 from musicssl.manifest import read_manifest, refuse_report, write_jsonl
+from musicssl.plural import counted
 from musicssl.progress import bar as progress_bar
 from musicssl.splits import describe_splits, split_counts
 from musicssl.store import FORMAT, LOCK_FILE, SAMPLES_FILE, VERSION, SampleStore
@@ -66,8 +67,7 @@ class PackSummary:
         for row in self.skipped:
             text += f"\nskipped {row['path']}: {row['reason']}"
         if self.notes:
-            notes = f"{len(self.notes)} note{'s' if len(self.notes) != 1 else ''}"
-            text += f"\ndecoders printed {notes}, e.g. {self.notes[0]!r}"
+            text += f"\ndecoders printed {counted(len(self.notes), 'note')}, e.g. {self.notes[0]!r}"
         return text
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from musicssl.errors import MusicSSLError
 from musicssl.manifest import read_manifest
+from musicssl.plural import counted
 
 SPLIT_SHARES = (("train", 0.8), ("valid", 0.1), ("test", 0.1))
 _SPLIT_ALIASES = {"val": "valid", "validation": "valid", "dev": "valid", "training": "train"}
@@ -92,10 +93,34 @@ def unlisted_note(path: Path, root: Path, files: Iterable[Path]) -> str | None:
         return None
     shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
     return (
-        f"note: {len(missing)} row{'s' if len(missing) != 1 else ''} of {path} name"
+        f"note: {counted(len(missing), 'row')} of {path} name"
         f"{'' if len(missing) != 1 else 's'} no file found under {root}: {shown} (a row's path "
         f"is relative to the table's folder or to {root})"
     )
+
+
+def split_notes(
+    counts: dict[str, int],
+    *,
+    source: str | None,
+    out: Path,
+    split_by: str | None,
+    from_table: bool,
+    unlisted: str | None,
+    carried: int,
+) -> tuple[str | None, list[str]]:
+    """Where an index's splits came from (``source``, the table's, unless a hash or the
+    previous manifest at ``out`` gave them), and what to say of them: an empty split, table
+    rows that name no file (``unlisted``), files that kept the split they had (``carried``)."""
+    if split_by is not None:
+        source = f"a hash of each file's {split_by} group"
+    elif not from_table and counts.keys() - {""}:
+        source = f"the previous {out}"
+    notes = [empty_splits_note(counts, split_by=split_by, source=source), unlisted]
+    if carried:
+        notes.append(f"{counted(carried, 'file')} renamed, moved or added since the last "
+                     "index kept the split of their audio or their group")  # fmt: skip
+    return source, [note for note in notes if note]
 
 
 def empty_splits_note(
@@ -241,7 +266,7 @@ def refuse_moved_splits(
     if moved:
         path, old, new = moved[0]
         raise MusicSSLError(
-            f"{out}: these splits would move {len(moved)} file{'s' if len(moved) != 1 else ''} "
+            f"{out}: these splits would move {counted(len(moved), 'file')} "
             f"out of the split this manifest gave them (e.g. {path}: {old} -> {new}), and runs "
             "pretrained on the old train split would be evaluated on their training audio; "
             "write the new index to another --out"

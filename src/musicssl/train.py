@@ -117,20 +117,14 @@ def pretrain(
     train_data.check_rate(store, parts.encoder)
     train_data.check_captions(store, indices, parts.method.uses_text, note=fabric.is_global_zero)
     parts.chain.to(fabric.device)
-    state = _open_run(run, recipe, parts.method, resume=resume, writer=fabric.is_global_zero)
-    train_data.check_same_store(state, store, run)
-    if recipe.train.init_from and not state and fabric.is_global_zero:
-        print(f"pretrain: the encoder starts from {recipe.train.init_from}", flush=True)
-    if state and fabric.is_global_zero:
-        checkpoint.keep_store_place(run, recipe)
+    state = _open_run(run, recipe, parts.method, store, resume=resume,
+                      writer=fabric.is_global_zero)  # fmt: skip
     start_step, last_step = int(state.get("step", 0)), int(state.get("horizon", settings.steps))
     if start_step >= last_step:
         if fabric.is_global_zero:
             print(_finished(run, step=start_step, settings=settings), flush=True)
         return checkpoint.latest(run)
-    budget = None
-    if settings.minutes is not None and "horizon" not in state:
-        budget = TimeBudget(settings.minutes, max_steps=settings.steps, start_step=start_step)
+    budget = _budget(settings, state, start_step=start_step)
     loader = train_data.loader(recipe, store, indices, parts.encoder, fabric, start_step=start_step)
     model, optimizer = fabric.setup(parts.method, parts.optimizer)
     if state:  # after setup, so that the optimiser state lands on the parameters' device
@@ -176,17 +170,34 @@ def pretrain(
     return checkpoint.latest(run)
 
 
+def _budget(
+    settings: TrainSettings, state: dict[str, Any], *, start_step: int
+) -> TimeBudget | None:
+    """The wall-clock budget of ``train.minutes``, until a checkpoint has settled its last
+    step (``horizon``); None without one."""
+    if settings.minutes is None or "horizon" in state:
+        return None
+    return TimeBudget(settings.minutes, max_steps=settings.steps, start_step=start_step)
+
+
 def _open_run(
-    run: Path, recipe: Recipe, method: Method, *, resume: bool, writer: bool
+    run: Path, recipe: Recipe, method: Method, store: SampleStore, *, resume: bool, writer: bool
 ) -> dict[str, Any]:
-    """The training state to go on from (empty: from step 0); a new run's folder is started
-    by the ``writer`` process."""
+    """The training state to go on from (empty: from step 0), once it is known to go on on the
+    same ``store`` (whose place the ``writer`` process keeps); a new run's folder is started
+    by the ``writer``, which says what its encoder starts from."""
     if resume and checkpoint.is_run(run):
-        return checkpoint.load_training_state(run, method)
+        state = checkpoint.load_training_state(run, method)
+        train_data.check_same_store(state, store, run)
+        if writer:
+            checkpoint.keep_store_place(run, recipe)
+        return state
     if resume:  # killed before its first checkpoint: it starts again from step 0
         checkpoint.check_resumable(run)
     elif writer:
         checkpoint.start_run(run, recipe)
+    if recipe.train.init_from and writer:
+        print(f"pretrain: the encoder starts from {recipe.train.init_from}", flush=True)
     return {}
 
 

@@ -21,20 +21,8 @@ def training_notes(source: str, *, corpus: Path, depth: int = 0) -> list[str]:
     """Warnings about what a run trained on: the test split, or (for the built-in corpus's
     own store) the valid split that picks the probe; [] when its recipe cannot be read.
     A run that started from another (``train.init_from``) answers for that one's too."""
-    from musicssl.checkpoint import checkpoint_folder
-    from musicssl.recipe import Recipe
-
-    path = Path(source)
-    try:
-        found = [checkpoint_folder(path) / "recipe.yaml", path / "recipe.yaml"]
-    except MusicSSLError:
-        return []
-    recipe_path = next((candidate for candidate in found if candidate.is_file()), None)
-    if recipe_path is None:
-        return []
-    try:
-        recipe = Recipe.load(recipe_path)
-    except MusicSSLError:
+    recipe = _recipe(source)
+    if recipe is None:
         return []
     data, init_from = recipe.data, recipe.train.init_from
     splits = {part.strip() for part in data.splits.split(",") if part.strip()}
@@ -128,18 +116,25 @@ def trained_files_notes(source: str, tasks: Sequence[Task]) -> list[str]:
     return notes
 
 
-def _chain(source: str) -> Iterator[Recipe]:
-    """The recipe of the run at ``source``, then of each run it started from (at most 16)."""
+def _recipe(source: str) -> Recipe | None:
+    """The recipe a checkpoint (or a run's latest) trained with; None when there is none to
+    read."""
     from musicssl.checkpoint import checkpoint_folder
     from musicssl.recipe import Recipe
 
+    try:
+        found = [checkpoint_folder(source) / "recipe.yaml", Path(source) / "recipe.yaml"]
+        path = next((candidate for candidate in found if candidate.is_file()), None)
+        return Recipe.load(path) if path is not None else None
+    except MusicSSLError:
+        return None
+
+
+def _chain(source: str) -> Iterator[Recipe]:
+    """The recipe of the run at ``source``, then of each run it started from (at most 16)."""
     for _ in range(16):
-        try:
-            folder = checkpoint_folder(source)
-            found = [folder / "recipe.yaml", Path(source) / "recipe.yaml"]
-            path = next(candidate for candidate in found if candidate.is_file())
-            recipe = Recipe.load(path)
-        except (MusicSSLError, StopIteration):
+        recipe = _recipe(source)
+        if recipe is None:
             return
         yield recipe
         if not recipe.train.init_from:

@@ -19,6 +19,7 @@ from musicssl.evaluate.protocol import evaluate_task
 from musicssl.evaluate.results import Evaluation, SkippedTask, TaskResult
 from musicssl.evaluate.sources import Embedded, Source
 from musicssl.evaluate.task import Task
+from musicssl.plural import counted
 
 
 def evaluate_embeddings(
@@ -67,8 +68,7 @@ def evaluate_embeddings(
         print(f"warning: task {skip.task} skipped: {skip.reason}", file=sys.stderr, flush=True)
     for task, reason in ready:
         if progress:
-            print(f"probing {task.name} ({task.kind}, {seeds} seed{'s' if seeds != 1 else ''})",
-                  flush=True)  # fmt: skip
+            print(f"probing {task.name} ({task.kind}, {counted(seeds, 'seed')})", flush=True)
         result = _probe_task(task, embedded[task.root], seeds=seeds, layers=layers)
         result.note = reason
         evaluation.tasks[task.name] = result

@@ -15,6 +15,7 @@ from typing import Any
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.datasets._common import canonical_key, first_few, hash_split, relative_name
 from musicssl.evaluate.task import PROBE_SPLITS, Example, Task
+from musicssl.plural import counted
 
 LABEL_COLUMNS: dict[str, tuple[str, ...]] = {
     # column -> kinds it can hold; the first is the one inferred (see table_task for "label")
@@ -283,7 +284,7 @@ def _parse_rows(
     missing = [(line, item) for item, line in names.items() if not (root / item).is_file()]
     if missing:
         shown = first_few([f"{item} (line {line})" for line, item in missing])
-        files = f"{len(missing)} audio file{'s' if len(missing) != 1 else ''}"
+        files = counted(len(missing), "audio file")
         raise MusicSSLError(f"{path}: {files} not found under {root}: {shown}")
     return parsed
 
