@@ -544,6 +544,27 @@ def test_the_pitch_read_out_takes_audio_shorter_than_a_hop(tmp_path):
     assert len(track.f0) == 1 and len(track.times) == 1
 
 
+def test_silent_frames_read_unvoiced_and_silent_audio_is_refused(tmp_path):
+    from musicssl.pitch import load
+
+    model = load(untrained_run(tmp_path / "run", _peak_picker(shift=3), "pesto_cnn"))
+    tone = harmonic_tone(440.0, sr=16000, seconds=0.5, slope=1.5)
+    gap = np.zeros(8000, np.float32)  # half a second of digital silence between two tones
+    track = model.pitch(np.concatenate([tone, gap, tone]), 16000)
+    hop = model.hop_length
+    # Frame t is centred on sample t * hop; its hop samples lie wholly in the gap for
+    # t * hop - hop // 2 >= 8000 and t * hop + hop // 2 <= 16000: at hop 128, t = 63 ... 124.
+    centres = np.round(track.times * 16000)
+    inside = (centres - hop // 2 >= 8000) & (centres + hop // 2 <= 16000)
+    assert hop == 128 and inside.sum() == 62
+    assert (track.f0[inside] == 0).all() and (track.confidence[inside] == 0).all()
+    voiced = track.f0[(track.times > 0.1) & (track.times < 0.4)]
+    assert abs(1200 * np.log2(np.median(voiced) / 440.0)) < 20
+    assert (track.f0[~inside] > 0).all()
+    with pytest.raises(MusicSSLError, match="pitch: the audio is silent"):
+        model.pitch(np.zeros(16000, np.float32), 16000)
+
+
 def test_tempo_verb_reads_the_tempo_branch_of_a_combined_run(tmp_path, capsys):
     from musicssl.audio import save
     from musicssl.cli import main

@@ -25,7 +25,8 @@ def add_pitch(verbs: Any) -> None:
             help="f0 of monophonic audio with a run trained by the pesto recipe",
             description="Load RUN (a pesto_cnn run, calibrated on synthetic harmonic tones), "
             "read the pitch of every CQT frame of AUDIO and write a CSV of time (s), f0 (Hz) "
-            "and confidence (probability within a semitone of the peak, 0 to 1).",
+            "and confidence (probability within a semitone of the peak, 0 to 1); a silent frame "
+            "(peak below -90 dBFS) reads f0 0 and confidence 0, as mir_eval reads unvoiced.",
         ),
         "musicssl.pitch:load",
     )

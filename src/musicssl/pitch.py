@@ -23,7 +23,7 @@ from musicssl.encoders._bins import local_expectation, lowest_octave_peak
 from musicssl.errors import MusicSSLError
 from musicssl.features import CQT
 from musicssl.files import write_text
-from musicssl.waveform import mono_at
+from musicssl.waveform import SILENCE_DB, audible
 
 __all__ = ["PitchModel", "PitchTrack", "calibrate_pitch", "harmonic_tone", "load", "write_csv"]
 
@@ -62,9 +62,10 @@ class PitchTrack:
 
     Attributes:
         times: centre of each frame in seconds. Shape: (num_frames,).
-        f0: fundamental frequency in Hz. Shape: (num_frames,).
+        f0: fundamental frequency in Hz; 0 for a silent frame (unvoiced, as ``mir_eval``
+            reads it). Shape: (num_frames,).
         confidence: probability mass within a semitone of the distribution's peak (before
-            any move down an octave), in [0, 1]. Shape: (num_frames,).
+            any move down an octave), in [0, 1]; 0 for a silent frame. Shape: (num_frames,).
     """
 
     times: np.ndarray
@@ -133,16 +134,17 @@ class PitchModel:
             sr: its sample rate in Hz.
 
         Raises:
-            MusicSSLError: bad audio (see ``musicssl.waveform.mono_at``).
+            MusicSSLError: bad audio (see ``musicssl.waveform.mono_at``), empty or silent.
         """
-        signal = mono_at(waveform, sr, target_sr=self.sample_rate)
-        if len(signal) == 0:
-            raise MusicSSLError("pitch: the audio is empty")
+        signal = audible(waveform, sr, self.sample_rate, "pitch")
         probs = self.distributions(signal).double()
         _, mass = local_expectation(probs, radius=self.encoder.bins_per_semitone)
         f0 = self.bin_to_hz(self.read_bins(probs) + self.offset)
+        confidence = mass.float().numpy()
+        silent = silent_frames(signal, self.hop_length, len(f0))
+        f0[silent], confidence[silent] = 0.0, 0.0
         times = np.arange(len(f0)) * self.hop_length / self.sample_rate
-        return PitchTrack(times=times, f0=f0, confidence=mass.float().numpy())
+        return PitchTrack(times=times, f0=f0, confidence=confidence)
 
     def read_bins(self, probs: Tensor) -> Tensor:
         """Fractional output bin of each distribution: the mean within a semitone of its
@@ -159,6 +161,16 @@ class PitchModel:
         bins_per_octave = self.encoder.bins_per_octave
         lowest = self.encoder.cqt.fmin * 2.0 ** (self.encoder.output_offset / bins_per_octave)
         return (lowest * 2.0 ** (bins.double() / bins_per_octave)).numpy()
+
+
+def silent_frames(signal: np.ndarray, hop_length: int, num_frames: int) -> np.ndarray:
+    """Which frames are silent: those whose ``hop_length`` samples around their centre
+    (frame ``t`` centred on sample ``t * hop_length``, as the CQT centres them) peak at or
+    below ``SILENCE_DB``. Shape: (num_frames,), bool."""
+    half = hop_length // 2
+    padded = np.pad(np.abs(signal), (half, num_frames * hop_length))
+    peaks = padded[: num_frames * hop_length].reshape(num_frames, hop_length).max(axis=1)
+    return peaks <= 10.0 ** (SILENCE_DB / 20.0)
 
 
 def calibrate_pitch(model: PitchModel) -> float:

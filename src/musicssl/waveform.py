@@ -10,7 +10,10 @@ from torch import Tensor
 from musicssl import audio
 from musicssl.errors import MusicSSLError
 
-__all__ = ["mono_at"]
+__all__ = ["SILENCE_DB", "audible", "is_silent", "mono_at"]
+
+# A peak at or below this level is silence (``musicssl.audio.check``'s default).
+SILENCE_DB = -90.0
 
 
 # Integer PCM -> float in [-1, 1), as libsndfile reads integer files: (x - offset) / scale.
@@ -70,3 +73,25 @@ def mono_at(waveform: np.ndarray | Tensor, sr: int, *, target_sr: int) -> np.nda
         )
     mono = audio.to_mono(signal.astype(np.float32, copy=False))
     return audio.resample(mono, orig_sr=int(sr), target_sr=target_sr)
+
+
+def is_silent(samples: np.ndarray) -> bool:
+    """Whether the peak of ``samples`` is at or below ``SILENCE_DB`` (True when empty)."""
+    return len(samples) == 0 or float(np.abs(samples).max()) <= 10.0 ** (SILENCE_DB / 20.0)
+
+
+def audible(waveform: np.ndarray | Tensor, sr: int, rate: int, what: str) -> np.ndarray:
+    """``mono_at(waveform, sr, target_sr=rate)``, refusing empty or silent audio (peak at
+    or below ``SILENCE_DB``, as ``musicssl.audio.check`` says): it has no pitch, key or
+    tempo to read.
+
+    Raises:
+        MusicSSLError: as ``mono_at``, or empty or silent audio (the message starts with
+            ``what``).
+    """
+    signal = mono_at(waveform, sr, target_sr=rate)
+    if len(signal) == 0:
+        raise MusicSSLError(f"{what}: the audio is empty")
+    if is_silent(signal):
+        raise MusicSSLError(f"{what}: the audio is silent (peak below {SILENCE_DB:g} dBFS)")
+    return signal

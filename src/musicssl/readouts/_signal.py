@@ -1,4 +1,4 @@
-"""What the key and tempo read-outs share: audible mono audio, windows, a run's trained branch."""
+"""What the key and tempo read-outs share: windows of a signal, a run's trained branch."""
 
 from __future__ import annotations
 
@@ -12,23 +12,8 @@ from torch import Tensor
 from musicssl import checkpoint
 from musicssl.encoders import Branches, encoder_name
 from musicssl.errors import MusicSSLError
-from musicssl.waveform import mono_at
 
 Network = TypeVar("Network", bound=torch.nn.Module)
-
-# A peak at or below this level is silence (``musicssl.audio.check``'s default).
-_SILENCE_DB = -90.0
-
-
-def audible(waveform: np.ndarray | Tensor, sr: int, rate: int, what: str) -> np.ndarray:
-    """The mono signal at ``rate``; empty or silent audio (peak at or below -90 dBFS, as
-    ``musicssl.audio.check`` says) has no key or tempo to read."""
-    signal = mono_at(waveform, sr, target_sr=rate)
-    if len(signal) == 0:
-        raise MusicSSLError(f"{what}: the audio is empty")
-    if float(np.abs(signal).max()) <= 10.0 ** (_SILENCE_DB / 20.0):
-        raise MusicSSLError(f"{what}: the audio is silent (peak below {_SILENCE_DB:g} dBFS)")
-    return signal
 
 
 def signal_windows(signal: np.ndarray, size: int, step: int) -> Tensor:

@@ -12,8 +12,9 @@ from torch import Tensor
 from musicssl.encoders import KeyCNN
 from musicssl.errors import MusicSSLError
 from musicssl.pitch import harmonic_tone
-from musicssl.readouts._signal import audible, signal_windows, trained_branch
+from musicssl.readouts._signal import signal_windows, trained_branch
 from musicssl.spelling import PITCH_CLASSES
+from musicssl.waveform import audible
 
 MODES = ("major", "minor")
 # Key profiles: the weight of each pitch class in C major and C minor (tonic first).

@@ -12,7 +12,8 @@ from torch import Tensor
 from musicssl.encoders import TempoCNN
 from musicssl.encoders._bins import local_expectation
 from musicssl.errors import MusicSSLError
-from musicssl.readouts._signal import audible, signal_windows, trained_branch
+from musicssl.readouts._signal import signal_windows, trained_branch
+from musicssl.waveform import audible
 
 # The shortest audio a tempo is read from: two beats at 60 beats per minute.
 MIN_SECONDS = 2.0
