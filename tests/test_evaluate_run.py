@@ -157,6 +157,8 @@ def test_layers_all_probes_every_encoder_layer(tiny_corpus: Path, tmp_path: Path
     num_layers = json.loads((checkpoint / "encoder.json").read_text())
     by_layer = results.tasks["style"].by_layer
     assert by_layer is not None
+    # The CNN's layers differ in width: no weighted sum of them.
+    assert results.tasks["style"].layer_weights is None
     assert sorted(by_layer, key=int) == [str(k) for k in range(len(by_layer))]
     assert len(by_layer) == build_encoder(num_layers["name"], **num_layers["options"]).num_layers
     assert all("accuracy" in scores for scores in by_layer.values())
@@ -185,6 +187,46 @@ def test_layers_all_probes_every_encoder_layer(tiny_corpus: Path, tmp_path: Path
     assert again["baseline_layers"] == written["baseline_layers"]
     assert "(best on valid)" in (tmp_path / "out" / "report.md").read_text()
     assert (tmp_path / "out" / "figures").is_dir()
+
+
+def test_layers_of_one_width_are_also_probed_as_a_learned_weighted_sum(
+    tiny_corpus: Path, tmp_path: Path
+):
+    from tests.conftest import untrained_run
+
+    torch.manual_seed(0)
+    options = {"width": 16, "depth": 3, "num_heads": 2, "n_bins": 32, "patch": [8, 8]}
+    run = untrained_run(
+        tmp_path / "vit", build_encoder("spectrogram_vit", **options), "spectrogram_vit"
+    )
+    results = evaluate(
+        str(run),
+        out=tmp_path / "out",
+        corpus=tiny_corpus,
+        tasks=["style", "same_piece", "pitch"],
+        seeds=2,
+        layers="all",
+        baselines=[],
+        cache=tmp_path / "cache",
+        progress=False,
+    )
+    for name in ("style", "pitch"):
+        task = results.tasks[name]
+        assert task.by_layer is not None and task.layer_weights is not None
+        assert sorted(task.by_layer) == ["0", "1", "2", "weighted"]
+        assert sorted(task.layer_weights) == ["0", "1", "2"]
+        assert sum(task.layer_weights.values()) == pytest.approx(1.0)
+        assert task.best_layer != "weighted"  # the best layer is one of the encoder's
+        assert len(task.by_layer["weighted"][task.main].values) == 2
+    retrieval = results.tasks["same_piece"]  # no labels to learn weights from
+    assert retrieval.by_layer is not None and "weighted" not in retrieval.by_layer
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| weighted sum of the layers |" in report and "weight in the sum" in report
+    written = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert (
+        Evaluation.from_dict(written).tasks["style"].layer_weights
+        == results.tasks["style"].layer_weights
+    )
 
 
 def test_the_best_layer_is_the_one_whose_probe_scored_highest_on_valid():

@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 
 from musicssl.errors import MusicSSLError
+from musicssl.evaluate.layer_sum import learn_layer_weights, mix_layers
 from musicssl.evaluate.probes import GRID, ProbeSpec, fit_probe, select_probe
+from musicssl.evaluate.targets import ProbeData
 
 LINEAR = ProbeSpec("linear", 1e-3)
 MLP = ProbeSpec("mlp", 1e-3, hidden=64, max_steps=100)
@@ -161,3 +163,44 @@ def test_bad_inputs_raise():
     probe = fit_probe(x, y, objective="multiclass", spec=LINEAR)
     with pytest.raises(MusicSSLError, match=r"not \(num_items, 16\)"):
         probe.scores(x[:, :8])
+
+
+# --- a learned weighted sum of layers ----------------------------------------------------------
+
+
+def _layer_data(x: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> ProbeData:
+    return ProbeData(y, "multiclass", 2, lambda split, out, rows: {}, chance={}, x=x)
+
+
+def test_the_weighted_sum_learns_to_read_the_layer_that_holds_the_label():
+    rng = np.random.default_rng(0)
+    sizes = {"train": 400, "valid": 100, "test": 100}
+    y = {split: rng.integers(0, 2, n) for split, n in sizes.items()}
+    noise = [{s: rng.normal(size=(n, 8)) for s, n in sizes.items()} for _ in range(3)]
+    # Layer 1 holds the label in its first feature; layers 0 and 2 are noise alone.
+    noise[1] = {s: x + 3.0 * (2 * y[s][:, None] - 1) * np.eye(8)[0] for s, x in noise[1].items()}
+    layers = [_layer_data(x, y) for x in noise]
+    weights = learn_layer_weights(layers)
+    assert weights.shape == (3,) and weights.sum() == pytest.approx(1.0)
+    assert weights[1] > 0.6 and weights[1] == weights.max()
+
+
+def test_mixing_standardises_each_layer_by_train_and_weighs_it():
+    x0 = {"train": np.array([[0.0], [2.0]]), "test": np.array([[4.0]])}
+    x1 = {"train": np.array([[10.0], [30.0]]), "test": np.array([[0.0]])}
+    y = {"train": np.array([0, 1]), "test": np.array([1])}
+    mixed = mix_layers([_layer_data(x0, y), _layer_data(x1, y)], np.array([0.25, 0.75]))
+    # Train means 1 and 20, stds 1 and 10: test is 0.25 * (4 - 1) / 1 + 0.75 * (0 - 20) / 10.
+    assert mixed.x["test"] == pytest.approx(np.array([[0.25 * 3.0 - 0.75 * 2.0]]))
+    assert mixed.x["train"] == pytest.approx(np.array([[-1.0], [1.0]]))
+    assert mixed.y is y
+
+
+def test_a_weighted_sum_refuses_layers_of_different_widths():
+    y = {"train": np.array([0, 1]), "valid": np.array([0, 1])}
+    narrow = _layer_data({s: np.zeros((2, 3)) for s in y}, y)
+    wide = _layer_data({s: np.zeros((2, 4)) for s in y}, y)
+    with pytest.raises(MusicSSLError, match="one width"):
+        learn_layer_weights([narrow, wide])
+    with pytest.raises(MusicSSLError, match="two or more layers"):
+        learn_layer_weights([narrow])

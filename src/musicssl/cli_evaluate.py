@@ -68,7 +68,8 @@ def add_evaluate(verbs: Any) -> None:
         "--layers",
         choices=["all"],
         help="also probe every encoder layer (pitch: each layer's frames), and those of "
-        "baseline:random",
+        "baseline:random; layers of one width also as a weighted sum, its weights learned "
+        "on train",
     )
     evaluate.option(
         "--readout",

@@ -153,7 +153,9 @@ def _forward(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     return torch.addmm(b2, torch.addmm(b1, x, w1).relu_(), w2)
 
 
-def _loss(objective: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def objective_loss(objective: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The probe's loss: softmax cross-entropy (multiclass), sigmoid binary cross-entropy
+    (multilabel) or squared error (regression, on ``out[:, 0]``)."""
     if objective == "multiclass":
         return F.cross_entropy(out, y)
     if objective == "multilabel":
@@ -172,7 +174,14 @@ def _init(spec: ProbeSpec, dim: int, num_outputs: int, seed: int) -> list[torch.
     return [p.requires_grad_() for p in params]
 
 
-def _targets(objective: str, y: np.ndarray, num_outputs: int | None) -> tuple[torch.Tensor, int]:
+def target_tensor(
+    objective: str, y: np.ndarray, num_outputs: int | None
+) -> tuple[torch.Tensor, int]:
+    """Targets as ``objective_loss`` takes them, and the number of outputs they need.
+
+    Raises:
+        MusicSSLError: targets of another shape or type than ``fit_probe`` documents.
+    """
     y = np.asarray(y)
     if objective == "multiclass":
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
@@ -230,7 +239,7 @@ def _fit(x, y, objective, spec, num_outputs, seed, x_valid, y_valid) -> Probe:
     mean = x.mean(axis=0)
     std = x.std(axis=0)
     std[std < 1e-8] = 1.0  # a constant feature stays zero after centring
-    target, outputs = _targets(objective, y, num_outputs)
+    target, outputs = target_tensor(objective, y, num_outputs)
     target_mean, target_std = 0.0, 1.0
     if objective == "regression":
         target_mean, target_std = float(target.mean()), float(target.std(correction=0)) or 1.0
@@ -242,7 +251,7 @@ def _fit(x, y, objective, spec, num_outputs, seed, x_valid, y_valid) -> Probe:
 
     def objective_value(out: torch.Tensor) -> torch.Tensor:
         penalty = sum(w.square().sum() for w in weights)
-        return _loss(objective, out, target) + spec.weight_decay / 2 * penalty
+        return objective_loss(objective, out, target) + spec.weight_decay / 2 * penalty
 
     if spec.type == "linear" and objective == "regression":
         _ridge(params, inputs, target, spec.weight_decay)
@@ -295,7 +304,7 @@ def _adam(params, inputs, objective_value, spec, probe, x_valid, y_valid, output
     optimiser = torch.optim.Adam(params, lr=spec.lr)
     valid = None
     if x_valid is not None and y_valid is not None and len(x_valid):
-        valid_target, _ = _targets(probe.objective, y_valid, outputs)
+        valid_target, _ = target_tensor(probe.objective, y_valid, outputs)
         if probe.objective == "regression":
             valid_target = (valid_target - probe.target_mean) / probe.target_std
         valid = (probe._inputs(x_valid), valid_target)
@@ -307,7 +316,7 @@ def _adam(params, inputs, objective_value, spec, probe, x_valid, y_valid, output
         if valid is None or step % _CHECK_EVERY:
             continue
         with torch.no_grad():
-            loss = float(_loss(probe.objective, _forward(params, valid[0]), valid[1]))
+            loss = float(objective_loss(probe.objective, _forward(params, valid[0]), valid[1]))
         if loss < best_loss:
             best, best_loss, best_step, looks = [p.detach().clone() for p in params], loss, step, 0
         else:

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate import metrics
+from musicssl.evaluate.layer_sum import learn_layer_weights, mix_layers
 from musicssl.evaluate.probes import GRID, Probe, ProbeSpec, fit_probe, select_probe
 from musicssl.evaluate.results import MetricSummary, TaskResult
 from musicssl.evaluate.retrieval import score_retrieval
@@ -78,6 +80,32 @@ def evaluate_task(
         return result
     data = pitch_data(task, frames) if task.kind == "pitch" else clip_data(task, vectors)
     return _probe(task, data, seeds=seeds, progress=progress)
+
+
+def evaluate_layer_sum(
+    task: Task,
+    layers: Mapping[str, Mapping[str, Any]],
+    *,
+    seeds: int = 5,
+) -> tuple[TaskResult, dict[str, float]]:
+    """Probe a learned weighted sum of every layer (``layer_sum``) on one probe task.
+
+    Args:
+        task: a probe task (not retrieval: its weights would have no labels to learn from).
+        layers: per layer name, in layer order, what ``evaluate_task`` takes for it: clip
+            vectors per audio name, or (pitch) ``frames`` per audio name.
+        seeds: as ``evaluate_task``.
+
+    Returns:
+        The mixed layers' scores, and the weight of each layer (summing to 1).
+    """
+    if task.kind == "retrieval":
+        raise MusicSSLError(f"task {task.name}: a retrieval task has no probe to weigh layers")
+    build = pitch_data if task.kind == "pitch" else clip_data
+    data = [build(task, inputs) for inputs in layers.values()]
+    weights = learn_layer_weights(data)
+    result = _probe(task, mix_layers(data, weights), seeds=seeds, progress=False)
+    return result, dict(zip(layers, weights.tolist()))
 
 
 def _probe(task: Task, data: ProbeData, *, seeds: int, progress: bool) -> TaskResult:

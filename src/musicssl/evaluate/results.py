@@ -17,7 +17,8 @@ import numpy as np
 # 2: the tempo probe classifies tempo bins; the last window of a clip ends at its last sample.
 # 3: a spectrogram ViT ends in its last block (the final norm moved to its pretraining heads).
 # 4: so does the frame transformer.
-PROTOCOL_VERSION = 4
+# 5: --layers all adds a learned weighted sum of the layers.
+PROTOCOL_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,12 @@ class TaskResult:
         classes, majority, confusion: classification kinds only.
         curve: retrieval only: ``k``, ``recall`` and ``chance`` lists.
         note: why some files of the task were left out, if any were.
-        by_layer: per encoder layer, the summary of every metric (``--layers all``).
+        by_layer: per encoder layer, the summary of every metric (``--layers all``); probe
+            tasks of an encoder whose layers share one width add ``"weighted"``, a learned
+            weighted sum of every layer (``layer_sum``).
         best_layer: the layer of ``by_layer`` whose probe scored best on valid: the one to
             use for this task (probe tasks only; its test scores are ``by_layer``'s).
+        layer_weights: the weight of each layer in the ``"weighted"`` sum (summing to 1).
     """
 
     name: str
@@ -83,6 +87,7 @@ class TaskResult:
     note: str | None = None
     by_layer: dict[str, dict[str, MetricSummary]] | None = None
     best_layer: str | None = None
+    layer_weights: dict[str, float] | None = None
 
     @property
     def headline(self) -> MetricSummary:
@@ -110,6 +115,7 @@ class TaskResult:
             "curve": self.curve,
             "note": self.note,
             "best_layer": self.best_layer,
+            "layer_weights": self.layer_weights,
         }
         out.update({key: value for key, value in optional.items() if value is not None})
         if self.by_layer is not None:
@@ -139,6 +145,7 @@ class TaskResult:
             curve=data.get("curve"),
             note=data.get("note"),
             best_layer=data.get("best_layer"),
+            layer_weights=data.get("layer_weights"),
             by_layer=None
             if by_layer is None
             else {

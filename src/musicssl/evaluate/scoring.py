@@ -3,7 +3,8 @@
 A task is skipped, with the reason, when the source's embeddings miss its files, when it
 cannot be learnt (one class in train, or a split without the classes the probe learns), or
 when it needs frame tracks the embeddings lack; the others are probed (``protocol``), with
-every layer as well under ``--layers all``.
+every layer as well under ``--layers all``, and a learned weighted sum of the layers
+(``layer_sum``) where they share one width.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from musicssl.errors import MusicSSLError
-from musicssl.evaluate.protocol import evaluate_task
+from musicssl.evaluate.protocol import evaluate_layer_sum, evaluate_task
 from musicssl.evaluate.results import Evaluation, SkippedTask, TaskResult
 from musicssl.evaluate.sources import Embedded, Source
 from musicssl.evaluate.task import Task
@@ -75,8 +76,13 @@ def evaluate_embeddings(
     return evaluation
 
 
+# The ``by_layer`` key of the learned weighted sum of every layer (``layer_sum``).
+WEIGHTED = "weighted"
+
+
 def _probe_task(task: Task, embedded: Embedded, *, seeds: int, layers: str | None) -> TaskResult:
-    """The task's result on the clip vectors (or frames), and on every layer with "all"."""
+    """The task's result on the clip vectors (or frames), and on every layer with "all"
+    (and, for a probe task on layers of one width, on their learned weighted sum)."""
     if task.kind == "pitch":
         result = evaluate_task(task, {}, frames=embedded.frames(), seeds=seeds)
         keys, prefix = embedded.frame_layer_keys, "frames_layer_"
@@ -90,6 +96,16 @@ def _probe_task(task: Task, embedded: Embedded, *, seeds: int, layers: str | Non
         }
         result.by_layer = {layer: scores.metrics for layer, scores in per_layer.items()}
         result.best_layer = best_layer(per_layer)
+        widths = {embedded.arrays[key].shape[-1] for key in keys}
+        if task.kind != "retrieval" and len(keys) > 1 and len(widths) == 1:
+            inputs = {
+                key.removeprefix(prefix): embedded.frames(key)
+                if task.kind == "pitch"
+                else embedded.vectors(key)
+                for key in keys
+            }
+            summed, result.layer_weights = evaluate_layer_sum(task, inputs, seeds=seeds)
+            result.by_layer[WEIGHTED] = summed.metrics
     return result
 
 

@@ -295,7 +295,7 @@ def _layers_figure(systems: Sequence[System]) -> ReportFigure | None:
             points = sorted(
                 (layer_number(layer), score)
                 for layer, metrics in by_layer.items()
-                if (score := mean_std({"metrics": metrics}, metric)) is not None
+                if layer.isdigit() and (score := mean_std({"metrics": metrics}, metric)) is not None
             )
             if points:
                 ax.errorbar(
@@ -322,6 +322,8 @@ def _layers_figure(systems: Sequence[System]) -> ReportFigure | None:
         "The headline metric of a probe trained on each encoder layer's pooled output "
         "(pitch: on its frames; layer 0 is nearest the input), mean ± std over seeds, for "
         "each system probed layer by layer. The dashed line is chance. "
-        "Where the curve peaks is the layer that holds the most of this information."
+        "Where the curve peaks is the layer that holds the most of this information; the "
+        "tables under each task add a learned weighted sum of the layers (where they share "
+        "one width)."
     )
     return ReportFigure("figures/layers.png", "Score by layer", caption, png(figure))

@@ -30,6 +30,7 @@ from musicssl.evaluate.report.tables import (
     READING,
     about_rows,
     detail_rows,
+    layer_header,
     layer_rows,
     note_lines,
     probe_text,
@@ -132,7 +133,7 @@ def _markdown(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str
         if rows:
             out += _md_table(header, rows) + [""]
         if layers := layer_rows(task):
-            out += _md_table(["layer", str(task.get("main"))], layers) + [""]
+            out += _md_table(layer_header(task), layers) + [""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -237,7 +238,8 @@ def _html(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str:
         if rows:
             out.append(_html_table(header, rows, None, set(range(1, len(header)))))
         if layers := layer_rows(task):
-            out.append(_html_table(["layer", str(task.get("main"))], layers, None, {1}))
+            numeric = set(range(1, len(layer_header(task))))
+            out.append(_html_table(layer_header(task), layers, None, numeric))
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 

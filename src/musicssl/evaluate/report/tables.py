@@ -132,15 +132,28 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
+def layer_header(task: Mapping[str, Any]) -> list[str]:
+    """The columns of ``layer_rows``: the layer, the headline metric, and the layer's weight
+    in the learned weighted sum when there is one."""
+    weights = ["weight in the sum"] if task.get("layer_weights") else []
+    return ["layer", str(task.get("main")), *weights]
+
+
 def layer_rows(task: Mapping[str, Any]) -> list[list[str]]:
+    """One row per layer of ``by_layer``, in layer order, then the weighted sum's."""
     metric = task.get("main")
+    weights = task.get("layer_weights") or {}
     rows = []
     for layer, metrics in sorted(
         task.get("by_layer", {}).items(), key=lambda i: layer_number(i[0])
     ):
         score = mean_std({"metrics": metrics}, metric) if metric else None
         chosen = " (best on valid)" if layer == task.get("best_layer") else ""
-        rows.append([f"{layer}{chosen}", MISSING if score is None else format_score(*score)])
+        name = "weighted sum of the layers" if layer == "weighted" else f"{layer}{chosen}"
+        row = [name, MISSING if score is None else format_score(*score)]
+        if weights:
+            row.append(f"{weights[layer]:.2f}" if layer in weights else "")
+        rows.append(row)
     return rows
 
 
