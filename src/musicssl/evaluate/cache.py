@@ -133,6 +133,7 @@ def results_key(
     }
     if layers is not None:  # results of the last layer alone keep their key
         fields["layers"] = layers
+        fields["weighted_sum"] = True  # results from before it lack the weighted sum
     return cache_key(fields)
 
 

@@ -3,9 +3,12 @@
 As s3prl's featurizer and MARBLE's ``LayerWeightedSum`` weigh the layers of a model, one
 weight per layer (a softmax over learned logits) mixes the layers' standardised vectors,
 learned jointly with a linear probe on the training split by full-batch Adam, stopping early
-on the validation loss. The weights are then fixed, and the mixed vectors are probed as any
-layer is (``protocol``): the same probe grid, seeds and test resamples. The test split never
-moves a weight. Every layer must have the same width.
+on the validation loss. The probe's L2 penalty is chosen from a few by that validation loss:
+a weak one lets the probe fit the training split through whichever layer fits it best, and
+its weights then follow the training fit, not what generalises. The weights are then fixed,
+and the mixed vectors are probed as any layer is (``protocol``): the same probe grid, seeds
+and test resamples. The test split never moves a weight. Every layer must have the same
+width.
 """
 
 from __future__ import annotations
@@ -17,14 +20,14 @@ import numpy as np
 import torch
 
 from musicssl.errors import MusicSSLError
-from musicssl.evaluate.probes import objective_loss, target_tensor
+from musicssl.evaluate.probes import objective_loss, probe_threads, target_tensor
 from musicssl.evaluate.targets import ProbeData
 
-# Joint fit of the weights and a linear probe: Adam's rate, the L2 penalty on the probe's
-# weights, steps at most, and early stopping on the validation loss (look every CHECK_EVERY
-# steps, stop after PATIENCE looks without improvement).
+# Joint fit of the weights and a linear probe: Adam's rate, the L2 penalties on the probe's
+# weights tried, steps at most, and early stopping on the validation loss (look every
+# CHECK_EVERY steps, stop after PATIENCE looks without improvement).
 LR = 1e-2
-WEIGHT_DECAY = 1e-3
+WEIGHT_DECAYS = (1e-3, 1e-1, 10.0)
 MAX_STEPS = 300
 CHECK_EVERY = 5
 PATIENCE = 3
@@ -60,22 +63,51 @@ def learn_layer_weights(layers: Sequence[ProbeData], *, seed: int = 0) -> np.nda
     if first.objective == "regression":
         mean, std = float(target.mean()), float(target.std(correction=0)) or 1.0
         target, valid_target = (target - mean) / std, (valid_target - mean) / std
+    with probe_threads():
+        fits = [
+            _joint_fit(
+                train,
+                target,
+                valid,
+                valid_target,
+                first.objective,
+                outputs,
+                weight_decay=weight_decay,
+                seed=seed,
+            )  # fmt: skip
+            for weight_decay in WEIGHT_DECAYS
+        ]
+    return min(fits, key=lambda fit: fit[1])[0].softmax(0).numpy().astype(np.float64)
+
+
+def _joint_fit(
+    train: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor,
+    valid_target: torch.Tensor,
+    objective: str,
+    outputs: int,
+    *,
+    weight_decay: float,
+    seed: int,
+) -> tuple[torch.Tensor, float]:
+    """The layer logits of the best validation loss of one joint fit, and that loss."""
     generator = torch.Generator().manual_seed(seed)
     width = train.shape[2]
-    logits = torch.zeros(len(layers), requires_grad=True)  # every layer alike at the start
+    logits = torch.zeros(train.shape[1], requires_grad=True)  # every layer alike at first
     weight = (torch.rand(width, outputs, generator=generator) * 2 - 1) / width**0.5
     weight.requires_grad_()
     bias = torch.zeros(outputs, requires_grad=True)
 
     def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         mixed = torch.einsum("l,nld->nd", logits.softmax(0), x)
-        return objective_loss(first.objective, mixed @ weight + bias, y)
+        return objective_loss(objective, mixed @ weight + bias, y)
 
     optimiser = torch.optim.Adam([logits, weight, bias], lr=LR)
     best, best_loss, looks = logits.detach().clone(), float("inf"), 0
     for step in range(1, MAX_STEPS + 1):
         optimiser.zero_grad()
-        (loss_of(train, target) + WEIGHT_DECAY / 2 * weight.square().sum()).backward()
+        (loss_of(train, target) + weight_decay / 2 * weight.square().sum()).backward()
         optimiser.step()
         if step % CHECK_EVERY:
             continue
@@ -87,7 +119,7 @@ def learn_layer_weights(layers: Sequence[ProbeData], *, seed: int = 0) -> np.nda
             looks += 1
             if looks >= PATIENCE:
                 break
-    return best.softmax(0).numpy().astype(np.float64)
+    return best, best_loss
 
 
 def mix_layers(layers: Sequence[ProbeData], weights: np.ndarray) -> ProbeData:

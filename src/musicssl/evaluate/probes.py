@@ -81,7 +81,8 @@ _PATIENCE = 3
 
 
 @contextmanager
-def _probe_threads() -> Iterator[None]:
+def probe_threads() -> Iterator[None]:
+    """Run the block with ``PROBE_THREADS`` torch threads (see there), then as before."""
     before = torch.get_num_threads()
     if PROBE_THREADS is None or PROBE_THREADS == before:
         yield
@@ -128,7 +129,7 @@ class Probe:
     @torch.no_grad()
     def scores(self, x: np.ndarray) -> np.ndarray:
         """Probe output for inputs of shape (num_items, dim)."""
-        with _probe_threads():
+        with probe_threads():
             out = _forward(self.params, self._inputs(x))
         if self.objective == "multiclass":
             return out.softmax(dim=1).numpy()
@@ -224,7 +225,7 @@ def fit_probe(
         x_valid, y_valid: when given, the MLP stops early on their loss and keeps its best
             weights (the linear probe ignores them: it is trained to convergence).
     """
-    with _probe_threads():
+    with probe_threads():
         return _fit(x, y, objective, spec, num_outputs, seed, x_valid, y_valid)
 
 

@@ -17,8 +17,7 @@ import numpy as np
 # 2: the tempo probe classifies tempo bins; the last window of a clip ends at its last sample.
 # 3: a spectrogram ViT ends in its last block (the final norm moved to its pretraining heads).
 # 4: so does the frame transformer.
-# 5: --layers all adds a learned weighted sum of the layers.
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 4
 
 
 @dataclass(frozen=True)
