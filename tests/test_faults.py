@@ -252,6 +252,25 @@ def test_cuda_asked_for_on_a_machine_without_it(area, capsys, monkeypatch, argv)
     line = fails([*argv, "--out", str(run)], capsys, status=1, naming="train.accelerator=")
     assert "CUDA is not available on this machine" in line
     assert snapshot(area) == before and not run.exists()
+    # The way to a CPU run names every setting of the recipe a CPU run must change.
+    hint = line.split("or pass ")[1].split()
+    assert hint[0] == "train.accelerator=cpu"
+    assert ("train.compile=false" in hint) == (argv[1] == "clmr")
+    assert ("train.precision=32-true" in hint) == (argv[1] == "clmr")
+
+
+@pytest.mark.parametrize("accelerator", ["auto", "cpu"])
+def test_fsdp_without_cuda_is_one_line(area, capsys, monkeypatch, accelerator):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    before = snapshot(area)
+    run = area / "run"
+    argv = ["pretrain", "simclr-shortchunk-cpu", "train.strategy=fsdp",
+            f"train.accelerator={accelerator}", "--out", str(run)]  # fmt: skip
+    line = fails(argv, capsys, status=1, naming="train.strategy=fsdp: ")
+    assert "FSDP shards the model over CUDA GPUs" in line and "train.strategy=ddp" in line
+    assert snapshot(area) == before and not run.exists()
 
 
 @pytest.mark.parametrize("device", ["cuda", "cuda:1"])

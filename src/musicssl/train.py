@@ -30,7 +30,7 @@ from musicssl.monitor import ProbeMonitor
 from musicssl.progress import bar as progress_bar
 from musicssl.recipe import OptimSettings, Recipe, TrainSettings
 from musicssl.runlog import RunLog
-from musicssl.runtime import accelerator_problem
+from musicssl.runtime import accelerator_problem, cuda_problem
 from musicssl.sampling import pcm_to_float
 from musicssl.store import SampleStore
 
@@ -284,17 +284,29 @@ def _draw_seed(seed: int, step: int, rank: int, micro: int) -> int:
 
 
 def check_accelerator(settings: TrainSettings) -> None:
-    """Refuse ``train.accelerator`` where this machine lacks it (CUDA, MPS).
+    """Refuse ``train.accelerator`` where this machine lacks it (CUDA, MPS), and FSDP off
+    CUDA.
 
     Raises:
-        MusicSSLError: the accelerator, and why this machine cannot run it.
+        MusicSSLError: the setting, and why this machine cannot run it.
     """
+    on_cpu = ["train.accelerator=cpu"]
+    on_cpu += ["train.precision=32-true"] if settings.precision != "32-true" else []
+    on_cpu += ["train.compile=false"] if settings.compile else []  # compiling takes minutes
     problem = accelerator_problem(settings.accelerator, settings.devices)
     if problem is not None:
         raise MusicSSLError(
             f"train.accelerator={settings.accelerator}: {problem}; pick a CPU recipe "
-            "(musicssl pretrain --help) or pass train.accelerator=cpu"
+            f"(musicssl pretrain --help) or pass {' '.join(on_cpu)}"
         )
+    if settings.strategy == "fsdp":
+        problem = cuda_problem(1) if settings.accelerator in ("auto", "cuda", "gpu") else None
+        if problem is not None or settings.accelerator in ("cpu", "mps"):
+            where = problem or f"train.accelerator={settings.accelerator}"
+            raise MusicSSLError(
+                f"train.strategy=fsdp: FSDP shards the model over CUDA GPUs ({where}); "
+                "use train.strategy=ddp, or auto"
+            )
 
 
 def _fabric(settings: Any) -> Any:
