@@ -351,7 +351,12 @@ def test_mae_visible_weight_adds_the_loss_on_the_visible_patches():
     torch.testing.assert_close(hidden_only, masked_patch_mse(outputs[0], target, mask))
     visible = masked_patch_mse(outputs[0], target, ~mask)
     assert visible > 0
-    torch.testing.assert_close(weighted(x)["loss"], hidden_only + 0.5 * visible)
+    logged = weighted(x)
+    torch.testing.assert_close(logged["loss"], hidden_only + 0.5 * visible)
+    # The two terms are logged apart, so a curve can be read against each one's own scale.
+    torch.testing.assert_close(logged["hidden"], hidden_only.detach())
+    torch.testing.assert_close(logged["visible"], visible.detach())
+    assert "hidden" not in plain(x)  # the loss is the hidden patches' error alone
     with pytest.raises(MusicSSLError, match="visible_weight"):
         build_method("mae", _tiny_vit(), visible_weight=-1.0, **options)
 
@@ -435,6 +440,7 @@ def test_bestrq_reconstruction_regresses_every_tokens_clean_input():
     error = (guesses[0] - target).pow(2).mean()  # hidden and seen tokens alike
     torch.testing.assert_close(out["reconstruction"], error.detach())
     torch.testing.assert_close(out["loss"], plain(x)["loss"] + 0.5 * error)
+    torch.testing.assert_close(out["codes"], plain(x)["loss"].detach())  # logged apart
     out["loss"].backward()
     assert both.encoder.patch_embed.weight.grad.abs().sum() > 0
     with pytest.raises(MusicSSLError, match="reconstruct_weight: a loss weight must be >= 0"):

@@ -82,7 +82,8 @@ class BestRQ(Method):
             normalised by its mean and variance, as MAE's targets), regressed through
             a linear layer beside the classifiers with mean squared error, hidden tokens and
             seen ones alike (MERT reconstructs the constant-Q frames beside its codes; MAE's
-            seen patches kept the note under each frame). 0: none.
+            seen patches kept the note under each frame). 0: none. The two terms are
+            logged apart (``codes``, the cross-entropy of the codes; ``reconstruction``).
         reconstruct_target: what the seen tokens are regressed to: ``clean`` (the clean crop
             in tune, as the hidden ones) or ``seen`` (the token as the encoder read it, noise
             and tuning offset included, so that keeping it does not ask for its noise).
@@ -208,6 +209,7 @@ class BestRQ(Method):
                 target = torch.where(mask[..., None], inputs, seen)
             error = masked_patch_mse(self.reconstruct(features), normalise_patches(target), every)
             out["loss"] = loss + self.reconstruct_weight * error
+            out["codes"] = loss.detach()
             out["reconstruction"] = error.detach()
         out["code_perplexity"], out["codes_used"] = codebook_usage(
             codes.flatten(0, 1), self.codebook_size, mask.flatten()

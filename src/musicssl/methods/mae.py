@@ -52,7 +52,8 @@ class MAE(Method):
             others are read clean, as the recordings the encoder will be compared against.
         visible_weight: weight of the same error on the visible patches, added (0: the
             hidden ones only, as He et al.): the visible latents must then keep their own
-            patch, not only what their neighbours need.
+            patch, not only what their neighbours need. The two errors are logged apart
+            (``hidden``, ``visible``).
         visible_target: what the visible patches are reconstructed as: ``clean`` (the
             clean crop in tune, as the hidden ones), ``seen`` (the patch as the encoder
             read it, noise and tuning offset included: each latent keeps its own patch
@@ -119,7 +120,10 @@ class MAE(Method):
         self._register_load_state_dict_pre_hook(final_norm_mover("decoder.input_norm"))
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """Reconstruction loss of one batch. x Shape: (batch_size, num_samples)."""
+        """Reconstruction loss of one batch, with its terms when it has several.
+
+        x Shape: (batch_size, num_samples).
+        """
         spec = self.encoder.spectrogram(x)  # (B, n_bins, T)
         grid = self.encoder.patch_grid(spec.shape[-1])
         keep_index, mask, heard, offsets = self._draw(x, grid[0] * grid[1])
@@ -131,17 +135,21 @@ class MAE(Method):
         latent = self.encoder.forward_tokens(tokens, keep_index)  # (B, K, D)
         prediction = self.decoder(latent, keep_index, grid)  # (B, N, patch_size)
         target = self._targets(spec)
-        loss = masked_patch_mse(prediction, target, mask)
+        hidden = masked_patch_mse(prediction, target, mask)
+        out = {"loss": hidden}
         if self.visible_weight:
             if self.visible_target != "clean":
                 target = self._targets(seen if self.visible_target == "seen" else noisy)
-            loss = loss + self.visible_weight * masked_patch_mse(prediction, target, ~mask)
+            visible = masked_patch_mse(prediction, target, ~mask)
+            out = {"loss": hidden + self.visible_weight * visible,
+                   "hidden": hidden.detach(), "visible": visible.detach()}  # fmt: skip
         if self.consistency_weight:
             with torch.no_grad():
                 clean = self.encoder.forward_tokens(self.encoder.embed_patches(spec), keep_index)
             gap = (latent - clean).pow(2).mean()
-            return {"loss": loss + self.consistency_weight * gap, "consistency": gap.detach()}
-        return {"loss": loss}
+            out["loss"] = out["loss"] + self.consistency_weight * gap
+            out["consistency"] = gap.detach()
+        return out
 
     def compile_for_training(self, mode: str | None) -> None:
         """The whole step: the encoder is reached through ``spectrogram``, ``embed_patches``
