@@ -259,8 +259,8 @@ def test_table_errors_name_file_and_line(tmp_path, text, message):
 
 def test_table_format_and_jsonl_errors(tmp_path):
     wav(tmp_path / "a.wav")
-    with pytest.raises(MusicSSLError, match=r"unknown table format '\.tsv'"):
-        table_task(write(tmp_path / "t.tsv", "path\tlabel\n"))
+    with pytest.raises(MusicSSLError, match=r"unknown table format '\.txt'"):
+        table_task(write(tmp_path / "t.txt", "path\tlabel\n"))
     with pytest.raises(MusicSSLError, match=r"t\.jsonl, line 2: not JSON"):
         table_task(write(tmp_path / "t.jsonl", '{"path": "a.wav", "label": "x"}\n{oops\n'))
     with pytest.raises(MusicSSLError, match=r"u\.jsonl, line 1: expected a JSON object"):

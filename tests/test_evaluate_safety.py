@@ -482,6 +482,22 @@ def test_your_own_tasks_alone_build_no_corpus(corpus: Path, tmp_path: Path, monk
         and "none (your own tasks only)" in (tmp_path / "out" / "report.md").read_text()
     )
     assert not (tmp_path / "mine" / "data").exists()
+    # A misspelt task or a table in a format of another name is refused before any corpus
+    # is rendered for it; a table's ending is read in any case, .tsv included.
+    for spec, message in (
+        ("stlye", "unknown task 'stlye'"),
+        (str(audio / "t.txt"), "unknown task"),
+        ("instrument@transfer", "no transfer task 'instrument@transfer'"),
+    ):
+        with pytest.raises(MusicSSLError, match=message):
+            evaluate(str(run), tasks=[spec], out=tmp_path / "o2", cache=tmp_path / "cache",
+                     progress=False)  # fmt: skip
+        assert not (tmp_path / "mine" / "data").exists() and not (tmp_path / "o2").exists()
+    rows = (audio / "t.csv").read_text().replace(",", "\t")
+    (audio / "T.TSV").write_text(rows)
+    assert resolve_tasks([str(audio / "T.TSV")], corpus=tmp_path / "none")[0].examples == (
+        resolve_tasks([str(audio / "t.csv")], corpus=tmp_path / "none")[0].examples
+    )
 
 
 def test_a_table_that_holds_out_files_the_run_trained_on_is_warned_of(

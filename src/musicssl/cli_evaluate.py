@@ -30,7 +30,9 @@ def add_evaluate(verbs: Any) -> None:
             "seeds), score the test split, and write results.json, report.md and report.html "
             "(offline, with plots) to --out, beside the baselines. SOURCE is a checkpoint or "
             "run folder, an .npz of embeddings from any system ('names' relative to the "
-            "corpus's audio folder, 'emb'), or baseline:NAME (mfcc, logmel, tempogram, random).",
+            "folder of each task's audio: the corpus's audio folder, or a table's folder; "
+            "'emb'), or baseline:NAME (mfcc, logmel, tempogram, random). Table paths lie "
+            "under the table's folder.",
         ),
         "musicssl.evaluate.run:evaluate",
     )
@@ -55,7 +57,8 @@ def add_evaluate(verbs: Any) -> None:
         help="built-in tasks by name (style key ...; style@transfer, or transfer for all: "
         "tested on the corpus's renders by other instruments), DATASET=ROOT for a standard "
         "data set in "
-        "its usual layout (gtzan=/data/gtzan), or a .csv/.jsonl of path + label(s) "
+        "its usual layout (gtzan=/data/gtzan), or a .csv, .tsv or .jsonl table of path + "
+        "label(s), its paths relative to the table's folder "
         "(default: every built-in task)",
     )
     evaluate.option(

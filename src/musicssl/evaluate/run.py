@@ -218,9 +218,46 @@ def _zero_shot(
         evaluation.tasks.update(zero_shot_results(source.model, corpus, found.vectors()))
 
 
+# What ``--tasks`` takes as a table of your own: its file name's ending, any case.
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
+
+
 def _needs_corpus(specs: Sequence[str] | None) -> bool:
-    """Whether the tasks ``specs`` name include a built-in one (none named: all of them)."""
-    return not specs or any("=" not in s and not s.endswith((".csv", ".jsonl")) for s in specs)
+    """Whether the tasks ``specs`` name include a built-in one (none named: all of them).
+
+    Raises:
+        MusicSSLError: a spec that names no task (before any corpus is built for it).
+    """
+    return not specs or any(_spec_kind(spec) == "builtin" for spec in specs)
+
+
+def _spec_kind(spec: str) -> str:
+    """What a ``--tasks`` entry names: "dataset" (``DATASET=ROOT``), "table" or "builtin".
+
+    Raises:
+        MusicSSLError: none of these.
+    """
+    from musicssl.evaluate import builtin_tasks, datasets
+
+    if "=" in spec:
+        return "dataset"
+    if spec.lower().endswith(TABLE_SUFFIXES):
+        return "table"
+    if spec.endswith(builtin_tasks.TRANSFER_SUFFIX):
+        name = spec.removesuffix(builtin_tasks.TRANSFER_SUFFIX)
+        if name not in builtin_tasks.TRANSFER_TASKS:
+            raise MusicSSLError(
+                f"no transfer task {spec!r}; choose from {', '.join(builtin_tasks.TRANSFER_TASKS)}"
+                f" with {builtin_tasks.TRANSFER_SUFFIX}, or transfer"
+            )
+        return "builtin"
+    if spec in builtin_tasks.TASKS or spec == "transfer":
+        return "builtin"
+    raise MusicSSLError(
+        f"unknown task {spec!r}: give a built-in task "
+        f"({', '.join(builtin_tasks.TASKS)}; NAME@transfer or transfer), DATASET=ROOT "
+        f"({', '.join(sorted(datasets.DATASETS))}) or a .csv, .tsv or .jsonl table"
+    )
 
 
 def _corpus(corpus: str | os.PathLike | None, *, progress: bool, build: bool) -> Path:
@@ -255,7 +292,7 @@ def resolve_tasks(
     cache: Path | None = None,
     progress: bool = True,
 ) -> list[Task]:
-    """Tasks from names: built-in task names, ``DATASET=ROOT``, or a CSV/JSONL table.
+    """Tasks from names: built-in task names, ``DATASET=ROOT``, or a CSV, TSV or JSONL table.
 
     ``NAME@transfer`` is a built-in task tested on the corpus's transfer renders, and
     ``transfer`` names every such task (see ``builtin_tasks``).
@@ -272,7 +309,8 @@ def resolve_tasks(
         return builtin_tasks.builtin_tasks(corpus, cache=cache, progress=progress)
     tasks: list[Task] = []
     for spec in dict.fromkeys(specs):  # a name given twice is probed once
-        if "=" in spec:
+        kind = _spec_kind(spec)
+        if kind == "dataset":
             dataset, root = spec.split("=", 1)
             if dataset not in datasets.DATASETS:
                 raise MusicSSLError(
@@ -284,7 +322,7 @@ def resolve_tasks(
                 raise MusicSSLError(f"--tasks {spec}: {root} is not a folder")
             loaded = datasets.DATASETS[dataset](Path(root))
             tasks.extend(loaded if isinstance(loaded, list) else [loaded])
-        elif spec.endswith((".csv", ".jsonl")):
+        elif kind == "table":
             tasks.append(datasets.table_task(Path(spec)))
         elif spec in builtin_tasks.TASKS:
             tasks.append(builtin_tasks.builtin_task(spec, corpus, cache=cache, progress=progress))
@@ -292,15 +330,9 @@ def resolve_tasks(
             tasks.extend(
                 builtin_tasks.transfer_task(n, corpus) for n in builtin_tasks.TRANSFER_TASKS
             )
-        elif spec.endswith(builtin_tasks.TRANSFER_SUFFIX):
+        else:
             name = spec.removesuffix(builtin_tasks.TRANSFER_SUFFIX)
             tasks.append(builtin_tasks.transfer_task(name, corpus))
-        else:
-            raise MusicSSLError(
-                f"unknown task {spec!r}: give a built-in task "
-                f"({', '.join(builtin_tasks.TASKS)}; NAME@transfer or transfer), DATASET=ROOT "
-                f"({', '.join(sorted(datasets.DATASETS))}) or a .csv/.jsonl table"
-            )
         tasks = _one_task_a_name(tasks, spec)
     return tasks
 

@@ -46,9 +46,9 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]
 def _read_text_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
     suffix = path.suffix.lower()
     rows: list[tuple[int, dict[str, Any]]] = []
-    if suffix == ".csv":
+    if suffix in (".csv", ".tsv"):
         with open(path, newline="", encoding="utf-8-sig") as stream:
-            reader = csv.DictReader(stream)
+            reader = csv.DictReader(stream, delimiter="\t" if suffix == ".tsv" else ",")
             columns = [column.strip() for column in reader.fieldnames or []]
             reader.fieldnames = columns
             for row in reader:
@@ -72,7 +72,7 @@ def _read_text_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, A
                 seen.update(dict.fromkeys(row))
                 rows.append((line_num, row))
         return list(seen), rows
-    raise MusicSSLError(f"{path}: unknown table format {suffix!r}; expected .csv or .jsonl")
+    raise MusicSSLError(f"{path}: unknown table format {suffix!r}; expected .csv, .tsv or .jsonl")
 
 
 def _is_number(value: Any) -> bool:
@@ -184,7 +184,7 @@ def table_task(
     refused; the notes are also kept in ``Task.extra["warnings"]``.
 
     Args:
-        path: the table, ``.csv`` or ``.jsonl``.
+        path: the table, ``.csv``, ``.tsv`` or ``.jsonl``.
         root: the folder audio paths are relative to; default: the table's folder.
         name: the task's name; default: the table's file name without its extension.
         kind: force a task kind the label column can hold: "multiclass" or "regression" for
