@@ -187,3 +187,15 @@ def test_a_run_whose_report_warns_says_so_beside_its_name(tmp_path: Path) -> Non
     flagged = " ".join(compare_table(runs).split())
     assert f"- b: runs/b; its report warns: {note}" in flagged
     assert "- a: runs/a; its report warns" not in flagged
+
+
+def test_two_checkpoints_of_one_run_are_told_apart(tmp_path: Path) -> None:
+    runs = [_run(tmp_path / name, "runs/mae", {"style": _task("accuracy", 0.7, 0.01)})
+            for name in ("early", "late")]  # fmt: skip
+    for folder, step in zip(runs, ("step-00000010", "step-00000060"), strict=True):
+        results = json.loads((folder / "results.json").read_text())
+        results["checkpoint"] = f"runs/mae/checkpoints/{step}"
+        (folder / "results.json").write_text(json.dumps(results))
+    table = compare_table(runs)
+    assert "- early: runs/mae (step-00000010)" in table
+    assert "- late: runs/mae (step-00000060)" in table

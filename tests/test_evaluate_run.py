@@ -139,6 +139,10 @@ def test_unknown_tasks_and_sources_are_clear_errors(tiny_corpus: Path, tmp_path:
     assert [t.name for t in resolve_tasks(["style", "style"], corpus=tiny_corpus)] == ["style"]
     with pytest.raises(MusicSSLError, match="not a checkpoint"):
         evaluate(str(tmp_path), out=tmp_path / "o", corpus=tiny_corpus, progress=False)
+    (tmp_path / "young").mkdir()  # a run before its first checkpoint
+    (tmp_path / "young" / "recipe.yaml").write_text("method: {name: simclr}\n")
+    with pytest.raises(MusicSSLError, match="young: a run with no checkpoint yet"):
+        evaluate(str(tmp_path / "young"), out=tmp_path / "o", corpus=tiny_corpus, progress=False)
 
 
 def test_layers_all_probes_every_encoder_layer(tiny_corpus: Path, tmp_path: Path):
@@ -218,10 +222,13 @@ def test_layers_of_one_width_are_also_probed_as_a_learned_weighted_sum(
         assert sum(task.layer_weights.values()) == pytest.approx(1.0)
         assert task.best_layer != "weighted"  # the best layer is one of the encoder's
         assert len(task.by_layer["weighted"][task.main].values) == 2
+    # Which of the run's checkpoints was read is kept, and said in the report.
+    assert results.checkpoint == str(run / "checkpoints" / "step-00000001")
     retrieval = results.tasks["same_piece"]  # no labels to learn weights from
     assert retrieval.by_layer is not None and "weighted" not in retrieval.by_layer
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| weighted sum of the layers |" in report and "weight in the sum" in report
+    assert f"- **checkpoint**: {run / 'checkpoints' / 'step-00000001'}" in report
     written = json.loads((tmp_path / "out" / "results.json").read_text())
     assert (
         Evaluation.from_dict(written).tasks["style"].layer_weights

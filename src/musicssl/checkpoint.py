@@ -179,6 +179,12 @@ def checkpoint_folder(path: str | os.PathLike) -> Path:
         raise MusicSSLError(f"{path}: no such run or checkpoint folder")
     folder = latest(path) if is_run(path) else Path(path)
     if not (folder / "encoder.json").is_file() or not (folder / "encoder.safetensors").is_file():
+        weights = ("encoder.json", "encoder.safetensors", "state.pt")
+        if (folder / "recipe.yaml").is_file() and not any((folder / n).exists() for n in weights):
+            raise MusicSSLError(
+                f"{path}: a run with no checkpoint yet (its first is written after "
+                "train.checkpoint_every steps, and when it ends); wait for it"
+            )
         raise MusicSSLError(
             f"{path}: not a checkpoint (needs encoder.json and encoder.safetensors, "
             "or a run folder with a 'latest' file)"

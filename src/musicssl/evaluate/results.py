@@ -199,6 +199,8 @@ class Evaluation:
         source: how the report names the source (the path as given, or ``baseline:NAME``).
         corpus: the built-in corpus folder the tasks were read from.
         created: ISO 8601 time, UTC.
+        checkpoint: the checkpoint folder a run or checkpoint source was read from (a run
+            folder's latest when evaluated); None for an ``.npz`` or a baseline.
         version: musicssl's version.
         seeds: probe fits per task.
         layers: "all" when every encoder layer was probed too, else None.
@@ -231,6 +233,7 @@ class Evaluation:
     baseline_layers: dict[str, dict[str, dict[str, dict[str, MetricSummary]]]] | None = None
     equivariance: dict[str, dict[str, float]] | None = None
     protocol: int = PROTOCOL_VERSION
+    checkpoint: str | None = None
 
     def headlines(self) -> dict[str, dict[str, MetricSummary]]:
         """Per task, its headline metric's summary, as set beside another source's results."""
@@ -251,6 +254,8 @@ class Evaluation:
             "skipped_files": list(self.skipped_files),
             "notes": list(self.notes),
         }
+        if self.checkpoint is not None:
+            out["checkpoint"] = self.checkpoint
         if self.map is not None:
             out["map"] = self.map.to_dict()
         if self.equivariance is not None:
@@ -292,6 +297,7 @@ class Evaluation:
             notes=[str(line) for line in data.get("notes", [])],
             map=EmbeddingMap.from_dict(data["map"]) if data.get("map") else None,
             equivariance=data.get("equivariance"),
+            checkpoint=data.get("checkpoint"),
             baselines=None
             if baselines is None
             else {

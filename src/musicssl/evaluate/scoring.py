@@ -45,6 +45,7 @@ def evaluate_embeddings(
         version=_version(),
         seeds=seeds,
         layers=layers,
+        checkpoint=source.checkpoint,
     )
     for found in embedded.values():
         evaluation.skipped_files.extend(found.skipped)

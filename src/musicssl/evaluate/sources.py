@@ -90,12 +90,14 @@ class Source:
         model: a ``musicssl.embed.Model`` or a baseline; None for an ``.npz``.
         embedded: the ``.npz``'s embeddings; None for a model.
         identity: what makes its embeddings what they are (for cache keys).
+        checkpoint: the checkpoint folder a run or checkpoint was read from, else None.
     """
 
     label: str
     model: Model | FeatureBaseline | TempogramBaseline | None = None
     embedded: Embedded | None = None
     identity: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
 
     @property
     def is_baseline(self) -> bool:
@@ -141,7 +143,9 @@ def open_source(
     }
     if readout != "mean":  # the mean read-out keeps the cache keys it always had
         identity["readout"] = readout
-    return Source(spec, model=load(path, device=device, readout=readout), identity=identity)
+    model = load(path, device=device, readout=readout)
+    folder = str(checkpoint.checkpoint_folder(path))
+    return Source(spec, model=model, identity=identity, checkpoint=folder)
 
 
 def read_npz(path: Path) -> Embedded:

@@ -129,6 +129,8 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
     lines.append("")
     for name, results in zip(names, runs, strict=True):
         line = f"- {name}: {results.get('source', '?')}"
+        if results.get("checkpoint"):  # which of a run's checkpoints was read
+            line += f" ({Path(str(results['checkpoint'])).name})"
         warned = [str(note) for note in results.get("notes") or []]
         if warned:  # e.g. trained on the test split: its scores are not held out
             line += f"; its report warns: {'; '.join(warned)}"

@@ -75,7 +75,8 @@ def write_evaluation(
     # what follows fails, and ``compare`` refuses it until the report is whole.
     pending = {**results, "report_files": None}
     written = {RESULTS: write_text(folder / RESULTS, json.dumps(pending, indent=1))}
-    drawn = mae_reconstruction(str(results.get("source", "")), str(results.get("corpus", "")))
+    run = results.get("checkpoint") or results.get("source", "")  # the checkpoint evaluated
+    drawn = mae_reconstruction(str(run), str(results.get("corpus", "")))
     figures = [drawn] if drawn is not None else []
     written.update(write_report(results, folder, baselines=baselines, figures=figures))
     files = sorted(name for name in written if name != RESULTS)
