@@ -143,9 +143,9 @@ def open_source(
     }
     if readout != "mean":  # the mean read-out keeps the cache keys it always had
         identity["readout"] = readout
-    model = load(path, device=device, readout=readout)
     folder = str(checkpoint.checkpoint_folder(path))
-    return Source(spec, model=model, identity=identity, checkpoint=folder)
+    encoder = load(path, device=device, readout=readout)
+    return Source(spec, model=encoder, identity=identity, checkpoint=folder)
 
 
 def read_npz(path: Path) -> Embedded:
