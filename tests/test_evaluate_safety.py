@@ -513,13 +513,23 @@ def test_a_table_that_holds_out_files_the_run_trained_on_is_warned_of(
     results = _evaluate(str(trained), corpus, tmp_path, tasks=[str(audio / "t.csv")])
     assert (
         f"{trained} trained on files that task t holds out (4 test, 4 valid): their scores "
-        "are not held out; give the table a split column that keeps them in train"
+        "are not held out; evaluate on a task without them, or pretrain on a store without them"
     ) in results.notes
     # Through a run that started from it, too; a run on other audio is not warned of.
     later = _run_trained_on(tmp_path / "later", "train", tmp_path / "elsewhere", trained)
-    assert trained_files_notes(
-        str(later), [resolve_tasks([str(audio / "t.csv")], corpus=corpus)[0]]
-    )
+    table = resolve_tasks([str(audio / "t.csv")], corpus=corpus)[0]
+    assert (
+        f"{trained}, which {later} started from, trained on files that task t holds out "
+        "(4 test, 4 valid): their scores are not held out; evaluate on a task without them, "
+        "or pretrain on a store without them"
+    ) in trained_files_notes(str(later), [table])
+    # A table split by a hash of its paths is told to say the split itself.
+    lines = (audio / "t.csv").read_text().splitlines()
+    rows = [line.rsplit(",", 1)[0] for line in lines[1:]]
+    (audio / "hashed.csv").write_text("\n".join(["path,label", *rows]) + "\n")
+    hashed = resolve_tasks([str(audio / "hashed.csv")], corpus=corpus)[0]
+    (note,) = trained_files_notes(str(trained), [hashed])
+    assert note.endswith("give the table a split column that keeps them in train")
     (corpus / "store-16000").mkdir()  # a store of the corpus, its rows without digests
     (corpus / "store-16000" / "clips.jsonl").write_text("")
     elsewhere = _run_trained_on(tmp_path / "other", "all", corpus / "store-16000")

@@ -77,9 +77,9 @@ def trained_files_notes(source: str, tasks: Sequence[Task]) -> list[str]:
     A table of your own without a ``split`` column is split by a hash of its paths, which
     knows nothing of the run's store. Only files of a training clip's size are hashed.
     """
-    trained: dict[int, set[str]] = {}
+    trained: dict[int, dict[str, str]] = {}  # bytes -> sha256 -> the run that trained on it
     notes = []
-    for recipe in _chain(source):
+    for run, recipe in _chain(source):
         if recipe.data.store and not (Path(recipe.data.store) / "clips.jsonl").is_file():
             notes.append(
                 f"{source}: the store {recipe.data.store} it (or a run it started from) "
@@ -90,30 +90,39 @@ def trained_files_notes(source: str, tasks: Sequence[Task]) -> list[str]:
                 part.strip() for part in recipe.data.splits.split(",")
             }
             if picked and row.get("sha256") and isinstance(row.get("bytes"), int):
-                trained.setdefault(row["bytes"], set()).add(row["sha256"])
+                trained.setdefault(row["bytes"], {}).setdefault(row["sha256"], run)
     if not trained:
         return notes
     from musicssl.files import file_hash
 
     for task in tasks:
-        seen: Counter[str] = Counter()
+        seen: Counter[tuple[str, str]] = Counter()  # (the run, the split)
         for example in task.examples:
             if example.split in ("train", "gallery"):
                 continue
             path = task.root / example.name
             try:
                 size = os.stat(path).st_size
-                if size in trained and file_hash(path) in trained[size]:
-                    seen[example.split] += 1
+                run = trained[size].get(file_hash(path)) if size in trained else None
             except OSError:
                 continue
-        if seen:
-            counts = ", ".join(f"{count} {split}" for split, count in sorted(seen.items()))
+            if run is not None:
+                seen[run, example.split] += 1
+        for run in dict.fromkeys(run for run, _ in seen):
+            counts = ", ".join(f"{n} {split}" for (r, split), n in sorted(seen.items()) if r == run)
+            who = run if run == source else f"{run}, which {source} started from,"
             notes.append(
-                f"{source} trained on files that task {task.name} holds out ({counts}): their "
-                "scores are not held out; give the table a split column that keeps them in train"
+                f"{who} trained on files that task {task.name} holds out ({counts}): their "
+                f"scores are not held out; {_advice(task)}"
             )
     return notes
+
+
+def _advice(task: Task) -> str:
+    """What to change so that a task holds out none of a run's training files."""
+    if task.extra.get("split_column") is False:  # a table split by a hash of its paths
+        return "give the table a split column that keeps them in train"
+    return "evaluate on a task without them, or pretrain on a store without them"
 
 
 def _recipe(source: str) -> Recipe | None:
@@ -130,13 +139,13 @@ def _recipe(source: str) -> Recipe | None:
         return None
 
 
-def _chain(source: str) -> Iterator[Recipe]:
-    """The recipe of the run at ``source``, then of each run it started from (at most 16)."""
+def _chain(source: str) -> Iterator[tuple[str, Recipe]]:
+    """The run at ``source`` and its recipe, then each run it started from (at most 16)."""
     for _ in range(16):
         recipe = _recipe(source)
         if recipe is None:
             return
-        yield recipe
+        yield source, recipe
         if not recipe.train.init_from:
             return
         source = recipe.train.init_from

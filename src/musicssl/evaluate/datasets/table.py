@@ -224,7 +224,12 @@ def table_task(
         examples=tuple(examples),
         classes=classes,
         description=f"{kind} task from {path.name} ({len(examples)} files; split: {split_note})",
-        extra={"source": str(path), "label_column": column, "warnings": notes},
+        extra={
+            "source": str(path),
+            "label_column": column,
+            "split_column": "split" in columns,
+            "warnings": notes,
+        },
     )
 
 
