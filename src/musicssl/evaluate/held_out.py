@@ -103,11 +103,11 @@ def trained_files_notes(source: str, tasks: Sequence[Task]) -> list[str]:
             path = task.root / example.name
             try:
                 size = os.stat(path).st_size
-                run = trained[size].get(file_hash(path)) if size in trained else None
+                by = trained[size].get(file_hash(path)) if size in trained else None
             except OSError:
                 continue
-            if run is not None:
-                seen[run, example.split] += 1
+            if by is not None:
+                seen[by, example.split] += 1
         for run in dict.fromkeys(run for run, _ in seen):
             counts = ", ".join(f"{n} {split}" for (r, split), n in sorted(seen.items()) if r == run)
             who = run if run == source else f"{run}, which {source} started from,"
