@@ -104,3 +104,8 @@ def test_the_summary_says_where_a_source_stands_against_random_weights_and_basel
     assert all(len(m) == len(header) for m in marks)
     # A baseline evaluated as the source gets no such column.
     assert "keeps" not in summary_rows(systems[1:])[0]
+    # Beside an .npz, baseline:random is another network: compared as any baseline.
+    npz = [system("emb/mine.npz", key=0.10, style=0.60), *systems[1:]]
+    header, rows, _ = summary_rows(npz)
+    verdicts = {row[0]: row[header.index("keeps")] for row in rows}
+    assert verdicts == {"key": "below random", "style@transfer": "level with logmel"}

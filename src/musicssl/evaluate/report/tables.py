@@ -78,11 +78,12 @@ def keeps_text(
     *,
     lower_is_better: bool = False,
 ) -> str:
-    """The source (first system) against random weights and the best other baseline.
+    """The source (first system) against its random weights and the best other baseline.
 
     "below random weights, above logmel": each side is "below", "level with" (within noise)
     or "above"; a source below its own random weights has lost what the architecture and the
-    probe hold without training.
+    probe hold without training. Only a checkpoint has random weights of its own: beside an
+    ``.npz``, ``baseline:random`` is another network, and counts as any other baseline.
     """
     source = scores[0]
     if source is None:
@@ -90,8 +91,10 @@ def keeps_text(
     sign = -1 if lower_is_better else 1
     words = []
     others = [(s.label, score) for s, score in zip(systems[1:], scores[1:]) if score is not None]
-    random = [(label, score) for label, score in others if label == RANDOM_LABEL]
-    features = [(label, score) for label, score in others if label != RANDOM_LABEL]
+    source_name = str(systems[0].results.get("source") or systems[0].label)
+    own = not source_name.endswith(".npz")  # random weights of its own architecture
+    random = [(label, score) for label, score in others if label == RANDOM_LABEL and own]
+    features = [(label, score) for label, score in others if label != RANDOM_LABEL or not own]
     if features:
         features = [max(features, key=lambda item: sign * item[1][0])]
     for label, score in random + features:
@@ -99,7 +102,9 @@ def keeps_text(
             relation = "level with"
         else:
             relation = "above" if sign * (source[0] - score[0]) > 0 else "below"
-        named = "random weights" if label == RANDOM_LABEL else label.removeprefix("baseline:")
+        named = (
+            "random weights" if label == RANDOM_LABEL and own else label.removeprefix("baseline:")
+        )
         words.append(f"{relation} {named}")
     return ", ".join(words) or MISSING
 
@@ -199,8 +204,10 @@ READING = (
     "except mae (lower is better). Chance is what a random embedding scores. "
     f"{BEST_MARK} marks the best system on a task, {NEAR_MARK} a system within noise of it "
     "(|difference| <= 2 · sqrt(std_best² + std²)). 'keeps' sets the source against its random "
-    "weights and the best other baseline: below random weights, the training lost what the "
-    "architecture held. A task@transfer is tested on instruments pretraining never heard."
+    "weights (a checkpoint's own architecture; beside an .npz, baseline:random is the demo's "
+    "network, another baseline) and the best other baseline: below random weights, the "
+    "training lost what the architecture held. A task@transfer is tested on instruments "
+    "pretraining never heard."
 )
 
 
