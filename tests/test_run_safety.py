@@ -91,6 +91,18 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(recipe,
     assert checkpoint.latest(run).name == "step-00000004"
 
 
+def test_resume_with_new_settings_is_refused_naming_the_way_to_train_longer(
+    recipe, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    assert main(["pretrain", str(recipe), "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(run), "train.steps=8"]) == 1
+    line = one_line(capsys)
+    assert f"train.init_from={run} --out NEW_RUN" in line
+    assert checkpoint.latest(run).name == "step-00000004"
+
+
 def test_a_run_that_lost_its_latest_file_keeps_its_checkpoints(recipe, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["pretrain", str(recipe), "--out", str(run), "train.checkpoint_every=2"]) == 0
@@ -250,6 +262,28 @@ def test_ctrl_c_of_pretrain_names_the_checkpoint_and_how_to_go_on(recipe, tmp_pa
     assert main(["pretrain", str(recipe), "--out", str(run)]) == 130
     line = one_line(capsys)
     assert "step-00000002 is kept" in line and f"pretrain --resume {run}" in line
+
+
+def test_sigterm_stops_pretrain_as_ctrl_c_does_with_status_143(recipe, tmp_path, capsys,
+                                                               monkeypatch):  # fmt: skip
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    real = checkpoint.write_checkpoint
+
+    def terminated_after_step_2(*args, step, **kwargs):
+        real(*args, step=step, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler ends a job
+        time.sleep(5)  # the signal arrives before this ends
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(checkpoint, "write_checkpoint", terminated_after_step_2)
+    assert main(["pretrain", str(recipe), "--out", str(run)]) == 143
+    line = one_line(capsys)
+    assert line.startswith("musicssl: error: terminated: the checkpoint step-00000002 is kept")
+    assert f"pretrain --resume {run}" in line
+    assert signal.getsignal(signal.SIGTERM) == before  # the command's handler is gone with it
 
 
 def test_the_lock_is_free_once_its_holder_is_gone(tmp_path):

@@ -8,7 +8,8 @@ settings (``musicssl.runtime``), parses, and runs the verb.
 
 Exit status: 0 done; 1 an expected failure, told in one line on stderr that names the path or
 option and the reason; 2 a bad command line; 70 a bug (a traceback, then a request to report
-it); 130 interrupted.
+it); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM, as a cluster's scheduler stops a job):
+both end as an interrupted verb does, a run's checkpoints kept.
 """
 
 from __future__ import annotations
@@ -17,17 +18,38 @@ import argparse
 import errno
 import io
 import os
+import signal
 import sys
 import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import NoReturn
 
 from musicssl.cli_verbs import add_verbs
 from musicssl.errors import MusicSSLError
 from musicssl.runtime import configure_cpu_runtime, configure_torch
 
-EXIT_FAILURE, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 70, 130
+EXIT_FAILURE, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 70, 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the verb is, so that it stops as on Ctrl-C."""
+
+
+def _terminate_in(pid: int) -> Callable[[int, FrameType | None], None]:
+    """The SIGTERM handler of the process ``pid``: raise ``Terminated`` there; a process it
+    forked (a data loader's worker) ends as SIGTERM ends a process."""
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != pid:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated
+
+    return terminate
+
 
 DESCRIPTION = """\
 musicssl: self-supervised learning of music audio representations.
@@ -108,7 +130,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stop.code if isinstance(stop.code, int) else EXIT_USAGE
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
-    return run(args)
+    if threading.current_thread() is not threading.main_thread():  # no signals to take
+        return run(args)
+    before = signal.signal(signal.SIGTERM, _terminate_in(os.getpid()))
+    try:
+        return run(args)
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _background_failure(hook: threading.ExceptHookArgs) -> None:
@@ -135,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
         if error.errno == errno.EPIPE:  # `musicssl compare ... | head`: the reader left
             return _quiet_broken_pipe()
         return _fail(describe_os_error(error, _output_of(args)), EXIT_FAILURE)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        if isinstance(stop, Terminated):
+            return _fail(_interrupted(args, "terminated"), EXIT_TERMINATED)
         return _fail(_interrupted(args), EXIT_INTERRUPTED)
     except Exception as error:
         message = _known_failure(error, args)
@@ -143,8 +173,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _interrupted(args: argparse.Namespace) -> str:
-    """What an interrupted verb left, and how to go on (a run resumes from its checkpoint).
+def _interrupted(args: argparse.Namespace, stopped: str = "interrupted") -> str:
+    """What an interrupted (or ``stopped``) verb left, and how to go on (a run resumes from
+    its checkpoint).
 
     ``--resume`` is offered only for a folder that takes it: one stopped before it held a run
     (in the corpus build, say) has nothing to resume.
@@ -154,11 +185,11 @@ def _interrupted(args: argparse.Namespace) -> str:
     )
     if getattr(args, "verb", None) == "corpus" and getattr(args, "out", None):
         return (
-            f"interrupted: the clips finished in {args.out} are kept; run the same command "
+            f"{stopped}: the clips finished in {args.out} are kept; run the same command "
             "again to finish the build"
         )
     if run is None or not hasattr(args, "overrides"):
-        return "interrupted"
+        return stopped
     from musicssl.checkpoint import check_resumable, is_run, latest
 
     try:
@@ -170,10 +201,10 @@ def _interrupted(args: argparse.Namespace) -> str:
         )
     except MusicSSLError:
         return (
-            f"interrupted before {run} held a run, so nothing was saved there; "
+            f"{stopped} before {run} held a run, so nothing was saved there; "
             "run the same command again"
         )
-    return f"interrupted: {kept}; continue with `musicssl pretrain --resume {run}`"
+    return f"{stopped}: {kept}; continue with `musicssl pretrain --resume {run}`"
 
 
 def _known_failure(error: Exception, args: argparse.Namespace) -> str | None:

@@ -127,7 +127,8 @@ def run_pretrain(args: argparse.Namespace) -> None:
         if given_now and not (moved and given_now[0].startswith("data.store=")):
             raise MusicSSLError(
                 "--resume continues a run with its own recipe and settings: give only RUN_DIR, "
-                "or data.store=STORE where its store has moved (to train longer, start a new run)"
+                "or data.store=STORE where its store has moved (to train longer, start a new run "
+                f"from it: musicssl pretrain RECIPE train.init_from={args.resume} --out NEW_RUN)"
             )
         run = Path(args.resume)
         from musicssl.checkpoint import check_resumable, check_unchanged_recipe
