@@ -173,9 +173,12 @@ def test_a_task_name_that_holds_other_data_in_one_run_is_flagged(tmp_path: Path)
     assert (
         "Not comparable: task 'tempo' is not the same data in every run (a: tempo in quarter "
         "notes per minute (60 to 180); b: tempo in quarter notes per minute (60 to 180); c: "
-        "tempo task from tempo.csv (12 files))."
+        "tempo task from tempo.csv (12 files)); its column is left unmarked."
     ) in flagged
+    # No best and no within-noise marks across other data; the same data is marked.
+    assert all(cells == ["0.500 ± 0.010"] for cells in _rows(compare_table(runs)).values())
     assert "Not comparable" not in compare_table(runs[:2])
+    assert _rows(compare_table(runs[:2]))["a"] == ["0.500 ± 0.010 ^"]
 
 
 def test_a_run_whose_report_warns_says_so_beside_its_name(tmp_path: Path) -> None:

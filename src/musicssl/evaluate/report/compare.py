@@ -116,12 +116,15 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
         for task, metric in columns
     ]
     cells = [[name] for name in names]
+    mixed = _different_data(names, runs)
     for task_name, metric in columns:
         scores: list[tuple[float, float] | None] = []
         for results in runs:
             found = headline(results["tasks"].get(task_name, {}))
             scores.append(found[1] if found and found[0] == metric else None)
         marks = noise_marks(scores, lower_is_better=metric in LOWER_IS_BETTER)
+        if task_name in mixed:  # other data in other runs: no best among them
+            marks = [""] * len(scores)
         for row, score, mark in zip(cells, scores, marks, strict=True):
             row.append(MISSING if score is None else f"{format_score(*score)} {mark}".rstrip())
 
@@ -136,7 +139,13 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
             line += f"; its report warns: {'; '.join(warned)}"
         lines += textwrap.wrap(line, width=100, subsequent_indent="  ")
     lines.append("")
-    lines += _different_data(names, runs)
+    for task, told in mixed.items():
+        lines += textwrap.wrap(
+            f"Not comparable: task {task!r} is not the same data in every run ({told}); its "
+            "column is left unmarked.",
+            width=100,
+        )
+        lines.append("")
     for what, key in (("corpora", "corpus"), ("numbers of seeds", "seeds")):
         # An evaluation of your own tasks alone read no corpus ("").
         given = {
@@ -153,7 +162,8 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
         f"{BEST_MARK} best in its column; {NEAR_MARK} within noise of the best "
         "(|difference| <= 2 * sqrt(std_best^2 + std^2)); "
         f"{MISSING} task not run. Scores are mean ± std over seeds (each seed re-initialises "
-        "the probe and resamples the test set). Higher is better except for mae."
+        "the probe and resamples the test set). Higher is better except for the metric mae "
+        "(mean absolute error)."
     )
     lines += textwrap.wrap(legend, width=100)
     return "\n".join(lines)
@@ -180,10 +190,11 @@ def _aligned(rows: list[list[str]]) -> list[str]:
     return [line(rows[0]), separator, *(line(row) for row in rows[1:])]
 
 
-def _different_data(names: Sequence[str], runs: Sequence[dict[str, Any]]) -> list[str]:
-    """A line for each task name that holds other data in some runs (a table of yours named
-    as a built-in task, or two tables of one name): its column mixes them."""
-    lines = []
+def _different_data(names: Sequence[str], runs: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Each task name that holds other data in some runs (a table of yours named as a
+    built-in task, or two tables of one name), with what each run's task was: its column
+    mixes them."""
+    mixed = {}
     tasks = dict.fromkeys(task for results in runs for task in results["tasks"])
     for task in tasks:
         seen = {
@@ -192,10 +203,5 @@ def _different_data(names: Sequence[str], runs: Sequence[dict[str, Any]]) -> lis
             if isinstance(entry := results["tasks"].get(task), dict)
         }
         if len(set(seen.values())) > 1:
-            told = "; ".join(f"{name}: {described}" for name, (described, _) in seen.items())
-            lines += textwrap.wrap(
-                f"Not comparable: task {task!r} is not the same data in every run ({told}).",
-                width=100,
-            )
-            lines.append("")
-    return lines
+            mixed[task] = "; ".join(f"{name}: {described}" for name, (described, _) in seen.items())
+    return mixed
