@@ -239,6 +239,15 @@ def test_hash_split_keeps_groups_together_and_is_stable(pieces: Path, tmp_path: 
         first, second = got[f"{folder}/piece{number}-00.wav"], got[f"{folder}/piece{number}-01.wav"]
         assert first == second == hash_split(f"piece{number}")
     assert sum(summary.splits.values()) == 20 and "" not in summary.splits
+    assert not any("without '-'" in note for note in summary.split_notes)
+    # A name without the separator is a group of its own, and the index says so.
+    underscored = index_folder(
+        pieces / "audio", out=tmp_path / "u.jsonl", split_by="prefix:_", progress=False
+    )
+    assert any(
+        note.startswith("note: 20 file names without '_' (e.g. ")
+        for note in underscored.split_notes
+    )
     by_parent = index_folder(
         pieces / "audio", out=tmp_path / "p.jsonl", split_by="parent", progress=False
     )

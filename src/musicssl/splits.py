@@ -49,6 +49,17 @@ def grouping(split_by: str) -> Any:
     )
 
 
+def no_separator_note(files: Iterable[Path], separator: str) -> str | None:
+    """A note when some file names lack ``separator``: each is then a group of its own."""
+    alone = [file for file in files if separator not in file.stem]
+    if not alone:
+        return None
+    return (
+        f"note: {counted(len(alone), 'file name')} without {separator!r} (e.g. {alone[0].name}) "
+        "each form a group of their own, split apart from any related file"
+    )
+
+
 def _real(path: str | os.PathLike) -> str:
     """A file's real path, in Unicode's composed form: a table typed on one system names
     "Café" as the file system of another (macOS: decomposed) spells it."""
