@@ -343,6 +343,9 @@ def test_decoder_notes_stay_out_of_the_terminal(tmp_path: Path, capfd):
         index_folder(tmp_path / "music", out=tmp_path / "m.jsonl", progress=False)
     printed = capfd.readouterr()
     assert "MPEG" not in printed.err and "resync" not in printed.err
+    (row,) = [json.loads(line) for line in (tmp_path / "m.bad.jsonl").read_text().splitlines()]
+    # In our words: libsndfile's own ("does not exist ... possibly a pipe?") are wrong here.
+    assert row["reason"].startswith("corrupt") and "pipe" not in row["reason"]
     with decoder_notes() as notes:
         os.write(2, b"Note: a decoder speaks\n")
         import warnings

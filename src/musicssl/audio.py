@@ -368,4 +368,8 @@ def _reason(error: Exception) -> str:
     # libsndfile repeats the path in its message; the caller already names the file.
     if "Error opening" in text and ":" in text:
         text = text.rsplit(":", 1)[-1].strip()
+    # Its words for a file its decoders could not parse name the wrong cause (the file exists
+    # and is regular: it was opened to read its header).
+    if "does not exist or is not a regular file" in text:
+        return "the decoder could not parse it"
     return text.rstrip(".")
