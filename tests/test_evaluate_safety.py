@@ -515,6 +515,23 @@ def test_a_table_that_holds_out_files_the_run_trained_on_is_warned_of(
         f"{trained} trained on files that task t holds out (4 test, 4 valid): their scores "
         "are not held out; evaluate on a task without them, or pretrain on a store without them"
     ) in results.notes
+    # Through the .npz that musicssl embed writes with it, too; moved away, that is said.
+    from musicssl.embed import load
+    from musicssl.embed_folder import embed_files
+
+    npz = tmp_path / "emb.npz"
+    embed_files(load(trained), audio, out=npz, progress=False)
+    through = _evaluate(str(npz), corpus, tmp_path, tasks=[str(audio / "t.csv")],
+                        out=tmp_path / "out-npz")  # fmt: skip
+    assert f"{trained.resolve()} trained on files that task t holds out" in " ".join(through.notes)
+    trained.rename(tmp_path / "moved")
+    through = _evaluate(str(npz), corpus, tmp_path, tasks=[str(audio / "t.csv")],
+                        out=tmp_path / "out-npz-2")  # fmt: skip
+    assert through.notes == [
+        f"{npz} was embedded with {trained.resolve()}, which is not there: what it trained on "
+        "is not checked against the tasks' held-out files"
+    ]
+    (tmp_path / "moved").rename(trained)
     # Through a run that started from it, too; a run on other audio is not warned of.
     later = _run_trained_on(tmp_path / "later", "train", tmp_path / "elsewhere", trained)
     table = resolve_tasks([str(audio / "t.csv")], corpus=corpus)[0]

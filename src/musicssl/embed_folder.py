@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from musicssl import audio
+from musicssl.checkpoint import checkpoint_folder
 from musicssl.corpus import find_audio
 from musicssl.decoder_notes import decoder_notes
 from musicssl.embed import Model
@@ -83,6 +84,8 @@ def embed_files(
     # Which weights made them (empty for a model built without a checkpoint); it also marks
     # the file as one ``embed`` wrote and may replace.
     arrays["encoder"] = np.array(model.fingerprint or "")
+    if model.checkpoint is not None:  # what evaluate checks the held-out files against
+        arrays["checkpoint"] = np.array(str(checkpoint_folder(model.checkpoint).resolve()))
     save_npz(Path(out), arrays)
     for line in skipped:
         print(f"skipped {line}")

@@ -183,14 +183,29 @@ def _beside_the_probes(
             evaluation.equivariance = equivariance_probe(opened.model, corpus)
         evaluation.notes += training_notes(source, corpus=corpus)
         evaluation.notes += trained_files_notes(source, tasks)
-        for line in evaluation.notes:
-            print(f"warning: {line}", file=sys.stderr, flush=True)
+    elif opened.embedded is not None and (run := _embedded_by(opened.embedded)) is not None:
+        if Path(run).is_dir():  # an .npz that musicssl embed wrote with a run of ours
+            evaluation.notes += training_notes(run, corpus=corpus)
+            evaluation.notes += trained_files_notes(run, tasks)
+        else:
+            evaluation.notes.append(
+                f"{source} was embedded with {run}, which is not there: what it trained on "
+                "is not checked against the tasks' held-out files"
+            )
+    for line in evaluation.notes:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
     if opened.model is not None and getattr(opened.model, "has_text", False):
         _zero_shot(evaluation, opened, tasks, embedded, corpus=corpus)
     style = next((task for task in tasks if task.name == MAP_TASK), None)
     if style is not None and MAP_TASK in evaluation.tasks:
         arrays = embedded[style.root].arrays
         evaluation.map = task_map(style, embedded[style.root].names, arrays["emb"], seed=0)
+
+
+def _embedded_by(embedded: Embedded) -> str | None:
+    """The checkpoint folder an ``.npz`` of ``musicssl embed`` was embedded with, or None."""
+    found = embedded.arrays.get("checkpoint")
+    return str(found) if found is not None and found.ndim == 0 and str(found) else None
 
 
 def _check_baselines(baselines: Sequence[str]) -> None:
