@@ -223,8 +223,8 @@ def _check_out(out: Path) -> None:
 
 # What ``embed`` writes: an .npz holding anything else was not written by it.
 _OURS = re.compile(
-    r"(names|emb|encoder|layer_\d+|frame_names|frames|frames_layer_\d+|frame_times"
-    r"|frame_offsets)\.npy"
+    r"(names|emb|encoder|checkpoint|layer_\d+|frame_names|frames|frames_layer_\d+"
+    r"|frame_times|frame_offsets)\.npy"
 )
 
 
