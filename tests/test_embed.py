@@ -442,8 +442,9 @@ def test_out_naming_a_users_npz_with_more_arrays_is_refused(tmp_path: Path, writ
     embed_files(model, tmp_path / "audio", out=ours, layers="all", frames=True, progress=False)
     embed_files(model, tmp_path / "audio", out=ours, progress=False)
     with np.load(ours) as data:
-        assert set(data.files) == {"names", "emb", "encoder"}  # which weights made them
-        assert str(data["encoder"]) == model.fingerprint
+        assert set(data.files) == {"names", "emb", "encoder", "checkpoint"}
+        assert str(data["encoder"]) == model.fingerprint  # which weights made them
+        assert str(data["checkpoint"]) == str((tmp_path / "ckpt").resolve())  # and where from
 
 
 def test_frames_of_a_short_signal_stop_at_its_end(tmp_path: Path):
