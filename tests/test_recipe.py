@@ -52,6 +52,17 @@ def test_a_child_part_without_a_name_changes_only_the_options_it_lists(recipes: 
     assert (tuned.method.name, tuned.method.options) == ("simclr", {"temperature": 0.5})
 
 
+def test_a_base_named_as_a_file_is_read_beside_the_recipe(
+    recipes: Path, tmp_path: Path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # not the recipes' folder
+    (recipes / "by_file.yaml").write_text("base: base.yaml\ntrain: {steps: 7}\n")
+    assert Recipe.load(recipes / "by_file.yaml").encoder.name == "sample_cnn"
+    (recipes / "missing.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(MusicSSLError, match=r"missing.yaml: its base: no recipe file .*nowhere"):
+        Recipe.load(recipes / "missing.yaml")
+
+
 def test_a_base_with_a_base_is_refused(recipes: Path):
     (recipes / "grandchild.yaml").write_text("base: child\n")
     with pytest.raises(MusicSSLError, match="cannot name a base of its own"):

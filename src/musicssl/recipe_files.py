@@ -74,13 +74,21 @@ def with_base(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
     if base is None:
         return raw
     try:
-        base_path = recipe_path(base) if Path(str(base)).suffix else _sibling(path, base)
+        base_path = _beside(path, str(base)) if Path(str(base)).suffix else _sibling(path, base)
     except MusicSSLError as error:
         raise MusicSSLError(f"{path}: its base: {error}") from None
     parent = read(base_path)
     if "base" in parent:
         raise MusicSSLError(f"{base_path}: a base recipe cannot name a base of its own")
     return _inherit(parent, raw)
+
+
+def _beside(path: Path, file_name: str) -> Path:
+    """A base named as a file: relative to the folder of the recipe that names it."""
+    base = path.parent / file_name  # an absolute name stays itself
+    if not base.is_file():
+        raise MusicSSLError(f"no recipe file {base} (a base file is read beside the recipe)")
+    return base
 
 
 def _sibling(path: Path, name: str) -> Path:
