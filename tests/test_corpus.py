@@ -299,3 +299,58 @@ def test_a_manifest_and_a_bad_files_report_never_replace_each_other(tmp_path: Pa
                      progress=False)  # fmt: skip
     assert (tmp_path / "m.jsonl").read_text() == manifest
     assert (tmp_path / "m.bad.jsonl").read_text() == report
+
+
+def test_labels_of_your_own_travel_from_a_table_into_the_rows_and_the_store(
+    pieces: Path, tmp_path: Path
+):
+    from musicssl.pack import pack
+    from musicssl.store import SampleStore
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "path,caption,mood\n"
+        "a/piece0-00.wav,a slow chorale,calm\n"
+        f'{pieces / "audio" / "b/piece1-01.wav"},"a fast reel, two fiddles",\n'  # absolute
+        "a/nowhere.wav,not here,sad\n"
+    )
+    out = tmp_path / "m.jsonl"
+    summary = index_folder(pieces / "audio", out=out, labels=labels, progress=False)
+    rows = {row["path"].split("audio/")[-1]: row for row in _read(out)}
+    assert (rows["a/piece0-00.wav"]["caption"], rows["a/piece0-00.wav"]["mood"]) == (
+        "a slow chorale",
+        "calm",
+    )
+    assert rows["b/piece1-01.wav"]["caption"] == "a fast reel, two fiddles"
+    assert "mood" not in rows["b/piece1-01.wav"]  # an empty cell sets nothing
+    assert "caption" not in rows["a/piece0-01.wav"]
+    assert summary.labels == f"labels: 2 of 20 files from {labels}: caption (2), mood (1)"
+    assert rows["a/piece0-00.wav"]["split"] == "train"  # the splits as before
+    # The store carries them, so the audio-text recipes and the fast probe read them.
+    pack(out, out=tmp_path / "store", sr=8000, progress=False)
+    store = {row["path"].split("audio/")[-1]: row for row in SampleStore(tmp_path / "store").rows}
+    assert store["a/piece0-00.wav"]["caption"] == "a slow chorale"
+    # A new table replaces the labels a row had; JSON lines keep their types.
+    relabelled = tmp_path / "labels.jsonl"
+    relabelled.write_text('{"path": "a/piece0-00.wav", "tags": ["choir", "slow"]}\n')
+    index_folder(pieces / "audio", out=out, labels=relabelled, progress=False)
+    row = next(r for r in _read(out) if r["path"].endswith("a/piece0-00.wav"))
+    assert row["tags"] == ["choir", "slow"] and "caption" not in row and "mood" not in row
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("path,split\na/piece0-00.wav,train\n", "column 'split' is one the index writes itself"),
+        ("name,caption\nx.wav,y\n", "needs a 'path' column"),
+        ("path,caption\na/piece0-00.wav,x\na/piece0-00.wav,y\n", "a/piece0-00.wav is listed twice"),
+    ],
+)
+def test_a_bad_labels_table_is_refused_before_any_work(
+    pieces: Path, tmp_path: Path, text: str, message: str
+):
+    labels = tmp_path / "labels.csv"
+    labels.write_text(text)
+    with pytest.raises(MusicSSLError, match=message):
+        index_folder(pieces / "audio", out=tmp_path / "m.jsonl", labels=labels, progress=False)
+    assert not (tmp_path / "m.jsonl").exists()

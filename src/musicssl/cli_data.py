@@ -136,6 +136,15 @@ def add_data_index(verbs: Any) -> None:
         "prefix:_ keeps piece_take1.wav with piece_take2.wav) or file",
     )
     index.option(
+        "--labels",
+        type=existing_file,
+        metavar="TABLE",
+        help="labels of your own: a .csv/.tsv/.jsonl with 'path' and any other columns "
+        "(caption, style, ...), each copied into its file's row and so into the store: "
+        "captions for the audio-text recipes, a label for train.probe_every (it may be the "
+        "--splits table)",
+    )
+    index.option(
         "--workers",
         type=positive_int,
         metavar="N",
@@ -147,7 +156,8 @@ def add_data_index(verbs: Any) -> None:
 def run_data_index(args: argparse.Namespace) -> None:
     from musicssl.corpus import index_folder
 
-    print(index_folder(args.folder, **given(args, "out", "bad", "splits", "split_by", "workers")))
+    options = given(args, "out", "bad", "splits", "split_by", "labels", "workers")
+    print(index_folder(args.folder, **options))
 
 
 def add_data_pack(verbs: Any) -> None:

@@ -26,6 +26,7 @@ Splits travel with the data, from one of (first that applies):
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from musicssl import audio
 from musicssl.decoder_notes import decoder_notes
 from musicssl.errors import AudioError, MusicSSLError
 from musicssl.files import file_hash
+from musicssl.labels import RESERVED, read_labels
 from musicssl.manifest import read_manifest, write_jsonl
 from musicssl.plural import counted
 from musicssl.progress import bar as progress_bar
@@ -71,6 +73,7 @@ class IndexSummary:
     split_source: str | None = None
     notes: list[str] = field(default_factory=list)
     split_notes: list[str] = field(default_factory=list)
+    labels: str | None = None
 
     def __str__(self) -> str:
         lines = [
@@ -82,6 +85,8 @@ class IndexSummary:
             source = f" (from {self.split_source})" if self.split_source else ""
             lines.append(f"splits: {describe_splits(self.splits)}{source}")
             lines += self.split_notes
+        if self.labels:
+            lines.append(self.labels)
         lines.append(f"manifest: {self.manifest}")
         if self.skipped:
             lines.append(f"bad files ({kinds(self)}): {self.bad_report}")
@@ -105,6 +110,7 @@ def index_folder(
     bad: str | os.PathLike | None = None,
     splits: str | os.PathLike | None = None,
     split_by: str | None = None,
+    labels: str | os.PathLike | None = None,
     workers: int = 4,
     progress: bool = True,
 ) -> IndexSummary:
@@ -121,6 +127,8 @@ def index_folder(
         splits: a manifest with ``split`` or a ``.csv``/``.tsv`` table with ``path`` and
             ``split`` columns; each file takes the split of its row (see the module's doc).
         split_by: ``parent``, ``prefix:SEP`` or ``file``: a hash split, 80/10/10, by group.
+        labels: a table whose columns each file's row gains (``musicssl.labels``); they
+            replace the labels a file's row had.
         workers: files decoded at once (libsndfile releases the GIL).
         progress: show a progress bar.
 
@@ -138,6 +146,7 @@ def index_folder(
     bad_path = Path(bad) if bad is not None else out.with_name(f"{out.stem}.bad.jsonl")
     if os.path.abspath(out) == os.path.abspath(bad_path):
         raise MusicSSLError(f"{out}: the manifest and the bad-files report must differ")
+    label_table = read_labels(Path(labels), root) if labels is not None else None
     previous = {row["path"]: row for row in _existing_rows(out)}
     previous_bad = {row["path"]: row for row in _existing_rows(bad_path, report=True)}
     summary = IndexSummary(manifest=out, bad_report=bad_path)
@@ -156,6 +165,8 @@ def index_folder(
         )
     results = _rows(files, base, previous, previous_bad, summary, workers=workers,
                     progress=progress)  # fmt: skip
+    if label_table is not None:
+        summary.labels = _label(files, results, label_table, Path(labels or ""))
     bad_rows = [{"path": _relative(folder, base), "reason": why} for folder, why in walk_errors]
     good, renamed = _with_splits(files, results, bad_rows, root=root, group_of=group_of,
                                  split_by=split_by, table=table, previous=previous)  # fmt: skip
@@ -204,6 +215,29 @@ def _rows(
         bar.close()
     summary.notes = notes.lines
     return results
+
+
+def _label(
+    files: list[Path], results: list[dict[str, Any]], table: dict[str, dict[str, Any]], path: Path
+) -> str:
+    """Give each readable file's row the labels of its row in ``table`` (they replace the
+    ones it had); what was done, in a line."""
+    columns: Counter[str] = Counter()
+    labelled = readable = 0
+    for file, row in zip(files, results, strict=True):
+        if "reason" in row or not row:
+            continue
+        readable += 1
+        for key in [key for key in row if key not in RESERVED]:
+            del row[key]
+        found = lookup(table, file)
+        if found:
+            row.update(found)
+            labelled += 1
+            columns.update(list(found))  # count each column once per file
+    named = ", ".join(f"{name} ({count})" for name, count in columns.most_common())
+    line = f"labels: {labelled} of {counted(readable, 'file')} from {path}"
+    return line + (f": {named}" if named else "; no row of it names a file found here")
 
 
 def _with_splits(

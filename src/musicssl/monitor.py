@@ -60,7 +60,8 @@ class ProbeMonitor:
             raise MusicSSLError(
                 f"{store.path}: the fast probe needs validation clips (split 'valid') with at "
                 f"least two values of '{label}'; {len(rows)} of its {valid} validation clips "
-                f"have one (classes {classes}); train.probe_label names another label, "
+                f"have one (classes {classes}); train.probe_label names another label (give "
+                "your own with `musicssl data index FOLDER --labels TABLE`), "
                 "train.probe_every=0 turns the probe off"
             )
         self.label = label

@@ -13,7 +13,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from musicssl.errors import MusicSSLError
 from musicssl.manifest import read_manifest
@@ -22,6 +22,7 @@ from musicssl.plural import counted
 SPLIT_SHARES = (("train", 0.8), ("valid", 0.1), ("test", 0.1))
 _SPLIT_ALIASES = {"val": "valid", "validation": "valid", "dev": "valid", "training": "train"}
 _NEIGHBOUR_MANIFEST = "manifest.jsonl"
+Found = TypeVar("Found")
 
 
 def hash_split(group: str) -> str:
@@ -60,15 +61,15 @@ def no_separator_note(files: Iterable[Path], separator: str) -> str | None:
     )
 
 
-def _real(path: str | os.PathLike) -> str:
+def real_path(path: str | os.PathLike) -> str:
     """A file's real path, in Unicode's composed form: a table typed on one system names
     "Café" as the file system of another (macOS: decomposed) spells it."""
     return unicodedata.normalize("NFC", os.path.realpath(path))
 
 
 def _as_named(file: Path) -> str:
-    """``_real`` of a link by its own name, in its folder's real path."""
-    return _real(file.parent) + os.sep + unicodedata.normalize("NFC", file.name)
+    """``real_path`` of a link by its own name, in its folder's real path."""
+    return real_path(file.parent) + os.sep + unicodedata.normalize("NFC", file.name)
 
 
 def read_splits(path: Path, root: Path) -> dict[str, str]:
@@ -78,13 +79,13 @@ def read_splits(path: Path, root: Path) -> dict[str, str]:
     table: dict[str, str] = {}
     for number, name, split in entries:
         split = _split_name(split, f"{path}:{number}")
-        key = _real(path.resolve().parent / name)
+        key = real_path(path.resolve().parent / name)
         if table.setdefault(key, split) != split:
             raise MusicSSLError(
                 f"{path}:{number}: {name} is listed in splits {table[key]!r} and {split!r}"
             )
     for number, name, split in entries:
-        table.setdefault(_real(root / name), _split_name(split, f"{path}:{number}"))
+        table.setdefault(real_path(root / name), _split_name(split, f"{path}:{number}"))
     return table
 
 
@@ -93,12 +94,12 @@ def unlisted_note(path: Path, root: Path, files: Iterable[Path]) -> str | None:
     (the files found under ``root``): a path written from another folder, a file not there."""
     found: set[str] = set()
     for file in files:
-        found.update((_real(file), _as_named(file)))
+        found.update((real_path(file), _as_named(file)))
     beside = path.resolve().parent
     missing = [
         name
         for _, name, _ in _entries(path)
-        if _real(beside / name) not in found and _real(root / name) not in found
+        if real_path(beside / name) not in found and real_path(root / name) not in found
     ]
     if not missing:
         return None
@@ -284,8 +285,9 @@ def refuse_moved_splits(
         )
 
 
-def lookup(table: dict[str, str], file: Path) -> str | None:
-    found = table.get(_real(file))
+def lookup(table: Mapping[str, Found], file: Path) -> Found | None:
+    """``file``'s entry in a table keyed by ``real_path`` (or a link's own name), or None."""
+    found = table.get(real_path(file))
     if found is None:
         found = table.get(_as_named(file))
     return found

@@ -59,8 +59,8 @@ def check_captions(
     if missing == len(indices):
         raise MusicSSLError(
             f"{store.path}: none of its {len(indices)} training clips has a 'caption', and this "
-            "method learns from captions; pack a manifest whose rows carry them (the built-in "
-            "corpus's manifest.jsonl does)"
+            "method learns from captions; index with a table of them (musicssl data index "
+            "FOLDER --labels TABLE, a 'caption' column) and pack again"
         )
     if missing and note:
         print(f"note: {missing} of {len(indices)} training clips have no caption; they train "
