@@ -196,7 +196,7 @@ def test_layers_all_probes_every_encoder_layer(tiny_corpus: Path, tmp_path: Path
 def test_layers_of_one_width_are_also_probed_as_a_learned_weighted_sum(
     tiny_corpus: Path, tmp_path: Path
 ):
-    from tests.conftest import untrained_run
+    from conftest import untrained_run
 
     torch.manual_seed(0)
     options = {"width": 16, "depth": 3, "num_heads": 2, "n_bins": 32, "patch": [8, 8]}
