@@ -202,3 +202,8 @@ def test_two_checkpoints_of_one_run_are_told_apart(tmp_path: Path) -> None:
     table = compare_table(runs)
     assert "- early: runs/mae (step-00000010)" in table
     assert "- late: runs/mae (step-00000060)" in table
+
+
+def test_one_folder_given_as_a_string_is_one_run(tmp_path: Path) -> None:
+    folder = _run(tmp_path / "only", "runs/only", {"style": _task("accuracy", 0.7, 0.01)})
+    assert _rows(compare_table(str(folder))) == _rows(compare_table([folder]))

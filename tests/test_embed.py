@@ -221,6 +221,14 @@ def test_integer_pcm_is_scaled_like_an_audio_file(tmp_path: Path):
     )
     with pytest.raises(MusicSSLError, match="int64"):
         model.embed(pcm16.astype(np.int64), 8000)
+    # Big-endian PCM (as AIFF stores it), a bfloat16 tensor, and blocks of a stream are
+    # read alike.
+    exact16 = model.embed(pcm16, 8000).clip
+    np.testing.assert_allclose(model.embed(pcm16.astype(">i2"), 8000).clip, exact16)
+    half = torch.from_numpy(x).to(torch.bfloat16)
+    assert _cosine(model.embed(half, 8000).clip, reference) > 0.999
+    streamed = model.embed_stream(iter(np.array_split(pcm16, 3))).clip
+    np.testing.assert_allclose(streamed, exact16, atol=1e-6)
 
 
 def test_multichannel_input_is_downmixed_like_an_audio_file(tmp_path: Path, write_audio):

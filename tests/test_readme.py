@@ -33,12 +33,16 @@ def test_python_example_runs(tmp_path: Path, monkeypatch):
     for number in range(3):
         noise = np.random.default_rng(number).uniform(-0.2, 0.2, 16000 * 4)
         sf.write(str(tmp_path / "audio" / f"{number}.wav"), noise.astype(np.float32), 16000)
-    index_folder(tmp_path / "audio", out=tmp_path / "m.jsonl", progress=False)
+    index_folder(tmp_path / "audio", out=tmp_path / "m.jsonl", split_by="file", progress=False)
     pack(tmp_path / "m.jsonl", out=tmp_path / "data" / "corpus" / "store-16000", progress=False)
     monkeypatch.chdir(tmp_path)
     example = _blocks("python")[0]
     namespace: dict = {}
     exec(compile(example, "README.md", "exec"), namespace)
+    store = namespace["store"]
+    assert [store.rows[i]["split"] for i in namespace["train"]] == ["train"] * len(
+        namespace["train"]
+    )  # the example draws from the training split only
     assert namespace["x_a"].shape == (48000,)
     assert namespace["x_a"].abs().max() <= 1.0
 

@@ -63,6 +63,10 @@ def test_a_base_named_as_a_file_is_read_beside_the_recipe(
         Recipe.load(recipes / "missing.yaml")
 
 
+def test_a_packaged_recipe_loads_by_its_name_from_python():
+    assert Recipe.load("simclr-shortchunk-cpu", ["train.steps=3"]).train.steps == 3
+
+
 def test_a_base_with_a_base_is_refused(recipes: Path):
     (recipes / "grandchild.yaml").write_text("base: child\n")
     with pytest.raises(MusicSSLError, match="cannot name a base of its own"):

@@ -64,8 +64,16 @@ def test_text_search_puts_the_clip_of_its_own_caption_first(tmp_path):
     # Audio-to-audio: a row's own vector finds itself first.
     first = index.search(index.vectors[2], k=2)[0]
     assert first[0] == (sorted(CAPTIONS)[2], pytest.approx(1.0))
-    with pytest.raises(MusicSSLError, match="^--text is empty"):
-        search_text(index, BagOfWords(), "  ")
+    for wordless in ("  ", "!!!", "🎻🎹", "\u200b"):
+        with pytest.raises(MusicSSLError, match="holds no word"):
+            search_text(index, BagOfWords(), wordless)
+    # Mistakes from Python are told as such, not as faiss's bare assertions.
+    with pytest.raises(MusicSSLError, match="k must be a whole number >= 1, got 0"):
+        search_text(index, BagOfWords(), CAPTIONS[sorted(CAPTIONS)[0]], k=0)
+    with pytest.raises(MusicSSLError, match="in the rows' space"):
+        index.search(np.ones(len(WORDS) + 1))
+    with pytest.raises(MusicSSLError, match="must be a string"):
+        search_text(index, BagOfWords(), None)  # type: ignore[arg-type]
 
 
 def test_index_refuses_a_folder_it_did_not_write_and_replaces_its_own(tmp_path):

@@ -1,4 +1,12 @@
-"""musicssl: self-supervised learning of music audio representations."""
+"""musicssl: self-supervised learning of music audio representations.
+
+``musicssl.load(run)`` rebuilds a trained encoder from a run or checkpoint folder; its
+``embed(waveform, sr)`` gives the clip embedding (``.clip``), and with ``layers="all"`` and
+``frames=True`` every layer's vector and the frame features. ``musicssl.audio.load(path,
+sr=...)`` reads an audio file as the command line does. The ``musicssl`` command covers the
+rest (``musicssl --help``); each verb is a function of the package (``musicssl.corpus``,
+``musicssl.pack``, ``musicssl.train``, ``musicssl.evaluate.run``, ``musicssl.search``).
+"""
 
 from typing import Any
 
@@ -6,6 +14,10 @@ from musicssl.errors import AudioError, MusicSSLError
 
 __version__ = "0.1.0"
 __all__ = ["AudioError", "MusicSSLError", "__version__", "load"]
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 def __getattr__(name: str) -> Any:

@@ -113,12 +113,17 @@ class Model:
         return self.checkpoint is not None and has_text_tower(self.checkpoint)
 
     @torch.no_grad()
-    def embed_text(self, texts: list[str]) -> np.ndarray:
+    def embed_text(self, texts: list[str] | str) -> np.ndarray:
         """Texts in the run's joint audio-text space, L2-normalised. Shape: (len(texts), dim).
 
         Raises:
-            MusicSSLError: the run has no text tower.
+            MusicSSLError: the run has no text tower, or ``texts`` is not a list of strings
+                (one string is taken as a list of one).
         """
+        if isinstance(texts, str):
+            texts = [texts]
+        if not all(isinstance(text, str) for text in texts):
+            raise MusicSSLError("embed_text: texts must be strings")
         return self._text().embed_text(list(texts)).float().cpu().numpy()
 
     @torch.no_grad()
@@ -183,7 +188,8 @@ class Model:
         frames: bool = False,
         batch_size: int = 16,
     ) -> Embeddings:
-        """Like ``embed``, over consecutive mono float blocks already at ``sample_rate``.
+        """Like ``embed``, over consecutive blocks of one signal already at ``sample_rate``
+        (each read as ``embed`` reads a signal: float or integer PCM, mono or channels first).
 
         The frame track is one track in time order within the signal: where windows overlap
         (a ``hop`` under the window, the tail window) the earlier window's frames are kept,
@@ -193,7 +199,9 @@ class Model:
         length = [0]
 
         def counted(stream: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-            for block in stream:
+            for given in stream:
+                # Read as audio is read: integer PCM scaled, channels averaged, checked.
+                block = mono_at(given, self.sample_rate, target_sr=self.sample_rate)
                 length[0] += len(block)
                 yield block
 

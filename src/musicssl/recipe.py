@@ -214,12 +214,13 @@ class Recipe:
 
     @classmethod
     def load(cls, path: str | os.PathLike, overrides: list[str] | None = None) -> Recipe:
-        """Read ``path`` (and its ``base``), then apply ``key=value`` overrides.
+        """Read ``path`` (and its ``base``), then apply ``key=value`` overrides; ``path`` may
+        also be a packaged recipe's name (``"simclr-shortchunk-cpu"``), as on the command line.
 
         Raises:
             MusicSSLError: unreadable YAML, unknown keys, bad values or a malformed override.
         """
-        path = Path(path)
+        path = recipe_path(path)
         raw = with_base(path, read(path))
         changes = [parse_override(text) for text in overrides or []]
         try:

@@ -136,8 +136,12 @@ def search_text(
         MusicSSLError: the run has no text tower, the rows are not its embeddings, or
             ``text`` holds no word.
     """
-    if not text.strip():
-        raise MusicSSLError("--text is empty: describe the music to find (e.g. 'a string quartet')")
+    if not isinstance(text, str):
+        raise MusicSSLError(f"search: the text must be a string, got {type(text).__name__}")
+    if not any(character.isalnum() for character in text):
+        raise MusicSSLError(
+            f"the text {text!r} holds no word: describe the music to find (e.g. 'a string quartet')"
+        )
     query = model.embed_text([text])  # before the rows: a run with no text tower says so
     _check_same_run(index, model)
     joint = np.concatenate(
@@ -155,6 +159,11 @@ def search_audio(index: Index, model: Any, path: str | os.PathLike, *, k: int = 
     from musicssl.decoder_notes import decoder_notes
 
     _check_same_run(index, model)
+    if not isinstance(path, (str, os.PathLike)):
+        raise MusicSSLError(
+            "search_audio: give the path of an audio file (for audio in memory: "
+            "index.search(model.embed(signal, sr).clip))"
+        )
     with decoder_notes():  # mpg123's notes on an MP3's tags; a bad file still says why
         signal = audio.load(path, sr=model.sample_rate)
     clip = model.embed(signal, model.sample_rate).clip
@@ -221,7 +230,14 @@ def text_side(checkpoint_path: str | os.PathLike, *, device: Any = "cpu") -> Any
 def _search(
     faiss_index: Any, names: list[str], queries: np.ndarray, *, k: int
 ) -> list[list[tuple[str, float]]]:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise MusicSSLError(f"search: k must be a whole number >= 1, got {k!r}")
     queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    if queries.ndim != 2 or queries.shape[1] != faiss_index.d:
+        raise MusicSSLError(
+            f"search: queries of shape {queries.shape} for rows of {faiss_index.d} dimensions "
+            "(a query must be in the rows' space: the same run's clip embedding)"
+        )
     queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
     scores, rows = faiss_index.search(np.ascontiguousarray(queries), min(k, len(names)))
     return [

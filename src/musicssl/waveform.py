@@ -43,8 +43,12 @@ def mono_at(waveform: np.ndarray | Tensor, sr: int, *, target_sr: int) -> np.nda
             infinite.
     """
     if isinstance(waveform, Tensor):
-        waveform = waveform.detach().cpu().numpy()
+        tensor = waveform.detach().cpu()
+        # numpy has no bfloat16; a float tensor of any width reads as float32.
+        waveform = (tensor.float() if tensor.is_floating_point() else tensor).numpy()
     signal = np.asarray(waveform)
+    if signal.dtype.byteorder not in ("=", "|"):  # PCM in the other byte order (AIFF's)
+        signal = signal.astype(signal.dtype.newbyteorder("="))
     if signal.dtype in _PCM_SCALES:
         offset, scale = _PCM_SCALES[signal.dtype]
         signal = (signal.astype(np.float32) - offset) / np.float32(scale)

@@ -75,6 +75,10 @@ def evaluate(
             ``corpus`` folder without a corpus, a cache inside an audio folder, or an
             ``.npz`` whose names match no task.
     """
+    # One name given as a string is a list of one, not of its letters.
+    tasks = [tasks] if isinstance(tasks, str) else tasks
+    baselines = [baselines] if isinstance(baselines, str) else baselines
+    source = os.fspath(source)
     _check_baselines(baselines)  # before any work
     out_dir = check_out(out)
     # The source first: a bad one is refused before the corpus is built or degraded.

@@ -17,6 +17,8 @@ from musicssl.spelling import PITCH_CLASSES
 from musicssl.waveform import audible
 
 MODES = ("major", "minor")
+# Shorter audio holds too few notes to name a key.
+MIN_SECONDS = 2.0
 # Key profiles: the weight of each pitch class in C major and C minor (tonic first).
 # Aarden-Essen: pitch-class shares in the Essen folk songs (Aarden 2003), the profiles of
 # music21's key analysis, which names the built-in corpus's keys from the notes played.
@@ -209,9 +211,16 @@ class KeyModel:
         """The key of a signal, e.g. ``"Bb major"``.
 
         Raises:
-            MusicSSLError: bad audio (see ``musicssl.waveform.mono_at``), empty or silent.
+            MusicSSLError: bad audio (see ``musicssl.waveform.mono_at``), empty, silent, or
+                shorter than ``MIN_SECONDS``.
         """
-        return key_name(*self._key_of(audible(waveform, sr, self.sample_rate, "key")))
+        signal = audible(waveform, sr, self.sample_rate, "key")
+        if len(signal) < MIN_SECONDS * self.sample_rate:
+            raise MusicSSLError(
+                f"key: the audio lasts {len(signal) / self.sample_rate:.2g} s; a key needs a "
+                f"few notes, {MIN_SECONDS:g} s at least"
+            )
+        return key_name(*self._key_of(signal))
 
     def _key_of(self, signal: np.ndarray) -> tuple[int, str]:
         return profile_key(self.chroma(self.classes(signal)), self.profiles)

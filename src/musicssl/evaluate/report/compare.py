@@ -8,6 +8,7 @@ of the column's best, so a reader does not take a 0.01 gap between two noisy run
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -97,6 +98,8 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
     Returns:
         The table, then the source of each run and a legend of the marks.
     """
+    if isinstance(dirs, (str, os.PathLike)):  # one folder, not a list of its letters
+        dirs = [dirs]
     if not dirs:
         raise MusicSSLError("compare: give at least one evaluation folder")
     folders = [Path(folder) for folder in dirs]
