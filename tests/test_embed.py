@@ -290,7 +290,7 @@ def test_embed_files_refuses_bad_options_before_reading_a_file(
     for hop in (0.0, -0.5, 1e-5, float("nan")):  # 1e-5 s is under one sample at 8 kHz
         with pytest.raises(MusicSSLError, match="hop must be at least one sample"):
             embed_files(model, music, out=out, hop=hop, progress=False)
-    for layers in (99, 7, -8, "99", "last"):
+    for layers in (99, 7, -8, "99", "last", 1.7, True):  # no float or bool rounded to a layer
         with pytest.raises(MusicSSLError, match="layer"):
             embed_files(model, music, out=out, layers=layers, progress=False)
     with pytest.raises(MusicSSLError, match="batch_size must be a positive integer"):

@@ -235,6 +235,8 @@ class Model:
             return []
         if layers == "all":
             return list(range(self.num_layers))
+        if isinstance(layers, (bool, float, np.floating)):  # int() would round 1.7 to 1
+            raise MusicSSLError(f"layer must be an integer or 'all', got {layers!r}")
         try:
             index = int(layers)
         except (TypeError, ValueError):

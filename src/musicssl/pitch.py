@@ -100,6 +100,12 @@ class PitchModel:
         self.encoder = encoder.eval().to(device)
         self.device = torch.device(device)
         self.sample_rate = encoder.sample_rate
+        if hop_length is not None and (
+            isinstance(hop_length, bool) or not isinstance(hop_length, (int, np.integer))
+        ):
+            raise MusicSSLError(
+                f"pitch: hop_length must be a whole number of samples, got {hop_length!r}"
+            )
         self.hop_length = encoder.hop_length if hop_length is None else int(hop_length)
         self.cqt = CQT(
             sr=encoder.sample_rate,
