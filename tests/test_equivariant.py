@@ -476,6 +476,8 @@ def test_key_verb_reads_the_key_branch_of_a_combined_run(tmp_path, capsys):
     assert main(["key", str(run), str(wav)]) == 0
     path, name = capsys.readouterr().out.strip().split("\t")
     assert path == str(wav) and name.split()[0] in PITCH_NAMES and name.split()[1] in MODES
+    assert main(["key", str(run), str(wav), "--profiles", "krumhansl"]) == 0
+    assert capsys.readouterr().out.strip().split("\t")[1].split()[1] in MODES
     save(wav, cadence(2, "major", sr=16000)[:160], sr=16000)  # 10 ms: too few notes
     assert main(["key", str(run), str(wav)]) == 1
     assert "a key needs a few notes, 2 s at least" in capsys.readouterr().err

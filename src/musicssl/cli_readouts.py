@@ -94,6 +94,13 @@ def _add_readout(verbs: Any, name: str, loader: str, kind: str, what: str) -> No
     verb.option(
         "--device", type=device_name, help="cpu, cuda, cuda:N or mps (default: %(default)s)"
     )
+    if name == "key":
+        verb.option(
+            "--profiles",
+            choices=["aarden", "krumhansl"],
+            help="the key profiles matched: Aarden's pitch-class shares in folk songs, or "
+            "Krumhansl and Kessler's listener ratings (default: %(default)s)",
+        )
     verb.parser.set_defaults(run=run_readout, uses_torch=True)
 
 
@@ -106,7 +113,7 @@ def run_readout(args: argparse.Namespace) -> None:
 
     read: Any
     if args.verb == "key":
-        model: Any = load_key(args.checkpoint, **given(args, "device"))
+        model: Any = load_key(args.checkpoint, **given(args, "device", "profiles"))
         read = model.key
     else:
         model = load_tempo(args.checkpoint, **given(args, "device"))
