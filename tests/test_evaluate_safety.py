@@ -556,6 +556,35 @@ def test_a_table_that_holds_out_files_the_run_trained_on_is_warned_of(
     )
 
 
+def test_the_same_audio_in_another_lossless_format_is_found_too(
+    corpus: Path, tmp_path: Path
+) -> None:
+    import soundfile as sf
+
+    from musicssl.corpus import index_folder
+    from musicssl.pack import pack
+
+    audio, names = _table_folder(corpus, tmp_path, ["a", "b"] * 6)
+    index_folder(audio, out=tmp_path / "mine.jsonl", split_by="file", progress=False)
+    pack(tmp_path / "mine.jsonl", out=tmp_path / "store", sr=8000, progress=False)
+    trained = _run_trained_on(tmp_path / "ckpt", "all", tmp_path / "store")
+    # The same clips re-encoded as FLAC (the same 16-bit samples, other bytes), in a table.
+    flac = tmp_path / "flac"
+    flac.mkdir()
+    for name in names:
+        samples, sr = sf.read(audio / name, dtype="int16")
+        sf.write(flac / name.replace(".wav", ".flac"), samples, sr, subtype="PCM_16")
+    table = (audio / "t.csv").read_text().replace(".wav", ".flac")
+    (flac / "t.csv").write_text(table)
+    task = resolve_tasks([str(flac / "t.csv")], corpus=corpus)[0]
+    assert all(
+        (flac / e.name).read_bytes() != (audio / e.name.replace(".flac", ".wav")).read_bytes()
+        for e in task.examples
+    )
+    (note,) = trained_files_notes(str(trained), [task])
+    assert note.startswith(f"{trained} trained on files that task t holds out (4 test, 4 valid)")
+
+
 def test_a_refused_evaluation_leaves_no_folder_it_made(tmp_path: Path, capsys) -> None:
     from musicssl.cli import main
 

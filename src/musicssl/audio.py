@@ -8,6 +8,7 @@ AIFF, ...), resampling by ``soxr``.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 import struct
@@ -43,6 +44,7 @@ class AudioInfo:
     sr: int
     frames: int
     channels: int
+    samples_sha256: str | None = None  # of the decoded samples: ``check`` fills it
 
     @property
     def duration(self) -> float:
@@ -149,12 +151,13 @@ def check(path: str | os.PathLike, *, silence_db: float = -90.0) -> AudioInfo:
         raise AudioError(path, "empty: no audio frames")
     peak = 0.0
     decoded = 0
+    digest = hashlib.sha256()
     try:
-        with sf.SoundFile(str(path)) as handle:
-            for block in handle.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
-                decoded += len(block)
-                if len(block):
-                    peak = max(peak, float(np.max(np.abs(block))))
+        for block in _decoded_blocks(path):
+            decoded += len(block)
+            digest.update(block.tobytes())
+            if len(block):
+                peak = max(peak, float(np.max(np.abs(block))))
     except (sf.LibsndfileError, RuntimeError) as error:
         raise AudioError(
             path, f"corrupt: decoding failed after {decoded} frames ({_reason(error)})"
@@ -167,7 +170,29 @@ def check(path: str | os.PathLike, *, silence_db: float = -90.0) -> AudioInfo:
         raise AudioError(path, "corrupt: decoded samples are not finite")
     if peak <= 10.0 ** (silence_db / 20.0):
         raise AudioError(path, f"all silent (peak below {silence_db:g} dBFS)")
-    return AudioInfo(sr=header.sr, frames=decoded, channels=header.channels)
+    return AudioInfo(header.sr, decoded, header.channels, samples_sha256=digest.hexdigest())
+
+
+def samples_digest(path: str | os.PathLike) -> str:
+    """The sha256 of a file's decoded samples, as ``check`` computes it: the same for two
+    files that hold the same samples in other lossless formats (a WAV and its FLAC).
+
+    Raises:
+        AudioError: the file cannot be decoded.
+    """
+    digest = hashlib.sha256()
+    try:
+        for block in _decoded_blocks(Path(path)):
+            digest.update(block.tobytes())
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise AudioError(path, f"corrupt: {_reason(error)}") from None
+    return digest.hexdigest()
+
+
+def _decoded_blocks(path: Path) -> Iterator[np.ndarray]:
+    """The file's samples as float32 blocks, channels interleaved. Shape: (frames, channels)."""
+    with sf.SoundFile(str(path)) as handle:
+        yield from handle.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True)
 
 
 def load(

@@ -349,7 +349,8 @@ def _inspect(
         except OSError as error:
             return position, {**row, "reason": audio.os_error_reason(error, file)}
         found_row = dict(duration=round(found.duration, 6), sr=found.sr,
-                         channels=found.channels, frames=found.frames, sha256=digest)  # fmt: skip
+                         channels=found.channels, frames=found.frames, sha256=digest,
+                         samples_sha256=found.samples_sha256)  # fmt: skip
         return position, {**previous.get(key, {}), **row, **found_row}
 
     with ThreadPoolExecutor(max(1, workers)) as pool:

@@ -21,7 +21,7 @@ from musicssl.splits import real_path
 # What the index writes itself: a table cannot set these.
 RESERVED = frozenset(
     {"path", "abspath", "bytes", "mtime", "duration", "sr", "channels", "frames", "sha256",
-     "split", "split_by", "reason"}
+     "samples_sha256", "split", "split_by", "reason"}
 )  # fmt: skip
 
 

@@ -72,12 +72,16 @@ def _same_corpus(store: Path, corpus: Path) -> bool | None:
 
 def trained_files_notes(source: str, tasks: Sequence[Task]) -> list[str]:
     """Warnings for tasks whose valid or test files the run at ``source`` (or a run it
-    started from) trained on: files with the bytes of a training clip of its store.
+    started from) trained on: files with the bytes of a training clip of its store, or with
+    its decoded samples (the same audio in another lossless format; stores of manifests that
+    ``data index`` wrote record them).
 
     A table of your own without a ``split`` column is split by a hash of its paths, which
-    knows nothing of the run's store. Only files of a training clip's size are hashed.
+    knows nothing of the run's store. Only files of a training clip's size (or sample rate
+    and length) are hashed.
     """
-    trained: dict[int, dict[str, str]] = {}  # bytes -> sha256 -> the run that trained on it
+    by_bytes: dict[int, dict[str, str]] = {}  # bytes -> sha256 -> the run that trained on it
+    by_samples: dict[tuple[int, int], dict[str, str]] = {}  # (sr, frames) -> samples digest
     notes = []
     for run, recipe in _chain(source):
         if recipe.data.store and not (Path(recipe.data.store) / "clips.jsonl").is_file():
@@ -89,23 +93,21 @@ def trained_files_notes(source: str, tasks: Sequence[Task]) -> list[str]:
             picked = recipe.data.splits == "all" or row.get("split") in {
                 part.strip() for part in recipe.data.splits.split(",")
             }
-            if picked and row.get("sha256") and isinstance(row.get("bytes"), int):
-                trained.setdefault(row["bytes"], {}).setdefault(row["sha256"], run)
-    if not trained:
+            if not picked:
+                continue
+            if row.get("sha256") and isinstance(row.get("bytes"), int):
+                by_bytes.setdefault(row["bytes"], {}).setdefault(row["sha256"], run)
+            if row.get("samples_sha256") and isinstance(row.get("frames"), int):
+                shape = (int(row.get("sr") or 0), row["frames"])
+                by_samples.setdefault(shape, {}).setdefault(row["samples_sha256"], run)
+    if not by_bytes and not by_samples:
         return notes
-    from musicssl.files import file_hash
-
     for task in tasks:
         seen: Counter[tuple[str, str]] = Counter()  # (the run, the split)
         for example in task.examples:
             if example.split in ("train", "gallery"):
                 continue
-            path = task.root / example.name
-            try:
-                size = os.stat(path).st_size
-                by = trained[size].get(file_hash(path)) if size in trained else None
-            except OSError:
-                continue
+            by = _trained_by(task.root / example.name, by_bytes, by_samples)
             if by is not None:
                 seen[by, example.split] += 1
         for run in dict.fromkeys(run for run, _ in seen):
@@ -116,6 +118,29 @@ def trained_files_notes(source: str, tasks: Sequence[Task]) -> list[str]:
                 f"scores are not held out; {_advice(task)}"
             )
     return notes
+
+
+def _trained_by(
+    path: Path,
+    by_bytes: dict[int, dict[str, str]],
+    by_samples: dict[tuple[int, int], dict[str, str]],
+) -> str | None:
+    """The run that trained on the audio of ``path`` (its bytes, else its decoded samples),
+    or None; a file that cannot be read is none."""
+    from musicssl import audio
+    from musicssl.files import file_hash
+
+    try:
+        size = os.stat(path).st_size
+        if size in by_bytes and (run := by_bytes[size].get(file_hash(path))) is not None:
+            return run
+        if not by_samples:
+            return None
+        header = audio.info(path)
+        shape = (header.sr, header.frames)
+        return by_samples[shape].get(audio.samples_digest(path)) if shape in by_samples else None
+    except (OSError, MusicSSLError):
+        return None
 
 
 def _advice(task: Task) -> str:
