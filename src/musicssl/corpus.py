@@ -26,7 +26,6 @@ Splits travel with the data, from one of (first that applies):
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from musicssl import audio
 from musicssl.decoder_notes import decoder_notes
 from musicssl.errors import AudioError, MusicSSLError
 from musicssl.files import file_hash
-from musicssl.labels import RESERVED, read_labels
+from musicssl.labels import apply_labels, read_labels
 from musicssl.manifest import read_manifest, write_jsonl
 from musicssl.plural import counted
 from musicssl.progress import bar as progress_bar
@@ -166,7 +165,7 @@ def index_folder(
     results = _rows(files, base, previous, previous_bad, summary, workers=workers,
                     progress=progress)  # fmt: skip
     if label_table is not None:
-        summary.labels = _label(files, results, label_table, Path(labels or ""))
+        summary.labels = apply_labels(files, results, label_table, Path(labels or ""))
     bad_rows = [{"path": _relative(folder, base), "reason": why} for folder, why in walk_errors]
     good, renamed = _with_splits(files, results, bad_rows, root=root, group_of=group_of,
                                  split_by=split_by, table=table, previous=previous)  # fmt: skip
@@ -215,29 +214,6 @@ def _rows(
         bar.close()
     summary.notes = notes.lines
     return results
-
-
-def _label(
-    files: list[Path], results: list[dict[str, Any]], table: dict[str, dict[str, Any]], path: Path
-) -> str:
-    """Give each readable file's row the labels of its row in ``table`` (they replace the
-    ones it had); what was done, in a line."""
-    columns: Counter[str] = Counter()
-    labelled = readable = 0
-    for file, row in zip(files, results, strict=True):
-        if "reason" in row or not row:
-            continue
-        readable += 1
-        for key in [key for key in row if key not in RESERVED]:
-            del row[key]
-        found = lookup(table, file)
-        if found:
-            row.update(found)
-            labelled += 1
-            columns.update(list(found))  # count each column once per file
-    named = ", ".join(f"{name} ({count})" for name, count in columns.most_common())
-    line = f"labels: {labelled} of {counted(readable, 'file')} from {path}"
-    return line + (f": {named}" if named else "; no row of it names a file found here")
 
 
 def _with_splits(

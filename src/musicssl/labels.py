@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from musicssl.errors import MusicSSLError
-from musicssl.splits import real_path
+from musicssl.plural import counted
+from musicssl.splits import lookup, real_path
 
 # What the index writes itself: a table cannot set these.
 RESERVED = frozenset(
@@ -82,3 +84,26 @@ def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     except (csv.Error, json.JSONDecodeError) as error:
         raise MusicSSLError(f"{path}: not a readable table ({error})") from None
     raise MusicSSLError(f"{path}: a labels table is a .csv, .tsv or .jsonl file")
+
+
+def apply_labels(
+    files: list[Path], results: list[dict[str, Any]], table: dict[str, dict[str, Any]], path: Path
+) -> str:
+    """Give each readable file's row the labels of its row in ``table`` (they replace the
+    ones it had); what was done, in a line."""
+    columns: Counter[str] = Counter()
+    labelled = readable = 0
+    for file, row in zip(files, results, strict=True):
+        if "reason" in row or not row:
+            continue
+        readable += 1
+        for key in [key for key in row if key not in RESERVED]:
+            del row[key]
+        found = lookup(table, file)
+        if found:
+            row.update(found)
+            labelled += 1
+            columns.update(list(found))  # count each column once per file
+    named = ", ".join(f"{name} ({count})" for name, count in columns.most_common())
+    line = f"labels: {labelled} of {counted(readable, 'file')} from {path}"
+    return line + (f": {named}" if named else "; no row of it names a file found here")

@@ -24,6 +24,7 @@ from musicssl.evaluate.results import Evaluation
 from musicssl.evaluate.scoring import evaluate_embeddings
 from musicssl.evaluate.sources import Embedded, Source, open_source
 from musicssl.evaluate.task import Task
+from musicssl.evaluate.task_specs import needs_corpus, resolve_tasks
 from musicssl.evaluate.tsne import task_map
 from musicssl.recipe import DEFAULT_CORPUS
 
@@ -83,7 +84,7 @@ def evaluate(
     out_dir = check_out(out)
     # The source first: a bad one is refused before the corpus is built or degraded.
     opened = open_source(source, reference=reference, device=device, readout=readout)
-    corpus_dir = _corpus(corpus, progress=progress, build=_needs_corpus(tasks))
+    corpus_dir = _corpus(corpus, progress=progress, build=needs_corpus(tasks))
     cache_dir = Path(cache) if cache is not None else default_cache()
     task_list = resolve_tasks(tasks, corpus=corpus_dir, cache=cache_dir, progress=progress)
     _check_cache(cache_dir, task_list)
@@ -241,48 +242,6 @@ def _zero_shot(
         evaluation.tasks.update(zero_shot_results(source.model, corpus, found.vectors()))
 
 
-# What ``--tasks`` takes as a table of your own: its file name's ending, any case.
-TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
-
-
-def _needs_corpus(specs: Sequence[str] | None) -> bool:
-    """Whether the tasks ``specs`` name include a built-in one (none named: all of them).
-
-    Raises:
-        MusicSSLError: a spec that names no task (before any corpus is built for it).
-    """
-    return not specs or any(_spec_kind(spec) == "builtin" for spec in specs)
-
-
-def _spec_kind(spec: str) -> str:
-    """What a ``--tasks`` entry names: "dataset" (``DATASET=ROOT``), "table" or "builtin".
-
-    Raises:
-        MusicSSLError: none of these.
-    """
-    from musicssl.evaluate import builtin_tasks, datasets
-
-    if "=" in spec:
-        return "dataset"
-    if spec.lower().endswith(TABLE_SUFFIXES):
-        return "table"
-    if spec.endswith(builtin_tasks.TRANSFER_SUFFIX):
-        name = spec.removesuffix(builtin_tasks.TRANSFER_SUFFIX)
-        if name not in builtin_tasks.TRANSFER_TASKS:
-            raise MusicSSLError(
-                f"no transfer task {spec!r}; choose from {', '.join(builtin_tasks.TRANSFER_TASKS)}"
-                f" with {builtin_tasks.TRANSFER_SUFFIX}, or transfer"
-            )
-        return "builtin"
-    if spec in builtin_tasks.TASKS or spec == "transfer":
-        return "builtin"
-    raise MusicSSLError(
-        f"unknown task {spec!r}: give a built-in task "
-        f"({', '.join(builtin_tasks.TASKS)}; NAME@transfer or transfer), DATASET=ROOT "
-        f"({', '.join(sorted(datasets.DATASETS))}) or a .csv, .tsv or .jsonl table"
-    )
-
-
 def _corpus(corpus: str | os.PathLike | None, *, progress: bool, build: bool) -> Path:
     """The corpus folder as it is (any size); at the default place, built small when missing
     and ``build`` (a built-in task needs it; the others only use one that is there).
@@ -306,76 +265,6 @@ def _corpus(corpus: str | os.PathLike | None, *, progress: bool, build: bool) ->
                   "(a few minutes on 2 cores)", flush=True)  # fmt: skip
         build_corpus(corpus_dir, size="small", seed=0, progress=progress)
     return corpus_dir
-
-
-def resolve_tasks(
-    specs: Sequence[str] | None,
-    *,
-    corpus: Path,
-    cache: Path | None = None,
-    progress: bool = True,
-) -> list[Task]:
-    """Tasks from names: built-in task names, ``DATASET=ROOT``, or a CSV, TSV or JSONL table.
-
-    ``NAME@transfer`` is a built-in task tested on the corpus's transfer renders, and
-    ``transfer`` names every such task (see ``builtin_tasks``).
-
-    Args:
-        specs: the names; None or empty for every built-in task.
-        corpus: the built-in corpus folder.
-        cache: where the degraded copies go when the corpus cannot be written to.
-        progress: show a progress bar while degraded copies are made.
-    """
-    from musicssl.evaluate import builtin_tasks, datasets
-
-    if not specs:
-        return builtin_tasks.builtin_tasks(corpus, cache=cache, progress=progress)
-    tasks: list[Task] = []
-    for spec in dict.fromkeys(specs):  # a name given twice is probed once
-        kind = _spec_kind(spec)
-        if kind == "dataset":
-            dataset, root = spec.split("=", 1)
-            if dataset not in datasets.DATASETS:
-                raise MusicSSLError(
-                    f"unknown data set {dataset!r}; known: {', '.join(sorted(datasets.DATASETS))}"
-                )
-            if not root:
-                raise MusicSSLError(f"--tasks {spec}: give the data set's folder after '='")
-            if not Path(root).is_dir():
-                raise MusicSSLError(f"--tasks {spec}: {root} is not a folder")
-            loaded = datasets.DATASETS[dataset](Path(root))
-            tasks.extend(loaded if isinstance(loaded, list) else [loaded])
-        elif kind == "table":
-            tasks.append(datasets.table_task(Path(spec)))
-        elif spec in builtin_tasks.TASKS:
-            tasks.append(builtin_tasks.builtin_task(spec, corpus, cache=cache, progress=progress))
-        elif spec == "transfer":
-            tasks.extend(
-                builtin_tasks.transfer_task(n, corpus) for n in builtin_tasks.TRANSFER_TASKS
-            )
-        else:
-            name = spec.removesuffix(builtin_tasks.TRANSFER_SUFFIX)
-            tasks.append(builtin_tasks.transfer_task(name, corpus))
-        tasks = _one_task_a_name(tasks, spec)
-    return tasks
-
-
-def _one_task_a_name(tasks: list[Task], spec: str) -> list[Task]:
-    """``tasks`` with a task named twice kept once (``transfer`` and ``key@transfer``);
-    refused when the two are other data: results are kept by task name."""
-    kept: dict[str, Task] = {}
-    for task in tasks:
-        earlier = kept.setdefault(task.name, task)
-        if earlier is not task and (earlier.root, earlier.description) != (
-            task.root,
-            task.description,
-        ):
-            raise MusicSSLError(
-                f"--tasks {spec}: gives a task named {task.name!r}, as an earlier one does; "
-                "results are kept by name, so rename the table (its file name is its task's "
-                "name)"
-            )
-    return list(kept.values())
 
 
 def baseline_results(

@@ -1,0 +1,124 @@
+"""What ``--tasks`` names: built-in tasks, ``DATASET=ROOT`` folders and tables of your own.
+
+Each entry is told apart (``needs_corpus``) before any corpus is built for it, so that a
+misspelt name costs no rendering; ``resolve_tasks`` then builds the tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from musicssl.errors import MusicSSLError
+from musicssl.evaluate.task import Task
+
+# What ``--tasks`` takes as a table of your own: its file name's ending, any case.
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
+
+
+def needs_corpus(specs: Sequence[str] | None) -> bool:
+    """Whether the tasks ``specs`` name include a built-in one (none named: all of them).
+
+    Raises:
+        MusicSSLError: a spec that names no task (before any corpus is built for it).
+    """
+    return not specs or any(_spec_kind(spec) == "builtin" for spec in specs)
+
+
+def _spec_kind(spec: str) -> str:
+    """What a ``--tasks`` entry names: "dataset" (``DATASET=ROOT``), "table" or "builtin".
+
+    Raises:
+        MusicSSLError: none of these.
+    """
+    from musicssl.evaluate import builtin_tasks, datasets
+
+    if "=" in spec:
+        return "dataset"
+    if spec.lower().endswith(TABLE_SUFFIXES):
+        return "table"
+    if spec.endswith(builtin_tasks.TRANSFER_SUFFIX):
+        name = spec.removesuffix(builtin_tasks.TRANSFER_SUFFIX)
+        if name not in builtin_tasks.TRANSFER_TASKS:
+            raise MusicSSLError(
+                f"no transfer task {spec!r}; choose from {', '.join(builtin_tasks.TRANSFER_TASKS)}"
+                f" with {builtin_tasks.TRANSFER_SUFFIX}, or transfer"
+            )
+        return "builtin"
+    if spec in builtin_tasks.TASKS or spec == "transfer":
+        return "builtin"
+    raise MusicSSLError(
+        f"unknown task {spec!r}: give a built-in task "
+        f"({', '.join(builtin_tasks.TASKS)}; NAME@transfer or transfer), DATASET=ROOT "
+        f"({', '.join(sorted(datasets.DATASETS))}) or a .csv, .tsv or .jsonl table"
+    )
+
+
+def resolve_tasks(
+    specs: Sequence[str] | None,
+    *,
+    corpus: Path,
+    cache: Path | None = None,
+    progress: bool = True,
+) -> list[Task]:
+    """Tasks from names: built-in task names, ``DATASET=ROOT``, or a CSV, TSV or JSONL table.
+
+    ``NAME@transfer`` is a built-in task tested on the corpus's transfer renders, and
+    ``transfer`` names every such task (see ``builtin_tasks``).
+
+    Args:
+        specs: the names; None or empty for every built-in task.
+        corpus: the built-in corpus folder.
+        cache: where the degraded copies go when the corpus cannot be written to.
+        progress: show a progress bar while degraded copies are made.
+    """
+    from musicssl.evaluate import builtin_tasks, datasets
+
+    if not specs:
+        return builtin_tasks.builtin_tasks(corpus, cache=cache, progress=progress)
+    tasks: list[Task] = []
+    for spec in dict.fromkeys(specs):  # a name given twice is probed once
+        kind = _spec_kind(spec)
+        if kind == "dataset":
+            dataset, root = spec.split("=", 1)
+            if dataset not in datasets.DATASETS:
+                raise MusicSSLError(
+                    f"unknown data set {dataset!r}; known: {', '.join(sorted(datasets.DATASETS))}"
+                )
+            if not root:
+                raise MusicSSLError(f"--tasks {spec}: give the data set's folder after '='")
+            if not Path(root).is_dir():
+                raise MusicSSLError(f"--tasks {spec}: {root} is not a folder")
+            loaded = datasets.DATASETS[dataset](Path(root))
+            tasks.extend(loaded if isinstance(loaded, list) else [loaded])
+        elif kind == "table":
+            tasks.append(datasets.table_task(Path(spec)))
+        elif spec in builtin_tasks.TASKS:
+            tasks.append(builtin_tasks.builtin_task(spec, corpus, cache=cache, progress=progress))
+        elif spec == "transfer":
+            tasks.extend(
+                builtin_tasks.transfer_task(n, corpus) for n in builtin_tasks.TRANSFER_TASKS
+            )
+        else:
+            name = spec.removesuffix(builtin_tasks.TRANSFER_SUFFIX)
+            tasks.append(builtin_tasks.transfer_task(name, corpus))
+        tasks = _one_task_a_name(tasks, spec)
+    return tasks
+
+
+def _one_task_a_name(tasks: list[Task], spec: str) -> list[Task]:
+    """``tasks`` with a task named twice kept once (``transfer`` and ``key@transfer``);
+    refused when the two are other data: results are kept by task name."""
+    kept: dict[str, Task] = {}
+    for task in tasks:
+        earlier = kept.setdefault(task.name, task)
+        if earlier is not task and (earlier.root, earlier.description) != (
+            task.root,
+            task.description,
+        ):
+            raise MusicSSLError(
+                f"--tasks {spec}: gives a task named {task.name!r}, as an earlier one does; "
+                "results are kept by name, so rename the table (its file name is its task's "
+                "name)"
+            )
+    return list(kept.values())
