@@ -3,9 +3,8 @@
 As s3prl's featurizer and MARBLE's ``LayerWeightedSum`` weigh the layers of a model, one
 weight per layer (a softmax over learned logits) mixes the layers' standardised vectors,
 learned jointly with a linear probe on the training split by full-batch Adam, stopping early
-on the validation loss. The probe's L2 penalty is chosen from a few by that validation loss:
-a weak one lets the probe fit the training split through whichever layer fits it best, and
-its weights then follow the training fit, not what generalises. The weights are then fixed,
+on the validation loss. The probe's L2 penalty is chosen from a few by that validation loss,
+as the probes' own is chosen on the validation split. The weights are then fixed,
 and the mixed vectors are probed as any layer is (``protocol``): the same probe grid, seeds
 and test resamples. The test split never moves a weight. Every layer must have the same
 width.
