@@ -143,6 +143,12 @@ def test_unknown_tasks_and_sources_are_clear_errors(tiny_corpus: Path, tmp_path:
     (tmp_path / "young" / "recipe.yaml").write_text("method: {name: simclr}\n")
     with pytest.raises(MusicSSLError, match="young: a run with no checkpoint yet"):
         evaluate(str(tmp_path / "young"), out=tmp_path / "o", corpus=tiny_corpus, progress=False)
+    # The demo's folder holds its run one level down: the error names it.
+    demo = tmp_path / "demo"
+    (demo / "run").mkdir(parents=True)
+    (demo / "run" / "latest").write_text("step-00000001\n")
+    with pytest.raises(MusicSSLError, match=f"demo: not a run; the run in it is {demo / 'run'}"):
+        evaluate(str(demo), out=tmp_path / "o", corpus=tiny_corpus, progress=False)
 
 
 def test_layers_all_probes_every_encoder_layer(tiny_corpus: Path, tmp_path: Path):

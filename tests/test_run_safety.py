@@ -101,6 +101,12 @@ def test_resume_with_new_settings_is_refused_naming_the_way_to_train_longer(
     line = one_line(capsys)
     assert f"train.init_from={run} --out NEW_RUN" in line
     assert checkpoint.latest(run).name == "step-00000004"
+    # The weights are as readable as the rest of the run (safetensors writes them 0600).
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("encoder.safetensors", "method.safetensors", "recipe.yaml"):
+        mode = (checkpoint.latest(run) / name).stat().st_mode & 0o777
+        assert mode == 0o666 & ~mask, (name, oct(mode))
 
 
 def test_a_run_that_lost_its_latest_file_keeps_its_checkpoints(recipe, tmp_path, capsys):

@@ -179,6 +179,9 @@ def checkpoint_folder(path: str | os.PathLike) -> Path:
         raise MusicSSLError(f"{path}: no such run or checkpoint folder")
     folder = latest(path) if is_run(path) else Path(path)
     if not (folder / "encoder.json").is_file() or not (folder / "encoder.safetensors").is_file():
+        inner = [child for child in sorted(Path(path).glob("*/latest")) if child.is_file()]
+        if len(inner) == 1:  # the demo's folder: its run is one level down
+            raise MusicSSLError(f"{path}: not a run; the run in it is {inner[0].parent}")
         weights = ("encoder.json", "encoder.safetensors", "state.pt")
         if (folder / "recipe.yaml").is_file() and not any((folder / n).exists() for n in weights):
             raise MusicSSLError(
@@ -284,6 +287,11 @@ def write_checkpoint(
         save_file(_contiguous(method.state_dict()), partial / "method.safetensors")
         torch.save(training_state, partial / "state.pt")
         (partial / "recipe.yaml").write_text(recipe.dump())
+        # safetensors writes its files for their owner alone; the weights are as readable
+        # as the rest of the run (the umask's say), so a colleague can load them.
+        readable = 0o666 & ~_umask()
+        for weights in ("encoder.safetensors", "method.safetensors"):
+            os.chmod(partial / weights, readable)
     except (SafetensorError, RuntimeError) as error:  # safetensors' and torch's own I/O errors
         shutil.rmtree(partial, ignore_errors=True)
         raise MusicSSLError(
@@ -385,6 +393,12 @@ def _load_weights(path: Path, what: str, module: nn.Module) -> None:
         raise MusicSSLError(
             f"{path}: weights do not fit {what} (missing {missing[:3]}, unexpected {extra[:3]})"
         )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ def add_pitch(verbs: Any) -> None:
         verbs.add_parser(
             "pitch",
             help="f0 of monophonic audio with a run trained by the pesto recipe",
-            description="Load RUN (a pesto_cnn run, calibrated on synthetic harmonic tones), "
+            description="Load RUN (a pesto-cpu run, calibrated on synthetic harmonic tones), "
             "read the pitch of every CQT frame of AUDIO and write a CSV of time (s), f0 (Hz) "
             "and confidence (probability within a semitone of the peak, 0 to 1); a silent frame "
             "(peak below -90 dBFS) reads f0 0 and confidence 0, as mir_eval reads unvoiced.",
@@ -73,7 +73,11 @@ def add_key(verbs: Any) -> None:
 
 def add_tempo(verbs: Any) -> None:
     _add_readout(
-        verbs, "tempo", "musicssl.readouts:load_tempo", "a tempo (tempo-cpu) run", "the tempo (BPM)"
+        verbs,
+        "tempo",
+        "musicssl.readouts:load_tempo",
+        "a tempo run: tempo-cpu, or the demo's simclr-key-tempo-cpu",
+        "the tempo (BPM)",
     )
 
 

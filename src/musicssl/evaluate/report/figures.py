@@ -105,8 +105,8 @@ def _scores_figure(systems: Sequence[System], seeds: int) -> ReportFigure | None
     caption = (
         "One group of bars per task: its headline metric on the test split. Bars are the mean "
         f"over {seeds} seeds and error bars ±1 std over seeds ({SEED_NOTE}). The dashed tick "
-        "is chance, what a random embedding scores. Higher is better except for mae (↓), "
-        "which has its own axis."
+        "is chance, what an embedding with no information scores. Higher is better except "
+        "for mae (↓), which has its own axis."
     )
     return ReportFigure("figures/scores.png", "Headline score per task", caption, png(figure))
 

@@ -201,7 +201,9 @@ def about_rows(systems: Sequence[System]) -> list[tuple[str, str]]:
 
 READING = (
     "Scores are mean ± std over seeds on the test split. Higher is better for every metric "
-    "except mae (lower is better). Chance is what a random embedding scores. "
+    "except mae (lower is better). Chance is what an embedding with no information scores: "
+    "a uniform guess (tempo: always the most common training tempo bin, which a poor "
+    "embedding can score below). "
     f"{BEST_MARK} marks the best system on a task, {NEAR_MARK} a system within noise of it "
     "(|difference| <= 2 · sqrt(std_best² + std²)). 'keeps' sets the source against its random "
     "weights (a checkpoint's own architecture; beside an .npz, baseline:random is the demo's "
