@@ -91,6 +91,15 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(recipe,
     assert checkpoint.latest(run).name == "step-00000004"
 
 
+def test_a_run_shorter_than_its_warm_up_is_noted(recipe, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["pretrain", str(recipe), "--out", str(run), "optim.warmup_steps=4"]
+    assert main(argv) == 0
+    assert "note: optim.warmup_steps=4 is not under train.steps=4" in capsys.readouterr().out
+    assert main(["pretrain", str(recipe), "--out", str(tmp_path / "other")]) == 0
+    assert "warmup_steps" not in capsys.readouterr().out
+
+
 def test_resume_with_new_settings_is_refused_naming_the_way_to_train_longer(
     recipe, tmp_path, capsys
 ):

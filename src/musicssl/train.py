@@ -198,6 +198,10 @@ def _open_run(
         checkpoint.start_run(run, recipe)
     if recipe.train.init_from and writer:
         print(f"pretrain: the encoder starts from {recipe.train.init_from}", flush=True)
+    if writer and recipe.optim.warmup_steps >= recipe.train.steps:
+        print(f"note: optim.warmup_steps={recipe.optim.warmup_steps} is not under "
+              f"train.steps={recipe.train.steps}: the learning rate only rises (lower "
+              "optim.warmup_steps for a short run)", flush=True)  # fmt: skip
     return {}
 
 
