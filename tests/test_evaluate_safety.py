@@ -500,16 +500,21 @@ def test_your_own_tasks_alone_build_no_corpus(corpus: Path, tmp_path: Path, monk
     )
 
 
-def test_a_table_that_holds_out_files_the_run_trained_on_is_warned_of(
-    corpus: Path, tmp_path: Path
-) -> None:
+def _table_trained_on(corpus: Path, tmp_path: Path) -> tuple[Path, list[str], Path]:
+    """``_table_folder``'s clips indexed, packed and named by a run trained on all of them."""
     from musicssl.corpus import index_folder
     from musicssl.pack import pack
 
-    audio, _ = _table_folder(corpus, tmp_path, ["a", "b"] * 6)
+    audio, names = _table_folder(corpus, tmp_path, ["a", "b"] * 6)
     index_folder(audio, out=tmp_path / "mine.jsonl", split_by="file", progress=False)
     pack(tmp_path / "mine.jsonl", out=tmp_path / "store", sr=8000, progress=False)
-    trained = _run_trained_on(tmp_path / "ckpt", "all", tmp_path / "store")
+    return audio, names, _run_trained_on(tmp_path / "ckpt", "all", tmp_path / "store")
+
+
+def test_a_table_that_holds_out_files_the_run_trained_on_is_warned_of(
+    corpus: Path, tmp_path: Path
+) -> None:
+    audio, _, trained = _table_trained_on(corpus, tmp_path)
     results = _evaluate(str(trained), corpus, tmp_path, tasks=[str(audio / "t.csv")])
     assert (
         f"{trained} trained on files that task t holds out (4 test, 4 valid): their scores "
@@ -561,13 +566,7 @@ def test_the_same_audio_in_another_lossless_format_is_found_too(
 ) -> None:
     import soundfile as sf
 
-    from musicssl.corpus import index_folder
-    from musicssl.pack import pack
-
-    audio, names = _table_folder(corpus, tmp_path, ["a", "b"] * 6)
-    index_folder(audio, out=tmp_path / "mine.jsonl", split_by="file", progress=False)
-    pack(tmp_path / "mine.jsonl", out=tmp_path / "store", sr=8000, progress=False)
-    trained = _run_trained_on(tmp_path / "ckpt", "all", tmp_path / "store")
+    audio, names, trained = _table_trained_on(corpus, tmp_path)
     # The same clips re-encoded as FLAC (the same 16-bit samples, other bytes), in a table.
     flac = tmp_path / "flac"
     flac.mkdir()

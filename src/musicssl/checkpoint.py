@@ -36,7 +36,7 @@ from torch import nn
 
 from musicssl.encoders import Encoder, build_encoder
 from musicssl.errors import MusicSSLError
-from musicssl.files import LOCK_NAME, write_text
+from musicssl.files import LOCK_NAME, creation_mode, write_text
 from musicssl.methods import Method
 from musicssl.recipe import Recipe
 
@@ -289,7 +289,7 @@ def write_checkpoint(
         (partial / "recipe.yaml").write_text(recipe.dump())
         # safetensors writes its files for their owner alone; the weights are as readable
         # as the rest of the run (the umask's say), so a colleague can load them.
-        readable = 0o666 & ~_umask()
+        readable = creation_mode()
         for weights in ("encoder.safetensors", "method.safetensors"):
             os.chmod(partial / weights, readable)
     except (SafetensorError, RuntimeError) as error:  # safetensors' and torch's own I/O errors
@@ -393,12 +393,6 @@ def _load_weights(path: Path, what: str, module: nn.Module) -> None:
         raise MusicSSLError(
             f"{path}: weights do not fit {what} (missing {missing[:3]}, unexpected {extra[:3]})"
         )
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

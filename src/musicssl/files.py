@@ -58,6 +58,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
+def creation_mode() -> int:
+    """The mode a new file gets under this process's umask (0o644 under the usual 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextmanager
 def folder_lock(folder: str | os.PathLike, *, busy: str) -> Iterator[None]:
     """Hold ``folder/.lock`` for this process while the block runs; refuse if another holds it.

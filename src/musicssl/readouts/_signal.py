@@ -16,6 +16,21 @@ from musicssl.errors import MusicSSLError
 Network = TypeVar("Network", bound=torch.nn.Module)
 
 
+def require_seconds(
+    signal: np.ndarray, rate: int, *, what: str, needs: str, seconds: float
+) -> None:
+    """Refuse a signal at ``rate`` shorter than ``seconds``: too short to read ``what`` from.
+
+    Raises:
+        MusicSSLError: "tempo: the audio lasts 0.2 s; a tempo needs a few beats, 2 s at least".
+    """
+    if len(signal) < seconds * rate:
+        raise MusicSSLError(
+            f"{what}: the audio lasts {len(signal) / rate:.2g} s; a {what} needs {needs}, "
+            f"{seconds:g} s at least"
+        )
+
+
 def signal_windows(signal: np.ndarray, size: int, step: int) -> Tensor:
     """Windows of ``size`` samples every ``step``, the last one ending with the signal; a
     short signal is zero-padded to one window.

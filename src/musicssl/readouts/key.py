@@ -12,7 +12,7 @@ from torch import Tensor
 from musicssl.encoders import KeyCNN
 from musicssl.errors import MusicSSLError
 from musicssl.pitch import harmonic_tone
-from musicssl.readouts._signal import signal_windows, trained_branch
+from musicssl.readouts._signal import require_seconds, signal_windows, trained_branch
 from musicssl.spelling import PITCH_CLASSES
 from musicssl.waveform import audible
 
@@ -215,11 +215,8 @@ class KeyModel:
                 shorter than ``MIN_SECONDS``.
         """
         signal = audible(waveform, sr, self.sample_rate, "key")
-        if len(signal) < MIN_SECONDS * self.sample_rate:
-            raise MusicSSLError(
-                f"key: the audio lasts {len(signal) / self.sample_rate:.2g} s; a key needs a "
-                f"few notes, {MIN_SECONDS:g} s at least"
-            )
+        require_seconds(signal, self.sample_rate, what="key", needs="a few notes",
+                        seconds=MIN_SECONDS)  # fmt: skip
         return key_name(*self._key_of(signal))
 
     def _key_of(self, signal: np.ndarray) -> tuple[int, str]:

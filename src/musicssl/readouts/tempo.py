@@ -12,7 +12,7 @@ from torch import Tensor
 from musicssl.encoders import TempoCNN
 from musicssl.encoders._bins import local_expectation
 from musicssl.errors import MusicSSLError
-from musicssl.readouts._signal import signal_windows, trained_branch
+from musicssl.readouts._signal import require_seconds, signal_windows, trained_branch
 from musicssl.waveform import audible
 
 # The shortest audio a tempo is read from: two beats at 60 beats per minute.
@@ -105,11 +105,8 @@ class TempoModel:
                 shorter than ``MIN_SECONDS``.
         """
         signal = audible(waveform, sr, self.sample_rate, "tempo")
-        if len(signal) < MIN_SECONDS * self.sample_rate:
-            raise MusicSSLError(
-                f"tempo: the audio lasts {len(signal) / self.sample_rate:.2g} s; a tempo needs a "
-                f"few beats, {MIN_SECONDS:g} s at least"
-            )
+        require_seconds(signal, self.sample_rate, what="tempo", needs="a few beats",
+                        seconds=MIN_SECONDS)  # fmt: skip
         read = self._read_bin(signal) + self.offset
         return self._lowest * 2.0 ** (read / self.encoder.bins_per_octave)
 
