@@ -47,7 +47,6 @@ from musicssl.splits import (
     hash_split,
     lookup,
     neighbour_splits,
-    no_separator_note,
     read_splits,
     refuse_moved_splits,
     split_counts,
@@ -174,11 +173,8 @@ def index_folder(
     unlisted = unlisted_note(Path(splits), root, files) if splits is not None else None
     summary.split_source, summary.split_notes = split_notes(
         summary.splits, source=summary.split_source, out=out, split_by=split_by,
-        from_table=table is not None, unlisted=unlisted, carried=renamed,
+        from_table=table is not None, unlisted=unlisted, carried=renamed, files=files,
     )  # fmt: skip
-    if split_by is not None and split_by.startswith("prefix:"):
-        alone = no_separator_note(files, split_by.removeprefix("prefix:"))
-        summary.split_notes += [alone] if alone else []
     if not good:  # the report says why each failed; an empty manifest would help no one
         write_jsonl(bad_path, bad_rows)
         raise MusicSSLError(

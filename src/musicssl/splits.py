@@ -120,15 +120,19 @@ def split_notes(
     from_table: bool,
     unlisted: str | None,
     carried: int,
+    files: Iterable[Path] = (),
 ) -> tuple[str | None, list[str]]:
     """Where an index's splits came from (``source``, the table's, unless a hash or the
     previous manifest at ``out`` gave them), and what to say of them: an empty split, table
-    rows that name no file (``unlisted``), files that kept the split they had (``carried``)."""
+    rows that name no file (``unlisted``), files that kept the split they had (``carried``),
+    ``files`` whose names lack the separator of ``prefix:SEP``."""
     if split_by is not None:
         source = f"a hash of each file's {split_by} group"
     elif not from_table and counts.keys() - {""}:
         source = f"the previous {out}"
     notes = [empty_splits_note(counts, split_by=split_by, source=source), unlisted]
+    if split_by is not None and split_by.startswith("prefix:"):
+        notes.append(no_separator_note(files, split_by.removeprefix("prefix:")))
     if carried:
         notes.append(f"{counted(carried, 'file')} renamed, moved or added since the last "
                      "index kept the split of their audio or their group")  # fmt: skip
