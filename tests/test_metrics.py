@@ -1,5 +1,6 @@
 import itertools
 
+import mir_eval
 import numpy as np
 import pytest
 
@@ -69,16 +70,27 @@ def test_key_index_and_uniform_chance():
             metrics.key_index(bad)
 
 
-def test_pitch_class_and_raw_chroma():
+def test_pitch_class_accuracy_is_mir_evals_raw_chroma_accuracy():
     assert metrics.pitch_class(np.array([440.0, 261.63, 0.0, 932.33])).tolist() == [9, 0, -1, 10]
     a4 = 440.0
     reference = np.array([a4, 2 * a4, a4 * 2 ** (0.6 / 12), a4 * 2 ** (-0.45 / 12)])
     estimate = np.array([9, 9, 9, 9])
     # an octave off still counts; 60 cents off does not; 45 cents off does
-    assert metrics.raw_chroma(reference, estimate) == pytest.approx(0.75)
     assert metrics.pitch_class_accuracy(reference, estimate) == pytest.approx(0.75)
     with pytest.raises(MusicSSLError, match="voiced"):
-        metrics.raw_chroma(np.array([0.0, 440.0]), np.array([9, 9]))
+        metrics.pitch_class_accuracy(np.array([0.0, 440.0]), np.array([9, 9]))
+    # The class's centre, in any octave, is within 50 cents of every frequency of the class,
+    # so the accuracy is mir_eval's raw chroma accuracy of the centres.
+    rng = np.random.default_rng(0)
+    reference = 55.0 * 2 ** rng.uniform(0, 5, 500)
+    estimate = rng.integers(0, 12, 500)
+    estimate[:200] = metrics.pitch_class(reference[:200])
+    centres = 440.0 * 2.0 ** ((60 + estimate - 69) / 12)
+    voiced = np.ones(500)
+    cents = mir_eval.melody.hz2cents
+    chroma = mir_eval.melody.raw_chroma_accuracy(voiced, cents(reference), voiced, cents(centres))
+    assert metrics.pitch_class_accuracy(reference, estimate) == pytest.approx(chroma)
+    assert chroma > 0.4
 
 
 def test_retrieval_metrics_of_hand_ranked_lists():

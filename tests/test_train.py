@@ -529,3 +529,26 @@ def test_a_run_starts_from_another_runs_encoder_and_a_different_encoder_is_refus
     missing = Recipe.load(_recipe(tmp_path, store), [f"train.init_from={tmp_path / 'first'}"])
     with pytest.raises(MusicSSLError, match="^train.init_from: .*first: no such run"):
         build_parts(missing)
+
+
+def test_the_optimiser_is_adamw_fused_on_this_torch_and_steps_as_the_default_one(
+    tmp_path: Path, store: Path
+):
+    torch.manual_seed(1)
+    recipe = Recipe.load(_recipe(tmp_path, store), overrides=["optim.weight_decay=0.1"])
+    optimizer = build_parts(recipe).optimizer
+    assert optimizer.defaults["fused"] is (True if torch.__version__ >= "2.8" else None)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    before = [p.detach().clone() for p in params]
+    twins = [p.detach().clone().requires_grad_() for p in params]
+    plain = torch.optim.AdamW(twins, lr=1e-3, weight_decay=0.1, foreach=False)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for param, twin in zip(params, twins):
+            param.grad = torch.randn(param.shape, generator=generator)
+            twin.grad = param.grad.clone()
+        optimizer.step()
+        plain.step()
+    for param, twin, start in zip(params, twins, before):
+        torch.testing.assert_close(param.detach(), twin.detach(), rtol=1e-5, atol=1e-6)
+        assert (param.detach() - start).abs().max() > 1e-4  # three steps of lr 1e-3 moved it

@@ -45,6 +45,12 @@ class Parts:
     optimizer: torch.optim.Optimizer
 
 
+# AdamW's update as one kernel per step rather than several per group of tensors: on torch 2.8
+# and later, where the fused kernel is mature on CPU, CUDA and MPS alike; earlier torch keeps
+# its default. Same update, to rounding.
+FUSED_ADAMW = True if torch.__version__ >= "2.8" else None
+
+
 def build_parts(recipe: Recipe, *, start: bool = True) -> Parts:
     """The encoder, method, augmentation chain and optimiser a recipe describes; with
     ``start``, the encoder holds the weights of ``train.init_from`` (if any) before the
@@ -75,7 +81,7 @@ def build_parts(recipe: Recipe, *, start: bool = True) -> Parts:
         for group in method.parameter_groups()
     ]
     optimizer = torch.optim.AdamW(
-        groups, lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay
+        groups, lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay, fused=FUSED_ADAMW
     )
     return Parts(encoder, method, chain, optimizer)
 

@@ -1,7 +1,7 @@
 """Metric functions of the evaluation protocol: ``metric(reference, estimate) -> float``.
 
 Every function is pure and takes the ground truth first, as mir_eval does. MIR metrics come
-from mir_eval (key weighted score, raw chroma accuracy), ranking metrics over classes from
+from mir_eval (key weighted score), ranking metrics over classes from
 scikit-learn; retrieval ranks with a faiss inner-product index on L2-normalised vectors.
 Besides the metrics, this module computes what a random guess scores in expectation
 (``*_chance`` functions), which the protocol reports as the chance line.
@@ -195,33 +195,6 @@ def pitch_class_accuracy(reference: np.ndarray, estimate: np.ndarray) -> float:
     if (reference <= 0).any():
         raise MusicSSLError("pitch_class_accuracy: reference frames must all be voiced (f0 > 0)")
     return float(np.mean(pitch_class(reference) == np.asarray(estimate)))
-
-
-def raw_chroma(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """mir_eval raw chroma accuracy of estimated pitch classes on voiced reference frames.
-
-    A pitch class stands for a frequency in any octave; chroma accuracy ignores octave, so
-    each class is placed in the octave above middle C and scored within 50 cents.
-
-    Args:
-        reference: f0 in Hz of voiced frames. Shape: (num_frames,).
-        estimate: pitch class 0..11 (C = 0) per frame. Shape: (num_frames,).
-    """
-    reference = np.asarray(reference, dtype=np.float64)
-    estimate = np.asarray(estimate)
-    _same_length(reference, estimate)
-    if (reference <= 0).any():
-        raise MusicSSLError("raw_chroma: reference frames must all be voiced (f0 > 0)")
-    estimate_hz = 440.0 * 2.0 ** ((60 + estimate - 69) / 12)
-    voiced = np.ones(len(reference))
-    return float(
-        mir_eval.melody.raw_chroma_accuracy(
-            voiced,
-            mir_eval.melody.hz2cents(reference),
-            voiced,
-            mir_eval.melody.hz2cents(estimate_hz),
-        )
-    )
 
 
 # -- retrieval -----------------------------------------------------------------------------

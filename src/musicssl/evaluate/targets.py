@@ -277,17 +277,14 @@ def pitch_data(task: Task, frames: Mapping[str, tuple[np.ndarray, np.ndarray]] |
         reference, estimate = f0[split], outputs.argmax(axis=1)
         if rows is not None:
             reference, estimate = reference[rows], estimate[rows]
-        return {
-            "accuracy": metrics.pitch_class_accuracy(reference, estimate),
-            "raw_chroma": metrics.raw_chroma(reference, estimate),
-        }
+        return {"accuracy": metrics.pitch_class_accuracy(reference, estimate)}
 
     return ProbeData(
         y,
         "multiclass",
         len(PITCH_CLASSES),
         score,
-        chance={"accuracy": 1 / 12, "raw_chroma": 1 / 12},
+        chance={"accuracy": 1 / 12},
         classes=list(PITCH_CLASSES),
         majority={"accuracy": _majority(y, 12)},
         notes=voiced.notes,
