@@ -393,6 +393,12 @@ def test_branches_embed_side_by_side_and_the_joint_layer_keeps_each_pooling():
         assert [m.shape[2] for m in maps] == [64, 32, 16, 8, 4, 2, 1, 1, 1, 1, 1, 1]
         for own, mine in zip(timbre.forward_maps(x), maps[:7], strict=False):
             torch.testing.assert_close(mine, own)
+    # Reports name each layer by its branch; an encoder of one stack needs no names.
+    labels = encoder.layer_labels()
+    assert labels[:7] == [f"timbre layer {i}" for i in range(7)]
+    assert labels[7:] == [f"key layer {i}" for i in range(key.num_layers)] + ["joint"]
+    assert len(labels) == encoder.num_layers == len(maps)
+    assert timbre.layer_labels() == [""] * timbre.num_layers
 
 
 def test_branches_embedding_holds_the_layers_each_branch_names():

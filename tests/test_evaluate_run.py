@@ -197,6 +197,29 @@ def test_layers_all_probes_every_encoder_layer(tiny_corpus: Path, tmp_path: Path
     assert again["baseline_layers"] == written["baseline_layers"]
     assert "(best on valid)" in (tmp_path / "out" / "report.md").read_text()
     assert (tmp_path / "out" / "figures").is_dir()
+    assert results.layer_labels is None  # one stack of layers: the numbers say it all
+
+
+def test_the_layers_of_a_branches_encoder_are_named_by_branch_in_results_and_report(
+    tiny_corpus: Path, tmp_path: Path
+):
+    from test_encoders import SMALL
+
+    from conftest import untrained_run
+
+    torch.manual_seed(0)
+    encoder = build_encoder("branches", **SMALL["branches"]["kwargs"])
+    run = untrained_run(tmp_path / "branches", encoder, "branches")
+    results = evaluate(str(run), out=tmp_path / "out", corpus=tiny_corpus, tasks=["style"],
+                       seeds=1, layers="all", baselines=[], cache=tmp_path / "cache",
+                       progress=False)  # fmt: skip
+    assert results.layer_labels == {
+        str(layer): label for layer, label in enumerate(encoder.layer_labels())
+    }
+    assert results.layer_labels["0"] == "timbre layer 0" and results.layer_labels["11"] == "joint"
+    assert Evaluation.from_dict(results.to_dict()).layer_labels == results.layer_labels
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| 7 (key layer 0)" in report and "| 11 (joint)" in report
 
 
 def test_layers_of_one_width_are_also_probed_as_a_learned_weighted_sum(

@@ -305,3 +305,37 @@ def test_bad_results_are_refused(tmp_path: Path) -> None:
         write_report({"source": "x"}, tmp_path)
     with pytest.raises(MusicSSLError, match="baseline:mfcc"):
         write_report(fake_results(), tmp_path, baselines={"baseline:mfcc": {"source": "y"}})
+
+
+def test_the_layer_table_names_each_branchs_layers_beside_the_random_weights(
+    tmp_path: Path,
+) -> None:
+    results = fake_results(with_map=False)
+    parts = ["timbre layer 0", "timbre layer 1", "key layer 0", "key layer 1", "joint"]
+    results["layer_labels"] = {str(layer): label for layer, label in enumerate(parts)}
+    results["tasks"]["key"]["best_layer"] = "3"
+    random = fake_results("baseline:random", quality=0.05, seed=2, with_map=False)
+    del random["tasks"]["key"]["by_layer"]["4"]  # a layer the baseline lacks reads "—"
+    written = write_report(results, tmp_path, baselines={"baseline:random": random})
+    assert "figures/layers.png" in written
+    text = written["report.md"].read_text(encoding="utf-8")
+    start = text.index("### key (")
+    lines = [line for line in text[start:].splitlines() if line.startswith("| ")]
+    header = lines[lines.index(next(ln for ln in lines if ln.startswith("| layer |")))]
+    assert (
+        header == "| layer | runs/clmr-small/checkpoints/last.pt: mirex | baseline:random: mirex |"
+    )
+    layer_lines = lines[lines.index(header) + 1 :][:5]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in layer_lines]
+    mine, theirs = results["tasks"]["key"]["by_layer"], random["tasks"]["key"]["by_layer"]
+    assert [row[0] for row in cells] == [
+        "0 (timbre layer 0)",
+        "1 (timbre layer 1)",
+        "2 (key layer 0)",
+        "3 (key layer 1) (best on valid)",
+        "4 (joint)",
+    ]
+    for layer, row in enumerate(cells):
+        assert row[1] == f"{mine[str(layer)]['mirex']['mean']:.3f} ± 0.020"
+        expected = theirs.get(str(layer))
+        assert row[2] == (f"{expected['mirex']['mean']:.3f} ± 0.020" if expected else "—")

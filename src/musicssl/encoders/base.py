@@ -54,6 +54,11 @@ class Encoder(nn.Module):
     def forward_layers(self, x: Tensor) -> list[Tensor]:
         raise NotImplementedError
 
+    def layer_labels(self) -> list[str]:
+        """What each layer of ``forward_layers`` is, for reports: "" where the layer's number
+        says it all (one stack of layers); an encoder of parts names the part of each."""
+        return [""] * self.num_layers
+
     def pool(self, features: Tensor) -> Tensor:
         """Mean over frames. Shape: (batch, channels, frames) -> (batch, channels)."""
         return features.mean(dim=-1)

@@ -81,6 +81,16 @@ class Branches(Encoder):
         """Constructor arguments, as plain JSON/YAML values: ``Branches(**config())``."""
         return json.loads(json.dumps(self._config))
 
+    def layer_labels(self) -> list[str]:
+        """ "BRANCH layer I" for each branch's layers (I counted within the branch), then
+        "joint" for the joint last layer."""
+        labels = [
+            f"{key} layer {index}"
+            for key, encoder in zip(self.branches, self.encoders())
+            for index in range(encoder.num_layers)
+        ]
+        return [*labels, "joint"]
+
     def forward_layers(self, x: Tensor) -> list[Tensor]:
         """Every branch's layers in order, then the joint last layer (see the class)."""
         return [h.amax(dim=2) for h in self.forward_maps(x)]

@@ -204,6 +204,8 @@ class Evaluation:
         version: musicssl's version.
         seeds: probe fits per task.
         layers: "all" when every encoder layer was probed too, else None.
+        layer_labels: what each probed layer is, by its ``by_layer`` key, where its number
+            does not say it all (``Encoder.layer_labels``: a branch's layers); else None.
         tasks: the result of every task that ran, in task order.
         skipped: tasks that could not run.
         skipped_files: audio files that could not be embedded, with the reason.
@@ -234,6 +236,7 @@ class Evaluation:
     equivariance: dict[str, dict[str, float]] | None = None
     protocol: int = PROTOCOL_VERSION
     checkpoint: str | None = None
+    layer_labels: dict[str, str] | None = None
 
     def headlines(self) -> dict[str, dict[str, MetricSummary]]:
         """Per task, its headline metric's summary, as set beside another source's results."""
@@ -256,6 +259,8 @@ class Evaluation:
         }
         if self.checkpoint is not None:
             out["checkpoint"] = self.checkpoint
+        if self.layer_labels is not None:
+            out["layer_labels"] = dict(self.layer_labels)
         if self.map is not None:
             out["map"] = self.map.to_dict()
         if self.equivariance is not None:
@@ -298,6 +303,7 @@ class Evaluation:
             map=EmbeddingMap.from_dict(data["map"]) if data.get("map") else None,
             equivariance=data.get("equivariance"),
             checkpoint=data.get("checkpoint"),
+            layer_labels=data.get("layer_labels"),
             baselines=None
             if baselines is None
             else {

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from musicssl.embed import Model
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.protocol import evaluate_layer_sum, evaluate_task
 from musicssl.evaluate.results import Evaluation, SkippedTask, TaskResult
@@ -46,6 +47,7 @@ def evaluate_embeddings(
         seeds=seeds,
         layers=layers,
         checkpoint=source.checkpoint,
+        layer_labels=_layer_labels(source) if layers == "all" else None,
     )
     for found in embedded.values():
         evaluation.skipped_files.extend(found.skipped)
@@ -75,6 +77,13 @@ def evaluate_embeddings(
         result.note = reason
         evaluation.tasks[task.name] = result
     return evaluation
+
+
+def _layer_labels(source: Source) -> dict[str, str] | None:
+    """The encoder's labels of its layers by ``by_layer`` key, where any says more than the
+    layer's number (``Encoder.layer_labels``); None for an ``.npz`` or a baseline of features."""
+    labels = source.model.encoder.layer_labels() if isinstance(source.model, Model) else []
+    return {str(index): label for index, label in enumerate(labels)} if any(labels) else None
 
 
 # The ``by_layer`` key of the learned weighted sum of every layer (``layer_sum``).

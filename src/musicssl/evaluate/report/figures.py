@@ -287,6 +287,7 @@ def _layers_figure(systems: Sequence[System]) -> ReportFigure | None:
     figure = new_figure(max(6.0, 3.8 * columns), 3.2 * rows + 0.5)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     palette = colors(len(systems))
+    parts = _layer_parts(systems[0].results.get("layer_labels") or {})
     for ax, name in zip(axes, names):
         task = first_task(systems, name)
         metric = str(task.get("main"))
@@ -297,17 +298,18 @@ def _layers_figure(systems: Sequence[System]) -> ReportFigure | None:
                 for layer, metrics in by_layer.items()
                 if layer.isdigit() and (score := mean_std({"metrics": metrics}, metric)) is not None
             )
-            if points:
+            for number, run in enumerate(_runs_of_one_part(points, parts)):
                 ax.errorbar(
-                    [p[0] for p in points],
-                    [p[1][0] for p in points],
-                    yerr=[p[1][1] for p in points],
+                    [p[0] for p in run],
+                    [p[1][0] for p in run],
+                    yerr=[p[1][1] for p in run],
                     color=color,
                     marker="o",
                     ms=4,
                     capsize=3,
-                    label=system.label,
+                    label=system.label if number == 0 else None,
                 )
+        _mark_parts(ax, parts)
         chance = (task.get("chance") or {}).get(metric)
         if chance is not None:
             ax.axhline(chance, color="k", linestyle="--", lw=1, label="chance")
@@ -318,12 +320,51 @@ def _layers_figure(systems: Sequence[System]) -> ReportFigure | None:
     for ax in axes[len(names) :]:
         ax.set_visible(False)
     figure_legend(figure, axes[: len(names)])
+    branches = (
+        "An encoder of parallel branches numbers its layers branch after branch (dotted "
+        "lines part them, each named at the top), then its joint last layer; each branch's "
+        "layer 0 is nearest the input. "
+        if parts
+        else ""
+    )
     caption = (
         "The headline metric of a probe trained on each encoder layer's pooled output "
         "(pitch: on its frames; layer 0 is nearest the input), mean ± std over seeds, for "
-        "each system probed layer by layer. The dashed line is chance. "
+        f"each system probed layer by layer. {branches}The dashed line is chance. "
         "Where the curve peaks is the layer that holds the most of this information; the "
         "tables under each task add a learned weighted sum of the layers (where they share "
         "one width)."
     )
     return ReportFigure("figures/layers.png", "Score by layer", caption, png(figure))
+
+
+def _layer_parts(labels: Mapping[str, str]) -> dict[int, str]:
+    """The part (branch, or "joint") of each numbered layer, from ``layer_labels`` ("key
+    layer 2" -> "key"); {} for an encoder of one stack of layers."""
+    return {
+        int(layer): label.split(" layer ")[0]
+        for layer, label in labels.items()
+        if layer.isdigit() and label
+    }
+
+
+def _runs_of_one_part(points: list, parts: Mapping[int, str]) -> list[list]:
+    """``points`` (layer number first) cut where the part changes: no line joins two branches."""
+    runs: list[list] = []
+    for point in points:
+        if runs and parts.get(point[0]) == parts.get(runs[-1][-1][0]):
+            runs[-1].append(point)
+        else:
+            runs.append([point])
+    return runs
+
+
+def _mark_parts(ax: Any, parts: Mapping[int, str]) -> None:
+    """A dotted line before each part but the first, and each part's name at the top."""
+    starts = [n for n in sorted(parts) if n - 1 not in parts or parts[n - 1] != parts[n]]
+    left = ax.get_xlim()[0]
+    for number in starts:
+        if number != starts[0]:
+            ax.axvline(number - 0.5, color="0.5", linestyle=":", lw=1)
+        ax.text(max(number - 0.45, left + 0.05), 0.98, parts[number], fontsize=7, va="top",
+                color="0.3", transform=ax.get_xaxis_transform())  # fmt: skip

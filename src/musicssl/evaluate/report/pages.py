@@ -30,8 +30,7 @@ from musicssl.evaluate.report.tables import (
     READING,
     about_rows,
     detail_rows,
-    layer_header,
-    layer_rows,
+    layer_table,
     note_lines,
     probe_text,
     seed_values,
@@ -132,8 +131,9 @@ def _markdown(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str
         header, rows = detail_rows(systems, name)
         if rows:
             out += _md_table(header, rows) + [""]
-        if layers := layer_rows(task):
-            out += _md_table(layer_header(task), layers) + [""]
+        layer_header, layer_rows = layer_table(systems, name)
+        if layer_rows:
+            out += _md_table(layer_header, layer_rows) + [""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -237,9 +237,10 @@ def _html(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str:
         header, rows = detail_rows(systems, name)
         if rows:
             out.append(_html_table(header, rows, None, set(range(1, len(header)))))
-        if layers := layer_rows(task):
-            numeric = set(range(1, len(layer_header(task))))
-            out.append(_html_table(layer_header(task), layers, None, numeric))
+        layer_header, layer_rows = layer_table(systems, name)
+        if layer_rows:
+            numeric = set(range(1, len(layer_header)))
+            out.append(_html_table(layer_header, layer_rows, None, numeric))
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 

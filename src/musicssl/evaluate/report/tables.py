@@ -137,29 +137,36 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def layer_header(task: Mapping[str, Any]) -> list[str]:
-    """The columns of ``layer_rows``: the layer, the headline metric, and the layer's weight
-    in the learned weighted sum when there is one."""
-    weights = ["weight in the sum"] if task.get("layer_weights") else []
-    return ["layer", str(task.get("main")), *weights]
-
-
-def layer_rows(task: Mapping[str, Any]) -> list[list[str]]:
-    """One row per layer of ``by_layer``, in layer order, then the weighted sum's."""
+def layer_table(systems: Sequence[System], name: str) -> tuple[list[str], list[list[str]]]:
+    """Task ``name`` layer by layer: a column of the headline metric for each system probed
+    layer by layer (the source, and ``baseline:random`` beside it), then the weight of each
+    layer in the source's learned weighted sum when there is one; a row per layer (named by
+    the source's ``layer_labels`` where its number does not say it all), then the sum's.
+    No rows when no system was probed layer by layer."""
+    layered = [s for s in systems if (s.results["tasks"].get(name) or {}).get("by_layer")]
+    if not layered:
+        return [], []
+    task = layered[0].results["tasks"][name]
     metric = task.get("main")
     weights = task.get("layer_weights") or {}
+    labels = layered[0].results.get("layer_labels") or {}
+    header = ["layer", *(f"{s.label}: {metric}" for s in layered)]
+    header += ["weight in the sum"] if weights else []
     rows = []
-    for layer, metrics in sorted(
-        task.get("by_layer", {}).items(), key=lambda i: layer_number(i[0])
-    ):
-        score = mean_std({"metrics": metrics}, metric) if metric else None
-        chosen = " (best on valid)" if layer == task.get("best_layer") else ""
-        name = "weighted sum of the layers" if layer == "weighted" else f"{layer}{chosen}"
-        row = [name, MISSING if score is None else format_score(*score)]
+    for layer in sorted(task["by_layer"], key=layer_number):
+        if layer == "weighted":
+            cells = ["weighted sum of the layers"]
+        else:
+            cells = [f"{layer} ({labels[layer]})" if labels.get(layer) else layer]
+            cells[0] += " (best on valid)" if layer == task.get("best_layer") else ""
+        for system in layered:
+            metrics = system.results["tasks"][name]["by_layer"].get(layer)
+            score = mean_std({"metrics": metrics}, metric) if metrics and metric else None
+            cells.append(MISSING if score is None else format_score(*score))
         if weights:
-            row.append(f"{weights[layer]:.2f}" if layer in weights else "")
-        rows.append(row)
-    return rows
+            cells.append(f"{weights[layer]:.2f}" if layer in weights else "")
+        rows.append(cells)
+    return header, rows
 
 
 def skipped_lines(systems: Sequence[System]) -> list[str]:
