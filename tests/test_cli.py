@@ -160,6 +160,9 @@ def test_given_options_reach_the_functions_and_the_rest_keep_their_defaults(
     assert evaluated == [
         {"source": "baseline:mfcc", "out": str(tmp_path / "r"), "seeds": 2, "baselines": []}
     ]
+    assert "note: --seeds 2 is too few for the report's noise rule" in capsys.readouterr().err
+    assert main([*argv, "--seeds", "3"]) == 0
+    assert "too few" not in capsys.readouterr().err
 
     compared = recording(monkeypatch, "musicssl.evaluate.report.compare:compare_table", "table")
     assert main(["compare", str(folder), str(tmp_path)]) == 0

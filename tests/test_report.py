@@ -339,3 +339,13 @@ def test_the_layer_table_names_each_branchs_layers_beside_the_random_weights(
         assert row[1] == f"{mine[str(layer)]['mirex']['mean']:.3f} ± 0.020"
         expected = theirs.get(str(layer))
         assert row[2] == (f"{expected['mirex']['mean']:.3f} ± 0.020" if expected else "—")
+
+
+def test_the_report_says_when_the_seeds_are_too_few_for_the_noise_rule(tmp_path: Path) -> None:
+    for seeds, warned in ((2, True), (3, False)):
+        results = fake_results(with_map=False)
+        results["seeds"] = seeds
+        text = write_report(results, tmp_path / str(seeds))["report.md"].read_text()
+        line = next(ln for ln in text.splitlines() if ln.startswith("- **seeds**"))
+        assert line.startswith(f"- **seeds**: {seeds} (")
+        assert ("too few for the noise rule" in line) is warned

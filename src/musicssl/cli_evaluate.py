@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -134,9 +135,14 @@ def run_evaluate(args: argparse.Namespace) -> None:
     if options.get("baselines") == ["none"]:
         options["baselines"] = []
     from musicssl.evaluate.report.folder import check_out
+    from musicssl.evaluate.report.tables import STEADY_SEEDS
     from musicssl.files import folder_lock, missing_folders, remove_empty
 
     check_out(args.out)  # before the lock makes the folder
+    if options.get("seeds", STEADY_SEEDS) < STEADY_SEEDS:
+        print(f"note: --seeds {options['seeds']} is too few for the report's noise rule (its ± "
+              f"values, marks and verdicts); {STEADY_SEEDS} or more steady them",
+              file=sys.stderr, flush=True)  # fmt: skip
     out = Path(args.out)
     made = missing_folders(out)
     try:

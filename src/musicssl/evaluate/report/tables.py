@@ -199,11 +199,26 @@ def about_rows(systems: Sequence[System]) -> list[tuple[str, str]]:
         ("corpus", str(results.get("corpus", "?")) or "none (your own tasks only)"),
         ("date", str(results.get("created", "?")).replace("T", " ")[:19]),
         ("musicssl version", str(results.get("version", "?"))),
-        ("seeds", f"{results.get('seeds', '?')} ({SEED_NOTE})"),
+        ("seeds", f"{results.get('seeds', '?')} ({SEED_NOTE}){_few_seeds(results)}"),
     ]
     if len(systems) > 1:
         about.append(("baselines", ", ".join(s.label for s in systems[1:])))
     return about
+
+
+# Fewer probe seeds than this give a std too rough for the noise rule of the marks.
+STEADY_SEEDS = 3
+
+
+def _few_seeds(results: Mapping[str, Any]) -> str:
+    seeds = results.get("seeds")
+    if not isinstance(seeds, int) or seeds >= STEADY_SEEDS:
+        return ""
+    return (
+        f"; too few for the noise rule: the ± values, the {BEST_MARK} and {NEAR_MARK} marks and "
+        f"the 'keeps' verdicts may change from one evaluation to the next ({STEADY_SEEDS} "
+        "seeds or more steady them)"
+    )
 
 
 READING = (
