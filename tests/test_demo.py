@@ -4,7 +4,10 @@ import csv
 import json
 from pathlib import Path
 
+import torch
+
 from musicssl.cli import main
+from musicssl.demo import DEMO_RECIPE, _pretrain
 
 
 def _demo(tmp_path: Path, minutes: str) -> int:
@@ -33,13 +36,26 @@ def test_demo_goes_from_nothing_to_a_report(tmp_path: Path, capsys):
         rows = list(csv.DictReader(handle))
     assert int(rows[-1]["step"]) < 1200
 
-    # Again with another budget: the finished run is kept as it began, and says so.
+    # Again with another budget: the finished run is kept as it is, and says so.
     assert _demo(tmp_path, "0.2") == 0
     printed = capsys.readouterr().out
     run = tmp_path / "demo" / "run"
-    assert f"note: {run} began with --minutes 0.05 and goes on so" in printed
+    step = int(rows[-1]["step"])
+    assert f"[demo] 2/3 pretraining: {run} finished at step {step}; a new --out" in printed
+    assert "for about" not in printed and "already finished" not in printed
     with open(run / "metrics.csv", newline="") as handle:
         assert list(csv.DictReader(handle)) == rows
+
+    # A run that has steps left (as one killed) goes on with the budget it began with.
+    state_file = run / "checkpoints" / f"step-{step:08d}" / "state.pt"
+    state = torch.load(state_file, weights_only=True)
+    torch.save({**state, "horizon": step + 2}, state_file)
+    _pretrain(run, corpus=tmp_path / "corpus", corpus_size="tiny", minutes=0.2, progress=False)
+    printed = capsys.readouterr().out
+    assert f"note: {run} began with --minutes 0.05 and goes on so" in printed
+    assert f"2/3 pretraining {DEMO_RECIPE} for about 0.05 minutes" in printed
+    with open(run / "metrics.csv", newline="") as handle:
+        assert int(list(csv.DictReader(handle))[-1]["step"]) == step + 2
 
 
 def test_demo_refuses_a_report_folder_of_the_users_before_any_work(tmp_path: Path, capsys):

@@ -316,6 +316,17 @@ def load_training_state(run: str | os.PathLike, method: nn.Module) -> dict[str, 
         _load_weights(folder / "method.safetensors", "the method", method)
     except MusicSSLError as error:
         raise MusicSSLError(f"{error}; {_repair(run, damaged=folder.name)}") from None
+    return read_training_state(run)
+
+
+def read_training_state(run: str | os.PathLike) -> dict[str, Any]:
+    """The latest checkpoint's training state (``step``, ``horizon`` once settled, the
+    optimiser's state), its weights left on disk.
+
+    Raises:
+        MusicSSLError: no checkpoint, or a damaged one (the message says how to go on).
+    """
+    folder = latest(run)
     path = folder / "state.pt"
     try:
         state = torch.load(path, weights_only=True)

@@ -67,12 +67,9 @@ def run_demo(
         cache: embeddings cache folder (default: ``evaluate``'s).
     """
     from musicssl.builtin import build_corpus
-    from musicssl.checkpoint import is_run
     from musicssl.errors import MusicSSLError
     from musicssl.evaluate.report.folder import check_out
     from musicssl.evaluate.run import evaluate
-    from musicssl.recipe import recipe_path
-    from musicssl.train import pretrain
 
     began = time.perf_counter()
     out_dir, corpus_dir = Path(out), Path(corpus)
@@ -87,8 +84,30 @@ def run_demo(
         raise MusicSSLError(f"{error}; for the demo: --corpus-size or --corpus DIR") from None
 
     run = out_dir / "run"
-    if is_run(run):  # a run goes on as it began
+    _pretrain(run, corpus=corpus_dir, corpus_size=corpus_size, minutes=minutes,
+              progress=progress)  # fmt: skip
+
+    _say("3/3 evaluating it on every built-in task, beside the baselines")
+    report = out_dir / "report"
+    evaluate(str(run), out=report, corpus=corpus_dir, seeds=seeds, cache=cache, progress=progress)
+    minutes_taken = (time.perf_counter() - began) / 60
+    _say(f"done in {minutes_taken:.1f} minutes. Report: {report / 'report.html'}")
+    _say(f"(also {report / 'report.md'} and {report / 'results.json'})")
+    return report / "report.html"
+
+
+def _pretrain(run: Path, *, corpus: Path, corpus_size: str, minutes: float, progress: bool) -> None:
+    """Step 2: pretrain the demo's recipe into ``run``; a run there goes on as it began, and a
+    finished one is kept as it is."""
+    from musicssl.checkpoint import is_run
+    from musicssl.recipe import recipe_path
+    from musicssl.train import finished_step, pretrain
+
+    if is_run(run):
         recipe = Recipe.load(run / "recipe.yaml")
+        if (step := finished_step(run, recipe.train)) is not None:
+            _say(f"2/3 pretraining: {run} finished at step {step}; a new --out trains a new run")
+            return
         began_with = recipe.train.minutes or 0.0
         if began_with != minutes:
             _say(f"note: {run} began with --minutes {began_with:g} and goes on so; "
@@ -98,7 +117,7 @@ def run_demo(
         recipe = Recipe.load(
             recipe_path(DEMO_RECIPE),
             [
-                f"data.corpus={corpus_dir}",
+                f"data.corpus={corpus}",
                 f"data.corpus_size={corpus_size}",
                 f"train.minutes={minutes}",
                 f"train.steps={max(1000, math.ceil(minutes * STEPS_PER_MINUTE))}",
@@ -110,14 +129,6 @@ def run_demo(
     recipe = with_builtin_store(recipe, progress=progress)
     _say(f"2/3 pretraining {DEMO_RECIPE} for about {minutes:g} minutes: {run}")
     pretrain(recipe, out=run, resume=is_run(run), progress=progress)
-
-    _say("3/3 evaluating it on every built-in task, beside the baselines")
-    report = out_dir / "report"
-    evaluate(str(run), out=report, corpus=corpus_dir, seeds=seeds, cache=cache, progress=progress)
-    minutes_taken = (time.perf_counter() - began) / 60
-    _say(f"done in {minutes_taken:.1f} minutes. Report: {report / 'report.html'}")
-    _say(f"(also {report / 'report.md'} and {report / 'results.json'})")
-    return report / "report.html"
 
 
 def _say(text: str) -> None:

@@ -115,6 +115,9 @@ def pretrain(
         MusicSSLError: bad settings or data, or an ``out`` that is not a run of ours.
     """
     settings, run = recipe.train, Path(out)
+    if resume and checkpoint.is_run(run) and (done := finished_step(run, settings)) is not None:
+        print(_finished(run, step=done, settings=settings), flush=True)  # before any process starts
+        return checkpoint.latest(run)
     store = train_data.training_store(recipe)
     indices = train_data.split_indices(store, recipe.data.splits)
     fabric = _fabric(settings)
@@ -126,10 +129,6 @@ def pretrain(
     state = _open_run(run, recipe, parts.method, store, resume=resume,
                       writer=fabric.is_global_zero)  # fmt: skip
     start_step, last_step = int(state.get("step", 0)), int(state.get("horizon", settings.steps))
-    if start_step >= last_step:
-        if fabric.is_global_zero:
-            print(_finished(run, step=start_step, settings=settings), flush=True)
-        return checkpoint.latest(run)
     budget = _budget(settings, state, start_step=start_step)
     loader = train_data.loader(recipe, store, indices, parts.encoder, fabric, start_step=start_step)
     model, optimizer = fabric.setup(parts.method, parts.optimizer)
@@ -237,6 +236,18 @@ def _save(
             recipe=recipe,
         )
     fabric.barrier()
+
+
+def finished_step(run: str | os.PathLike, settings: TrainSettings) -> int | None:
+    """The step a run with a checkpoint finished at (its settled last step, or ``train.steps``
+    without a time budget), or None while it has steps left.
+
+    Raises:
+        MusicSSLError: its latest checkpoint is damaged (the message says how to go on).
+    """
+    state = checkpoint.read_training_state(run)
+    step = int(state["step"])
+    return step if step >= int(state.get("horizon", settings.steps)) else None
 
 
 def _finished(run: Path, *, step: int, settings: TrainSettings) -> str:
