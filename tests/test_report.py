@@ -349,3 +349,17 @@ def test_the_report_says_when_the_seeds_are_too_few_for_the_noise_rule(tmp_path:
         line = next(ln for ln in text.splitlines() if ln.startswith("- **seeds**"))
         assert line.startswith(f"- **seeds**: {seeds} (")
         assert ("too few for the noise rule" in line) is warned
+
+
+def test_a_tasks_notes_are_in_its_details(tmp_path: Path) -> None:
+    results = fake_results(with_map=False)
+    results["tasks"]["pitch"]["notes"] = ["used 30000 of 380000 train frames (at random)"]
+    results["tasks"]["style"]["note"] = "2 files could not be embedded and were left out"
+    written = write_report(results, tmp_path)
+    text = written["report.md"].read_text(encoding="utf-8")
+    pitch = text[text.index("### pitch (") :]
+    assert "- note: used 30000 of 380000 train frames (at random)" in pitch.split("### ")[1]
+    style = text[text.index("### style (") :].split("### ")[1]
+    assert "- note: 2 files could not be embedded and were left out" in style
+    page = written["report.html"].read_text(encoding="utf-8")
+    assert "<li>note: used 30000 of 380000 train frames (at random)</li>" in page

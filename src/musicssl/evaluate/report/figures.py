@@ -267,8 +267,9 @@ def _retrieval_figure(systems: Sequence[System]) -> ReportFigure | None:
         ax.grid(alpha=0.3)
     figure_legend(figure, axes)
     caption = (
-        "Recall@k on the query set: how often a query's relevant gallery items are among its "
-        "k nearest neighbours by cosine similarity. Higher is better, and a curve that rises "
+        "Recall@k on the query set: the share of queries with at least one relevant gallery "
+        "item among their k nearest neighbours by cosine similarity (one is enough; mAP, in "
+        "the tables, counts them all). Higher is better, and a curve that rises "
         "early (left) finds matches at the top of the list. The dashed line is chance."
     )
     return ReportFigure("figures/retrieval.png", "Retrieval: recall@k", caption, png(figure))

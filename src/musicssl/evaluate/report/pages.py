@@ -38,6 +38,7 @@ from musicssl.evaluate.report.tables import (
     skipped_lines,
     split_text,
     summary_rows,
+    task_notes,
 )
 from musicssl.files import write_bytes
 
@@ -127,6 +128,7 @@ def _markdown(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str
             out.append(f"- probe chosen on valid: {probe}")
         if values := seed_values(task):
             out.append(f"- {systems[0].label}, {task['main']} per seed: {values}")
+        out += [f"- note: {line}" for line in task_notes(task)]
         out.append("")
         header, rows = detail_rows(systems, name)
         if rows:
@@ -230,6 +232,7 @@ def _html(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str:
             facts.append(("probe chosen on valid", probe))
         if values := seed_values(task):
             facts.append((f"{systems[0].label}, {task['main']} per seed", values))
+        facts += [("note", line) for line in task_notes(task)]
         if facts:
             out.append("<ul>")
             out += [f"<li>{esc(key)}: {esc(value)}</li>" for key, value in facts]

@@ -191,6 +191,13 @@ def note_lines(systems: Sequence[System]) -> list[str]:
     return [str(line) for line in systems[0].results.get("notes") or []]
 
 
+def task_notes(task: Mapping[str, Any]) -> list[str]:
+    """What the task's scores rest on beyond the protocol: files left out (``note``) and what
+    the protocol itself had to leave out (``notes``, e.g. pitch frames subsampled)."""
+    lines = [str(task["note"])] if task.get("note") else []
+    return lines + [str(line) for line in task.get("notes") or []]
+
+
 def about_rows(systems: Sequence[System]) -> list[tuple[str, str]]:
     results = systems[0].results
     about = [
