@@ -1,4 +1,5 @@
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -113,6 +114,18 @@ def test_splits_come_from_the_manifest_beside_the_folder(pieces: Path, tmp_path:
     assert "splits: train 8, valid 6, test 6" in str(summary)
     # Labels of the manifest are not carried, only the split.
     assert "piece" not in _read(tmp_path / "m.jsonl")[0]
+
+
+def test_a_copy_of_the_corpus_made_of_links_keeps_its_splits(pieces: Path, tmp_path: Path):
+    copy = tmp_path / "copy"  # as `cp -rs corpus copy` makes it: folders, and a link per file
+    for file in (pieces / "audio").rglob("*.wav"):
+        link = copy / "audio" / file.relative_to(pieces / "audio")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(file)
+    shutil.copy(pieces / "manifest.jsonl", copy / "manifest.jsonl")
+    summary = index_folder(copy / "audio", out=tmp_path / "m.jsonl", progress=False)
+    assert summary.splits == {"train": 8, "valid": 6, "test": 6}
+    assert _splits(tmp_path / "m.jsonl") == _splits(copy / "manifest.jsonl")
 
 
 def test_splits_from_a_table_with_aliases(pieces: Path, tmp_path: Path):

@@ -217,12 +217,14 @@ def neighbour_splits(root: Path) -> tuple[dict[str, str] | None, str | None]:
         rows = read_manifest(beside)
     except MusicSSLError:
         return None, None
-    inside = os.path.realpath(root) + os.sep
-    table = {
-        os.path.realpath(row["abspath"]): _split_name(row["split"], str(beside))
-        for row in rows
-        if isinstance(row.get("split"), str) and row["split"].strip()
-    }
+    inside = real_path(root) + os.sep
+    table: dict[str, str] = {}
+    for row in rows:
+        if isinstance(row.get("split"), str) and row["split"].strip():
+            split, file = _split_name(row["split"], str(beside)), Path(row["abspath"])
+            # Keyed as ``lookup`` reads: a copy of the corpus made of links reaches the
+            # files elsewhere, and its rows name them inside ``root``.
+            table[real_path(file)] = table[_as_named(file)] = split
     if not any(key.startswith(inside) for key in table):
         return None, None
     return table, str(beside)
