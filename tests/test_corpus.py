@@ -61,6 +61,13 @@ def test_reindex_decodes_only_new_files(folder: Path, tmp_path: Path, write_audi
     assert len(_read(out)) == 4
     # The default bad-files report sits beside the manifest.
     assert len(_read(tmp_path / "m.bad.jsonl")) == 5
+    # A row of an older manifest, without the samples' digest, is decoded once more to get it.
+    rows = _read(out)
+    digest = rows[0].pop("samples_sha256")
+    out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    summary = index_folder(folder, out=out, progress=False)
+    assert (summary.decoded, summary.reused) == (1, 8)
+    assert _read(out)[0]["samples_sha256"] == digest
 
 
 def test_read_manifest_resolves_paths_against_its_folder(folder: Path, tmp_path: Path):
