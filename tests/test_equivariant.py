@@ -541,6 +541,43 @@ def test_pitch_verb_never_replaces_a_file_it_did_not_write(tmp_path, capsys):
     assert main(["pitch", str(run), str(wav), "--out", str(out)]) == 0
 
 
+def test_pitch_verb_writes_a_folder_of_csvs_for_several_files(tmp_path, capsys):
+    from musicssl.audio import save
+    from musicssl.cli import main
+
+    run = untrained_run(tmp_path / "run", _peak_picker(shift=3), "pesto_cnn")
+    songs = tmp_path / "songs"
+    for name, f0 in (("a.wav", 220.0), ("deep/b.wav", 440.0), ("deep/b.flac", 330.0)):
+        (songs / name).parent.mkdir(parents=True, exist_ok=True)
+        save(songs / name, harmonic_tone(f0, sr=16000, seconds=0.5, slope=1.5), sr=16000)
+    (songs / "deep" / "broken.wav").write_bytes(b"RIFF0000WAVEnot really audio")
+    alone = tmp_path / "alone.wav"
+    save(alone, harmonic_tone(440.0, sr=16000, seconds=0.5), sr=16000)
+    out = tmp_path / "f0"
+    assert main(["pitch", str(run), str(songs), str(alone), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.csv"))
+    assert written == ["a.wav.csv", "alone.wav.csv", "deep/b.flac.csv", "deep/b.wav.csv"]
+    assert (
+        f"{len((out / 'a.wav.csv').read_text().splitlines()) - 1} frames: {out / 'a.wav.csv'}"
+        in captured.out
+    )
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"musicssl: skipped {songs / 'deep' / 'broken.wav'}")
+    f0 = [
+        float(line.split(",")[1])
+        for line in (out / "deep/b.flac.csv").read_text().splitlines()[10:-10]
+    ]
+    assert abs(1200 * np.log2(np.median(f0) / 330.0)) < 20
+    # --out must then be a folder: a file there is refused before any work, and kept.
+    mine = tmp_path / "mine.txt"
+    mine.write_text("mine\n")
+    assert main(["pitch", str(run), str(songs), "--out", str(mine)]) == 1
+    err = capsys.readouterr().err
+    assert "exists and is not a folder" in err and "names the folder of their CSVs" in err
+    assert mine.read_text() == "mine\n"
+
+
 def test_the_pitch_read_out_takes_audio_shorter_than_a_hop(tmp_path):
     from musicssl.pitch import load
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from musicssl.cli_options import (
     Verb,
     device_name,
-    existing_file,
     existing_folder,
     given,
     output_file,
+    output_folder,
     positive_int,
 )
 from musicssl.errors import MusicSSLError
@@ -26,13 +27,18 @@ def add_pitch(verbs: Any) -> None:
             description="Load RUN (a pesto-cpu run, calibrated on synthetic harmonic tones), "
             "read the pitch of every CQT frame of AUDIO and write a CSV of time (s), f0 (Hz) "
             "and confidence (probability within a semitone of the peak, 0 to 1); a silent frame "
-            "(peak below -90 dBFS) reads f0 0 and confidence 0, as mir_eval reads unvoiced.",
+            "(peak below -90 dBFS) reads f0 0 and confidence 0, as mir_eval reads unvoiced. "
+            "One audio file: --out is its CSV. Several, or a folder (searched recursively): "
+            "--out is a folder, and each file's CSV is its name with .csv added, in the "
+            "subfolder the file has below the folder given; a file that cannot be read is "
+            "named on stderr with the reason and skipped.",
         ),
         "musicssl.pitch:load",
     )
     pitch.option("checkpoint", type=existing_folder, metavar="RUN", help="run or checkpoint folder")
-    pitch.option("audio", type=existing_file, metavar="AUDIO", help="an audio file")
-    pitch.option("--out", required=True, type=output_file, metavar="CSV", help="CSV to write")
+    pitch.option("audio", nargs="+", metavar="AUDIO", help="an audio file, or files or folders")
+    pitch.option("--out", required=True, metavar="OUT",
+                 help="the CSV to write (one file), or the folder of CSVs (several)")  # fmt: skip
     pitch.option(
         "--hop-length",
         type=positive_int,
@@ -47,18 +53,35 @@ def add_pitch(verbs: Any) -> None:
 
 def run_pitch(args: argparse.Namespace) -> None:
     from musicssl import audio
-    from musicssl.pitch import check_csv_out, load, write_csv
+    from musicssl.pitch import check_csv_out, csv_name, load, write_csv
 
-    check_csv_out(Path(args.out))  # before any work
+    one = len(args.audio) == 1 and not Path(args.audio[0]).is_dir()
+    out = Path(args.out)
+    try:  # before any work
+        (output_file if one else output_folder)(args.out)
+    except argparse.ArgumentTypeError as error:
+        several = "" if one else "; with several audio files --out names the folder of their CSVs"
+        raise MusicSSLError(f"--out {error}{several}") from None
+    if one:
+        check_csv_out(out)
     try:
         model = load(args.checkpoint, **given(args, "device", "hop_length"))
     except MusicSSLError as error:
         if args.hop_length is None or "hop_length" not in str(error):
             raise
         raise MusicSSLError(f"--hop-length {args.hop_length}: {error}") from None
-    track = model.pitch(audio.load(args.audio, sr=model.sample_rate), model.sample_rate)
-    write_csv(args.out, track)
-    print(f"{len(track.f0)} frames: {args.out}")
+    written: dict[Path, Path] = {}
+
+    def pitch_of(path: Path, below: Path | None) -> str:
+        target = out if one else out / csv_name(path, below)
+        if target in written:
+            raise MusicSSLError(f"{path}: its CSV {target} is {written[target]}'s already")
+        track = model.pitch(audio.load(path, sr=model.sample_rate), model.sample_rate)
+        write_csv(target, track)
+        written[target] = path
+        return f"{len(track.f0)} frames: {target}"
+
+    each_audio(args.audio, pitch_of, verb="pitch")
 
 
 def add_key(verbs: Any) -> None:
@@ -109,10 +132,7 @@ def _add_readout(verbs: Any, name: str, loader: str, kind: str, what: str) -> No
 
 
 def run_readout(args: argparse.Namespace) -> None:
-    import sys
-
     from musicssl import audio
-    from musicssl.corpus import find_audio
     from musicssl.readouts import load_key, load_tempo
 
     read: Any
@@ -122,27 +142,48 @@ def run_readout(args: argparse.Namespace) -> None:
     else:
         model = load_tempo(args.checkpoint, **given(args, "device"))
         read = model.tempo
+
+    def value_of(path: Path, below: Path | None) -> str:
+        value = read(audio.load(path, sr=model.sample_rate), model.sample_rate)
+        return f"{path}\t{value:.1f}" if isinstance(value, float) else f"{path}\t{value}"
+
+    each_audio(args.audio, value_of, verb=args.verb)
+
+
+def each_audio(given_paths: list[str], read: Callable[[Path, Path | None], str], *,
+               verb: str) -> None:  # fmt: skip
+    """``read(file, folder it was found below or None)`` for each audio file of the paths
+    given (folders searched recursively), printing what it returns; a file it cannot read
+    is named on stderr with the reason and skipped, unless it is the one file given.
+
+    Raises:
+        MusicSSLError: no file could be read.
+    """
+    import sys
+
+    from musicssl.corpus import find_audio
+
     read_count, skipped = 0, []
-    for given_path in map(Path, args.audio):
-        found = [given_path] if not given_path.is_dir() else sorted(find_audio(given_path))
-        for path in found:
+    for given_path in map(Path, given_paths):
+        below = given_path if given_path.is_dir() else None
+        for path in sorted(find_audio(given_path)) if below else [given_path]:
             try:
                 if not path.is_file():  # a link to nowhere, a loop, a typo: no file there
                     raise MusicSSLError(f"{path}: no such file or folder")
-                value = read(audio.load(path, sr=model.sample_rate), model.sample_rate)
+                line = read(path, below)
             except MusicSSLError as error:
                 skipped.append(
                     str(error) if str(error).startswith(str(path)) else f"{path}: {error}"
                 )
-                if args.audio == [str(path)]:  # the one file asked for: its reason is the error
+                if given_paths == [str(path)]:  # the one file asked for: its reason is the error
                     raise MusicSSLError(skipped[-1]) from None
                 print(f"musicssl: skipped {skipped[-1]}", file=sys.stderr)
                 continue
-            print(f"{path}\t{value:.1f}" if isinstance(value, float) else f"{path}\t{value}")
+            print(line, flush=True)
             read_count += 1
     if read_count == 0:
         raise MusicSSLError(
-            f"{args.verb}: no audio could be read ({len(skipped)} files skipped)"
+            f"{verb}: no audio could be read ({len(skipped)} files skipped)"
             if skipped
-            else f"{args.verb}: no audio files in {' '.join(args.audio)}"
+            else f"{verb}: no audio files in {' '.join(given_paths)}"
         )

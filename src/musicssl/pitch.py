@@ -222,6 +222,14 @@ def load(
 _CSV_HEADER = "time,f0,confidence"
 
 
+def csv_name(audio: Path, below: Path | None) -> Path:
+    """Where an audio file's CSV goes in a folder of CSVs: its name with ``.csv`` added
+    (``a.wav.csv``: ``a.wav`` and ``a.flac`` stay apart), in the subfolder the file has
+    below the folder it was found in (``below``), or at the top for a file given alone."""
+    relative = audio.relative_to(below) if below is not None else Path(audio.name)
+    return relative.with_name(relative.name + ".csv")
+
+
 def write_csv(path: str | os.PathLike, track: PitchTrack) -> Path:
     """``time,f0,confidence`` per frame (seconds, Hz, [0, 1]), written whole.
 
