@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from musicssl.recipe import Recipe, recipe_path
-from musicssl.train import build_parts
+from musicssl.train import FUSED_ADAMW, build_parts
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 8192) -> float:
@@ -75,8 +75,9 @@ def training_step(
     dtype: torch.dtype,
     graphed: bool,
 ) -> Callable[[], None]:
-    """One step as the trainer takes it: autocast, ``loss_of``, backward, AdamW."""
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    """One step as the trainer takes it: autocast, ``loss_of``, backward, AdamW (fused where
+    the trainer fuses it)."""
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=FUSED_ADAMW)
 
     def step() -> None:
         if graphed:  # as the trainer marks each pass of graphs that replay
