@@ -402,15 +402,19 @@ def test_a_missing_checkpoint_or_folder_is_named(tmp_path):
 
 
 def test_resume_of_a_finished_run_says_so_and_how_to_train_longer(recipe, tmp_path, capsys):
-    run = tmp_path / "run"
-    assert main(["pretrain", str(recipe), "--out", str(run)]) == 0
+    run, store = tmp_path / "run", tmp_path / "store"
+    shutil.copytree(recipe.parent / "store", store)
+    assert main(["pretrain", str(recipe), f"data.store={store}", "--out", str(run)]) == 0
     capsys.readouterr()
+    shutil.rmtree(store)  # a finished run needs no store to say so
     assert main(["pretrain", "--resume", str(run)]) == 0
     out = capsys.readouterr().out
     assert f"{run} already finished at step 4" in out
+    assert out.endswith(f"checkpoint: {run / 'checkpoints' / 'step-00000004'}\n")
     assert f"musicssl pretrain {run / 'recipe.yaml'} train.steps=... --out NEW_RUN" in out
     hint = f"musicssl pretrain {run / 'recipe.yaml'} train.init_from={run} --out NEW_RUN"
-    assert hint in out  # and it runs as written
+    assert hint in out  # and it runs as written, the store back in place
+    shutil.copytree(recipe.parent / "store", store)
     assert main([*hint.split()[1:-1], str(tmp_path / "longer")]) == 0
 
 

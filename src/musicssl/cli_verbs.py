@@ -12,7 +12,7 @@ import os
 import shutil
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from musicssl.cli_data import add_corpus_build, add_data_index, add_data_pack
 from musicssl.cli_evaluate import add_compare, add_evaluate, default_cache_folder
@@ -35,6 +35,9 @@ from musicssl.cli_options import (
 from musicssl.cli_readouts import add_key, add_pitch, add_tempo
 from musicssl.cli_search import add_index, add_search
 from musicssl.errors import MusicSSLError
+
+if TYPE_CHECKING:
+    from musicssl.recipe import Recipe
 from musicssl.plural import counted
 
 
@@ -119,50 +122,15 @@ def _setting_names() -> dict[str, list[str]]:
 
 
 def run_pretrain(args: argparse.Namespace) -> None:
-    from musicssl.recipe import Recipe
-
     if args.resume:
-        given_now = [*([args.recipe] if args.recipe else []), *args.overrides]
-        moved = given_now[0].partition("=")[2] if len(given_now) == 1 else None
-        if given_now and not (moved and given_now[0].startswith("data.store=")):
-            raise MusicSSLError(
-                "--resume continues a run with its own recipe and settings: give only RUN_DIR, "
-                "or data.store=STORE where its store has moved (to train longer, start a new run "
-                f"from it: musicssl pretrain RECIPE train.init_from={args.resume} --out NEW_RUN)"
-            )
-        run = Path(args.resume)
-        from musicssl.checkpoint import check_resumable, check_unchanged_recipe
+        run, recipe = Path(args.resume), _resumed_recipe(args)
+        if recipe is None:  # finished: said so, and nothing to do
+            from musicssl.checkpoint import latest
 
-        check_resumable(run)
-        recipe = Recipe.load(run / "recipe.yaml")
-        check_unchanged_recipe(run, recipe)
-        if moved:  # the same store (its identity is checked), in another place
-            recipe.data.store = os.path.abspath(os.path.expanduser(moved))
-        elif recipe.data.store and not os.path.isdir(recipe.data.store):
-            raise MusicSSLError(
-                f"{recipe.data.store}: the store {run} trains on is not there; if it has moved, "
-                f"give its new place: musicssl pretrain --resume {run} data.store=STORE"
-            )
+            print(f"checkpoint: {latest(run)}")
+            return
     else:
-        if not args.recipe or not args.out:
-            raise MusicSSLError("give a RECIPE and --out RUN_DIR (or --resume RUN_DIR)")
-        if "=" in args.recipe:
-            raise MusicSSLError(f"{args.recipe}: give the RECIPE first, then key=value overrides")
-        run = Path(args.out)
-        recipe = Recipe.load(args.recipe, args.overrides)
-        # The run keeps where its data is, whatever folder it is resumed from.
-        # ~ too: a shell leaves it alone after "data.store=".
-        store = os.path.expanduser(recipe.data.store)
-        recipe.data.store = os.path.abspath(store) if store else ""
-        recipe.data.corpus = os.path.abspath(recipe.data.corpus)
-        if recipe.train.init_from:  # the checkpoint it names now, whatever that run does next
-            from musicssl.checkpoint import checkpoint_folder
-
-            try:
-                found = checkpoint_folder(os.path.expanduser(recipe.train.init_from))
-            except MusicSSLError as error:
-                raise MusicSSLError(f"train.init_from: {error}") from None
-            recipe.train.init_from = os.path.abspath(found)
+        run, recipe = Path(args.out or ""), _new_recipe(args)
     from musicssl.checkpoint import check_new_run, is_run
     from musicssl.demo import with_builtin_store
     from musicssl.files import folder_lock, missing_folders, remove_empty
@@ -192,6 +160,62 @@ def run_pretrain(args: argparse.Namespace) -> None:
     # Under DDP every process gets here; one line is enough.
     if os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0":
         print(f"checkpoint: {checkpoint}")
+
+
+def _resumed_recipe(args: argparse.Namespace) -> Recipe | None:
+    """The recipe of the run ``--resume`` names, its store checked (or moved); None, after
+    saying how to train longer, when the run has finished."""
+    from musicssl.checkpoint import check_resumable, check_unchanged_recipe, is_run
+    from musicssl.recipe import Recipe
+    from musicssl.train import finished_note
+
+    given_now = [*([args.recipe] if args.recipe else []), *args.overrides]
+    moved = given_now[0].partition("=")[2] if len(given_now) == 1 else None
+    if given_now and not (moved and given_now[0].startswith("data.store=")):
+        raise MusicSSLError(
+            "--resume continues a run with its own recipe and settings: give only RUN_DIR, "
+            "or data.store=STORE where its store has moved (to train longer, start a new run "
+            f"from it: musicssl pretrain RECIPE train.init_from={args.resume} --out NEW_RUN)"
+        )
+    run = Path(args.resume)
+    check_resumable(run)
+    recipe = Recipe.load(run / "recipe.yaml")
+    check_unchanged_recipe(run, recipe)
+    if is_run(run) and (note := finished_note(run, recipe.train)) is not None:
+        print(note, flush=True)  # before the store is looked for and any process starts
+        return None
+    if moved:  # the same store (its identity is checked), in another place
+        recipe.data.store = os.path.abspath(os.path.expanduser(moved))
+    elif recipe.data.store and not os.path.isdir(recipe.data.store):
+        raise MusicSSLError(
+            f"{recipe.data.store}: the store {run} trains on is not there; if it has moved, "
+            f"give its new place: musicssl pretrain --resume {run} data.store=STORE"
+        )
+    return recipe
+
+
+def _new_recipe(args: argparse.Namespace) -> Recipe:
+    """The recipe of a new run, its paths made absolute: the run keeps where its data is,
+    whatever folder it is resumed from."""
+    from musicssl.recipe import Recipe
+
+    if not args.recipe or not args.out:
+        raise MusicSSLError("give a RECIPE and --out RUN_DIR (or --resume RUN_DIR)")
+    if "=" in args.recipe:
+        raise MusicSSLError(f"{args.recipe}: give the RECIPE first, then key=value overrides")
+    recipe = Recipe.load(args.recipe, args.overrides)
+    store = os.path.expanduser(recipe.data.store)  # ~ too: a shell leaves it after "data.store="
+    recipe.data.store = os.path.abspath(store) if store else ""
+    recipe.data.corpus = os.path.abspath(recipe.data.corpus)
+    if recipe.train.init_from:  # the checkpoint it names now, whatever that run does next
+        from musicssl.checkpoint import checkpoint_folder
+
+        try:
+            found = checkpoint_folder(os.path.expanduser(recipe.train.init_from))
+        except MusicSSLError as error:
+            raise MusicSSLError(f"train.init_from: {error}") from None
+        recipe.train.init_from = os.path.abspath(found)
+    return recipe
 
 
 def add_embed(verbs: Any) -> None:

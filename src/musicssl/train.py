@@ -115,8 +115,8 @@ def pretrain(
         MusicSSLError: bad settings or data, or an ``out`` that is not a run of ours.
     """
     settings, run = recipe.train, Path(out)
-    if resume and checkpoint.is_run(run) and (done := finished_step(run, settings)) is not None:
-        print(_finished(run, step=done, settings=settings), flush=True)  # before any process starts
+    if resume and checkpoint.is_run(run) and (note := finished_note(run, settings)) is not None:
+        print(note, flush=True)  # before any process starts
         return checkpoint.latest(run)
     store = train_data.training_store(recipe)
     indices = train_data.split_indices(store, recipe.data.splits)
@@ -250,8 +250,17 @@ def finished_step(run: str | os.PathLike, settings: TrainSettings) -> int | None
     return step if step >= int(state.get("horizon", settings.steps)) else None
 
 
-def _finished(run: Path, *, step: int, settings: TrainSettings) -> str:
-    """What a resumed run that has nothing left to train says, and how to train longer."""
+def finished_note(run: str | os.PathLike, settings: TrainSettings) -> str | None:
+    """What a resumed run that has nothing left to train says, and how to train longer;
+    None while it has steps left.
+
+    Raises:
+        MusicSSLError: its latest checkpoint is damaged (the message says how to go on).
+    """
+    step = finished_step(run, settings)
+    if step is None:
+        return None
+    run = Path(run)
     # A run under a time budget ends at the step that fitted it, unless train.steps came first.
     limit = "train.steps" if settings.minutes is None or step >= settings.steps else "train.minutes"
     recipe = run / "recipe.yaml"
