@@ -13,7 +13,8 @@ and resampy (audio is given to them at 16 kHz, no resampling) are stubbed. Key: 
 accuracy and MIREX weighted score (mir_eval.key) beside Krumhansl-Schmuckler on a CQT
 chroma. Tempo: test split, Acc1 and Acc2 (4%) beside librosa's tempo and beat tracker. CPU
 seconds per minute of audio are process CPU time (all threads) of inference alone;
-loading and calibration are timed apart. Prints a JSON summary.
+loading and calibration are timed apart. Tempo also gives the read-out's confidence on the
+test clips and on audio without a beat (noise, steady sines and chords). Prints a JSON summary.
 """
 
 from __future__ import annotations
@@ -294,7 +295,36 @@ def bench_tempo(args: argparse.Namespace) -> dict:
         estimates, cpu = timed(fn, clips)
         results[name] = {**tempo_scores(refs, estimates), "cpu_s_per_audio_min": cpu}
         print(name, json.dumps(results[name]), file=sys.stderr, flush=True)
-    return {"clips": len(clips), "systems": results}
+    confidence = {"test clips": [ours.read(clip, SR).confidence for clip in clips]}
+    for kind, signals in beatless(SR).items():
+        confidence[kind] = [ours.read(signal, SR).confidence for signal in signals]
+    summary = {
+        kind: {"n": len(v), "mean": float(np.mean(v)), "min": float(np.min(v)),
+               "max": float(np.max(v)), "below 0.2": float(np.mean(np.less(v, 0.2)))}
+        for kind, v in confidence.items()
+    }  # fmt: skip
+    return {"clips": len(clips), "systems": results, "confidence": summary}
+
+
+def beatless(sr: int, *, count: int = 20, seconds: float = 10.0) -> dict[str, list[np.ndarray]]:
+    """Audio without a beat, ``count`` of each kind: white and pink noise, steady sines and
+    steady three-note chords (60 to 1,000 Hz), at a tenth to a third of full scale."""
+    rng = np.random.default_rng(0)
+    t = np.arange(round(seconds * sr)) / sr
+    out: dict[str, list[np.ndarray]] = {"white noise": [], "pink noise": [], "sine": [],
+                                        "chord": []}  # fmt: skip
+    for _ in range(count):
+        white = rng.standard_normal(len(t))
+        spectrum = np.fft.rfft(rng.standard_normal(len(t)))
+        pink = np.fft.irfft(spectrum / np.sqrt(np.maximum(1, np.arange(len(spectrum)))), len(t))
+        root = 60 * 2 ** rng.uniform(0, 3)
+        chord = sum(np.sin(2 * np.pi * root * 2 ** (step / 12) * t) for step in (0, 4, 7))
+        sine = np.sin(2 * np.pi * 2 * root * t)
+        for kind, signal in (("white noise", white), ("pink noise", pink), ("sine", sine),
+                             ("chord", chord)):  # fmt: skip
+            level = rng.uniform(0.1, 0.33)
+            out[kind].append((level * signal / np.abs(signal).max()).astype(np.float32))
+    return out
 
 
 def main() -> None:

@@ -618,11 +618,33 @@ def test_tempo_verb_reads_the_tempo_branch_of_a_combined_run(tmp_path, capsys):
     wav = tmp_path / "clicks.wav"
     save(wav, click_track(120.0, sr=16000), sr=16000)
     assert main(["tempo", str(run), str(wav)]) == 0
-    path, bpm = capsys.readouterr().out.strip().split("\t")
-    assert path == str(wav) and 20.0 < float(bpm) < 400.0
+    path, bpm, confidence = capsys.readouterr().out.strip().split("\t")
+    assert path == str(wav) and 20.0 < float(bpm) < 400.0 and 0 <= float(confidence) <= 1
     save(tmp_path / "short.wav", click_track(120.0, sr=16000, seconds=0.2), sr=16000)
     assert main(["tempo", str(run), str(tmp_path / "short.wav")]) == 1
     assert "a tempo needs a few beats, 2 s at least" in capsys.readouterr().err
+
+
+def test_the_tempo_confidence_is_the_distributions_share_near_the_tempo_read(monkeypatch):
+    from musicssl.readouts import TempoModel
+
+    torch.manual_seed(0)
+    model = TempoModel(TempoCNN(), prior_bpm=None)
+    bins = model.encoder.output_bins
+    peaked = torch.full((bins,), 0.2 / bins, dtype=torch.float64)
+    peaked[30] += 0.6
+    peaked[[29, 31]] += 0.1
+    flat = torch.full((bins,), 1 / bins, dtype=torch.float64)
+    clip = np.random.default_rng(0).standard_normal(3 * 16000).astype(np.float32) * 0.1
+    for probs, confidence in ((peaked, 0.8 + 3 * 0.2 / bins), (flat, 3 / bins)):
+        monkeypatch.setattr(model, "_distribution", lambda signal, probs=probs: probs)
+        read = model.read(clip, 16000)
+        assert read.confidence == pytest.approx(confidence)
+        assert read.bpm == model.tempo(clip, 16000)
+    # The peaked distribution reads bin 30, shifted by the calibration.
+    monkeypatch.setattr(model, "_distribution", lambda signal: peaked)
+    expected = model._lowest * 2 ** ((30 + model.offset) / model.encoder.bins_per_octave)
+    assert model.read(clip, 16000).bpm == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("verb", ["key", "tempo"])

@@ -100,7 +100,9 @@ def add_tempo(verbs: Any) -> None:
         "tempo",
         "musicssl.readouts:load_tempo",
         "a tempo run: tempo-cpu, or the demo's simclr-key-tempo-cpu",
-        "the tempo (BPM)",
+        "the tempo (BPM) and the network's confidence in it (0 to 1: its tempo distribution's "
+        "share within 3%; music with a beat reads 0.85 on average, noise and steady tones "
+        "under 0.2)",
     )
 
 
@@ -111,8 +113,9 @@ def _add_readout(verbs: Any, name: str, loader: str, kind: str, what: str) -> No
             help=f"print {what} of each audio file with {kind}",
             description=f"Load RUN ({kind}, calibrated on synthetic audio made in code) and "
             f"print {what} of each file of AUDIO (files, or folders searched recursively), "
-            "one line per file: path, a tab, the value. A file that cannot be read (or a "
-            "path that is not there) is named on stderr with the reason and skipped.",
+            "one line per file: the path and the values, tab-separated. A file that cannot "
+            "be read (or a path that is not there) is named on stderr with the reason and "
+            "skipped.",
         ),
         loader,
     )
@@ -141,11 +144,13 @@ def run_readout(args: argparse.Namespace) -> None:
         read = model.key
     else:
         model = load_tempo(args.checkpoint, **given(args, "device"))
-        read = model.tempo
+
+        def read(waveform: Any, sr: int) -> str:
+            found = model.read(waveform, sr)
+            return f"{found.bpm:.1f}\t{found.confidence:.2f}"
 
     def value_of(path: Path, below: Path | None) -> str:
-        value = read(audio.load(path, sr=model.sample_rate), model.sample_rate)
-        return f"{path}\t{value:.1f}" if isinstance(value, float) else f"{path}\t{value}"
+        return f"{path}\t{read(audio.load(path, sr=model.sample_rate), model.sample_rate)}"
 
     each_audio(args.audio, value_of, verb=args.verb)
 
