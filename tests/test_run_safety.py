@@ -302,6 +302,27 @@ def test_sigterm_stops_pretrain_as_ctrl_c_does_with_status_143(recipe, tmp_path,
     assert signal.getsignal(signal.SIGTERM) == before  # the command's handler is gone with it
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGTERM are POSIX")
+def test_sigterm_to_the_whole_group_stops_pretrain_and_its_workers_in_one_line(recipe, tmp_path):
+    # As `timeout`, `kill -TERM -PGID` or a cluster's scheduler stop a job: the data loader's
+    # workers get the signal too.
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "musicssl", "pretrain", str(recipe), "data.workers=2",
+            "train.steps=100000", "--out", str(run)]  # fmt: skip
+    job = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (run / "latest").exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # well into the steps after the first checkpoint, workers loading
+    os.killpg(job.pid, signal.SIGTERM)
+    _, err = job.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if not line.startswith("pretrain:")]
+    assert job.returncode == 143, err
+    assert "Traceback" not in err and "bug" not in err, err
+    assert len(lines) == 1 and lines[0].startswith("musicssl: error: terminated: the checkpoint")
+
+
 def test_the_lock_is_free_once_its_holder_is_gone(tmp_path):
     with folder_lock(tmp_path / "f", busy="busy"):
         with pytest.raises(MusicSSLError, match="busy"), folder_lock(tmp_path / "f", busy="busy"):

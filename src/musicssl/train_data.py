@@ -4,6 +4,7 @@ step by step so that the data of a step depends only on (seed, step)."""
 from __future__ import annotations
 
 import itertools
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -106,7 +107,17 @@ def loader(
         accumulate=recipe.train.accumulate,
     )
     return DataLoader(dataset, batch_sampler=batches, num_workers=recipe.data.workers,
-                      pin_memory=fabric.device.type == "cuda")  # fmt: skip
+                      pin_memory=fabric.device.type == "cuda",
+                      worker_init_fn=leave_sigterm_to_the_parent)  # fmt: skip
+
+
+def leave_sigterm_to_the_parent(worker_id: int) -> None:
+    """In a loader's worker: ignore SIGTERM. ``timeout``, ``kill -TERM -PGID`` and a
+    cluster's scheduler signal the whole process group; a worker that died of it (torch's
+    own handler) would end the run with the loader's error before the parent could stop as
+    on Ctrl-C. The parent stops its workers as it stops, and a worker whose parent is gone
+    ends by itself."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def split_indices(store: SampleStore, splits: str) -> list[int]:
