@@ -211,9 +211,15 @@ def test_a_link_loop_of_folders_is_walked_once(tmp_path: Path, write_audio):
     (tmp_path / "elsewhere").mkdir()
     write_audio("elsewhere/y.wav", tone(350, sr=8000, seconds=0.5), 8000)
     (tmp_path / "music/linked").symlink_to(tmp_path / "elsewhere")
+    # A link above the folder would index everything beside it: it is named, not followed.
+    write_audio("beside/z.wav", tone(400, sr=8000, seconds=0.5), 8000)
+    (tmp_path / "music/a/top").symlink_to(tmp_path)
     index_folder(tmp_path / "music", out=tmp_path / "m.jsonl", progress=False)
     paths = [row["path"] for row in read_manifest(tmp_path / "m.jsonl")]
     assert sorted(paths) == ["elsewhere/y.wav", "music/a/x.wav"]
+    bad = [json.loads(line) for line in (tmp_path / "m.bad.jsonl").read_text().splitlines()]
+    assert bad == [{"path": "music/a/top", "reason": f"a link to {tmp_path.resolve()}, which "
+                    f"holds {tmp_path / 'music'}: not followed out of it"}]  # fmt: skip
 
 
 def test_a_file_reached_through_a_link_is_kept_once(tmp_path: Path, write_audio):
@@ -228,6 +234,7 @@ def test_a_file_reached_through_a_link_is_kept_once(tmp_path: Path, write_audio)
     assert bad == [{"path": "music/train-side/x.wav", "reason": "the same file as "
                     "music/test-side/x.wav"}]  # fmt: skip
     assert summary.kept == 1 and summary.skipped == 1
+    assert summary.reasons == {"paths to a file listed under another": 1}  # counted by kind
 
 
 def test_a_copy_of_a_file_is_kept_once_under_the_path_indexed_before(tmp_path: Path, write_audio):

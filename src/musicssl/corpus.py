@@ -335,21 +335,39 @@ def _summarise(
     summary: IndexSummary, good: list[dict[str, Any]], bad_rows: list[dict[str, Any]]
 ) -> None:
     for row in bad_rows:
-        kind = row["reason"].split(":")[0].split(" (")[0]
+        kind = _reason_kind(row["reason"])
         summary.reasons[kind] = summary.reasons.get(kind, 0) + 1
     summary.kept, summary.skipped = len(good), len(bad_rows)
     summary.total_seconds = sum(row["duration"] for row in good)
     summary.splits = split_counts(good)
 
 
+# Reasons that name another path, counted by kind in the summary (the report names each).
+_KINDS_NAMING_A_PATH = {
+    "a copy of ": "copies of another file",
+    "the same file as ": "paths to a file listed under another",
+    "a link to ": "links out of the folder",
+}
+
+
+def _reason_kind(reason: str) -> str:
+    """The kind of a bad file's reason, as the summary counts it: "empty", "not audio", ..."""
+    for start, kind in _KINDS_NAMING_A_PATH.items():
+        if reason.startswith(start):
+            return kind
+    return reason.split(":")[0].split(" (")[0]
+
+
 def find_audio(root: Path, *, errors: list[tuple[Path, str]] | None = None) -> Iterator[Path]:
     """Audio files under ``root`` by extension, skipping hidden files and folders.
 
-    Links to folders are followed, each real folder once (a link loop ends there). A folder
-    that cannot be read is appended to ``errors`` as ``(folder, reason)`` when a list is
-    given, and otherwise skipped.
+    Links to folders are followed, each real folder once (a link loop ends there), except a
+    link to a folder above ``root``, which would walk out of ``root`` into everything beside
+    it. Such a link, and a folder that cannot be read, is appended to
+    ``errors`` as ``(path, reason)`` when a list is given, and otherwise skipped.
     """
     seen: set[str] = set()
+    top = os.path.realpath(root)
 
     def unreadable(error: OSError) -> None:
         if errors is not None and error.filename is not None:
@@ -363,6 +381,13 @@ def find_audio(root: Path, *, errors: list[tuple[Path, str]] | None = None) -> I
             continue
         seen.add(real)
         subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        for name in [n for n in subfolders if os.path.islink(os.path.join(folder, n))]:
+            target = os.path.realpath(os.path.join(folder, name))
+            if top.startswith(target.rstrip(os.sep) + os.sep):
+                subfolders.remove(name)
+                if errors is not None:
+                    why = f"a link to {target}, which holds {root}: not followed out of it"
+                    errors.append((Path(folder) / name, why))
         for name in names:
             if not name.startswith(".") and audio.is_audio_path(name):
                 yield Path(folder) / name
