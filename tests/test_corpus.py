@@ -356,12 +356,25 @@ def test_labels_of_your_own_travel_from_a_table_into_the_rows_and_the_store(
     index_folder(pieces / "audio", out=out, labels=relabelled, progress=False)
     row = next(r for r in _read(out) if r["path"].endswith("a/piece0-00.wav"))
     assert row["tags"] == ["choir", "slow"] and "caption" not in row and "mood" not in row
+    # One table may give both: its split column is the splits', the others are labels.
+    both = tmp_path / "both.csv"
+    both.write_text("path,split,mood\na/piece0-00.wav,test,calm\nb/piece1-01.wav,valid,\n")
+    summary = index_folder(pieces / "audio", out=tmp_path / "both.jsonl", splits=both,
+                           labels=both, progress=False)  # fmt: skip
+    rows = {row["path"].split("audio/")[-1]: row for row in _read(tmp_path / "both.jsonl")}
+    assert (rows["a/piece0-00.wav"]["split"], rows["a/piece0-00.wav"]["mood"]) == ("test", "calm")
+    assert rows["b/piece1-01.wav"]["split"] == "valid" and "mood" not in rows["b/piece1-01.wav"]
+    assert summary.labels == f"labels: 1 of 20 files from {both}: mood (1)"
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("path,split\na/piece0-00.wav,train\n", "column 'split' is one the index writes itself"),
+        (
+            "path,split\na/piece0-00.wav,train\n",
+            r"column 'split' is one the index writes itself; "
+            r"rename it \(or give the table as --splits too\)",
+        ),
         ("name,caption\nx.wav,y\n", "needs a 'path' column"),
         ("path,caption\na/piece0-00.wav,x\na/piece0-00.wav,y\n", "a/piece0-00.wav is listed twice"),
     ],

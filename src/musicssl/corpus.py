@@ -144,7 +144,8 @@ def index_folder(
     bad_path = Path(bad) if bad is not None else out.with_name(f"{out.stem}.bad.jsonl")
     if os.path.abspath(out) == os.path.abspath(bad_path):
         raise MusicSSLError(f"{out}: the manifest and the bad-files report must differ")
-    label_table = read_labels(Path(labels), root) if labels is not None else None
+    both = splits is not None and labels is not None and _same_file(splits, labels)
+    label_table = read_labels(Path(labels), root, splits_too=both) if labels is not None else None
     previous = {row["path"]: row for row in _existing_rows(out)}
     previous_bad = {row["path"]: row for row in _existing_rows(bad_path, report=True)}
     summary = IndexSummary(manifest=out, bad_report=bad_path)
@@ -163,11 +164,11 @@ def index_folder(
         )
     results = _rows(files, base, previous, previous_bad, summary, workers=workers,
                     progress=progress)  # fmt: skip
-    if label_table is not None:
-        summary.labels = apply_labels(files, results, label_table, Path(labels or ""))
     bad_rows = [{"path": _relative(folder, base), "reason": why} for folder, why in walk_errors]
     good, renamed = _with_splits(files, results, bad_rows, root=root, group_of=group_of,
                                  split_by=split_by, table=table, previous=previous)  # fmt: skip
+    if label_table is not None:  # on the rows kept: a second path to a file is counted once
+        summary.labels = apply_labels(files, results, label_table, Path(labels or ""))
     refuse_moved_splits(out, good, previous)
     _summarise(summary, good, bad_rows)
     unlisted = unlisted_note(Path(splits), root, files) if splits is not None else None
@@ -422,6 +423,13 @@ def _existing_rows(path: Path, *, report: bool = False) -> list[dict[str, Any]]:
             f"{path}: holds {held}; refusing to overwrite it with the {wanted} (choose a new path)"
         )
     return rows
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _relative(file: Path, base: Path) -> str:

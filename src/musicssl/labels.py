@@ -27,8 +27,11 @@ RESERVED = frozenset(
 )  # fmt: skip
 
 
-def read_labels(path: Path, root: Path) -> dict[str, dict[str, Any]]:
+def read_labels(path: Path, root: Path, *, splits_too: bool = False) -> dict[str, dict[str, Any]]:
     """Real path of each listed file -> the labels of its row (its columns but ``path``).
+
+    With ``splits_too`` the table is also the index's table of splits, whose ``split``
+    column is read there and left out here.
 
     Raises:
         MusicSSLError: no such table, another format, no ``path`` column, a column the index
@@ -42,11 +45,13 @@ def read_labels(path: Path, root: Path) -> dict[str, dict[str, Any]]:
         name = str(row.get("path") or "").strip()
         if not name:
             raise MusicSSLError(f"{path}:{number}: no path")
-        if taken := sorted(RESERVED & (row.keys() - {"path"})):
+        own = {"path", "split"} if splits_too else {"path"}
+        if taken := sorted(RESERVED & (row.keys() - own)):
+            also = " (or give the table as --splits too)" if taken[0] == "split" else ""
             raise MusicSSLError(
-                f"{path}: column {taken[0]!r} is one the index writes itself; rename it"
+                f"{path}: column {taken[0]!r} is one the index writes itself; rename it{also}"
             )
-        values = {k: v for k, v in row.items() if k != "path" and v not in (None, "")}
+        values = {k: v for k, v in row.items() if k not in own and v not in (None, "")}
         for key in (real_path(path.resolve().parent / name), real_path(root / name)):
             if labels.setdefault(key, values) is not values:
                 raise MusicSSLError(f"{path}:{number}: {name} is listed twice")
