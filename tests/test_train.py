@@ -23,7 +23,7 @@ from musicssl.pack import pack
 from musicssl.recipe import OptimSettings, Recipe
 from musicssl.runlog import RunLog, TrainingDiverged
 from musicssl.train import _draw_seed, build_parts, learning_rate_factor, pretrain
-from musicssl.train_data import StepBatches, step_groups
+from musicssl.train_data import StepBatches, step_groups, training_store
 
 RECIPE = """
 encoder:
@@ -552,3 +552,17 @@ def test_the_optimiser_is_adamw_fused_on_this_torch_and_steps_as_the_default_one
     for param, twin, start in zip(params, twins, before):
         torch.testing.assert_close(param.detach(), twin.detach(), rtol=1e-5, atol=1e-6)
         assert (param.detach() - start).abs().max() > 1e-4  # three steps of lr 1e-3 moved it
+
+
+def test_a_run_started_from_python_keeps_its_stores_whole_path(
+    tmp_path: Path, store: Path, monkeypatch
+):
+    monkeypatch.chdir(store.parent)
+    recipe = Recipe.load(_recipe(tmp_path, store, steps=2), overrides=[f"data.store={store.name}"])
+    assert recipe.data.store == "store"
+    pretrain(recipe, out=tmp_path / "run", progress=False)
+    assert recipe.data.store == "store"  # the caller's recipe is left as it was
+    kept = Recipe.load(tmp_path / "run" / "recipe.yaml")
+    assert kept.data.store == str(store.resolve()) and Path(kept.data.corpus).is_absolute()
+    monkeypatch.chdir(tmp_path)  # resumed from another folder, it still finds its store
+    assert len(training_store(kept)) == 20

@@ -101,7 +101,7 @@ def add_tempo(verbs: Any) -> None:
         "musicssl.readouts:load_tempo",
         "a tempo run: tempo-cpu, or the demo's simclr-key-tempo-cpu",
         "the tempo (BPM) and the network's confidence in it (0 to 1: its tempo distribution's "
-        "share within 3%; music with a beat reads 0.85 on average, noise and steady tones "
+        "share within 3 percent; music with a beat reads 0.85 on average, noise and steady tones "
         "under 0.2)",
     )
 

@@ -198,24 +198,13 @@ def _new_recipe(args: argparse.Namespace) -> Recipe:
     """The recipe of a new run, its paths made absolute: the run keeps where its data is,
     whatever folder it is resumed from."""
     from musicssl.recipe import Recipe
+    from musicssl.train import anchored
 
     if not args.recipe or not args.out:
         raise MusicSSLError("give a RECIPE and --out RUN_DIR (or --resume RUN_DIR)")
     if "=" in args.recipe:
         raise MusicSSLError(f"{args.recipe}: give the RECIPE first, then key=value overrides")
-    recipe = Recipe.load(args.recipe, args.overrides)
-    store = os.path.expanduser(recipe.data.store)  # ~ too: a shell leaves it after "data.store="
-    recipe.data.store = os.path.abspath(store) if store else ""
-    recipe.data.corpus = os.path.abspath(recipe.data.corpus)
-    if recipe.train.init_from:  # the checkpoint it names now, whatever that run does next
-        from musicssl.checkpoint import checkpoint_folder
-
-        try:
-            found = checkpoint_folder(os.path.expanduser(recipe.train.init_from))
-        except MusicSSLError as error:
-            raise MusicSSLError(f"train.init_from: {error}") from None
-        recipe.train.init_from = os.path.abspath(found)
-    return recipe
+    return anchored(Recipe.load(args.recipe, args.overrides))
 
 
 def add_embed(verbs: Any) -> None:

@@ -9,6 +9,7 @@ resumed run draws the same batches and augmentations as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import warnings
@@ -86,6 +87,28 @@ def build_parts(recipe: Recipe, *, start: bool = True) -> Parts:
     return Parts(encoder, method, chain, optimizer)
 
 
+def anchored(recipe: Recipe) -> Recipe:
+    """A copy of ``recipe`` whose paths hold from any folder a run is resumed or read from:
+    ``data.store`` and ``data.corpus`` absolute (``~`` expanded, as a shell leaves it after
+    ``data.store=``), and ``train.init_from`` the absolute checkpoint folder it names now (a
+    run's latest, whatever that run does next).
+
+    Raises:
+        MusicSSLError: ``train.init_from`` names no checkpoint.
+    """
+    recipe = copy.deepcopy(recipe)
+    store = os.path.expanduser(recipe.data.store)
+    recipe.data.store = os.path.abspath(store) if store else ""
+    recipe.data.corpus = os.path.abspath(os.path.expanduser(recipe.data.corpus))
+    if recipe.train.init_from:
+        try:
+            found = checkpoint.checkpoint_folder(os.path.expanduser(recipe.train.init_from))
+        except MusicSSLError as error:
+            raise MusicSSLError(f"train.init_from: {error}") from None
+        recipe.train.init_from = os.path.abspath(found)
+    return recipe
+
+
 @contextlib.contextmanager
 def _options_of(section: str) -> Iterator[None]:
     """A ``MusicSSLError`` raised inside, told as one about the recipe's ``section.options``."""
@@ -114,7 +137,10 @@ def pretrain(
         TrainingDiverged: the loss stopped being finite.
         MusicSSLError: bad settings or data, or an ``out`` that is not a run of ours.
     """
-    settings, run = recipe.train, Path(out)
+    run = Path(out)
+    if not (resume and checkpoint.is_run(run)):
+        recipe = anchored(recipe)  # what the new run keeps holds from any folder
+    settings = recipe.train
     if resume and checkpoint.is_run(run) and (note := finished_note(run, settings)) is not None:
         print(note, flush=True)  # before any process starts
         return checkpoint.latest(run)
