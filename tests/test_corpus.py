@@ -149,8 +149,14 @@ def test_splits_from_a_table_with_aliases(pieces: Path, tmp_path: Path):
     # A tab-separated table whose paths are relative to the table's own folder.
     tsv = pieces / "audio" / "a" / "splits.tsv"
     tsv.write_text("path\tsplit\npiece2-00.wav\ttest\n")
-    index_folder(pieces / "audio", out=tmp_path / "m.jsonl", splits=tsv, progress=False)
-    assert _splits(tmp_path / "m.jsonl")["a/piece2-00.wav"] == "test"
+    index_folder(pieces / "audio", out=tmp_path / "m2.jsonl", splits=tsv, progress=False)
+    assert _splits(tmp_path / "m2.jsonl")["a/piece2-00.wav"] == "test"
+    # Into the first manifest, it would take the two files of the first table out of their
+    # splits (a later index could give them any): refused, the manifest kept.
+    kept = (tmp_path / "m.jsonl").read_bytes()
+    with pytest.raises(MusicSSLError, match=r"would move 2 files .*: valid -> no split\)"):
+        index_folder(pieces / "audio", out=tmp_path / "m.jsonl", splits=tsv, progress=False)
+    assert (tmp_path / "m.jsonl").read_bytes() == kept
 
 
 def test_reindexing_never_moves_a_file_to_another_split(pieces: Path, tmp_path: Path):
@@ -183,7 +189,8 @@ def test_a_renamed_file_keeps_the_split_of_its_bytes(pieces: Path, tmp_path: Pat
     # A table that puts the renamed file in another split is refused, as for a kept name.
     other = next(split for split in ("train", "valid", "test") if split != before[old])
     table = tmp_path / "splits.csv"
-    table.write_text(f"path,split\n{audio / new},{other}\n")
+    rows = [f"{audio / name},{other if name == new else split}" for name, split in after.items()]
+    table.write_text("path,split\n" + "\n".join(rows) + "\n")
     kept = out.read_bytes()
     with pytest.raises(MusicSSLError, match=rf"would move 1 file out .*{new}: {before[old]} -> "):
         index_folder(audio, out=out, splits=table, progress=False)

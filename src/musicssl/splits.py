@@ -274,19 +274,20 @@ def refuse_moved_splits(
 ) -> None:
     """Refuse to move a file from one split to another than the manifest at ``out`` gave it,
     under its path or, renamed, under its bytes: a run pretrained on the old train split would
-    be evaluated on its own training audio. (A file that loses its split is used by neither.)"""
+    be evaluated on its own training audio. Taking its split away is refused too: a later
+    index could then give it any split, and the move would be made in two steps."""
     by_content = {row["sha256"]: row for row in previous.values() if row.get("sha256")}
     moved = []
     for row in good:
         old = previous.get(row["path"]) or by_content.get(row.get("sha256", "")) or {}
-        if old.get("split") and row.get("split") and row["split"] != old["split"]:
-            moved.append((row["path"], old["split"], row["split"]))
+        if old.get("split") and row.get("split") != old["split"]:
+            moved.append((row["path"], old["split"], row.get("split") or "no split"))
     if moved:
         path, old, new = moved[0]
         raise MusicSSLError(
             f"{out}: these splits would move {counted(len(moved), 'file')} "
             f"out of the split this manifest gave them (e.g. {path}: {old} -> {new}), and runs "
-            "pretrained on the old train split would be evaluated on their training audio; "
+            "pretrained on the old train split could be evaluated on their training audio; "
             "write the new index to another --out"
         )
 
