@@ -406,3 +406,25 @@ def test_os_errors_are_described_by_path_reason_and_errno_name():
     assert describe_os_error(NotADirectoryError(errno.ENOTDIR, "Not a directory", b"f/x")) == (
         "f/x: Not a directory (ENOTDIR)"
     )
+
+
+def test_a_built_corpus_we_may_not_write_is_read_and_a_folder_to_build_in_is_refused(
+    area, monkeypatch
+):
+    import argparse
+
+    from musicssl.cli_options import corpus_folder
+
+    shared, empty = area / "shared", area / "empty"
+    for folder in (shared, empty):
+        folder.mkdir()
+    (shared / "manifest.jsonl").write_text("")  # a finished corpus holds its manifest
+    real_access = os.access
+    monkeypatch.setattr(  # both read-only (tests run as root: the answer is simulated)
+        os,
+        "access",
+        lambda path, mode: Path(path) not in (shared, empty) and real_access(path, mode),
+    )
+    assert corpus_folder(str(shared)) == str(shared)
+    with pytest.raises(argparse.ArgumentTypeError, match="permission denied"):
+        corpus_folder(str(empty / "corpus"))  # no corpus yet, none can be built

@@ -11,6 +11,7 @@ from typing import Any
 from musicssl.cli_options import (
     Default,
     Verb,
+    corpus_folder,
     device_name,
     existing_folder,
     existing_path,
@@ -45,7 +46,7 @@ def add_evaluate(verbs: Any) -> None:
     )
     evaluate.option(
         "--corpus",
-        type=output_folder,
+        type=corpus_folder,
         default=Default(_default_corpus),
         metavar="DIR",
         help="built-in corpus folder; when not given, the small one is built at %(default)s if "

@@ -137,6 +137,14 @@ def output_folder(text: str) -> str:
     return _creatable(text)
 
 
+def corpus_folder(text: str) -> str:
+    """A built-in corpus to read (one that holds its manifest may be read-only), or a folder
+    the verb may build one in."""
+    if _is(Path(text) / "manifest.jsonl", "file"):
+        return text
+    return output_folder(text)
+
+
 def output_file(text: str) -> str:
     """A file the verb may write (over its own earlier output only: the verb decides)."""
     if _is(Path(text), "dir"):

@@ -19,6 +19,7 @@ from musicssl.cli_evaluate import add_compare, add_evaluate, default_cache_folde
 from musicssl.cli_options import (
     Default,
     Verb,
+    corpus_folder,
     default_of,
     device_name,
     existing_folder,
@@ -308,7 +309,7 @@ def add_demo(verbs: Any) -> None:
     )
     demo.option(
         "--corpus",
-        type=output_folder,
+        type=corpus_folder,
         metavar="DIR",
         help="built-in corpus, built once (default: %(default)s)",
     )
