@@ -344,6 +344,26 @@ def _table_folder(corpus: Path, tmp_path: Path, labels: list[str]) -> tuple[Path
     return audio, names
 
 
+def test_an_npz_lacking_a_few_files_of_a_task_is_scored_without_them(
+    corpus: Path, tmp_path: Path, capsys
+) -> None:
+    audio, names = _table_folder(corpus, tmp_path, ["a", "b"] * 6)
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "emb.npz"
+    kept = names[:1] + names[2:]  # one training file had no embedding (embed skipped it)
+    np.savez(npz, names=np.array(kept), emb=rng.normal(size=(len(kept), 8)).astype("f4"))
+    results = _evaluate(str(npz), corpus, tmp_path, tasks=[str(audio / "t.csv")])
+    task = results.tasks["t"]
+    assert task.split_sizes["train"] == 3 and task.split_sizes["test"] == 4
+    expected = f"the .npz has no embedding for 1 file of 12 (e.g. {names[1]}, as musicssl embed"
+    assert task.note is not None and task.note.startswith(expected)
+    assert f"warning: task t: {expected}" in capsys.readouterr().err
+    # Most of them missing, the names are more likely wrong than the files bad: skipped.
+    np.savez(npz, names=np.array(names[:5]), emb=rng.normal(size=(5, 8)).astype("f4"))
+    with pytest.raises(MusicSSLError, match="no embedding for 7 of its 12 files"):
+        _evaluate(str(npz), corpus, tmp_path, tasks=[str(audio / "t.csv")], out=tmp_path / "o2")
+
+
 def test_a_one_class_table_task_is_skipped_not_scored(corpus: Path, tmp_path: Path) -> None:
     audio, _ = _table_folder(corpus, tmp_path, ["x"] * 12)
     results = _evaluate("baseline:logmel", corpus, tmp_path, tasks=[str(audio / "t.csv")])

@@ -62,6 +62,8 @@ def evaluate_embeddings(
             evaluation.skipped.append(SkippedTask(task.name, "the embeddings hold no frame tracks"))
         else:
             ready.append((kept, reason))
+            if reason and source.embedded is not None:  # a checkpoint's bad files are listed
+                print(f"warning: task {task.name}: {reason}", file=sys.stderr, flush=True)
     if source.embedded is not None and not ready:
         names = set(source.embedded.names)
         if not any(name in names for task in tasks for name in task.names):
@@ -141,17 +143,23 @@ def _restrict(task: Task, embedded: Embedded, *, outside: bool) -> tuple[Task | 
     missing = [name for name in task.names if name not in available]
     if not missing:
         return task, None
-    if outside:
+    if outside and 2 * len(missing) > len(task.names):  # most missing: named otherwise?
         return None, (
             f"the .npz has no embedding for {len(missing)} of its {len(task.names)} files "
             f"(names must be relative to {task.root}), e.g. {missing[0]}"
         )
+    why = (
+        f"the .npz has no embedding for {counted(len(missing), 'file')} of {len(task.names)} "
+        f"(e.g. {missing[0]}, as musicssl embed skips a file it cannot read)"
+        if outside
+        else f"{counted(len(missing), 'file')} could not be embedded"
+    )
     examples = tuple(e for e in task.examples if e.name in available)
     try:
         kept = dataclasses.replace(task, examples=examples)
     except MusicSSLError as error:
-        return None, f"{len(missing)} files could not be embedded ({error})"
-    return kept, f"{len(missing)} files could not be embedded and were left out"
+        return None, f"{why} ({error})"
+    return kept, f"{why}; left out"
 
 
 def _unlearnable(task: Task) -> str | None:
