@@ -140,19 +140,6 @@ def test_an_npz_that_matches_no_task_is_an_error(corpus: Path, tmp_path: Path) -
     assert not (tmp_path / "out").exists()
 
 
-def test_an_npz_missing_one_file_says_so_not_that_it_matches_nothing(
-    corpus: Path, tmp_path: Path
-) -> None:
-    names = style_task(corpus).names[1:]  # every file of the task but one
-    npz = tmp_path / "most.npz"
-    np.savez(npz, names=np.array(names), emb=np.ones((len(names), 4), np.float32))
-    with pytest.raises(MusicSSLError) as error:
-        _evaluate(str(npz), corpus, tmp_path, tasks=["style"])
-    message = _one_line(error)
-    assert message.startswith(f"{npz}: no task could be probed (style: the .npz has no ")
-    assert f"embedding for 1 of its {len(names) + 1} files" in message
-
-
 def test_out_refuses_a_folder_that_is_not_a_report(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "mine"
     out.mkdir()
