@@ -244,7 +244,10 @@ def test_table_absolute_paths(tmp_path):
         ("path,label,split\na.wav,x,train\n./a.wav,y,test\n", r"line 3: a\.wav already .*line 2"),
         ("path,label,split\na.wav,x,train\nz.wav,y,test\n", r"1 audio file.*z\.wav \(line 3\)"),
         ("path,label\na.wav,x\nb.wav,y\n", r"fewer than three paths"),
-        ("path,label,split\na.wav,x,train\nb.wav,x,test\n", r"no rows in the valid split"),
+        (
+            "path,label,split\na.wav,x,train\nb.wav,x,test\n",
+            r"no rows in the valid split \(split: .*; train 1, valid 0, test 1\)",
+        ),
         ("path,label,split\na.wav,x,train,extra\n", r"line 2: more values than columns"),
     ],
 )

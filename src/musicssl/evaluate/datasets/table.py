@@ -8,6 +8,7 @@ import math
 import os
 import sys
 import unicodedata
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -210,7 +211,11 @@ def table_task(
     examples, split_note, notes = _assign_splits(path, columns, parsed)
 
     if absent := [split for split in PROBE_SPLITS if split not in {e.split for e in examples}]:
-        raise MusicSSLError(f"{path}: no rows in the {' or '.join(absent)} split")
+        counts = Counter(e.split for e in examples)
+        held = ", ".join(f"{split} {counts[split]}" for split in ("train", "valid", "test"))
+        raise MusicSSLError(
+            f"{path}: no rows in the {' or '.join(absent)} split (split: {split_note}; {held})"
+        )
     notes += _warn_one_split_classes(examples, kind, str(path))
     classes: tuple[str, ...] = ()
     if kind in ("multiclass", "key"):
