@@ -100,3 +100,23 @@ def test_training_indices_refuse_a_store_without_splits(store: SampleStore):
     assert "--split-by" in message and "\n" not in message
     with pytest.raises(MusicSSLError, match="holds no clips"):
         training_indices([])
+
+
+def test_a_long_clip_is_one_item_per_part_its_two_crops_within_it(store: SampleStore, monkeypatch):
+    from musicssl import sampling
+
+    assert TwoCrops(store, num_samples=1000).items == [(i, 0) for i in range(10)]  # 1-2 s each
+    monkeypatch.setattr(sampling, "PART_SECONDS", 0.5)  # parts of 4,000 samples at 8 kHz
+    dataset = TwoCrops(store, num_samples=1000, seed=0)
+    parts = {i: store.num_samples(i) // 4000 for i in range(10)}  # 2 or 3: 8,000-12,500 samples
+    assert dataset.items == [(i, p) for i in range(10) for p in range(parts[i])]
+    starts = set()
+    for position, (index, part) in enumerate(dataset.items):
+        end = store.num_samples(index) if part == parts[index] - 1 else (part + 1) * 4000
+        for epoch in range(4):
+            item = dataset[(epoch, position)]
+            assert item["index"] == index
+            for crop in (item["x_a"], item["x_b"]):
+                assert part * 4000 <= _offset(crop) <= end - 1000  # the last part: the rest
+                starts.add((index, _offset(crop)))
+    assert len(starts) > 3 * len(dataset.items)  # offsets drawn anew, not one per part

@@ -13,11 +13,18 @@ from musicssl.errors import MusicSSLError
 from musicssl.splits import describe_splits, split_counts
 from musicssl.store import SampleStore
 
+# A recording longer than this counts as one item of an epoch per this many seconds of it
+# (a 20-minute file is 40 items, each two crops within its own 30 s): an epoch goes over all
+# of it, and a pile of a few long recordings fills batches as well as one of short clips.
+PART_SECONDS = 30.0
+
 
 class TwoCrops(Dataset):
     """Two crops of one clip at independent random offsets, plus the clip's index.
 
-    The offsets of a clip depend only on ``(seed, epoch, clip)``, so a batch is the same
+    A clip longer than ``PART_SECONDS`` (or than two crops) is several items, one per part of
+    that length (the last takes the rest); the two crops of an item lie within its part.
+    The offsets of an item depend only on ``(seed, epoch, clip, part)``, so a batch is the same
     whatever the number of DataLoader workers or the order they run in. Call ``set_epoch``
     before each epoch (as with ``DistributedSampler``) to draw new offsets; with
     ``persistent_workers=True`` the workers would keep the epoch they started with.
@@ -53,21 +60,31 @@ class TwoCrops(Dataset):
         self.num_samples = num_samples
         self.seed = seed
         self.epoch = 0
+        self.part = max(round(PART_SECONDS * store.sr), 2 * num_samples)
+        self.items = [
+            (index, part)
+            for index in self.indices
+            for part in range(max(1, store.num_samples(index) // self.part))
+        ]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return len(self.items)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | int]:
         """Item ``key``, or ``(epoch, key)`` to name the epoch explicitly (as the trainer's
         batch sampler does, so that worker processes need no ``set_epoch``)."""
         epoch, position = key if isinstance(key, tuple) else (self.epoch, key)
-        index = self.indices[position]
-        span = max(0, self.store.num_samples(index) - self.num_samples) + 1
-        mixed = _mix64(_mix64(_mix64(self.seed) ^ epoch) ^ index)
-        start_a, start_b = _mix64(mixed ^ 1) % span, _mix64(mixed ^ 2) % span
+        index, part = self.items[position]
+        length = self.store.num_samples(index)
+        begin = part * self.part
+        end = length if begin + 2 * self.part > length else begin + self.part  # the last: the rest
+        span = max(0, end - begin - self.num_samples) + 1
+        mixed = _mix64(_mix64(_mix64(self.seed) ^ epoch) ^ (index + (part << 40)))
+        start_a = begin + _mix64(mixed ^ 1) % span
+        start_b = begin + _mix64(mixed ^ 2) % span
         return {
             "x_a": torch.from_numpy(self.store.crop_pcm(index, start_a, self.num_samples)),
             "x_b": torch.from_numpy(self.store.crop_pcm(index, start_b, self.num_samples)),

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Sampler
 from musicssl.encoders import Encoder
 from musicssl.errors import MusicSSLError
 from musicssl.recipe import Recipe
-from musicssl.sampling import TwoCrops, training_indices
+from musicssl.sampling import PART_SECONDS, TwoCrops, training_indices
 from musicssl.splits import describe_splits, split_counts
 from musicssl.store import SampleStore
 
@@ -153,8 +153,9 @@ class StepBatches(Sampler[list[tuple[int, int]]]):
         step_items = batch_size * accumulate * world_size
         if num_items < step_items:
             raise MusicSSLError(
-                f"the training set has {num_items} clips, fewer than one step's {step_items}: "
-                "lower train.batch_size or train.accumulate, or use more audio"
+                f"the training set has {num_items} clips (a longer recording counts once per "
+                f"{PART_SECONDS:g} s), fewer than one step's {step_items}: lower "
+                "train.batch_size or train.accumulate, or use more audio"
             )
         self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
         self.start_step, self.total_steps = start_step, total_steps
