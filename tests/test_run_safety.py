@@ -139,6 +139,23 @@ def test_a_run_that_lost_its_latest_file_keeps_its_checkpoints(recipe, tmp_path,
     assert checkpoint.latest(run).name == "step-00000004"
 
 
+def test_resume_of_a_checkpoint_or_a_folder_of_other_files_says_what_to_resume(
+    recipe, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    assert main(["pretrain", str(recipe), "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(run / "checkpoints" / "step-00000004")]) == 1
+    assert one_line(capsys).endswith(f"resume the run: musicssl pretrain --resume {run}")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "recipe.yaml").write_text("method: {name: simclr}\n")
+    (mine / "notes.txt").write_text("mine\n")
+    assert main(["pretrain", "--resume", str(mine)]) == 1
+    line = one_line(capsys)
+    assert "are not a musicssl run (notes.txt); nothing to resume" in line and "--out" not in line
+
+
 def test_a_run_is_not_resumed_on_a_store_packed_again(recipe, tmp_path, capsys):
     root = recipe.parent
     store = tmp_path / "store"

@@ -88,10 +88,21 @@ def check_resumable(run: str | os.PathLike) -> None:
         MusicSSLError: no ``recipe.yaml``, or files musicssl did not write.
     """
     run = Path(run)
+    if run.parent.name == "checkpoints" and is_run(run.parent.parent):
+        raise MusicSSLError(
+            f"{run}: a checkpoint of the run {run.parent.parent}; resume the run: musicssl "
+            f"pretrain --resume {run.parent.parent}"
+        )
     if not (run / "recipe.yaml").is_file():
         raise MusicSSLError(f"{run}: not a musicssl run folder (no recipe.yaml); nothing to resume")
     if not is_run(run):
-        check_new_run(run)  # a run killed before its first checkpoint holds run files only
+        try:  # a run killed before its first checkpoint holds run files only
+            check_new_run(run)
+        except MusicSSLError as error:
+            if "are not a musicssl run" not in str(error):
+                raise
+            foreign = str(error).split(";")[0]  # what --out would say: say it for --resume
+            raise MusicSSLError(f"{foreign}; nothing to resume") from None
 
 
 def check_unchanged_recipe(run: Path, recipe: Recipe) -> None:
