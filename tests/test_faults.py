@@ -320,7 +320,10 @@ def test_an_interrupt_is_one_line_and_status_130(area, capsys, monkeypatch):
     monkeypatch.setattr("musicssl.pack.pack", interrupted)
     before = snapshot(area)
     line = fails(["data", "pack", f"{area}/m.jsonl", "--out", f"{area}/s"], capsys, status=130)
-    assert line == "musicssl: error: interrupted"
+    assert line == (
+        f"musicssl: error: interrupted: what was packed into {area}/s (saved every "
+        "few seconds) is kept; run the same command again to go on from there"
+    )
     assert snapshot(area) == before
 
 
@@ -373,7 +376,7 @@ def test_ctrl_c_in_a_real_process(area):
         """
     )
     assert result.returncode == 130
-    assert result.stderr.strip() == "musicssl: error: interrupted"
+    assert result.stderr.strip().startswith("musicssl: error: interrupted: what was packed into")
 
 
 def test_a_bad_output_from_the_installed_command(area):

@@ -188,6 +188,11 @@ def _interrupted(args: argparse.Namespace, stopped: str = "interrupted") -> str:
             f"{stopped}: the clips finished in {args.out} are kept; run the same command "
             "again to finish the build"
         )
+    if getattr(getattr(args, "run", None), "__name__", "") == "run_data_pack":
+        return (
+            f"{stopped}: what was packed into {args.out} (saved every few seconds) is kept; "
+            "run the same command again to go on from there"
+        )
     if run is None or not hasattr(args, "overrides"):
         return stopped
     from musicssl.checkpoint import check_resumable, is_run, latest
