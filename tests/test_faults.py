@@ -431,3 +431,17 @@ def test_a_built_corpus_we_may_not_write_is_read_and_a_folder_to_build_in_is_ref
     assert corpus_folder(str(shared)) == str(shared)
     with pytest.raises(argparse.ArgumentTypeError, match="permission denied"):
         corpus_folder(str(empty / "corpus"))  # no corpus yet, none can be built
+
+
+def test_a_default_cache_we_may_not_write_is_refused_before_any_work(area, capsys, monkeypatch):
+    locked = area / "locked"
+    locked.mkdir()
+    monkeypatch.setenv("MUSICSSL_CACHE", str(locked / "cache"))
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode)
+    )
+    line = fails(["evaluate", "baseline:mfcc", "--out", str(area / "report")], capsys,
+                 status=1, naming=str(locked / "cache"))  # fmt: skip
+    assert "(permission denied); give --cache DIR (or set MUSICSSL_CACHE)" in line
+    assert not (area / "report").exists()

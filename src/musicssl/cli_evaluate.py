@@ -140,6 +140,13 @@ def run_evaluate(args: argparse.Namespace) -> None:
     from musicssl.files import folder_lock, missing_folders, remove_empty
 
     check_out(args.out)  # before the lock makes the folder
+    if "cache" not in options:  # the default (or $MUSICSSL_CACHE's) checked as --cache is
+        try:
+            output_folder(str(default_cache_folder()))
+        except argparse.ArgumentTypeError as error:
+            raise MusicSSLError(
+                f"cache {error}; give --cache DIR (or set MUSICSSL_CACHE)"
+            ) from None
     if options.get("seeds", STEADY_SEEDS) < STEADY_SEEDS:
         print(f"note: --seeds {options['seeds']} is too few for the report's noise rule (its ± "
               f"values, marks and verdicts); {STEADY_SEEDS} or more steady them",
