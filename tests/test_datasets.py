@@ -60,6 +60,8 @@ def test_canonical_key_respells_enharmonics_and_case():
     for bad in ("X", "G minor/major", "F / F# minor", "H major", "C dorian", "C other", "-"):
         with pytest.raises(MusicSSLError):
             canonical_key(bad)
+    with pytest.raises(MusicSSLError, match=r"key 'H major': not one of the 24 .* 'F# minor'\)$"):
+        canonical_key("H major")  # in our words, not mir_eval's
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,8 +29,11 @@ def canonical_key(text: str) -> str:
     tonic, mode = words[0].capitalize(), words[1].lower()
     try:
         mir_eval.key.validate_key(f"{tonic} {mode}")
-    except ValueError as error:
-        raise MusicSSLError(f"key {text!r}: {error}") from None
+    except ValueError:  # mir_eval's words name its own "X" and "other": say ours
+        raise MusicSSLError(
+            f"key {text!r}: not one of the 24 major and minor keys (a tonic A to G, with # or "
+            "b, then major or minor, e.g. 'F# minor')"
+        ) from None
     semitone, mode = mir_eval.key.split_key_string(f"{tonic} {mode}")
     if semitone is None or mode not in ("major", "minor"):
         raise MusicSSLError(f"key {text!r}: not one of the 24 major and minor keys")
