@@ -61,7 +61,7 @@ def add_evaluate(verbs: Any) -> None:
         "data set in "
         "its usual layout (gtzan=/data/gtzan), or a .csv, .tsv or .jsonl table of path + "
         "label(s), its paths relative to the table's folder "
-        "(default: every built-in task)",
+        "(default: every built-in task on the usual test split, without the transfer ones)",
     )
     evaluate.option(
         "--seeds",
