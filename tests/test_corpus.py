@@ -52,6 +52,32 @@ def test_index_keeps_good_files_and_reports_every_bad_one(folder: Path, tmp_path
     assert summary.total_seconds == pytest.approx(4.5)
 
 
+def test_a_killed_index_goes_on_from_the_files_it_had_decoded(
+    folder: Path, tmp_path: Path, monkeypatch
+):
+    from musicssl import audio, corpus
+
+    out, real_check, calls = tmp_path / "m.jsonl", audio.check, []
+
+    def killed_at_the_fourth(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_check(path, *args, **kwargs)
+
+    monkeypatch.setattr(corpus, "_SAVE_SECONDS", 0.0)  # saved after every file
+    monkeypatch.setattr(audio, "check", killed_at_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        index_folder(folder, out=out, workers=1, progress=False)
+    assert not out.exists() and len(_read(tmp_path / ".m.jsonl.partial")) == 3
+    monkeypatch.setattr(audio, "check", real_check)
+    summary = index_folder(folder, out=out, workers=1, progress=False)
+    assert (summary.reused, summary.decoded) == (3, 5)  # eight audio files in all
+    assert not (tmp_path / ".m.jsonl.partial").exists()
+    index_folder(folder, out=tmp_path / "whole.jsonl", workers=1, progress=False)
+    assert _read(out) == _read(tmp_path / "whole.jsonl")  # as an index never killed
+
+
 def test_reindex_decodes_only_new_files(folder: Path, tmp_path: Path, write_audio):
     out = tmp_path / "m.jsonl"
     index_folder(folder, out=out, progress=False)

@@ -188,9 +188,11 @@ def _interrupted(args: argparse.Namespace, stopped: str = "interrupted") -> str:
             f"{stopped}: the clips finished in {args.out} are kept; run the same command "
             "again to finish the build"
         )
-    if getattr(getattr(args, "run", None), "__name__", "") == "run_data_pack":
+    verb = getattr(getattr(args, "run", None), "__name__", "")
+    if verb in ("run_data_pack", "run_data_index"):
+        done = "packed into" if verb == "run_data_pack" else "indexed for"
         return (
-            f"{stopped}: what was packed into {args.out} (saved every few seconds) is kept; "
+            f"{stopped}: what was {done} {args.out} (saved every few seconds) is kept; "
             "run the same command again to go on from there"
         )
     if run is None or not hasattr(args, "overrides"):

@@ -26,6 +26,7 @@ Splits travel with the data, from one of (first that applies):
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -162,8 +163,10 @@ def index_folder(
         raise MusicSSLError(
             f"{root}: no audio files in it or below (looked for {' '.join(audio.AUDIO_EXTENSIONS)})"
         )
-    results = _rows(files, base, previous, previous_bad, summary, workers=workers,
-                    progress=progress)  # fmt: skip
+    progress_file = out.with_name(f".{out.name}.partial")  # what a killed index had done
+    earlier = {**{row["path"]: row for row in _partial_rows(progress_file)}, **previous_bad}
+    results = _rows(files, base, previous, earlier, summary, workers=workers,
+                    progress=progress, progress_file=progress_file)  # fmt: skip
     bad_rows = [{"path": _relative(folder, base), "reason": why} for folder, why in walk_errors]
     good, renamed = _with_splits(files, results, bad_rows, root=root, group_of=group_of,
                                  split_by=split_by, table=table, previous=previous)  # fmt: skip
@@ -178,12 +181,14 @@ def index_folder(
     )  # fmt: skip
     if not good:  # the report says why each failed; an empty manifest would help no one
         write_jsonl(bad_path, bad_rows)
+        progress_file.unlink(missing_ok=True)
         raise MusicSSLError(
             f"{root}: none of its {counted(len(bad_rows), 'audio file')} could be read "
             f"({kinds(summary)}); why each failed: {bad_path}"
         )
     write_jsonl(out, good)
     write_jsonl(bad_path, bad_rows)
+    progress_file.unlink(missing_ok=True)
     return summary
 
 
@@ -196,21 +201,42 @@ def _rows(
     *,
     workers: int,
     progress: bool,
+    progress_file: Path,
 ) -> list[dict[str, Any]]:
     """Each file's row: reused when its size and time are unchanged, else decoded (a bad
-    file's row has its ``reason``); counts and the decoders' notes go to ``summary``."""
+    file's row has its ``reason``); counts and the decoders' notes go to ``summary``. The
+    rows decoded so far are saved to ``progress_file`` every few seconds, for a run killed
+    before the end to reuse."""
     results, todo = _reuse(files, base, previous, previous_bad)
     summary.reused = sum("bytes" in row for row in results)
+    decoded: list[dict[str, Any]] = []
+    saved = time.monotonic()
     with decoder_notes() as notes:
         bar = progress_bar(total=len(files), initial=len(files) - len(todo), unit="file",
                            desc="index", disable=not progress, file=notes.console)  # fmt: skip
         for position, row in _inspect(todo, previous, workers):
             results[position] = row
+            decoded.append(row)
             summary.decoded += 1
             bar.update()
+            if time.monotonic() - saved > _SAVE_SECONDS:
+                write_jsonl(progress_file, decoded)
+                saved = time.monotonic()
         bar.close()
     summary.notes = notes.lines
     return results
+
+
+# Seconds between saves of an index's progress: what a killed index loses at most.
+_SAVE_SECONDS = 5.0
+
+
+def _partial_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows a killed index saved (none if there is no such file, or it is damaged)."""
+    try:
+        return read_manifest(path) if path.is_file() else []
+    except MusicSSLError:
+        return []
 
 
 def _with_splits(
