@@ -566,3 +566,17 @@ def test_a_run_started_from_python_keeps_its_stores_whole_path(
     assert kept.data.store == str(store.resolve()) and Path(kept.data.corpus).is_absolute()
     monkeypatch.chdir(tmp_path)  # resumed from another folder, it still finds its store
     assert len(training_store(kept)) == 20
+
+
+def test_one_long_recording_fills_the_batches_of_a_run(tmp_path: Path, capsys):
+    rng = np.random.default_rng(0)
+    (tmp_path / "audio").mkdir()
+    noise = rng.uniform(-0.3, 0.3, 100 * 8000).astype(np.float32)  # 100 s: three 30 s parts
+    sf.write(str(tmp_path / "audio" / "long.wav"), noise, 8000)
+    index_folder(tmp_path / "audio", out=tmp_path / "m.jsonl", progress=False)
+    pack(tmp_path / "m.jsonl", out=tmp_path / "store", sr=16000, progress=False)
+    overrides = ["train.batch_size=3", "train.steps=2", "data.splits=all"]
+    recipe = Recipe.load(_recipe(tmp_path, tmp_path / "store", steps=2), overrides=overrides)
+    pretrain(recipe, out=tmp_path / "run", progress=False)
+    assert "1 clips of split all, 3 items an epoch (one per 30 s" in capsys.readouterr().out
+    assert [row["step"] for row in _metrics(tmp_path / "run")][-1] == "2"

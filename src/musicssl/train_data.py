@@ -86,16 +86,18 @@ def loader(
     start_step: int,
 ) -> DataLoader:
     """Two crops of each of the training clips ``indices``, for every step from ``start_step``."""
-    if fabric.is_global_zero:
-        counts = describe_splits(split_counts(store.rows))
-        print(
-            f"pretrain: {len(indices)} clips of split {recipe.data.splits} from {store.path} "
-            f"(it holds {counts})",
-            flush=True,
-        )
-    store.prefetch()
     dataset = TwoCrops(store, num_samples=encoder.input_samples, seed=recipe.train.seed,
                        indices=indices)  # fmt: skip
+    if fabric.is_global_zero:
+        counts = describe_splits(split_counts(store.rows))
+        parts = (
+            f", {len(dataset)} items an epoch (one per {PART_SECONDS:g} s of a longer one)"
+            if len(dataset) > len(indices)
+            else ""
+        )
+        print(f"pretrain: {len(indices)} clips of split {recipe.data.splits}{parts} from "
+              f"{store.path} (it holds {counts})", flush=True)  # fmt: skip
+    store.prefetch()
     batches = StepBatches(
         len(dataset),
         batch_size=recipe.train.batch_size,
