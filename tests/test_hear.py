@@ -109,3 +109,30 @@ def test_bad_audio_is_refused(checkpoint: Path):
     audio[1, 500] = float("nan")
     with pytest.raises(MusicSSLError, match="NaN"):
         hear.get_scene_embeddings(audio, model)
+
+
+def test_timestamp_embeddings_of_an_encoder_with_many_frames_a_window(tmp_path: Path):
+    # A window of the key CNN holds many frames; with a hop under the window, each timestamp
+    # is the mean of its own window's frames.
+    from musicssl.encoders import build_encoder
+    from test_encoders import SMALL_KEY_CNN
+
+    from conftest import untrained_run
+
+    torch.manual_seed(0)
+    encoder = build_encoder("key_cnn", **SMALL_KEY_CNN).eval()
+    model = hear.load_model(str(untrained_run(tmp_path / "run", encoder, "key_cnn")), hop=0.05)
+    window = model.model.window_samples
+    assert model.encoder.forward_features(torch.zeros(1, window)).shape[-1] > 1
+    audio = _sounds(2, 3 * SR)
+    embeddings, timestamps = hear.get_timestamp_embeddings(audio, model)
+    n_timestamps = 1 + 3 * SR // 400
+    assert embeddings.shape == (2, n_timestamps, model.timestamp_embedding_size)
+    np.testing.assert_allclose(timestamps[0].numpy(), np.arange(n_timestamps) * 50.0, atol=1e-3)
+    padded = np.pad(audio[1].numpy(), (window // 2, window - window // 2))
+    at = 10 * 400  # the timestamp at 500 ms: the window that starts there in the padded audio
+    with torch.no_grad():
+        frames = model.encoder.forward_features(
+            torch.from_numpy(padded[at : at + window].copy())[None]
+        )
+    torch.testing.assert_close(embeddings[1, 10], frames[0].mean(dim=-1), atol=1e-5, rtol=1e-5)

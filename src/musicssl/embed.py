@@ -225,6 +225,20 @@ class Model:
                 result.layer_frames = [track[keep] for track in result.layer_frames]
         return result
 
+    def window_features(
+        self, signal: np.ndarray, *, hop: float | None = None, batch_size: int = 16
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each window's frame features of the last layer averaged in time, and the window's
+        first sample: Shapes (n_windows, channels) and (n_windows,). ``signal`` is mono
+        float32 at ``sample_rate``; the windows are ``embed``'s (``hop`` apart, the tail
+        window ending with the signal)."""
+        features, starts = [], []
+        for _, _, tracks, first in self._encode(iter([signal]), hop=hop, layers=None,
+                                                frames=True, batch_size=batch_size):  # fmt: skip
+            features.append(tracks[0].mean(dim=-1).numpy())
+            starts.append(first)
+        return np.concatenate(features), np.concatenate(starts)
+
     def layer_indices(self, layers: str | int | None) -> list[int]:
         """The encoder layers that ``layers`` (None, an index, or "all") names.
 

@@ -48,9 +48,8 @@ class HearModel(nn.Module):
         self.scene_embedding_size: int = model.embedding_dim
         with torch.no_grad():
             window = torch.zeros(1, model.window_samples, device=model.device)
-            _, channels, num_frames = model.encoder.forward_features(window).shape
+            channels = model.encoder.forward_features(window).shape[1]
         self.timestamp_embedding_size: int = channels
-        self.frames_per_window: int = num_frames
 
 
 def load_model(model_file_path: str = "", **kwargs) -> HearModel:
@@ -107,13 +106,12 @@ def get_timestamp_embeddings(audio: Tensor, model: HearModel) -> tuple[Tensor, T
         right = window - window // 2
         right += -(len(sound) + window // 2 + right - window) % step
         padded = np.pad(sound, (window // 2, right))
-        result = model.model.embed(padded, sr, hop=model.hop, frames=True)
-        assert result.frames is not None and result.times is not None  # frames=True
-        per_window = model.frames_per_window
-        frames = result.frames.reshape(-1, per_window, result.frames.shape[1]).mean(axis=1)
+        # Each window's own frames (embed's one frame track keeps only the first window's
+        # frames where windows overlap, as they do at a hop under the window).
+        frames, starts = model.model.window_features(padded, hop=model.hop)
         # A window starting at s in the padded signal is centred on sample s of the sound
         # (to half a sample when the window is odd): that is its timestamp.
-        times = result.times.reshape(-1, per_window).mean(axis=1) - window / 2 / sr
+        times = starts / sr
         keep = times <= duration + 0.5 / sr  # windows centred past the end are dropped
         embeddings.append(frames[keep])
         centres.append(times[keep] * 1000.0)
