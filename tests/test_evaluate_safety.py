@@ -342,7 +342,7 @@ def test_an_npz_lacking_a_few_files_of_a_task_is_scored_without_them(
     results = _evaluate(str(npz), corpus, tmp_path, tasks=[str(audio / "t.csv")])
     task = results.tasks["t"]
     assert task.split_sizes["train"] == 3 and task.split_sizes["test"] == 4
-    expected = f"the .npz has no embedding for 1 file of 12 (e.g. {names[1]}, as musicssl embed"
+    expected = f"the .npz has no embedding for 1 file of 12 (e.g. {names[1]}); left out"
     assert task.note is not None and task.note.startswith(expected)
     assert f"warning: task t: {expected}" in capsys.readouterr().err
     # Most of them missing, the names are more likely wrong than the files bad: skipped.

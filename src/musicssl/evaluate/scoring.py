@@ -150,15 +150,15 @@ def _restrict(task: Task, embedded: Embedded, *, outside: bool) -> tuple[Task | 
         )
     why = (
         f"the .npz has no embedding for {counted(len(missing), 'file')} of {len(task.names)} "
-        f"(e.g. {missing[0]}, as musicssl embed skips a file it cannot read)"
+        f"(e.g. {missing[0]})"
         if outside
         else f"{counted(len(missing), 'file')} could not be embedded"
     )
     examples = tuple(e for e in task.examples if e.name in available)
     try:
         kept = dataclasses.replace(task, examples=examples)
-    except MusicSSLError as error:
-        return None, f"{why} ({error})"
+    except MusicSSLError as error:  # e.g. a split left without examples
+        return None, f"{why}, and without them {str(error).removeprefix(f'task {task.name}: ')}"
     return kept, f"{why}; left out"
 
 
