@@ -286,6 +286,14 @@ def test_mae_is_lower_is_better(tmp_path: Path) -> None:
     row = next(line for line in text.splitlines() if line.startswith("| loudness |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[2:5] == ["mae (lower is better)", "2.000 ± 0.100 ^", "3.000 ± 0.100"]
+    assert "Higher is better for every metric except mae (lower is better)." in text
+
+
+def test_the_reading_note_explains_only_what_the_table_holds(tmp_path: Path) -> None:
+    text = write_report(fake_results(with_map=False), tmp_path)["report.md"].read_text()
+    note = text.split("## Summary\n\n", 1)[1].split("\n", 1)[0]
+    assert note.startswith("Scores are mean ± std over seeds on the test split. Higher is better.")
+    assert "mae" not in note and "'keeps'" not in note and "@transfer" not in note  # alone
 
 
 def test_without_baselines_or_map(tmp_path: Path) -> None:

@@ -27,12 +27,12 @@ from musicssl.evaluate.report.reading import (
     task_names,
 )
 from musicssl.evaluate.report.tables import (
-    READING,
     about_rows,
     detail_rows,
     layer_table,
     note_lines,
     probe_text,
+    reading,
     seed_values,
     skipped_file_lines,
     skipped_lines,
@@ -95,7 +95,7 @@ def _markdown(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str
     out += [f"- **{key}**: {value}" for key, value in about_rows(systems)]
     if notes := note_lines(systems):
         out += ["", "## Read this first", ""] + [f"- **{line}**" for line in notes]
-    out += ["", "## Summary", "", READING, ""]
+    out += ["", "## Summary", "", reading(systems), ""]
     header, rows, marks = summary_rows(systems)
     marked = [
         [f"{cell} {mark}".rstrip() for cell, mark in zip(row, row_marks)]
@@ -190,7 +190,7 @@ def _html(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str:
         out += ["<h2>Read this first</h2>", '<ul class="warning">']
         out += [f"<li>{esc(line)}</li>" for line in notes]
         out.append("</ul>")
-    out += ["<h2>Summary</h2>", f'<p class="note">{esc(READING)}</p>']
+    out += ["<h2>Summary</h2>", f'<p class="note">{esc(reading(systems))}</p>']
     header, rows, marks = summary_rows(systems)
     numeric = set(range(3, 3 + len(systems) + 1))
     if rows:

@@ -228,18 +228,27 @@ def _few_seeds(results: Mapping[str, Any]) -> str:
     )
 
 
-READING = (
-    "Scores are mean ± std over seeds on the test split. Higher is better for every metric "
-    "except mae (lower is better). Chance is what an embedding with no information scores: "
-    "a uniform guess (tempo: always the most common training tempo bin, which a poor "
-    "embedding can score below). "
-    f"{BEST_MARK} marks the best system on a task, {NEAR_MARK} a system within noise of it "
-    "(|difference| <= 2 · sqrt(std_best² + std²)). 'keeps' sets the source against its random "
-    "weights (a checkpoint's own architecture; beside an .npz, baseline:random is the demo's "
-    "network, another baseline) and the best other baseline: below random weights, the "
-    "training lost what the architecture held. A task@transfer is tested on instruments "
-    "pretraining never heard."
-)
+def reading(systems: Sequence[System]) -> str:
+    """How to read the summary table: only what this report's table holds."""
+    mains = {str(first_task(systems, name).get("main")) for name in task_names(systems)}
+    lower = sorted(mains & LOWER_IS_BETTER)
+    text = "Scores are mean ± std over seeds on the test split. Higher is better"
+    text += f" for every metric except {', '.join(lower)} (lower is better). " if lower else ". "
+    text += (
+        "Chance is what an embedding with no information scores: a uniform guess (tempo: "
+        "always the most common training tempo bin, which a poor embedding can score below). "
+    )
+    if len(systems) > 1:
+        text += (
+            f"{BEST_MARK} marks the best system on a task, {NEAR_MARK} a system within noise "
+            "of it (|difference| <= 2 · sqrt(std_best² + std²)). 'keeps' sets the source "
+            "against its random weights (a checkpoint's own architecture; beside an .npz, "
+            "baseline:random is the demo's network, another baseline) and the best other "
+            "baseline: below random weights, the training lost what the architecture held. "
+        )
+    if any(name.endswith("@transfer") for name in task_names(systems)):
+        text += "A task@transfer is tested on instruments pretraining never heard."
+    return text.rstrip()
 
 
 def seed_values(task: Mapping[str, Any]) -> str:
