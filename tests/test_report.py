@@ -371,3 +371,18 @@ def test_a_tasks_notes_are_in_its_details(tmp_path: Path) -> None:
     assert "- note: 2 files could not be embedded and were left out" in style
     page = written["report.html"].read_text(encoding="utf-8")
     assert "<li>note: used 30000 of 380000 train frames (at random)</li>" in page
+
+
+def test_the_legend_keeps_long_labels_inside_the_figure() -> None:
+    from musicssl.evaluate.report.canvas import figure_legend, new_figure
+
+    figure = new_figure(7.6, 3.7)
+    ax = figure.subplots()
+    for label in ("emb/simclr-shortchunk-thirty.npz", "baseline:mfcc", "baseline:logmel",
+                  "baseline:random", "baseline:tempogram", "chance"):  # fmt: skip
+        ax.plot([0, 1], [0, 1], label=label)
+    figure_legend(figure, [ax])
+    figure.canvas.draw()
+    legend = figure.legends[0].get_window_extent()
+    whole = figure.bbox
+    assert whole.x0 <= legend.x0 and legend.x1 <= whole.x1
