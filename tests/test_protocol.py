@@ -314,3 +314,14 @@ def test_tempo_bins_put_every_tempo_within_acc1_of_its_bin_centre():
     tempi = np.geomspace(40, 240, 2001)
     nearest = 2.0 ** centres[np.abs(np.log2(tempi)[:, None] - centres).argmin(axis=1)]
     assert metrics.tempo_acc1(tempi, nearest) == 1.0
+
+
+def test_the_spread_over_seeds_is_the_sample_std():
+    from musicssl.evaluate.results import MetricSummary
+
+    summary = MetricSummary.of([0.451, 0.398, 0.414])
+    mean = (0.451 + 0.398 + 0.414) / 3
+    by_hand = (((0.451 - mean) ** 2 + (0.398 - mean) ** 2 + (0.414 - mean) ** 2) / 2) ** 0.5
+    assert summary.mean == pytest.approx(mean) and summary.std == pytest.approx(by_hand)
+    assert summary.std == pytest.approx(0.02718, abs=1e-5)
+    assert MetricSummary.of([0.7]).std == 0.0  # one seed: no spread to speak of

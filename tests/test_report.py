@@ -24,7 +24,7 @@ KEYS = tuple(
 
 def _metric(rng: np.random.Generator, mean: float, std: float, seeds: int) -> dict[str, Any]:
     values = [float(v) for v in mean + std * rng.standard_normal(seeds)]
-    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)), "values": values}
 
 
 def _confusion(rng: np.random.Generator, size: int, per_class: int, hit: float) -> list[list[int]]:

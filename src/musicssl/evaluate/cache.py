@@ -130,6 +130,7 @@ def results_key(
         "tasks": [task_signature(task) for task in tasks],
         "seeds": seeds,
         "protocol": PROTOCOL_VERSION,
+        "std": "sample",  # results from before held the population std over seeds
     }
     if layers is not None:  # results of the last layer alone keep their key
         fields["layers"] = layers
