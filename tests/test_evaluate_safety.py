@@ -599,3 +599,27 @@ def test_a_refused_evaluation_leaves_no_folder_it_made(tmp_path: Path, capsys) -
     assert main(argv) == 1
     assert "nope.csv" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # reports/ and reports/new too
+
+
+def test_beside_an_npz_of_musicssl_embed_the_random_weights_are_its_runs_architecture(
+    corpus: Path, tmp_path: Path, capsys
+) -> None:
+    from musicssl.embed import load
+    from musicssl.embed_folder import embed_files
+    from musicssl.encoders import SampleCNN
+
+    from conftest import untrained_run
+
+    torch.manual_seed(0)
+    encoder = SampleCNN(num_blocks=4, channels=[4, 4, 8, 8, 8, 12], sample_rate=16000)
+    run = untrained_run(tmp_path / "run", encoder, "sample_cnn")
+    npz = tmp_path / "emb.npz"
+    embed_files(load(run), corpus / "audio", out=npz, progress=False)
+    _evaluate(str(npz), corpus, tmp_path, baselines=["random"])
+    assert "the demo's network" not in capsys.readouterr().err
+    cached = [json.loads(p.read_text()) for p in (tmp_path / "cache" / "results").glob("*.json")]
+    (random,) = [c for c in cached if c["source"] == "baseline:random"]
+    embeddings = list((tmp_path / "cache" / "embeddings").glob("*.npz"))
+    widths = {np.load(path)["emb"].shape[1] for path in embeddings}
+    assert widths == {12}  # the run's 12-wide SampleCNN, not the demo's network
+    assert random["tasks"]["style"]["metrics"]

@@ -98,10 +98,14 @@ def evaluate(
     if not (corpus_dir / "manifest.jsonl").is_file():  # your own tasks alone, no corpus read
         evaluation.corpus = ""
     reference_run = source if opened.is_checkpoint else None
-    if opened.embedded is not None and "random" in baselines and progress:
-        print(f"note: baseline:random is the demo's network with random weights, not the "
-              f"architecture behind {source} (an .npz does not say it)", file=sys.stderr,
-              flush=True)  # fmt: skip
+    if opened.embedded is not None:  # an .npz of musicssl embed names the run behind it
+        embedded_by = _embedded_by(opened.embedded)
+        if embedded_by is not None and Path(embedded_by).is_dir():
+            reference_run = embedded_by
+        elif "random" in baselines and progress:
+            print(f"note: baseline:random is the demo's network with random weights, not the "
+                  f"architecture behind {source} (the .npz does not name a checkpoint that "
+                  "is there)", file=sys.stderr, flush=True)  # fmt: skip
     others = _baselines(baselines, source, task_list, store, corpus=corpus_dir, seeds=seeds,
                         layers=layers, reference=reference_run, device=device,
                         progress=progress)  # fmt: skip
