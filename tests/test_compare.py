@@ -179,6 +179,14 @@ def test_a_task_name_that_holds_other_data_in_one_run_is_flagged(tmp_path: Path)
     assert all(cells == ["0.500 ± 0.010"] for cells in _rows(compare_table(runs)).values())
     assert "Not comparable" not in compare_table(runs[:2])
     assert _rows(compare_table(runs[:2]))["a"] == ["0.500 ± 0.010 ^"]
+    # The same task on other frames (an encoder's frame rate): the split sizes are said.
+    other = {**tempo(builtin), "split_sizes": {"train": 8, "valid": 2, "test": 3}}
+    runs.append(_run(tmp_path / "d", "runs/d", {"tempo": other}))
+    flagged = " ".join(compare_table([runs[0], runs[3]]).split())
+    assert (
+        'is not the same data in every run (a: {"test": 2, "train": 8, "valid": 2}; d: '
+        '{"test": 3, "train": 8, "valid": 2})'
+    ) in flagged
 
 
 def test_a_run_whose_report_warns_says_so_beside_its_name(tmp_path: Path) -> None:

@@ -206,5 +206,8 @@ def _different_data(names: Sequence[str], runs: Sequence[dict[str, Any]]) -> dic
             if isinstance(entry := results["tasks"].get(task), dict)
         }
         if len(set(seen.values())) > 1:
-            mixed[task] = "; ".join(f"{name}: {described}" for name, (described, _) in seen.items())
+            # Say what differs: the data, or only the split sizes (e.g. pitch frames that an
+            # encoder's frame rate makes more or fewer of).
+            part = 0 if len({described for described, _ in seen.values()}) > 1 else 1
+            mixed[task] = "; ".join(f"{name}: {told[part]}" for name, told in seen.items())
     return mixed
