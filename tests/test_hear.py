@@ -136,3 +136,20 @@ def test_timestamp_embeddings_of_an_encoder_with_many_frames_a_window(tmp_path: 
             torch.from_numpy(padded[at : at + window].copy())[None]
         )
     torch.testing.assert_close(embeddings[1, 10], frames[0].mean(dim=-1), atol=1e-5, rtol=1e-5)
+
+
+def test_embed_says_when_its_hop_leaves_audio_between_windows(checkpoint: Path, tmp_path: Path,
+                                                              capsys):  # fmt: skip
+    import soundfile as sf
+
+    from musicssl.cli import main
+
+    (tmp_path / "audio").mkdir()
+    sf.write(str(tmp_path / "audio" / "a.wav"), _sounds(1, 2 * SR)[0].numpy(), SR)
+    argv = ["embed", str(checkpoint), str(tmp_path / "audio"), "--out", str(tmp_path / "e.npz")]
+    assert main([*argv, "--hop", "0.5"]) == 0
+    assert "note: --hop 0.5 is longer than the encoder's window (0.09 s): 0.41 s after each" in (
+        capsys.readouterr().err
+    )
+    assert main([*argv, "--hop", "0.05"]) == 0
+    assert "note: --hop" not in capsys.readouterr().err
