@@ -148,8 +148,8 @@ def test_embed_says_when_its_hop_leaves_audio_between_windows(checkpoint: Path, 
     sf.write(str(tmp_path / "audio" / "a.wav"), _sounds(1, 2 * SR)[0].numpy(), SR)
     argv = ["embed", str(checkpoint), str(tmp_path / "audio"), "--out", str(tmp_path / "e.npz")]
     assert main([*argv, "--hop", "0.5"]) == 0
-    assert "note: --hop 0.5 is longer than the encoder's window (0.09 s): 0.41 s after each" in (
+    assert "note: hop 0.5 s is longer than the encoder's window (0.09 s): 0.41 s after each" in (
         capsys.readouterr().err
     )
     assert main([*argv, "--hop", "0.05"]) == 0
-    assert "note: --hop" not in capsys.readouterr().err
+    assert "note: hop" not in capsys.readouterr().err

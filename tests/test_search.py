@@ -207,3 +207,32 @@ def test_search_refuses_an_index_embedded_by_other_weights(clap_run, tmp_path, c
     # A text query through a run with no text tower says so first, whatever the index holds.
     assert main(["search", str(tmp_path / "same"), "--run", str(other), "--text", "organ"]) == 1
     assert "the run has no text tower" in capsys.readouterr().err
+
+
+def test_zero_shot_results_say_what_one_class_would_score_and_that_seeds_do_not_resample(
+    tiny_corpus: Path,
+):
+    import json
+    from collections import Counter
+
+    from musicssl.evaluate.zeroshot import zero_shot_results
+
+    class AlwaysMajor:  # a text tower whose every answer is "major", the mode of most clips
+        def project_audio(self, vectors):
+            return np.tile([1.0, 0.0], (len(vectors), 1))
+
+        def embed_text(self, prompts):
+            return np.tile([1.0, 0.0] if "major" in prompts[0] else [0.0, 1.0], (len(prompts), 1))
+
+    rows = [json.loads(line) for line in (tiny_corpus / "manifest.jsonl").read_text().splitlines()]
+    test = [row for row in rows if row["split"] == "test"]
+    vectors = {row["path"].removeprefix("audio/"): np.zeros(4) for row in test}
+    mode = zero_shot_results(AlwaysMajor(), tiny_corpus, vectors)["zeroshot_mode"]
+    modes = Counter(row["key"].split()[-1] for row in test)
+    assert mode.metrics["accuracy"].mean == pytest.approx(modes["major"] / len(test))
+    assert mode.probe is None
+    most, count = modes.most_common(1)[0]
+    assert mode.notes == [
+        "one value, whatever the seeds: no probe to fit, no test set resampled",
+        f"always answering the most common class ({most}) scores {count / len(test):.3f} here",
+    ]

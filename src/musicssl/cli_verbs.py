@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import sys
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -280,11 +279,6 @@ def run_embed(args: argparse.Namespace) -> None:
     from musicssl.embed_folder import embed_files
 
     model = load(args.checkpoint, **given(args, "device", "readout"))
-    window = model.window_samples / model.sample_rate
-    if args.hop is not None and args.hop > window:
-        print(f"note: --hop {args.hop:g} is longer than the encoder's window ({window:.2f} s): "
-              f"{args.hop - window:.2f} s after each window is not embedded", file=sys.stderr,
-              flush=True)  # fmt: skip
     summary = embed_files(
         model, args.input, **given(args, "out", "hop", "layers", "frames", "batch_size")
     )

@@ -64,6 +64,11 @@ def embed_files(
             other than embeddings.
     """
     model.check_options(hop=hop, layers=layers, batch_size=batch_size)
+    window = model.window_samples / model.sample_rate
+    if hop is not None and hop > window:
+        print(f"note: hop {hop:g} s is longer than the encoder's window ({window:.2f} s): "
+              f"{hop - window:.2f} s after each window is not embedded", file=sys.stderr,
+              flush=True)  # fmt: skip
     _check_out(Path(out))
     items = list(_items(Path(source), model.sample_rate))
     arrays, skipped = embed_items(
