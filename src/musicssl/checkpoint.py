@@ -71,14 +71,19 @@ def check_new_run(run: str | os.PathLike) -> None:
             f"the newest; write one name into {run / 'latest'} and pass --resume, or choose "
             "another --out"
         )
-    foreign = (
+    if foreign := _foreign(run):
+        raise MusicSSLError(f"{run}: {foreign}; choose a new or empty --out")
+
+
+def _foreign(run: Path) -> str:
+    """What in ``run`` is not a file of a musicssl run, in words; "" when nothing is."""
+    names = (
         sorted(p.name for p in run.iterdir() if p.name not in _RUN_FILES) if run.is_dir() else []
     )
-    if foreign:
-        raise MusicSSLError(
-            f"{run}: the folder holds files that are not a musicssl run ({', '.join(foreign[:3])}"
-            f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty --out"
-        )
+    if not names:
+        return ""
+    more = ", ..." if len(names) > 3 else ""
+    return f"the folder holds files that are not a musicssl run ({', '.join(names[:3])}{more})"
 
 
 def check_resumable(run: str | os.PathLike) -> None:
@@ -95,14 +100,10 @@ def check_resumable(run: str | os.PathLike) -> None:
         )
     if not (run / "recipe.yaml").is_file():
         raise MusicSSLError(f"{run}: not a musicssl run folder (no recipe.yaml); nothing to resume")
-    if not is_run(run):
-        try:  # a run killed before its first checkpoint holds run files only
-            check_new_run(run)
-        except MusicSSLError as error:
-            if "are not a musicssl run" not in str(error):
-                raise
-            foreign = str(error).split(";")[0]  # what --out would say: say it for --resume
-            raise MusicSSLError(f"{foreign}; nothing to resume") from None
+    if not is_run(run):  # a run killed before its first checkpoint holds run files only
+        if not _kept(run) and (foreign := _foreign(run)):
+            raise MusicSSLError(f"{run}: {foreign}; nothing to resume")
+        check_new_run(run)
 
 
 def check_unchanged_recipe(run: Path, recipe: Recipe) -> None:

@@ -36,10 +36,10 @@ from musicssl.cli_options import (
 from musicssl.cli_readouts import add_key, add_pitch, add_tempo
 from musicssl.cli_search import add_index, add_search
 from musicssl.errors import MusicSSLError
+from musicssl.plural import counted
 
 if TYPE_CHECKING:
     from musicssl.recipe import Recipe
-from musicssl.plural import counted
 
 
 def add_pretrain(verbs: Any) -> None:
