@@ -55,7 +55,7 @@ def test_index_keeps_good_files_and_reports_every_bad_one(folder: Path, tmp_path
 def test_a_killed_index_goes_on_from_the_files_it_had_decoded(
     folder: Path, tmp_path: Path, monkeypatch
 ):
-    from musicssl import audio, corpus
+    from musicssl import audio, index_rows
 
     out, real_check, calls = tmp_path / "m.jsonl", audio.check, []
 
@@ -65,7 +65,7 @@ def test_a_killed_index_goes_on_from_the_files_it_had_decoded(
             raise KeyboardInterrupt
         return real_check(path, *args, **kwargs)
 
-    monkeypatch.setattr(corpus, "_SAVE_SECONDS", 0.0)  # saved after every file
+    monkeypatch.setattr(index_rows, "_SAVE_SECONDS", 0.0)  # saved after every file
     monkeypatch.setattr(audio, "check", killed_at_the_fourth)
     with pytest.raises(KeyboardInterrupt):
         index_folder(folder, out=out, workers=1, progress=False)

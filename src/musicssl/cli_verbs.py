@@ -168,7 +168,7 @@ def _resumed_recipe(args: argparse.Namespace) -> Recipe | None:
     saying how to train longer, when the run has finished."""
     from musicssl.checkpoint import check_resumable, check_unchanged_recipe, is_run
     from musicssl.recipe import Recipe
-    from musicssl.train import finished_note
+    from musicssl.run_state import finished_note
 
     given_now = [*([args.recipe] if args.recipe else []), *args.overrides]
     moved = given_now[0].partition("=")[2] if len(given_now) == 1 else None
@@ -199,7 +199,7 @@ def _new_recipe(args: argparse.Namespace) -> Recipe:
     """The recipe of a new run, its paths made absolute: the run keeps where its data is,
     whatever folder it is resumed from."""
     from musicssl.recipe import Recipe
-    from musicssl.train import anchored
+    from musicssl.run_state import anchored
 
     if not args.recipe or not args.out:
         raise MusicSSLError("give a RECIPE and --out RUN_DIR (or --resume RUN_DIR)")

@@ -26,21 +26,17 @@ Splits travel with the data, from one of (first that applies):
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from musicssl import audio
-from musicssl.decoder_notes import decoder_notes
-from musicssl.errors import AudioError, MusicSSLError
-from musicssl.files import file_hash
+from musicssl.errors import MusicSSLError
+from musicssl.index_rows import file_rows, partial_rows, relative_path
 from musicssl.labels import apply_labels, read_labels
 from musicssl.manifest import read_manifest, write_jsonl
 from musicssl.plural import counted
-from musicssl.progress import bar as progress_bar
 from musicssl.splits import (
     carry_splits,
     describe_splits,
@@ -141,10 +137,7 @@ def index_folder(
     if splits is not None and split_by is not None:
         raise MusicSSLError(f"--splits {splits} and --split-by {split_by}: give one of them")
     group_of = grouping(split_by) if split_by is not None else None
-    out = Path(out)
-    bad_path = Path(bad) if bad is not None else out.with_name(f"{out.stem}.bad.jsonl")
-    if os.path.abspath(out) == os.path.abspath(bad_path):
-        raise MusicSSLError(f"{out}: the manifest and the bad-files report must differ")
+    out, bad_path = _outputs(Path(out), bad)
     both = splits is not None and labels is not None and _same_file(splits, labels)
     label_table = read_labels(Path(labels), root, splits_too=both) if labels is not None else None
     previous = {row["path"]: row for row in _existing_rows(out)}
@@ -157,17 +150,12 @@ def index_folder(
         table, summary.split_source = neighbour_splits(root)
 
     base = out.resolve().parent
-    walk_errors: list[tuple[Path, str]] = []
-    files = sorted(find_audio(root, errors=walk_errors))
-    if not files and not walk_errors:
-        raise MusicSSLError(
-            f"{root}: no audio files in it or below (looked for {' '.join(audio.AUDIO_EXTENSIONS)})"
-        )
+    files, walk_errors = _audio_files(root)
     progress_file = out.with_name(f".{out.name}.partial")  # what a killed index had done
-    earlier = {**{row["path"]: row for row in _partial_rows(progress_file)}, **previous_bad}
-    results = _rows(files, base, previous, earlier, summary, workers=workers,
+    earlier = {**{row["path"]: row for row in partial_rows(progress_file)}, **previous_bad}
+    results = file_rows(files, base, previous, earlier, summary, workers=workers,
                     progress=progress, progress_file=progress_file)  # fmt: skip
-    bad_rows = [{"path": _relative(folder, base), "reason": why} for folder, why in walk_errors]
+    bad_rows = [{"path": relative_path(folder, base), "reason": why} for folder, why in walk_errors]
     good, renamed = _with_splits(files, results, bad_rows, root=root, group_of=group_of,
                                  split_by=split_by, table=table, previous=previous)  # fmt: skip
     if label_table is not None:  # on the rows kept: a second path to a file is counted once
@@ -179,64 +167,39 @@ def index_folder(
         summary.splits, source=summary.split_source, out=out, split_by=split_by,
         from_table=table is not None, unlisted=unlisted, carried=renamed, files=files,
     )  # fmt: skip
-    if not good:  # the report says why each failed; an empty manifest would help no one
-        write_jsonl(bad_path, bad_rows)
-        progress_file.unlink(missing_ok=True)
+    if good:  # else the report says why each failed; an empty manifest would help no one
+        write_jsonl(out, good)
+    write_jsonl(bad_path, bad_rows)
+    progress_file.unlink(missing_ok=True)
+    if not good:
         raise MusicSSLError(
             f"{root}: none of its {counted(len(bad_rows), 'audio file')} could be read "
             f"({kinds(summary)}); why each failed: {bad_path}"
         )
-    write_jsonl(out, good)
-    write_jsonl(bad_path, bad_rows)
-    progress_file.unlink(missing_ok=True)
     return summary
 
 
-def _rows(
-    files: list[Path],
-    base: Path,
-    previous: dict[str, dict[str, Any]],
-    previous_bad: dict[str, dict[str, Any]],
-    summary: IndexSummary,
-    *,
-    workers: int,
-    progress: bool,
-    progress_file: Path,
-) -> list[dict[str, Any]]:
-    """Each file's row: reused when its size and time are unchanged, else decoded (a bad
-    file's row has its ``reason``); counts and the decoders' notes go to ``summary``. The
-    rows decoded so far are saved to ``progress_file`` every few seconds, for a run killed
-    before the end to reuse."""
-    results, todo = _reuse(files, base, previous, previous_bad)
-    summary.reused = sum("bytes" in row for row in results)
-    decoded: list[dict[str, Any]] = []
-    saved = time.monotonic()
-    with decoder_notes() as notes:
-        bar = progress_bar(total=len(files), initial=len(files) - len(todo), unit="file",
-                           desc="index", disable=not progress, file=notes.console)  # fmt: skip
-        for position, row in _inspect(todo, previous, workers):
-            results[position] = row
-            decoded.append(row)
-            summary.decoded += 1
-            bar.update()
-            if time.monotonic() - saved > _SAVE_SECONDS:
-                write_jsonl(progress_file, decoded)
-                saved = time.monotonic()
-        bar.close()
-    summary.notes = notes.lines
-    return results
+def _outputs(out: Path, bad: str | os.PathLike | None) -> tuple[Path, Path]:
+    """The manifest and the bad-files report (``<out stem>.bad.jsonl`` by default): two files."""
+    bad_path = Path(bad) if bad is not None else out.with_name(f"{out.stem}.bad.jsonl")
+    if os.path.abspath(out) == os.path.abspath(bad_path):
+        raise MusicSSLError(f"{out}: the manifest and the bad-files report must differ")
+    return out, bad_path
 
 
-# Seconds between saves of an index's progress: what a killed index loses at most.
-_SAVE_SECONDS = 5.0
+def _audio_files(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The audio files under ``root``, sorted, and what the walk could not enter, with why.
 
-
-def _partial_rows(path: Path) -> list[dict[str, Any]]:
-    """The rows a killed index saved (none if there is no such file, or it is damaged)."""
-    try:
-        return read_manifest(path) if path.is_file() else []
-    except MusicSSLError:
-        return []
+    Raises:
+        MusicSSLError: there is nothing at all: no audio file and nothing unreadable.
+    """
+    walk_errors: list[tuple[Path, str]] = []
+    files = sorted(find_audio(root, errors=walk_errors))
+    if not files and not walk_errors:
+        raise MusicSSLError(
+            f"{root}: no audio files in it or below (looked for {' '.join(audio.AUDIO_EXTENSIONS)})"
+        )
+    return files, walk_errors
 
 
 def _with_splits(
@@ -294,68 +257,6 @@ def _with_splits(
         good.append(row)
     carried = carry_splits(good, previous, groups=groups if group_of else None, split_by=split_by)
     return good, carried
-
-
-def _reuse(
-    files: list[Path],
-    base: Path,
-    previous: dict[str, dict[str, Any]],
-    previous_bad: dict[str, dict[str, Any]],
-) -> tuple[list[dict[str, Any]], list[tuple[int, Path, str, os.stat_result]]]:
-    """Rows of files unchanged since the last index, and the files still to decode."""
-    results: list[dict[str, Any]] = [{} for _ in files]
-    todo: list[tuple[int, Path, str, os.stat_result]] = []
-    for position, file in enumerate(files):
-        key = _relative(file, base)
-        try:
-            stat = file.stat()
-        except OSError as error:
-            results[position] = {"path": key, "reason": audio.os_error_reason(error, file)}
-            continue
-        old = previous.get(key) or previous_bad.get(key)
-        if (
-            old is not None
-            and old.get("bytes") == stat.st_size
-            and old.get("mtime") == stat.st_mtime
-            # A row of an older manifest lacks the samples' digest, which the held-out
-            # check matches re-encoded copies by: its file is decoded once more.
-            and (("sha256" in old and "samples_sha256" in old) or "reason" in old)
-        ):
-            results[position] = dict(old)
-        else:
-            todo.append((position, file, key, stat))
-    return results, todo
-
-
-def _inspect(
-    todo: list[tuple[int, Path, str, os.stat_result]],
-    previous: dict[str, dict[str, Any]],
-    workers: int,
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(position, row)`` of each file to decode, a bad file's row with its ``reason``."""
-
-    def inspect(item: tuple[int, Path, str, os.stat_result]) -> tuple[int, dict[str, Any]]:
-        position, file, key, stat = item
-        row: dict[str, Any] = {"path": key, "bytes": stat.st_size, "mtime": stat.st_mtime}
-        try:
-            found = audio.check(file)
-        except AudioError as error:
-            return position, {**row, "reason": error.reason}
-        except OSError as error:
-            return position, {**row, "reason": audio.os_error_reason(error, file)}
-        except Exception as error:  # a decoder's own failure is one bad file, not a stop
-            return position, {**row, "reason": f"could not be decoded ({error!r})"}
-        try:
-            digest = file_hash(file)
-        except OSError as error:
-            return position, {**row, "reason": audio.os_error_reason(error, file)}
-        found_row = dict(duration=round(found.duration, 6), sr=found.sr,
-                         channels=found.channels, frames=found.frames, sha256=digest,
-                         samples_sha256=found.samples_sha256)  # fmt: skip
-        return position, {**previous.get(key, {}), **row, **found_row}
-
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        yield from pool.map(inspect, todo)
 
 
 def _summarise(
@@ -456,10 +357,3 @@ def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
-
-
-def _relative(file: Path, base: Path) -> str:
-    # The folder is resolved, the name is kept: a link is listed under its own name, and a
-    # broken link or a link loop still has one.
-    real = os.path.join(os.path.realpath(file.parent), file.name)
-    return Path(os.path.relpath(real, base)).as_posix()

@@ -101,7 +101,8 @@ def _pretrain(run: Path, *, corpus: Path, corpus_size: str, minutes: float, prog
     finished one is kept as it is."""
     from musicssl.checkpoint import is_run
     from musicssl.recipe import recipe_path
-    from musicssl.train import finished_step, pretrain
+    from musicssl.run_state import finished_step
+    from musicssl.train import pretrain
 
     if is_run(run):
         recipe = Recipe.load(run / "recipe.yaml")

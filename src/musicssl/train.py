@@ -9,7 +9,6 @@ resumed run draws the same batches and augmentations as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import os
 import warnings
@@ -30,6 +29,7 @@ from musicssl.methods import Method, build_method, method_options
 from musicssl.monitor import ProbeMonitor
 from musicssl.progress import bar as progress_bar
 from musicssl.recipe import OptimSettings, Recipe, TrainSettings
+from musicssl.run_state import anchored, finished_note
 from musicssl.runlog import RunLog
 from musicssl.runtime import accelerator_problem, cuda_problem
 from musicssl.sampling import pcm_to_float
@@ -87,28 +87,6 @@ def build_parts(recipe: Recipe, *, start: bool = True) -> Parts:
     return Parts(encoder, method, chain, optimizer)
 
 
-def anchored(recipe: Recipe) -> Recipe:
-    """A copy of ``recipe`` whose paths hold from any folder a run is resumed or read from:
-    ``data.store`` and ``data.corpus`` absolute (``~`` expanded, as a shell leaves it after
-    ``data.store=``), and ``train.init_from`` the absolute checkpoint folder it names now (a
-    run's latest, whatever that run does next).
-
-    Raises:
-        MusicSSLError: ``train.init_from`` names no checkpoint.
-    """
-    recipe = copy.deepcopy(recipe)
-    store = os.path.expanduser(recipe.data.store)
-    recipe.data.store = os.path.abspath(store) if store else ""
-    recipe.data.corpus = os.path.abspath(os.path.expanduser(recipe.data.corpus))
-    if recipe.train.init_from:
-        try:
-            found = checkpoint.checkpoint_folder(os.path.expanduser(recipe.train.init_from))
-        except MusicSSLError as error:
-            raise MusicSSLError(f"train.init_from: {error}") from None
-        recipe.train.init_from = os.path.abspath(found)
-    return recipe
-
-
 @contextlib.contextmanager
 def _options_of(section: str) -> Iterator[None]:
     """A ``MusicSSLError`` raised inside, told as one about the recipe's ``section.options``."""
@@ -138,17 +116,16 @@ def pretrain(
         MusicSSLError: bad settings or data, or an ``out`` that is not a run of ours.
     """
     run = Path(out)
-    if not (resume and checkpoint.is_run(run)):
-        recipe = anchored(recipe)  # what the new run keeps holds from any folder
-    settings = recipe.train
-    if resume and checkpoint.is_run(run) and (note := finished_note(run, settings)) is not None:
+    going_on = resume and checkpoint.is_run(run)
+    if going_on and (note := finished_note(run, recipe.train)) is not None:
         print(note, flush=True)  # before any process starts
         return checkpoint.latest(run)
-    store = train_data.training_store(recipe)
+    recipe = recipe if going_on else anchored(recipe)  # a new run's paths hold from anywhere
+    settings, store = recipe.train, train_data.training_store(recipe)
     indices = train_data.split_indices(store, recipe.data.splits)
     fabric = _fabric(settings)
     torch.manual_seed(settings.seed)  # the same initial weights on every process
-    parts = build_parts(recipe, start=not (resume and checkpoint.is_run(run)))
+    parts = build_parts(recipe, start=not going_on)
     train_data.check_rate(store, parts.encoder)
     train_data.check_captions(store, indices, parts.method.uses_text, note=fabric.is_global_zero)
     parts.chain.to(fabric.device)
@@ -262,40 +239,6 @@ def _save(
             recipe=recipe,
         )
     fabric.barrier()
-
-
-def finished_step(run: str | os.PathLike, settings: TrainSettings) -> int | None:
-    """The step a run with a checkpoint finished at (its settled last step, or ``train.steps``
-    without a time budget), or None while it has steps left.
-
-    Raises:
-        MusicSSLError: its latest checkpoint is damaged (the message says how to go on).
-    """
-    state = checkpoint.read_training_state(run)
-    step = int(state["step"])
-    return step if step >= int(state.get("horizon", settings.steps)) else None
-
-
-def finished_note(run: str | os.PathLike, settings: TrainSettings) -> str | None:
-    """What a resumed run that has nothing left to train says, and how to train longer;
-    None while it has steps left.
-
-    Raises:
-        MusicSSLError: its latest checkpoint is damaged (the message says how to go on).
-    """
-    step = finished_step(run, settings)
-    if step is None:
-        return None
-    run = Path(run)
-    # A run under a time budget ends at the step that fitted it, unless train.steps came first.
-    limit = "train.steps" if settings.minutes is None or step >= settings.steps else "train.minutes"
-    recipe = run / "recipe.yaml"
-    return (
-        f"pretrain: {run} already finished at step {step}; to train on from its weights, "
-        f"start a new run from it (its schedule starts again): musicssl pretrain {recipe} "
-        f"train.init_from={run} --out NEW_RUN; or, from the start, a longer one with a larger "
-        f"{limit}: musicssl pretrain {recipe} {limit}=... --out NEW_RUN"
-    )
 
 
 def learning_rate_factor(step: int, *, last_step: int, optim: OptimSettings) -> float:

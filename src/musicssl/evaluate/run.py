@@ -97,15 +97,7 @@ def evaluate(
     _beside_the_probes(evaluation, opened, source, task_list, embedded, corpus=corpus_dir)
     if not (corpus_dir / "manifest.jsonl").is_file():  # your own tasks alone, no corpus read
         evaluation.corpus = ""
-    reference_run = source if opened.is_checkpoint else None
-    if opened.embedded is not None:  # an .npz of musicssl embed names the run behind it
-        embedded_by = _embedded_by(opened.embedded)
-        if embedded_by is not None and Path(embedded_by).is_dir():
-            reference_run = embedded_by
-        elif "random" in baselines and progress:
-            print(f"note: baseline:random is the demo's network with random weights, not the "
-                  f"architecture behind {source} (the .npz does not name a checkpoint that "
-                  "is there)", file=sys.stderr, flush=True)  # fmt: skip
+    reference_run = _random_reference(opened, source, warn="random" in baselines and progress)
     others = _baselines(baselines, source, task_list, store, corpus=corpus_dir, seeds=seeds,
                         layers=layers, reference=reference_run, device=device,
                         progress=progress)  # fmt: skip
@@ -209,6 +201,22 @@ def _beside_the_probes(
     if style is not None and MAP_TASK in evaluation.tasks:
         arrays = embedded[style.root].arrays
         evaluation.map = task_map(style, embedded[style.root].names, arrays["emb"], seed=0)
+
+
+def _random_reference(opened: Source, source: str, *, warn: bool) -> str | None:
+    """The checkpoint whose architecture ``baseline:random`` takes: the source itself, or the
+    one an ``.npz`` of ``musicssl embed`` names when it is there; else None (the demo's
+    network, said when ``warn``)."""
+    if opened.is_checkpoint:
+        return source
+    embedded_by = _embedded_by(opened.embedded) if opened.embedded is not None else None
+    if embedded_by is not None and Path(embedded_by).is_dir():
+        return embedded_by
+    if opened.embedded is not None and warn:
+        print(f"note: baseline:random is the demo's network with random weights, not the "
+              f"architecture behind {source} (the .npz does not name a checkpoint that is "
+              "there)", file=sys.stderr, flush=True)  # fmt: skip
+    return None
 
 
 def _embedded_by(embedded: Embedded) -> str | None:
