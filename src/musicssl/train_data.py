@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -118,8 +119,18 @@ def leave_sigterm_to_the_parent(worker_id: int) -> None:
     cluster's scheduler signal the whole process group; a worker that died of it (torch's
     own handler) would end the run with the loader's error before the parent could stop as
     on Ctrl-C. The parent stops its workers as it stops, and a worker whose parent is gone
-    ends by itself."""
+    ends by itself.
+
+    A worker stopped so may still be handing a batch's shared memory to a parent that no
+    longer reads (multiprocessing's resource sharer reports through ``sys.excepthook``): that
+    broken connection is no error, and is not printed."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.excepthook = _quiet_broken_connections
+
+
+def _quiet_broken_connections(kind: type[BaseException], error: BaseException, trace: Any) -> None:
+    if not issubclass(kind, OSError):
+        sys.__excepthook__(kind, error, trace)
 
 
 def split_indices(store: SampleStore, splits: str) -> list[int]:
