@@ -1,6 +1,7 @@
 """musicssl evaluate end to end on the tiny built-in corpus: sources, cache, results, report."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,42 @@ def test_random_npz_scores_near_chance_and_missing_names_skip_a_task(
     style = results.tasks["style"]
     # 6 styles, 12 test clips: a random embedding can only be lucky, not good.
     assert style.metrics["accuracy"].mean <= 0.5
+
+
+def test_npz_names_relative_to_the_corpus_folder_or_absolute_score_as_the_audio_folders(
+    tiny_corpus: Path, tmp_path: Path
+):
+    """``musicssl embed RUN CORPUS`` names files ``audio/x.wav`` and ``transfer/audio/x.wav``;
+    another system may write absolute paths. Both read as the task's own names."""
+    tasks = {t.name: t for t in resolve_tasks(["key", "key@transfer"], corpus=tiny_corpus)}
+    names = sorted(set(tasks["key"].names) | set(tasks["key@transfer"].names))
+    assert any(name.startswith("../transfer/") for name in names)
+    emb = np.random.default_rng(0).normal(size=(len(names), 16)).astype("f4")
+    audio = (tiny_corpus / "audio").resolve()
+    spellings = {
+        "as tasks name them": names,
+        "from the corpus folder": [os.path.normpath(Path("audio") / n) for n in names],
+        "absolute": [os.path.normpath(audio / n) for n in names],
+    }
+    assert any(n.startswith("transfer/audio/") for n in spellings["from the corpus folder"])
+    scores = {}
+    for how, spelled in spellings.items():
+        npz = tmp_path / f"{len(scores)}.npz"
+        np.savez(npz, names=np.array(spelled), emb=emb)
+        results = evaluate(
+            str(npz),
+            out=tmp_path / f"out{len(scores)}",
+            corpus=tiny_corpus,
+            tasks=["key", "key@transfer"],
+            seeds=1,
+            baselines=[],
+            cache=tmp_path / "cache",
+            progress=False,
+        )
+        assert not results.skipped, how
+        scores[how] = {name: task.metrics for name, task in results.tasks.items()}
+    first = scores["as tasks name them"]
+    assert all(found == first for found in scores.values())
 
 
 def test_a_checkpoint_is_evaluated_beside_its_random_weights(tiny_corpus: Path, tmp_path: Path):

@@ -32,9 +32,9 @@ def add_evaluate(verbs: Any) -> None:
             "seeds), score the test split, and write results.json, report.md and report.html "
             "(offline, with plots) to --out, beside the baselines. SOURCE is a checkpoint or "
             "run folder, an .npz of embeddings from any system ('names' relative to the "
-            "folder of each task's audio: the corpus's audio folder, or a table's folder; "
-            "'emb'), or baseline:NAME (mfcc, logmel, tempogram, random). Table paths lie "
-            "under the table's folder.",
+            "folder of each task's audio, the corpus's audio folder or a table's folder, or "
+            "to a folder above it, or absolute; 'emb'), or baseline:NAME (mfcc, logmel, "
+            "tempogram, random). Table paths lie under the table's folder.",
         ),
         "musicssl.evaluate.run:evaluate",
     )

@@ -54,13 +54,14 @@ class EvaluationCache:
         Frame tracks are kept for the files of pitch tasks only (every layer's with
         ``layers="all"``).
         """
-        if source.embedded is not None:
-            return source.embedded
-        from musicssl.embed_folder import embed_items, file_items
-
-        assert source.model is not None and len({task.root for task in tasks}) == 1
+        assert len({task.root for task in tasks}) == 1
         root = tasks[0].root
         names = list(dict.fromkeys(name for task in tasks for name in task.names))
+        if source.embedded is not None:
+            return source.embedded.rooted(root, names)
+        from musicssl.embed_folder import embed_items, file_items
+
+        assert source.model is not None
         frame_names = sorted({n for task in tasks if task.kind == "pitch" for n in task.names})
         key = cache_key(
             {

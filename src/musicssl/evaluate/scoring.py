@@ -65,8 +65,7 @@ def evaluate_embeddings(
             if reason and source.embedded is not None:  # a checkpoint's bad files are listed
                 print(f"warning: task {task.name}: {reason}", file=sys.stderr, flush=True)
     if source.embedded is not None and not ready:
-        names = set(source.embedded.names)
-        if not any(name in names for task in tasks for name in task.names):
+        if not any(set(embedded[task.root].names) & set(task.names) for task in tasks):
             raise MusicSSLError(_no_match(source, tasks))
         reasons = "; ".join(f"{skip.task}: {skip.reason}" for skip in evaluation.skipped)
         raise MusicSSLError(f"{source.label}: no task could be probed ({reasons})")
@@ -146,7 +145,8 @@ def _restrict(task: Task, embedded: Embedded, *, outside: bool) -> tuple[Task | 
     if outside and 2 * len(missing) > len(task.names):  # most missing: named otherwise?
         return None, (
             f"the .npz has no embedding for {len(missing)} of its {len(task.names)} files "
-            f"(names must be relative to {task.root}), e.g. {missing[0]}"
+            f"(names must be relative to {task.root}, to a folder above it, or absolute), "
+            f"e.g. {missing[0]}"
         )
     why = (
         f"the .npz has no embedding for {counted(len(missing), 'file')} of {len(task.names)} "
@@ -198,7 +198,8 @@ def _no_match(source: Source, tasks: Sequence[Task]) -> str:
     roots = ", ".join(sorted({str(task.root) for task in tasks}))
     return (
         f"{source.label}: its names match the files of no task; names must be audio paths "
-        f"relative to {roots}, e.g. {', '.join(expected)} (the .npz has e.g. "
+        f"relative to {roots} (or to a folder above it, or absolute), e.g. "
+        f"{', '.join(expected)} (the .npz has e.g. "
         f"{', '.join(given) or 'no names'})"
     )
 

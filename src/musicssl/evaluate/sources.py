@@ -8,8 +8,10 @@ carries its identity, what makes its embeddings what they are, which keys the ca
 from __future__ import annotations
 
 import os
+import posixpath
 import zipfile
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +54,34 @@ class Embedded:
         """One row of array ``key`` per name (``emb``, or a layer's ``layer_K``)."""
         return dict(zip(self.names, self.arrays[key]))
 
+    def rooted(self, root: str | os.PathLike, wanted: Iterable[str]) -> Embedded:
+        """These embeddings with names relative to ``root``, for an ``.npz`` whose names are
+        relative to a folder above it (``audio/a.wav`` from the corpus folder, for ``a.wav``
+        under ``corpus/audio``) or absolute: of those ways to read the names, the one that
+        finds the most of the ``wanted`` names (its files) is kept."""
+        wanted = set(wanted)
+        names = self.names
+        best, found = None, sum(name in wanted for name in names)
+        for prefix in _prefixes(Path(root)):
+            hits = sum(name.startswith(prefix) and name[len(prefix) :] in wanted for name in names)
+            if hits > found:
+                best, found = prefix, hits
+        if best is None:
+            return self
+
+        def moved(name: str) -> str:
+            if name.startswith(best):
+                return name[len(best) :]
+            if posixpath.isabs(name) != posixpath.isabs(best):
+                return name  # absolute and relative do not mix: it names no file of root
+            return posixpath.relpath(name, best)  # e.g. ../transfer/a.wav beside audio/
+
+        arrays = dict(self.arrays)
+        for key in ("names", "frame_names"):
+            if key in arrays:
+                arrays[key] = np.array([moved(str(n)) for n in arrays[key].tolist()], dtype=str)
+        return Embedded(arrays, self.skipped)
+
     @property
     def layer_keys(self) -> list[str]:
         """The ``layer_K`` arrays, in layer order."""
@@ -79,6 +109,15 @@ class Embedded:
             )
             for i, name in enumerate(names)
         }
+
+
+def _prefixes(root: Path) -> list[str]:
+    """How a name may begin when it is relative to a folder above ``root`` or absolute."""
+    prefixes = []
+    for absolute in (root.absolute(), root.resolve()):
+        prefixes += [absolute.relative_to(above).as_posix() + "/" for above in absolute.parents]
+        prefixes.append(absolute.as_posix() + "/")
+    return [prefix for prefix in dict.fromkeys(prefixes) if prefix not in ("./", "/")]
 
 
 @dataclass
