@@ -213,6 +213,10 @@ def test_npz_contents_that_cannot_be_probed_are_one_line_naming_the_file(tmp_pat
             dict(names=np.array(["a.wav", "a.wav"]), emb=np.ones((2, 2))),
             "a.wav is named 2 times in 'names'",
         ),
+        tmp_path / "objects.npz": (  # np.array(["a.wav", None]) holds Python objects
+            dict(names=np.array(["a.wav", None]), emb=np.ones((2, 2))),
+            "'names' is an array of Python objects, which is not loaded",
+        ),
     }
     for path, case in cases.items():
         if isinstance(case, tuple):

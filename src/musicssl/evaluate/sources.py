@@ -187,6 +187,12 @@ def open_source(
     return Source(spec, model=encoder, identity=identity, checkpoint=folder)
 
 
+def _unreadable(path: Path, error: Exception) -> MusicSSLError:
+    """An empty or cut-off file, in numpy's or zipfile's own words (their first line)."""
+    reason = (str(error) or type(error).__name__).splitlines()[0].split(". ")[0]
+    return MusicSSLError(f"{path}: not a readable .npz, empty or truncated? ({reason})")
+
+
 def read_npz(path: Path) -> Embedded:
     """The embeddings of an ``.npz`` with ``names`` and ``emb`` (N x D), checked."""
     if not path.is_file():
@@ -195,16 +201,21 @@ def read_npz(path: Path) -> Embedded:
         raise MusicSSLError(
             f"{path}: not an .npz (numpy's zip of arrays): empty, cut off or another kind of file"
         )
+    key = None
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        # An empty or cut-off file fails in numpy's or zipfile's own words (the first line:
-        # numpy's advice to load pickles unsafely is not ours to give).
-        reason = (str(error) or type(error).__name__).splitlines()[0].split(". ")[0]
-        raise MusicSSLError(
-            f"{path}: not a readable .npz, empty or truncated? ({reason})"
-        ) from None
+            arrays = {}
+            for key in data.files:
+                arrays[key] = data[key]
+    except ValueError as error:
+        if key is not None and "Object arrays" in str(error):  # e.g. a list of str objects
+            raise MusicSSLError(
+                f"{path}: '{key}' is an array of Python objects, which is not loaded (unpickling "
+                f"can run code); save it as a plain array, e.g. np.array(names, dtype=str)"
+            ) from None
+        raise _unreadable(path, error) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
+        raise _unreadable(path, error) from None
     for key in ("names", "emb"):
         if key not in arrays:
             raise MusicSSLError(f"{path}: an embeddings .npz needs '{key}' (has {sorted(arrays)})")
