@@ -504,6 +504,13 @@ def test_your_own_tasks_alone_build_no_corpus(corpus: Path, tmp_path: Path, monk
             evaluate(str(run), tasks=[spec], out=tmp_path / "o2", cache=tmp_path / "cache",
                      progress=False)  # fmt: skip
         assert not (tmp_path / "mine" / "data").exists() and not (tmp_path / "o2").exists()
+    # A corpus that happens to lie at the default place changes nothing: it is not read.
+    (tmp_path / "mine" / "data").mkdir()
+    (tmp_path / "mine" / "data" / "corpus").symlink_to(corpus)
+    again = evaluate(str(run), tasks=[str(audio / "t.csv")], seeds=1, baselines=[],
+                     out=tmp_path / "out2", cache=tmp_path / "cache", progress=False)  # fmt: skip
+    assert again.equivariance is None and again.corpus == ""
+    assert again.tasks["t"].metrics == results.tasks["t"].metrics
     rows = (audio / "t.csv").read_text().replace(",", "\t")
     (audio / "T.TSV").write_text(rows)
     assert resolve_tasks([str(audio / "T.TSV")], corpus=tmp_path / "none")[0].examples == (

@@ -17,9 +17,10 @@ if TYPE_CHECKING:
     from musicssl.recipe import Recipe
 
 
-def training_notes(source: str, *, corpus: Path, depth: int = 0) -> list[str]:
+def training_notes(source: str, *, corpus: Path | None, depth: int = 0) -> list[str]:
     """Warnings about what a run trained on: the test split, or (for the built-in corpus's
     own store) the valid split that picks the probe; [] when its recipe cannot be read.
+    ``corpus`` is the built-in corpus evaluated on; None when none is.
     A run that started from another (``train.init_from``) answers for that one's too."""
     recipe = _recipe(source)
     if recipe is None:
@@ -29,7 +30,7 @@ def training_notes(source: str, *, corpus: Path, depth: int = 0) -> list[str]:
     everything = "all" in splits
     notes = []
     # A store that is not there is noted by ``trained_files_notes``.
-    same = _same_corpus(Path(data.store), corpus) if data.store else None
+    same = _same_corpus(Path(data.store), corpus) if data.store and corpus else None
     if same and (everything or "test" in splits):
         notes.append(
             f"{source} trained on the test split (data.splits={data.splits}): its test "

@@ -55,7 +55,8 @@ def evaluate(
         out: folder for ``results.json``, ``report.md``, ``report.html`` and figures: missing,
             empty, or an earlier report (whose files are replaced).
         corpus: the built-in corpus folder, which must hold a corpus; ``None`` for
-            ``data/corpus``, where the small one is built when missing.
+            ``data/corpus``, where the small one is built when missing (and which your own
+            tasks alone never read).
         tasks: task names (see ``resolve_tasks``); all built-in tasks by default.
         seeds: probe fits per task (mean ± std over them).
         layers: "all" to probe every encoder layer as well.
@@ -86,7 +87,9 @@ def evaluate(
     opened = open_source(source, reference=reference, device=device, readout=readout)
     corpus_dir = _corpus(corpus, progress=progress, build=needs_corpus(tasks))
     cache_dir = Path(cache) if cache is not None else default_cache()
-    task_list = resolve_tasks(tasks, corpus=corpus_dir, cache=cache_dir, progress=progress)
+    # Without a corpus, no task is a built-in one: none reads it.
+    builtin_corpus = corpus_dir if corpus_dir is not None else Path(DEFAULT_CORPUS)
+    task_list = resolve_tasks(tasks, corpus=builtin_corpus, cache=cache_dir, progress=progress)
     _check_cache(cache_dir, task_list)
     store = EvaluationCache(cache_dir)
     if layers == "all" and opened.embedded is not None:
@@ -95,8 +98,6 @@ def evaluate(
     evaluation = evaluate_embeddings(opened, task_list, embedded, corpus=corpus_dir,
                                      seeds=seeds, layers=layers, progress=progress)  # fmt: skip
     _beside_the_probes(evaluation, opened, source, task_list, embedded, corpus=corpus_dir)
-    if not (corpus_dir / "manifest.jsonl").is_file():  # your own tasks alone, no corpus read
-        evaluation.corpus = ""
     reference_run = _random_reference(opened, source, warn="random" in baselines and progress)
     others = _baselines(baselines, source, task_list, store, corpus=corpus_dir, seeds=seeds,
                         layers=layers, reference=reference_run, device=device,
@@ -117,7 +118,7 @@ def _baselines(
     task_list: Sequence[Task],
     store: EvaluationCache,
     *,
-    corpus: Path,
+    corpus: Path | None,
     seeds: int,
     layers: str | None,
     reference: str | None,
@@ -173,14 +174,14 @@ def _beside_the_probes(
     tasks: Sequence[Task],
     embedded: dict[Path, Embedded],
     *,
-    corpus: Path,
+    corpus: Path | None,
 ) -> None:
     """What the report shows beside the probes' scores: a checkpoint's equivariance and
     training notes (warned of), an audio-text model's zero-shot scores, the style map."""
     if opened.is_checkpoint:
         from musicssl.evaluate.equivariance import equivariance_probe
 
-        if (corpus / "manifest.jsonl").is_file():  # your own tasks alone need no corpus
+        if corpus is not None:  # your own tasks alone read no corpus
             evaluation.equivariance = equivariance_probe(opened.model, corpus)
         evaluation.notes += training_notes(source, corpus=corpus)
         evaluation.notes += trained_files_notes(source, tasks)
@@ -195,7 +196,7 @@ def _beside_the_probes(
             )
     for line in evaluation.notes:
         print(f"warning: {line}", file=sys.stderr, flush=True)
-    if opened.model is not None and getattr(opened.model, "has_text", False):
+    if corpus is not None and opened.model is not None and getattr(opened.model, "has_text", False):
         _zero_shot(evaluation, opened, tasks, embedded, corpus=corpus)
     style = next((task for task in tasks if task.name == MAP_TASK), None)
     if style is not None and MAP_TASK in evaluation.tasks:
@@ -254,17 +255,18 @@ def _zero_shot(
         evaluation.tasks.update(zero_shot_results(source.model, corpus, found.vectors()))
 
 
-def _corpus(corpus: str | os.PathLike | None, *, progress: bool, build: bool) -> Path:
-    """The corpus folder as it is (any size); at the default place, built small when missing
-    and ``build`` (a built-in task needs it; the others only use one that is there).
+def _corpus(corpus: str | os.PathLike | None, *, progress: bool, build: bool) -> Path | None:
+    """The corpus folder as it is (any size); at the default place, built small when missing.
+    None when no built-in task needs one (``build`` false) and none is named: what your own
+    tasks report does not hang on a corpus that happens to lie in the working folder.
 
     A folder the caller names must hold a corpus already: a mistyped path is an error, not a
     few minutes of building somewhere new.
     """
+    if corpus is None and not build:
+        return None
     corpus_dir = Path(corpus if corpus is not None else DEFAULT_CORPUS)
     if not (corpus_dir / "manifest.jsonl").is_file():
-        if corpus is None and not build:
-            return corpus_dir
         if corpus is not None:
             raise MusicSSLError(
                 f"{corpus_dir}: no built-in corpus here (no manifest.jsonl); "
@@ -284,7 +286,7 @@ def baseline_results(
     tasks: Sequence[Task],
     store: EvaluationCache,
     *,
-    corpus: Path,
+    corpus: Path | None,
     seeds: int,
     reference: str | None,
     device: str,

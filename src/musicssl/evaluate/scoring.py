@@ -29,7 +29,7 @@ def evaluate_embeddings(
     tasks: Sequence[Task],
     embedded: dict[Path, Embedded],
     *,
-    corpus: Path,
+    corpus: Path | None,
     seeds: int,
     layers: str | None,
     progress: bool,
@@ -41,7 +41,7 @@ def evaluate_embeddings(
     """
     evaluation = Evaluation(
         source=source.label,
-        corpus=str(corpus),
+        corpus=str(corpus) if corpus is not None else "",
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         version=_version(),
         seeds=seeds,
