@@ -6,6 +6,7 @@ One ``tiny`` corpus is built per test module; every label test reads the audio i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import warnings
@@ -31,10 +32,10 @@ STYLES = {
 }
 STYLES_PHRASES = {name: spec.phrase.lower() for name, spec in STYLE_SPECS.items()}
 FIELDS = {
-    "clip_id", "path", "duration", "sr", "channels", "split", "style", "composer", "piece_id",
-    "title", "source", "source_number", "excerpt_start", "excerpt_end", "score_parts", "key",
-    "tempo", "metre", "transpose", "programs", "instruments", "families", "drums", "drum_kit",
-    "velocity", "monophonic", "caption", "f0", "f0_hop",
+    "clip_id", "path", "duration", "sr", "channels", "sha256", "split", "style", "composer",
+    "piece_id", "title", "source", "source_number", "excerpt_start", "excerpt_end", "score_parts",
+    "key", "tempo", "metre", "transpose", "programs", "instruments", "families", "drums",
+    "drum_kit", "velocity", "monophonic", "caption", "f0", "f0_hop",
 }  # fmt: skip
 
 
@@ -150,6 +151,7 @@ def test_manifest_matches_audio_files(corpus):
         assert info.frames / info.samplerate == pytest.approx(record["duration"], abs=1e-6)
         assert 9.5 <= record["duration"] <= 10.5
         assert record["path"] == f"audio/{record['clip_id']}.wav"
+        assert record["sha256"] == hashlib.sha256((out / record["path"]).read_bytes()).hexdigest()
         audio, _ = sf.read(out / record["path"])
         peak = np.abs(audio).max()
         rms_db = 20 * np.log10(np.sqrt(np.mean(audio**2)))

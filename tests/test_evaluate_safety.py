@@ -285,14 +285,16 @@ def test_a_run_trained_on_the_test_split_is_noted(corpus: Path, tmp_path: Path, 
 
     held_out = _run_trained_on(tmp_path / "ckpt2", "train", tmp_path / "elsewhere")
     assert training_notes(str(held_out), corpus=corpus) == []
-    # A store packed elsewhere from the corpus's manifest is the corpus's; one of other
-    # music, or one that is gone, says nothing of the corpus's splits.
-    from musicssl.files import file_hash
+    # A store packed elsewhere from the corpus's manifest is the corpus's (from a copy of the
+    # corpus too); one of other music, or one that is gone, says nothing of its splits.
+    from musicssl.pack import pack
 
-    for name, manifest in (("packed", file_hash(corpus / "manifest.jsonl")), ("other", "0" * 64)):
-        (tmp_path / "elsewhere" / name).mkdir(parents=True)
-        meta = {"format": "musicssl-store", "manifest_sha256": manifest}
-        (tmp_path / "elsewhere" / name / "store.json").write_text(json.dumps(meta))
+    copy = tmp_path / "copy"
+    shutil.copytree(corpus, copy, ignore=shutil.ignore_patterns("store-*"))
+    pack(copy / "manifest.jsonl", out=tmp_path / "elsewhere" / "packed", progress=False)
+    (tmp_path / "elsewhere" / "other").mkdir(parents=True)
+    meta = {"format": "musicssl-store", "manifest_sha256": "0" * 64, "sr": 16000}
+    (tmp_path / "elsewhere" / "other" / "store.json").write_text(json.dumps(meta))
     for name in ("other", "gone"):
         run = _run_trained_on(tmp_path / f"on-{name}", "all", tmp_path / "elsewhere" / name)
         assert training_notes(str(run), corpus=corpus) == []

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,8 +12,8 @@ import pytest
 from musicssl import audio
 from musicssl.corpus import index_folder
 from musicssl.errors import MusicSSLError
-from musicssl.manifest import write_jsonl
-from musicssl.pack import pack
+from musicssl.manifest import read_manifest, write_jsonl
+from musicssl.pack import manifest_digest, pack
 from musicssl.store import SampleStore
 
 from conftest import tone
@@ -69,6 +70,30 @@ def test_pack_again_is_up_to_date_and_a_changed_manifest_repacks(manifest: Path,
     summary = pack(manifest, out=tmp_path / "store", progress=False)
     assert not summary.up_to_date and len(SampleStore(tmp_path / "store")) == 2
     assert sorted(os.listdir(tmp_path)) == ["audio", "m.bad.jsonl", "m.jsonl", "store"]
+
+
+def test_a_folder_moved_with_its_store_is_up_to_date_when_its_rows_carry_their_hashes(
+    manifest: Path, tmp_path: Path
+):
+    pack(manifest, out=tmp_path / "store", progress=False)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in ("audio", "store"):
+        shutil.copytree(tmp_path / name, moved / name)
+    shutil.copy(manifest, moved / "m.jsonl")
+    assert pack(moved / "m.jsonl", out=moved / "store", progress=False).up_to_date
+    # A store packed before rows were known by their hashes is known by where they lay.
+    meta = json.loads((tmp_path / "store" / "store.json").read_text())
+    meta["manifest_sha256"] = manifest_digest(read_manifest(manifest), 16000, located=True)
+    (tmp_path / "store" / "store.json").write_text(json.dumps(meta))
+    assert pack(manifest, out=tmp_path / "store", progress=False).up_to_date
+    # Without its hash, a row is known by where its file lies: moved, it is packed again.
+    rows = [json.loads(line) for line in (moved / "m.jsonl").read_text().splitlines()]
+    write_jsonl(moved / "m.jsonl", [{k: v for k, v in r.items() if k != "sha256"} for r in rows])
+    pack(moved / "m.jsonl", out=moved / "store", progress=False)
+    shutil.move(moved, tmp_path / "again")
+    assert not pack(tmp_path / "again" / "m.jsonl", out=tmp_path / "again" / "store",
+                    progress=False).up_to_date  # fmt: skip
 
 
 def test_a_pack_that_decodes_no_clip_keeps_the_store_it_would_replace(

@@ -105,16 +105,17 @@ def pack(
     refuse_report(manifest, rows)
     if not rows:
         raise MusicSSLError(f"{manifest}: empty manifest (no clips to pack)")
-    digest = _manifest_digest(rows, sr)
+    digest = manifest_digest(rows, sr)
+    known = {digest, manifest_digest(rows, sr, located=True)}  # the second: an earlier pack's
     summary = PackSummary(store=out)
-    if _up_to_date(out, digest, summary):
+    if _up_to_date(out, known, summary):
         return summary
 
     partial = out.with_name(out.name + ".partial")
     lock = claim(partial, out)
     locked_folder = partial
     try:
-        if not _up_to_date(out, digest, summary):  # another pack may have finished it meanwhile
+        if not _up_to_date(out, known, summary):  # another pack may have finished it
             _write_partial(partial, rows, digest, sr, workers, progress, summary)
             swap_into_place(partial, out)
             locked_folder = out
@@ -259,9 +260,18 @@ def _resume_state(partial: Path, digest: str) -> dict[str, Any] | None:
     return state
 
 
-def _manifest_digest(rows: list[dict[str, Any]], sr: int) -> str:
+def manifest_digest(rows: list[dict[str, Any]], sr: int, *, located: bool = False) -> str:
+    """What a store packed from ``rows`` (``read_manifest``'s) at ``sr`` holds, its identity.
+
+    A row with its file's ``sha256`` is known by its content wherever the folder lies, so a
+    corpus copied or moved with its store needs no new pack; a row without one, by where its
+    file lies (``abspath``). ``located`` gives the digest of earlier stores, which knew every
+    row by where its file lay.
+    """
     hasher = hashlib.sha256(f"sr={sr}\n".encode())
     for row in rows:
+        if "sha256" in row and not located:
+            row = {key: value for key, value in row.items() if key != "abspath"}
         hasher.update(json.dumps(row, sort_keys=True).encode())
     return hasher.hexdigest()
 
@@ -280,11 +290,12 @@ def _check_some_decoded(state: dict[str, Any]) -> None:
         )
 
 
-def _up_to_date(out: Path, digest: str, summary: PackSummary) -> bool:
-    """Whether ``out`` already holds this manifest's store; refuses an ``out`` not ours."""
+def _up_to_date(out: Path, digests: set[str], summary: PackSummary) -> bool:
+    """Whether ``out`` already holds this manifest's store (packed under one of ``digests``);
+    refuses an ``out`` not ours."""
     check_replaceable(out)
     meta = read_meta(out) if out.is_dir() else None
-    if meta is None or meta.get("manifest_sha256") != digest:
+    if meta is None or meta.get("manifest_sha256") not in digests:
         summary.replaced = meta
         return False
     try:

@@ -10,7 +10,8 @@ TimGM6mb SoundFont shipped inside pretty_midi.
 ``manifest.jsonl`` has one JSON object per clip:
 
 - ``clip_id``; ``path`` of the WAV relative to the manifest's folder (``audio/<clip_id>.wav``,
-  16 kHz, mono, PCM_16); ``duration`` (s); ``sr``; ``channels`` (1).
+  16 kHz, mono, PCM_16); ``duration`` (s); ``sr``; ``channels`` (1); ``sha256`` of the
+  WAV's bytes (as ``musicssl data index`` writes it).
 - ``split``: ``train``/``valid``/``test``, by work (all clips of a piece, and all movements
   of a quartet, share a split), about 70/15/15 of pieces in each style; a piece's split
   depends on its name only, never on the seed or the size.

@@ -56,7 +56,7 @@ from musicssl.builtin.pieces import Piece
 from musicssl.builtin.render import Synth, check_renderer
 from musicssl.builtin.styles import STYLES
 from musicssl.errors import MusicSSLError
-from musicssl.files import atomic_path, write_text
+from musicssl.files import atomic_path, file_hash, write_text
 from musicssl.progress import bar as progress_bar
 
 SAMPLE_RATE = 16000
@@ -163,7 +163,8 @@ def _clip_task(args: tuple[Piece, str, int, str, int, str, bool]) -> tuple[str, 
     if clip is None:
         write_json(record_file, {"skipped": True})
         return _task_key(args), None
-    audio.save(out / "audio" / f"{clip_id}.wav", clip.audio, sr=SAMPLE_RATE, subtype="PCM_16")
+    wav = out / "audio" / f"{clip_id}.wav"
+    audio.save(wav, clip.audio, sr=SAMPLE_RATE, subtype="PCM_16")
     f0_path = None
     if clip.f0 is not None:
         with atomic_path(out / "f0" / f"{clip_id}.npy") as temporary:
@@ -175,6 +176,7 @@ def _clip_task(args: tuple[Piece, str, int, str, int, str, bool]) -> tuple[str, 
         "duration": round(len(clip.audio) / SAMPLE_RATE, 6),
         "sr": SAMPLE_RATE,
         "channels": 1,
+        "sha256": file_hash(wav),
         "split": split,
         **clip.labels,
         "f0": f0_path,

@@ -60,15 +60,18 @@ def _same_corpus(store: Path, corpus: Path) -> bool | None:
     if store.resolve().parent == corpus.resolve():
         return True
     try:
-        packed = json.loads((store / "store.json").read_text())["manifest_sha256"]
+        meta = json.loads((store / "store.json").read_text())
+        packed, sr = meta["manifest_sha256"], int(meta["sr"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    from musicssl.files import file_hash
+    from musicssl.manifest import read_manifest
+    from musicssl.pack import manifest_digest
 
     try:
-        return bool(packed == file_hash(corpus / "manifest.jsonl"))
-    except OSError:
+        rows = read_manifest(corpus / "manifest.jsonl")
+    except (OSError, MusicSSLError):
         return False
+    return packed in (manifest_digest(rows, sr), manifest_digest(rows, sr, located=True))
 
 
 def trained_files_notes(source: str, tasks: Sequence[Task]) -> list[str]:
