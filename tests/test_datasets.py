@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -342,7 +343,12 @@ def test_gtzan_filtered_lists(tmp_path):
         "genres_original/pop/pop.00000.wav": ("test", "pop"),
     }
     assert task.classes == ("blues", "jazz", "pop", "rock")
-    assert task.extra["dropped"] == ["jazz.00054: listed but not found"]
+    assert task.left_out == "1 left out (clips of the filtered lists not in the folder): jazz.00054"
+    # More than one clip in a hundred absent: the archive is likely not wholly unpacked.
+    write(tmp_path / "test_filtered.txt", "pop/pop.00000.wav\npop/pop.00007.wav\n")
+    wholly = r"2 of the 6 clips .* not in the folder \(jazz.00054, pop.00007\); is the archive"
+    with pytest.raises(MusicSSLError, match=wholly):
+        gtzan(tmp_path)
 
     write(tmp_path / "test_filtered.txt", "pop/pop.00000.wav\nblues/blues.00000.wav\n")
     with pytest.raises(MusicSSLError, match=r"test_filtered\.txt: blues\.00000 is also in"):
@@ -352,10 +358,58 @@ def test_gtzan_filtered_lists(tmp_path):
         gtzan(tmp_path)
 
 
+def test_what_a_loader_left_out_is_said_in_the_terminal_and_the_results(tmp_path, capsys):
+    from musicssl.evaluate.run import evaluate
+
+    root = tmp_path / "gtzan"
+    fake_gtzan(root / "genres_original", per_genre=4)
+    write(root / "train_filtered.txt", "blues/blues.00000.wav\nblues/blues.00001.wav\n"
+          "rock/rock.00000.wav\nrock/rock.00001.wav\n")  # fmt: skip
+    write(root / "valid_filtered.txt", "blues/blues.00002.wav\nrock/rock.00002.wav\n"
+          "jazz/jazz.00054.wav\n")  # fmt: skip
+    write(root / "test_filtered.txt", "blues/blues.00003.wav\nrock/rock.00003.wav\n")
+    results = evaluate("baseline:mfcc", tasks=[f"gtzan={root}"], seeds=1, baselines=[],
+                       out=tmp_path / "out", cache=tmp_path / "cache", progress=False)  # fmt: skip
+    said = "1 left out (clips of the filtered lists not in the folder): jazz.00054"
+    assert results.tasks["gtzan_genre"].note == said
+    assert f"note: task gtzan_genre: {said}" in capsys.readouterr().err
+    assert said in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_gtzan_lists_kept_elsewhere_and_a_folder_named_with_a_quoted_tilde_or_a_comma(
+    tmp_path, monkeypatch
+):
+    from musicssl.evaluate.task_specs import resolve_tasks
+
+    root = tmp_path / "gtzan, 2015"
+    fake_gtzan(root / "genres_original", per_genre=2)
+    for split, clip in (("train", "blues.00000"), ("valid", "rock.00000"), ("test", "pop.00001")):
+        write(root / "split" / f"{split}_filtered.txt", f"{clip.split('.')[0]}/{clip}.wav\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (task,) = resolve_tasks(["gtzan=~/gtzan, 2015,lists=~/gtzan, 2015/split"], corpus=tmp_path)
+    assert by_name(task) == {
+        "genres_original/blues/blues.00000.wav": ("train", "blues"),
+        "genres_original/rock/rock.00000.wav": ("valid", "rock"),
+        "genres_original/pop/pop.00001.wav": ("test", "pop"),
+    }
+    assert task.extra["split"] == "filtered"
+    with pytest.raises(MusicSSLError, match=r"lists=.*: no test_filtered.txt there"):
+        resolve_tasks([f"gtzan={root},lists={tmp_path}"], corpus=tmp_path)
+
+
 def test_gtzan_wrong_layout(tmp_path):
     for genre in GTZAN_GENRES[:-1]:
         wav(tmp_path / "genres_original" / genre / f"{genre}.00000.wav")
     with pytest.raises(MusicSSLError, match=r"missing under genres_original: rock\)"):
+        gtzan(tmp_path)
+    # The folder with most genres is the one meant, whatever its name.
+    (tmp_path / "genres_original").rename(tmp_path / "genres")
+    (tmp_path / "genres" / "hiphop").rename(tmp_path / "genres" / "hip-hop")
+    with pytest.raises(MusicSSLError, match=r"missing under genres: hiphop, rock\)"):
+        gtzan(tmp_path)
+    (tmp_path / "genres").rename(tmp_path / "Data")
+    (tmp_path / "Data" / "genres_original").mkdir()
+    with pytest.raises(MusicSSLError, match=r"the genre folders are under Data/; give .*/Data"):
         gtzan(tmp_path)
 
 
@@ -401,7 +455,7 @@ def test_magnatagatune_top50_and_folder_split(tmp_path, in_mp3_folder):
         "d/d.mp3": ("test", tags[2:]),
         "0/g.mp3": ("train", ("tag05",)),
     }
-    assert task.extra["dropped_no_tag"] == 2
+    assert task.left_out == "2 clips with none of the 50 tags left out, as the usual split does"
 
 
 def test_magnatagatune_errors(tmp_path):
@@ -471,7 +525,8 @@ def test_nsynth_instrument_family_and_pitch(tmp_path):
     assert pitch.classes == ("021", "040", "060", "108")  # 109 is above the piano range
     assert pitch.split_sizes() == {"train": 2, "valid": 2, "test": 2}
     assert by_name(pitch)["nsynth-valid/audio/guitar_acoustic_004-108-025.wav"] == ("valid", "108")
-    assert pitch.extra["dropped"] == 1
+    assert pitch.left_out == "1 note outside MIDI 21-108 left out, as HEAR's nsynth_pitch does"
+    assert family.left_out == ""
 
     family_small, pitch_small = nsynth(tmp_path, max_train=2)
     assert family_small.split_sizes() == {"train": 2, "valid": 2, "test": 2}
@@ -480,6 +535,21 @@ def test_nsynth_instrument_family_and_pitch(tmp_path):
     assert {example.name for example in pitch_small.split("train")} == kept - {out_of_range}
     assert by_name(nsynth(tmp_path, max_train=2)[0]) == by_name(family_small)
     assert family_small.split("valid") == family.split("valid")
+    # The same from --tasks: the loader's options after the folder, a number as a number.
+    from musicssl.evaluate.task_specs import resolve_tasks
+
+    given = resolve_tasks([f"nsynth={tmp_path},max_train=2"], corpus=tmp_path / "none")
+    assert by_name(given[0]) == by_name(family_small)
+    for spec, message in (
+        (f"nsynth={tmp_path},max_train=two", "max_train takes a whole number, not 'two'"),
+        (
+            f"nsynth={tmp_path},maxtrain=2",
+            "nsynth has no option 'maxtrain' (its options: max_train)",
+        ),  # fmt: skip
+        (f"gtzan={tmp_path},split=1", "gtzan has no option 'split' (its options: lists)"),
+    ):
+        with pytest.raises(MusicSSLError, match=re.escape(f"--tasks {spec}: {message}")):
+            resolve_tasks([spec], corpus=tmp_path / "none")
 
 
 def test_nsynth_without_train_splits_valid_by_instrument(tmp_path):
@@ -554,7 +624,10 @@ def test_giantsteps_key_alone(tmp_path):
     assert task.classes == tuple(sorted(set(targets.values())))
     # 7 clips: valid 1 (15 % of 7 = 1.05), test 1, train 5.
     assert task.split_sizes() == {"train": 5, "valid": 1, "test": 1}
-    assert task.extra["dropped"] == ["8.LOFI.key: '?' is not one major or minor key"]
+    assert task.left_out == (
+        "1 left out (annotations not of one major or minor key, or unsure): "
+        "8.LOFI.key: '?' is not one major or minor key"
+    )
 
 
 def test_giantsteps_key_with_mtg_training_set(tmp_path):
@@ -588,7 +661,7 @@ def test_giantsteps_key_with_mtg_training_set(tmp_path):
         "mtg/audio/17.LOFI.mp3": "F# minor",
     }
     assert all(name.startswith("gs/audio/") for name in by_name(task) if name not in mtg_targets)
-    assert len(task.extra["dropped"]) == 1 + 3  # GiantSteps "?" and MTG 12, 13, 14
+    assert task.left_out.startswith("4 left out")  # GiantSteps "?" and MTG 12, 13, 14
 
 
 def test_giantsteps_errors(tmp_path):

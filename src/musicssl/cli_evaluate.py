@@ -57,9 +57,10 @@ def add_evaluate(verbs: Any) -> None:
         nargs="+",
         metavar="TASK",
         help="built-in tasks by name (style key ...; style@transfer, or transfer for all: "
-        "tested on the corpus's renders by other instruments), DATASET=ROOT for a standard "
-        "data set in "
-        "its usual layout (gtzan=/data/gtzan), or a .csv, .tsv or .jsonl table of path + "
+        "tested on the corpus's renders by other instruments), DATASET=ROOT[,OPTION=VALUE] "
+        "for a standard data set in its usual layout (gtzan=/data/gtzan; options: "
+        "gtzan lists=DIR, giantsteps_key train_root=DIR, mtg_jamendo split=N subset=NAME "
+        "audio_dir=DIR, nsynth max_train=N), or a .csv, .tsv or .jsonl table of path + "
         "label(s), its paths relative to the table's folder "
         "(default: every built-in task on the usual test split, without the transfer ones)",
     )

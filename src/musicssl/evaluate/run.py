@@ -91,6 +91,9 @@ def evaluate(
     builtin_corpus = corpus_dir if corpus_dir is not None else Path(DEFAULT_CORPUS)
     task_list = resolve_tasks(tasks, corpus=builtin_corpus, cache=cache_dir, progress=progress)
     _check_cache(cache_dir, task_list)
+    for task in task_list:  # a test set smaller than its protocol's is said, not hidden
+        if task.left_out:
+            print(f"note: task {task.name}: {task.left_out}", file=sys.stderr, flush=True)
     store = EvaluationCache(cache_dir)
     if layers == "all" and opened.embedded is not None:
         _warn_missing_layers(opened.embedded, source, task_list)

@@ -75,7 +75,7 @@ def evaluate_embeddings(
         if progress:
             print(f"probing {task.name} ({task.kind}, {counted(seeds, 'seed')})", flush=True)
         result = _probe_task(task, embedded[task.root], seeds=seeds, layers=layers)
-        result.note = reason
+        result.note = "; ".join(note for note in (task.left_out, reason) if note) or None
         evaluation.tasks[task.name] = result
     return evaluation
 

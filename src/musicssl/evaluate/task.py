@@ -58,6 +58,9 @@ class Task:
         classes: the label vocabulary (multiclass, multilabel, key, pitch), sorted.
         description: one line for reports.
         f0_hop: seconds between f0 values (pitch tasks only).
+        left_out: what reading the data set left out, and why, in one sentence ("" for
+            nothing): the terminal and the report say it, so that a test set is never
+            smaller than its protocol's without a word.
     """
 
     name: str
@@ -67,6 +70,7 @@ class Task:
     classes: tuple[str, ...] = ()
     description: str = ""
     f0_hop: float | None = None
+    left_out: str = field(default="", compare=False)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:

@@ -1,4 +1,5 @@
-"""What ``--tasks`` names: built-in tasks, ``DATASET=ROOT`` folders and tables of your own.
+"""What ``--tasks`` names: built-in tasks, ``DATASET=ROOT`` folders (with the loader's
+options, ``DATASET=ROOT,OPTION=VALUE``) and tables of your own.
 
 Each entry is told apart (``needs_corpus``) before any corpus is built for it, so that a
 misspelt name costs no rendering; ``resolve_tasks`` then builds the tasks.
@@ -6,8 +7,10 @@ misspelt name costs no rendering; ``resolve_tasks`` then builds the tasks.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.task import Task
@@ -80,17 +83,7 @@ def resolve_tasks(
     for spec in dict.fromkeys(specs):  # a name given twice is probed once
         kind = _spec_kind(spec)
         if kind == "dataset":
-            dataset, root = spec.split("=", 1)
-            if dataset not in datasets.DATASETS:
-                raise MusicSSLError(
-                    f"unknown data set {dataset!r}; known: {', '.join(sorted(datasets.DATASETS))}"
-                )
-            if not root:
-                raise MusicSSLError(f"--tasks {spec}: give the data set's folder after '='")
-            if not Path(root).is_dir():
-                raise MusicSSLError(f"--tasks {spec}: {root} is not a folder")
-            loaded = datasets.DATASETS[dataset](Path(root))
-            tasks.extend(loaded if isinstance(loaded, list) else [loaded])
+            tasks.extend(_dataset_tasks(spec))
         elif kind == "table":
             tasks.append(datasets.table_task(Path(spec)))
         elif spec in builtin_tasks.TASKS:
@@ -104,6 +97,59 @@ def resolve_tasks(
             tasks.append(builtin_tasks.transfer_task(name, corpus))
         tasks = _one_task_a_name(tasks, spec)
     return tasks
+
+
+def _dataset_tasks(spec: str) -> list[Task]:
+    """The tasks of ``DATASET=ROOT[,OPTION=VALUE ...]``: the loader's keyword arguments after
+    the folder (``giantsteps_key=GS,train_root=MTG``); a part without ``=`` belongs to the
+    value before it (a comma in a path)."""
+    from musicssl.evaluate import datasets
+
+    dataset, rest = spec.split("=", 1)
+    if dataset not in datasets.DATASETS:
+        raise MusicSSLError(
+            f"unknown data set {dataset!r}; known: {', '.join(sorted(datasets.DATASETS))}"
+        )
+    loader = datasets.DATASETS[dataset]
+    known = {
+        name: parameter
+        for name, parameter in inspect.signature(loader).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    root, *parts = rest.split(",")
+    given: dict[str, str] = {}
+    for part in parts:
+        name, equals, value = part.partition("=")
+        if not equals:  # the comma was in the last value
+            if given:
+                given[next(reversed(given))] += f",{part}"
+            else:
+                root += f",{part}"
+            continue
+        if name not in known:
+            offered = ", ".join(known) or "none"
+            raise MusicSSLError(
+                f"--tasks {spec}: {dataset} has no option {name!r} (its options: {offered})"
+            )
+        given[name] = value
+    options = {name: _option_value(spec, name, value, known[name]) for name, value in given.items()}
+    if not root:
+        raise MusicSSLError(f"--tasks {spec}: give the data set's folder after '='")
+    folder = Path(root).expanduser()  # a quoted ~ too, as zsh leaves it
+    if not folder.is_dir():
+        raise MusicSSLError(f"--tasks {spec}: {folder} is not a folder")
+    loaded = loader(folder, **options)
+    return loaded if isinstance(loaded, list) else [loaded]
+
+
+def _option_value(spec: str, name: str, value: str, parameter: inspect.Parameter) -> Any:
+    """A loader option's value from its text: a number where the loader takes an int."""
+    if "int" not in str(parameter.annotation):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise MusicSSLError(f"--tasks {spec}: {name} takes a whole number, not {value!r}") from None
 
 
 def _one_task_a_name(tasks: list[Task], spec: str) -> list[Task]:

@@ -12,8 +12,9 @@ give the same split, whatever the row order or the machine.
 
 Missing audio is an error for loaders driven by annotations (a silently smaller test set would
 make scores incomparable), with one exception: a clip named by GTZAN's fault-filtered lists but
-absent from the folder is dropped and reported in ``Task.extra["dropped"]``, because deleting
-the unreadable ``jazz.00054.wav`` is common practice.
+absent from the folder is left out and said (``Task.left_out``: the terminal and the
+report), because deleting the unreadable ``jazz.00054.wav`` is common practice; more than 1%
+of the lists absent is an error (an archive not wholly unpacked).
 """
 
 from __future__ import annotations

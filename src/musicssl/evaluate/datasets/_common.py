@@ -71,6 +71,11 @@ def first_few(items: Sequence[str]) -> str:
     return ", ".join(items[:5]) + (" …" if len(items) > 5 else "")
 
 
+def left_out(items: Sequence[str], why: str) -> str:
+    """``Task.left_out``'s sentence for ``items`` left out because ``why``; "" for none."""
+    return f"{len(items)} left out ({why}): {first_few(list(items))}" if items else ""
+
+
 def relative_name(root: Path, path: Path) -> str:
     return path.relative_to(root).as_posix()
 

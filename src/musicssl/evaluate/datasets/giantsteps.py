@@ -10,6 +10,7 @@ from musicssl.evaluate.datasets._common import (
     canonical_key,
     first_few,
     hash_split,
+    left_out,
     need,
     relative_name,
 )
@@ -94,8 +95,8 @@ def giantsteps_key(root: str | Path, *, train_root: str | Path | None = None) ->
     Layout of ``root`` (giantsteps-key-dataset after ``audio_dl.sh``):
     ``annotations/key/<id>.LOFI.key`` (text such as ``"Eb minor"``) and
     ``audio/<id>.LOFI.mp3`` (or ``.wav`` after ``convert_audio.sh``). Keys are respelled by
-    ``canonical_key``; annotations that are not one major or minor key are dropped and listed
-    in ``Task.extra["dropped"]``.
+    ``canonical_key``; annotations that are not one major or minor key are left out and named
+    in ``Task.left_out``.
 
     GiantSteps key is a test set. With ``train_root`` (giantsteps-mtg-key-dataset:
     ``annotations/annotations.txt`` with columns ID, MANUAL KEY, C and
@@ -136,5 +137,6 @@ def giantsteps_key(root: str | Path, *, train_root: str | Path | None = None) ->
         examples=tuple(examples),
         classes=tuple(sorted({example.target for example in examples})),
         description=f"GiantSteps key ({split_note})",
-        extra={"dropped": dropped, "split": split_note},
+        left_out=left_out(dropped, "annotations not of one major or minor key, or unsure"),
+        extra={"split": split_note},
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.datasets._common import first_few, need
 from musicssl.evaluate.task import Example, Task
+from musicssl.plural import counted
 
 MTT_SPLIT_FOLDERS = {"train": "0123456789ab", "valid": "c", "test": "def"}
 
@@ -34,8 +35,8 @@ def magnatagatune(root: str | Path) -> Task:
     column order), kept as spelled (synonyms such as "female" and "woman" are not merged, as
     in the usual benchmark). Split: by the clip's folder, 0-b train, c valid, d-f test
     (Dieleman and Schrauwen, 2014). Clips with none of the 50 tags are dropped, as in the
-    split most papers use (Lee et al., 2017; musicnn, CLMR); their count is
-    ``Task.extra["dropped_no_tag"]``. Clips shorter than 29.1 s, which that split also drops,
+    split most papers use (Lee et al., 2017; musicnn, CLMR); ``Task.left_out``
+    counts them. Clips shorter than 29.1 s, which that split also drops,
     are not: finding them means decoding.
 
     Raises:
@@ -87,5 +88,8 @@ def magnatagatune(root: str | Path) -> Task:
         examples=tuple(examples),
         classes=tuple(sorted(tags[index] for index in top)),
         description="MagnaTagATune top-50 tags, split by folder (0-b / c / d-f)",
-        extra={"dropped_no_tag": dropped},
+        left_out=f"{counted(dropped, 'clip')} with none of the 50 tags left out, as the usual "
+        "split does"
+        if dropped
+        else "",
     )

@@ -10,6 +10,7 @@ from typing import Any
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.datasets._common import first_few, hash_order, hash_split, need
 from musicssl.evaluate.task import Example, Task
+from musicssl.plural import counted
 
 NSYNTH_FOLDERS = {"train": "nsynth-train", "valid": "nsynth-valid", "test": "nsynth-test"}
 NSYNTH_PITCH_RANGE = (21, 108)  # the 88 piano keys, as HEAR's nsynth_pitch task
@@ -21,7 +22,7 @@ def _read_nsynth(root: Path, folder: str) -> list[dict[str, Any]]:
         root / folder / "examples.json", f"{folder}/examples.json and {folder}/audio/*.wav"
     )
     try:
-        with open(examples_json, encoding="utf-8") as stream:
+        with open(examples_json, encoding="utf-8-sig") as stream:  # a BOM, as some editors save
             notes = json.load(stream)
     except json.JSONDecodeError as error:
         raise MusicSSLError(f"{examples_json}: not JSON ({error})") from None
@@ -63,7 +64,7 @@ def nsynth(root: str | Path, *, max_train: int | None = None) -> list[Task]:
 
     The pitch task follows HEAR's ``nsynth_pitch``: classes are the MIDI pitches 21-108 (the
     88 piano keys), written ``"021"``...``"108"`` so they sort in pitch order; notes outside
-    that range are left out of the pitch task only (``Task.extra["dropped"]`` counts them).
+    that range are left out of the pitch task only (``Task.left_out`` counts them).
 
     Args:
         root: the folder holding the ``nsynth-*`` folders.
@@ -124,6 +125,10 @@ def nsynth(root: str | Path, *, max_train: int | None = None) -> list[Task]:
             examples=tuple(pitch),
             classes=tuple(sorted({example.target for example in pitch})),
             description=f"NSynth pitch, MIDI {low}-{high} ({split_note})",
-            extra={"split": split_note, "dropped": len(family) - len(pitch)},
+            left_out=f"{counted(len(family) - len(pitch), 'note')} outside MIDI {low}-{high} "
+            "left out, as HEAR's nsynth_pitch does"
+            if len(family) > len(pitch)
+            else "",
+            extra={"split": split_note},
         ),
     ]
