@@ -397,6 +397,34 @@ def test_gtzan_lists_kept_elsewhere_and_a_folder_named_with_a_quoted_tilde_or_a_
         resolve_tasks([f"gtzan={root},lists={tmp_path}"], corpus=tmp_path)
 
 
+def test_data_index_takes_a_data_sets_own_split_so_its_test_clips_are_never_pretrained_on(
+    tmp_path, capsys
+):
+    from musicssl.cli import main
+    from musicssl.manifest import read_manifest
+
+    root = tmp_path / "gtzan"
+    fake_gtzan(root / "genres_original", per_genre=10)  # and blues/other.wav, in no split
+    rng = np.random.default_rng(0)
+    for path in root.rglob("*.wav"):  # indexing reads audio: silence would be a bad file
+        sf.write(str(path), rng.uniform(-0.3, 0.3, 800).astype(np.float32), 8000)
+    manifest = tmp_path / "gtzan.jsonl"
+    assert main(["data", "index", str(root), "--out", str(manifest), "--splits",
+                 f"gtzan={root}"]) == 0  # fmt: skip
+    said = capsys.readouterr().out
+    expected = {example.name: example.split for example in gtzan(root).examples}
+    rows = {row["path"]: row.get("split") for row in read_manifest(manifest)}
+    assert rows == {**{f"gtzan/{name}": split for name, split in expected.items()},
+                    "gtzan/genres_original/blues/other.wav": None}  # fmt: skip
+    assert f"splits: train 80, valid 10, test 10, 1 with no split (from gtzan={root})" in said
+    assert f"note: 1 file under {root} not in the split of gtzan={root}: pretraining " in said
+    assert main(["data", "index", str(root), "--out", str(tmp_path / "m2.jsonl"), "--splits",
+                 f"gtzan={root},split=1"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"--splits gtzan={root},split=1: gtzan has no option 'split'" in err
+    assert not (tmp_path / "m2.jsonl").exists()
+
+
 def test_gtzan_wrong_layout(tmp_path):
     for genre in GTZAN_GENRES[:-1]:
         wav(tmp_path / "genres_original" / genre / f"{genre}.00000.wav")

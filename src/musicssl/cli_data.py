@@ -122,10 +122,13 @@ def add_data_index(verbs: Any) -> None:
     index.option(
         "--splits",
         group=splits,
-        type=existing_file,
+        type=_splits_source,
         metavar="TABLE",
         help="each file's split from a manifest with 'split', or a .csv/.tsv with 'path' and "
-        "'split' columns (paths relative to TABLE's folder or to FOLDER)",
+        "'split' columns (paths relative to TABLE's folder or to FOLDER), or from a standard "
+        "data set's own split, DATASET=ROOT[,OPTION=VALUE] as evaluate --tasks names it "
+        "(gtzan=FOLDER: its test clips are never pretrained on); a file it does not name "
+        "gets no split",
     )
     index.option(
         "--split-by",
@@ -153,10 +156,20 @@ def add_data_index(verbs: Any) -> None:
     index.parser.set_defaults(run=run_data_index)
 
 
+def _splits_source(text: str) -> str:
+    """``--splits``: a table or manifest that exists, or a standard data set's name and folder."""
+    from musicssl.evaluate.task_specs import is_dataset_spec
+
+    return text if is_dataset_spec(text) else existing_file(text)
+
+
 def run_data_index(args: argparse.Namespace) -> None:
     from musicssl.corpus import index_folder
+    from musicssl.evaluate.task_specs import dataset_splits, is_dataset_spec
 
     options = given(args, "out", "bad", "splits", "split_by", "labels", "workers")
+    if is_dataset_spec(str(options.get("splits", ""))):
+        options["splits"] = dataset_splits(options["splits"])
     print(index_folder(args.folder, **options))
 
 

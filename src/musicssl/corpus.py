@@ -14,7 +14,8 @@ Splits travel with the data, from one of (first that applies):
 
 - ``splits=``: a manifest whose rows carry ``split``, or a table (``.csv``, ``.tsv``) with
   ``path`` and ``split`` columns; its paths are relative to its own folder or to the indexed
-  folder;
+  folder; or ``GivenSplits`` (a standard data set's own split); a file it does not name gets
+  no split, so pretraining never reads it;
 - ``split_by=``: a stable hash of each file's group, 80/10/10 train/valid/test, where the group
   is its parent folder (``parent``), the file name up to its last SEP (``prefix:SEP``: takes of
   one piece stay together) or the file alone (``file``);
@@ -38,6 +39,7 @@ from musicssl.labels import apply_labels, read_labels
 from musicssl.manifest import read_manifest, write_jsonl
 from musicssl.plural import counted
 from musicssl.splits import (
+    GivenSplits,
     carry_splits,
     describe_splits,
     grouping,
@@ -103,7 +105,7 @@ def index_folder(
     *,
     out: str | os.PathLike,
     bad: str | os.PathLike | None = None,
-    splits: str | os.PathLike | None = None,
+    splits: str | os.PathLike | GivenSplits | None = None,
     split_by: str | None = None,
     labels: str | os.PathLike | None = None,
     workers: int = 4,
@@ -120,7 +122,8 @@ def index_folder(
         out: the manifest to write (JSON lines).
         bad: the bad-files report; defaults to ``<out stem>.bad.jsonl`` beside ``out``.
         splits: a manifest with ``split`` or a ``.csv``/``.tsv`` table with ``path`` and
-            ``split`` columns; each file takes the split of its row (see the module's doc).
+            ``split`` columns, or ``GivenSplits``; each file takes the split of its row (see
+            the module's doc).
         split_by: ``parent``, ``prefix:SEP`` or ``file``: a hash split, 80/10/10, by group.
         labels: a table whose columns each file's row gains (``musicssl.labels``); they
             replace the labels a file's row had.
@@ -138,14 +141,22 @@ def index_folder(
         raise MusicSSLError(f"--splits {splits} and --split-by {split_by}: give one of them")
     group_of = grouping(split_by) if split_by is not None else None
     out, bad_path = _outputs(Path(out), bad)
-    both = splits is not None and labels is not None and _same_file(splits, labels)
+    given = splits if isinstance(splits, GivenSplits) else None
+    both = (
+        splits is not None
+        and not isinstance(splits, GivenSplits)
+        and labels is not None
+        and _same_file(splits, labels)
+    )
     label_table = read_labels(Path(labels), root, splits_too=both) if labels is not None else None
     previous = {row["path"]: row for row in _existing_rows(out)}
     previous_bad = {row["path"]: row for row in _existing_rows(bad_path, report=True)}
     summary = IndexSummary(manifest=out, bad_report=bad_path)
     table: dict[str, str] | None = None
-    if splits is not None:
-        table, summary.split_source = read_splits(Path(splits), root), str(splits)
+    if given is not None:
+        table, summary.split_source = given.table(), given.source
+    elif splits is not None:
+        table, summary.split_source = read_splits(Path(str(splits)), root), str(splits)
     elif split_by is None:
         table, summary.split_source = neighbour_splits(root)
 
@@ -162,7 +173,14 @@ def index_folder(
         summary.labels = apply_labels(files, results, label_table, Path(labels or ""))
     refuse_moved_splits(out, good, previous)
     _summarise(summary, good, bad_rows)
-    unlisted = unlisted_note(Path(splits), root, files) if splits is not None else None
+    unlisted = (
+        unlisted_note(Path(str(splits)), root, files) if splits is not None and not given else None
+    )
+    if given is not None and (unsplit := sum(not row.get("split") for row in good)):
+        unlisted = (
+            f"note: {counted(unsplit, 'file')} under {root} not in the split of {given.source}: "
+            f"pretraining never reads {'it' if unsplit == 1 else 'them'}"
+        )
     summary.split_source, summary.split_notes = split_notes(
         summary.splits, source=summary.split_source, out=out, split_by=split_by,
         from_table=table is not None, unlisted=unlisted, carried=renamed, files=files,

@@ -12,6 +12,7 @@ import os
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +21,29 @@ from musicssl.manifest import read_manifest
 from musicssl.plural import counted
 
 SPLIT_SHARES = (("train", 0.8), ("valid", 0.1), ("test", 0.1))
+
+
+@dataclass(frozen=True)
+class GivenSplits:
+    """Each file's split as the caller gives it (a standard data set's own protocol, read
+    by its loader), rather than read from a table.
+
+    Attributes:
+        source: how messages name it, e.g. ``gtzan=/data/gtzan``.
+        split_of: each file's path -> its split.
+    """
+
+    source: str
+    split_of: Mapping[str, str]
+
+    def __str__(self) -> str:
+        return self.source
+
+    def table(self) -> dict[str, str]:
+        """``real_path`` of each file -> its split, as ``read_splits`` gives a table's."""
+        return {real_path(path): split for path, split in self.split_of.items()}
+
+
 _SPLIT_ALIASES = {"val": "valid", "validation": "valid", "dev": "valid", "training": "train"}
 _NEIGHBOUR_MANIFEST = "manifest.jsonl"
 Found = TypeVar("Found")

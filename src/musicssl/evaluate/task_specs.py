@@ -14,6 +14,7 @@ from typing import Any
 
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.task import Task
+from musicssl.splits import GivenSplits
 
 # What ``--tasks`` takes as a table of your own: its file name's ending, any case.
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
@@ -26,6 +27,23 @@ def needs_corpus(specs: Sequence[str] | None) -> bool:
         MusicSSLError: a spec that names no task (before any corpus is built for it).
     """
     return not specs or any(_spec_kind(spec) == "builtin" for spec in specs)
+
+
+def dataset_splits(spec: str) -> GivenSplits:
+    """Each file's split in the standard data set ``DATASET=ROOT[,OPTION=VALUE ...]``, as its
+    loader splits it for evaluation: what ``data index --splits`` gives its files."""
+    split_of: dict[str, str] = {}
+    for task in dataset_tasks(spec, option="--splits"):
+        for example in task.examples:
+            split_of[str(task.root / example.name)] = example.split
+    return GivenSplits(spec, split_of)
+
+
+def is_dataset_spec(text: str) -> bool:
+    """Whether ``text`` names a standard data set, ``DATASET=ROOT...``."""
+    from musicssl.evaluate import datasets
+
+    return text.split("=", 1)[0] in datasets.DATASETS and "=" in text
 
 
 def _spec_kind(spec: str) -> str:
@@ -83,7 +101,7 @@ def resolve_tasks(
     for spec in dict.fromkeys(specs):  # a name given twice is probed once
         kind = _spec_kind(spec)
         if kind == "dataset":
-            tasks.extend(_dataset_tasks(spec))
+            tasks.extend(dataset_tasks(spec))
         elif kind == "table":
             tasks.append(datasets.table_task(Path(spec)))
         elif spec in builtin_tasks.TASKS:
@@ -99,7 +117,7 @@ def resolve_tasks(
     return tasks
 
 
-def _dataset_tasks(spec: str) -> list[Task]:
+def dataset_tasks(spec: str, *, option: str = "--tasks") -> list[Task]:
     """The tasks of ``DATASET=ROOT[,OPTION=VALUE ...]``: the loader's keyword arguments after
     the folder (``giantsteps_key=GS,train_root=MTG``); a part without ``=`` belongs to the
     value before it (a comma in a path)."""
@@ -129,27 +147,30 @@ def _dataset_tasks(spec: str) -> list[Task]:
         if name not in known:
             offered = ", ".join(known) or "none"
             raise MusicSSLError(
-                f"--tasks {spec}: {dataset} has no option {name!r} (its options: {offered})"
+                f"{option} {spec}: {dataset} has no option {name!r} (its options: {offered})"
             )
         given[name] = value
-    options = {name: _option_value(spec, name, value, known[name]) for name, value in given.items()}
+    options = {
+        name: _option_value(f"{option} {spec}", name, value, known[name])
+        for name, value in given.items()
+    }
     if not root:
-        raise MusicSSLError(f"--tasks {spec}: give the data set's folder after '='")
+        raise MusicSSLError(f"{option} {spec}: give the data set's folder after '='")
     folder = Path(root).expanduser()  # a quoted ~ too, as zsh leaves it
     if not folder.is_dir():
-        raise MusicSSLError(f"--tasks {spec}: {folder} is not a folder")
+        raise MusicSSLError(f"{option} {spec}: {folder} is not a folder")
     loaded = loader(folder, **options)
     return loaded if isinstance(loaded, list) else [loaded]
 
 
-def _option_value(spec: str, name: str, value: str, parameter: inspect.Parameter) -> Any:
+def _option_value(given: str, name: str, value: str, parameter: inspect.Parameter) -> Any:
     """A loader option's value from its text: a number where the loader takes an int."""
     if "int" not in str(parameter.annotation):
         return value
     try:
         return int(value)
     except ValueError:
-        raise MusicSSLError(f"--tasks {spec}: {name} takes a whole number, not {value!r}") from None
+        raise MusicSSLError(f"{given}: {name} takes a whole number, not {value!r}") from None
 
 
 def _one_task_a_name(tasks: list[Task], spec: str) -> list[Task]:
