@@ -44,6 +44,7 @@ from musicssl.encoders.spectrogram_vit import SpectrogramViT
 from musicssl.encoders.tempo_cnn import TempoCNN
 from musicssl.errors import MusicSSLError
 from musicssl.options import typed_options
+from musicssl.plugins import add_plugin, plugin_names
 
 __all__ = [
     "ENCODERS",
@@ -93,8 +94,9 @@ def encoder_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
         MusicSSLError: ``name`` is not in ``ENCODERS`` (the message lists the valid names), or
             an option is not one the encoder takes, or not of its type.
     """
-    if name not in ENCODERS:
-        raise MusicSSLError(f"unknown encoder {name!r}; valid names: {', '.join(sorted(ENCODERS))}")
+    if not add_plugin("encoder", name, ENCODERS):
+        known = sorted(ENCODERS) + [n for n in plugin_names("encoder") if n not in ENCODERS]
+        raise MusicSSLError(f"unknown encoder {name!r}; valid names: {', '.join(known)}")
     return typed_options(f"encoder {name}", "encoder.options", ENCODERS[name], options)
 
 

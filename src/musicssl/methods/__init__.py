@@ -29,6 +29,7 @@ from musicssl.methods.stone import STONE, stone
 from musicssl.methods.tempo import TempoEquivariance, tempo
 from musicssl.methods.vicreg import VICReg, vicreg
 from musicssl.options import typed_options
+from musicssl.plugins import add_plugin, plugin_names
 
 METHODS: dict[str, Callable[..., Method]] = {
     "simclr": simclr,
@@ -63,8 +64,9 @@ def method_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
         MusicSSLError: ``name`` is not in ``METHODS`` (the message lists the valid names), or
             an option is not one the method takes, or not of its type.
     """
-    if name not in METHODS:
-        raise MusicSSLError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
+    if not add_plugin("method", name, METHODS):
+        known = sorted(METHODS) + [n for n in plugin_names("method") if n not in METHODS]
+        raise MusicSSLError(f"unknown method {name!r}; choose one of {known}")
     factory = METHODS[name]
     typed = typed_options(f"method {name}", "method.options", factory, options, given=["encoder"])
     for key, value in typed.items():  # every method's loss weights and temperatures alike
