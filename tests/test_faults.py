@@ -273,6 +273,17 @@ def test_fsdp_without_cuda_is_one_line(area, capsys, monkeypatch, accelerator):
     assert snapshot(area) == before and not run.exists()
 
 
+def test_float16_on_a_cpu_is_one_line_not_a_silent_bf16_run(area, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run = area / "run"
+    argv = ["pretrain", "simclr-shortchunk-cpu", "train.precision=16-mixed", "--out", str(run)]
+    line = fails(argv, capsys, status=1, naming="train.precision=16-mixed: ")
+    assert "float16 autocast needs a GPU; on a CPU pass train.precision=bf16-mixed" in line
+    assert not run.exists()
+
+
 @pytest.mark.parametrize("device", ["cuda", "cuda:1"])
 def test_a_cuda_device_on_a_machine_without_it(area, capsys, monkeypatch, device):
     import torch

@@ -214,6 +214,53 @@ def test_two_cpu_processes_train_with_ddp_on_gloo(tmp_path: Path, store: Path):
     assert all(torch.isfinite(value).all() for value in weights.values())
 
 
+def test_torchrun_without_train_devices_trains_one_run_on_its_processes(
+    tmp_path: Path, store: Path
+):
+    """torchrun's processes are one run of as many processes (train.devices auto), spoken
+    for by the first; a train.devices that disagrees is one line, said once."""
+    recipe_path = _recipe(tmp_path, store, steps=4)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                "--master-port", "29531", "-m", "musicssl", "pretrain"]  # fmt: skip
+    torchrun.append(str(recipe_path))
+    result = subprocess.run(
+        [*torchrun, "--out", str(tmp_path / "tr"), "train.accelerator=cpu"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = tmp_path / "tr"
+    assert result.stdout.count("checkpoint: ") == 1
+    assert len(list((run / "tensorboard").rglob("events.*"))) == 1
+    # Negatives from both processes: near initialisation the loss is about log(31).
+    first_loss = float(_metrics(run)[0]["loss"])
+    assert abs(first_loss - np.log(31)) < abs(first_loss - np.log(15))
+    refused = subprocess.run(
+        [*torchrun, "--out", str(tmp_path / "tr4"), "train.accelerator=cpu", "train.devices=4"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    said = [line for line in refused.stderr.splitlines() if line.startswith("musicssl: ")]
+    assert said == [
+        "musicssl: error: train.devices=4: torchrun started 2 processes on each node (2 in "
+        "all); leave train.devices out, or start 4 a node (a run resumes on as many as it "
+        "began with)"
+    ], refused.stderr[-2000:]
+    assert not (tmp_path / "tr4").exists()  # (torchrun adds a traceback of its own)
+
+
+def test_a_run_resumes_only_on_as_many_processes_as_it_began_with(tmp_path: Path, store: Path):
+    recipe = Recipe.load(_recipe(tmp_path, store, steps=4))
+    checkpoint = pretrain(recipe, out=tmp_path / "run", progress=False)
+    state = torch.load(checkpoint / "state.pt", weights_only=True)
+    assert state["processes"] == 1
+    # As if it had trained on two processes, with steps left.
+    state.update(processes=2, horizon=8)
+    torch.save(state, checkpoint / "state.pt")
+    longer = Recipe.load(_recipe(tmp_path, store, steps=8))
+    with pytest.raises(MusicSSLError, match=r"it trained on 2 processes, and this launch "
+                       r"started 1; resume it on 2$"):  # fmt: skip
+        pretrain(longer, out=tmp_path / "run", resume=True, progress=False)
+
+
 def test_a_time_budget_ends_the_run_early(tmp_path: Path, store: Path):
     # 20 steps are timed, then the run stops where the budget says, far before 100000.
     recipe = Recipe.load(_recipe(tmp_path, store, steps=100000), ["train.minutes=0.02"])

@@ -28,6 +28,7 @@ from typing import NoReturn
 
 from musicssl.cli_verbs import add_verbs
 from musicssl.errors import MusicSSLError
+from musicssl.processes import is_first_process
 from musicssl.runtime import configure_cpu_runtime, configure_torch
 
 EXIT_FAILURE, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 70, 130, 143
@@ -169,8 +170,19 @@ def run(args: argparse.Namespace) -> int:
         return _fail(_interrupted(args), EXIT_INTERRUPTED)
     except Exception as error:
         message = _known_failure(error, args)
+        if message is None and not is_first_process() and _peer_stopped(error):
+            return EXIT_FAILURE  # the run's first process stopped, and says why
         return _bug() if message is None else _fail(message, EXIT_FAILURE)
     return 0
+
+
+# How torch's process groups say that another process of the run is gone.
+PEER_GONE = ("closed by peer", "reset by peer", "Broken pipe", "process exited", "aborted")
+
+
+def _peer_stopped(error: Exception) -> bool:
+    """Whether ``error`` is a collective that failed because another process stopped."""
+    return isinstance(error, RuntimeError) and any(words in str(error) for words in PEER_GONE)
 
 
 def _interrupted(args: argparse.Namespace, stopped: str = "interrupted") -> str:
@@ -230,10 +242,9 @@ def _known_failure(error: Exception, args: argparse.Namespace) -> str | None:
 
 def _bug() -> int:
     traceback.print_exc()
-    return _fail(
-        "this is a bug in musicssl: please report it with the command line and the traceback above",
-        EXIT_BUG,
-    )
+    print("musicssl: error: this is a bug in musicssl: please report it with the command line "
+          "and the traceback above", file=sys.stderr)  # fmt: skip
+    return EXIT_BUG
 
 
 def describe_os_error(error: OSError, output: str | None = None) -> str:
@@ -276,6 +287,8 @@ def _first_line(error: BaseException) -> str:
 
 
 def _fail(message: str, status: int) -> int:
+    if not is_first_process():  # every process of a run meets the same; the first says it
+        return status
     # One line, whatever the message holds.
     text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
     print(f"musicssl: error: {text}", file=sys.stderr)

@@ -135,12 +135,13 @@ def run_pretrain(args: argparse.Namespace) -> None:
     from musicssl.checkpoint import check_new_run, is_run
     from musicssl.demo import with_builtin_store
     from musicssl.files import folder_lock, missing_folders, remove_empty
+    from musicssl.processes import is_first_process
     from musicssl.train import build_parts, check_accelerator, pretrain
 
     # Refuse a missing device and bad part options before the built-in corpus is built.
     check_accelerator(recipe.train)
     build_parts(recipe, start=not args.resume)
-    first = os.environ.get("LOCAL_RANK", "0") == "0"  # DDP's children neither check nor lock
+    first = is_first_process()  # the others neither check nor lock
     if not args.resume and first:
         check_new_run(run)
     recipe = with_builtin_store(recipe)
@@ -159,7 +160,7 @@ def run_pretrain(args: argparse.Namespace) -> None:
                 remove_empty(made[1:])  # nor the parents this call made
             raise
     # Under DDP every process gets here; one line is enough.
-    if os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0":
+    if first:
         print(f"checkpoint: {checkpoint}")
 
 

@@ -27,11 +27,13 @@ from musicssl.encoders import Encoder, build_encoder, encoder_options
 from musicssl.errors import MusicSSLError
 from musicssl.methods import Method, build_method, method_options
 from musicssl.monitor import ProbeMonitor
+from musicssl.plural import counted
+from musicssl.processes import fit_launch, launched
 from musicssl.progress import bar as progress_bar
 from musicssl.recipe import OptimSettings, Recipe, TrainSettings
 from musicssl.run_state import anchored, finished_note
 from musicssl.runlog import RunLog
-from musicssl.runtime import accelerator_problem, cuda_problem
+from musicssl.runtime import accelerator_problem, cuda_problem, mps_problem
 from musicssl.sampling import pcm_to_float
 from musicssl.store import SampleStore
 
@@ -131,6 +133,12 @@ def pretrain(
     parts.chain.to(fabric.device)
     state = _open_run(run, recipe, parts.method, store, resume=resume,
                       writer=fabric.is_global_zero)  # fmt: skip
+    began_on = int(state.get("processes", fabric.world_size))  # (a checkpoint before: unsaid)
+    if began_on != fabric.world_size:  # a step's batch is train.batch_size on each process
+        raise MusicSSLError(
+            f"{run}: it trained on {counted(began_on, 'process')}, and this launch started "
+            f"{fabric.world_size}; resume it on {began_on}"
+        )
     start_step, last_step = int(state.get("step", 0)), int(state.get("horizon", settings.steps))
     budget = _budget(settings, state, start_step=start_step)
     loader = train_data.loader(recipe, store, indices, parts.encoder, fabric, start_step=start_step)
@@ -226,7 +234,8 @@ def _save(
 ) -> None:
     """A checkpoint from the first process, with the identity of the ``store`` it trains on;
     the last step only once it is settled."""
-    state: dict[str, Any] = {"optimizer": optimizer.state_dict(), "step": step, "store": store}
+    state: dict[str, Any] = {"optimizer": optimizer.state_dict(), "step": step, "store": store,
+                             "processes": fabric.world_size}  # fmt: skip
     if last_step is not None:
         state["horizon"] = last_step
     if fabric.is_global_zero:
@@ -298,6 +307,13 @@ def check_accelerator(settings: TrainSettings) -> None:
             f"train.accelerator={settings.accelerator}: {problem}; pick a CPU recipe "
             f"(musicssl pretrain --help) or pass {' '.join(on_cpu)}"
         )
+    if settings.precision.startswith("16") and _on_cpu(settings.accelerator):
+        raise MusicSSLError(
+            f"train.precision={settings.precision}: float16 autocast needs a GPU; on a CPU "
+            "pass train.precision=bf16-mixed (or 32-true)"
+        )
+    if (launch := launched()) is not None:
+        fit_launch(settings.devices, launch)
     if settings.strategy == "fsdp":
         problem = cuda_problem(1) if settings.accelerator in ("auto", "cuda", "gpu") else None
         if problem is not None or settings.accelerator in ("cpu", "mps"):
@@ -308,14 +324,25 @@ def check_accelerator(settings: TrainSettings) -> None:
             )
 
 
+def _on_cpu(accelerator: str) -> bool:
+    """Whether Fabric's ``accelerator`` runs on this machine's CPU."""
+    return accelerator == "cpu" or (
+        accelerator == "auto" and cuda_problem(1) is not None and mps_problem() is not None
+    )
+
+
 def _fabric(settings: Any) -> Any:
     import lightning as L
 
     check_accelerator(settings)
     devices = int(settings.devices) if settings.devices.isdigit() else settings.devices
+    num_nodes = 1
+    if (launch := launched()) is not None:  # torchrun or srun: as many as it started
+        devices, num_nodes = fit_launch(settings.devices, launch)
     fabric = L.Fabric(
         accelerator=settings.accelerator,
         devices=devices,
+        num_nodes=num_nodes,
         precision=settings.precision,
         strategy=settings.strategy,
     )

@@ -165,10 +165,18 @@ class StepBatches(Sampler[list[tuple[int, int]]]):
     ) -> None:
         step_items = batch_size * accumulate * world_size
         if num_items < step_items:
+            each = (
+                f" (train.batch_size {batch_size}"
+                + (f" x train.accumulate {accumulate}" if accumulate > 1 else "")
+                + (f" on each of {world_size} processes)" if world_size > 1 else ")")
+            )
+            fewer = "train.batch_size or train.accumulate" + (
+                " or the processes (train.devices)" if world_size > 1 else ""
+            )
             raise MusicSSLError(
                 f"the training set has {num_items} clips (a longer recording counts once per "
-                f"{PART_SECONDS:g} s), fewer than one step's {step_items}: lower "
-                "train.batch_size or train.accumulate, or use more audio"
+                f"{PART_SECONDS:g} s), fewer than one step's {step_items}{each}: lower "
+                f"{fewer}, or use more audio"
             )
         self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
         self.start_step, self.total_steps = start_step, total_steps
