@@ -4,9 +4,11 @@ step by step so that the data of a step depends only on (seed, step)."""
 from __future__ import annotations
 
 import itertools
+import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,12 @@ def loader(
         world_size=fabric.world_size,
         accumulate=recipe.train.accumulate,
     )
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if recipe.data.workers > (cores or 1) and fabric.is_global_zero:
+        print(f"pretrain: note: data.workers={recipe.data.workers} is more than this "
+              f"process's {cores} cores; they share them", flush=True)  # fmt: skip
+    # torch says it again as each pass over the data starts, in its own words and source line.
+    warnings.filterwarnings("ignore", message="This DataLoader will create")
     return DataLoader(dataset, batch_sampler=batches, num_workers=recipe.data.workers,
                       pin_memory=fabric.device.type == "cuda",
                       worker_init_fn=leave_sigterm_to_the_parent)  # fmt: skip
