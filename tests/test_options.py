@@ -108,3 +108,21 @@ def test_a_factory_with_keyword_catch_all_takes_any_option():
     def factory(sr: int, **options: float) -> None: ...
 
     assert typed_options("f", "f.options", factory, {"anything": "x"}) == {"anything": "x"}
+
+
+def test_a_factory_without_annotations_reads_options_as_its_defaults_types():
+    def factory(encoder, *, dim=32, scale=1.0, name="x", flag=False, other=None):
+        return None
+
+    given = {"dim": "8", "scale": "1e-3", "name": "y", "flag": "true", "other": "1e-3"}
+    read = typed_options("method mine", "method.options", factory, given, given=["encoder"])
+    assert read == {"dim": 8, "scale": 0.001, "name": "y", "flag": True, "other": "1e-3"}
+    # A whole-number default does not say a fraction is wrong: it is taken as it is.
+    half = typed_options(
+        "method mine", "method.options", factory, {"dim": "0.5"}, given=["encoder"]
+    )
+    assert half == {"dim": 0.5}
+    with pytest.raises(MusicSSLError, match="method.options.scale"):
+        typed_options(
+            "method mine", "method.options", factory, {"scale": "much"}, given=["encoder"]
+        )

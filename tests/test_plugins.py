@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from musicssl import plugins
 from musicssl.corpus import index_folder
 from musicssl.encoders import ENCODERS, build_encoder
 from musicssl.errors import MusicSSLError
@@ -75,16 +76,38 @@ def simsiam(encoder, *, dim: int = 16):
 
 def broken(encoder):
     raise RuntimeError("never built")
+
+
+class Careless(Method):
+    """Its forward fails in its own code, as a method of one's own may."""
+
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x_a, x_b):
+        return {"loss": self.encoder(x_a).sum() * torch.ones(3, 4) @ torch.ones(5)}
+
+
+def careless(encoder):
+    return Careless(encoder)
+
+
+class NoConfig(Frames):
+    config = Encoder.config
 '''
 
 ENTRY_POINTS = """
 [musicssl.methods]
 simsiam = mine_ssl:simsiam
 gone = mine_ssl_missing:simsiam
+careless = mine_ssl:careless
+simclr = mine_ssl:simsiam
 
 [musicssl.encoders]
 frames = mine_ssl:Frames
 not_an_encoder = mine_ssl:simsiam
+no_config = mine_ssl:NoConfig
 """
 
 
@@ -99,10 +122,12 @@ def installed(tmp_path: Path, monkeypatch) -> Path:
     (info / "entry_points.txt").write_text(ENTRY_POINTS)
     monkeypatch.syspath_prepend(str(site))
     yield site
-    for registry, names in ((METHODS, ("simsiam",)), (ENCODERS, ("frames",))):
+    for registry, names in ((METHODS, ("simsiam", "careless")), (ENCODERS, ("frames",))):
         for name in names:
             registry.pop(name, None)
     sys.modules.pop("mine_ssl", None)
+    plugins.NOTED.clear()
+    plugins.LOADED.discard("mine_ssl")
 
 
 def test_an_installed_packages_method_and_encoder_are_found_by_name(installed: Path):
@@ -114,9 +139,8 @@ def test_an_installed_packages_method_and_encoder_are_found_by_name(installed: P
 
     loss = method(torch.from_numpy(x), torch.from_numpy(x))["loss"]
     assert -1.0 <= float(loss) <= 1.0  # minus a mean cosine similarity
-    with pytest.raises(
-        MusicSSLError, match=r"unknown method 'simsam'; choose one of \[.*'simsiam'"
-    ):
+    unknown = r"unknown method 'simsam' \(nor an installed package's\); choose one of \["
+    with pytest.raises(MusicSSLError, match=unknown + r".*'simsiam'"):
         build_method("simsam", encoder)
     with pytest.raises(MusicSSLError, match=r"method.options.dim must be a whole number"):
         build_method("simsiam", encoder, dim="many")
@@ -126,6 +150,20 @@ def test_an_installed_packages_method_and_encoder_are_found_by_name(installed: P
     with pytest.raises(MusicSSLError, match=r"^encoder 'not_an_encoder': mine_ssl:simsiam is "
                        "not an Encoder subclass"):  # fmt: skip
         build_encoder("not_an_encoder")
+    # What training or a checkpoint would miss later is missed as the encoder is built.
+    with pytest.raises(MusicSSLError, match=r"^encoder 'no_config' lacks config \(what every "):
+        build_encoder("no_config")
+
+
+def test_a_package_naming_a_builtin_is_noted_once_and_the_builtin_kept(installed: Path, capsys):
+    from musicssl.methods.simclr import SimCLR
+
+    encoder = build_encoder("frames")
+    for _ in range(2):
+        assert type(build_method("simclr", encoder)) is SimCLR
+    said = capsys.readouterr().err
+    assert said.count("note: mine_ssl:simsiam names a method 'simclr', as musicssl's own is "
+                      "named: musicssl's is used") == 1  # fmt: skip
 
 
 def test_a_recipe_naming_them_trains_from_the_command_line_and_its_checkpoint_loads(
@@ -154,6 +192,20 @@ def test_a_recipe_naming_them_trains_from_the_command_line_and_its_checkpoint_lo
     assert done.returncode == 0, done.stderr
     step = tmp_path / "run" / "checkpoints" / "step-00000004"
     assert json.loads((step / "encoder.json").read_text())["name"] == "frames"
+
+    # A method whose own code fails: its package is named, not musicssl.
+    careless = tmp_path / "careless.yaml"
+    careless.write_text(recipe.read_text().replace("name: simsiam, options: {dim: 8}",
+                                                   "name: careless"))  # fmt: skip
+    failed = subprocess.run(
+        [sys.executable, "-m", "musicssl", "pretrain", str(careless), "--out", str(tmp_path / "c")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert failed.returncode == 1, failed.stderr
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("musicssl: error: the error is in the code of package mine_ssl (")
+    assert "in forward): RuntimeError: " in last and "bug in musicssl" not in failed.stderr
+    assert not (tmp_path / "c").exists()
 
     import musicssl
 

@@ -1,5 +1,6 @@
 import csv
 import functools
+import re
 import signal
 import subprocess
 import sys
@@ -259,6 +260,27 @@ def test_a_run_resumes_only_on_as_many_processes_as_it_began_with(tmp_path: Path
     with pytest.raises(MusicSSLError, match=r"it trained on 2 processes, and this launch "
                        r"started 1; resume it on 2$"):  # fmt: skip
         pretrain(longer, out=tmp_path / "run", resume=True, progress=False)
+
+
+def test_what_a_method_returns_is_checked_in_one_line_naming_the_method():
+    from musicssl.train import check_outputs
+
+    weight = torch.ones(2, requires_grad=True)
+    loss = (weight * 2).sum()
+    check_outputs({"loss": loss, "spread": torch.tensor(0.5), "ratio": 0.25}, "mine")
+    for outputs, said in (
+        (loss, "must return a dict with the 'loss' to train on (got Tensor)"),
+        ({"los": loss}, "must return a dict with the 'loss' to train on (got a dict of ['los'])"),
+        ({"loss": weight * 2}, "'loss' must be a tensor of one value (got shape (2,))"),
+        ({"loss": 1.0}, "'loss' must be a tensor of one value (got float)"),
+        ({"loss": loss.detach()}, "'loss' is reached by no gradient"),
+        ({"loss": loss, "step": torch.tensor(7.0)}, "returns 'step', a column metrics.csv keeps"),
+        ({"loss": loss, "probe_knn": 0.5}, "returns 'probe_knn', a column metrics.csv keeps"),
+        ({"loss": loss, "name": "x"}, "returns 'name' as str: a value logged beside the loss"),
+    ):
+        with pytest.raises(MusicSSLError, match=re.escape("method 'mine': forward") + ".*"
+                           + re.escape(said)):  # fmt: skip
+            check_outputs(outputs, "mine")
 
 
 def test_a_time_budget_ends_the_run_early(tmp_path: Path, store: Path):

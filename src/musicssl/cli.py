@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         message = _known_failure(error, args)
         if message is None and not is_first_process() and _peer_stopped(error):
             return EXIT_FAILURE  # the run's first process stopped, and says why
-        return _bug() if message is None else _fail(message, EXIT_FAILURE)
+        return _bug(error) if message is None else _fail(message, EXIT_FAILURE)
     return 0
 
 
@@ -240,8 +240,16 @@ def _known_failure(error: Exception, args: argparse.Namespace) -> str | None:
     return None
 
 
-def _bug() -> int:
+def _bug(error: Exception) -> int:
     traceback.print_exc()
+    from musicssl.plugins import failing_package
+
+    found = failing_package(error)
+    if found is not None:  # an installed package's method or encoder failed in its own code
+        package, frame = found
+        where = f"{frame.filename}, line {frame.lineno}, in {frame.name}"
+        return _fail(f"the error is in the code of package {package} ({where}): "
+                     f"{type(error).__name__}: {error}", EXIT_FAILURE)  # fmt: skip
     print("musicssl: error: this is a bug in musicssl: please report it with the command line "
           "and the traceback above", file=sys.stderr)  # fmt: skip
     return EXIT_BUG

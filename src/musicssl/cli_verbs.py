@@ -154,8 +154,8 @@ def run_pretrain(args: argparse.Namespace) -> None:
                 check_new_run(run)  # again, now that no other process can write it
         try:
             checkpoint = pretrain(recipe, out=run, resume=bool(args.resume))
-        except MusicSSLError:
-            if made and not is_run(run):  # refused before a checkpoint: leave nothing
+        except Exception:  # refused, or failed (a method of one's own, say), as it began
+            if made and not is_run(run):  # before a checkpoint: leave nothing
                 shutil.rmtree(run, ignore_errors=True)
                 remove_empty(made[1:])  # nor the parents this call made
             raise

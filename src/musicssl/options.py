@@ -83,7 +83,10 @@ def typed_options(
             required one missing, or a value not of its parameter's type.
     """
     # eval_str: the annotations as types, not as the text ``from __future__`` leaves.
-    parameters = inspect.signature(factory, eval_str=True).parameters.values()
+    try:
+        parameters = inspect.signature(factory, eval_str=True).parameters.values()
+    except (NameError, SyntaxError, TypeError):  # a package's annotation that is no type here
+        parameters = inspect.signature(factory).parameters.values()
     if any(p.kind is p.VAR_KEYWORD for p in parameters):
         return dict(options)
     takes = {
@@ -105,7 +108,16 @@ def typed_options(
 
 
 def _annotation(parameter: inspect.Parameter) -> Any:
-    return Any if parameter.annotation is parameter.empty else parameter.annotation
+    """The parameter's type: its annotation, else the type of a plain default (``scale=1.0``
+    of a factory written without annotations takes ``1e-3`` as a number, as ``float`` would),
+    else any."""
+    if parameter.annotation is not parameter.empty and not isinstance(parameter.annotation, str):
+        return parameter.annotation
+    if type(parameter.default) is int:  # unsaid whether a fraction would do: it may
+        return int | float
+    if type(parameter.default) in (bool, float, str):
+        return type(parameter.default)
+    return Any
 
 
 def _read(value: Any, kind: Any) -> Any:

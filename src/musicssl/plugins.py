@@ -16,12 +16,19 @@ import. A built-in name is never replaced.
 
 from __future__ import annotations
 
+import sys
+import traceback
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from musicssl.errors import MusicSSLError
 
 GROUPS = {"encoder": "musicssl.encoders", "method": "musicssl.methods"}
+# The top-level modules whose entry points were loaded: a failure in their code is theirs.
+LOADED: set[str] = set()
+# Names a package shares with one already in a registry (said once), and those added here.
+NOTED: set[tuple[str, str]] = set()
 
 
 def plugin_names(kind: str) -> list[str]:
@@ -37,9 +44,14 @@ def add_plugin(kind: str, name: str, registry: dict[str, Any]) -> bool:
         MusicSSLError: the package's entry point does not import, or gives something other
             than an encoder class (``kind`` "encoder") or a callable (``kind`` "method").
     """
-    if name in registry:
-        return True
     found = [point for point in entry_points(group=GROUPS[kind]) if point.name == name]
+    if name in registry:
+        if found and (kind, name) not in NOTED:  # a package's, named as one already here
+            NOTED.add((kind, name))
+            print(f"note: {found[0].value} names a {kind} {name!r}, as musicssl's own is "
+                  "named: musicssl's is used; give the package's another name",
+                  file=sys.stderr)  # fmt: skip
+        return True
     if not found:
         return False
     if len(found) > 1:
@@ -57,7 +69,26 @@ def add_plugin(kind: str, name: str, registry: dict[str, Any]) -> bool:
         wanted = "an Encoder subclass" if kind == "encoder" else "a callable"
         raise MusicSSLError(f"{kind} {name!r}: {point.value} is not {wanted}")
     registry[name] = loaded
+    NOTED.add((kind, name))  # the package's own: nothing to note when it is named again
+    LOADED.add(point.module.split(".")[0])
     return True
+
+
+def failing_package(error: BaseException) -> tuple[str, traceback.FrameSummary] | None:
+    """The loaded package (``LOADED``) whose code ``error`` last passed through, and where;
+    None when it passed through none."""
+    places = {}
+    for name in LOADED:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if file is not None:  # a package: its folder; a module: its file
+            path = Path(file).resolve()
+            places[name] = path.parent if path.name == "__init__.py" else path
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        where = Path(frame.filename).resolve()
+        for name, place in places.items():
+            if where == place or where.is_relative_to(place):
+                return name, frame
+    return None
 
 
 def _fits(kind: str, loaded: Any) -> bool:

@@ -30,6 +30,9 @@ class RunLog:
     resumed step are dropped), so a killed run never leaves a torn row.
     """
 
+    # The columns a row holds beside a method's own values.
+    COLUMNS = ("step", "lr", "views_per_second", "data_wait")
+
     def __init__(
         self, run: Path, *, start_step: int, enabled: bool, precision: str = "32-true"
     ) -> None:
@@ -52,7 +55,9 @@ class RunLog:
         self.writer = SummaryWriter(str(run / "tensorboard"), purge_step=start_step + 1)
 
     def add(self, outputs: dict[str, Tensor], *, views: int) -> None:
-        self.pending.append({key: value.detach() for key, value in outputs.items()})
+        self.pending.append(
+            {key: torch.as_tensor(value).detach().reshape(()) for key, value in outputs.items()}
+        )
         self.window_views += views
 
     def waited(self, seconds: float) -> None:

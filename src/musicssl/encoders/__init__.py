@@ -81,10 +81,39 @@ def build_encoder(name: str, **options: Any) -> Encoder:
     """Build the registered encoder ``name`` with keyword arguments ``options``.
 
     Raises:
-        MusicSSLError: as ``encoder_options`` says.
+        MusicSSLError: as ``encoder_options`` says; or the encoder (one of a package's) lacks
+            part of the interface, or its ``config()`` would not rebuild it.
     """
     options = encoder_options(name, options)  # first: it refuses an unknown name
-    return ENCODERS[name](**options)
+    encoder = ENCODERS[name](**options)
+    _check_interface(name, encoder)
+    return encoder
+
+
+# What every encoder defines, beyond ``Encoder``'s defaults (see the module's doc).
+DEFINED = ("forward_layers", "frame_hop", "config")
+ATTRIBUTES = ("embedding_dim", "sample_rate", "input_samples", "num_layers")
+
+
+def _check_interface(name: str, encoder: Encoder) -> None:
+    """Refuse, as it is built, an encoder that training, ``embed``, ``evaluate`` or its
+    checkpoint would find wanting later (an encoder of a package of one's own, say)."""
+    if not isinstance(encoder, Encoder):
+        raise MusicSSLError(f"encoder {name!r}: not a musicssl.encoders.Encoder")
+    lacks = [part for part in DEFINED if getattr(type(encoder), part) is getattr(Encoder, part)]
+    lacks += [f"an int {attribute}" for attribute in ATTRIBUTES
+              if not isinstance(getattr(encoder, attribute, None), int)]  # fmt: skip
+    if lacks:
+        raise MusicSSLError(
+            f"encoder {name!r} lacks {', '.join(lacks)} (what every encoder defines: see "
+            "the docstring of musicssl.encoders)"
+        )
+    try:
+        encoder_options(name, encoder.config())
+    except MusicSSLError as error:
+        raise MusicSSLError(
+            f"encoder {name!r}: its config() would not rebuild it, as a checkpoint does ({error})"
+        ) from None
 
 
 def encoder_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -96,7 +125,10 @@ def encoder_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """
     if not add_plugin("encoder", name, ENCODERS):
         known = sorted(ENCODERS) + [n for n in plugin_names("encoder") if n not in ENCODERS]
-        raise MusicSSLError(f"unknown encoder {name!r}; valid names: {', '.join(known)}")
+        raise MusicSSLError(
+            f"unknown encoder {name!r} (nor an installed package's: is its package "
+            f"installed?); valid names: {', '.join(known)}"
+        )
     return typed_options(f"encoder {name}", "encoder.options", ENCODERS[name], options)
 
 

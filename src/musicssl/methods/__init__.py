@@ -54,7 +54,13 @@ def build_method(name: str, encoder: Encoder, **options: Any) -> Method:
         MusicSSLError: as ``method_options`` says.
     """
     options = method_options(name, options)  # first: it refuses an unknown name
-    return METHODS[name](encoder, **options)
+    method = METHODS[name](encoder, **options)
+    if not isinstance(method, Method) or getattr(method, "encoder", None) is not encoder:
+        raise MusicSSLError(
+            f"method {name!r}: its factory must return a musicssl.methods.Method that keeps "
+            f"the encoder it is given as self.encoder (got {type(method).__name__})"
+        )
+    return method
 
 
 def method_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -66,7 +72,9 @@ def method_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """
     if not add_plugin("method", name, METHODS):
         known = sorted(METHODS) + [n for n in plugin_names("method") if n not in METHODS]
-        raise MusicSSLError(f"unknown method {name!r}; choose one of {known}")
+        raise MusicSSLError(
+            f"unknown method {name!r} (nor an installed package's); choose one of {known}"
+        )
     factory = METHODS[name]
     typed = typed_options(f"method {name}", "method.options", factory, options, given=["encoder"])
     for key, value in typed.items():  # every method's loss weights and temperatures alike
