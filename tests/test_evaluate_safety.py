@@ -166,7 +166,9 @@ def test_out_refuses_a_folder_that_is_not_a_report(corpus: Path, tmp_path: Path)
     assert a_file.read_text() == "keep me"
 
 
-def test_out_replaces_its_own_report_and_keeps_other_files(corpus: Path, tmp_path: Path) -> None:
+def test_out_replaces_its_own_report_and_keeps_other_files(
+    corpus: Path, tmp_path: Path, capsys
+) -> None:
     out = tmp_path / "report"
     _evaluate("baseline:logmel", corpus, tmp_path, out=out)
     (out / "notes.md").write_text("what I make of it")
@@ -180,6 +182,10 @@ def test_out_replaces_its_own_report_and_keeps_other_files(corpus: Path, tmp_pat
     assert json.loads((out / "results.json").read_text())["seeds"] == 1  # replaced
     assert not [name for name in after if ".partial" in name]
     assert {"results.json", "report.md", "report.html", "figures/scores.png"} <= set(after)
+    assert "holds the report of" not in capsys.readouterr().err  # the same source again
+    _evaluate("baseline:mfcc", corpus, tmp_path, out=out)  # another's: said, as it is replaced
+    assert (f"note: {out} holds the report of baseline:logmel; it is replaced by that of "
+            "baseline:mfcc") in capsys.readouterr().err  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- user faults

@@ -9,6 +9,7 @@ the style task (``tsne``), set the cached baselines beside it, and write the rep
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -83,6 +84,10 @@ def evaluate(
     source = os.fspath(source)
     _check_baselines(baselines)  # before any work
     out_dir = check_out(out)
+    replaced = _reported_source(out_dir)
+    if replaced is not None and replaced != source:  # an earlier report of another source
+        print(f"note: {out_dir} holds the report of {replaced}; it is replaced by that of "
+              f"{source}", file=sys.stderr, flush=True)  # fmt: skip
     # The source first: a bad one is refused before the corpus is built or degraded.
     opened = open_source(source, reference=reference, device=device, readout=readout)
     corpus_dir = _corpus(corpus, progress=progress, build=needs_corpus(tasks))
@@ -256,6 +261,14 @@ def _zero_shot(
     found = next((e for r, e in embedded.items() if Path(r).resolve() == root), None)
     if found is not None and (corpus / "manifest.jsonl").is_file():
         evaluation.tasks.update(zero_shot_results(source.model, corpus, found.vectors()))
+
+
+def _reported_source(out: Path) -> str | None:
+    """The source of the report in ``out`` (``check_out`` found it ours), or None."""
+    try:
+        return str(json.loads((out / "results.json").read_text(encoding="utf-8"))["source"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _corpus(corpus: str | os.PathLike | None, *, progress: bool, build: bool) -> Path | None:
