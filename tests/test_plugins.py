@@ -191,7 +191,8 @@ def test_a_recipe_naming_them_trains_from_the_command_line_and_its_checkpoint_lo
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     step = tmp_path / "run" / "checkpoints" / "step-00000004"
-    assert json.loads((step / "encoder.json").read_text())["name"] == "frames"
+    spec = json.loads((step / "encoder.json").read_text())
+    assert spec["name"] == "frames" and spec["package"] == "mine-ssl"
 
     # A method whose own code fails: its package is named, not musicssl.
     careless = tmp_path / "careless.yaml"
@@ -212,3 +213,8 @@ def test_a_recipe_naming_them_trains_from_the_command_line_and_its_checkpoint_lo
     model = musicssl.load(tmp_path / "run")
     assert type(model.encoder).__name__ == "Frames"
     assert model.embed(np.ones(16000, np.float32), 16000).clip.shape == (8,)
+    # Where the package is gone, the checkpoint says which one to install.
+    (step / "encoder.json").write_text(json.dumps({**spec, "name": "frames_of_old"}))
+    gone = r"encoder.json: the encoder 'frames_of_old' comes from the package mine-ssl, which "
+    with pytest.raises(MusicSSLError, match=gone + r"is not installed here; install it$"):
+        musicssl.load(step)

@@ -38,6 +38,7 @@ from musicssl.encoders import Encoder, build_encoder
 from musicssl.errors import MusicSSLError
 from musicssl.files import LOCK_NAME, creation_mode, write_text
 from musicssl.methods import Method
+from musicssl.plugins import PACKAGES
 from musicssl.recipe import Recipe
 
 KEEP_CHECKPOINTS = 2
@@ -216,7 +217,8 @@ def encoder_spec(path: str | os.PathLike) -> dict[str, Any]:
     spec_path = checkpoint_folder(path) / "encoder.json"
     try:
         spec = json.loads(spec_path.read_text())
-        return {"name": str(spec["name"]), "options": dict(spec["options"])}
+        found = {"name": str(spec["name"]), "options": dict(spec["options"])}
+        return found | ({"package": str(spec["package"])} if spec.get("package") else {})
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise MusicSSLError(f"{spec_path}: not an encoder description ({error})") from None
 
@@ -238,7 +240,13 @@ def load_encoder(path: str | os.PathLike) -> nn.Module:
     try:
         encoder = build_encoder(spec["name"], **spec["options"])
     except MusicSSLError as error:  # an encoder.json edited by hand, or from a newer musicssl
-        raise MusicSSLError(f"{checkpoint_folder(path) / 'encoder.json'}: {error}") from None
+        place = checkpoint_folder(path) / "encoder.json"
+        if spec.get("package") and str(error).startswith("unknown encoder"):
+            raise MusicSSLError(
+                f"{place}: the encoder {spec['name']!r} comes from the package "
+                f"{spec['package']}, which is not installed here; install it"
+            ) from None
+        raise MusicSSLError(f"{place}: {error}") from None
     weights = encoder_weights(path)
     _load_weights(weights, spec["name"], encoder)
     return encoder
@@ -293,6 +301,8 @@ def write_checkpoint(
     partial.mkdir(parents=True)
     encoder = method.encoder
     spec = {"name": encoder_name, "options": encoder.config()}
+    if (package := PACKAGES.get(("encoder", encoder_name))) is not None:
+        spec["package"] = package  # where to find it again: the error of a missing one says
     try:
         save_file(_contiguous(encoder.state_dict()), partial / "encoder.safetensors")
         (partial / "encoder.json").write_text(json.dumps(spec, indent=2))

@@ -29,6 +29,8 @@ GROUPS = {"encoder": "musicssl.encoders", "method": "musicssl.methods"}
 LOADED: set[str] = set()
 # Names a package shares with one already in a registry (said once), and those added here.
 NOTED: set[tuple[str, str]] = set()
+# The distribution that gave each (kind, name) loaded here: what a checkpoint records.
+PACKAGES: dict[tuple[str, str], str] = {}
 
 
 def plugin_names(kind: str) -> list[str]:
@@ -70,6 +72,8 @@ def add_plugin(kind: str, name: str, registry: dict[str, Any]) -> bool:
         raise MusicSSLError(f"{kind} {name!r}: {point.value} is not {wanted}")
     registry[name] = loaded
     NOTED.add((kind, name))  # the package's own: nothing to note when it is named again
+    if point.dist is not None:
+        PACKAGES[(kind, name)] = point.dist.name
     LOADED.add(point.module.split(".")[0])
     return True
 
