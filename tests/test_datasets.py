@@ -697,7 +697,7 @@ def test_giantsteps_errors(tmp_path):
         giantsteps_key(tmp_path)
     fake_giantsteps(tmp_path)
     (tmp_path / "audio" / "5.LOFI.mp3").unlink()
-    with pytest.raises(MusicSSLError, match=r"1 annotated clips have no \.mp3 or \.wav: 5\.LOFI"):
+    with pytest.raises(MusicSSLError, match=r"1 annotated clip without an \.mp3 or \.wav: 5\.LOFI"):
         giantsteps_key(tmp_path)
     placeholder(tmp_path / "audio" / "5.LOFI.mp3")
     with pytest.raises(MusicSSLError, match=r"annotations\.txt: not found"):

@@ -118,16 +118,21 @@ def test_npz_names_relative_to_the_corpus_folder_or_absolute_score_as_the_audio_
     assert any(name.startswith("../transfer/") for name in names)
     emb = np.random.default_rng(0).normal(size=(len(names), 16)).astype("f4")
     audio = (tiny_corpus / "audio").resolve()
+    link = tmp_path / "linked"
+    link.symlink_to(tiny_corpus)
     spellings = {
         "as tasks name them": names,
         "from the corpus folder": [os.path.normpath(Path("audio") / n) for n in names],
         "absolute": [os.path.normpath(audio / n) for n in names],
+        "through a link": [os.path.normpath(link / "audio" / n) for n in names],
+        "with ./ and ..": [f"./audio/../audio/{n}" for n in names],
+        "as bytes": [os.path.normpath(Path("audio") / n).encode() for n in names],
     }
     assert any(n.startswith("transfer/audio/") for n in spellings["from the corpus folder"])
     scores = {}
     for how, spelled in spellings.items():
         npz = tmp_path / f"{len(scores)}.npz"
-        np.savez(npz, names=np.array(spelled), emb=emb)
+        np.savez(npz, names=np.array(spelled), emb=emb)  # bytes: numpy's "S" array
         results = evaluate(
             str(npz),
             out=tmp_path / f"out{len(scores)}",

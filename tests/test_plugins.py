@@ -70,7 +70,7 @@ class SimSiam(Method):
         return {"loss": -agree.mean() / 2}
 
 
-def simsiam(encoder, *, dim: int = 16):
+def simsiam(encoder, *, dim: int = 16, name: str = "simsiam"):
     return SimSiam(encoder, dim)
 
 
@@ -133,7 +133,7 @@ def installed(tmp_path: Path, monkeypatch) -> Path:
 def test_an_installed_packages_method_and_encoder_are_found_by_name(installed: Path):
     encoder = build_encoder("frames", width=4)
     assert type(encoder).__name__ == "Frames" and encoder.embedding_dim == 4
-    method = build_method("simsiam", encoder, dim=8)
+    method = build_method("simsiam", encoder, dim=8, name="an option of that name too")
     x = np.random.default_rng(0).normal(size=(3, 4096)).astype(np.float32)
     import torch
 

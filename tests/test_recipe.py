@@ -271,3 +271,16 @@ def test_clmr_trains_clmr_on_raw_waveforms():
     assert (recipe.encoder.name, recipe.method.name) == ("sample_cnn", "simclr")
     assert recipe.encoder.options["sample_rate"] == 22050
     assert recipe.method.options["temperature"] == 0.5
+
+
+def test_numbers_in_scientific_notation_are_numbers_where_no_type_says_so(tmp_path):
+    from musicssl.recipe_files import Text, read, untyped
+
+    # YAML 1.1 (PyYAML) reads 1e-3 as text; an option of no declared type must get a number.
+    assert [untyped(Text(text)) for text in ("1e-3", "-2E+5", ".5e1", "1.0e-3")] == [
+        0.001, -200000.0, 5.0, 0.001,
+    ]  # fmt: skip
+    assert [untyped(Text(text)) for text in ("e5", "1e", "abc", "3")] == ["e5", "1e", "abc", 3]
+    path = tmp_path / "r.yaml"
+    path.write_text("method: {name: mine, options: {scale: 1e-3, steps: 1e3}}\n")
+    assert read(path)["method"]["options"] == {"scale": 0.001, "steps": 1000.0}

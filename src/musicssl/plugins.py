@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from musicssl.errors import MusicSSLError
+from musicssl.processes import is_first_process
 
 GROUPS = {"encoder": "musicssl.encoders", "method": "musicssl.methods"}
 # The top-level modules whose entry points were loaded: a failure in their code is theirs.
@@ -50,9 +51,10 @@ def add_plugin(kind: str, name: str, registry: dict[str, Any]) -> bool:
     if name in registry:
         if found and (kind, name) not in NOTED:  # a package's, named as one already here
             NOTED.add((kind, name))
-            print(f"note: {found[0].value} names a {kind} {name!r}, as musicssl's own is "
-                  "named: musicssl's is used; give the package's another name",
-                  file=sys.stderr)  # fmt: skip
+            if is_first_process():  # once for a run of several processes
+                print(f"note: {found[0].value} names a {kind} {name!r}, as musicssl's own is "
+                      "named: musicssl's is used; give the package's another name",
+                      file=sys.stderr)  # fmt: skip
         return True
     if not found:
         return False

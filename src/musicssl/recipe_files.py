@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,18 @@ import yaml
 from musicssl.errors import MusicSSLError
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe reading, with ``1e-3`` a number, as YAML 1.2 and JSON read it (YAML 1.1,
+    which PyYAML follows, wants ``1.0e-3`` and reads ``1e-3`` as text)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def packaged_recipes() -> dict[str, str]:
@@ -48,7 +61,7 @@ Override = tuple[str, str, Text]
 def read(path: Path) -> dict[str, Any]:
     """One recipe file's mapping, its description filled from its first comment line."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except UnicodeDecodeError:
         raise MusicSSLError(f"{path}: cannot read recipe (not UTF-8 text)") from None
     except (OSError, yaml.YAMLError) as error:
@@ -122,7 +135,7 @@ def untyped(value: Any) -> Any:
     """
     if isinstance(value, Text):
         try:
-            return yaml.safe_load(str(value))
+            return yaml.load(str(value), Loader=_Loader)
         except yaml.YAMLError:
             return str(value)
     if isinstance(value, dict):

@@ -219,7 +219,7 @@ def no_chain(sr: int, *, num_samples: int | None = None) -> nn.Module:
 CHAINS: dict[str, Callable[..., nn.Module]] = {"clmr": clmr_chain, "none": no_chain}
 
 
-def build_chain(name: str, *, sr: int, **options: Any) -> nn.Module:
+def build_chain(name: str, /, *, sr: int, **options: Any) -> nn.Module:
     """The augmentation chain a recipe names (``CHAINS``), for waveforms at ``sr`` Hz.
 
     Raises:

@@ -77,7 +77,7 @@ ENCODERS: dict[str, type[Encoder]] = {
 }
 
 
-def build_encoder(name: str, **options: Any) -> Encoder:
+def build_encoder(name: str, /, **options: Any) -> Encoder:
     """Build the registered encoder ``name`` with keyword arguments ``options``.
 
     Raises:

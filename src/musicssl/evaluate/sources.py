@@ -58,24 +58,26 @@ class Embedded:
         """These embeddings with names relative to ``root``, for an ``.npz`` whose names are
         relative to a folder above it (``audio/a.wav`` from the corpus folder, for ``a.wav``
         under ``corpus/audio``) or absolute: of those ways to read the names, the one that
-        finds the most of the ``wanted`` names (its files) is kept."""
+        finds the most of the ``wanted`` names (its files) is kept. Names are read tidied
+        (``./a.wav`` as ``a.wav``; an absolute one through links as the file it reaches)."""
         wanted = set(wanted)
-        names = self.names
-        best, found = None, sum(name in wanted for name in names)
+        names = [_tidy(name) for name in self.names]
+        best, found = "", sum(name in wanted for name in names)
         for prefix in _prefixes(Path(root)):
             hits = sum(name.startswith(prefix) and name[len(prefix) :] in wanted for name in names)
             if hits > found:
                 best, found = prefix, hits
-        if best is None:
-            return self
 
         def moved(name: str) -> str:
+            name = _tidy(name)
             if name.startswith(best):
                 return name[len(best) :]
             if posixpath.isabs(name) != posixpath.isabs(best):
                 return name  # absolute and relative do not mix: it names no file of root
             return posixpath.relpath(name, best)  # e.g. ../transfer/a.wav beside audio/
 
+        if not best and names == self.names:
+            return self
         arrays = dict(self.arrays)
         for key in ("names", "frame_names"):
             if key in arrays:
@@ -109,6 +111,12 @@ class Embedded:
             )
             for i, name in enumerate(names)
         }
+
+
+def _tidy(name: str) -> str:
+    """A name as plainly written: ``./a.wav`` and ``b/../a.wav`` as ``a.wav``; an absolute one
+    as the file it reaches, through links."""
+    return os.path.realpath(name) if posixpath.isabs(name) else posixpath.normpath(name)
 
 
 def _prefixes(root: Path) -> list[str]:
@@ -219,6 +227,14 @@ def read_npz(path: Path) -> Embedded:
     for key in ("names", "emb"):
         if key not in arrays:
             raise MusicSSLError(f"{path}: an embeddings .npz needs '{key}' (has {sorted(arrays)})")
+    for key in ("names", "frame_names"):  # names saved as bytes (numpy's "S" arrays) as text
+        if key in arrays and arrays[key].dtype.kind == "S":
+            try:
+                arrays[key] = np.char.decode(arrays[key], "utf-8")
+            except UnicodeDecodeError:
+                raise MusicSSLError(
+                    f"{path}: '{key}' holds bytes that are not UTF-8 text"
+                ) from None
     emb, names = arrays["emb"], arrays["names"]
     if emb.ndim != 2 or len(emb) != len(names) or emb.shape[1] == 0:
         raise MusicSSLError(

@@ -144,6 +144,8 @@ def dataset_tasks(spec: str, *, option: str = "--tasks") -> list[Task]:
             else:
                 root += f",{part}"
             continue
+        if name in given:
+            raise MusicSSLError(f"{option} {spec}: {name} is given twice")
         if name not in known:
             offered = ", ".join(known) or "none"
             raise MusicSSLError(
@@ -185,7 +187,7 @@ def _one_task_a_name(tasks: list[Task], spec: str) -> list[Task]:
         ):
             raise MusicSSLError(
                 f"--tasks {spec}: gives a task named {task.name!r}, as an earlier one does; "
-                "results are kept by name, so rename the table (its file name is its task's "
-                "name)"
+                "results are kept by name, so give one copy of a data set at a time, or rename "
+                "the table (its file name is its task's name)"
             )
     return list(kept.values())

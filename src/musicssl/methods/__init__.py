@@ -47,7 +47,7 @@ METHODS: dict[str, Callable[..., Method]] = {
 }
 
 
-def build_method(name: str, encoder: Encoder, **options: Any) -> Method:
+def build_method(name: str, encoder: Encoder, /, **options: Any) -> Method:
     """The method ``name`` around ``encoder``.
 
     Raises:

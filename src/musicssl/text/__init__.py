@@ -27,7 +27,7 @@ TEXT_ENCODERS: dict[str, Callable[..., TextEncoder]] = {
 }
 
 
-def build_text_encoder(name: str, **options: Any) -> TextEncoder:
+def build_text_encoder(name: str, /, **options: Any) -> TextEncoder:
     """The text encoder ``name`` with ``options``; unknown names or options raise ours."""
     if name not in TEXT_ENCODERS:
         raise MusicSSLError(f"unknown text encoder {name!r}; choose one of {sorted(TEXT_ENCODERS)}")

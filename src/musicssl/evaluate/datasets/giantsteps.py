@@ -15,6 +15,7 @@ from musicssl.evaluate.datasets._common import (
     relative_name,
 )
 from musicssl.evaluate.task import Example, Task
+from musicssl.plural import counted
 
 
 def _find_audio(folder: Path, stem: str) -> Path | None:
@@ -45,7 +46,8 @@ def _giantsteps_test(root: Path) -> tuple[list[tuple[Path, str]], list[str]]:
         items.append((found, key))
     if missing:
         raise MusicSSLError(
-            f"{audio}: {len(missing)} annotated clips have no .mp3 or .wav: {first_few(missing)}"
+            f"{audio}: {counted(len(missing), 'annotated clip')} without an .mp3 or .wav: "
+            f"{first_few(missing)}"
         )
     if not items:
         raise MusicSSLError(f"{key_folder}: no usable .key annotations; expected {layout}")
