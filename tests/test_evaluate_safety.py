@@ -383,7 +383,9 @@ def test_a_test_split_of_unseen_classes_is_skipped(corpus: Path, tmp_path: Path)
     ]
 
 
-def test_a_truncated_wav_is_skipped_and_listed_in_the_report(corpus: Path, tmp_path: Path) -> None:
+def test_a_truncated_wav_is_skipped_and_listed_in_the_report(
+    corpus: Path, tmp_path: Path, capsys
+) -> None:
     audio, names = _table_folder(corpus, tmp_path, ["a", "b"] * 6)
     data = (audio / names[0]).read_bytes()
     frames = soundfile.info(str(audio / names[0])).frames
@@ -395,6 +397,10 @@ def test_a_truncated_wav_is_skipped_and_listed_in_the_report(corpus: Path, tmp_p
     assert results.tasks["t"].split_sizes["train"] == 3
     assert f"## Files not embedded\n\n- {line}" in (tmp_path / "out" / "report.md").read_text()
     assert line in (tmp_path / "out" / "report.html").read_text()
+    assert f"skipped {line}" in capsys.readouterr().out
+    again = _evaluate("baseline:logmel", corpus, tmp_path, tasks=[str(audio / "t.csv")])
+    assert again.skipped_files == [line]  # from the cache, and said in the terminal again
+    assert f"skipped {line}" in capsys.readouterr().out
 
 
 def test_layers_all_on_an_npz_without_layers_says_so(corpus: Path, tmp_path: Path, capsys) -> None:

@@ -78,8 +78,10 @@ class EvaluationCache:
         if path.is_file():
             with np.load(path, allow_pickle=False) as data:
                 arrays = {name: data[name] for name in data.files}
-            skipped = arrays.pop("skipped").tolist()
-            return Embedded(arrays, [str(line) for line in skipped])
+            skipped = [str(line) for line in arrays.pop("skipped").tolist()]
+            for line in skipped:  # said again: a second evaluation hides no bad file
+                print(f"skipped {line}", flush=True)
+            return Embedded(arrays, skipped)
         items = file_items(root, names, sr=source.model.sample_rate)
         arrays, skipped = embed_items(
             source.model,
