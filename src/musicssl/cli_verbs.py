@@ -136,7 +136,8 @@ def run_pretrain(args: argparse.Namespace) -> None:
     from musicssl.demo import with_builtin_store
     from musicssl.files import folder_lock, missing_folders, remove_empty
     from musicssl.processes import is_first_process
-    from musicssl.train import build_parts, check_accelerator, pretrain
+    from musicssl.train import build_parts, pretrain
+    from musicssl.train_devices import check_accelerator
 
     # Refuse a missing device and bad part options before the built-in corpus is built.
     check_accelerator(recipe.train)

@@ -141,7 +141,6 @@ def index_folder(
         raise MusicSSLError(f"--splits {splits} and --split-by {split_by}: give one of them")
     group_of = grouping(split_by) if split_by is not None else None
     out, bad_path = _outputs(Path(out), bad)
-    given = splits if isinstance(splits, GivenSplits) else None
     both = (
         splits is not None
         and not isinstance(splits, GivenSplits)
@@ -152,13 +151,7 @@ def index_folder(
     previous = {row["path"]: row for row in _existing_rows(out)}
     previous_bad = {row["path"]: row for row in _existing_rows(bad_path, report=True)}
     summary = IndexSummary(manifest=out, bad_report=bad_path)
-    table: dict[str, str] | None = None
-    if given is not None:
-        table, summary.split_source = given.table(), given.source
-    elif splits is not None:
-        table, summary.split_source = read_splits(Path(str(splits)), root), str(splits)
-    elif split_by is None:
-        table, summary.split_source = neighbour_splits(root)
+    table, summary.split_source = _split_table(splits, split_by, root)
 
     base = out.resolve().parent
     files, walk_errors = _audio_files(root)
@@ -173,14 +166,7 @@ def index_folder(
         summary.labels = apply_labels(files, results, label_table, Path(labels or ""))
     refuse_moved_splits(out, good, previous)
     _summarise(summary, good, bad_rows)
-    unlisted = (
-        unlisted_note(Path(str(splits)), root, files) if splits is not None and not given else None
-    )
-    if given is not None and (unsplit := sum(not row.get("split") for row in good)):
-        unlisted = (
-            f"note: {counted(unsplit, 'file')} under {root} not in the split of {given.source}: "
-            f"pretraining never reads {'it' if unsplit == 1 else 'them'}"
-        )
+    unlisted = _unlisted(splits, root, files, good)
     summary.split_source, summary.split_notes = split_notes(
         summary.splits, source=summary.split_source, out=out, split_by=split_by,
         from_table=table is not None, unlisted=unlisted, carried=renamed, files=files,
@@ -195,6 +181,39 @@ def index_folder(
             f"({kinds(summary)}); why each failed: {bad_path}"
         )
     return summary
+
+
+def _split_table(
+    splits: str | os.PathLike | GivenSplits | None, split_by: str | None, root: Path
+) -> tuple[dict[str, str] | None, str | None]:
+    """Each file's split by its real path, and where the splits come from (see the module's
+    doc); (None, None) for a hash split, or no splits to carry."""
+    if isinstance(splits, GivenSplits):
+        return splits.table(), splits.source
+    if splits is not None:
+        return read_splits(Path(splits), root), str(splits)
+    if split_by is None:
+        return neighbour_splits(root)
+    return None, None
+
+
+def _unlisted(
+    splits: str | os.PathLike | GivenSplits | None,
+    root: Path,
+    files: list[Path],
+    good: list[dict[str, Any]],
+) -> str | None:
+    """A note on what the splits did not name: a table's rows that name no file, or the files
+    a data set's own split leaves out (in no split: never pretrained on)."""
+    if isinstance(splits, GivenSplits):
+        unsplit = sum(not row.get("split") for row in good)
+        if not unsplit:
+            return None
+        return (
+            f"note: {counted(unsplit, 'file')} under {root} not in the split of {splits.source}: "
+            f"pretraining never reads {'it' if unsplit == 1 else 'them'}"
+        )
+    return unlisted_note(Path(splits), root, files) if splits is not None else None
 
 
 def _outputs(out: Path, bad: str | os.PathLike | None) -> tuple[Path, Path]:

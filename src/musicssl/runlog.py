@@ -121,3 +121,35 @@ class RunLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def check_outputs(outputs: Any, name: str) -> None:
+    """Refuse what a method's ``forward`` returned where the loop can neither train on it nor
+    log it (a method of one's own, say), in one line naming the method.
+
+    Raises:
+        MusicSSLError: not a dict with a ``loss`` of one value that gradients reach, a value
+            beside it that is not one number, or a name ``metrics.csv`` keeps for its own.
+    """
+    where = f"method {name!r}: forward"
+    if not isinstance(outputs, dict) or "loss" not in outputs:
+        got = (
+            f"a dict of {sorted(outputs)}" if isinstance(outputs, dict) else type(outputs).__name__
+        )
+        raise MusicSSLError(f"{where} must return a dict with the 'loss' to train on (got {got})")
+    loss = outputs["loss"]
+    if not isinstance(loss, Tensor) or loss.numel() != 1:
+        got = f"shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else type(loss).__name__
+        raise MusicSSLError(f"{where}'s 'loss' must be a tensor of one value (got {got})")
+    if not loss.requires_grad:
+        raise MusicSSLError(f"{where}'s 'loss' is reached by no gradient (detached, or made "
+                            "under torch.no_grad): there is nothing to train")  # fmt: skip
+    for key, value in outputs.items():
+        if key in RunLog.COLUMNS or key.startswith("probe_"):
+            raise MusicSSLError(f"{where} returns {key!r}, a column metrics.csv keeps for its "
+                                "own; give it another name")  # fmt: skip
+        if not isinstance(value, (int, float)) and not (
+            isinstance(value, Tensor) and value.numel() == 1
+        ):
+            raise MusicSSLError(f"{where} returns {key!r} as {type(value).__name__}: a value "
+                                "logged beside the loss is one number")  # fmt: skip

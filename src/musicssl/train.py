@@ -28,14 +28,13 @@ from musicssl.errors import MusicSSLError
 from musicssl.methods import Method, build_method, method_options
 from musicssl.monitor import ProbeMonitor
 from musicssl.plural import counted
-from musicssl.processes import fit_launch, launched
 from musicssl.progress import bar as progress_bar
 from musicssl.recipe import OptimSettings, Recipe, TrainSettings
 from musicssl.run_state import anchored, finished_note
-from musicssl.runlog import RunLog
-from musicssl.runtime import accelerator_problem, cuda_problem, mps_problem
+from musicssl.runlog import RunLog, check_outputs
 from musicssl.sampling import pcm_to_float
 from musicssl.store import SampleStore
+from musicssl.train_devices import start_fabric
 
 
 @dataclass
@@ -126,7 +125,7 @@ def pretrain(
     recipe = recipe if going_on else anchored(recipe)  # a new run's paths hold from anywhere
     settings, store = recipe.train, train_data.training_store(recipe)
     indices = train_data.split_indices(store, recipe.data.splits)
-    fabric = _fabric(settings)
+    fabric = start_fabric(settings)
     torch.manual_seed(settings.seed)  # the same initial weights on every process
     parts = build_parts(recipe, start=not going_on)
     train_data.check_rate(store, parts.encoder)
@@ -134,12 +133,7 @@ def pretrain(
     parts.chain.to(fabric.device)
     state = _open_run(run, recipe, parts.method, store, resume=resume,
                       writer=fabric.is_global_zero)  # fmt: skip
-    began_on = int(state.get("processes", fabric.world_size))  # (a checkpoint before: unsaid)
-    if began_on != fabric.world_size:  # a step's batch is train.batch_size on each process
-        raise MusicSSLError(
-            f"{run}: it trained on {counted(began_on, 'process')}, and this launch started "
-            f"{fabric.world_size}; resume it on {began_on}"
-        )
+    _check_processes(run, state, fabric.world_size)
     start_step, last_step = int(state.get("step", 0)), int(state.get("horizon", settings.steps))
     budget = _budget(settings, state, start_step=start_step)
     loader = train_data.loader(recipe, store, indices, parts.encoder, fabric, start_step=start_step)
@@ -288,100 +282,20 @@ def _accumulate(
         log.add(outputs, views=len(views) * len(views[0]) * fabric.world_size)
 
 
-def check_outputs(outputs: Any, name: str) -> None:
-    """Refuse what a method's ``forward`` returned where the loop can neither train on it nor
-    log it (a method of one's own, say), in one line naming the method.
-
-    Raises:
-        MusicSSLError: not a dict with a ``loss`` of one value that gradients reach, a value
-            beside it that is not one number, or a name ``metrics.csv`` keeps for its own.
-    """
-    where = f"method {name!r}: forward"
-    if not isinstance(outputs, dict) or "loss" not in outputs:
-        got = (
-            f"a dict of {sorted(outputs)}" if isinstance(outputs, dict) else type(outputs).__name__
+def _check_processes(run: Path, state: dict[str, Any], processes: int) -> None:
+    """Refuse to resume ``run`` on another number of processes than it began with: a step's
+    batch is ``train.batch_size`` on each (a checkpoint before the count was kept: unsaid)."""
+    began_on = int(state.get("processes", processes))
+    if began_on != processes:
+        raise MusicSSLError(
+            f"{run}: it trained on {counted(began_on, 'process')}, and this launch started "
+            f"{processes}; resume it on {began_on}"
         )
-        raise MusicSSLError(f"{where} must return a dict with the 'loss' to train on (got {got})")
-    loss = outputs["loss"]
-    if not isinstance(loss, Tensor) or loss.numel() != 1:
-        got = f"shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else type(loss).__name__
-        raise MusicSSLError(f"{where}'s 'loss' must be a tensor of one value (got {got})")
-    if not loss.requires_grad:
-        raise MusicSSLError(f"{where}'s 'loss' is reached by no gradient (detached, or made "
-                            "under torch.no_grad): there is nothing to train")  # fmt: skip
-    for key, value in outputs.items():
-        if key in RunLog.COLUMNS or key.startswith("probe_"):
-            raise MusicSSLError(f"{where} returns {key!r}, a column metrics.csv keeps for its "
-                                "own; give it another name")  # fmt: skip
-        if not isinstance(value, (int, float)) and not (
-            isinstance(value, Tensor) and value.numel() == 1
-        ):
-            raise MusicSSLError(f"{where} returns {key!r} as {type(value).__name__}: a value "
-                                "logged beside the loss is one number")  # fmt: skip
 
 
 def _draw_seed(seed: int, step: int, rank: int, micro: int) -> int:
     """The augmentation seed of one micro-batch; the first's is the one a single batch gets."""
     return ((seed * 1_000_003 + step) * 4099 + rank + 65_537 * micro) % 2**63
-
-
-def check_accelerator(settings: TrainSettings) -> None:
-    """Refuse ``train.accelerator`` where this machine lacks it (CUDA, MPS), and FSDP off
-    CUDA.
-
-    Raises:
-        MusicSSLError: the setting, and why this machine cannot run it.
-    """
-    on_cpu = ["train.accelerator=cpu"]
-    on_cpu += ["train.precision=32-true"] if settings.precision != "32-true" else []
-    on_cpu += ["train.compile=false"] if settings.compile else []  # compiling takes minutes
-    problem = accelerator_problem(settings.accelerator, settings.devices)
-    if problem is not None:
-        raise MusicSSLError(
-            f"train.accelerator={settings.accelerator}: {problem}; pick a CPU recipe "
-            f"(musicssl pretrain --help) or pass {' '.join(on_cpu)}"
-        )
-    if settings.precision.startswith("16") and _on_cpu(settings.accelerator):
-        raise MusicSSLError(
-            f"train.precision={settings.precision}: float16 autocast needs a GPU; on a CPU "
-            "pass train.precision=bf16-mixed (or 32-true)"
-        )
-    if (launch := launched()) is not None:
-        fit_launch(settings.devices, launch)
-    if settings.strategy == "fsdp":
-        problem = cuda_problem(1) if settings.accelerator in ("auto", "cuda", "gpu") else None
-        if problem is not None or settings.accelerator in ("cpu", "mps"):
-            where = problem or f"train.accelerator={settings.accelerator}"
-            raise MusicSSLError(
-                f"train.strategy=fsdp: FSDP shards the model over CUDA GPUs ({where}); "
-                "use train.strategy=ddp, or auto"
-            )
-
-
-def _on_cpu(accelerator: str) -> bool:
-    """Whether Fabric's ``accelerator`` runs on this machine's CPU."""
-    return accelerator == "cpu" or (
-        accelerator == "auto" and cuda_problem(1) is not None and mps_problem() is not None
-    )
-
-
-def _fabric(settings: Any) -> Any:
-    import lightning as L
-
-    check_accelerator(settings)
-    devices = int(settings.devices) if settings.devices.isdigit() else settings.devices
-    num_nodes = 1
-    if (launch := launched()) is not None:  # torchrun or srun: as many as it started
-        devices, num_nodes = fit_launch(settings.devices, launch)
-    fabric = L.Fabric(
-        accelerator=settings.accelerator,
-        devices=devices,
-        num_nodes=num_nodes,
-        precision=settings.precision,
-        strategy=settings.strategy,
-    )
-    fabric.launch()
-    return fabric
 
 
 def _monitor(recipe: Recipe, store: SampleStore, encoder: Encoder) -> ProbeMonitor | None:

@@ -84,21 +84,12 @@ def evaluate(
     source = os.fspath(source)
     _check_baselines(baselines)  # before any work
     out_dir = check_out(out)
-    replaced = _reported_source(out_dir)
-    if replaced is not None and replaced != source:  # an earlier report of another source
-        print(f"note: {out_dir} holds the report of {replaced}; it is replaced by that of "
-              f"{source}", file=sys.stderr, flush=True)  # fmt: skip
+    _note_replaced(out_dir, source)
     # The source first: a bad one is refused before the corpus is built or degraded.
     opened = open_source(source, reference=reference, device=device, readout=readout)
     corpus_dir = _corpus(corpus, progress=progress, build=needs_corpus(tasks))
     cache_dir = Path(cache) if cache is not None else default_cache()
-    # Without a corpus, no task is a built-in one: none reads it.
-    builtin_corpus = corpus_dir if corpus_dir is not None else Path(DEFAULT_CORPUS)
-    task_list = resolve_tasks(tasks, corpus=builtin_corpus, cache=cache_dir, progress=progress)
-    _check_cache(cache_dir, task_list)
-    for task in task_list:  # a test set smaller than its protocol's is said, not hidden
-        if task.left_out:
-            print(f"note: task {task.name}: {task.left_out}", file=sys.stderr, flush=True)
+    task_list = _tasks(tasks, corpus_dir, cache_dir, progress=progress)
     store = EvaluationCache(cache_dir)
     if layers == "all" and opened.embedded is not None:
         _warn_missing_layers(opened.embedded, source, task_list)
@@ -263,12 +254,29 @@ def _zero_shot(
         evaluation.tasks.update(zero_shot_results(source.model, corpus, found.vectors()))
 
 
-def _reported_source(out: Path) -> str | None:
-    """The source of the report in ``out`` (``check_out`` found it ours), or None."""
+def _note_replaced(out: Path, source: str) -> None:
+    """Say so when ``out`` (``check_out`` found it ours) holds the report of another source."""
     try:
-        return str(json.loads((out / "results.json").read_text(encoding="utf-8"))["source"])
+        replaced = str(json.loads((out / "results.json").read_text(encoding="utf-8"))["source"])
     except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return
+    if replaced != source:
+        print(f"note: {out} holds the report of {replaced}; it is replaced by that of {source}",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _tasks(
+    specs: Sequence[str] | None, corpus: Path | None, cache: Path, *, progress: bool
+) -> list[Task]:
+    """The tasks ``specs`` name, their cache checked, and what each left out said."""
+    # Without a corpus, no task is a built-in one: none reads it.
+    builtin_corpus = corpus if corpus is not None else Path(DEFAULT_CORPUS)
+    tasks = resolve_tasks(specs, corpus=builtin_corpus, cache=cache, progress=progress)
+    _check_cache(cache, tasks)
+    for task in tasks:  # a test set smaller than its protocol's is said, not hidden
+        if task.left_out:
+            print(f"note: task {task.name}: {task.left_out}", file=sys.stderr, flush=True)
+    return tasks
 
 
 def _corpus(corpus: str | os.PathLike | None, *, progress: bool, build: bool) -> Path | None:

@@ -56,6 +56,36 @@ def _read_gtzan_list(path: Path) -> list[str]:
     return clips
 
 
+def _listed_splits(root: Path, lists: str | Path | None) -> dict[str, str] | None:
+    """Clip id -> split of the three filtered lists in ``lists`` (default ``root``); None
+    when none of them is there (and ``lists`` was not named).
+
+    Raises:
+        MusicSSLError: a named ``lists`` without them, only some of the three, a malformed
+            list, a clip in two lists.
+    """
+    folder = Path(lists).expanduser().absolute() if lists is not None else root
+    if lists is not None and not (folder / "test_filtered.txt").is_file():
+        raise MusicSSLError(f"lists={lists}: no test_filtered.txt there")
+    list_files = {split: folder / f"{split}_filtered.txt" for split in ("train", "valid", "test")}
+    present = [split for split, list_path in list_files.items() if list_path.is_file()]
+    if not present:
+        return None
+    if len(present) < 3:
+        absent = [str(list_files[split]) for split in list_files if split not in present]
+        raise MusicSSLError(
+            f"{root}: found {', '.join(f'{s}_filtered.txt' for s in present)} but not "
+            f"{', '.join(absent)}; the filtered split needs all three lists"
+        )
+    split_of: dict[str, str] = {}
+    for split, list_path in list_files.items():
+        for clip in _read_gtzan_list(list_path):
+            if clip in split_of:
+                raise MusicSSLError(f"{list_path}: {clip} is also in the {split_of[clip]} list")
+            split_of[clip] = split
+    return split_of
+
+
 def gtzan(root: str | Path, *, lists: str | Path | None = None) -> Task:
     """GTZAN genre recognition: 10 genres, multiclass (Tzanetakis and Cook, 2002).
 
@@ -89,34 +119,18 @@ def gtzan(root: str | Path, *, lists: str | Path | None = None) -> Task:
     if not clips:
         raise MusicSSLError(f"{audio}: the genre folders hold no <genre>.NNNNN.wav files")
 
-    folder = Path(lists).expanduser().absolute() if lists is not None else root
-    if lists is not None and not (folder / "test_filtered.txt").is_file():
-        raise MusicSSLError(f"lists={lists}: no test_filtered.txt there")
-    list_files = {split: folder / f"{split}_filtered.txt" for split in ("train", "valid", "test")}
-    present = [split for split, list_path in list_files.items() if list_path.is_file()]
     dropped: list[str] = []
-    if present:
-        if len(present) < 3:
-            absent = [str(list_files[split]) for split in list_files if split not in present]
+    listed = _listed_splits(root, lists)
+    if listed is not None:
+        dropped = [clip for clip in listed if clip not in clips]
+        if len(dropped) > max(1, 0.01 * len(listed)):  # not jazz.00054 alone: cut short?
             raise MusicSSLError(
-                f"{root}: found {', '.join(f'{s}_filtered.txt' for s in present)} but not "
-                f"{', '.join(absent)}; the filtered split needs all three lists"
-            )
-        split_of: dict[str, str] = {}
-        for split, list_path in list_files.items():
-            for clip in _read_gtzan_list(list_path):
-                if clip in split_of:
-                    raise MusicSSLError(f"{list_path}: {clip} is also in the {split_of[clip]} list")
-                split_of[clip] = split
-        dropped = [clip for clip in split_of if clip not in clips]
-        if len(dropped) > max(1, 0.01 * len(split_of)):  # not jazz.00054 alone: cut short?
-            raise MusicSSLError(
-                f"{audio}: {len(dropped)} of the {len(split_of)} clips of the filtered lists are "
+                f"{audio}: {len(dropped)} of the {len(listed)} clips of the filtered lists are "
                 f"not in the folder ({first_few(dropped)}); is the archive wholly unpacked?"
             )
         examples = [
             Example(clips[clip][0], split, clips[clip][1])
-            for clip, split in split_of.items()
+            for clip, split in listed.items()
             if clip in clips
         ]
         description = "GTZAN genre, fault-filtered split (Kereliuk et al., 2015)"
@@ -138,5 +152,5 @@ def gtzan(root: str | Path, *, lists: str | Path | None = None) -> Task:
         classes=tuple(sorted({example.target for example in examples})),
         description=description,
         left_out=left_out(dropped, "clips of the filtered lists not in the folder"),
-        extra={"split": "filtered" if present else "random"},
+        extra={"split": "filtered" if listed is not None else "random"},
     )
