@@ -112,7 +112,8 @@ def test_npz_names_relative_to_the_corpus_folder_or_absolute_score_as_the_audio_
     tiny_corpus: Path, tmp_path: Path
 ):
     """``musicssl embed RUN CORPUS`` names files ``audio/x.wav`` and ``transfer/audio/x.wav``;
-    another system may write absolute paths. Both read as the task's own names."""
+    another system may write absolute paths, or Windows' separators. All read as the task's
+    own names."""
     tasks = {t.name: t for t in resolve_tasks(["key", "key@transfer"], corpus=tiny_corpus)}
     names = sorted(set(tasks["key"].names) | set(tasks["key@transfer"].names))
     assert any(name.startswith("../transfer/") for name in names)
@@ -127,6 +128,7 @@ def test_npz_names_relative_to_the_corpus_folder_or_absolute_score_as_the_audio_
         "through a link": [os.path.normpath(link / "audio" / n) for n in names],
         "with ./ and ..": [f"./audio/../audio/{n}" for n in names],
         "as bytes": [os.path.normpath(Path("audio") / n).encode() for n in names],
+        "on Windows": [os.path.normpath(Path("audio") / n).replace("/", "\\") for n in names],
     }
     assert any(n.startswith("transfer/audio/") for n in spellings["from the corpus folder"])
     scores = {}

@@ -59,24 +59,21 @@ class Embedded:
         relative to a folder above it (``audio/a.wav`` from the corpus folder, for ``a.wav``
         under ``corpus/audio``) or absolute: of those ways to read the names, the one that
         finds the most of the ``wanted`` names (its files) is kept. Names are read tidied
-        (``./a.wav`` as ``a.wav``; an absolute one through links as the file it reaches)."""
+        (``./a.wav`` as ``a.wav``; an absolute one through links as the file it reaches), and
+        with ``\\`` as ``/`` where that finds more (an ``.npz`` made on Windows)."""
         wanted = set(wanted)
-        names = [_tidy(name) for name in self.names]
-        best, found = "", sum(name in wanted for name in names)
-        for prefix in _prefixes(Path(root)):
-            hits = sum(name.startswith(prefix) and name[len(prefix) :] in wanted for name in names)
-            if hits > found:
-                best, found = prefix, hits
+        readings = [(_reading(self.names, wanted, root, slashed), slashed) for slashed in (0, 1)]
+        (best, found), slashed = max(readings, key=lambda reading: reading[0][1])
 
         def moved(name: str) -> str:
-            name = _tidy(name)
+            name = _tidy(name.replace("\\", "/") if slashed else name)
             if name.startswith(best):
                 return name[len(best) :]
             if posixpath.isabs(name) != posixpath.isabs(best):
                 return name  # absolute and relative do not mix: it names no file of root
             return posixpath.relpath(name, best)  # e.g. ../transfer/a.wav beside audio/
 
-        if not best and names == self.names:
+        if not best and not slashed and all(_tidy(name) == name for name in self.names):
             return self
         arrays = dict(self.arrays)
         for key in ("names", "frame_names"):
@@ -111,6 +108,20 @@ class Embedded:
             )
             for i, name in enumerate(names)
         }
+
+
+def _reading(
+    names: list[str], wanted: set[str], root: str | os.PathLike, slashed: int
+) -> tuple[str, int]:
+    """The prefix to strip from ``names`` (read with ``\\`` as ``/`` if ``slashed``) that
+    finds the most ``wanted`` names under ``root``, and how many it finds."""
+    tidied = [_tidy(name.replace("\\", "/") if slashed else name) for name in names]
+    best, found = "", sum(name in wanted for name in tidied)
+    for prefix in _prefixes(Path(root)):
+        hits = sum(name.startswith(prefix) and name[len(prefix) :] in wanted for name in tidied)
+        if hits > found:
+            best, found = prefix, hits
+    return best, found
 
 
 def _tidy(name: str) -> str:
