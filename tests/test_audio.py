@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,15 @@ from musicssl import audio
 from musicssl.errors import AudioError, MusicSSLError
 
 from conftest import tone
+
+
+def test_audio_load_is_reached_from_a_plain_import_musicssl(write_audio):
+    """As the package's docstring shows it, in a fresh interpreter: no other import first."""
+    path = write_audio("a.wav", tone(440.0, sr=16000, seconds=0.5), 16000)
+    code = f"import musicssl; print(musicssl.audio.load({str(path)!r}, sr=8000).shape)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(4000,)"
 
 
 @pytest.mark.parametrize("extension", ["wav", "flac", "ogg", "mp3"])

@@ -108,6 +108,23 @@ def test_random_npz_scores_near_chance_and_missing_names_skip_a_task(
     assert style.metrics["accuracy"].mean <= 0.5
 
 
+def test_an_npz_of_under_half_a_tasks_files_says_how_many_it_found(
+    tiny_corpus: Path, tmp_path: Path
+):
+    names = resolve_tasks(["style"], corpus=tiny_corpus)[0].names
+    few = names[: len(names) // 4]
+    npz = tmp_path / "few.npz"
+    np.savez(npz, names=np.array(few), emb=np.ones((len(few), 4), dtype="f4"))
+    with pytest.raises(MusicSSLError) as caught:
+        evaluate(str(npz), out=tmp_path / "out", corpus=tiny_corpus, tasks=["style"], seeds=1,
+                 baselines=[], cache=tmp_path / "cache", progress=False)  # fmt: skip
+    assert (
+        f"style: the .npz has no embedding for {len(names) - len(few)} of its {len(names)} "
+        f"files, e.g. {names[len(few)]} ({len(few)} found; a task is probed when at least half "
+        "of its files are; names must be relative to "
+    ) in str(caught.value)
+
+
 def test_npz_names_relative_to_the_corpus_folder_or_absolute_score_as_the_audio_folders(
     tiny_corpus: Path, tmp_path: Path
 ):

@@ -139,6 +139,16 @@ def test_bad_overrides_name_the_override_not_the_file(recipes: Path, override, m
     assert "child.yaml" not in error and "\n" not in error
 
 
+def test_one_override_string_and_a_mapping_of_overrides_read_as_a_list_does(recipes: Path):
+    listed = Recipe.load(recipes / "child.yaml", ["train.steps=7", "optim.lr=0.5"])
+    alone = Recipe.load(recipes / "child.yaml", "train.steps=7")
+    mapped = Recipe.load(recipes / "child.yaml", {"train.steps": 7, "optim.lr": 0.5})
+    assert alone.train.steps == mapped.train.steps == listed.train.steps == 7
+    assert mapped.optim.lr == listed.optim.lr == 0.5
+    with pytest.raises(MusicSSLError, match="override train.steps=3.5: train.steps must be a "):
+        Recipe.load(recipes / "child.yaml", {"train.steps": 3.5})
+
+
 def test_bad_settings_in_the_file_name_the_file(recipes: Path):
     (recipes / "bad.yaml").write_text("base: base\ntrain: {steps: abc}\n")
     with pytest.raises(MusicSSLError) as caught:

@@ -134,6 +134,14 @@ def test_a_run_that_lost_its_latest_file_keeps_its_checkpoints(recipe, tmp_path,
         assert f"{run}: holds checkpoints (step-00000002, step-00000004) but no" in line
         assert f"write one name into {run / 'latest'} and pass --resume" in line
         assert sorted(p.name for p in (run / "checkpoints").iterdir()) == kept
+    # Reading its encoder says the same, not that the run has no checkpoint yet.
+    with pytest.raises(MusicSSLError) as caught:
+        checkpoint.checkpoint_folder(run)
+    assert str(caught.value) == (
+        f"{run}: a run whose 'latest' file is missing; name one of its checkpoints "
+        f"({run / 'checkpoints' / kept[0]}, {run / 'checkpoints' / kept[1]}), or write the "
+        f"newest's name into {run / 'latest'}"
+    )
     (run / "latest").write_text("step-00000002\n")
     assert main(["pretrain", "--resume", str(run)]) == 0
     assert checkpoint.latest(run).name == "step-00000004"

@@ -283,13 +283,17 @@ def test_what_a_method_returns_is_checked_in_one_line_naming_the_method():
             check_outputs(outputs, "mine")
 
 
-def test_a_time_budget_ends_the_run_early(tmp_path: Path, store: Path):
+def test_a_time_budget_ends_the_run_early(tmp_path: Path, store: Path, capsys):
     # 20 steps are timed, then the run stops where the budget says, far before 100000.
     recipe = Recipe.load(_recipe(tmp_path, store, steps=100000), ["train.minutes=0.02"])
     checkpoint = pretrain(recipe, out=tmp_path / "run", progress=False)
     state = torch.load(checkpoint / "state.pt", weights_only=True)
     assert 20 <= state["step"] < 100000
     assert state["horizon"] == state["step"]
+    # Said without a progress bar too: a caller learns why it stopped before train.steps.
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"pretrain: train.minutes=0.02 ended the run at step {state['step']} of train.steps=100000"
+    )
     # Resuming a finished budgeted run does nothing more.
     assert pretrain(recipe, out=tmp_path / "run", resume=True, progress=False) == checkpoint
 

@@ -8,6 +8,8 @@ rest (``musicssl --help``); each verb is a function of the package (``musicssl.c
 ``musicssl.pack``, ``musicssl.train``, ``musicssl.evaluate.run``, ``musicssl.search``).
 """
 
+import importlib
+import importlib.util
 from typing import Any
 
 from musicssl.errors import AudioError, MusicSSLError
@@ -26,4 +28,8 @@ def __getattr__(name: str) -> Any:
         from musicssl.embed import load
 
         return load
+    # ``musicssl.audio.load(...)`` after a plain ``import musicssl``, as after ``import
+    # musicssl.audio``: a submodule is imported when first named.
+    if not name.startswith("_") and importlib.util.find_spec(f"musicssl.{name}") is not None:
+        return importlib.import_module(f"musicssl.{name}")
     raise AttributeError(f"module 'musicssl' has no attribute {name!r}")

@@ -196,6 +196,12 @@ def checkpoint_folder(path: str | os.PathLike) -> Path:
         if len(inner) == 1:  # the demo's folder: its run is one level down
             raise MusicSSLError(f"{path}: not a run; the run in it is {inner[0].parent}")
         weights = ("encoder.json", "encoder.safetensors", "state.pt")
+        if (folder / "recipe.yaml").is_file() and (kept := _kept(folder)):
+            raise MusicSSLError(
+                f"{path}: a run whose 'latest' file is missing; name one of its checkpoints "
+                f"({', '.join(str(folder / 'checkpoints' / name) for name in kept)}), or write "
+                f"the newest's name into {folder / 'latest'}"
+            )
         if (folder / "recipe.yaml").is_file() and not any((folder / n).exists() for n in weights):
             raise MusicSSLError(
                 f"{path}: a run with no checkpoint yet (its first is written after "

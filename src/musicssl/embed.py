@@ -11,6 +11,7 @@ the same over a folder, a manifest or a store and writes an ``.npz``.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -279,6 +280,8 @@ class Model:
         """
         if hop is None:
             return self.window_samples
+        if not isinstance(hop, numbers.Real) or isinstance(hop, bool):
+            raise MusicSSLError(f"hop must be a number of seconds, got {hop!r}")
         step = round(hop * self.sample_rate) if math.isfinite(hop) else 0
         if step < 1:
             raise MusicSSLError(

@@ -63,6 +63,9 @@ def embed_files(
             encoder lacks, a ``batch_size`` under 1, or an ``out`` that is a folder or a file
             other than embeddings.
     """
+    if isinstance(model, (str, os.PathLike)):
+        raise MusicSSLError(f"model must be a loaded model, not the path {os.fspath(model)!r}: "
+                            "musicssl.load(PATH) loads it")  # fmt: skip
     model.check_options(hop=hop, layers=layers, batch_size=batch_size)
     window = model.window_samples / model.sample_rate
     if hop is not None and hop > window:

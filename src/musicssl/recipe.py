@@ -18,7 +18,7 @@ import dataclasses
 import math
 import os
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,16 +213,29 @@ class Recipe:
     description: str = ""
 
     @classmethod
-    def load(cls, path: str | os.PathLike, overrides: list[str] | None = None) -> Recipe:
-        """Read ``path`` (and its ``base``), then apply ``key=value`` overrides; ``path`` may
-        also be a packaged recipe's name (``"simclr-shortchunk-cpu"``), as on the command line.
+    def load(
+        cls,
+        path: str | os.PathLike,
+        overrides: Iterable[str] | str | Mapping[str, Any] | None = None,
+    ) -> Recipe:
+        """Read ``path`` (and its ``base``), then apply overrides; ``path`` may also be a
+        packaged recipe's name (``"simclr-shortchunk-cpu"``), as on the command line.
+
+        Args:
+            path: a recipe file or a packaged recipe's name.
+            overrides: ``key=value`` strings as on the command line (``["train.steps=100"]``,
+                or one such string), or a mapping (``{"train.steps": 100}``).
 
         Raises:
             MusicSSLError: unreadable YAML, unknown keys, bad values or a malformed override.
         """
         path = recipe_path(path)
         raw = with_base(path, read(path))
-        changes = [parse_override(text) for text in overrides or []]
+        if isinstance(overrides, Mapping):  # values as a recipe file's: typed already
+            changes = [(f"{key}={value!r}", str(key), value) for key, value in overrides.items()]
+        else:
+            texts = [overrides] if isinstance(overrides, str) else overrides or []
+            changes = [parse_override(text) for text in texts]
         try:
             return cls.from_dict(overridden(raw, changes))
         except MusicSSLError:

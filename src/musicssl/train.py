@@ -117,6 +117,9 @@ def pretrain(
         TrainingDiverged: the loss stopped being finite.
         MusicSSLError: bad settings or data, or an ``out`` that is not a run of ours.
     """
+    if not isinstance(recipe, Recipe):
+        raise MusicSSLError(f"recipe must be a Recipe (Recipe.load(NAME_OR_PATH) reads one), "
+                            f"got {recipe!r}")  # fmt: skip
     run = Path(out)
     going_on = resume and checkpoint.is_run(run)
     if going_on and (note := finished_note(run, recipe.train)) is not None:
@@ -178,6 +181,9 @@ def pretrain(
             break
     bar.close()
     log.close()
+    if last_step < settings.steps and fabric.is_global_zero:  # said also without a bar
+        print(f"pretrain: train.minutes={settings.minutes:g} ended the run at step {last_step} "
+              f"of train.steps={settings.steps}", flush=True)  # fmt: skip
     return checkpoint.latest(run)
 
 

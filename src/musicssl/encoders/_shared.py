@@ -29,6 +29,9 @@ def resolve_layer(layer: int | None, num_layers: int, owner: str) -> int:
 
 def check_waveforms(x: Tensor, owner: str) -> None:
     """Raise unless ``x`` is a float batch of mono waveforms, shape (batch_size, num_samples)."""
+    if not isinstance(x, Tensor):
+        raise MusicSSLError(f"{owner}: expected a torch tensor of waveforms, got "
+                            f"{type(x).__name__} (torch.from_numpy makes one)")  # fmt: skip
     if x.ndim != 2 or not x.is_floating_point():
         raise MusicSSLError(
             f"{owner}: expected float waveforms of shape (batch_size, num_samples), got "

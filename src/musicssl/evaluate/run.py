@@ -10,6 +10,7 @@ the style task (``tsne``), set the cached baselines beside it, and write the rep
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import sys
 from collections.abc import Sequence
@@ -83,6 +84,7 @@ def evaluate(
     baselines = [baselines] if isinstance(baselines, str) else baselines
     source = os.fspath(source)
     _check_baselines(baselines)  # before any work
+    _check_protocol(seeds, layers)
     out_dir = check_out(out)
     _note_replaced(out_dir, source)
     # The source first: a bad one is refused before the corpus is built or degraded.
@@ -223,6 +225,14 @@ def _embedded_by(embedded: Embedded) -> str | None:
     """The checkpoint folder an ``.npz`` of ``musicssl embed`` was embedded with, or None."""
     found = embedded.arrays.get("checkpoint")
     return str(found) if found is not None and found.ndim == 0 and str(found) else None
+
+
+def _check_protocol(seeds: int, layers: str | None) -> None:
+    """Refuse ``seeds`` that are not a count of probe fits, and ``layers`` other than "all"."""
+    if not isinstance(seeds, numbers.Integral) or isinstance(seeds, bool) or seeds < 1:
+        raise MusicSSLError(f"seeds must be a whole number of probe fits >= 1, got {seeds!r}")
+    if layers not in (None, "all"):
+        raise MusicSSLError(f"layers must be None or 'all', got {layers!r}")
 
 
 def _check_baselines(baselines: Sequence[str]) -> None:

@@ -143,10 +143,12 @@ def _restrict(task: Task, embedded: Embedded, *, outside: bool) -> tuple[Task | 
     if not missing:
         return task, None
     if outside and 2 * len(missing) > len(task.names):  # most missing: named otherwise?
+        found = len(task.names) - len(missing)
         return None, (
-            f"the .npz has no embedding for {len(missing)} of its {len(task.names)} files "
-            f"(names must be relative to {task.root}, to a folder above it, or absolute), "
-            f"e.g. {missing[0]}"
+            f"the .npz has no embedding for {len(missing)} of its {len(task.names)} files, "
+            f"e.g. {missing[0]} ({found} found; a task is probed when at least half of its "
+            f"files are; names must be relative to {task.root}, to a folder above it, or "
+            "absolute)"
         )
     why = (
         f"the .npz has no embedding for {counted(len(missing), 'file')} of {len(task.names)} "

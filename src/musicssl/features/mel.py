@@ -61,6 +61,9 @@ def _as_tensor(value: Tensor | float) -> Tensor:
 
 
 def check_audio(x: Tensor, owner: str) -> None:
+    if not isinstance(x, Tensor):
+        raise MusicSSLError(f"{owner}: expected a torch tensor of audio, got "
+                            f"{type(x).__name__} (torch.from_numpy makes one)")  # fmt: skip
     if x.ndim < 1 or x.shape[-1] < 1 or not x.is_floating_point():
         raise MusicSSLError(
             f"{owner}: expected floating-point audio of shape (..., num_samples), got "

@@ -13,6 +13,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from torch import nn
+
 from musicssl.encoders import Encoder
 from musicssl.errors import MusicSSLError
 from musicssl.methods.barlow import BarlowTwins, barlow_twins
@@ -54,6 +56,9 @@ def build_method(name: str, encoder: Encoder, /, **options: Any) -> Method:
         MusicSSLError: as ``method_options`` says.
     """
     options = method_options(name, options)  # first: it refuses an unknown name
+    if not isinstance(encoder, nn.Module):
+        raise MusicSSLError(f"method {name!r}: encoder must be an encoder module "
+                            f"(build_encoder(NAME) makes one), got {encoder!r}")  # fmt: skip
     method = METHODS[name](encoder, **options)
     if not isinstance(method, Method) or getattr(method, "encoder", None) is not encoder:
         raise MusicSSLError(
