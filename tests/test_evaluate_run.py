@@ -186,6 +186,14 @@ def test_a_checkpoint_is_evaluated_beside_its_random_weights(tiny_corpus: Path, 
     assert len(list((tmp_path / "cache" / "embeddings").glob("*.npz"))) == 2
     html = (tmp_path / "out" / "report.html").read_text()
     assert "baseline:random" in html
+    # Read back from Python as it was written.
+    written = json.loads((tmp_path / "out" / "results.json").read_text())
+    read = Evaluation.read(tmp_path / "out")
+    written.pop("report_files")  # what the report added beside the results
+    assert read.to_dict() == written and read.baselines is not None
+    (tmp_path / "out" / "results.json").write_text('{"tasks": {}}')
+    with pytest.raises(MusicSSLError, match=r"results.json: not an evaluation's results \(Key"):
+        Evaluation.read(tmp_path / "out")
 
 
 def test_unknown_tasks_and_sources_are_clear_errors(tiny_corpus: Path, tmp_path: Path):

@@ -36,7 +36,10 @@ class Embeddings:
 
     Attributes:
         clip: the encoder's clip embedding, mean over windows. Shape: (embedding_dim,).
-        layers: per-layer vectors (mean over frames and windows), when asked for.
+        layers: per-layer vectors, when asked for: with the "freq" read-out of an encoder
+            with 2-D maps, each layer's channels x frequency bins flattened, averaged over
+            time and windows (so wider than the layer's frames); else the mean of its frame
+            features over time and windows. Shape: (C_k,) or (C_k * F_k,) each.
         frames: frame features of the chosen layer. Shape: (num_frames, channels).
         times: centre of each frame in seconds. Shape: (num_frames,).
         layer_frames: with every layer and frames, each layer's frame features averaged
@@ -374,6 +377,16 @@ def load(
     path: str | os.PathLike, *, device: str | torch.device = "cpu", readout: str = DEFAULT_READOUT
 ) -> Model:
     """Rebuild a trained encoder from a checkpoint folder or a run folder (its latest one).
+
+    Args:
+        path: a run folder (its latest checkpoint is read) or one checkpoint folder.
+        device: where the encoder runs ("cpu", "cuda", "cuda:1", "mps").
+        readout: how a layer becomes a clip vector with ``layers=``: "freq" or "mean" (see
+            ``Model``).
+
+    Returns:
+        A ``Model``: ``embed(signal, sr)`` gives ``Embeddings``; ``sample_rate``,
+        ``embedding_dim`` and ``num_layers`` describe the encoder.
 
     No pickle is read: ``musicssl.checkpoint.load_encoder`` rebuilds the architecture from
     ``encoder.json`` and reads the weights from ``encoder.safetensors``.

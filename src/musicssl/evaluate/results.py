@@ -7,11 +7,15 @@ the README and read by ``musicssl compare``: they do not change when these types
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from musicssl.errors import MusicSSLError
 
 # Bump when the protocol changes what a score means: cached baseline results are recomputed.
 # 2: the tempo probe classifies tempo bins; the last window of a clip ends at its last sample.
@@ -288,6 +292,23 @@ class Evaluation:
                 for label, tasks in self.baseline_layers.items()
             }
         return out
+
+    @classmethod
+    def read(cls, folder: str | os.PathLike) -> Evaluation:
+        """The results an evaluation wrote into ``folder`` (its ``results.json``).
+
+        Raises:
+            MusicSSLError: no such folder or file, or it does not hold an evaluation's results.
+        """
+        from musicssl.evaluate.report.compare import read_results  # it reads this module
+
+        data = read_results(Path(folder))
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise MusicSSLError(
+                f"{Path(folder) / 'results.json'}: not an evaluation's results ({error!r})"
+            ) from None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Evaluation:
