@@ -29,7 +29,8 @@ def training_store(recipe: Recipe) -> SampleStore:
     if not recipe.data.store:
         raise MusicSSLError(
             "data.store is empty: pack a store with `musicssl data pack` and pass "
-            "data.store=STORE (the musicssl command packs the built-in corpus by itself)"
+            "data.store=STORE (the musicssl command packs the built-in corpus by itself; "
+            "from Python, musicssl.demo.with_builtin_store(recipe) does)"
         )
     return SampleStore(recipe.data.store)
 
