@@ -9,9 +9,9 @@ import torch
 from safetensors.torch import save_file
 
 from musicssl import windowing
-from musicssl.embed import load
+from musicssl.embed import Model, load
 from musicssl.embed_folder import embed_files
-from musicssl.encoders import SampleCNN
+from musicssl.encoders import SampleCNN, build_encoder
 from musicssl.errors import MusicSSLError
 
 from conftest import tone
@@ -453,6 +453,20 @@ def test_out_naming_a_users_npz_with_more_arrays_is_refused(tmp_path: Path, writ
         assert set(data.files) == {"names", "emb", "encoder", "checkpoint"}
         assert str(data["encoder"]) == model.fingerprint  # which weights made them
         assert str(data["checkpoint"]) == str((tmp_path / "ckpt").resolve())  # and where from
+
+
+def test_frame_times_follow_the_encoders_frame_hop():
+    # A spectrogram's centred frames, 128 samples apart: 3 s at 16 kHz is 375 hops, 376
+    # frames from 0 to the end on one grid, as the pitch read-out times them.
+    pesto = Model(build_encoder("pesto_cnn"))
+    track = pesto.embed(tone(220, sr=16000, seconds=3.0), 16000, frames=True)
+    assert track.times.shape == (376,)
+    np.testing.assert_allclose(track.times, np.arange(376) * 128 / 16000)
+    # Time patches of a ViT, 16 frames of 160 samples each, whatever the window's length.
+    vit = Model(build_encoder("spectrogram_vit"))
+    patches = vit.embed(tone(220, sr=16000, seconds=3.0), 16000, frames=True)
+    within = np.diff(patches.times)[: vit.encoder.input_samples // 2560 - 1]
+    np.testing.assert_allclose(within, 2560 / 16000)
 
 
 def test_frames_of_a_short_signal_stop_at_its_end(tmp_path: Path):

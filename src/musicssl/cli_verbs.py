@@ -257,7 +257,8 @@ def add_embed(verbs: Any) -> None:
     embed.option(
         "--frames",
         action="store_true",
-        help="also write frame tracks: frames, frame_times (s), frame_offsets; one track per "
+        help="also write frame tracks: frames, frame_times (each frame's centre in s, the "
+        "encoder's frame hop apart within a window), frame_offsets; one track per "
         "file in time order, of the last layer (or of --layer N); with --layer all, also "
         "frames_layer_K: each layer's frames averaged onto the last layer's",
     )

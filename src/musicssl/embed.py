@@ -218,6 +218,7 @@ class Model:
                 batch_size=batch_size,
             ),
             frames=frames,
+            frame_layer=self._frame_layer(layers, frames),
         )
         if result.frames is not None and result.times is not None:
             duration = length[0] / self.sample_rate
@@ -312,7 +313,7 @@ class Model:
         self.check_options(hop=hop, layers=layers, batch_size=batch_size)
         window, step = self.window_samples, self.window_step(hop)
         indices = self.layer_indices(layers)
-        frame_layer = indices[0] if (frames and len(indices) == 1) else self.num_layers - 1
+        frame_layer = self._frame_layer(layers, frames)
         for starts, batch in windows(blocks, window=window, step=step, batch_size=batch_size):
             x = torch.from_numpy(batch).to(self.device)
             if not indices and not frames:
@@ -338,11 +339,27 @@ class Model:
                     tracks += [F.adaptive_avg_pool1d(outputs[k], count) for k in indices]
             yield clip, means, [t.float().cpu() for t in tracks], starts
 
+    def _frame_layer(self, layers: str | int | None, frames: bool) -> int:
+        """The layer whose frames make the frame track: the one chosen, else the last."""
+        indices = self.layer_indices(layers)
+        return indices[0] if (frames and len(indices) == 1) else self.num_layers - 1
+
+    def frame_centres(self, num_frames: int, layer: int) -> np.ndarray:
+        """Where in a window its ``num_frames`` frames of ``layer`` are centred, in samples
+        from the window's start: the encoder's ``frame_hop`` apart, their span centred in the
+        window (a spectrogram's centred frames: the first at 0, the last at the window's
+        end), or the window's equal shares where that hop does not fit in it."""
+        window, hop = self.window_samples, self.encoder.frame_hop(layer)
+        if num_frames > 1 and (num_frames - 1) * hop <= window:
+            return (window - (num_frames - 1) * hop) / 2 + np.arange(num_frames) * hop
+        return (np.arange(num_frames) + 0.5) * window / num_frames
+
     def _pool(
         self,
         batches: Iterator[tuple[Tensor, list[Tensor], list[Tensor], np.ndarray]],
         *,
         frames: bool,
+        frame_layer: int,
     ) -> Embeddings:
         clip_sum, layer_sums, count = None, None, 0
         tracks: list[list[np.ndarray]] = []  # per track (chosen layer, then every layer)
@@ -353,9 +370,7 @@ class Model:
             layer_sums = sums if layer_sums is None else [a + b for a, b in zip(layer_sums, sums)]
             count += clip.shape[0]
             if batch_tracks:
-                num_frames = batch_tracks[0].shape[-1]
-                frame_hop = self.window_samples / num_frames
-                centres = (np.arange(num_frames) + 0.5) * frame_hop
+                centres = self.frame_centres(batch_tracks[0].shape[-1], frame_layer)
                 times += [(start + centres) / self.sample_rate for start in starts]
                 tracks = tracks or [[] for _ in batch_tracks]
                 for kept, track in zip(tracks, batch_tracks):
