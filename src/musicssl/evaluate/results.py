@@ -21,8 +21,9 @@ from musicssl.errors import MusicSSLError
 # 2: the tempo probe classifies tempo bins; the last window of a clip ends at its last sample.
 # 3: a spectrogram ViT ends in its last block (the final norm moved to its pretraining heads).
 # 4: so does the frame transformer.
-# 5: frames are timed by the encoder's frame hop (pitch pairs each with the f0 under it).
-PROTOCOL_VERSION = 5
+# 6: frames are timed by the encoder's frame hop (pitch pairs each with the f0 under it);
+# 5 was taken for a while by the weighted sum of layers, and is skipped.
+PROTOCOL_VERSION = 6
 
 
 @dataclass(frozen=True)
