@@ -254,7 +254,8 @@ def _choose_pieces(
             wanted[(style, split)] = count
     accepted: dict[tuple[str, str], list[Piece]] = {key: [] for key in queues}
     position = dict.fromkeys(queues, 0)
-    bar = progress_bar(total=sum(wanted.values()), desc="parsing scores", disable=not progress)
+    # Counts scores as each is parsed (a round of them takes a minute or more), kept or not.
+    bar = progress_bar(total=0, desc="parsing scores", unit="score", disable=not progress)
     while True:
         batch: list[Candidate] = []
         for key, queue in queues.items():
@@ -265,7 +266,11 @@ def _choose_pieces(
             batch.extend(take)
         if not batch:
             break
-        outcomes = dict(runner.map(_parse_task, [(c, str(cache_dir)) for c in batch]))
+        bar.total += len(batch)
+        outcomes = {}
+        for piece_id, outcome in runner.map(_parse_task, [(c, str(cache_dir)) for c in batch]):
+            outcomes[piece_id] = outcome
+            bar.update(1)
         for key, queue in queues.items():
             # Walk the queue in order: acceptance depends on the order, never on timing.
             while position[key] < len(queue) and len(accepted[key]) < wanted[key]:
@@ -276,9 +281,10 @@ def _choose_pieces(
                 position[key] += 1
                 if isinstance(outcome, Piece):
                     accepted[key].append(outcome)
-                    bar.update(1)
             if position[key] >= len(queue):
                 wanted[key] = len(accepted[key])  # the corpus has no more
+        kept = sum(len(found) for found in accepted.values())
+        bar.set_postfix(pieces=f"{kept}/{sum(wanted.values())}")
     bar.close()
     return [(piece, split) for (_, split), found in accepted.items() for piece in found]
 
@@ -311,7 +317,11 @@ def _render(
         else:
             records[_task_key(task)] = None if done.get("skipped") else done
     bar = progress_bar(
-        total=len(tasks), initial=len(records), desc="rendering clips", disable=not progress
+        total=len(tasks),
+        initial=len(records),
+        desc="rendering clips",
+        unit="clip",
+        disable=not progress,
     )
     for clip_id, record in runner.map(_clip_task, todo):
         records[clip_id] = record
