@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 
 from tqdm import tqdm
@@ -81,3 +82,17 @@ def test_disabled_writes_nothing_and_a_terminal_gets_tqdm():
     progress.update(2)
     progress.close()
     assert "\r" in terminal.getvalue()
+
+
+def test_a_notebook_without_ipywidgets_gets_a_text_bar_and_no_warning(monkeypatch, recwarn):
+    notebook = type("OutStream", (io.StringIO,), {"__module__": "ipykernel.iostream"})()
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "ipywidgets" else real_find_spec(name, *args),
+    )
+    progress = bar(total=2, desc="embed", file=notebook, disable=True)
+    assert type(progress) is tqdm  # tqdm.auto's would warn "IProgress not found"
+    progress.close()
+    assert not [w for w in recwarn if "IProgress" in str(w.message)]

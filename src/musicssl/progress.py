@@ -14,6 +14,7 @@ Both take the calls the verbs make: iterate, ``update``, ``set_postfix``, ``clos
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -64,7 +65,11 @@ def bar(
         file: where to write; stderr by default.
     """
     if is_interactive(file):
-        from tqdm.auto import tqdm
+        # A notebook's widget bar needs ipywidgets; without it tqdm.auto warns on every bar.
+        if importlib.util.find_spec("ipywidgets") is not None:
+            from tqdm.auto import tqdm
+        else:
+            from tqdm import tqdm
 
         return tqdm(
             iterable,
