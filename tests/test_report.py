@@ -287,6 +287,9 @@ def test_mae_is_lower_is_better(tmp_path: Path) -> None:
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[2:5] == ["mae (lower is better)", "2.000 ± 0.100 ^", "3.000 ± 0.100"]
     assert "Higher is better for every metric except mae (lower is better)." in text
+    assert "Higher is better except for mae (↓). Off the 0 to 1 scale, loudness mae has an " in (
+        text
+    )
 
 
 def test_the_reading_note_explains_only_what_the_table_holds(tmp_path: Path) -> None:
@@ -294,6 +297,8 @@ def test_the_reading_note_explains_only_what_the_table_holds(tmp_path: Path) -> 
     note = text.split("## Summary\n\n", 1)[1].split("\n", 1)[0]
     assert note.startswith("Scores are mean ± std over seeds on the test split. Higher is better.")
     assert "mae" not in note and "'keeps'" not in note and "@transfer" not in note  # alone
+    caption = text.split("figures/scores.png)\n\n", 1)[1].split("\n", 1)[0]
+    assert caption.endswith("Higher is better.") and "mae" not in caption
 
 
 def test_without_baselines_or_map(tmp_path: Path) -> None:

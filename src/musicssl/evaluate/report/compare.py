@@ -165,8 +165,8 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
         f"{BEST_MARK} best in its column; {NEAR_MARK} within noise of the best "
         "(|difference| <= 2 * sqrt(std_best^2 + std^2)); "
         f"{MISSING} task not run. Scores are mean ± std over seeds (each seed re-initialises "
-        "the probe and resamples the test set). Higher is better except for the metric mae "
-        "(mean absolute error)."
+        "the probe and resamples the test set). Higher is better unless a column says lower "
+        "better."
     )
     lines += textwrap.wrap(legend, width=100)
     return "\n".join(lines)

@@ -105,10 +105,19 @@ def _scores_figure(systems: Sequence[System], seeds: int) -> ReportFigure | None
     caption = (
         "One group of bars per task: its headline metric on the test split. Bars are the mean "
         f"over {seeds} seeds and error bars ±1 std over seeds ({SEED_NOTE}). The dashed tick "
-        "is chance, what an embedding with no information scores. Higher is better except "
-        "for mae (↓), which has its own axis."
-    )
+        "is chance, what an embedding with no information scores. "
+    ) + _direction(entries, apart)
     return ReportFigure("figures/scores.png", "Headline score per task", caption, png(figure))
+
+
+def _direction(entries: list[_ScoreEntry], apart: list[_ScoreEntry]) -> str:
+    """Which way is better, for the metrics shown, and which have an axis of their own."""
+    lower = sorted({metric for _, metric, _, _ in entries if metric in LOWER_IS_BETTER})
+    text = f"Higher is better except for {', '.join(lower)} (↓)." if lower else "Higher is better."
+    if apart:
+        named = ", ".join(sorted({f"{task} {metric}" for task, metric, _, _ in apart}))
+        text += f" Off the 0 to 1 scale, {named} has an axis of its own."
+    return text
 
 
 def _score_panel(
