@@ -347,9 +347,14 @@ def load_training_state(run: str | os.PathLike, method: nn.Module) -> dict[str, 
     return read_training_state(run)
 
 
-def read_training_state(run: str | os.PathLike) -> dict[str, Any]:
+def read_training_state(run: str | os.PathLike, *, peek: bool = False) -> dict[str, Any]:
     """The latest checkpoint's training state (``step``, ``horizon`` once settled, the
     optimiser's state), its weights left on disk.
+
+    Args:
+        run: the run folder.
+        peek: map the file instead of reading it (for ``step`` and ``horizon`` alone: the
+            optimiser's tensors are read only if touched, and stay tied to the file).
 
     Raises:
         MusicSSLError: no checkpoint, or a damaged one (the message says how to go on).
@@ -357,7 +362,7 @@ def read_training_state(run: str | os.PathLike) -> dict[str, Any]:
     folder = latest(run)
     path = folder / "state.pt"
     try:
-        state = torch.load(path, weights_only=True)
+        state = torch.load(path, weights_only=True, mmap=peek)
     except OSError as error:
         raise MusicSSLError(
             f"{path}: cannot read the training state ({error.strerror or error})"

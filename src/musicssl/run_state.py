@@ -46,7 +46,7 @@ def finished_step(run: str | os.PathLike, settings: TrainSettings) -> int | None
     Raises:
         MusicSSLError: its latest checkpoint is damaged (the message says how to go on).
     """
-    state = checkpoint.read_training_state(run)
+    state = checkpoint.read_training_state(run, peek=True)  # the optimiser's state unread
     step = int(state["step"])
     return step if step >= int(state.get("horizon", settings.steps)) else None
 
