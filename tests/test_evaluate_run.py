@@ -191,6 +191,7 @@ def test_a_checkpoint_is_evaluated_beside_its_random_weights(tiny_corpus: Path, 
     read = Evaluation.read(tmp_path / "out")
     written.pop("report_files")  # what the report added beside the results
     assert read.to_dict() == written and read.baselines is not None
+    assert Evaluation.read(tmp_path / "out" / "results.json").to_dict() == written
     (tmp_path / "out" / "results.json").write_text('{"tasks": {}}')
     with pytest.raises(MusicSSLError, match=r"results.json: not an evaluation's results \(Key"):
         Evaluation.read(tmp_path / "out")

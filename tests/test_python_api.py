@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
+from musicssl import audio
 from musicssl.embed import Model
 from musicssl.embed_folder import embed_files
 from musicssl.encoders import build_encoder
@@ -27,6 +29,24 @@ def test_a_hop_that_is_not_a_number_is_named():
     with pytest.raises(MusicSSLError, match=r"^hop must be a number of seconds, got True$"):
         model.embed(np.zeros(16000, dtype=np.float32), 16000, hop=True)
     assert model.embed(np.zeros(16000, dtype=np.float32), 16000, hop=np.float32(0.1)).clip.shape
+    with pytest.raises(MusicSSLError, match=r"^frames must be True or False, got 'yes'$"):
+        model.embed(np.zeros(16000, dtype=np.float32), 16000, frames="yes")  # type: ignore[arg-type]
+
+
+def test_a_sample_rate_that_is_not_a_whole_number_is_named(tmp_path: Path):
+    path = tmp_path / "a.wav"
+    sf.write(str(path), np.zeros(800, dtype=np.float32), 8000)
+    for sr in ("16000", 16000.5, True, 0):
+        with pytest.raises(MusicSSLError, match=r"^sr must be a positive whole number of Hz"):
+            audio.load(path, sr=sr)  # type: ignore[arg-type]
+    assert audio.load(path, sr=16000.0).shape == (1600,)  # type: ignore[arg-type]
+
+
+def test_a_model_where_a_source_is_wanted_is_named(tmp_path: Path):
+    model = Model(build_encoder("short_chunk_cnn", **SMALL))
+    with pytest.raises(MusicSSLError, match=r"^source must be a checkpoint or run folder, an "):
+        evaluate(model, out=tmp_path / "out")  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(

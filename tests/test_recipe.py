@@ -1,3 +1,4 @@
+import dataclasses
 import re
 from pathlib import Path
 
@@ -147,6 +148,15 @@ def test_one_override_string_and_a_mapping_of_overrides_read_as_a_list_does(reci
     assert mapped.optim.lr == listed.optim.lr == 0.5
     with pytest.raises(MusicSSLError, match="override train.steps=3.5: train.steps must be a "):
         Recipe.load(recipes / "child.yaml", {"train.steps": 3.5})
+    # A nested mapping sets its leaves and keeps the rest of the section.
+    nested = Recipe.load(recipes / "child.yaml", {"train": {"steps": 7}, "optim": {"lr": 0.5}})
+    assert nested == listed
+    packaged = Recipe.load("simclr-shortchunk-cpu")
+    assert (packaged.train.batch_size, packaged.train.minutes) != (48, None)  # not defaults
+    merged = Recipe.load("simclr-shortchunk-cpu", {"train": {"steps": 7}})
+    assert merged.train == dataclasses.replace(packaged.train, steps=7)
+    with pytest.raises(MusicSSLError, match=r"^overrides must be key=value strings or a mapping"):
+        Recipe.load(recipes / "child.yaml", 10)  # type: ignore[arg-type]
 
 
 def test_bad_settings_in_the_file_name_the_file(recipes: Path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import numbers
 import os
 import stat
 import struct
@@ -219,8 +220,10 @@ def load(
         AudioError: the file cannot be decoded.
         MusicSSLError: a negative offset or duration, or a non-positive ``sr``.
     """
-    if sr <= 0:
-        raise MusicSSLError(f"sample rate must be positive, got {sr}")
+    whole = isinstance(sr, numbers.Real) and not isinstance(sr, bool) and float(sr).is_integer()
+    if not whole or sr <= 0:
+        raise MusicSSLError(f"sr must be a positive whole number of Hz, got {sr!r}")
+    sr = int(sr)
     if offset < 0 or (duration is not None and duration < 0):
         raise MusicSSLError(f"{path}: offset and duration must be >= 0, got {offset}, {duration}")
     header = info(path)

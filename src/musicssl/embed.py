@@ -177,7 +177,7 @@ class Model:
             MusicSSLError: a bad shape or sample format, non-finite samples, a bad ``sr``,
                 ``hop`` or ``layers``.
         """
-        self.check_options(hop=hop, layers=layers, batch_size=batch_size)
+        self.check_options(hop=hop, layers=layers, batch_size=batch_size, frames=frames)
         signal = mono_at(waveform, sr, target_sr=self.sample_rate)
         return self.embed_stream(
             iter([signal]), hop=hop, layers=layers, frames=frames, batch_size=batch_size
@@ -268,9 +268,11 @@ class Model:
         return [index % self.num_layers]
 
     def check_options(
-        self, *, hop: float | None, layers: str | int | None, batch_size: int
+        self, *, hop: float | None, layers: str | int | None, batch_size: int, frames: bool = False
     ) -> None:
         """Raise a ``MusicSSLError`` for options that ``embed`` would refuse, before any work."""
+        if not isinstance(frames, (bool, np.bool_)):
+            raise MusicSSLError(f"frames must be True or False, got {frames!r}")
         self.window_step(hop)
         self.layer_indices(layers)
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -310,7 +312,7 @@ class Model:
         Layers and frames come from one pass per batch (``forward_layers``), the clip from
         the last layer of that pass.
         """
-        self.check_options(hop=hop, layers=layers, batch_size=batch_size)
+        self.check_options(hop=hop, layers=layers, batch_size=batch_size, frames=frames)
         window, step = self.window_samples, self.window_step(hop)
         indices = self.layer_indices(layers)
         frame_layer = self._frame_layer(layers, frames)

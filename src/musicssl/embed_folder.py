@@ -66,7 +66,7 @@ def embed_files(
     if isinstance(model, (str, os.PathLike)):
         raise MusicSSLError(f"model must be a loaded model, not the path {os.fspath(model)!r}: "
                             "musicssl.load(PATH) loads it")  # fmt: skip
-    model.check_options(hop=hop, layers=layers, batch_size=batch_size)
+    model.check_options(hop=hop, layers=layers, batch_size=batch_size, frames=frames)
     window = model.window_samples / model.sample_rate
     if hop is not None and hop > window:
         print(f"note: hop {hop:g} s is longer than the encoder's window ({window:.2f} s): "

@@ -232,9 +232,13 @@ class Recipe:
         path = recipe_path(path)
         raw = with_base(path, read(path))
         if isinstance(overrides, Mapping):  # values as a recipe file's: typed already
-            changes = [(f"{key}={value!r}", str(key), value) for key, value in overrides.items()]
+            changes = [(f"{key}={value!r}", key, value) for key, value in _dotted(overrides)]
         else:
             texts = [overrides] if isinstance(overrides, str) else overrides or []
+            if not isinstance(texts, Iterable) or not all(isinstance(t, str) for t in texts):
+                raise MusicSSLError(
+                    f"overrides must be key=value strings or a mapping, got {overrides!r}"
+                )
             changes = [parse_override(text) for text in texts]
         try:
             return cls.from_dict(overridden(raw, changes))
@@ -286,6 +290,19 @@ def _build(kind: type, value: Any, section: str) -> Any:
         return kind(**value)
     value = {key: coerce(item, hints[key], f"{section}.{key}") for key, item in value.items()}
     return kind(**value)
+
+
+def _dotted(tree: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """``(dotted key, value)`` of each leaf of nested overrides: ``{"train": {"steps": 5}}``
+    sets ``train.steps`` and keeps the rest of ``train`` (an empty mapping is a value)."""
+    leaves: list[tuple[str, Any]] = []
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            leaves += _dotted(value, f"{dotted}.")
+        else:
+            leaves.append((dotted, value))
+    return leaves
 
 
 def _blame(path: Path, raw: dict[str, Any], changes: list[Override]) -> MusicSSLError:

@@ -297,19 +297,23 @@ class Evaluation:
 
     @classmethod
     def read(cls, folder: str | os.PathLike) -> Evaluation:
-        """The results an evaluation wrote into ``folder`` (its ``results.json``).
+        """The results an evaluation wrote into ``folder`` (its ``results.json``, which may be
+        named instead).
 
         Raises:
             MusicSSLError: no such folder or file, or it does not hold an evaluation's results.
         """
         from musicssl.evaluate.report.compare import read_results  # it reads this module
 
-        data = read_results(Path(folder))
+        folder = Path(folder)
+        if folder.name == "results.json" and folder.is_file():  # the file itself named
+            folder = folder.parent
+        data = read_results(folder)
         try:
             return cls.from_dict(data)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise MusicSSLError(
-                f"{Path(folder) / 'results.json'}: not an evaluation's results ({error!r})"
+                f"{folder / 'results.json'}: not an evaluation's results ({error!r})"
             ) from None
 
     @classmethod

@@ -82,6 +82,9 @@ def evaluate(
     # One name given as a string is a list of one, not of its letters.
     tasks = [tasks] if isinstance(tasks, str) else tasks
     baselines = [baselines] if isinstance(baselines, str) else baselines
+    if not isinstance(source, (str, os.PathLike)):
+        raise MusicSSLError(f"source must be a checkpoint or run folder, an .npz or "
+                            f"baseline:NAME, got {type(source).__name__}")  # fmt: skip
     source = os.fspath(source)
     _check_baselines(baselines)  # before any work
     _check_protocol(seeds, layers)
