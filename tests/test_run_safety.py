@@ -132,7 +132,7 @@ def test_a_run_that_lost_its_latest_file_keeps_its_checkpoints(recipe, tmp_path,
         assert main(["pretrain", *args]) == 1
         line = one_line(capsys)
         assert f"{run}: holds checkpoints (step-00000002, step-00000004) but no" in line
-        assert f"write one name into {run / 'latest'} and pass --resume" in line
+        assert f"write one name into {run / 'latest'} to resume from it (--resume)" in line
         assert sorted(p.name for p in (run / "checkpoints").iterdir()) == kept
     # Reading its encoder says the same, not that the run has no checkpoint yet.
     with pytest.raises(MusicSSLError) as caught:
@@ -491,7 +491,7 @@ def test_a_damaged_training_state_is_one_line_that_says_how_to_go_on(
     capsys.readouterr()
     assert main(["pretrain", "--resume", str(run)]) == 1
     assert one_line(capsys) == (
-        f"musicssl: error: {state}: damaged (not a training state); to resume from another "
+        f"musicssl: error: {state}: damaged (not a training state); to read or resume another "
         f"checkpoint, write its name (step-00000004) into {run}/latest; or start a new run "
         "with --out"
     )
@@ -512,7 +512,7 @@ def test_an_empty_latest_file_is_named_as_empty(recipe, tmp_path, capsys, text):
     (run / "checkpoints" / "step-00000002").mkdir(parents=True)
     (run / "latest").write_text(text)
     expected = (
-        f"{run}/latest: empty; to resume from a checkpoint, write its name (step-00000002) "
+        f"{run}/latest: empty; to read or resume a checkpoint, write its name (step-00000002) "
         f"into {run}/latest; or start a new run with --out"
     )
     with pytest.raises(MusicSSLError) as raised:

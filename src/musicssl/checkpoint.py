@@ -69,8 +69,8 @@ def check_new_run(run: str | os.PathLike) -> None:
     if _kept(run):  # a run whose 'latest' is gone: starting again would rotate them away
         raise MusicSSLError(
             f"{run}: holds checkpoints ({', '.join(_kept(run))}) but no 'latest' file naming "
-            f"the newest; write one name into {run / 'latest'} and pass --resume, or choose "
-            "another --out"
+            f"the newest; write one name into {run / 'latest'} to resume from it (--resume), "
+            "or choose another --out"
         )
     if foreign := _foreign(run):
         raise MusicSSLError(f"{run}: {foreign}; choose a new or empty --out")
@@ -397,7 +397,7 @@ def _repair(run: str | os.PathLike, *, damaged: str | None = None) -> str:
         return f"no {'other ' if damaged else ''}checkpoint is kept: start a new run with --out"
     which = "another checkpoint" if damaged else "a checkpoint"
     return (
-        f"to resume from {which}, write its name ({', '.join(names)}) into {run / 'latest'}; "
+        f"to read or resume {which}, write its name ({', '.join(names)}) into {run / 'latest'}; "
         "or start a new run with --out"
     )
 
