@@ -185,6 +185,22 @@ def test_splits_from_a_table_with_aliases(pieces: Path, tmp_path: Path):
     assert (tmp_path / "m.jsonl").read_bytes() == kept
 
 
+def test_folders_named_as_splits_are_said_not_to_be_read_by_a_hash_split(
+    pieces: Path, tmp_path: Path
+):
+    audio = pieces / "audio"
+    plain = index_folder(audio, out=tmp_path / "plain.jsonl", split_by="parent", progress=False)
+    assert "not read as splits" not in str(plain)
+    (audio / "a").rename(audio / "train")
+    (audio / "b").rename(audio / "Test")
+    summary = index_folder(audio, out=tmp_path / "m.jsonl", split_by="parent", progress=False)
+    assert (
+        "note: folders named Test, train are not read as splits: --split-by parent hashes each "
+        "group to a split whatever its name; to keep them, give each file its split in a "
+        "--splits table"
+    ) in str(summary)
+
+
 def test_reindexing_never_moves_a_file_to_another_split(pieces: Path, tmp_path: Path):
     out = tmp_path / "m.jsonl"
     index_folder(pieces / "audio", out=out, split_by="parent", progress=False)

@@ -169,7 +169,7 @@ def index_folder(
     unlisted = _unlisted(splits, root, files, good)
     summary.split_source, summary.split_notes = split_notes(
         summary.splits, source=summary.split_source, out=out, split_by=split_by,
-        from_table=table is not None, unlisted=unlisted, carried=renamed, files=files,
+        from_table=table is not None, unlisted=unlisted, carried=renamed, files=files, root=root,
     )  # fmt: skip
     if good:  # else the report says why each failed; an empty manifest would help no one
         write_jsonl(out, good)

@@ -85,6 +85,24 @@ def no_separator_note(files: Iterable[Path], separator: str) -> str | None:
     )
 
 
+# Folder names that say a split, as data sets lay their audio out.
+SPLIT_FOLDERS = frozenset({"train", "training", "valid", "validation", "val", "dev", "test"})
+
+
+def split_folders_note(files: Iterable[Path], root: Path, split_by: str) -> str | None:
+    """A note when ``root``'s folders are named as splits (``train/``, ``test/``): a hash
+    split does not read their names, which a user laying audio out so may expect."""
+    tops = {Path(os.path.relpath(file, root)).parts[0] for file in files}
+    named = sorted(top for top in tops if top.lower() in SPLIT_FOLDERS)
+    if not named:
+        return None
+    return (
+        f"note: folders named {', '.join(named)} are not read as splits: --split-by {split_by} "
+        "hashes each group to a split whatever its name; to keep them, give each file its split "
+        "in a --splits table (a .csv with path and split columns)"
+    )
+
+
 def real_path(path: str | os.PathLike) -> str:
     """A file's real path, in Unicode's composed form: a table typed on one system names
     "Café" as the file system of another (macOS: decomposed) spells it."""
@@ -145,11 +163,13 @@ def split_notes(
     unlisted: str | None,
     carried: int,
     files: Iterable[Path] = (),
+    root: Path | None = None,
 ) -> tuple[str | None, list[str]]:
     """Where an index's splits came from (``source``, the table's, unless a hash or the
     previous manifest at ``out`` gave them), and what to say of them: an empty split, table
     rows that name no file (``unlisted``), files that kept the split they had (``carried``),
-    ``files`` whose names lack the separator of ``prefix:SEP``."""
+    ``files`` whose names lack the separator of ``prefix:SEP``, folders of ``root`` named as
+    splits that a hash does not read."""
     if split_by is not None:
         source = f"a hash of each file's {split_by} group"
     elif not from_table and counts.keys() - {""}:
@@ -157,6 +177,8 @@ def split_notes(
     notes = [empty_splits_note(counts, split_by=split_by, source=source), unlisted]
     if split_by is not None and split_by.startswith("prefix:"):
         notes.append(no_separator_note(files, split_by.removeprefix("prefix:")))
+    if split_by is not None and root is not None:
+        notes.append(split_folders_note(files, root, split_by))
     if carried:
         notes.append(f"{counted(carried, 'file')} renamed, moved or added since the last "
                      "index kept the split of their audio or their group")  # fmt: skip
