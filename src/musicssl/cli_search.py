@@ -70,7 +70,7 @@ def add_search(verbs: Any) -> None:
         help="the run (or checkpoint) that embedded INDEX's clips",
     )
     search.option(
-        "--k", type=positive_int, metavar="N", help="clips to print (default: %(default)s)"
+        "-k", "--k", type=positive_int, metavar="N", help="clips to print (default: %(default)s)"
     )
     search.option(
         "--device",
