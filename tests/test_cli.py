@@ -196,6 +196,12 @@ def test_an_unknown_option_points_to_the_verbs_own_help(tmp_path, capsys):
     assert error == (
         "musicssl: error: unrecognized arguments: --seeds 3 (see musicssl embed --help)\n"
     )
+    # A misspelt option that leaves a required one missing is named beside it.
+    assert main(["search", str(tmp_path), "--run", str(tmp_path), "--txt", "organ"]) == 2
+    assert capsys.readouterr().err == (
+        "musicssl search: error: one of the arguments --text --audio is required; --txt is not "
+        "an option of musicssl search (see musicssl search --help)\n"
+    )
 
 
 @pytest.mark.parametrize(

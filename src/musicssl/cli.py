@@ -82,7 +82,17 @@ Or all of it at once, on a laptop CPU in about a quarter of an hour:
 class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, naming the option and the reason."""
 
+    given: Sequence[str] = ()  # the command line being parsed
+
     def error(self, message: str) -> NoReturn:
+        # A misspelt option goes unread, and argparse says first that one is missing.
+        unknown = [
+            arg.split("=", 1)[0]
+            for arg in self.given
+            if arg.startswith("--") and arg.split("=", 1)[0] not in self._option_string_actions
+        ]
+        if "required" in message and unknown:
+            message += f"; {', '.join(unknown)} is not an option of {self.prog}"
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -105,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The options of a command line; exits (status 2) with one line when they are bad."""
     parser = build_parser()
+    Parser.given = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may also follow options: `pretrain R.yaml --out X train.steps=5`.
     if extra and args.verb == "pretrain" and all("=" in e and not e.startswith("-") for e in extra):
