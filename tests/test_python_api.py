@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from musicssl import audio
-from musicssl.embed import Model
+from musicssl.embed import Model, load
 from musicssl.embed_folder import embed_files
 from musicssl.encoders import build_encoder
 from musicssl.errors import MusicSSLError
@@ -40,6 +40,12 @@ def test_a_sample_rate_that_is_not_a_whole_number_is_named(tmp_path: Path):
         with pytest.raises(MusicSSLError, match=r"^sr must be a positive whole number of Hz"):
             audio.load(path, sr=sr)  # type: ignore[arg-type]
     assert audio.load(path, sr=16000.0).shape == (1600,)  # type: ignore[arg-type]
+
+
+def test_a_path_that_is_not_one_is_named():
+    for given in (42, None):
+        with pytest.raises(MusicSSLError, match=r"^path must be a run or checkpoint folder, got "):
+            load(given)  # type: ignore[arg-type]
 
 
 def test_a_model_where_a_source_is_wanted_is_named(tmp_path: Path):

@@ -412,6 +412,8 @@ def load(
         MusicSSLError: the folder is not a checkpoint, or its weights are unreadable or do
             not fit the architecture.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise MusicSSLError(f"path must be a run or checkpoint folder, got {path!r}")
     model = Model(checkpoint.load_encoder(path), device=device, readout=readout)
     model.checkpoint = path
     return model
