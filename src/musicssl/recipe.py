@@ -224,7 +224,8 @@ class Recipe:
         Args:
             path: a recipe file or a packaged recipe's name.
             overrides: ``key=value`` strings as on the command line (``["train.steps=100"]``,
-                or one such string), or a mapping (``{"train.steps": 100}``).
+                or one such string), or a mapping (``{"train.steps": 100}``, or nested as
+                ``{"train": {"steps": 100}}``, which keeps the rest of ``train``).
 
         Raises:
             MusicSSLError: unreadable YAML, unknown keys, bad values or a malformed override.
