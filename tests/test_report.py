@@ -287,9 +287,10 @@ def test_mae_is_lower_is_better(tmp_path: Path) -> None:
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[2:5] == ["mae (lower is better)", "2.000 ± 0.100 ^", "3.000 ± 0.100"]
     assert "Higher is better for every metric except mae (lower is better)." in text
-    assert "Higher is better except for mae (↓). Off the 0 to 1 scale, loudness mae has an " in (
+    assert "Higher is better except for mae (↓). A score off the 0 to 1 scale has an axis of " in (
         text
     )
+    assert "its own (loudness mae)." in text
 
 
 def test_the_reading_note_explains_only_what_the_table_holds(tmp_path: Path) -> None:

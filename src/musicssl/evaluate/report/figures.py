@@ -116,7 +116,7 @@ def _direction(entries: list[_ScoreEntry], apart: list[_ScoreEntry]) -> str:
     text = f"Higher is better except for {', '.join(lower)} (↓)." if lower else "Higher is better."
     if apart:
         named = ", ".join(sorted({f"{task} {metric}" for task, metric, _, _ in apart}))
-        text += f" Off the 0 to 1 scale, {named} has an axis of its own."
+        text += f" A score off the 0 to 1 scale has an axis of its own ({named})."
     return text
 
 
