@@ -336,6 +336,13 @@ def test_an_interrupt_is_one_line_and_status_130(area, capsys, monkeypatch):
         "few seconds) is kept; run the same command again to go on from there"
     )
     assert snapshot(area) == before
+    # The demo says what it keeps: its run resumes and its embeddings are cached.
+    monkeypatch.setattr("musicssl.demo.run_demo", interrupted)
+    line = fails(["demo", "--out", f"{area}/demo"], capsys, status=130)
+    assert line == (
+        "musicssl: error: interrupted: the corpus, the run's last checkpoint and the cached "
+        "embeddings are kept; run the same command again to go on from there"
+    )
 
 
 def test_a_library_error_is_its_own_one_line(area, capsys):

@@ -143,8 +143,10 @@ def test_a_run_that_lost_its_latest_file_keeps_its_checkpoints(recipe, tmp_path,
         f"newest's name into {run / 'latest'}"
     )
     (run / "latest").write_text("step-00000002\n")
+    capsys.readouterr()
     assert main(["pretrain", "--resume", str(run)]) == 0
     assert checkpoint.latest(run).name == "step-00000004"
+    assert f"pretrain: going on from step 2 of {run}\n" in capsys.readouterr().out
 
 
 def test_resume_of_a_checkpoint_or_a_folder_of_other_files_says_what_to_resume(

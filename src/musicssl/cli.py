@@ -212,6 +212,11 @@ def _interrupted(args: argparse.Namespace, stopped: str = "interrupted") -> str:
             "again to finish the build"
         )
     verb = getattr(getattr(args, "run", None), "__name__", "")
+    if verb == "run_demo":  # its run resumes and its embeddings are cached
+        return (
+            f"{stopped}: the corpus, the run's last checkpoint and the cached embeddings are "
+            "kept; run the same command again to go on from there"
+        )
     if verb in ("run_data_pack", "run_data_index"):
         done = "packed into" if verb == "run_data_pack" else "indexed for"
         return (

@@ -138,6 +138,8 @@ def pretrain(
                       writer=fabric.is_global_zero)  # fmt: skip
     _check_processes(run, state, fabric.world_size)
     start_step, last_step = int(state.get("step", 0)), int(state.get("horizon", settings.steps))
+    if start_step and fabric.is_global_zero:
+        print(f"pretrain: going on from step {start_step} of {run}", flush=True)
     budget = _budget(settings, state, start_step=start_step)
     loader = train_data.loader(recipe, store, indices, parts.encoder, fabric, start_step=start_step)
     model, optimizer = fabric.setup(parts.method, parts.optimizer)
