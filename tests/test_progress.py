@@ -7,7 +7,7 @@ import io
 
 from tqdm import tqdm
 
-from musicssl.progress import LineProgress, bar
+from musicssl.progress import LineProgress, _has_widgets, bar
 
 
 class Clock:
@@ -92,7 +92,9 @@ def test_a_notebook_without_ipywidgets_gets_a_text_bar_and_no_warning(monkeypatc
         "find_spec",
         lambda name, *args: None if name == "ipywidgets" else real_find_spec(name, *args),
     )
+    _has_widgets.cache_clear()  # looked up once per process: here, after the patch
     progress = bar(total=2, desc="embed", file=notebook, disable=True)
+    _has_widgets.cache_clear()
     assert type(progress) is tqdm  # tqdm.auto's would warn "IProgress not found"
     progress.close()
     assert not [w for w in recwarn if "IProgress" in str(w.message)]

@@ -27,7 +27,7 @@ from musicssl.encoders import Encoder
 from musicssl.errors import MusicSSLError
 from musicssl.files import file_hash
 from musicssl.waveform import mono_at
-from musicssl.windowing import finite, one_track, windows
+from musicssl.windowing import finite, frame_centres, one_track, windows
 
 
 @dataclass
@@ -346,16 +346,6 @@ class Model:
         indices = self.layer_indices(layers)
         return indices[0] if (frames and len(indices) == 1) else self.num_layers - 1
 
-    def frame_centres(self, num_frames: int, layer: int) -> np.ndarray:
-        """Where in a window its ``num_frames`` frames of ``layer`` are centred, in samples
-        from the window's start: the encoder's ``frame_hop`` apart, their span centred in the
-        window (a spectrogram's centred frames: the first at 0, the last at the window's
-        end), or the window's equal shares where that hop does not fit in it."""
-        window, hop = self.window_samples, self.encoder.frame_hop(layer)
-        if num_frames > 1 and (num_frames - 1) * hop <= window:
-            return (window - (num_frames - 1) * hop) / 2 + np.arange(num_frames) * hop
-        return (np.arange(num_frames) + 0.5) * window / num_frames
-
     def _pool(
         self,
         batches: Iterator[tuple[Tensor, list[Tensor], list[Tensor], np.ndarray]],
@@ -372,7 +362,8 @@ class Model:
             layer_sums = sums if layer_sums is None else [a + b for a, b in zip(layer_sums, sums)]
             count += clip.shape[0]
             if batch_tracks:
-                centres = self.frame_centres(batch_tracks[0].shape[-1], frame_layer)
+                centres = frame_centres(batch_tracks[0].shape[-1], window=self.window_samples,
+                                        hop=self.encoder.frame_hop(frame_layer))  # fmt: skip
                 times += [(start + centres) / self.sample_rate for start in starts]
                 tracks = tracks or [[] for _ in batch_tracks]
                 for kept, track in zip(tracks, batch_tracks):

@@ -14,6 +14,7 @@ Both take the calls the verbs make: iterate, ``update``, ``set_postfix``, ``clos
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 import time
@@ -66,7 +67,7 @@ def bar(
     """
     if is_interactive(file):
         # A notebook's widget bar needs ipywidgets; without it tqdm.auto warns on every bar.
-        if importlib.util.find_spec("ipywidgets") is not None:
+        if _has_widgets():
             from tqdm.auto import tqdm
         else:
             from tqdm import tqdm
@@ -84,6 +85,12 @@ def bar(
     return LineProgress(
         iterable, total=total, desc=desc, unit=unit, initial=initial, disable=disable, file=file
     )
+
+
+@functools.cache
+def _has_widgets() -> bool:
+    """Whether ipywidgets is installed (looked up once: bars are made often)."""
+    return importlib.util.find_spec("ipywidgets") is not None
 
 
 class LineProgress:

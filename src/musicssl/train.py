@@ -138,8 +138,6 @@ def pretrain(
                       writer=fabric.is_global_zero)  # fmt: skip
     _check_processes(run, state, fabric.world_size)
     start_step, last_step = int(state.get("step", 0)), int(state.get("horizon", settings.steps))
-    if start_step and fabric.is_global_zero:
-        print(f"pretrain: going on from step {start_step} of {run}", flush=True)
     budget = _budget(settings, state, start_step=start_step)
     loader = train_data.loader(recipe, store, indices, parts.encoder, fabric, start_step=start_step)
     model, optimizer = fabric.setup(parts.method, parts.optimizer)
@@ -183,10 +181,16 @@ def pretrain(
             break
     bar.close()
     log.close()
-    if last_step < settings.steps and fabric.is_global_zero:  # said also without a bar
+    if fabric.is_global_zero:
+        _say_early_end(settings, last_step)
+    return checkpoint.latest(run)
+
+
+def _say_early_end(settings: TrainSettings, last_step: int) -> None:
+    """Say, with or without a bar, that the time budget ended the run before train.steps."""
+    if last_step < settings.steps:
         print(f"pretrain: train.minutes={settings.minutes:g} ended the run at step {last_step} "
               f"of train.steps={settings.steps}", flush=True)  # fmt: skip
-    return checkpoint.latest(run)
 
 
 def _budget(
@@ -210,6 +214,7 @@ def _open_run(
         train_data.check_same_store(state, store, run)
         if writer:
             checkpoint.keep_store_place(run, recipe)
+            print(f"pretrain: going on from step {int(state['step'])} of {run}", flush=True)
         return state
     if resume:  # killed before its first checkpoint: it starts again from step 0
         checkpoint.check_resumable(run)

@@ -14,6 +14,16 @@ import numpy as np
 from musicssl.errors import MusicSSLError
 
 
+def frame_centres(num_frames: int, *, window: int, hop: int) -> np.ndarray:
+    """Where a window's ``num_frames`` frames are centred, in samples from its start: ``hop``
+    (the encoder's frame hop) apart, their span centred in the ``window`` (a spectrogram's
+    centred frames: the first at 0, the last at the window's end), or the window's equal
+    shares where that hop does not fit in it."""
+    if num_frames > 1 and (num_frames - 1) * hop <= window:
+        return (window - (num_frames - 1) * hop) / 2 + np.arange(num_frames) * hop
+    return (np.arange(num_frames) + 0.5) * window / num_frames
+
+
 def one_track(times: np.ndarray, duration: float) -> np.ndarray:
     """Indices of frames in time order, each later than every frame before it, none past
     ``duration`` (the first frame is always kept)."""
