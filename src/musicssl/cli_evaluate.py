@@ -16,6 +16,7 @@ from musicssl.cli_options import (
     existing_folder,
     existing_path,
     given,
+    model_folder,
     output_folder,
     positive_int,
 )
@@ -31,15 +32,20 @@ def add_evaluate(verbs: Any) -> None:
             "hash), fit linear and MLP probes on the train split (chosen on valid, several "
             "seeds), score the test split, and write results.json, report.md and report.html "
             "(offline, with plots) to --out, beside the baselines. SOURCE is a checkpoint or "
-            "run folder, an .npz of embeddings from any system ('names' relative to the "
-            "folder of each task's audio, the corpus's audio folder or a table's folder, or "
-            "to a folder above it, or absolute; 'emb'), or baseline:NAME (mfcc, logmel, "
-            "tempogram, random). Table paths lie under the table's folder.",
+            "run folder; hf:FOLDER, an audio model saved by Hugging Face (wav2vec2, HuBERT, "
+            "WavLM, data2vec-audio), beside random weights of its own architecture; an .npz "
+            "of embeddings from any system ('names' relative to the folder of each task's "
+            "audio, the corpus's audio folder or a table's folder, or to a folder above it, or "
+            "absolute; 'emb'); or baseline:NAME (mfcc, logmel, tempogram, random). Table paths "
+            "lie under the table's folder.",
         ),
         "musicssl.evaluate.run:evaluate",
     )
     evaluate.option(
-        "source", type=_source, metavar="SOURCE", help="checkpoint, run, .npz or baseline:NAME"
+        "source",
+        type=_source,
+        metavar="SOURCE",
+        help="checkpoint, run, hf:FOLDER, .npz or baseline:NAME",
     )
     evaluate.option(
         "--out", required=True, type=output_folder, metavar="DIR", help="report folder to write"
@@ -104,6 +110,8 @@ def add_evaluate(verbs: Any) -> None:
 
 
 def _source(text: str) -> str:
+    if text.startswith("hf:"):
+        return model_folder(text)
     return text if text.startswith("baseline:") else existing_path(text)
 
 

@@ -113,6 +113,14 @@ def existing_folder(text: str) -> str:
     return text
 
 
+def model_folder(text: str) -> str:
+    """A run or checkpoint folder, or hf:FOLDER (an audio model saved by Hugging Face)."""
+    if text.startswith("hf:"):
+        existing_folder(text.removeprefix("hf:"))
+        return text
+    return existing_folder(text)
+
+
 def existing_file(text: str) -> str:
     if not _is(Path(text), "file"):
         raise argparse.ArgumentTypeError(_not_a(text, "file"))

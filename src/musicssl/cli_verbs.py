@@ -26,6 +26,7 @@ from musicssl.cli_options import (
     existing_path,
     given,
     layer_choice,
+    model_folder,
     output_file,
     output_folder,
     override,
@@ -226,7 +227,11 @@ def add_embed(verbs: Any) -> None:
         "musicssl.embed_folder:embed_files",
     )
     embed.option(
-        "checkpoint", type=existing_folder, metavar="CKPT", help="checkpoint, or run (its latest)"
+        "checkpoint",
+        type=model_folder,
+        metavar="CKPT",
+        help="checkpoint, run (its latest), or hf:FOLDER: an audio model saved by Hugging Face "
+        "(wav2vec2, HuBERT, WavLM, data2vec-audio), read offline",
     )
     embed.option(
         "input", type=existing_path, metavar="INPUT", help="audio file, folder, manifest or store"

@@ -26,6 +26,7 @@ from musicssl import checkpoint
 from musicssl.encoders import Encoder
 from musicssl.errors import MusicSSLError
 from musicssl.files import file_hash
+from musicssl.huggingface import HuggingFaceAudio, is_huggingface, load_huggingface
 from musicssl.waveform import mono_at
 from musicssl.windowing import finite, frame_centres, one_track, windows
 
@@ -102,12 +103,16 @@ class Model:
     @property
     def fingerprint(self) -> str | None:
         """Which weights (and read-out) embed: the sha256 of the checkpoint's encoder weights
-        and the read-out's name; None for a model built without a checkpoint. ``embed`` writes
-        it into its ``.npz`` so that a search index can tell a query's run from another."""
-        if self.checkpoint is None:
+        (or of a Hugging Face folder's model files) and the read-out's name; None for a model
+        built without either. ``embed`` writes it into its ``.npz`` so that a search index can
+        tell a query's run from another."""
+        if self.checkpoint is not None:
+            weights = file_hash(checkpoint.encoder_weights(self.checkpoint))
+        elif isinstance(self.encoder, HuggingFaceAudio):
+            weights = self.encoder.weights
+        else:
             return None
-        weights = checkpoint.encoder_weights(self.checkpoint)
-        return f"{file_hash(weights)}:{self.readout}"
+        return f"{weights}:{self.readout}"
 
     @property
     def has_text(self) -> bool:
@@ -384,10 +389,13 @@ class Model:
 def load(
     path: str | os.PathLike, *, device: str | torch.device = "cpu", readout: str = DEFAULT_READOUT
 ) -> Model:
-    """Rebuild a trained encoder from a checkpoint folder or a run folder (its latest one).
+    """Rebuild a trained encoder from a checkpoint folder or a run folder (its latest one),
+    or load an audio model from a Hugging Face folder (``"hf:FOLDER"``, see
+    ``musicssl.huggingface``).
 
     Args:
-        path: a run folder (its latest checkpoint is read) or one checkpoint folder.
+        path: a run folder (its latest checkpoint is read), one checkpoint folder, or
+            ``"hf:FOLDER"``.
         device: where the encoder runs ("cpu", "cuda", "cuda:1", "mps").
         readout: how a layer becomes a clip vector with ``layers=``: "freq" or "mean" (see
             ``Model``).
@@ -405,6 +413,8 @@ def load(
     """
     if not isinstance(path, (str, os.PathLike)):
         raise MusicSSLError(f"path must be a run or checkpoint folder, got {path!r}")
+    if is_huggingface(path):
+        return Model(load_huggingface(path), device=device, readout=readout)
     model = Model(checkpoint.load_encoder(path), device=device, readout=readout)
     model.checkpoint = path
     return model

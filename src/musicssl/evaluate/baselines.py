@@ -10,8 +10,8 @@ description that names the features exactly (for the embedding cache):
 - ``tempogram``: an autocorrelation tempogram of the onset strength, log-spaced tempo bins;
   the mean per bin and the strongest tempo (98 numbers; ``evaluate.tempogram``).
 - ``random``: an encoder with random weights (fixed seed): the architecture of a reference
-  checkpoint, or the CPU-size CLMR SampleCNN. What it scores is what the architecture and
-  the probe give without any training.
+  checkpoint or ``hf:FOLDER``, or the CPU-size CLMR SampleCNN. What it scores is what the
+  architecture and the probe give without any training.
 
 The features are computed as the audio streams in: memory is bounded by a block of frames, not
 by the length of the file, and the frames do not depend on how the signal is cut into blocks.
@@ -32,10 +32,11 @@ from torch import Tensor
 
 from musicssl import checkpoint
 from musicssl.embed import DEFAULT_READOUT, Embeddings, Model
-from musicssl.encoders import build_encoder
+from musicssl.encoders import Encoder, build_encoder
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.tempogram import TempogramBaseline
 from musicssl.features import LogMel
+from musicssl.huggingface import HUGGINGFACE, PREFIX, is_huggingface, load_huggingface
 from musicssl.recipe import Recipe, recipe_path
 from musicssl.waveform import mono_at
 
@@ -71,8 +72,9 @@ def build_baseline(
 
     Args:
         name: "mfcc", "logmel", "tempogram" or "random".
-        reference: for "random", a checkpoint folder (or run folder) whose architecture to
-            rebuild; None uses the demo recipe's encoder. Ignored by the other baselines.
+        reference: for "random", a checkpoint folder (or run folder, or ``hf:FOLDER``) whose
+            architecture to rebuild; None uses the demo recipe's encoder. Ignored by the
+            other baselines.
         device: where to compute.
         readout: for "random", the layers' read-out (``musicssl.embed.Model``).
 
@@ -84,7 +86,13 @@ def build_baseline(
     if name == "tempogram":
         return TempogramBaseline(device=device)
     if name == "random":
-        spec = default_encoder() if reference is None else checkpoint.encoder_spec(reference)
+        spec: dict[str, Any]
+        if is_huggingface(reference):
+            spec = {"name": HUGGINGFACE, "options": {"path": str(reference).removeprefix(PREFIX)}}
+        elif reference is None:
+            spec = default_encoder()
+        else:
+            spec = checkpoint.encoder_spec(reference)
         return RandomEncoder(spec["name"], spec["options"], device=device, readout=readout)
     raise MusicSSLError(f"unknown baseline {name!r}; valid names: {', '.join(BASELINES)}")
 
@@ -230,7 +238,8 @@ class RandomEncoder(Model):
     """A registry encoder with random weights drawn from a fixed seed, used like a checkpoint.
 
     Args:
-        name: registry name of the encoder.
+        name: registry name of the encoder, or ``huggingface`` for the architecture of the
+            folder ``options["path"]`` (``musicssl.huggingface``).
         options: its constructor arguments.
         seed: seed of the initialisation; the global random state is left as it was.
         device: where to run it.
@@ -245,15 +254,21 @@ class RandomEncoder(Model):
         device: str | torch.device = "cpu",
         readout: str = DEFAULT_READOUT,
     ) -> None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            encoder = build_encoder(name, **options)
+        architecture: dict[str, Any] = {"name": name, "options": dict(options)}
+        if name == HUGGINGFACE:  # drawn by transformers' own initialisation
+            drawn = load_huggingface(options["path"], seed=seed)
+            architecture["config"] = drawn.weights  # the folder's config, hashed
+            encoder: Encoder = drawn
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                encoder = build_encoder(name, **options)
         super().__init__(encoder, device=device, readout=readout)
         self._config: dict[str, Any] = {
             "baseline": "random",
             "version": FEATURE_VERSION,
             "seed": seed,
-            "encoder": {"name": name, "options": dict(options)},
+            "encoder": architecture,
         }
         if readout != "mean":
             self._config["readout"] = readout

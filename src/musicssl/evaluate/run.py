@@ -182,11 +182,11 @@ def _beside_the_probes(
 ) -> None:
     """What the report shows beside the probes' scores: a checkpoint's equivariance and
     training notes (warned of), an audio-text model's zero-shot scores, the style map."""
-    if opened.is_checkpoint:
+    if opened.is_encoder and corpus is not None:  # your own tasks alone read no corpus
         from musicssl.evaluate.equivariance import equivariance_probe
 
-        if corpus is not None:  # your own tasks alone read no corpus
-            evaluation.equivariance = equivariance_probe(opened.model, corpus)
+        evaluation.equivariance = equivariance_probe(opened.model, corpus)
+    if opened.is_checkpoint:
         evaluation.notes += training_notes(source, corpus=corpus)
         evaluation.notes += trained_files_notes(source, tasks)
     elif opened.embedded is not None and (run := _embedded_by(opened.embedded)) is not None:
@@ -209,10 +209,10 @@ def _beside_the_probes(
 
 
 def _random_reference(opened: Source, source: str, *, warn: bool) -> str | None:
-    """The checkpoint whose architecture ``baseline:random`` takes: the source itself, or the
-    one an ``.npz`` of ``musicssl embed`` names when it is there; else None (the demo's
-    network, said when ``warn``)."""
-    if opened.is_checkpoint:
+    """The checkpoint (or ``hf:FOLDER``) whose architecture ``baseline:random`` takes: the
+    source itself, or the checkpoint an ``.npz`` of ``musicssl embed`` names when it is
+    there; else None (the demo's network, said when ``warn``)."""
+    if opened.is_encoder:
         return source
     embedded_by = _embedded_by(opened.embedded) if opened.embedded is not None else None
     if embedded_by is not None and Path(embedded_by).is_dir():

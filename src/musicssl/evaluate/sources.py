@@ -1,4 +1,5 @@
-"""What gives embeddings to evaluate: a checkpoint, an ``.npz`` from any system, or a baseline.
+"""What gives embeddings to evaluate: a checkpoint, a Hugging Face model, an ``.npz`` from any
+system, or a baseline.
 
 ``open_source`` turns the command line's SOURCE into a ``Source``: a model to embed audio with
 (a checkpoint's encoder, or a baseline), or the ready arrays of an ``.npz``. A source also
@@ -22,6 +23,7 @@ from musicssl import checkpoint
 from musicssl.embed import DEFAULT_READOUT
 from musicssl.errors import MusicSSLError
 from musicssl.files import file_hash
+from musicssl.huggingface import is_huggingface
 
 if TYPE_CHECKING:
     from musicssl.embed import Model
@@ -144,7 +146,7 @@ class Source:
     """Something that gives embeddings.
 
     Attributes:
-        label: how reports name it (the path as given, or ``baseline:NAME``).
+        label: how reports name it (the path as given, ``hf:FOLDER`` or ``baseline:NAME``).
         model: a ``musicssl.embed.Model`` or a baseline; None for an ``.npz``.
         embedded: the ``.npz``'s embeddings; None for a model.
         identity: what makes its embeddings what they are (for cache keys).
@@ -163,6 +165,12 @@ class Source:
 
     @property
     def is_checkpoint(self) -> bool:
+        """A run or checkpoint of this toolkit: what it trained on is known."""
+        return self.checkpoint is not None
+
+    @property
+    def is_encoder(self) -> bool:
+        """An encoder to probe beyond its embeddings: a checkpoint or ``hf:FOLDER``."""
         return self.model is not None and not self.is_baseline
 
 
@@ -173,11 +181,12 @@ def open_source(
     device: str = "cpu",
     readout: str = DEFAULT_READOUT,
 ) -> Source:
-    """Open a checkpoint, a run folder, an ``.npz`` or ``baseline:NAME``.
+    """Open a checkpoint, a run folder, ``hf:FOLDER``, an ``.npz`` or ``baseline:NAME``.
 
     Args:
         spec: what to evaluate.
-        reference: for ``baseline:random``, the checkpoint whose architecture to use.
+        reference: for ``baseline:random``, the checkpoint (or ``hf:FOLDER``) whose
+            architecture to use.
         device: where a model embeds.
         readout: the layers' read-out of an encoder (``musicssl.embed.Model``).
 
@@ -190,6 +199,11 @@ def open_source(
         name = spec.removeprefix(BASELINE_PREFIX)
         model = build_baseline(name, reference=reference, device=device, readout=readout)
         return Source(spec, model=model, identity={"baseline": model.config()})
+    if is_huggingface(spec):
+        from musicssl.embed import load
+
+        loaded = load(spec, device=device, readout=readout)
+        return Source(spec, model=loaded, identity={"huggingface": loaded.fingerprint})
     path = Path(spec)
     if path.suffix == ".npz":
         return Source(spec, embedded=read_npz(path), identity={"npz": file_hash(path)})

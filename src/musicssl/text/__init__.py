@@ -8,7 +8,7 @@ captions as they are. ``TEXT_ENCODERS`` maps a recipe's ``text_encoder`` name to
 - ``scratch``: a small transformer with its own WordPiece tokenizer, trained from nothing on
   the built-in corpus's captions (offline; the tokenizer travels in the weights);
 - ``huggingface``: a model folder on this machine, loaded with ``transformers`` offline
-  (``pip install musicssl[text]``).
+  (``pip install musicssl[huggingface]``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A text encoder from a Hugging Face model folder on this machine, loaded offline.
 
-``transformers`` is an optional extra (``pip install musicssl[text]``): it is large, its
+``transformers`` is an optional extra (``pip install musicssl[huggingface]``): it is large, its
 releases have broken checkpoint loading before, and the default text tower needs none of it.
 Nothing is downloaded: the folder must hold the model's config, weights and tokenizer
 (``save_pretrained``); a trained run keeps the weights, and needs the folder again only for
@@ -16,6 +16,7 @@ from typing import Any
 from torch import Tensor
 
 from musicssl.errors import MusicSSLError
+from musicssl.huggingface import first_line, need_transformers
 from musicssl.text.base import TextEncoder, device_of
 
 POOLINGS = ("mean", "cls")
@@ -75,20 +76,16 @@ def huggingface(
             model and tokenizer.
     """
     folder = Path(path)
-    try:
-        from transformers import AutoModel, AutoTokenizer
-    except ImportError:
-        raise MusicSSLError(
-            f"text encoder huggingface ({folder}) needs transformers: pip install musicssl[text]"
-        ) from None
+    transformers = need_transformers(f"text encoder huggingface ({folder})")
     if not folder.is_dir():
         raise MusicSSLError(f"{folder}: no such model folder (a local save_pretrained folder)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = AutoModel.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError, KeyError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise MusicSSLError(f"{folder}: cannot load a model and tokenizer ({first})") from None
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
+    except Exception as error:  # transformers and safetensors raise many kinds for a bad file
+        raise MusicSSLError(
+            f"{folder}: cannot load a model and tokenizer ({first_line(error)})"
+        ) from None
     return HuggingFaceTextEncoder(
         model, tokenizer, path=str(folder), pooling=pooling, max_tokens=max_tokens
     )

@@ -242,9 +242,9 @@ def reading(systems: Sequence[System]) -> str:
         text += (
             f"{BEST_MARK} marks the best system on a task, {NEAR_MARK} a system within noise "
             "of it (|difference| <= 2 · sqrt(std_best² + std²)). 'keeps' sets the source "
-            "against its random weights (a checkpoint's own architecture, or that of the "
-            "checkpoint an .npz of musicssl embed names; beside another .npz, baseline:random "
-            "is the demo's network, another baseline) and the best other "
+            "against its random weights (the architecture of a checkpoint or an hf: model, or "
+            "of the checkpoint an .npz of musicssl embed names; beside another .npz, "
+            "baseline:random is the demo's network, another baseline) and the best other "
             "baseline: below random weights, the training lost what the architecture held. "
         )
     if any(name.endswith("@transfer") for name in task_names(systems)):

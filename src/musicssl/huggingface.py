@@ -1,0 +1,210 @@
+"""An audio model from a Hugging Face folder on this machine, embedded and probed like a run.
+
+``hf:FOLDER`` names one wherever a run is read (``musicssl embed``, ``musicssl evaluate``,
+``musicssl.load``), so a published model (wav2vec 2.0, HuBERT, WavLM, data2vec-audio: models
+that read the waveform through a convolutional feature encoder) is probed by the same
+protocol, beside the same baselines, as a run of this toolkit. The folder is what
+``save_pretrained`` writes: ``config.json``, the weights, and the feature extractor's
+``preprocessor_config.json`` (its sample rate, and whether it normalises each input). Nothing
+is downloaded.
+
+Every hidden state is a layer: the feature encoder's projected frames first, then the output
+of each transformer block, so ``--layers all`` probes each. Audio is cut into windows of
+``WINDOW_SECONDS`` (the crop MERT and many music models train on), each normalised as the
+feature extractor would, and the clip embedding is the mean of the last layer's frames.
+
+A model that needs code of its own (``auto_map`` in its config, as MERT's) is refused rather
+than run: embed with that code, save ``names`` and ``emb`` in an ``.npz``, and evaluate that.
+``transformers`` is an optional extra (``pip install musicssl[huggingface]``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from musicssl.encoders._shared import check_waveforms
+from musicssl.encoders.base import Encoder
+from musicssl.errors import MusicSSLError
+from musicssl.files import file_hash
+
+PREFIX = "hf:"
+HUGGINGFACE = "huggingface"  # what a random-weights baseline of such a model names it
+WINDOW_SECONDS = 5.0
+WEIGHT_FILES = ("*.safetensors", "*.bin")
+
+
+def is_huggingface(spec: object) -> bool:
+    """Whether ``spec`` names a Hugging Face folder (``hf:FOLDER``)."""
+    return isinstance(spec, str) and spec.startswith(PREFIX)
+
+
+def need_transformers(what: str) -> Any:
+    """The ``transformers`` module, its progress bars off (a load is quick and offline).
+
+    Raises:
+        MusicSSLError: it is not installed.
+    """
+    try:
+        import transformers
+    except ImportError:
+        raise MusicSSLError(
+            f"{what} needs transformers: pip install musicssl[huggingface]"
+        ) from None
+    transformers.utils.logging.disable_progress_bar()
+    return transformers
+
+
+def first_line(error: Exception) -> str:
+    """An exception's first line, or its type's name when it says nothing."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class HuggingFaceAudio(Encoder):
+    """A ``transformers`` audio model with a convolutional feature encoder, as an encoder.
+
+    Args:
+        model: the ``AutoModel`` (wav2vec 2.0 family: ``input_values`` in, ``hidden_states``
+            out).
+        path: the folder it came from, for messages and ``config``.
+        sample_rate: the rate its feature extractor expects.
+        normalize: whether each window is scaled to zero mean and unit variance first, as
+            the feature extractor's ``do_normalize`` does.
+        weights: what identifies the weights: a hash of the folder's model files, or of its
+            config for random weights.
+    """
+
+    def __init__(
+        self, model: Any, *, path: str, sample_rate: int, normalize: bool, weights: str
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.path = path
+        self.normalize = normalize
+        self.weights = weights
+        self.embedding_dim = int(model.config.hidden_size)
+        self.sample_rate = int(sample_rate)
+        self.input_samples = round(WINDOW_SECONDS * self.sample_rate)
+        self.num_layers = int(model.config.num_hidden_layers) + 1
+        self._hop = math.prod(int(stride) for stride in model.config.conv_stride)
+
+    def forward_layers(self, x: Tensor) -> list[Tensor]:
+        """Every hidden state. Shape: (B, num_samples) -> (B, hidden_size, frames) each."""
+        check_waveforms(x, PREFIX + self.path)
+        if self.normalize:  # as Wav2Vec2FeatureExtractor: (x - mean) / sqrt(var + 1e-7)
+            mean = x.mean(dim=-1, keepdim=True)
+            var = x.var(dim=-1, keepdim=True, unbiased=False)
+            x = (x - mean) / torch.sqrt(var + 1e-7)
+        hidden = self.model(input_values=x, output_hidden_states=True).hidden_states
+        return [state.transpose(1, 2) for state in hidden]
+
+    def frame_hop(self, layer: int | None = None) -> int:
+        """Input samples between frames: the product of the feature encoder's strides."""
+        return self._hop
+
+    def config(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+
+def load_huggingface(path: str | os.PathLike, *, seed: int | None = None) -> HuggingFaceAudio:
+    """The audio model saved in the folder ``path``, with no network access.
+
+    Args:
+        path: a ``save_pretrained`` folder (``hf:`` in front is taken off).
+        seed: None for the saved weights; else the same architecture with random weights
+            drawn from this seed (the ``baseline:random`` of the model), the global random
+            state left as it was.
+
+    Raises:
+        MusicSSLError: ``transformers`` is missing, or the folder holds no model this reads
+            (each reason named).
+    """
+    folder = Path(str(path).removeprefix(PREFIX))
+    transformers = need_transformers(PREFIX + str(folder))
+    config, preprocessor = _read_configs(folder, transformers)
+    try:
+        if seed is None:
+            model = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = transformers.AutoModel.from_config(
+                    transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+                )
+    except Exception as error:  # transformers and safetensors raise many kinds for a bad file
+        raise MusicSSLError(f"{folder}: cannot load the model ({first_line(error)})") from None
+    if seed is None:
+        weights = _weights_hash(folder)
+    else:  # the architecture: its config
+        weights = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+    return HuggingFaceAudio(
+        model.float(),
+        path=str(folder),
+        sample_rate=int(preprocessor["sampling_rate"]),
+        normalize=bool(preprocessor.get("do_normalize", False)),
+        weights=weights,
+    )
+
+
+def _read_configs(folder: Path, transformers: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The folder's ``config.json`` and ``preprocessor_config.json``, checked to describe a
+    model this reads."""
+    if not folder.is_dir():
+        raise MusicSSLError(f"{folder}: no such model folder (a local save_pretrained folder)")
+    config = _json(folder / "config.json", "the model's config, which save_pretrained writes")
+    model_type = config.get("model_type")
+    if model_type not in transformers.CONFIG_MAPPING:
+        if "auto_map" in config:
+            raise MusicSSLError(
+                f"{folder}: the model ({model_type}) needs code of its own (auto_map), which "
+                "musicssl does not run: embed with that code, save names and emb in an .npz, "
+                "and evaluate the .npz"
+            )
+        raise MusicSSLError(
+            f"{folder}: model_type {model_type!r} is not one transformers "
+            f"{transformers.__version__} knows"
+        )
+    if "conv_stride" not in config:
+        raise MusicSSLError(
+            f"{folder}: a {model_type} model; hf: reads models that take the waveform through "
+            "a convolutional feature encoder (wav2vec2, hubert, wavlm, data2vec-audio, ...)"
+        )
+    preprocessor = _json(
+        folder / "preprocessor_config.json",
+        "the feature extractor's sampling_rate and do_normalize (save_pretrained writes it)",
+    )
+    rate = preprocessor.get("sampling_rate")
+    if not isinstance(rate, int) or isinstance(rate, bool) or rate < 1:
+        raise MusicSSLError(
+            f"{folder / 'preprocessor_config.json'}: sampling_rate must be a rate in Hz, "
+            f"got {rate!r}"
+        )
+    return config, preprocessor
+
+
+def _json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise MusicSSLError(f"{path}: missing ({what})")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MusicSSLError(f"{path}: unreadable ({first_line(error)})") from None
+    if not isinstance(value, dict):
+        raise MusicSSLError(f"{path}: not a JSON object")
+    return value
+
+
+def _weights_hash(folder: Path) -> str:
+    """One hash over the model's weight files and both configs: what makes its embeddings."""
+    files = sorted(file for pattern in WEIGHT_FILES for file in folder.glob(pattern))
+    files += [folder / "config.json", folder / "preprocessor_config.json"]
+    joined = "\n".join(f"{file.name}:{file_hash(file)}" for file in files)
+    return hashlib.sha256(joined.encode()).hexdigest()

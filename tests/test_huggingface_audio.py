@@ -1,0 +1,146 @@
+"""An audio model from a local Hugging Face folder (``hf:FOLDER``), on tiny models made here:
+its layers as transformers computes them, its frames' times, its random-weights baseline, its
+identity, and the one-line refusals."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import musicssl
+from musicssl.errors import MusicSSLError
+from musicssl.evaluate.baselines import build_baseline
+from musicssl.evaluate.run import evaluate
+from musicssl.evaluate.sources import open_source
+
+transformers = pytest.importorskip("transformers")
+
+STRIDES = (5, 4, 4)  # 80 samples between frames
+
+
+def _save(folder: Path, *, kind: str = "wav2vec2", seed: int = 1, normalize: bool = True) -> Path:
+    """A two-block model of ``kind`` with its feature extractor, as save_pretrained writes it."""
+    sizes = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                 conv_dim=(16, 16, 16), conv_stride=STRIDES, conv_kernel=(10, 4, 4),
+                 num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)  # fmt: skip
+    torch.manual_seed(seed)
+    if kind == "wav2vec2":
+        model = transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**sizes))
+    else:
+        model = transformers.HubertModel(transformers.HubertConfig(**sizes))
+    model.save_pretrained(folder)
+    transformers.Wav2Vec2FeatureExtractor(
+        sampling_rate=16000, do_normalize=normalize, return_attention_mask=False
+    ).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["wav2vec2", "hubert"])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_every_layer_is_a_hidden_state_as_transformers_computes_it(
+    tmp_path: Path, kind: str, normalize: bool
+):
+    folder = _save(tmp_path / "model", kind=kind, normalize=normalize)
+    model = musicssl.load(f"hf:{folder}")
+    assert (model.sample_rate, model.window_samples, model.num_layers) == (16000, 80000, 3)
+    assert model.embedding_dim == 32 and model.encoder.frame_hop() == 80
+    signal = np.random.default_rng(0).normal(0.1, 0.3, 80000).astype(np.float32)
+    extractor = transformers.AutoFeatureExtractor.from_pretrained(folder)
+    reference = transformers.AutoModel.from_pretrained(folder).eval()
+    inputs = extractor(signal, sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        expected = reference(**inputs, output_hidden_states=True).hidden_states
+        layers = model.encoder.forward_layers(torch.from_numpy(signal)[None])
+    assert len(layers) == len(expected) == 3
+    for ours, theirs in zip(layers, expected):
+        assert ours.shape == (1, 32, theirs.shape[1])
+        torch.testing.assert_close(ours.transpose(1, 2), theirs, atol=1e-4, rtol=1e-4)
+    # One window: the clip embedding is the mean of the last layer's frames.
+    embedded = model.embed(signal, 16000, layers="all", frames=True)
+    np.testing.assert_allclose(embedded.clip, expected[-1][0].mean(0).numpy(), atol=1e-4)
+    assert len(embedded.layers) == 3 and embedded.frames.shape == (expected[-1].shape[1], 32)
+    np.testing.assert_allclose(np.diff(embedded.times), 80 / 16000)
+
+
+def test_the_fingerprint_follows_the_weights_and_the_random_baseline_is_the_same_architecture(
+    tmp_path: Path,
+):
+    first = _save(tmp_path / "a", seed=1)
+    again = musicssl.load(f"hf:{first}").fingerprint
+    assert again == musicssl.load(f"hf:{first}").fingerprint
+    assert again != musicssl.load(f"hf:{_save(tmp_path / 'b', seed=2)}").fingerprint
+    random_a = build_baseline("random", reference=f"hf:{first}")
+    random_b = build_baseline("random", reference=f"hf:{first}")
+    trained = musicssl.load(f"hf:{first}").encoder.state_dict()
+    drawn = random_a.encoder.state_dict()
+    assert drawn.keys() == trained.keys()
+    assert all(torch.equal(v, random_b.encoder.state_dict()[k]) for k, v in drawn.items())
+    assert not all(torch.equal(v, trained[k]) for k, v in drawn.items())
+    assert random_a.config()["encoder"]["name"] == "huggingface"
+    # The source's identity (the cache key) is the fingerprint: new weights, new embeddings.
+    assert open_source(f"hf:{first}").identity == {"huggingface": again}
+
+
+def test_an_hf_model_is_evaluated_beside_random_weights_of_its_architecture(
+    tiny_corpus: Path, tmp_path: Path
+):
+    folder = _save(tmp_path / "model")
+    results = evaluate(f"hf:{folder}", out=tmp_path / "out", corpus=tiny_corpus, tasks=["key"],
+                       seeds=1, baselines=["random"], cache=tmp_path / "cache",
+                       progress=False)  # fmt: skip
+    assert set(results.tasks) == {"key"} and results.equivariance
+    assert results.baselines is not None and set(results.baselines) == {"baseline:random"}
+    assert len(list((tmp_path / "cache" / "embeddings").glob("*.npz"))) == 2
+    assert not results.notes  # nothing of ours trained it: no training notes
+
+
+def test_embed_writes_the_models_fingerprint(tmp_path: Path):
+    folder = _save(tmp_path / "model")
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    import soundfile
+
+    for name in ("a", "b"):
+        soundfile.write(
+            audio / f"{name}.wav", np.random.default_rng(1).normal(0, 0.1, 24000), 16000
+        )
+    command = ["embed", f"hf:{folder}", str(audio), "--out", str(tmp_path / "e.npz")]
+    done = subprocess.run(
+        [sys.executable, "-m", "musicssl", *command], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    with np.load(tmp_path / "e.npz") as data:
+        assert data["emb"].shape == (2, 32) and "checkpoint" not in data.files
+        assert str(data["encoder"]) == musicssl.load(f"hf:{folder}").fingerprint
+
+
+def test_folders_it_cannot_read_are_refused_in_one_line(tmp_path: Path):
+    with pytest.raises(MusicSSLError, match="nowhere: no such model folder"):
+        musicssl.load(f"hf:{tmp_path / 'nowhere'}")
+    folder = _save(tmp_path / "model")
+    (folder / "preprocessor_config.json").unlink()
+    with pytest.raises(MusicSSLError, match=r"preprocessor_config.json: missing \(the feature"):
+        musicssl.load(f"hf:{folder}")
+    custom = tmp_path / "custom"
+    custom.mkdir()
+    (custom / "config.json").write_text(json.dumps({"model_type": "mert", "auto_map": {}}))
+    with pytest.raises(MusicSSLError, match="needs code of its own .* evaluate the .npz"):
+        musicssl.load(f"hf:{custom}")
+    text = tmp_path / "bert"
+    transformers.BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+                            intermediate_size=8).save_pretrained(text)  # fmt: skip
+    with pytest.raises(MusicSSLError, match="a bert model; hf: reads models that take the wave"):
+        musicssl.load(f"hf:{text}")
+    broken = _save(tmp_path / "broken")
+    (broken / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(MusicSSLError, match="broken: cannot load the model"):
+        musicssl.load(f"hf:{broken}")
+    done = subprocess.run([sys.executable, "-m", "musicssl", "embed", f"hf:{tmp_path / 'gone'}",
+                           str(tmp_path), "--out", str(tmp_path / "e.npz")],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 2 and "gone: no such folder" in done.stderr
+    assert "Traceback" not in done.stderr
