@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,22 @@ def test_embeddings_are_cached_and_cached_equals_uncached(tiny_corpus: Path, tmp
     assert cached[0].stat().st_mtime_ns == stamp  # read, not rewritten
     for name in FAST:
         assert first.tasks[name].metrics == second.tasks[name].metrics
+    cached[0].write_bytes(cached[0].read_bytes()[:100])  # a damaged cache file: embedded again
+    third = run("c")
+    assert cached[0].stat().st_size > 100
+    for name in FAST:
+        assert first.tasks[name].metrics == third.tasks[name].metrics
+
+
+def test_a_rerun_says_what_it_read_from_the_cache(tiny_corpus: Path, tmp_path: Path, capsys):
+    options = dict(corpus=tiny_corpus, tasks=["key"], seeds=1, baselines=["logmel"],
+                   cache=tmp_path / "cache", progress=True)  # fmt: skip
+    evaluate("baseline:mfcc", out=tmp_path / "a", **options)
+    assert "read from the cache" not in capsys.readouterr().out
+    evaluate("baseline:mfcc", out=tmp_path / "b", **options)
+    said = capsys.readouterr().out
+    assert re.search(r"embed: \d+ files read from the cache \(.*embeddings.*\.npz\)", said)
+    assert "baseline:logmel: its results read from the cache" in said
 
 
 def test_random_npz_scores_near_chance_and_missing_names_skip_a_task(

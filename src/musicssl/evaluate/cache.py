@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from musicssl.evaluate.results import PROTOCOL_VERSION, Evaluation
 from musicssl.evaluate.sources import Embedded, Source
 from musicssl.evaluate.task import Task
 from musicssl.files import atomic_path, file_hash, write_text
+from musicssl.plural import counted
 
 
 def default_cache() -> Path:
@@ -75,13 +77,15 @@ class EvaluationCache:
             }
         )
         path = self.folder / "embeddings" / f"{key}.npz"
-        if path.is_file():
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
-            skipped = [str(line) for line in arrays.pop("skipped").tolist()]
-            for line in skipped:  # said again: a second evaluation hides no bad file
+        cached = _read_cached(path)
+        if cached is not None:
+            if progress:
+                print(
+                    f"embed: {counted(len(names), 'file')} read from the cache ({path})", flush=True
+                )
+            for line in cached.skipped:  # said again: a second evaluation hides no bad file
                 print(f"skipped {line}", flush=True)
-            return Embedded(arrays, skipped)
+            return cached
         items = file_items(root, names, sr=source.model.sample_rate)
         arrays, skipped = embed_items(
             source.model,
@@ -122,6 +126,17 @@ class EvaluationCache:
                 f"{folder}: cannot write the evaluation cache ({error.strerror}); "
                 "choose another --cache"
             ) from None
+
+
+def _read_cached(path: Path) -> Embedded | None:
+    """The embeddings cached at ``path``; None when absent, or unreadable (embedded again)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        skipped = [str(line) for line in arrays.pop("skipped").tolist()]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    return Embedded(arrays, skipped)
 
 
 def results_key(

@@ -340,6 +340,8 @@ def baseline_results(
     key = results_key(source, tasks, seeds=seeds, layers=layers)
     cached = store.results(key)
     if cached is not None:
+        if progress:
+            print(f"{label}: its results read from the cache ({store.folder})", flush=True)
         return cached
     if progress:
         print(f"evaluating {label} for comparison", flush=True)
