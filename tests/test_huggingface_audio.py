@@ -66,6 +66,34 @@ def test_every_layer_is_a_hidden_state_as_transformers_computes_it(
     np.testing.assert_allclose(np.diff(embedded.times), 80 / 16000)
 
 
+def _as_mert(folder: Path, **additions) -> Path:
+    """A HuBERT folder rewritten as MERT's files are: its own model_type and code, its options."""
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="mert_model", architectures=["MERTModel"],
+                  auto_map={"AutoModel": "modeling_MERT.MERTModel"},
+                  **{"feature_extractor_cqt": False, "deepnorm": False, "attention_relax": -1.0,
+                     **additions})  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_a_mert_folder_is_read_as_the_hubert_it_is_built_on_without_its_code(tmp_path: Path):
+    folder = _save(tmp_path / "mert", kind="hubert")
+    reference = transformers.HubertModel.from_pretrained(folder).eval()
+    _as_mert(folder)
+    model = musicssl.load(f"hf:{folder}")
+    signal = torch.randn(1, 16000)
+    with torch.no_grad():
+        expected = reference(signal, output_hidden_states=True).hidden_states
+        for ours, theirs in zip(model.encoder.forward_layers(signal), expected, strict=True):
+            torch.testing.assert_close(ours.transpose(1, 2), theirs)
+    for option, value in (("feature_extractor_cqt", True), ("deepnorm", True),
+                          ("attention_relax", 32.0)):  # fmt: skip
+        on = _as_mert(_save(tmp_path / option, kind="hubert"), **{option: value})
+        with pytest.raises(MusicSSLError, match=f"a MERT model with {option}={value!r}"):
+            musicssl.load(f"hf:{on}")
+
+
 def test_the_fingerprint_follows_the_weights_and_the_random_baseline_is_the_same_architecture(
     tmp_path: Path,
 ):
@@ -135,6 +163,11 @@ def test_folders_it_cannot_read_are_refused_in_one_line(tmp_path: Path):
                             intermediate_size=8).save_pretrained(text)  # fmt: skip
     with pytest.raises(MusicSSLError, match="a bert model; hf: reads models that take the wave"):
         musicssl.load(f"hf:{text}")
+    other = _save(tmp_path / "other")  # a config of three blocks beside weights of two
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3}))
+    with pytest.raises(MusicSSLError, match=r"other: the weights leave \d+ of the model's tensors"):
+        musicssl.load(f"hf:{other}")
     broken = _save(tmp_path / "broken")
     (broken / "model.safetensors").write_bytes(b"not weights")
     with pytest.raises(MusicSSLError, match="broken: cannot load the model"):

@@ -13,9 +13,14 @@ of each transformer block, so ``--layers all`` probes each. Audio is cut into wi
 ``WINDOW_SECONDS`` (the crop MERT and many music models train on), each normalised as the
 feature extractor would, and the clip embedding is the mean of the last layer's frames.
 
-A model that needs code of its own (``auto_map`` in its config, as MERT's) is refused rather
-than run: embed with that code, save ``names`` and ``emb`` in an ``.npz``, and evaluate that.
-``transformers`` is an optional extra (``pip install musicssl[huggingface]``).
+MERT (``model_type: mert_model``) ships code of its own, which is never run here: a MERT
+folder is read as the HuBERT it is built on when its config turns off what MERT adds to it
+(``feature_extractor_cqt``, ``deepnorm``, ``attention_relax``), and refused, naming the
+option, otherwise. Any other model that needs code of its own
+(``auto_map`` in its config) is refused too: embed with that code, save ``names`` and ``emb``
+in an ``.npz``, and evaluate that. Weights that leave any tensor of the model unfilled are
+refused rather than left at random. ``transformers`` is an optional extra
+(``pip install musicssl[huggingface]``).
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ PREFIX = "hf:"
 HUGGINGFACE = "huggingface"  # what a random-weights baseline of such a model names it
 WINDOW_SECONDS = 5.0
 WEIGHT_FILES = ("*.safetensors", "*.bin")
+MERT = "mert_model"
+# What MERT adds to HuBERT, and the value that leaves it out.
+MERT_ADDITIONS = {"feature_extractor_cqt": False, "deepnorm": False, "attention_relax": -1.0}
 
 
 def is_huggingface(spec: object) -> bool:
@@ -131,16 +139,25 @@ def load_huggingface(path: str | os.PathLike, *, seed: int | None = None) -> Hug
     transformers = need_transformers(PREFIX + str(folder))
     config, preprocessor = _read_configs(folder, transformers)
     try:
+        architecture, known = _architecture(folder, config, transformers)
         if seed is None:
-            model = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
+            model, loading = architecture.from_pretrained(
+                folder, config=known, local_files_only=True, output_loading_info=True
+            )
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                model = transformers.AutoModel.from_config(
-                    transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
-                )
+                model, loading = architecture.from_config(known), {}
+    except MusicSSLError:
+        raise
     except Exception as error:  # transformers and safetensors raise many kinds for a bad file
         raise MusicSSLError(f"{folder}: cannot load the model ({first_line(error)})") from None
+    missing = sorted(loading.get("missing_keys", ()))
+    if missing:
+        raise MusicSSLError(
+            f"{folder}: the weights leave {len(missing)} of the model's tensors unfilled "
+            f"({missing[0]}, ...): weights of another architecture?"
+        )
     if seed is None:
         weights = _weights_hash(folder)
     else:  # the architecture: its config
@@ -154,6 +171,33 @@ def load_huggingface(path: str | os.PathLike, *, seed: int | None = None) -> Hug
     )
 
 
+def _architecture(folder: Path, config: dict[str, Any], transformers: Any) -> tuple[Any, Any]:
+    """The model class to load the folder with, and its config (a MERT one as HuBERT's)."""
+    if config.get("model_type") == MERT:
+        return transformers.HubertModel, _mert_as_hubert(folder, config, transformers)
+    return transformers.AutoModel, transformers.AutoConfig.from_pretrained(
+        folder, local_files_only=True
+    )
+
+
+def _mert_as_hubert(folder: Path, config: dict[str, Any], transformers: Any) -> Any:
+    """A MERT config as the ``HubertConfig`` it equals when MERT's additions are off.
+
+    Raises:
+        MusicSSLError: one of them is on (the model is not a HuBERT).
+    """
+    for option, off in MERT_ADDITIONS.items():
+        value = config.get(option, off)
+        if value != off and not (option == "attention_relax" and value <= 0):
+            raise MusicSSLError(
+                f"{folder}: a MERT model with {option}={value!r}, which the HuBERT it is built "
+                "on lacks; embed with MERT's own code, save names and emb in an .npz, and "
+                "evaluate the .npz"
+            )
+    kept = {key: value for key, value in config.items() if key not in ("model_type", "auto_map")}
+    return transformers.HubertConfig(**kept)
+
+
 def _read_configs(folder: Path, transformers: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The folder's ``config.json`` and ``preprocessor_config.json``, checked to describe a
     model this reads."""
@@ -161,7 +205,7 @@ def _read_configs(folder: Path, transformers: Any) -> tuple[dict[str, Any], dict
         raise MusicSSLError(f"{folder}: no such model folder (a local save_pretrained folder)")
     config = _json(folder / "config.json", "the model's config, which save_pretrained writes")
     model_type = config.get("model_type")
-    if model_type not in transformers.CONFIG_MAPPING:
+    if model_type not in transformers.CONFIG_MAPPING and model_type != MERT:
         if "auto_map" in config:
             raise MusicSSLError(
                 f"{folder}: the model ({model_type}) needs code of its own (auto_map), which "

@@ -253,7 +253,9 @@ EQUIVARIANCE_NOTE = (
     "How far the clip embedding moves under a transform of known size: invariance = "
     "1 - d(x, Tx) / d(x, y), cosine distances averaged over test clips (d(x, y): between "
     "different clips). 1: unmoved; 0: moved as far as another clip; pitch shifts are "
-    "tape-style (tempo moves too), tempo changes keep pitch."
+    "tape-style (tempo moves too), tempo changes keep pitch. Neither end is better in itself: "
+    "an embedding that must tell keys or pitches apart has to move under a pitch shift, one "
+    "for style or tags may stay; near 1 under a pitch shift, key and pitch are lost to any probe."
 )
 
 
