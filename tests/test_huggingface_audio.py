@@ -132,10 +132,10 @@ def test_embed_writes_the_models_fingerprint(tmp_path: Path):
     audio.mkdir()
     import soundfile
 
-    for name in ("a", "b"):
-        soundfile.write(
-            audio / f"{name}.wav", np.random.default_rng(1).normal(0, 0.1, 24000), 16000
-        )
+    for seed, name in enumerate(("a", "b")):  # noise, and a tone
+        rng = np.random.default_rng(seed)
+        signal = rng.normal(0, 0.1, 24000) if seed == 0 else 0.5 * np.sin(np.arange(24000) / 9)
+        soundfile.write(audio / f"{name}.wav", signal, 16000)
     command = ["embed", f"hf:{folder}", str(audio), "--out", str(tmp_path / "e.npz")]
     done = subprocess.run(
         [sys.executable, "-m", "musicssl", *command], capture_output=True, text=True
@@ -144,6 +144,21 @@ def test_embed_writes_the_models_fingerprint(tmp_path: Path):
     with np.load(tmp_path / "e.npz") as data:
         assert data["emb"].shape == (2, 32) and "checkpoint" not in data.files
         assert str(data["encoder"]) == musicssl.load(f"hf:{folder}").fingerprint
+
+    # Audio-to-audio search through the same model; text needs an audio-text run.
+    def musicssl_cli(*words: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "musicssl", *words]
+        return subprocess.run(command, capture_output=True, text=True)
+
+    assert (
+        musicssl_cli("index", str(tmp_path / "e.npz"), "--out", str(tmp_path / "idx")).returncode
+        == 0
+    )
+    found = musicssl_cli("search", str(tmp_path / "idx"), "--run", f"hf:{folder}", "--audio",
+                         str(audio / "b.wav"), "-k", "1")  # fmt: skip
+    assert found.returncode == 0 and found.stdout.split()[-1] == "b.wav"
+    done = musicssl_cli("search", str(tmp_path / "idx"), "--run", f"hf:{folder}", "--text", "x")
+    assert done.returncode == 1 and "this model has no text tower" in done.stderr
 
 
 def test_folders_it_cannot_read_are_refused_in_one_line(tmp_path: Path):

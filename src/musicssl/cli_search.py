@@ -12,6 +12,7 @@ from musicssl.cli_options import (
     existing_file,
     existing_folder,
     given,
+    model_folder,
     output_folder,
     positive_int,
 )
@@ -65,9 +66,9 @@ def add_search(verbs: Any) -> None:
         "--run",
         dest="checkpoint",  # args.run is the verb's function
         required=True,
-        type=existing_folder,
+        type=model_folder,
         metavar="RUN",
-        help="the run (or checkpoint) that embedded INDEX's clips",
+        help="the run (or checkpoint, or hf:FOLDER) that embedded INDEX's clips",
     )
     search.option(
         "-k", "--k", type=positive_int, metavar="N", help="clips to print (default: %(default)s)"

@@ -150,7 +150,10 @@ class Model:
             from musicssl.search import text_side
 
             if self.checkpoint is None:
-                raise MusicSSLError("this model has no checkpoint, so no text tower")
+                raise MusicSSLError(
+                    "this model has no text tower: text goes through a run of an audio-text "
+                    "recipe (clap-shortchunk-cpu, slap-shortchunk-cpu)"
+                )
             self._text_side = text_side(self.checkpoint, device=self.device)
         return self._text_side
 

@@ -1,0 +1,143 @@
+"""Embedding a folder with a Hugging Face audio model: ``hf:FOLDER`` against the usual script.
+
+The model is HuBERT base in size (``HubertConfig()``: 12 blocks of 768, 95M parameters) with
+random weights, saved to a temporary folder with its feature extractor; the audio is
+``--files`` WAV files of ``--seconds`` s, 44.1 kHz stereo, also temporary. Two ways, each
+giving every layer's mean over time per file, timed in alternating rounds (the machine is
+shared; the median of interleaved rounds keeps a slow spell from favouring one):
+
+- musicssl: ``musicssl.load("hf:FOLDER")`` and ``embed_files(model, folder, layers="all")``:
+  files decoded and resampled as they stream, 5 s windows encoded in batches, an ``.npz``
+  written;
+- the usual script: per file, ``soundfile.read``, a mean over channels, ``soxr.resample`` to
+  16 kHz, ``Wav2Vec2FeatureExtractor``, the model on the whole file with
+  ``output_hidden_states=True``, and each hidden state's mean over time.
+
+Writes the table to ``--out`` (default bench/results/huggingface_cpu.md):
+
+    .venv/bin/python bench/bench_huggingface.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import soxr
+import torch
+
+import musicssl
+from musicssl.embed_folder import embed_files
+from musicssl.files import write_text
+from musicssl.runtime import configure_cpu_runtime
+
+COMMAND = ".venv/bin/python bench/bench_huggingface.py"
+
+
+def make_model(folder: Path) -> None:
+    import transformers
+
+    torch.manual_seed(0)
+    transformers.HubertModel(transformers.HubertConfig()).save_pretrained(folder)
+    transformers.Wav2Vec2FeatureExtractor(
+        sampling_rate=16000, do_normalize=True, return_attention_mask=False
+    ).save_pretrained(folder)
+
+
+def make_audio(folder: Path, *, files: int, seconds: float) -> list[Path]:
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    paths = []
+    for i in range(files):
+        t = np.arange(round(seconds * 44100)) / 44100
+        tone = 0.3 * np.sin(2 * np.pi * 220 * (1 + i / files) * t)
+        stereo = np.stack([tone, tone + 0.05 * rng.standard_normal(t.size)], axis=1)
+        paths.append(folder / f"clip{i:02d}.wav")
+        soundfile.write(paths[-1], stereo.astype(np.float32), 44100, subtype="PCM_16")
+    return paths
+
+
+def usual_script(folder: Path, paths: list[Path]) -> list[np.ndarray]:
+    """What a user writes with transformers alone: one file, one forward pass."""
+    import transformers
+
+    extractor = transformers.AutoFeatureExtractor.from_pretrained(folder, local_files_only=True)
+    model = transformers.AutoModel.from_pretrained(folder, local_files_only=True).eval()
+    vectors = []
+    with torch.no_grad():
+        for path in paths:
+            audio, rate = soundfile.read(path, dtype="float32")
+            mono = soxr.resample(audio.mean(axis=1), rate, 16000)
+            inputs = extractor(mono, sampling_rate=16000, return_tensors="pt")
+            hidden = model(**inputs, output_hidden_states=True).hidden_states
+            vectors.append(np.stack([state[0].mean(0).numpy() for state in hidden]))
+    return vectors
+
+
+def ours(folder: Path, audio: Path, out: Path) -> dict:
+    model = musicssl.load(f"hf:{folder}")
+    return embed_files(model, audio, out=out, layers="all", progress=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=12)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default="bench/results/huggingface_cpu.md")
+    args = parser.parse_args()
+    configure_cpu_runtime()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder, audio = Path(scratch) / "hubert", Path(scratch) / "audio"
+        make_model(folder)
+        paths = make_audio(audio, files=args.files, seconds=args.seconds)
+        times: dict[str, list[float]] = {"musicssl": [], "usual": []}
+        ours(folder, audio, Path(scratch) / "warm.npz")  # warm-up: weights read, threads up
+        usual_script(folder, paths[:1])
+        for round_ in range(args.rounds):
+            start = time.perf_counter()
+            ours(folder, audio, Path(scratch) / f"e{round_}.npz")
+            times["musicssl"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            usual_script(folder, paths)
+            times["usual"].append(time.perf_counter() - start)
+            print(f"round {round_ + 1}: musicssl {times['musicssl'][-1]:.1f} s, "
+                  f"usual {times['usual'][-1]:.1f} s", flush=True)  # fmt: skip
+    audio_seconds = args.files * args.seconds
+    ours_s, usual_s = statistics.median(times["musicssl"]), statistics.median(times["usual"])
+    load = os.getloadavg()[0]
+    table = [
+        "# Embedding a folder with a Hugging Face audio model (CPU)",
+        "",
+        "Command (from the repository root):",
+        "",
+        f"    {COMMAND} --files {args.files} --seconds {args.seconds:g} --rounds {args.rounds}",
+        "",
+        f"Machine: {os.cpu_count()} CPUs visible (shared; load average {load:.2f} after the "
+        f"run), torch {torch.__version__}, {torch.get_num_threads()} thread(s).",
+        "",
+        f"HuBERT base in size (random weights), {args.files} WAV files of {args.seconds:g} s "
+        "(44.1 kHz stereo), every layer's mean over time per file. Seconds are medians of "
+        f"{args.rounds} alternating rounds after a warm-up; each includes loading the model. "
+        "musicssl cuts 5 s windows and encodes them in batches; the usual script encodes "
+        "each file whole.",
+        "",
+        "| way | s | audio s per s | speed, relative to the usual script |",
+        "|---|---:|---:|---:|",
+        f"| `musicssl embed hf:FOLDER ... --layers all` | {ours_s:.1f} | "
+        f"{audio_seconds / ours_s:.1f} | {usual_s / ours_s:.2f}x |",
+        f"| transformers, file by file | {usual_s:.1f} | {audio_seconds / usual_s:.1f} | 1x |",
+        "",
+    ]
+    write_text(Path(args.out), "\n".join(table))
+    print("\n".join(table))
+
+
+if __name__ == "__main__":
+    main()
