@@ -705,3 +705,18 @@ def test_equivariance_probe_tells_an_invariant_embedding_from_a_pitch_tracking_o
     assert [row[0] for row in rows] == list(tracking) and len(rows[0]) == 4
     with pytest.raises(MusicSSLError, match="two clips"):
         equivariance_scores(spectrum, clips[:1], sr=8000)
+
+
+def test_a_raised_pitch_is_embedded_over_music_not_the_silence_it_leaves_at_the_end():
+    from musicssl.evaluate.equivariance import equivariance_scores
+
+    clips = [gain * harmonic_tone(f0, sr=8000, seconds=1.25)
+             for gain, f0 in ((0.2, 200.0), (0.6, 300.0), (1.8, 450.0))]  # fmt: skip
+
+    def ending(x: np.ndarray) -> np.ndarray:  # the level of the last eighth: which clip
+        return np.array([np.sqrt(np.mean(x[-len(x) // 8 :] ** 2)), 0.05])
+
+    whole = equivariance_scores(ending, clips, sr=8000)  # the raised clip ends in silence
+    assert whole["pitch +2 st"]["invariance"] < 0.5
+    cut = equivariance_scores(ending, clips, sr=8000, length=8000)  # a second of each
+    assert cut["pitch +2 st"]["invariance"] > 0.9 and cut["tempo x1.06"]["invariance"] > 0.9

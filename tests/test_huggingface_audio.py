@@ -3,6 +3,7 @@ its layers as transformers computes them, its frames' times, its random-weights 
 identity, and the one-line refusals."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,7 +64,25 @@ def test_every_layer_is_a_hidden_state_as_transformers_computes_it(
     embedded = model.embed(signal, 16000, layers="all", frames=True)
     np.testing.assert_allclose(embedded.clip, expected[-1][0].mean(0).numpy(), atol=1e-4)
     assert len(embedded.layers) == 3 and embedded.frames.shape == (expected[-1].shape[1], 32)
-    np.testing.assert_allclose(np.diff(embedded.times), 80 / 16000)
+    # Frame i reads samples [80 i, 80 i + 85): 1 + 9 + 3 * 5 + 3 * 20 = 85 of them.
+    np.testing.assert_allclose(embedded.times, (42 + 80 * np.arange(len(embedded.times))) / 16000)
+
+
+def test_a_clip_shorter_than_a_window_is_embedded_as_it_is_not_padded_with_silence(
+    tmp_path: Path,
+):
+    folder = _save(tmp_path / "model")
+    model = musicssl.load(f"hf:{folder}")
+    extractor = transformers.AutoFeatureExtractor.from_pretrained(folder)
+    reference = transformers.AutoModel.from_pretrained(folder).eval()
+    rng = np.random.default_rng(1)
+    for samples in (16000, 3200, 50):  # 1 s, 0.2 s, and under the 85 samples a frame reads
+        clip = rng.normal(0.0, 0.2, samples).astype(np.float32)
+        padded = np.concatenate([clip, np.zeros(max(0, 85 - samples), np.float32)])
+        inputs = extractor(padded, sampling_rate=16000, return_tensors="pt")
+        with torch.no_grad():
+            expected = reference(**inputs).last_hidden_state[0].mean(0).numpy()
+        np.testing.assert_allclose(model.embed(clip, 16000).clip, expected, atol=1e-4)
 
 
 def _as_mert(folder: Path, **additions) -> Path:
@@ -110,7 +129,9 @@ def test_the_fingerprint_follows_the_weights_and_the_random_baseline_is_the_same
     assert not all(torch.equal(v, trained[k]) for k, v in drawn.items())
     assert random_a.config()["encoder"]["name"] == "huggingface"
     # The source's identity (the cache key) is the fingerprint: new weights, new embeddings.
-    assert open_source(f"hf:{first}").identity == {"huggingface": again}
+    weights = again.rsplit(":", 1)[0]  # the read-out changes nothing for these models
+    assert open_source(f"hf:{first}").identity == {"huggingface": weights}
+    assert open_source(f"hf:{first}", readout="mean").identity == {"huggingface": weights}
 
 
 def test_an_hf_model_is_evaluated_beside_random_weights_of_its_architecture(
@@ -124,6 +145,10 @@ def test_an_hf_model_is_evaluated_beside_random_weights_of_its_architecture(
     assert results.baselines is not None and set(results.baselines) == {"baseline:random"}
     assert len(list((tmp_path / "cache" / "embeddings").glob("*.npz"))) == 2
     assert not results.notes  # nothing of ours trained it: no training notes
+    weights = open_source(f"hf:{folder}").identity["huggingface"]
+    assert results.model == (f"wav2vec2 from {folder}: 3 layers of 32, 16000 Hz in 5 s windows, "
+                             f"each normalised; weights sha256 {weights[:16]}")  # fmt: skip
+    assert f"model**: wav2vec2 from {folder}" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_embed_writes_the_models_fingerprint(tmp_path: Path):
@@ -168,21 +193,34 @@ def test_folders_it_cannot_read_are_refused_in_one_line(tmp_path: Path):
     (folder / "preprocessor_config.json").unlink()
     with pytest.raises(MusicSSLError, match=r"preprocessor_config.json: missing \(the feature"):
         musicssl.load(f"hf:{folder}")
-    custom = tmp_path / "custom"
-    custom.mkdir()
-    (custom / "config.json").write_text(json.dumps({"model_type": "mert", "auto_map": {}}))
-    with pytest.raises(MusicSSLError, match="needs code of its own .* evaluate the .npz"):
+    custom = _save(tmp_path / "custom")  # a known model_type that brings its own code
+    config = json.loads((custom / "config.json").read_text())
+    (custom / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModel": "m.M"}}))
+    with pytest.raises(MusicSSLError, match="comes with code of its own .* evaluate the .npz"):
         musicssl.load(f"hf:{custom}")
+    for kind in ("sew", "speecht5"):  # strides over the waveform, but not frames to probe
+        other = tmp_path / kind
+        other.mkdir()
+        (other / "config.json").write_text(json.dumps({"model_type": kind, "conv_stride": [5]}))
+        with pytest.raises(MusicSSLError, match=f"a {kind} model; hf: reads wav2vec2, "):
+            musicssl.load(f"hf:{other}")
+    with pytest.raises(MusicSSLError, match="hf: names no folder"):
+        musicssl.load("hf:")
     text = tmp_path / "bert"
     transformers.BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
                             intermediate_size=8).save_pretrained(text)  # fmt: skip
-    with pytest.raises(MusicSSLError, match="a bert model; hf: reads models that take the wave"):
+    with pytest.raises(MusicSSLError, match="a bert model; hf: reads wav2vec2, "):
         musicssl.load(f"hf:{text}")
     other = _save(tmp_path / "other")  # a config of three blocks beside weights of two
     config = json.loads((other / "config.json").read_text())
     (other / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3}))
     with pytest.raises(MusicSSLError, match=r"other: the weights leave \d+ of the model's tensors"):
         musicssl.load(f"hf:{other}")
+    wide = _save(tmp_path / "wide")  # a config whose width the weights do not have
+    config = json.loads((wide / "config.json").read_text())
+    (wide / "config.json").write_text(json.dumps({**config, "hidden_size": 48}))
+    with pytest.raises(MusicSSLError, match=r"wide: cannot load the model \(tensors whose shapes"):
+        musicssl.load(f"hf:{wide}")
     broken = _save(tmp_path / "broken")
     (broken / "model.safetensors").write_bytes(b"not weights")
     with pytest.raises(MusicSSLError, match="broken: cannot load the model"):
@@ -192,3 +230,26 @@ def test_folders_it_cannot_read_are_refused_in_one_line(tmp_path: Path):
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 2 and "gone: no such folder" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_command_line_reads_hf_folders_as_users_write_them(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    folder = _save(tmp_path / "hubert")
+    audio = tmp_path / "a.wav"
+    import soundfile
+
+    soundfile.write(audio, np.random.default_rng(0).normal(0, 0.1, 8000), 16000)
+
+    def embed(model: str) -> subprocess.CompletedProcess:
+        command = ["embed", model, str(audio), "--out", str(tmp_path / f"{len(model)}.npz")]
+        return subprocess.run([sys.executable, "-m", "musicssl", *command], capture_output=True,
+                              text=True, env={**os.environ, "HOME": str(tmp_path)})  # fmt: skip
+
+    done = embed("hf:~/hubert")  # the shell leaves ~ after hf: as it is
+    assert done.returncode == 0, done.stderr
+    assert "LOAD REPORT" not in done.stderr and "Loading" not in done.stderr
+    assert "write hf: in lower case" in embed(f"HF:{folder}").stderr
+    assert "hf: names no folder" in embed("hf:").stderr
+    assert (
+        f"{folder}: a Hugging Face model folder? name it hf:{folder}" in embed(str(folder)).stderr
+    )

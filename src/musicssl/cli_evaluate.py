@@ -165,8 +165,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
     try:
         with folder_lock(out, busy="another musicssl evaluate is writing this report now"):
             evaluate(args.source, **options)
-    except (MusicSSLError, KeyboardInterrupt):
-        if made and {path.name for path in out.iterdir()} <= {".lock"}:
+    except BaseException:  # refused, interrupted, or a bug: nothing of it is left
+        if made and out.is_dir() and {path.name for path in out.iterdir()} <= {".lock"}:
             shutil.rmtree(out, ignore_errors=True)  # it holds nothing but our lock
             remove_empty(made[1:])  # and the parents this call made
         raise

@@ -114,10 +114,14 @@ def existing_folder(text: str) -> str:
 
 
 def model_folder(text: str) -> str:
-    """A run or checkpoint folder, or hf:FOLDER (an audio model saved by Hugging Face)."""
+    """A run or checkpoint folder, or hf:FOLDER (an audio model saved by Hugging Face; ``~``
+    expanded, as the shell does not after ``hf:``)."""
+    if text[:3].lower() == "hf:" and not text.startswith("hf:"):
+        raise argparse.ArgumentTypeError(f"{text}: write hf: in lower case (hf:FOLDER)")
     if text.startswith("hf:"):
-        existing_folder(text.removeprefix("hf:"))
-        return text
+        if text == "hf:":
+            raise argparse.ArgumentTypeError("hf: names no folder: give hf:FOLDER")
+        return "hf:" + existing_folder(os.path.expanduser(text.removeprefix("hf:")))
     return existing_folder(text)
 
 

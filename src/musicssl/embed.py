@@ -28,7 +28,7 @@ from musicssl.errors import MusicSSLError
 from musicssl.files import file_hash
 from musicssl.huggingface import HuggingFaceAudio, is_huggingface, load_huggingface
 from musicssl.waveform import mono_at
-from musicssl.windowing import finite, frame_centres, one_track, windows
+from musicssl.windowing import finite, one_track, windows
 
 
 @dataclass
@@ -246,8 +246,8 @@ class Model:
         float32 at ``sample_rate``; the windows are ``embed``'s (``hop`` apart, the tail
         window ending with the signal)."""
         features, starts = [], []
-        for _, _, tracks, first in self._encode(iter([signal]), hop=hop, layers=None,
-                                                frames=True, batch_size=batch_size):  # fmt: skip
+        for _, _, tracks, first, _ in self._encode(iter([signal]), hop=hop, layers=None,
+                                                   frames=True, batch_size=batch_size):  # fmt: skip
             features.append(tracks[0].mean(dim=-1).numpy())
             starts.append(first)
         return np.concatenate(features), np.concatenate(starts)
@@ -312,10 +312,10 @@ class Model:
         layers: str | int | None,
         frames: bool,
         batch_size: int,
-    ) -> Iterator[tuple[Tensor, list[Tensor], list[Tensor], np.ndarray]]:
+    ) -> Iterator[tuple[Tensor, list[Tensor], list[Tensor], np.ndarray, int]]:
         """Encode windows in batches; yields (clip, per-layer means, frame tracks, window
-        starts). The frame tracks are the chosen layer's, then, with every layer, each
-        layer's averaged in time onto it (all of shape (B, C_k, T)).
+        starts, window length in samples). The frame tracks are the chosen layer's, then,
+        with every layer, each layer's averaged in time onto it (all of shape (B, C_k, T)).
 
         Layers and frames come from one pass per batch (``forward_layers``), the clip from
         the last layer of that pass.
@@ -324,10 +324,12 @@ class Model:
         window, step = self.window_samples, self.window_step(hop)
         indices = self.layer_indices(layers)
         frame_layer = self._frame_layer(layers, frames)
-        for starts, batch in windows(blocks, window=window, step=step, batch_size=batch_size):
+        shortest = self.encoder.shortest_input
+        cut = windows(blocks, window=window, step=step, batch_size=batch_size, shortest=shortest)
+        for starts, batch in cut:
             x = torch.from_numpy(batch).to(self.device)
             if not indices and not frames:
-                yield self.encoder(x).float().cpu(), [], [], starts
+                yield self.encoder(x).float().cpu(), [], [], starts, x.shape[-1]
                 continue
             maps = None
             forward_maps = getattr(self.encoder, "forward_maps", None)
@@ -347,7 +349,7 @@ class Model:
                 if len(indices) > 1:  # every layer onto the chosen layer's frames
                     count = tracks[0].shape[-1]
                     tracks += [F.adaptive_avg_pool1d(outputs[k], count) for k in indices]
-            yield clip, means, [t.float().cpu() for t in tracks], starts
+            yield clip, means, [t.float().cpu() for t in tracks], starts, x.shape[-1]
 
     def _frame_layer(self, layers: str | int | None, frames: bool) -> int:
         """The layer whose frames make the frame track: the one chosen, else the last."""
@@ -356,7 +358,7 @@ class Model:
 
     def _pool(
         self,
-        batches: Iterator[tuple[Tensor, list[Tensor], list[Tensor], np.ndarray]],
+        batches: Iterator[tuple[Tensor, list[Tensor], list[Tensor], np.ndarray, int]],
         *,
         frames: bool,
         frame_layer: int,
@@ -364,14 +366,14 @@ class Model:
         clip_sum, layer_sums, count = None, None, 0
         tracks: list[list[np.ndarray]] = []  # per track (chosen layer, then every layer)
         times = []
-        for clip, means, batch_tracks, starts in batches:
+        for clip, means, batch_tracks, starts, width in batches:
             clip_sum = clip.sum(0) if clip_sum is None else clip_sum + clip.sum(0)
             sums = [m.sum(0) for m in means]
             layer_sums = sums if layer_sums is None else [a + b for a, b in zip(layer_sums, sums)]
             count += clip.shape[0]
             if batch_tracks:
-                centres = frame_centres(batch_tracks[0].shape[-1], window=self.window_samples,
-                                        hop=self.encoder.frame_hop(frame_layer))  # fmt: skip
+                centres = self.encoder.frame_centres(batch_tracks[0].shape[-1], window=width,
+                                                     layer=frame_layer)  # fmt: skip
                 times += [(start + centres) / self.sample_rate for start in starts]
                 tracks = tracks or [[] for _ in batch_tracks]
                 for kept, track in zip(tracks, batch_tracks):

@@ -32,6 +32,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -44,6 +45,18 @@ PREFIX = "hf:"
 HUGGINGFACE = "huggingface"  # what a random-weights baseline of such a model names it
 WINDOW_SECONDS = 5.0
 WEIGHT_FILES = ("*.safetensors", "*.bin")
+# The models read: a convolutional feature encoder over the waveform, then transformer blocks
+# at its frame rate, every hidden state (B, frames, hidden_size). (SEW pools frames inside
+# its encoder, SpeechT5 is an encoder-decoder, wav2vec2-bert reads spectrogram features.)
+MODEL_TYPES = (
+    "wav2vec2",
+    "wav2vec2-conformer",
+    "hubert",
+    "wavlm",
+    "data2vec-audio",
+    "unispeech",
+    "unispeech-sat",
+)
 MERT = "mert_model"
 # What MERT adds to HuBERT, and the value that leaves it out.
 MERT_ADDITIONS = {"feature_extractor_cqt": False, "deepnorm": False, "attention_relax": -1.0}
@@ -102,7 +115,13 @@ class HuggingFaceAudio(Encoder):
         self.sample_rate = int(sample_rate)
         self.input_samples = round(WINDOW_SECONDS * self.sample_rate)
         self.num_layers = int(model.config.num_hidden_layers) + 1
-        self._hop = math.prod(int(stride) for stride in model.config.conv_stride)
+        strides = [int(stride) for stride in model.config.conv_stride]
+        kernels = [int(kernel) for kernel in model.config.conv_kernel]
+        self._hop = math.prod(strides)
+        # The samples one frame reads (its convolutions pad nothing): the shortest input.
+        self.shortest_input = 1 + sum(
+            (kernel - 1) * math.prod(strides[:i]) for i, kernel in enumerate(kernels)
+        )
 
     def forward_layers(self, x: Tensor) -> list[Tensor]:
         """Every hidden state. Shape: (B, num_samples) -> (B, hidden_size, frames) each."""
@@ -118,8 +137,25 @@ class HuggingFaceAudio(Encoder):
         """Input samples between frames: the product of the feature encoder's strides."""
         return self._hop
 
+    def frame_centres(
+        self, num_frames: int, *, window: int, layer: int | None = None
+    ) -> np.ndarray:
+        """The centre of the samples each frame reads: frame ``i`` reads
+        ``[i * hop, i * hop + shortest_input)``."""
+        assert self.shortest_input is not None
+        return (self.shortest_input - 1) / 2 + np.arange(num_frames) * self._hop
+
     def config(self) -> dict[str, Any]:
         return {"path": self.path}
+
+    def describe(self) -> str:
+        """What the report says of the model: its kind, size, input and weights."""
+        config = self.model.config
+        return (
+            f"{config.model_type} from {self.path}: {self.num_layers} layers of "
+            f"{self.embedding_dim}, {self.sample_rate} Hz in {WINDOW_SECONDS:g} s windows"
+            f"{', each normalised' if self.normalize else ''}; weights sha256 {self.weights[:16]}"
+        )
 
 
 def load_huggingface(path: str | os.PathLike, *, seed: int | None = None) -> HuggingFaceAudio:
@@ -135,9 +171,11 @@ def load_huggingface(path: str | os.PathLike, *, seed: int | None = None) -> Hug
         MusicSSLError: ``transformers`` is missing, or the folder holds no model this reads
             (each reason named).
     """
-    folder = Path(str(path).removeprefix(PREFIX))
+    folder = model_path(path)
     transformers = need_transformers(PREFIX + str(folder))
-    config, preprocessor = _read_configs(folder, transformers)
+    config, preprocessor = _read_configs(folder)
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # its load report: refused below, in one line
     try:
         architecture, known = _architecture(folder, config, transformers)
         if seed is None:
@@ -151,7 +189,12 @@ def load_huggingface(path: str | os.PathLike, *, seed: int | None = None) -> Hug
     except MusicSSLError:
         raise
     except Exception as error:  # transformers and safetensors raise many kinds for a bad file
-        raise MusicSSLError(f"{folder}: cannot load the model ({first_line(error)})") from None
+        reason = first_line(error)
+        if "mismatched_sizes" in reason:  # its own words point at the report it printed
+            reason = "tensors whose shapes differ from those config.json gives"
+        raise MusicSSLError(f"{folder}: cannot load the model ({reason})") from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
     missing = sorted(loading.get("missing_keys", ()))
     if missing:
         raise MusicSSLError(
@@ -169,6 +212,18 @@ def load_huggingface(path: str | os.PathLike, *, seed: int | None = None) -> Hug
         normalize=bool(preprocessor.get("do_normalize", False)),
         weights=weights,
     )
+
+
+def model_path(spec: str | os.PathLike) -> Path:
+    """The folder of ``hf:FOLDER`` (``~`` expanded).
+
+    Raises:
+        MusicSSLError: no folder is named.
+    """
+    text = str(spec).removeprefix(PREFIX)
+    if not text:
+        raise MusicSSLError("hf: names no folder: give the model's folder after it (hf:FOLDER)")
+    return Path(os.path.expanduser(text))
 
 
 def _architecture(folder: Path, config: dict[str, Any], transformers: Any) -> tuple[Any, Any]:
@@ -198,28 +253,23 @@ def _mert_as_hubert(folder: Path, config: dict[str, Any], transformers: Any) -> 
     return transformers.HubertConfig(**kept)
 
 
-def _read_configs(folder: Path, transformers: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def _read_configs(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The folder's ``config.json`` and ``preprocessor_config.json``, checked to describe a
     model this reads."""
     if not folder.is_dir():
         raise MusicSSLError(f"{folder}: no such model folder (a local save_pretrained folder)")
     config = _json(folder / "config.json", "the model's config, which save_pretrained writes")
     model_type = config.get("model_type")
-    if model_type not in transformers.CONFIG_MAPPING and model_type != MERT:
-        if "auto_map" in config:
-            raise MusicSSLError(
-                f"{folder}: the model ({model_type}) needs code of its own (auto_map), which "
-                "musicssl does not run: embed with that code, save names and emb in an .npz, "
-                "and evaluate the .npz"
-            )
+    if "auto_map" in config and model_type != MERT:
         raise MusicSSLError(
-            f"{folder}: model_type {model_type!r} is not one transformers "
-            f"{transformers.__version__} knows"
+            f"{folder}: the model ({model_type}) comes with code of its own (auto_map), which "
+            "musicssl does not run: embed with that code, save names and emb in an .npz, "
+            "and evaluate the .npz"
         )
-    if "conv_stride" not in config:
+    if model_type not in (*MODEL_TYPES, MERT):
         raise MusicSSLError(
-            f"{folder}: a {model_type} model; hf: reads models that take the waveform through "
-            "a convolutional feature encoder (wav2vec2, hubert, wavlm, data2vec-audio, ...)"
+            f"{folder}: a {model_type} model; hf: reads {', '.join(MODEL_TYPES)} and MERT "
+            "models (a convolutional feature encoder over the waveform, then transformer blocks)"
         )
     preprocessor = _json(
         folder / "preprocessor_config.json",

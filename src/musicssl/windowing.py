@@ -34,11 +34,18 @@ def one_track(times: np.ndarray, duration: float) -> np.ndarray:
 
 
 def windows(
-    blocks: Iterator[np.ndarray], *, window: int, step: int, batch_size: int
+    blocks: Iterator[np.ndarray],
+    *,
+    window: int,
+    step: int,
+    batch_size: int,
+    shortest: int | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Windows of ``window`` samples every ``step`` over a stream of blocks, in batches.
 
-    A signal shorter than one window gives one zero-padded window. The tail after the last
+    A signal shorter than one window gives one zero-padded window: padded to ``window``
+    samples, or, with ``shortest`` (an encoder that reads any length from that many), only up
+    to ``shortest``. The tail after the last
     full window gets one more window that ends at the signal's last sample (overlapping the
     one before it), so that no audio is ignored and no window holds silence the audio does
     not: a padded tail would change with the clip's length, which a time stretch changes.
@@ -67,9 +74,9 @@ def windows(
         drop = max(0, min(next_start - buffer_start, len(buffer) - window))
         buffer, buffer_start = buffer[drop:], buffer_start + drop
     if last_end < total and next_start < total:
-        tail = np.zeros(window, dtype=np.float32)
         start = max(0, total - window)
         remainder = buffer[start - buffer_start :]
+        tail = np.zeros(window if shortest is None else max(len(remainder), shortest), np.float32)
         tail[: len(remainder)] = remainder
         starts.append(start)
         batch.append(tail)

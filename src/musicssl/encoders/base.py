@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from musicssl.encoders._shared import resolve_layer
 from musicssl.runtime import check_device
+from musicssl.windowing import frame_centres
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing's own from Python 3.11
@@ -27,6 +29,9 @@ class Encoder(nn.Module):
     sample_rate: int
     input_samples: int
     num_layers: int
+    # An encoder that reads any length from this many samples sets it: a signal shorter than
+    # one window is then encoded as it is, not padded with silence to ``input_samples``.
+    shortest_input: int | None = None
 
     def to(self, *args: Any, **kwargs: Any) -> Self:
         """``nn.Module.to``; a device this machine lacks is refused in one line first.
@@ -65,6 +70,14 @@ class Encoder(nn.Module):
 
     def frame_hop(self, layer: int | None = None) -> int:
         raise NotImplementedError
+
+    def frame_centres(
+        self, num_frames: int, *, window: int, layer: int | None = None
+    ) -> np.ndarray:
+        """Where the ``num_frames`` frames of ``layer`` from a ``window``-sample input are
+        centred, in samples from its start: ``frame_hop`` apart, their span centred in the
+        window (``musicssl.windowing.frame_centres``)."""
+        return frame_centres(num_frames, window=window, hop=self.frame_hop(layer))
 
     def config(self) -> dict[str, Any]:
         raise NotImplementedError

@@ -64,6 +64,7 @@ def equivariance_scores(
     *,
     sr: int,
     transforms: dict[str, Callable[[Tensor, int], Tensor]] | None = None,
+    length: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """Invariance score and distances of every transform.
 
@@ -72,6 +73,9 @@ def equivariance_scores(
         clips: two or more mono float32 signals at ``sr``, each shape (num_samples,).
         sr: their sample rate.
         transforms: name -> transform (default ``TRANSFORMS``).
+        length: embed the first ``length`` samples of each clip and of each transformed
+            clip (None: all of them). A clip longer than that lets a transform that shortens
+            audio (a pitch raised on tape) fill the length with music, not silence.
 
     Returns:
         ``{name: {"invariance", "distance", "between_clips"}}``: ``1 - d(x, T x) / d(x, y)``,
@@ -84,7 +88,7 @@ def equivariance_scores(
     if len(clips) < 2:
         raise MusicSSLError(f"equivariance: needs at least two clips, got {len(clips)}")
     transforms = TRANSFORMS if transforms is None else transforms
-    base = _unit(np.stack([embed(clip) for clip in clips]))
+    base = _unit(np.stack([embed(clip[:length]) for clip in clips]))
     similarity = base @ base.T
     between = float(1.0 - similarity[~np.eye(len(clips), dtype=bool)].mean())
     if between <= 1e-9:
@@ -95,7 +99,7 @@ def equivariance_scores(
         for clip in clips:
             with torch.no_grad():
                 changed = transform(torch.from_numpy(np.ascontiguousarray(clip))[None], sr)[0]
-            moved.append(embed(changed.numpy().astype(np.float32)))
+            moved.append(embed(changed[:length].numpy().astype(np.float32)))
         distance = float(1.0 - (base * _unit(np.stack(moved))).sum(1).mean())
         scores[name] = {
             "invariance": 1.0 - distance / between,
@@ -114,7 +118,8 @@ def equivariance_probe(
     model: object, corpus: str | os.PathLike, *, num_clips: int = 8
 ) -> dict[str, dict[str, float]] | None:
     """``equivariance_scores`` of a model's clip embeddings on the corpus's first test clips,
-    each cut to the model's window (one window per clip keeps the probe to seconds).
+    each embedded over the model's window (one window per clip keeps the probe to seconds),
+    read a quarter longer so that a transform has music to fill the window with.
 
     Args:
         model: a ``musicssl.embed.Model`` (``embed(signal, sr).clip``, ``sample_rate``,
@@ -132,7 +137,8 @@ def equivariance_probe(
     folder = Path(corpus)
     rows = [row for row in read_manifest(folder / "manifest.jsonl") if row.get("split") == "test"]
     sr = int(model.sample_rate)  # type: ignore[attr-defined]
-    seconds = int(model.window_samples) / sr  # type: ignore[attr-defined]
+    window = int(model.window_samples)  # type: ignore[attr-defined]
+    seconds = 1.25 * window / sr  # above the largest ratio, 2 ** (2 / 12) = 1.12
     clips: list[np.ndarray] = []
     for row in rows:
         if len(clips) == num_clips:
@@ -144,4 +150,4 @@ def equivariance_probe(
     if len(clips) < 2:
         return None
     embed = model.embed  # type: ignore[attr-defined]
-    return equivariance_scores(lambda signal: embed(signal, sr).clip, clips, sr=sr)
+    return equivariance_scores(lambda signal: embed(signal, sr).clip, clips, sr=sr, length=window)

@@ -210,6 +210,8 @@ class Evaluation:
         created: ISO 8601 time, UTC.
         checkpoint: the checkpoint folder a run or checkpoint source was read from (a run
             folder's latest when evaluated); None for an ``.npz`` or a baseline.
+        model: for a model read from a Hugging Face folder, what it is in one line (its kind,
+            size, input and weights hash); else None.
         version: musicssl's version.
         seeds: probe fits per task.
         layers: "all" when every encoder layer was probed too, else None.
@@ -246,6 +248,7 @@ class Evaluation:
     protocol: int = PROTOCOL_VERSION
     checkpoint: str | None = None
     layer_labels: dict[str, str] | None = None
+    model: str | None = None
 
     def headlines(self) -> dict[str, dict[str, MetricSummary]]:
         """Per task, its headline metric's summary, as set beside another source's results."""
@@ -268,6 +271,8 @@ class Evaluation:
         }
         if self.checkpoint is not None:
             out["checkpoint"] = self.checkpoint
+        if self.model is not None:
+            out["model"] = self.model
         if self.layer_labels is not None:
             out["layer_labels"] = dict(self.layer_labels)
         if self.map is not None:
@@ -333,6 +338,7 @@ class Evaluation:
             map=EmbeddingMap.from_dict(data["map"]) if data.get("map") else None,
             equivariance=data.get("equivariance"),
             checkpoint=data.get("checkpoint"),
+            model=data.get("model"),
             layer_labels=data.get("layer_labels"),
             baselines=None
             if baselines is None

@@ -47,6 +47,7 @@ def evaluate_embeddings(
         seeds=seeds,
         layers=layers,
         checkpoint=source.checkpoint,
+        model=source.model_line,
         layer_labels=_layer_labels(source) if layers == "all" else None,
     )
     for found in embedded.values():

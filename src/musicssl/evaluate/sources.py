@@ -23,7 +23,7 @@ from musicssl import checkpoint
 from musicssl.embed import DEFAULT_READOUT
 from musicssl.errors import MusicSSLError
 from musicssl.files import file_hash
-from musicssl.huggingface import is_huggingface
+from musicssl.huggingface import HuggingFaceAudio, is_huggingface
 
 if TYPE_CHECKING:
     from musicssl.embed import Model
@@ -151,6 +151,7 @@ class Source:
         embedded: the ``.npz``'s embeddings; None for a model.
         identity: what makes its embeddings what they are (for cache keys).
         checkpoint: the checkpoint folder a run or checkpoint was read from, else None.
+        model_line: for ``hf:FOLDER``, the model in one line (kind, size, input, weights).
     """
 
     label: str
@@ -158,6 +159,7 @@ class Source:
     embedded: Embedded | None = None
     identity: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
+    model_line: str | None = None
 
     @property
     def is_baseline(self) -> bool:
@@ -203,13 +205,20 @@ def open_source(
         from musicssl.embed import load
 
         loaded = load(spec, device=device, readout=readout)
-        return Source(spec, model=loaded, identity={"huggingface": loaded.fingerprint})
+        outside = loaded.encoder
+        assert isinstance(outside, HuggingFaceAudio)
+        return Source(
+            spec,
+            model=loaded,
+            identity={"huggingface": outside.weights},
+            model_line=outside.describe(),
+        )  # the read-out changes nothing here; fmt: skip
     path = Path(spec)
     if path.suffix == ".npz":
         return Source(spec, embedded=read_npz(path), identity={"npz": file_hash(path)})
     from musicssl.embed import load
 
-    identity = {
+    identity: dict[str, Any] = {
         "weights": file_hash(checkpoint.encoder_weights(path)),
         "encoder": checkpoint.encoder_spec(path),
     }

@@ -203,6 +203,7 @@ def about_rows(systems: Sequence[System]) -> list[tuple[str, str]]:
     about = [
         ("source", str(results.get("source", "?"))),
         *([("checkpoint", str(results["checkpoint"]))] if results.get("checkpoint") else []),
+        *([("model", str(results["model"]))] if results.get("model") else []),
         ("corpus", str(results.get("corpus", "?")) or "none (your own tasks only)"),
         ("date", str(results.get("created", "?")).replace("T", " ")[:19]),
         ("musicssl version", str(results.get("version", "?"))),
