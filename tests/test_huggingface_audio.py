@@ -47,7 +47,8 @@ def test_every_layer_is_a_hidden_state_as_transformers_computes_it(
 ):
     folder = _save(tmp_path / "model", kind=kind, normalize=normalize)
     model = musicssl.load(f"hf:{folder}")
-    assert (model.sample_rate, model.window_samples, model.num_layers) == (16000, 80000, 3)
+    # 5 s between window starts, and the 85 - 80 samples a frame reads past its hop.
+    assert (model.sample_rate, model.window_samples, model.num_layers) == (16000, 80005, 3)
     assert model.embedding_dim == 32 and model.encoder.frame_hop() == 80
     signal = np.random.default_rng(0).normal(0.1, 0.3, 80000).astype(np.float32)
     extractor = transformers.AutoFeatureExtractor.from_pretrained(folder)
@@ -66,6 +67,37 @@ def test_every_layer_is_a_hidden_state_as_transformers_computes_it(
     assert len(embedded.layers) == 3 and embedded.frames.shape == (expected[-1].shape[1], 32)
     # Frame i reads samples [80 i, 80 i + 85): 1 + 9 + 3 * 5 + 3 * 20 = 85 of them.
     np.testing.assert_allclose(embedded.times, (42 + 80 * np.arange(len(embedded.times))) / 16000)
+
+
+def test_the_frames_of_consecutive_windows_tile_the_signal_a_hop_apart(tmp_path: Path):
+    model = musicssl.load(f"hf:{_save(tmp_path / 'model')}")
+    signal = np.random.default_rng(0).normal(0, 0.1, 12 * 16000).astype(np.float32)
+    times = model.embed(signal, 16000, frames=True).times
+    steps = np.diff(times) * 16000
+    assert (steps > 0).all() and steps.max() == pytest.approx(80)  # no frame missing
+    assert np.allclose(steps[: 2 * 1000 - 1], 80)  # two windows of 1000 frames, and between
+
+
+def test_the_last_layer_is_the_models_output_also_when_it_norms_after_its_last_block(
+    tmp_path: Path,
+):
+    folder = tmp_path / "large"  # the layout of the large models
+    torch.manual_seed(1)
+    config = transformers.Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(16, 16, 16), conv_stride=STRIDES, conv_kernel=(10, 4, 4),
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+        do_stable_layer_norm=True, feat_extract_norm="layer")  # fmt: skip
+    transformers.Wav2Vec2Model(config).save_pretrained(folder)
+    transformers.Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(folder)
+    signal = np.random.default_rng(2).normal(0, 0.2, 48000).astype(np.float32)
+    reference = transformers.AutoModel.from_pretrained(folder).eval()
+    extractor = transformers.AutoFeatureExtractor.from_pretrained(folder)
+    with torch.no_grad():
+        output = reference(**extractor(signal, sampling_rate=16000, return_tensors="pt"))
+    expected = output.last_hidden_state[0].mean(0).numpy()
+    np.testing.assert_allclose(musicssl.load(f"hf:{folder}").embed(signal, 16000).clip, expected,
+                               atol=1e-4)  # fmt: skip
 
 
 def test_a_clip_shorter_than_a_window_is_embedded_as_it_is_not_padded_with_silence(
@@ -106,6 +138,11 @@ def test_a_mert_folder_is_read_as_the_hubert_it_is_built_on_without_its_code(tmp
         expected = reference(signal, output_hidden_states=True).hidden_states
         for ours, theirs in zip(model.encoder.forward_layers(signal), expected, strict=True):
             torch.testing.assert_close(ours.transpose(1, 2), theirs)
+    assert model.encoder.describe().startswith(f"MERT, read as HuBERT, from {folder}: 3 layers")
+    drawn = build_baseline("random", reference=f"hf:{folder}")  # its own architecture
+    assert drawn.encoder.state_dict().keys() == model.encoder.state_dict().keys()
+    _as_mert(_save(tmp_path / "unset", kind="hubert"), attention_relax=None)  # read as off
+    musicssl.load(f"hf:{tmp_path / 'unset'}")
     for option, value in (("feature_extractor_cqt", True), ("deepnorm", True),
                           ("attention_relax", 32.0)):  # fmt: skip
         on = _as_mert(_save(tmp_path / option, kind="hubert"), **{option: value})
@@ -202,14 +239,14 @@ def test_folders_it_cannot_read_are_refused_in_one_line(tmp_path: Path):
         other = tmp_path / kind
         other.mkdir()
         (other / "config.json").write_text(json.dumps({"model_type": kind, "conv_stride": [5]}))
-        with pytest.raises(MusicSSLError, match=f"a {kind} model; hf: reads wav2vec2, "):
+        with pytest.raises(MusicSSLError, match=f"a model of type {kind}; hf: reads wav2vec2, "):
             musicssl.load(f"hf:{other}")
     with pytest.raises(MusicSSLError, match="hf: names no folder"):
         musicssl.load("hf:")
     text = tmp_path / "bert"
     transformers.BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
                             intermediate_size=8).save_pretrained(text)  # fmt: skip
-    with pytest.raises(MusicSSLError, match="a bert model; hf: reads wav2vec2, "):
+    with pytest.raises(MusicSSLError, match="a model of type bert; hf: reads wav2vec2, "):
         musicssl.load(f"hf:{text}")
     other = _save(tmp_path / "other")  # a config of three blocks beside weights of two
     config = json.loads((other / "config.json").read_text())
@@ -221,6 +258,11 @@ def test_folders_it_cannot_read_are_refused_in_one_line(tmp_path: Path):
     (wide / "config.json").write_text(json.dumps({**config, "hidden_size": 48}))
     with pytest.raises(MusicSSLError, match=r"wide: cannot load the model \(tensors whose shapes"):
         musicssl.load(f"hf:{wide}")
+    fewer = _save(tmp_path / "fewer")  # a config of one block beside weights of two
+    config = json.loads((fewer / "config.json").read_text())
+    (fewer / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 1}))
+    with pytest.raises(MusicSSLError, match=r"fewer: the weights hold \d+ tensors the model's"):
+        musicssl.load(f"hf:{fewer}")
     broken = _save(tmp_path / "broken")
     (broken / "model.safetensors").write_bytes(b"not weights")
     with pytest.raises(MusicSSLError, match="broken: cannot load the model"):

@@ -287,13 +287,14 @@ class Model:
             raise MusicSSLError(f"batch_size must be a positive integer, got {batch_size!r}")
 
     def window_step(self, hop: float | None) -> int:
-        """Samples between window starts for ``hop`` seconds (None: one window, no overlap).
+        """Samples between window starts for ``hop`` seconds (None: the encoder's
+        ``window_hop``, else one window: no overlap).
 
         Raises:
             MusicSSLError: ``hop`` is not a finite number of seconds of at least one sample.
         """
         if hop is None:
-            return self.window_samples
+            return self.encoder.window_hop or self.window_samples
         if not isinstance(hop, numbers.Real) or isinstance(hop, bool):
             raise MusicSSLError(f"hop must be a number of seconds, got {hop!r}")
         step = round(hop * self.sample_rate) if math.isfinite(hop) else 0

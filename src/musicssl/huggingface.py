@@ -9,9 +9,12 @@ protocol, beside the same baselines, as a run of this toolkit. The folder is wha
 is downloaded.
 
 Every hidden state is a layer: the feature encoder's projected frames first, then the output
-of each transformer block, so ``--layers all`` probes each. Audio is cut into windows of
-``WINDOW_SECONDS`` (the crop MERT and many music models train on), each normalised as the
-feature extractor would, and the clip embedding is the mean of the last layer's frames.
+of each transformer block (the last as the model outputs it, after the final norm of the
+large layouts), so ``--layers all`` probes each. Windows start ``WINDOW_SECONDS`` apart (the
+crop MERT and many music models train on) and reach one frame's overhang further, so their
+frames tile the signal; each is normalised as the feature extractor would, a clip shorter
+than a window is encoded as it is, and the clip embedding is the mean of the last layer's
+frames.
 
 MERT (``model_type: mert_model``) ships code of its own, which is never run here: a MERT
 folder is read as the HuBERT it is built on when its config turns off what MERT adds to it
@@ -101,19 +104,27 @@ class HuggingFaceAudio(Encoder):
             the feature extractor's ``do_normalize`` does.
         weights: what identifies the weights: a hash of the folder's model files, or of its
             config for random weights.
+        kind: the ``model_type`` its folder gives (``mert_model`` for MERT read as HuBERT).
     """
 
     def __init__(
-        self, model: Any, *, path: str, sample_rate: int, normalize: bool, weights: str
+        self,
+        model: Any,
+        *,
+        path: str,
+        sample_rate: int,
+        normalize: bool,
+        weights: str,
+        kind: str,
     ) -> None:
         super().__init__()
         self.model = model
         self.path = path
         self.normalize = normalize
         self.weights = weights
+        self.kind = kind
         self.embedding_dim = int(model.config.hidden_size)
         self.sample_rate = int(sample_rate)
-        self.input_samples = round(WINDOW_SECONDS * self.sample_rate)
         self.num_layers = int(model.config.num_hidden_layers) + 1
         strides = [int(stride) for stride in model.config.conv_stride]
         kernels = [int(kernel) for kernel in model.config.conv_kernel]
@@ -122,6 +133,10 @@ class HuggingFaceAudio(Encoder):
         self.shortest_input = 1 + sum(
             (kernel - 1) * math.prod(strides[:i]) for i, kernel in enumerate(kernels)
         )
+        # Windows start WINDOW_SECONDS apart and reach one frame's overhang further, so that
+        # the frames of consecutive windows tile the signal, a hop apart, none missing.
+        self.window_hop = round(WINDOW_SECONDS * self.sample_rate / self._hop) * self._hop
+        self.input_samples = self.window_hop + self.shortest_input - self._hop
 
     def forward_layers(self, x: Tensor) -> list[Tensor]:
         """Every hidden state. Shape: (B, num_samples) -> (B, hidden_size, frames) each."""
@@ -130,8 +145,11 @@ class HuggingFaceAudio(Encoder):
             mean = x.mean(dim=-1, keepdim=True)
             var = x.var(dim=-1, keepdim=True, unbiased=False)
             x = (x - mean) / torch.sqrt(var + 1e-7)
-        hidden = self.model(input_values=x, output_hidden_states=True).hidden_states
-        return [state.transpose(1, 2) for state in hidden]
+        output = self.model(input_values=x, output_hidden_states=True)
+        # The last layer is the model's output: a "stable layer norm" model (the large
+        # layouts) norms it after its last hidden state.
+        states = [*output.hidden_states[:-1], output.last_hidden_state]
+        return [state.transpose(1, 2) for state in states]
 
     def frame_hop(self, layer: int | None = None) -> int:
         """Input samples between frames: the product of the feature encoder's strides."""
@@ -150,9 +168,9 @@ class HuggingFaceAudio(Encoder):
 
     def describe(self) -> str:
         """What the report says of the model: its kind, size, input and weights."""
-        config = self.model.config
+        kind = "MERT, read as HuBERT," if self.kind == MERT else self.kind
         return (
-            f"{config.model_type} from {self.path}: {self.num_layers} layers of "
+            f"{kind} from {self.path}: {self.num_layers} layers of "
             f"{self.embedding_dim}, {self.sample_rate} Hz in {WINDOW_SECONDS:g} s windows"
             f"{', each normalised' if self.normalize else ''}; weights sha256 {self.weights[:16]}"
         )
@@ -185,7 +203,7 @@ def load_huggingface(path: str | os.PathLike, *, seed: int | None = None) -> Hug
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                model, loading = architecture.from_config(known), {}
+                model, loading = transformers.AutoModel.from_config(known), {}
     except MusicSSLError:
         raise
     except Exception as error:  # transformers and safetensors raise many kinds for a bad file
@@ -195,12 +213,7 @@ def load_huggingface(path: str | os.PathLike, *, seed: int | None = None) -> Hug
         raise MusicSSLError(f"{folder}: cannot load the model ({reason})") from None
     finally:
         transformers.logging.set_verbosity(verbosity)
-    missing = sorted(loading.get("missing_keys", ()))
-    if missing:
-        raise MusicSSLError(
-            f"{folder}: the weights leave {len(missing)} of the model's tensors unfilled "
-            f"({missing[0]}, ...): weights of another architecture?"
-        )
+    _check_loaded(folder, model, loading)
     if seed is None:
         weights = _weights_hash(folder)
     else:  # the architecture: its config
@@ -211,7 +224,27 @@ def load_huggingface(path: str | os.PathLike, *, seed: int | None = None) -> Hug
         sample_rate=int(preprocessor["sampling_rate"]),
         normalize=bool(preprocessor.get("do_normalize", False)),
         weights=weights,
+        kind=str(config["model_type"]),
     )
+
+
+def _check_loaded(folder: Path, model: Any, loading: dict[str, Any]) -> None:
+    """Refuse weights that leave a tensor of the model unfilled, or that hold tensors of the
+    model's own parts it has no place for (more blocks than its config): weights of another
+    architecture. A head beside the model (a CTC save's ``lm_head``) is left out quietly."""
+    missing = sorted(loading.get("missing_keys", ()))
+    if missing:
+        raise MusicSSLError(
+            f"{folder}: the weights leave {len(missing)} of the model's tensors unfilled "
+            f"({missing[0]}, ...): weights of another architecture?"
+        )
+    parts = {name for name, _ in model.named_children()}
+    extra = sorted(key for key in loading.get("unexpected_keys", ()) if key.split(".")[0] in parts)
+    if extra:
+        raise MusicSSLError(
+            f"{folder}: the weights hold {len(extra)} tensors the model's config has no place "
+            f"for ({extra[0]}, ...): a config of another size?"
+        )
 
 
 def model_path(spec: str | os.PathLike) -> Path:
@@ -243,7 +276,8 @@ def _mert_as_hubert(folder: Path, config: dict[str, Any], transformers: Any) -> 
     """
     for option, off in MERT_ADDITIONS.items():
         value = config.get(option, off)
-        if value != off and not (option == "attention_relax" and value <= 0):
+        relaxed = option == "attention_relax" and isinstance(value, (int, float)) and value <= 0
+        if value not in (None, off) and not relaxed:
             raise MusicSSLError(
                 f"{folder}: a MERT model with {option}={value!r}, which the HuBERT it is built "
                 "on lacks; embed with MERT's own code, save names and emb in an .npz, and "
@@ -268,7 +302,7 @@ def _read_configs(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         )
     if model_type not in (*MODEL_TYPES, MERT):
         raise MusicSSLError(
-            f"{folder}: a {model_type} model; hf: reads {', '.join(MODEL_TYPES)} and MERT "
+            f"{folder}: a model of type {model_type}; hf: reads {', '.join(MODEL_TYPES)} and MERT "
             "models (a convolutional feature encoder over the waveform, then transformer blocks)"
         )
     preprocessor = _json(

@@ -32,6 +32,8 @@ class Encoder(nn.Module):
     # An encoder that reads any length from this many samples sets it: a signal shorter than
     # one window is then encoded as it is, not padded with silence to ``input_samples``.
     shortest_input: int | None = None
+    # Samples between window starts when no hop is asked for; None: the window's length.
+    window_hop: int | None = None
 
     def to(self, *args: Any, **kwargs: Any) -> Self:
         """``nn.Module.to``; a device this machine lacks is refused in one line first.
