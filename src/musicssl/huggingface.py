@@ -1,12 +1,12 @@
 """An audio model from a Hugging Face folder on this machine, embedded and probed like a run.
 
-``hf:FOLDER`` names one wherever a run is read (``musicssl embed``, ``musicssl evaluate``,
-``musicssl.load``), so a published model (wav2vec 2.0, HuBERT, WavLM, data2vec-audio: models
-that read the waveform through a convolutional feature encoder) is probed by the same
-protocol, beside the same baselines, as a run of this toolkit. The folder is what
-``save_pretrained`` writes: ``config.json``, the weights, and the feature extractor's
-``preprocessor_config.json`` (its sample rate, and whether it normalises each input). Nothing
-is downloaded.
+``hf:FOLDER`` names one wherever a run is read (``musicssl embed``, ``evaluate``, ``search``,
+``musicssl.load``), so a published model is probed by the same protocol, beside the same
+baselines, as a run of this toolkit. It reads the wav2vec 2.0 family (``MODEL_TYPES``: a
+convolutional feature encoder over the waveform, then transformer blocks at its frame rate)
+and MERT. The folder is what ``save_pretrained`` writes: ``config.json``, the weights, and
+the feature extractor's ``preprocessor_config.json`` (its sample rate, and whether it
+normalises each input). Nothing is downloaded.
 
 Every hidden state is a layer: the feature encoder's projected frames first, then the output
 of each transformer block (the last as the model outputs it, after the final norm of the
@@ -16,13 +16,13 @@ frames tile the signal; each is normalised as the feature extractor would, a cli
 than a window is encoded as it is, and the clip embedding is the mean of the last layer's
 frames.
 
-MERT (``model_type: mert_model``) ships code of its own, which is never run here: a MERT
-folder is read as the HuBERT it is built on when its config turns off what MERT adds to it
+No code that came with a model is run. A MERT folder (``model_type: mert_model``) is read as
+the HuBERT it is built on when its config turns off what MERT adds to it
 (``feature_extractor_cqt``, ``deepnorm``, ``attention_relax``), and refused, naming the
-option, otherwise. Any other model that needs code of its own
-(``auto_map`` in its config) is refused too: embed with that code, save ``names`` and ``emb``
-in an ``.npz``, and evaluate that. Weights that leave any tensor of the model unfilled are
-refused rather than left at random. ``transformers`` is an optional extra
+option, otherwise; any other folder with code of its own (``auto_map`` in its config) is
+refused: embed with that code, save ``names`` and ``emb`` in an ``.npz``, and evaluate that.
+Weights that leave a tensor of the model unfilled, or hold blocks its config lacks, are
+refused rather than left at random or dropped. ``transformers`` is an optional extra
 (``pip install musicssl[huggingface]``).
 """
 
