@@ -45,13 +45,14 @@ def windows(
 
     A signal shorter than one window gives one zero-padded window: padded to ``window``
     samples, or, with ``shortest`` (an encoder that reads any length from that many), only up
-    to ``shortest``. The tail after the last
-    full window gets one more window that ends at the signal's last sample (overlapping the
-    one before it), so that no audio is ignored and no window holds silence the audio does
-    not: a padded tail would change with the clip's length, which a time stretch changes.
+    to ``shortest``. The tail after the last full window gets one more window that ends at the
+    signal's last sample (overlapping the one before it), so that no audio is ignored and no
+    window holds silence the audio does not: a padded tail would change with the clip's
+    length, which a time stretch changes.
 
     Yields:
-        (window start sample indices, Shape: (n,)), (windows, Shape: (n, window)).
+        (window start sample indices, Shape: (n,)), (windows, Shape: (n, window); a signal
+        shorter than one window, with ``shortest``: (1, its length or ``shortest``)).
     """
     buffer = np.zeros(0, dtype=np.float32)
     buffer_start = 0  # sample index of buffer[0]
