@@ -49,6 +49,18 @@ def test_windows_cover_the_signal_and_end_the_tail_at_the_last_sample():
     assert starts == [0, 2, 4, 6]  # the window at 6 reaches the end
 
 
+def test_an_encoder_of_any_length_gets_a_short_signal_as_it_is():
+    signal = np.arange(1, 11, dtype=np.float32)  # 10 samples
+    for shortest, expected in ((4, signal), (12, np.r_[signal, 0, 0])):
+        found = list(windowing.windows(iter([signal]), window=16, step=16, batch_size=2,
+                                       shortest=shortest))  # fmt: skip
+        assert [starts.tolist() for starts, _ in found] == [[0]]
+        np.testing.assert_array_equal(found[0][1], [expected])
+    longer = list(windowing.windows(iter([np.r_[signal, signal]]), window=16, step=16,
+                                    batch_size=2, shortest=4))  # fmt: skip
+    assert longer[0][0].tolist() == [0, 4] and longer[0][1].shape == (2, 16)  # whole windows
+
+
 def test_windows_do_not_depend_on_block_boundaries():
     signal = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
     whole = _windows_of(signal, 1, window=81, step=50)
