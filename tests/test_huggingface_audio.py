@@ -206,6 +206,11 @@ def test_embed_writes_the_models_fingerprint(tmp_path: Path):
     with np.load(tmp_path / "e.npz") as data:
         assert data["emb"].shape == (2, 32) and "checkpoint" not in data.files
         assert str(data["encoder"]) == musicssl.load(f"hf:{folder}").fingerprint
+        assert str(data["model"]) == f"hf:{folder.resolve()}"  # its architecture, for random
+    from musicssl.evaluate.run import _random_reference
+
+    opened = open_source(str(tmp_path / "e.npz"))
+    assert _random_reference(opened, "e.npz", warn=False) == f"hf:{folder.resolve()}"
 
     # Audio-to-audio search through the same model; text needs an audio-text run.
     def musicssl_cli(*words: str) -> subprocess.CompletedProcess:

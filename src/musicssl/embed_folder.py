@@ -27,6 +27,7 @@ from musicssl.decoder_notes import decoder_notes
 from musicssl.embed import Model
 from musicssl.errors import AudioError, MusicSSLError
 from musicssl.files import atomic_path
+from musicssl.huggingface import PREFIX, HuggingFaceAudio
 from musicssl.manifest import read_manifest, refuse_report
 from musicssl.plural import counted
 from musicssl.progress import bar as progress_bar
@@ -94,6 +95,8 @@ def embed_files(
     arrays["encoder"] = np.array(model.fingerprint or "")
     if model.checkpoint is not None:  # what evaluate checks the held-out files against
         arrays["checkpoint"] = np.array(str(checkpoint_folder(model.checkpoint).resolve()))
+    if isinstance(model.encoder, HuggingFaceAudio):  # whose random weights evaluate sets beside
+        arrays["model"] = np.array(PREFIX + str(Path(model.encoder.path).resolve()))
     save_npz(Path(out), arrays)
     for line in skipped:
         print(f"skipped {line}")
@@ -231,7 +234,7 @@ def _check_out(out: Path) -> None:
 
 # What ``embed`` writes: an .npz holding anything else was not written by it.
 _OURS = re.compile(
-    r"(names|emb|encoder|checkpoint|layer_\d+|frame_names|frames|frames_layer_\d+"
+    r"(names|emb|encoder|checkpoint|model|layer_\d+|frame_names|frames|frames_layer_\d+"
     r"|frame_times|frame_offsets)\.npy"
 )
 

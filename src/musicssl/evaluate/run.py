@@ -28,6 +28,7 @@ from musicssl.evaluate.sources import Embedded, Source, open_source
 from musicssl.evaluate.task import Task
 from musicssl.evaluate.task_specs import needs_corpus, resolve_tasks
 from musicssl.evaluate.tsne import task_map
+from musicssl.huggingface import model_path
 from musicssl.recipe import DEFAULT_CORPUS
 
 DEFAULT_BASELINES = ("mfcc", "logmel", "random")
@@ -210,13 +211,16 @@ def _beside_the_probes(
 
 def _random_reference(opened: Source, source: str, *, warn: bool) -> str | None:
     """The checkpoint (or ``hf:FOLDER``) whose architecture ``baseline:random`` takes: the
-    source itself, or the checkpoint an ``.npz`` of ``musicssl embed`` names when it is
-    there; else None (the demo's network, said when ``warn``)."""
+    source itself, or the checkpoint (or ``hf:`` model) an ``.npz`` of ``musicssl embed``
+    names when it is there; else None (the demo's network, said when ``warn``)."""
     if opened.is_encoder:
         return source
     embedded_by = _embedded_by(opened.embedded) if opened.embedded is not None else None
     if embedded_by is not None and Path(embedded_by).is_dir():
         return embedded_by
+    model = opened.embedded.arrays.get("model") if opened.embedded is not None else None
+    if model is not None and model.ndim == 0 and model_path(str(model)).is_dir():
+        return str(model)  # an hf: model's own architecture
     if opened.embedded is not None and warn:
         print(f"note: baseline:random is the demo's network with random weights, not the "
               f"architecture behind {source} (the .npz does not name a checkpoint that is "
