@@ -21,6 +21,13 @@ registry entry by ``tests/test_encoders.py``):
 - ``config() -> dict``: the constructor arguments as plain values, so
   ``build_encoder(name, **encoder.config())`` rebuilds it (then load the weights).
 
+Three things have defaults an encoder may change (``encoders/base.py``):
+``frame_centres(num_frames, *, window, layer=None)`` says where a window's frames are centred
+(default: ``frame_hop`` apart, their span centred in the window); ``shortest_input``, set by an
+encoder that reads any length from that many samples, has ``embed`` encode a signal shorter
+than one window as it is instead of padding it; ``window_hop`` sets the samples between window
+starts when no hop is asked for (default: the window's length).
+
 Encoders take waveforms and own their front end (e.g. a log-mel), so features are computed
 on the device and a checkpoint rebuilds the whole preprocessing from ``config()``.
 """
