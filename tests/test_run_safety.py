@@ -82,7 +82,7 @@ def test_a_second_report_writer_is_refused(tmp_path, capsys):
         assert "another musicssl evaluate is writing this report now" in one_line(capsys)
 
 
-def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(recipe, tmp_path):
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(recipe, tmp_path, capsys):
     run = tmp_path / "run"
     from musicssl.recipe import Recipe
 
@@ -90,6 +90,10 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(recipe,
     assert not checkpoint.is_run(run)
     assert main(["pretrain", "--resume", str(run)]) == 0
     assert checkpoint.latest(run).name == "step-00000004"
+    said = capsys.readouterr().out
+    assert (
+        f"pretrain: {run} stopped before its first checkpoint; it starts again from step 0" in said
+    )
 
 
 def test_a_run_shorter_than_its_warm_up_is_noted(recipe, tmp_path, capsys):

@@ -218,6 +218,9 @@ def _open_run(
         return state
     if resume:  # killed before its first checkpoint: it starts again from step 0
         checkpoint.check_resumable(run)
+        if writer:
+            print(f"pretrain: {run} stopped before its first checkpoint; it starts again from "
+                  "step 0", flush=True)  # fmt: skip
     elif writer:
         checkpoint.start_run(run, recipe)
     if recipe.train.init_from and writer:
