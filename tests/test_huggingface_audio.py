@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 
 import musicssl
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.baselines import build_baseline
-from musicssl.evaluate.run import evaluate
+from musicssl.evaluate.run import _random_reference, evaluate
 from musicssl.evaluate.sources import open_source
 
 transformers = pytest.importorskip("transformers")
@@ -188,12 +189,10 @@ def test_an_hf_model_is_evaluated_beside_random_weights_of_its_architecture(
     assert f"model**: wav2vec2 from {folder}" in (tmp_path / "out" / "report.md").read_text()
 
 
-def test_embed_writes_the_models_fingerprint(tmp_path: Path):
+def test_embed_index_and_search_through_an_hf_model(tmp_path: Path):
     folder = _save(tmp_path / "model")
     audio = tmp_path / "audio"
     audio.mkdir()
-    import soundfile
-
     for seed, name in enumerate(("a", "b")):  # noise, and a tone
         rng = np.random.default_rng(seed)
         signal = rng.normal(0, 0.1, 24000) if seed == 0 else 0.5 * np.sin(np.arange(24000) / 9)
@@ -207,8 +206,6 @@ def test_embed_writes_the_models_fingerprint(tmp_path: Path):
         assert data["emb"].shape == (2, 32) and "checkpoint" not in data.files
         assert str(data["encoder"]) == musicssl.load(f"hf:{folder}").fingerprint
         assert str(data["model"]) == f"hf:{folder.resolve()}"  # its architecture, for random
-    from musicssl.evaluate.run import _random_reference
-
     opened = open_source(str(tmp_path / "e.npz"))
     assert _random_reference(opened, "e.npz", warn=False) == f"hf:{folder.resolve()}"
 
@@ -283,8 +280,6 @@ def test_the_command_line_reads_hf_folders_as_users_write_them(tmp_path: Path, m
     monkeypatch.setenv("HOME", str(tmp_path))
     folder = _save(tmp_path / "hubert")
     audio = tmp_path / "a.wav"
-    import soundfile
-
     soundfile.write(audio, np.random.default_rng(0).normal(0, 0.1, 8000), 16000)
 
     def embed(model: str) -> subprocess.CompletedProcess:
