@@ -202,6 +202,18 @@ def test_an_unknown_option_points_to_the_verbs_own_help(tmp_path, capsys):
         "musicssl search: error: one of the arguments --text --audio is required; --txt is not "
         "an option of musicssl search (see musicssl search --help)\n"
     )
+    # A positional given after a list option was read into the list: the error says so.
+    assert main(["evaluate", "--tasks", "key", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == (
+        "musicssl evaluate: error: the following arguments are required: SOURCE (--tasks read "
+        f"{tmp_path} as one of its values: give SOURCE before --tasks) (see musicssl evaluate "
+        "--help)\n"
+    )
+    # A recipe after its settings is named as the recipe it is.
+    assert main(["pretrain", "--out", str(tmp_path / "r"), "train.steps=2", "clmr"]) == 2
+    assert "'clmr' is a recipe: give the RECIPE first, then key=value settings" in (
+        capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize(

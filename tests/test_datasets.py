@@ -239,7 +239,10 @@ def test_table_absolute_paths(tmp_path):
     ("text", "message"),
     [
         ("file,label\na.wav,x\n", r"no 'path' column \(columns: file, label\)"),
-        ("path,genre\na.wav,x\n", r"exactly one label column .*found: none"),
+        (
+            "path,genre\na.wav,x\n",
+            r"exactly one label column .*found: none; its columns: path, genre",
+        ),
         ("path,label,key\na.wav,x,C major\n", r"found: label, key"),
         ("path,label,split\na.wav,x,train\nb.wav,,test\n", r"line 3: empty label"),
         ("path,label,split\na.wav,x,train\nb.wav,y,holdout\n", r"line 3: unknown split 'holdout'"),

@@ -93,7 +93,29 @@ class Parser(argparse.ArgumentParser):
         ]
         if "required" in message and unknown:
             message += f"; {', '.join(unknown)} is not an option of {self.prog}"
+        elif "required" in message and (greedy := self._greedy()):
+            option, word = greedy
+            missing = message.rsplit(": ", 1)[-1]
+            message += (
+                f" ({option} read {word} as one of its values: give {missing} before {option})"
+            )
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def _greedy(self) -> tuple[str, str] | None:
+        """An option of many values (``--tasks A B``) that took more than one word, and the
+        last of them: a positional argument given after it is read as one of its values."""
+        for at, arg in enumerate(self.given):
+            action = self._option_string_actions.get(arg)
+            if action is None or action.nargs not in ("+", "*"):
+                continue
+            words = []
+            for word in self.given[at + 1 :]:
+                if word.startswith("-"):
+                    break
+                words.append(word)
+            if len(words) > 1:
+                return arg, words[-1]
+        return None
 
 
 def build_parser() -> argparse.ArgumentParser:

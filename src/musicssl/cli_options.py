@@ -226,6 +226,12 @@ def layer_choice(text: str) -> str | int:
 def override(text: str) -> str:
     key, sep, _ = text.partition("=")
     if not sep or not key.strip() or text.startswith("-"):
+        from musicssl.recipe_files import RECIPES
+
+        if text.endswith((".yaml", ".yml")) or (RECIPES / f"{text}.yaml").is_file():
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is a recipe: give the RECIPE first, then key=value settings"
+            )
         raise argparse.ArgumentTypeError(f"{text!r} is not key=value (e.g. train.steps=100)")
     return text
 

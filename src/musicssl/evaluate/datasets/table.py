@@ -247,7 +247,7 @@ def _label_column(
     """The table's one label column and the task kind it makes (``kind`` when given)."""
     label_columns = [column for column in LABEL_COLUMNS if column in columns]
     if len(label_columns) != 1:
-        found = ", ".join(label_columns) or "none"
+        found = ", ".join(label_columns) or f"none; its columns: {', '.join(columns)}"
         raise MusicSSLError(
             f"{path}: needs exactly one label column of {', '.join(LABEL_COLUMNS)} (found: {found})"
         )
