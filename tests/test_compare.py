@@ -215,3 +215,33 @@ def test_two_checkpoints_of_one_run_are_told_apart(tmp_path: Path) -> None:
 def test_one_folder_given_as_a_string_is_one_run(tmp_path: Path) -> None:
     folder = _run(tmp_path / "only", "runs/only", {"style": _task("accuracy", 0.7, 0.01)})
     assert _rows(compare_table(str(folder))) == _rows(compare_table([folder]))
+
+
+def test_the_baselines_beside_the_runs_are_rows_and_each_random_architecture_its_own(
+    tmp_path: Path,
+) -> None:
+    def beside(folder: Path, source: str, score: float, random: float) -> Path:
+        run = _run(folder, source, {"key": _task("accuracy", score, 0.01)})
+        results = json.loads((run / "results.json").read_text())
+        results["baselines"] = {
+            "baseline:logmel": {"key": {"accuracy": {"mean": 0.7, "std": 0.01}}},
+            "baseline:random": {"key": {"accuracy": {"mean": random, "std": 0.01}}},
+        }
+        (run / "results.json").write_text(json.dumps(results))
+        return run
+
+    cnn = beside(tmp_path / "cnn", "runs/cnn", 0.5, 0.3)
+    hubert = beside(tmp_path / "hubert", "hf:models/hubert", 0.6, 0.4)
+    table = compare_table([cnn, hubert])
+    assert _rows(table) == {
+        "cnn": ["0.500 ± 0.010"],
+        "hubert": ["0.600 ± 0.010"],
+        "baseline:logmel": ["0.700 ± 0.010 ^"],  # alike beside both: one row
+        "baseline:random (cnn)": ["0.300 ± 0.010"],  # another network beside each
+        "baseline:random (hubert)": ["0.400 ± 0.010"],
+    }
+    said = " ".join(table.split())
+    assert (
+        "- baseline:random (hubert): baseline:random as evaluated beside hubert, its source's"
+        in said
+    )

@@ -90,7 +90,8 @@ def check_complete(folder: Path | str, results: dict[str, Any]) -> None:
 
 
 def compare_table(dirs: Sequence[Path | str]) -> str:
-    """A plain-text, markdown-compatible table of headline scores, one row per run.
+    """A plain-text, markdown-compatible table of headline scores, one row per run, then one
+    per baseline the runs were evaluated beside (``_baseline_rows``).
 
     Args:
         dirs: evaluation output folders, each holding a ``results.json``.
@@ -107,6 +108,12 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
     for folder, results in zip(folders, runs):
         check_complete(folder, results)
     names = _run_names(folders)
+    mixed = _different_data(names, runs)
+    baselines = _baseline_rows(names, runs)
+    sources = [f"- {name}: {results.get('source', '?')}" for name, results in zip(names, runs)]
+    names = [*names, *(name for name, _, _ in baselines)]
+    runs = [*runs, *(results for _, results, _ in baselines)]
+    sources += [line for _, _, line in baselines]  # "" for a baseline alike beside every run
 
     columns: dict[tuple[str, str], None] = {}  # (task, metric), in first-seen order
     for results in runs:
@@ -119,7 +126,6 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
         for task, metric in columns
     ]
     cells = [[name] for name in names]
-    mixed = _different_data(names, runs)
     for task_name, metric in columns:
         scores: list[tuple[float, float] | None] = []
         for results in runs:
@@ -133,8 +139,9 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
 
     lines = _aligned([header, *cells])
     lines.append("")
-    for name, results in zip(names, runs, strict=True):
-        line = f"- {name}: {results.get('source', '?')}"
+    for line, results in zip(sources, runs, strict=True):
+        if not line:
+            continue
         if results.get("checkpoint"):  # which of a run's checkpoints was read
             line += f" ({Path(str(results['checkpoint'])).name})"
         warned = [str(note) for note in results.get("notes") or []]
@@ -150,7 +157,7 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
         )
         lines.append("")
     for what, key in (("corpora", "corpus"), ("numbers of seeds", "seeds")):
-        # An evaluation of your own tasks alone read no corpus ("").
+        # An evaluation of your own tasks alone read no corpus (""); a baseline has no key.
         given = {
             name: results[key] for name, results in zip(names, runs) if results.get(key, "") != ""
         }
@@ -170,6 +177,34 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
     )
     lines += textwrap.wrap(legend, width=100)
     return "\n".join(lines)
+
+
+def _baseline_rows(
+    names: Sequence[str], runs: Sequence[dict[str, Any]]
+) -> list[tuple[str, dict[str, Any], str]]:
+    """A row for each baseline the runs were evaluated beside: (its name, its scores as a
+    run's ``tasks``, what it is). A baseline that scored alike beside every run (mfcc and
+    logmel on the same tasks) is one row; one that did not (``baseline:random`` takes each
+    source's architecture) is a row per run, named after it."""
+    scores: dict[str, dict[str, dict[str, Any]]] = {}  # label -> run name -> tasks
+    for name, results in zip(names, runs, strict=True):
+        for label, tasks in (results.get("baselines") or {}).items():
+            scores.setdefault(label, {})[name] = {
+                task: {"main": metric, "metrics": {metric: summary}}
+                for task, metrics in tasks.items()
+                for metric, summary in metrics.items()
+            }
+    rows = []
+    for label, by_run in scores.items():
+        if len({json.dumps(tasks, sort_keys=True) for tasks in by_run.values()}) == 1:
+            rows.append((label, {"tasks": next(iter(by_run.values()))}, ""))
+            continue
+        for name, tasks in by_run.items():
+            what = f"- {label} ({name}): {label} as evaluated beside {name}"
+            if label == "baseline:random":
+                what += ", its source's architecture with random weights"
+            rows.append((f"{label} ({name})", {"tasks": tasks}, what))
+    return rows
 
 
 def _run_names(folders: Sequence[Path]) -> list[str]:
