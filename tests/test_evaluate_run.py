@@ -282,7 +282,10 @@ def test_layers_all_probes_every_encoder_layer(tiny_corpus: Path, tmp_path: Path
     assert sorted(layered) == ["pitch", "same_piece", "style"]
     again = Evaluation.from_dict(written).to_dict()
     assert again["baseline_layers"] == written["baseline_layers"]
-    assert "(best on valid)" in (tmp_path / "out" / "report.md").read_text()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "(best on valid)" in report
+    assert report.count("so it need not equal any row") == 3  # under each task's layer table
+    assert report.count("this task ranks by similarity, with no probe") == 1  # same_piece's
     assert (tmp_path / "out" / "figures").is_dir()
     assert results.layer_labels is None  # one stack of layers: the numbers say it all
 
@@ -307,6 +310,7 @@ def test_the_layers_of_a_branches_encoder_are_named_by_branch_in_results_and_rep
     assert Evaluation.from_dict(results.to_dict()).layer_labels == results.layer_labels
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| 7 (key layer 0)" in report and "| 11 (joint)" in report
+    assert "the clip embedding: each branch's own pooled output, centred and scaled" in report
 
 
 def test_layers_of_one_width_are_also_probed_as_a_learned_weighted_sum(

@@ -29,6 +29,7 @@ from musicssl.evaluate.report.reading import (
 from musicssl.evaluate.report.tables import (
     about_rows,
     detail_rows,
+    layer_note,
     layer_table,
     note_lines,
     probe_text,
@@ -135,7 +136,7 @@ def _markdown(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str
             out += _md_table(header, rows) + [""]
         layer_header, layer_rows = layer_table(systems, name)
         if layer_rows:
-            out += _md_table(layer_header, layer_rows) + [""]
+            out += _md_table(layer_header, layer_rows) + ["", layer_note(systems, name), ""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -244,6 +245,7 @@ def _html(systems: Sequence[System], figures: Sequence[ReportFigure]) -> str:
         if layer_rows:
             numeric = set(range(1, len(layer_header)))
             out.append(_html_table(layer_header, layer_rows, None, numeric))
+            out.append(f'<p class="note">{esc(layer_note(systems, name))}</p>')
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 

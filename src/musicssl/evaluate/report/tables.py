@@ -169,6 +169,21 @@ def layer_table(systems: Sequence[System], name: str) -> tuple[list[str], list[l
     return header, rows
 
 
+def layer_note(systems: Sequence[System], name: str) -> str:
+    """How the layer table of task ``name`` reads beside the headline score above it."""
+    task = systems[0].results["tasks"].get(name) or {}
+    labels = (systems[0].results.get("layer_labels") or {}).values()
+    clip = "the clip embedding, the encoder's own pooling of its last layer"
+    if "joint" in labels:
+        clip = ("the clip embedding: each branch's own pooled output, centred and scaled to "
+                "unit norm, side by side")  # fmt: skip
+    text = (f"Each row probes one layer's vectors; the headline score above is {clip}, so it "
+            "need not equal any row.")  # fmt: skip
+    if task.get("by_layer") and task.get("best_layer") is None:
+        text += " No layer is marked best on valid: this task ranks by similarity, with no probe."
+    return text
+
+
 def skipped_lines(systems: Sequence[System]) -> list[str]:
     lines = [str(line) for line in systems[0].results.get("skipped") or []]
     for system in systems[1:]:
