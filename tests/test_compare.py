@@ -212,6 +212,12 @@ def test_two_checkpoints_of_one_run_are_told_apart(tmp_path: Path) -> None:
     assert "- late: runs/mae (step-00000060)" in table
 
 
+def test_a_report_given_twice_is_refused(tmp_path: Path) -> None:
+    a = _run(tmp_path / "a", "runs/a", {"key": _task("accuracy", 0.5, 0.01)})
+    with pytest.raises(MusicSSLError, match=f"compare: the report {a.resolve()} is given twice"):
+        compare_table([a, a.parent / "a" / ".." / "a"])
+
+
 def test_one_folder_given_as_a_string_is_one_run(tmp_path: Path) -> None:
     folder = _run(tmp_path / "only", "runs/only", {"style": _task("accuracy", 0.7, 0.01)})
     assert _rows(compare_table(str(folder))) == _rows(compare_table([folder]))

@@ -104,6 +104,10 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
     if not dirs:
         raise MusicSSLError("compare: give at least one evaluation folder")
     folders = [Path(folder) for folder in dirs]
+    resolved = [folder.resolve() for folder in folders]
+    for folder in resolved:
+        if resolved.count(folder) > 1:
+            raise MusicSSLError(f"compare: the report {folder} is given twice")
     runs = [read_results(folder) for folder in folders]
     for folder, results in zip(folders, runs):
         check_complete(folder, results)
