@@ -99,18 +99,7 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
     Returns:
         The table, then the source of each run and a legend of the marks.
     """
-    if isinstance(dirs, (str, os.PathLike)):  # one folder, not a list of its letters
-        dirs = [dirs]
-    if not dirs:
-        raise MusicSSLError("compare: give at least one evaluation folder")
-    folders = [Path(folder) for folder in dirs]
-    resolved = [folder.resolve() for folder in folders]
-    for folder in resolved:
-        if resolved.count(folder) > 1:
-            raise MusicSSLError(f"compare: the report {folder} is given twice")
-    runs = [read_results(folder) for folder in folders]
-    for folder, results in zip(folders, runs):
-        check_complete(folder, results)
+    folders, runs = _read_reports(dirs)
     names = _run_names(folders)
     mixed = _different_data(names, runs)
     baselines = _baseline_rows(names, runs)
@@ -153,6 +142,23 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
             line += f"; its report warns: {'; '.join(warned)}"
         lines += textwrap.wrap(line, width=100, subsequent_indent="  ")
     lines.append("")
+    lines += _not_comparable(names, runs, mixed)
+    legend = (
+        f"{BEST_MARK} best in its column; {NEAR_MARK} within noise of the best "
+        "(|difference| <= 2 * sqrt(std_best^2 + std^2)); "
+        f"{MISSING} task not run. Scores are mean ± std over seeds (each seed re-initialises "
+        "the probe and resamples the test set). Higher is better unless a column says lower "
+        "better."
+    )
+    lines += textwrap.wrap(legend, width=100)
+    return "\n".join(lines)
+
+
+def _not_comparable(
+    names: Sequence[str], runs: Sequence[dict[str, Any]], mixed: dict[str, str]
+) -> list[str]:
+    """What makes a column or the whole table unfair to read as a ranking, in words."""
+    lines: list[str] = []
     for task, told in mixed.items():
         lines += textwrap.wrap(
             f"Not comparable: task {task!r} is not the same data in every run ({told}); its "
@@ -172,15 +178,24 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
                 width=100,
             )
             lines.append("")
-    legend = (
-        f"{BEST_MARK} best in its column; {NEAR_MARK} within noise of the best "
-        "(|difference| <= 2 * sqrt(std_best^2 + std^2)); "
-        f"{MISSING} task not run. Scores are mean ± std over seeds (each seed re-initialises "
-        "the probe and resamples the test set). Higher is better unless a column says lower "
-        "better."
-    )
-    lines += textwrap.wrap(legend, width=100)
-    return "\n".join(lines)
+    return lines
+
+
+def _read_reports(dirs: Sequence[Path | str]) -> tuple[list[Path], list[dict[str, Any]]]:
+    """The folders and their results, each checked whole; one report given twice refused."""
+    if isinstance(dirs, (str, os.PathLike)):  # one folder, not a list of its letters
+        dirs = [dirs]
+    if not dirs:
+        raise MusicSSLError("compare: give at least one evaluation folder")
+    folders = [Path(folder) for folder in dirs]
+    resolved = [folder.resolve() for folder in folders]
+    for folder in resolved:
+        if resolved.count(folder) > 1:
+            raise MusicSSLError(f"compare: the report {folder} is given twice")
+    runs = [read_results(folder) for folder in folders]
+    for folder, results in zip(folders, runs):
+        check_complete(folder, results)
+    return folders, runs
 
 
 def _baseline_rows(
