@@ -33,22 +33,12 @@ import soxr
 import torch
 
 import musicssl
+from bench_embed_layers import cpu_model  # run as a script: bench/ is on sys.path
 from musicssl.embed_folder import embed_files
 from musicssl.files import write_text
 from musicssl.runtime import configure_cpu_runtime
 
 COMMAND = ".venv/bin/python bench/bench_huggingface.py"
-
-
-def cpu_model() -> str:
-    """The processor's name as /proc/cpuinfo gives it (or "unknown")."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def make_model(folder: Path) -> None:

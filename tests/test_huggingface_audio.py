@@ -118,15 +118,19 @@ def test_a_clip_shorter_than_a_window_is_embedded_as_it_is_not_padded_with_silen
         np.testing.assert_allclose(model.embed(clip, 16000).clip, expected, atol=1e-4)
 
 
+def _edit_config(folder: Path, **changes) -> Path:
+    """The folder with ``changes`` written into its config.json, its weights as they were."""
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+    return folder
+
+
 def _as_mert(folder: Path, **additions) -> Path:
     """A HuBERT folder rewritten as MERT's files are: its own model_type and code, its options."""
-    config = json.loads((folder / "config.json").read_text())
-    config.update(model_type="mert_model", architectures=["MERTModel"],
-                  auto_map={"AutoModel": "modeling_MERT.MERTModel"},
-                  **{"feature_extractor_cqt": False, "deepnorm": False, "attention_relax": -1.0,
-                     **additions})  # fmt: skip
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
+    return _edit_config(folder, model_type="mert_model", architectures=["MERTModel"],
+                        auto_map={"AutoModel": "modeling_MERT.MERTModel"},
+                        **{"feature_extractor_cqt": False, "deepnorm": False,
+                           "attention_relax": -1.0, **additions})  # fmt: skip
 
 
 def test_a_mert_folder_is_read_as_the_hubert_it_is_built_on_without_its_code(tmp_path: Path):
@@ -233,8 +237,7 @@ def test_folders_it_cannot_read_are_refused_in_one_line(tmp_path: Path):
     with pytest.raises(MusicSSLError, match=r"preprocessor_config.json: missing \(the feature"):
         musicssl.load(f"hf:{folder}")
     custom = _save(tmp_path / "custom")  # a known model_type that brings its own code
-    config = json.loads((custom / "config.json").read_text())
-    (custom / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModel": "m.M"}}))
+    _edit_config(custom, auto_map={"AutoModel": "m.M"})
     with pytest.raises(MusicSSLError, match="comes with code of its own .* evaluate the .npz"):
         musicssl.load(f"hf:{custom}")
     for kind in ("sew", "speecht5"):  # strides over the waveform, but not frames to probe
@@ -251,18 +254,15 @@ def test_folders_it_cannot_read_are_refused_in_one_line(tmp_path: Path):
     with pytest.raises(MusicSSLError, match="a model of type bert; hf: reads wav2vec2, "):
         musicssl.load(f"hf:{text}")
     other = _save(tmp_path / "other")  # a config of three blocks beside weights of two
-    config = json.loads((other / "config.json").read_text())
-    (other / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3}))
+    _edit_config(other, num_hidden_layers=3)
     with pytest.raises(MusicSSLError, match=r"other: the weights leave \d+ of the model's tensors"):
         musicssl.load(f"hf:{other}")
     wide = _save(tmp_path / "wide")  # a config whose width the weights do not have
-    config = json.loads((wide / "config.json").read_text())
-    (wide / "config.json").write_text(json.dumps({**config, "hidden_size": 48}))
+    _edit_config(wide, hidden_size=48)
     with pytest.raises(MusicSSLError, match=r"wide: cannot load the model \(tensors whose shapes"):
         musicssl.load(f"hf:{wide}")
     fewer = _save(tmp_path / "fewer")  # a config of one block beside weights of two
-    config = json.loads((fewer / "config.json").read_text())
-    (fewer / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 1}))
+    _edit_config(fewer, num_hidden_layers=1)
     with pytest.raises(MusicSSLError, match=r"fewer: the weights hold \d+ tensors the model's"):
         musicssl.load(f"hf:{fewer}")
     broken = _save(tmp_path / "broken")

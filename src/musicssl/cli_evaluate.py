@@ -22,23 +22,26 @@ from musicssl.cli_options import (
 )
 from musicssl.errors import MusicSSLError
 
+EVALUATE_DESCRIPTION = (
+    "Embed every file the tasks need with SOURCE (cached by content hash), fit linear and MLP "
+    "probes on the train split (chosen on valid, several seeds), score the test split, and "
+    "write results.json, report.md and report.html (offline, with plots) to --out, beside the "
+    "baselines. SOURCE is a checkpoint or run folder; hf:FOLDER, an audio model saved by "
+    "Hugging Face (the wav2vec 2.0 family: wav2vec2, HuBERT, WavLM, data2vec-audio, "
+    "UniSpeech; and MERT), beside random weights of its own architecture; an .npz of "
+    "embeddings from any system ('names' relative to the folder of each task's audio, the "
+    "corpus's audio folder or a table's folder, or to a folder above it, or absolute; 'emb'); "
+    "or baseline:NAME (mfcc, logmel, tempogram, random). Table paths lie under the table's "
+    "folder."
+)
+
 
 def add_evaluate(verbs: Any) -> None:
     evaluate = Verb(
         verbs.add_parser(
             "evaluate",
             help="probe a frozen encoder (or any embeddings) on every task; write a report",
-            description="Embed every file the tasks need with SOURCE (cached by content "
-            "hash), fit linear and MLP probes on the train split (chosen on valid, several "
-            "seeds), score the test split, and write results.json, report.md and report.html "
-            "(offline, with plots) to --out, beside the baselines. SOURCE is a checkpoint or "
-            "run folder; hf:FOLDER, an audio model saved by Hugging Face (the wav2vec 2.0 "
-            "family: wav2vec2, HuBERT, WavLM, data2vec-audio, UniSpeech; and MERT), beside "
-            "random weights of its own architecture; an .npz "
-            "of embeddings from any system ('names' relative to the folder of each task's "
-            "audio, the corpus's audio folder or a table's folder, or to a folder above it, or "
-            "absolute; 'emb'); or baseline:NAME (mfcc, logmel, tempogram, random). Table paths "
-            "lie under the table's folder.",
+            description=EVALUATE_DESCRIPTION,
         ),
         "musicssl.evaluate.run:evaluate",
     )
