@@ -19,7 +19,9 @@ from musicssl.evaluate.baselines import build_baseline
 from musicssl.evaluate.run import _random_reference, evaluate
 from musicssl.evaluate.sources import open_source
 
-transformers = pytest.importorskip("transformers")
+transformers = pytest.importorskip(
+    "transformers", reason="transformers (the huggingface extra) is not installed"
+)
 
 STRIDES = (5, 4, 4)  # 80 samples between frames
 

@@ -19,7 +19,9 @@ VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "slow", "organ", "pi
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
     """A randomly initialised 2-layer, 32-wide BERT and its tokenizer, saved to a folder."""
-    transformers = pytest.importorskip("transformers")
+    transformers = pytest.importorskip(
+        "transformers", reason="transformers (the huggingface extra) is not installed"
+    )
     folder = tmp_path_factory.mktemp("bert")
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
@@ -64,7 +66,9 @@ def test_every_text_encoder_embeds_a_batch_and_trains(name, request, monkeypatch
 
 def test_huggingface_loads_the_saved_tiny_model_with_no_network(tiny_bert, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    transformers = pytest.importorskip("transformers")
+    transformers = pytest.importorskip(
+        "transformers", reason="transformers (the huggingface extra) is not installed"
+    )
     encoder = build_text_encoder("huggingface", path=str(tiny_bert), pooling="cls")
     reference = transformers.BertModel.from_pretrained(tiny_bert, local_files_only=True).eval()
     encoder.eval()
