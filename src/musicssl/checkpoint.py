@@ -207,7 +207,7 @@ def checkpoint_folder(path: str | os.PathLike) -> Path:
                 f"{path}: a run with no checkpoint yet (its first is written after "
                 "train.checkpoint_every steps, and when it ends); wait for it"
             )
-        if (folder / "config.json").is_file() and (folder / "preprocessor_config.json").is_file():
+        if (folder / "config.json").is_file():  # what save_pretrained writes first
             raise MusicSSLError(f"{path}: a Hugging Face model folder? name it hf:{path}")
         raise MusicSSLError(
             f"{path}: not a checkpoint (needs encoder.json and encoder.safetensors, "

@@ -26,7 +26,7 @@ from musicssl import checkpoint
 from musicssl.encoders import Encoder
 from musicssl.errors import MusicSSLError
 from musicssl.files import file_hash
-from musicssl.huggingface import HuggingFaceAudio, is_huggingface, load_huggingface
+from musicssl.huggingface import HuggingFaceModel, is_huggingface, load_huggingface
 from musicssl.waveform import mono_at
 from musicssl.windowing import finite, one_track, windows
 
@@ -108,7 +108,7 @@ class Model:
         tell a query's run from another."""
         if self.checkpoint is not None:
             weights = file_hash(checkpoint.encoder_weights(self.checkpoint))
-        elif isinstance(self.encoder, HuggingFaceAudio):
+        elif isinstance(self.encoder, HuggingFaceModel):
             weights = self.encoder.weights
         else:
             return None
@@ -116,10 +116,13 @@ class Model:
 
     @property
     def has_text(self) -> bool:
-        """Whether the checkpoint holds a text tower (CLAP, SLAP): ``embed_text`` works."""
+        """Whether the checkpoint holds a text tower (CLAP, SLAP), or the model is a Hugging
+        Face CLAP with its tokenizer: ``embed_text`` works."""
         from musicssl.search import has_text_tower
 
-        return self.checkpoint is not None and has_text_tower(self.checkpoint)
+        if self.checkpoint is None:
+            return bool(getattr(self.encoder, "has_text", False))
+        return has_text_tower(self.checkpoint)
 
     @torch.no_grad()
     def embed_text(self, texts: list[str] | str) -> np.ndarray:
@@ -149,10 +152,12 @@ class Model:
         if self._text_side is None:
             from musicssl.search import text_side
 
+            if self.checkpoint is None and hasattr(self.encoder, "embed_text"):
+                return self.encoder  # a Hugging Face CLAP: its own text tower
             if self.checkpoint is None:
                 raise MusicSSLError(
                     "this model has no text tower: text goes through a run of an audio-text "
-                    "recipe (clap-shortchunk-cpu, slap-shortchunk-cpu)"
+                    "recipe (clap-shortchunk-cpu, slap-shortchunk-cpu) or a CLAP model (hf:FOLDER)"
                 )
             self._text_side = text_side(self.checkpoint, device=self.device)
         return self._text_side

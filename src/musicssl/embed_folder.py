@@ -27,7 +27,7 @@ from musicssl.decoder_notes import decoder_notes
 from musicssl.embed import Model
 from musicssl.errors import AudioError, MusicSSLError
 from musicssl.files import atomic_path
-from musicssl.huggingface import PREFIX, HuggingFaceAudio
+from musicssl.huggingface import PREFIX, HuggingFaceModel
 from musicssl.manifest import read_manifest, refuse_report
 from musicssl.plural import counted
 from musicssl.progress import bar as progress_bar
@@ -95,7 +95,7 @@ def embed_files(
     arrays["encoder"] = np.array(model.fingerprint or "")
     if model.checkpoint is not None:  # what evaluate checks the held-out files against
         arrays["checkpoint"] = np.array(str(checkpoint_folder(model.checkpoint).resolve()))
-    if isinstance(model.encoder, HuggingFaceAudio):  # whose random weights evaluate sets beside
+    if isinstance(model.encoder, HuggingFaceModel):  # whose random weights evaluate sets beside
         arrays["model"] = np.array(PREFIX + str(Path(model.encoder.path).resolve()))
     save_npz(Path(out), arrays)
     for line in skipped:

@@ -3,10 +3,12 @@
 ``hf:FOLDER`` names one wherever a run is read (``musicssl embed``, ``evaluate``, ``search``,
 ``musicssl.load``), so a published model is probed by the same protocol, beside the same
 baselines, as a run of this toolkit. It reads the wav2vec 2.0 family (``MODEL_TYPES``: a
-convolutional feature encoder over the waveform, then transformer blocks at its frame rate)
-and MERT. The folder is what ``save_pretrained`` writes: ``config.json``, the weights, and
-the feature extractor's ``preprocessor_config.json`` (its sample rate, and whether it
-normalises each input). Nothing is downloaded.
+convolutional feature encoder over the waveform, then transformer blocks at its frame rate),
+MERT, and LAION-CLAP (``musicssl.huggingface_clap``: its audio tower probed, its text tower
+scoring zero-shot and searching by text). The folder is what ``save_pretrained`` writes:
+``config.json``, the weights, and the feature extractor's settings
+(``preprocessor_config.json``, or the ``feature_extractor`` of a whole processor's
+``processor_config.json``). Nothing is downloaded.
 
 Every hidden state is a layer: the feature encoder's projected frames first, then the output
 of each transformer block (the last as the model outputs it, after the final norm of the
@@ -61,6 +63,9 @@ MODEL_TYPES = (
     "unispeech-sat",
 )
 MERT = "mert_model"
+CLAP = "clap"
+# Where save_pretrained writes the feature extractor's settings: alone, or in a processor's.
+EXTRACTOR_FILES = ("preprocessor_config.json", "processor_config.json")
 # What MERT adds to HuBERT, and the value that leaves it out.
 MERT_ADDITIONS = {"feature_extractor_cqt": False, "deepnorm": False, "attention_relax": -1.0}
 
@@ -92,7 +97,22 @@ def first_line(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-class HuggingFaceAudio(Encoder):
+class HuggingFaceModel(Encoder):
+    """What every model read from a Hugging Face folder has: its folder, what identifies its
+    weights, and its ``model_type``; ``describe`` says all three in the report."""
+
+    path: str
+    weights: str
+    kind: str
+
+    def config(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+class HuggingFaceAudio(HuggingFaceModel):
     """A ``transformers`` audio model with a convolutional feature encoder, as an encoder.
 
     Args:
@@ -163,9 +183,6 @@ class HuggingFaceAudio(Encoder):
         assert self.shortest_input is not None
         return (self.shortest_input - 1) / 2 + np.arange(num_frames) * self._hop
 
-    def config(self) -> dict[str, Any]:
-        return {"path": self.path}
-
     def describe(self) -> str:
         """What the report says of the model: its kind, size, input and weights."""
         kind = "MERT, read as HuBERT," if self.kind == MERT else self.kind
@@ -176,7 +193,7 @@ class HuggingFaceAudio(Encoder):
         )
 
 
-def load_huggingface(path: str | os.PathLike, *, seed: int | None = None) -> HuggingFaceAudio:
+def load_huggingface(path: str | os.PathLike, *, seed: int | None = None) -> HuggingFaceModel:
     """The audio model saved in the folder ``path``, with no network access.
 
     Args:
@@ -191,7 +208,7 @@ def load_huggingface(path: str | os.PathLike, *, seed: int | None = None) -> Hug
     """
     folder = model_path(path)
     transformers = need_transformers(PREFIX + str(folder))
-    config, preprocessor = _read_configs(folder)
+    config, extractor = _read_configs(folder)
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # its load report: refused below, in one line
     try:
@@ -218,11 +235,15 @@ def load_huggingface(path: str | os.PathLike, *, seed: int | None = None) -> Hug
         weights = _weights_hash(folder)
     else:  # the architecture: its config
         weights = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+    if config["model_type"] == CLAP:
+        from musicssl.huggingface_clap import clap_encoder
+
+        return clap_encoder(model.float(), folder, extractor, weights=weights)
     return HuggingFaceAudio(
         model.float(),
         path=str(folder),
-        sample_rate=int(preprocessor["sampling_rate"]),
-        normalize=bool(preprocessor.get("do_normalize", False)),
+        sample_rate=int(extractor["sampling_rate"]),
+        normalize=bool(extractor.get("do_normalize", False)),
         weights=weights,
         kind=str(config["model_type"]),
     )
@@ -288,8 +309,8 @@ def _mert_as_hubert(folder: Path, config: dict[str, Any], transformers: Any) -> 
 
 
 def _read_configs(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The folder's ``config.json`` and ``preprocessor_config.json``, checked to describe a
-    model this reads."""
+    """The folder's ``config.json`` and its feature extractor's settings, checked to describe
+    a model this reads."""
     if not folder.is_dir():
         raise MusicSSLError(f"{folder}: no such model folder (a local save_pretrained folder)")
     config = _json(folder / "config.json", "the model's config, which save_pretrained writes")
@@ -300,22 +321,29 @@ def _read_configs(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             "musicssl does not run: embed with that code, save names and emb in an .npz, "
             "and evaluate the .npz"
         )
-    if model_type not in (*MODEL_TYPES, MERT):
+    if model_type not in (*MODEL_TYPES, MERT, CLAP):
         raise MusicSSLError(
-            f"{folder}: a model of type {model_type}; hf: reads {', '.join(MODEL_TYPES)} and MERT "
-            "models (a convolutional feature encoder over the waveform, then transformer blocks)"
+            f"{folder}: a model of type {model_type}; hf: reads {', '.join(MODEL_TYPES)}, MERT "
+            "(a convolutional feature encoder over the waveform, then transformer blocks) and "
+            "CLAP models"
         )
-    preprocessor = _json(
-        folder / "preprocessor_config.json",
-        "the feature extractor's sampling_rate and do_normalize (save_pretrained writes it)",
-    )
-    rate = preprocessor.get("sampling_rate")
+    path = _extractor_file(folder)
+    extractor = _json(path, "the feature extractor's settings, which save_pretrained writes")
+    if path.name != EXTRACTOR_FILES[0]:  # a whole processor's: the extractor's are one part
+        part = extractor.get("feature_extractor")
+        if not isinstance(part, dict):
+            raise MusicSSLError(f"{path}: holds no feature_extractor settings")
+        extractor = part
+    rate = extractor.get("sampling_rate")
     if not isinstance(rate, int) or isinstance(rate, bool) or rate < 1:
-        raise MusicSSLError(
-            f"{folder / 'preprocessor_config.json'}: sampling_rate must be a rate in Hz, "
-            f"got {rate!r}"
-        )
-    return config, preprocessor
+        raise MusicSSLError(f"{path}: sampling_rate must be a rate in Hz, got {rate!r}")
+    return config, extractor
+
+
+def _extractor_file(folder: Path) -> Path:
+    """The file holding the feature extractor's settings: its own, else the processor's."""
+    found = [folder / name for name in EXTRACTOR_FILES if (folder / name).is_file()]
+    return found[0] if found else folder / EXTRACTOR_FILES[0]
 
 
 def _json(path: Path, what: str) -> dict[str, Any]:
@@ -331,8 +359,9 @@ def _json(path: Path, what: str) -> dict[str, Any]:
 
 
 def _weights_hash(folder: Path) -> str:
-    """One hash over the model's weight files and both configs: what makes its embeddings."""
+    """One hash over the model's weight files, its config and its feature extractor's:
+    what makes its embeddings."""
     files = sorted(file for pattern in WEIGHT_FILES for file in folder.glob(pattern))
-    files += [folder / "config.json", folder / "preprocessor_config.json"]
+    files += [folder / "config.json", _extractor_file(folder)]
     joined = "\n".join(f"{file.name}:{file_hash(file)}" for file in files)
     return hashlib.sha256(joined.encode()).hexdigest()

@@ -23,7 +23,7 @@ from musicssl import checkpoint
 from musicssl.embed import DEFAULT_READOUT
 from musicssl.errors import MusicSSLError
 from musicssl.files import file_hash
-from musicssl.huggingface import HuggingFaceAudio, is_huggingface
+from musicssl.huggingface import HuggingFaceModel, is_huggingface
 
 if TYPE_CHECKING:
     from musicssl.embed import Model
@@ -206,7 +206,7 @@ def open_source(
 
         loaded = load(spec, device=device, readout=readout)
         outside = loaded.encoder
-        assert isinstance(outside, HuggingFaceAudio)
+        assert isinstance(outside, HuggingFaceModel)
         return Source(
             spec,
             model=loaded,
