@@ -50,8 +50,9 @@ def add_search(verbs: Any) -> None:
             "search",
             help="the clips of an index nearest a text or an audio file",
             description="Print the --k clips of INDEX nearest the query, best first, with "
-            "their cosine scores. --text needs a run with a text tower (CLAP, SLAP) whose "
-            "embeddings INDEX holds: the text and the clips meet in the run's joint space. "
+            "their cosine scores. --text needs a run with a text tower (CLAP, SLAP), or a "
+            "LAION-CLAP (hf:FOLDER), whose embeddings INDEX holds: the text and the clips meet "
+            "in its joint space. "
             "--audio embeds the file with the run's encoder.",
         ),
         "musicssl.search:search_text",

@@ -231,8 +231,8 @@ def add_embed(verbs: Any) -> None:
         type=model_folder,
         metavar="CKPT",
         help="checkpoint, run (its latest), or hf:FOLDER: an audio model saved by Hugging Face "
-        "(the wav2vec 2.0 family: wav2vec2, HuBERT, WavLM, data2vec-audio, UniSpeech; and "
-        "MERT), read offline",
+        "(the wav2vec 2.0 family: wav2vec2, HuBERT, WavLM, data2vec-audio, UniSpeech; MERT; "
+        "and LAION-CLAP), read offline",
     )
     embed.option(
         "input", type=existing_path, metavar="INPUT", help="audio file, folder, manifest or store"
