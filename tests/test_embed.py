@@ -474,11 +474,16 @@ def test_frame_times_follow_the_encoders_frame_hop():
     track = pesto.embed(tone(220, sr=16000, seconds=3.0), 16000, frames=True)
     assert track.times.shape == (376,)
     np.testing.assert_allclose(track.times, np.arange(376) * 128 / 16000)
-    # Time patches of a ViT, 16 frames of 160 samples each, whatever the window's length.
+    # Time patches of a ViT, 16 frames of 160 samples each, whatever the window's length;
+    # patch i reads frames 16 i to 16 i + 15, centred on frame 16 i + 7.5.
     vit = Model(build_encoder("spectrogram_vit"))
     patches = vit.embed(tone(220, sr=16000, seconds=3.0), 16000, frames=True)
-    within = np.diff(patches.times)[: vit.encoder.input_samples // 2560 - 1]
-    np.testing.assert_allclose(within, 2560 / 16000)
+    # The window, padded past the 3 s, keeps the 19 patches centred within them.
+    np.testing.assert_allclose(patches.times, (16 * np.arange(19) + 7.5) * 0.01)
+    # Tokens of the frame transformer, 4 frames of 160 samples stacked: centred on 4 i + 1.5.
+    stacked = Model(build_encoder("frame_transformer", stack=4))
+    tokens = stacked.embed(tone(220, sr=16000, seconds=1.0), 16000, frames=True)
+    np.testing.assert_allclose(tokens.times[:10], (4 * np.arange(10) + 1.5) * 0.01)
 
 
 def test_frames_of_a_short_signal_stop_at_its_end(tmp_path: Path):

@@ -100,7 +100,8 @@ def oracle_embeddings(task: Task, *, noise_dims: int = 8, seed: int = 1):
         frames = {}
         for example in examples:
             times = frame_times(task, example)
-            f0 = example.target[np.rint(times / task.f0_hop).astype(int)]
+            first = np.rint((times - FRAME_HOP / 2) / task.f0_hop).astype(int)
+            f0 = np.maximum(example.target[first], example.target[first + 1])  # its 2 values
             classes = metrics.pitch_class(f0)
             features = np.zeros((len(times), 12), dtype=np.float32)
             features[classes >= 0, classes[classes >= 0]] = 1.0
@@ -142,7 +143,7 @@ def standard_error(result: dict, metric: str) -> float:
     if result["kind"] == "retrieval":
         n = sizes["query"]
     elif result["kind"] == "pitch":
-        n = sizes["frames_test"] / FRAMES_PER_NOTE
+        n = sizes["frames_test"] / (2 * FRAMES_PER_NOTE)  # rows: the f0 values of notes
     else:
         n = sizes["test"]
     if metric == "roc_auc":
@@ -243,19 +244,27 @@ def test_queries_without_a_relevant_item_are_left_out(tmp_path):
     assert result["curve"]["chance"] == pytest.approx([0.5, 1.0])
 
 
-def test_pitch_reads_the_f0_nearest_each_frame(tmp_path, monkeypatch):
-    f0 = np.array([0.0, 440.0, 440.0, 0.0, 261.63])
+def test_pitch_scores_each_voiced_f0_value_with_the_frame_nearest_it(tmp_path, monkeypatch):
+    f0 = np.array([0.0, 440.0, 440.0, 0.0, 261.63, 0, 0, 0, 0, 300.0])
     examples = tuple(Example(f"{s}.wav", s, f0) for s in ("train", "valid", "test"))
     task = Task("p", "pitch", tmp_path, examples, f0_hop=0.01)
-    # nearest f0 indices 0 (unvoiced), 1, 3 (unvoiced), 4, and 7 (past the end: dropped)
+    # Voiced values at 0.01, 0.02, 0.04 and 0.09 s. Frame spacings 9, 17, 12, 29 ms: median
+    # 14.5 ms. 0.01 and 0.02 s are nearest frame 1 (0.012 s; 0.029 s is 9 ms from 0.02),
+    # 0.04 s frame 3; 0.09 s is 20 ms from the last frame, further than 14.5 ms: left out.
     times = np.array([0.003, 0.012, 0.029, 0.041, 0.07])
     features = np.eye(5, dtype=np.float32)
     frames = {e.name: (features, times) for e in examples}
+    rows = pitch_frames.voiced_frames(task, frames)
+    np.testing.assert_array_equal(rows.x["test"], features[[1, 1, 3]])
+    np.testing.assert_array_equal(rows.f0["train"], [440.0, 440.0, 261.63])
+    # The rows are the reference's whatever the frames: as many for a track of coarser ones.
+    coarse = {e.name: (np.eye(2, dtype=np.float32), np.array([0.02, 0.07])) for e in examples}
+    assert len(pitch_frames.voiced_frames(task, coarse).f0["test"]) == 4
     result = evaluate_task(task, {}, frames=frames, seeds=1).to_dict()
     sizes = result["split_sizes"]
-    assert sizes["frames_train"] == sizes["frames_valid"] == sizes["frames_test"] == 2
+    assert sizes["frames_train"] == sizes["frames_valid"] == sizes["frames_test"] == 3
     assert sizes["train"] == 1 and result["classes"] == list(PITCH_CLASSES)
-    assert result["metrics"]["accuracy"]["values"][0] in (0.0, 0.5, 1.0)
+    assert result["metrics"]["accuracy"]["values"][0] in (0.0, 1 / 3, 2 / 3, 1.0)
 
     monkeypatch.setattr(pitch_frames, "MAX_FRAMES", 30)
     task = synthetic_task("pitch", tmp_path, sizes=(6, 3, 3))

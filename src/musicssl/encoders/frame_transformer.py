@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -166,6 +167,15 @@ class FrameTransformer(Encoder):
         """Input samples between consecutive tokens; the same for every layer."""
         resolve_layer(layer, self.num_layers, "FrameTransformer")
         return self.hop_length * self.stack
+
+    def frame_centres(
+        self, num_frames: int, *, window: int, layer: int | None = None
+    ) -> np.ndarray:
+        """The centre of the spectrogram frames each token reads: token ``i`` reads frames
+        ``[i n, i n + n)`` (``n = stack``), and frame ``j`` is centred on
+        sample ``j * hop_length``."""
+        n = self.stack
+        return (np.arange(num_frames) * n + (n - 1) / 2) * self.hop_length
 
     def frame_inputs(self, x: Tensor) -> Tensor:
         """Standardised spectrogram frames, ``stack`` per row, time first.

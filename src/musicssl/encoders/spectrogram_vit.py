@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -158,6 +159,15 @@ class SpectrogramViT(Encoder):
         """Input samples between consecutive frames (time patches); the same for every layer."""
         resolve_layer(layer, self.num_layers, "SpectrogramViT")
         return self.hop_length * self.patch[1]
+
+    def frame_centres(
+        self, num_frames: int, *, window: int, layer: int | None = None
+    ) -> np.ndarray:
+        """The centre of the spectrogram frames each time patch reads: time patch ``i`` reads frames
+        ``[i n, i n + n)`` (``n = patch[1]``), and frame ``j`` is centred on
+        sample ``j * hop_length``."""
+        n = self.patch[1]
+        return (np.arange(num_frames) * n + (n - 1) / 2) * self.hop_length
 
     def patch_grid(self, num_frames: int) -> tuple[int, int]:
         """(frequency patches, time patches) of a spectrogram with ``num_frames`` frames."""

@@ -1,9 +1,12 @@
-"""The frame-level inputs of a pitch task: frame embeddings paired with the f0 under each frame.
+"""The frame-level inputs of a pitch task: each voiced f0 value paired with the frame over it.
 
 A pitch task's example holds an f0 track (Hz, 0 where unvoiced, one value per ``Task.f0_hop``
 seconds); the embedder gives each clip a matrix of frame features and their centre times.
-``voiced_frames`` pairs each frame with the f0 value nearest its centre, keeps the voiced
-frames, and caps how many the probe trains and selects on.
+``voiced_frames`` pairs each voiced f0 value with the frame whose centre is nearest it, and
+caps how many the probe trains and selects on. The rows are the reference's, on its own grid
+(as ``mir_eval.melody`` scores an estimate on the reference's times), so every system is
+scored on the same test rows whatever its frame rate: an encoder of coarse frames answers for
+every f0 value its frames span, a change of note inside one included.
 """
 
 from __future__ import annotations
@@ -41,10 +44,12 @@ class VoicedFrames:
 def voiced_frames(
     task: Task, frames: Mapping[str, tuple[np.ndarray, np.ndarray]] | None
 ) -> VoicedFrames:
-    """The voiced frames of every clip of a pitch task, each with the f0 nearest its centre.
+    """The voiced f0 values of every clip of a pitch task, each with the frame nearest it.
 
-    Train and valid keep at most ``MAX_FRAMES`` frames each (a seeded random subset, said in
-    ``notes``); test keeps all of them, and is resampled by clip.
+    An f0 value further from every frame centre than the track's median frame spacing (a
+    track that stops short of the clip) has no frame, and is left out. Train and valid keep at
+    most ``MAX_FRAMES`` rows each (a seeded random subset, said in ``notes``); test keeps all
+    of them, and is resampled by clip.
 
     Args:
         task: a pitch task; each example's target is its f0 track.
@@ -70,16 +75,11 @@ def voiced_frames(
             reference = np.asarray(example.target, dtype=np.float64).reshape(-1)
             if not np.isfinite(reference).all():
                 raise MusicSSLError(f"task {task.name}: {example.name}: f0 contains NaN")
-            # The f0 value nearest each frame centre; frames past the end of the f0 track
-            # (by more than half a hop) have no reference and are dropped like unvoiced ones.
-            nearest = np.rint(times / hop).astype(np.int64)
-            inside = (nearest >= 0) & (nearest < len(reference))
-            values = np.zeros(len(times))
-            values[inside] = reference[nearest[inside]]
-            voiced = values > 0
-            rows_x.append(features[voiced])
-            rows_f0.append(values[voiced])
-            rows_clip.append(np.full(int(voiced.sum()), number))
+            voiced = np.flatnonzero(reference > 0)
+            frame, covered = nearest_frames(times, voiced * hop)
+            rows_x.append(features[frame[covered]])
+            rows_f0.append(reference[voiced[covered]])
+            rows_clip.append(np.full(int(covered.sum()), number))
         x[split] = np.concatenate(rows_x).astype(np.float32)
         f0[split] = np.concatenate(rows_f0)
         if split == "test":
@@ -110,6 +110,28 @@ def voiced_frames(
     sizes = {s: len(task.split(s)) for s in PROBE_SPLITS}
     sizes.update({f"frames_{s}": len(f0[s]) for s in PROBE_SPLITS})
     return VoicedFrames(x, f0, notes, sizes, resample)
+
+
+def nearest_frames(times: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The index of the frame centred nearest each point (seconds), and whether it is within
+    the track's median frame spacing of it (a track of one frame covers every point).
+
+    Shapes: times (num_frames,), points (num_points,) -> (num_points,) each.
+    """
+    if len(times) == 0:
+        return np.zeros(len(points), dtype=np.int64), np.zeros(len(points), dtype=bool)
+    order = np.argsort(times, kind="stable")
+    ordered = times[order]
+    after = np.clip(np.searchsorted(ordered, points), 1, max(len(ordered) - 1, 1))
+    before = after - 1
+    later = np.abs(ordered[np.minimum(after, len(ordered) - 1)] - points)
+    # A point halfway between two frames is the later one's (a frame spans [c - h/2, c + h/2)).
+    pick = np.where(later <= np.abs(ordered[before] - points) + 1e-9, after, before)
+    pick = np.minimum(pick, len(ordered) - 1)
+    if len(ordered) < 2:
+        return order[pick], np.ones(len(points), dtype=bool)
+    spacing = float(np.median(np.diff(ordered)))
+    return order[pick], np.abs(ordered[pick] - points) <= spacing
 
 
 def check_features(array: np.ndarray, *, what: str, dim: int | None) -> int:

@@ -23,7 +23,10 @@ from musicssl.errors import MusicSSLError
 # 4: so does the frame transformer.
 # 6: frames are timed by the encoder's frame hop (pitch pairs each with the f0 under it);
 # 5 was taken for a while by the weighted sum of layers, and is skipped.
-PROTOCOL_VERSION = 6
+# 7: pitch is scored on the f0 track's own grid (each voiced f0 value reads the frame nearest
+# it: the same test rows whatever the frame rate); ViT and frame-transformer frames are timed
+# at the centre of the spectrogram frames they read.
+PROTOCOL_VERSION = 7
 
 
 @dataclass(frozen=True)
