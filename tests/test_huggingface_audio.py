@@ -227,6 +227,10 @@ def test_embed_index_and_search_through_an_hf_model(tmp_path: Path):
     found = musicssl_cli("search", str(tmp_path / "idx"), "--run", f"hf:{folder}", "--audio",
                          str(audio / "b.wav"), "-k", "1")  # fmt: skip
     assert found.returncode == 0 and found.stdout.split()[-1] == "b.wav"
+    soundfile.write(tmp_path / "empty.wav", np.zeros(0), 16000)
+    empty = musicssl_cli("search", str(tmp_path / "idx"), "--run", f"hf:{folder}", "--audio",
+                         str(tmp_path / "empty.wav"))  # fmt: skip
+    assert empty.returncode == 1 and "empty.wav: no audio in it" in empty.stderr
     done = musicssl_cli("search", str(tmp_path / "idx"), "--run", f"hf:{folder}", "--text", "x")
     assert done.returncode == 1 and "this model has no text tower" in done.stderr
 
@@ -261,7 +265,10 @@ def test_folders_it_cannot_read_are_refused_in_one_line(tmp_path: Path):
         musicssl.load(f"hf:{other}")
     wide = _save(tmp_path / "wide")  # a config whose width the weights do not have
     _edit_config(wide, hidden_size=48)
-    with pytest.raises(MusicSSLError, match=r"wide: cannot load the model \(tensors whose shapes"):
+    with pytest.raises(
+        MusicSSLError,
+        match=r"wide: cannot load the model from model.safetensors \(tensors whose shapes",
+    ):
         musicssl.load(f"hf:{wide}")
     fewer = _save(tmp_path / "fewer")  # a config of one block beside weights of two
     _edit_config(fewer, num_hidden_layers=1)
@@ -269,7 +276,7 @@ def test_folders_it_cannot_read_are_refused_in_one_line(tmp_path: Path):
         musicssl.load(f"hf:{fewer}")
     broken = _save(tmp_path / "broken")
     (broken / "model.safetensors").write_bytes(b"not weights")
-    with pytest.raises(MusicSSLError, match="broken: cannot load the model"):
+    with pytest.raises(MusicSSLError, match="broken: cannot load the model from model.safetensors"):
         musicssl.load(f"hf:{broken}")
     done = subprocess.run([sys.executable, "-m", "musicssl", "embed", f"hf:{tmp_path / 'gone'}",
                            str(tmp_path), "--out", str(tmp_path / "e.npz")],
@@ -293,6 +300,13 @@ def test_the_command_line_reads_hf_folders_as_users_write_them(tmp_path: Path, m
     assert done.returncode == 0, done.stderr
     assert "LOAD REPORT" not in done.stderr and "Loading" not in done.stderr
     assert "write hf: in lower case" in embed(f"HF:{folder}").stderr
+    command = [sys.executable, "-m", "musicssl", "evaluate", f"HF:{folder}", "--out", "r"]
+    evaluated = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert evaluated.returncode == 2 and "write hf: in lower case" in evaluated.stderr
+    with pytest.raises(MusicSSLError, match="write hf: in lower case"):
+        musicssl.load(f"Hf:{folder}")
+    with pytest.raises(MusicSSLError, match="config.json: not a folder"):
+        musicssl.load(f"hf:{folder / 'config.json'}")
     assert "hf: names no folder" in embed("hf:").stderr
     assert (
         f"{folder}: a Hugging Face model folder? name it hf:{folder}" in embed(str(folder)).stderr

@@ -15,6 +15,7 @@ import torch
 import musicssl
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.run import evaluate
+from musicssl.evaluate.sources import open_source
 
 transformers = pytest.importorskip(
     "transformers", reason="transformers (the huggingface extra) is not installed"
@@ -154,9 +155,18 @@ def test_a_clap_is_evaluated_with_zero_shot_beside_its_random_weights(
                        progress=False)  # fmt: skip
     assert {"key", "zeroshot_mode", "zeroshot_family"} <= set(results.tasks)
     assert results.baselines is not None and set(results.baselines) == {"baseline:random"}
-    assert results.model.startswith(f"clap from {folder}: 3 layers (HTS-AT stages) of up to 16")
+    assert results.model.startswith(
+        f"clap from {folder.resolve()}: the patch embedding and 2 HTS-AT stages (up to 16 wide)"
+    )
     score = results.tasks["zeroshot_mode"].metrics["accuracy"].mean
     assert 0 <= score <= 1 and results.tasks["zeroshot_mode"].split_sizes["test"] > 0
+    # Zero-shot scores the whole test split: with the pitch task alone (monophonic clips
+    # only) it is left out, and the report says why.
+    pitch = evaluate(f"hf:{folder}", out=tmp_path / "pitch", corpus=tiny_corpus,
+                     tasks=["pitch"], seeds=1, baselines=[], cache=tmp_path / "cache",
+                     progress=False)  # fmt: skip
+    assert not any(name.startswith("zeroshot") for name in pitch.tasks)
+    assert any(note.startswith("zero-shot left out: it scores all") for note in pitch.notes)
 
 
 def test_search_by_text_through_a_clap_folder(tmp_path: Path):
@@ -186,15 +196,46 @@ def test_search_by_text_through_a_clap_folder(tmp_path: Path):
     assert best in found.stdout.splitlines()[0] and found.stdout.count(".wav") == 3
 
 
-def test_clap_folders_it_cannot_use_are_refused_in_one_line(tmp_path: Path):
+def test_without_a_usable_tokenizer_the_audio_tower_works_and_text_says_why(tmp_path: Path):
     silent = _save(tmp_path / "no-tokenizer", tokenizer=False)
-    model = musicssl.load(f"hf:{silent}")
-    assert not model.has_text and "no tokenizer, so no zero-shot" in model.encoder.describe()
-    with pytest.raises(MusicSSLError, match="no tokenizer beside the CLAP model"):
-        model.embed_text("a piano")
-    assert model.embed(np.zeros(RATE, np.float32), RATE).clip.shape == (16,)  # audio works
+    half = _save(tmp_path / "half")  # a partial copy: the vocabulary's files left behind
+    for name in ("tokenizer.json", "vocab.json", "merges.txt"):
+        (half / name).unlink()
+    damaged = _save(tmp_path / "damaged")
+    (damaged / "tokenizer.json").write_text('{"version": "1.0", "trunc')
+    for folder, reason in [
+        (silent, "no tokenizer beside the CLAP model"),
+        (half, r"its tokenizer knows \d+ tokens, the text tower \d+: a tokenizer file missing"),
+        (damaged, r"its tokenizer is unreadable \("),
+    ]:
+        model = musicssl.load(f"hf:{folder}")
+        assert not model.has_text
+        assert "no zero-shot: its tokenizer is missing or unreadable" in model.encoder.describe()
+        with pytest.raises(MusicSSLError, match=f"{folder.name}: {reason}"):
+            model.embed_text("a piano")
+        assert model.embed(np.zeros(RATE, np.float32), RATE).clip.shape == (16,)  # audio works
+    # The tokenizer's files are part of what names the model's zero-shot results.
+    whole = open_source(f"hf:{_save(tmp_path / 'whole')}").identity
+    assert set(whole) == {"huggingface", "tokenizer"}
+    assert set(open_source(f"hf:{silent}").identity) == {"huggingface"}
+
+
+def test_clap_folders_it_cannot_use_are_refused_in_one_line(tmp_path: Path):
+    model = musicssl.load(f"hf:{_save(tmp_path / 'clap')}")
     with pytest.raises(MusicSSLError, match=r"reads at most 32000 samples \(one crop\)"):
         model.encoder.forward_layers(torch.zeros(1, CROP + 1))
+    with pytest.raises(MusicSSLError, match="embed_text: no texts to embed"):
+        model.embed_text([])
+    with pytest.raises(MusicSSLError, match=r"project_audio: clip embeddings of shape \(2, 12\)"):
+        model.project_audio(np.zeros((2, 12), np.float32))
+    assert model.encoder.layer_labels() == ["patch embedding", "stage 1", "stage 2"]
+    mismatched = _save(tmp_path / "mismatched")  # a model without fusion, a fusion extractor
+    processor = json.loads((mismatched / "processor_config.json").read_text())
+    processor["feature_extractor"]["truncation"] = "fusion"
+    (mismatched / "processor_config.json").write_text(json.dumps(processor))
+    with pytest.raises(MusicSSLError, match="truncation 'fusion' for a model with enable_fusion "
+                       "False: set truncation to rand_trunc"):  # fmt: skip
+        musicssl.load(f"hf:{mismatched}")
     bands = _save(tmp_path / "bands")
     processor = json.loads((bands / "processor_config.json").read_text())
     processor["feature_extractor"]["feature_size"] = 32

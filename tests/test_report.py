@@ -254,7 +254,7 @@ def test_markdown_table_holds_the_numbers(report: tuple[Path, dict[str, Path]]) 
     ]
     pitch = next(line for line in text.splitlines() if line.startswith("| pitch |"))
     assert pitch.endswith("| train 380, valid 80, test 82 |")  # frame counts only in details
-    assert "train 380 clips (380000 frames)" in text
+    assert "train 380 clips (380000 f0 values)" in text
     assert "2025-03-14 09:26:53" in text
     assert "runs/clmr-small/checkpoints/last.pt" in text.splitlines()[0]
     # a skip shared by every system is listed once
@@ -392,3 +392,21 @@ def test_the_legend_keeps_long_labels_inside_the_figure() -> None:
     legend = figure.legends[0].get_window_extent()
     whole = figure.bbox
     assert whole.x0 <= legend.x0 and legend.x1 <= whole.x1
+
+
+def test_an_npz_that_names_its_model_is_set_against_that_models_random_weights(
+    tmp_path: Path,
+) -> None:
+    def report_text(results: dict[str, Any], out: str) -> tuple[str, str]:
+        written = write_report(results, tmp_path / out, baselines=fake_baselines())
+        text = written["report.md"].read_text(encoding="utf-8")
+        row = next(line for line in text.splitlines() if line.startswith("| style |"))
+        return text, [cell.strip() for cell in row.strip("|").split("|")][-2]
+
+    results = fake_results(with_map=False)
+    results["source"] = "e.npz"  # of unknown make: random weights are one more network's
+    assert report_text(results, "unknown")[1] == "above mfcc"
+    results["embedded_with"] = "hf:/models/hubert"
+    text, keeps = report_text(results, "named")
+    assert keeps == "above random weights, above mfcc"
+    assert "hf:/models/hubert (baseline:random: its architecture)" in text

@@ -115,7 +115,7 @@ def add_evaluate(verbs: Any) -> None:
 
 
 def _source(text: str) -> str:
-    if text.startswith("hf:"):
+    if text[:3].lower() == "hf:":
         return model_folder(text)
     return text if text.startswith("baseline:") else existing_path(text)
 

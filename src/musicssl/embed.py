@@ -426,6 +426,8 @@ def load(
         raise MusicSSLError(f"path must be a run or checkpoint folder, got {path!r}")
     if is_huggingface(path):
         return Model(load_huggingface(path), device=device, readout=readout)
+    if str(path)[:3].lower() == "hf:":
+        raise MusicSSLError(f"{path}: write hf: in lower case (hf:FOLDER)")
     model = Model(checkpoint.load_encoder(path), device=device, readout=readout)
     model.checkpoint = path
     return model

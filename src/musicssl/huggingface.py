@@ -111,6 +111,10 @@ class HuggingFaceModel(Encoder):
     def describe(self) -> str:
         raise NotImplementedError
 
+    def identity(self) -> dict[str, str]:
+        """What the evaluation cache knows the model's results by: its weights' hash."""
+        return {"huggingface": self.weights}
+
 
 class HuggingFaceAudio(HuggingFaceModel):
     """A ``transformers`` audio model with a convolutional feature encoder, as an encoder.
@@ -187,7 +191,7 @@ class HuggingFaceAudio(HuggingFaceModel):
         """What the report says of the model: its kind, size, input and weights."""
         kind = "MERT, read as HuBERT," if self.kind == MERT else self.kind
         return (
-            f"{kind} from {self.path}: {self.num_layers} layers of "
+            f"{kind} from {Path(self.path).resolve()}: {self.num_layers} layers of "
             f"{self.embedding_dim}, {self.sample_rate} Hz in {WINDOW_SECONDS:g} s windows"
             f"{', each normalised' if self.normalize else ''}; weights sha256 {self.weights[:16]}"
         )
@@ -227,7 +231,9 @@ def load_huggingface(path: str | os.PathLike, *, seed: int | None = None) -> Hug
         reason = first_line(error)
         if "mismatched_sizes" in reason:  # its own words point at the report it printed
             reason = "tensors whose shapes differ from those config.json gives"
-        raise MusicSSLError(f"{folder}: cannot load the model ({reason})") from None
+        files = sorted(file.name for pattern in WEIGHT_FILES for file in folder.glob(pattern))
+        source = f" from {', '.join(files)}" if files else ""
+        raise MusicSSLError(f"{folder}: cannot load the model{source} ({reason})") from None
     finally:
         transformers.logging.set_verbosity(verbosity)
     _check_loaded(folder, model, loading)
@@ -311,6 +317,8 @@ def _mert_as_hubert(folder: Path, config: dict[str, Any], transformers: Any) -> 
 def _read_configs(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The folder's ``config.json`` and its feature extractor's settings, checked to describe
     a model this reads."""
+    if folder.is_file():
+        raise MusicSSLError(f"{folder}: not a folder (hf: names the folder save_pretrained wrote)")
     if not folder.is_dir():
         raise MusicSSLError(f"{folder}: no such model folder (a local save_pretrained folder)")
     config = _json(folder / "config.json", "the model's config, which save_pretrained writes")
@@ -328,7 +336,11 @@ def _read_configs(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             "CLAP models"
         )
     path = _extractor_file(folder)
-    extractor = _json(path, "the feature extractor's settings, which save_pretrained writes")
+    extractor = _json(
+        path,
+        f"the feature extractor's settings: save_pretrained writes them there, or into "
+        f"{EXTRACTOR_FILES[1]} with a processor's",
+    )
     if path.name != EXTRACTOR_FILES[0]:  # a whole processor's: the extractor's are one part
         part = extractor.get("feature_extractor")
         if not isinstance(part, dict):

@@ -25,6 +25,7 @@ processor writes beside the model.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,11 @@ from torch.nn import functional as F
 
 from musicssl.encoders._shared import check_waveforms
 from musicssl.errors import MusicSSLError
-from musicssl.huggingface import CLAP, PREFIX, HuggingFaceModel, need_transformers
+from musicssl.files import file_hash
+from musicssl.huggingface import CLAP, PREFIX, HuggingFaceModel, first_line, need_transformers
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
+EXTRA = ("merges.txt", "special_tokens_map.json")  # also read by the tokenizer, if there
 
 
 class HuggingFaceClap(HuggingFaceModel):
@@ -47,7 +50,8 @@ class HuggingFaceClap(HuggingFaceModel):
     Args:
         model: the ``ClapModel``.
         extractor: its ``ClapFeatureExtractor`` (sample rate, crop, spectrogram).
-        tokenizer: its text tokenizer, or None (then ``has_text`` is False).
+        tokenizer: its text tokenizer, or the reason there is none (then ``has_text`` is
+            False: the audio tower works alone).
         path: the folder it came from.
         weights: what identifies the weights (see ``load_huggingface``).
     """
@@ -58,7 +62,8 @@ class HuggingFaceClap(HuggingFaceModel):
         super().__init__()
         self.model = model
         self.extractor = extractor
-        self.tokenizer = tokenizer
+        self.tokenizer = None if isinstance(tokenizer, str) else tokenizer
+        self.no_text = tokenizer if isinstance(tokenizer, str) else ""
         self.path = path
         self.weights = weights
         self.kind = CLAP
@@ -134,10 +139,9 @@ class HuggingFaceClap(HuggingFaceModel):
     def embed_text(self, texts: list[str]) -> Tensor:
         """Texts in the joint space, L2-normalised. Shape: (len(texts), projection_dim)."""
         if self.tokenizer is None:
-            raise MusicSSLError(
-                f"{self.path}: no tokenizer beside the CLAP model ({', '.join(TOKENIZER_FILES)}); "
-                "save its processor into the folder (processor.save_pretrained)"
-            )
+            raise MusicSSLError(f"{self.path}: {self.no_text}")
+        if not texts:
+            raise MusicSSLError("embed_text: no texts to embed")
         device = next(self.model.parameters()).device
         longest = min(int(self.tokenizer.model_max_length),
                       int(self.model.config.text_config.max_position_embeddings) - 2)  # fmt: skip
@@ -152,17 +156,34 @@ class HuggingFaceClap(HuggingFaceModel):
 
     def project_audio(self, clips: Tensor) -> Tensor:
         """Clip embeddings in the joint space, L2-normalised. Shape: (N, hidden) -> (N, dim)."""
+        if clips.ndim != 2 or clips.shape[-1] != self.embedding_dim:
+            raise MusicSSLError(
+                f"project_audio: clip embeddings of shape {tuple(clips.shape)}, expected "
+                f"(num_clips, {self.embedding_dim}): this model's own (embed(...).clip)"
+            )
         return F.normalize(self.model.audio_projection(clips), dim=-1)
+
+    def identity(self) -> dict[str, str]:
+        """Its weights' hash, and its tokenizer files' (which the zero-shot scores depend on)."""
+        if self.tokenizer is None:
+            return super().identity()
+        files = sorted(f for f in Path(self.path).iterdir() if f.name in TOKENIZER_FILES + EXTRA)
+        text = "\n".join(f"{file.name}:{file_hash(file)}" for file in files)
+        return {**super().identity(), "tokenizer": hashlib.sha256(text.encode()).hexdigest()}
+
+    def layer_labels(self) -> list[str]:
+        """The patch embedding, then each HTS-AT stage."""
+        return ["patch embedding", *(f"stage {k}" for k in range(1, self.num_layers))]
 
     def describe(self) -> str:
         """What the report says of the model: its kind, size, input, text tower and weights."""
         seconds = self.input_samples / self.sample_rate
-        text = "" if self.has_text else "; no tokenizer, so no zero-shot"
+        text = "" if self.has_text else "; no zero-shot: its tokenizer is missing or unreadable"
         return (
-            f"clap from {self.path}: {self.num_layers} layers (HTS-AT stages) of up to "
-            f"{self.embedding_dim}, {self.sample_rate} Hz in {seconds:g} s crops, a shorter "
-            f"clip repeated to fill one, fusion {'on' if self.fusion else 'off'}{text}; "
-            f"weights sha256 {self.weights[:16]}"
+            f"clap from {Path(self.path).resolve()}: the patch embedding and "
+            f"{self.num_layers - 1} HTS-AT stages (up to {self.embedding_dim} wide), "
+            f"{self.sample_rate} Hz in {seconds:g} s crops, a shorter clip repeated to fill one, "
+            f"fusion {'on' if self.fusion else 'off'}{text}; weights sha256 {self.weights[:16]}"
         )
 
 
@@ -187,21 +208,48 @@ def clap_encoder(
     transformers = need_transformers(PREFIX + str(folder))
     spectrogram = transformers.ClapFeatureExtractor.from_dict(extractor)
     audio = model.config.audio_config
+    where = f"{folder}: the feature extractor"
     if int(spectrogram.feature_size) != int(audio.num_mel_bins):
         raise MusicSSLError(
-            f"{folder}: the feature extractor makes {spectrogram.feature_size} mel bands, the "
-            f"model reads {audio.num_mel_bins} (num_mel_bins)"
+            f"{where} makes {spectrogram.feature_size} mel bands, the model reads "
+            f"{audio.num_mel_bins} (num_mel_bins)"
         )
     frames = 1 + int(spectrogram.nb_max_samples) // int(spectrogram.hop_length)
     width = int(audio.spec_size) * (int(audio.spec_size) // int(audio.num_mel_bins))
     if frames > width:
         raise MusicSSLError(
-            f"{folder}: the feature extractor's crop makes {frames} frames, more than the "
-            f"model's {width} (spec_size x spec_size / num_mel_bins)"
+            f"{where}'s crop makes {frames} frames, more than the model's {width} "
+            "(spec_size x spec_size / num_mel_bins)"
         )
-    tokenizer = None
-    if any((folder / name).is_file() for name in TOKENIZER_FILES):
+    fused = spectrogram.truncation == "fusion"  # four spectrograms a crop, HTK mel bands
+    if fused != bool(audio.enable_fusion):
+        raise MusicSSLError(
+            f"{where} has truncation {spectrogram.truncation!r} for a model with enable_fusion "
+            f"{bool(audio.enable_fusion)}: set truncation to "
+            f"{'fusion' if audio.enable_fusion else 'rand_trunc'}, as the model was trained"
+        )
+    tokenizer = _tokenizer(folder, model, transformers)
+    return HuggingFaceClap(model, spectrogram, tokenizer, path=str(folder), weights=weights)
+
+
+def _tokenizer(folder: Path, model: Any, transformers: Any) -> Any:
+    """The folder's tokenizer, or why there is none: missing, unreadable, or without the
+    text tower's vocabulary (a ``tokenizer_config.json`` left alone reads as five tokens)."""
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return (
+            f"no tokenizer beside the CLAP model ({', '.join(TOKENIZER_FILES)}); save its "
+            "processor into the folder (processor.save_pretrained)"
+        )
+    try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(
             os.fspath(folder), local_files_only=True
         )
-    return HuggingFaceClap(model, spectrogram, tokenizer, path=str(folder), weights=weights)
+    except Exception as error:  # tokenizers and json raise many kinds for a bad file
+        return f"its tokenizer is unreadable ({first_line(error)})"
+    known, vocabulary = len(tokenizer), int(model.config.text_config.vocab_size)
+    if not vocabulary // 2 <= known <= vocabulary:
+        return (
+            f"its tokenizer knows {known} tokens, the text tower {vocabulary}: a tokenizer file "
+            "missing (tokenizer.json, or vocab.json and merges.txt), or another model's"
+        )
+    return tokenizer

@@ -166,6 +166,8 @@ def search_audio(index: Index, model: Any, path: str | os.PathLike, *, k: int = 
         )
     with decoder_notes():  # mpg123's notes on an MP3's tags; a bad file still says why
         signal = audio.load(path, sr=model.sample_rate)
+    if signal.size == 0:
+        raise MusicSSLError(f"{path}: no audio in it (an empty file)")
     clip = model.embed(signal, model.sample_rate).clip
     return index.search(clip, k=k)[0]
 

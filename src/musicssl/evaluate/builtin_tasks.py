@@ -217,7 +217,7 @@ def pitch_task(corpus_dir: Path, *, transfer: bool = False) -> Task:
         root=audio_root(corpus_dir),
         examples=tuple(examples),
         classes=PITCH_CLASSES,
-        description="frame-level pitch of monophonic clips (pitch class of voiced frames)",
+        description="frame-level pitch of monophonic clips (pitch class at each voiced f0 value)",
         f0_hop=hops.pop(),
     )
 

@@ -28,7 +28,7 @@ MAX_FRAMES = 6000
 
 @dataclass
 class VoicedFrames:
-    """The voiced frames of a pitch task, per split.
+    """The voiced f0 values of a pitch task with their frames' features, per split.
 
     ``x[split]`` has shape (num_frames, dim), float32; ``f0[split]`` shape (num_frames,), in
     Hz, all positive. ``resample(rng)`` draws the test rows of one bootstrap resample.
@@ -58,7 +58,7 @@ def voiced_frames(
 
     Raises:
         MusicSSLError: no frames given, a missing or malformed clip, NaN in an f0 track, a
-            split without voiced frames.
+            split without voiced f0 values.
     """
     if frames is None:
         raise MusicSSLError(f"task {task.name}: a pitch task needs frame embeddings (frames=)")
@@ -86,7 +86,7 @@ def voiced_frames(
             test_clip = np.concatenate(rows_clip)
         available[split] = len(f0[split])
         if available[split] == 0:
-            raise MusicSSLError(f"task {task.name}: no voiced frames in the {split} split")
+            raise MusicSSLError(f"task {task.name}: no voiced f0 values in the {split} split")
     notes = []
     for split in ("train", "valid"):
         if available[split] > MAX_FRAMES:
@@ -95,7 +95,7 @@ def voiced_frames(
             )
             x[split], f0[split] = x[split][keep], f0[split][keep]
             notes.append(
-                f"{split}: the probe used {MAX_FRAMES} of {available[split]} voiced frames "
+                f"{split}: the probe used {MAX_FRAMES} of {available[split]} voiced f0 values "
                 "(a seeded random subset)"
             )
 

@@ -215,6 +215,9 @@ class Evaluation:
             folder's latest when evaluated); None for an ``.npz`` or a baseline.
         model: for a model read from a Hugging Face folder, what it is in one line (its kind,
             size, input and weights hash); else None.
+        embedded_with: for an ``.npz`` of ``musicssl embed``, the checkpoint or ``hf:`` model
+            it was embedded with, when that is there (``baseline:random`` is then its
+            architecture); else None.
         version: musicssl's version.
         seeds: probe fits per task.
         layers: "all" when every encoder layer was probed too, else None.
@@ -252,6 +255,7 @@ class Evaluation:
     checkpoint: str | None = None
     layer_labels: dict[str, str] | None = None
     model: str | None = None
+    embedded_with: str | None = None
 
     def headlines(self) -> dict[str, dict[str, MetricSummary]]:
         """Per task, its headline metric's summary, as set beside another source's results."""
@@ -276,6 +280,8 @@ class Evaluation:
             out["checkpoint"] = self.checkpoint
         if self.model is not None:
             out["model"] = self.model
+        if self.embedded_with is not None:
+            out["embedded_with"] = self.embedded_with
         if self.layer_labels is not None:
             out["layer_labels"] = dict(self.layer_labels)
         if self.map is not None:
@@ -342,6 +348,7 @@ class Evaluation:
             equivariance=data.get("equivariance"),
             checkpoint=data.get("checkpoint"),
             model=data.get("model"),
+            embedded_with=data.get("embedded_with"),
             layer_labels=data.get("layer_labels"),
             baselines=None
             if baselines is None

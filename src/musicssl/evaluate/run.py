@@ -104,6 +104,8 @@ def evaluate(
                                      seeds=seeds, layers=layers, progress=progress)  # fmt: skip
     _beside_the_probes(evaluation, opened, source, task_list, embedded, corpus=corpus_dir)
     reference_run = _random_reference(opened, source, warn="random" in baselines and progress)
+    if opened.embedded is not None:
+        evaluation.embedded_with = reference_run
     others = _baselines(baselines, source, task_list, store, corpus=corpus_dir, seeds=seeds,
                         layers=layers, reference=reference_run, device=device,
                         progress=progress)  # fmt: skip
@@ -263,12 +265,23 @@ def _zero_shot(
     corpus: Path,
 ) -> None:
     """Add the zero-shot tasks of a source with a text tower (``evaluate.zeroshot``)."""
-    from musicssl.evaluate.zeroshot import zero_shot_results
+    from musicssl.evaluate.zeroshot import missing_clips, zero_shot_results
 
     root = (corpus / "audio").resolve()
     found = next((e for r, e in embedded.items() if Path(r).resolve() == root), None)
-    if found is not None and (corpus / "manifest.jsonl").is_file():
-        evaluation.tasks.update(zero_shot_results(source.model, corpus, found.vectors()))
+    if not (corpus / "manifest.jsonl").is_file():
+        return
+    vectors = found.vectors() if found is not None else {}
+    missing, total = missing_clips(corpus, vectors)
+    if missing:  # scored on part of the test split, it would not be the zero-shot task
+        note = (
+            f"zero-shot left out: it scores all {total} test clips of the corpus, and these "
+            f"tasks embedded {total - missing} (add a clip task, such as style)"
+        )
+        evaluation.notes.append(note)
+        print(f"note: {note}", file=sys.stderr, flush=True)
+        return
+    evaluation.tasks.update(zero_shot_results(source.model, corpus, vectors))
 
 
 def _note_replaced(out: Path, source: str) -> None:

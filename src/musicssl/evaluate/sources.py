@@ -210,7 +210,7 @@ def open_source(
         return Source(
             spec,
             model=loaded,
-            identity={"huggingface": outside.weights},
+            identity=outside.identity(),
             model_line=outside.describe(),
         )  # the read-out changes nothing here; fmt: skip
     path = Path(spec)

@@ -67,6 +67,16 @@ def zero_shot_accuracy(
     return float(np.mean(hits)), chance
 
 
+def missing_clips(
+    corpus_dir: Path, vectors: Mapping[str, np.ndarray], *, split: str = "test"
+) -> tuple[int, int]:
+    """How many of the corpus's ``split`` clips have no embedding in ``vectors``, of how many."""
+    rows = [
+        row for row in read_manifest(corpus_dir / "manifest.jsonl") if row.get("split") == split
+    ]
+    return sum(_name(row) not in vectors for row in rows), len(rows)
+
+
 def zero_shot_results(
     model: Any, corpus_dir: Path, vectors: Mapping[str, np.ndarray], *, split: str = "test"
 ) -> dict[str, TaskResult]:

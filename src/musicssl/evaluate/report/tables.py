@@ -27,7 +27,8 @@ RANDOM_LABEL = "baseline:random"
 
 
 def split_text(task: Mapping[str, Any], *, frames: bool = False) -> str:
-    """ "train 1512, valid 324, test 324"; frame-level tasks add "(380000 frames)" on request."""
+    """ "train 1512, valid 324, test 324"; the pitch task adds "(380000 f0 values)" on request
+    (the voiced values of the reference it scores)."""
     sizes = task.get("split_sizes") or {}
     parts = []
     for split, count in sizes.items():
@@ -35,7 +36,7 @@ def split_text(task: Mapping[str, Any], *, frames: bool = False) -> str:
             continue
         text = f"{split} {count}"
         if frames and f"frames_{split}" in sizes:
-            text += f" clips ({sizes[f'frames_{split}']} frames)"
+            text += f" clips ({sizes[f'frames_{split}']} f0 values)"
         parts.append(text)
     return ", ".join(parts)
 
@@ -82,8 +83,9 @@ def keeps_text(
 
     "below random weights, above logmel": each side is "below", "level with" (within noise)
     or "above"; a source below its own random weights has lost what the architecture and the
-    probe hold without training. Only a checkpoint has random weights of its own: beside an
-    ``.npz``, ``baseline:random`` is another network, and counts as any other baseline.
+    probe hold without training. A checkpoint, an ``hf:`` model and an ``.npz`` that names
+    the one it was embedded with (``embedded_with``) have random weights of their own; beside
+    another ``.npz``, ``baseline:random`` is another network, and counts as any other baseline.
     """
     source = scores[0]
     if source is None:
@@ -92,7 +94,8 @@ def keeps_text(
     words = []
     others = [(s.label, score) for s, score in zip(systems[1:], scores[1:]) if score is not None]
     source_name = str(systems[0].results.get("source") or systems[0].label)
-    own = not source_name.endswith(".npz")  # random weights of its own architecture
+    # Random weights of its own architecture: not those of the demo's network beside an .npz.
+    own = not source_name.endswith(".npz") or bool(systems[0].results.get("embedded_with"))
     random = [(label, score) for label, score in others if label == RANDOM_LABEL and own]
     features = [(label, score) for label, score in others if label != RANDOM_LABEL or not own]
     if features:
@@ -219,6 +222,11 @@ def about_rows(systems: Sequence[System]) -> list[tuple[str, str]]:
         ("source", str(results.get("source", "?"))),
         *([("checkpoint", str(results["checkpoint"]))] if results.get("checkpoint") else []),
         *([("model", str(results["model"]))] if results.get("model") else []),
+        *(
+            [("embedded with", f"{results['embedded_with']} (baseline:random: its architecture)")]
+            if results.get("embedded_with")
+            else []
+        ),
         ("corpus", str(results.get("corpus", "?")) or "none (your own tasks only)"),
         ("date", str(results.get("created", "?")).replace("T", " ")[:19]),
         ("musicssl version", str(results.get("version", "?"))),
@@ -259,7 +267,7 @@ def reading(systems: Sequence[System]) -> str:
             f"{BEST_MARK} marks the best system on a task, {NEAR_MARK} a system within noise "
             "of it (|difference| <= 2 · sqrt(std_best² + std²)). 'keeps' sets the source "
             "against its random weights (the architecture of a checkpoint or an hf: model, or "
-            "of the checkpoint an .npz of musicssl embed names; beside another .npz, "
+            "of the one an .npz of musicssl embed names; beside another .npz, "
             "baseline:random is the demo's network, another baseline) and the best other "
             "baseline: below random weights, the training lost what the architecture held. "
         )
