@@ -122,16 +122,13 @@ def nearest_frames(times: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, n
         return np.zeros(len(points), dtype=np.int64), np.zeros(len(points), dtype=bool)
     order = np.argsort(times, kind="stable")
     ordered = times[order]
-    after = np.clip(np.searchsorted(ordered, points), 1, max(len(ordered) - 1, 1))
-    before = after - 1
-    later = np.abs(ordered[np.minimum(after, len(ordered) - 1)] - points)
+    after = np.minimum(np.searchsorted(ordered, points), len(ordered) - 1)
+    before = np.maximum(after - 1, 0)
     # A point halfway between two frames is the later one's (a frame spans [c - h/2, c + h/2)).
-    pick = np.where(later <= np.abs(ordered[before] - points) + 1e-9, after, before)
-    pick = np.minimum(pick, len(ordered) - 1)
-    if len(ordered) < 2:
-        return order[pick], np.ones(len(points), dtype=bool)
-    spacing = float(np.median(np.diff(ordered)))
-    return order[pick], np.abs(ordered[pick] - points) <= spacing
+    later = np.abs(ordered[after] - points) <= np.abs(ordered[before] - points) + 1e-9
+    pick = np.where(later, after, before)
+    spacing = float(np.median(np.diff(ordered))) if len(ordered) > 1 else np.inf
+    return order[pick], np.abs(ordered[pick] - points) <= spacing + 1e-9
 
 
 def check_features(array: np.ndarray, *, what: str, dim: int | None) -> int:
