@@ -68,6 +68,11 @@ def _spec_kind(spec: str) -> str:
         return "builtin"
     if spec in builtin_tasks.TASKS or spec == "transfer":
         return "builtin"
+    if spec.startswith("zeroshot"):
+        raise MusicSSLError(
+            f"{spec!r} is not asked for by name: a source with a text tower is scored zero-shot "
+            "whenever its tasks embed the corpus's whole test split (a clip task, e.g. style)"
+        )
     raise MusicSSLError(
         f"unknown task {spec!r}: give a built-in task "
         f"({', '.join(builtin_tasks.TASKS)}; NAME@transfer or transfer), DATASET=ROOT "
