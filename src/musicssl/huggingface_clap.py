@@ -41,7 +41,7 @@ from musicssl.files import file_hash
 from musicssl.huggingface import CLAP, PREFIX, HuggingFaceModel, first_line, need_transformers
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
-EXTRA = ("merges.txt", "special_tokens_map.json")  # also read by the tokenizer, if there
+TOKENIZER_EXTRA_FILES = ("merges.txt", "special_tokens_map.json")  # read beside them
 
 
 class HuggingFaceClap(HuggingFaceModel):
@@ -167,7 +167,11 @@ class HuggingFaceClap(HuggingFaceModel):
         """Its weights' hash, and its tokenizer files' (which the zero-shot scores depend on)."""
         if self.tokenizer is None:
             return super().identity()
-        files = sorted(f for f in Path(self.path).iterdir() if f.name in TOKENIZER_FILES + EXTRA)
+        files = sorted(
+            f
+            for f in Path(self.path).iterdir()
+            if f.name in TOKENIZER_FILES + TOKENIZER_EXTRA_FILES
+        )
         text = "\n".join(f"{file.name}:{file_hash(file)}" for file in files)
         return {**super().identity(), "tokenizer": hashlib.sha256(text.encode()).hexdigest()}
 
