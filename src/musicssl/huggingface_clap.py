@@ -167,11 +167,8 @@ class HuggingFaceClap(HuggingFaceModel):
         """Its weights' hash, and its tokenizer files' (which the zero-shot scores depend on)."""
         if self.tokenizer is None:
             return super().identity()
-        files = sorted(
-            f
-            for f in Path(self.path).iterdir()
-            if f.name in TOKENIZER_FILES + TOKENIZER_EXTRA_FILES
-        )
+        names = TOKENIZER_FILES + TOKENIZER_EXTRA_FILES
+        files = sorted(file for file in Path(self.path).iterdir() if file.name in names)
         text = "\n".join(f"{file.name}:{file_hash(file)}" for file in files)
         return {**super().identity(), "tokenizer": hashlib.sha256(text.encode()).hexdigest()}
 
