@@ -172,6 +172,11 @@ def test_the_fingerprint_follows_the_weights_and_the_random_baseline_is_the_same
     assert all(torch.equal(v, random_b.encoder.state_dict()[k]) for k, v in drawn.items())
     assert not all(torch.equal(v, trained[k]) for k, v in drawn.items())
     assert random_a.config()["encoder"]["name"] == "huggingface"
+    # A report of random weights says whose: the reference's architecture, or the demo's.
+    line = open_source("baseline:random", reference=f"hf:{first}").model_line
+    assert line == f"random weights (seed 0) of the architecture of hf:{first} (huggingface)"
+    demo = open_source("baseline:random").model_line
+    assert demo == "random weights (seed 0) of the demo's encoder (branches)"
     # The source's identity (the cache key) is the fingerprint: new weights, new embeddings.
     weights = again.rsplit(":", 1)[0]  # the read-out changes nothing for these models
     assert open_source(f"hf:{first}").identity == {"huggingface": weights}

@@ -214,7 +214,8 @@ class Evaluation:
         checkpoint: the checkpoint folder a run or checkpoint source was read from (a run
             folder's latest when evaluated); None for an ``.npz`` or a baseline.
         model: for a model read from a Hugging Face folder, what it is in one line (its kind,
-            size, input and weights hash); else None.
+            size, input and weights hash); for ``baseline:random``, whose architecture its
+            weights fill; else None.
         embedded_with: for an ``.npz`` of ``musicssl embed``, the checkpoint or ``hf:`` model
             it was embedded with, when that is there (``baseline:random`` is then its
             architecture); else None.

@@ -200,7 +200,13 @@ def open_source(
 
         name = spec.removeprefix(BASELINE_PREFIX)
         model = build_baseline(name, reference=reference, device=device, readout=readout)
-        return Source(spec, model=model, identity={"baseline": model.config()})
+        line = None
+        if name == "random":  # whose random weights: a report of them alone says so
+            config = model.config()
+            kind = config["encoder"]["name"]
+            what = "the demo's encoder" if reference is None else f"the architecture of {reference}"
+            line = f"random weights (seed {config['seed']}) of {what} ({kind})"
+        return Source(spec, model=model, identity={"baseline": model.config()}, model_line=line)
     if is_huggingface(spec):
         from musicssl.embed import load
 
