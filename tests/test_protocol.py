@@ -255,8 +255,11 @@ def test_pitch_scores_each_voiced_f0_value_with_the_frame_nearest_it(tmp_path, m
     features = np.eye(5, dtype=np.float32)
     frames = {e.name: (features, times) for e in examples}
     rows = pitch_frames.voiced_frames(task, frames)
-    np.testing.assert_array_equal(rows.x["test"], features[[1, 1, 3]])
+    np.testing.assert_array_equal(rows.x["train"], features[[1, 1, 3]])
     np.testing.assert_array_equal(rows.f0["train"], [440.0, 440.0, 261.63])
+    # Test keeps each frame once, and names the frame of each value.
+    np.testing.assert_array_equal(rows.x["test"], features)
+    np.testing.assert_array_equal(rows.test_rows, [1, 1, 3])
     # The rows are the reference's whatever the frames: as many for a track of coarser ones.
     coarse = {e.name: (np.eye(2, dtype=np.float32), np.array([0.02, 0.07])) for e in examples}
     assert len(pitch_frames.voiced_frames(task, coarse).f0["test"]) == 4

@@ -30,8 +30,11 @@ MAX_FRAMES = 6000
 class VoicedFrames:
     """The voiced f0 values of a pitch task with their frames' features, per split.
 
-    ``x[split]`` has shape (num_frames, dim), float32; ``f0[split]`` shape (num_frames,), in
-    Hz, all positive. ``resample(rng)`` draws the test rows of one bootstrap resample.
+    ``f0[split]`` has shape (num_values,), in Hz, all positive. ``x[split]`` has shape
+    (num_values, dim), float32, one row per value, for train and valid; for test it holds
+    each frame once, and ``test_rows`` (num_values,) names the frame of each test value (a
+    long frame answers for many values: its features are not copied for each). ``resample(rng)``
+    draws the test values of one bootstrap resample.
     """
 
     x: dict[str, np.ndarray]
@@ -39,6 +42,7 @@ class VoicedFrames:
     notes: list[str]
     split_sizes: dict[str, int]
     resample: Callable[[np.random.Generator], np.ndarray]
+    test_rows: np.ndarray
 
 
 def voiced_frames(
@@ -65,10 +69,10 @@ def voiced_frames(
     check_names(task, list(frames), source="frame embeddings")
     hop = float(task.f0_hop or 0.0)
     dim = None
-    x, f0, available = {}, {}, {}
-    test_clip: np.ndarray = np.zeros(0, dtype=np.int64)  # the test clip of each test frame
+    x, f0, rows, available = {}, {}, {}, {}
+    test_clip: np.ndarray = np.zeros(0, dtype=np.int64)  # the test clip of each test value
     for split in PROBE_SPLITS:
-        rows_x, rows_f0, rows_clip = [], [], []
+        tracks, rows_f0, rows_frame, rows_clip, first = [], [], [], [], 0
         for number, example in enumerate(task.split(split)):
             features, times = _frame_track(frames, example.name)
             dim = check_features(features, what=f"frame embeddings: {example.name}", dim=dim)
@@ -77,27 +81,30 @@ def voiced_frames(
                 raise MusicSSLError(f"task {task.name}: {example.name}: f0 contains NaN")
             voiced = np.flatnonzero(reference > 0)
             frame, covered = nearest_frames(times, voiced * hop)
-            rows_x.append(features[frame[covered]])
+            tracks.append(features)
+            rows_frame.append(first + frame[covered])  # into this split's frames
             rows_f0.append(reference[voiced[covered]])
             rows_clip.append(np.full(int(covered.sum()), number))
-        x[split] = np.concatenate(rows_x).astype(np.float32)
-        f0[split] = np.concatenate(rows_f0)
+            first += len(features)
+        x[split] = np.concatenate(tracks).astype(np.float32)
+        rows[split], f0[split] = np.concatenate(rows_frame), np.concatenate(rows_f0)
         if split == "test":
             test_clip = np.concatenate(rows_clip)
         available[split] = len(f0[split])
         if available[split] == 0:
             raise MusicSSLError(f"task {task.name}: no voiced f0 values in the {split} split")
     notes = []
-    for split in ("train", "valid"):
+    for split in ("train", "valid"):  # one row per value, at most MAX_FRAMES of them
         if available[split] > MAX_FRAMES:
             keep = np.sort(
                 np.random.default_rng(0).choice(available[split], MAX_FRAMES, replace=False)
             )
-            x[split], f0[split] = x[split][keep], f0[split][keep]
+            rows[split], f0[split] = rows[split][keep], f0[split][keep]
             notes.append(
                 f"{split}: the probe used {MAX_FRAMES} of {available[split]} voiced f0 values "
                 "(a seeded random subset)"
             )
+        x[split] = x[split][rows[split]]
 
     num_test_clips = len(task.split("test"))
     frames_of_clip = [np.flatnonzero(test_clip == c) for c in range(num_test_clips)]
@@ -109,7 +116,7 @@ def voiced_frames(
 
     sizes = {s: len(task.split(s)) for s in PROBE_SPLITS}
     sizes.update({f"frames_{s}": len(f0[s]) for s in PROBE_SPLITS})
-    return VoicedFrames(x, f0, notes, sizes, resample)
+    return VoicedFrames(x, f0, notes, sizes, resample, test_rows=rows["test"])
 
 
 def nearest_frames(times: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

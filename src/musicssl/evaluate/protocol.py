@@ -150,6 +150,8 @@ def _probe(task: Task, data: ProbeData, *, seeds: int, progress: bool) -> TaskRe
             )
             bar.update()
         outputs = probe.scores(data.x["test"])
+        if data.test_rows is not None:  # each reference's row
+            outputs = outputs[data.test_rows]
         if seed == 0 and data.objective == "multiclass":
             confusion = metrics.confusion(
                 data.y["test"], outputs.argmax(axis=1), num_classes=int(data.num_outputs or 0)

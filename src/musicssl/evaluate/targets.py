@@ -54,6 +54,9 @@ class ProbeData:
     x: dict[str, np.ndarray] = field(default_factory=dict)
     split_sizes: dict[str, int] = field(default_factory=dict)
     resample: Callable[[np.random.Generator], np.ndarray] | None = None
+    # The row of ``x["test"]`` each test reference reads, where rows are shared (pitch: a
+    # frame answers for every f0 value near it); None: one row each.
+    test_rows: np.ndarray | None = None
 
 
 def _bootstrap_items(num_items: int) -> Callable[[np.random.Generator], np.ndarray]:
@@ -291,4 +294,5 @@ def pitch_data(task: Task, frames: Mapping[str, tuple[np.ndarray, np.ndarray]] |
         x=voiced.x,
         split_sizes=voiced.split_sizes,
         resample=voiced.resample,
+        test_rows=voiced.test_rows,
     )
