@@ -172,8 +172,7 @@ class FrameTransformer(Encoder):
         self, num_frames: int, *, window: int, layer: int | None = None
     ) -> np.ndarray:
         """The centre of the spectrogram frames each token reads: token ``i`` reads frames
-        ``[i n, i n + n)`` (``n = stack``), and frame ``j`` is centred on
-        sample ``j * hop_length``."""
+        ``[i n, i n + n)`` (``n = stack``), frame ``j`` centred on sample ``j * hop_length``."""
         n = self.stack
         return (np.arange(num_frames) * n + (n - 1) / 2) * self.hop_length
 

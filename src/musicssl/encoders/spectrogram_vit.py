@@ -163,9 +163,9 @@ class SpectrogramViT(Encoder):
     def frame_centres(
         self, num_frames: int, *, window: int, layer: int | None = None
     ) -> np.ndarray:
-        """The centre of the spectrogram frames each time patch reads: time patch ``i`` reads frames
-        ``[i n, i n + n)`` (``n = patch[1]``), and frame ``j`` is centred on
-        sample ``j * hop_length``."""
+        """The centre of the spectrogram frames each time patch reads: patch ``i`` reads
+        frames ``[i n, i n + n)`` (``n = patch[1]``), frame ``j`` centred on sample
+        ``j * hop_length``."""
         n = self.patch[1]
         return (np.arange(num_frames) * n + (n - 1) / 2) * self.hop_length
 
