@@ -28,7 +28,7 @@ EVALUATE_DESCRIPTION = (
     "write results.json, report.md and report.html (offline, with plots) to --out, beside the "
     "baselines. SOURCE is a checkpoint or run folder; hf:FOLDER, an audio model saved by "
     "Hugging Face (the wav2vec 2.0 family: wav2vec2, HuBERT, WavLM, data2vec-audio, "
-    "UniSpeech; MERT; and LAION-CLAP, with zero-shot scores), beside random weights of its "
+    "UniSpeech; MERT; LAION-CLAP, with zero-shot scores; AST), beside random weights of its "
     "own architecture; an .npz of "
     "embeddings from any system ('names' relative to the folder of each task's audio, the "
     "corpus's audio folder or a table's folder, or to a folder above it, or absolute; 'emb'); "

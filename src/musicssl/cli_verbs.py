@@ -232,7 +232,7 @@ def add_embed(verbs: Any) -> None:
         metavar="CKPT",
         help="checkpoint, run (its latest), or hf:FOLDER: an audio model saved by Hugging Face "
         "(the wav2vec 2.0 family: wav2vec2, HuBERT, WavLM, data2vec-audio, UniSpeech; MERT; "
-        "and LAION-CLAP), read offline",
+        "LAION-CLAP; AST), read offline",
     )
     embed.option(
         "input", type=existing_path, metavar="INPUT", help="audio file, folder, manifest or store"

@@ -4,8 +4,9 @@
 ``musicssl.load``), so a published model is probed by the same protocol, beside the same
 baselines, as a run of this toolkit. It reads the wav2vec 2.0 family (``MODEL_TYPES``: a
 convolutional feature encoder over the waveform, then transformer blocks at its frame rate),
-MERT, and LAION-CLAP (``musicssl.huggingface_clap``: its audio tower probed, its text tower
-scoring zero-shot and searching by text). The folder is what ``save_pretrained`` writes:
+MERT, LAION-CLAP (``musicssl.huggingface_clap``: its audio tower probed, its text tower
+scoring zero-shot and searching by text) and the Audio Spectrogram Transformer
+(``musicssl.huggingface_ast``). The folder is what ``save_pretrained`` writes:
 ``config.json``, the weights, and the feature extractor's settings
 (``preprocessor_config.json``, or the ``feature_extractor`` of a whole processor's
 ``processor_config.json``). Nothing is downloaded.
@@ -64,6 +65,7 @@ MODEL_TYPES = (
 )
 MERT = "mert_model"
 CLAP = "clap"
+AST = "audio-spectrogram-transformer"
 # Where save_pretrained writes the feature extractor's settings: alone, or in a processor's.
 EXTRACTOR_FILES = ("preprocessor_config.json", "processor_config.json")
 # What MERT adds to HuBERT, and the value that leaves it out.
@@ -245,6 +247,10 @@ def load_huggingface(path: str | os.PathLike, *, seed: int | None = None) -> Hug
         from musicssl.huggingface_clap import clap_encoder
 
         return clap_encoder(model.float(), folder, extractor, weights=weights)
+    if config["model_type"] == AST:
+        from musicssl.huggingface_ast import ast_encoder
+
+        return ast_encoder(model.float(), folder, extractor, weights=weights)
     return HuggingFaceAudio(
         model.float(),
         path=str(folder),
@@ -329,11 +335,11 @@ def _read_configs(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             "musicssl does not run: embed with that code, save names and emb in an .npz, "
             "and evaluate the .npz"
         )
-    if model_type not in (*MODEL_TYPES, MERT, CLAP):
+    if model_type not in (*MODEL_TYPES, MERT, CLAP, AST):
         raise MusicSSLError(
             f"{folder}: a model of type {model_type}; hf: reads {', '.join(MODEL_TYPES)}, MERT "
-            "(a convolutional feature encoder over the waveform, then transformer blocks) and "
-            "CLAP models"
+            "(a convolutional feature encoder over the waveform, then transformer blocks), "
+            "CLAP and AST models"
         )
     path = _extractor_file(folder)
     extractor = _json(
