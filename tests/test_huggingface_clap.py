@@ -220,6 +220,13 @@ def test_without_a_usable_tokenizer_the_audio_tower_works_and_text_says_why(tmp_
     assert set(open_source(f"hf:{silent}").identity) == {"huggingface"}
 
 
+def _edit_extractor(folder: Path, **changes) -> None:
+    """Change the feature extractor's settings in the processor's file."""
+    processor = json.loads((folder / "processor_config.json").read_text())
+    processor["feature_extractor"].update(changes)
+    (folder / "processor_config.json").write_text(json.dumps(processor))
+
+
 def test_clap_folders_it_cannot_use_are_refused_in_one_line(tmp_path: Path):
     model = musicssl.load(f"hf:{_save(tmp_path / 'clap')}")
     with pytest.raises(MusicSSLError, match=r"reads at most 32000 samples \(one crop\)"):
@@ -230,22 +237,16 @@ def test_clap_folders_it_cannot_use_are_refused_in_one_line(tmp_path: Path):
         model.project_audio(np.zeros((2, 12), np.float32))
     assert model.encoder.layer_labels() == ["patch embedding", "stage 1", "stage 2"]
     mismatched = _save(tmp_path / "mismatched")  # a model without fusion, a fusion extractor
-    processor = json.loads((mismatched / "processor_config.json").read_text())
-    processor["feature_extractor"]["truncation"] = "fusion"
-    (mismatched / "processor_config.json").write_text(json.dumps(processor))
+    _edit_extractor(mismatched, truncation="fusion")
     with pytest.raises(MusicSSLError, match="truncation 'fusion' for a model with enable_fusion "
                        "False: set truncation to rand_trunc"):  # fmt: skip
         musicssl.load(f"hf:{mismatched}")
     bands = _save(tmp_path / "bands")
-    processor = json.loads((bands / "processor_config.json").read_text())
-    processor["feature_extractor"]["feature_size"] = 32
-    (bands / "processor_config.json").write_text(json.dumps(processor))
+    _edit_extractor(bands, feature_size=32)
     with pytest.raises(MusicSSLError, match="makes 32 mel bands, the model reads 16"):
         musicssl.load(f"hf:{bands}")
     long = _save(tmp_path / "long")
-    processor = json.loads((long / "processor_config.json").read_text())
-    processor["feature_extractor"]["max_length_s"] = 6
-    (long / "processor_config.json").write_text(json.dumps(processor))
+    _edit_extractor(long, max_length_s=6)
     with pytest.raises(MusicSSLError, match="crop makes 601 frames, more than the model's 256"):
         musicssl.load(f"hf:{long}")
     nested = _save(tmp_path / "nested")

@@ -117,6 +117,16 @@ class HuggingFaceModel(Encoder):
         """What the evaluation cache knows the model's results by: its weights' hash."""
         return {"huggingface": self.weights}
 
+    def check_window(self, x: Tensor, unit: str) -> None:
+        """Refuse what is not a batch of waveforms, or is longer than one ``unit`` (the fixed
+        input a spectrogram model reads; ``embed`` cuts longer audio into such windows)."""
+        check_waveforms(x, PREFIX + self.path)
+        if x.shape[-1] > self.input_samples:
+            raise MusicSSLError(
+                f"{PREFIX}{self.path}: reads at most {self.input_samples} samples (one {unit}), "
+                f"got {x.shape[-1]}; musicssl.load(...).embed cuts longer audio into {unit}s"
+            )
+
 
 class HuggingFaceAudio(HuggingFaceModel):
     """A ``transformers`` audio model with a convolutional feature encoder, as an encoder.
@@ -233,7 +243,7 @@ def load_huggingface(path: str | os.PathLike, *, seed: int | None = None) -> Hug
         reason = first_line(error)
         if "mismatched_sizes" in reason:  # its own words point at the report it printed
             reason = "tensors whose shapes differ from those config.json gives"
-        files = sorted(file.name for pattern in WEIGHT_FILES for file in folder.glob(pattern))
+        files = [file.name for file in _weight_files(folder)]
         source = f" from {', '.join(files)}" if files else ""
         raise MusicSSLError(f"{folder}: cannot load the model{source} ({reason})") from None
     finally:
@@ -379,7 +389,11 @@ def _json(path: Path, what: str) -> dict[str, Any]:
 def _weights_hash(folder: Path) -> str:
     """One hash over the model's weight files, its config and its feature extractor's:
     what makes its embeddings."""
-    files = sorted(file for pattern in WEIGHT_FILES for file in folder.glob(pattern))
-    files += [folder / "config.json", _extractor_file(folder)]
+    files = [*_weight_files(folder), folder / "config.json", _extractor_file(folder)]
     joined = "\n".join(f"{file.name}:{file_hash(file)}" for file in files)
     return hashlib.sha256(joined.encode()).hexdigest()
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    """The folder's weight files (``WEIGHT_FILES``), sorted."""
+    return sorted(file for pattern in WEIGHT_FILES for file in folder.glob(pattern))

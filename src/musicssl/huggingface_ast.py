@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from musicssl.encoders._shared import check_waveforms
 from musicssl.errors import MusicSSLError
 from musicssl.huggingface import AST, PREFIX, HuggingFaceModel, need_transformers
 
@@ -67,12 +66,7 @@ class HuggingFaceAST(HuggingFaceModel):
 
     def forward_layers(self, x: Tensor) -> list[Tensor]:
         """Every hidden state as frames. Shape: (B, num_samples) -> (B, hidden, frames) each."""
-        check_waveforms(x, PREFIX + self.path)
-        if x.shape[-1] > self.input_samples:
-            raise MusicSSLError(
-                f"{PREFIX}{self.path}: reads at most {self.input_samples} samples (one input), "
-                f"got {x.shape[-1]}; musicssl.load(...).embed cuts longer audio into windows"
-            )
+        self.check_window(x, "input")
         signals = list(x.detach().float().cpu().numpy())
         found = self.extractor(signals, sampling_rate=RATE, return_tensors="np")
         values = torch.from_numpy(np.asarray(found["input_values"], np.float32)).to(x.device)

@@ -35,7 +35,6 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from musicssl.encoders._shared import check_waveforms
 from musicssl.errors import MusicSSLError
 from musicssl.files import file_hash
 from musicssl.huggingface import CLAP, PREFIX, HuggingFaceModel, first_line, need_transformers
@@ -87,12 +86,7 @@ class HuggingFaceClap(HuggingFaceModel):
 
     def forward_layers(self, x: Tensor) -> list[Tensor]:
         """Every stage's output as frames. Shape: (B, num_samples) -> (B, C_k, frames_k) each."""
-        check_waveforms(x, PREFIX + self.path)
-        if x.shape[-1] > self.input_samples:
-            raise MusicSSLError(
-                f"{PREFIX}{self.path}: reads at most {self.input_samples} samples (one crop), "
-                f"got {x.shape[-1]}; musicssl.load(...).embed cuts longer audio into crops"
-            )
+        self.check_window(x, "crop")
         longer = torch.zeros(x.shape[0], 1, dtype=torch.bool, device=x.device)
         output = self.model.audio_model(
             input_features=self._spectrograms(x), is_longer=longer, output_hidden_states=True

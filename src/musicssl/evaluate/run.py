@@ -53,8 +53,8 @@ def evaluate(
     """Evaluate one source on every task and write ``results.json`` and the report to ``out``.
 
     Args:
-        source: a checkpoint or run folder, an ``.npz`` (``names`` relative to the corpus's
-            audio folder, ``emb``), or ``baseline:NAME``.
+        source: a checkpoint or run folder, ``hf:FOLDER``, an ``.npz`` (``names`` relative
+            to the corpus's audio folder, ``emb``), or ``baseline:NAME``.
         out: folder for ``results.json``, ``report.md``, ``report.html`` and figures: missing,
             empty, or an earlier report (whose files are replaced).
         corpus: the built-in corpus folder, which must hold a corpus; ``None`` for
@@ -104,8 +104,7 @@ def evaluate(
                                      seeds=seeds, layers=layers, progress=progress)  # fmt: skip
     _beside_the_probes(evaluation, opened, source, task_list, embedded, corpus=corpus_dir)
     reference_run = _random_reference(opened, source, warn="random" in baselines and progress)
-    if opened.embedded is not None:
-        evaluation.embedded_with = reference_run
+    evaluation.embedded_with = reference_run if opened.embedded is not None else None
     others = _baselines(baselines, source, task_list, store, corpus=corpus_dir, seeds=seeds,
                         layers=layers, reference=reference_run, device=device,
                         progress=progress)  # fmt: skip
