@@ -10,7 +10,7 @@ import pytest
 
 from musicssl.errors import MusicSSLError
 from musicssl.evaluate.report.compare import compare_table
-from musicssl.evaluate.report.reading import noise_marks, within_noise
+from musicssl.evaluate.report.reading import Score, noise_marks, within_noise
 
 
 def _task(main: str, mean: float, std: float) -> dict[str, Any]:
@@ -44,6 +44,22 @@ def test_within_noise_on_hand_made_numbers() -> None:
     assert noise_marks([(0.80, 0.01), (0.79, 0.01), (0.60, 0.01), None]) == ["^", "≈", "", ""]
     assert noise_marks([(2.0, 0.1), (3.0, 0.1)], lower_is_better=True) == ["^", ""]
     assert noise_marks([(0.5, 0.1), None]) == ["", ""]  # nothing to compare with
+
+
+def test_within_noise_pairs_the_seeds_of_one_test_set() -> None:
+    test = (("test", 324), ("train", 1512))
+    # Each seed 0.013 above: the differences' std is 0.0006, 0.013 > 0.0012.
+    a = Score(0.880, 0.006, (0.873, 0.887, 0.880), test)
+    b = Score(0.867, 0.006, (0.860, 0.873, 0.867), test)
+    assert not within_noise(a, b)
+    assert within_noise(a[:2], b[:2])  # as independent: 0.013 <= 2 * sqrt(2) * 0.006 = 0.017
+    # Differences 0.03, -0.01, 0.01: mean 0.01, std 0.02, so within noise.
+    assert within_noise(Score(0.88, 0.02, (0.89, 0.86, 0.89), test),
+                        Score(0.87, 0.0, (0.86, 0.87, 0.88), test))  # fmt: skip
+    # Another test set, another number of seeds or a single seed: no pairing.
+    assert within_noise(a, b._replace(test_set=(("test", 300), ("train", 1512))))
+    assert within_noise(a, Score(0.867, 0.006, (0.860, 0.873), test))
+    assert not within_noise(Score(0.9, 0.0, (0.9,), test), Score(0.8, 0.0, (0.8,), test))
 
 
 def test_table_marks_best_and_within_noise(tmp_path: Path) -> None:

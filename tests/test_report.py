@@ -184,10 +184,11 @@ def fake_baselines() -> dict[str, dict[str, Any]]:
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
     """One full report, shared by the tests that only read it (rendering takes seconds)."""
     results = fake_results()
-    results["tasks"]["style"]["metrics"]["accuracy"].update(mean=0.8123, std=0.0114)
     baselines = fake_baselines()
-    baselines["baseline:mfcc"]["tasks"]["style"]["metrics"]["accuracy"].update(mean=0.5, std=0.02)
-    baselines["baseline:random"]["tasks"]["style"]["metrics"]["accuracy"].update(mean=0.8, std=0.01)
+    # Hand-set scores without per-seed values: compared as independent (no pairing).
+    for system, mean, std in ((results, 0.8123, 0.0114), (baselines["baseline:mfcc"], 0.5, 0.02),
+                              (baselines["baseline:random"], 0.8, 0.01)):  # fmt: skip
+        system["tasks"]["style"]["metrics"]["accuracy"] = {"mean": mean, "std": std}
     out = tmp_path_factory.mktemp("report")
     return out, write_report(results, out, baselines=baselines)
 
@@ -260,6 +261,28 @@ def test_markdown_table_holds_the_numbers(report: tuple[Path, dict[str, Path]]) 
     # a skip shared by every system is listed once
     assert text.count("tempo_octave: the corpus has no tempo-octave labels") == 1
     assert "![Headline score per task](figures/scores.png)" in text
+
+
+def test_keeps_pairs_the_seeds_of_one_test_set(tmp_path: Path) -> None:
+    # Unpaired, 0.880 ± 0.005 against 0.867 ± 0.005 is level: 0.013 <= 2 * sqrt(2) * 0.005.
+    # Paired, every seed is 0.013 above (std of the differences ~0): above.
+    results, random = fake_results(with_map=False), fake_results("baseline:random", seed=2)
+    for system, values in ((results, [0.875, 0.880, 0.885]), (random, [0.862, 0.867, 0.872])):
+        system["tasks"]["style"]["metrics"]["accuracy"] = {
+            "mean": float(np.mean(values)), "std": 0.005, "values": values
+        }  # fmt: skip
+    written = write_report(results, tmp_path, baselines={"baseline:random": random})
+    row = next(
+        line for line in written["report.md"].read_text().splitlines() if "| style |" in line
+    )
+    assert "| above random weights |" in row
+    # Differences that change sign from seed to seed: level (mean 0.01, std 0.02).
+    results["tasks"]["style"]["metrics"]["accuracy"]["values"] = [0.892, 0.857, 0.891]
+    written = write_report(results, tmp_path, baselines={"baseline:random": random})
+    row = next(
+        line for line in written["report.md"].read_text().splitlines() if "| style |" in line
+    )
+    assert "| level with random weights |" in row
 
 
 def test_keys_are_ordered_by_mode_then_tonic() -> None:

@@ -290,9 +290,9 @@ class Evaluation:
         if self.equivariance is not None:
             out["equivariance"] = self.equivariance
         if self.baselines is not None:
-            out["baselines"] = {
+            out["baselines"] = {  # each seed's value too: the report pairs seeds
                 label: {
-                    task: {m: s.to_dict(with_values=False) for m, s in scores.items()}
+                    task: {m: s.to_dict() for m, s in scores.items()}
                     for task, scores in tasks.items()
                 }
                 for label, tasks in self.baselines.items()

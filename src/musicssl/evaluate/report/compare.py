@@ -20,6 +20,7 @@ from musicssl.evaluate.report.reading import (
     LOWER_IS_BETTER,
     MISSING,
     NEAR_MARK,
+    Score,
     format_score,
     headline,
     noise_marks,
@@ -120,7 +121,7 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
     ]
     cells = [[name] for name in names]
     for task_name, metric in columns:
-        scores: list[tuple[float, float] | None] = []
+        scores: list[Score | None] = []
         for results in runs:
             found = headline(results["tasks"].get(task_name, {}))
             scores.append(found[1] if found and found[0] == metric else None)
@@ -128,7 +129,11 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
         if task_name in mixed:  # other data in other runs: no best among them
             marks = [""] * len(scores)
         for row, score, mark in zip(cells, scores, marks, strict=True):
-            row.append(MISSING if score is None else f"{format_score(*score)} {mark}".rstrip())
+            row.append(
+                MISSING
+                if score is None
+                else f"{format_score(score.mean, score.std)} {mark}".rstrip()
+            )
 
     lines = _aligned([header, *cells])
     lines.append("")
@@ -145,7 +150,8 @@ def compare_table(dirs: Sequence[Path | str]) -> str:
     lines += _not_comparable(names, runs, mixed)
     legend = (
         f"{BEST_MARK} best in its column; {NEAR_MARK} within noise of the best "
-        "(|difference| <= 2 * sqrt(std_best^2 + std^2)); "
+        "(|difference| at most twice the std of the per-seed differences where both runs scored "
+        "the same seeds on one test set, else 2 * sqrt(std_best^2 + std^2)); "
         f"{MISSING} task not run. Scores are mean ± std over seeds (each seed re-initialises "
         "the probe and resamples the test set). Higher is better unless a column says lower "
         "better."

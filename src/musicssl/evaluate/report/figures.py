@@ -23,6 +23,7 @@ from musicssl.evaluate.report.canvas import (
 from musicssl.evaluate.report.confusion import confusion_figure
 from musicssl.evaluate.report.reading import (
     LOWER_IS_BETTER,
+    Score,
     System,
     first_task,
     headline,
@@ -60,7 +61,7 @@ def report_figures(systems: Sequence[System], seeds: int) -> list[ReportFigure]:
     return figures
 
 
-_ScoreEntry = tuple[str, str, float | None, list[tuple[float, float] | None]]
+_ScoreEntry = tuple[str, str, float | None, list[Score | None]]
 
 
 def _score_entries(systems: Sequence[System]) -> list[_ScoreEntry]:

@@ -3,6 +3,8 @@
 Scores are (mean, std) over seeds; two scores are "within noise" of each other when they differ
 by at most twice the std of their difference, and tables mark the best score of a column and
 those within noise of it, so a reader does not take a 0.01 gap between noisy runs for a win.
+Seed ``s`` scores every system of a report on the same resample of the test set, so two scores
+with a value for each seed are compared seed by seed (``within_noise``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 LOWER_IS_BETTER = frozenset({"mae"})  # every other metric: higher is better
 BEST_MARK = "^"
@@ -25,13 +29,43 @@ def format_score(mean: float, std: float) -> str:
     return f"{mean:.3f} ± {std:.3f}"
 
 
-def within_noise(a: tuple[float, float], b: tuple[float, float]) -> bool:
-    """Whether two (mean, std) scores differ by at most twice the std of their difference."""
-    return abs(a[0] - b[0]) <= 2 * math.sqrt(a[1] ** 2 + b[1] ** 2)
+class Score(NamedTuple):
+    """A metric over seeds: its mean and std and, when the results hold them, each seed's value
+    and the split sizes of the test set they were drawn from."""
+
+    mean: float
+    std: float
+    values: tuple[float, ...] = ()
+    test_set: tuple[tuple[str, int], ...] = ()
+
+
+def within_noise(a: Score | tuple[float, float], b: Score | tuple[float, float]) -> bool:
+    """Whether two scores differ by at most twice the std of their difference.
+
+    Two scores of one test set with a value for each of the same two or more seeds are paired:
+    seed ``s`` scored both on the same resample of the test set, so the std is measured on the
+    per-seed differences, and what a resample does to both alike cancels (as in a paired
+    bootstrap test). Otherwise they count as independent: ``sqrt(std_a² + std_b²)``.
+    """
+    differences = _paired_differences(a, b)
+    if differences is None:
+        return abs(a[0] - b[0]) <= 2 * math.sqrt(a[1] ** 2 + b[1] ** 2)
+    return abs(float(differences.mean())) <= 2 * float(differences.std(ddof=1)) + 1e-12
+
+
+def _paired_differences(a: Any, b: Any) -> np.ndarray | None:
+    """Per-seed differences ``a - b``, or None when the two cannot be paired."""
+    if not (isinstance(a, Score) and isinstance(b, Score)):
+        return None
+    if len(a.values) < 2 or len(a.values) != len(b.values):
+        return None
+    if not a.test_set or a.test_set != b.test_set:
+        return None
+    return np.asarray(a.values, dtype=np.float64) - np.asarray(b.values, dtype=np.float64)
 
 
 def noise_marks(
-    scores: Sequence[tuple[float, float] | None], *, lower_is_better: bool = False
+    scores: Sequence[Score | tuple[float, float] | None], *, lower_is_better: bool = False
 ) -> list[str]:
     """Marks for a column of (mean, std) scores: ``BEST_MARK``, ``NEAR_MARK`` or "".
 
@@ -51,13 +85,11 @@ def noise_marks(
     return marks
 
 
-def headline(task: Mapping[str, Any]) -> tuple[str, tuple[float, float]] | None:
-    """A task result's headline metric name and its (mean, std), or None when absent."""
+def headline(task: Mapping[str, Any]) -> tuple[str, Score] | None:
+    """A task result's headline metric name and its score, or None when absent."""
     name = task.get("main")
-    metric = task.get("metrics", {}).get(name) if name else None
-    if not metric or metric.get("mean") is None:
-        return None
-    return str(name), (float(metric["mean"]), float(metric.get("std") or 0.0))
+    score = mean_std(task, str(name)) if name else None
+    return None if score is None else (str(name), score)
 
 
 @dataclass
@@ -87,12 +119,19 @@ def first_task(systems: Sequence[System], name: str) -> dict[str, Any]:
     return {}
 
 
-def mean_std(task: Mapping[str, Any] | None, metric: str) -> tuple[float, float] | None:
-    """A task result's (mean, std) of ``metric``, or None when it has no such score."""
+def mean_std(task: Mapping[str, Any] | None, metric: str) -> Score | None:
+    """A task result's score of ``metric`` (its seeds' values too, where kept), or None when it
+    has no such score."""
     value = (task or {}).get("metrics", {}).get(metric)
     if not value or value.get("mean") is None:
         return None
-    return float(value["mean"]), float(value.get("std") or 0.0)
+    sizes = (task or {}).get("split_sizes") or {}
+    return Score(
+        float(value["mean"]),
+        float(value.get("std") or 0.0),
+        tuple(float(v) for v in value.get("values") or ()),
+        tuple(sorted((str(split), int(count)) for split, count in sizes.items())),
+    )
 
 
 def metric_label(metric: str) -> str:

@@ -11,6 +11,7 @@ from musicssl.evaluate.report.reading import (
     LOWER_IS_BETTER,
     MISSING,
     NEAR_MARK,
+    Score,
     System,
     first_task,
     format_score,
@@ -60,7 +61,10 @@ def summary_rows(systems: Sequence[System]) -> tuple[list[str], list[list[str]],
             name,
             str(task.get("kind", "")),
             metric_label(metric),
-            *(MISSING if score is None else format_score(*score) for score in scores),
+            *(
+                MISSING if score is None else format_score(score.mean, score.std)
+                for score in scores
+            ),
             MISSING if chance is None else f"{chance:.3f}",
             split_text(task),
         ]
@@ -75,7 +79,7 @@ def summary_rows(systems: Sequence[System]) -> tuple[list[str], list[list[str]],
 
 def keeps_text(
     systems: Sequence[System],
-    scores: Sequence[tuple[float, float] | None],
+    scores: Sequence[Score | None],
     *,
     lower_is_better: bool = False,
 ) -> str:
@@ -124,7 +128,7 @@ def detail_rows(systems: Sequence[System], name: str) -> tuple[list[str], list[l
         cells = []
         for system in systems:
             score = mean_std(system.results["tasks"].get(name), metric)
-            cells.append(MISSING if score is None else format_score(*score))
+            cells.append(MISSING if score is None else format_score(score.mean, score.std))
         rows.append([metric_label(metric), *cells, MISSING if chance is None else f"{chance:.3f}"])
     return header, rows
 
@@ -165,7 +169,7 @@ def layer_table(systems: Sequence[System], name: str) -> tuple[list[str], list[l
         for system in layered:
             metrics = system.results["tasks"][name]["by_layer"].get(layer)
             score = mean_std({"metrics": metrics}, metric) if metrics and metric else None
-            cells.append(MISSING if score is None else format_score(*score))
+            cells.append(MISSING if score is None else format_score(score.mean, score.std))
         if weights:
             cells.append(f"{weights[layer]:.2f}" if layer in weights else "")
         rows.append(cells)
@@ -265,7 +269,10 @@ def reading(systems: Sequence[System]) -> str:
     if len(systems) > 1:
         text += (
             f"{BEST_MARK} marks the best system on a task, {NEAR_MARK} a system within noise "
-            "of it (|difference| <= 2 · sqrt(std_best² + std²)). 'keeps' sets the source "
+            "of it: |difference| at most twice the std of the difference, measured on the "
+            "per-seed differences (seed s scores every system on the same resample of the test "
+            "set), or 2 · sqrt(std_best² + std²) where a system kept no per-seed scores. "
+            "'keeps' sets the source "
             "against its random weights (the architecture of a checkpoint or an hf: model, or "
             "of the one an .npz of musicssl embed names; beside another .npz, "
             "baseline:random is the demo's network, another baseline) and the best other "
