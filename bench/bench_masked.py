@@ -10,6 +10,7 @@ optimiser step of the method on batches of the recipe's size, data already in me
 
     OMP_WAIT_POLICY=PASSIVE python bench/bench_masked.py --runs runs --reports reports
     python bench/bench_masked.py --throughput-only --threads 2 --throughput-steps 10
+    python bench/bench_masked.py --throughput-only --patches 12x16 12x8 12x4   # ViT patch sizes
 """
 
 from __future__ import annotations
@@ -57,11 +58,14 @@ def trained(run: Path) -> tuple[int, float, float]:
     return int(rows[-1]["step"]), minutes, sum(rates) / max(1, len(rates))
 
 
-def throughput(recipe_name: str, *, steps: int, threads: int) -> float:
-    """Clips per second of the recipe: augmentation chain, method forward and backward,
-    optimiser step, on random crops already in memory (median step after one warm-up)."""
+def throughput(
+    recipe_name: str, *, steps: int, threads: int, overrides: list[str] | None = None
+) -> float:
+    """Clips per second of the recipe (with ``overrides``): augmentation chain, method forward
+    and backward, optimiser step, on random crops already in memory (median step after one
+    warm-up)."""
     torch.set_num_threads(threads)
-    recipe = Recipe.load(recipe_path(recipe_name))
+    recipe = Recipe.load(recipe_path(recipe_name), overrides)
     torch.manual_seed(0)
     parts = build_parts(recipe)
     method, optimizer = parts.method, parts.optimizer
@@ -122,11 +126,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--throughput-only", action="store_true",
                         help="only the clips per second of each recipe, no runs")  # fmt: skip
+    parser.add_argument("--patches", nargs="+", metavar="BINSxFRAMES",
+                        help="with --throughput-only: the ViT recipes with each of these patch "
+                             "sizes (e.g. 12x8) instead of their own")  # fmt: skip
     args = parser.parse_args()
     if args.throughput_only:
         for recipe in RECIPES.values():
-            rate = throughput(recipe, steps=args.throughput_steps, threads=args.threads)
-            print(f"{recipe}: {rate:.1f} clips/s ({args.threads} threads)")
+            vit = Recipe.load(recipe_path(recipe)).encoder.name == "spectrogram_vit"
+            for patch in args.patches if args.patches and vit else [None]:
+                overrides = [f"encoder.options.patch=[{patch.replace('x', ',')}]"] if patch else []
+                rate = throughput(recipe, steps=args.throughput_steps, threads=args.threads,
+                                  overrides=overrides)  # fmt: skip
+                shape = f" {patch} patches" if patch else ""
+                print(f"{recipe}{shape}: {rate:.1f} clips/s ({args.threads} threads)")
         return
     results = {name: run_and_report(name, recipe, args.runs, args.reports, args.seeds)
                for name, recipe in RECIPES.items()}  # fmt: skip
