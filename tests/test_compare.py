@@ -234,6 +234,26 @@ def test_a_report_given_twice_is_refused(tmp_path: Path) -> None:
         compare_table([a, a.parent / "a" / ".." / "a"])
 
 
+def test_a_run_and_its_baseline_are_compared_seed_by_seed(tmp_path: Path) -> None:
+    # 0.880 against 0.867 with std 0.006 each: within noise as independent scores (0.013 <=
+    # 0.017), but every seed is 0.013 above, so paired the baseline is not near the best.
+    sizes = {"train": 1512, "valid": 324, "test": 324}
+    run = _run(tmp_path / "mae", "runs/mae", {"pitch": {
+        **_task("accuracy", 0.880, 0.006), "split_sizes": sizes}})  # fmt: skip
+    results = json.loads((run / "results.json").read_text())
+    results["tasks"]["pitch"]["metrics"]["accuracy"]["values"] = [0.873, 0.887, 0.880]
+    results["baselines"] = {"baseline:random": {"pitch": {"accuracy": {
+        "mean": 0.867, "std": 0.006, "values": [0.860, 0.874, 0.867]}}}}  # fmt: skip
+    (run / "results.json").write_text(json.dumps(results))
+    assert _rows(compare_table([run])) == {
+        "mae": ["0.880 ± 0.006 ^"],
+        "baseline:random": ["0.867 ± 0.006"],
+    }
+    del results["baselines"]["baseline:random"]["pitch"]["accuracy"]["values"]
+    (run / "results.json").write_text(json.dumps(results))
+    assert _rows(compare_table([run]))["baseline:random"] == ["0.867 ± 0.006 ≈"]
+
+
 def test_one_folder_given_as_a_string_is_one_run(tmp_path: Path) -> None:
     folder = _run(tmp_path / "only", "runs/only", {"style": _task("accuracy", 0.7, 0.01)})
     assert _rows(compare_table(str(folder))) == _rows(compare_table([folder]))

@@ -210,12 +210,17 @@ def _baseline_rows(
     """A row for each baseline the runs were evaluated beside: (its name, its scores as a
     run's ``tasks``, what it is). A baseline that scored alike beside every run (mfcc and
     logmel on the same tasks) is one row; one that did not (``baseline:random`` takes each
-    source's architecture) is a row per run, named after it."""
+    source's architecture) is a row per run, named after it. A baseline scored the run's test
+    sets (their split sizes travel with it, so that its per-seed scores pair with the run's)."""
     scores: dict[str, dict[str, dict[str, Any]]] = {}  # label -> run name -> tasks
     for name, results in zip(names, runs, strict=True):
         for label, tasks in (results.get("baselines") or {}).items():
             scores.setdefault(label, {})[name] = {
-                task: {"main": metric, "metrics": {metric: summary}}
+                task: {
+                    "main": metric,
+                    "metrics": {metric: summary},
+                    "split_sizes": results["tasks"].get(task, {}).get("split_sizes") or {},
+                }
                 for task, metrics in tasks.items()
                 for metric, summary in metrics.items()
             }
