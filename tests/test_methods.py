@@ -596,32 +596,6 @@ def test_bestrq_token_codes_ignore_each_tokens_loudness_and_batch_codes_do_not()
         build_method("bestrq", _tiny_frames(), code_input="clip")
 
 
-def test_bestrq_code_slices_give_each_codebook_one_time_slice_of_a_token():
-    # The tiny ViT's patches are 4 bins x 4 frames, flattened bins-major.
-    method = build_method("bestrq", _tiny_vit(), num_codebooks=4, codebook_size=32,
-                          code_slices=2)  # fmt: skip
-    reads = (method.projection != 0).any(dim=-1).reshape(4, 4, 4)  # codebook, bin, frame
-    first, second = torch.tensor([1, 1, 0, 0]).bool(), torch.tensor([0, 0, 1, 1]).bool()
-    for k, frames in enumerate([first, second, first, second]):
-        assert torch.equal(reads[k], frames.expand(4, 4))
-    # A change in the second half of a patch moves only the codes of codebooks 1 and 3.
-    torch.manual_seed(0)
-    tokens = torch.randn(2, 16, 16)
-    moved = tokens.reshape(2, 16, 4, 4).clone()
-    moved[..., 2:] = torch.randn(2, 16, 4, 2)
-    before, after = method.targets(tokens), method.targets(moved.reshape(2, 16, 16))
-    assert torch.equal(before[..., [0, 2]], after[..., [0, 2]])
-    assert (before[..., [1, 3]] != after[..., [1, 3]]).any()
-    # Stacked frames: frame after frame, each frame's bins together.
-    frames = build_method("bestrq", _tiny_frames(), num_codebooks=2, code_slices=2)
-    reads = (frames.projection != 0).any(dim=-1)
-    assert torch.equal(reads[0], torch.arange(32) < 16) and torch.equal(
-        reads[1], torch.arange(32) >= 16
-    )
-    with pytest.raises(MusicSSLError, match="code_slices must divide"):
-        build_method("bestrq", _tiny_vit(), num_codebooks=4, code_slices=3)
-
-
 def test_bestrq_hides_spans_with_noise_and_reports_code_usage():
     torch.manual_seed(0)
     method = build_method("bestrq", _tiny_frames(), codebook_size=32, start_probability=0.3,

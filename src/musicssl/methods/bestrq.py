@@ -45,32 +45,6 @@ def input_size(encoder: FrameTransformer | SpectrogramViT) -> int:
     return encoder.stack * encoder.n_bins
 
 
-def slice_mask(
-    encoder: FrameTransformer | SpectrogramViT, slices: int, num_codebooks: int
-) -> Tensor:
-    """Which inputs each codebook's projection reads: codebook ``k`` the frames of time slice
-    ``k % slices`` of a token (a ViT patch flattened bins-major, or stacked frames).
-
-    Shape: (num_codebooks, input size, 1), ones and zeros.
-    """
-    if isinstance(encoder, SpectrogramViT):
-        bins, frames = encoder.patch
-    else:
-        bins, frames = encoder.n_bins, encoder.stack
-    if slices < 1 or frames % slices or num_codebooks % slices:
-        raise MusicSSLError(
-            f"bestrq: code_slices must divide the token's {frames} frames and the "
-            f"{num_codebooks} codebooks, got {slices}"
-        )
-    if isinstance(encoder, SpectrogramViT):
-        frame = torch.arange(bins * frames) % frames  # bins-major: the frame is the fastest
-    else:
-        frame = torch.arange(frames * bins) // bins  # stacked frames, one after another
-    part = frame // (frames // slices)
-    mask = torch.stack([part == k % slices for k in range(num_codebooks)])
-    return mask.float()[:, :, None]
-
-
 class BestRQ(Method):
     """One training step of BEST-RQ, from one crop per clip.
 
@@ -117,9 +91,6 @@ class BestRQ(Method):
             over the batch (the paper's); ``token``, each token first standardised by its own
             mean and deviation (as MAE's targets), so that a code names the shape within a
             token (which bins sound, against the rest) and not its loudness.
-        code_slices: each codebook reads one of this many equal time slices of a token
-            (codebook ``k`` slice ``k % code_slices``; its projection is zero on the rest),
-            so that the codes of a long token say what sounds in each part of it.
         seed: seeds the quantiser, and the masks with the count of steps taken.
     """
 
@@ -145,7 +116,6 @@ class BestRQ(Method):
         reconstruct_weight: float = 0.0,
         reconstruct_target: str = "clean",
         code_input: str = "batch",
-        code_slices: int = 1,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -189,9 +159,7 @@ class BestRQ(Method):
             code_dim=code_dim,
             seed=seed,
         )
-        self.register_buffer(
-            "projection", projection * slice_mask(encoder, code_slices, num_codebooks)
-        )
+        self.register_buffer("projection", projection)
         self.register_buffer("codebooks", codebooks)
         self.draws = Draws(self.seed)  # resumes with the checkpoint
         self._register_load_state_dict_pre_hook(count_under_draws)
@@ -340,7 +308,6 @@ def bestrq(
     reconstruct_weight: float = 0.0,
     reconstruct_target: str = "clean",
     code_input: str = "batch",
-    code_slices: int = 1,
     seed: int = 0,
 ) -> BestRQ:
     """BEST-RQ as MusicFM sets it (4096 codes of 16 dimensions); spans of 10 tokens (400 ms
@@ -365,6 +332,5 @@ def bestrq(
         reconstruct_weight=reconstruct_weight,
         reconstruct_target=reconstruct_target,
         code_input=code_input,
-        code_slices=code_slices,
         seed=seed,
     )
