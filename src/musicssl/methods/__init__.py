@@ -19,7 +19,7 @@ from musicssl.encoders import Encoder
 from musicssl.errors import MusicSSLError
 from musicssl.methods.barlow import BarlowTwins, barlow_twins
 from musicssl.methods.base import Method
-from musicssl.methods.bestrq import BestRQ, bestrq
+from musicssl.methods.bestrq import BestRQ
 from musicssl.methods.byol import BYOL, byol
 from musicssl.methods.clap import CLAP, clap
 from musicssl.methods.combined import Combined, combined
@@ -39,7 +39,7 @@ METHODS: dict[str, Callable[..., Method]] = {
     "vicreg": vicreg,
     "barlow_twins": barlow_twins,
     "mae": mae,
-    "bestrq": bestrq,
+    "bestrq": BestRQ,
     "clap": clap,
     "slap": slap,
     "pesto": pesto,

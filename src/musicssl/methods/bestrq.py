@@ -57,6 +57,8 @@ class BestRQ(Method):
     time column is hidden in every frequency row (the frame, cut into patches). Beside the
     loss it reports how many codes the targets use
     (``code_perplexity``, ``codes_used``), so a collapsed quantiser shows while training.
+    The defaults are MusicFM's: 4096 codes of 16 dimensions, spans of 10 tokens (400 ms at
+    the frame transformer's 40 ms tokens), about 40% of the frames hidden.
 
     Args:
         encoder: a ``FrameTransformer`` (frame_inputs / forward_frames) or a
@@ -101,13 +103,13 @@ class BestRQ(Method):
 
     def __init__(
         self,
-        encoder: FrameTransformer | SpectrogramViT,
+        encoder: Encoder,
         *,
-        num_codebooks: int,
-        codebook_size: int,
-        code_dim: int,
-        start_probability: float,
-        span: int,
+        num_codebooks: int = 1,
+        codebook_size: int = 4096,
+        code_dim: int = 16,
+        start_probability: float = 0.05,
+        span: int = 10,
         noise_std: float = 0.1,
         noise_snr_db: Sequence[float] | None = None,
         noise_share: float = 1.0,
@@ -119,6 +121,11 @@ class BestRQ(Method):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if not isinstance(encoder, FrameTransformer | SpectrogramViT):
+            raise MusicSSLError(
+                f"bestrq: the encoder must be frame_transformer or spectrogram_vit (it masks "
+                f"frames or patches), got {type(encoder).__name__}"
+            )
         if min(num_codebooks, code_dim) < 1 or codebook_size < 2 or noise_std < 0:
             raise MusicSSLError(
                 f"bestrq: need num_codebooks >= 1, codebook_size >= 2 (one code is no target), "
@@ -290,47 +297,3 @@ class BestRQ(Method):
             tokens = self.encoder.embed_patch_vectors(hidden, grid)
             return self.norm(self.encoder.forward_tokens(tokens))
         return self.norm(self.encoder.forward_frames(hidden))
-
-
-def bestrq(
-    encoder: Encoder,
-    *,
-    num_codebooks: int = 1,
-    codebook_size: int = 4096,
-    code_dim: int = 16,
-    start_probability: float = 0.05,
-    span: int = 10,
-    noise_std: float = 0.1,
-    noise_snr_db: Sequence[float] | None = None,
-    noise_share: float = 1.0,
-    detune_cents: float = 0.0,
-    head_depth: int = 0,
-    reconstruct_weight: float = 0.0,
-    reconstruct_target: str = "clean",
-    code_input: str = "batch",
-    seed: int = 0,
-) -> BestRQ:
-    """BEST-RQ as MusicFM sets it (4096 codes of 16 dimensions); spans of 10 tokens (400 ms
-    at the frame transformer's 40 ms tokens), about 40% of the frames hidden."""
-    if not isinstance(encoder, FrameTransformer | SpectrogramViT):
-        raise MusicSSLError(
-            f"bestrq: the encoder must be frame_transformer or spectrogram_vit (it masks "
-            f"frames or patches), got {type(encoder).__name__}"
-        )
-    return BestRQ(
-        encoder,
-        num_codebooks=num_codebooks,
-        codebook_size=codebook_size,
-        code_dim=code_dim,
-        start_probability=start_probability,
-        span=span,
-        noise_std=noise_std,
-        noise_snr_db=noise_snr_db,
-        noise_share=noise_share,
-        detune_cents=detune_cents,
-        head_depth=head_depth,
-        reconstruct_weight=reconstruct_weight,
-        reconstruct_target=reconstruct_target,
-        code_input=code_input,
-        seed=seed,
-    )
