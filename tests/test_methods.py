@@ -484,8 +484,40 @@ def test_bestrq_seen_reconstruction_regresses_the_seen_tokens_as_the_encoder_rea
     torch.testing.assert_close(out["reconstruction"], error.detach())
     clean_error = (guesses[0] - normalise_patches(clean)).pow(2).mean()
     assert not torch.isclose(error, clean_error)  # the seen tokens' targets carry the noise
-    with pytest.raises(MusicSSLError, match="reconstruct_target must be clean or seen"):
-        build_method("bestrq", _tiny_vit(), reconstruct_target="noisy")
+    with pytest.raises(MusicSSLError, match="reconstruct_target must be clean, noisy or seen"):
+        build_method("bestrq", _tiny_vit(), reconstruct_target="heard")
+
+
+def test_bestrq_noisy_reconstruction_regresses_the_seen_tokens_in_tune():
+    from musicssl.losses import normalise_patches, span_mask
+    from musicssl.methods._draws import add_noise, detune, tuning_offsets
+
+    options = {"codebook_size": 32, "start_probability": 0.3, "span": 1,
+               "noise_snr_db": [10, 30], "detune_cents": 50, "reconstruct_weight": 0.5}  # fmt: skip
+    torch.manual_seed(0)
+    vit = _tiny_cqt_vit()
+    method = build_method("bestrq", vit, reconstruct_target="noisy", **options).eval()
+    guesses: list[torch.Tensor] = []
+    original = method.reconstruct.forward
+    method.reconstruct.forward = lambda h: guesses.append(original(h)) or guesses[-1]
+    x = torch.randn(6, 1024)
+    out = method(x)
+    # By hand, from the same draws: the hidden columns, the noise, then the tuning offsets.
+    generator = Draws(seed=0).next(x.device)
+    columns = span_mask(6, 8, start_probability=0.3, span=1, generator=generator,
+                        device=x.device)  # fmt: skip
+    mask = columns[:, None, :].expand(-1, 3, -1).reshape(6, 24)
+    clean = method.tokens(x)[0]
+    heard = add_noise(x, (10.0, 30.0), generator)
+    offsets = tuning_offsets(6, 50.0, generator, x.device)
+    noisy = method.tokens(heard)[0]
+    detuned = vit.patchify(detune(vit.spectrogram(heard), offsets, 12))
+    assert 0 < mask.float().mean() < 1
+    target = normalise_patches(torch.where(mask[..., None], clean, noisy))
+    error = (guesses[0] - target).pow(2).mean()
+    torch.testing.assert_close(out["reconstruction"], error.detach())
+    read = normalise_patches(torch.where(mask[..., None], clean, detuned))
+    assert not torch.isclose(error, (guesses[0] - read).pow(2).mean())  # in tune, not as read
 
 
 def _tiny_cqt_vit() -> SpectrogramViT:

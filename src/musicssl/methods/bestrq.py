@@ -87,8 +87,10 @@ class BestRQ(Method):
             seen patches kept the note under each frame). 0: none. The two terms are
             logged apart (``codes``, the cross-entropy of the codes; ``reconstruction``).
         reconstruct_target: what the seen tokens are regressed to: ``clean`` (the clean crop
-            in tune, as the hidden ones) or ``seen`` (the token as the encoder read it, noise
-            and tuning offset included, so that keeping it does not ask for its noise).
+            in tune, as the hidden ones), ``seen`` (the token as the encoder read it, noise
+            and tuning offset included, so that keeping it does not ask for its noise) or
+            ``noisy`` (with the encoder's noise but in tune: the offset must be undone, as
+            MAE's ``visible_target``).
         code_input: what the quantiser reads: ``batch``, each token dimension standardised
             over the batch (the paper's); ``token``, each token first standardised by its own
             mean and deviation (as MAE's targets), so that a code names the shape within a
@@ -151,9 +153,10 @@ class BestRQ(Method):
                 f"bestrq: reconstruct_weight must be >= 0, got {reconstruct_weight}"
             )
         self.reconstruct_weight = reconstruct_weight
-        if reconstruct_target not in ("clean", "seen"):
+        if reconstruct_target not in ("clean", "noisy", "seen"):
             raise MusicSSLError(
-                f"bestrq: reconstruct_target must be clean or seen, got {reconstruct_target!r}"
+                "bestrq: reconstruct_target must be clean, noisy or seen, "
+                f"got {reconstruct_target!r}"
             )
         self.reconstruct_target = reconstruct_target
         if code_input not in ("batch", "token"):
@@ -214,7 +217,9 @@ class BestRQ(Method):
         columns = num_tokens // grid[0]
         mask, heard, offsets, noise = self._draw(x, inputs.shape, columns)
         mask = mask[:, None, :].expand(-1, grid[0], -1).reshape(batch_size, num_tokens)
-        seen = inputs if heard is None and offsets is None else self._seen(x, heard, offsets)
+        noisy, seen = inputs, inputs
+        if heard is not None or offsets is not None:
+            noisy, seen = self._seen(x, heard, offsets)
         hidden = torch.where(mask[..., None], noise.to(inputs.dtype), seen)
         features = self.head_blocks(self._encode(hidden, grid))  # (B, T, D)
         loss = self._code_loss(features, codes, mask)
@@ -222,8 +227,9 @@ class BestRQ(Method):
         if self.reconstruct_weight:
             every = torch.ones_like(mask)
             target = inputs
-            if self.reconstruct_target == "seen":
-                target = torch.where(mask[..., None], inputs, seen)
+            if self.reconstruct_target != "clean":
+                read = seen if self.reconstruct_target == "seen" else noisy
+                target = torch.where(mask[..., None], inputs, read)
             error = masked_patch_mse(self.reconstruct(features), normalise_patches(target), every)
             out["loss"] = loss + self.reconstruct_weight * error
             out["codes"] = loss.detach()
@@ -281,16 +287,20 @@ class BestRQ(Method):
         logits = self.head(features).unflatten(-1, (self.num_codebooks, self.codebook_size))
         return masked_code_cross_entropy(logits, codes, mask)
 
-    def _seen(self, x: Tensor, heard: Tensor | None, offsets: Tensor | None) -> Tensor:
-        """The tokens of the crop as the encoder sees it: ``heard`` (the crop with noise)
-        when given, detuned by ``offsets`` (a ViT's) when given."""
+    def _seen(
+        self, x: Tensor, heard: Tensor | None, offsets: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """The tokens of the crop with the encoder's noise (``heard`` when given), in tune,
+        and as the encoder sees them: the same, detuned by ``offsets`` (a ViT's) when given."""
         noisy = x if heard is None else heard
         if offsets is None:
-            return self.tokens(noisy)[0]
+            tokens = self.tokens(noisy)[0]
+            return tokens, tokens
         vit = self.encoder
         assert isinstance(vit, SpectrogramViT)  # checked when built
         spec = vit.spectrogram(noisy)
-        return vit.patchify(detune(spec, offsets, vit.config()["bins_per_octave"]))
+        detuned = detune(spec, offsets, vit.config()["bins_per_octave"])
+        return vit.patchify(spec), vit.patchify(detuned)
 
     def _encode(self, hidden: Tensor, grid: tuple[int, int]) -> Tensor:
         if isinstance(self.encoder, SpectrogramViT):
