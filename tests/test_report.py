@@ -359,8 +359,9 @@ def test_the_layer_table_names_each_branchs_layers_beside_the_random_weights(
     start = text.index("### key (")
     lines = [line for line in text[start:].splitlines() if line.startswith("| ")]
     header = lines[lines.index(next(ln for ln in lines if ln.startswith("| layer |")))]
-    assert (
-        header == "| layer | runs/clmr-small/checkpoints/last.pt: mirex | baseline:random: mirex |"
+    assert header == (
+        "| layer | runs/clmr-small/checkpoints/last.pt: mirex | baseline:random: mirex | "
+        "against random weights |"
     )
     layer_lines = lines[lines.index(header) + 1 :][:5]
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in layer_lines]
@@ -376,6 +377,42 @@ def test_the_layer_table_names_each_branchs_layers_beside_the_random_weights(
         assert row[1] == f"{mine[str(layer)]['mirex']['mean']:.3f} ± 0.020"
         expected = theirs.get(str(layer))
         assert row[2] == (f"{expected['mirex']['mean']:.3f} ± 0.020" if expected else "—")
+    assert cells[4][3] == "—"  # nothing to set layer 4 against
+
+
+def test_each_layer_is_set_against_the_same_layer_of_the_random_weights_seed_by_seed(
+    tmp_path: Path,
+) -> None:
+    from musicssl.evaluate.results import TaskResult
+
+    base = [0.60, 0.64, 0.62, 0.66, 0.63]
+    # Per-seed differences from the random weights' same layer: 0.02 every seed is above
+    # (std 0), though 0.02 is within twice the independent spread (2 * sqrt(2) * 0.016 =
+    # 0.045); +-0.03 around 0 is level; -0.05 every seed is below.
+    shifts = {"0": [0.02] * 5, "1": [0.03, -0.03, 0.02, -0.02, 0.0], "2": [-0.05] * 5}
+
+    def layers(offsets: dict[str, list[float]]) -> dict[str, Any]:
+        out = {}
+        for layer, shift in offsets.items():
+            values = [b + d for b, d in zip(base, shift, strict=True)]
+            std = float(np.std(values, ddof=1))
+            out[layer] = {"mirex": {"mean": float(np.mean(values)), "std": std, "values": values}}
+        return out
+
+    results = fake_results(with_map=False)
+    random = fake_results("baseline:random", quality=0.05, seed=2, with_map=False)
+    results["tasks"]["key"]["by_layer"] = layers(shifts)
+    random["tasks"]["key"]["by_layer"] = layers({layer: [0.0] * 5 for layer in shifts})
+    # results.json keeps each layer's per-seed values, which the pairing needs
+    task = TaskResult.from_dict({"name": "key", **results["tasks"]["key"]})
+    assert task.to_dict()["by_layer"]["1"]["mirex"]["values"] == pytest.approx(
+        results["tasks"]["key"]["by_layer"]["1"]["mirex"]["values"]
+    )
+    text = write_report(results, tmp_path, baselines={"baseline:random": random})["report.md"]
+    key = text.read_text(encoding="utf-8").split("### key (", 1)[1]
+    rows = [line for line in key.splitlines() if re.match(r"\| \d", line)][:3]
+    verdicts = [[c.strip() for c in row.strip("|").split("|")][3] for row in rows]
+    assert verdicts == ["above", "level", "below"]
 
 
 def test_the_report_says_when_the_seeds_are_too_few_for_the_noise_rule(tmp_path: Path) -> None:

@@ -46,11 +46,8 @@ class MetricSummary:
         std = float(array.std(ddof=1)) if len(array) > 1 else 0.0
         return cls(float(array.mean()), std, tuple(float(v) for v in array))
 
-    def to_dict(self, *, with_values: bool = True) -> dict[str, Any]:
-        out: dict[str, Any] = {"mean": self.mean, "std": self.std}
-        if with_values:
-            out["values"] = list(self.values)
-        return out
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": self.std, "values": list(self.values)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MetricSummary:
@@ -131,7 +128,9 @@ class TaskResult:
         out.update({key: value for key, value in optional.items() if value is not None})
         if self.by_layer is not None:
             out["by_layer"] = {
-                layer: {m: s.to_dict(with_values=False) for m, s in scores.items()}
+                # each seed's value too: the report pairs a layer with the same layer of
+                # the random weights seed by seed
+                layer: {m: s.to_dict() for m, s in scores.items()}
                 for layer, scores in self.by_layer.items()
             }
         return out

@@ -97,23 +97,34 @@ def keeps_text(
     sign = -1 if lower_is_better else 1
     words = []
     others = [(s.label, score) for s, score in zip(systems[1:], scores[1:]) if score is not None]
-    source_name = str(systems[0].results.get("source") or systems[0].label)
-    # Random weights of its own architecture: not those of the demo's network beside an .npz.
-    own = not source_name.endswith(".npz") or bool(systems[0].results.get("embedded_with"))
+    own = has_own_random(systems)
     random = [(label, score) for label, score in others if label == RANDOM_LABEL and own]
     features = [(label, score) for label, score in others if label != RANDOM_LABEL or not own]
     if features:
         features = [max(features, key=lambda item: sign * item[1][0])]
     for label, score in random + features:
-        if within_noise(source, score):
-            relation = "level with"
-        else:
-            relation = "above" if sign * (source[0] - score[0]) > 0 else "below"
         named = (
             "random weights" if label == RANDOM_LABEL and own else label.removeprefix("baseline:")
         )
-        words.append(f"{relation} {named}")
+        words.append(f"{relation(source, score, lower_is_better=lower_is_better)} {named}")
     return ", ".join(words) or MISSING
+
+
+def has_own_random(systems: Sequence[System]) -> bool:
+    """Whether ``baseline:random`` beside the source (first system) is the source's own
+    architecture with its initial weights: not the demo's network beside an ``.npz`` that does
+    not name the model it was embedded with."""
+    source_name = str(systems[0].results.get("source") or systems[0].label)
+    return not source_name.endswith(".npz") or bool(systems[0].results.get("embedded_with"))
+
+
+def relation(a: Score, b: Score, *, lower_is_better: bool = False) -> str:
+    """``a`` against ``b``: "level with" within noise (``within_noise``), else "above" or
+    "below" (better or worse, whichever way the metric runs)."""
+    if within_noise(a, b):
+        return "level with"
+    sign = -1 if lower_is_better else 1
+    return "above" if sign * (a[0] - b[0]) > 0 else "below"
 
 
 def detail_rows(systems: Sequence[System], name: str) -> tuple[list[str], list[list[str]]]:
@@ -158,6 +169,14 @@ def layer_table(systems: Sequence[System], name: str) -> tuple[list[str], list[l
     weights = task.get("layer_weights") or {}
     labels = layered[0].results.get("layer_labels") or {}
     header = ["layer", *(f"{s.label}: {metric}" for s in layered)]
+    # The source layer by layer against the same layer of its own random weights.
+    against = (
+        layered[0] is systems[0]
+        and not systems[0].label.startswith("baseline:")
+        and has_own_random(systems)
+        and any(s.label == RANDOM_LABEL for s in layered[1:])
+    )
+    header += ["against random weights"] if against else []
     header += ["weight in the sum"] if weights else []
     rows = []
     for layer in sorted(task["by_layer"], key=layer_number):
@@ -166,14 +185,29 @@ def layer_table(systems: Sequence[System], name: str) -> tuple[list[str], list[l
         else:
             cells = [f"{layer} ({labels[layer]})" if labels.get(layer) else layer]
             cells[0] += " (best on valid)" if layer == task.get("best_layer") else ""
-        for system in layered:
-            metrics = system.results["tasks"][name]["by_layer"].get(layer)
-            score = mean_std({"metrics": metrics}, metric) if metrics and metric else None
-            cells.append(MISSING if score is None else format_score(score.mean, score.std))
+        scores = [_layer_score(system, name, layer, metric) for system in layered]
+        cells += [MISSING if s is None else format_score(s.mean, s.std) for s in scores]
+        if against:
+            own, random = scores[0], scores[[s.label for s in layered].index(RANDOM_LABEL)]
+            lower = metric in LOWER_IS_BETTER
+            word = MISSING
+            if own is not None and random is not None:
+                word = relation(own, random, lower_is_better=lower).removesuffix(" with")
+            cells.append(word)
         if weights:
             cells.append(f"{weights[layer]:.2f}" if layer in weights else "")
         rows.append(cells)
     return header, rows
+
+
+def _layer_score(system: System, name: str, layer: str, metric: str | None) -> Score | None:
+    """One layer's score of task ``name``, with its seeds and test set where kept, so that
+    two systems' layers pair seed by seed as their headlines do."""
+    task = system.results["tasks"][name]
+    metrics = task["by_layer"].get(layer)
+    if not metrics or not metric:
+        return None
+    return mean_std({"metrics": metrics, "split_sizes": task.get("split_sizes")}, metric)
 
 
 def layer_note(systems: Sequence[System], name: str) -> str:
@@ -188,6 +222,10 @@ def layer_note(systems: Sequence[System], name: str) -> str:
             "need not equal any row.")  # fmt: skip
     if task.get("by_layer") and task.get("best_layer") is None:
         text += " No layer is marked best on valid: this task ranks by similarity, with no probe."
+    if "against random weights" in layer_table(systems, name)[0]:
+        text += (" 'against random weights' sets each layer beside the same layer of the "
+                 "random weights by the rule of 'keeps' (seed by seed where both kept their "
+                 "seeds).")  # fmt: skip
     return text
 
 
