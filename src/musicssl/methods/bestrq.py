@@ -27,13 +27,10 @@ from musicssl.losses import (
 from musicssl.methods._draws import (
     Draws,
     add_noise,
-    check_detune,
     check_seed,
     check_share,
     count_under_draws,
-    detune,
     snr_range,
-    tuning_offsets,
 )
 from musicssl.methods.base import Method
 
@@ -73,9 +70,6 @@ class BestRQ(Method):
             the encoder sees, drawn per example; None adds none.
         noise_share: the share of examples, drawn at random, that get that noise (the
             others are seen clean).
-        detune_cents: the ViT's constant-Q input moved by a tuning offset drawn per example,
-            uniform within this many cents either way (0: none); the codes stay those of the
-            crop in tune, as in MAE.
         head_depth: transformer blocks between the encoder and the classifiers, used in
             training only (0: the paper's linear classifiers); as MAE's decoder, they take
             the code prediction off the encoder's last blocks.
@@ -86,11 +80,9 @@ class BestRQ(Method):
             seen ones alike (MERT reconstructs the constant-Q frames beside its codes; MAE's
             seen patches kept the note under each frame). 0: none. The two terms are
             logged apart (``codes``, the cross-entropy of the codes; ``reconstruction``).
-        reconstruct_target: what the seen tokens are regressed to: ``clean`` (the clean crop
-            in tune, as the hidden ones), ``seen`` (the token as the encoder read it, noise
-            and tuning offset included, so that keeping it does not ask for its noise) or
-            ``noisy`` (with the encoder's noise but in tune: the offset must be undone, as
-            MAE's ``visible_target``).
+        reconstruct_target: what the seen tokens are regressed to: ``clean`` (the clean crop,
+            as the hidden ones) or ``seen`` (the token as the encoder read it, its noise
+            included, so that keeping it does not ask the encoder to measure the noise).
         code_input: what the quantiser reads: ``batch``, each token dimension standardised
             over the batch (the paper's); ``token``, each token first standardised by its own
             mean and deviation (as MAE's targets), so that a code names the shape within a
@@ -115,7 +107,6 @@ class BestRQ(Method):
         noise_std: float = 0.1,
         noise_snr_db: Sequence[float] | None = None,
         noise_share: float = 1.0,
-        detune_cents: float = 0.0,
         head_depth: int = 0,
         reconstruct_weight: float = 0.0,
         reconstruct_target: str = "clean",
@@ -145,18 +136,14 @@ class BestRQ(Method):
         self.noise_std, self.seed = noise_std, check_seed("bestrq", seed)
         self.noise_snr_db = snr_range("bestrq", noise_snr_db)
         self.noise_share = check_share("bestrq", noise_share)
-        self.detune_cents = check_detune("bestrq", encoder, detune_cents)
-        if self.detune_cents and not isinstance(encoder, SpectrogramViT):
-            raise MusicSSLError("bestrq: detune_cents needs the spectrogram_vit encoder")
         if not reconstruct_weight >= 0.0:
             raise MusicSSLError(
                 f"bestrq: reconstruct_weight must be >= 0, got {reconstruct_weight}"
             )
         self.reconstruct_weight = reconstruct_weight
-        if reconstruct_target not in ("clean", "noisy", "seen"):
+        if reconstruct_target not in ("clean", "seen"):
             raise MusicSSLError(
-                "bestrq: reconstruct_target must be clean, noisy or seen, "
-                f"got {reconstruct_target!r}"
+                f"bestrq: reconstruct_target must be clean or seen, got {reconstruct_target!r}"
             )
         self.reconstruct_target = reconstruct_target
         if code_input not in ("batch", "token"):
@@ -215,11 +202,9 @@ class BestRQ(Method):
         batch_size, num_tokens, _ = inputs.shape
         codes = self.targets(inputs)  # (B, T, C)
         columns = num_tokens // grid[0]
-        mask, heard, offsets, noise = self._draw(x, inputs.shape, columns)
+        mask, heard, noise = self._draw(x, inputs.shape, columns)
         mask = mask[:, None, :].expand(-1, grid[0], -1).reshape(batch_size, num_tokens)
-        noisy, seen = inputs, inputs
-        if heard is not None or offsets is not None:
-            noisy, seen = self._seen(x, heard, offsets)
+        seen = inputs if heard is None else self.tokens(heard)[0]
         hidden = torch.where(mask[..., None], noise.to(inputs.dtype), seen)
         features = self.head_blocks(self._encode(hidden, grid))  # (B, T, D)
         loss = self._code_loss(features, codes, mask)
@@ -227,9 +212,8 @@ class BestRQ(Method):
         if self.reconstruct_weight:
             every = torch.ones_like(mask)
             target = inputs
-            if self.reconstruct_target != "clean":
-                read = seen if self.reconstruct_target == "seen" else noisy
-                target = torch.where(mask[..., None], inputs, read)
+            if self.reconstruct_target == "seen":
+                target = torch.where(mask[..., None], inputs, seen)
             error = masked_patch_mse(self.reconstruct(features), normalise_patches(target), every)
             out["loss"] = loss + self.reconstruct_weight * error
             out["codes"] = loss.detach()
@@ -260,20 +244,18 @@ class BestRQ(Method):
     @torch.compiler.disable
     def _draw(
         self, x: Tensor, token_shape: torch.Size, columns: int
-    ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor]:
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
         """This step's draws, made eagerly (a compiled step cannot build a generator): the
-        hidden columns (``span_mask``), the crop with noise and the tuning offsets (each None
-        when the recipe adds none), and the noise that replaces hidden tokens."""
+        hidden columns (``span_mask``), the crop with noise (None when the recipe adds none),
+        and the noise that replaces hidden tokens."""
         generator = self.draws.next(x.device)
         mask = span_mask(x.shape[0], columns, start_probability=self.start_probability,
                          span=self.span, generator=generator, device=x.device)  # fmt: skip
-        heard = offsets = None
+        heard = None
         if self.noise_snr_db is not None:
             heard = add_noise(x, self.noise_snr_db, generator, share=self.noise_share)
-        if self.detune_cents:
-            offsets = tuning_offsets(x.shape[0], self.detune_cents, generator, x.device)
         noise = torch.randn(token_shape, generator=generator, device=x.device) * self.noise_std
-        return mask, heard, offsets, noise
+        return mask, heard, noise
 
     def _code_loss(self, features: Tensor, codes: Tensor, mask: Tensor) -> Tensor:
         """Cross-entropy of the hidden tokens' codes (``masked_code_cross_entropy``).
@@ -286,21 +268,6 @@ class BestRQ(Method):
             features, codes, mask = features[mask][None], codes[mask][None], mask[mask][None]
         logits = self.head(features).unflatten(-1, (self.num_codebooks, self.codebook_size))
         return masked_code_cross_entropy(logits, codes, mask)
-
-    def _seen(
-        self, x: Tensor, heard: Tensor | None, offsets: Tensor | None
-    ) -> tuple[Tensor, Tensor]:
-        """The tokens of the crop with the encoder's noise (``heard`` when given), in tune,
-        and as the encoder sees them: the same, detuned by ``offsets`` (a ViT's) when given."""
-        noisy = x if heard is None else heard
-        if offsets is None:
-            tokens = self.tokens(noisy)[0]
-            return tokens, tokens
-        vit = self.encoder
-        assert isinstance(vit, SpectrogramViT)  # checked when built
-        spec = vit.spectrogram(noisy)
-        detuned = detune(spec, offsets, vit.config()["bins_per_octave"])
-        return vit.patchify(spec), vit.patchify(detuned)
 
     def _encode(self, hidden: Tensor, grid: tuple[int, int]) -> Tensor:
         if isinstance(self.encoder, SpectrogramViT):
