@@ -167,7 +167,31 @@ def test_resume_of_a_checkpoint_or_a_folder_of_other_files_says_what_to_resume(
     (mine / "notes.txt").write_text("mine\n")
     assert main(["pretrain", "--resume", str(mine)]) == 1
     line = one_line(capsys)
-    assert "are not a musicssl run (notes.txt); nothing to resume" in line and "--out" not in line
+    assert "are not a musicssl run (notes.txt, recipe.yaml); nothing to resume" in line
+    assert "--out" not in line
+
+
+def test_a_users_files_named_as_a_runs_are_never_taken_for_a_run(recipe, tmp_path, capsys):
+    mine = tmp_path / "experiment"  # a recipe kept where its run will go, and old metrics
+    mine.mkdir()
+    written = {
+        "recipe.yaml": "# my experiment\nbase: simclr-shortchunk-cpu\n",
+        "metrics.csv": "step,loss\n1,0.5\n",
+    }
+    for name, text in written.items():
+        (mine / name).write_text(text)
+    assert main(["pretrain", str(recipe), "--out", str(mine)]) == 1
+    line = one_line(capsys)
+    assert f"{mine}: the folder holds files that are not a musicssl run (metrics.csv, " in line
+    assert main(["pretrain", "--resume", str(mine)]) == 1
+    assert "are not a musicssl run (metrics.csv, recipe.yaml); nothing to resume" in one_line(
+        capsys
+    )
+    (mine / "metrics.csv").unlink()  # a hand-written recipe alone is no run killed early
+    assert main(["pretrain", "--resume", str(mine)]) == 1
+    assert "are not a musicssl run (recipe.yaml); nothing to resume" in one_line(capsys)
+    assert sorted(p.name for p in mine.iterdir()) == ["recipe.yaml"]
+    assert (mine / "recipe.yaml").read_text() == written["recipe.yaml"]
 
 
 def test_a_run_is_not_resumed_on_a_store_packed_again(recipe, tmp_path, capsys):

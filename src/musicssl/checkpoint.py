@@ -42,7 +42,12 @@ from musicssl.plugins import PACKAGES
 from musicssl.recipe import Recipe
 
 KEEP_CHECKPOINTS = 2
-_RUN_FILES = ("recipe.yaml", "metrics.csv", "tensorboard", "checkpoints", "latest", LOCK_NAME)
+# Written first into every new run folder: a folder holding run files without it (and
+# without a checkpoint) holds a user's files of those names, never overwritten.
+RUN_MARKER = ".musicssl-run"
+_RUN_FILES = (
+    "recipe.yaml", "metrics.csv", "tensorboard", "checkpoints", "latest", LOCK_NAME, RUN_MARKER
+)  # fmt: skip
 
 
 def is_run(folder: str | os.PathLike) -> bool:
@@ -51,10 +56,11 @@ def is_run(folder: str | os.PathLike) -> bool:
 
 
 def check_new_run(run: str | os.PathLike) -> None:
-    """Refuse ``run`` as a new run folder unless it is missing, empty, or holds run files only.
+    """Refuse ``run`` as a new run folder unless it is missing, empty, or left by a run.
 
     A folder left by a run that never reached its first checkpoint holds nothing but run
-    files, and is taken; anything else is refused, so no file of the user's is overwritten.
+    files and the run's marker, and is taken; anything else is refused (a ``recipe.yaml`` or
+    ``metrics.csv`` of the user's too), so no file of the user's is overwritten.
 
     Raises:
         MusicSSLError: the folder holds a run (resume it) or files musicssl did not write.
@@ -77,10 +83,13 @@ def check_new_run(run: str | os.PathLike) -> None:
 
 
 def _foreign(run: Path) -> str:
-    """What in ``run`` is not a file of a musicssl run, in words; "" when nothing is."""
-    names = (
-        sorted(p.name for p in run.iterdir() if p.name not in _RUN_FILES) if run.is_dir() else []
-    )
+    """What in ``run`` is not a file of a musicssl run, in words; "" when nothing is.
+
+    Files named as a run's are a run's only beside the marker a run writes first (or a
+    checkpoint): without it, they are the user's."""
+    present = sorted(p.name for p in run.iterdir()) if run.is_dir() else []
+    ours = (run / RUN_MARKER).is_file() or is_run(run)
+    names = [n for n in present if n not in _RUN_FILES or not (ours or n == LOCK_NAME)]
     if not names:
         return ""
     more = ", ..." if len(names) > 3 else ""
@@ -153,6 +162,7 @@ def start_run(run: str | os.PathLike, recipe: Recipe) -> Path:
     check_new_run(run)
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
+    write_text(run / RUN_MARKER, "a musicssl run folder (musicssl pretrain wrote it)\n")
     write_text(run / "recipe.yaml", recipe.dump())
     return run
 
