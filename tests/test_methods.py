@@ -446,9 +446,21 @@ def test_bestrq_reconstruction_regresses_every_tokens_clean_input():
     assert both.encoder.patch_embed.weight.grad.abs().sum() > 0
     with pytest.raises(MusicSSLError, match="reconstruct_weight: a loss weight must be >= 0"):
         build_method("bestrq", _tiny_vit(), reconstruct_weight=-1.0)
-    for wrong in ({"head_depth": -1}, {"span": 0}, {"start_probability": 1.5}):
-        with pytest.raises(MusicSSLError, match="start_probability <= 1, span >= 1 and head"):
-            build_method("bestrq", _tiny_vit(), **wrong)
+    for key, value, rule in (
+        ("head_depth", -1, ">= 0"),
+        ("span", 0, ">= 1"),
+        ("start_probability", 1.5, r"in \(0, 1\]"),
+        ("noise_std", -0.1, ">= 0"),
+        ("codebook_size", 1, ">= 2"),
+        ("code_dim", 0, ">= 1"),
+    ):
+        with pytest.raises(MusicSSLError, match=f"bestrq: {key} must be {rule}.*, got {value}"):
+            build_method("bestrq", _tiny_vit(), **{key: value})
+    # 1 - (1 - p) ** span of the frames hidden: refused above 90%
+    for p, span, said in ((1.0, 1, "100%"), (0.08, 1000, "100%"), (0.5, 4, "94%")):
+        with pytest.raises(MusicSSLError, match=f"span={span} hides about {said} of the frames"):
+            build_method("bestrq", _tiny_vit(), start_probability=p, span=span)
+    build_method("bestrq", _tiny_vit(), start_probability=0.5, span=3)  # 88%: taken
 
 
 @pytest.mark.parametrize("name", ["mae", "bestrq"])
@@ -671,7 +683,7 @@ def test_bestrq_with_noise_shows_the_noisy_crop_and_predicts_the_clean_codes():
     for bad in ([30], [40, 20], [float("nan"), 40]):
         with pytest.raises(MusicSSLError, match="noise_snr_db"):
             build_method("bestrq", _tiny_vit(), codebook_size=32, noise_snr_db=bad)
-    with pytest.raises(MusicSSLError, match="codebook_size >= 2"):
+    with pytest.raises(MusicSSLError, match="codebook_size must be >= 2"):
         build_method("bestrq", _tiny_vit(), codebook_size=1)
 
 

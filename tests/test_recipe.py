@@ -228,7 +228,7 @@ def test_part_options_of_the_wrong_type_are_refused_in_one_line_before_building(
 @pytest.mark.parametrize(
     "override, start",
     [
-        ("method.options.codebook_size=1", "method.options: bestrq: need num_codebooks >= 1"),
+        ("method.options.codebook_size=1", "method.options: bestrq: codebook_size must be >= 2"),
         ("encoder.options.depth=0", "encoder.options: SpectrogramViT: need depth >= 1"),
         ("method.options.reconstruct_weight=-1",
          "method.options.reconstruct_weight: a loss weight must be >= 0 and finite, got -1.0"),
