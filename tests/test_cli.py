@@ -241,10 +241,10 @@ def test_resume_takes_the_runs_own_recipe(tmp_path, monkeypatch, capsys):
 
     trained = recording(monkeypatch, "musicssl.train:pretrain", returns=tmp_path / "ckpt")
     monkeypatch.setattr("musicssl.demo.with_builtin_store", lambda recipe: recipe)
-    run = tmp_path / "run"
-    run.mkdir()
-    recipe = Recipe.load(recipe_path("simclr-shortchunk-cpu"), ["train.steps=9"])
-    (run / "recipe.yaml").write_text(recipe.dump())
+    from musicssl.checkpoint import start_run
+
+    run = tmp_path / "run"  # as a run killed before its first checkpoint leaves it
+    start_run(run, Recipe.load(recipe_path("simclr-shortchunk-cpu"), ["train.steps=9"]))
     assert main(["pretrain", "--resume", str(run)]) == 0
     assert trained[0]["recipe"].train.steps == 9 and trained[0]["resume"] is True
     assert main(["pretrain", "simclr-shortchunk-cpu", "--resume", str(run)]) == 1

@@ -313,7 +313,7 @@ def test_embed_files_refuses_bad_options_before_reading_a_file(
     assert "\n" not in str(error.value) and str(tmp_path / "folder") in str(error.value)
     notes = tmp_path / "notes.npz"
     notes.write_text("not mine")
-    with pytest.raises(MusicSSLError, match="not an embeddings .npz"):
+    with pytest.raises(MusicSSLError, match="not one musicssl embed wrote"):
         embed_files(model, music, out=notes, progress=False)
     assert notes.read_text() == "not mine"
     with pytest.raises(MusicSSLError, match="hop must be at least one sample"):
@@ -447,14 +447,14 @@ def test_out_naming_a_users_npz_with_more_arrays_is_refused(tmp_path: Path, writ
     theirs = tmp_path / "theirs.npz"
     np.savez(theirs, names=np.array(["x.wav"]), emb=np.zeros((1, 4)), mydata=np.arange(3))
     before = theirs.read_bytes()
-    with pytest.raises(MusicSSLError, match="exists and is not an embeddings .npz"):
+    with pytest.raises(MusicSSLError, match="exists and is not one musicssl embed wrote"):
         embed_files(model, tmp_path / "audio", out=theirs, progress=False)
     assert theirs.read_bytes() == before
     # Another system's embeddings, names and emb alone, are the user's too.
     other = tmp_path / "other_system.npz"
     np.savez(other, names=np.array(["x.wav"]), emb=np.ones((1, 7)))
     before = other.read_bytes()
-    with pytest.raises(MusicSSLError, match="exists and is not an embeddings .npz"):
+    with pytest.raises(MusicSSLError, match="exists and is not one musicssl embed wrote"):
         embed_files(model, tmp_path / "audio", out=other, progress=False)
     assert other.read_bytes() == before
     # Its own output, layers and frames included, it replaces.

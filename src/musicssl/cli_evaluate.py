@@ -85,14 +85,15 @@ def add_evaluate(verbs: Any) -> None:
         "--layers",
         choices=["all"],
         help="also probe every encoder layer (pitch: each layer's frames), and those of "
-        "baseline:random; layers of one width also as a weighted sum, its weights learned "
-        "on train",
+        "baseline:random when it is among --baselines; layers of one width also as a "
+        "weighted sum, its weights learned on train and stopped on valid",
     )
     evaluate.option(
         "--readout",
         choices=["mean", "freq"],
-        help="the layers' vectors: mean over frames, or freq: frequency bins kept "
-        "(default: %(default)s)",
+        help="the layers' vectors: mean over frames, or freq: mean over time of a CNN's "
+        "2-D maps, frequency bins kept; encoders without 2-D maps (the transformers) read "
+        "the mean either way (default: %(default)s)",
     )
     evaluate.option(
         "--baselines",

@@ -258,7 +258,8 @@ def add_embed(verbs: Any) -> None:
         choices=["mean", "freq"],
         default=default_of("musicssl.embed:load", "readout"),
         help="a layer's vector: mean over frames, or freq: mean over time of the 2-D maps, "
-        "frequency bins kept (short-chunk CNN) (default: %(default)s)",
+        "frequency bins kept (short-chunk CNN; encoders without 2-D maps, the transformers, "
+        "read the mean either way) (default: %(default)s)",
     )
     embed.option(
         "--frames",

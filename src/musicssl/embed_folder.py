@@ -219,7 +219,7 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def _check_out(out: Path) -> None:
     """Refuse an ``out`` that is a folder, a symbolic link, or a file that is not an
-    embeddings ``.npz``."""
+    ``.npz`` of ``musicssl embed``."""
     if out.is_symlink():
         # Writing replaces the path whole, so the user's link itself would be replaced.
         target = "a missing file" if not out.exists() else "another path"
@@ -229,7 +229,9 @@ def _check_out(out: Path) -> None:
     if out.is_dir():
         raise MusicSSLError(f"{out}: is a folder; --out names the .npz file to write")
     if out.exists() and not _is_embeddings(out):
-        raise MusicSSLError(f"{out}: exists and is not an embeddings .npz; choose another --out")
+        raise MusicSSLError(
+            f"{out}: exists and is not one musicssl embed wrote; choose another --out"
+        )
 
 
 # What ``embed`` writes: an .npz holding anything else was not written by it.
