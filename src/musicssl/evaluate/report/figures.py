@@ -32,6 +32,7 @@ from musicssl.evaluate.report.reading import (
     metric_label,
     task_names,
 )
+from musicssl.plural import counted
 
 SEED_NOTE = (
     "each seed re-initialises the probe and scores it on a bootstrap resample of the test set"
@@ -105,7 +106,8 @@ def _scores_figure(systems: Sequence[System], seeds: int) -> ReportFigure | None
     figure.legend(handles, labels, loc="outside upper center", ncols=min(len(labels), 5))
     caption = (
         "One group of bars per task: its headline metric on the test split. Bars are the mean "
-        f"over {seeds} seeds and error bars ±1 std over seeds ({SEED_NOTE}). The dashed tick "
+        f"over {counted(seeds, 'seed')} and error bars ±1 std over seeds ({SEED_NOTE}). The "
+        "dashed tick "
         "is chance, what an embedding with no information scores. "
     ) + _direction(entries, apart)
     return ReportFigure("figures/scores.png", "Headline score per task", caption, png(figure))
