@@ -179,8 +179,9 @@ def test_an_override_may_mend_the_file_or_an_earlier_override(recipes: Path):
 
 def test_part_options_a_constructor_does_not_take_are_refused_before_building(recipes: Path):
     recipe = Recipe.load(recipes / "child.yaml", ["method.options.temprature=0.1"])
-    with pytest.raises(MusicSSLError, match="simclr takes no option 'temprature'"):
+    with pytest.raises(MusicSSLError, match="simclr takes no option 'temprature'") as caught:
         build_parts(recipe)
+    assert str(caught.value).endswith("; did you mean 'temperature'?")
     with pytest.raises(MusicSSLError, match="short_chunk_cnn takes no option 'chanels'"):
         build_parts(Recipe.load(recipes / "child.yaml", ["encoder.options.chanels=8"]))
 

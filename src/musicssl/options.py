@@ -10,6 +10,7 @@ naming it, before anything is built.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import types
 import typing
@@ -97,7 +98,11 @@ def typed_options(
     for name in options:
         if name not in takes:
             listed = f"it takes: {', '.join(sorted(takes))}" if takes else "it takes none"
-            raise MusicSSLError(f"{where}.{name}: {owner} takes no option {name!r} ({listed})")
+            near = difflib.get_close_matches(name, takes, n=1)
+            meant = f"; did you mean {near[0]!r}?" if near else ""
+            raise MusicSSLError(
+                f"{where}.{name}: {owner} takes no option {name!r} ({listed}){meant}"
+            )
     for name, parameter in takes.items():
         if parameter.default is parameter.empty and name not in options:
             raise MusicSSLError(f"{where}.{name}: {owner} needs this option")
