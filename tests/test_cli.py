@@ -288,3 +288,13 @@ def test_the_command_writes_no_default_of_its_own():
         source = (folder / module).read_text()
         for written in ('"data/corpus"', '"runs/demo"', '"small"', "16000", "~/.cache"):
             assert written not in source, (module, written)
+
+
+def test_a_packaged_recipe_named_as_a_file_is_pointed_to(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no mae-vit-cpu.yaml here
+    assert main(["pretrain", "mae-vit-cpu.yaml", "--out", "run"]) == 2
+    err = capsys.readouterr().err
+    assert "mae-vit-cpu.yaml: no such recipe file (the packaged recipe is named mae-vit-cpu" in err
+    assert main(["pretrain", "elsewhere/mae-vit-cpu.yaml", "--out", "run"]) == 2
+    assert "packaged" not in capsys.readouterr().err  # a path of the user's, not a name
+    assert not (tmp_path / "run").exists()

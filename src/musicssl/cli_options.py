@@ -243,6 +243,7 @@ def recipe_file(text: str) -> str:
     the verb refuses with its own message.
     """
     from musicssl.recipe import recipe_path
+    from musicssl.recipe_files import RECIPES
 
     if "=" in text and not os.path.exists(text):
         return text
@@ -251,5 +252,7 @@ def recipe_file(text: str) -> str:
     except MusicSSLError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     if not _is(path, "file"):
-        raise argparse.ArgumentTypeError(f"{text}: no such recipe file")
+        packaged = (RECIPES / path.name).is_file() and path.parent == Path()
+        hint = f" (the packaged recipe is named {path.stem}, without .yaml)" if packaged else ""
+        raise argparse.ArgumentTypeError(f"{text}: no such recipe file{hint}")
     return str(path)
