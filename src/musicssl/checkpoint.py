@@ -259,7 +259,7 @@ def load_encoder(path: str | os.PathLike) -> nn.Module:
         encoder = build_encoder(spec["name"], **spec["options"])
     except MusicSSLError as error:  # an encoder.json edited by hand, or from a newer musicssl
         place = checkpoint_folder(path) / "encoder.json"
-        if spec.get("package") and str(error).startswith("unknown encoder"):
+        if spec.get("package") and "unknown encoder" in str(error):
             raise MusicSSLError(
                 f"{place}: the encoder {spec['name']!r} comes from the package "
                 f"{spec['package']}, which is not installed here; install it"

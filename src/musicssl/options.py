@@ -14,7 +14,7 @@ import difflib
 import inspect
 import types
 import typing
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from musicssl.errors import MusicSSLError
@@ -30,6 +30,12 @@ MAPPINGS = (dict, Mapping)
 
 class _Mismatch(Exception):
     """A value that is not of the type asked for."""
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the known name nearest a misspelt ``name``; "" for none."""
+    near = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {near[0]!r}?" if near else ""
 
 
 def coerce(value: Any, kind: Any, key: str) -> Any:
@@ -98,10 +104,9 @@ def typed_options(
     for name in options:
         if name not in takes:
             listed = f"it takes: {', '.join(sorted(takes))}" if takes else "it takes none"
-            near = difflib.get_close_matches(name, takes, n=1)
-            meant = f"; did you mean {near[0]!r}?" if near else ""
             raise MusicSSLError(
-                f"{where}.{name}: {owner} takes no option {name!r} ({listed}){meant}"
+                f"{where}.{name}: {owner} takes no option {name!r} ({listed})"
+                + did_you_mean(name, takes)
             )
     for name, parameter in takes.items():
         if parameter.default is parameter.empty and name not in options:

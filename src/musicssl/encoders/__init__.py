@@ -50,7 +50,7 @@ from musicssl.encoders.short_chunk_cnn import ShortChunkCNN
 from musicssl.encoders.spectrogram_vit import SpectrogramViT
 from musicssl.encoders.tempo_cnn import TempoCNN
 from musicssl.errors import MusicSSLError
-from musicssl.options import typed_options
+from musicssl.options import did_you_mean, typed_options
 from musicssl.plugins import add_plugin, plugin_names
 
 __all__ = [
@@ -133,8 +133,8 @@ def encoder_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     if not add_plugin("encoder", name, ENCODERS):
         known = sorted(ENCODERS) + [n for n in plugin_names("encoder") if n not in ENCODERS]
         raise MusicSSLError(
-            f"unknown encoder {name!r} (nor an installed package's: is its package "
-            f"installed?); valid names: {', '.join(known)}"
+            f"encoder.name: unknown encoder {name!r} (nor an installed package's: is its "
+            f"package installed?); valid names: {', '.join(known)}{did_you_mean(name, known)}"
         )
     return typed_options(f"encoder {name}", "encoder.options", ENCODERS[name], options)
 

@@ -30,7 +30,7 @@ from musicssl.methods.slap import SLAP, slap
 from musicssl.methods.stone import STONE, stone
 from musicssl.methods.tempo import TempoEquivariance, tempo
 from musicssl.methods.vicreg import VICReg, vicreg
-from musicssl.options import typed_options
+from musicssl.options import did_you_mean, typed_options
 from musicssl.plugins import add_plugin, plugin_names
 
 METHODS: dict[str, Callable[..., Method]] = {
@@ -78,7 +78,8 @@ def method_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     if not add_plugin("method", name, METHODS):
         known = sorted(METHODS) + [n for n in plugin_names("method") if n not in METHODS]
         raise MusicSSLError(
-            f"unknown method {name!r} (nor an installed package's); choose one of {known}"
+            f"method.name: unknown method {name!r} (nor an installed package's); choose one "
+            f"of {', '.join(known)}{did_you_mean(name, known)}"
         )
     factory = METHODS[name]
     typed = typed_options(f"method {name}", "method.options", factory, options, given=["encoder"])
