@@ -140,7 +140,9 @@ def test_an_installed_packages_method_and_encoder_are_found_by_name(installed: P
     loss = method(torch.from_numpy(x), torch.from_numpy(x))["loss"]
     assert -1.0 <= float(loss.detach()) <= 1.0  # minus a mean cosine similarity
     unknown = r"method.name: unknown method 'simsam' \(nor an installed package's\); choose one"
-    with pytest.raises(MusicSSLError, match=unknown + r".*, simsiam, .*; did you mean 'simsiam'\?$"):
+    with pytest.raises(
+        MusicSSLError, match=unknown + r".*, simsiam, .*; did you mean 'simsiam'\?$"
+    ):
         build_method("simsam", encoder)
     with pytest.raises(MusicSSLError, match=r"method.options.dim must be a whole number"):
         build_method("simsiam", encoder, dim="many")

@@ -492,6 +492,11 @@ def test_resume_of_a_finished_run_says_so_and_how_to_train_longer(recipe, tmp_pa
     assert hint in out  # and it runs as written, the store back in place
     shutil.copytree(recipe.parent / "store", store)
     assert main([*hint.split()[1:-1], str(tmp_path / "longer")]) == 0
+    weights = run / "checkpoints" / "step-00000004" / "encoder.safetensors"
+    weights.write_bytes(b"")  # the weights it offers to train on from, lost
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(run)]) == 1
+    assert one_line(capsys).startswith(f"musicssl: error: {weights}: cannot read the weights")
 
 
 def _a_step_that_is_not_a_number(path: Path) -> None:

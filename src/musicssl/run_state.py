@@ -56,12 +56,15 @@ def finished_note(run: str | os.PathLike, settings: TrainSettings) -> str | None
     None while it has steps left.
 
     Raises:
-        MusicSSLError: its latest checkpoint is damaged (the message says how to go on).
+        MusicSSLError: its latest checkpoint is damaged (the message says how to go on), or
+            its encoder's weights cannot be read.
     """
     step = finished_step(run, settings)
     if step is None:
         return None
     run = Path(run)
+    # The note offers the weights to train on from: they must be there to be read.
+    checkpoint.read_weights(checkpoint.encoder_weights(run))
     # A run under a time budget ends at the step that fitted it, unless train.steps came first.
     limit = "train.steps" if settings.minutes is None or step >= settings.steps else "train.minutes"
     recipe = run / "recipe.yaml"
