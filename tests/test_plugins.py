@@ -121,10 +121,11 @@ def installed(tmp_path: Path, monkeypatch) -> Path:
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mine-ssl\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(ENTRY_POINTS)
     monkeypatch.syspath_prepend(str(site))
+    before = [(registry, dict(registry)) for registry in (METHODS, ENCODERS)]
     yield site
-    for registry, names in ((METHODS, ("simsiam", "careless")), (ENCODERS, ("frames",))):
-        for name in names:
-            registry.pop(name, None)
+    for registry, entries in before:  # every name a test loaded, gone again
+        registry.clear()
+        registry.update(entries)
     sys.modules.pop("mine_ssl", None)
     plugins.NOTED.clear()
     plugins.LOADED.discard("mine_ssl")
