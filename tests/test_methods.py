@@ -503,6 +503,32 @@ def test_bestrq_seen_reconstruction_regresses_the_seen_tokens_as_the_encoder_rea
         build_method("bestrq", _tiny_vit(), reconstruct_target="noisy")
 
 
+@pytest.mark.parametrize("mask_by", ["column", "row"])
+def test_bestrq_hides_whole_columns_or_each_rows_own_spans(mask_by):
+    from musicssl.losses import span_mask
+
+    torch.manual_seed(0)
+    method = build_method("bestrq", _tiny_vit(), codebook_size=32, start_probability=0.3,
+                          span=2, mask_by=mask_by).eval()  # fmt: skip
+    read: list[torch.Tensor] = []
+    original = method._encode
+    method._encode = lambda hidden, grid: read.append(hidden) or original(hidden, grid)
+    x = torch.randn(8, 243)
+    method(x)
+    inputs, (rows, columns) = method.tokens(x)
+    hidden = (read[0] != inputs).any(dim=-1).view(8, rows, columns)  # noise where hidden
+    # The same draws by hand: a span mask per example (column) or per example and row.
+    drawn = rows if mask_by == "row" else 1
+    generator = Draws(seed=0).next(x.device)
+    expected = span_mask(8 * drawn, columns, start_probability=0.3, span=2, generator=generator)
+    expected = expected.view(8, drawn, columns)
+    assert torch.equal(hidden, expected.expand(-1, rows, -1))
+    rows_alike = bool((hidden == hidden[:, :1]).all())
+    assert rows_alike is (mask_by == "column")  # rows apart: some column half hidden
+    with pytest.raises(MusicSSLError, match="mask_by must be column or row, got 'patch'"):
+        build_method("bestrq", _tiny_vit(), mask_by="patch")
+
+
 def _tiny_cqt_vit() -> SpectrogramViT:
     """A 12-bin constant-Q ViT (one octave of semitones): 3 x 8 patches of 4 x 4."""
     return SpectrogramViT(frontend="cqt", n_bins=12, f_min=200.0, patch=(4, 4), width=16,

@@ -87,6 +87,11 @@ class BestRQ(Method):
             over the batch (the paper's); ``token``, each token first standardised by its own
             mean and deviation (as MAE's targets), so that a code names the shape within a
             token (which bins sound, against the rest) and not its loudness.
+        mask_by: how the ViT's patches are hidden: ``column``, every frequency row of a
+            hidden time column (a hidden frame, cut into patches), or ``row``, the spans of
+            each frequency row drawn apart, so that the other octaves of a hidden patch's
+            column are seen (as MAE hides patches one by one). The frame transformer's one
+            row is hidden the same either way.
         seed: seeds the quantiser, and the masks with the count of steps taken.
     """
 
@@ -111,6 +116,7 @@ class BestRQ(Method):
         reconstruct_weight: float = 0.0,
         reconstruct_target: str = "clean",
         code_input: str = "batch",
+        mask_by: str = "column",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -152,6 +158,9 @@ class BestRQ(Method):
         if code_input not in ("batch", "token"):
             raise MusicSSLError(f"bestrq: code_input must be batch or token, got {code_input!r}")
         self.code_input = code_input
+        if mask_by not in ("column", "row"):
+            raise MusicSSLError(f"bestrq: mask_by must be column or row, got {mask_by!r}")
+        self.mask_by = mask_by
         projection, codebooks = random_quantizer(
             input_size(encoder),
             num_codebooks=num_codebooks,
@@ -202,11 +211,8 @@ class BestRQ(Method):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """Masked code prediction loss and code usage of one batch. x Shape: (B, num_samples)."""
         inputs, grid = self.tokens(x)  # (B, T, F): frames, or patches on a (rows, cols) grid
-        batch_size, num_tokens, _ = inputs.shape
         codes = self.targets(inputs)  # (B, T, C)
-        columns = num_tokens // grid[0]
-        mask, heard, noise = self._draw(x, inputs.shape, columns)
-        mask = mask[:, None, :].expand(-1, grid[0], -1).reshape(batch_size, num_tokens)
+        mask, heard, noise = self._draw(x, inputs.shape, grid)  # mask: (B, T)
         seen = inputs if heard is None else self.tokens(heard)[0]
         hidden = torch.where(mask[..., None], noise.to(inputs.dtype), seen)
         features = self.head_blocks(self._encode(hidden, grid))  # (B, T, D)
@@ -246,14 +252,18 @@ class BestRQ(Method):
 
     @torch.compiler.disable
     def _draw(
-        self, x: Tensor, token_shape: torch.Size, columns: int
+        self, x: Tensor, token_shape: torch.Size, grid: tuple[int, int]
     ) -> tuple[Tensor, Tensor | None, Tensor]:
         """This step's draws, made eagerly (a compiled step cannot build a generator): the
-        hidden columns (``span_mask``), the crop with noise (None when the recipe adds none),
-        and the noise that replaces hidden tokens."""
+        hidden tokens (``span_mask`` over the time columns, every row of a column alike or
+        each row apart, as ``mask_by`` says), the crop with noise (None when the recipe adds
+        none), and the noise that replaces hidden tokens."""
         generator = self.draws.next(x.device)
-        mask = span_mask(x.shape[0], columns, start_probability=self.start_probability,
+        rows, columns = grid
+        drawn = rows if self.mask_by == "row" else 1
+        mask = span_mask(x.shape[0] * drawn, columns, start_probability=self.start_probability,
                          span=self.span, generator=generator, device=x.device)  # fmt: skip
+        mask = mask.view(x.shape[0], drawn, columns).expand(-1, rows, -1).flatten(1)
         heard = None
         if self.noise_snr_db is not None:
             heard = add_noise(x, self.noise_snr_db, generator, share=self.noise_share)
