@@ -51,8 +51,9 @@ class BestRQ(Method):
     ``noise_snr_db`` the visible frames are those of the crop with white noise added (the
     codes stay those of the clean crop), as in MAE. With a
     ``SpectrogramViT`` the tokens are its patches: each patch has its code, and a hidden
-    time column is hidden in every frequency row (the frame, cut into patches). Beside the
-    loss it reports how many codes the targets use
+    time column is hidden in every frequency row (the frame, cut into patches), or each
+    row's spans are drawn apart (``mask_by``). Beside the loss it reports how many codes the
+    targets use
     (``code_perplexity``, ``codes_used``), so a collapsed quantiser shows while training.
     The defaults are MusicFM's: 4096 codes of 16 dimensions, spans of 10 tokens (400 ms at
     the frame transformer's 40 ms tokens), about 40% of the frames hidden.
@@ -234,8 +235,8 @@ class BestRQ(Method):
 
     def tokens(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
         """What the quantiser reads and the mask hides: the frame transformer's frames (a
-        grid of one row), or the ViT's patches on their (rows, columns) grid, where a hidden
-        frame is a whole time column, every frequency row of it.
+        grid of one row), or the ViT's patches on their (rows, columns) grid, hidden by time
+        columns or row by row (``mask_by``).
 
         Shape: (B, num_samples) -> (B, num_tokens, token size), (rows, columns).
         """
