@@ -42,6 +42,38 @@ def input_size(encoder: FrameTransformer | SpectrogramViT) -> int:
     return encoder.stack * encoder.n_bins
 
 
+def _check_ranges(
+    *,
+    num_codebooks: int,
+    codebook_size: int,
+    code_dim: int,
+    noise_std: float,
+    start_probability: float,
+    span: int,
+    head_depth: int,
+    reconstruct_weight: float,
+) -> None:
+    """Refuse an option out of its range, naming it; and a mask that hides nearly every frame."""
+    for key, value, holds, rule in (
+        ("num_codebooks", num_codebooks, num_codebooks >= 1, ">= 1"),
+        ("codebook_size", codebook_size, codebook_size >= 2, ">= 2 (one code is no target)"),
+        ("code_dim", code_dim, code_dim >= 1, ">= 1"),
+        ("noise_std", noise_std, noise_std >= 0, ">= 0"),
+        ("start_probability", start_probability, 0 < start_probability <= 1, "in (0, 1]"),
+        ("span", span, span >= 1, ">= 1"),
+        ("head_depth", head_depth, head_depth >= 0, ">= 0"),
+        ("reconstruct_weight", reconstruct_weight, reconstruct_weight >= 0, ">= 0"),
+    ):
+        if not holds:
+            raise MusicSSLError(f"bestrq: {key} must be {rule}, got {value}")
+    if (share := 1.0 - (1.0 - start_probability) ** span) > 0.9:
+        raise MusicSSLError(
+            f"bestrq: start_probability={start_probability} with span={span} hides about "
+            f"{share:.0%} of the frames, leaving the encoder almost nothing to read; lower "
+            "either (MusicFM's 0.05 and 10 hide about 40%)"
+        )
+
+
 class BestRQ(Method):
     """One training step of BEST-RQ, from one crop per clip.
 
@@ -126,24 +158,10 @@ class BestRQ(Method):
                 f"bestrq: the encoder must be frame_transformer or spectrogram_vit (it masks "
                 f"frames or patches), got {type(encoder).__name__}"
             )
-        for key, value, holds, rule in (
-            ("num_codebooks", num_codebooks, num_codebooks >= 1, ">= 1"),
-            ("codebook_size", codebook_size, codebook_size >= 2, ">= 2 (one code is no target)"),
-            ("code_dim", code_dim, code_dim >= 1, ">= 1"),
-            ("noise_std", noise_std, noise_std >= 0, ">= 0"),
-            ("start_probability", start_probability, 0 < start_probability <= 1, "in (0, 1]"),
-            ("span", span, span >= 1, ">= 1"),
-            ("head_depth", head_depth, head_depth >= 0, ">= 0"),
-            ("reconstruct_weight", reconstruct_weight, reconstruct_weight >= 0, ">= 0"),
-        ):
-            if not holds:
-                raise MusicSSLError(f"bestrq: {key} must be {rule}, got {value}")
-        if (share := 1.0 - (1.0 - start_probability) ** span) > 0.9:
-            raise MusicSSLError(
-                f"bestrq: start_probability={start_probability} with span={span} hides about "
-                f"{share:.0%} of the frames, leaving the encoder almost nothing to read; lower "
-                "either (MusicFM's 0.05 and 10 hide about 40%)"
-            )
+        _check_ranges(num_codebooks=num_codebooks, codebook_size=codebook_size,
+                      code_dim=code_dim, noise_std=noise_std,
+                      start_probability=start_probability, span=span, head_depth=head_depth,
+                      reconstruct_weight=reconstruct_weight)  # fmt: skip
         self.encoder = encoder
         self.num_codebooks, self.codebook_size = num_codebooks, codebook_size
         self.start_probability, self.span = start_probability, span
