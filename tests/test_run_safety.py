@@ -624,3 +624,25 @@ def test_a_refused_evaluation_leaves_no_report_folder(tmp_path, capsys):
     assert main(["evaluate", "baseline:nope", "--out", str(out)]) == 1
     one_line(capsys)
     assert out.is_dir()
+
+
+def test_reading_a_run_with_steps_left_says_which_step_it_reads(recipe, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["pretrain", str(recipe), "--out", str(run)]) == 0
+    audio = tmp_path / "clip.wav"
+    sf.write(str(audio), np.zeros(16000, np.float32), 16000)
+    capsys.readouterr()
+    assert main(["embed", str(run), str(audio), "--out", str(tmp_path / "done.npz")]) == 0
+    assert "not finished" not in capsys.readouterr().err  # all 4 steps taken
+    # As a run stopped (or still training) after its first checkpoint stands.
+    (run / "latest").write_text("step-00000002\n")
+    assert main(["embed", str(run), str(audio), "--out", str(tmp_path / "half.npz")]) == 0
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"note: {run} has not finished training (step 2 of 4; still running, or stopped: "
+        f"musicssl pretrain --resume {run} goes on); embed reads its latest checkpoint"
+    )
+    # evaluate says the same before its own work (here refused: no corpus there).
+    assert main(["evaluate", str(run), "--corpus", str(tmp_path / "none"), "--cache",
+                 str(tmp_path / "cache"), "--out", str(tmp_path / "report")]) == 1  # fmt: skip
+    first, *rest = capsys.readouterr().err.splitlines()
+    assert first.endswith("goes on); evaluate reads its latest checkpoint") and len(rest) == 1

@@ -153,6 +153,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
     from musicssl.evaluate.report.folder import check_out
     from musicssl.evaluate.report.tables import STEADY_SEEDS
     from musicssl.files import folder_lock, missing_folders, remove_empty
+    from musicssl.run_state import unfinished_note
 
     check_out(args.out)  # before the lock makes the folder
     if "cache" not in options:  # the default (or $MUSICSSL_CACHE's) checked as --cache is
@@ -166,6 +167,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
         print(f"note: --seeds {options['seeds']} is too few for the report's noise rule (its ± "
               f"values, marks and verdicts); {STEADY_SEEDS} or more steady them",
               file=sys.stderr, flush=True)  # fmt: skip
+    if (note := unfinished_note(args.source, "evaluate")) is not None:
+        print(note, file=sys.stderr, flush=True)
     out = Path(args.out)
     made = missing_folders(out)
     try:

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import sys
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -287,7 +288,10 @@ def add_embed(verbs: Any) -> None:
 def run_embed(args: argparse.Namespace) -> None:
     from musicssl.embed import load
     from musicssl.embed_folder import embed_files
+    from musicssl.run_state import unfinished_note
 
+    if (note := unfinished_note(args.checkpoint, "embed")) is not None:
+        print(note, file=sys.stderr, flush=True)
     model = load(args.checkpoint, **given(args, "device", "readout"))
     summary = embed_files(
         model, args.input, **given(args, "out", "hop", "layers", "frames", "batch_size")

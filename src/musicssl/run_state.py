@@ -3,7 +3,8 @@ with a checkpoint has steps left.
 
 ``anchored(recipe)`` fixes a new run's paths so that it resumes and is read from any folder;
 ``finished_step`` and ``finished_note`` read a run's latest training state, so that a
-finished run is said to be finished before a store is looked for or a process started.
+finished run is said to be finished before a store is looked for or a process started;
+``unfinished_note`` says, to a verb that reads a run, that the run has steps left.
 """
 
 from __future__ import annotations
@@ -73,4 +74,26 @@ def finished_note(run: str | os.PathLike, settings: TrainSettings) -> str | None
         f"start a new run from it (its schedule starts again): musicssl pretrain {recipe} "
         f"train.init_from={run} --out NEW_RUN; or, from the start, a longer one with a larger "
         f"{limit}: musicssl pretrain {recipe} {limit}=... --out NEW_RUN"
+    )
+
+
+def unfinished_note(source: str | os.PathLike, verb: str) -> str | None:
+    """What a verb that reads a run's encoder says when the run has steps left (still
+    training, or stopped before its end): which step it reads. None for a finished run, a
+    checkpoint folder or anything else (whose reader says what is wrong with it)."""
+    run = Path(source)
+    if not checkpoint.is_run(run) or not (run / "recipe.yaml").is_file():
+        return None
+    try:
+        settings = Recipe.load(run / "recipe.yaml").train
+        state = checkpoint.read_training_state(run, peek=True)
+    except MusicSSLError:
+        return None
+    step, last = int(state["step"]), int(state.get("horizon", settings.steps))
+    if step >= last:
+        return None
+    return (
+        f"note: {run} has not finished training (step {step} of {last}; still "
+        f"running, or stopped: musicssl pretrain --resume {run} goes on); {verb} reads its "
+        "latest checkpoint"
     )
