@@ -190,6 +190,35 @@ def test_pretrain_loads_the_recipe_with_its_overrides_even_after_options(tmp_pat
     assert call["out"] == run and call["resume"] is False
 
 
+def test_training_on_a_corpus_not_yet_built_says_where_it_builds_it(tmp_path, monkeypatch, capsys):
+    from musicssl.demo import with_builtin_store
+    from musicssl.recipe import Recipe, recipe_path
+
+    built = recording(monkeypatch, "musicssl.builtin:build_corpus")
+    recording(monkeypatch, "musicssl.pack:pack")
+    typo = tmp_path / "corpsu"
+    recipe = Recipe.load(recipe_path("simclr-shortchunk-cpu"), [f"data.corpus={typo}"])
+    assert with_builtin_store(recipe).data.store == str(typo / "store-16000")
+    assert capsys.readouterr().err == (
+        f"data.corpus: no built-in corpus in {typo}; building the small one there (minutes; "
+        "data.store=STORE trains on your own)\n"
+    )
+    assert len(built) == 1
+    (typo / "manifest.jsonl").parent.mkdir()
+    (typo / "manifest.jsonl").write_text("")  # built: reused without a word
+    with_builtin_store(Recipe.load(recipe_path("simclr-shortchunk-cpu"), [f"data.corpus={typo}"]))
+    assert capsys.readouterr().err == "" and len(built) == 2
+
+
+@pytest.mark.parametrize("verb", [["embed", ".", "."], ["pretrain", "mae-vit-cpu"]])
+def test_an_empty_out_is_refused_not_read_as_the_current_folder(verb, capsys):
+    assert main([*verb, "--out", ""]) == 2
+    assert capsys.readouterr().err == (
+        f"musicssl {verb[0]}: error: argument --out: empty path; give a name "
+        f"(see musicssl {verb[0]} --help)\n"
+    )
+
+
 def test_an_unknown_option_points_to_the_verbs_own_help(tmp_path, capsys):
     assert main(["embed", str(tmp_path), str(tmp_path), "--out", "e.npz", "--seeds", "3"]) == 2
     error = capsys.readouterr().err

@@ -386,6 +386,21 @@ def test_a_truncated_wav_is_skipped_and_reported_like_index_does(
         assert data["names"].tolist() == ["whole.wav"]
 
 
+def test_a_folder_of_bad_files_alone_names_the_first_reason(tmp_path: Path):
+    _checkpoint(tmp_path / "ckpt")
+    (tmp_path / "audio").mkdir()
+    _truncated_wav(tmp_path / "audio" / "a.wav", frames=8000, kept=5000)
+    (tmp_path / "audio" / "b.wav").write_bytes(b"")
+    with pytest.raises(MusicSSLError) as caught:
+        embed_files(load(tmp_path / "ckpt"), tmp_path / "audio", out=tmp_path / "e.npz",
+                    progress=False)  # fmt: skip
+    assert str(caught.value) == (
+        f"{tmp_path / 'audio'}: nothing could be embedded (2 bad files; the first: a.wav: "
+        "truncated: header declares 8000 frames, file holds 5000)"
+    )
+    assert not (tmp_path / "e.npz").exists()
+
+
 def test_what_a_decoder_prints_is_held_back_and_counted(tmp_path: Path, write_audio, capfd):
     _checkpoint(tmp_path / "ckpt")
     model = load(tmp_path / "ckpt")

@@ -144,6 +144,7 @@ def existing_path(text: str) -> str:
 
 def output_folder(text: str) -> str:
     """A folder the verb may create, or reuse if it is its own (the verb decides)."""
+    _not_empty(text)
     if _is(Path(text), "any") and not _is(Path(text), "dir"):
         raise argparse.ArgumentTypeError(f"{text}: exists and is not a folder")
     return _creatable(text)
@@ -159,9 +160,16 @@ def corpus_folder(text: str) -> str:
 
 def output_file(text: str) -> str:
     """A file the verb may write (over its own earlier output only: the verb decides)."""
+    _not_empty(text)
     if _is(Path(text), "dir"):
         raise argparse.ArgumentTypeError(f"{text}: is a folder; give a file name")
     return _creatable(text)
+
+
+def _not_empty(text: str) -> None:
+    """An empty path is refused: read as the current folder, it would write there."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path; give a name")
 
 
 def _creatable(text: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -39,6 +40,10 @@ def with_builtin_store(recipe: Recipe, *, progress: bool = True) -> Recipe:
 
     sr = build_encoder(recipe.encoder.name, **recipe.encoder.options).sample_rate
     corpus = Path(recipe.data.corpus)
+    if progress and not (corpus / "manifest.jsonl").is_file():  # a long job: say where first
+        print(f"data.corpus: no built-in corpus in {corpus.resolve()}; building the "
+              f"{recipe.data.corpus_size} one there (minutes; data.store=STORE trains on "
+              "your own)", file=sys.stderr, flush=True)  # fmt: skip
     build_corpus(corpus, size=recipe.data.corpus_size, seed=0, progress=progress)
     store = corpus / f"store-{sr}"
     pack(corpus / "manifest.jsonl", out=store, sr=sr, progress=progress)

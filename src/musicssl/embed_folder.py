@@ -89,7 +89,10 @@ def embed_files(
             raise MusicSSLError(f"nothing could be embedded: {skipped[0]}")
         if not skipped:
             raise MusicSSLError(f"{source}: no audio in it to embed")
-        raise MusicSSLError(f"{source}: nothing could be embedded ({len(skipped)} bad files)")
+        raise MusicSSLError(
+            f"{source}: nothing could be embedded ({len(skipped)} bad files; the first: "
+            f"{skipped[0]})"
+        )
     # Which weights made them (empty for a model built without a checkpoint); it also marks
     # the file as one ``embed`` wrote and may replace.
     arrays["encoder"] = np.array(model.fingerprint or "")
