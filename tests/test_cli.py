@@ -219,6 +219,27 @@ def test_an_empty_out_is_refused_not_read_as_the_current_folder(verb, capsys):
     )
 
 
+@pytest.mark.parametrize("wrote", [False, True])
+def test_an_interrupted_start_leaves_no_folder_but_a_started_run_stays(
+    tmp_path, monkeypatch, capsys, wrote
+):
+    from musicssl.checkpoint import RUN_MARKER
+
+    def interrupted(recipe, *, out, resume=False, progress=True):
+        if wrote:  # as a run stopped before its first checkpoint leaves it
+            (out / RUN_MARKER).touch()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("musicssl.demo.with_builtin_store", lambda recipe: recipe)
+    monkeypatch.setattr("musicssl.train.pretrain", interrupted)
+    run = tmp_path / "new" / "run"
+    argv = ["pretrain", "simclr-shortchunk-cpu", "data.store=somewhere", "--out", str(run)]
+    assert main(argv) == 130
+    assert (tmp_path / "new").exists() is wrote
+    if wrote:
+        assert sorted(path.name for path in run.iterdir()) == [".lock", RUN_MARKER]
+
+
 def test_an_unknown_option_points_to_the_verbs_own_help(tmp_path, capsys):
     assert main(["embed", str(tmp_path), str(tmp_path), "--out", "e.npz", "--seeds", "3"]) == 2
     error = capsys.readouterr().err

@@ -157,8 +157,12 @@ def run_pretrain(args: argparse.Namespace) -> None:
                 check_new_run(run)  # again, now that no other process can write it
         try:
             checkpoint = pretrain(recipe, out=run, resume=bool(args.resume))
-        except Exception:  # refused, or failed (a method of one's own, say), as it began
-            if made and not is_run(run):  # before a checkpoint: leave nothing
+        except BaseException as error:
+            # Refused, or failed as it began (a method of one's own, say): before a checkpoint,
+            # leave nothing. Interrupted: only while the folder holds nothing but our lock (a
+            # run's first files resume from step 0).
+            bare = run.is_dir() and {path.name for path in run.iterdir()} <= {".lock"}
+            if made and not is_run(run) and (isinstance(error, Exception) or bare):
                 shutil.rmtree(run, ignore_errors=True)
                 remove_empty(made[1:])  # nor the parents this call made
             raise
