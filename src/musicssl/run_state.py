@@ -47,9 +47,15 @@ def finished_step(run: str | os.PathLike, settings: TrainSettings) -> int | None
     Raises:
         MusicSSLError: its latest checkpoint is damaged (the message says how to go on).
     """
+    step, last = _step_of_last(run, settings)
+    return step if step >= last else None
+
+
+def _step_of_last(run: str | os.PathLike, settings: TrainSettings) -> tuple[int, int]:
+    """The latest checkpoint's step, and the step the run ends at (its settled horizon, or
+    ``train.steps`` until a time budget settles one)."""
     state = checkpoint.read_training_state(run, peek=True)  # the optimiser's state unread
-    step = int(state["step"])
-    return step if step >= int(state.get("horizon", settings.steps)) else None
+    return int(state["step"]), int(state.get("horizon", settings.steps))
 
 
 def finished_note(run: str | os.PathLike, settings: TrainSettings) -> str | None:
@@ -85,11 +91,9 @@ def unfinished_note(source: str | os.PathLike, verb: str) -> str | None:
     if not checkpoint.is_run(run) or not (run / "recipe.yaml").is_file():
         return None
     try:
-        settings = Recipe.load(run / "recipe.yaml").train
-        state = checkpoint.read_training_state(run, peek=True)
+        step, last = _step_of_last(run, Recipe.load(run / "recipe.yaml").train)
     except MusicSSLError:
         return None
-    step, last = int(state["step"]), int(state.get("horizon", settings.steps))
     if step >= last:
         return None
     return (

@@ -168,18 +168,15 @@ class BestRQ(Method):
         self.noise_std, self.seed = noise_std, check_seed("bestrq", seed)
         self.noise_snr_db = snr_range("bestrq", noise_snr_db)
         self.noise_share = check_share("bestrq", noise_share)
-        self.reconstruct_weight = reconstruct_weight
-        if reconstruct_target not in ("clean", "seen"):
-            raise MusicSSLError(
-                f"bestrq: reconstruct_target must be clean or seen, got {reconstruct_target!r}"
-            )
-        self.reconstruct_target = reconstruct_target
-        if code_input not in ("batch", "token"):
-            raise MusicSSLError(f"bestrq: code_input must be batch or token, got {code_input!r}")
-        self.code_input = code_input
-        if mask_by not in ("column", "row"):
-            raise MusicSSLError(f"bestrq: mask_by must be column or row, got {mask_by!r}")
-        self.mask_by = mask_by
+        for key, value, choices in (
+            ("reconstruct_target", reconstruct_target, ("clean", "seen")),
+            ("code_input", code_input, ("batch", "token")),
+            ("mask_by", mask_by, ("column", "row")),
+        ):
+            if value not in choices:
+                raise MusicSSLError(f"bestrq: {key} must be {' or '.join(choices)}, got {value!r}")
+        self.reconstruct_weight, self.reconstruct_target = reconstruct_weight, reconstruct_target
+        self.code_input, self.mask_by = code_input, mask_by
         projection, codebooks = random_quantizer(
             input_size(encoder),
             num_codebooks=num_codebooks,
